@@ -1,0 +1,159 @@
+//! Access tracking without a write per read: reads are counted in memory and flushed to the
+//! database in batches by the writer (on a timer, when many are pending, and on close).
+//! A crash loses at most the reads since the last flush, never the order of magnitude.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::backend::WriteOp;
+
+const SHARDS: usize = 16;
+
+/// Buffered reads of one record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingAccess {
+    /// Reads not yet flushed.
+    pub count: u64,
+    /// Time of the latest, in milliseconds since the Unix epoch.
+    pub last_ms: i64,
+}
+
+/// The in-memory counters.
+#[derive(Debug)]
+pub struct AccessTracker {
+    shards: [Mutex<HashMap<String, PendingAccess>>; SHARDS],
+    pending_keys: AtomicUsize,
+}
+
+impl Default for AccessTracker {
+    fn default() -> Self {
+        AccessTracker {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            pending_keys: AtomicUsize::new(0),
+        }
+    }
+}
+
+fn shard_of(cache_key: &str) -> usize {
+    // FNV-1a: cheap, and only spreads lock contention.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in cache_key.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    usize::try_from(h).unwrap_or(0) % SHARDS
+}
+
+impl AccessTracker {
+    fn shard(&self, cache_key: &str) -> std::sync::MutexGuard<'_, HashMap<String, PendingAccess>> {
+        // The modulo in shard_of keeps the index in bounds.
+        match self.shards[shard_of(cache_key) % SHARDS].lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Counts one read of the record behind `cache_key` (see [`crate::cache::cache_key`]).
+    pub fn record(&self, cache_key: &str, now_ms: i64) {
+        let mut shard = self.shard(cache_key);
+        if let Some(p) = shard.get_mut(cache_key) {
+            p.count = p.count.saturating_add(1);
+            p.last_ms = p.last_ms.max(now_ms);
+        } else {
+            shard.insert(
+                cache_key.to_owned(),
+                PendingAccess {
+                    count: 1,
+                    last_ms: now_ms,
+                },
+            );
+            self.pending_keys.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads of a record not yet flushed.
+    pub fn pending(&self, cache_key: &str) -> Option<PendingAccess> {
+        self.shard(cache_key).get(cache_key).copied()
+    }
+
+    /// Forgets buffered reads of a deleted record.
+    pub fn forget(&self, cache_key: &str) {
+        if self.shard(cache_key).remove(cache_key).is_some() {
+            self.pending_keys.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of records with buffered reads.
+    pub fn pending_keys(&self) -> usize {
+        self.pending_keys.load(Ordering::Relaxed)
+    }
+
+    /// Takes every buffered count, as touch operations for the writer.
+    pub fn drain(&self) -> Vec<WriteOp> {
+        let mut ops = Vec::new();
+        for shard in &self.shards {
+            let taken = match shard.lock() {
+                Ok(mut g) => std::mem::take(&mut *g),
+                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+            };
+            self.pending_keys.fetch_sub(taken.len(), Ordering::Relaxed);
+            ops.extend(taken.into_iter().filter_map(|(k, p)| {
+                let (collection, key) = k.split_once('\0')?;
+                Some(WriteOp::Touch {
+                    collection: collection.to_owned(),
+                    key: key.to_owned(),
+                    count: p.count,
+                    last_ms: p.last_ms,
+                })
+            }));
+        }
+        ops
+    }
+
+    /// Puts counts back after a failed flush, so they are not lost.
+    pub fn restore(&self, ops: &[WriteOp]) {
+        for op in ops {
+            if let WriteOp::Touch {
+                collection,
+                key,
+                count,
+                last_ms,
+            } = op
+            {
+                let k = crate::cache::cache_key(collection, key);
+                let mut shard = self.shard(&k);
+                let entry = shard.entry(k).or_insert_with(|| {
+                    self.pending_keys.fetch_add(1, Ordering::Relaxed);
+                    PendingAccess::default()
+                });
+                entry.count = entry.count.saturating_add(*count);
+                entry.last_ms = entry.last_ms.max(*last_ms);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::cache_key;
+
+    #[test]
+    fn counts_drain_and_restore() {
+        let t = AccessTracker::default();
+        let k = cache_key("games", "g-1");
+        t.record(&k, 10);
+        t.record(&k, 5);
+        t.record(&cache_key("games", "g-2"), 7);
+        assert_eq!(t.pending(&k), Some(PendingAccess { count: 2, last_ms: 10 }));
+        assert_eq!(t.pending_keys(), 2);
+        let ops = t.drain();
+        assert_eq!(ops.len(), 2);
+        assert_eq!(t.pending_keys(), 0);
+        assert_eq!(t.pending(&k), None);
+        t.restore(&ops);
+        assert_eq!(t.pending(&k), Some(PendingAccess { count: 2, last_ms: 10 }));
+        t.forget(&k);
+        assert_eq!(t.pending_keys(), 1);
+    }
+}

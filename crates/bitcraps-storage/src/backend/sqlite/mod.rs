@@ -1,0 +1,225 @@
+//! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
+
+mod read;
+pub mod schema;
+mod write;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::backend::{
+    Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, StoredBlob,
+    WriteUnit,
+};
+use crate::config::Durability;
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+
+/// Page cache of the writer connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+/// Page cache of each reader connection, in KiB.
+const READER_CACHE_KIB: i64 = 4 * 1024;
+/// How long a connection waits on SQLite's own locks (checkpoints, other processes).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Read-only connections in the pool.
+    pub readers: usize,
+    /// fsync policy.
+    pub durability: Durability,
+    /// Share identical content between records.
+    pub deduplicate: bool,
+    /// How long a read waits for a pooled connection.
+    pub connection_timeout: Duration,
+}
+
+/// The SQLite backend.
+pub struct SqliteBackend {
+    path: PathBuf,
+    writer: Mutex<Option<Connection>>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    deduplicate: bool,
+    schema_version: i64,
+    // Held until close: one process owns the database at a time, because the in-memory cache
+    // of that process must see every write.
+    lock: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.path)
+            .field("schema_version", &self.schema_version)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
+    move |e| StorageError::database(context, e)
+}
+
+fn lock_file(db: &Path) -> Result<File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io(&path, e)),
+    }
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database and migrates it to the latest schema.
+    pub fn open(options: &SqliteOptions) -> Result<Self> {
+        let path = options.path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        }
+        let lock = lock_file(&path)?;
+        let mut writer = Connection::open(&path).map_err(db_err("opening the database"))?;
+        let synchronous = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        writer
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(db_err("configuring the writer"))?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_err("switching to WAL mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError::Config(format!(
+                "SQLite refused WAL mode (journal_mode is {mode}); is the file on a network file system?"
+            )));
+        }
+        writer
+            .execute_batch(&format!(
+                "PRAGMA synchronous = {synchronous};
+                 PRAGMA cache_size = -{WRITER_CACHE_KIB};
+                 PRAGMA temp_store = MEMORY;
+                 PRAGMA foreign_keys = OFF;"
+            ))
+            .map_err(db_err("configuring the writer"))?;
+        writer.set_prepared_statement_cache_capacity(64);
+        let schema_version = schema::migrate(&mut writer)?;
+
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB};"))?;
+                c.set_prepared_statement_cache_capacity(32);
+                Ok(())
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(u32::try_from(options.readers.max(1)).unwrap_or(u32::MAX))
+            .min_idle(Some(1))
+            .connection_timeout(options.connection_timeout)
+            .build(manager)
+            .map_err(|e| StorageError::database("opening read connections", e))?;
+
+        Ok(SqliteBackend {
+            path,
+            writer: Mutex::new(Some(writer)),
+            readers,
+            deduplicate: options.deduplicate,
+            schema_version,
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&self) -> Result<MutexGuard<'_, Option<Connection>>> {
+        self.writer
+            .lock()
+            .map_err(|_| StorageError::Task("the writer connection was poisoned by a panic".into()))
+    }
+
+    fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.readers
+            .get()
+            .map_err(|e| StorageError::database("waiting for a read connection", e))
+    }
+
+    fn file_size(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
+        let mut guard = self.writer()?;
+        let conn = guard.as_mut().ok_or(StorageError::Closed)?;
+        write::apply(conn, units, self.deduplicate)
+    }
+
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+        read::get(&*self.reader()?, collection, key)
+    }
+
+    fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        read::metadata(&*self.reader()?, collection, key)
+    }
+
+    fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {
+        read::list(&*self.reader()?, collection, options)
+    }
+
+    fn statistics(&self) -> Result<DatabaseStatistics> {
+        let mut stats = read::statistics(&*self.reader()?)?;
+        stats.schema_version = self.schema_version;
+        stats.wal_bytes = Self::file_size(&self.sibling("-wal"));
+        stats.file_bytes = Self::file_size(&self.path) + stats.wal_bytes;
+        Ok(stats)
+    }
+
+    fn check(&self) -> Result<ConsistencyReport> {
+        read::check(&*self.reader()?)
+    }
+
+    fn close(&self) -> Result<()> {
+        if let Some(conn) = self.writer()?.take() {
+            // Fold the WAL into the database so the file stands alone; failure is harmless
+            // (the WAL is replayed on the next open).
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(error = %e, "checkpoint on close failed");
+            }
+            conn.close()
+                .map_err(|(_, e)| StorageError::database("closing the database", e))?;
+        }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
+        Ok(())
+    }
+}

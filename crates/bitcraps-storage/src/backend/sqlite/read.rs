@@ -1,0 +1,194 @@
+//! The read path: lookups, listing, statistics and the consistency check.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::db_err;
+use crate::backend::{
+    ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob, time_from_ms,
+};
+use crate::codec::Codec;
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+use crate::value::hex;
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A record's blob. A record whose blob is missing is corruption, not "not found".
+pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    type Row = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data
+             FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
+             WHERE r.collection = ?1 AND r.key = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![collection, key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
+        })
+        .map_err(db_err("reading a record"))?;
+    match row {
+        None => Ok(None),
+        Some((_, Some(codec_id), Some(raw_len), Some(hash), Some(data))) => Ok(Some(StoredBlob {
+            codec_id,
+            raw_len,
+            hash,
+            data,
+        })),
+        Some((blob_id, ..)) => Err(StorageError::corruption(
+            format!("{collection}/{key}"),
+            format!("the record refers to blob {blob_id}, which does not exist"),
+        )),
+    }
+}
+
+/// A record's metadata as stored.
+pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+    let location = || format!("{collection}/{key}");
+    let row = conn
+        .prepare_cached(
+            "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
+                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount
+             FROM records r JOIN blobs b ON b.id = r.blob_id
+             WHERE r.collection = ?1 AND r.key = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![collection, key], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Vec<u8>>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(db_err("reading record metadata"))?;
+    let Some((created, updated, count, last, codec_id, raw_len, stored_len, hash, refs)) = row
+    else {
+        return Ok(None);
+    };
+    let codec = u8::try_from(codec_id)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| StorageError::corruption(location(), format!("unknown codec id {codec_id}")))?;
+    Ok(Some(RecordMetadata {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        size_bytes: to_u64(raw_len),
+        stored_bytes: to_u64(stored_len),
+        codec,
+        is_compressed: codec != Codec::None,
+        content_hash: hex(&hash),
+        shared_by: to_u64(refs),
+        created_at: time_from_ms(created),
+        updated_at: time_from_ms(updated),
+        access_count: to_u64(count),
+        last_accessed: last.map(time_from_ms),
+    }))
+}
+
+/// Keys of `collection` in order, honouring prefix, `after` and limit.
+pub fn list(conn: &Connection, collection: &str, options: &ListOptions) -> Result<ListPage> {
+    let mut sql = String::from("SELECT key FROM records WHERE collection = ?");
+    let mut args: Vec<Value> = vec![Value::Text(collection.to_owned())];
+    if let Some(prefix) = options.prefix_str() {
+        sql.push_str(" AND key >= ?");
+        args.push(Value::Text(prefix.to_owned()));
+        if let Some(upper) = options.prefix_upper_bound() {
+            sql.push_str(" AND key < ?");
+            args.push(Value::Text(upper));
+        }
+    }
+    if let Some(after) = options.after_key() {
+        sql.push_str(" AND key > ?");
+        args.push(Value::Text(after.to_owned()));
+    }
+    sql.push_str(" ORDER BY key LIMIT ?");
+    let fetch = options.limit_value().saturating_add(1);
+    args.push(Value::Integer(i64::try_from(fetch).unwrap_or(i64::MAX)));
+    let keys = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("listing keys"))?;
+    Ok(ListPage::from_fetched(keys, options.limit_value()))
+}
+
+/// Counts and sizes (file sizes are filled in by the caller).
+pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
+    let err = db_err("collecting database statistics");
+    let (record_count, logical_bytes): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(b.raw_len), 0)
+             FROM records r JOIN blobs b ON b.id = r.blob_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(&err)?;
+    let (blob_count, unique_bytes, stored_bytes): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(raw_len), 0), coalesce(sum(stored_len), 0) FROM blobs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(&err)?;
+    let pragma = |name: &str| -> Result<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map(to_u64)
+            .map_err(&err)
+    };
+    Ok(DatabaseStatistics {
+        backend: "sqlite",
+        record_count: to_u64(record_count),
+        blob_count: to_u64(blob_count),
+        logical_bytes: to_u64(logical_bytes),
+        unique_bytes: to_u64(unique_bytes),
+        stored_bytes: to_u64(stored_bytes),
+        page_count: pragma("page_count")?,
+        free_pages: pragma("freelist_count")?,
+        page_size: pragma("page_size")?,
+        ..DatabaseStatistics::default()
+    })
+}
+
+/// `PRAGMA integrity_check` plus exact reference accounting.
+pub fn check(conn: &Connection) -> Result<ConsistencyReport> {
+    let err = db_err("checking consistency");
+    let integrity = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(&err)?;
+    let count = |sql: &str| -> Result<u64> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(to_u64)
+            .map_err(&err)
+    };
+    Ok(ConsistencyReport {
+        integrity,
+        dangling_records: count(
+            "SELECT count(*) FROM records r WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = r.blob_id)",
+        )?,
+        orphaned_blobs: count(
+            "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.blob_id = b.id)",
+        )?,
+        refcount_mismatches: count(
+            "SELECT count(*) FROM blobs b WHERE b.refcount != (SELECT count(*) FROM records r WHERE r.blob_id = b.id)",
+        )?,
+    })
+}

@@ -1,0 +1,344 @@
+//! Configuration: [`StorageConfig`], its builder and URL parsing.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::codec::Codec;
+use crate::error::{Result, StorageError};
+
+/// Name of the SQLite database file inside `data_path` when no URL names another.
+pub const DEFAULT_DATABASE_FILE: &str = "bitcraps.db";
+
+/// How hard an acknowledged write is pushed towards the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every acknowledged write is fsync'd (SQLite `synchronous=FULL`). Survives power loss.
+    /// Concurrent writers share one fsync through group commit. The default.
+    #[default]
+    Full,
+    /// Writes reach the OS before they are acknowledged but are fsync'd only at checkpoints
+    /// (SQLite `synchronous=NORMAL` in WAL mode): survives a process crash, may lose the last
+    /// transactions on power loss.
+    Normal,
+}
+
+impl FromStr for Durability {
+    type Err = StorageError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(StorageError::Config(format!(
+                "unknown durability {other:?} (expected \"full\" or \"normal\")"
+            ))),
+        }
+    }
+}
+
+/// The backend a configuration selects, derived from [`StorageConfig::database_url`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendTarget {
+    /// An embedded SQLite database file.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Configuration of a [`PersistentStorageManager`](crate::PersistentStorageManager).
+///
+/// Every field is public and documented with its default; [`StorageConfig::builder`] offers the
+/// same settings fluently, and [`StorageConfig::from_url`] starts from a database URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Directory holding the database (unless `database_url` names another file) and, later,
+    /// backups. Created on open. Default: `./bitcraps-data`.
+    pub data_path: PathBuf,
+    /// `None` or `sqlite://PATH` selects embedded SQLite (`None` means
+    /// `<data_path>/bitcraps.db`). Default: `None`.
+    pub database_url: Option<String>,
+    /// Upper bound of the in-memory read cache, in MiB of cached value bytes. `0` disables the
+    /// cache. Default: 64.
+    pub cache_size_mb: usize,
+    /// Number of read-only database connections (reads run in parallel; there is always exactly
+    /// one writer). Default: 4.
+    pub max_connections: usize,
+    /// Compress values when that makes them smaller. Default: `true`.
+    pub enable_compression: bool,
+    /// Codec-specific level: zstd 1–22 (default 3), gzip 0–9; ignored by lz4. Default: 3.
+    pub compression_level: i32,
+    /// Codec used for new writes when compression is enabled. Each record remembers its own
+    /// codec, so this can change at any time. Default: [`Codec::Zstd`].
+    pub codec: Codec,
+    /// Store identical values once (content-addressed by blake3, reference counted).
+    /// Default: `true`.
+    pub enable_deduplication: bool,
+    /// Days a backup is kept by retention. Default: 7.
+    pub backup_retention_days: u32,
+    /// Hours between background maintenance runs. Default: 1.
+    pub maintenance_interval_hours: u32,
+    /// What an acknowledged write guarantees. Default: [`Durability::Full`].
+    pub durability: Durability,
+    /// Largest accepted serialized value, in bytes. Default: 64 MiB.
+    pub max_value_size: usize,
+    /// Most write requests that group commit puts in one transaction. Default: 1024.
+    pub max_batch_requests: usize,
+    /// How often buffered access statistics are written to the database. Default: 30 s.
+    pub access_flush_interval: Duration,
+    /// How long a read waits for a free connection before failing. Default: 30 s.
+    pub connection_timeout: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_path: PathBuf::from("./bitcraps-data"),
+            database_url: None,
+            cache_size_mb: 64,
+            max_connections: 4,
+            enable_compression: true,
+            compression_level: 3,
+            codec: Codec::Zstd,
+            enable_deduplication: true,
+            backup_retention_days: 7,
+            maintenance_interval_hours: 1,
+            durability: Durability::Full,
+            max_value_size: 64 * 1024 * 1024,
+            max_batch_requests: 1024,
+            access_flush_interval: Duration::from_secs(30),
+            connection_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> StorageConfigBuilder {
+        StorageConfigBuilder {
+            config: StorageConfig::default(),
+        }
+    }
+
+    /// Defaults with `data_path` set.
+    pub fn with_data_path(path: impl Into<PathBuf>) -> Self {
+        StorageConfig {
+            data_path: path.into(),
+            ..StorageConfig::default()
+        }
+    }
+
+    /// Defaults with `database_url` set to `url`, which is checked now.
+    ///
+    /// For `sqlite://PATH`, `data_path` becomes the directory holding `PATH`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut config = StorageConfig {
+            database_url: Some(url.to_owned()),
+            ..StorageConfig::default()
+        };
+        let BackendTarget::Sqlite { path } = config.target()?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            config.data_path = parent.to_path_buf();
+        } else {
+            config.data_path = PathBuf::from(".");
+        }
+        Ok(config)
+    }
+
+    /// The backend this configuration selects.
+    pub fn target(&self) -> Result<BackendTarget> {
+        let Some(url) = self.database_url.as_deref() else {
+            return Ok(BackendTarget::Sqlite {
+                path: self.data_path.join(DEFAULT_DATABASE_FILE),
+            });
+        };
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let rest = rest.split('?').next().unwrap_or(rest);
+            if rest.is_empty() {
+                return Err(StorageError::UnsupportedUrl {
+                    url: url.to_owned(),
+                    reason: "sqlite:// needs a file path, e.g. sqlite://./data/bitcraps.db".into(),
+                });
+            }
+            return Ok(BackendTarget::Sqlite {
+                path: PathBuf::from(rest),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(StorageError::UnsupportedUrl {
+                url: url.to_owned(),
+                reason: "the PostgreSQL backend is not available in this version".into(),
+            });
+        }
+        Err(StorageError::UnsupportedUrl {
+            url: url.to_owned(),
+            reason: "expected sqlite://PATH".into(),
+        })
+    }
+
+    /// Checks every field; `open` calls this.
+    pub fn validate(&self) -> Result<()> {
+        self.target()?;
+        if self.max_connections == 0 {
+            return Err(StorageError::Config("max_connections must be at least 1".into()));
+        }
+        if self.max_batch_requests == 0 {
+            return Err(StorageError::Config("max_batch_requests must be at least 1".into()));
+        }
+        if self.max_value_size == 0 {
+            return Err(StorageError::Config("max_value_size must be at least 1".into()));
+        }
+        self.codec.check_level(self.compression_level)?;
+        Ok(())
+    }
+
+    /// The codec new writes use: `codec`, or [`Codec::None`] when compression is off.
+    pub(crate) fn write_codec(&self) -> Codec {
+        if self.enable_compression {
+            self.codec
+        } else {
+            Codec::None
+        }
+    }
+
+    pub(crate) fn cache_capacity_bytes(&self) -> u64 {
+        u64::try_from(self.cache_size_mb)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(1024 * 1024)
+    }
+
+    /// The directory backups and other files live in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_path
+    }
+}
+
+/// Fluent construction of a [`StorageConfig`]; every method documents the field it sets.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct StorageConfigBuilder {
+    config: StorageConfig,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl StorageConfigBuilder {
+    /// Sets [`StorageConfig::data_path`].
+    pub fn data_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.data_path = path.into();
+        self
+    }
+    /// Sets [`StorageConfig::database_url`].
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.config.database_url = Some(url.into());
+        self
+    }
+    setter!(/// Sets [`StorageConfig::cache_size_mb`].
+        cache_size_mb: usize);
+    setter!(/// Sets [`StorageConfig::max_connections`].
+        max_connections: usize);
+    setter!(/// Sets [`StorageConfig::enable_compression`].
+        enable_compression: bool);
+    setter!(/// Sets [`StorageConfig::compression_level`].
+        compression_level: i32);
+    setter!(/// Sets [`StorageConfig::codec`].
+        codec: Codec);
+    setter!(/// Sets [`StorageConfig::enable_deduplication`].
+        enable_deduplication: bool);
+    setter!(/// Sets [`StorageConfig::backup_retention_days`].
+        backup_retention_days: u32);
+    setter!(/// Sets [`StorageConfig::maintenance_interval_hours`].
+        maintenance_interval_hours: u32);
+    setter!(/// Sets [`StorageConfig::durability`].
+        durability: Durability);
+    setter!(/// Sets [`StorageConfig::max_value_size`].
+        max_value_size: usize);
+    setter!(/// Sets [`StorageConfig::max_batch_requests`].
+        max_batch_requests: usize);
+    setter!(/// Sets [`StorageConfig::access_flush_interval`].
+        access_flush_interval: Duration);
+    setter!(/// Sets [`StorageConfig::connection_timeout`].
+        connection_timeout: Duration);
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<StorageConfig> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = StorageConfig::default();
+        assert_eq!(c.data_path, PathBuf::from("./bitcraps-data"));
+        assert_eq!(c.database_url, None);
+        assert_eq!(c.max_value_size, 64 * 1024 * 1024);
+        assert_eq!(c.codec, Codec::Zstd);
+        assert_eq!(c.durability, Durability::Full);
+        assert!(c.enable_compression && c.enable_deduplication);
+        assert_eq!(
+            c.target().ok(),
+            Some(BackendTarget::Sqlite {
+                path: PathBuf::from("./bitcraps-data/bitcraps.db")
+            })
+        );
+    }
+
+    #[test]
+    fn url_parsing() -> Result<()> {
+        let c = StorageConfig::from_url("sqlite://dir/sub/x.db")?;
+        assert_eq!(c.data_path, PathBuf::from("dir/sub"));
+        assert_eq!(
+            c.target()?,
+            BackendTarget::Sqlite {
+                path: PathBuf::from("dir/sub/x.db")
+            }
+        );
+        let err = StorageConfig::from_url("postgres://localhost/x").err();
+        assert!(
+            matches!(err, Some(StorageError::UnsupportedUrl { ref reason, .. }) if reason.contains("PostgreSQL")),
+            "{err:?}"
+        );
+        assert!(StorageConfig::from_url("mysql://x").is_err());
+        assert!(StorageConfig::from_url("sqlite://").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn builder_validates() {
+        assert!(StorageConfig::builder().max_connections(0).build().is_err());
+        assert!(
+            StorageConfig::builder()
+                .compression_level(99)
+                .build()
+                .is_err()
+        );
+        let c = StorageConfig::builder()
+            .cache_size_mb(1)
+            .codec(Codec::Lz4)
+            .build();
+        assert!(matches!(c, Ok(ref c) if c.codec == Codec::Lz4 && c.cache_size_mb == 1));
+    }
+
+    #[test]
+    fn durability_parses() {
+        assert_eq!("FULL".parse::<Durability>().ok(), Some(Durability::Full));
+        assert_eq!("normal".parse::<Durability>().ok(), Some(Durability::Normal));
+        assert!("off".parse::<Durability>().is_err());
+    }
+}

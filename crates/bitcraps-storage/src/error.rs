@@ -1,0 +1,216 @@
+//! The error type of every fallible operation in the crate.
+
+use std::path::PathBuf;
+
+/// Boxed source error, used where the underlying driver type must not leak into the API.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`StorageError`] as the error type.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the storage layer.
+///
+/// Each variant names what failed and where (collection, key, path), so the message is useful
+/// without a backtrace. The enum is `#[non_exhaustive]`: match with a wildcard arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A collection name is empty, too long, or contains a NUL byte.
+    #[error("invalid collection name {collection:?}: {reason}")]
+    InvalidCollection {
+        /// The rejected name.
+        collection: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A key is empty, too long, or contains a NUL byte.
+    #[error("invalid key {key:?} in collection {collection:?}: {reason}")]
+    InvalidKey {
+        /// The collection the key was used with.
+        collection: String,
+        /// The rejected key.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A serialized value is larger than `StorageConfig::max_value_size`.
+    #[error(
+        "value for {collection}/{key} is {size} bytes serialized, over the limit of {limit} bytes"
+    )]
+    ValueTooLarge {
+        /// The collection written to.
+        collection: String,
+        /// The key written to.
+        key: String,
+        /// The serialized size in bytes.
+        size: u64,
+        /// The configured limit in bytes.
+        limit: u64,
+    },
+
+    /// A value could not be serialized to JSON.
+    #[error("cannot serialize value for {collection}/{key}")]
+    Serialize {
+        /// The collection written to.
+        collection: String,
+        /// The key written to.
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored value does not deserialize as the requested type.
+    #[error("value at {collection}/{key} does not deserialize as {type_name}")]
+    Deserialize {
+        /// The collection read from.
+        collection: String,
+        /// The key read from.
+        key: String,
+        /// The Rust type that was requested.
+        type_name: &'static str,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Stored bytes failed verification: a content hash mismatch, a codec error on data that
+    /// was written by this crate, or an inconsistent header. Bytes from disk never panic.
+    #[error("corrupted data at {location}: {detail}")]
+    Corruption {
+        /// Where the corruption was found (`collection/key`, a blob id, a file path).
+        location: String,
+        /// What exactly did not verify.
+        detail: String,
+    },
+
+    /// A codec failed while compressing (never expected; reported rather than panicking).
+    #[error("{codec} compression failed")]
+    Compression {
+        /// The codec's name.
+        codec: &'static str,
+        /// The codec's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The database URL names a backend this build does not support.
+    #[error("unsupported database URL {url:?}: {reason}")]
+    UnsupportedUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it is not supported.
+        reason: String,
+    },
+
+    /// The database was written by a newer version of this crate.
+    #[error(
+        "database schema version {found} is newer than this build supports ({supported}); upgrade bitcraps-storage"
+    )]
+    SchemaTooNew {
+        /// The version recorded in the database.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+
+    /// The database engine reported an error.
+    #[error("database error while {context}")]
+    Database {
+        /// What the store was doing.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A file-system operation failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another process (or another open handle in this process) has the database open.
+    #[error("the database is in use: {} is locked by another open store", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// The store was closed (or its writer stopped) before the operation could run.
+    #[error("the store is closed")]
+    Closed,
+
+    /// A background worker or blocking task failed unexpectedly (for example, it panicked).
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl StorageError {
+    pub(crate) fn database(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StorageError::Database {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn corruption(location: impl Into<String>, detail: impl Into<String>) -> Self {
+        StorageError::Corruption {
+            location: location.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the error means stored data failed verification.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, StorageError::Corruption { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_collection_and_key() {
+        let err = StorageError::ValueTooLarge {
+            collection: "games".into(),
+            key: "g-1".into(),
+            size: 100,
+            limit: 10,
+        };
+        assert_eq!(
+            err.to_string(),
+            "value for games/g-1 is 100 bytes serialized, over the limit of 10 bytes"
+        );
+        let err = StorageError::InvalidKey {
+            collection: "games".into(),
+            key: String::new(),
+            reason: "must not be empty",
+        };
+        assert_eq!(
+            err.to_string(),
+            "invalid key \"\" in collection \"games\": must not be empty"
+        );
+        let err = StorageError::corruption("games/g-1", "hash mismatch");
+        assert_eq!(err.to_string(), "corrupted data at games/g-1: hash mismatch");
+        assert!(err.is_corruption());
+    }
+}

@@ -1,0 +1,396 @@
+//! [`PersistentStorageManager`]: the async handle users hold. It validates input, runs the
+//! value pipeline, and delegates to the cache, group commit and the backend. Blocking database
+//! work never runs on the async runtime's threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::access::AccessTracker;
+use crate::backend::sqlite::{SqliteBackend, SqliteOptions};
+use crate::backend::{
+    Backend, ConsistencyReport, OpOutcome, RecordMetadata, WriteOp, now_ms, time_from_ms,
+};
+use crate::cache::{ValueCache, cache_key};
+use crate::commit::{Shared, Writer, WriterOptions};
+use crate::config::{BackendTarget, StorageConfig};
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+use crate::stats::{Counters, StorageStatistics};
+use crate::validate;
+use crate::value::{self, EncodedValue, Pipeline};
+
+/// Values larger than this are compressed on a blocking thread instead of inline.
+const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
+
+/// The storage handle: cheap to clone, `Send + Sync`, usable from many tasks at once.
+///
+/// ```no_run
+/// # async fn demo() -> bitcraps_storage::Result<()> {
+/// use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig};
+///
+/// let storage = PersistentStorageManager::open(StorageConfig::with_data_path("./data")).await?;
+/// storage.store("games", "g-1", &serde_json::json!({"point": 6})).await?;
+/// let game: Option<serde_json::Value> = storage.retrieve("games", "g-1").await?;
+/// let page = storage.list("games", ListOptions::default().prefix("g-")).await?;
+/// storage.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PersistentStorageManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    writer: Writer,
+    pipeline: Pipeline,
+    config: StorageConfig,
+    closed: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Not closed explicitly: let the writer finish its queue and flush in the background.
+        drop(self.writer.shutdown());
+    }
+}
+
+impl std::fmt::Debug for PersistentStorageManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistentStorageManager")
+            .field("data_path", &self.inner.config.data_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs blocking work off the async runtime.
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?
+}
+
+impl PersistentStorageManager {
+    /// Opens (creating if needed) the store the configuration describes.
+    pub async fn open(config: StorageConfig) -> Result<Self> {
+        config.validate()?;
+        let backend: Arc<dyn Backend> = match config.target()? {
+            BackendTarget::Sqlite { path } => {
+                let options = SqliteOptions {
+                    path,
+                    readers: config.max_connections,
+                    durability: config.durability,
+                    deduplicate: config.enable_deduplication,
+                    connection_timeout: config.connection_timeout,
+                };
+                Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
+            }
+        };
+        Self::with_backend(config, backend)
+    }
+
+    /// Opens a store over a backend built by the caller (tests inject faulty backends here).
+    pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            backend,
+            cache: ValueCache::new(config.cache_capacity_bytes()),
+            access: AccessTracker::default(),
+            counters: Counters::default(),
+        });
+        let writer = Writer::start(
+            Arc::clone(&shared),
+            WriterOptions {
+                max_batch_requests: config.max_batch_requests,
+                access_flush_interval: config.access_flush_interval,
+            },
+        )?;
+        let pipeline = Pipeline {
+            codec: config.write_codec(),
+            level: config.compression_level,
+            max_value_size: config.max_value_size,
+        };
+        Ok(PersistentStorageManager {
+            inner: Arc::new(Inner {
+                shared,
+                writer,
+                pipeline,
+                config,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn count_error<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            Counters::add(&self.inner.shared.counters.errors, 1);
+        }
+        result
+    }
+
+    async fn encode<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<EncodedValue> {
+        let pipeline = self.inner.pipeline;
+        let raw = serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            source,
+        })?;
+        if raw.len() <= INLINE_ENCODE_LIMIT {
+            return pipeline.encode_raw(collection, key, raw);
+        }
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        blocking(move || pipeline.encode_raw(&c, &k, raw)).await
+    }
+
+    /// Stores `value` under `collection`/`key`, replacing any previous value. Returns once the
+    /// write is durable (per [`StorageConfig::durability`]).
+    pub async fn store<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let result = self.store_inner(collection, key, value).await;
+        self.count_error(result)
+    }
+
+    async fn store_inner<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let value = self.encode(collection, key, value).await?;
+        let op = WriteOp::Put {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            value,
+            now_ms: now_ms(),
+        };
+        self.inner.writer.write(vec![op]).await?;
+        self.inner.shared.counters.write_call_done(started.elapsed());
+        Ok(())
+    }
+
+    /// Stores every `(key, value)` pair in one atomic transaction: all or nothing. Later
+    /// pairs win over earlier ones with the same key.
+    pub async fn store_batch<K: AsRef<str>, T: Serialize>(
+        &self,
+        collection: &str,
+        items: &[(K, T)],
+    ) -> Result<()> {
+        let result = self.store_batch_inner(collection, items).await;
+        self.count_error(result)
+    }
+
+    async fn store_batch_inner<K: AsRef<str>, T: Serialize>(
+        &self,
+        collection: &str,
+        items: &[(K, T)],
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.check_open()?;
+        validate::collection(collection)?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut unit = Vec::with_capacity(items.len());
+        for (key, value) in items {
+            let key = key.as_ref();
+            validate::key(collection, key)?;
+            unit.push(WriteOp::Put {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                value: self.encode(collection, key, value).await?,
+                now_ms: now,
+            });
+        }
+        self.inner.writer.write(unit).await?;
+        self.inner.shared.counters.write_call_done(started.elapsed());
+        Ok(())
+    }
+
+    /// Reads the value under `collection`/`key` as `T`. `Ok(None)` when there is none; an
+    /// error when the stored document does not deserialize as `T` or fails verification.
+    pub async fn retrieve<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let result = self.retrieve_inner(collection, key).await;
+        self.count_error(result)
+    }
+
+    async fn retrieve_inner<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let started = Instant::now();
+        let raw = self.retrieve_raw(collection, key).await?;
+        let value = raw
+            .map(|raw| value::deserialize(collection, key, &raw))
+            .transpose()?;
+        self.inner.shared.counters.read_done(started.elapsed());
+        Ok(value)
+    }
+
+    /// Reads the serialized JSON document under `collection`/`key`, verified.
+    pub async fn retrieve_raw(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let shared = &self.inner.shared;
+        let ck = cache_key(collection, key);
+        if let Some(raw) = shared.cache.get(&ck) {
+            shared.access.record(&ck, now_ms());
+            return Ok(Some(raw));
+        }
+        let ticket = shared.cache.ticket(&ck);
+        let backend = Arc::clone(&shared.backend);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        let raw = blocking(move || {
+            let Some(blob) = backend.get(&c, &k)? else {
+                return Ok(None);
+            };
+            let location = format!("{c}/{k}");
+            let raw = value::decode(&location, blob.codec_id, blob.raw_len, &blob.hash, &blob.data)?;
+            Ok(Some(Arc::<[u8]>::from(raw)))
+        })
+        .await?;
+        if let Some(raw) = &raw {
+            shared.access.record(&ck, now_ms());
+            shared.cache.fill(ck, ticket, Arc::clone(raw));
+        }
+        Ok(raw)
+    }
+
+    /// Deletes the record; returns whether it existed. Its content is freed once no other
+    /// record refers to it.
+    pub async fn delete(&self, collection: &str, key: &str) -> Result<bool> {
+        let result = self.delete_inner(collection, key).await;
+        self.count_error(result)
+    }
+
+    async fn delete_inner(&self, collection: &str, key: &str) -> Result<bool> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let op = WriteOp::Delete {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+        };
+        let outcomes = self.inner.writer.write(vec![op]).await?;
+        Ok(matches!(
+            outcomes.first(),
+            Some(OpOutcome::Delete { existed: true })
+        ))
+    }
+
+    /// Whether a record exists (served from the cache when possible; not counted as a read).
+    pub async fn exists(&self, collection: &str, key: &str) -> Result<bool> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        blocking(move || Ok(backend.metadata(&c, &k)?.is_some())).await
+    }
+
+    /// A record's metadata, including reads not yet flushed to disk.
+    pub async fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        let meta = blocking(move || backend.metadata(&c, &k)).await?;
+        Ok(meta.map(|mut m| {
+            if let Some(p) = self.inner.shared.access.pending(&cache_key(collection, key)) {
+                m.access_count = m.access_count.saturating_add(p.count);
+                let pending_last = time_from_ms(p.last_ms);
+                m.last_accessed = Some(m.last_accessed.map_or(pending_last, |t| t.max(pending_last)));
+            }
+            m
+        }))
+    }
+
+    /// Lists keys of a collection in order; see [`ListOptions`].
+    pub async fn list(&self, collection: &str, options: ListOptions) -> Result<ListPage> {
+        self.check_open()?;
+        validate::collection(collection)?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let c = collection.to_owned();
+        let result = blocking(move || backend.list(&c, &options)).await;
+        self.count_error(result)
+    }
+
+    /// A snapshot of the statistics.
+    pub async fn statistics(&self) -> Result<StorageStatistics> {
+        self.check_open()?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let database = blocking(move || backend.statistics()).await?;
+        let shared = &self.inner.shared;
+        let pending = u64::try_from(shared.access.pending_keys()).unwrap_or(u64::MAX);
+        Ok(shared
+            .counters
+            .snapshot(shared.cache.statistics(), database, pending))
+    }
+
+    /// Runs the engine's integrity check and verifies every reference count.
+    pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
+        self.check_open()?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        blocking(move || backend.check()).await
+    }
+
+    /// Writes buffered access statistics to the database now.
+    pub async fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner.writer.flush_access().await
+    }
+
+    /// Finishes queued writes, flushes access statistics, and stops the writer. Every clone of
+    /// the handle sees the store as closed afterwards. Closing twice is harmless.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(thread) = self.inner.writer.shutdown() {
+            blocking(move || {
+                thread
+                    .join()
+                    .map_err(|_| StorageError::Task("the writer thread panicked".into()))
+            })
+            .await?;
+        }
+        let backend = Arc::clone(&self.inner.shared.backend);
+        blocking(move || backend.close()).await
+    }
+}

@@ -1,0 +1,135 @@
+//! Operation counters and the [`StorageStatistics`] snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::backend::DatabaseStatistics;
+use crate::cache::CacheStatistics;
+
+/// A point-in-time snapshot of the store's statistics.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct StorageStatistics {
+    /// Successful `retrieve` calls (found or not).
+    pub total_reads: u64,
+    /// Records written (each record of a batch counts).
+    pub total_writes: u64,
+    /// Successful `delete` calls that removed a record.
+    pub total_deletes: u64,
+    /// Reads served from the cache.
+    pub cache_hits: u64,
+    /// Reads that went to the database.
+    pub cache_misses: u64,
+    /// Writes whose content was already stored (only a reference was added).
+    pub deduplicated_writes: u64,
+    /// Bytes handed to the database for new content (after compression; deduplicated
+    /// writes add nothing).
+    pub bytes_written: u64,
+    /// Serialized bytes of every written value, before dedup and compression.
+    pub logical_bytes_written: u64,
+    /// Mean wall time of a `retrieve`, in milliseconds.
+    pub average_read_time_ms: f64,
+    /// Mean wall time of a `store` or `store_batch` call, in milliseconds.
+    pub average_write_time_ms: f64,
+    /// `cache_hits / (cache_hits + cache_misses)`, 0 when there were no reads.
+    pub cache_hit_rate: f64,
+    /// Transactions committed by group commit.
+    pub group_commits: u64,
+    /// Write requests those transactions carried (`/ group_commits` = mean group size).
+    pub grouped_requests: u64,
+    /// Records with reads buffered in memory, not yet flushed.
+    pub pending_access_updates: u64,
+    /// Operations that returned an error.
+    pub errors: u64,
+    /// What the database reports.
+    pub database_stats: DatabaseStatistics,
+    /// What the cache reports.
+    pub cache_stats: CacheStatistics,
+}
+
+/// The live counters behind [`StorageStatistics`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub(crate) reads: AtomicU64,
+    pub(crate) read_nanos: AtomicU64,
+    pub(crate) write_calls: AtomicU64,
+    pub(crate) write_nanos: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) deletes: AtomicU64,
+    pub(crate) deduplicated: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) logical_bytes_written: AtomicU64,
+    pub(crate) group_commits: AtomicU64,
+    pub(crate) grouped_requests: AtomicU64,
+    pub(crate) errors: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "statistics: averages of u64 counters as f64"
+)]
+fn mean_ms(total_nanos: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        total_nanos as f64 / count as f64 / 1e6
+    }
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read_done(&self, elapsed: Duration) {
+        Self::add(&self.reads, 1);
+        Self::add(&self.read_nanos, nanos(elapsed));
+    }
+
+    pub(crate) fn write_call_done(&self, elapsed: Duration) {
+        Self::add(&self.write_calls, 1);
+        Self::add(&self.write_nanos, nanos(elapsed));
+    }
+
+    /// A snapshot, with the database and cache parts filled in by the caller.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "statistics: a hit rate of u64 counters as f64"
+    )]
+    pub(crate) fn snapshot(
+        &self,
+        cache_stats: CacheStatistics,
+        database_stats: DatabaseStatistics,
+        pending_access_updates: u64,
+    ) -> StorageStatistics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let lookups = cache_stats.hits + cache_stats.misses;
+        StorageStatistics {
+            total_reads: get(&self.reads),
+            total_writes: get(&self.writes),
+            total_deletes: get(&self.deletes),
+            cache_hits: cache_stats.hits,
+            cache_misses: cache_stats.misses,
+            deduplicated_writes: get(&self.deduplicated),
+            bytes_written: get(&self.bytes_written),
+            logical_bytes_written: get(&self.logical_bytes_written),
+            average_read_time_ms: mean_ms(get(&self.read_nanos), get(&self.reads)),
+            average_write_time_ms: mean_ms(get(&self.write_nanos), get(&self.write_calls)),
+            cache_hit_rate: if lookups == 0 {
+                0.0
+            } else {
+                cache_stats.hits as f64 / lookups as f64
+            },
+            group_commits: get(&self.group_commits),
+            grouped_requests: get(&self.grouped_requests),
+            pending_access_updates,
+            errors: get(&self.errors),
+            database_stats,
+            cache_stats,
+        }
+    }
+}

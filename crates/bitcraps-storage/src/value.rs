@@ -1,0 +1,211 @@
+//! The value pipeline: serialize → hash → compress (only when smaller), and back with
+//! verification. Runs outside the writer so that group commit only does database work.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::Codec;
+use crate::error::{Result, StorageError};
+
+/// A blake3 content hash of a value's serialized (uncompressed) bytes.
+pub type ContentHash = [u8; 32];
+
+/// A value ready to be written: its JSON bytes, their hash, and the stored form.
+#[derive(Debug, Clone)]
+pub struct EncodedValue {
+    /// blake3 of `raw`.
+    pub hash: ContentHash,
+    /// The codec `stored` is in.
+    pub codec: Codec,
+    /// The serialized JSON document.
+    pub raw: Arc<[u8]>,
+    /// The bytes that go to disk (`raw` itself when `codec` is [`Codec::None`]).
+    pub stored: Arc<[u8]>,
+}
+
+impl EncodedValue {
+    /// Length of the serialized document.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+/// Settings of the pipeline, taken from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline {
+    /// Codec for new writes ([`Codec::None`] when compression is disabled).
+    pub codec: Codec,
+    /// The codec's level.
+    pub level: i32,
+    /// Largest accepted serialized value.
+    pub max_value_size: usize,
+}
+
+impl Pipeline {
+    /// Serializes `value` and prepares it for storage.
+    pub fn encode<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<EncodedValue> {
+        let raw = serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            source,
+        })?;
+        self.encode_raw(collection, key, raw)
+    }
+
+    /// Prepares already-serialized JSON bytes for storage.
+    pub fn encode_raw(&self, collection: &str, key: &str, raw: Vec<u8>) -> Result<EncodedValue> {
+        if raw.len() > self.max_value_size {
+            return Err(StorageError::ValueTooLarge {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                size: u64::try_from(raw.len()).unwrap_or(u64::MAX),
+                limit: u64::try_from(self.max_value_size).unwrap_or(u64::MAX),
+            });
+        }
+        let hash = *blake3::hash(&raw).as_bytes();
+        let raw: Arc<[u8]> = raw.into();
+        if self.codec != Codec::None {
+            let packed = self.codec.compress(&raw, self.level)?;
+            // The original design's rule: keep the compressed form only when it is smaller.
+            if packed.len() < raw.len() {
+                return Ok(EncodedValue {
+                    hash,
+                    codec: self.codec,
+                    stored: packed.into(),
+                    raw,
+                });
+            }
+        }
+        Ok(EncodedValue {
+            hash,
+            codec: Codec::None,
+            stored: Arc::clone(&raw),
+            raw,
+        })
+    }
+}
+
+/// Turns stored bytes back into the serialized document, verifying codec, length and hash.
+pub fn decode(
+    location: &str,
+    codec_id: i64,
+    raw_len: i64,
+    hash: &[u8],
+    stored: &[u8],
+) -> Result<Vec<u8>> {
+    let codec = u8::try_from(codec_id)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| StorageError::corruption(location, format!("unknown codec id {codec_id}")))?;
+    let raw_len = usize::try_from(raw_len)
+        .map_err(|_| StorageError::corruption(location, format!("invalid length {raw_len}")))?;
+    let raw = codec.decompress(stored, raw_len, location)?;
+    let actual = blake3::hash(&raw);
+    if actual.as_bytes().as_slice() != hash {
+        return Err(StorageError::corruption(
+            location,
+            format!(
+                "content hash mismatch: stored {}, computed {}",
+                hex(hash),
+                actual.to_hex()
+            ),
+        ));
+    }
+    Ok(raw)
+}
+
+/// Deserializes a verified document as `T`.
+pub fn deserialize<T: DeserializeOwned>(collection: &str, key: &str, raw: &[u8]) -> Result<T> {
+    serde_json::from_slice(raw).map_err(|source| StorageError::Deserialize {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        type_name: std::any::type_name::<T>(),
+        source,
+    })
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(codec: Codec) -> Pipeline {
+        Pipeline {
+            codec,
+            level: 3,
+            max_value_size: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn compresses_only_when_smaller() -> Result<()> {
+        let p = pipeline(Codec::Zstd);
+        let small = p.encode("c", "k", &1u8)?;
+        assert_eq!(small.codec, Codec::None);
+        assert_eq!(&*small.stored, b"1");
+        let big = p.encode("c", "k", &vec!["same text"; 100])?;
+        assert_eq!(big.codec, Codec::Zstd);
+        assert!(big.stored.len() < big.raw.len());
+        let back = decode(
+            "c/k",
+            i64::from(big.codec.id()),
+            i64::try_from(big.raw_len()).unwrap_or(0),
+            &big.hash,
+            &big.stored,
+        )?;
+        assert_eq!(back, &*big.raw);
+        Ok(())
+    }
+
+    #[test]
+    fn hash_mismatch_is_corruption() -> Result<()> {
+        let v = pipeline(Codec::None).encode("c", "k", &"hello")?;
+        let mut bad = v.stored.to_vec();
+        bad[1] ^= 1;
+        let err = decode("c/k", 0, 7, &v.hash, &bad);
+        match err {
+            Err(StorageError::Corruption { location, detail }) => {
+                assert_eq!(location, "c/k");
+                assert!(detail.starts_with("content hash mismatch"), "{detail}");
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(decode("c/k", 77, 7, &v.hash, &v.stored).is_err());
+        assert!(decode("c/k", 0, -1, &v.hash, &v.stored).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn too_large_is_rejected() {
+        let p = Pipeline {
+            max_value_size: 4,
+            ..pipeline(Codec::Zstd)
+        };
+        assert!(matches!(
+            p.encode("c", "k", &"12345"),
+            Err(StorageError::ValueTooLarge { size: 7, limit: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_type_names_the_type() {
+        let err = deserialize::<u32>("c", "k", b"\"text\"").err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(msg, "value at c/k does not deserialize as u32");
+    }
+}
