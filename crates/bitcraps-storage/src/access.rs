@@ -145,14 +145,26 @@ mod tests {
         t.record(&k, 10);
         t.record(&k, 5);
         t.record(&cache_key("games", "g-2"), 7);
-        assert_eq!(t.pending(&k), Some(PendingAccess { count: 2, last_ms: 10 }));
+        assert_eq!(
+            t.pending(&k),
+            Some(PendingAccess {
+                count: 2,
+                last_ms: 10
+            })
+        );
         assert_eq!(t.pending_keys(), 2);
         let ops = t.drain();
         assert_eq!(ops.len(), 2);
         assert_eq!(t.pending_keys(), 0);
         assert_eq!(t.pending(&k), None);
         t.restore(&ops);
-        assert_eq!(t.pending(&k), Some(PendingAccess { count: 2, last_ms: 10 }));
+        assert_eq!(
+            t.pending(&k),
+            Some(PendingAccess {
+                count: 2,
+                last_ms: 10
+            })
+        );
         t.forget(&k);
         assert_eq!(t.pending_keys(), 1);
     }

@@ -95,8 +95,9 @@ impl Codec {
         let corrupt = |detail: String| StorageError::corruption(location, detail);
         let out = match self {
             Codec::None => data.to_vec(),
-            Codec::Zstd => zstd::bulk::decompress(data, raw_len)
-                .map_err(|e| corrupt(format!("zstd: {e}")))?,
+            Codec::Zstd => {
+                zstd::bulk::decompress(data, raw_len).map_err(|e| corrupt(format!("zstd: {e}")))?
+            }
             Codec::Lz4 => lz4_flex::block::decompress(data, raw_len)
                 .map_err(|e| corrupt(format!("lz4: {e}")))?,
             Codec::Gzip => {
@@ -171,11 +172,17 @@ mod tests {
         for codec in Codec::ALL {
             let packed = codec.compress(&data, 3)?;
             let err = codec.decompress(&packed, data.len() - 1, "c/k");
-            assert!(matches!(err, Err(StorageError::Corruption { .. })), "{codec}");
+            assert!(
+                matches!(err, Err(StorageError::Corruption { .. })),
+                "{codec}"
+            );
             let garbage = vec![0xA5; 64];
             if codec != Codec::None {
                 let err = codec.decompress(&garbage, data.len(), "c/k");
-                assert!(matches!(err, Err(StorageError::Corruption { .. })), "{codec}");
+                assert!(
+                    matches!(err, Err(StorageError::Corruption { .. })),
+                    "{codec}"
+                );
             }
         }
         Ok(())

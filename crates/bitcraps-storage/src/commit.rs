@@ -169,7 +169,11 @@ fn commit_group(
         units.push(touches);
     }
     let applied = std::panic::catch_unwind(AssertUnwindSafe(|| shared.backend.apply(&units)))
-        .unwrap_or_else(|_| Err(StorageError::Task("the backend panicked while writing".into())));
+        .unwrap_or_else(|_| {
+            Err(StorageError::Task(
+                "the backend panicked while writing".into(),
+            ))
+        });
     let results = match applied {
         Ok(results) => results,
         Err(e) => {
@@ -178,7 +182,10 @@ fn commit_group(
                     shared.access.restore(t);
                 }
             }
-            Counters::add(&shared.counters.errors, u64::try_from(replies.len()).unwrap_or(0));
+            Counters::add(
+                &shared.counters.errors,
+                u64::try_from(replies.len()).unwrap_or(0),
+            );
             tracing::warn!(error = %e, requests = replies.len(), "group commit failed");
             let mut replies = replies.into_iter();
             if let Some(first) = replies.next() {
@@ -194,7 +201,10 @@ fn commit_group(
     };
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
-    Counters::add(&counters.grouped_requests, u64::try_from(replies.len()).unwrap_or(0));
+    Counters::add(
+        &counters.grouped_requests,
+        u64::try_from(replies.len()).unwrap_or(0),
+    );
     let mut results = results.into_iter();
     for (unit, reply) in units.iter().zip(replies) {
         let result = results

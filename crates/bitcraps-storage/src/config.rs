@@ -183,13 +183,19 @@ impl StorageConfig {
     pub fn validate(&self) -> Result<()> {
         self.target()?;
         if self.max_connections == 0 {
-            return Err(StorageError::Config("max_connections must be at least 1".into()));
+            return Err(StorageError::Config(
+                "max_connections must be at least 1".into(),
+            ));
         }
         if self.max_batch_requests == 0 {
-            return Err(StorageError::Config("max_batch_requests must be at least 1".into()));
+            return Err(StorageError::Config(
+                "max_batch_requests must be at least 1".into(),
+            ));
         }
         if self.max_value_size == 0 {
-            return Err(StorageError::Config("max_value_size must be at least 1".into()));
+            return Err(StorageError::Config(
+                "max_value_size must be at least 1".into(),
+            ));
         }
         self.codec.check_level(self.compression_level)?;
         Ok(())
@@ -338,7 +344,10 @@ mod tests {
     #[test]
     fn durability_parses() {
         assert_eq!("FULL".parse::<Durability>().ok(), Some(Durability::Full));
-        assert_eq!("normal".parse::<Durability>().ok(), Some(Durability::Normal));
+        assert_eq!(
+            "normal".parse::<Durability>().ok(),
+            Some(Durability::Normal)
+        );
         assert!("off".parse::<Durability>().is_err());
     }
 }

@@ -210,7 +210,10 @@ mod tests {
             "invalid key \"\" in collection \"games\": must not be empty"
         );
         let err = StorageError::corruption("games/g-1", "hash mismatch");
-        assert_eq!(err.to_string(), "corrupted data at games/g-1: hash mismatch");
+        assert_eq!(
+            err.to_string(),
+            "corrupted data at games/g-1: hash mismatch"
+        );
         assert!(err.is_corruption());
     }
 }

@@ -197,7 +197,10 @@ impl PersistentStorageManager {
             now_ms: now_ms(),
         };
         self.inner.writer.write(vec![op]).await?;
-        self.inner.shared.counters.write_call_done(started.elapsed());
+        self.inner
+            .shared
+            .counters
+            .write_call_done(started.elapsed());
         Ok(())
     }
 
@@ -236,7 +239,10 @@ impl PersistentStorageManager {
             });
         }
         self.inner.writer.write(unit).await?;
-        self.inner.shared.counters.write_call_done(started.elapsed());
+        self.inner
+            .shared
+            .counters
+            .write_call_done(started.elapsed());
         Ok(())
     }
 
@@ -273,6 +279,9 @@ impl PersistentStorageManager {
         let ck = cache_key(collection, key);
         if let Some(raw) = shared.cache.get(&ck) {
             shared.access.record(&ck, now_ms());
+            // A cache hit completes without awaiting anything; spend tokio's cooperative
+            // budget so a loop of hits still lets other tasks (writers) run.
+            tokio::task::coop::consume_budget().await;
             return Ok(Some(raw));
         }
         let ticket = shared.cache.ticket(&ck);
@@ -283,7 +292,13 @@ impl PersistentStorageManager {
                 return Ok(None);
             };
             let location = format!("{c}/{k}");
-            let raw = value::decode(&location, blob.codec_id, blob.raw_len, &blob.hash, &blob.data)?;
+            let raw = value::decode(
+                &location,
+                blob.codec_id,
+                blob.raw_len,
+                &blob.hash,
+                &blob.data,
+            )?;
             Ok(Some(Arc::<[u8]>::from(raw)))
         })
         .await?;
@@ -332,10 +347,18 @@ impl PersistentStorageManager {
         let (c, k) = (collection.to_owned(), key.to_owned());
         let meta = blocking(move || backend.metadata(&c, &k)).await?;
         Ok(meta.map(|mut m| {
-            if let Some(p) = self.inner.shared.access.pending(&cache_key(collection, key)) {
+            if let Some(p) = self
+                .inner
+                .shared
+                .access
+                .pending(&cache_key(collection, key))
+            {
                 m.access_count = m.access_count.saturating_add(p.count);
                 let pending_last = time_from_ms(p.last_ms);
-                m.last_accessed = Some(m.last_accessed.map_or(pending_last, |t| t.max(pending_last)));
+                m.last_accessed = Some(
+                    m.last_accessed
+                        .map_or(pending_last, |t| t.max(pending_last)),
+                );
             }
             m
         }))

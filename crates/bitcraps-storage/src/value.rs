@@ -103,7 +103,9 @@ pub fn decode(
     let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
-        .ok_or_else(|| StorageError::corruption(location, format!("unknown codec id {codec_id}")))?;
+        .ok_or_else(|| {
+            StorageError::corruption(location, format!("unknown codec id {codec_id}"))
+        })?;
     let raw_len = usize::try_from(raw_len)
         .map_err(|_| StorageError::corruption(location, format!("invalid length {raw_len}")))?;
     let raw = codec.decompress(stored, raw_len, location)?;
@@ -134,10 +136,12 @@ pub fn deserialize<T: DeserializeOwned>(collection: &str, key: &str, raw: &[u8])
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -198,7 +202,11 @@ mod tests {
         };
         assert!(matches!(
             p.encode("c", "k", &"12345"),
-            Err(StorageError::ValueTooLarge { size: 7, limit: 4, .. })
+            Err(StorageError::ValueTooLarge {
+                size: 7,
+                limit: 4,
+                ..
+            })
         ));
     }
 

@@ -18,7 +18,13 @@ fn to_u64(v: i64) -> u64 {
 
 /// A record's blob. A record whose blob is missing is corruption, not "not found".
 pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
-    type Row = (i64, Option<i64>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+    type Row = (
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
     let row: Option<Row> = conn
         .prepare_cached(
             "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data
@@ -81,7 +87,9 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
-        .ok_or_else(|| StorageError::corruption(location(), format!("unknown codec id {codec_id}")))?;
+        .ok_or_else(|| {
+            StorageError::corruption(location(), format!("unknown codec id {codec_id}"))
+        })?;
     Ok(Some(RecordMetadata {
         collection: collection.to_owned(),
         key: key.to_owned(),

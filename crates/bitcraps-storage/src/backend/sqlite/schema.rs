@@ -89,7 +89,8 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
         "PRAGMA user_version = {latest}; PRAGMA application_id = {APPLICATION_ID};"
     ))
     .map_err(db_err("recording the schema version"))?;
-    tx.commit().map_err(db_err("committing the schema migration"))?;
+    tx.commit()
+        .map_err(db_err("committing the schema migration"))?;
     Ok(latest)
 }
 

@@ -36,7 +36,8 @@ pub fn apply(
             }
         }
     }
-    tx.commit().map_err(db_err("committing a write transaction"))?;
+    tx.commit()
+        .map_err(db_err("committing a write transaction"))?;
     Ok(results)
 }
 
@@ -163,9 +164,7 @@ fn put(
 
 fn delete(conn: &Connection, collection: &str, key: &str) -> Result<bool> {
     let old: Option<i64> = conn
-        .prepare_cached(
-            "DELETE FROM records WHERE collection = ?1 AND key = ?2 RETURNING blob_id",
-        )
+        .prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2 RETURNING blob_id")
         .and_then(|mut s| {
             s.query_row(params![collection, key], |r| r.get(0))
                 .optional()

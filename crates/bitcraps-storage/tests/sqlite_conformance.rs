@@ -1,0 +1,5 @@
+//! The storage contract on embedded SQLite.
+
+mod common;
+
+conformance_suite!(common::sqlite_fixture);

@@ -1,0 +1,285 @@
+//! Behaviour specific to the SQLite backend, and fault injection through the backend seam.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bitcraps_storage::backend::sqlite::{SqliteBackend, SqliteOptions};
+use bitcraps_storage::backend::{Backend, OpOutcome, WriteOp, WriteUnit};
+use bitcraps_storage::{
+    Codec, ConsistencyReport, DatabaseStatistics, Durability, ListOptions, ListPage,
+    PersistentStorageManager, Pipeline, RecordMetadata, StorageConfig, StorageError,
+};
+use common::{Game, game, sqlite_fixture};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn db_path(config: &StorageConfig) -> PathBuf {
+    config.data_path.join("bitcraps.db")
+}
+
+fn sqlite(config: &StorageConfig) -> bitcraps_storage::Result<SqliteBackend> {
+    SqliteBackend::open(&SqliteOptions {
+        path: db_path(config),
+        readers: 2,
+        durability: Durability::Normal,
+        deduplicate: true,
+        connection_timeout: Duration::from_secs(5),
+    })
+}
+
+/// Delegates to SQLite; can fail or slow down `apply` on demand.
+struct Faulty {
+    inner: SqliteBackend,
+    fail_writes: AtomicBool,
+    slow_first_apply: AtomicBool,
+    applies: AtomicUsize,
+}
+
+impl Faulty {
+    fn new(inner: SqliteBackend) -> Self {
+        Faulty {
+            inner,
+            fail_writes: AtomicBool::new(false),
+            slow_first_apply: AtomicBool::new(false),
+            applies: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Backend for Faulty {
+    fn apply(
+        &self,
+        units: &[WriteUnit],
+    ) -> bitcraps_storage::Result<Vec<bitcraps_storage::Result<Vec<OpOutcome>>>> {
+        if self.applies.fetch_add(1, Ordering::SeqCst) == 0
+            && self.slow_first_apply.load(Ordering::SeqCst)
+        {
+            // Hold the writer so that the other writers queue up behind this commit.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StorageError::Io {
+                path: "injected".into(),
+                source: std::io::Error::other("injected write failure"),
+            });
+        }
+        self.inner.apply(units)
+    }
+    fn get(
+        &self,
+        c: &str,
+        k: &str,
+    ) -> bitcraps_storage::Result<Option<bitcraps_storage::backend::StoredBlob>> {
+        self.inner.get(c, k)
+    }
+    fn metadata(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<RecordMetadata>> {
+        self.inner.metadata(c, k)
+    }
+    fn list(&self, c: &str, o: &ListOptions) -> bitcraps_storage::Result<ListPage> {
+        self.inner.list(c, o)
+    }
+    fn statistics(&self) -> bitcraps_storage::Result<DatabaseStatistics> {
+        self.inner.statistics()
+    }
+    fn check(&self) -> bitcraps_storage::Result<ConsistencyReport> {
+        self.inner.check()
+    }
+    fn close(&self) -> bitcraps_storage::Result<()> {
+        self.inner.close()
+    }
+}
+
+fn raw_conn(config: &StorageConfig) -> Result<rusqlite::Connection> {
+    Ok(rusqlite::Connection::open(db_path(config))?)
+}
+
+#[tokio::test]
+async fn corrupted_blob_is_reported_not_returned() -> Result {
+    let f = sqlite_fixture();
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    s.store("games", "g", &game("g", 4)).await?;
+    s.store("games", "plain", &7).await?;
+    s.close().await?;
+    drop(s);
+    {
+        let conn = raw_conn(&f.config)?;
+        // Flip one bit in every stored blob.
+        let rows: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT id, data FROM blobs")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, mut data) in rows {
+            let mid = data.len() / 2;
+            data[mid] ^= 0x01;
+            conn.execute(
+                "UPDATE blobs SET data = ?1 WHERE id = ?2",
+                rusqlite::params![data, id],
+            )?;
+        }
+    }
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    for key in ["g", "plain"] {
+        match s.retrieve::<serde_json::Value>("games", key).await {
+            Err(StorageError::Corruption { location, detail }) => {
+                assert_eq!(location, format!("games/{key}"));
+                assert!(!detail.is_empty());
+            }
+            other => panic!("expected corruption for {key}, got {other:?}"),
+        }
+    }
+    s.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dangling_record_is_corruption_not_absence() -> Result {
+    let f = sqlite_fixture();
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    s.store("games", "g", &game("g", 1)).await?;
+    s.close().await?;
+    drop(s);
+    raw_conn(&f.config)?.execute_batch("DELETE FROM blobs")?;
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    let err = s
+        .retrieve::<Game>("games", "g")
+        .await
+        .expect_err("dangling");
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("which does not exist"), "{err}");
+    let report = s.check_consistency().await?;
+    assert_eq!(report.dangling_records, 1);
+    assert!(!report.is_ok());
+    s.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn second_open_of_the_same_database_is_refused() -> Result {
+    let f = sqlite_fixture();
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    let err = PersistentStorageManager::open(f.config.clone())
+        .await
+        .expect_err("locked");
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("the database is in use"),
+        "{err}"
+    );
+    s.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_one_commit() -> Result {
+    let f = sqlite_fixture();
+    let backend = Arc::new(Faulty::new(sqlite(&f.config)?));
+    backend.slow_first_apply.store(true, Ordering::SeqCst);
+    let s = PersistentStorageManager::with_backend(f.config.clone(), backend.clone())?;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.store("games", &format!("g-{i}"), &game("g", i)).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let stats = s.statistics().await?;
+    assert_eq!(stats.grouped_requests, 16);
+    assert!(
+        stats.group_commits < 16,
+        "16 writers arriving during one commit must share later commits: {} commits",
+        stats.group_commits
+    );
+    assert_eq!(stats.database_stats.record_count, 16);
+    s.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_commit_leaves_cache_and_data_untouched() -> Result {
+    let f = sqlite_fixture();
+    let backend = Arc::new(Faulty::new(sqlite(&f.config)?));
+    let s = PersistentStorageManager::with_backend(f.config.clone(), backend.clone())?;
+    s.store("games", "g", &1).await?;
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    let err = s.store("games", "g", &2).await.expect_err("injected");
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert!(s.delete("games", "g").await.is_err());
+    // Neither the cache nor the database saw the failed writes.
+    assert_eq!(s.retrieve::<i32>("games", "g").await?, Some(1));
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    s.store("games", "g", &3).await?;
+    assert_eq!(s.retrieve::<i32>("games", "g").await?, Some(3));
+    assert!(s.statistics().await?.errors >= 2);
+    s.close().await?;
+    Ok(())
+}
+
+#[test]
+fn a_failing_unit_rolls_back_alone() -> Result {
+    let f = sqlite_fixture();
+    let backend = sqlite(&f.config)?;
+    let p = Pipeline {
+        codec: Codec::Zstd,
+        level: 3,
+        max_value_size: 1 << 20,
+    };
+    let put = |k: &str, v: &str| -> Result<WriteOp> {
+        Ok(WriteOp::Put {
+            collection: "c".into(),
+            key: k.into(),
+            value: p.encode("c", k, v)?,
+            now_ms: 1,
+        })
+    };
+    backend.apply(&[vec![put("seed", "shared")?]])?;
+    // Make the stored content disagree with its hash's length: a later dedup hit on that
+    // content must fail its unit, and only its unit.
+    raw_conn(&f.config)?.execute_batch("UPDATE blobs SET raw_len = raw_len + 1")?;
+    let results = backend.apply(&[
+        vec![put("a", "one")?],
+        vec![put("b", "two")?, put("c", "shared")?],
+        vec![put("d", "three")?],
+    ])?;
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(results[1], Err(StorageError::Corruption { .. })));
+    assert!(backend.get("c", "a")?.is_some());
+    assert!(backend.get("c", "d")?.is_some());
+    assert!(
+        backend.get("c", "b")?.is_none(),
+        "unit rolled back as a whole"
+    );
+    backend.close()?;
+    Ok(())
+}
+
+/// Regression: a loop of cache hits never awaited anything, so on a busy runtime it starved
+/// the task that was writing (found as a hang in `cache_never_serves_stale_values`).
+#[tokio::test(flavor = "current_thread")]
+async fn cache_hits_yield_to_other_tasks() -> Result {
+    let f = sqlite_fixture();
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    s.store("c", "k", &1).await?;
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+    for _ in 0..10_000 {
+        if ran.load(Ordering::SeqCst) {
+            break;
+        }
+        let _: Option<i32> = s.retrieve("c", "k").await?;
+    }
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "10,000 cache hits never yielded"
+    );
+    s.close().await?;
+    Ok(())
+}
