@@ -140,10 +140,10 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
             let _ = waiter.send(flushed.as_ref().map(|_| ()).map_err(copy_error));
         }
     }
-    if shared.access.pending_keys() > 0 {
-        if let Err(e) = commit_group(shared, Vec::new(), true) {
-            tracing::warn!(error = %e, "could not flush access statistics on shutdown");
-        }
+    if shared.access.pending_keys() > 0
+        && let Err(e) = commit_group(shared, Vec::new(), true)
+    {
+        tracing::warn!(error = %e, "could not flush access statistics on shutdown");
     }
 }
 
@@ -177,10 +177,8 @@ fn commit_group(
     let results = match applied {
         Ok(results) => results,
         Err(e) => {
-            if has_touches {
-                if let Some(t) = units.last() {
-                    shared.access.restore(t);
-                }
+            if has_touches && let Some(t) = units.last() {
+                shared.access.restore(t);
             }
             Counters::add(
                 &shared.counters.errors,
@@ -219,11 +217,9 @@ fn commit_group(
         }
         let _ = reply.send(result);
     }
-    if has_touches {
-        if let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
-            tracing::warn!(error = %e, "flushing access statistics failed; will retry");
-            shared.access.restore(t);
-        }
+    if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
+        tracing::warn!(error = %e, "flushing access statistics failed; will retry");
+        shared.access.restore(t);
     }
     Ok(())
 }

@@ -317,7 +317,7 @@ pub async fn bad_input_is_rejected_without_writes(f: Fixture) -> Result {
     let cases: Vec<(&str, String)> = vec![
         ("", "k".into()),
         ("c\0x", "k".into()),
-        (&"c"[..], String::new()),
+        ("c", String::new()),
         ("c", "k\0".into()),
         ("c", "k".repeat(1025)),
     ];
