@@ -56,3 +56,8 @@ pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use manager::PersistentStorageManager;
 pub use stats::StorageStatistics;
 pub use value::{ContentHash, EncodedValue, Pipeline};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
