@@ -29,7 +29,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     storage.store_batch("games", &games).await?;
     for i in 0..16 {
         storage
-            .store("lobbies", &format!("lobby-{i}"), &serde_json::json!({"min_bet": 10}))
+            .store(
+                "lobbies",
+                &format!("lobby-{i}"),
+                &serde_json::json!({"min_bet": 10}),
+            )
             .await?;
     }
 
@@ -38,7 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let page = storage
         .list("games", ListOptions::default().prefix("g-01").limit(5))
         .await?;
-    println!("first page of g-01*: {:?} (next after {:?})", page.keys, page.next_after);
+    println!(
+        "first page of g-01*: {:?} (next after {:?})",
+        page.keys, page.next_after
+    );
     println!("deleted g-000: {}", storage.delete("games", "g-000").await?);
 
     let stats = storage.statistics().await?;

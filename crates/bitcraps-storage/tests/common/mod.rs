@@ -1,6 +1,13 @@
 //! Shared test support: fixtures, sample BitCraps documents, and the conformance suite.
 
-#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
 
 pub mod conformance;
 
