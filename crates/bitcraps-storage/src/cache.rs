@@ -113,6 +113,11 @@ impl ValueCache {
         found
     }
 
+    /// Whether `key` is cached, without counting a hit or miss.
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.contains_key(key))
+    }
+
     /// Takes a ticket before reading `key` from the database.
     pub fn ticket(&self, key: &str) -> FillTicket {
         let stripe = Self::stripe_of(key);

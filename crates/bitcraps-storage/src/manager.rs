@@ -334,6 +334,10 @@ impl PersistentStorageManager {
     pub async fn exists(&self, collection: &str, key: &str) -> Result<bool> {
         self.check_open()?;
         validate::key(collection, key)?;
+        // The cache is exact: a cached key exists.
+        if self.inner.shared.cache.contains(&cache_key(collection, key)) {
+            return Ok(true);
+        }
         let backend = Arc::clone(&self.inner.shared.backend);
         let (c, k) = (collection.to_owned(), key.to_owned());
         blocking(move || Ok(backend.metadata(&c, &k)?.is_some())).await
