@@ -335,7 +335,12 @@ impl PersistentStorageManager {
         self.check_open()?;
         validate::key(collection, key)?;
         // The cache is exact: a cached key exists.
-        if self.inner.shared.cache.contains(&cache_key(collection, key)) {
+        if self
+            .inner
+            .shared
+            .cache
+            .contains(&cache_key(collection, key))
+        {
             return Ok(true);
         }
         let backend = Arc::clone(&self.inner.shared.backend);
