@@ -7,15 +7,11 @@ pub const MAX_COLLECTION_LEN: usize = 128;
 /// Longest accepted key, in bytes of UTF-8.
 pub const MAX_KEY_LEN: usize = 1024;
 
-fn problem(s: &str, max: usize) -> Option<&'static str> {
+fn problem(s: &str, max: usize, too_long: &'static str) -> Option<&'static str> {
     if s.is_empty() {
         Some("must not be empty")
     } else if s.len() > max {
-        Some(if max == MAX_KEY_LEN {
-            "longer than 1024 bytes"
-        } else {
-            "longer than 128 bytes"
-        })
+        Some(too_long)
     } else if s.contains('\0') {
         Some("must not contain NUL bytes")
     } else {
@@ -25,7 +21,7 @@ fn problem(s: &str, max: usize) -> Option<&'static str> {
 
 /// Fails unless `collection` is 1–128 bytes without NUL.
 pub fn collection(collection: &str) -> Result<()> {
-    match problem(collection, MAX_COLLECTION_LEN) {
+    match problem(collection, MAX_COLLECTION_LEN, "longer than 128 bytes") {
         None => Ok(()),
         Some(reason) => Err(StorageError::InvalidCollection {
             collection: collection.to_owned(),
@@ -37,7 +33,7 @@ pub fn collection(collection: &str) -> Result<()> {
 /// Fails unless `collection` is valid and `key` is 1–1024 bytes without NUL.
 pub fn key(collection_name: &str, key: &str) -> Result<()> {
     collection(collection_name)?;
-    match problem(key, MAX_KEY_LEN) {
+    match problem(key, MAX_KEY_LEN, "longer than 1024 bytes") {
         None => Ok(()),
         Some(reason) => Err(StorageError::InvalidKey {
             collection: collection_name.to_owned(),
