@@ -26,6 +26,7 @@ pub(crate) struct Shared {
     pub(crate) cache: ValueCache,
     pub(crate) access: AccessTracker,
     pub(crate) counters: Counters,
+    pub(crate) dictionaries: crate::dictionary::Dictionaries,
 }
 
 /// What a caller waits for.

@@ -74,6 +74,12 @@ pub struct StorageConfig {
     /// Codec used for new writes when compression is enabled. Each record remembers its own
     /// codec, so this can change at any time. Default: [`Codec::Zstd`].
     pub codec: Codec,
+    /// Train a zstd dictionary per collection from its first documents and compress new
+    /// values with it (only with [`Codec::Zstd`]). Default: `true`.
+    pub enable_dictionaries: bool,
+    /// How many documents of a collection are sampled before its dictionary is trained.
+    /// Default: 1000.
+    pub dictionary_training_samples: usize,
     /// Store identical values once (content-addressed by blake3, reference counted).
     /// Default: `true`.
     pub enable_deduplication: bool,
@@ -103,6 +109,8 @@ impl Default for StorageConfig {
             enable_compression: true,
             compression_level: 3,
             codec: Codec::Zstd,
+            enable_dictionaries: true,
+            dictionary_training_samples: 1000,
             enable_deduplication: true,
             backup_retention_days: 7,
             maintenance_interval_hours: 1,
@@ -260,6 +268,10 @@ impl StorageConfigBuilder {
         compression_level: i32);
     setter!(/// Sets [`StorageConfig::codec`].
         codec: Codec);
+    setter!(/// Sets [`StorageConfig::enable_dictionaries`].
+        enable_dictionaries: bool);
+    setter!(/// Sets [`StorageConfig::dictionary_training_samples`].
+        dictionary_training_samples: usize);
     setter!(/// Sets [`StorageConfig::enable_deduplication`].
         enable_deduplication: bool);
     setter!(/// Sets [`StorageConfig::backup_retention_days`].

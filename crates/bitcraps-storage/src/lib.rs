@@ -40,6 +40,7 @@ mod cache;
 pub mod codec;
 mod commit;
 pub mod config;
+mod dictionary;
 mod error;
 mod list;
 mod manager;

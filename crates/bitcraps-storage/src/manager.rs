@@ -12,11 +12,14 @@ use serde::de::DeserializeOwned;
 use crate::access::AccessTracker;
 use crate::backend::sqlite::{SqliteBackend, SqliteOptions};
 use crate::backend::{
-    Backend, ConsistencyReport, OpOutcome, RecordMetadata, WriteOp, now_ms, time_from_ms,
+    Backend, ConsistencyReport, OpOutcome, RecordMetadata, StoredDictionary, WriteOp, now_ms,
+    time_from_ms,
 };
 use crate::cache::{ValueCache, cache_key};
+use crate::codec::Codec;
 use crate::commit::{Shared, Writer, WriterOptions};
 use crate::config::{BackendTarget, StorageConfig};
+use crate::dictionary::{self, Dictionaries};
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
 use crate::stats::{Counters, StorageStatistics};
@@ -100,11 +103,20 @@ impl PersistentStorageManager {
     /// Opens a store over a backend built by the caller (tests inject faulty backends here).
     pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
+        let dictionaries = Dictionaries::new(
+            config.enable_dictionaries && config.write_codec() == Codec::Zstd,
+            config.compression_level,
+            config.dictionary_training_samples,
+        );
+        for stored in backend.dictionaries()? {
+            dictionaries.install(&stored);
+        }
         let shared = Arc::new(Shared {
             backend,
             cache: ValueCache::new(config.cache_capacity_bytes()),
             access: AccessTracker::default(),
             counters: Counters::default(),
+            dictionaries,
         });
         let writer = Writer::start(
             Arc::clone(&shared),
@@ -161,11 +173,58 @@ impl PersistentStorageManager {
             key: key.to_owned(),
             source,
         })?;
-        if raw.len() <= INLINE_ENCODE_LIMIT {
-            return pipeline.encode_raw(collection, key, raw);
+        let dict = self.inner.shared.dictionaries.encoder(collection);
+        let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
+            pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?
+        } else {
+            let (c, k) = (collection.to_owned(), key.to_owned());
+            blocking(move || pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())).await?
+        };
+        if let Some(samples) = self
+            .inner
+            .shared
+            .dictionaries
+            .observe(collection, &encoded.raw)
+        {
+            let this = self.clone();
+            let collection = collection.to_owned();
+            tokio::spawn(async move { this.train_dictionary(collection, samples).await });
         }
-        let (c, k) = (collection.to_owned(), key.to_owned());
-        blocking(move || pipeline.encode_raw(&c, &k, raw)).await
+        Ok(encoded)
+    }
+
+    /// Trains a dictionary for `collection` off the runtime, commits it, and starts using it.
+    async fn train_dictionary(&self, collection: String, samples: Vec<Arc<[u8]>>) {
+        let dictionaries = &self.inner.shared.dictionaries;
+        let trained = match blocking(move || dictionary::train(&samples)).await {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::info!(%collection, error = %e, "no dictionary trained; sampling again");
+                dictionaries.training_failed(&collection);
+                return;
+            }
+        };
+        let data: Arc<[u8]> = trained.into();
+        let op = WriteOp::PutDictionary {
+            collection: collection.clone(),
+            data: Arc::clone(&data),
+            now_ms: now_ms(),
+        };
+        match self.inner.writer.write(vec![op]).await.as_deref() {
+            Ok([OpOutcome::Dictionary { id }]) => {
+                dictionaries.install(&StoredDictionary {
+                    id: *id,
+                    collection: collection.clone(),
+                    data: data.to_vec(),
+                });
+                dictionaries.training_done(&collection);
+                tracing::info!(%collection, id, bytes = data.len(), "trained a zstd dictionary");
+            }
+            other => {
+                tracing::warn!(%collection, outcome = ?other, "could not store a dictionary");
+                dictionaries.training_failed(&collection);
+            }
+        }
     }
 
     /// Stores `value` under `collection`/`key`, replacing any previous value. Returns once the
@@ -285,19 +344,25 @@ impl PersistentStorageManager {
             return Ok(Some(raw));
         }
         let ticket = shared.cache.ticket(&ck);
-        let backend = Arc::clone(&shared.backend);
+        let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
         let raw = blocking(move || {
-            let Some(blob) = backend.get(&c, &k)? else {
+            let shared = &inner.shared;
+            let Some(blob) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
             };
             let location = format!("{c}/{k}");
+            let dict = blob
+                .dict_id
+                .map(|id| shared.dictionaries.decoder(id, &location))
+                .transpose()?;
             let raw = value::decode(
                 &location,
                 blob.codec_id,
                 blob.raw_len,
                 &blob.hash,
                 &blob.data,
+                dict.as_deref(),
             )?;
             Ok(Some(Arc::<[u8]>::from(raw)))
         })

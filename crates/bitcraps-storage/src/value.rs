@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::Codec;
+use crate::dictionary::{self, EncoderDict};
 use crate::error::{Result, StorageError};
 
 /// A blake3 content hash of a value's serialized (uncompressed) bytes.
@@ -23,6 +24,8 @@ pub struct EncodedValue {
     pub raw: Arc<[u8]>,
     /// The bytes that go to disk (`raw` itself when `codec` is [`Codec::None`]).
     pub stored: Arc<[u8]>,
+    /// The zstd dictionary `stored` needs, if any.
+    pub dict_id: Option<i64>,
 }
 
 impl EncodedValue {
@@ -61,6 +64,17 @@ impl Pipeline {
 
     /// Prepares already-serialized JSON bytes for storage.
     pub fn encode_raw(&self, collection: &str, key: &str, raw: Vec<u8>) -> Result<EncodedValue> {
+        self.encode_raw_with(collection, key, raw, None)
+    }
+
+    /// Like [`Pipeline::encode_raw`], compressing with `dict` when the codec is zstd.
+    pub fn encode_raw_with(
+        &self,
+        collection: &str,
+        key: &str,
+        raw: Vec<u8>,
+        dict: Option<&EncoderDict>,
+    ) -> Result<EncodedValue> {
         if raw.len() > self.max_value_size {
             return Err(StorageError::ValueTooLarge {
                 collection: collection.to_owned(),
@@ -72,7 +86,11 @@ impl Pipeline {
         let hash = *blake3::hash(&raw).as_bytes();
         let raw: Arc<[u8]> = raw.into();
         if self.codec != Codec::None {
-            let packed = self.codec.compress(&raw, self.level)?;
+            let dict = dict.filter(|_| self.codec == Codec::Zstd);
+            let packed = match dict {
+                Some(d) => dictionary::compress(&raw, d)?,
+                None => self.codec.compress(&raw, self.level)?,
+            };
             // The original design's rule: keep the compressed form only when it is smaller.
             if packed.len() < raw.len() {
                 return Ok(EncodedValue {
@@ -80,6 +98,7 @@ impl Pipeline {
                     codec: self.codec,
                     stored: packed.into(),
                     raw,
+                    dict_id: dict.map(|d| d.id),
                 });
             }
         }
@@ -88,17 +107,20 @@ impl Pipeline {
             codec: Codec::None,
             stored: Arc::clone(&raw),
             raw,
+            dict_id: None,
         })
     }
 }
 
 /// Turns stored bytes back into the serialized document, verifying codec, length and hash.
+/// `dict` is the zstd dictionary the blob names, if it names one.
 pub fn decode(
     location: &str,
     codec_id: i64,
     raw_len: i64,
     hash: &[u8],
     stored: &[u8],
+    dict: Option<&zstd::dict::DecoderDictionary<'static>>,
 ) -> Result<Vec<u8>> {
     let codec = u8::try_from(codec_id)
         .ok()
@@ -108,7 +130,16 @@ pub fn decode(
         })?;
     let raw_len = usize::try_from(raw_len)
         .map_err(|_| StorageError::corruption(location, format!("invalid length {raw_len}")))?;
-    let raw = codec.decompress(stored, raw_len, location)?;
+    let raw = match (codec, dict) {
+        (Codec::Zstd, Some(d)) => dictionary::decompress(stored, raw_len, d, location)?,
+        (_, Some(_)) => {
+            return Err(StorageError::corruption(
+                location,
+                format!("codec {codec} cannot use a dictionary"),
+            ));
+        }
+        (_, None) => codec.decompress(stored, raw_len, location)?,
+    };
     let actual = blake3::hash(&raw);
     if actual.as_bytes().as_slice() != hash {
         return Err(StorageError::corruption(
@@ -171,6 +202,7 @@ mod tests {
             i64::try_from(big.raw_len()).unwrap_or(0),
             &big.hash,
             &big.stored,
+            None,
         )?;
         assert_eq!(back, &*big.raw);
         Ok(())
@@ -181,7 +213,7 @@ mod tests {
         let v = pipeline(Codec::None).encode("c", "k", &"hello")?;
         let mut bad = v.stored.to_vec();
         bad[1] ^= 1;
-        let err = decode("c/k", 0, 7, &v.hash, &bad);
+        let err = decode("c/k", 0, 7, &v.hash, &bad, None);
         match err {
             Err(StorageError::Corruption { location, detail }) => {
                 assert_eq!(location, "c/k");
@@ -189,8 +221,8 @@ mod tests {
             }
             other => panic!("expected corruption, got {other:?}"),
         }
-        assert!(decode("c/k", 77, 7, &v.hash, &v.stored).is_err());
-        assert!(decode("c/k", 0, -1, &v.hash, &v.stored).is_err());
+        assert!(decode("c/k", 77, 7, &v.hash, &v.stored, None).is_err());
+        assert!(decode("c/k", 0, -1, &v.hash, &v.stored, None).is_err());
         Ok(())
     }
 

@@ -76,6 +76,11 @@ impl Backend for Faulty {
     ) -> bitcraps_storage::Result<Option<bitcraps_storage::backend::StoredBlob>> {
         self.inner.get(c, k)
     }
+    fn dictionaries(
+        &self,
+    ) -> bitcraps_storage::Result<Vec<bitcraps_storage::backend::StoredDictionary>> {
+        self.inner.dictionaries()
+    }
     fn metadata(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<RecordMetadata>> {
         self.inner.metadata(c, k)
     }

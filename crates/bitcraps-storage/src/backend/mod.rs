@@ -8,7 +8,10 @@ pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use crate::codec::Codec;
+pub use crate::dictionary::StoredDictionary;
 use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
 use crate::value::EncodedValue;
@@ -34,6 +37,15 @@ pub enum WriteOp {
         collection: String,
         /// Key.
         key: String,
+    },
+    /// Store a trained zstd dictionary; the outcome carries its id.
+    PutDictionary {
+        /// The collection it was trained for.
+        collection: String,
+        /// The dictionary bytes.
+        data: Arc<[u8]>,
+        /// Training time, milliseconds since the Unix epoch.
+        now_ms: i64,
     },
     /// Add buffered reads to a record's access statistics (no-op if the record is gone).
     Touch {
@@ -64,6 +76,11 @@ pub enum OpOutcome {
         /// The record existed.
         existed: bool,
     },
+    /// A stored dictionary.
+    Dictionary {
+        /// Its id.
+        id: i64,
+    },
     /// A touch.
     Touch,
 }
@@ -82,6 +99,8 @@ pub struct StoredBlob {
     pub hash: Vec<u8>,
     /// The stored bytes.
     pub data: Vec<u8>,
+    /// The zstd dictionary the bytes need, if any.
+    pub dict_id: Option<i64>,
 }
 
 /// A record's metadata.
@@ -100,6 +119,8 @@ pub struct RecordMetadata {
     pub codec: Codec,
     /// Whether the stored form is compressed.
     pub is_compressed: bool,
+    /// The zstd dictionary of the stored form, if one was used.
+    pub dictionary_id: Option<i64>,
     /// blake3 of the serialized document, lower-case hex.
     pub content_hash: String,
     /// How many records share this content (1 when not deduplicated).
@@ -132,6 +153,10 @@ pub struct DatabaseStatistics {
     pub unique_bytes: u64,
     /// Stored bytes of the distinct blobs (after dedup and compression).
     pub stored_bytes: u64,
+    /// Stored zstd dictionaries.
+    pub dictionary_count: u64,
+    /// Bytes of stored zstd dictionaries.
+    pub dictionary_bytes: u64,
     /// Size of the database file(s) on disk, including the WAL.
     pub file_bytes: u64,
     /// Size of the write-ahead log.
@@ -156,6 +181,8 @@ pub struct ConsistencyReport {
     pub orphaned_blobs: u64,
     /// Blobs whose reference count differs from the number of records referring to them.
     pub refcount_mismatches: u64,
+    /// Blobs that name a zstd dictionary that does not exist.
+    pub missing_dictionaries: u64,
 }
 
 impl ConsistencyReport {
@@ -165,6 +192,7 @@ impl ConsistencyReport {
             && self.dangling_records == 0
             && self.orphaned_blobs == 0
             && self.refcount_mismatches == 0
+            && self.missing_dictionaries == 0
     }
 }
 
@@ -180,6 +208,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Reads a record's metadata (access statistics as flushed).
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>>;
+
+    /// Every stored dictionary.
+    fn dictionaries(&self) -> Result<Vec<StoredDictionary>>;
 
     /// Lists keys in order.
     fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage>;

@@ -26,7 +26,8 @@ macro_rules! conformance_suite {
             dedup_counts_references_exactly, compression_is_per_record, statistics_count_operations,
             bad_input_is_rejected_without_writes, wrong_type_is_a_typed_error,
             concurrent_writers_and_readers, cache_never_serves_stale_values, reopen_sees_everything,
-            access_counts_are_buffered_and_persisted, closed_store_refuses_work);
+            access_counts_are_buffered_and_persisted, closed_store_refuses_work,
+            dictionaries_are_trained_and_survive_reopen);
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {
         $(
@@ -525,5 +526,74 @@ pub async fn closed_store_refuses_work(f: Fixture) -> Result {
     // The database is released: it can be opened again while the old handle lives.
     let again = open(&f).await?;
     again.close().await?;
+    Ok(())
+}
+
+pub async fn dictionaries_are_trained_and_survive_reopen(f: Fixture) -> Result {
+    let mut config = f.config.clone();
+    config.dictionary_training_samples = 64;
+    let s = PersistentStorageManager::open(config.clone()).await?;
+    let mut i = 0u32;
+    // Training runs in the background after 64 samples; keep writing until a new record
+    // uses the dictionary (bounded, so a store that never trains fails the test).
+    let dict_id = loop {
+        let key = format!("g-{i:05}");
+        s.store("games", &key, &game(&key, i)).await?;
+        if let Some(id) = s
+            .metadata("games", &key)
+            .await?
+            .and_then(|m| m.dictionary_id)
+        {
+            break id;
+        }
+        i += 1;
+        assert!(i < 5000, "no dictionary was trained after {i} writes");
+        if i % 64 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let stats = s.statistics().await?;
+    assert_eq!(stats.database_stats.dictionary_count, 1);
+    // Records written with and without the dictionary read back; the dictionary shrinks them.
+    let with = s
+        .metadata("games", &format!("g-{i:05}"))
+        .await?
+        .expect("meta");
+    let without = s.metadata("games", "g-00001").await?.expect("meta");
+    assert_eq!(without.dictionary_id, None);
+    assert!(
+        with.stored_bytes < without.stored_bytes,
+        "{with:?} vs {without:?}"
+    );
+    // Other collections are sampled separately.
+    s.store("players", "p", &game("p", 1)).await?;
+    assert_eq!(
+        s.metadata("players", "p")
+            .await?
+            .expect("meta")
+            .dictionary_id,
+        None
+    );
+    s.close().await?;
+    drop(s);
+
+    let s = PersistentStorageManager::open(config).await?;
+    for j in (0..=i).step_by(7) {
+        let key = format!("g-{j:05}");
+        assert_eq!(
+            s.retrieve::<Game>("games", &key).await?,
+            Some(game(&key, j))
+        );
+    }
+    s.store("games", "after-reopen", &game("after-reopen", 3))
+        .await?;
+    let meta = s.metadata("games", "after-reopen").await?.expect("meta");
+    assert_eq!(
+        meta.dictionary_id,
+        Some(dict_id),
+        "the dictionary is reloaded on open"
+    );
+    assert!(s.check_consistency().await?.is_ok());
+    s.close().await?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::backend::{
     Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, StoredBlob,
-    WriteUnit,
+    StoredDictionary, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -189,6 +189,10 @@ impl Backend for SqliteBackend {
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
         read::metadata(&*self.reader()?, collection, key)
+    }
+
+    fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {
+        read::dictionaries(&*self.reader()?)
     }
 
     fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {

@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::db_err;
 use crate::backend::{
-    ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob, time_from_ms,
+    ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob, StoredDictionary,
+    time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -24,28 +25,39 @@ pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<Stor
         Option<i64>,
         Option<Vec<u8>>,
         Option<Vec<u8>>,
+        Option<i64>,
     );
     let row: Option<Row> = conn
         .prepare_cached(
-            "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data
+            "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id
              FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
         )
         .and_then(|mut s| {
             s.query_row(params![collection, key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()
         })
         .map_err(db_err("reading a record"))?;
     match row {
         None => Ok(None),
-        Some((_, Some(codec_id), Some(raw_len), Some(hash), Some(data))) => Ok(Some(StoredBlob {
-            codec_id,
-            raw_len,
-            hash,
-            data,
-        })),
+        Some((_, Some(codec_id), Some(raw_len), Some(hash), Some(data), dict_id)) => {
+            Ok(Some(StoredBlob {
+                codec_id,
+                raw_len,
+                hash,
+                data,
+                dict_id,
+            }))
+        }
         Some((blob_id, ..)) => Err(StorageError::corruption(
             format!("{collection}/{key}"),
             format!("the record refers to blob {blob_id}, which does not exist"),
@@ -59,7 +71,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let row = conn
         .prepare_cached(
             "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
-                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount
+                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id
              FROM records r JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
         )
@@ -75,12 +87,14 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
                     r.get::<_, i64>(6)?,
                     r.get::<_, Vec<u8>>(7)?,
                     r.get::<_, i64>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
                 ))
             })
             .optional()
         })
         .map_err(db_err("reading record metadata"))?;
-    let Some((created, updated, count, last, codec_id, raw_len, stored_len, hash, refs)) = row
+    let Some((created, updated, count, last, codec_id, raw_len, stored_len, hash, refs, dict)) =
+        row
     else {
         return Ok(None);
     };
@@ -97,6 +111,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         stored_bytes: to_u64(stored_len),
         codec,
         is_compressed: codec != Codec::None,
+        dictionary_id: dict,
         content_hash: hex(&hash),
         shared_by: to_u64(refs),
         created_at: time_from_ms(created),
@@ -104,6 +119,22 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         access_count: to_u64(count),
         last_accessed: last.map(time_from_ms),
     }))
+}
+
+/// Every stored dictionary, oldest first.
+pub fn dictionaries(conn: &Connection) -> Result<Vec<StoredDictionary>> {
+    conn.prepare_cached("SELECT id, collection, data FROM dictionaries ORDER BY id")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok(StoredDictionary {
+                    id: r.get(0)?,
+                    collection: r.get(1)?,
+                    data: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("reading dictionaries"))
 }
 
 /// Keys of `collection` in order, honouring prefix, `after` and limit.
@@ -153,6 +184,13 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(&err)?;
+    let (dictionary_count, dictionary_bytes): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM dictionaries",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(&err)?;
     let pragma = |name: &str| -> Result<u64> {
         conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
             .map(to_u64)
@@ -165,6 +203,8 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         logical_bytes: to_u64(logical_bytes),
         unique_bytes: to_u64(unique_bytes),
         stored_bytes: to_u64(stored_bytes),
+        dictionary_count: to_u64(dictionary_count),
+        dictionary_bytes: to_u64(dictionary_bytes),
         page_count: pragma("page_count")?,
         free_pages: pragma("freelist_count")?,
         page_size: pragma("page_size")?,
@@ -197,6 +237,10 @@ pub fn check(conn: &Connection) -> Result<ConsistencyReport> {
         )?,
         refcount_mismatches: count(
             "SELECT count(*) FROM blobs b WHERE b.refcount != (SELECT count(*) FROM records r WHERE r.blob_id = b.id)",
+        )?,
+        missing_dictionaries: count(
+            "SELECT count(*) FROM blobs b WHERE b.dict_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = b.dict_id)",
         )?,
     })
 }

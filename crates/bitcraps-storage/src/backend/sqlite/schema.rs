@@ -36,6 +36,16 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX records_by_blob ON records(blob_id);
     ",
+    // Version 2: per-collection zstd dictionaries; a blob names the one it needs.
+    r"
+    CREATE TABLE dictionaries (
+        id         INTEGER PRIMARY KEY,
+        collection TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        data       BLOB    NOT NULL
+    );
+    ALTER TABLE blobs ADD COLUMN dict_id INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

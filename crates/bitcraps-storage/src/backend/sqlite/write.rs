@@ -53,6 +53,20 @@ fn apply_op(conn: &Connection, op: &WriteOp, deduplicate: bool) -> Result<OpOutc
             let existed = delete(conn, collection, key)?;
             Ok(OpOutcome::Delete { existed })
         }
+        WriteOp::PutDictionary {
+            collection,
+            data,
+            now_ms,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO dictionaries (collection, created_at, data) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![collection, now_ms, &data[..]]))
+            .map_err(db_err("storing a dictionary"))?;
+            Ok(OpOutcome::Dictionary {
+                id: conn.last_insert_rowid(),
+            })
+        }
         WriteOp::Touch {
             collection,
             key,
@@ -108,8 +122,8 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
     }
     let stored_len = i64::try_from(value.stored.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+        "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -117,7 +131,8 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
             value.codec.id(),
             raw_len,
             stored_len,
-            &value.stored[..]
+            &value.stored[..],
+            value.dict_id
         ])
     })
     .map_err(db_err("storing content"))?;
