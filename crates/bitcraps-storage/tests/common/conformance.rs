@@ -548,7 +548,7 @@ pub async fn dictionaries_are_trained_and_survive_reopen(f: Fixture) -> Result {
         }
         i += 1;
         assert!(i < 5000, "no dictionary was trained after {i} writes");
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     };
