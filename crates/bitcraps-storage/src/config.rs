@@ -1,6 +1,6 @@
 //! Configuration: [`StorageConfig`], its builder and URL parsing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -83,10 +83,31 @@ pub struct StorageConfig {
     /// Store identical values once (content-addressed by blake3, reference counted).
     /// Default: `true`.
     pub enable_deduplication: bool,
-    /// Days a backup is kept by retention. Default: 7.
+    /// Days a backup is kept by retention (0: no age rule). Default: 7.
     pub backup_retention_days: u32,
-    /// Hours between background maintenance runs. Default: 1.
+    /// Where backups go; `None` means `<data_path>/backups`. Default: `None`.
+    pub backup_dir: Option<PathBuf>,
+    /// The newest N backups are always kept, however old. Default: 3.
+    pub backup_keep_last: u32,
+    /// Keep the newest backup of each of the last N days (0 disables). Default: 7.
+    pub backup_keep_daily: u32,
+    /// Keep the newest backup of each of the last N weeks (0 disables). Default: 4.
+    pub backup_keep_weekly: u32,
+    /// Keep the newest backup of each of the last N months (0 disables). Default: 6.
+    pub backup_keep_monthly: u32,
+    /// Maintenance creates a backup and applies retention. Default: `true`.
+    pub backup_on_maintenance: bool,
+    /// Maintenance vacuums when free pages exceed this percentage of the file. Default: 25.
+    pub vacuum_free_percent: u32,
+    /// Run the background tasks (statistics, cache upkeep, maintenance) while the store is
+    /// open. Default: `true`.
+    pub enable_background_tasks: bool,
+    /// Hours between background maintenance runs (0 disables). Default: 1.
     pub maintenance_interval_hours: u32,
+    /// Interval of the statistics report (tracing and `metrics`). Default: 60 s.
+    pub statistics_interval: Duration,
+    /// Interval of cache upkeep. Default: 5 min.
+    pub cache_upkeep_interval: Duration,
     /// What an acknowledged write guarantees. Default: [`Durability::Full`].
     pub durability: Durability,
     /// Largest accepted serialized value, in bytes. Default: 64 MiB.
@@ -113,7 +134,17 @@ impl Default for StorageConfig {
             dictionary_training_samples: 1000,
             enable_deduplication: true,
             backup_retention_days: 7,
+            backup_dir: None,
+            backup_keep_last: 3,
+            backup_keep_daily: 7,
+            backup_keep_weekly: 4,
+            backup_keep_monthly: 6,
+            backup_on_maintenance: true,
+            vacuum_free_percent: 25,
+            enable_background_tasks: true,
             maintenance_interval_hours: 1,
+            statistics_interval: Duration::from_secs(60),
+            cache_upkeep_interval: Duration::from_secs(300),
             durability: Durability::Full,
             max_value_size: 64 * 1024 * 1024,
             max_batch_requests: 1024,
@@ -224,9 +255,22 @@ impl StorageConfig {
             .saturating_mul(1024 * 1024)
     }
 
-    /// The directory backups and other files live in.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_path
+    /// The directory backups go to.
+    pub fn backup_directory(&self) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| self.data_path.join("backups"))
+    }
+
+    /// The retention rules the backup settings describe.
+    pub fn retention_policy(&self) -> crate::backup::RetentionPolicy {
+        crate::backup::RetentionPolicy {
+            within_days: self.backup_retention_days,
+            keep_last: self.backup_keep_last,
+            keep_daily: self.backup_keep_daily,
+            keep_weekly: self.backup_keep_weekly,
+            keep_monthly: self.backup_keep_monthly,
+        }
     }
 }
 
@@ -278,6 +322,29 @@ impl StorageConfigBuilder {
         backup_retention_days: u32);
     setter!(/// Sets [`StorageConfig::maintenance_interval_hours`].
         maintenance_interval_hours: u32);
+    /// Sets [`StorageConfig::backup_dir`].
+    pub fn backup_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.backup_dir = Some(dir.into());
+        self
+    }
+    setter!(/// Sets [`StorageConfig::backup_keep_last`].
+        backup_keep_last: u32);
+    setter!(/// Sets [`StorageConfig::backup_keep_daily`].
+        backup_keep_daily: u32);
+    setter!(/// Sets [`StorageConfig::backup_keep_weekly`].
+        backup_keep_weekly: u32);
+    setter!(/// Sets [`StorageConfig::backup_keep_monthly`].
+        backup_keep_monthly: u32);
+    setter!(/// Sets [`StorageConfig::backup_on_maintenance`].
+        backup_on_maintenance: bool);
+    setter!(/// Sets [`StorageConfig::vacuum_free_percent`].
+        vacuum_free_percent: u32);
+    setter!(/// Sets [`StorageConfig::enable_background_tasks`].
+        enable_background_tasks: bool);
+    setter!(/// Sets [`StorageConfig::statistics_interval`].
+        statistics_interval: Duration);
+    setter!(/// Sets [`StorageConfig::cache_upkeep_interval`].
+        cache_upkeep_interval: Duration);
     setter!(/// Sets [`StorageConfig::durability`].
         durability: Durability);
     setter!(/// Sets [`StorageConfig::max_value_size`].

@@ -36,24 +36,30 @@
 
 mod access;
 pub mod backend;
+mod background;
+pub mod backup;
 mod cache;
 pub mod codec;
 mod commit;
 pub mod config;
 mod dictionary;
 mod error;
+mod fs;
 mod list;
+mod maintenance;
 mod manager;
 mod stats;
 pub mod validate;
 mod value;
 
 pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
+pub use backup::{BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome};
 pub use cache::CacheStatistics;
 pub use codec::Codec;
 pub use config::{Durability, StorageConfig, StorageConfigBuilder};
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
+pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use manager::PersistentStorageManager;
 pub use stats::StorageStatistics;
 pub use value::{ContentHash, EncodedValue, Pipeline};

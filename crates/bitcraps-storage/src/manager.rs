@@ -15,6 +15,8 @@ use crate::backend::{
     Backend, ConsistencyReport, OpOutcome, RecordMetadata, StoredDictionary, WriteOp, now_ms,
     time_from_ms,
 };
+use crate::background::Background;
+use crate::backup::BackupManager;
 use crate::cache::{ValueCache, cache_key};
 use crate::codec::Codec;
 use crate::commit::{Shared, Writer, WriterOptions};
@@ -47,11 +49,13 @@ pub struct PersistentStorageManager {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    shared: Arc<Shared>,
-    writer: Writer,
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) writer: Writer,
     pipeline: Pipeline,
-    config: StorageConfig,
+    pub(crate) config: StorageConfig,
+    backups: BackupManager,
+    background: std::sync::Mutex<Option<Background>>,
     closed: AtomicBool,
 }
 
@@ -71,7 +75,7 @@ impl std::fmt::Debug for PersistentStorageManager {
 }
 
 /// Runs blocking work off the async runtime.
-async fn blocking<T, F>(f: F) -> Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
@@ -100,7 +104,21 @@ impl PersistentStorageManager {
         Self::with_backend(config, backend)
     }
 
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        PersistentStorageManager { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// The backup manager of this store (`<data_path>/backups` unless configured).
+    pub fn backups(&self) -> BackupManager {
+        self.inner.backups.clone()
+    }
+
     /// Opens a store over a backend built by the caller (tests inject faulty backends here).
+    /// Starts the background tasks when enabled, which needs a Tokio runtime.
     pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
         let dictionaries = Dictionaries::new(
@@ -130,15 +148,37 @@ impl PersistentStorageManager {
             level: config.compression_level,
             max_value_size: config.max_value_size,
         };
-        Ok(PersistentStorageManager {
+        let backups = BackupManager::new(
+            Arc::clone(&shared.backend),
+            config.backup_directory(),
+            config.data_path.clone(),
+            config.retention_policy(),
+        );
+        let storage = PersistentStorageManager {
             inner: Arc::new(Inner {
                 shared,
                 writer,
                 pipeline,
                 config,
+                backups,
+                background: std::sync::Mutex::new(None),
                 closed: AtomicBool::new(false),
             }),
-        })
+        };
+        if storage.inner.config.enable_background_tasks {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(StorageError::Config(
+                    "background tasks need a Tokio runtime; open the store inside one or \
+                     set enable_background_tasks = false"
+                        .into(),
+                ));
+            }
+            let background = Background::start(&storage.inner);
+            if let Ok(mut slot) = storage.inner.background.lock() {
+                *slot = Some(background);
+            }
+        }
+        Ok(storage)
     }
 
     /// The configuration the store was opened with.
@@ -146,7 +186,7 @@ impl PersistentStorageManager {
         &self.inner.config
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             Err(StorageError::Closed)
         } else {
@@ -478,6 +518,10 @@ impl PersistentStorageManager {
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        let background = self.inner.background.lock().ok().and_then(|mut b| b.take());
+        if let Some(background) = background {
+            background.stop().await;
         }
         if let Some(thread) = self.inner.writer.shutdown() {
             blocking(move || {

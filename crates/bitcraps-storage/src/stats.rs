@@ -41,6 +41,12 @@ pub struct StorageStatistics {
     pub pending_access_updates: u64,
     /// Operations that returned an error.
     pub errors: u64,
+    /// Completed maintenance runs (direct or scheduled).
+    pub maintenance_runs: u64,
+    /// Start of the last maintenance run, milliseconds since the Unix epoch.
+    pub last_maintenance_at_ms: Option<i64>,
+    /// Background task runs that failed or panicked (the store kept running).
+    pub background_failures: u64,
     /// What the database reports.
     pub database_stats: DatabaseStatistics,
     /// What the cache reports.
@@ -62,6 +68,9 @@ pub struct Counters {
     pub(crate) group_commits: AtomicU64,
     pub(crate) grouped_requests: AtomicU64,
     pub(crate) errors: AtomicU64,
+    pub(crate) maintenance_runs: AtomicU64,
+    pub(crate) last_maintenance_ms: std::sync::atomic::AtomicI64,
+    pub(crate) background_failures: AtomicU64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -128,6 +137,10 @@ impl Counters {
             grouped_requests: get(&self.grouped_requests),
             pending_access_updates,
             errors: get(&self.errors),
+            maintenance_runs: get(&self.maintenance_runs),
+            last_maintenance_at_ms: Some(self.last_maintenance_ms.load(Ordering::Relaxed))
+                .filter(|ms| *ms > 0),
+            background_failures: get(&self.background_failures),
             database_stats,
             cache_stats,
         }

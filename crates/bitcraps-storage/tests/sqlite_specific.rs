@@ -4,15 +4,15 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bitcraps_storage::backend::sqlite::{SqliteBackend, SqliteOptions};
-use bitcraps_storage::backend::{Backend, OpOutcome, WriteOp, WriteUnit};
+use bitcraps_storage::backend::{Backend, WriteOp};
 use bitcraps_storage::{
-    Codec, ConsistencyReport, DatabaseStatistics, Durability, ListOptions, ListPage,
-    PersistentStorageManager, Pipeline, RecordMetadata, StorageConfig, StorageError,
+    Codec, Durability, PersistentStorageManager, Pipeline, StorageConfig, StorageError,
 };
+use common::faulty::Faulty;
 use common::{Game, game, sqlite_fixture};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -29,73 +29,6 @@ fn sqlite(config: &StorageConfig) -> bitcraps_storage::Result<SqliteBackend> {
         deduplicate: true,
         connection_timeout: Duration::from_secs(5),
     })
-}
-
-/// Delegates to SQLite; can fail or slow down `apply` on demand.
-struct Faulty {
-    inner: SqliteBackend,
-    fail_writes: AtomicBool,
-    slow_first_apply: AtomicBool,
-    applies: AtomicUsize,
-}
-
-impl Faulty {
-    fn new(inner: SqliteBackend) -> Self {
-        Faulty {
-            inner,
-            fail_writes: AtomicBool::new(false),
-            slow_first_apply: AtomicBool::new(false),
-            applies: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Backend for Faulty {
-    fn apply(
-        &self,
-        units: &[WriteUnit],
-    ) -> bitcraps_storage::Result<Vec<bitcraps_storage::Result<Vec<OpOutcome>>>> {
-        if self.applies.fetch_add(1, Ordering::SeqCst) == 0
-            && self.slow_first_apply.load(Ordering::SeqCst)
-        {
-            // Hold the writer so that the other writers queue up behind this commit.
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(StorageError::Io {
-                path: "injected".into(),
-                source: std::io::Error::other("injected write failure"),
-            });
-        }
-        self.inner.apply(units)
-    }
-    fn get(
-        &self,
-        c: &str,
-        k: &str,
-    ) -> bitcraps_storage::Result<Option<bitcraps_storage::backend::StoredBlob>> {
-        self.inner.get(c, k)
-    }
-    fn dictionaries(
-        &self,
-    ) -> bitcraps_storage::Result<Vec<bitcraps_storage::backend::StoredDictionary>> {
-        self.inner.dictionaries()
-    }
-    fn metadata(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<RecordMetadata>> {
-        self.inner.metadata(c, k)
-    }
-    fn list(&self, c: &str, o: &ListOptions) -> bitcraps_storage::Result<ListPage> {
-        self.inner.list(c, o)
-    }
-    fn statistics(&self) -> bitcraps_storage::Result<DatabaseStatistics> {
-        self.inner.statistics()
-    }
-    fn check(&self) -> bitcraps_storage::Result<ConsistencyReport> {
-        self.inner.check()
-    }
-    fn close(&self) -> bitcraps_storage::Result<()> {
-        self.inner.close()
-    }
 }
 
 fn raw_conn(config: &StorageConfig) -> Result<rusqlite::Connection> {

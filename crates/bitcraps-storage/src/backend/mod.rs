@@ -196,6 +196,34 @@ impl ConsistencyReport {
     }
 }
 
+/// Facts about a consistent copy of a database (a snapshot or a backup).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// Schema version of the copy.
+    pub schema_version: i64,
+    /// Records in the copy.
+    pub record_count: u64,
+    /// Distinct blobs in the copy.
+    pub blob_count: u64,
+    /// Serialized bytes of all records.
+    pub logical_bytes: u64,
+    /// Stored bytes of all blobs.
+    pub stored_bytes: u64,
+}
+
+/// What a reference repair did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RepairOutcome {
+    /// Blobs whose reference count was corrected.
+    pub refcounts_fixed: u64,
+    /// Blobs removed because nothing referred to them.
+    pub orphans_removed: u64,
+    /// Stored bytes of the removed blobs.
+    pub orphan_bytes_removed: u64,
+}
+
 /// A storage engine under the manager. Blocking; called from dedicated threads.
 pub trait Backend: Send + Sync + 'static {
     /// Applies `units` in one durable transaction. Each unit is atomic on its own: a unit that
@@ -220,6 +248,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks the engine's integrity and that every reference count is exact.
     fn check(&self) -> Result<ConsistencyReport>;
+
+    /// Writes a consistent copy of the whole database to `dest` (which must not exist) while
+    /// writers keep writing, and describes it.
+    fn snapshot(&self, dest: &std::path::Path) -> Result<SnapshotInfo>;
+
+    /// Folds the write-ahead log into the database and truncates it.
+    fn checkpoint(&self) -> Result<()>;
+
+    /// Lets the engine refresh its query-planner statistics.
+    fn optimize(&self) -> Result<()>;
+
+    /// Rebuilds the database file to return free pages to the file system.
+    fn vacuum(&self) -> Result<()>;
+
+    /// Recomputes every blob's reference count and removes blobs nothing refers to.
+    fn repair_references(&self) -> Result<RepairOutcome>;
 
     /// Releases the database for other processes; later writes fail with
     /// [`StorageError::Closed`](crate::StorageError::Closed).

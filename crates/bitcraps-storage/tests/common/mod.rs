@@ -10,6 +10,7 @@
 )]
 
 pub mod conformance;
+pub mod faulty;
 
 use std::any::Any;
 
@@ -76,4 +77,19 @@ pub fn lobby() -> Lobby {
         name: "default lobby".into(),
         min_bet: 10,
     }
+}
+
+/// The SQLite backend of a fixture, opened directly (for wrapping in fault injectors).
+pub fn sqlite_backend(
+    config: &StorageConfig,
+) -> bitcraps_storage::Result<bitcraps_storage::backend::sqlite::SqliteBackend> {
+    bitcraps_storage::backend::sqlite::SqliteBackend::open(
+        &bitcraps_storage::backend::sqlite::SqliteOptions {
+            path: config.data_path.join("bitcraps.db"),
+            readers: 2,
+            durability: Durability::Normal,
+            deduplicate: true,
+            connection_timeout: std::time::Duration::from_secs(5),
+        },
+    )
 }

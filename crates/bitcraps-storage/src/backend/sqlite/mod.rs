@@ -1,8 +1,11 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
+mod maintain;
 mod read;
 pub mod schema;
 mod write;
+
+pub use maintain::inspect;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -13,8 +16,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, StoredBlob,
-    StoredDictionary, WriteUnit,
+    Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome,
+    SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -209,6 +212,33 @@ impl Backend for SqliteBackend {
 
     fn check(&self) -> Result<ConsistencyReport> {
         read::check(&*self.reader()?)
+    }
+
+    fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
+        maintain::snapshot(&*self.reader()?, dest)
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let guard = self.writer()?;
+        maintain::checkpoint(guard.as_ref().ok_or(StorageError::Closed)?)
+    }
+
+    fn optimize(&self) -> Result<()> {
+        let guard = self.writer()?;
+        let conn = guard.as_ref().ok_or(StorageError::Closed)?;
+        conn.execute_batch("PRAGMA optimize")
+            .map_err(db_err("optimizing"))
+    }
+
+    fn vacuum(&self) -> Result<()> {
+        let guard = self.writer()?;
+        let conn = guard.as_ref().ok_or(StorageError::Closed)?;
+        conn.execute_batch("VACUUM").map_err(db_err("vacuuming"))
+    }
+
+    fn repair_references(&self) -> Result<RepairOutcome> {
+        let mut guard = self.writer()?;
+        maintain::repair(guard.as_mut().ok_or(StorageError::Closed)?)
     }
 
     fn close(&self) -> Result<()> {

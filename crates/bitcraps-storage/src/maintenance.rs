@@ -1,0 +1,242 @@
+//! Maintenance: one call that keeps the store healthy, reporting every step. A failing step
+//! is recorded and the others still run.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
+use crate::backup::{BackupInfo, RetentionOutcome};
+use crate::error::Result;
+use crate::manager::PersistentStorageManager;
+use crate::stats::Counters;
+
+/// Space the store could give back, measured before and after maintenance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SpaceDebt {
+    /// Size of the write-ahead log.
+    pub wal_bytes: u64,
+    /// Unused pages in the database file.
+    pub free_pages: u64,
+    /// Bytes of those pages.
+    pub free_bytes: u64,
+    /// Database file plus WAL.
+    pub file_bytes: u64,
+}
+
+impl SpaceDebt {
+    fn of(s: &DatabaseStatistics) -> Self {
+        SpaceDebt {
+            wal_bytes: s.wal_bytes,
+            free_pages: s.free_pages,
+            free_bytes: s.free_pages.saturating_mul(s.page_size),
+            file_bytes: s.file_bytes,
+        }
+    }
+}
+
+/// One step of a maintenance run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct MaintenanceStep {
+    /// What the step does.
+    pub name: &'static str,
+    /// Whether it succeeded (a skipped step succeeded).
+    pub ok: bool,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// What it did, or why it failed.
+    pub detail: String,
+}
+
+/// What a maintenance run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct MaintenanceReport {
+    /// Start time, milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// Total duration, in milliseconds.
+    pub duration_ms: u64,
+    /// Every step, in order.
+    pub steps: Vec<MaintenanceStep>,
+    /// `"step: error"` for each failed step.
+    pub errors: Vec<String>,
+    /// `PRAGMA optimize` ran.
+    pub database_optimized: bool,
+    /// The write-ahead log was checkpointed and truncated.
+    pub wal_checkpointed: bool,
+    /// The database was vacuumed.
+    pub vacuumed: bool,
+    /// Reference repair: counts corrected and orphaned blobs removed.
+    pub references: RepairOutcome,
+    /// Cache entries before and after upkeep.
+    pub cache_entries: (u64, u64),
+    /// The backup taken, if any.
+    pub backup: Option<BackupInfo>,
+    /// What retention kept and deleted, if it ran.
+    pub retention: Option<RetentionOutcome>,
+    /// Space debt before the run.
+    pub before: SpaceDebt,
+    /// Space debt after the run.
+    pub after: SpaceDebt,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl MaintenanceReport {
+    fn step<T>(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        result: Result<T>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Option<T> {
+        let duration_ms = ms(started.elapsed());
+        match result {
+            Ok(v) => {
+                self.steps.push(MaintenanceStep {
+                    name,
+                    ok: true,
+                    duration_ms,
+                    detail: detail(&v),
+                });
+                Some(v)
+            }
+            Err(e) => {
+                tracing::warn!(step = name, error = %e, "maintenance step failed");
+                self.errors.push(format!("{name}: {e}"));
+                self.steps.push(MaintenanceStep {
+                    name,
+                    ok: false,
+                    duration_ms,
+                    detail: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+}
+
+impl PersistentStorageManager {
+    /// Runs maintenance now: flushes access statistics, repairs references (removing blobs
+    /// nothing refers to), checkpoints and truncates the WAL, refreshes planner statistics,
+    /// vacuums past `vacuum_free_percent` free pages, runs cache upkeep, and — with
+    /// `backup_on_maintenance` — takes a backup and applies retention. Errors of single
+    /// steps are in the report; `Err` only means the store is closed.
+    pub async fn maintenance(&self) -> Result<MaintenanceReport> {
+        self.check_open()?;
+        let started = Instant::now();
+        let mut report = MaintenanceReport {
+            started_at_ms: now_ms(),
+            ..MaintenanceReport::default()
+        };
+        let inner = self.inner();
+        let backend = || std::sync::Arc::clone(&inner.shared.backend);
+        let stats = |b: std::sync::Arc<dyn crate::backend::Backend>| async move {
+            crate::manager::blocking(move || b.statistics()).await
+        };
+        if let Ok(s) = stats(backend()).await {
+            report.before = SpaceDebt::of(&s);
+        }
+
+        let t = Instant::now();
+        let r = inner.writer.flush_access().await;
+        report.step("flush access statistics", t, r, |_| {
+            "buffered reads written".into()
+        });
+
+        let t = Instant::now();
+        let b = backend();
+        let r = crate::manager::blocking(move || b.repair_references()).await;
+        if let Some(outcome) = report.step("repair references", t, r, |o| {
+            format!(
+                "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
+                o.refcounts_fixed, o.orphans_removed, o.orphan_bytes_removed
+            )
+        }) {
+            report.references = outcome;
+        }
+
+        let t = Instant::now();
+        let b = backend();
+        let r = crate::manager::blocking(move || b.optimize()).await;
+        report.database_optimized = report
+            .step("optimize", t, r, |_| "planner statistics refreshed".into())
+            .is_some();
+
+        let t = Instant::now();
+        let threshold = u64::from(inner.config.vacuum_free_percent);
+        let b = backend();
+        let r = crate::manager::blocking(move || {
+            let s = b.statistics()?;
+            if s.page_count > 0
+                && s.free_pages.saturating_mul(100) > s.page_count.saturating_mul(threshold)
+            {
+                b.vacuum()?;
+                Ok(Some(s.free_pages))
+            } else {
+                Ok(None)
+            }
+        })
+        .await;
+        report.vacuumed = matches!(
+            report.step("vacuum", t, r, |v| match v {
+                Some(free) => format!("vacuumed {free} free pages"),
+                None => format!("skipped: free pages under {threshold}%"),
+            }),
+            Some(Some(_))
+        );
+
+        // After vacuum, which writes the whole database through the WAL.
+        let t = Instant::now();
+        let b = backend();
+        let r = crate::manager::blocking(move || b.checkpoint()).await;
+        report.wal_checkpointed = report
+            .step("checkpoint", t, r, |_| "write-ahead log truncated".into())
+            .is_some();
+
+        let t = Instant::now();
+        let cache = &inner.shared.cache;
+        let before = cache.statistics().entry_count;
+        cache.run_pending_tasks();
+        let after = cache.statistics().entry_count;
+        report.cache_entries = (before, after);
+        report.step("cache upkeep", t, Ok(()), |_| {
+            format!("{before} → {after} entries")
+        });
+
+        if inner.config.backup_on_maintenance {
+            let backups = self.backups();
+            let t = Instant::now();
+            let r = backups.create_backup().await;
+            report.backup = report.step("backup", t, r, |b| {
+                format!("{} ({} bytes)", b.id, b.archive_bytes)
+            });
+            let t = Instant::now();
+            let r = backups.apply_retention().await;
+            report.retention = report.step("retention", t, r, |o| {
+                format!("kept {}, deleted {}", o.kept.len(), o.deleted.len())
+            });
+        }
+
+        if let Ok(s) = stats(backend()).await {
+            report.after = SpaceDebt::of(&s);
+        }
+        report.duration_ms = ms(started.elapsed());
+        Counters::add(&inner.shared.counters.maintenance_runs, 1);
+        inner
+            .shared
+            .counters
+            .last_maintenance_ms
+            .store(report.started_at_ms, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            duration_ms = report.duration_ms,
+            errors = report.errors.len(),
+            "maintenance finished"
+        );
+        Ok(report)
+    }
+}

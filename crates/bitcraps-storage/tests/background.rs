@@ -1,0 +1,57 @@
+//! Background tasks run on their schedule, keep the store healthy, survive failing runs, and
+//! are stopped and joined by `close()`.
+
+mod common;
+
+use std::time::Duration;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
+use common::faulty::Faulty;
+use common::{game, sqlite_fixture};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn fast(mut config: StorageConfig) -> StorageConfig {
+    config.statistics_interval = Duration::from_millis(20);
+    config.cache_upkeep_interval = Duration::from_millis(20);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_tasks_run_and_stop_on_close() -> Result {
+    let f = sqlite_fixture();
+    let s = PersistentStorageManager::open(fast(f.config.clone())).await?;
+    s.store("games", "g", &game("g", 1)).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.statistics().await?.background_failures, 0);
+    s.close().await?;
+    // Closed and joined: the database is released and can be opened again right away.
+    let again = PersistentStorageManager::open(f.config.clone()).await?;
+    again.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_runs_are_counted_and_the_store_keeps_working() -> Result {
+    let f = sqlite_fixture();
+    let backend = Arc::new(Faulty::new(common::sqlite_backend(&f.config)?));
+    backend.panic_on_statistics.store(true, Ordering::SeqCst);
+    let s = PersistentStorageManager::with_backend(fast(f.config.clone()), backend.clone())?;
+    s.store("games", "g", &game("g", 1)).await?;
+    // Let several scheduled statistics runs hit the injected panic.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    backend.panic_on_statistics.store(false, Ordering::SeqCst);
+    let stats = s.statistics().await?;
+    assert!(
+        stats.background_failures > 0,
+        "failing background runs were not counted"
+    );
+    // The store still serves reads and writes.
+    s.store("games", "h", &game("h", 2)).await?;
+    assert_eq!(s.retrieve("games", "h").await?, Some(game("h", 2)));
+    s.close().await?;
+    Ok(())
+}
