@@ -1,0 +1,78 @@
+//! redb with its default durable commit.
+
+use std::path::Path;
+
+use anyhow::Result;
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use super::Store;
+use crate::docs::Game;
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("games");
+
+pub struct Redb {
+    db: Database,
+}
+
+impl Redb {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = Database::create(dir.join("games.redb"))?;
+        let tx = db.begin_write()?;
+        tx.open_table(TABLE)?;
+        tx.commit()?;
+        Ok(Redb { db })
+    }
+}
+
+impl Store for Redb {
+    fn put(&self, key: &str, doc: &Game) -> Result<()> {
+        let value = serde_json::to_vec(doc)?;
+        let tx = self.db.begin_write()?;
+        tx.open_table(TABLE)?.insert(key, value.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_batch(&self, items: &[(String, Game)]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(TABLE)?;
+            for (key, doc) in items {
+                table.insert(key.as_str(), serde_json::to_vec(doc)?.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Game>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TABLE)?;
+        let value = table.get(key)?;
+        Ok(value
+            .map(|v| serde_json::from_slice(v.value()))
+            .transpose()?)
+    }
+
+    fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TABLE)?;
+        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+        let mut keys = Vec::with_capacity(limit);
+        for entry in table.range(start..)? {
+            let (k, _) = entry?;
+            let k = k.value();
+            if !k.starts_with(prefix) || keys.len() >= limit {
+                break;
+            }
+            if Some(k) != after {
+                keys.push(k.to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
+    fn settle(&self) -> Result<()> {
+        Ok(())
+    }
+}
