@@ -74,7 +74,8 @@ impl Codec {
         };
         match self {
             Codec::None => Ok(data.to_vec()),
-            Codec::Zstd => zstd::bulk::compress(data, level).map_err(fail),
+            Codec::Zstd => crate::zstd_ctx::compress(data, level, None)
+                .map_err(|e| fail(std::io::Error::other(e))),
             Codec::Lz4 => Ok(lz4_flex::block::compress(data)),
             Codec::Gzip => {
                 let level = u32::try_from(level.clamp(0, 9)).unwrap_or(6);
@@ -95,9 +96,8 @@ impl Codec {
         let corrupt = |detail: String| StorageError::corruption(location, detail);
         let out = match self {
             Codec::None => data.to_vec(),
-            Codec::Zstd => {
-                zstd::bulk::decompress(data, raw_len).map_err(|e| corrupt(format!("zstd: {e}")))?
-            }
+            Codec::Zstd => crate::zstd_ctx::decompress(data, raw_len, None)
+                .map_err(|e| corrupt(format!("zstd: {e}")))?,
             Codec::Lz4 => lz4_flex::block::decompress(data, raw_len)
                 .map_err(|e| corrupt(format!("lz4: {e}")))?,
             Codec::Gzip => {

@@ -159,9 +159,8 @@ pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
         codec: "zstd",
         source,
     };
-    zstd::bulk::Compressor::with_prepared_dictionary(&dict.dict)
-        .and_then(|mut c| c.compress(data))
-        .map_err(fail)
+    crate::zstd_ctx::compress(data, 0, Some(dict.dict.as_cdict()))
+        .map_err(|e| fail(std::io::Error::other(e)))
 }
 
 /// Decompresses with a dictionary into at most `raw_len` bytes.
@@ -171,8 +170,7 @@ pub fn decompress(
     dict: &DecoderDictionary<'static>,
     location: &str,
 ) -> Result<Vec<u8>> {
-    zstd::bulk::Decompressor::with_prepared_dictionary(dict)
-        .and_then(|mut d| d.decompress(data, raw_len))
+    crate::zstd_ctx::decompress(data, raw_len, Some(dict.as_ddict()))
         .map_err(|e| StorageError::corruption(location, format!("zstd with dictionary: {e}")))
 }
 

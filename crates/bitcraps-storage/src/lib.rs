@@ -51,6 +51,7 @@ mod manager;
 mod stats;
 pub mod validate;
 mod value;
+mod zstd_ctx;
 
 pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
 pub use backup::{BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome};

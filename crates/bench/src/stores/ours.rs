@@ -22,6 +22,8 @@ impl Ours {
             .build()?;
         let mut config = StorageConfig::with_data_path(dir);
         config.enable_background_tasks = false;
+        // Settling measures the live store; a backup would only add time and files.
+        config.backup_on_maintenance = false;
         let storage = rt.block_on(PersistentStorageManager::open(config))?;
         Ok(Ours { rt, storage })
     }
