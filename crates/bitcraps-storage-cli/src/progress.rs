@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The terminal side of a run: every progress bar is drawn through it.
@@ -37,13 +37,13 @@ impl Ui {
         let bar = match len {
             Some(len) => {
                 let template = format!(
-                    "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+                    "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{rate}}, eta {{eta}})"
                 );
                 ProgressBar::new(len).with_style(style(&template))
             }
             None => {
                 let template = format!(
-                    "{{spinner}} {{msg}} [{{elapsed_precise}}] {{human_pos}} {unit} ({{per_sec}})"
+                    "{{spinner}} {{msg}} [{{elapsed_precise}}] {{human_pos}} {unit} ({{rate}})"
                 );
                 ProgressBar::new_spinner().with_style(style(&template))
             }
@@ -84,7 +84,15 @@ impl Ui {
 fn style(template: &str) -> ProgressStyle {
     // The templates above are constants of this file; fall back to the default style rather
     // than fail if one is ever wrong.
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                // Whole items per second (indicatif's own {per_sec} prints four decimals).
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        )
 }
 
 /// Makes one [`LogLine`] per log event.
