@@ -14,9 +14,13 @@ Settings (highest precedence first):
      BITCRAPS_STORAGE_DURABILITY=normal, BITCRAPS_STORAGE_CONNECTION_TIMEOUT=10 (seconds)
   3. the TOML file given by --config FILE (or BITCRAPS_STORAGE_CONFIG), whose keys are the
      StorageConfig field names: data_path, database_url, cache_size_mb, max_connections,
-     enable_compression, compression_level, codec, enable_deduplication, backup_retention_days,
-     maintenance_interval_hours, durability, max_value_size, max_batch_requests,
-     access_flush_interval and connection_timeout (both in seconds)
+     enable_compression, compression_level, codec (zstd|lz4|gzip|none), enable_dictionaries,
+     dictionary_training_samples, enable_deduplication, backup_dir, backup_retention_days,
+     backup_keep_last, backup_keep_daily, backup_keep_weekly, backup_keep_monthly,
+     backup_on_maintenance, vacuum_free_percent, enable_background_tasks,
+     maintenance_interval_hours, durability (full|normal), max_value_size, max_batch_requests,
+     and, in seconds: statistics_interval, cache_upkeep_interval, access_flush_interval,
+     connection_timeout
   4. defaults (data directory ./bitcraps-data)
   The store's location (data directory or URL) is taken whole from the highest layer that
   names one, so --data always beats a URL from the environment or the file.

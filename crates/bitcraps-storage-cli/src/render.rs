@@ -89,6 +89,10 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
             "saved by dedup + compression",
             percent(1.0 - ratio(d.stored_bytes, d.logical_bytes)),
         ),
+        row(
+            "compression dictionaries",
+            format!("{} ({})", d.dictionary_count, bytes(d.dictionary_bytes)),
+        ),
         row("on disk (database + WAL)", bytes(d.file_bytes)),
         row("  of which WAL", bytes(d.wal_bytes)),
         row(
@@ -127,6 +131,13 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
             format!("{} ({} requests)", s.group_commits, s.grouped_requests),
         ),
         row("errors", s.errors),
+        row(
+            "maintenance runs (this process)",
+            format!(
+                "{} ({} background failures)",
+                s.maintenance_runs, s.background_failures
+            ),
+        ),
     ]
 }
 
@@ -143,7 +154,13 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
             "stored",
             format!("{} ({} B)", bytes(m.stored_bytes), m.stored_bytes),
         ),
-        row("codec", m.codec),
+        row(
+            "codec",
+            match m.dictionary_id {
+                Some(id) => format!("{} (dictionary {id})", m.codec),
+                None => m.codec.to_string(),
+            },
+        ),
         row("compressed", m.is_compressed),
         row("content hash (blake3)", &m.content_hash),
         row("shared by records", m.shared_by),

@@ -18,27 +18,82 @@ use crate::exit::CliError;
 /// Prefix of every environment variable read here.
 pub const ENV_PREFIX: &str = "BITCRAPS_STORAGE_";
 
-/// One source of settings; `None` means "not set here".
-#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Layer {
-    data_path: Option<PathBuf>,
-    database_url: Option<String>,
-    cache_size_mb: Option<usize>,
-    max_connections: Option<usize>,
-    enable_compression: Option<bool>,
-    compression_level: Option<i32>,
-    codec: Option<String>,
-    enable_deduplication: Option<bool>,
-    backup_retention_days: Option<u32>,
-    maintenance_interval_hours: Option<u32>,
-    durability: Option<String>,
-    max_value_size: Option<usize>,
-    max_batch_requests: Option<usize>,
-    /// Seconds.
-    access_flush_interval: Option<f64>,
-    /// Seconds.
-    connection_timeout: Option<f64>,
+/// Declares [`Layer`] and the code that reads, merges and applies its plain fields, so that a
+/// new `StorageConfig` field is one line here. Numbers parse with `FromStr`, flags accept
+/// true/false/1/0/yes/no/on/off, durations are seconds (fractions allowed).
+macro_rules! layer {
+    (
+        numbers { $($n:ident: $nt:ty),* $(,)? }
+        flags { $($b:ident),* $(,)? }
+        seconds { $($d:ident),* $(,)? }
+    ) => {
+        /// One source of settings; `None` means "not set here".
+        #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Layer {
+            data_path: Option<PathBuf>,
+            database_url: Option<String>,
+            backup_dir: Option<PathBuf>,
+            codec: Option<String>,
+            durability: Option<String>,
+            $($n: Option<$nt>,)*
+            $($b: Option<bool>,)*
+            $($d: Option<f64>,)*
+        }
+
+        impl Layer {
+            fn read_plain_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+                $(self.$n = env_field(get, stringify!($n), parse_value)?;)*
+                $(self.$b = env_field(get, stringify!($b), parse_bool)?;)*
+                $(self.$d = env_field(get, stringify!($d), parse_value)?;)*
+                Ok(())
+            }
+
+            fn fill_plain_from(&mut self, lower: &Layer) {
+                $(self.$n = self.$n.or(lower.$n);)*
+                $(self.$b = self.$b.or(lower.$b);)*
+                $(self.$d = self.$d.or(lower.$d);)*
+            }
+
+            fn apply_plain(&self, config: &mut StorageConfig) -> Result<()> {
+                $(if let Some(v) = self.$n { config.$n = v; })*
+                $(if let Some(v) = self.$b { config.$b = v; })*
+                $(if let Some(v) = self.$d { config.$d = seconds(v, stringify!($d))?; })*
+                Ok(())
+            }
+        }
+    };
+}
+
+layer! {
+    numbers {
+        cache_size_mb: usize,
+        max_connections: usize,
+        compression_level: i32,
+        dictionary_training_samples: usize,
+        backup_retention_days: u32,
+        backup_keep_last: u32,
+        backup_keep_daily: u32,
+        backup_keep_weekly: u32,
+        backup_keep_monthly: u32,
+        vacuum_free_percent: u32,
+        maintenance_interval_hours: u32,
+        max_value_size: usize,
+        max_batch_requests: usize,
+    }
+    flags {
+        enable_compression,
+        enable_dictionaries,
+        enable_deduplication,
+        backup_on_maintenance,
+        enable_background_tasks,
+    }
+    seconds {
+        statistics_interval,
+        cache_upkeep_interval,
+        access_flush_interval,
+        connection_timeout,
+    }
 }
 
 /// The merged result.
@@ -71,66 +126,31 @@ impl Layer {
 
     /// The layer of the environment, read through `var` (so tests can pass a map).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |suffix: &str| var(&format!("{ENV_PREFIX}{suffix}"));
+        let get = |name: &str| var(&format!("{ENV_PREFIX}{name}"));
         let mut layer = Layer {
             data_path: get("DATA").map(PathBuf::from),
             database_url: get("URL"),
+            backup_dir: get("BACKUP_DIR").map(PathBuf::from),
             codec: get("CODEC"),
             durability: get("DURABILITY"),
             ..Layer::default()
         };
-        macro_rules! parse_env {
-            ($($field:ident: $name:literal),* $(,)?) => {$(
-                layer.$field = get($name).map(|v| parse_value(&v, $name)).transpose()?;
-            )*};
-        }
-        parse_env!(
-            cache_size_mb: "CACHE_SIZE_MB",
-            max_connections: "MAX_CONNECTIONS",
-            compression_level: "COMPRESSION_LEVEL",
-            backup_retention_days: "BACKUP_RETENTION_DAYS",
-            maintenance_interval_hours: "MAINTENANCE_INTERVAL_HOURS",
-            max_value_size: "MAX_VALUE_SIZE",
-            max_batch_requests: "MAX_BATCH_REQUESTS",
-            access_flush_interval: "ACCESS_FLUSH_INTERVAL",
-            connection_timeout: "CONNECTION_TIMEOUT",
-        );
-        layer.enable_compression = get("ENABLE_COMPRESSION")
-            .map(|v| parse_bool(&v, "ENABLE_COMPRESSION"))
-            .transpose()?;
-        layer.enable_deduplication = get("ENABLE_DEDUPLICATION")
-            .map(|v| parse_bool(&v, "ENABLE_DEDUPLICATION"))
-            .transpose()?;
+        layer.read_plain_env(&get)?;
         Ok(layer)
     }
 
     /// `self` over `lower`: every value set here wins.
-    pub fn over(self, lower: Layer) -> Layer {
+    pub fn over(mut self, lower: Layer) -> Layer {
         let names_location = self.data_path.is_some() || self.database_url.is_some();
-        let (data_path, database_url) = if names_location {
-            (self.data_path, self.database_url)
-        } else {
-            (lower.data_path, lower.database_url)
-        };
-        Layer {
-            data_path,
-            database_url,
-            cache_size_mb: self.cache_size_mb.or(lower.cache_size_mb),
-            max_connections: self.max_connections.or(lower.max_connections),
-            enable_compression: self.enable_compression.or(lower.enable_compression),
-            compression_level: self.compression_level.or(lower.compression_level),
-            codec: self.codec.or(lower.codec),
-            enable_deduplication: self.enable_deduplication.or(lower.enable_deduplication),
-            backup_retention_days: self.backup_retention_days.or(lower.backup_retention_days),
-            maintenance_interval_hours: self
-                .maintenance_interval_hours
-                .or(lower.maintenance_interval_hours),
-            durability: self.durability.or(lower.durability),
-            max_value_size: self.max_value_size.or(lower.max_value_size),
-            max_batch_requests: self.max_batch_requests.or(lower.max_batch_requests),
-            access_flush_interval: self.access_flush_interval.or(lower.access_flush_interval),
-            connection_timeout: self.connection_timeout.or(lower.connection_timeout),
+        if !names_location {
+            self.data_path = lower.data_path.clone();
+            self.database_url = lower.database_url.clone();
         }
+        self.backup_dir = self.backup_dir.or_else(|| lower.backup_dir.clone());
+        self.codec = self.codec.or_else(|| lower.codec.clone());
+        self.durability = self.durability.or_else(|| lower.durability.clone());
+        self.fill_plain_from(&lower);
+        self
     }
 
     /// Applies the layer to the defaults and validates the result.
@@ -139,34 +159,18 @@ impl Layer {
             Some(url) => StorageConfig::from_url(url).map_err(usage)?,
             None => StorageConfig::default(),
         };
-        if let Some(v) = self.data_path {
-            config.data_path = v;
+        if let Some(v) = &self.data_path {
+            config.data_path.clone_from(v);
         }
-        macro_rules! copy {
-            ($($field:ident),*) => {$( if let Some(v) = self.$field { config.$field = v; } )*};
+        if let Some(v) = &self.backup_dir {
+            config.backup_dir = Some(v.clone());
         }
-        copy!(
-            cache_size_mb,
-            max_connections,
-            enable_compression,
-            compression_level,
-            enable_deduplication,
-            backup_retention_days,
-            maintenance_interval_hours,
-            max_value_size,
-            max_batch_requests
-        );
-        if let Some(v) = self.codec {
-            config.codec = Codec::from_str(&v).map_err(usage)?;
+        self.apply_plain(&mut config)?;
+        if let Some(v) = &self.codec {
+            config.codec = Codec::from_str(v).map_err(usage)?;
         }
-        if let Some(v) = self.durability {
-            config.durability = Durability::from_str(&v).map_err(usage)?;
-        }
-        if let Some(v) = self.access_flush_interval {
-            config.access_flush_interval = seconds(v, "access_flush_interval")?;
-        }
-        if let Some(v) = self.connection_timeout {
-            config.connection_timeout = seconds(v, "connection_timeout")?;
+        if let Some(v) = &self.durability {
+            config.durability = Durability::from_str(v).map_err(usage)?;
         }
         config.validate().map_err(usage)?;
         Ok(config)
@@ -194,6 +198,16 @@ impl Settings {
 
 fn usage(e: impl std::fmt::Display) -> anyhow::Error {
     CliError::Usage(e.to_string()).into()
+}
+
+/// Reads `BITCRAPS_STORAGE_<FIELD>` for a field and parses it.
+fn env_field<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    field: &str,
+    parse: fn(&str, &str) -> Result<T>,
+) -> Result<Option<T>> {
+    let name = field.to_ascii_uppercase();
+    get(&name).map(|v| parse(&v, &name)).transpose()
 }
 
 fn parse_value<T: FromStr>(value: &str, name: &str) -> Result<T>
@@ -272,6 +286,34 @@ mod tests {
             "the flag names the location whole"
         );
         assert!(s.location_from_flags);
+        Ok(())
+    }
+
+    #[test]
+    fn every_kind_of_field_reads_from_env_and_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "backup_dir = \"bk\"\nbackup_keep_last = 9\nstatistics_interval = 2\nenable_dictionaries = false\n",
+        )?;
+        let s = Settings::load(
+            Layer::default(),
+            Some(&file),
+            env(&[
+                ("ENABLE_BACKGROUND_TASKS", "off"),
+                ("CACHE_UPKEEP_INTERVAL", "0.25"),
+                ("DURABILITY", "normal"),
+                ("BACKUP_KEEP_LAST", "4"),
+            ]),
+        )?;
+        assert_eq!(s.config.backup_dir, Some(PathBuf::from("bk")));
+        assert_eq!(s.config.backup_keep_last, 4);
+        assert_eq!(s.config.statistics_interval, Duration::from_secs(2));
+        assert_eq!(s.config.cache_upkeep_interval, Duration::from_millis(250));
+        assert!(!s.config.enable_dictionaries);
+        assert!(!s.config.enable_background_tasks);
+        assert_eq!(s.config.durability, Durability::Normal);
         Ok(())
     }
 

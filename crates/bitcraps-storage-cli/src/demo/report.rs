@@ -159,6 +159,14 @@ impl Report {
                     percent(1.0 - ratio(d.stored_bytes, d.unique_bytes))
                 ),
             ),
+            row(
+                "compression dictionaries",
+                format!(
+                    "{} trained ({})",
+                    d.dictionary_count,
+                    bytes(d.dictionary_bytes)
+                ),
+            ),
             row("on disk (database + WAL)", bytes(d.file_bytes)),
         ];
         if let Some(size) = self.file_bytes_after_close {
