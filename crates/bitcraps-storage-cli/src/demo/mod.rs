@@ -55,9 +55,12 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
             .map(|(stats, consistency)| (outcome, stats, consistency)),
         Err(e) => Err(e),
     };
-    // BACKUP → VERIFY → RESTORE goes here once the backup API lands: create a backup of
-    // `storage`, verify it, restore it into a fresh temporary directory, open that copy and
-    // compare every record (export both and compare) — and report each step in `Report`.
+    // ======================= BACKUP → VERIFY → RESTORE (to do) =======================
+    // With the library's backup manager (`storage.backups()`): create a backup of `storage`
+    // while it is open, verify it, restore it into a fresh temporary directory, open that copy
+    // and compare every record with the live store (collections() + list + retrieve_raw on
+    // both sides), then report each step's duration and the outcome in `Report`.
+    // ===================================================================================
     let closed = storage.close().await.context("closing the store");
     let (outcome, stats, consistency) = checked?;
     closed?;
