@@ -488,6 +488,14 @@ impl PersistentStorageManager {
         self.count_error(result)
     }
 
+    /// Names of the collections that hold at least one record, in order.
+    pub async fn collections(&self) -> Result<Vec<String>> {
+        self.check_open()?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let result = blocking(move || backend.collections()).await;
+        self.count_error(result)
+    }
+
     /// A snapshot of the statistics.
     pub async fn statistics(&self) -> Result<StorageStatistics> {
         self.check_open()?;

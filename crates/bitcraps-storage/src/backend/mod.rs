@@ -243,6 +243,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Lists keys in order.
     fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage>;
 
+    /// Names of the collections that hold at least one record, in order.
+    fn collections(&self) -> Result<Vec<String>>;
+
     /// Reports sizes and counts.
     fn statistics(&self) -> Result<DatabaseStatistics>;
 

@@ -68,6 +68,9 @@ impl Backend for Faulty {
     fn list(&self, c: &str, o: &ListOptions) -> bitcraps_storage::Result<ListPage> {
         self.inner.list(c, o)
     }
+    fn collections(&self) -> bitcraps_storage::Result<Vec<String>> {
+        self.inner.collections()
+    }
     fn statistics(&self) -> bitcraps_storage::Result<DatabaseStatistics> {
         if self.panic_on_statistics.load(Ordering::SeqCst) {
             panic!("injected panic in statistics");

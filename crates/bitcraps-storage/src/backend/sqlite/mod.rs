@@ -202,6 +202,10 @@ impl Backend for SqliteBackend {
         read::list(&*self.reader()?, collection, options)
     }
 
+    fn collections(&self) -> Result<Vec<String>> {
+        read::collections(&*self.reader()?)
+    }
+
     fn statistics(&self) -> Result<DatabaseStatistics> {
         let mut stats = read::statistics(&*self.reader()?)?;
         stats.schema_version = self.schema_version;

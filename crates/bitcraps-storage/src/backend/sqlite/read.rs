@@ -182,6 +182,16 @@ fn list_query(collection: &str, options: &ListOptions) -> (String, Vec<Value>) {
     (sql, args)
 }
 
+/// Names of the collections that hold at least one record, in order.
+pub fn collections(conn: &Connection) -> Result<Vec<String>> {
+    conn.prepare_cached("SELECT DISTINCT collection FROM records ORDER BY collection")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("listing collections"))
+}
+
 /// Counts and sizes (file sizes are filled in by the caller).
 pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     let err = db_err("collecting database statistics");
@@ -282,5 +292,20 @@ mod tests {
         assert_eq!(args.get(1), Some(&Value::Text("g-".into())));
         let (sql, _) = list_query("c", &ListOptions::default());
         assert_eq!(count(&sql), 0, "{sql}");
+    }
+
+    #[test]
+    fn collections_are_distinct_and_ordered() -> Result<()> {
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        crate::backend::sqlite::schema::migrate(&mut conn)?;
+        assert!(collections(&conn)?.is_empty());
+        conn.execute_batch(
+            "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
+             VALUES ('players', 'p1', 1, 0, 0), ('games', 'g2', 1, 0, 0),
+                    ('games', 'g1', 1, 0, 0), ('bets', 'b1', 1, 0, 0);",
+        )
+        .map_err(db_err("insert"))?;
+        assert_eq!(collections(&conn)?, ["bets", "games", "players"]);
+        Ok(())
     }
 }

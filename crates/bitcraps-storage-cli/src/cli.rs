@@ -1,0 +1,195 @@
+//! Command-line arguments (clap derive). Parsing only: what each command does lives in
+//! `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Shown after the options in `--help`: where settings come from, and the exit codes.
+const AFTER_HELP: &str = "\
+Settings (highest precedence first):
+  1. flags: --data DIR or --url URL
+  2. environment: BITCRAPS_STORAGE_DATA, BITCRAPS_STORAGE_URL, and BITCRAPS_STORAGE_<FIELD>
+     for every other field, e.g. BITCRAPS_STORAGE_CACHE_SIZE_MB=128, BITCRAPS_STORAGE_CODEC=lz4,
+     BITCRAPS_STORAGE_DURABILITY=normal, BITCRAPS_STORAGE_CONNECTION_TIMEOUT=10 (seconds)
+  3. the TOML file given by --config FILE (or BITCRAPS_STORAGE_CONFIG), whose keys are the
+     StorageConfig field names: data_path, database_url, cache_size_mb, max_connections,
+     enable_compression, compression_level, codec (zstd|lz4|gzip|none), enable_dictionaries,
+     dictionary_training_samples, enable_deduplication, backup_dir, backup_retention_days,
+     backup_keep_last, backup_keep_daily, backup_keep_weekly, backup_keep_monthly,
+     backup_on_maintenance, vacuum_free_percent, enable_background_tasks,
+     maintenance_interval_hours, durability (full|normal), max_value_size, max_batch_requests,
+     and, in seconds: statistics_interval, cache_upkeep_interval, access_flush_interval,
+     connection_timeout
+  4. defaults (data directory ./bitcraps-data)
+  The store's location (data directory or URL) is taken whole from the highest layer that
+  names one, so --data always beats a URL from the environment or the file.
+
+Exit codes:
+  0  success
+  1  error (I/O, database, corruption, store locked by another process, ...)
+  2  usage or configuration error (bad arguments, settings, config file or URL)
+  3  not found (get, info, or delete without --force, of a missing key)
+  4  invalid input (malformed JSON, invalid collection or key, value too large)
+
+Logging goes to stderr, filtered by RUST_LOG (default: warn).";
+
+/// Inspect and operate a bitcraps-storage store from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "bitcraps-storage", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Data directory holding bitcraps.db [default: ./bitcraps-data]
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "url")]
+    pub data: Option<PathBuf>,
+
+    /// Database URL, e.g. sqlite://./data/bitcraps.db
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// TOML settings file (keys are StorageConfig field names)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "BITCRAPS_STORAGE_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. Each has its own file under `commands/`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a JSON document (from the argument, or stdin when it is absent or "-")
+    Put(PutArgs),
+    /// Print a JSON document
+    Get(GetArgs),
+    /// Delete a record
+    Delete(DeleteArgs),
+    /// List keys of a collection, one per line
+    List(ListArgs),
+    /// Show a record's metadata
+    Info(InfoArgs),
+    /// Show the store's statistics
+    Stats(StatsArgs),
+    /// Write records as JSON Lines: {"collection":..,"key":..,"value":..}
+    Export(ExportArgs),
+    /// Read records from JSON Lines (as written by export) and store them in batches
+    Import(ImportArgs),
+    /// Simulate BitCraps tables against a fresh store and report throughput, latency and savings
+    Demo(DemoArgs),
+}
+
+/// A collection and a key.
+#[derive(Debug, Args)]
+pub struct RecordRef {
+    /// Collection name
+    pub collection: String,
+    /// Key within the collection
+    pub key: String,
+}
+
+/// `put`
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub record: RecordRef,
+    /// The JSON document; read from stdin when absent or "-"
+    pub json: Option<String>,
+}
+
+/// `get`
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub record: RecordRef,
+    /// Pretty-print the document
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+/// `delete`
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub record: RecordRef,
+    /// Succeed (exit 0) when the record does not exist
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Collection name
+    pub collection: String,
+    /// Only keys starting with this prefix
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+    /// At most this many keys [default: all]
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only keys after this one (continue a previous listing)
+    #[arg(long, value_name = "K")]
+    pub after: Option<String>,
+}
+
+/// `info`
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub record: RecordRef,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stats`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only this collection [default: every collection]
+    #[arg(long, value_name = "C")]
+    pub collection: Option<String>,
+    /// Write to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON Lines file; stdin when absent or "-"
+    pub file: Option<PathBuf>,
+    /// Records per atomic batch
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// `demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Records to write (approximately; whole rounds are played)
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub records: u64,
+    /// Concurrent table tasks
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub tasks: u32,
+    /// Seed of the dice and the players' choices
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the temporary data directory (ignored with --data/--url)
+    #[arg(long)]
+    pub keep: bool,
+}

@@ -1,0 +1,81 @@
+//! One file per command. Each takes the open store (the demo opens its own) and returns
+//! `anyhow::Result`; [`run`] opens the store, dispatches and always closes it.
+//!
+//! Adding a command: a variant in `cli::Command`, a file here, an arm in [`dispatch`].
+
+mod delete;
+mod export;
+mod get;
+mod import;
+mod info;
+mod list;
+mod put;
+mod stats;
+
+use anyhow::{Context, Result};
+use bitcraps_storage::config::BackendTarget;
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
+
+use crate::cli::{Cli, Command};
+use crate::progress::Ui;
+use crate::settings::{Layer, Settings};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
+    let settings = Settings::load(
+        Layer::from_flags(cli.data, cli.url),
+        cli.config.as_deref(),
+        |name| std::env::var(name).ok(),
+    )?;
+    if let Command::Demo(args) = &cli.command {
+        return crate::demo::run(&settings, args, ui).await;
+    }
+    let storage = open(settings.config).await?;
+    let result = dispatch(&storage, cli.command, ui).await;
+    let closed = storage.close().await.context("closing the store");
+    result.and(closed)
+}
+
+/// Opens the store, naming its location if that fails.
+pub async fn open(config: StorageConfig) -> Result<PersistentStorageManager> {
+    let location = describe(&config);
+    tracing::debug!(%location, "opening the store");
+    PersistentStorageManager::open(config)
+        .await
+        .with_context(|| format!("cannot open the store at {location}"))
+}
+
+/// The database file a configuration selects, for messages.
+pub fn describe(config: &StorageConfig) -> String {
+    match config.target() {
+        Ok(BackendTarget::Sqlite { path }) => path.display().to_string(),
+        _ => config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| config.data_path.display().to_string()),
+    }
+}
+
+async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui) -> Result<()> {
+    match command {
+        Command::Put(args) => put::run(storage, &args).await,
+        Command::Get(args) => get::run(storage, &args).await,
+        Command::Delete(args) => delete::run(storage, &args).await,
+        Command::List(args) => list::run(storage, &args).await,
+        Command::Info(args) => info::run(storage, &args).await,
+        Command::Stats(args) => stats::run(storage, &args).await,
+        Command::Export(args) => export::run(storage, &args, ui).await,
+        Command::Import(args) => import::run(storage, &args, ui).await,
+        // Handled by `run` before the store is opened.
+        Command::Demo(_) => Ok(()),
+    }
+}
+
+/// Writes `text` to stdout at once.
+pub fn print(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}

@@ -1,0 +1,113 @@
+//! Exit codes, and the errors that select them.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success |
+//! | 1 | any other error (I/O, database, corruption, store locked, ...) |
+//! | 2 | usage or configuration error (clap's own code for bad arguments) |
+//! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key |
+//! | 4 | invalid input: malformed JSON, invalid collection or key, value too large |
+
+use bitcraps_storage::StorageError;
+
+/// Success.
+pub const OK: u8 = 0;
+/// Any error not listed below.
+pub const ERROR: u8 = 1;
+/// Bad arguments, settings, config file or URL (clap exits with 2 too).
+pub const USAGE: u8 = 2;
+/// The record does not exist.
+pub const NOT_FOUND: u8 = 3;
+/// The input is not acceptable.
+pub const INVALID_INPUT: u8 = 4;
+
+/// Errors the CLI raises itself to pick an exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// A bad setting.
+    Usage(String),
+    /// `collection/key` does not exist.
+    NotFound {
+        /// Collection name.
+        collection: String,
+        /// Key.
+        key: String,
+    },
+    /// Malformed input, with where and why.
+    InvalidInput(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) => write!(f, "{m}"),
+            CliError::NotFound { collection, key } => write!(f, "not found: {collection}/{key}"),
+            CliError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The exit code for an error: the first cause in the chain that selects one, else [`ERROR`].
+pub fn code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<CliError>() {
+                return Some(match e {
+                    CliError::Usage(_) => USAGE,
+                    CliError::NotFound { .. } => NOT_FOUND,
+                    CliError::InvalidInput(_) => INVALID_INPUT,
+                });
+            }
+            match cause.downcast_ref::<StorageError>()? {
+                StorageError::InvalidCollection { .. }
+                | StorageError::InvalidKey { .. }
+                | StorageError::ValueTooLarge { .. } => Some(INVALID_INPUT),
+                StorageError::Config(_) | StorageError::UnsupportedUrl { .. } => Some(USAGE),
+                _ => None,
+            }
+        })
+        .unwrap_or(ERROR)
+}
+
+/// Whether the error is a closed stdout (`… | head`), which is not worth reporting.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_cause_chain() {
+        let not_found: anyhow::Error = CliError::NotFound {
+            collection: "c".into(),
+            key: "k".into(),
+        }
+        .into();
+        assert_eq!(not_found.to_string(), "not found: c/k");
+        assert_eq!(code(&not_found), NOT_FOUND);
+
+        let wrapped = Err::<(), _>(StorageError::Config("x".into()))
+            .context("opening the store")
+            .err();
+        assert_eq!(wrapped.as_ref().map(code), Some(USAGE));
+
+        let invalid: anyhow::Error = StorageError::InvalidCollection {
+            collection: String::new(),
+            reason: "empty",
+        }
+        .into();
+        assert_eq!(code(&invalid), INVALID_INPUT);
+        assert_eq!(code(&StorageError::Closed.into()), ERROR);
+        assert_eq!(code(&anyhow::anyhow!("plain")), ERROR);
+    }
+}

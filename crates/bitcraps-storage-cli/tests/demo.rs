@@ -1,0 +1,72 @@
+//! A small demo finishes, prints its report and cleans up after itself.
+
+mod common;
+
+use common::Scratch;
+use predicates::prelude::*;
+
+#[test]
+fn small_demo_reports_and_removes_its_temporary_store() {
+    let s = Scratch::new();
+    let out = s
+        .bare()
+        .args(["demo", "--records", "300", "--tasks", "3", "--seed", "7"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("demo store: "));
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).expect("utf-8");
+    for needle in [
+        "records written",
+        "throughput",
+        "p50",
+        "p99",
+        "cache hit rate",
+        "after deduplication",
+        "after compression",
+        "on disk",
+        "backup → verify → restore",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "report lacks {needle:?}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("consistency check") && l.contains(" ok ")),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).expect("utf-8");
+    let db = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("demo store: "))
+        .expect("the store is named");
+    assert!(!std::path::Path::new(db).exists(), "{db} was removed");
+    assert!(
+        !s.path("bitcraps-data").exists(),
+        "the default data dir was not touched"
+    );
+}
+
+#[test]
+fn demo_with_data_writes_there() {
+    let s = Scratch::new();
+    s.cli()
+        .args(["demo", "--records", "100", "--tasks", "2"])
+        .assert()
+        .success();
+    assert!(s.path("data/bitcraps.db").exists());
+    let games = s.ok(&["list", "archive"]);
+    assert!(
+        games.lines().count() >= 2,
+        "each table archived a game: {games}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&s.ok(&["stats", "--json"])).expect("stats JSON");
+    let db = &stats["database_stats"];
+    assert!(
+        db["blob_count"].as_u64() < db["record_count"].as_u64(),
+        "identical lobby listings share blobs: {db}"
+    );
+}
