@@ -80,6 +80,11 @@ pub enum Command {
     Export(ExportArgs),
     /// Read records from JSON Lines (as written by export) and store them in batches
     Import(ImportArgs),
+    /// Run maintenance now: flush, repair references, optimize, vacuum, checkpoint, backup
+    Maintenance(MaintenanceArgs),
+    /// Create, list, verify and restore backups
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Simulate BitCraps tables against a fresh store and report throughput, latency and savings
     Demo(DemoArgs),
 }
@@ -154,6 +159,44 @@ pub struct StatsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// `maintenance`
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backup …`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a consistent backup of the store now
+    Create {
+        /// Print the manifest as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List backups, newest first
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup end to end: checksum, decompression, integrity, counts
+    Verify {
+        /// The backup id (see `backup list`)
+        id: String,
+    },
+    /// Restore a backup into a new directory (verified first; never over the live store)
+    Restore {
+        /// The backup id (see `backup list`)
+        id: String,
+        /// The new data directory (must not exist or be empty)
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+    },
 }
 
 /// `export`

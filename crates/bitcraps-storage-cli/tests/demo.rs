@@ -37,6 +37,12 @@ fn small_demo_reports_and_removes_its_temporary_store() {
             .any(|l| l.contains("consistency check") && l.contains(" ok ")),
         "{stdout}"
     );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("backup → verify → restore") && l.contains("records identical")),
+        "the backup round trip did not complete:\n{stdout}"
+    );
     let stderr = String::from_utf8(out.get_output().stderr.clone()).expect("utf-8");
     let db = stderr
         .lines()

@@ -3,12 +3,14 @@
 //!
 //! Adding a command: a variant in `cli::Command`, a file here, an arm in [`dispatch`].
 
+mod backup;
 mod delete;
 mod export;
 mod get;
 mod import;
 mod info;
 mod list;
+mod maintenance;
 mod put;
 mod stats;
 
@@ -66,6 +68,8 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Stats(args) => stats::run(storage, &args).await,
         Command::Export(args) => export::run(storage, &args, ui).await,
         Command::Import(args) => import::run(storage, &args, ui).await,
+        Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
+        Command::Backup(command) => backup::run(storage, command, ui).await,
         // Handled by `run` before the store is opened.
         Command::Demo(_) => Ok(()),
     }

@@ -6,6 +6,7 @@
 //! The demo runs in a fresh temporary directory (removed afterwards unless `--keep`), so it
 //! never touches real data; `--data`/`--url` on the command line point it at a store instead.
 
+mod backup;
 mod latency;
 mod model;
 mod report;
@@ -55,14 +56,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
             .map(|(stats, consistency)| (outcome, stats, consistency)),
         Err(e) => Err(e),
     };
-    // ======================= BACKUP → VERIFY → RESTORE (to do) =======================
-    // With the library's backup manager (`storage.backups()`): create a backup of `storage`
-    // while it is open, verify it, restore it into a fresh temporary directory, open that copy
-    // and compare every record with the live store (collections() + list + retrieve_raw on
-    // both sides), then report each step's duration and the outcome in `Report`.
-    // ===================================================================================
+    let backup = match &checked {
+        Ok(_) => Some(backup::round_trip(&storage, ui).await),
+        Err(_) => None,
+    };
     let closed = storage.close().await.context("closing the store");
     let (outcome, stats, consistency) = checked?;
+    let backup = backup.transpose()?;
     closed?;
 
     let report = Report {
@@ -74,6 +74,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         outcome,
         stats,
         consistency,
+        backup,
         file_bytes_after_close: db_file
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len()),

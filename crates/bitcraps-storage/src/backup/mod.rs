@@ -3,7 +3,7 @@
 //!
 //! Layout of the backup directory (default `<data_path>/backups/`): for each backup an
 //! archive `<id>.db.zst` (a zstd-compressed SQLite copy) and a manifest `<id>.json`
-//! ([`BackupInfo`]), both written through [`crate::fs::write_durably`], the manifest last.
+//! ([`BackupInfo`]), both written through the crate's one durable-write helper (`fs::write_durably`), the manifest last.
 //! A backup without a manifest is incomplete and not listed.
 
 mod archive;

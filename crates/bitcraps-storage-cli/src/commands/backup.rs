@@ -1,0 +1,91 @@
+//! `backup create | list [--json] | verify ID | restore ID --to DIR`.
+
+use anyhow::{Context, Result};
+use bitcraps_storage::{BackupInfo, PersistentStorageManager};
+use comfy_table::Table;
+
+use crate::cli::BackupCommand;
+use crate::commands::print;
+use crate::progress::Ui;
+use crate::render;
+
+fn info_rows(b: &BackupInfo) -> Vec<(String, String)> {
+    vec![
+        ("id".into(), b.id.clone()),
+        ("created".into(), b.created_at.clone()),
+        ("records".into(), b.snapshot.record_count.to_string()),
+        ("blobs".into(), b.snapshot.blob_count.to_string()),
+        (
+            "logical bytes".into(),
+            render::bytes(b.snapshot.logical_bytes),
+        ),
+        ("database".into(), render::bytes(b.database_bytes)),
+        ("archive".into(), render::bytes(b.archive_bytes)),
+        ("blake3".into(), b.archive_blake3.clone()),
+    ]
+}
+
+/// Runs one backup subcommand.
+pub async fn run(
+    storage: &PersistentStorageManager,
+    command: BackupCommand,
+    ui: &Ui,
+) -> Result<()> {
+    let backups = storage.backups();
+    match command {
+        BackupCommand::Create { json } => {
+            let spinner = ui.bar(None, "", "backing up");
+            let info = backups.create_backup().await;
+            spinner.finish_and_clear();
+            let info = info.context("creating a backup")?;
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&info)?))
+            } else {
+                print(&format!("{}\n", render::key_value(&info_rows(&info))))
+            }
+        }
+        BackupCommand::List { json } => {
+            let list = backups.list_backups().await.context("listing backups")?;
+            if json {
+                return print(&format!("{}\n", serde_json::to_string_pretty(&list)?));
+            }
+            let mut table = Table::new();
+            table.set_header(["id", "created", "records", "archive"]);
+            for b in &list {
+                table.add_row([
+                    b.id.clone(),
+                    b.created_at.clone(),
+                    b.snapshot.record_count.to_string(),
+                    render::bytes(b.archive_bytes),
+                ]);
+            }
+            print(&format!("{table}\n"))
+        }
+        BackupCommand::Verify { id } => {
+            let spinner = ui.bar(None, "", "verifying");
+            let verified = backups.verify_backup(&id).await;
+            spinner.finish_and_clear();
+            let v = verified.with_context(|| format!("backup {id} failed verification"))?;
+            print(&format!(
+                "backup {} verified: {} records, {} blobs, integrity {}\n",
+                v.id,
+                v.snapshot.record_count,
+                v.snapshot.blob_count,
+                v.integrity.join(", ")
+            ))
+        }
+        BackupCommand::Restore { id, to } => {
+            let spinner = ui.bar(None, "", "restoring");
+            let restored = backups.restore_backup(&id, &to).await;
+            spinner.finish_and_clear();
+            let r = restored.with_context(|| format!("restoring backup {id}"))?;
+            print(&format!(
+                "restored backup {} into {} ({} records); open it with --data {}\n",
+                r.id,
+                r.target.display(),
+                r.snapshot.record_count,
+                r.target.display()
+            ))
+        }
+    }
+}
