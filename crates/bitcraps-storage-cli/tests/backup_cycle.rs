@@ -9,7 +9,12 @@ use predicates::prelude::*;
 #[test]
 fn backup_create_list_verify_restore() {
     let s = Scratch::new();
-    s.ok(&["put", "games", "g-1", r#"{"point":6,"players":["alice","bob"]}"#]);
+    s.ok(&[
+        "put",
+        "games",
+        "g-1",
+        r#"{"point":6,"players":["alice","bob"]}"#,
+    ]);
     s.ok(&["put", "lobbies", "main", r#"{"min_bet":10}"#]);
     let created: serde_json::Value =
         serde_json::from_str(&s.ok(&["backup", "create", "--json"])).expect("manifest json");
@@ -87,7 +92,10 @@ fn maintenance_reports_its_steps() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert!(steps.contains(&"checkpoint") && steps.contains(&"backup"), "{steps:?}");
+    assert!(
+        steps.contains(&"checkpoint") && steps.contains(&"backup"),
+        "{steps:?}"
+    );
     assert_eq!(report["errors"].as_array().map(Vec::len), Some(0));
     assert_eq!(report["after"]["wal_bytes"], 0);
     let table = s.ok(&["maintenance"]);
