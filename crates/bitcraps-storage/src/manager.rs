@@ -543,3 +543,17 @@ impl PersistentStorageManager {
         blocking(move || backend.close()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handle is shared across tasks and threads; losing `Send`/`Sync` breaks every user
+    /// at compile time, so this test fails to build if it happens.
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_clone() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<PersistentStorageManager>();
+        shareable::<BackupManager>();
+    }
+}

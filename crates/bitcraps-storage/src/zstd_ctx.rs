@@ -3,6 +3,7 @@
 //! compression and one decompression context and reuses them, with or without dictionary.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict};
 
@@ -15,9 +16,28 @@ fn error(code: usize) -> String {
     zstd_safe::get_error_name(code).to_owned()
 }
 
+/// Runs `f` with this thread's context from `slot`, creating it on first use.
+fn with_context<C, T>(
+    slot: &'static LocalKey<RefCell<Option<C>>>,
+    create: fn() -> Option<C>,
+    f: impl FnOnce(&mut C) -> Result<T, String>,
+) -> Result<T, String> {
+    let unavailable = || "cannot allocate a zstd context".to_owned();
+    slot.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut ctx) => {
+            if ctx.is_none() {
+                *ctx = create();
+            }
+            ctx.as_mut().ok_or_else(unavailable).and_then(f)
+        }
+        // Only reachable through re-entrancy; a fresh context is still correct.
+        Err(_) => create().ok_or_else(unavailable).and_then(|mut c| f(&mut c)),
+    })
+}
+
 /// Compresses `data` at `level`, or with `cdict` (whose level it carries).
 pub fn compress(data: &[u8], level: i32, cdict: Option<&CDict<'_>>) -> Result<Vec<u8>, String> {
-    let run = |ctx: &mut CCtx<'static>| {
+    with_context(&CCTX, CCtx::try_create, |ctx| {
         let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
         match cdict {
             Some(d) => ctx.compress_using_cdict(&mut out, data, d),
@@ -25,21 +45,6 @@ pub fn compress(data: &[u8], level: i32, cdict: Option<&CDict<'_>>) -> Result<Ve
         }
         .map(|_| out)
         .map_err(error)
-    };
-    CCTX.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => {
-            if slot.is_none() {
-                *slot = CCtx::try_create();
-            }
-            match slot.as_mut() {
-                Some(ctx) => run(ctx),
-                None => Err("cannot allocate a zstd context".to_owned()),
-            }
-        }
-        // Not reachable without re-entrancy; a fresh context is still correct.
-        Err(_) => CCtx::try_create()
-            .ok_or_else(|| "cannot allocate a zstd context".to_owned())
-            .and_then(|mut ctx| run(&mut ctx)),
     })
 }
 
@@ -49,7 +54,7 @@ pub fn decompress(
     capacity: usize,
     ddict: Option<&DDict<'_>>,
 ) -> Result<Vec<u8>, String> {
-    let run = |ctx: &mut DCtx<'static>| {
+    with_context(&DCTX, DCtx::try_create, |ctx| {
         let mut out = Vec::with_capacity(capacity);
         match ddict {
             Some(d) => ctx.decompress_using_ddict(&mut out, data, d),
@@ -57,19 +62,5 @@ pub fn decompress(
         }
         .map(|_| out)
         .map_err(error)
-    };
-    DCTX.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => {
-            if slot.is_none() {
-                *slot = DCtx::try_create();
-            }
-            match slot.as_mut() {
-                Some(ctx) => run(ctx),
-                None => Err("cannot allocate a zstd context".to_owned()),
-            }
-        }
-        Err(_) => DCtx::try_create()
-            .ok_or_else(|| "cannot allocate a zstd context".to_owned())
-            .and_then(|mut ctx| run(&mut ctx)),
     })
 }
