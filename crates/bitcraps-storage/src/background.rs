@@ -89,7 +89,8 @@ async fn run(
         // Each run is its own task, so a panic is caught here instead of ending the loop.
         let outcome = tokio::spawn(once(storage.clone(), job)).await;
         let failed = match outcome {
-            Ok(Ok(())) => false,
+            // A run that raced `close()` is not a failure.
+            Ok(Ok(()) | Err(crate::StorageError::Closed)) => false,
             Ok(Err(e)) => {
                 tracing::warn!(task = name, error = %e, "background task failed");
                 true
