@@ -80,6 +80,17 @@ pub fn repair(conn: &mut Connection) -> Result<RepairOutcome> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err("starting a reference repair"))?;
+    // Orphans first, so a blob nothing refers to counts as removed, not also as "fixed".
+    let orphan = "NOT EXISTS (SELECT 1 FROM records r WHERE r.blob_id = blobs.id)";
+    let (orphans, bytes): (i64, i64) = tx
+        .query_row(
+            &format!("SELECT count(*), coalesce(sum(stored_len), 0) FROM blobs WHERE {orphan}"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err("counting unreferenced blobs"))?;
+    tx.execute(&format!("DELETE FROM blobs WHERE {orphan}"), [])
+        .map_err(db_err("removing unreferenced blobs"))?;
     let fixed = tx
         .execute(
             "UPDATE blobs SET refcount = (SELECT count(*) FROM records r WHERE r.blob_id = blobs.id)
@@ -87,15 +98,6 @@ pub fn repair(conn: &mut Connection) -> Result<RepairOutcome> {
             [],
         )
         .map_err(db_err("recounting references"))?;
-    let (orphans, bytes): (i64, i64) = tx
-        .query_row(
-            "SELECT count(*), coalesce(sum(stored_len), 0) FROM blobs WHERE refcount = 0",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(db_err("counting unreferenced blobs"))?;
-    tx.execute("DELETE FROM blobs WHERE refcount = 0", [])
-        .map_err(db_err("removing unreferenced blobs"))?;
     tx.commit()
         .map_err(db_err("committing a reference repair"))?;
     Ok(RepairOutcome {
