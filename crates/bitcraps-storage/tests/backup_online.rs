@@ -77,6 +77,23 @@ async fn backup_during_writes_restores_everything_committed_before() -> Result {
         .list("games", ListOptions::default().limit(100_000))
         .await?;
     assert_eq!(page.keys.len() as u64, info.snapshot.record_count - 1);
+    // One point in time: of each writer's sequential writes, the backup holds exactly a prefix.
+    for t in 0..4 {
+        let prefix = format!("during-{t}-");
+        let mut seen = restored
+            .list(
+                "games",
+                ListOptions::default().prefix(&prefix).limit(100_000),
+            )
+            .await?
+            .keys
+            .into_iter()
+            .map(|k| k[prefix.len()..].parse::<u32>())
+            .collect::<std::result::Result<Vec<u32>, _>>()?;
+        seen.sort_unstable();
+        let expected: Vec<u32> = (0..).take(seen.len()).collect();
+        assert_eq!(seen, expected, "writer {t}: not a prefix of its writes");
+    }
     let report = restored.check_consistency().await?;
     assert!(report.is_ok(), "{report:?}");
     restored.close().await?;

@@ -41,6 +41,8 @@ pub fn pack(source: &Path, dest: &Path) -> Result<(u64, String)> {
             bytes: 0,
         };
         let mut encoder = zstd::stream::Encoder::new(&mut hashing, ARCHIVE_LEVEL)?;
+        // A frame checksum as well: decompression itself then rejects damaged content.
+        encoder.include_checksum(true)?;
         std::io::copy(&mut input, &mut encoder)?;
         encoder.finish()?;
         outcome = (
