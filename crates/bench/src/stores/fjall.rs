@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::Store;
 use crate::docs::Game;

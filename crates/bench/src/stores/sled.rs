@@ -8,13 +8,13 @@ use super::Store;
 use crate::docs::Game;
 
 pub struct Sled {
-    db: sled::Db,
+    db: ::sled::Db,
 }
 
 impl Sled {
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(Sled {
-            db: sled::open(dir.join("sled"))?,
+            db: ::sled::open(dir.join("sled"))?,
         })
     }
 }
@@ -27,7 +27,7 @@ impl Store for Sled {
     }
 
     fn put_batch(&self, items: &[(String, Game)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = ::sled::Batch::default();
         for (key, doc) in items {
             batch.insert(key.as_str(), serde_json::to_vec(doc)?);
         }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use ::redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::Store;
 use crate::docs::Game;
