@@ -118,7 +118,10 @@ fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let rows = METRICS
         .iter()
         .map(|metric| {
-            let medians: Vec<f64> = results.iter().map(|(_, s)| spread(s, metric.get).0).collect();
+            let medians: Vec<f64> = results
+                .iter()
+                .map(|(_, s)| spread(s, metric.get).0)
+                .collect();
             let ours = medians.first().copied().unwrap_or(f64::NAN);
             let peers = medians.iter().skip(1).copied();
             let best = if metric.higher_is_better {
@@ -153,7 +156,11 @@ fn terminal((header, rows): (Vec<String>, Vec<Vec<String>>)) -> Table {
 }
 
 fn markdown_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
-    let mut s = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
     for r in rows {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }

@@ -19,8 +19,8 @@ pub const ALL: [&str; 5] = ["bitcraps-storage", "rusqlite", "redb", "sled", "fja
 
 /// One operation of a concurrent workload.
 pub enum Op {
-    /// A durable single store.
-    Put(String, Game),
+    /// A durable single store (boxed so that a plan of reads stays small in memory).
+    Put(String, Box<Game>),
     /// A typed read of a key that exists.
     Get(String),
 }
@@ -97,7 +97,7 @@ pub fn prefix_end(prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docs::document;
+    use crate::docs::{document, lobby};
 
     #[test]
     fn every_store_round_trips_and_lists() -> Result<()> {
@@ -109,7 +109,10 @@ mod tests {
                 (2..10).map(|i| (format!("g-{i}"), document(i))).collect();
             store.put_batch(&batch)?;
             store.run_workers(&[
-                Arc::new(vec![Op::Put("h-1".into(), document(11)), Op::Get("g-2".into())]),
+                Arc::new(vec![
+                    Op::Put("h-1".into(), Box::new(document(11))),
+                    Op::Get("g-2".into()),
+                ]),
                 Arc::new(vec![Op::Get("g-1".into())]),
             ])?;
             assert!(
@@ -128,5 +131,21 @@ mod tests {
             store.settle()?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn documents_are_about_a_kilobyte_and_a_fifth_are_lobbies() {
+        let docs: Vec<Vec<u8>> = (0..1000)
+            .map(|i| serde_json::to_vec(&document(i)).unwrap_or_default())
+            .collect();
+        let lobby = serde_json::to_vec(&lobby()).unwrap_or_default();
+        let lobbies = docs.iter().filter(|d| **d == lobby).count();
+        assert!((150..250).contains(&lobbies), "{lobbies}");
+        let games: Vec<&Vec<u8>> = docs.iter().filter(|d| **d != lobby).collect();
+        let mean = games.iter().map(|d| d.len()).sum::<usize>() / games.len();
+        assert!(
+            (600..1400).contains(&mean),
+            "mean game document {mean} bytes"
+        );
     }
 }

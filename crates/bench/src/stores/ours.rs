@@ -63,7 +63,10 @@ impl Store for Ours {
         if let Some(after) = after {
             options = options.after(after);
         }
-        Ok(self.rt.block_on(self.storage.list(COLLECTION, options))?.keys)
+        Ok(self
+            .rt
+            .block_on(self.storage.list(COLLECTION, options))?
+            .keys)
     }
 
     fn settle(&self) -> Result<()> {

@@ -21,7 +21,8 @@ pub struct Live(HashMap<String, usize>);
 
 impl Live {
     pub fn note(&mut self, key: &str, doc: &Game) -> Result<()> {
-        self.0.insert(key.to_owned(), serde_json::to_vec(doc)?.len());
+        self.0
+            .insert(key.to_owned(), serde_json::to_vec(doc)?.len());
         Ok(())
     }
 
@@ -62,7 +63,7 @@ pub fn puts(writers: usize, per_writer: usize, live: &mut Live) -> Result<Vec<Wo
                     let key = format!("w-{t}-{i:06}");
                     let doc = document(1_000_000_000 + (t * 1_000_000 + i) as u64);
                     live.note(&key, &doc)?;
-                    Ok(Op::Put(key, doc))
+                    Ok(Op::Put(key, Box::new(doc)))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Arc::new(ops))
@@ -86,7 +87,12 @@ pub fn reads(picker: &Picker, threads: usize, total: usize, seed: u64) -> Vec<Wo
 
 /// `threads` workers sharing `total` operations: 95% zipfian reads, 5% durable updates of
 /// zipfian keys.
-pub fn mixed(picker: &Picker, threads: usize, total: usize, live: &mut Live) -> Result<Vec<Worker>> {
+pub fn mixed(
+    picker: &Picker,
+    threads: usize,
+    total: usize,
+    live: &mut Live,
+) -> Result<Vec<Worker>> {
     (0..threads)
         .map(|t| {
             let mut rng = Rng(0xABC + t as u64);
@@ -96,7 +102,7 @@ pub fn mixed(picker: &Picker, threads: usize, total: usize, live: &mut Live) -> 
                     if rng.below(100) < 5 {
                         let doc = document(2_000_000_000 + (t * 1_000_000 + j) as u64);
                         live.note(&key, &doc)?;
-                        Ok(Op::Put(key, doc))
+                        Ok(Op::Put(key, Box::new(doc)))
                     } else {
                         Ok(Op::Get(key))
                     }
