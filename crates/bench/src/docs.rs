@@ -146,24 +146,3 @@ pub fn document(i: u64) -> Game {
         },
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn documents_are_about_a_kilobyte_and_a_fifth_are_lobbies() {
-        let docs: Vec<Vec<u8>> = (0..1000)
-            .map(|i| serde_json::to_vec(&document(i)).unwrap_or_default())
-            .collect();
-        let lobby = serde_json::to_vec(&lobby()).unwrap_or_default();
-        let lobbies = docs.iter().filter(|d| **d == lobby).count();
-        assert!((150..250).contains(&lobbies), "{lobbies}");
-        let games: Vec<&Vec<u8>> = docs.iter().filter(|d| **d != lobby).collect();
-        let mean = games.iter().map(|d| d.len()).sum::<usize>() / games.len();
-        assert!(
-            (600..1400).contains(&mean),
-            "mean game document {mean} bytes"
-        );
-    }
-}

@@ -3,8 +3,12 @@
 //! own), several times; the table shows medians, the spread (min–max), and our ratio.
 //!
 //! ```text
-//! cargo run --release -p bitcraps-storage-bench -- [--quick] [--runs N] [--markdown FILE]
+//! cargo run --release -p bitcraps-storage-bench -- [--quick] [--runs N] [--stores a,b]
+//!     [--markdown FILE]
 //! ```
+//!
+//! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
+//! JSON; the parent re-executes itself with it once per store and run.
 
 mod docs;
 mod report;

@@ -1,98 +1,189 @@
-//! Medians, spreads and ratios, as a terminal table and as Markdown.
+//! Medians, spreads and ratios, as terminal tables and as Markdown.
 
-use comfy_table::{Table, presets::UTF8_FULL};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::workloads::Measured;
 
-type Metric = (&'static str, fn(&Measured) -> f64, bool);
+/// Every sample of every store, ours first.
+pub type Results = [(String, Vec<Measured>)];
 
-/// (name, accessor, higher is better)
-pub const METRICS: [Metric; 8] = [
-    ("durable puts/s, 8 writers", |m| m.concurrent_puts, true),
-    ("bulk load docs/s (1,000/batch)", |m| m.bulk_load, true),
-    ("zipf typed reads/s, 1 thread", |m| m.zipf_reads_1t, true),
-    ("zipf typed reads/s, 4 threads", |m| m.zipf_reads_4t, true),
-    ("mixed 95/5 ops/s, 4 threads", |m| m.mixed_95_5, true),
-    ("prefix listing keys/s", |m| m.prefix_list_keys, true),
-    ("footprint / logical JSON", |m| m.footprint, false),
-    ("peak RSS MiB", |m| m.peak_rss_mib, false),
+struct Metric {
+    name: &'static str,
+    get: fn(&Measured) -> f64,
+    higher_is_better: bool,
+}
+
+const METRICS: [Metric; 9] = [
+    Metric {
+        name: "durable puts/s, 8 writers",
+        get: |m| m.concurrent_puts,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "bulk load docs/s (1,000/batch)",
+        get: |m| m.bulk_load,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "zipf typed reads/s, 1 thread",
+        get: |m| m.zipf_reads_1t,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "zipf typed reads/s, 2 threads",
+        get: |m| m.zipf_reads_2t,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "zipf typed reads/s, 4 threads",
+        get: |m| m.zipf_reads_4t,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "mixed 95/5 ops/s, 4 threads",
+        get: |m| m.mixed_95_5,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "prefix listing keys/s (pages of 100)",
+        get: |m| m.prefix_list_keys,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "footprint / logical JSON bytes",
+        get: |m| m.footprint,
+        higher_is_better: false,
+    },
+    Metric {
+        name: "peak RSS MiB",
+        get: |m| m.peak_rss_mib,
+        higher_is_better: false,
+    },
 ];
 
-fn stats(samples: &[Measured], f: fn(&Measured) -> f64) -> (f64, f64, f64) {
+/// (median, min, max)
+fn spread(samples: &[Measured], f: fn(&Measured) -> f64) -> (f64, f64, f64) {
     let mut v: Vec<f64> = samples.iter().map(f).collect();
     v.sort_by(f64::total_cmp);
-    let median = v.get(v.len() / 2).copied().unwrap_or(0.0);
-    (
-        median,
-        v.first().copied().unwrap_or(0.0),
-        v.last().copied().unwrap_or(0.0),
-    )
+    let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    let min = v.first().copied().unwrap_or(f64::NAN);
+    let max = v.last().copied().unwrap_or(f64::NAN);
+    (median, min, max)
 }
 
-fn fmt(x: f64) -> String {
-    if x >= 100.0 {
+fn num(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.0}k", x / 1e3)
+    } else if x >= 100.0 {
         format!("{x:.0}")
     } else {
-        format!("{x:.3}")
+        format!("{x:.2}")
     }
 }
 
-/// Rows: metric, then per store "median (min–max)", then ours / best peer.
-fn rows(results: &[(String, Vec<Measured>)]) -> (Vec<String>, Vec<Vec<String>>) {
+fn ratio(ours: f64, peer: f64) -> String {
+    if ours.is_finite() && peer.is_finite() && peer > 0.0 {
+        format!("{:.2}×", ours / peer)
+    } else {
+        "–".to_owned()
+    }
+}
+
+/// The measurement table: per store "median (min–max)".
+fn values(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header = vec!["workload".to_owned()];
     header.extend(results.iter().map(|(n, _)| n.clone()));
-    header.push("ours / best peer".to_owned());
-    let mut out = Vec::new();
-    for (name, f, higher) in METRICS {
-        let mut row = vec![name.to_owned()];
-        let medians: Vec<f64> = results.iter().map(|(_, s)| stats(s, f).0).collect();
-        for (_, samples) in results {
-            let (med, min, max) = stats(samples, f);
-            row.push(format!("{} ({}–{})", fmt(med), fmt(min), fmt(max)));
-        }
-        let ours = medians.first().copied().unwrap_or(0.0);
-        let peers = medians.iter().skip(1).copied();
-        let best = if higher {
-            peers.fold(f64::MIN, f64::max)
-        } else {
-            peers.fold(f64::MAX, f64::min)
-        };
-        let ratio = if best > 0.0 && best.is_finite() && best != f64::MIN && best != f64::MAX {
-            format!("{:.2}×", ours / best)
-        } else {
-            "–".to_owned()
-        };
-        row.push(ratio);
-        out.push(row);
-    }
-    (header, out)
+    let rows = METRICS
+        .iter()
+        .map(|metric| {
+            let mut row = vec![metric.name.to_owned()];
+            row.extend(results.iter().map(|(_, samples)| {
+                let (med, min, max) = spread(samples, metric.get);
+                format!("{} ({}–{})", num(med), num(min), num(max))
+            }));
+            row
+        })
+        .collect();
+    (header, rows)
 }
 
-pub fn render(results: &[(String, Vec<Measured>)], quick: bool, runs: usize) -> String {
-    let (header, rows) = rows(results);
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL).set_header(header);
-    for r in rows {
-        table.add_row(r);
-    }
+/// The ratio table: ours / each peer, and ours / the best peer (for footprint and RSS the
+/// best peer is the smallest, so under 1× is ours being smaller).
+fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header = vec!["workload".to_owned()];
+    header.extend(results.iter().skip(1).map(|(n, _)| format!("ours / {n}")));
+    header.push("ours / best peer".to_owned());
+    let rows = METRICS
+        .iter()
+        .map(|metric| {
+            let medians: Vec<f64> = results
+                .iter()
+                .map(|(_, s)| spread(s, metric.get).0)
+                .collect();
+            let ours = medians.first().copied().unwrap_or(f64::NAN);
+            let peers = medians.iter().skip(1).copied();
+            let best = if metric.higher_is_better {
+                peers.clone().fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                peers.clone().fold(f64::INFINITY, f64::min)
+            };
+            let mut row = vec![metric.name.to_owned()];
+            row.extend(peers.map(|p| ratio(ours, p)));
+            row.push(ratio(ours, best));
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+fn caption(quick: bool, runs: usize) -> String {
     format!(
-        "{} run{}, {} size; medians (min–max)\n{table}",
-        runs,
+        "{runs} run{} per store, {} size; each cell is the median (min–max) over the runs",
         if runs == 1 { "" } else { "s" },
         if quick { "quick" } else { "full" }
     )
 }
 
-pub fn markdown(results: &[(String, Vec<Measured>)], quick: bool, runs: usize) -> String {
-    let (header, rows) = rows(results);
+fn terminal((header, rows): (Vec<String>, Vec<Vec<String>>)) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+    for r in rows {
+        table.add_row(r);
+    }
+    table
+}
+
+fn markdown_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
     let mut s = format!(
-        "{runs} runs, {} size; each cell is the median (min–max); the last column is ours divided by the best peer (for footprint and RSS lower is better, so a ratio under 1 is ours being smaller).\n\n",
-        if quick { "quick" } else { "full" }
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
     );
-    s.push_str(&format!("| {} |\n", header.join(" | ")));
-    s.push_str(&format!("|{}\n", "---|".repeat(header.len())));
     for r in rows {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
     s
+}
+
+/// Both tables for the terminal.
+pub fn render(results: &Results, quick: bool, runs: usize) -> String {
+    format!(
+        "{}\n{}\n{}",
+        caption(quick, runs),
+        terminal(values(results)),
+        terminal(ratios(results))
+    )
+}
+
+/// Both tables as Markdown.
+pub fn markdown(results: &Results, quick: bool, runs: usize) -> String {
+    format!(
+        "{}.\n\n{}\nRatios of medians (ours first; for footprint and peak RSS lower is better, so \
+         under 1× means ours is smaller):\n\n{}",
+        caption(quick, runs),
+        markdown_table(values(results)),
+        markdown_table(ratios(results))
+    )
 }

@@ -1,20 +1,32 @@
 //! The stores under test, behind one small trait. Every write method returns only once the
 //! write is durable (on disk), in each store's own durable mode.
 
-mod fjall_store;
+mod fjall;
 mod ours;
-mod redb_store;
-mod sled_store;
-mod sqlite;
+mod redb;
+mod rusqlite;
+mod sled;
 
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow, ensure};
 
 use crate::docs::Game;
 
 /// Names of every store, ours first.
 pub const ALL: [&str; 5] = ["bitcraps-storage", "rusqlite", "redb", "sled", "fjall"];
+
+/// One operation of a concurrent workload.
+pub enum Op {
+    /// A durable single store (boxed so that a plan of reads stays small in memory).
+    Put(String, Box<Game>),
+    /// A typed read of a key that exists.
+    Get(String),
+}
+
+/// One worker's operations, shared so that async tasks can own them without a copy.
+pub type Worker = Arc<Vec<Op>>;
 
 /// One store under test.
 pub trait Store: Send + Sync {
@@ -26,18 +38,46 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Game>>;
     /// Up to `limit` keys starting with `prefix`, strictly after `after`, in order.
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
-    /// Brings the files to rest (checkpoint, flush) before they are measured.
+    /// Brings the files to rest (checkpoint, flush, close) before they are measured. Nothing
+    /// is called on the store afterwards.
     fn settle(&self) -> Result<()>;
+
+    /// Runs each worker's operations concurrently, one OS thread per worker. An async store
+    /// overrides this to run one task per worker instead.
+    fn run_workers(&self, workers: &[Worker]) -> Result<()> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = workers
+                .iter()
+                .map(|ops| s.spawn(move || ops.iter().try_for_each(|op| self.apply(op))))
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().map_err(|_| anyhow!("worker panicked"))?)
+        })
+    }
+
+    /// Applies one operation (a read must find its document).
+    fn apply(&self, op: &Op) -> Result<()> {
+        match op {
+            Op::Put(key, doc) => self.put(key, doc),
+            Op::Get(key) => {
+                let doc = self.get(key)?;
+                ensure!(doc.is_some(), "missing {key}");
+                std::hint::black_box(doc);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Opens store `name` in `dir`.
 pub fn open(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
     Ok(match name {
         "bitcraps-storage" => Box::new(ours::Ours::open(dir)?),
-        "rusqlite" => Box::new(sqlite::Sqlite::open(dir)?),
-        "redb" => Box::new(redb_store::Redb::open(dir)?),
-        "sled" => Box::new(sled_store::Sled::open(dir)?),
-        "fjall" => Box::new(fjall_store::Fjall::open(dir)?),
+        "rusqlite" => Box::new(rusqlite::Sqlite::open(dir)?),
+        "redb" => Box::new(redb::Redb::open(dir)?),
+        "sled" => Box::new(sled::Sled::open(dir)?),
+        "fjall" => Box::new(fjall::Fjall::open(dir)?),
         other => anyhow::bail!("unknown store {other:?}"),
     })
 }
@@ -57,7 +97,7 @@ pub fn prefix_end(prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docs::document;
+    use crate::docs::{document, lobby};
 
     #[test]
     fn every_store_round_trips_and_lists() -> Result<()> {
@@ -68,8 +108,21 @@ mod tests {
             let batch: Vec<(String, Game)> =
                 (2..10).map(|i| (format!("g-{i}"), document(i))).collect();
             store.put_batch(&batch)?;
-            store.put("h-1", &document(11))?;
+            store.run_workers(&[
+                Arc::new(vec![
+                    Op::Put("h-1".into(), Box::new(document(11))),
+                    Op::Get("g-2".into()),
+                ]),
+                Arc::new(vec![Op::Get("g-1".into())]),
+            ])?;
+            assert!(
+                store
+                    .run_workers(&[Arc::new(vec![Op::Get("nope".into())])])
+                    .is_err(),
+                "{name}"
+            );
             assert_eq!(store.get("g-3")?, Some(document(3)), "{name}");
+            assert_eq!(store.get("h-1")?, Some(document(11)), "{name}");
             assert_eq!(store.get("nope")?, None, "{name}");
             let page = store.list("g-", None, 4)?;
             assert_eq!(page, ["g-1", "g-2", "g-3", "g-4"], "{name}");
@@ -78,5 +131,21 @@ mod tests {
             store.settle()?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn documents_are_about_a_kilobyte_and_a_fifth_are_lobbies() {
+        let docs: Vec<Vec<u8>> = (0..1000)
+            .map(|i| serde_json::to_vec(&document(i)).unwrap_or_default())
+            .collect();
+        let lobby = serde_json::to_vec(&lobby()).unwrap_or_default();
+        let lobbies = docs.iter().filter(|d| **d == lobby).count();
+        assert!((150..250).contains(&lobbies), "{lobbies}");
+        let games: Vec<&Vec<u8>> = docs.iter().filter(|d| **d != lobby).collect();
+        let mean = games.iter().map(|d| d.len()).sum::<usize>() / games.len();
+        assert!(
+            (600..1400).contains(&mean),
+            "mean game document {mean} bytes"
+        );
     }
 }

@@ -1,46 +1,44 @@
-//! fjall, made durable with `persist(SyncAll)` after every write.
+//! sled, made durable with `flush()` after every write.
 
 use std::path::Path;
 
 use anyhow::Result;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::Store;
 use crate::docs::Game;
 
-pub struct Fjall {
-    db: Database,
-    games: Keyspace,
+pub struct Sled {
+    db: ::sled::Db,
 }
 
-impl Fjall {
+impl Sled {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = Database::builder(dir.join("fjall")).open()?;
-        let games = db.keyspace("games", KeyspaceCreateOptions::default)?;
-        Ok(Fjall { db, games })
+        Ok(Sled {
+            db: ::sled::open(dir.join("sled"))?,
+        })
     }
 }
 
-impl Store for Fjall {
+impl Store for Sled {
     fn put(&self, key: &str, doc: &Game) -> Result<()> {
-        self.games.insert(key, serde_json::to_vec(doc)?)?;
-        self.db.persist(PersistMode::SyncAll)?;
+        self.db.insert(key, serde_json::to_vec(doc)?)?;
+        self.db.flush()?;
         Ok(())
     }
 
     fn put_batch(&self, items: &[(String, Game)]) -> Result<()> {
-        let mut batch = self.db.batch();
+        let mut batch = ::sled::Batch::default();
         for (key, doc) in items {
-            batch.insert(&self.games, key.as_str(), serde_json::to_vec(doc)?);
+            batch.insert(key.as_str(), serde_json::to_vec(doc)?);
         }
-        batch.commit()?;
-        self.db.persist(PersistMode::SyncAll)?;
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
         Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Option<Game>> {
         Ok(self
-            .games
+            .db
             .get(key)?
             .map(|v| serde_json::from_slice(&v))
             .transpose()?)
@@ -49,8 +47,9 @@ impl Store for Fjall {
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
         let mut keys = Vec::with_capacity(limit);
-        for guard in self.games.range(start..) {
-            let k = String::from_utf8(guard.key()?.to_vec())?;
+        for entry in self.db.range(start..) {
+            let (k, _) = entry?;
+            let k = String::from_utf8(k.to_vec())?;
             if !k.starts_with(prefix) || keys.len() >= limit {
                 break;
             }
@@ -62,7 +61,7 @@ impl Store for Fjall {
     }
 
     fn settle(&self) -> Result<()> {
-        self.db.persist(PersistMode::SyncAll)?;
+        self.db.flush()?;
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use ::redb::{Database, ReadableDatabase, TableDefinition};
 use anyhow::Result;
-use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::Store;
 use crate::docs::Game;

@@ -1,14 +1,20 @@
-//! rusqlite as a competent user would set it up: a key → JSON table without rowid, WAL,
-//! `synchronous=FULL`, cached prepared statements, one writer, pooled readers.
+//! rusqlite as a competent user would set it up: a `(collection, key) → JSON` table without
+//! rowid, WAL, `synchronous=FULL`, cached prepared statements, one mutex'd writer and a pool
+//! of reader connections (one per concurrent reader).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
+use ::rusqlite::{Connection, OptionalExtension, params};
 use anyhow::{Result, anyhow};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, prefix_end};
 use crate::docs::Game;
+
+const COLLECTION: &str = "games";
+const PUT: &str = "INSERT OR REPLACE INTO kv (collection, key, value) VALUES (?1, ?2, ?3)";
+const BUSY: Duration = Duration::from_secs(10);
 
 pub struct Sqlite {
     path: PathBuf,
@@ -16,7 +22,7 @@ pub struct Sqlite {
     readers: Mutex<Vec<Connection>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock().map_err(|_| anyhow!("poisoned"))
 }
 
@@ -24,9 +30,13 @@ impl Sqlite {
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join("kv.db");
         let writer = Connection::open(&path)?;
+        writer.busy_timeout(BUSY)?;
         writer.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS kv (
+                 collection TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                 PRIMARY KEY (collection, key)
+             ) WITHOUT ROWID;",
         )?;
         Ok(Sqlite {
             path,
@@ -38,7 +48,11 @@ impl Sqlite {
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = match lock(&self.readers)?.pop() {
             Some(c) => c,
-            None => Connection::open(&self.path)?,
+            None => {
+                let c = Connection::open(&self.path)?;
+                c.busy_timeout(BUSY)?;
+                c
+            }
         };
         let result = f(&conn);
         lock(&self.readers)?.push(conn);
@@ -50,8 +64,8 @@ impl Store for Sqlite {
     fn put(&self, key: &str, doc: &Game) -> Result<()> {
         let value = serde_json::to_vec(doc)?;
         let conn = lock(&self.writer)?;
-        conn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
-            .execute(params![key, value])?;
+        conn.prepare_cached(PUT)?
+            .execute(params![COLLECTION, key, value])?;
         Ok(())
     }
 
@@ -59,10 +73,9 @@ impl Store for Sqlite {
         let mut conn = lock(&self.writer)?;
         let tx = conn.transaction()?;
         {
-            let mut stmt =
-                tx.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?;
+            let mut stmt = tx.prepare_cached(PUT)?;
             for (key, doc) in items {
-                stmt.execute(params![key, serde_json::to_vec(doc)?])?;
+                stmt.execute(params![COLLECTION, key, serde_json::to_vec(doc)?])?;
             }
         }
         tx.commit()?;
@@ -72,8 +85,8 @@ impl Store for Sqlite {
     fn get(&self, key: &str) -> Result<Option<Game>> {
         self.with_reader(|c| {
             let value: Option<Vec<u8>> = c
-                .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-                .query_row([key], |r| r.get(0))
+                .prepare_cached("SELECT value FROM kv WHERE collection = ?1 AND key = ?2")?
+                .query_row([COLLECTION, key], |r| r.get(0))
                 .optional()?;
             Ok(value.map(|v| serde_json::from_slice(&v)).transpose()?)
         })
@@ -84,24 +97,31 @@ impl Store for Sqlite {
         // One lower bound, so SQLite seeks straight to the page start.
         let (sql, start) = match after {
             Some(a) if a >= prefix => (
-                "SELECT key FROM kv WHERE key > ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+                "SELECT key FROM kv WHERE collection = ?1 AND key > ?2 AND key < ?3 \
+                 ORDER BY key LIMIT ?4",
                 a,
             ),
             _ => (
-                "SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+                "SELECT key FROM kv WHERE collection = ?1 AND key >= ?2 AND key < ?3 \
+                 ORDER BY key LIMIT ?4",
                 prefix,
             ),
         };
         self.with_reader(|c| {
             let mut stmt = c.prepare_cached(sql)?;
             let keys = stmt
-                .query_map(params![start, end, i64::try_from(limit)?], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+                .query_map(
+                    params![COLLECTION, start, end, i64::try_from(limit)?],
+                    |r| r.get(0),
+                )?
+                .collect::<::rusqlite::Result<Vec<String>>>()?;
             Ok(keys)
         })
     }
 
     fn settle(&self) -> Result<()> {
+        // Reader connections hold no snapshot between calls; close them first anyway.
+        lock(&self.readers)?.clear();
         lock(&self.writer)?.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
     }

@@ -1,44 +1,46 @@
-//! sled, made durable with `flush()` after every write.
+//! fjall, made durable with `persist(SyncAll)` after every write.
 
 use std::path::Path;
 
+use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use anyhow::Result;
 
 use super::Store;
 use crate::docs::Game;
 
-pub struct Sled {
-    db: sled::Db,
+pub struct Fjall {
+    db: Database,
+    games: Keyspace,
 }
 
-impl Sled {
+impl Fjall {
     pub fn open(dir: &Path) -> Result<Self> {
-        Ok(Sled {
-            db: sled::open(dir.join("sled"))?,
-        })
+        let db = Database::builder(dir.join("fjall")).open()?;
+        let games = db.keyspace("games", KeyspaceCreateOptions::default)?;
+        Ok(Fjall { db, games })
     }
 }
 
-impl Store for Sled {
+impl Store for Fjall {
     fn put(&self, key: &str, doc: &Game) -> Result<()> {
-        self.db.insert(key, serde_json::to_vec(doc)?)?;
-        self.db.flush()?;
+        self.games.insert(key, serde_json::to_vec(doc)?)?;
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
     fn put_batch(&self, items: &[(String, Game)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.db.batch();
         for (key, doc) in items {
-            batch.insert(key.as_str(), serde_json::to_vec(doc)?);
+            batch.insert(&self.games, key.as_str(), serde_json::to_vec(doc)?);
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Option<Game>> {
         Ok(self
-            .db
+            .games
             .get(key)?
             .map(|v| serde_json::from_slice(&v))
             .transpose()?)
@@ -47,9 +49,8 @@ impl Store for Sled {
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
         let mut keys = Vec::with_capacity(limit);
-        for entry in self.db.range(start..) {
-            let (k, _) = entry?;
-            let k = String::from_utf8(k.to_vec())?;
+        for guard in self.games.range(start..) {
+            let k = String::from_utf8(guard.key()?.to_vec())?;
             if !k.starts_with(prefix) || keys.len() >= limit {
                 break;
             }
@@ -61,7 +62,7 @@ impl Store for Sled {
     }
 
     fn settle(&self) -> Result<()> {
-        self.db.flush()?;
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 }

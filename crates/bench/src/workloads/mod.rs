@@ -1,0 +1,138 @@
+//! The workloads, run on one store in one (child) process. Every operation is generated
+//! before its clock starts, so the timings hold only the store's work (and, as a user would
+//! pay it, serde_json).
+
+mod measure;
+mod plan;
+
+use std::time::Instant;
+
+use anyhow::{Result, ensure};
+use serde::{Deserialize, Serialize};
+
+use crate::docs::{Game, document};
+use crate::stores::{self, Store};
+use measure::{dir_bytes, peak_rss_mib, rate, timed};
+use plan::{Live, Picker, bulk_key};
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub writers: usize,
+    pub puts_per_writer: usize,
+    pub bulk_docs: usize,
+    pub reads: usize,
+    pub mixed_ops: usize,
+}
+
+impl Scale {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Scale {
+                writers: 8,
+                puts_per_writer: 60,
+                bulk_docs: 20_000,
+                reads: 40_000,
+                mixed_ops: 8_000,
+            }
+        } else {
+            Scale {
+                writers: 8,
+                puts_per_writer: 400,
+                bulk_docs: 200_000,
+                reads: 300_000,
+                mixed_ops: 80_000,
+            }
+        }
+    }
+}
+
+/// What one run measured (operations per second unless named otherwise).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Measured {
+    pub concurrent_puts: f64,
+    pub bulk_load: f64,
+    pub zipf_reads_1t: f64,
+    pub zipf_reads_2t: f64,
+    pub zipf_reads_4t: f64,
+    pub mixed_95_5: f64,
+    pub prefix_list_keys: f64,
+    pub footprint: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Runs every workload on store `name`.
+pub fn run(name: &str, scale: Scale) -> Result<Measured> {
+    let dir = tempfile::tempdir()?;
+    let store: Box<dyn Store> = stores::open(name, dir.path())?;
+    let mut live = Live::default();
+    let mut m = Measured::default();
+
+    // 1. Durable single stores from concurrent writers.
+    let workers = plan::puts(scale.writers, scale.puts_per_writer, &mut live)?;
+    m.concurrent_puts = timed(scale.writers * scale.puts_per_writer, || {
+        store.run_workers(&workers)
+    })?;
+    drop(workers);
+
+    // 2. Bulk load, 1,000 per batch (documents made outside the clock, batch by batch).
+    let mut elapsed = std::time::Duration::ZERO;
+    for start in (0..scale.bulk_docs).step_by(1000) {
+        let items: Vec<(String, Game)> = (start..(start + 1000).min(scale.bulk_docs))
+            .map(|i| (bulk_key(i), document(i as u64)))
+            .collect();
+        for (k, d) in &items {
+            live.note(k, d)?;
+        }
+        let started = Instant::now();
+        store.put_batch(&items)?;
+        elapsed += started.elapsed();
+    }
+    m.bulk_load = per_second(scale.bulk_docs, elapsed);
+
+    // 3. Zipfian typed reads from 1, 2 and 4 threads.
+    let picker = Picker::new(scale.bulk_docs);
+    for (threads, slot) in [
+        (1, &mut m.zipf_reads_1t),
+        (2, &mut m.zipf_reads_2t),
+        (4, &mut m.zipf_reads_4t),
+    ] {
+        let workers = plan::reads(&picker, threads, scale.reads, 0x5EED * threads as u64);
+        *slot = timed(scale.reads, || store.run_workers(&workers))?;
+    }
+
+    // 4. Mixed 95% reads / 5% durable updates, 4 threads.
+    let workers = plan::mixed(&picker, 4, scale.mixed_ops, &mut live)?;
+    m.mixed_95_5 = timed(scale.mixed_ops, || store.run_workers(&workers))?;
+    drop(workers);
+
+    // 5. Paged prefix listing, 100 keys a page, through the whole bulk set.
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    let mut listed = 0;
+    loop {
+        let page = store.list("g-", after.as_deref(), 100)?;
+        listed += page.len();
+        match page.last() {
+            Some(last) if page.len() == 100 => after = Some(last.clone()),
+            _ => break,
+        }
+    }
+    ensure!(listed == scale.bulk_docs, "{name}: listed {listed} keys");
+    m.prefix_list_keys = rate(listed, started);
+
+    // 6. Footprint after the store's own settle step, and peak memory.
+    store.settle()?;
+    #[expect(clippy::cast_precision_loss, reason = "a ratio of byte counts")]
+    {
+        m.footprint = dir_bytes(dir.path())? as f64 / live.bytes() as f64;
+    }
+    drop(store);
+    m.peak_rss_mib = peak_rss_mib()?;
+    Ok(m)
+}
+
+#[expect(clippy::cast_precision_loss, reason = "rates as f64")]
+fn per_second(count: usize, elapsed: std::time::Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
