@@ -201,25 +201,16 @@ impl PersistentStorageManager {
         result
     }
 
-    async fn encode<T: Serialize + ?Sized>(
-        &self,
-        collection: &str,
-        key: &str,
-        value: &T,
-    ) -> Result<EncodedValue> {
-        let pipeline = self.inner.pipeline;
-        let raw = serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
+    fn serialize<T: Serialize + ?Sized>(collection: &str, key: &str, value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
             collection: collection.to_owned(),
             key: key.to_owned(),
             source,
-        })?;
-        let dict = self.inner.shared.dictionaries.encoder(collection);
-        let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
-            pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?
-        } else {
-            let (c, k) = (collection.to_owned(), key.to_owned());
-            blocking(move || pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())).await?
-        };
+        })
+    }
+
+    /// Offers a written document to dictionary sampling; starts training when it is time.
+    fn observe(&self, collection: &str, encoded: &EncodedValue) {
         if let Some(samples) = self
             .inner
             .shared
@@ -230,6 +221,24 @@ impl PersistentStorageManager {
             let collection = collection.to_owned();
             tokio::spawn(async move { this.train_dictionary(collection, samples).await });
         }
+    }
+
+    async fn encode<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<EncodedValue> {
+        let pipeline = self.inner.pipeline;
+        let raw = Self::serialize(collection, key, value)?;
+        let dict = self.inner.shared.dictionaries.encoder(collection);
+        let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
+            pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?
+        } else {
+            let (c, k) = (collection.to_owned(), key.to_owned());
+            blocking(move || pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())).await?
+        };
+        self.observe(collection, &encoded);
         Ok(encoded)
     }
 
@@ -326,14 +335,41 @@ impl PersistentStorageManager {
             return Ok(());
         }
         let now = now_ms();
-        let mut unit = Vec::with_capacity(items.len());
+        // Serializing borrows the caller's values, so it happens here; hashing and compressing
+        // a large batch (milliseconds of CPU) moves to a blocking thread so the runtime's
+        // worker is not held.
+        let mut raws = Vec::with_capacity(items.len());
+        let mut total = 0usize;
         for (key, value) in items {
             let key = key.as_ref();
             validate::key(collection, key)?;
+            let raw = Self::serialize(collection, key, value)?;
+            total = total.saturating_add(raw.len());
+            raws.push((key.to_owned(), raw));
+        }
+        let pipeline = self.inner.pipeline;
+        let dict = self.inner.shared.dictionaries.encoder(collection);
+        let c = collection.to_owned();
+        let encode_all = move || {
+            raws.into_iter()
+                .map(|(key, raw)| {
+                    let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
+                    Ok((key, value))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let encoded = if total <= INLINE_ENCODE_LIMIT {
+            encode_all()?
+        } else {
+            blocking(encode_all).await?
+        };
+        let mut unit = Vec::with_capacity(encoded.len());
+        for (key, value) in encoded {
+            self.observe(collection, &value);
             unit.push(WriteOp::Put {
                 collection: collection.to_owned(),
-                key: key.to_owned(),
-                value: self.encode(collection, key, value).await?,
+                key,
+                value,
                 now_ms: now,
             });
         }
