@@ -47,18 +47,15 @@ impl Store for Fjall {
     }
 
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
-        let mut keys = Vec::with_capacity(limit);
-        for guard in self.games.range(start..) {
-            let k = String::from_utf8(guard.key()?.to_vec())?;
-            if !k.starts_with(prefix) || keys.len() >= limit {
-                break;
-            }
-            if Some(k.as_str()) != after {
-                keys.push(k);
-            }
-        }
-        Ok(keys)
+        let start = super::page_start(prefix, after);
+        super::collect_page(
+            self.games
+                .range(start..)
+                .map(|g| Ok(String::from_utf8(g.key()?.to_vec())?)),
+            prefix,
+            after,
+            limit,
+        )
     }
 
     fn settle(&self) -> Result<()> {

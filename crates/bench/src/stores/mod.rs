@@ -82,6 +82,31 @@ pub fn open(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
     })
 }
 
+/// Where a page starts for a key-value store: at `after` when it is inside the prefix range.
+pub fn page_start<'a>(prefix: &'a str, after: Option<&'a str>) -> &'a str {
+    after.filter(|a| *a >= prefix).unwrap_or(prefix)
+}
+
+/// One page from `keys` (in order, from [`page_start`]): keys with `prefix`, after `after`.
+pub fn collect_page(
+    keys: impl Iterator<Item = Result<String>>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut page = Vec::with_capacity(limit);
+    for key in keys {
+        let key = key?;
+        if !key.starts_with(prefix) || page.len() >= limit {
+            break;
+        }
+        if Some(key.as_str()) != after {
+            page.push(key);
+        }
+    }
+    Ok(page)
+}
+
 /// The smallest key greater than every key starting with `prefix` (ASCII prefixes).
 pub fn prefix_end(prefix: &str) -> Option<String> {
     let mut bytes = prefix.as_bytes().to_vec();

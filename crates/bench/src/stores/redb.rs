@@ -57,19 +57,13 @@ impl Store for Redb {
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(TABLE)?;
-        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
-        let mut keys = Vec::with_capacity(limit);
-        for entry in table.range(start..)? {
-            let (k, _) = entry?;
-            let k = k.value();
-            if !k.starts_with(prefix) || keys.len() >= limit {
-                break;
-            }
-            if Some(k) != after {
-                keys.push(k.to_owned());
-            }
-        }
-        Ok(keys)
+        let start = super::page_start(prefix, after);
+        super::collect_page(
+            table.range(start..)?.map(|e| Ok(e?.0.value().to_owned())),
+            prefix,
+            after,
+            limit,
+        )
     }
 
     fn settle(&self) -> Result<()> {

@@ -45,19 +45,15 @@ impl Store for Sled {
     }
 
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
-        let mut keys = Vec::with_capacity(limit);
-        for entry in self.db.range(start..) {
-            let (k, _) = entry?;
-            let k = String::from_utf8(k.to_vec())?;
-            if !k.starts_with(prefix) || keys.len() >= limit {
-                break;
-            }
-            if Some(k.as_str()) != after {
-                keys.push(k);
-            }
-        }
-        Ok(keys)
+        let start = super::page_start(prefix, after);
+        super::collect_page(
+            self.db
+                .range(start..)
+                .map(|e| Ok(String::from_utf8(e?.0.to_vec())?)),
+            prefix,
+            after,
+            limit,
+        )
     }
 
     fn settle(&self) -> Result<()> {
