@@ -32,26 +32,26 @@ pub async fn run(
                 )
             })
             .collect();
-        rows.push((
-            "WAL before → after".into(),
-            format!(
-                "{} → {}",
-                render::bytes(report.before.wal_bytes),
-                render::bytes(report.after.wal_bytes)
+        let (before, after) = (&report.before, &report.after);
+        for (name, b, a) in [
+            (
+                "WAL",
+                render::bytes(before.wal_bytes),
+                render::bytes(after.wal_bytes),
             ),
-        ));
-        rows.push((
-            "free pages before → after".into(),
-            format!("{} → {}", report.before.free_pages, report.after.free_pages),
-        ));
-        rows.push((
-            "file before → after".into(),
-            format!(
-                "{} → {}",
-                render::bytes(report.before.file_bytes),
-                render::bytes(report.after.file_bytes)
+            (
+                "free pages",
+                before.free_pages.to_string(),
+                after.free_pages.to_string(),
             ),
-        ));
+            (
+                "file",
+                render::bytes(before.file_bytes),
+                render::bytes(after.file_bytes),
+            ),
+        ] {
+            rows.push((format!("{name} before → after"), format!("{b} → {a}")));
+        }
         rows.push(("duration".into(), format!("{} ms", report.duration_ms)));
         print(&format!("{}\n", render::key_value(&rows)))?;
     }
