@@ -36,12 +36,7 @@ impl Default for AccessTracker {
 }
 
 fn shard_of(cache_key: &str) -> usize {
-    // FNV-1a: cheap, and only spreads lock contention.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in cache_key.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    usize::try_from(h).unwrap_or(0) % SHARDS
+    crate::cache::shard_hash(cache_key) % SHARDS
 }
 
 impl AccessTracker {

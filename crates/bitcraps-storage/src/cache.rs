@@ -20,6 +20,16 @@ pub const STRIPES: usize = 256;
 /// Bytes charged per entry on top of key and value, for moka's own bookkeeping.
 const ENTRY_OVERHEAD: usize = 96;
 
+/// A cheap, non-cryptographic hash (FNV-1a) of a cache key, used only to pick a lock shard or
+/// stripe, here and in the access tracker.
+pub fn shard_hash(cache_key: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in cache_key.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    usize::try_from(h).unwrap_or(0)
+}
+
 /// Cache key: `collection` NUL `key` (NUL cannot appear in either).
 pub fn cache_key(collection: &str, key: &str) -> String {
     let mut k = String::with_capacity(collection.len() + key.len() + 1);
@@ -86,9 +96,7 @@ impl ValueCache {
     }
 
     fn stripe_of(key: &str) -> usize {
-        let h = blake3::hash(key.as_bytes());
-        let b = h.as_bytes();
-        usize::from(u16::from_le_bytes([b[0], b[1]])) % STRIPES
+        shard_hash(key) % STRIPES
     }
 
     fn lock(&self, stripe: usize) -> std::sync::MutexGuard<'_, u64> {
