@@ -96,6 +96,12 @@ impl Dictionaries {
         if newer {
             current.insert(stored.collection.clone(), encoder);
         }
+        drop(current);
+        // Samples gathered while training ran are no longer needed.
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stored.collection);
     }
 
     /// The dictionary new values of `collection` are compressed with, if any.
@@ -112,8 +118,8 @@ impl Dictionaries {
 
     /// Offers a written document as a training sample. Returns the samples once enough were
     /// gathered for a collection that has no dictionary and is not already training; the
-    /// caller must then train and report back with [`Dictionaries::install`] or
-    /// [`Dictionaries::training_failed`].
+    /// caller must then train, [`Dictionaries::install`] the result if any, and call
+    /// [`Dictionaries::training_done`].
     pub fn observe(&self, collection: &str, raw: &Arc<[u8]>) -> Option<Vec<Arc<[u8]>>> {
         if !self.enabled || raw.len() > MAX_SAMPLE_LEN || self.encoder(collection).is_some() {
             return None;
@@ -131,12 +137,8 @@ impl Dictionaries {
         samples.remove(collection)
     }
 
-    /// Ends a training attempt that produced nothing; sampling starts over.
-    pub fn training_failed(&self, collection: &str) {
-        self.training_done(collection);
-    }
-
-    /// Ends a training attempt.
+    /// Ends a training attempt. Without an installed dictionary, sampling goes on and a
+    /// later batch of samples is handed out again.
     pub fn training_done(&self, collection: &str) {
         self.training
             .lock()
@@ -205,6 +207,13 @@ mod tests {
         for i in 0..300 {
             assert!(d.observe("games", &doc(i)).is_none());
         }
+        let pending = |d: &Dictionaries| {
+            d.samples
+                .lock()
+                .map(|s| s.get("games").map_or(0, Vec::len))
+                .unwrap_or(0)
+        };
+        assert_eq!(pending(&d), 300);
         let data = train(&samples)?;
         d.install(&StoredDictionary {
             id: 7,
@@ -212,6 +221,12 @@ mod tests {
             data,
         });
         d.training_done("games");
+        // Regression: samples gathered during training were kept forever.
+        assert_eq!(
+            pending(&d),
+            0,
+            "installing a dictionary drops leftover samples"
+        );
         let enc = d
             .encoder("games")
             .ok_or_else(|| StorageError::Task("no enc".into()))?;

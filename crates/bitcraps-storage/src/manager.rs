@@ -249,7 +249,7 @@ impl PersistentStorageManager {
             Ok(data) => data,
             Err(e) => {
                 tracing::info!(%collection, error = %e, "no dictionary trained; sampling again");
-                dictionaries.training_failed(&collection);
+                dictionaries.training_done(&collection);
                 return;
             }
         };
@@ -271,7 +271,7 @@ impl PersistentStorageManager {
             }
             other => {
                 tracing::warn!(%collection, outcome = ?other, "could not store a dictionary");
-                dictionaries.training_failed(&collection);
+                dictionaries.training_done(&collection);
             }
         }
     }
