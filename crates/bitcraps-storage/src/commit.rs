@@ -23,10 +23,12 @@ const FLUSH_AT_PENDING_KEYS: usize = 10_000;
 /// State shared by the handle and the writer thread.
 pub(crate) struct Shared {
     pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) cache: ValueCache,
+    pub(crate) cache: Arc<ValueCache>,
     pub(crate) access: AccessTracker,
     pub(crate) counters: Counters,
     pub(crate) dictionaries: crate::dictionary::Dictionaries,
+    /// The Redis tier (L2 and cross-node invalidation), when configured.
+    pub(crate) remote: Option<crate::remote::RemoteTier>,
 }
 
 /// What a caller waits for.
@@ -205,6 +207,8 @@ fn commit_group(
         u64::try_from(replies.len()).unwrap_or(0),
     );
     let mut results = results.into_iter();
+    let mut answers = Vec::with_capacity(replies.len());
+    let mut written = Vec::new();
     for (unit, reply) in units.iter().zip(replies) {
         let result = results
             .next()
@@ -212,10 +216,26 @@ fn commit_group(
         if let Ok(outcomes) = &result {
             for (op, outcome) in unit.iter().zip(outcomes) {
                 record_effect(shared, op, *outcome);
+                if shared.remote.is_some()
+                    && let WriteOp::Put {
+                        collection, key, ..
+                    }
+                    | WriteOp::Delete { collection, key } = op
+                {
+                    written.push(cache_key(collection, key));
+                }
             }
         } else {
             Counters::add(&counters.errors, 1);
         }
+        answers.push((reply, result));
+    }
+    // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
+    // a write returns no node can read the old value from L2 (bounded by `redis_timeout`).
+    if let Some(remote) = &shared.remote {
+        remote.invalidate_after_commit(written);
+    }
+    for (reply, result) in answers {
         let _ = reply.send(result);
     }
     if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {

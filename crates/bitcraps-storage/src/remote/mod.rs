@@ -1,0 +1,54 @@
+//! The Redis tier (feature `redis`): a shared L2 cache between the in-process cache (L1) and
+//! the database, and cross-node L1 invalidation over pub/sub.
+//!
+//! Reads go L1 → L2 → database (read-through). Writes never install values in L2: after the
+//! commit, before acknowledging, the writer bumps each key's generation, deletes its L2 value
+//! and publishes the keys; readers fill L2 only if the generation they saw before reading the
+//! database is unchanged. See `protocol.rs` for the keys and scripts, `subscriber.rs` for L1
+//! coherence, `health.rs` for the circuit breaker. A Redis failure is never an error for the
+//! caller: reads fall back to the database, invalidations are retried.
+//!
+//! Without the feature, [`RemoteTier`] is an uninhabited stand-in so the call sites need no
+//! `cfg`.
+
+#[cfg(feature = "redis")]
+mod client;
+#[cfg(not(feature = "redis"))]
+mod disabled;
+#[cfg(feature = "redis")]
+mod health;
+#[cfg(feature = "redis")]
+mod protocol;
+mod stats;
+#[cfg(feature = "redis")]
+mod subscriber;
+#[cfg(feature = "redis")]
+mod tier;
+
+use std::sync::Arc;
+
+#[cfg(not(feature = "redis"))]
+pub(crate) use disabled::RemoteTier;
+pub use stats::RemoteCacheStatistics;
+#[cfg(feature = "redis")]
+pub(crate) use tier::RemoteTier;
+
+/// What an L2 lookup found.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Lookup {
+    /// A verified document.
+    Hit(Arc<[u8]>),
+    /// Nothing; fill with this observation after reading the database.
+    Miss(Observed),
+    /// Redis is unavailable (or the key has an undelivered invalidation): read the database
+    /// and do not fill.
+    Unavailable,
+}
+
+/// The epoch and generation a reader saw before reading the database.
+pub(crate) struct Observed {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) epoch: String,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) generation: String,
+}
