@@ -16,7 +16,10 @@ struct State {
 }
 
 /// A circuit breaker: closed (operations allowed) until a failure opens it for the current
-/// backoff, which doubles with each consecutive failure and resets on success.
+/// backoff, which doubles with each consecutive failure and resets on success. When the
+/// backoff has passed, one operation is let through as a probe (half-open) while the others
+/// are still refused, so a dead Redis costs one timeout per backoff period, not one per
+/// concurrent caller.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     state: Mutex<State>,
@@ -41,9 +44,20 @@ impl Breaker {
         }
     }
 
-    /// Whether an operation may try Redis now.
+    /// Whether an operation may try Redis now (claiming the probe when half-open).
     pub(crate) fn allows(&self) -> bool {
-        self.with(|s| s.open_until.is_none_or(|t| Instant::now() >= t))
+        self.with(|s| match s.open_until {
+            None => true,
+            Some(t) => {
+                let now = Instant::now();
+                if now < t {
+                    return false;
+                }
+                // The probe: others wait until it succeeds or another backoff passes.
+                s.open_until = Some(now + s.backoff);
+                true
+            }
+        })
     }
 
     /// An operation succeeded: close the breaker.
@@ -101,6 +115,19 @@ mod tests {
         assert!(!b.allows(), "open right after a failure");
         b.success();
         assert!(b.allows());
+        assert!(b.allows(), "closed: everyone may try");
+    }
+
+    #[test]
+    fn half_open_lets_one_probe_through() {
+        let b = Breaker::default();
+        b.failure();
+        // Expire the open period without sleeping.
+        b.with(|s| s.open_until = Some(Instant::now()));
+        assert!(b.allows(), "the probe");
+        assert!(!b.allows(), "everyone else waits for the probe");
+        b.failure();
+        assert!(!b.allows());
     }
 
     #[test]

@@ -25,6 +25,14 @@ use serde::{Deserialize, Serialize};
 /// was filled under (documented on `StorageConfig::remote_cache_ttl`).
 pub(crate) const GENERATION_TTL_FACTOR: u32 = 10;
 
+/// Documents larger than this are not put in L2: one would take long enough to transfer to
+/// trip `redis_timeout` (and the circuit breaker) for everyone.
+pub(crate) const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
+/// One invalidation script call covers at most this many keys (a large `store_batch` is
+/// split, each part with its own deadline).
+pub(crate) const INVALIDATE_CHUNK: usize = 512;
+
 /// Length of the hash that prefixes a cached document.
 const HASH_LEN: usize = 32;
 

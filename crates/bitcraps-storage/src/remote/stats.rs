@@ -13,7 +13,8 @@ pub struct RemoteCacheStatistics {
     pub connected: bool,
     /// L2 lookups that returned a verified value.
     pub hits: u64,
-    /// L2 lookups that found nothing (or a damaged entry), so the database was read.
+    /// L2 lookups that returned nothing — no entry, a damaged one, Redis unavailable, or the
+    /// key's invalidation still pending — so the database was read.
     pub misses: u64,
     /// Values read from the database and installed in L2.
     pub fills: u64,

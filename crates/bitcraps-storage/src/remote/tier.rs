@@ -76,7 +76,7 @@ impl RemoteTier {
     /// Looks `cache_key` up in L2. Any failure is a miss without a fill.
     pub(crate) async fn lookup(&self, cache_key: &str) -> Lookup {
         let core = &self.core;
-        let lookup = if !core.breaker.allows() || core.is_pending(cache_key) {
+        let lookup = if core.is_pending(cache_key) || !core.breaker.allows() {
             Lookup::Unavailable
         } else {
             let task_core = Arc::clone(core);
@@ -101,7 +101,10 @@ impl RemoteTier {
     /// Installs a value read from the database, if nothing changed since `observed`.
     pub(crate) async fn fill(&self, cache_key: &str, observed: Observed, raw: &[u8]) {
         let core = &self.core;
-        if !core.breaker.allows() || core.is_pending(cache_key) {
+        if raw.len() > protocol::MAX_ENTRY_BYTES
+            || core.is_pending(cache_key)
+            || !core.breaker.allows()
+        {
             return;
         }
         let task_core = Arc::clone(core);
@@ -140,7 +143,7 @@ impl RemoteTier {
         let sent = keys.clone();
         let result = self.runtime.run_blocking(
             async move { task_core.invalidate(&sent).await },
-            core.conn.timeout(),
+            core.deadline_for(keys.len()),
         );
         if core.settle(result).is_none() {
             core.add_pending(keys);
@@ -253,9 +256,26 @@ impl Core {
         Ok(installed == 1)
     }
 
-    /// Bumps generations, deletes values and publishes, in one script.
+    /// The deadline of invalidating `keys` keys: `redis_timeout` per script call.
+    fn deadline_for(&self, keys: usize) -> Duration {
+        let calls = u32::try_from(keys.div_ceil(protocol::INVALIDATE_CHUNK)).unwrap_or(u32::MAX);
+        self.conn.timeout().saturating_mul(calls.max(1))
+    }
+
+    /// Bumps generations, deletes values and publishes: one script per chunk of keys.
     pub(crate) async fn invalidate(&self, cache_keys: &[String]) -> RedisResult<()> {
         let mut conn = self.conn.get().await?;
+        for chunk in cache_keys.chunks(protocol::INVALIDATE_CHUNK) {
+            self.invalidate_chunk(&mut conn, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn invalidate_chunk(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        cache_keys: &[String],
+    ) -> RedisResult<()> {
         let mut invocation = self.invalidate.prepare_invoke();
         for key in cache_keys {
             invocation
@@ -270,7 +290,7 @@ impl Core {
             .arg(self.generation_ttl_ms)
             .arg(self.keys.channel())
             .arg(message.encode());
-        invocation.invoke_async::<i64>(&mut conn).await?;
+        invocation.invoke_async::<i64>(conn).await?;
         RemoteCounters::add(&self.counters.invalidations_sent, cache_keys.len());
         Ok(())
     }
@@ -282,7 +302,8 @@ impl Core {
         if keys.is_empty() {
             return;
         }
-        let result = tokio::time::timeout(self.conn.timeout(), self.invalidate(&keys)).await;
+        let deadline = self.deadline_for(keys.len());
+        let result = tokio::time::timeout(deadline, self.invalidate(&keys)).await;
         if self.settle(result.ok()).is_some() {
             self.with_pending(|p| {
                 for k in &keys {
