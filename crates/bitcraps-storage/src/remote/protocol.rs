@@ -2,9 +2,10 @@
 //! invalidation message. Pure data and scripts; no I/O here.
 //!
 //! Per store (namespace `NS`), in one Redis database:
-//! - `NS:epoch` — a random token, created with `SET NX` by the first lookup that finds it
-//!   missing. A Redis restart (without persistence) loses it, so a fill prepared before the
-//!   restart can never land after it.
+//! - `NS:epoch` — a random token, created (atomically, in [`LOOKUP`]) by the first lookup that
+//!   finds it missing, with the generation TTL so abandoned namespaces disappear. A Redis
+//!   restart (without persistence) or its expiry replaces it, so a fill prepared before can
+//!   never land after; values do not depend on it.
 //! - `NS:gen:<cache key>` — the key's generation: bumped by every committed write or delete,
 //!   kept for [`GENERATION_TTL_FACTOR`] × the value TTL after the last write.
 //! - `NS:val:<cache key>` — the cached document: blake3 (32 bytes) then the JSON bytes, with
@@ -37,12 +38,12 @@ pub(crate) const INVALIDATE_CHUNK: usize = 512;
 const HASH_LEN: usize = 32;
 
 /// Reads epoch (creating it when missing), generation and value in one round trip.
-/// KEYS: epoch, gen, val. ARGV: a fresh epoch token to use if there is none.
+/// KEYS: epoch, gen, val. ARGV: a fresh epoch token to use if there is none, its TTL in ms.
 /// Returns `{epoch, gen or "", val or nil}`.
 pub(crate) const LOOKUP: &str = r"
 local e = redis.call('GET', KEYS[1])
 if not e then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   e = ARGV[1]
 end
 local g = redis.call('GET', KEYS[2]) or ''

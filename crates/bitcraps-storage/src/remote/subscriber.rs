@@ -23,8 +23,9 @@ use super::tier::Core;
 /// A quiet subscription is pinged this often, to notice a half-open connection.
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
-/// Runs until the tier's runtime shuts down.
-pub(crate) async fn run(core: Arc<Core>) {
+/// Runs until the tier's runtime shuts down; signals `subscribed` once, when the cache is
+/// first trusted.
+pub(crate) async fn run(core: Arc<Core>, subscribed: std::sync::mpsc::SyncSender<()>) {
     let mut backoff = Backoff::default();
     let mut subscribed_before = false;
     loop {
@@ -40,6 +41,7 @@ pub(crate) async fn run(core: Arc<Core>) {
                 RemoteCounters::one(&core.counters.l1_flushes);
                 core.cache.set_trusted(true);
                 core.counters.connected.store(true, Ordering::Release);
+                let _ = subscribed.try_send(());
                 tracing::debug!("redis invalidation subscription up; L1 flushed and trusted");
                 listen(&core, sink, stream).await;
                 core.cache.set_trusted(false);

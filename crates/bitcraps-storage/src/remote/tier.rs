@@ -47,8 +47,10 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl RemoteTier {
-    /// Starts the tier: the private runtime, the subscriber and the retry task. Does not wait
-    /// for Redis; until the first subscription succeeds the in-process cache is untrusted.
+    /// Starts the tier: the private runtime, the subscriber and the retry task. Waits up to
+    /// `redis_timeout` for the first subscription, so a store opened next to a healthy Redis
+    /// uses its in-process cache from the first read; past that it opens anyway, with the
+    /// in-process cache untrusted until the subscription succeeds.
     pub(crate) fn start(config: &StorageConfig, url: &str, cache: Arc<ValueCache>) -> Result<Self> {
         let conn = Connection::new(url, config.redis_timeout)?;
         let runtime = PrivateRuntime::new()?;
@@ -68,8 +70,15 @@ impl RemoteTier {
             fill: Script::new(protocol::FILL),
             invalidate: Script::new(protocol::INVALIDATE),
         });
-        runtime.spawn(subscriber::run(Arc::clone(&core)));
+        let (subscribed, first_subscription) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(subscriber::run(Arc::clone(&core), subscribed));
         runtime.spawn(retry_pending(Arc::downgrade(&core)));
+        if first_subscription
+            .recv_timeout(config.redis_timeout)
+            .is_err()
+        {
+            tracing::warn!("redis is not reachable yet; serving from the database meanwhile");
+        }
         Ok(RemoteTier { runtime, core })
     }
 
@@ -218,6 +227,7 @@ impl Core {
             .key(self.keys.generation(cache_key))
             .key(&value_key)
             .arg(protocol::unique_token())
+            .arg(self.generation_ttl_ms)
             .invoke_async(&mut conn)
             .await?;
         if let Some(entry) = entry {
