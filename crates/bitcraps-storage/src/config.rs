@@ -121,8 +121,10 @@ pub struct StorageConfig {
     /// `redis://HOST:PORT[/DB]` enables the Redis tier (needs the `redis` feature): a shared
     /// L2 cache between the in-process cache and the database, and cross-node invalidation
     /// of the in-process cache over pub/sub, for several processes sharing one database.
-    /// Redis being unreachable never fails an operation: reads fall back to the database.
-    /// `None` disables it. Default: `None`.
+    /// Redis being unreachable never fails an operation: reads fall back to the database
+    /// and invalidations are retried. Opening waits up to `redis_timeout` for the
+    /// invalidation subscription, then opens regardless. A single Redis instance (or a
+    /// primary); Redis Cluster is not supported. `None` disables it. Default: `None`.
     pub redis_url: Option<String>,
     /// Deadline of each Redis operation; a write's acknowledgement waits at most this long
     /// for its invalidation. Default: 250 ms.

@@ -69,7 +69,9 @@ return 0
 /// could repeat a value a slow reader saw before the expiry (ABA), letting its stale fill
 /// through; the server clock makes a re-created generation larger than any earlier one.
 /// (Values below 2^53 are exact in Lua's doubles; µs since 1970 are ~2^51.)
+/// `redis.replicate_commands()` is a no-op on Redis 5+ and lets 3.2–4 write after `TIME`.
 pub(crate) const INVALIDATE: &str = r"
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 1, #KEYS, 2 do
