@@ -98,6 +98,8 @@ pub struct ValueCache {
     misses: AtomicU64,
     raced_fills: AtomicU64,
     coalesced: AtomicU64,
+    /// Bumped by every invalidation that comes from another node (before it takes effect).
+    remote_invalidations: AtomicU64,
 }
 
 impl ValueCache {
@@ -120,6 +122,7 @@ impl ValueCache {
             misses: AtomicU64::new(0),
             raced_fills: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            remote_invalidations: AtomicU64::new(0),
         }
     }
 
@@ -190,12 +193,27 @@ impl ValueCache {
 
     /// Records a committed write: installs the new document, or removes the key on delete.
     pub fn committed(&self, key: String, value: Option<Arc<[u8]>>) {
+        let mark = self.remote_mark();
+        self.committed_since(key, value, mark);
+    }
+
+    /// A mark to take before committing, for [`ValueCache::committed_since`].
+    pub fn remote_mark(&self) -> u64 {
+        self.remote_invalidations.load(Ordering::Acquire)
+    }
+
+    /// Like [`ValueCache::committed`], but installs the document only if no other node's
+    /// invalidation arrived since `mark` (taken before the commit); otherwise only removes the
+    /// key. Another node may have committed the same key after this commit, and its message
+    /// may already be processed — installing now would leave this node's older value cached
+    /// with no message left to remove it. (Without the Redis tier nothing bumps the mark.)
+    pub fn committed_since(&self, key: String, value: Option<Arc<[u8]>>, mark: u64) {
         let mut guard = self.lock(Self::stripe_of(&key));
         guard.generation = guard.generation.wrapping_add(1);
         if let Some(cache) = &self.cache {
             match value {
-                Some(v) => cache.insert(key, v),
-                None => cache.invalidate(&key),
+                Some(v) if self.remote_mark() == mark => cache.insert(key, v),
+                _ => cache.invalidate(&key),
             }
         }
     }
@@ -203,6 +221,9 @@ impl ValueCache {
     /// Another node changed `key`: drop it and defeat fills that read it before.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn invalidate(&self, key: &str) {
+        // The mark moves first: a writer that checks it after this sees the change, and one
+        // that installed before is undone by the removal below (same stripe lock).
+        self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
         let mut guard = self.lock(Self::stripe_of(key));
         guard.generation = guard.generation.wrapping_add(1);
         if let Some(cache) = &self.cache {
@@ -213,6 +234,7 @@ impl ValueCache {
     /// Drops everything and defeats every fill in progress (after missed invalidations).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn invalidate_all(&self) {
+        self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
         for stripe in 0..STRIPES {
             let mut guard = self.lock(stripe);
             guard.generation = guard.generation.wrapping_add(1);
@@ -336,6 +358,24 @@ mod tests {
         assert_eq!(cache.get(&key), None, "flushed before being trusted again");
         cache.fill(key.clone(), ticket, Arc::from(&b"old"[..]));
         assert_eq!(cache.get(&key), None, "a fill from before the flush loses");
+    }
+
+    #[test]
+    fn a_write_is_not_installed_over_a_later_remote_invalidation() {
+        let cache = ValueCache::new(1 << 20);
+        let key = cache_key("c", "k");
+        let mark = cache.remote_mark();
+        // While this node commits, another node commits the same key and its message lands.
+        cache.invalidate(&key);
+        cache.committed_since(key.clone(), Some(Arc::from(&b"mine"[..])), mark);
+        assert_eq!(
+            cache.get(&key),
+            None,
+            "maybe older than the other node's write"
+        );
+        let mark = cache.remote_mark();
+        cache.committed_since(key.clone(), Some(Arc::from(&b"mine"[..])), mark);
+        assert_eq!(cache.get(&key).as_deref(), Some(&b"mine"[..]));
     }
 
     #[test]

@@ -171,6 +171,7 @@ fn commit_group(
     if has_touches {
         units.push(touches);
     }
+    let mark = shared.cache.remote_mark();
     let applied = std::panic::catch_unwind(AssertUnwindSafe(|| shared.backend.apply(&units)))
         .unwrap_or_else(|_| {
             Err(StorageError::Task(
@@ -215,7 +216,7 @@ fn commit_group(
             .unwrap_or_else(|| Err(StorageError::Task("the backend skipped a write".into())));
         if let Ok(outcomes) = &result {
             for (op, outcome) in unit.iter().zip(outcomes) {
-                record_effect(shared, op, *outcome);
+                record_effect(shared, op, *outcome, mark);
                 if shared.remote.is_some()
                     && let WriteOp::Put {
                         collection, key, ..
@@ -245,8 +246,9 @@ fn commit_group(
     Ok(())
 }
 
-/// Applies a committed operation to the cache and the counters.
-fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome) {
+/// Applies a committed operation to the cache and the counters. `mark` was taken before the
+/// commit (see `ValueCache::committed_since`).
+fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
     let counters = &shared.counters;
     match (op, outcome) {
         (
@@ -258,9 +260,11 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome) {
             },
             OpOutcome::Put { deduplicated, .. },
         ) => {
-            shared
-                .cache
-                .committed(cache_key(collection, key), Some(Arc::clone(&value.raw)));
+            shared.cache.committed_since(
+                cache_key(collection, key),
+                Some(Arc::clone(&value.raw)),
+                mark,
+            );
             Counters::add(&counters.writes, 1);
             let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
             Counters::add(&counters.logical_bytes_written, raw);

@@ -166,3 +166,48 @@ async fn fill_prepared_before_a_commit_is_refused() -> TestResult {
     assert!(remote_stats(&nodes.a).await?.hits >= 1);
     Ok(())
 }
+
+/// Two writers of one key, their post-commit steps out of order: B commits first, A commits
+/// after, and A's invalidation reaches B before B's writer updates its own cache. B must not
+/// then install its (older) value in L1 — no message would ever remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_local_write_is_not_cached_over_a_newer_remote_one() -> TestResult {
+    let Some(url) = redis_url() else {
+        return Ok(());
+    };
+    let mut gate = None;
+    let nodes = two_nodes_with(
+        &url,
+        "out_of_order_writers",
+        |backend| {
+            let gated = Arc::new(Gated::new(backend));
+            gate = Some(Arc::clone(&gated));
+            gated
+        },
+        |_, _| {},
+    )?;
+    let gate = gate.expect("wrapped");
+    let (a, b) = (nodes.a.clone(), nodes.b.clone());
+    gate.hold_next_apply();
+    let b_writes = tokio::spawn(async move { b.store("games", "g", &game("g", 1)).await });
+    wait_until("B's write committed and is held", || async {
+        Ok(gate.applies_held.load(Ordering::SeqCst) == 1)
+    })
+    .await?;
+    a.store("games", "g", &game("g", 2)).await?;
+    let b = &nodes.b;
+    wait_until("A's invalidation reached B", || async {
+        Ok(remote_stats(b).await?.invalidations_received >= 1)
+    })
+    .await?;
+    gate.open();
+    b_writes.await??;
+    for node in [&nodes.a, b] {
+        assert_eq!(
+            node.retrieve::<Game>("games", "g").await?,
+            Some(game("g", 2)),
+            "the database holds A's later write"
+        );
+    }
+    Ok(())
+}

@@ -164,13 +164,17 @@ pub async fn wait_connected(node: &PersistentStorageManager) -> TestResult {
 
 /// Delegates to another backend; counts `get`s and, while armed, holds each `get` *after* it
 /// read the database until the gate opens (so a test can commit a write between a reader's
-/// database read and its cache fill) — or, with `gate_before_read`, before it reads.
+/// database read and its cache fill) — or, with `gate_before_read`, before it reads. With
+/// [`Gated::hold_next_apply`], the next `apply` is held after it committed (between a
+/// writer's commit and its cache update).
 pub struct Gated {
     pub inner: Arc<dyn Backend>,
     pub gets: AtomicUsize,
     pub waiting: AtomicUsize,
     pub armed: AtomicBool,
     pub gate_before_read: AtomicBool,
+    pub applies_held: AtomicUsize,
+    hold_apply: AtomicBool,
     open: Mutex<bool>,
     opened: Condvar,
 }
@@ -183,6 +187,8 @@ impl Gated {
             waiting: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
             gate_before_read: AtomicBool::new(false),
+            applies_held: AtomicUsize::new(0),
+            hold_apply: AtomicBool::new(false),
             open: Mutex::new(false),
             opened: Condvar::new(),
         }
@@ -192,6 +198,12 @@ impl Gated {
     pub fn arm(&self) {
         *self.open.lock().unwrap() = false;
         self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds the next `apply`, after it committed, until [`Gated::open`].
+    pub fn hold_next_apply(&self) {
+        *self.open.lock().unwrap() = false;
+        self.hold_apply.store(true, Ordering::SeqCst);
     }
 
     pub fn open(&self) {
@@ -205,13 +217,17 @@ impl Gated {
             return;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.hold();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn hold(&self) {
         let guard = self.open.lock().unwrap();
         // Bounded: a test that never opens the gate fails instead of hanging.
         let _ = self
             .opened
             .wait_timeout_while(guard, Duration::from_secs(10), |open| !*open)
             .unwrap();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -220,7 +236,13 @@ impl Backend for Gated {
         &self,
         units: &[WriteUnit],
     ) -> bitcraps_storage::Result<Vec<bitcraps_storage::Result<Vec<OpOutcome>>>> {
-        self.inner.apply(units)
+        let applied = self.inner.apply(units);
+        if self.hold_apply.swap(false, Ordering::SeqCst) {
+            self.applies_held.fetch_add(1, Ordering::SeqCst);
+            self.hold();
+            self.applies_held.fetch_sub(1, Ordering::SeqCst);
+        }
+        applied
     }
     fn get(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<StoredBlob>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
