@@ -4,6 +4,8 @@
 //! blobs. Everything above it — the value pipeline, group commit, the cache, access
 //! tracking — is backend-independent. No driver type crosses this boundary.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,7 +141,7 @@ pub struct RecordMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DatabaseStatistics {
-    /// Which backend this is (`"sqlite"`).
+    /// Which backend this is (`"sqlite"` or `"postgres"`).
     pub backend: &'static str,
     /// Schema version of the database.
     pub schema_version: i64,
