@@ -270,6 +270,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Recomputes every blob's reference count and removes blobs nothing refers to.
     fn repair_references(&self) -> Result<RepairOutcome>;
 
+    /// The backend's name as statistics and backup manifests report it. Defaults to
+    /// `"sqlite"`, so wrappers around the SQLite backend need not override it.
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     /// Releases the database for other processes; later writes fail with
     /// [`StorageError::Closed`](crate::StorageError::Closed).
     fn close(&self) -> Result<()>;

@@ -350,6 +350,10 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     /// Closes both pools; later calls fail with [`StorageError::Closed`]. There is no lock to
     /// release: many nodes share the database by design.
     fn close(&self) -> Result<()> {
