@@ -103,6 +103,8 @@ pub struct PostgresBackend {
     primary: Pool,
     replica: Option<Pool>,
     options: PostgresOptions,
+    /// The schema the tables live in (the first existing entry of the `search_path`).
+    schema: String,
     schema_version: i64,
     closed: AtomicBool,
 }
@@ -111,6 +113,7 @@ impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresBackend")
             .field("replica", &self.replica.is_some())
+            .field("schema", &self.schema)
             .field("pool_size", &self.options.pool_size)
             .field("schema_version", &self.schema_version)
             .finish_non_exhaustive()
@@ -206,7 +209,7 @@ impl PostgresBackend {
             .map(|url| pool(url, options, &bridge))
             .transpose()?;
         let migrate_pool = primary.clone();
-        let schema_version = bridge.run(async move {
+        let (schema_version, schema) = bridge.run(async move {
             let mut client = connect(&migrate_pool).await?;
             schema::migrate(&mut client).await
         })?;
@@ -215,6 +218,7 @@ impl PostgresBackend {
             primary,
             replica,
             options: options.clone(),
+            schema,
             schema_version,
             closed: AtomicBool::new(false),
         })
@@ -260,8 +264,9 @@ impl Backend for PostgresBackend {
         self.check_open()?;
         let units = units.to_vec();
         let (pool, dedup) = (self.primary.clone(), self.options.deduplicate);
+        let scope = self.schema.clone();
         self.bridge
-            .run(async move { write::apply(&pool, &units, dedup).await })
+            .run(async move { write::apply(&pool, &scope, &units, dedup).await })
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {

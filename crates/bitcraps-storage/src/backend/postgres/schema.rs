@@ -58,8 +58,8 @@ pub fn latest_version() -> i64 {
 }
 
 /// Brings the schema to the latest version inside one transaction holding an advisory lock,
-/// so nodes starting together migrate once; returns the version.
-pub async fn migrate(client: &mut Client) -> Result<i64> {
+/// so nodes starting together migrate once; returns the version and the schema's name.
+pub async fn migrate(client: &mut Client) -> Result<(i64, String)> {
     let tx = client
         .transaction()
         .await
@@ -75,13 +75,13 @@ pub async fn migrate(client: &mut Client) -> Result<i64> {
         .await
         .and_then(|r| r.try_get(0))
         .map_err(db_err("finding the current schema"))?;
-    if schema.is_none() {
+    let Some(schema) = schema else {
         return Err(StorageError::Config(
             "the PostgreSQL search_path names no existing schema; create it first or set \
              options=-csearch_path%3D<schema> in the URL"
                 .into(),
         ));
-    }
+    };
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS bitcraps_schema_version (version bigint NOT NULL)",
     )
@@ -141,5 +141,5 @@ pub async fn migrate(client: &mut Client) -> Result<i64> {
     tx.commit()
         .await
         .map_err(db_err("committing the schema migration"))?;
-    Ok(latest)
+    Ok((latest, schema))
 }

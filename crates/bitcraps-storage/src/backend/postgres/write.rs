@@ -56,12 +56,17 @@ fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
 type UnitResults = Vec<Result<Vec<OpOutcome>>>;
 
 /// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
-pub async fn apply(pool: &Pool, units: &[WriteUnit], deduplicate: bool) -> Result<UnitResults> {
+pub async fn apply(
+    pool: &Pool,
+    scope: &str,
+    units: &[WriteUnit],
+    deduplicate: bool,
+) -> Result<UnitResults> {
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
         let mut client = connect(pool).await?;
-        match apply_once(&mut client, units, deduplicate).await {
+        match apply_once(&mut client, scope, units, deduplicate).await {
             Ok(results) => return Ok(results),
             Err(fail) if fail.retryable() && attempt < MAX_ATTEMPTS => {
                 tracing::debug!(
@@ -78,18 +83,27 @@ pub async fn apply(pool: &Pool, units: &[WriteUnit], deduplicate: bool) -> Resul
     }
 }
 
-/// The advisory lock id of a (collection, key): 63 bits of blake3, non-negative.
-fn key_lock(collection: &str, key: &str) -> i64 {
+/// The advisory lock id of a (collection, key) in store `scope` (the schema; advisory locks
+/// are database-wide, and stores in other schemas need not wait for each other): 63 bits of
+/// blake3, non-negative.
+fn key_lock(scope: &str, collection: &str, key: &str) -> i64 {
     let mut hasher = blake3::Hasher::new();
+    hasher.update(scope.as_bytes());
+    hasher.update(&[0]);
     hasher.update(collection.as_bytes());
     hasher.update(&[0]);
     hasher.update(key.as_bytes());
     lock_id(hasher.finalize().as_bytes()) & i64::MAX
 }
 
-/// The advisory lock id of a content hash: its first 8 bytes, negative (the second space).
-fn hash_lock(hash: &[u8]) -> i64 {
-    lock_id(hash) | i64::MIN
+/// The advisory lock id of a content hash in store `scope`: 63 bits of blake3, negative (the
+/// second space).
+fn hash_lock(scope: &str, hash: &[u8]) -> i64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(scope.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(hash);
+    lock_id(hasher.finalize().as_bytes()) | i64::MIN
 }
 
 fn lock_id(bytes: &[u8]) -> i64 {
@@ -127,13 +141,12 @@ fn touched_key(op: &WriteOp) -> Option<(&str, &str)> {
             collection, key, ..
         } => Some((collection, key)),
         WriteOp::PutDictionary { .. } => None,
-        #[allow(unreachable_patterns)]
-        _ => None,
     }
 }
 
 async fn apply_once(
     client: &mut Client,
+    scope: &str,
     units: &[WriteUnit],
     deduplicate: bool,
 ) -> Result<UnitResults, Fail> {
@@ -142,13 +155,17 @@ async fn apply_once(
         .await
         .map_err(db("starting a write transaction"))?;
     let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
-    lock_all(&tx, &keys.iter().map(|(c, k)| key_lock(c, k)).collect()).await?;
+    lock_all(
+        &tx,
+        &keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect(),
+    )
+    .await?;
 
     let mut hashes: BTreeSet<i64> = units
         .iter()
         .flatten()
         .filter_map(|op| match op {
-            WriteOp::Put { value, .. } => Some(hash_lock(&value.hash[..])),
+            WriteOp::Put { value, .. } => Some(hash_lock(scope, &value.hash[..])),
             _ => None,
         })
         .collect();
@@ -165,7 +182,7 @@ async fn apply_once(
             .map_err(db("reading the current content of written keys"))?;
         for row in rows {
             let hash: Vec<u8> = row.try_get(0).map_err(db("reading a content hash"))?;
-            hashes.insert(hash_lock(&hash));
+            hashes.insert(hash_lock(scope, &hash));
         }
     }
     lock_all(&tx, &hashes).await?;
@@ -271,10 +288,6 @@ async fn apply_op(
             .map_err(db("recording access statistics"))?;
             Ok(OpOutcome::Touch)
         }
-        #[allow(unreachable_patterns)]
-        _ => Err(Fail::Final(StorageError::Task(
-            "the PostgreSQL backend does not know this write operation".into(),
-        ))),
     }
 }
 
@@ -452,11 +465,13 @@ mod tests {
     #[test]
     fn lock_spaces_do_not_overlap() {
         for key in ["a", "b", "games/g-1", ""] {
-            assert!(key_lock("c", key) >= 0);
+            assert!(key_lock("s", "c", key) >= 0);
         }
-        assert!(hash_lock(&[0u8; 32]) < 0);
-        assert!(hash_lock(&[0xffu8; 32]) < 0);
-        assert_ne!(key_lock("a", "bc"), key_lock("ab", "c"));
+        assert!(hash_lock("s", &[0u8; 32]) < 0);
+        assert!(hash_lock("s", &[0xffu8; 32]) < 0);
+        assert_ne!(key_lock("s", "a", "bc"), key_lock("s", "ab", "c"));
+        assert_ne!(key_lock("s1", "a", "b"), key_lock("s2", "a", "b"));
+        assert_ne!(hash_lock("s1", &[7; 32]), hash_lock("s2", &[7; 32]));
         assert_eq!(lock_id(&[1]), 1);
     }
 }
