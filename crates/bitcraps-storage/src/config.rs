@@ -14,13 +14,15 @@ pub const DEFAULT_DATABASE_FILE: &str = "bitcraps.db";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Every acknowledged write is fsync'd (SQLite `synchronous=FULL`). Survives power loss.
-    /// Concurrent writers share one fsync through group commit. The default.
+    /// Every acknowledged write is fsync'd (SQLite `synchronous=FULL`; on PostgreSQL the
+    /// server's `synchronous_commit` as configured). Survives power loss. Concurrent writers
+    /// share one fsync through group commit. The default.
     #[default]
     Full,
     /// Writes reach the OS before they are acknowledged but are fsync'd only at checkpoints
-    /// (SQLite `synchronous=NORMAL` in WAL mode): survives a process crash, may lose the last
-    /// transactions on power loss.
+    /// (SQLite `synchronous=NORMAL` in WAL mode; on PostgreSQL write transactions run with
+    /// `synchronous_commit = off`): survives a process crash, may lose the last transactions
+    /// on power loss (or a PostgreSQL server crash).
     Normal,
 }
 

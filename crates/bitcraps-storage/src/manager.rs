@@ -128,6 +128,7 @@ impl PersistentStorageManager {
                     pool_size: config.max_connections,
                     connection_timeout: config.connection_timeout,
                     deduplicate: config.enable_deduplication,
+                    durability: config.durability,
                 };
                 let backend = blocking(move || PostgresBackend::open(&options)).await?;
                 // THE cache decision for shared databases: other nodes write to the same

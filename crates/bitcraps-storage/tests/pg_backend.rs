@@ -22,6 +22,7 @@ fn options(url: String) -> PostgresOptions {
         pool_size: 2,
         connection_timeout: Duration::from_secs(10),
         deduplicate: true,
+        durability: bitcraps_storage::Durability::Full,
     }
 }
 

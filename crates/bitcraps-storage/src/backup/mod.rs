@@ -446,6 +446,7 @@ impl BackupManager {
             pool_size: 1,
             connection_timeout: std::time::Duration::from_secs(30),
             deduplicate: true,
+            durability: crate::config::Durability::Full,
         })?;
         let loaded = target.load_snapshot(&copy);
         target.close()?;

@@ -28,6 +28,7 @@ use crate::backend::{
     Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome,
     SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
 };
+use crate::config::Durability;
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
 
@@ -48,6 +49,10 @@ pub struct PostgresOptions {
     pub connection_timeout: Duration,
     /// Share identical content between records.
     pub deduplicate: bool,
+    /// [`Durability::Normal`] commits writes with `synchronous_commit = off` (a server crash
+    /// may lose the last acknowledged transactions; never corrupts); `Full` waits for the
+    /// server's WAL flush as usual.
+    pub durability: Durability,
 }
 
 /// The private runtime; shut down without blocking, so dropping the backend is safe inside an
@@ -263,10 +268,14 @@ impl Backend for PostgresBackend {
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         self.check_open()?;
         let units = units.to_vec();
-        let (pool, dedup) = (self.primary.clone(), self.options.deduplicate);
-        let scope = self.schema.clone();
+        let pool = self.primary.clone();
+        let settings = write::Settings {
+            scope: self.schema.clone(),
+            deduplicate: self.options.deduplicate,
+            synchronous: self.options.durability == Durability::Full,
+        };
         self.bridge
-            .run(async move { write::apply(&pool, &scope, &units, dedup).await })
+            .run(async move { write::apply(&pool, &settings, &units).await })
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
@@ -393,6 +402,7 @@ mod tests {
             pool_size: 1,
             connection_timeout: Duration::from_secs(1),
             deduplicate: true,
+            durability: Durability::Full,
         };
         let err = PostgresBackend::open(&options).err();
         assert!(

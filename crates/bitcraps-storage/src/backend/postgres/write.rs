@@ -55,18 +55,25 @@ fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
 
 type UnitResults = Vec<Result<Vec<OpOutcome>>>;
 
+/// How a store writes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The store's schema, folded into every advisory lock id.
+    pub scope: String,
+    /// Share identical content between records.
+    pub deduplicate: bool,
+    /// Wait for the server's WAL flush on commit (`synchronous_commit` as configured); when
+    /// false, `synchronous_commit = off` for write transactions.
+    pub synchronous: bool,
+}
+
 /// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
-pub async fn apply(
-    pool: &Pool,
-    scope: &str,
-    units: &[WriteUnit],
-    deduplicate: bool,
-) -> Result<UnitResults> {
+pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Result<UnitResults> {
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
         let mut client = connect(pool).await?;
-        match apply_once(&mut client, scope, units, deduplicate).await {
+        match apply_once(&mut client, settings, units).await {
             Ok(results) => return Ok(results),
             Err(fail) if fail.retryable() && attempt < MAX_ATTEMPTS => {
                 tracing::debug!(
@@ -146,14 +153,19 @@ fn touched_key(op: &WriteOp) -> Option<(&str, &str)> {
 
 async fn apply_once(
     client: &mut Client,
-    scope: &str,
+    settings: &Settings,
     units: &[WriteUnit],
-    deduplicate: bool,
 ) -> Result<UnitResults, Fail> {
+    let (scope, deduplicate) = (settings.scope.as_str(), settings.deduplicate);
     let tx = client
         .transaction()
         .await
         .map_err(db("starting a write transaction"))?;
+    if !settings.synchronous {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(db("relaxing commit durability"))?;
+    }
     let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
     lock_all(
         &tx,
