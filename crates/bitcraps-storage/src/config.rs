@@ -80,8 +80,9 @@ pub struct StorageConfig {
     /// node's cache). Default: `None`.
     pub database_url: Option<String>,
     /// A PostgreSQL read replica (`postgres://…`) that serves `list`, `collections`,
-    /// `metadata`, `statistics` and `check_consistency`; `retrieve` always reads the primary.
-    /// Ignored for SQLite. Default: `None`.
+    /// `metadata`, `exists` (when not cached), `statistics` and `check_consistency`, which may
+    /// therefore lag behind the primary; `retrieve` and writes always use the primary. Gets its
+    /// own pool of `max_connections`. Ignored for SQLite. Default: `None`.
     pub read_replica_url: Option<String>,
     /// Upper bound of the in-memory read cache, in MiB of cached value bytes. `0` disables the
     /// cache. Default: 64.

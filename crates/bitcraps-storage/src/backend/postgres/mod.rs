@@ -9,6 +9,7 @@
 //! `Handle::block_on`, which panics inside a runtime, and the future never depends on the
 //! caller's runtime making progress.
 
+mod maintain;
 mod read;
 mod restore;
 mod schema;
@@ -360,7 +361,7 @@ impl Backend for PostgresBackend {
 
     fn repair_references(&self) -> Result<RepairOutcome> {
         self.with_client(self.primary.clone(), |mut client| async move {
-            write::repair(&mut client).await
+            maintain::repair(&mut client).await
         })
     }
 

@@ -1,4 +1,4 @@
-//! The write path: exact reference counts while many nodes write at once, and reference repair.
+//! The write path: exact reference counts while many nodes write at once.
 //!
 //! Each `apply` transaction first takes transaction-scoped advisory locks on every
 //! (collection, key) its batch touches, deduplicated and sorted; then reads the current blobs of
@@ -15,27 +15,27 @@ use std::time::Duration;
 use deadpool_postgres::{Client, Pool, Transaction};
 
 use super::{connect, is_retryable};
-use crate::backend::{OpOutcome, RepairOutcome, WriteOp, WriteUnit};
+use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
 
 /// Attempts of one `apply` transaction before a deadlock/serialization failure is reported.
-const MAX_ATTEMPTS: u32 = 8;
+pub(super) const MAX_ATTEMPTS: u32 = 8;
 /// Backoff after the first failed attempt; doubles each time.
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 
 /// A failure inside the transaction: a driver error (maybe worth retrying) or a final one.
-enum Fail {
+pub(super) enum Fail {
     Db(&'static str, tokio_postgres::Error),
     Final(StorageError),
 }
 
 impl Fail {
-    fn retryable(&self) -> bool {
+    pub(super) fn retryable(&self) -> bool {
         matches!(self, Fail::Db(_, e) if is_retryable(e))
     }
 
-    fn into_error(self) -> StorageError {
+    pub(super) fn into_error(self) -> StorageError {
         match self {
             Fail::Db(context, e) => StorageError::database(context, e),
             Fail::Final(e) => e,
@@ -49,7 +49,7 @@ impl From<StorageError> for Fail {
     }
 }
 
-fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
+pub(super) fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
     move |e| Fail::Db(context, e)
 }
 
@@ -404,69 +404,6 @@ async fn put(
     Ok(OpOutcome::Put {
         deduplicated,
         replaced: old.is_some(),
-    })
-}
-
-/// Recomputes reference counts and deletes unreferenced blobs, in one transaction that keeps
-/// writers out (orphans first, like SQLite's repair, so a removed blob is not also "fixed").
-pub async fn repair(client: &mut Client) -> Result<RepairOutcome> {
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        match repair_once(client).await {
-            Ok(outcome) => return Ok(outcome),
-            Err(fail) if fail.retryable() && attempt < MAX_ATTEMPTS => {
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
-                attempt += 1;
-            }
-            Err(fail) => return Err(fail.into_error()),
-        }
-    }
-}
-
-async fn repair_once(client: &mut Client) -> Result<RepairOutcome, Fail> {
-    let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
-    let tx = client
-        .transaction()
-        .await
-        .map_err(db("starting a reference repair"))?;
-    tx.batch_execute("LOCK TABLE records, blobs IN SHARE ROW EXCLUSIVE MODE")
-        .await
-        .map_err(db("locking the tables for a reference repair"))?;
-    let orphan = "NOT EXISTS (SELECT 1 FROM records r WHERE r.blob_id = blobs.id)";
-    let row = tx
-        .query_one(
-            &format!(
-                "SELECT count(*), coalesce(sum(stored_len), 0)::bigint FROM blobs WHERE {orphan}"
-            ),
-            &[],
-        )
-        .await
-        .map_err(db("counting unreferenced blobs"))?;
-    let orphans: i64 = row.try_get(0).map_err(db("counting unreferenced blobs"))?;
-    let bytes: i64 = row.try_get(1).map_err(db("counting unreferenced blobs"))?;
-    tx.execute(&format!("DELETE FROM blobs WHERE {orphan}"), &[])
-        .await
-        .map_err(db("removing unreferenced blobs"))?;
-    let fixed = tx
-        .execute(
-            "UPDATE blobs SET refcount = c.n FROM (
-                 SELECT b.id, (SELECT count(*) FROM records r WHERE r.blob_id = b.id) AS n
-                 FROM blobs b
-             ) c
-             WHERE c.id = blobs.id AND blobs.refcount <> c.n",
-            &[],
-        )
-        .await
-        .map_err(db("recounting references"))?;
-    tx.commit()
-        .await
-        .map_err(db("committing a reference repair"))?;
-    Ok(RepairOutcome {
-        refcounts_fixed: fixed,
-        orphans_removed: to_u64(orphans),
-        orphan_bytes_removed: to_u64(bytes),
     })
 }
 
