@@ -133,6 +133,44 @@ async fn nodes_writing_the_same_content_keep_references_exact() -> Result {
     Ok(())
 }
 
+/// Regression: every write transaction took one advisory lock per key and per content hash,
+/// and advisory locks live in the server's shared lock table (about 6,400 entries with the
+/// default settings). A batch of 10,000 records failed with "out of shared memory". Large
+/// groups now take the store's write lock exclusively instead — while another node keeps
+/// writing small groups on the fine-grained path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_larger_than_the_lock_table_commit() -> Result {
+    const ITEMS: usize = 10_000;
+    let Some(fixture) = common::pg_fixture() else {
+        return Ok(());
+    };
+    let mut config = node_config(&fixture.config);
+    config.durability = bitcraps_storage::Durability::Normal;
+    config.enable_dictionaries = false;
+    let bulk = PersistentStorageManager::open(config.clone()).await?;
+    let loader = tokio::spawn(async move {
+        let items: Vec<(String, Value)> = (0..ITEMS)
+            .map(|i| (format!("b-{i:05}"), content(i)))
+            .collect();
+        bulk.store_batch("bulk", &items).await?;
+        bulk.close().await?;
+        Result::Ok(())
+    });
+    let small = PersistentStorageManager::open(config.clone()).await?;
+    for i in 0..50 {
+        small.store("small", &format!("k{i}"), &content(i)).await?;
+    }
+    loader.await??;
+    let stats = small.statistics().await?;
+    assert_eq!(stats.database_stats.record_count, ITEMS as u64 + 50);
+    // Four distinct contents in all, shared by every record.
+    assert_eq!(stats.database_stats.blob_count, 4);
+    let report = small.check_consistency().await?;
+    assert!(report.is_ok(), "{report:?}");
+    small.close().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_migrate_once() -> Result {
     let Some(fixture) = common::pg_fixture() else {

@@ -8,6 +8,12 @@
 //! node. Every transaction takes keys before hashes and each set in ascending order, so the
 //! locks cannot deadlock; a deadlock or serialization failure from anywhere else (a concurrent
 //! repair's table locks) retries the whole transaction a bounded number of times.
+//!
+//! Before any of those, every transaction takes the store's write lock: shared when it will
+//! take fine-grained locks, exclusive (and then no others) when it would need more than
+//! [`MAX_FINE_LOCKS`] of them — advisory locks live in the server's shared lock table, which
+//! a group of bulk batches would otherwise exhaust. Everyone takes it first, so it cannot
+//! deadlock either.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,6 +39,11 @@ pub(super) enum Fail {
 impl Fail {
     pub(super) fn retryable(&self) -> bool {
         matches!(self, Fail::Db(_, e) if is_retryable(e))
+    }
+
+    fn lock_table_full(&self) -> bool {
+        matches!(self, Fail::Db(_, e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::OUT_OF_MEMORY))
     }
 
     pub(super) fn into_error(self) -> StorageError {
@@ -71,10 +82,20 @@ pub struct Settings {
 pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Result<UnitResults> {
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
+    let mut force_exclusive = false;
     loop {
         let mut client = connect(pool).await?;
-        match apply_once(&mut client, settings, units).await {
+        match apply_once(&mut client, settings, units, force_exclusive).await {
             Ok(results) => return Ok(results),
+            // The server's lock table is full (other sessions hold many locks): retry
+            // holding the store's write lock exclusively, which needs no fine-grained locks.
+            Err(fail) if fail.lock_table_full() && !force_exclusive => {
+                tracing::warn!(
+                    "PostgreSQL's lock table is full; retrying with the store's exclusive \
+                     write lock (consider raising max_locks_per_transaction)"
+                );
+                force_exclusive = true;
+            }
             Err(fail) if fail.retryable() && attempt < MAX_ATTEMPTS => {
                 tracing::debug!(
                     attempt,
@@ -88,6 +109,28 @@ pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Res
             Err(fail) => return Err(fail.into_error()),
         }
     }
+}
+
+/// Most fine-grained (key and hash) locks one transaction takes; a larger one takes the
+/// store's write lock exclusively instead. PostgreSQL's shared lock table holds about
+/// `max_locks_per_transaction` × `max_connections` entries for the whole server (6,400 with
+/// the defaults), and running out fails the transaction with "out of shared memory" — which
+/// `apply` answers by retrying with the exclusive lock.
+/// Several nodes writing at once each hold up to this many, so it is kept well below that.
+pub const MAX_FINE_LOCKS: usize = 256;
+
+/// First key of the two-int advisory lock that is the store's write lock (the two-int key
+/// space does not overlap the bigint one of key and hash locks). "BCRW".
+const STORE_LOCK_SPACE: i32 = 0x4243_5257;
+
+/// Second key of the store's write lock: 31 bits of blake3 of the scope.
+fn store_lock(scope: &str) -> i32 {
+    let hash = blake3::hash(scope.as_bytes());
+    let mut id = [0u8; 4];
+    for (slot, b) in id.iter_mut().zip(hash.as_bytes()) {
+        *slot = *b;
+    }
+    i32::from_le_bytes(id) & i32::MAX
 }
 
 /// The advisory lock id of a (collection, key) in store `scope` (the schema; advisory locks
@@ -151,28 +194,19 @@ fn touched_key(op: &WriteOp) -> Option<(&str, &str)> {
     }
 }
 
-async fn apply_once(
-    client: &mut Client,
-    settings: &Settings,
+/// Takes the fine-grained locks: every key, sorted; then every content hash involved (the new
+/// values' and the keys' current blobs'), sorted.
+async fn lock_fine(
+    tx: &Transaction<'_>,
+    scope: &str,
     units: &[WriteUnit],
-) -> Result<UnitResults, Fail> {
-    let (scope, deduplicate) = (settings.scope.as_str(), settings.deduplicate);
-    let tx = client
-        .transaction()
-        .await
-        .map_err(db("starting a write transaction"))?;
-    if !settings.synchronous {
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(db("relaxing commit durability"))?;
-    }
-    let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
+    keys: &BTreeSet<(&str, &str)>,
+) -> Result<(), Fail> {
     lock_all(
-        &tx,
+        tx,
         &keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect(),
     )
     .await?;
-
     let mut hashes: BTreeSet<i64> = units
         .iter()
         .flatten()
@@ -197,7 +231,46 @@ async fn apply_once(
             hashes.insert(hash_lock(scope, &hash));
         }
     }
-    lock_all(&tx, &hashes).await?;
+    lock_all(tx, &hashes).await?;
+    Ok(())
+}
+
+async fn apply_once(
+    client: &mut Client,
+    settings: &Settings,
+    units: &[WriteUnit],
+    force_exclusive: bool,
+) -> Result<UnitResults, Fail> {
+    let (scope, deduplicate) = (settings.scope.as_str(), settings.deduplicate);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a write transaction"))?;
+    if !settings.synchronous {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(db("relaxing commit durability"))?;
+    }
+    let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
+    let puts = units
+        .iter()
+        .flatten()
+        .filter(|op| matches!(op, WriteOp::Put { .. }))
+        .count();
+    // Fine locks needed at most: the keys, the new contents, the keys' current contents.
+    let exclusive =
+        force_exclusive || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS;
+    let store = if exclusive {
+        "SELECT pg_advisory_xact_lock($1, $2)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, $2)"
+    };
+    tx.execute(store, &[&STORE_LOCK_SPACE, &store_lock(scope)])
+        .await
+        .map_err(db("taking the store's write lock"))?;
+    if !exclusive {
+        lock_fine(&tx, scope, units, &keys).await?;
+    }
 
     let mut results = Vec::with_capacity(units.len());
     for unit in units {
@@ -223,7 +296,8 @@ async fn apply_once(
                 results.push(Ok(outcomes));
             }
             // A deadlock anywhere dooms the whole attempt: retry it all.
-            Some(fail) if fail.retryable() => return Err(fail),
+            // So does a full lock table: retried with the exclusive lock.
+            Some(fail) if fail.retryable() || fail.lock_table_full() => return Err(fail),
             // Roll this unit back; the others are unaffected.
             Some(fail) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit")
