@@ -42,6 +42,18 @@ fn node_config(base: &StorageConfig) -> StorageConfig {
     c
 }
 
+/// A node with the Redis tier when `BITCRAPS_TEST_REDIS_URL` is set (then each node has an
+/// in-process cache kept coherent through Redis; the namespace derives from the schema's URL,
+/// so it is the test's own).
+fn cached_node_config(base: &StorageConfig) -> StorageConfig {
+    let mut c = node_config(base);
+    match std::env::var("BITCRAPS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => c.redis_url = Some(url),
+        _ => common::skip("BITCRAPS_TEST_REDIS_URL is not set (nodes ran without Redis)"),
+    }
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_writing_the_same_content_keep_references_exact() -> Result {
     let Some(fixture) = common::pg_fixture() else {
@@ -49,7 +61,7 @@ async fn nodes_writing_the_same_content_keep_references_exact() -> Result {
     };
     let mut nodes = Vec::new();
     for _ in 0..NODES {
-        nodes.push(PersistentStorageManager::open(node_config(&fixture.config)).await?);
+        nodes.push(PersistentStorageManager::open(cached_node_config(&fixture.config)).await?);
     }
     let mut tasks = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
@@ -127,6 +139,21 @@ async fn nodes_writing_the_same_content_keep_references_exact() -> Result {
     let stats = s.statistics().await?.database_stats;
     assert_eq!(stats.record_count, keys.len() as u64);
     assert_eq!(stats.blob_count, distinct.len() as u64);
+    // Every node's caches converge to the database (read without any cache) within the
+    // deadline: no node keeps serving a value another node overwrote or deleted.
+    let truth = PersistentStorageManager::open(node_config(&fixture.config)).await?;
+    let mut all_keys: Vec<String> = (0..SHARED_KEYS).map(|i| format!("shared-{i}")).collect();
+    all_keys.extend(expected.keys().cloned());
+    for key in &all_keys {
+        let want: Option<Value> = truth.retrieve("c", key).await?;
+        for node in &nodes {
+            common::nodes::wait_until(&format!("a node serves the latest {key}"), || async {
+                Ok(node.retrieve::<Value>("c", key).await? == want)
+            })
+            .await?;
+        }
+    }
+    truth.close().await?;
     for node in &nodes {
         node.close().await?;
     }
