@@ -127,14 +127,13 @@ pub async fn verify(
             collection,
             ..Row::default()
         };
-        let matched = compare_source_records(source, target, limit, &mut row, &mut report, &bar)
-            .await?;
+        let matched =
+            compare_source_records(source, target, limit, &mut row, &mut report, &bar).await?;
         row.target_records = count(target, &row.collection, limit).await?;
         let extra = row.target_records.saturating_sub(matched);
         if extra > 0 {
             row.mismatches += extra;
-            name_extra_records(source, target, limit, &row.collection, extra, &mut report)
-                .await?;
+            name_extra_records(source, target, limit, &row.collection, extra, &mut report).await?;
         }
         report.rows.push(row);
     }
