@@ -206,3 +206,49 @@ pub fn markdown(results: &Results, quick: bool, runs: usize) -> String {
         markdown_table(ratios(results))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(puts: f64) -> Vec<Measured> {
+        vec![Measured {
+            concurrent_puts: puts,
+            ..Measured::default()
+        }]
+    }
+
+    #[test]
+    fn our_postgres_columns_are_shown_but_not_compared_as_peers() {
+        let results = vec![
+            ("bitcraps-storage".to_owned(), sample(100.0)),
+            ("bitcraps-storage-pg".to_owned(), sample(1000.0)),
+            ("rusqlite".to_owned(), sample(50.0)),
+        ];
+        let (header, rows) = values(&results);
+        assert_eq!(
+            header,
+            [
+                "workload",
+                "bitcraps-storage",
+                "bitcraps-storage-pg",
+                "rusqlite"
+            ]
+        );
+        let (header, rows_r) = ratios(&results);
+        assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
+        assert_eq!(
+            rows_r.first().map(|r| r.as_slice()),
+            Some(
+                &[
+                    "durable puts/s, 8 writers".to_owned(),
+                    "2.00×".to_owned(),
+                    "2.00×".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(rows.len(), METRICS.len());
+        assert!(caption(&results, true, 1).contains("relation sizes"));
+        assert!(!caption(&results[..1], true, 1).contains("relation sizes"));
+    }
+}

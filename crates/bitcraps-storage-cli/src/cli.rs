@@ -27,7 +27,8 @@ Settings (highest precedence first):
 
 Exit codes:
   0  success
-  1  error (I/O, database, corruption, store locked by another process, ...)
+  1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
+     non-empty target, or the copy differs from the source)
   2  usage or configuration error (bad arguments, settings, config file or URL)
   3  not found (get, info, or delete without --force, of a missing key)
   4  invalid input (malformed JSON, invalid collection or key, value too large)
