@@ -160,4 +160,40 @@ fn report(s: &StorageStatistics) {
     ] {
         metrics::gauge!(name).set(value);
     }
+    metrics::counter!("bitcraps_storage_cache_coalesced_total").absolute(s.cache_stats.coalesced);
+    if let Some(r) = &s.remote_cache {
+        for (name, value) in [
+            ("bitcraps_storage_remote_cache_hits_total", r.hits),
+            ("bitcraps_storage_remote_cache_misses_total", r.misses),
+            ("bitcraps_storage_remote_cache_fills_total", r.fills),
+            (
+                "bitcraps_storage_remote_cache_raced_fills_total",
+                r.raced_fills,
+            ),
+            ("bitcraps_storage_remote_cache_errors_total", r.errors),
+            (
+                "bitcraps_storage_remote_cache_corrupt_entries_total",
+                r.corrupt_entries,
+            ),
+            (
+                "bitcraps_storage_remote_invalidations_sent_total",
+                r.invalidations_sent,
+            ),
+            (
+                "bitcraps_storage_remote_invalidations_received_total",
+                r.invalidations_received,
+            ),
+            ("bitcraps_storage_remote_reconnects_total", r.reconnects),
+            ("bitcraps_storage_remote_l1_flushes_total", r.l1_flushes),
+        ] {
+            metrics::counter!(name).absolute(value);
+        }
+        metrics::gauge!("bitcraps_storage_remote_pending_invalidations")
+            .set(r.pending_invalidations as f64);
+        metrics::gauge!("bitcraps_storage_remote_connected").set(if r.connected {
+            1.0
+        } else {
+            0.0
+        });
+    }
 }

@@ -7,10 +7,20 @@
 //! that misses notes the stripe generation *before* reading the database and, afterwards,
 //! installs what it read only if the generation is unchanged, under the same lock. So a value
 //! read before a commit can never be installed after that commit's invalidation.
+//!
+//! Other nodes' writes (with the Redis tier) arrive as [`ValueCache::invalidate`], which bumps
+//! the stripe generation exactly like a local commit. While the tier's subscription is down
+//! the cache is *untrusted* ([`ValueCache::set_trusted`]): neither read nor filled, and it is
+//! flushed entirely ([`ValueCache::invalidate_all`]) before it is trusted again.
+//!
+//! Stampede protection: concurrent misses of one key under the same stripe generation share
+//! one load ([`ValueCache::join_load`]). A reader arriving after a commit sees a newer
+//! generation and starts its own load, so it never receives a value read before its write.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use moka::sync::Cache;
 
@@ -55,6 +65,8 @@ pub struct CacheStatistics {
     pub misses: u64,
     /// Fills skipped because a write raced with the read that produced them.
     pub raced_fills: u64,
+    /// Misses that joined another reader's load of the same key instead of loading again.
+    pub coalesced: u64,
 }
 
 /// A generation observed before a database read, to be presented when filling.
@@ -64,14 +76,30 @@ pub struct FillTicket {
     generation: u64,
 }
 
+/// One load of a key from L2 or the database, shared by the readers that missed together.
+/// Empty until the load succeeds; a failed load leaves it empty and the next waiter loads.
+pub type Load = Arc<tokio::sync::OnceCell<Option<Arc<[u8]>>>>;
+
+/// A stripe: its generation and the loads in flight for its keys (each tagged with the
+/// generation it started under).
+#[derive(Default)]
+struct Stripe {
+    generation: u64,
+    loads: HashMap<String, (u64, Load)>,
+}
+
 /// The value cache.
 pub struct ValueCache {
     cache: Option<Cache<String, Arc<[u8]>>>,
-    stripes: [Mutex<u64>; STRIPES],
+    stripes: [Mutex<Stripe>; STRIPES],
     capacity: u64,
+    trusted: AtomicBool,
     hits: AtomicU64,
     misses: AtomicU64,
     raced_fills: AtomicU64,
+    coalesced: AtomicU64,
+    /// Bumped by every invalidation that comes from another node (before it takes effect).
+    remote_invalidations: AtomicU64,
 }
 
 impl ValueCache {
@@ -87,11 +115,14 @@ impl ValueCache {
         });
         ValueCache {
             cache,
-            stripes: std::array::from_fn(|_| Mutex::new(0)),
+            stripes: std::array::from_fn(|_| Mutex::new(Stripe::default())),
             capacity: capacity_bytes,
+            trusted: AtomicBool::new(true),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             raced_fills: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            remote_invalidations: AtomicU64::new(0),
         }
     }
 
@@ -99,7 +130,7 @@ impl ValueCache {
         shard_hash(key) % STRIPES
     }
 
-    fn lock(&self, stripe: usize) -> std::sync::MutexGuard<'_, u64> {
+    fn lock(&self, stripe: usize) -> std::sync::MutexGuard<'_, Stripe> {
         // A poisoned stripe only means a panic elsewhere while holding it; the counter is
         // still meaningful, so keep going.
         // The modulo keeps the index in bounds of the fixed-size array.
@@ -109,9 +140,23 @@ impl ValueCache {
         }
     }
 
+    /// Whether entries may be read and filled (always, unless the Redis tier says otherwise).
+    fn usable(&self) -> Option<&Cache<String, Arc<[u8]>>> {
+        self.cache
+            .as_ref()
+            .filter(|_| self.trusted.load(Ordering::Acquire))
+    }
+
+    /// Marks the cache trusted or not. Untrusted, it is neither read nor filled (the Redis
+    /// tier's subscription is down, so other nodes' invalidations may be missed).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn set_trusted(&self, trusted: bool) {
+        self.trusted.store(trusted, Ordering::Release);
+    }
+
     /// Looks a document up, counting the hit or miss.
     pub fn get(&self, key: &str) -> Option<Arc<[u8]>> {
-        let found = self.cache.as_ref().and_then(|c| c.get(key));
+        let found = self.usable().and_then(|c| c.get(key));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -123,7 +168,7 @@ impl ValueCache {
 
     /// Whether `key` is cached, without counting a hit or miss.
     pub fn contains(&self, key: &str) -> bool {
-        self.cache.as_ref().is_some_and(|c| c.contains_key(key))
+        self.usable().is_some_and(|c| c.contains_key(key))
     }
 
     /// Takes a ticket before reading `key` from the database.
@@ -131,15 +176,15 @@ impl ValueCache {
         let stripe = Self::stripe_of(key);
         FillTicket {
             stripe,
-            generation: *self.lock(stripe),
+            generation: self.lock(stripe).generation,
         }
     }
 
     /// Installs a document read from the database, unless a write raced with the read.
     pub fn fill(&self, key: String, ticket: FillTicket, value: Arc<[u8]>) {
-        let Some(cache) = &self.cache else { return };
+        let Some(cache) = self.usable() else { return };
         let guard = self.lock(ticket.stripe);
-        if *guard == ticket.generation {
+        if guard.generation == ticket.generation {
             cache.insert(key, value);
         } else {
             self.raced_fills.fetch_add(1, Ordering::Relaxed);
@@ -148,13 +193,87 @@ impl ValueCache {
 
     /// Records a committed write: installs the new document, or removes the key on delete.
     pub fn committed(&self, key: String, value: Option<Arc<[u8]>>) {
+        let mark = self.remote_mark();
+        self.committed_since(key, value, mark);
+    }
+
+    /// A mark to take before committing, for [`ValueCache::committed_since`].
+    pub fn remote_mark(&self) -> u64 {
+        self.remote_invalidations.load(Ordering::Acquire)
+    }
+
+    /// Like [`ValueCache::committed`], but installs the document only if no other node's
+    /// invalidation arrived since `mark` (taken before the commit); otherwise only removes the
+    /// key. Another node may have committed the same key after this commit, and its message
+    /// may already be processed — installing now would leave this node's older value cached
+    /// with no message left to remove it. (Without the Redis tier nothing bumps the mark.)
+    pub fn committed_since(&self, key: String, value: Option<Arc<[u8]>>, mark: u64) {
         let mut guard = self.lock(Self::stripe_of(&key));
-        *guard = guard.wrapping_add(1);
+        guard.generation = guard.generation.wrapping_add(1);
         if let Some(cache) = &self.cache {
             match value {
-                Some(v) => cache.insert(key, v),
-                None => cache.invalidate(&key),
+                Some(v) if self.remote_mark() == mark => cache.insert(key, v),
+                _ => cache.invalidate(&key),
             }
+        }
+    }
+
+    /// Another node changed `key`: drop it and defeat fills that read it before.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn invalidate(&self, key: &str) {
+        // The mark moves first: a writer that checks it after this sees the change, and one
+        // that installed before is undone by the removal below (same stripe lock).
+        self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
+        let mut guard = self.lock(Self::stripe_of(key));
+        guard.generation = guard.generation.wrapping_add(1);
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key);
+        }
+    }
+
+    /// Drops everything and defeats every fill in progress (after missed invalidations).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn invalidate_all(&self) {
+        self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
+        for stripe in 0..STRIPES {
+            let mut guard = self.lock(stripe);
+            guard.generation = guard.generation.wrapping_add(1);
+        }
+        // Entries installed before the bumps are removed here; later fills carry old tickets.
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
+    }
+
+    /// The load of `key` under `ticket`'s generation: an existing one (counted as coalesced,
+    /// `true`) or a new one this reader performs (`false`).
+    pub fn join_load(&self, key: &str, ticket: FillTicket) -> (Load, bool) {
+        let mut guard = self.lock(ticket.stripe);
+        if let Some((generation, load)) = guard.loads.get(key)
+            && *generation == ticket.generation
+        {
+            let load = Arc::clone(load);
+            drop(guard);
+            self.coalesced.fetch_add(1, Ordering::Relaxed);
+            return (load, true);
+        }
+        let load = Load::default();
+        guard
+            .loads
+            .insert(key.to_owned(), (ticket.generation, Arc::clone(&load)));
+        (load, false)
+    }
+
+    /// A reader is done with `load`; the first to finish removes it (if it is still the one
+    /// registered), so later misses load afresh.
+    pub fn finish_load(&self, key: &str, ticket: FillTicket, load: &Load) {
+        let mut guard = self.lock(ticket.stripe);
+        if guard
+            .loads
+            .get(key)
+            .is_some_and(|(_, current)| Arc::ptr_eq(current, load))
+        {
+            guard.loads.remove(key);
         }
     }
 
@@ -180,6 +299,7 @@ impl ValueCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             raced_fills: self.raced_fills.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
         }
     }
 }
@@ -208,6 +328,75 @@ mod tests {
         assert_eq!(cache.get(&key).as_deref(), Some(&b"fresh"[..]));
         let stats = cache.statistics();
         assert_eq!((stats.hits, stats.misses), (2, 1));
+    }
+
+    #[test]
+    fn remote_invalidation_defeats_fills_and_untrusted_cache_is_bypassed() {
+        let cache = ValueCache::new(1 << 20);
+        let key = cache_key("c", "k");
+        cache.committed(key.clone(), Some(Arc::from(&b"v1"[..])));
+        let ticket = cache.ticket(&key);
+        cache.invalidate(&key);
+        assert_eq!(
+            cache.get(&key),
+            None,
+            "another node's write drops the entry"
+        );
+        cache.fill(key.clone(), ticket, Arc::from(&b"v1"[..]));
+        assert_eq!(
+            cache.get(&key),
+            None,
+            "a fill from before the invalidation loses"
+        );
+        cache.committed(key.clone(), Some(Arc::from(&b"v2"[..])));
+        cache.set_trusted(false);
+        assert_eq!(cache.get(&key), None, "untrusted: not read");
+        assert!(!cache.contains(&key));
+        let ticket = cache.ticket(&key);
+        cache.invalidate_all();
+        cache.set_trusted(true);
+        assert_eq!(cache.get(&key), None, "flushed before being trusted again");
+        cache.fill(key.clone(), ticket, Arc::from(&b"old"[..]));
+        assert_eq!(cache.get(&key), None, "a fill from before the flush loses");
+    }
+
+    #[test]
+    fn a_write_is_not_installed_over_a_later_remote_invalidation() {
+        let cache = ValueCache::new(1 << 20);
+        let key = cache_key("c", "k");
+        let mark = cache.remote_mark();
+        // While this node commits, another node commits the same key and its message lands.
+        cache.invalidate(&key);
+        cache.committed_since(key.clone(), Some(Arc::from(&b"mine"[..])), mark);
+        assert_eq!(
+            cache.get(&key),
+            None,
+            "maybe older than the other node's write"
+        );
+        let mark = cache.remote_mark();
+        cache.committed_since(key.clone(), Some(Arc::from(&b"mine"[..])), mark);
+        assert_eq!(cache.get(&key).as_deref(), Some(&b"mine"[..]));
+    }
+
+    #[test]
+    fn loads_are_shared_within_one_generation_only() {
+        let cache = ValueCache::new(0);
+        let key = cache_key("c", "k");
+        let ticket = cache.ticket(&key);
+        let (first, joined) = cache.join_load(&key, ticket);
+        assert!(!joined);
+        let (second, joined) = cache.join_load(&key, cache.ticket(&key));
+        assert!(joined && Arc::ptr_eq(&first, &second));
+        // A commit in between: a later reader must not get a value read before it.
+        cache.committed(key.clone(), None);
+        let later = cache.ticket(&key);
+        let (third, joined) = cache.join_load(&key, later);
+        assert!(!joined && !Arc::ptr_eq(&first, &third));
+        cache.finish_load(&key, ticket, &first);
+        cache.finish_load(&key, later, &third);
+        let (fourth, joined) = cache.join_load(&key, cache.ticket(&key));
+        assert!(!joined && !Arc::ptr_eq(&third, &fourth));
+        assert_eq!(cache.statistics().coalesced, 1);
     }
 
     #[test]

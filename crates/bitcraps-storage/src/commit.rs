@@ -23,10 +23,12 @@ const FLUSH_AT_PENDING_KEYS: usize = 10_000;
 /// State shared by the handle and the writer thread.
 pub(crate) struct Shared {
     pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) cache: ValueCache,
+    pub(crate) cache: Arc<ValueCache>,
     pub(crate) access: AccessTracker,
     pub(crate) counters: Counters,
     pub(crate) dictionaries: crate::dictionary::Dictionaries,
+    /// The Redis tier (L2 and cross-node invalidation), when configured.
+    pub(crate) remote: Option<crate::remote::RemoteTier>,
 }
 
 /// What a caller waits for.
@@ -169,6 +171,7 @@ fn commit_group(
     if has_touches {
         units.push(touches);
     }
+    let mark = shared.cache.remote_mark();
     let applied = std::panic::catch_unwind(AssertUnwindSafe(|| shared.backend.apply(&units)))
         .unwrap_or_else(|_| {
             Err(StorageError::Task(
@@ -205,17 +208,35 @@ fn commit_group(
         u64::try_from(replies.len()).unwrap_or(0),
     );
     let mut results = results.into_iter();
+    let mut answers = Vec::with_capacity(replies.len());
+    let mut written = Vec::new();
     for (unit, reply) in units.iter().zip(replies) {
         let result = results
             .next()
             .unwrap_or_else(|| Err(StorageError::Task("the backend skipped a write".into())));
         if let Ok(outcomes) = &result {
             for (op, outcome) in unit.iter().zip(outcomes) {
-                record_effect(shared, op, *outcome);
+                record_effect(shared, op, *outcome, mark);
+                if shared.remote.is_some()
+                    && let WriteOp::Put {
+                        collection, key, ..
+                    }
+                    | WriteOp::Delete { collection, key } = op
+                {
+                    written.push(cache_key(collection, key));
+                }
             }
         } else {
             Counters::add(&counters.errors, 1);
         }
+        answers.push((reply, result));
+    }
+    // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
+    // a write returns no node can read the old value from L2 (bounded by `redis_timeout`).
+    if let Some(remote) = &shared.remote {
+        remote.invalidate_after_commit(written);
+    }
+    for (reply, result) in answers {
         let _ = reply.send(result);
     }
     if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
@@ -225,8 +246,9 @@ fn commit_group(
     Ok(())
 }
 
-/// Applies a committed operation to the cache and the counters.
-fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome) {
+/// Applies a committed operation to the cache and the counters. `mark` was taken before the
+/// commit (see `ValueCache::committed_since`).
+fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
     let counters = &shared.counters;
     match (op, outcome) {
         (
@@ -238,9 +260,11 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome) {
             },
             OpOutcome::Put { deduplicated, .. },
         ) => {
-            shared
-                .cache
-                .committed(cache_key(collection, key), Some(Arc::clone(&value.raw)));
+            shared.cache.committed_since(
+                cache_key(collection, key),
+                Some(Arc::clone(&value.raw)),
+                mark,
+            );
             Counters::add(&counters.writes, 1);
             let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
             Counters::add(&counters.logical_bytes_written, raw);

@@ -118,6 +118,25 @@ pub struct StorageConfig {
     pub access_flush_interval: Duration,
     /// How long a read waits for a free connection before failing. Default: 30 s.
     pub connection_timeout: Duration,
+    /// `redis://HOST:PORT[/DB]` enables the Redis tier (needs the `redis` feature): a shared
+    /// L2 cache between the in-process cache and the database, and cross-node invalidation
+    /// of the in-process cache over pub/sub, for several processes sharing one database.
+    /// Redis being unreachable never fails an operation: reads fall back to the database
+    /// and invalidations are retried. Opening waits up to `redis_timeout` for the
+    /// invalidation subscription, then opens regardless. A single Redis instance (or a
+    /// primary); Redis Cluster is not supported. `None` disables it. Default: `None`.
+    pub redis_url: Option<String>,
+    /// Deadline of each Redis operation; a write's acknowledgement waits at most this long
+    /// for its invalidation. Default: 250 ms.
+    pub redis_timeout: Duration,
+    /// Time to live of a value in the Redis L2 cache. Key generations live ten times as long
+    /// after the key's last write. Default: 10 min.
+    pub remote_cache_ttl: Duration,
+    /// Prefix of every Redis key and channel of this store. `None` derives one from the
+    /// database identity (`bitcraps:` and 16 hex digits of blake3 of `database_url`, or of the
+    /// absolute `data_path` for the default SQLite file), so stores sharing one Redis never
+    /// collide while the nodes of one store agree. Default: `None`.
+    pub redis_namespace: Option<String>,
 }
 
 impl Default for StorageConfig {
@@ -150,6 +169,10 @@ impl Default for StorageConfig {
             max_batch_requests: 1024,
             access_flush_interval: Duration::from_secs(30),
             connection_timeout: Duration::from_secs(30),
+            redis_url: None,
+            redis_timeout: Duration::from_millis(250),
+            remote_cache_ttl: Duration::from_secs(600),
+            redis_namespace: None,
         }
     }
 }
@@ -237,7 +260,57 @@ impl StorageConfig {
             ));
         }
         self.codec.check_level(self.compression_level)?;
+        self.validate_redis()
+    }
+
+    fn validate_redis(&self) -> Result<()> {
+        let Some(url) = self.redis_url.as_deref() else {
+            return Ok(());
+        };
+        if !cfg!(feature = "redis") {
+            return Err(redis_unsupported(url));
+        }
+        if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+            return Err(StorageError::UnsupportedUrl {
+                url: url.to_owned(),
+                reason: "expected redis://HOST:PORT[/DB] or redis+unix:///PATH".into(),
+            });
+        }
+        if self.redis_timeout.is_zero() {
+            return Err(StorageError::Config(
+                "redis_timeout must be greater than zero".into(),
+            ));
+        }
+        if self.remote_cache_ttl < Duration::from_millis(1) {
+            return Err(StorageError::Config(
+                "remote_cache_ttl must be at least 1 ms".into(),
+            ));
+        }
+        if self.redis_namespace.as_deref() == Some("") {
+            return Err(StorageError::Config(
+                "redis_namespace must not be empty".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The Redis key prefix: `redis_namespace`, or one derived from the database identity.
+    pub fn remote_namespace(&self) -> String {
+        if let Some(ns) = &self.redis_namespace {
+            return ns.clone();
+        }
+        let identity = match &self.database_url {
+            Some(url) => url.clone(),
+            None => std::path::absolute(&self.data_path)
+                .unwrap_or_else(|_| self.data_path.clone())
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let hash = blake3::hash(identity.as_bytes()).to_hex();
+        format!(
+            "bitcraps:{}",
+            hash.as_str().get(..16).unwrap_or(hash.as_str())
+        )
     }
 
     /// The codec new writes use: `codec`, or [`Codec::None`] when compression is off.
@@ -271,6 +344,15 @@ impl StorageConfig {
             keep_weekly: self.backup_keep_weekly,
             keep_monthly: self.backup_keep_monthly,
         }
+    }
+}
+
+/// The error for a Redis URL in a build without the `redis` feature.
+pub(crate) fn redis_unsupported(url: &str) -> StorageError {
+    StorageError::UnsupportedUrl {
+        url: url.to_owned(),
+        reason: "this build has no Redis support; enable the `redis` feature of bitcraps-storage"
+            .into(),
     }
 }
 
@@ -355,6 +437,20 @@ impl StorageConfigBuilder {
         access_flush_interval: Duration);
     setter!(/// Sets [`StorageConfig::connection_timeout`].
         connection_timeout: Duration);
+    /// Sets [`StorageConfig::redis_url`].
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
+    }
+    setter!(/// Sets [`StorageConfig::redis_timeout`].
+        redis_timeout: Duration);
+    setter!(/// Sets [`StorageConfig::remote_cache_ttl`].
+        remote_cache_ttl: Duration);
+    /// Sets [`StorageConfig::redis_namespace`].
+    pub fn redis_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.redis_namespace = Some(namespace.into());
+        self
+    }
 
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<StorageConfig> {
@@ -418,6 +514,56 @@ mod tests {
             .codec(Codec::Lz4)
             .build();
         assert!(matches!(c, Ok(ref c) if c.codec == Codec::Lz4 && c.cache_size_mb == 1));
+    }
+
+    #[test]
+    fn redis_settings_are_checked() {
+        let c = StorageConfig::default();
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.redis_timeout, Duration::from_millis(250));
+        assert_eq!(c.remote_cache_ttl, Duration::from_secs(600));
+        let with = |url: &str| StorageConfig::builder().redis_url(url).build();
+        if cfg!(feature = "redis") {
+            assert!(with("redis://127.0.0.1:6379").is_ok());
+            let err = with("http://x").err().map(|e| e.to_string());
+            assert_eq!(
+                err.as_deref(),
+                Some(
+                    "unsupported database URL \"http://x\": expected redis://HOST:PORT[/DB] or \
+                     redis+unix:///PATH"
+                )
+            );
+        } else {
+            let err = with("redis://127.0.0.1:6379").err().map(|e| e.to_string());
+            assert_eq!(
+                err.as_deref(),
+                Some(
+                    "unsupported database URL \"redis://127.0.0.1:6379\": this build has no \
+                     Redis support; enable the `redis` feature of bitcraps-storage"
+                )
+            );
+        }
+        assert!(
+            StorageConfig::builder()
+                .redis_url("redis://127.0.0.1:6379")
+                .redis_timeout(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn redis_namespace_defaults_to_the_database_identity() {
+        let a = StorageConfig::with_data_path("/srv/a");
+        let b = StorageConfig::with_data_path("/srv/b");
+        assert_ne!(a.remote_namespace(), b.remote_namespace());
+        assert_eq!(a.remote_namespace(), a.clone().remote_namespace());
+        assert!(a.remote_namespace().starts_with("bitcraps:"));
+        let named = StorageConfig::builder().redis_namespace("t1").build();
+        assert_eq!(
+            named.map(|c| c.remote_namespace()).ok().as_deref(),
+            Some("t1")
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ mod fs;
 mod list;
 mod maintenance;
 mod manager;
+mod remote;
 mod stats;
 pub mod validate;
 mod value;
@@ -62,6 +63,7 @@ pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use manager::PersistentStorageManager;
+pub use remote::RemoteCacheStatistics;
 pub use stats::StorageStatistics;
 pub use value::{ContentHash, EncodedValue, Pipeline};
 

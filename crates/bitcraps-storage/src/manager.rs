@@ -24,6 +24,7 @@ use crate::config::{BackendTarget, StorageConfig};
 use crate::dictionary::{self, Dictionaries};
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
+use crate::remote::{Lookup, RemoteTier};
 use crate::stats::{Counters, StorageStatistics};
 use crate::validate;
 use crate::value::{self, EncodedValue, Pipeline};
@@ -129,12 +130,15 @@ impl PersistentStorageManager {
         for stored in backend.dictionaries()? {
             dictionaries.install(&stored);
         }
+        let cache = Arc::new(ValueCache::new(config.cache_capacity_bytes()));
+        let remote = start_remote_tier(&config, &cache)?;
         let shared = Arc::new(Shared {
             backend,
-            cache: ValueCache::new(config.cache_capacity_bytes()),
+            cache,
             access: AccessTracker::default(),
             counters: Counters::default(),
             dictionaries,
+            remote,
         });
         let writer = Writer::start(
             Arc::clone(&shared),
@@ -407,6 +411,9 @@ impl PersistentStorageManager {
     }
 
     /// Reads the serialized JSON document under `collection`/`key`, verified.
+    ///
+    /// L1 (in-process) → L2 (Redis, when configured) → database. Concurrent misses of one key
+    /// share one load (see `ValueCache::join_load`).
     pub async fn retrieve_raw(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
         self.check_open()?;
         validate::key(collection, key)?;
@@ -420,9 +427,57 @@ impl PersistentStorageManager {
             return Ok(Some(raw));
         }
         let ticket = shared.cache.ticket(&ck);
+        let (load, _joined) = shared.cache.join_load(&ck, ticket);
+        let raw = load
+            .get_or_try_init(|| self.load(collection, key, &ck, ticket))
+            .await
+            .cloned();
+        shared.cache.finish_load(&ck, ticket, &load);
+        let raw = raw?;
+        if raw.is_some() {
+            shared.access.record(&ck, now_ms());
+        }
+        Ok(raw)
+    }
+
+    /// One load after an L1 miss: L2, else the database (then filling L2 and L1, each only if
+    /// no write intervened since the observation taken before the database read).
+    async fn load(
+        &self,
+        collection: &str,
+        key: &str,
+        ck: &str,
+        ticket: crate::cache::FillTicket,
+    ) -> Result<Option<Arc<[u8]>>> {
+        let shared = &self.inner.shared;
+        let observed = match &shared.remote {
+            Some(remote) => match remote.lookup(ck).await {
+                Lookup::Hit(raw) => {
+                    shared.cache.fill(ck.to_owned(), ticket, Arc::clone(&raw));
+                    return Ok(Some(raw));
+                }
+                Lookup::Miss(observed) => Some(observed),
+                Lookup::Unavailable => None,
+            },
+            None => None,
+        };
+        let raw = self.read_database(collection, key).await?;
+        if let Some(raw) = &raw {
+            // Awaited rather than spawned so a read that returned has filled L2 (tests and
+            // other nodes can count on it); it is one round trip after a database read.
+            if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
+                remote.fill(ck, observed, raw).await;
+            }
+            shared.cache.fill(ck.to_owned(), ticket, Arc::clone(raw));
+        }
+        Ok(raw)
+    }
+
+    /// Reads and verifies a document from the database on a blocking thread.
+    async fn read_database(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
-        let raw = blocking(move || {
+        blocking(move || {
             let shared = &inner.shared;
             let Some(blob) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
@@ -442,12 +497,7 @@ impl PersistentStorageManager {
             )?;
             Ok(Some(Arc::<[u8]>::from(raw)))
         })
-        .await?;
-        if let Some(raw) = &raw {
-            shared.access.record(&ck, now_ms());
-            shared.cache.fill(ck, ticket, Arc::clone(raw));
-        }
-        Ok(raw)
+        .await
     }
 
     /// Deletes the record; returns whether it existed. Its content is freed once no other
@@ -475,7 +525,7 @@ impl PersistentStorageManager {
     pub async fn exists(&self, collection: &str, key: &str) -> Result<bool> {
         self.check_open()?;
         validate::key(collection, key)?;
-        // The cache is exact: a cached key exists.
+        // The cache is exact: a cached key exists. (An untrusted cache answers `false` here.)
         if self
             .inner
             .shared
@@ -539,9 +589,11 @@ impl PersistentStorageManager {
         let database = blocking(move || backend.statistics()).await?;
         let shared = &self.inner.shared;
         let pending = u64::try_from(shared.access.pending_keys()).unwrap_or(u64::MAX);
-        Ok(shared
+        let mut statistics = shared
             .counters
-            .snapshot(shared.cache.statistics(), database, pending))
+            .snapshot(shared.cache.statistics(), database, pending);
+        statistics.remote_cache = shared.remote.as_ref().map(RemoteTier::statistics);
+        Ok(statistics)
     }
 
     /// Runs the engine's integrity check and verifies every reference count.
@@ -575,8 +627,32 @@ impl PersistentStorageManager {
             })
             .await?;
         }
+        // After the writer's last invalidations.
+        if let Some(remote) = &self.inner.shared.remote {
+            remote.shutdown();
+        }
         let backend = Arc::clone(&self.inner.shared.backend);
         blocking(move || backend.close()).await
+    }
+}
+
+/// The Redis tier the configuration asks for, if any.
+fn start_remote_tier(
+    config: &StorageConfig,
+    cache: &Arc<ValueCache>,
+) -> Result<Option<RemoteTier>> {
+    let Some(url) = config.redis_url.as_deref() else {
+        return Ok(None);
+    };
+    #[cfg(feature = "redis")]
+    {
+        RemoteTier::start(config, url, Arc::clone(cache)).map(Some)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        // `validate` already refuses this; kept so the two builds agree.
+        let _ = cache;
+        Err(crate::config::redis_unsupported(url))
     }
 }
 

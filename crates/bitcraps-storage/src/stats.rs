@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::backend::DatabaseStatistics;
 use crate::cache::CacheStatistics;
+use crate::remote::RemoteCacheStatistics;
 
 /// A point-in-time snapshot of the store's statistics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,8 +50,10 @@ pub struct StorageStatistics {
     pub background_failures: u64,
     /// What the database reports.
     pub database_stats: DatabaseStatistics,
-    /// What the cache reports.
+    /// What the in-process cache (L1) reports.
     pub cache_stats: CacheStatistics,
+    /// What the Redis tier (L2 and invalidation) reports; `None` without `redis_url`.
+    pub remote_cache: Option<RemoteCacheStatistics>,
 }
 
 /// The live counters behind [`StorageStatistics`].
@@ -143,6 +146,7 @@ impl Counters {
             background_failures: get(&self.background_failures),
             database_stats,
             cache_stats,
+            remote_cache: None,
         }
     }
 }

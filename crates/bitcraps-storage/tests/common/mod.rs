@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod faulty;
+pub mod nodes;
 
 use std::any::Any;
 

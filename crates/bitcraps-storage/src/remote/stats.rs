@@ -1,0 +1,86 @@
+//! Statistics of the Redis tier: live counters and the [`RemoteCacheStatistics`] snapshot.
+
+#[cfg(feature = "redis")]
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What the Redis tier (the shared L2 cache and the invalidation channel) reports. Present in
+/// [`StorageStatistics::remote_cache`](crate::StorageStatistics::remote_cache) when
+/// `redis_url` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteCacheStatistics {
+    /// The invalidation subscription is up (and so the in-process cache is trusted).
+    pub connected: bool,
+    /// L2 lookups that returned a verified value.
+    pub hits: u64,
+    /// L2 lookups that returned nothing — no entry, a damaged one, Redis unavailable, or the
+    /// key's invalidation still pending — so the database was read.
+    pub misses: u64,
+    /// Values read from the database and installed in L2.
+    pub fills: u64,
+    /// Fills refused because a write (or a Redis restart) happened since the lookup.
+    pub raced_fills: u64,
+    /// Redis operations that failed or timed out; each was treated as a miss (reads) or
+    /// queued for retry (invalidations). Never returned to a caller.
+    pub errors: u64,
+    /// L2 entries that failed verification (blake3 of the document); each was deleted and
+    /// counted as a miss.
+    pub corrupt_entries: u64,
+    /// Keys this node invalidated in L2 and announced to the other nodes.
+    pub invalidations_sent: u64,
+    /// Keys other nodes announced, invalidated in this node's in-process cache.
+    pub invalidations_received: u64,
+    /// Keys whose invalidation could not be delivered yet (Redis unreachable); retried.
+    pub pending_invalidations: u64,
+    /// Times the invalidation subscription was re-established after a loss.
+    pub reconnects: u64,
+    /// Times the whole in-process cache was flushed (on every (re)subscription).
+    pub l1_flushes: u64,
+}
+
+/// The live counters behind [`RemoteCacheStatistics`].
+#[cfg(feature = "redis")]
+#[derive(Debug, Default)]
+pub(crate) struct RemoteCounters {
+    pub(crate) connected: AtomicBool,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) fills: AtomicU64,
+    pub(crate) raced_fills: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) corrupt_entries: AtomicU64,
+    pub(crate) invalidations_sent: AtomicU64,
+    pub(crate) invalidations_received: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) l1_flushes: AtomicU64,
+}
+
+#[cfg(feature = "redis")]
+impl RemoteCounters {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn one(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot; `pending` is the current size of the pending-invalidation set.
+    pub(crate) fn snapshot(&self, pending: usize) -> RemoteCacheStatistics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RemoteCacheStatistics {
+            connected: self.connected.load(Ordering::Acquire),
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            fills: get(&self.fills),
+            raced_fills: get(&self.raced_fills),
+            errors: get(&self.errors),
+            corrupt_entries: get(&self.corrupt_entries),
+            invalidations_sent: get(&self.invalidations_sent),
+            invalidations_received: get(&self.invalidations_received),
+            pending_invalidations: u64::try_from(pending).unwrap_or(u64::MAX),
+            reconnects: get(&self.reconnects),
+            l1_flushes: get(&self.l1_flushes),
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! [`RemoteTier`]: the Redis tier as the manager and the writer thread see it. Every method
+//! is infallible from the caller's point of view: a Redis failure is a miss (reads) or a
+//! pending invalidation retried later (writes), counted in the statistics, never an error.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::{RedisResult, Script};
+
+use super::client::{Connection, PrivateRuntime};
+use super::health::{Breaker, MIN_BACKOFF};
+use super::protocol::{self, GENERATION_TTL_FACTOR, Keys, Message};
+use super::stats::{RemoteCacheStatistics, RemoteCounters};
+use super::{Lookup, Observed, subscriber};
+use crate::cache::ValueCache;
+use crate::config::StorageConfig;
+use crate::error::Result;
+
+/// How often the pending-invalidation set is retried while it is not empty.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// State shared by the tier's handle and its tasks.
+pub(crate) struct Core {
+    pub(crate) conn: Connection,
+    pub(crate) keys: Keys,
+    pub(crate) node_id: String,
+    pub(crate) cache: Arc<ValueCache>,
+    pub(crate) counters: RemoteCounters,
+    pub(crate) breaker: Breaker,
+    value_ttl_ms: u64,
+    generation_ttl_ms: u64,
+    pending: Mutex<BTreeSet<String>>,
+    lookup: Script,
+    fill: Script,
+    invalidate: Script,
+}
+
+/// The Redis tier of one store (one node).
+pub(crate) struct RemoteTier {
+    runtime: PrivateRuntime,
+    core: Arc<Core>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RemoteTier {
+    /// Starts the tier: the private runtime, the subscriber and the retry task. Waits up to
+    /// `redis_timeout` for the first subscription, so a store opened next to a healthy Redis
+    /// uses its in-process cache from the first read; past that it opens anyway, with the
+    /// in-process cache untrusted until the subscription succeeds.
+    pub(crate) fn start(config: &StorageConfig, url: &str, cache: Arc<ValueCache>) -> Result<Self> {
+        let conn = Connection::new(url, config.redis_timeout)?;
+        let runtime = PrivateRuntime::new()?;
+        cache.set_trusted(false);
+        let value_ttl_ms = millis(config.remote_cache_ttl);
+        let core = Arc::new(Core {
+            conn,
+            keys: Keys::new(&config.remote_namespace()),
+            node_id: protocol::unique_token(),
+            cache,
+            counters: RemoteCounters::default(),
+            breaker: Breaker::default(),
+            value_ttl_ms,
+            generation_ttl_ms: value_ttl_ms.saturating_mul(u64::from(GENERATION_TTL_FACTOR)),
+            pending: Mutex::new(BTreeSet::new()),
+            lookup: Script::new(protocol::LOOKUP),
+            fill: Script::new(protocol::FILL),
+            invalidate: Script::new(protocol::INVALIDATE),
+        });
+        let (subscribed, first_subscription) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(subscriber::run(Arc::clone(&core), subscribed));
+        runtime.spawn(retry_pending(Arc::downgrade(&core)));
+        if first_subscription
+            .recv_timeout(config.redis_timeout)
+            .is_err()
+        {
+            tracing::warn!("redis is not reachable yet; serving from the database meanwhile");
+        }
+        Ok(RemoteTier { runtime, core })
+    }
+
+    /// Looks `cache_key` up in L2. Any failure is a miss without a fill.
+    pub(crate) async fn lookup(&self, cache_key: &str) -> Lookup {
+        let core = &self.core;
+        let lookup = if core.is_pending(cache_key) || !core.breaker.allows() {
+            Lookup::Unavailable
+        } else {
+            let task_core = Arc::clone(core);
+            let key = cache_key.to_owned();
+            let result = self
+                .runtime
+                .run(
+                    async move { task_core.lookup(&key).await },
+                    core.conn.timeout(),
+                )
+                .await;
+            core.settle(result).unwrap_or(Lookup::Unavailable)
+        };
+        let counter = match lookup {
+            Lookup::Hit(_) => &core.counters.hits,
+            Lookup::Miss(_) | Lookup::Unavailable => &core.counters.misses,
+        };
+        RemoteCounters::one(counter);
+        lookup
+    }
+
+    /// Installs a value read from the database, if nothing changed since `observed`.
+    pub(crate) async fn fill(&self, cache_key: &str, observed: Observed, raw: &[u8]) {
+        let core = &self.core;
+        if raw.len() > protocol::MAX_ENTRY_BYTES
+            || core.is_pending(cache_key)
+            || !core.breaker.allows()
+        {
+            return;
+        }
+        let task_core = Arc::clone(core);
+        let key = cache_key.to_owned();
+        let entry = protocol::encode_entry(raw);
+        let result = self
+            .runtime
+            .run(
+                async move { task_core.fill(&key, &observed, entry).await },
+                core.conn.timeout(),
+            )
+            .await;
+        let counter = match core.settle(result) {
+            Some(true) => &core.counters.fills,
+            Some(false) => &core.counters.raced_fills,
+            None => return,
+        };
+        RemoteCounters::one(counter);
+    }
+
+    /// Called by the writer thread after a commit and before acknowledging it: bumps the
+    /// keys' generations, deletes their L2 values and announces them to the other nodes.
+    /// Blocks at most `redis_timeout`; on failure the keys are retried in the background.
+    pub(crate) fn invalidate_after_commit(&self, mut keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let core = &self.core;
+        if !core.breaker.allows() {
+            core.add_pending(keys);
+            return;
+        }
+        let task_core = Arc::clone(core);
+        let sent = keys.clone();
+        let result = self.runtime.run_blocking(
+            async move { task_core.invalidate(&sent).await },
+            core.deadline_for(keys.len()),
+        );
+        if core.settle(result).is_none() {
+            core.add_pending(keys);
+        }
+    }
+
+    /// A snapshot of the statistics.
+    pub(crate) fn statistics(&self) -> RemoteCacheStatistics {
+        self.core.counters.snapshot(self.core.pending_len())
+    }
+
+    /// Stops the tier's tasks (the store is closing). The in-process cache stays untrusted.
+    pub(crate) fn shutdown(&self) {
+        self.core.cache.set_trusted(false);
+        self.runtime.shutdown();
+    }
+}
+
+impl Core {
+    /// Books the outcome of one Redis operation (`None`: timed out) with the breaker and the
+    /// counters; returns the value when it succeeded.
+    fn settle<T>(&self, result: Option<RedisResult<T>>) -> Option<T> {
+        match result {
+            Some(Ok(value)) => {
+                self.breaker.success();
+                Some(value)
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "redis operation failed");
+                self.failed();
+                None
+            }
+            None => {
+                tracing::debug!("redis operation timed out");
+                self.failed();
+                None
+            }
+        }
+    }
+
+    fn failed(&self) {
+        RemoteCounters::one(&self.counters.errors);
+        self.breaker.failure();
+        self.conn.reset();
+    }
+
+    fn with_pending<T>(&self, f: impl FnOnce(&mut BTreeSet<String>) -> T) -> T {
+        match self.pending.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn is_pending(&self, cache_key: &str) -> bool {
+        self.with_pending(|p| !p.is_empty() && p.contains(cache_key))
+    }
+
+    fn pending_len(&self) -> usize {
+        self.with_pending(|p| p.len())
+    }
+
+    fn add_pending(&self, keys: Vec<String>) {
+        self.with_pending(|p| p.extend(keys));
+    }
+
+    async fn lookup(&self, cache_key: &str) -> RedisResult<Lookup> {
+        let mut conn = self.conn.get().await?;
+        let value_key = self.keys.value(cache_key);
+        let (epoch, generation, entry): (String, String, Option<Vec<u8>>) = self
+            .lookup
+            .key(self.keys.epoch())
+            .key(self.keys.generation(cache_key))
+            .key(&value_key)
+            .arg(protocol::unique_token())
+            .arg(self.generation_ttl_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        if let Some(entry) = entry {
+            if let Some(raw) = protocol::decode_entry(&entry) {
+                return Ok(Lookup::Hit(Arc::from(raw)));
+            }
+            // A damaged entry is a miss; deleting it lets this reader's fill heal it.
+            RemoteCounters::one(&self.counters.corrupt_entries);
+            tracing::warn!(key = %value_key.escape_debug(), "damaged L2 entry deleted");
+            redis::cmd("DEL")
+                .arg(&value_key)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok(Lookup::Miss(Observed { epoch, generation }))
+    }
+
+    async fn fill(
+        &self,
+        cache_key: &str,
+        observed: &Observed,
+        entry: Vec<u8>,
+    ) -> RedisResult<bool> {
+        let mut conn = self.conn.get().await?;
+        let installed: i64 = self
+            .fill
+            .key(self.keys.epoch())
+            .key(self.keys.generation(cache_key))
+            .key(self.keys.value(cache_key))
+            .arg(&observed.epoch)
+            .arg(&observed.generation)
+            .arg(entry)
+            .arg(self.value_ttl_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(installed == 1)
+    }
+
+    /// The deadline of invalidating `keys` keys: `redis_timeout` per script call.
+    fn deadline_for(&self, keys: usize) -> Duration {
+        let calls = u32::try_from(keys.div_ceil(protocol::INVALIDATE_CHUNK)).unwrap_or(u32::MAX);
+        self.conn.timeout().saturating_mul(calls.max(1))
+    }
+
+    /// Bumps generations, deletes values and publishes: one script per chunk of keys.
+    pub(crate) async fn invalidate(&self, cache_keys: &[String]) -> RedisResult<()> {
+        let mut conn = self.conn.get().await?;
+        for chunk in cache_keys.chunks(protocol::INVALIDATE_CHUNK) {
+            self.invalidate_chunk(&mut conn, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn invalidate_chunk(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        cache_keys: &[String],
+    ) -> RedisResult<()> {
+        let mut invocation = self.invalidate.prepare_invoke();
+        for key in cache_keys {
+            invocation
+                .key(self.keys.generation(key))
+                .key(self.keys.value(key));
+        }
+        let message = Message {
+            origin: self.node_id.clone(),
+            keys: cache_keys.to_vec(),
+        };
+        invocation
+            .arg(self.generation_ttl_ms)
+            .arg(self.keys.channel())
+            .arg(message.encode());
+        invocation.invoke_async::<i64>(conn).await?;
+        RemoteCounters::add(&self.counters.invalidations_sent, cache_keys.len());
+        Ok(())
+    }
+
+    /// Delivers the pending invalidations; they leave the set only once delivered (so this
+    /// node keeps bypassing L2 for them until then).
+    pub(crate) async fn flush_pending(&self) {
+        let keys: Vec<String> = self.with_pending(|p| p.iter().cloned().collect());
+        if keys.is_empty() {
+            return;
+        }
+        let deadline = self.deadline_for(keys.len());
+        let result = tokio::time::timeout(deadline, self.invalidate(&keys)).await;
+        if self.settle(result.ok()).is_some() {
+            self.with_pending(|p| {
+                for k in &keys {
+                    p.remove(k);
+                }
+            });
+        }
+    }
+}
+
+/// Retries pending invalidations while the tier lives.
+async fn retry_pending(core: std::sync::Weak<Core>) {
+    let mut ticks = tokio::time::interval(RETRY_INTERVAL.max(MIN_BACKOFF));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(core) = core.upgrade() else { return };
+        if core.pending_len() > 0 && core.breaker.allows() {
+            core.flush_pending().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The protocol driven step by step against a real Redis (skipped without
+    //! `BITCRAPS_TEST_REDIS_URL`): each test stages a race the integration tests can only
+    //! reach by chance.
+
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    struct Setup {
+        tier: Arc<RemoteTier>,
+        admin: redis::Connection,
+        namespace: String,
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.namespace))
+                .query(&mut self.admin)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut self.admin);
+            }
+        }
+    }
+
+    fn setup(
+        test: &str,
+    ) -> std::result::Result<Option<Setup>, Box<dyn std::error::Error + Send + Sync>> {
+        let Some(url) = std::env::var("BITCRAPS_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: BITCRAPS_TEST_REDIS_URL is not set");
+            return Ok(None);
+        };
+        let namespace = format!("bitcraps-test:unit:{test}:{}", protocol::unique_token());
+        let config = StorageConfig::builder()
+            .redis_url(url.clone())
+            .redis_namespace(namespace.clone())
+            .redis_timeout(Duration::from_secs(2))
+            .build()?;
+        let tier = RemoteTier::start(&config, &url, Arc::new(ValueCache::new(0)))?;
+        let admin = redis::Client::open(url.as_str())?
+            .get_connection_with_timeout(Duration::from_secs(2))?;
+        Ok(Some(Setup {
+            tier: Arc::new(tier),
+            admin,
+            namespace,
+        }))
+    }
+
+    async fn write(tier: &Arc<RemoteTier>, key: &str) -> TestResult {
+        let (tier, key) = (Arc::clone(tier), key.to_owned());
+        tokio::task::spawn_blocking(move || tier.invalidate_after_commit(vec![key])).await?;
+        Ok(())
+    }
+
+    async fn observe(tier: &RemoteTier, key: &str) -> std::result::Result<Observed, String> {
+        match tier.lookup(key).await {
+            Lookup::Miss(observed) => Ok(observed),
+            Lookup::Hit(_) => Err("unexpected hit".into()),
+            Lookup::Unavailable => Err("redis unavailable".into()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fill_observed_before_a_write_is_refused() -> TestResult {
+        let Some(s) = setup("write")? else {
+            return Ok(());
+        };
+        let observed = observe(&s.tier, "c\0k").await?;
+        write(&s.tier, "c\0k").await?;
+        s.tier.fill("c\0k", observed, b"old").await;
+        let stats = s.tier.statistics();
+        assert_eq!((stats.fills, stats.raced_fills), (0, 1));
+        assert_eq!(stats.invalidations_sent, 1);
+        // A fresh observation fills, and the next lookup hits.
+        let observed = observe(&s.tier, "c\0k").await?;
+        s.tier.fill("c\0k", observed, b"new").await;
+        assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Hit(raw) if &*raw == b"new"));
+        Ok(())
+    }
+
+    /// A generation that expired and was re-created must not repeat an earlier value (with a
+    /// plain `INCR` both would be 1 and the stale fill would land).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recreated_generation_never_repeats() -> TestResult {
+        let Some(mut s) = setup("aba")? else {
+            return Ok(());
+        };
+        write(&s.tier, "c\0k").await?;
+        let observed = observe(&s.tier, "c\0k").await?;
+        assert!(!observed.generation.is_empty());
+        // The generation expires, then another write happens.
+        redis::cmd("DEL")
+            .arg(format!("{}:gen:c\0k", s.namespace))
+            .query::<()>(&mut s.admin)?;
+        write(&s.tier, "c\0k").await?;
+        s.tier.fill("c\0k", observed, b"stale").await;
+        assert_eq!(s.tier.statistics().raced_fills, 1);
+        assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Miss(_)));
+        Ok(())
+    }
+
+    /// A Redis restart (here: the epoch vanishing) defeats fills observed before it, even
+    /// when the generation looks the same (both missing).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fill_across_a_restart_is_refused() -> TestResult {
+        let Some(mut s) = setup("epoch")? else {
+            return Ok(());
+        };
+        let observed = observe(&s.tier, "c\0k").await?;
+        redis::cmd("DEL")
+            .arg(format!("{}:epoch", s.namespace))
+            .query::<()>(&mut s.admin)?;
+        s.tier.fill("c\0k", observed, b"stale").await;
+        assert_eq!(s.tier.statistics().raced_fills, 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! "Two nodes": two `PersistentStorageManager`s over ONE shared backend instance, each with
+//! its own in-process cache and writer thread — the multi-node situation of a shared database
+//! (PostgreSQL), reproduced on SQLite. To run the same tests on another backend, change
+//! [`shared_backend`] only.
+//!
+//! Also: the Redis URL of the environment (tests skip without it), unique key namespaces, and
+//! a gated, counting backend wrapper for deterministic races.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bitcraps_storage::backend::{
+    Backend, OpOutcome, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+};
+use bitcraps_storage::{
+    ConsistencyReport, DatabaseStatistics, Durability, ListOptions, ListPage,
+    PersistentStorageManager, RecordMetadata, RemoteCacheStatistics, StorageConfig,
+};
+
+pub type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long a test waits for something that should happen promptly before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// `BITCRAPS_TEST_REDIS_URL`, or `None` after printing the skip notice.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("BITCRAPS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: BITCRAPS_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// A Redis key namespace no other test (or run) uses.
+pub fn unique_namespace(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("bitcraps-test:{test}:{}:{nanos}", std::process::id())
+}
+
+/// The backend both nodes share. The one place to change for another backend.
+pub fn shared_backend(config: &StorageConfig) -> TestResult<Arc<dyn Backend>> {
+    Ok(Arc::new(super::sqlite_backend(config)?))
+}
+
+/// Two nodes and what keeps them alive; dropping it deletes the test's Redis keys.
+pub struct Nodes {
+    pub a: PersistentStorageManager,
+    pub b: PersistentStorageManager,
+    pub redis_url: String,
+    pub namespace: String,
+    _guard: Box<dyn Any + Send>,
+}
+
+/// A node configuration for tests: the Redis tier on, no background tasks.
+pub fn node_config(data_path: &std::path::Path, redis_url: &str, namespace: &str) -> StorageConfig {
+    let mut config = StorageConfig::with_data_path(data_path);
+    config.cache_size_mb = 4;
+    config.max_connections = 2;
+    config.durability = Durability::Normal;
+    config.enable_background_tasks = false;
+    // Generous, so a loaded CI machine does not turn slow answers into counted failures.
+    config.redis_timeout = Duration::from_secs(2);
+    config.redis_url = Some(redis_url.to_owned());
+    config.redis_namespace = Some(namespace.to_owned());
+    config
+}
+
+/// Two nodes over one shared backend; `wrap` may wrap the backend (fault injection, gates) and
+/// `tweak` adjusts each node's configuration (`true` for node A).
+pub fn two_nodes_with(
+    redis_url: &str,
+    test: &str,
+    wrap: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>,
+    tweak: impl Fn(&mut StorageConfig, bool),
+) -> TestResult<Nodes> {
+    let dir = tempfile::tempdir()?;
+    let namespace = unique_namespace(test);
+    let base = node_config(dir.path(), redis_url, &namespace);
+    let backend = wrap(shared_backend(&base)?);
+    let mut config_a = base.clone();
+    tweak(&mut config_a, true);
+    let mut config_b = base;
+    tweak(&mut config_b, false);
+    let a = PersistentStorageManager::with_backend(config_a, Arc::clone(&backend))?;
+    let b = PersistentStorageManager::with_backend(config_b, backend)?;
+    Ok(Nodes {
+        a,
+        b,
+        redis_url: redis_url.to_owned(),
+        namespace,
+        _guard: Box::new(dir),
+    })
+}
+
+/// Two nodes with the default test configuration.
+pub fn two_nodes(redis_url: &str, test: &str) -> TestResult<Nodes> {
+    two_nodes_with(redis_url, test, |b| b, |_, _| {})
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        delete_namespace(&self.redis_url, &self.namespace);
+    }
+}
+
+/// Deletes every key of a test namespace (best effort).
+pub fn delete_namespace(redis_url: &str, namespace: &str) {
+    let Ok(client) = redis::Client::open(redis_url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+        return;
+    };
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+    }
+}
+
+/// A node's Redis tier statistics (panics when the tier is off: a test bug).
+pub async fn remote_stats(node: &PersistentStorageManager) -> TestResult<RemoteCacheStatistics> {
+    Ok(node
+        .statistics()
+        .await?
+        .remote_cache
+        .expect("the Redis tier is configured"))
+}
+
+/// Polls `condition` every 10 ms until it holds; fails after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = TestResult<bool>>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await? {
+            return Ok(());
+        }
+        if started.elapsed() > DEADLINE {
+            return Err(format!("timed out after {DEADLINE:?} waiting until {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the node's invalidation subscription is up (its L1 is trusted).
+pub async fn wait_connected(node: &PersistentStorageManager) -> TestResult {
+    wait_until("the Redis tier is connected", || async {
+        Ok(remote_stats(node).await?.connected)
+    })
+    .await
+}
+
+/// Delegates to another backend; counts `get`s and, while armed, holds each `get` *after* it
+/// read the database until the gate opens (so a test can commit a write between a reader's
+/// database read and its cache fill) — or, with `gate_before_read`, before it reads. With
+/// [`Gated::hold_next_apply`], the next `apply` is held after it committed (between a
+/// writer's commit and its cache update).
+pub struct Gated {
+    pub inner: Arc<dyn Backend>,
+    pub gets: AtomicUsize,
+    pub waiting: AtomicUsize,
+    pub armed: AtomicBool,
+    pub gate_before_read: AtomicBool,
+    pub applies_held: AtomicUsize,
+    hold_apply: AtomicBool,
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gated {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
+        Gated {
+            inner,
+            gets: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            armed: AtomicBool::new(false),
+            gate_before_read: AtomicBool::new(false),
+            applies_held: AtomicUsize::new(0),
+            hold_apply: AtomicBool::new(false),
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+        }
+    }
+
+    /// Holds the next `get`s at the gate until [`Gated::open`].
+    pub fn arm(&self) {
+        *self.open.lock().unwrap() = false;
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds the next `apply`, after it committed, until [`Gated::open`].
+    pub fn hold_next_apply(&self) {
+        *self.open.lock().unwrap() = false;
+        self.hold_apply.store(true, Ordering::SeqCst);
+    }
+
+    pub fn open(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait_at_gate(&self) {
+        if !self.armed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.hold();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn hold(&self) {
+        let guard = self.open.lock().unwrap();
+        // Bounded: a test that never opens the gate fails instead of hanging.
+        let _ = self
+            .opened
+            .wait_timeout_while(guard, Duration::from_secs(10), |open| !*open)
+            .unwrap();
+    }
+}
+
+impl Backend for Gated {
+    fn apply(
+        &self,
+        units: &[WriteUnit],
+    ) -> bitcraps_storage::Result<Vec<bitcraps_storage::Result<Vec<OpOutcome>>>> {
+        let applied = self.inner.apply(units);
+        if self.hold_apply.swap(false, Ordering::SeqCst) {
+            self.applies_held.fetch_add(1, Ordering::SeqCst);
+            self.hold();
+            self.applies_held.fetch_sub(1, Ordering::SeqCst);
+        }
+        applied
+    }
+    fn get(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<StoredBlob>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        if self.gate_before_read.load(Ordering::SeqCst) {
+            self.wait_at_gate();
+            return self.inner.get(c, k);
+        }
+        let blob = self.inner.get(c, k);
+        self.wait_at_gate();
+        blob
+    }
+    fn dictionaries(&self) -> bitcraps_storage::Result<Vec<StoredDictionary>> {
+        self.inner.dictionaries()
+    }
+    fn metadata(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<RecordMetadata>> {
+        self.inner.metadata(c, k)
+    }
+    fn list(&self, c: &str, o: &ListOptions) -> bitcraps_storage::Result<ListPage> {
+        self.inner.list(c, o)
+    }
+    fn collections(&self) -> bitcraps_storage::Result<Vec<String>> {
+        self.inner.collections()
+    }
+    fn statistics(&self) -> bitcraps_storage::Result<DatabaseStatistics> {
+        self.inner.statistics()
+    }
+    fn check(&self) -> bitcraps_storage::Result<ConsistencyReport> {
+        self.inner.check()
+    }
+    fn snapshot(&self, dest: &std::path::Path) -> bitcraps_storage::Result<SnapshotInfo> {
+        self.inner.snapshot(dest)
+    }
+    fn checkpoint(&self) -> bitcraps_storage::Result<()> {
+        self.inner.checkpoint()
+    }
+    fn optimize(&self) -> bitcraps_storage::Result<()> {
+        self.inner.optimize()
+    }
+    fn vacuum(&self) -> bitcraps_storage::Result<()> {
+        self.inner.vacuum()
+    }
+    fn repair_references(&self) -> bitcraps_storage::Result<RepairOutcome> {
+        self.inner.repair_references()
+    }
+    fn close(&self) -> bitcraps_storage::Result<()> {
+        self.inner.close()
+    }
+}

@@ -1,0 +1,23 @@
+//! The storage contract with the Redis tier on (one node, SQLite): L2 and the invalidation
+//! channel change nothing a caller can observe. Without `BITCRAPS_TEST_REDIS_URL` the suite
+//! runs on plain SQLite (a notice says so).
+#![cfg(feature = "redis")]
+
+mod common;
+
+use common::{Fixture, sqlite_fixture};
+
+fn redis_fixture() -> Fixture {
+    let mut f = sqlite_fixture();
+    match std::env::var("BITCRAPS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            f.config.redis_url = Some(url);
+            f.config.redis_namespace = Some(common::nodes::unique_namespace("conformance"));
+            f.config.redis_timeout = std::time::Duration::from_secs(2);
+        }
+        _ => eprintln!("skipped: BITCRAPS_TEST_REDIS_URL is not set (suite ran without Redis)"),
+    }
+    f
+}
+
+conformance_suite!(redis_fixture);
