@@ -4,6 +4,7 @@
 mod fjall;
 mod ours;
 mod redb;
+mod redis_namespace;
 mod rusqlite;
 mod schema;
 mod sled;

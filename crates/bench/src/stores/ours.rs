@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Result, anyhow, ensure};
 use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig};
 
+use super::redis_namespace::RedisNamespace;
 use super::schema::PgSchema;
 use super::{Op, Store, Worker};
 use crate::docs::Game;
@@ -32,6 +33,8 @@ pub struct Ours {
     storage: PersistentStorageManager,
     /// The run's PostgreSQL schema, dropped when the store is.
     schema: Option<PgSchema>,
+    /// The run's Redis namespace, emptied when the store is dropped.
+    redis: Option<RedisNamespace>,
     /// The database's own size at settle, for stores that keep no files in the directory.
     remote_bytes: Mutex<Option<u64>>,
 }
@@ -46,18 +49,18 @@ impl Ours {
         config.enable_background_tasks = false;
         // Settling measures the live store; a backup would only add time and files.
         config.backup_on_maintenance = false;
-        let schema = match location {
-            Location::Sqlite => None,
+        let (schema, redis) = match location {
+            Location::Sqlite => (None, None),
             Location::Postgres { server, redis } => {
                 let schema = rt.block_on(PgSchema::create(server))?;
                 config.database_url = Some(schema.url());
-                if let Some(redis) = redis
-                    && let Err(e) = use_redis(&mut config, redis, schema.name())
-                {
-                    let _ = rt.block_on(schema.drop_schema());
-                    return Err(e);
-                }
-                Some(schema)
+                let redis = redis.map(|url| {
+                    let namespace = RedisNamespace::new(url, schema.name());
+                    config.redis_url = Some(url.to_owned());
+                    config.redis_namespace = Some(namespace.name().to_owned());
+                    namespace
+                });
+                (Some(schema), redis)
             }
         };
         let storage = match rt.block_on(PersistentStorageManager::open(config)) {
@@ -73,18 +76,10 @@ impl Ours {
             rt,
             storage,
             schema,
+            redis,
             remote_bytes: Mutex::new(None),
         })
     }
-}
-
-/// Puts the Redis tier at `url` in front of the store, in the namespace `namespace`.
-fn use_redis(_config: &mut StorageConfig, _url: &str, _namespace: &str) -> Result<()> {
-    // TODO(after merging the Redis tier): `config.redis_url = Some(url.to_owned());` and the
-    // run's namespace.
-    Err(anyhow!(
-        "the Redis tier is not in this build of bitcraps-storage yet"
-    ))
 }
 
 async fn apply(storage: &PersistentStorageManager, op: &Op) -> Result<()> {
@@ -174,6 +169,11 @@ impl Drop for Ours {
             && let Err(e) = self.rt.block_on(schema.drop_schema())
         {
             eprintln!("could not drop the benchmark's schema: {e:#}");
+        }
+        if let Some(namespace) = &self.redis
+            && let Err(e) = self.rt.block_on(namespace.delete())
+        {
+            eprintln!("could not delete the benchmark's Redis keys: {e:#}");
         }
     }
 }
