@@ -7,6 +7,9 @@
 //! passed through unchanged as raw JSON, so the target stores the same bytes (and content
 //! hashes). The verification ([`verify`]) compares every collection's record count and every
 //! record's content hash on both sides.
+//!
+//! Only documents are copied: the target's records get new creation times and no access
+//! history, and the copy's reads are counted in the source's access statistics.
 
 mod copy;
 mod pages;
