@@ -148,7 +148,7 @@ fn bad_settings_are_usage_errors() {
         .assert()
         .code(1);
     s.bare()
-        .args(["--url", "postgres://localhost/x", "stats"])
+        .args(["--url", "mysql://localhost/x", "stats"])
         .assert()
         .code(2);
 }

@@ -14,13 +14,15 @@ pub const DEFAULT_DATABASE_FILE: &str = "bitcraps.db";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Every acknowledged write is fsync'd (SQLite `synchronous=FULL`). Survives power loss.
-    /// Concurrent writers share one fsync through group commit. The default.
+    /// Every acknowledged write is fsync'd (SQLite `synchronous=FULL`; on PostgreSQL the
+    /// server's `synchronous_commit` as configured). Survives power loss. Concurrent writers
+    /// share one fsync through group commit. The default.
     #[default]
     Full,
     /// Writes reach the OS before they are acknowledged but are fsync'd only at checkpoints
-    /// (SQLite `synchronous=NORMAL` in WAL mode): survives a process crash, may lose the last
-    /// transactions on power loss.
+    /// (SQLite `synchronous=NORMAL` in WAL mode; on PostgreSQL write transactions run with
+    /// `synchronous_commit = off`): survives a process crash, may lose the last transactions
+    /// on power loss (or a PostgreSQL server crash).
     Normal,
 }
 
@@ -47,6 +49,18 @@ pub enum BackendTarget {
         /// The database file.
         path: PathBuf,
     },
+    /// A PostgreSQL database shared by any number of nodes (feature `postgres`).
+    Postgres {
+        /// The primary: every write and every `get`.
+        url: String,
+        /// Optional read replica for `list`, `collections`, `metadata`, `statistics` and
+        /// `check` (from [`StorageConfig::read_replica_url`]).
+        replica_url: Option<String>,
+    },
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Configuration of a [`PersistentStorageManager`](crate::PersistentStorageManager).
@@ -59,13 +73,23 @@ pub struct StorageConfig {
     /// backups. Created on open. Default: `./bitcraps-data`.
     pub data_path: PathBuf,
     /// `None` or `sqlite://PATH` selects embedded SQLite (`None` means
-    /// `<data_path>/bitcraps.db`). Default: `None`.
+    /// `<data_path>/bitcraps.db`). `postgres://…` or `postgresql://…` selects PostgreSQL
+    /// (needs the `postgres` feature); the tables live in the connection's `search_path`, so
+    /// `?options=-csearch_path%3Dmy_schema` picks a schema. On PostgreSQL the in-process read
+    /// cache is disabled (other nodes write to the same database and nothing would tell this
+    /// node's cache). Default: `None`.
     pub database_url: Option<String>,
+    /// A PostgreSQL read replica (`postgres://…`) that serves `list`, `collections`,
+    /// `metadata`, `exists` (when not cached), `statistics` and `check_consistency`, which may
+    /// therefore lag behind the primary; `retrieve` and writes always use the primary. Gets its
+    /// own pool of `max_connections`. Ignored for SQLite. Default: `None`.
+    pub read_replica_url: Option<String>,
     /// Upper bound of the in-memory read cache, in MiB of cached value bytes. `0` disables the
     /// cache. Default: 64.
     pub cache_size_mb: usize,
     /// Number of read-only database connections (reads run in parallel; there is always exactly
-    /// one writer). Default: 4.
+    /// one writer). On PostgreSQL: the size of each connection pool (primary and replica),
+    /// shared by reads and the writer. Default: 4.
     pub max_connections: usize,
     /// Compress values when that makes them smaller. Default: `true`.
     pub enable_compression: bool,
@@ -116,7 +140,9 @@ pub struct StorageConfig {
     pub max_batch_requests: usize,
     /// How often buffered access statistics are written to the database. Default: 30 s.
     pub access_flush_interval: Duration,
-    /// How long a read waits for a free connection before failing. Default: 30 s.
+    /// How long a read waits for a free connection before failing. On PostgreSQL also the
+    /// connect timeout; an exhausted pool fails with [`StorageError::PoolTimeout`].
+    /// Default: 30 s.
     pub connection_timeout: Duration,
     /// `redis://HOST:PORT[/DB]` enables the Redis tier (needs the `redis` feature): a shared
     /// L2 cache between the in-process cache and the database, and cross-node invalidation
@@ -144,6 +170,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_path: PathBuf::from("./bitcraps-data"),
             database_url: None,
+            read_replica_url: None,
             cache_size_mb: 64,
             max_connections: 4,
             enable_compression: true,
@@ -195,13 +222,17 @@ impl StorageConfig {
 
     /// Defaults with `database_url` set to `url`, which is checked now.
     ///
-    /// For `sqlite://PATH`, `data_path` becomes the directory holding `PATH`.
+    /// For `sqlite://PATH`, `data_path` becomes the directory holding `PATH`. For PostgreSQL
+    /// `data_path` keeps its default (it only holds backups there).
     pub fn from_url(url: &str) -> Result<Self> {
         let mut config = StorageConfig {
             database_url: Some(url.to_owned()),
             ..StorageConfig::default()
         };
-        let BackendTarget::Sqlite { path } = config.target()?;
+        let path = match config.target()? {
+            BackendTarget::Sqlite { path } => path,
+            BackendTarget::Postgres { .. } => return Ok(config),
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             config.data_path = parent.to_path_buf();
         } else {
@@ -229,15 +260,31 @@ impl StorageConfig {
                 path: PathBuf::from(rest),
             });
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StorageError::UnsupportedUrl {
+        if is_postgres_url(url) {
+            if !cfg!(feature = "postgres") {
+                return Err(StorageError::UnsupportedUrl {
+                    url: url.to_owned(),
+                    reason: "PostgreSQL support is not compiled in; enable the `postgres` \
+                             feature of bitcraps-storage"
+                        .into(),
+                });
+            }
+            if let Some(replica) = self.read_replica_url.as_deref()
+                && !is_postgres_url(replica)
+            {
+                return Err(StorageError::UnsupportedUrl {
+                    url: replica.to_owned(),
+                    reason: "read_replica_url must be a postgres:// URL".into(),
+                });
+            }
+            return Ok(BackendTarget::Postgres {
                 url: url.to_owned(),
-                reason: "the PostgreSQL backend is not available in this version".into(),
+                replica_url: self.read_replica_url.clone(),
             });
         }
         Err(StorageError::UnsupportedUrl {
             url: url.to_owned(),
-            reason: "expected sqlite://PATH".into(),
+            reason: "expected sqlite://PATH or postgres://…".into(),
         })
     }
 
@@ -384,6 +431,11 @@ impl StorageConfigBuilder {
         self.config.database_url = Some(url.into());
         self
     }
+    /// Sets [`StorageConfig::read_replica_url`].
+    pub fn read_replica_url(mut self, url: impl Into<String>) -> Self {
+        self.config.read_replica_url = Some(url.into());
+        self
+    }
     setter!(/// Sets [`StorageConfig::cache_size_mb`].
         cache_size_mb: usize);
     setter!(/// Sets [`StorageConfig::max_connections`].
@@ -490,11 +542,51 @@ mod tests {
                 path: PathBuf::from("dir/sub/x.db")
             }
         );
-        let err = StorageConfig::from_url("postgres://localhost/x").err();
-        assert!(
-            matches!(err, Some(StorageError::UnsupportedUrl { ref reason, .. }) if reason.contains("PostgreSQL")),
-            "{err:?}"
-        );
+        for url in [
+            "postgres://localhost/x",
+            "postgresql://u@h:5432/db?sslmode=disable",
+        ] {
+            let result = StorageConfig::from_url(url);
+            if cfg!(feature = "postgres") {
+                let c = result?;
+                assert_eq!(c.data_path, PathBuf::from("./bitcraps-data"));
+                assert_eq!(
+                    c.target()?,
+                    BackendTarget::Postgres {
+                        url: url.to_owned(),
+                        replica_url: None
+                    }
+                );
+            } else {
+                let err = result.err().map(|e| e.to_string());
+                assert_eq!(
+                    err.as_deref(),
+                    Some(
+                        format!(
+                            "unsupported database URL {url:?}: PostgreSQL support is not compiled \
+                             in; enable the `postgres` feature of bitcraps-storage"
+                        )
+                        .as_str()
+                    )
+                );
+            }
+        }
+        if cfg!(feature = "postgres") {
+            let mut c = StorageConfig::from_url("postgres://h/db")?;
+            c.read_replica_url = Some("sqlite://x.db".into());
+            assert!(matches!(
+                c.target(),
+                Err(StorageError::UnsupportedUrl { ref url, .. }) if url == "sqlite://x.db"
+            ));
+            c.read_replica_url = Some("postgres://replica/db".into());
+            assert_eq!(
+                c.target()?,
+                BackendTarget::Postgres {
+                    url: "postgres://h/db".into(),
+                    replica_url: Some("postgres://replica/db".into())
+                }
+            );
+        }
         assert!(StorageConfig::from_url("mysql://x").is_err());
         assert!(StorageConfig::from_url("sqlite://").is_err());
         Ok(())

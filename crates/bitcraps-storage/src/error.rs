@@ -147,6 +147,16 @@ pub enum StorageError {
         path: PathBuf,
     },
 
+    /// Every pooled connection stayed busy for the whole wait timeout
+    /// (`StorageConfig::connection_timeout`); the operation was not attempted.
+    #[error("no database connection became free within {waited_ms} ms (pool of {pool_size})")]
+    PoolTimeout {
+        /// How long the operation waited, in milliseconds.
+        waited_ms: u64,
+        /// Connections in the pool (`StorageConfig::max_connections`).
+        pool_size: usize,
+    },
+
     /// The store was closed (or its writer stopped) before the operation could run.
     #[error("the store is closed")]
     Closed,
@@ -215,5 +225,13 @@ mod tests {
             "corrupted data at games/g-1: hash mismatch"
         );
         assert!(err.is_corruption());
+        let err = StorageError::PoolTimeout {
+            waited_ms: 250,
+            pool_size: 1,
+        };
+        assert_eq!(
+            err.to_string(),
+            "no database connection became free within 250 ms (pool of 1)"
+        );
     }
 }

@@ -86,9 +86,28 @@ where
         .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?
 }
 
+/// The decoder of dictionary `id`. Another node sharing the database may have trained a
+/// dictionary this node never loaded: on an unknown id, reload the stored dictionaries once
+/// before calling the blob corrupt. Runs on a blocking thread.
+fn dictionary_decoder(
+    shared: &Shared,
+    id: i64,
+    location: &str,
+) -> Result<Arc<zstd::dict::DecoderDictionary<'static>>> {
+    if let Ok(decoder) = shared.dictionaries.decoder(id, location) {
+        return Ok(decoder);
+    }
+    for stored in shared.backend.dictionaries()? {
+        shared.dictionaries.install(&stored);
+    }
+    shared.dictionaries.decoder(id, location)
+}
+
 impl PersistentStorageManager {
     /// Opens (creating if needed) the store the configuration describes.
     pub async fn open(config: StorageConfig) -> Result<Self> {
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
+        let mut config = config;
         config.validate()?;
         let backend: Arc<dyn Backend> = match config.target()? {
             BackendTarget::Sqlite { path } => {
@@ -100,6 +119,40 @@ impl PersistentStorageManager {
                     connection_timeout: config.connection_timeout,
                 };
                 Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
+            }
+            #[cfg(feature = "postgres")]
+            BackendTarget::Postgres { url, replica_url } => {
+                use crate::backend::postgres::{PostgresBackend, PostgresOptions};
+                let options = PostgresOptions {
+                    url,
+                    replica_url,
+                    pool_size: config.max_connections,
+                    connection_timeout: config.connection_timeout,
+                    deduplicate: config.enable_deduplication,
+                    durability: config.durability,
+                };
+                let backend = blocking(move || PostgresBackend::open(&options)).await?;
+                // THE cache decision for shared databases: other nodes write to the same
+                // database, so this node's in-process cache is only coherent when their writes
+                // reach it — through the Redis tier's invalidations. Without `redis_url` the
+                // cache would serve stale values, so it is off.
+                if config.cache_size_mb > 0 && config.redis_url.is_none() {
+                    tracing::info!(
+                        "in-process read cache disabled on PostgreSQL without redis_url: other \
+                         nodes' writes could not invalidate it"
+                    );
+                    config.cache_size_mb = 0;
+                }
+                Arc::new(backend)
+            }
+            #[cfg(not(feature = "postgres"))]
+            BackendTarget::Postgres { url, .. } => {
+                return Err(StorageError::UnsupportedUrl {
+                    url,
+                    reason: "PostgreSQL support is not compiled in; enable the `postgres` \
+                             feature of bitcraps-storage"
+                        .into(),
+                });
             }
         };
         Self::with_backend(config, backend)
@@ -485,7 +538,7 @@ impl PersistentStorageManager {
             let location = format!("{c}/{k}");
             let dict = blob
                 .dict_id
-                .map(|id| shared.dictionaries.decoder(id, &location))
+                .map(|id| dictionary_decoder(shared, id, &location))
                 .transpose()?;
             let raw = value::decode(
                 &location,

@@ -15,7 +15,7 @@ fn redis_fixture() -> Fixture {
             f.config.redis_namespace = Some(common::nodes::unique_namespace("conformance"));
             f.config.redis_timeout = std::time::Duration::from_secs(2);
         }
-        _ => eprintln!("skipped: BITCRAPS_TEST_REDIS_URL is not set (suite ran without Redis)"),
+        _ => common::skip("BITCRAPS_TEST_REDIS_URL is not set (suite ran without Redis)"),
     }
     f
 }

@@ -12,7 +12,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::nodes::{TestResult, remote_stats, two_nodes_with, wait_connected, wait_until};
+use common::nodes::{
+    Nodes, TestResult, remote_stats, two_nodes_with, two_pg_nodes, wait_connected, wait_until,
+};
 use common::{Game, game};
 
 /// A `redis-server` child, killed on drop so a failing test never leaks it.
@@ -91,17 +93,36 @@ fn redis_server_available() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_survive_a_redis_restart_without_stale_reads() -> TestResult {
     if !redis_server_available() {
-        eprintln!("skipped: redis-server is not on PATH");
+        common::skip("redis-server is not on PATH");
         return Ok(());
     }
     let port = free_port()?;
-    let mut server = Server::start(port)?;
-    let nodes = two_nodes_with(
-        &server.url(),
-        "restart",
-        |b| b,
-        |config, _| config.redis_timeout = Duration::from_millis(100),
-    )?;
+    let server = Server::start(port)?;
+    let nodes = two_nodes_with(&server.url(), "restart", |b| b, short_timeout)?;
+    survive_a_restart(server, nodes).await
+}
+
+/// The same with two real PostgreSQL nodes (each its own pool, writer and subscription).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_survive_a_redis_restart_without_stale_reads() -> TestResult {
+    if !redis_server_available() {
+        common::skip("redis-server is not on PATH");
+        return Ok(());
+    }
+    let port = free_port()?;
+    let server = Server::start(port)?;
+    let Some(nodes) = two_pg_nodes(&server.url(), "pg_restart", short_timeout).await? else {
+        return Ok(());
+    };
+    survive_a_restart(server, nodes).await
+}
+
+fn short_timeout(config: &mut bitcraps_storage::StorageConfig, _: bool) {
+    config.redis_timeout = Duration::from_millis(100);
+}
+
+async fn survive_a_restart(mut server: Server, nodes: Nodes) -> TestResult {
+    let port = server.port;
     let (a, b) = (&nodes.a, &nodes.b);
     wait_connected(a).await?;
     wait_connected(b).await?;

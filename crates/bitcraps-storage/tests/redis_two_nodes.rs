@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::nodes::{
-    Gated, TestResult, redis_url, remote_stats, two_nodes, two_nodes_with, wait_connected,
-    wait_until,
+    Gated, Nodes, TestResult, redis_url, remote_stats, two_nodes, two_nodes_with, two_pg_nodes,
+    wait_connected, wait_until,
 };
 use common::{Game, game};
 
@@ -22,7 +22,22 @@ async fn write_and_delete_on_a_reach_b() -> TestResult {
     let Some(url) = redis_url() else {
         return Ok(());
     };
-    let nodes = two_nodes(&url, "write_and_delete")?;
+    write_and_delete_reach_the_other_node(two_nodes(&url, "write_and_delete")?).await
+}
+
+/// The same on two real PostgreSQL nodes (each its own pool, writer and subscription).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_and_delete_on_a_reach_b_on_postgres() -> TestResult {
+    let Some(url) = redis_url() else {
+        return Ok(());
+    };
+    let Some(nodes) = two_pg_nodes(&url, "pg_write_and_delete", |_, _| {}).await? else {
+        return Ok(());
+    };
+    write_and_delete_reach_the_other_node(nodes).await
+}
+
+async fn write_and_delete_reach_the_other_node(nodes: Nodes) -> TestResult {
     let (a, b) = (&nodes.a, &nodes.b);
     wait_connected(a).await?;
     wait_connected(b).await?;
@@ -66,7 +81,22 @@ async fn concurrent_overwrites_converge() -> TestResult {
     let Some(url) = redis_url() else {
         return Ok(());
     };
-    let nodes = two_nodes(&url, "converge")?;
+    overwrites_converge(two_nodes(&url, "converge")?).await
+}
+
+/// The same on two real PostgreSQL nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overwrites_converge_on_postgres() -> TestResult {
+    let Some(url) = redis_url() else {
+        return Ok(());
+    };
+    let Some(nodes) = two_pg_nodes(&url, "pg_converge", |_, _| {}).await? else {
+        return Ok(());
+    };
+    overwrites_converge(nodes).await
+}
+
+async fn overwrites_converge(nodes: Nodes) -> TestResult {
     let (a, b) = (nodes.a.clone(), nodes.b.clone());
     wait_connected(&a).await?;
     wait_connected(&b).await?;

@@ -4,6 +4,8 @@
 //! blobs. Everything above it — the value pipeline, group commit, the cache, access
 //! tracking — is backend-independent. No driver type crosses this boundary.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,7 +141,7 @@ pub struct RecordMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DatabaseStatistics {
-    /// Which backend this is (`"sqlite"`).
+    /// Which backend this is (`"sqlite"` or `"postgres"`).
     pub backend: &'static str,
     /// Schema version of the database.
     pub schema_version: i64,
@@ -267,6 +269,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Recomputes every blob's reference count and removes blobs nothing refers to.
     fn repair_references(&self) -> Result<RepairOutcome>;
+
+    /// The backend's name as statistics and backup manifests report it. Defaults to
+    /// `"sqlite"`, so wrappers around the SQLite backend need not override it.
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
 
     /// Releases the database for other processes; later writes fail with
     /// [`StorageError::Closed`](crate::StorageError::Closed).

@@ -23,7 +23,8 @@ pub struct BackupInfo {
     pub created_at_ms: i64,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
-    /// Which backend wrote it (`"sqlite"`).
+    /// Which backend wrote it (`"sqlite"` or `"postgres"`). The archive is a SQLite database
+    /// either way.
     pub backend: String,
     /// Counts and sizes of the backed-up database.
     pub snapshot: SnapshotInfo,

@@ -372,6 +372,13 @@ mod tests {
             .ok()
             .filter(|u| !u.is_empty())
         else {
+            if std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_some_and(|v| !v.is_empty()) {
+                return Err(
+                    "BITCRAPS_TEST_REDIS_URL is not set and BITCRAPS_TEST_REQUIRE_SERVICES \
+                            forbids skipping"
+                        .into(),
+                );
+            }
             eprintln!("skipped: BITCRAPS_TEST_REDIS_URL is not set");
             return Ok(None);
         };

@@ -33,7 +33,11 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() -> $crate::common::conformance::Result {
-                $crate::common::conformance::$name($fixture()).await
+                match $crate::common::IntoFixture::into_fixture($fixture()) {
+                    Some(fixture) => $crate::common::conformance::$name(fixture).await,
+                    // The fixture printed why (its service is not configured).
+                    None => Ok(()),
+                }
             }
         )*
     };
@@ -299,9 +303,17 @@ pub async fn statistics_count_operations(f: Fixture) -> Result {
     assert_eq!(stats.total_writes, 3);
     assert_eq!(stats.total_deletes, 1);
     assert_eq!(stats.total_reads, 2);
-    assert_eq!(stats.cache_hits, 1);
-    assert_eq!(stats.cache_misses, 1);
-    assert!((stats.cache_hit_rate - 0.5).abs() < 1e-9);
+    // A store opened with a cache counts the written-through read as a hit; PostgreSQL runs
+    // without the in-process cache unless the Redis tier keeps it coherent across nodes.
+    let cached = s.config().cache_size_mb > 0;
+    assert_eq!(
+        cached,
+        stats.database_stats.backend == "sqlite" || s.config().redis_url.is_some()
+    );
+    assert_eq!(stats.cache_hits, u64::from(cached));
+    assert_eq!(stats.cache_misses, 2 - u64::from(cached));
+    let rate = if cached { 0.5 } else { 0.0 };
+    assert!((stats.cache_hit_rate - rate).abs() < 1e-9);
     assert!(stats.bytes_written > 0 && stats.logical_bytes_written >= stats.bytes_written);
     assert!(stats.average_write_time_ms > 0.0);
     assert_eq!(stats.database_stats.record_count, 2);

@@ -36,6 +36,139 @@ pub fn sqlite_fixture() -> Fixture {
     }
 }
 
+/// What a fixture function may return: a fixture, or `None` when its service is not configured
+/// (the test then prints why and passes).
+pub trait IntoFixture {
+    fn into_fixture(self) -> Option<Fixture>;
+}
+
+impl IntoFixture for Fixture {
+    fn into_fixture(self) -> Option<Fixture> {
+        Some(self)
+    }
+}
+
+impl IntoFixture for Option<Fixture> {
+    fn into_fixture(self) -> Option<Fixture> {
+        self
+    }
+}
+
+/// Says why a test is skipped — or fails it when `BITCRAPS_TEST_REQUIRE_SERVICES` is set (CI
+/// sets it, so a service test can never pass there by skipping).
+pub fn skip(why: &str) {
+    if std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_some_and(|v| !v.is_empty()) {
+        panic!("{why}, and BITCRAPS_TEST_REQUIRE_SERVICES forbids skipping");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// The PostgreSQL URL tests use, or `None` (after printing the skip message) when unset.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("BITCRAPS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip("BITCRAPS_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+/// Runs `f` on a fresh current-thread runtime in its own thread, so it works from sync code
+/// and from inside a test's runtime alike.
+pub fn on_own_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f())
+    })
+    .join()
+    .expect("helper thread")
+}
+
+/// Runs `sql` on the test database (outside any test schema).
+pub fn postgres_execute(url: &str, sql: String) {
+    let url = url.to_owned();
+    on_own_runtime(move || {
+        Box::pin(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to BITCRAPS_TEST_POSTGRES_URL");
+            let task = tokio::spawn(conn);
+            client.batch_execute(&sql).await.expect("setup SQL");
+            drop(client);
+            let _ = task.await;
+        })
+    })
+}
+
+/// A fresh PostgreSQL schema, dropped (with everything in it) when this is dropped.
+pub struct PgSchema {
+    pub base_url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn create(base_url: &str) -> PgSchema {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let salt = format!(
+            "{}:{}:{:?}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+        );
+        let hash = blake3::hash(salt.as_bytes()).to_hex();
+        let name = format!("bcs_{}", &hash[..16]);
+        postgres_execute(base_url, format!("CREATE SCHEMA {name}"));
+        PgSchema {
+            base_url: base_url.to_owned(),
+            name,
+        }
+    }
+
+    /// The base URL with this schema as the only `search_path` entry.
+    pub fn url(&self) -> String {
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}options=-csearch_path%3D{}",
+            self.base_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        postgres_execute(
+            &self.base_url,
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+/// A fixture on PostgreSQL in a schema of its own (dropped with the guard), or `None` when
+/// `BITCRAPS_TEST_POSTGRES_URL` is not set.
+pub fn pg_fixture() -> Option<Fixture> {
+    let url = postgres_url()?;
+    let schema = PgSchema::create(&url);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = StorageConfig::with_data_path(dir.path());
+    config.database_url = Some(schema.url());
+    config.cache_size_mb = 4;
+    config.max_connections = 4;
+    Some(Fixture {
+        config,
+        guard: Box::new((schema, dir)),
+    })
+}
+
 /// Like [`sqlite_fixture`], without fsync per commit (for tests that write a lot; durability
 /// policy does not change any logic under test).
 pub fn sqlite_fixture_fast() -> Fixture {

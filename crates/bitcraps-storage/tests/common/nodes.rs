@@ -29,7 +29,7 @@ pub fn redis_url() -> Option<String> {
     match std::env::var("BITCRAPS_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipped: BITCRAPS_TEST_REDIS_URL is not set");
+            super::skip("BITCRAPS_TEST_REDIS_URL is not set");
             None
         }
     }
@@ -97,6 +97,39 @@ pub fn two_nodes_with(
         namespace,
         _guard: Box::new(dir),
     })
+}
+
+/// Two real nodes on PostgreSQL: two managers opened from the same `postgres://` URL (a fresh
+/// schema), each with its own connection pool, writer, L1 cache and Redis subscription — the
+/// deployment the tier is for. `None` (after the skip notice) without
+/// `BITCRAPS_TEST_POSTGRES_URL`.
+pub async fn two_pg_nodes(
+    redis_url: &str,
+    test: &str,
+    tweak: impl Fn(&mut StorageConfig, bool),
+) -> TestResult<Option<Nodes>> {
+    let Some(pg) = super::postgres_url() else {
+        return Ok(None);
+    };
+    let schema = super::PgSchema::create(&pg);
+    let namespace = unique_namespace(test);
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let mut nodes = Vec::new();
+    for (dir, is_a) in [(&dir_a, true), (&dir_b, false)] {
+        let mut config = node_config(dir.path(), redis_url, &namespace);
+        config.database_url = Some(schema.url());
+        tweak(&mut config, is_a);
+        nodes.push(PersistentStorageManager::open(config).await?);
+    }
+    let b = nodes.pop().ok_or("node B")?;
+    let a = nodes.pop().ok_or("node A")?;
+    Ok(Some(Nodes {
+        a,
+        b,
+        redis_url: redis_url.to_owned(),
+        namespace,
+        _guard: Box::new((schema, dir_a, dir_b)),
+    }))
 }
 
 /// Two nodes with the default test configuration.

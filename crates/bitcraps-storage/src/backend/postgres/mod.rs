@@ -1,0 +1,414 @@
+//! PostgreSQL, shared by many nodes: connection pools, the bridge from the blocking
+//! [`Backend`] trait to the async driver, and the trait implementation.
+//!
+//! The driver (tokio-postgres through deadpool-postgres) is async; the [`Backend`] trait is
+//! blocking. The backend owns a small private Tokio runtime that drives every connection. A
+//! blocking call spawns its future on that runtime and waits on a std channel, so it works from
+//! any thread — a `spawn_blocking` thread, the writer thread, or even an async worker of the
+//! caller's runtime (`with_backend` reads the dictionaries there): nothing calls
+//! `Handle::block_on`, which panics inside a runtime, and the future never depends on the
+//! caller's runtime making progress.
+
+mod maintain;
+mod read;
+mod restore;
+mod schema;
+mod snapshot;
+mod write;
+
+use std::future::Future;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::backend::{
+    Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome,
+    SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+};
+use crate::config::Durability;
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+
+/// Worker threads of the private runtime that drives the connections. The work on them is
+/// I/O-bound (the blocking callers do the CPU work), so two are plenty.
+const RUNTIME_WORKERS: usize = 2;
+
+/// Settings of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The primary's URL.
+    pub url: String,
+    /// An optional read replica's URL.
+    pub replica_url: Option<String>,
+    /// Connections per pool.
+    pub pool_size: usize,
+    /// How long an operation waits for a pooled connection (and for a new connection).
+    pub connection_timeout: Duration,
+    /// Share identical content between records.
+    pub deduplicate: bool,
+    /// [`Durability::Normal`] commits writes with `synchronous_commit = off` (a server crash
+    /// may lose the last acknowledged transactions; never corrupts); `Full` waits for the
+    /// server's WAL flush as usual.
+    pub durability: Durability,
+}
+
+/// The private runtime; shut down without blocking, so dropping the backend is safe inside an
+/// async context (a plain `Runtime` drop panics there).
+struct Bridge {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Bridge {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RUNTIME_WORKERS)
+            .thread_name("bitcraps-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Task(format!("cannot start the PostgreSQL runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        Ok(Bridge {
+            runtime: Some(runtime),
+            handle,
+        })
+    }
+
+    /// Runs `future` on the private runtime and waits for it on this thread.
+    fn run<T, F>(&self, future: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            // The receiver only goes away if the caller is gone; nothing to report then.
+            let _ = tx.send(future.await);
+        });
+        rx.recv().map_err(|_| {
+            StorageError::Task("the PostgreSQL runtime stopped before answering".into())
+        })?
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The PostgreSQL backend.
+pub struct PostgresBackend {
+    bridge: Bridge,
+    primary: Pool,
+    replica: Option<Pool>,
+    options: PostgresOptions,
+    /// The schema the tables live in (the first existing entry of the `search_path`).
+    schema: String,
+    schema_version: i64,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("replica", &self.replica.is_some())
+            .field("schema", &self.schema)
+            .field("pool_size", &self.options.pool_size)
+            .field("schema_version", &self.schema_version)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn db_err(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StorageError {
+    move |e| StorageError::database(context, e)
+}
+
+/// A pool over `url`. Creating it connects nothing yet.
+fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
+    let mut config =
+        tokio_postgres::Config::from_str(url).map_err(|e| StorageError::UnsupportedUrl {
+            url: redact(url),
+            reason: format!("not a valid PostgreSQL URL: {e}"),
+        })?;
+    config.connect_timeout(options.connection_timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("bitcraps-storage");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    // The pool spawns connection tasks on the runtime current at build time.
+    let _entered = bridge.handle.enter();
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(1))
+        .wait_timeout(Some(options.connection_timeout))
+        .create_timeout(Some(options.connection_timeout))
+        .recycle_timeout(Some(options.connection_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StorageError::Config(format!("cannot build the PostgreSQL pool: {e}")))
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = url.get(scheme + 3..at).unwrap_or("");
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:***{}",
+                    url.get(..scheme + 3).unwrap_or(""),
+                    url.get(at..).unwrap_or("")
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Takes a connection from `pool`, turning exhaustion into [`StorageError::PoolTimeout`].
+pub(crate) async fn connect(pool: &Pool) -> Result<deadpool_postgres::Client> {
+    pool.get().await.map_err(|e| match e {
+        PoolError::Timeout(_) => {
+            let waited = pool.timeouts().wait.unwrap_or_default();
+            StorageError::PoolTimeout {
+                waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                pool_size: pool.status().max_size,
+            }
+        }
+        PoolError::Closed => StorageError::Closed,
+        PoolError::Backend(e) => StorageError::database("connecting to PostgreSQL", e),
+        other => StorageError::database("connecting to PostgreSQL", other.to_string()),
+    })
+}
+
+/// SQLSTATEs after which a whole transaction is worth retrying: deadlock detected and
+/// serialization failure.
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+impl PostgresBackend {
+    /// Connects, and migrates the schema in the connection's `search_path` to the latest
+    /// version (once, even when many nodes start together).
+    pub fn open(options: &PostgresOptions) -> Result<Self> {
+        let bridge = Bridge::new()?;
+        let primary = pool(&options.url, options, &bridge)?;
+        let replica = options
+            .replica_url
+            .as_deref()
+            .map(|url| pool(url, options, &bridge))
+            .transpose()?;
+        let migrate_pool = primary.clone();
+        let (schema_version, schema) = bridge.run(async move {
+            let mut client = connect(&migrate_pool).await?;
+            schema::migrate(&mut client).await
+        })?;
+        Ok(PostgresBackend {
+            bridge,
+            primary,
+            replica,
+            options: options.clone(),
+            schema,
+            schema_version,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The pool reads other than `get` use: the replica when there is one.
+    fn read_pool(&self) -> Pool {
+        self.replica.clone().unwrap_or_else(|| self.primary.clone())
+    }
+
+    /// Runs `f` with a connection from `pool` on the private runtime.
+    fn with_client<T, F, Fut>(&self, pool: Pool, f: F) -> Result<T>
+    where
+        F: FnOnce(deadpool_postgres::Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send + 'static,
+    {
+        self.check_open()?;
+        self.bridge.run(async move {
+            let client = connect(&pool).await?;
+            f(client).await
+        })
+    }
+
+    /// Loads a verified SQLite snapshot into this (empty) database; see
+    /// [`BackupManager::restore_backup_to_url`](crate::backup::BackupManager::restore_backup_to_url).
+    pub fn load_snapshot(&self, snapshot: &Path) -> Result<SnapshotInfo> {
+        self.check_open()?;
+        restore::load_snapshot(&self.bridge, self.primary.clone(), snapshot)
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
+        self.check_open()?;
+        let units = units.to_vec();
+        let pool = self.primary.clone();
+        let settings = write::Settings {
+            scope: self.schema.clone(),
+            deduplicate: self.options.deduplicate,
+            synchronous: self.options.durability == Durability::Full,
+        };
+        self.bridge
+            .run(async move { write::apply(&pool, &settings, &units).await })
+    }
+
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        // Always the primary: a lagging replica must never feed a read-your-writes path.
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::get(&client, &c, &k).await
+        })
+    }
+
+    fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        self.with_client(self.read_pool(), move |client| async move {
+            read::metadata(&client, &c, &k).await
+        })
+    }
+
+    fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {
+        // The primary: a node that meets an unknown dictionary id must find it here.
+        self.with_client(self.primary.clone(), |client| async move {
+            read::dictionaries(&client).await
+        })
+    }
+
+    fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {
+        let (c, o) = (collection.to_owned(), options.clone());
+        self.with_client(self.read_pool(), move |client| async move {
+            read::list(&client, &c, &o).await
+        })
+    }
+
+    fn collections(&self) -> Result<Vec<String>> {
+        self.with_client(self.read_pool(), |client| async move {
+            read::collections(&client).await
+        })
+    }
+
+    fn statistics(&self) -> Result<DatabaseStatistics> {
+        let version = self.schema_version;
+        self.with_client(self.read_pool(), move |client| async move {
+            let mut stats = read::statistics(&client).await?;
+            stats.schema_version = version;
+            Ok(stats)
+        })
+    }
+
+    fn check(&self) -> Result<ConsistencyReport> {
+        self.with_client(self.read_pool(), |client| async move {
+            read::check(&client).await
+        })
+    }
+
+    fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
+        self.check_open()?;
+        snapshot::snapshot(&self.bridge, self.primary.clone(), dest)
+    }
+
+    /// A no-op: PostgreSQL checkpoints its own write-ahead log.
+    fn checkpoint(&self) -> Result<()> {
+        self.check_open()
+    }
+
+    /// `ANALYZE` of the three tables.
+    fn optimize(&self) -> Result<()> {
+        self.with_client(self.primary.clone(), |client| async move {
+            client
+                .batch_execute("ANALYZE blobs, records, dictionaries")
+                .await
+                .map_err(db_err("analyzing"))
+        })
+    }
+
+    /// `VACUUM` of the three tables (returns space for reuse; it does not shrink files).
+    fn vacuum(&self) -> Result<()> {
+        self.with_client(self.primary.clone(), |client| async move {
+            client
+                .batch_execute("VACUUM blobs, records, dictionaries")
+                .await
+                .map_err(db_err("vacuuming"))
+        })
+    }
+
+    fn repair_references(&self) -> Result<RepairOutcome> {
+        self.with_client(self.primary.clone(), |mut client| async move {
+            maintain::repair(&mut client).await
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Closes both pools; later calls fail with [`StorageError::Closed`]. There is no lock to
+    /// release: many nodes share the database by design.
+    fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.primary.close();
+        if let Some(replica) = &self.replica {
+            replica.close();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn bad_urls_are_typed_errors() {
+        let options = PostgresOptions {
+            url: "postgres://u:pw@h:notaport/db".into(),
+            replica_url: None,
+            pool_size: 1,
+            connection_timeout: Duration::from_secs(1),
+            deduplicate: true,
+            durability: Durability::Full,
+        };
+        let err = PostgresBackend::open(&options).err();
+        assert!(
+            matches!(err, Some(StorageError::UnsupportedUrl { ref url, .. }) if !url.contains("pw")),
+            "{err:?}"
+        );
+    }
+}

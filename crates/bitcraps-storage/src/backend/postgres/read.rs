@@ -1,0 +1,253 @@
+//! The read path: lookups, listing, statistics and the consistency check.
+
+use deadpool_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::db_err;
+use crate::backend::{
+    ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob, StoredDictionary,
+    time_from_ms,
+};
+use crate::codec::Codec;
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+use crate::value::hex;
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A record's blob. A record whose blob is missing is corruption, not "not found".
+pub async fn get(client: &Client, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    let err = db_err("reading a record");
+    let stmt = client
+        .prepare_cached(
+            "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id
+             FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
+             WHERE r.collection = $1 AND r.key = $2",
+        )
+        .await
+        .map_err(&err)?;
+    let Some(row) = client
+        .query_opt(&stmt, &[&collection, &key])
+        .await
+        .map_err(&err)?
+    else {
+        return Ok(None);
+    };
+    let blob_id: i64 = row.try_get(0).map_err(&err)?;
+    let codec: Option<i64> = row.try_get(1).map_err(&err)?;
+    let raw_len: Option<i64> = row.try_get(2).map_err(&err)?;
+    let hash: Option<Vec<u8>> = row.try_get(3).map_err(&err)?;
+    let data: Option<Vec<u8>> = row.try_get(4).map_err(&err)?;
+    let dict_id: Option<i64> = row.try_get(5).map_err(&err)?;
+    match (codec, raw_len, hash, data) {
+        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(Some(StoredBlob {
+            codec_id,
+            raw_len,
+            hash,
+            data,
+            dict_id,
+        })),
+        _ => Err(StorageError::corruption(
+            format!("{collection}/{key}"),
+            format!("the record refers to blob {blob_id}, which does not exist"),
+        )),
+    }
+}
+
+/// A record's metadata as stored.
+pub async fn metadata(
+    client: &Client,
+    collection: &str,
+    key: &str,
+) -> Result<Option<RecordMetadata>> {
+    let err = db_err("reading record metadata");
+    let stmt = client
+        .prepare_cached(
+            "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
+                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id
+             FROM records r JOIN blobs b ON b.id = r.blob_id
+             WHERE r.collection = $1 AND r.key = $2",
+        )
+        .await
+        .map_err(&err)?;
+    let Some(row) = client
+        .query_opt(&stmt, &[&collection, &key])
+        .await
+        .map_err(&err)?
+    else {
+        return Ok(None);
+    };
+    let codec_id: i64 = row.try_get(4).map_err(&err)?;
+    let codec = u8::try_from(codec_id)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| {
+            StorageError::corruption(
+                format!("{collection}/{key}"),
+                format!("unknown codec id {codec_id}"),
+            )
+        })?;
+    let hash: Vec<u8> = row.try_get(7).map_err(&err)?;
+    Ok(Some(RecordMetadata {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        size_bytes: to_u64(row.try_get(5).map_err(&err)?),
+        stored_bytes: to_u64(row.try_get(6).map_err(&err)?),
+        codec,
+        is_compressed: codec != Codec::None,
+        dictionary_id: row.try_get(9).map_err(&err)?,
+        content_hash: hex(&hash),
+        shared_by: to_u64(row.try_get(8).map_err(&err)?),
+        created_at: time_from_ms(row.try_get(0).map_err(&err)?),
+        updated_at: time_from_ms(row.try_get(1).map_err(&err)?),
+        access_count: to_u64(row.try_get(2).map_err(&err)?),
+        last_accessed: row
+            .try_get::<_, Option<i64>>(3)
+            .map_err(&err)?
+            .map(time_from_ms),
+    }))
+}
+
+/// Every stored dictionary, oldest first.
+pub async fn dictionaries(client: &Client) -> Result<Vec<StoredDictionary>> {
+    let err = db_err("reading dictionaries");
+    let rows = client
+        .query(
+            "SELECT id, collection, data FROM dictionaries ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredDictionary {
+                id: r.try_get(0).map_err(&err)?,
+                collection: r.try_get(1).map_err(&err)?,
+                data: r.try_get(2).map_err(&err)?,
+            })
+        })
+        .collect()
+}
+
+/// Keys of `collection` in order, honouring prefix, `after` and limit. Like SQLite's, the
+/// query has exactly one lower bound so each page seeks straight to its start.
+pub async fn list(client: &Client, collection: &str, options: &ListOptions) -> Result<ListPage> {
+    let err = db_err("listing keys");
+    let mut sql = String::from("SELECT key FROM records WHERE collection = $1");
+    let mut texts: Vec<String> = vec![collection.to_owned()];
+    let lower = match (options.prefix_str(), options.after_key()) {
+        (Some(prefix), Some(after)) if after >= prefix => Some((">", after)),
+        (Some(prefix), _) => Some((">=", prefix)),
+        (None, Some(after)) => Some((">", after)),
+        (None, None) => None,
+    };
+    if let Some((op, bound)) = lower {
+        texts.push(bound.to_owned());
+        sql.push_str(&format!(" AND key {op} ${}", texts.len()));
+    }
+    if let Some(upper) = options.prefix_upper_bound() {
+        texts.push(upper);
+        sql.push_str(&format!(" AND key < ${}", texts.len()));
+    }
+    let fetch = i64::try_from(options.limit_value().saturating_add(1)).unwrap_or(i64::MAX);
+    sql.push_str(&format!(" ORDER BY key LIMIT ${}", texts.len() + 1));
+    let mut params: Vec<&(dyn ToSql + Sync)> = texts.iter().map(|t| t as _).collect();
+    params.push(&fetch);
+    let stmt = client.prepare_cached(&sql).await.map_err(&err)?;
+    let rows = client.query(&stmt, &params).await.map_err(&err)?;
+    let keys = rows
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&err)?;
+    Ok(ListPage::from_fetched(keys, options.limit_value()))
+}
+
+/// Names of the collections that hold at least one record, in order.
+pub async fn collections(client: &Client) -> Result<Vec<String>> {
+    let err = db_err("listing collections");
+    let rows = client
+        .query(
+            "SELECT DISTINCT collection FROM records ORDER BY collection",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    rows.iter()
+        .map(|r| r.try_get::<_, String>(0).map_err(&err))
+        .collect()
+}
+
+/// Counts and sizes. `file_bytes` is `pg_total_relation_size` of the three tables (with their
+/// indexes and TOAST); `page_size` is the server's block size and `page_count` the blocks those
+/// bytes make; the WAL is the server's, shared by every database on it, so `wal_bytes` and
+/// `free_pages` are 0 (autovacuum, not this crate, reclaims dead tuples).
+pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
+    let err = db_err("collecting database statistics");
+    let row = client
+        .query_one(
+            "SELECT
+                (SELECT count(*) FROM records r JOIN blobs b ON b.id = r.blob_id),
+                (SELECT coalesce(sum(b.raw_len), 0)::bigint
+                   FROM records r JOIN blobs b ON b.id = r.blob_id),
+                (SELECT count(*) FROM blobs),
+                (SELECT coalesce(sum(raw_len), 0)::bigint FROM blobs),
+                (SELECT coalesce(sum(stored_len), 0)::bigint FROM blobs),
+                (SELECT count(*) FROM dictionaries),
+                (SELECT coalesce(sum(length(data)), 0)::bigint FROM dictionaries),
+                (pg_total_relation_size('blobs') + pg_total_relation_size('records')
+                   + pg_total_relation_size('dictionaries'))::bigint,
+                current_setting('block_size')::bigint",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    let get = |i: usize| -> Result<u64> { row.try_get::<_, i64>(i).map(to_u64).map_err(&err) };
+    let file_bytes = get(7)?;
+    let page_size = get(8)?;
+    Ok(DatabaseStatistics {
+        backend: "postgres",
+        record_count: get(0)?,
+        logical_bytes: get(1)?,
+        blob_count: get(2)?,
+        unique_bytes: get(3)?,
+        stored_bytes: get(4)?,
+        dictionary_count: get(5)?,
+        dictionary_bytes: get(6)?,
+        file_bytes,
+        page_size,
+        page_count: file_bytes.checked_div(page_size).unwrap_or(0),
+        ..DatabaseStatistics::default()
+    })
+}
+
+/// The reference checks. `integrity` is `["ok"]`: PostgreSQL checks its own pages (checksums,
+/// WAL); there is no cheap equivalent of SQLite's `integrity_check` to run from here.
+pub async fn check(client: &Client) -> Result<ConsistencyReport> {
+    let err = db_err("checking consistency");
+    let row = client
+        .query_one(
+            "SELECT
+                (SELECT count(*) FROM records r
+                   WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = r.blob_id)),
+                (SELECT count(*) FROM blobs b
+                   WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.blob_id = b.id)),
+                (SELECT count(*) FROM blobs b
+                   WHERE b.refcount <> (SELECT count(*) FROM records r WHERE r.blob_id = b.id)),
+                (SELECT count(*) FROM blobs b WHERE b.dict_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = b.dict_id))",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    let get = |i: usize| -> Result<u64> { row.try_get::<_, i64>(i).map(to_u64).map_err(&err) };
+    Ok(ConsistencyReport {
+        integrity: vec!["ok".to_owned()],
+        dangling_records: get(0)?,
+        orphaned_blobs: get(1)?,
+        refcount_mismatches: get(2)?,
+        missing_dictionaries: get(3)?,
+    })
+}

@@ -1,0 +1,342 @@
+//! Several nodes on one PostgreSQL schema: exact reference counts under concurrent writes,
+//! concurrent migrations, dictionaries trained by another node, pool exhaustion as a timely
+//! typed error, and read-replica routing. Needs `BITCRAPS_TEST_POSTGRES_URL`; skipped without.
+
+#![cfg(feature = "postgres")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig, StorageError};
+use common::{Game, PgSchema, game};
+use serde_json::{Value, json};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const NODES: usize = 3;
+const TASKS_PER_NODE: usize = 4;
+const OPS_PER_TASK: usize = 40;
+const SHARED_KEYS: usize = 6;
+
+/// A small content space, so nodes constantly share, release and re-create the same blobs.
+fn content(v: usize) -> Value {
+    match v % 4 {
+        0 => json!({"lobby": "default", "min_bet": 10}),
+        1 => json!({"bet": "pass", "amount": 25}),
+        2 => json!([6, 8, "hard eight"]),
+        _ => json!("x".repeat(300)),
+    }
+}
+
+fn node_config(base: &StorageConfig) -> StorageConfig {
+    let mut c = base.clone();
+    c.enable_background_tasks = false;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_writing_the_same_content_keep_references_exact() -> Result {
+    let Some(fixture) = common::pg_fixture() else {
+        return Ok(());
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(PersistentStorageManager::open(node_config(&fixture.config)).await?);
+    }
+    let mut tasks = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for t in 0..TASKS_PER_NODE {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                // Keys only this task writes: their final value is known exactly.
+                let mut own: BTreeMap<String, Option<usize>> = BTreeMap::new();
+                for i in 0..OPS_PER_TASK {
+                    let v = (n * 7 + t * 3 + i) % 4;
+                    let shared = format!("shared-{}", (n + t + i) % SHARED_KEYS);
+                    let mine = format!("own-{n}-{t}-{}", i % 3);
+                    match i % 5 {
+                        0 | 1 => {
+                            node.store("c", &shared, &content(v)).await?;
+                            node.store("c", &mine, &content(v + 1)).await?;
+                            own.insert(mine, Some(v + 1));
+                        }
+                        2 => {
+                            node.delete("c", &shared).await?;
+                            node.delete("c", &mine).await?;
+                            own.insert(mine, None);
+                        }
+                        3 => {
+                            let other = format!("shared-{}", (n + t + i + 1) % SHARED_KEYS);
+                            node.store_batch(
+                                "c",
+                                &[
+                                    (shared, content(v)),
+                                    (other, content(v + 2)),
+                                    (mine.clone(), content(v + 3)),
+                                ],
+                            )
+                            .await?;
+                            own.insert(mine, Some(v + 3));
+                        }
+                        _ => {
+                            // Overwrite with the same content: one reference taken, one dropped.
+                            node.store("c", &shared, &content(v)).await?;
+                            node.store("c", &shared, &content(v)).await?;
+                        }
+                    }
+                }
+                Ok::<_, StorageError>(own)
+            }));
+        }
+    }
+    let mut expected = BTreeMap::new();
+    for task in tasks {
+        expected.extend(task.await??);
+    }
+    let s = &nodes[0];
+    let report = s.check_consistency().await?;
+    assert!(report.is_ok(), "{report:?}");
+    for (key, v) in &expected {
+        let got: Option<Value> = s.retrieve("c", key).await?;
+        assert_eq!(got, v.map(content), "{key}");
+    }
+    let allowed: Vec<Value> = (0..4).map(content).collect();
+    for i in 0..SHARED_KEYS {
+        if let Some(v) = s.retrieve::<Value>("c", &format!("shared-{i}")).await? {
+            assert!(
+                allowed.contains(&v),
+                "shared-{i} holds {v}, which nobody wrote"
+            );
+        }
+    }
+    // Every distinct content is stored exactly once (dedup across nodes).
+    let keys = s.list("c", ListOptions::default().limit(1000)).await?.keys;
+    let mut distinct = std::collections::BTreeSet::new();
+    for key in &keys {
+        let v: Value = s.retrieve("c", key).await?.expect("listed");
+        distinct.insert(v.to_string());
+    }
+    let stats = s.statistics().await?.database_stats;
+    assert_eq!(stats.record_count, keys.len() as u64);
+    assert_eq!(stats.blob_count, distinct.len() as u64);
+    for node in &nodes {
+        node.close().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() -> Result {
+    let Some(fixture) = common::pg_fixture() else {
+        return Ok(());
+    };
+    let mut opening = Vec::new();
+    for _ in 0..6 {
+        let config = node_config(&fixture.config);
+        opening.push(tokio::spawn(PersistentStorageManager::open(config)));
+    }
+    let mut nodes = Vec::new();
+    for o in opening {
+        nodes.push(o.await??);
+    }
+    for node in &nodes {
+        assert_eq!(node.statistics().await?.database_stats.schema_version, 2);
+        assert_eq!(node.statistics().await?.database_stats.backend, "postgres");
+    }
+    nodes[0].store("c", "k", &1).await?;
+    assert_eq!(nodes[5].retrieve::<i32>("c", "k").await?, Some(1));
+    for node in &nodes {
+        node.close().await?;
+    }
+    let url = fixture.config.database_url.clone().expect("url");
+    let rows = query_i64(&url, "SELECT count(*) FROM bitcraps_schema_version").await?;
+    assert_eq!(rows, 1);
+
+    // A schema from a newer build is refused.
+    execute(&url, "UPDATE bitcraps_schema_version SET version = 99").await?;
+    let err = PersistentStorageManager::open(node_config(&fixture.config))
+        .await
+        .expect_err("newer schema");
+    assert!(
+        matches!(
+            err,
+            StorageError::SchemaTooNew {
+                found: 99,
+                supported: 2
+            }
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dictionary_trained_by_another_node_is_loaded_on_demand() -> Result {
+    let Some(fixture) = common::pg_fixture() else {
+        return Ok(());
+    };
+    let mut config = node_config(&fixture.config);
+    config.dictionary_training_samples = 64;
+    let trainer = PersistentStorageManager::open(config.clone()).await?;
+    // Opened before any dictionary exists: it learns of it only through the database.
+    let reader = PersistentStorageManager::open(config).await?;
+    let mut i = 0u32;
+    let key = loop {
+        let key = format!("g-{i:05}");
+        trainer.store("games", &key, &game(&key, i)).await?;
+        if trainer
+            .metadata("games", &key)
+            .await?
+            .and_then(|m| m.dictionary_id)
+            .is_some()
+        {
+            break key;
+        }
+        i += 1;
+        assert!(i < 5000, "no dictionary was trained");
+        if i.is_multiple_of(64) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert_eq!(
+        reader.retrieve::<Game>("games", &key).await?,
+        Some(game(&key, i))
+    );
+    trainer.close().await?;
+    reader.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_fails_in_bounded_time() -> Result {
+    let Some(fixture) = common::pg_fixture() else {
+        return Ok(());
+    };
+    let mut config = node_config(&fixture.config);
+    config.max_connections = 1;
+    config.connection_timeout = Duration::from_millis(500);
+    let s = PersistentStorageManager::open(config).await?;
+    s.store("c", "k", &1).await?;
+    let url = fixture.config.database_url.clone().expect("url");
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    let conn_task = tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
+        .await?;
+    // This read takes the only pooled connection and waits on the table lock.
+    let blocked = {
+        let s = s.clone();
+        tokio::spawn(async move { s.retrieve::<i32>("c", "k").await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = locker
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 WHERE NOT l.granted AND c.relname = 'records'
+                   AND c.relnamespace = current_schema()::regnamespace",
+                &[],
+            )
+            .await?
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first read never reached the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = tokio::time::timeout(Duration::from_secs(20), s.list("c", ListOptions::default()))
+        .await
+        .expect("an exhausted pool must fail, not hang");
+    match second {
+        Err(StorageError::PoolTimeout {
+            waited_ms,
+            pool_size,
+        }) => {
+            assert_eq!(waited_ms, 500);
+            assert_eq!(pool_size, 1);
+        }
+        other => panic!("expected a pool timeout, got {other:?}"),
+    }
+    locker.batch_execute("ROLLBACK").await?;
+    let first = tokio::time::timeout(Duration::from_secs(20), blocked).await???;
+    assert_eq!(first, Some(1));
+    drop(locker);
+    let _ = conn_task.await;
+    s.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_other_than_get_use_the_replica() -> Result {
+    let Some(primary) = common::pg_fixture() else {
+        return Ok(());
+    };
+    let replica = PgSchema::create(&std::env::var("BITCRAPS_TEST_POSTGRES_URL")?);
+    // Different data in each schema, so each read shows which one it used.
+    let p = PersistentStorageManager::open(node_config(&primary.config)).await?;
+    p.store("c", "on-primary", &"primary").await?;
+    p.close().await?;
+    let mut rc = node_config(&primary.config);
+    rc.database_url = Some(replica.url());
+    let r = PersistentStorageManager::open(rc).await?;
+    r.store("c", "on-replica", &"replica").await?;
+    r.store("replica-only", "x", &1).await?;
+    r.close().await?;
+
+    let mut config = node_config(&primary.config);
+    config.read_replica_url = Some(replica.url());
+    let s = PersistentStorageManager::open(config).await?;
+    assert_eq!(
+        s.list("c", ListOptions::default()).await?.keys,
+        ["on-replica"]
+    );
+    assert_eq!(s.collections().await?, ["c", "replica-only"]);
+    assert!(s.metadata("c", "on-replica").await?.is_some());
+    assert_eq!(s.statistics().await?.database_stats.record_count, 2);
+    // `get` always reads the primary.
+    assert_eq!(
+        s.retrieve::<String>("c", "on-primary").await?.as_deref(),
+        Some("primary")
+    );
+    assert_eq!(s.retrieve::<String>("c", "on-replica").await?, None);
+    // Writes go to the primary.
+    s.store("c", "written", &2).await?;
+    s.close().await?;
+    let p = PersistentStorageManager::open(node_config(&primary.config)).await?;
+    assert_eq!(
+        p.list("c", ListOptions::default()).await?.keys,
+        ["on-primary", "written"]
+    );
+    p.close().await?;
+    Ok(())
+}
+
+async fn execute(url: &str, sql: &str) -> Result {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(conn);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+async fn query_i64(url: &str, sql: &str) -> Result<i64> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(conn);
+    let v: i64 = client.query_one(sql, &[]).await?.get(0);
+    drop(client);
+    let _ = task.await;
+    Ok(v)
+}

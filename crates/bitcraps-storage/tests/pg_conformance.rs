@@ -1,0 +1,7 @@
+//! The storage contract on PostgreSQL (needs `BITCRAPS_TEST_POSTGRES_URL`; skipped without).
+
+#![cfg(feature = "postgres")]
+
+mod common;
+
+conformance_suite!(common::pg_fixture);

@@ -1,0 +1,19 @@
+//! The storage contract on PostgreSQL with the Redis tier on — the scale-out deployment, where
+//! the in-process cache is enabled because Redis keeps it coherent. Needs both
+//! `BITCRAPS_TEST_POSTGRES_URL` and `BITCRAPS_TEST_REDIS_URL`; skipped (with a notice) without.
+#![cfg(all(feature = "postgres", feature = "redis"))]
+
+mod common;
+
+use common::Fixture;
+
+fn pg_redis_fixture() -> Option<Fixture> {
+    let redis = common::nodes::redis_url()?;
+    let mut f = common::pg_fixture()?;
+    f.config.redis_url = Some(redis);
+    f.config.redis_namespace = Some(common::nodes::unique_namespace("pg_conformance"));
+    f.config.redis_timeout = std::time::Duration::from_secs(2);
+    Some(f)
+}
+
+conformance_suite!(pg_redis_fixture);
