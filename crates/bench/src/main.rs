@@ -4,8 +4,13 @@
 //!
 //! ```text
 //! cargo run --release -p bitcraps-storage-bench -- [--quick] [--runs N] [--stores a,b]
-//!     [--markdown FILE]
+//!     [--markdown FILE] [--postgres URL [--redis URL]]
 //! ```
+//!
+//! `--postgres URL` (or `BITCRAPS_TEST_POSTGRES_URL`) adds ours on PostgreSQL
+//! (`bitcraps-storage-pg`), and with `--redis URL` (or `BITCRAPS_TEST_REDIS_URL`) also ours on
+//! PostgreSQL with the Redis cache tier (`bitcraps-storage-pg-redis`); every run gets a fresh
+//! schema (and Redis namespace), created and dropped by the benchmark.
 //!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
 //! JSON; the parent re-executes itself with it once per store and run.
@@ -20,14 +25,41 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use stores::Servers;
 use workloads::{Measured, Scale};
+
+/// The value after `flag`, if the flag is given.
+fn flag_value(args: &[String], flag: &str) -> Result<Option<String>> {
+    match args.iter().position(|a| a == flag) {
+        Some(p) => Ok(Some(
+            args.get(p + 1)
+                .with_context(|| format!("{flag} needs a value"))?
+                .clone(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// `--postgres`/`--redis`, else the test environment's variables.
+fn servers(args: &[String]) -> Result<Servers> {
+    let postgres = flag_value(args, "--postgres")?;
+    let redis = flag_value(args, "--redis")?;
+    if redis.is_some() && postgres.is_none() {
+        bail!("--redis adds ours on PostgreSQL with the Redis tier: it needs --postgres too");
+    }
+    Ok(Servers {
+        postgres: postgres.or_else(|| std::env::var("BITCRAPS_TEST_POSTGRES_URL").ok()),
+        redis: redis.or_else(|| std::env::var("BITCRAPS_TEST_REDIS_URL").ok()),
+    })
+}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let servers = servers(&args)?;
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let name = args.get(pos + 1).context("--child needs a store name")?;
-        let measured = workloads::run(name, Scale::new(quick))?;
+        let measured = workloads::run(name, Scale::new(quick), &servers)?;
         println!("{}", serde_json::to_string(&measured)?);
         return Ok(());
     }
@@ -45,7 +77,16 @@ fn main() -> Result<()> {
             .context("--stores needs a list")?
             .split(',')
             .collect(),
-        None => stores::ALL.to_vec(),
+        None => {
+            let mut all = stores::ALL.to_vec();
+            if servers.postgres.is_some() {
+                all.insert(1, stores::OURS_POSTGRES);
+                if servers.redis.is_some() {
+                    all.insert(2, stores::OURS_POSTGRES_REDIS);
+                }
+            }
+            all
+        }
     };
     let exe = std::env::current_exe()?;
     let mut results: Vec<(String, Vec<Measured>)> =
@@ -57,6 +98,12 @@ fn main() -> Result<()> {
             cmd.arg("--child").arg(name.as_str());
             if quick {
                 cmd.arg("--quick");
+            }
+            if let Some(url) = &servers.postgres {
+                cmd.arg("--postgres").arg(url);
+                if let Some(url) = &servers.redis {
+                    cmd.arg("--redis").arg(url);
+                }
             }
             let out = cmd.output()?;
             if !out.status.success() {

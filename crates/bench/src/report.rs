@@ -109,9 +109,17 @@ fn values(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// The ratio table: ours / each peer, and ours / the best peer (for footprint and RSS the
-/// best peer is the smallest, so under 1× is ours being smaller).
+/// The ratio table: ours (the first column) / each peer, and ours / the best peer (for
+/// footprint and RSS the best peer is the smallest, so under 1× is ours being smaller). Our
+/// other configurations (on PostgreSQL) are not peers.
 fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
+    let compared: Vec<(String, Vec<Measured>)> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, (name, _))| *i == 0 || !crate::stores::is_ours(name))
+        .map(|(_, r)| r.clone())
+        .collect();
+    let results = compared.as_slice();
     let mut header = vec!["workload".to_owned()];
     header.extend(results.iter().skip(1).map(|(n, _)| format!("ours / {n}")));
     header.push("ours / best peer".to_owned());
@@ -138,12 +146,23 @@ fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-fn caption(quick: bool, runs: usize) -> String {
-    format!(
+fn caption(results: &Results, quick: bool, runs: usize) -> String {
+    let mut caption = format!(
         "{runs} run{} per store, {} size; each cell is the median (min–max) over the runs",
         if runs == 1 { "" } else { "s" },
         if quick { "quick" } else { "full" }
-    )
+    );
+    if results
+        .iter()
+        .any(|(name, _)| name.starts_with(crate::stores::OURS_POSTGRES))
+    {
+        caption.push_str(
+            ". PostgreSQL columns: footprint is the relation sizes the library reports as \
+             file_bytes (tables, indexes and TOAST of its schema), not a directory; peak RSS \
+             is the benchmark process only, without the PostgreSQL server (or Redis)",
+        );
+    }
+    caption
 }
 
 fn terminal((header, rows): (Vec<String>, Vec<Vec<String>>)) -> Table {
@@ -171,7 +190,7 @@ fn markdown_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
 pub fn render(results: &Results, quick: bool, runs: usize) -> String {
     format!(
         "{}\n{}\n{}",
-        caption(quick, runs),
+        caption(results, quick, runs),
         terminal(values(results)),
         terminal(ratios(results))
     )
@@ -182,8 +201,54 @@ pub fn markdown(results: &Results, quick: bool, runs: usize) -> String {
     format!(
         "{}.\n\n{}\nRatios of medians (ours first; for footprint and peak RSS lower is better, so \
          under 1× means ours is smaller):\n\n{}",
-        caption(quick, runs),
+        caption(results, quick, runs),
         markdown_table(values(results)),
         markdown_table(ratios(results))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(puts: f64) -> Vec<Measured> {
+        vec![Measured {
+            concurrent_puts: puts,
+            ..Measured::default()
+        }]
+    }
+
+    #[test]
+    fn our_postgres_columns_are_shown_but_not_compared_as_peers() {
+        let results = vec![
+            ("bitcraps-storage".to_owned(), sample(100.0)),
+            ("bitcraps-storage-pg".to_owned(), sample(1000.0)),
+            ("rusqlite".to_owned(), sample(50.0)),
+        ];
+        let (header, rows) = values(&results);
+        assert_eq!(
+            header,
+            [
+                "workload",
+                "bitcraps-storage",
+                "bitcraps-storage-pg",
+                "rusqlite"
+            ]
+        );
+        let (header, rows_r) = ratios(&results);
+        assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
+        assert_eq!(
+            rows_r.first().map(|r| r.as_slice()),
+            Some(
+                &[
+                    "durable puts/s, 8 writers".to_owned(),
+                    "2.00×".to_owned(),
+                    "2.00×".to_owned()
+                ][..]
+            )
+        );
+        assert_eq!(rows.len(), METRICS.len());
+        assert!(caption(&results, true, 1).contains("relation sizes"));
+        assert!(!caption(&results[..1], true, 1).contains("relation sizes"));
+    }
 }

@@ -27,7 +27,8 @@ Settings (highest precedence first):
 
 Exit codes:
   0  success
-  1  error (I/O, database, corruption, store locked by another process, ...)
+  1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
+     non-empty target, or the copy differs from the source)
   2  usage or configuration error (bad arguments, settings, config file or URL)
   3  not found (get, info, or delete without --force, of a missing key)
   4  invalid input (malformed JSON, invalid collection or key, value too large)
@@ -87,6 +88,9 @@ pub enum Command {
     Backup(BackupCommand),
     /// Simulate BitCraps tables against a fresh store and report throughput, latency and savings
     Demo(DemoArgs),
+    /// Copy every record from one store into another (e.g. SQLite to PostgreSQL) and verify
+    /// the copy
+    Migrate(MigrateArgs),
 }
 
 /// A collection and a key.
@@ -235,4 +239,28 @@ pub struct DemoArgs {
     /// Keep the temporary data directory (ignored with --data/--url)
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `migrate`
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The store to copy from: sqlite://PATH, postgres://…, or a data directory (must exist)
+    #[arg(long, value_name = "URL|DIR")]
+    pub from: String,
+    /// The store to copy into: sqlite://PATH, postgres://…, or a data directory (must hold no
+    /// records unless --allow-nonempty)
+    #[arg(long, value_name = "URL|DIR")]
+    pub to: String,
+    /// Records per atomic batch (and per page read from the source)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Copy into a target that already holds records (e.g. to resume an interrupted
+    /// migration); records with the same collection and key are replaced, and the
+    /// verification still requires the target to equal the source
+    #[arg(long)]
+    pub allow_nonempty: bool,
+    /// Copy nothing: only compare the target with the source (e.g. after an earlier
+    /// migration), with the same summary and exit code
+    #[arg(long, conflicts_with = "allow_nonempty")]
+    pub verify_only: bool,
 }

@@ -175,6 +175,43 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
     ]
 }
 
+/// The summary of `migrate`: one row per collection and a total.
+pub fn migration(rows: &[crate::commands::MigrationRow]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec![
+            "collection",
+            "source records",
+            "target records",
+            "mismatches",
+            "verified",
+        ]);
+    let status = |mismatches: u64| if mismatches == 0 { "ok" } else { "MISMATCH" };
+    let mut total = (0u64, 0u64, 0u64);
+    for row in rows {
+        total.0 += row.source_records;
+        total.1 += row.target_records;
+        total.2 += row.mismatches;
+        table.add_row(vec![
+            row.collection.clone(),
+            row.source_records.to_string(),
+            row.target_records.to_string(),
+            row.mismatches.to_string(),
+            status(row.mismatches).to_owned(),
+        ]);
+    }
+    table.add_row(vec![
+        format!("total ({} collections)", rows.len()),
+        total.0.to_string(),
+        total.1.to_string(),
+        total.2.to_string(),
+        status(total.2).to_owned(),
+    ]);
+    table
+}
+
 /// A consistency report in one line.
 pub fn consistency(r: &ConsistencyReport) -> String {
     if r.is_ok() {

@@ -4,7 +4,9 @@
 mod fjall;
 mod ours;
 mod redb;
+mod redis_namespace;
 mod rusqlite;
+mod schema;
 mod sled;
 
 use std::path::Path;
@@ -14,8 +16,26 @@ use anyhow::{Result, anyhow, ensure};
 
 use crate::docs::Game;
 
-/// Names of every store, ours first.
+/// Names of every embedded store, ours first.
 pub const ALL: [&str; 5] = ["bitcraps-storage", "rusqlite", "redb", "sled", "fjall"];
+/// Ours on PostgreSQL (with `--postgres`).
+pub const OURS_POSTGRES: &str = "bitcraps-storage-pg";
+/// Ours on PostgreSQL with the Redis cache tier (with `--postgres` and `--redis`).
+pub const OURS_POSTGRES_REDIS: &str = "bitcraps-storage-pg-redis";
+
+/// Database servers for the stores that need one.
+#[derive(Debug, Clone, Default)]
+pub struct Servers {
+    /// PostgreSQL URL; each run gets a fresh schema on it.
+    pub postgres: Option<String>,
+    /// Redis URL; each run gets a fresh namespace on it.
+    pub redis: Option<String>,
+}
+
+/// Whether `name` is one of our configurations (not a peer to compare with).
+pub fn is_ours(name: &str) -> bool {
+    name.starts_with("bitcraps-storage")
+}
 
 /// One operation of a concurrent workload.
 pub enum Op {
@@ -39,8 +59,14 @@ pub trait Store: Send + Sync {
     /// Up to `limit` keys starting with `prefix`, strictly after `after`, in order.
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
     /// Brings the files to rest (checkpoint, flush, close) before they are measured. Nothing
-    /// is called on the store afterwards.
+    /// is called on the store afterwards except [`Store::remote_footprint`].
     fn settle(&self) -> Result<()>;
+
+    /// For a store whose data lives on a server rather than in its directory: its size there
+    /// as of [`Store::settle`]. `None` (the default) measures the directory.
+    fn remote_footprint(&self) -> Option<u64> {
+        None
+    }
 
     /// Runs each worker's operations concurrently, one OS thread per worker. An async store
     /// overrides this to run one task per worker instead.
@@ -70,10 +96,35 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Opens store `name` in `dir`.
-pub fn open(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
+/// Opens store `name` in `dir` (or on one of `servers`).
+pub fn open(name: &str, dir: &Path, servers: &Servers) -> Result<Box<dyn Store>> {
+    let postgres = || {
+        servers
+            .postgres
+            .as_deref()
+            .ok_or_else(|| anyhow!("{name} needs --postgres URL"))
+    };
     Ok(match name {
-        "bitcraps-storage" => Box::new(ours::Ours::open(dir)?),
+        "bitcraps-storage" => Box::new(ours::Ours::open(dir, &ours::Location::Sqlite)?),
+        OURS_POSTGRES => Box::new(ours::Ours::open(
+            dir,
+            &ours::Location::Postgres {
+                server: postgres()?,
+                redis: None,
+            },
+        )?),
+        OURS_POSTGRES_REDIS => Box::new(ours::Ours::open(
+            dir,
+            &ours::Location::Postgres {
+                server: postgres()?,
+                redis: Some(
+                    servers
+                        .redis
+                        .as_deref()
+                        .ok_or_else(|| anyhow!("{name} needs --redis URL"))?,
+                ),
+            },
+        )?),
         "rusqlite" => Box::new(rusqlite::Sqlite::open(dir)?),
         "redb" => Box::new(redb::Redb::open(dir)?),
         "sled" => Box::new(sled::Sled::open(dir)?),
@@ -128,7 +179,7 @@ mod tests {
     fn every_store_round_trips_and_lists() -> Result<()> {
         for name in ALL {
             let dir = tempfile::tempdir()?;
-            let store = open(name, dir.path())?;
+            let store = open(name, dir.path(), &Servers::default())?;
             store.put("g-1", &document(1))?;
             let batch: Vec<(String, Game)> =
                 (2..10).map(|i| (format!("g-{i}"), document(i))).collect();

@@ -1,25 +1,46 @@
 //! bitcraps-storage with its defaults (zstd + dictionaries, dedup, durable group commit,
-//! 64 MiB cache, 4 readers). Concurrent workloads run as Tokio tasks, as an async user would
-//! run them; single calls from the benchmark's thread go through `block_on`.
+//! 64 MiB cache, 4 readers), on SQLite in the run's directory, or on PostgreSQL (optionally
+//! with the Redis cache tier) in a schema of its own. Concurrent workloads run as Tokio
+//! tasks, as an async user would run them; single calls from the benchmark's thread go
+//! through `block_on`.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, ensure};
 use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig};
 
+use super::redis_namespace::RedisNamespace;
+use super::schema::PgSchema;
 use super::{Op, Store, Worker};
 use crate::docs::Game;
 
 const COLLECTION: &str = "games";
 
+/// Where our store keeps its data.
+pub enum Location<'a> {
+    /// SQLite in the run's directory.
+    Sqlite,
+    /// PostgreSQL at this server URL, with the Redis tier at `redis` if given.
+    Postgres {
+        server: &'a str,
+        redis: Option<&'a str>,
+    },
+}
+
 pub struct Ours {
     rt: tokio::runtime::Runtime,
     storage: PersistentStorageManager,
+    /// The run's PostgreSQL schema, dropped when the store is.
+    schema: Option<PgSchema>,
+    /// The run's Redis namespace, emptied when the store is dropped.
+    redis: Option<RedisNamespace>,
+    /// The database's own size at settle, for stores that keep no files in the directory.
+    remote_bytes: Mutex<Option<u64>>,
 }
 
 impl Ours {
-    pub fn open(dir: &Path) -> Result<Self> {
+    pub fn open(dir: &Path, location: &Location<'_>) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -28,8 +49,36 @@ impl Ours {
         config.enable_background_tasks = false;
         // Settling measures the live store; a backup would only add time and files.
         config.backup_on_maintenance = false;
-        let storage = rt.block_on(PersistentStorageManager::open(config))?;
-        Ok(Ours { rt, storage })
+        let (schema, redis) = match location {
+            Location::Sqlite => (None, None),
+            Location::Postgres { server, redis } => {
+                let schema = rt.block_on(PgSchema::create(server))?;
+                config.database_url = Some(schema.url());
+                let redis = redis.map(|url| {
+                    let namespace = RedisNamespace::new(url, schema.name());
+                    config.redis_url = Some(url.to_owned());
+                    config.redis_namespace = Some(namespace.name().to_owned());
+                    namespace
+                });
+                (Some(schema), redis)
+            }
+        };
+        let storage = match rt.block_on(PersistentStorageManager::open(config)) {
+            Ok(storage) => storage,
+            Err(e) => {
+                if let Some(schema) = &schema {
+                    let _ = rt.block_on(schema.drop_schema());
+                }
+                return Err(e.into());
+            }
+        };
+        Ok(Ours {
+            rt,
+            storage,
+            schema,
+            redis,
+            remote_bytes: Mutex::new(None),
+        })
     }
 }
 
@@ -72,8 +121,23 @@ impl Store for Ours {
     }
 
     fn settle(&self) -> Result<()> {
+        if self.schema.is_some() {
+            // PostgreSQL keeps nothing in the directory: its footprint is what the library
+            // reports as file_bytes (the relation sizes), taken once the writes are flushed.
+            self.rt.block_on(self.storage.flush())?;
+            let stats = self.rt.block_on(self.storage.statistics())?;
+            let mut slot = self
+                .remote_bytes
+                .lock()
+                .map_err(|_| anyhow!("footprint lock poisoned"))?;
+            *slot = Some(stats.database_stats.file_bytes);
+        }
         // close() finishes the writer, checkpoints and truncates the WAL.
         Ok(self.rt.block_on(self.storage.close())?)
+    }
+
+    fn remote_footprint(&self) -> Option<u64> {
+        self.remote_bytes.lock().ok().and_then(|b| *b)
     }
 
     fn run_workers(&self, workers: &[Worker]) -> Result<()> {
@@ -101,5 +165,15 @@ impl Drop for Ours {
     fn drop(&mut self) {
         // Closing twice is harmless; after settle() this does nothing.
         let _ = self.rt.block_on(self.storage.close());
+        if let Some(schema) = &self.schema
+            && let Err(e) = self.rt.block_on(schema.drop_schema())
+        {
+            eprintln!("could not drop the benchmark's schema: {e:#}");
+        }
+        if let Some(namespace) = &self.redis
+            && let Err(e) = self.rt.block_on(namespace.delete())
+        {
+            eprintln!("could not delete the benchmark's Redis keys: {e:#}");
+        }
     }
 }

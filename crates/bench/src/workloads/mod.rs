@@ -11,7 +11,7 @@ use anyhow::{Result, ensure};
 use serde::{Deserialize, Serialize};
 
 use crate::docs::{Game, document};
-use crate::stores::{self, Store};
+use crate::stores::{self, Servers, Store};
 use measure::{dir_bytes, peak_rss_mib, rate, timed};
 use plan::{Live, Picker, bulk_key};
 
@@ -62,9 +62,9 @@ pub struct Measured {
 }
 
 /// Runs every workload on store `name`.
-pub fn run(name: &str, scale: Scale) -> Result<Measured> {
+pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
     let dir = tempfile::tempdir()?;
-    let store: Box<dyn Store> = stores::open(name, dir.path())?;
+    let store: Box<dyn Store> = stores::open(name, dir.path(), servers)?;
     let mut live = Live::default();
     let mut m = Measured::default();
 
@@ -123,9 +123,13 @@ pub fn run(name: &str, scale: Scale) -> Result<Measured> {
 
     // 6. Footprint after the store's own settle step, and peak memory.
     store.settle()?;
+    let bytes = match store.remote_footprint() {
+        Some(bytes) => bytes,
+        None => dir_bytes(dir.path())?,
+    };
     #[expect(clippy::cast_precision_loss, reason = "a ratio of byte counts")]
     {
-        m.footprint = dir_bytes(dir.path())? as f64 / live.bytes() as f64;
+        m.footprint = bytes as f64 / live.bytes() as f64;
     }
     drop(store);
     m.peak_rss_mib = peak_rss_mib()?;

@@ -11,6 +11,7 @@ mod import;
 mod info;
 mod list;
 mod maintenance;
+mod migrate;
 mod put;
 mod stats;
 
@@ -19,8 +20,11 @@ use bitcraps_storage::config::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
 use crate::cli::{Cli, Command};
+use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::settings::{Layer, Settings};
+
+pub use migrate::MigrationRow;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
@@ -31,6 +35,15 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
     )?;
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(&settings, args, ui).await;
+    }
+    if let Command::Migrate(args) = &cli.command {
+        if settings.location_from_flags {
+            return Err(CliError::Usage(
+                "migrate takes its stores from --from and --to, not --data or --url".into(),
+            )
+            .into());
+        }
+        return migrate::run(args, cli.config.as_deref(), ui).await;
     }
     let storage = open(settings.config).await?;
     let result = dispatch(&storage, cli.command, ui).await;
@@ -71,7 +84,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
         Command::Backup(command) => backup::run(storage, command, ui).await,
         // Handled by `run` before the store is opened.
-        Command::Demo(_) => Ok(()),
+        Command::Demo(_) | Command::Migrate(_) => Ok(()),
     }
 }
 

@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod migration;
+
 use assert_cmd::Command;
 use tempfile::TempDir;
 

@@ -1,0 +1,65 @@
+//! A PostgreSQL schema of its own for one benchmark run: created before the store opens,
+//! dropped (with everything in it) after it closes, so runs never see each other's tables.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+/// A fresh schema on the server at `server`.
+pub struct PgSchema {
+    server: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates `bcs_bench_<pid>_<nanos>`.
+    pub async fn create(server: &str) -> Result<Self> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!("bcs_bench_{}_{nanos}", std::process::id());
+        execute(server, &format!("CREATE SCHEMA {name}")).await?;
+        Ok(PgSchema {
+            server: server.to_owned(),
+            name,
+        })
+    }
+
+    /// The store's URL: the server's, with this schema as the search path.
+    pub fn url(&self) -> String {
+        let joiner = if self.server.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{joiner}options=-csearch_path%3D{}",
+            self.server, self.name
+        )
+    }
+
+    /// The schema's name (also used as the Redis namespace of the run).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the schema and everything in it.
+    pub async fn drop_schema(&self) -> Result<()> {
+        execute(
+            &self.server,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        )
+        .await
+    }
+}
+
+async fn execute(server: &str, statement: &str) -> Result<()> {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    let driver = tokio::spawn(connection);
+    let result = client
+        .batch_execute(statement)
+        .await
+        .with_context(|| format!("{statement} on {server}"));
+    drop(client);
+    let _ = driver.await;
+    result
+}
