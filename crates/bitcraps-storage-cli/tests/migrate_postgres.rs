@@ -75,6 +75,11 @@ fn execute(server: &str, statement: &str) {
 #[test]
 fn sqlite_to_postgres_and_back_keeps_every_record() {
     let Ok(server) = std::env::var("BITCRAPS_TEST_POSTGRES_URL") else {
+        // CI sets BITCRAPS_TEST_REQUIRE_SERVICES: there this test must run, not skip.
+        assert!(
+            std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none_or(|v| v.is_empty()),
+            "BITCRAPS_TEST_POSTGRES_URL is not set and BITCRAPS_TEST_REQUIRE_SERVICES forbids skipping"
+        );
         eprintln!("skipped: BITCRAPS_TEST_POSTGRES_URL is not set");
         return;
     };
