@@ -111,6 +111,14 @@ pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Res
     }
 }
 
+/// The statement for `sql`, prepared once per connection (deadpool keeps a cache per client), so
+/// each execution is one round trip instead of a parse and an execute.
+async fn cached(tx: &Transaction<'_>, sql: &str) -> Result<tokio_postgres::Statement, Fail> {
+    tx.prepare_cached(sql)
+        .await
+        .map_err(db("preparing a statement"))
+}
+
 /// Most fine-grained (key and hash) locks one transaction takes; a larger one takes the
 /// store's write lock exclusively instead. PostgreSQL's shared lock table holds about
 /// `max_locks_per_transaction` × `max_connections` entries for the whole server (6,400 with
@@ -173,7 +181,11 @@ async fn lock_all(tx: &Transaction<'_>, ids: &BTreeSet<i64>) -> Result<(), Fail>
     }
     let ids: Vec<i64> = ids.iter().copied().collect();
     tx.execute(
-        "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS t(id)",
+        &cached(
+            tx,
+            "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS t(id)",
+        )
+        .await?,
         &[&ids],
     )
     .await
@@ -219,9 +231,13 @@ async fn lock_fine(
         let (collections, names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
         let rows = tx
             .query(
-                "SELECT b.hash FROM records r JOIN blobs b ON b.id = r.blob_id
+                &cached(
+                    tx,
+                    "SELECT b.hash FROM records r JOIN blobs b ON b.id = r.blob_id
                  JOIN unnest($1::text[], $2::text[]) AS t(c, k)
                    ON r.collection = t.c AND r.key = t.k",
+                )
+                .await?,
                 &[&collections, &names],
             )
             .await
@@ -328,7 +344,11 @@ async fn apply_op(
         WriteOp::Delete { collection, key } => {
             let old: Option<i64> = tx
                 .query_opt(
-                    "DELETE FROM records WHERE collection = $1 AND key = $2 RETURNING blob_id",
+                    &cached(
+                        tx,
+                        "DELETE FROM records WHERE collection = $1 AND key = $2 RETURNING blob_id",
+                    )
+                    .await?,
                     &[collection, key],
                 )
                 .await
@@ -346,10 +366,8 @@ async fn apply_op(
             data,
             now_ms,
         } => {
-            let id: i64 = tx
-                .query_one(
-                    "INSERT INTO dictionaries (collection, created_at, data) VALUES ($1, $2, $3)
-                     RETURNING id",
+            let id: i64 = tx.query_one(&cached(tx, "INSERT INTO dictionaries (collection, created_at, data) VALUES ($1, $2, $3)
+                     RETURNING id").await?,
                     &[collection, now_ms, &&data[..]],
                 )
                 .await
@@ -365,9 +383,13 @@ async fn apply_op(
         } => {
             let count = i64::try_from(*count).unwrap_or(i64::MAX);
             tx.execute(
-                "UPDATE records SET access_count = access_count + $3,
+                &cached(
+                    tx,
+                    "UPDATE records SET access_count = access_count + $3,
                         last_accessed = greatest(coalesce(last_accessed, 0), $4)
                  WHERE collection = $1 AND key = $2",
+                )
+                .await?,
                 &[collection, key, &count, last_ms],
             )
             .await
@@ -388,7 +410,7 @@ async fn acquire_blob(
     if deduplicate {
         let existing = tx
             .query_opt(
-                "SELECT id, raw_len FROM blobs WHERE hash = $1 LIMIT 1",
+                &cached(tx, "SELECT id, raw_len FROM blobs WHERE hash = $1 LIMIT 1").await?,
                 &[&hash],
             )
             .await
@@ -403,7 +425,7 @@ async fn acquire_blob(
                 )));
             }
             tx.execute(
-                "UPDATE blobs SET refcount = refcount + 1 WHERE id = $1",
+                &cached(tx, "UPDATE blobs SET refcount = refcount + 1 WHERE id = $1").await?,
                 &[&id],
             )
             .await
@@ -415,8 +437,12 @@ async fn acquire_blob(
     let codec = i64::from(value.codec.id());
     let id: i64 = tx
         .query_one(
-            "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
+            &cached(
+                tx,
+                "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
              VALUES ($1, $2, $3, $4, 1, $5, $6) RETURNING id",
+            )
+            .await?,
             &[
                 &hash,
                 &codec,
@@ -435,14 +461,17 @@ async fn acquire_blob(
 /// Drops one reference to a blob, deleting the blob when none remain.
 async fn release_blob(tx: &Transaction<'_>, id: i64) -> Result<(), Fail> {
     tx.execute(
-        "UPDATE blobs SET refcount = refcount - 1 WHERE id = $1",
+        &cached(tx, "UPDATE blobs SET refcount = refcount - 1 WHERE id = $1").await?,
         &[&id],
     )
     .await
     .map_err(db("dropping a content reference"))?;
-    tx.execute("DELETE FROM blobs WHERE id = $1 AND refcount <= 0", &[&id])
-        .await
-        .map_err(db("deleting unreferenced content"))?;
+    tx.execute(
+        &cached(tx, "DELETE FROM blobs WHERE id = $1 AND refcount <= 0").await?,
+        &[&id],
+    )
+    .await
+    .map_err(db("deleting unreferenced content"))?;
     Ok(())
 }
 
@@ -456,7 +485,11 @@ async fn put(
 ) -> Result<OpOutcome, Fail> {
     let old: Option<i64> = tx
         .query_opt(
-            "SELECT blob_id FROM records WHERE collection = $1 AND key = $2",
+            &cached(
+                tx,
+                "SELECT blob_id FROM records WHERE collection = $1 AND key = $2",
+            )
+            .await?,
             &[&collection, &key],
         )
         .await
@@ -464,10 +497,14 @@ async fn put(
         .map_err(db("looking up a record"))?;
     let (blob_id, deduplicated) = acquire_blob(tx, value, deduplicate).await?;
     tx.execute(
-        "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
+        &cached(
+            tx,
+            "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $4)
          ON CONFLICT (collection, key) DO UPDATE
          SET blob_id = excluded.blob_id, updated_at = excluded.updated_at",
+        )
+        .await?,
         &[&collection, &key, &blob_id, &now_ms],
     )
     .await
