@@ -19,8 +19,9 @@ Settings (highest precedence first):
      backup_keep_last, backup_keep_daily, backup_keep_weekly, backup_keep_monthly,
      backup_on_maintenance, vacuum_free_percent, enable_background_tasks,
      maintenance_interval_hours, durability (full|normal), max_value_size, max_batch_requests,
-     and, in seconds: statistics_interval, cache_upkeep_interval, access_flush_interval,
-     connection_timeout
+     read_replica_url, redis_url, redis_namespace, and, in seconds: statistics_interval,
+     cache_upkeep_interval, access_flush_interval, connection_timeout, redis_timeout,
+     remote_cache_ttl
   4. defaults (data directory ./bitcraps-data)
   The store's location (data directory or URL) is taken whole from the highest layer that
   names one, so --data always beats a URL from the environment or the file.

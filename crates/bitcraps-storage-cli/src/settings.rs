@@ -20,12 +20,14 @@ pub const ENV_PREFIX: &str = "BITCRAPS_STORAGE_";
 
 /// Declares [`Layer`] and the code that reads, merges and applies its plain fields, so that a
 /// new `StorageConfig` field is one line here. Numbers parse with `FromStr`, flags accept
-/// true/false/1/0/yes/no/on/off, durations are seconds (fractions allowed).
+/// true/false/1/0/yes/no/on/off, durations are seconds (fractions allowed), texts are taken
+/// as they are.
 macro_rules! layer {
     (
         numbers { $($n:ident: $nt:ty),* $(,)? }
         flags { $($b:ident),* $(,)? }
         seconds { $($d:ident),* $(,)? }
+        texts { $($t:ident),* $(,)? }
     ) => {
         /// One source of settings; `None` means "not set here".
         #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -39,6 +41,7 @@ macro_rules! layer {
             $($n: Option<$nt>,)*
             $($b: Option<bool>,)*
             $($d: Option<f64>,)*
+            $($t: Option<String>,)*
         }
 
         impl Layer {
@@ -46,6 +49,7 @@ macro_rules! layer {
                 $(self.$n = env_field(get, stringify!($n), parse_value)?;)*
                 $(self.$b = env_field(get, stringify!($b), parse_bool)?;)*
                 $(self.$d = env_field(get, stringify!($d), parse_value)?;)*
+                $(self.$t = env_field(get, stringify!($t), parse_value)?;)*
                 Ok(())
             }
 
@@ -53,12 +57,14 @@ macro_rules! layer {
                 $(self.$n = self.$n.or(lower.$n);)*
                 $(self.$b = self.$b.or(lower.$b);)*
                 $(self.$d = self.$d.or(lower.$d);)*
+                $(self.$t = self.$t.take().or_else(|| lower.$t.clone());)*
             }
 
             fn apply_plain(&self, config: &mut StorageConfig) -> Result<()> {
                 $(if let Some(v) = self.$n { config.$n = v; })*
                 $(if let Some(v) = self.$b { config.$b = v; })*
                 $(if let Some(v) = self.$d { config.$d = seconds(v, stringify!($d))?; })*
+                $(if let Some(v) = &self.$t { config.$t = Some(v.clone()); })*
                 Ok(())
             }
         }
@@ -93,6 +99,13 @@ layer! {
         cache_upkeep_interval,
         access_flush_interval,
         connection_timeout,
+        redis_timeout,
+        remote_cache_ttl,
+    }
+    texts {
+        read_replica_url,
+        redis_url,
+        redis_namespace,
     }
 }
 
@@ -314,6 +327,34 @@ mod tests {
         assert!(!s.config.enable_dictionaries);
         assert!(!s.config.enable_background_tasks);
         assert_eq!(s.config.durability, Durability::Normal);
+        Ok(())
+    }
+
+    #[test]
+    fn scale_out_settings_read_from_env_and_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "redis_url = \"redis://file:6379\"\nredis_namespace = \"ns\"\nremote_cache_ttl = 30\n",
+        )?;
+        let s = Settings::load(
+            Layer::default(),
+            Some(&file),
+            env(&[
+                ("REDIS_URL", "redis://env:6379"),
+                ("READ_REPLICA_URL", "postgres://replica/db"),
+                ("REDIS_TIMEOUT", "0.5"),
+            ]),
+        )?;
+        assert_eq!(s.config.redis_url.as_deref(), Some("redis://env:6379"));
+        assert_eq!(s.config.redis_namespace.as_deref(), Some("ns"));
+        assert_eq!(
+            s.config.read_replica_url.as_deref(),
+            Some("postgres://replica/db")
+        );
+        assert_eq!(s.config.redis_timeout, Duration::from_millis(500));
+        assert_eq!(s.config.remote_cache_ttl, Duration::from_secs(30));
         Ok(())
     }
 

@@ -10,16 +10,13 @@ use deadpool_postgres::Pool;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use super::snapshot::Chunk;
+use super::snapshot::{
+    BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_DICTIONARIES, SELECT_RECORDS,
+};
 use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
 use crate::backend::sqlite::{inspect, schema as sqlite_schema};
 use crate::error::{Result, StorageError};
-
-/// Rows per chunk read from the snapshot.
-const ROW_CHUNK: usize = 1000;
-/// Blobs per chunk read from the snapshot.
-const BLOB_CHUNK: usize = 64;
 
 fn sqlite_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
     move |e| StorageError::database(context, e)
@@ -66,80 +63,77 @@ pub fn load_snapshot(bridge: &Bridge, pool: Pool, snapshot: &Path) -> Result<Sna
 }
 
 fn read_chunks(conn: &Connection, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
-    let err = sqlite_err("reading the snapshot");
-    let mut stmt = conn
-        .prepare("SELECT id, collection, created_at, data FROM dictionaries ORDER BY id")
-        .map_err(&err)?;
-    let mut rows = stmt.query([]).map_err(&err)?;
-    let mut chunk = Vec::new();
-    while let Some(r) = rows.next().map_err(&err)? {
-        chunk.push((
-            r.get(0).map_err(&err)?,
-            r.get(1).map_err(&err)?,
-            r.get(2).map_err(&err)?,
-            r.get(3).map_err(&err)?,
-        ));
-        if chunk.len() >= ROW_CHUNK {
-            send(Chunk::Dictionaries(std::mem::take(&mut chunk)))?;
-        }
-    }
-    if !chunk.is_empty() {
-        send(Chunk::Dictionaries(chunk))?;
-    }
-
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
-             FROM blobs ORDER BY id",
-        )
-        .map_err(&err)?;
-    let mut rows = stmt.query([]).map_err(&err)?;
-    let mut chunk = Vec::new();
-    while let Some(r) = rows.next().map_err(&err)? {
-        chunk.push((
-            r.get(0).map_err(&err)?,
-            r.get(1).map_err(&err)?,
-            r.get(2).map_err(&err)?,
-            r.get(3).map_err(&err)?,
-            r.get(4).map_err(&err)?,
-            r.get(5).map_err(&err)?,
-            r.get(6).map_err(&err)?,
-            r.get(7).map_err(&err)?,
-        ));
-        if chunk.len() >= BLOB_CHUNK {
-            send(Chunk::Blobs(std::mem::take(&mut chunk)))?;
-        }
-    }
-    if !chunk.is_empty() {
-        send(Chunk::Blobs(chunk))?;
-    }
-
-    let mut stmt = conn
-        .prepare(
-            "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
-             FROM records ORDER BY collection, key",
-        )
-        .map_err(&err)?;
-    let mut rows = stmt.query([]).map_err(&err)?;
-    let mut chunk = Vec::new();
-    while let Some(r) = rows.next().map_err(&err)? {
-        chunk.push((
-            r.get(0).map_err(&err)?,
-            r.get(1).map_err(&err)?,
-            r.get(2).map_err(&err)?,
-            r.get(3).map_err(&err)?,
-            r.get(4).map_err(&err)?,
-            r.get(5).map_err(&err)?,
-            r.get(6).map_err(&err)?,
-        ));
-        if chunk.len() >= ROW_CHUNK {
-            send(Chunk::Records(std::mem::take(&mut chunk)))?;
-        }
-    }
-    if !chunk.is_empty() {
-        send(Chunk::Records(chunk))?;
-    }
+    read_table(
+        conn,
+        SELECT_DICTIONARIES,
+        ROW_CHUNK,
+        Chunk::Dictionaries,
+        &mut send,
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    read_table(
+        conn,
+        SELECT_BLOBS,
+        BLOB_CHUNK,
+        Chunk::Blobs,
+        &mut send,
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        },
+    )?;
+    read_table(
+        conn,
+        SELECT_RECORDS,
+        ROW_CHUNK,
+        Chunk::Records,
+        &mut send,
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        },
+    )?;
     send(Chunk::Done)
+}
+
+/// Reads one table of the snapshot, `size` rows at a time, each batch wrapped by `wrap`.
+fn read_table<T>(
+    conn: &Connection,
+    sql: &str,
+    size: usize,
+    wrap: fn(Vec<T>) -> Chunk,
+    send: &mut impl FnMut(Chunk) -> Result<()>,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<()> {
+    let err = sqlite_err("reading the snapshot");
+    let mut stmt = conn.prepare(sql).map_err(&err)?;
+    let mut rows = stmt.query([]).map_err(&err)?;
+    let mut chunk = Vec::new();
+    while let Some(r) = rows.next().map_err(&err)? {
+        chunk.push(row(r).map_err(&err)?);
+        if chunk.len() >= size {
+            send(wrap(std::mem::take(&mut chunk)))?;
+        }
+    }
+    if !chunk.is_empty() {
+        send(wrap(chunk))?;
+    }
+    Ok(())
 }
 
 async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()> {

@@ -20,9 +20,22 @@ use crate::backend::sqlite::{inspect, schema as sqlite_schema};
 use crate::error::{Result, StorageError};
 
 /// Rows per fetch of records and dictionaries.
-const ROW_CHUNK: i32 = 1000;
+pub const ROW_CHUNK: usize = 1000;
 /// Rows per fetch of blobs (each may be large).
-const BLOB_CHUNK: i32 = 64;
+pub const BLOB_CHUNK: usize = 64;
+
+/// The rows of each table, in the column order of [`DictionaryRow`], [`BlobRow`] and
+/// [`RecordRow`]; the same statements read a PostgreSQL database and a SQLite snapshot.
+pub const SELECT_DICTIONARIES: &str =
+    "SELECT id, collection, created_at, data FROM dictionaries ORDER BY id";
+/// See [`SELECT_DICTIONARIES`].
+pub const SELECT_BLOBS: &str =
+    "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+     FROM blobs ORDER BY id";
+/// See [`SELECT_DICTIONARIES`].
+pub const SELECT_RECORDS: &str =
+    "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
+     FROM records ORDER BY collection, key";
 
 /// `(id, hash, codec, raw_len, stored_len, refcount, data, dict_id)`.
 pub type BlobRow = (i64, Vec<u8>, i64, i64, i64, i64, Vec<u8>, Option<i64>);
@@ -145,6 +158,34 @@ fn write_chunk(conn: &Connection, chunk: Chunk) -> Result<()> {
     Ok(())
 }
 
+/// Streams one table through a portal, `size` rows at a time, each batch wrapped by `wrap`.
+async fn stream_table<T>(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    size: usize,
+    wrap: fn(Vec<T>) -> Chunk,
+    out: &mpsc::Sender<Chunk>,
+    row: impl Fn(&tokio_postgres::Row) -> std::result::Result<T, tokio_postgres::Error>,
+) -> Result<()> {
+    let err = db_err("reading a consistent snapshot");
+    let portal = tx.bind(sql, &[]).await.map_err(&err)?;
+    let size = i32::try_from(size).unwrap_or(i32::MAX);
+    loop {
+        let rows = tx.query_portal(&portal, size).await.map_err(&err)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let chunk = rows
+            .iter()
+            .map(&row)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        out.send(wrap(chunk))
+            .await
+            .map_err(|_| StorageError::Task("the snapshot writer stopped".into()))?;
+    }
+}
+
 /// Reads every table inside one read-only repeatable-read transaction, in chunks.
 async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
     let err = db_err("reading a consistent snapshot");
@@ -156,96 +197,40 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
         .start()
         .await
         .map_err(&err)?;
-    let send = |chunk: Chunk| {
-        let out = out.clone();
-        async move {
-            out.send(chunk)
-                .await
-                .map_err(|_| StorageError::Task("the snapshot writer stopped".into()))
-        }
-    };
 
-    let portal = tx
-        .bind(
-            "SELECT id, collection, created_at, data FROM dictionaries ORDER BY id",
-            &[],
-        )
-        .await
-        .map_err(&err)?;
-    loop {
-        let rows = tx.query_portal(&portal, ROW_CHUNK).await.map_err(&err)?;
-        if rows.is_empty() {
-            break;
-        }
-        let chunk = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(&err)?;
-        send(Chunk::Dictionaries(chunk)).await?;
-    }
-
-    let portal = tx
-        .bind(
-            "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
-             FROM blobs ORDER BY id",
-            &[],
-        )
-        .await
-        .map_err(&err)?;
-    loop {
-        let rows = tx.query_portal(&portal, BLOB_CHUNK).await.map_err(&err)?;
-        if rows.is_empty() {
-            break;
-        }
-        let chunk = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                    r.try_get(7)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(&err)?;
-        send(Chunk::Blobs(chunk)).await?;
-    }
-
-    let portal = tx
-        .bind(
-            "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
-             FROM records ORDER BY collection, key",
-            &[],
-        )
-        .await
-        .map_err(&err)?;
-    loop {
-        let rows = tx.query_portal(&portal, ROW_CHUNK).await.map_err(&err)?;
-        if rows.is_empty() {
-            break;
-        }
-        let chunk = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(&err)?;
-        send(Chunk::Records(chunk)).await?;
-    }
+    stream_table(
+        &tx,
+        SELECT_DICTIONARIES,
+        ROW_CHUNK,
+        Chunk::Dictionaries,
+        &out,
+        |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
+    )
+    .await?;
+    stream_table(&tx, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &out, |r| {
+        Ok((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+            r.try_get(7)?,
+        ))
+    })
+    .await?;
+    stream_table(&tx, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &out, |r| {
+        Ok((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+        ))
+    })
+    .await?;
     tx.commit().await.map_err(&err)
 }
