@@ -171,7 +171,9 @@ impl ValueCache {
         self.usable().is_some_and(|c| c.contains_key(key))
     }
 
-    /// Takes a ticket before reading `key` from the database.
+    /// Takes a ticket before reading `key` from the database (readers get theirs from
+    /// [`ValueCache::join_load`]).
+    #[cfg(test)]
     pub fn ticket(&self, key: &str) -> FillTicket {
         let stripe = Self::stripe_of(key);
         FillTicket {
@@ -245,23 +247,29 @@ impl ValueCache {
         }
     }
 
-    /// The load of `key` under `ticket`'s generation: an existing one (counted as coalesced,
-    /// `true`) or a new one this reader performs (`false`).
-    pub fn join_load(&self, key: &str, ticket: FillTicket) -> (Load, bool) {
-        let mut guard = self.lock(ticket.stripe);
+    /// After a miss: the reader's ticket (as [`ValueCache::ticket`]) and the load of `key`
+    /// under that generation — an existing one (counted as coalesced, `true`) or a new one
+    /// this reader performs (`false`). One stripe lock for both.
+    pub fn join_load(&self, key: &str) -> (FillTicket, Load, bool) {
+        let stripe = Self::stripe_of(key);
+        let mut guard = self.lock(stripe);
+        let ticket = FillTicket {
+            stripe,
+            generation: guard.generation,
+        };
         if let Some((generation, load)) = guard.loads.get(key)
             && *generation == ticket.generation
         {
             let load = Arc::clone(load);
             drop(guard);
             self.coalesced.fetch_add(1, Ordering::Relaxed);
-            return (load, true);
+            return (ticket, load, true);
         }
         let load = Load::default();
         guard
             .loads
             .insert(key.to_owned(), (ticket.generation, Arc::clone(&load)));
-        (load, false)
+        (ticket, load, false)
     }
 
     /// A reader is done with `load`; the first to finish removes it (if it is still the one
@@ -382,19 +390,18 @@ mod tests {
     fn loads_are_shared_within_one_generation_only() {
         let cache = ValueCache::new(0);
         let key = cache_key("c", "k");
-        let ticket = cache.ticket(&key);
-        let (first, joined) = cache.join_load(&key, ticket);
+        let (ticket, first, joined) = cache.join_load(&key);
         assert!(!joined);
-        let (second, joined) = cache.join_load(&key, cache.ticket(&key));
+        let (_, second, joined) = cache.join_load(&key);
         assert!(joined && Arc::ptr_eq(&first, &second));
         // A commit in between: a later reader must not get a value read before it.
         cache.committed(key.clone(), None);
-        let later = cache.ticket(&key);
-        let (third, joined) = cache.join_load(&key, later);
+        let (later, third, joined) = cache.join_load(&key);
         assert!(!joined && !Arc::ptr_eq(&first, &third));
+        assert_ne!(later.generation, ticket.generation);
         cache.finish_load(&key, ticket, &first);
         cache.finish_load(&key, later, &third);
-        let (fourth, joined) = cache.join_load(&key, cache.ticket(&key));
+        let (_, fourth, joined) = cache.join_load(&key);
         assert!(!joined && !Arc::ptr_eq(&third, &fourth));
         assert_eq!(cache.statistics().coalesced, 1);
     }

@@ -479,8 +479,7 @@ impl PersistentStorageManager {
             tokio::task::coop::consume_budget().await;
             return Ok(Some(raw));
         }
-        let ticket = shared.cache.ticket(&ck);
-        let (load, _joined) = shared.cache.join_load(&ck, ticket);
+        let (ticket, load, _joined) = shared.cache.join_load(&ck);
         let raw = load
             .get_or_try_init(|| self.load(collection, key, &ck, ticket))
             .await
