@@ -4,24 +4,22 @@
 
 use deadpool_postgres::Client;
 
-use super::write::{FIRST_BACKOFF, Fail, MAX_ATTEMPTS, db};
+use super::write::{Fail, Retry, db};
 use crate::backend::RepairOutcome;
 use crate::error::Result;
 
 /// Recomputes reference counts and deletes unreferenced blobs, in one transaction that keeps
 /// writers out (orphans first, like SQLite's repair, so a removed blob is not also "fixed").
 pub async fn repair(client: &mut Client) -> Result<RepairOutcome> {
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1;
+    let mut retry = Retry::default();
     loop {
         match repair_once(client).await {
             Ok(outcome) => return Ok(outcome),
-            Err(fail) if fail.retryable() && attempt < MAX_ATTEMPTS => {
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
-                attempt += 1;
+            Err(fail) => {
+                if !retry.again(&fail).await {
+                    return Err(fail.into_error());
+                }
             }
-            Err(fail) => return Err(fail.into_error()),
         }
     }
 }

@@ -26,9 +26,9 @@ use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
 
 /// Attempts of one `apply` transaction before a deadlock/serialization failure is reported.
-pub(super) const MAX_ATTEMPTS: u32 = 8;
+const MAX_ATTEMPTS: u32 = 8;
 /// Backoff after the first failed attempt; doubles each time.
-pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 
 /// A failure inside the transaction: a driver error (maybe worth retrying) or a final one.
 pub(super) enum Fail {
@@ -80,34 +80,60 @@ pub struct Settings {
 
 /// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
 pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Result<UnitResults> {
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1;
+    let mut retry = Retry::default();
     let mut force_exclusive = false;
     loop {
         let mut client = connect(pool).await?;
-        match apply_once(&mut client, settings, units, force_exclusive).await {
+        let fail = match apply_once(&mut client, settings, units, force_exclusive).await {
             Ok(results) => return Ok(results),
-            // The server's lock table is full (other sessions hold many locks): retry
-            // holding the store's write lock exclusively, which needs no fine-grained locks.
-            Err(fail) if fail.lock_table_full() && !force_exclusive => {
-                tracing::warn!(
-                    "PostgreSQL's lock table is full; retrying with the store's exclusive \
-                     write lock (consider raising max_locks_per_transaction)"
-                );
-                force_exclusive = true;
-            }
-            Err(fail) if fail.retryable() && attempt < MAX_ATTEMPTS => {
-                tracing::debug!(
-                    attempt,
-                    "write transaction deadlocked or conflicted; retrying"
-                );
-                drop(client);
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
-                attempt += 1;
-            }
-            Err(fail) => return Err(fail.into_error()),
+            Err(fail) => fail,
+        };
+        // The connection goes back to the pool while this waits.
+        drop(client);
+        // The server's lock table is full (other sessions hold many locks): retry holding
+        // the store's write lock exclusively, which needs no fine-grained locks.
+        if fail.lock_table_full() && !force_exclusive {
+            tracing::warn!(
+                "PostgreSQL's lock table is full; retrying with the store's exclusive \
+                 write lock (consider raising max_locks_per_transaction)"
+            );
+            force_exclusive = true;
+            continue;
         }
+        if !retry.again(&fail).await {
+            return Err(fail.into_error());
+        }
+        tracing::debug!("write transaction deadlocked or conflicted; retrying");
+    }
+}
+
+/// Bounded, doubling waits between the attempts of a transaction that deadlocked or hit a
+/// serialization failure (writes here, reference repair in `maintain.rs`).
+pub(super) struct Retry {
+    attempt: u32,
+    backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempt: 1,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
+impl Retry {
+    /// Waits before another attempt when `fail` is worth retrying and attempts remain;
+    /// `false` means give up.
+    pub(super) async fn again(&mut self, fail: &Fail) -> bool {
+        if !fail.retryable() || self.attempt >= MAX_ATTEMPTS {
+            return false;
+        }
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = self.backoff.saturating_mul(2);
+        self.attempt += 1;
+        true
     }
 }
 
@@ -133,12 +159,8 @@ const STORE_LOCK_SPACE: i32 = 0x4243_5257;
 
 /// Second key of the store's write lock: 31 bits of blake3 of the scope.
 fn store_lock(scope: &str) -> i32 {
-    let hash = blake3::hash(scope.as_bytes());
-    let mut id = [0u8; 4];
-    for (slot, b) in id.iter_mut().zip(hash.as_bytes()) {
-        *slot = *b;
-    }
-    i32::from_le_bytes(id) & i32::MAX
+    let id = lock_id(blake3::hash(scope.as_bytes()).as_bytes()) & i64::from(i32::MAX);
+    i32::try_from(id).unwrap_or(0)
 }
 
 /// The advisory lock id of a (collection, key) in store `scope` (the schema; advisory locks
