@@ -15,12 +15,8 @@ use super::snapshot::{
 };
 use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
-use crate::backend::sqlite::{inspect, schema as sqlite_schema};
+use crate::backend::sqlite::{db_err as sqlite_err, inspect, schema as sqlite_schema};
 use crate::error::{Result, StorageError};
-
-fn sqlite_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
-    move |e| StorageError::database(context, e)
-}
 
 /// Loads the SQLite database at `snapshot` (at the latest SQLite schema version) into the
 /// empty database behind `pool`. A target holding any record, blob or dictionary is refused.

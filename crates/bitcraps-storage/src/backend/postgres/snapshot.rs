@@ -16,7 +16,7 @@ use tokio_postgres::IsolationLevel;
 
 use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
-use crate::backend::sqlite::{inspect, schema as sqlite_schema};
+use crate::backend::sqlite::{db_err as sqlite_err, inspect, schema as sqlite_schema};
 use crate::error::{Result, StorageError};
 
 /// Rows per fetch of records and dictionaries.
@@ -54,10 +54,6 @@ pub enum Chunk {
     Records(Vec<RecordRow>),
     /// Everything was sent (a restore commits only after this).
     Done,
-}
-
-fn sqlite_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
-    move |e| StorageError::database(context, e)
 }
 
 /// Writes a consistent SQLite copy of the database to `dest` (which must not exist).
