@@ -63,7 +63,13 @@ pub struct Measured {
 
 /// Runs every workload on store `name`.
 pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
-    let dir = tempfile::tempdir()?;
+    let mut dir = tempfile::tempdir()?;
+    // For inspecting what a store left on disk (e.g. with sqlite3's dbstat): keep the run's
+    // directory and name it on stderr.
+    if std::env::var_os("BITCRAPS_BENCH_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping {}", dir.path().display());
+    }
     let store: Box<dyn Store> = stores::open(name, dir.path(), servers)?;
     let mut live = Live::default();
     let mut m = Measured::default();
