@@ -28,6 +28,7 @@ fn sqlite(config: &StorageConfig) -> bitcraps_storage::Result<SqliteBackend> {
         durability: Durability::Normal,
         deduplicate: true,
         connection_timeout: Duration::from_secs(5),
+        page_cache_bytes: 4 << 20,
     })
 }
 

@@ -224,6 +224,7 @@ pub fn sqlite_backend(
             durability: Durability::Normal,
             deduplicate: true,
             connection_timeout: std::time::Duration::from_secs(5),
+            page_cache_bytes: 4 << 20,
         },
     )
 }

@@ -23,10 +23,8 @@ use crate::config::Durability;
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
 
-/// Page cache of the writer connection, in KiB.
-const WRITER_CACHE_KIB: i64 = 16 * 1024;
-/// Page cache of each reader connection, in KiB.
-const READER_CACHE_KIB: i64 = 4 * 1024;
+/// Smallest page cache of any connection, in KiB.
+const MIN_CONNECTION_CACHE_KIB: u64 = 512;
 /// How long a connection waits on SQLite's own locks (checkpoints, other processes).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -43,6 +41,30 @@ pub struct SqliteOptions {
     pub deduplicate: bool,
     /// How long a read waits for a pooled connection.
     pub connection_timeout: Duration,
+    /// Memory for SQLite's own page caches, all connections together: half for the writer,
+    /// half shared by the readers (each at least 512 KiB). See
+    /// [`SqliteOptions::page_cache_for`].
+    pub page_cache_bytes: u64,
+}
+
+impl SqliteOptions {
+    /// The page-cache budget that goes with an in-memory value cache of `cache_bytes`: a
+    /// quarter of it, at least 4 MiB and at most 32 MiB. Reads are mostly answered by the
+    /// value cache (and misses by the OS page cache), so SQLite's caches mainly serve the
+    /// writer's index pages.
+    pub fn page_cache_for(cache_bytes: u64) -> u64 {
+        (cache_bytes / 4).clamp(4 << 20, 32 << 20)
+    }
+
+    /// (writer, each reader) page cache sizes in KiB.
+    fn page_cache_kib(&self) -> (u64, u64) {
+        let total_kib = self.page_cache_bytes / 1024;
+        let readers = u64::try_from(self.readers.max(1)).unwrap_or(u64::MAX);
+        (
+            (total_kib / 2).max(MIN_CONNECTION_CACHE_KIB),
+            (total_kib / 2 / readers).max(MIN_CONNECTION_CACHE_KIB),
+        )
+    }
 }
 
 /// The SQLite backend.
@@ -95,6 +117,7 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         }
         let lock = lock_file(&path)?;
+        let (writer_cache_kib, reader_cache_kib) = options.page_cache_kib();
         let mut writer = Connection::open(&path).map_err(db_err("opening the database"))?;
         let synchronous = match options.durability {
             Durability::Full => "FULL",
@@ -114,7 +137,7 @@ impl SqliteBackend {
         writer
             .execute_batch(&format!(
                 "PRAGMA synchronous = {synchronous};
-                 PRAGMA cache_size = -{WRITER_CACHE_KIB};
+                 PRAGMA cache_size = -{writer_cache_kib};
                  PRAGMA temp_store = MEMORY;
                  PRAGMA foreign_keys = OFF;"
             ))
@@ -128,9 +151,9 @@ impl SqliteBackend {
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX
                     | OpenFlags::SQLITE_OPEN_URI,
             )
-            .with_init(|c| {
+            .with_init(move |c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
-                c.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB};"))?;
+                c.execute_batch(&format!("PRAGMA cache_size = -{reader_cache_kib};"))?;
                 c.set_prepared_statement_cache_capacity(32);
                 Ok(())
             });
@@ -259,5 +282,33 @@ impl Backend for SqliteBackend {
             lock.take();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(page_cache_bytes: u64, readers: usize) -> SqliteOptions {
+        SqliteOptions {
+            path: PathBuf::from("unused.db"),
+            readers,
+            durability: Durability::Full,
+            deduplicate: true,
+            connection_timeout: Duration::from_secs(1),
+            page_cache_bytes,
+        }
+    }
+
+    #[test]
+    fn page_caches_follow_the_value_cache() {
+        let mib = 1 << 20;
+        assert_eq!(SqliteOptions::page_cache_for(64 * mib), 16 * mib);
+        assert_eq!(SqliteOptions::page_cache_for(0), 4 * mib);
+        assert_eq!(SqliteOptions::page_cache_for(1024 * mib), 32 * mib);
+        // Half for the writer, half shared by the readers, never under 512 KiB each.
+        assert_eq!(options(16 * mib, 4).page_cache_kib(), (8 * 1024, 2 * 1024));
+        assert_eq!(options(4 * mib, 16).page_cache_kib(), (2 * 1024, 512));
+        assert_eq!(options(16 * mib, 0).page_cache_kib(), (8 * 1024, 8 * 1024));
     }
 }
