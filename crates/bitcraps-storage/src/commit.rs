@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::access::AccessTracker;
 use crate::backend::{Backend, OpOutcome, WriteOp, WriteUnit};
 use crate::cache::{ValueCache, cache_key};
+use crate::cached::CachedValue;
 use crate::error::{Result, StorageError};
 use crate::stats::Counters;
 
@@ -260,11 +261,12 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
             },
             OpOutcome::Put { deduplicated, .. },
         ) => {
-            shared.cache.committed_since(
-                cache_key(collection, key),
-                Some(Arc::clone(&value.raw)),
-                mark,
-            );
+            let dict = value
+                .dict_id
+                .and_then(|id| shared.dictionaries.decoder(id, "").ok());
+            let k = cache_key(collection, key);
+            let cached = CachedValue::from_encoded(&k, value, dict);
+            shared.cache.committed_since(&k, Some(cached), mark);
             Counters::add(&counters.writes, 1);
             let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
             Counters::add(&counters.logical_bytes_written, raw);
@@ -278,7 +280,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
         (WriteOp::Delete { collection, key }, OpOutcome::Delete { existed }) => {
             let k = cache_key(collection, key);
             shared.access.forget(&k);
-            shared.cache.committed(k, None);
+            shared.cache.committed(&k, None);
             if existed {
                 Counters::add(&counters.deletes, 1);
             }

@@ -39,6 +39,7 @@ pub mod backend;
 mod background;
 pub mod backup;
 mod cache;
+mod cached;
 pub mod codec;
 mod commit;
 pub mod config;

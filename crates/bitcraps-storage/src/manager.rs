@@ -18,6 +18,7 @@ use crate::backend::{
 use crate::background::Background;
 use crate::backup::BackupManager;
 use crate::cache::{ValueCache, cache_key};
+use crate::cached::CachedValue;
 use crate::codec::Codec;
 use crate::commit::{Shared, Writer, WriterOptions};
 use crate::config::{BackendTarget, StorageConfig};
@@ -75,6 +76,13 @@ impl std::fmt::Debug for PersistentStorageManager {
     }
 }
 
+/// A document found by a read: from the cache, still in its stored form, or just loaded
+/// (decoded and verified).
+enum Fetched {
+    Cached(CachedValue),
+    Loaded(Arc<[u8]>),
+}
+
 /// Runs blocking work off the async runtime.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
@@ -117,6 +125,7 @@ impl PersistentStorageManager {
                     durability: config.durability,
                     deduplicate: config.enable_deduplication,
                     connection_timeout: config.connection_timeout,
+                    page_cache_bytes: SqliteOptions::page_cache_for(config.cache_capacity_bytes()),
                 };
                 Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
             }
@@ -455,29 +464,43 @@ impl PersistentStorageManager {
         key: &str,
     ) -> Result<Option<T>> {
         let started = Instant::now();
-        let raw = self.retrieve_raw(collection, key).await?;
-        let value = raw
-            .map(|raw| value::deserialize(collection, key, &raw))
-            .transpose()?;
+        let value = match self.fetch(collection, key).await? {
+            None => None,
+            Some(Fetched::Cached(cached)) => {
+                let raw = cached.decode(|| format!("{collection}/{key}"))?;
+                Some(value::deserialize(collection, key, &raw)?)
+            }
+            Some(Fetched::Loaded(raw)) => Some(value::deserialize(collection, key, &raw)?),
+        };
         self.inner.shared.counters.read_done(started.elapsed());
         Ok(value)
     }
 
     /// Reads the serialized JSON document under `collection`/`key`, verified.
-    ///
-    /// L1 (in-process) → L2 (Redis, when configured) → database. Concurrent misses of one key
-    /// share one load (see `ValueCache::join_load`).
     pub async fn retrieve_raw(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
+        match self.fetch(collection, key).await? {
+            None => Ok(None),
+            Some(Fetched::Cached(cached)) => {
+                let raw = cached.decode(|| format!("{collection}/{key}"))?;
+                Ok(Some(Arc::from(raw.into_owned())))
+            }
+            Some(Fetched::Loaded(raw)) => Ok(Some(raw)),
+        }
+    }
+
+    /// Finds a document: L1 (in-process, compressed) → L2 (Redis, when configured) →
+    /// database. Concurrent misses of one key share one load (see `ValueCache::join_load`).
+    async fn fetch(&self, collection: &str, key: &str) -> Result<Option<Fetched>> {
         self.check_open()?;
         validate::key(collection, key)?;
         let shared = &self.inner.shared;
         let ck = cache_key(collection, key);
-        if let Some(raw) = shared.cache.get(&ck) {
+        if let Some(cached) = shared.cache.get(&ck) {
             shared.access.record(&ck, now_ms());
             // A cache hit completes without awaiting anything; spend tokio's cooperative
             // budget so a loop of hits still lets other tasks (writers) run.
             tokio::task::coop::consume_budget().await;
-            return Ok(Some(raw));
+            return Ok(Some(Fetched::Cached(cached)));
         }
         let (ticket, load, _joined) = shared.cache.join_load(&ck);
         let raw = load
@@ -489,7 +512,7 @@ impl PersistentStorageManager {
         if raw.is_some() {
             shared.access.record(&ck, now_ms());
         }
-        Ok(raw)
+        Ok(raw.map(Fetched::Loaded))
     }
 
     /// One load after an L1 miss: L2, else the database (then filling L2 and L1, each only if
@@ -505,7 +528,7 @@ impl PersistentStorageManager {
         let observed = match &shared.remote {
             Some(remote) => match remote.lookup(ck).await {
                 Lookup::Hit(raw) => {
-                    shared.cache.fill(ck.to_owned(), ticket, Arc::clone(&raw));
+                    shared.cache.fill(ticket, CachedValue::plain(ck, &raw), ck);
                     return Ok(Some(raw));
                 }
                 Lookup::Miss(observed) => Some(observed),
@@ -513,22 +536,28 @@ impl PersistentStorageManager {
             },
             None => None,
         };
-        let raw = self.read_database(collection, key).await?;
-        if let Some(raw) = &raw {
-            // Awaited rather than spawned so a read that returned has filled L2 (tests and
-            // other nodes can count on it); it is one round trip after a database read.
-            if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
-                remote.fill(ck, observed, raw).await;
-            }
-            shared.cache.fill(ck.to_owned(), ticket, Arc::clone(raw));
+        let Some((raw, cached)) = self.read_database(collection, key).await? else {
+            return Ok(None);
+        };
+        // Awaited rather than spawned so a read that returned has filled L2 (tests and other
+        // nodes can count on it); it is one round trip after a database read.
+        if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
+            remote.fill(ck, observed, &raw).await;
         }
-        Ok(raw)
+        shared.cache.fill(ticket, cached, ck);
+        Ok(Some(raw))
     }
 
-    /// Reads and verifies a document from the database on a blocking thread.
-    async fn read_database(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
+    /// Reads and verifies a document from the database on a blocking thread: the JSON, and
+    /// the stored form for the cache.
+    async fn read_database(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<(Arc<[u8]>, CachedValue)>> {
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
+        let ck = cache_key(collection, key);
         blocking(move || {
             let shared = &inner.shared;
             let Some(blob) = shared.backend.get(&c, &k)? else {
@@ -547,7 +576,17 @@ impl PersistentStorageManager {
                 &blob.data,
                 dict.as_deref(),
             )?;
-            Ok(Some(Arc::<[u8]>::from(raw)))
+            // decode() accepted the codec id, so this conversion holds; a stored form it
+            // could not describe is cached decoded instead.
+            let codec = u8::try_from(blob.codec_id).ok().and_then(Codec::from_id);
+            let cached = match codec {
+                Some(codec) if codec != Codec::None => {
+                    CachedValue::new(&ck, codec, raw.len(), &blob.data, dict)
+                }
+                _ => CachedValue::plain(&ck, &raw),
+            };
+            let raw = Arc::<[u8]>::from(raw);
+            Ok(Some((raw, cached)))
         })
         .await
     }

@@ -1,0 +1,192 @@
+//! What the in-memory cache holds for a document: its *stored* (compressed) bytes and what
+//! decoding them takes, not the decoded JSON.
+//!
+//! Measured (BENCHMARKS.md): a ~0.7–1 KiB game document compresses to ~115–140 bytes with the
+//! collection's zstd dictionary, and decompressing it costs ~0.5 µs, while a cache miss costs
+//! tens of microseconds (a blocking thread, a pooled SQLite read, decompression and blake3).
+//! Holding compressed bytes fits several times more documents in the same capacity, so the
+//! hit ratio of a skewed workload rises more than each hit's decompression costs.
+//!
+//! Entries are verified before they are cached (a database read checks the blake3 hash; a
+//! write caches what it just encoded), so a hit decompresses without hashing again.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use zstd::dict::DecoderDictionary;
+
+use crate::codec::Codec;
+use crate::error::{Result, StorageError};
+use crate::value::EncodedValue;
+
+/// A cached document in its stored form, with its cache key in the same allocation (the
+/// cache is keyed by a 64-bit hash of the key, and a hit compares the full key here).
+#[derive(Clone)]
+pub struct CachedValue {
+    codec: Codec,
+    raw_len: usize,
+    key_len: usize,
+    /// The cache key's bytes followed by the stored bytes.
+    bytes: Arc<[u8]>,
+    dict: Option<Arc<DecoderDictionary<'static>>>,
+}
+
+impl std::fmt::Debug for CachedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedValue")
+            .field("codec", &self.codec)
+            .field("raw_len", &self.raw_len)
+            .field("stored_len", &self.stored().len())
+            .field("dictionary", &self.dict.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedValue {
+    /// Verified stored bytes of the record under `cache_key`: `stored` in `codec`, expanding
+    /// to `raw_len` bytes, needing `dict` when compressed with a dictionary.
+    pub fn new(
+        cache_key: &str,
+        codec: Codec,
+        raw_len: usize,
+        stored: &[u8],
+        dict: Option<Arc<DecoderDictionary<'static>>>,
+    ) -> Self {
+        let mut bytes = Vec::with_capacity(cache_key.len() + stored.len());
+        bytes.extend_from_slice(cache_key.as_bytes());
+        bytes.extend_from_slice(stored);
+        CachedValue {
+            codec,
+            raw_len,
+            key_len: cache_key.len(),
+            bytes: bytes.into(),
+            dict,
+        }
+    }
+
+    /// An uncompressed document (from the Redis tier, or stored without compression).
+    pub fn plain(cache_key: &str, raw: &[u8]) -> Self {
+        CachedValue::new(cache_key, Codec::None, raw.len(), raw, None)
+    }
+
+    /// What a write just encoded. `dict` is the decoder of `value.dict_id`; when the value
+    /// names a dictionary that is not at hand, the decoded bytes are cached instead.
+    pub fn from_encoded(
+        cache_key: &str,
+        value: &EncodedValue,
+        dict: Option<Arc<DecoderDictionary<'static>>>,
+    ) -> Self {
+        match (value.dict_id, dict) {
+            (Some(_), None) => CachedValue::plain(cache_key, &value.raw),
+            (_, dict) => {
+                CachedValue::new(cache_key, value.codec, value.raw_len(), &value.stored, dict)
+            }
+        }
+    }
+
+    /// Whether this is the entry of `cache_key` (and not of another key with the same hash).
+    pub fn is_for(&self, cache_key: &str) -> bool {
+        self.bytes.get(..self.key_len) == Some(cache_key.as_bytes())
+    }
+
+    fn stored(&self) -> &[u8] {
+        self.bytes.get(self.key_len..).unwrap_or_default()
+    }
+
+    /// Bytes held (key and stored form), for the cache's weigher.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The serialized document: borrowed when stored uncompressed, else decompressed.
+    /// `location` names the record in the (never expected) error.
+    pub fn decode(&self, location: impl FnOnce() -> String) -> Result<Cow<'_, [u8]>> {
+        let stored = self.stored();
+        let decoded = match (self.codec, &self.dict) {
+            (Codec::None, _) => return Ok(Cow::Borrowed(stored)),
+            (Codec::Zstd, Some(d)) => {
+                crate::zstd_ctx::decompress(stored, self.raw_len, Some(d.as_ddict()))
+                    .map_err(|e| format!("zstd with dictionary: {e}"))
+            }
+            (codec, _) => codec
+                .decompress(stored, self.raw_len, "")
+                .map_err(|e| match e {
+                    StorageError::Corruption { detail, .. } => detail,
+                    other => other.to_string(),
+                }),
+        };
+        match decoded {
+            Ok(raw) if raw.len() == self.raw_len => Ok(Cow::Owned(raw)),
+            Ok(raw) => Err(StorageError::corruption(
+                location(),
+                format!(
+                    "cached data expands to {} bytes, expected {}",
+                    raw.len(),
+                    self.raw_len
+                ),
+            )),
+            Err(detail) => Err(StorageError::corruption(location(), detail)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Pipeline;
+
+    fn doc() -> Vec<u8> {
+        br#"{"game":"g-1","rolls":[[3,4],[6,6]],"notes":"seven out, line away seven out, line away"}"#
+            .to_vec()
+    }
+
+    #[test]
+    fn every_codec_decodes_to_the_document() -> Result<()> {
+        for codec in Codec::ALL {
+            let pipeline = Pipeline {
+                codec,
+                level: 3,
+                max_value_size: 1 << 20,
+            };
+            let encoded = pipeline.encode_raw("games", "g-1", doc().repeat(4))?;
+            let cached = CachedValue::from_encoded("games\0g-1", &encoded, None);
+            assert_eq!(
+                cached.decode(|| "games/g-1".into())?.as_ref(),
+                &*encoded.raw
+            );
+            assert_eq!(
+                cached.len(),
+                "games\0g-1".len() + encoded.stored.len(),
+                "{codec}"
+            );
+            assert!(cached.is_for("games\0g-1"));
+            assert!(!cached.is_for("games\0g-2") && !cached.is_for("games\0g-"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_value_whose_dictionary_is_missing_is_cached_decoded() -> Result<()> {
+        let pipeline = Pipeline {
+            codec: Codec::Zstd,
+            level: 3,
+            max_value_size: 1 << 20,
+        };
+        let mut encoded = pipeline.encode_raw("games", "g-1", doc().repeat(4))?;
+        encoded.dict_id = Some(7);
+        let cached = CachedValue::from_encoded("k", &encoded, None);
+        assert_eq!(cached.len(), 1 + encoded.raw_len());
+        assert!(matches!(cached.decode(|| "x".into())?, Cow::Borrowed(_)));
+        Ok(())
+    }
+
+    #[test]
+    fn damaged_bytes_are_corruption_naming_the_record() {
+        let cached = CachedValue::new("k", Codec::Lz4, 500, b"\xff\xff\xff", None);
+        let err = cached.decode(|| "games/g-9".into()).err();
+        assert!(
+            matches!(&err, Some(StorageError::Corruption { location, .. }) if location == "games/g-9"),
+            "{err:?}"
+        );
+    }
+}
