@@ -52,7 +52,7 @@ fn round(i: u32) -> Value {
         "shooter": format!("player-{}", i % 5),
         "dice": [i % 6 + 1, (i * 7) % 6 + 1],
         "bets": [{"kind": "pass", "amount": 10 + i % 3}, {"kind": "field", "amount": 5}],
-        "outcome": if i % 3 == 0 { "point" } else { "natural" },
+        "outcome": if i.is_multiple_of(3) { "point" } else { "natural" },
     })
 }
 
