@@ -1,11 +1,68 @@
-//! Databases written by earlier schema versions open, read back exactly, and accept writes.
+//! Databases written by earlier schema versions open, read back exactly, accept writes, and
+//! end up with the latest schema's indexes.
+//!
 //! `fixtures/schema-v1.db` was written by version 0.1.0: one game per codec and four records
 //! sharing one lobby blob.
+//!
+//! `fixtures/schema-v2.db` was written by the schema-version-2 code (the commit before schema
+//! version 3), with background tasks off:
+//! - `games/g-{i}` for each codec of `Codec::ALL` in order (each written by its own open with
+//!   that codec, dictionaries off), each read once before close (`access_count` 1);
+//! - `lobbies/l-0`..`l-3`: the same document, so one blob shared by four records;
+//! - `rounds/r-001`..`r-023`: `round(i)` below, zstd with dictionaries trained after 16
+//!   samples; `r-001`..`r-015` are stored without a dictionary, `r-016`..`r-023` with
+//!   dictionary 1 (the only one);
+//! - `rounds/r-000` replaced by `{"replaced": true}` (its first blob was freed, so blob ids
+//!   have a gap), and `games/gone` written and deleted.
+
+use std::path::Path;
 
 use bitcraps_storage::{Codec, PersistentStorageManager, StorageConfig};
 use serde_json::{Value, json};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The indexes of the latest schema: `blobs_by_hash` (full hash) and `records_by_blob` are
+/// gone since version 3.
+fn assert_latest_schema(db: &Path) -> Result {
+    let conn = rusqlite::Connection::open(db)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    assert_eq!(version, 3);
+    let indexes = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    assert_eq!(
+        indexes,
+        [(
+            "blobs_by_hash_prefix".to_owned(),
+            Some("CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8))".to_owned())
+        )]
+    );
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    assert_eq!(check, "ok");
+    Ok(())
+}
+
+fn round(i: u32) -> Value {
+    json!({
+        "round": i,
+        "shooter": format!("player-{}", i % 5),
+        "dice": [i % 6 + 1, (i * 7) % 6 + 1],
+        "bets": [{"kind": "pass", "amount": 10 + i % 3}, {"kind": "field", "amount": 5}],
+        "outcome": if i.is_multiple_of(3) { "point" } else { "natural" },
+    })
+}
+
+fn game(codec: Codec) -> Value {
+    json!({
+        "codec": codec.name(),
+        "rolls": [[3, 4], [6, 6], [2, 5]],
+        "notes": "seven out, line away ".repeat(8),
+    })
+}
 
 #[tokio::test]
 async fn schema_v1_fixture_reads_back_and_upgrades() -> Result {
@@ -17,12 +74,7 @@ async fn schema_v1_fixture_reads_back_and_upgrades() -> Result {
     let s = PersistentStorageManager::open(StorageConfig::with_data_path(dir.path())).await?;
     for (i, codec) in Codec::ALL.into_iter().enumerate() {
         let key = format!("g-{i}");
-        let doc = json!({
-            "codec": codec.name(),
-            "rolls": [[3, 4], [6, 6], [2, 5]],
-            "notes": "seven out, line away ".repeat(8),
-        });
-        assert_eq!(s.retrieve::<Value>("games", &key).await?, Some(doc));
+        assert_eq!(s.retrieve::<Value>("games", &key).await?, Some(game(codec)));
         let meta = s.metadata("games", &key).await?.ok_or("missing")?;
         assert_eq!(meta.codec, codec, "{key}");
         // One read recorded in the fixture, one just now (buffered, included in metadata).
@@ -43,5 +95,71 @@ async fn schema_v1_fixture_reads_back_and_upgrades() -> Result {
     assert_eq!(stats.database_stats.record_count, 9);
     assert!(s.check_consistency().await?.is_ok());
     s.close().await?;
+    assert_latest_schema(&dir.path().join("bitcraps.db"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn schema_v2_fixture_reads_back_and_upgrades() -> Result {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bitcraps.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v2.db"),
+        &db,
+    )?;
+    let s = PersistentStorageManager::open(StorageConfig::with_data_path(dir.path())).await?;
+    assert_eq!(s.collections().await?, ["games", "lobbies", "rounds"]);
+    for (i, codec) in Codec::ALL.into_iter().enumerate() {
+        let key = format!("g-{i}");
+        assert_eq!(s.retrieve::<Value>("games", &key).await?, Some(game(codec)));
+        let meta = s.metadata("games", &key).await?.ok_or("missing")?;
+        assert_eq!(meta.codec, codec, "{key}");
+        assert_eq!(meta.dictionary_id, None, "{key}");
+        assert_eq!(meta.shared_by, 1, "{key}");
+        assert_eq!(meta.access_count, 2, "{key}");
+        let lobby = s.retrieve::<Value>("lobbies", &format!("l-{i}")).await?;
+        assert_eq!(lobby, Some(json!({"lobby": "default", "min_bet": 10})));
+        let meta = s.metadata("lobbies", &format!("l-{i}")).await?;
+        assert_eq!(meta.ok_or("missing")?.shared_by, 4);
+    }
+    assert_eq!(s.retrieve::<Value>("games", "gone").await?, None);
+    assert_eq!(
+        s.retrieve::<Value>("rounds", "r-000").await?,
+        Some(json!({"replaced": true}))
+    );
+    for i in 1..24u32 {
+        let key = format!("r-{i:03}");
+        assert_eq!(s.retrieve::<Value>("rounds", &key).await?, Some(round(i)));
+        let meta = s.metadata("rounds", &key).await?.ok_or("missing")?;
+        assert_eq!(meta.codec, Codec::Zstd, "{key}");
+        assert_eq!(meta.shared_by, 1, "{key}");
+        let dictionary = if i < 16 { None } else { Some(1) };
+        assert_eq!(meta.dictionary_id, dictionary, "{key}");
+    }
+    let stats = s.statistics().await?;
+    assert_eq!(stats.database_stats.record_count, 32);
+    assert_eq!(stats.database_stats.blob_count, 29);
+    assert_eq!(stats.database_stats.dictionary_count, 1);
+    // Writes after the upgrade: new content, content already stored (dedup goes through the
+    // new hash index), and a replacement that frees a blob.
+    s.store("rounds", "r-100", &round(100)).await?;
+    s.store("rounds", "r-101", &round(5)).await?;
+    s.store("lobbies", "l-0", &json!({"lobby": "vip"})).await?;
+    let copy = s.metadata("rounds", "r-101").await?.ok_or("missing")?;
+    assert_eq!(copy.shared_by, 2, "deduplicated against r-005");
+    assert_eq!(
+        s.metadata("lobbies", "l-1")
+            .await?
+            .ok_or("missing")?
+            .shared_by,
+        3
+    );
+    assert_eq!(
+        s.retrieve::<Value>("rounds", "r-100").await?,
+        Some(round(100))
+    );
+    assert!(s.check_consistency().await?.is_ok());
+    s.close().await?;
+    assert_latest_schema(&db)?;
     Ok(())
 }

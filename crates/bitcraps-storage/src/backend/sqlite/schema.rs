@@ -46,6 +46,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE blobs ADD COLUMN dict_id INTEGER;
     ",
+    // Version 3: smaller indexes (issue #4). Dedup looks a hash up by its first 8 bytes and
+    // compares the full hash in the row, so a prefix collision is never a false match; the
+    // index holds 8 bytes per blob instead of 32. `records_by_blob` is dropped: only the
+    // consistency check and the reference repair join records to blobs, and they do it in one
+    // `GROUP BY blob_id` pass instead of one lookup per blob.
+    r"
+    DROP INDEX records_by_blob;
+    DROP INDEX blobs_by_hash;
+    CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8));
+    ",
 ];
 
 /// The schema version this build writes.
@@ -107,6 +117,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
 
     #[test]
     fn migrates_once_and_refuses_newer() -> Result<()> {
@@ -119,6 +130,105 @@ mod tests {
             migrate(&mut conn),
             Err(StorageError::SchemaTooNew { found: 99, .. })
         ));
+        Ok(())
+    }
+
+    /// `EXPLAIN QUERY PLAN` of `sql`, one `(id, parent, detail)` per step.
+    fn plan(
+        conn: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| {
+                s.query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("explain"))
+    }
+
+    /// The queries that used `blobs_by_hash` and `records_by_blob` (dropped in version 3)
+    /// neither scan inside a correlated subquery nor scan a table more than once.
+    #[test]
+    fn reference_queries_make_one_pass() -> Result<()> {
+        use crate::backend::sqlite::{maintain, read};
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        migrate(&mut conn)?;
+        for sql in [
+            read::COUNT_DANGLING_RECORDS,
+            read::COUNT_REFERENCE_ERRORS,
+            &format!("SELECT count(*) FROM blobs WHERE {}", maintain::ORPHAN),
+            &format!("DELETE FROM blobs WHERE {}", maintain::ORPHAN),
+            maintain::RECOUNT,
+        ] {
+            let steps = plan(&conn, sql, [])?;
+            let text = steps
+                .iter()
+                .map(|(.., d)| d.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let correlated: Vec<i64> = steps
+                .iter()
+                .filter(|(.., d)| d.starts_with("CORRELATED"))
+                .map(|(id, ..)| *id)
+                .collect();
+            for (_, parent, detail) in &steps {
+                assert!(
+                    !(detail.starts_with("SCAN") && correlated.contains(parent)),
+                    "a scan per row in {sql}:\n{text}"
+                );
+            }
+            for table in ["records", "blobs"] {
+                let scans = steps
+                    .iter()
+                    .filter(|(.., d)| {
+                        d.strip_prefix("SCAN ")
+                            .is_some_and(|t| t.split(' ').next() == Some(table))
+                    })
+                    .count();
+                assert!(
+                    scans <= 1,
+                    "{table} scanned {scans} times in {sql}:\n{text}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Dedup finds content through the 8-byte prefix index and compares the full hash.
+    #[test]
+    fn hash_lookup_uses_the_prefix_index_and_the_full_hash() -> Result<()> {
+        use crate::backend::sqlite::write::FIND_BLOB_BY_HASH;
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        migrate(&mut conn)?;
+        let steps = plan(&conn, FIND_BLOB_BY_HASH, [&[0u8; 32][..]])?;
+        assert!(
+            steps
+                .iter()
+                .any(|(.., d)| d.contains("USING INDEX blobs_by_hash_prefix")),
+            "{steps:?}"
+        );
+        let wanted = [7u8; 32];
+        let mut same_prefix = [7u8; 32];
+        same_prefix[31] = 8;
+        let insert = |hash: &[u8]| {
+            conn.execute(
+                "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data)
+                 VALUES (?1, 0, 1, 1, 1, x'00')",
+                [hash],
+            )
+            .map(|_| conn.last_insert_rowid())
+            .map_err(db_err("insert"))
+        };
+        let find = |hash: &[u8]| {
+            conn.query_row(FIND_BLOB_BY_HASH, [hash], |r| r.get::<_, i64>(0))
+                .optional()
+                .map_err(db_err("find"))
+        };
+        insert(&same_prefix)?;
+        assert_eq!(find(&wanted)?, None, "a prefix collision is not a match");
+        let id = insert(&wanted)?;
+        assert_eq!(find(&wanted)?, Some(id));
         Ok(())
     }
 

@@ -95,13 +95,19 @@ fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option
         .map_err(db_err("looking up a record"))
 }
 
+/// The blob holding content with hash `?1`. The index holds the hash's first 8 bytes
+/// (schema version 3); the full hash is compared in the row, so blobs that merely share a
+/// prefix never match.
+pub(super) const FIND_BLOB_BY_HASH: &str = "SELECT id, raw_len FROM blobs
+     WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 LIMIT 1";
+
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.
 /// Returns the blob id and whether the content was already stored.
 fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> Result<(i64, bool)> {
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     if deduplicate {
         let existing: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT id, raw_len FROM blobs WHERE hash = ?1 LIMIT 1")
+            .prepare_cached(FIND_BLOB_BY_HASH)
             .and_then(|mut s| {
                 s.query_row(params![&value.hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
