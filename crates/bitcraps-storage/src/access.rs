@@ -83,14 +83,31 @@ impl AccessTracker {
         self.pending_keys.load(Ordering::Relaxed)
     }
 
-    /// Takes every buffered count, as touch operations for the writer.
-    pub fn drain(&self) -> Vec<WriteOp> {
+    /// Takes up to `limit` buffered counts (`usize::MAX`: all), as touch operations for the
+    /// writer.
+    pub fn drain(&self, limit: usize) -> Vec<WriteOp> {
         let mut ops = Vec::new();
+        if limit == 0 {
+            return ops;
+        }
         for shard in &self.shards {
-            let taken = match shard.lock() {
-                Ok(mut g) => std::mem::take(&mut *g),
-                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+            let left = limit.saturating_sub(ops.len());
+            if left == 0 {
+                break;
+            }
+            let mut guard = match shard.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
             };
+            let taken: Vec<(String, PendingAccess)> = if guard.len() <= left {
+                std::mem::take(&mut *guard).into_iter().collect()
+            } else {
+                let keys: Vec<String> = guard.keys().take(left).cloned().collect();
+                keys.into_iter()
+                    .filter_map(|k| guard.remove(&k).map(|p| (k, p)))
+                    .collect()
+            };
+            drop(guard);
             self.pending_keys.fetch_sub(taken.len(), Ordering::Relaxed);
             ops.extend(taken.into_iter().filter_map(|(k, p)| {
                 let (collection, key) = k.split_once('\0')?;
@@ -148,7 +165,8 @@ mod tests {
             })
         );
         assert_eq!(t.pending_keys(), 2);
-        let ops = t.drain();
+        assert!(t.drain(0).is_empty());
+        let ops = t.drain(usize::MAX);
         assert_eq!(ops.len(), 2);
         assert_eq!(t.pending_keys(), 0);
         assert_eq!(t.pending(&k), None);
@@ -162,5 +180,29 @@ mod tests {
         );
         t.forget(&k);
         assert_eq!(t.pending_keys(), 1);
+    }
+
+    #[test]
+    fn drains_in_chunks_without_losing_counts() {
+        let t = AccessTracker::default();
+        for i in 0..100 {
+            t.record(&cache_key("games", &format!("g-{i}")), i);
+        }
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let chunk = t.drain(30);
+            assert!(chunk.len() <= 30);
+            if chunk.is_empty() {
+                break;
+            }
+            for op in chunk {
+                if let WriteOp::Touch { key, count, .. } = op {
+                    assert_eq!(count, 1);
+                    assert!(seen.insert(key), "a count drained twice");
+                }
+            }
+            assert_eq!(t.pending_keys(), 100 - seen.len());
+        }
+        assert_eq!(seen.len(), 100);
     }
 }

@@ -4,7 +4,7 @@
 //! write, and only after the cache reflects it.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,8 +18,14 @@ use crate::cached::CachedValue;
 use crate::error::{Result, StorageError};
 use crate::stats::Counters;
 
-/// Buffered access counts are flushed early once this many records have some.
-const FLUSH_AT_PENDING_KEYS: usize = 10_000;
+/// Buffered access counts are flushed early once this many records have some (about
+/// 80 bytes of memory each), down to half of it.
+const FLUSH_AT_PENDING_KEYS: usize = 50_000;
+
+/// Most access counts written by one group commit. A flush of many keys rewrites many
+/// pages; in chunks, the writes queued meanwhile commit between them instead of waiting for
+/// the whole flush.
+const TOUCHES_PER_GROUP: usize = 5_000;
 
 /// State shared by the handle and the writer thread.
 pub(crate) struct Shared {
@@ -105,11 +111,22 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
         .access_flush_interval
         .clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut last_flush = Instant::now();
+    // Access counts still to write in chunks, from a flush that was due.
+    let mut to_drain = 0usize;
     loop {
-        let first = match rx.recv_timeout(tick) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
+        let first = if to_drain > 0 {
+            // Mid-flush: take what is queued, but do not wait for it.
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv_timeout(tick) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
         };
         let mut writes = Vec::new();
         let mut flush_waiters = Vec::new();
@@ -130,22 +147,42 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
             }
         }
         let pending = shared.access.pending_keys();
-        let flush = !flush_waiters.is_empty()
-            || pending >= FLUSH_AT_PENDING_KEYS
-            || (pending > 0 && last_flush.elapsed() >= options.access_flush_interval);
-        if writes.is_empty() && !flush {
+        if to_drain == 0 {
+            if pending >= FLUSH_AT_PENDING_KEYS {
+                to_drain = pending - FLUSH_AT_PENDING_KEYS / 2;
+            } else if pending > 0 && last_flush.elapsed() >= options.access_flush_interval {
+                to_drain = pending;
+            }
+        }
+        // An explicit flush writes every count now; a due one, a chunk per group.
+        let limit = if flush_waiters.is_empty() {
+            to_drain.min(TOUCHES_PER_GROUP)
+        } else {
+            usize::MAX
+        };
+        if writes.is_empty() && limit == 0 {
             continue;
         }
-        let flushed = commit_group(shared, writes, flush);
-        if flush {
-            last_flush = Instant::now();
+        let flushed = commit_group(shared, writes, limit);
+        if limit > 0 {
+            to_drain = match &flushed {
+                Ok(drained) if *drained > 0 && limit != usize::MAX => {
+                    to_drain.saturating_sub(*drained)
+                }
+                // Failed (the counts were put back; the next tick retries), nothing left,
+                // or everything written.
+                _ => 0,
+            };
+            if to_drain == 0 {
+                last_flush = Instant::now();
+            }
         }
         for waiter in flush_waiters {
             let _ = waiter.send(flushed.as_ref().map(|_| ()).map_err(copy_error));
         }
     }
     if shared.access.pending_keys() > 0
-        && let Err(e) = commit_group(shared, Vec::new(), true)
+        && let Err(e) = commit_group(shared, Vec::new(), usize::MAX)
     {
         tracing::warn!(error = %e, "could not flush access statistics on shutdown");
     }
@@ -156,19 +193,17 @@ fn copy_error(e: &StorageError) -> StorageError {
     StorageError::database("committing a group of writes", e.to_string())
 }
 
-/// Commits one group; returns the error that failed the whole transaction, if any.
+/// Commits one group, with up to `touch_limit` buffered access counts; returns how many
+/// counts it wrote, or the error that failed the whole transaction.
 fn commit_group(
     shared: &Shared,
     writes: Vec<(WriteUnit, Reply<Vec<OpOutcome>>)>,
-    flush_access: bool,
-) -> Result<(), StorageError> {
+    touch_limit: usize,
+) -> Result<usize, StorageError> {
     let (mut units, replies): (Vec<WriteUnit>, Vec<_>) = writes.into_iter().unzip();
-    let touches = if flush_access {
-        shared.access.drain()
-    } else {
-        Vec::new()
-    };
-    let has_touches = !touches.is_empty();
+    let touches = shared.access.drain(touch_limit);
+    let touched = touches.len();
+    let has_touches = touched > 0;
     if has_touches {
         units.push(touches);
     }
@@ -243,8 +278,9 @@ fn commit_group(
     if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
         tracing::warn!(error = %e, "flushing access statistics failed; will retry");
         shared.access.restore(t);
+        return Ok(0);
     }
-    Ok(())
+    Ok(touched)
 }
 
 /// Applies a committed operation to the cache and the counters. `mark` was taken before the

@@ -55,3 +55,39 @@ async fn failing_runs_are_counted_and_the_store_keeps_working() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// A due flush of more access counts than one group writes (5,000) is written in chunks,
+/// without anyone calling `flush()`, and every count reaches the database exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_access_counts_reach_the_database_in_chunks() -> Result {
+    let f = common::sqlite_fixture_fast();
+    let mut config = f.config.clone();
+    config.access_flush_interval = Duration::from_millis(50);
+    let s = PersistentStorageManager::open(config).await?;
+    let keys: Vec<String> = (0..12_000).map(|i| format!("g-{i:05}")).collect();
+    for chunk in keys.chunks(1_000) {
+        let items: Vec<(String, common::Game)> =
+            chunk.iter().map(|k| (k.clone(), game(k, 3))).collect();
+        s.store_batch("games", &items).await?;
+    }
+    for k in &keys {
+        assert!(s.retrieve::<common::Game>("games", k).await?.is_some());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s.statistics().await?.pending_access_updates > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access counts were never flushed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let db = rusqlite::Connection::open(f.config.data_path.join("bitcraps.db"))?;
+    let (rows, total): (i64, i64) = db.query_row(
+        "SELECT count(*), sum(access_count) FROM records WHERE access_count > 0",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert_eq!((rows, total), (12_000, 12_000));
+    s.close().await?;
+    Ok(())
+}
