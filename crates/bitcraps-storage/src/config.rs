@@ -84,8 +84,11 @@ pub struct StorageConfig {
     /// therefore lag behind the primary; `retrieve` and writes always use the primary. Gets its
     /// own pool of `max_connections`. Ignored for SQLite. Default: `None`.
     pub read_replica_url: Option<String>,
-    /// Upper bound of the in-memory read cache, in MiB of cached value bytes. `0` disables the
-    /// cache. Default: 64.
+    /// Upper bound of the in-memory read cache, in MiB of memory: documents are cached in their
+    /// stored (compressed) form and each entry is charged its measured overhead on top, so this
+    /// bounds what the cache takes, not just document bytes. SQLite's own page caches get a
+    /// quarter of it on top (at least 4 MiB, at most 32 MiB). `0` disables the cache.
+    /// Default: 64.
     pub cache_size_mb: usize,
     /// Number of read-only database connections (reads run in parallel; there is always exactly
     /// one writer). On PostgreSQL: the size of each connection pool (primary and replica),
