@@ -24,6 +24,8 @@ pub struct PendingAccess {
 pub struct AccessTracker {
     shards: [Mutex<HashMap<String, PendingAccess>>; SHARDS],
     pending_keys: AtomicUsize,
+    /// The shard a partial drain starts at (round-robin, so none waits behind the others).
+    next_shard: AtomicUsize,
 }
 
 impl Default for AccessTracker {
@@ -31,6 +33,7 @@ impl Default for AccessTracker {
         AccessTracker {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             pending_keys: AtomicUsize::new(0),
+            next_shard: AtomicUsize::new(0),
         }
     }
 }
@@ -83,31 +86,27 @@ impl AccessTracker {
         self.pending_keys.load(Ordering::Relaxed)
     }
 
-    /// Takes up to `limit` buffered counts (`usize::MAX`: all), as touch operations for the
-    /// writer.
+    /// Takes buffered counts, as touch operations for the writer: whole shards, round-robin
+    /// from where the previous drain stopped, until at least `limit` are taken (`usize::MAX`:
+    /// all). Whole shards, so a record that keeps being read cannot keep others of its shard
+    /// waiting; round-robin, so no shard waits behind busier ones.
     pub fn drain(&self, limit: usize) -> Vec<WriteOp> {
         let mut ops = Vec::new();
         if limit == 0 {
             return ops;
         }
-        for shard in &self.shards {
-            let left = limit.saturating_sub(ops.len());
-            if left == 0 {
+        let start = self.next_shard.load(Ordering::Relaxed);
+        for step in 0..SHARDS {
+            if ops.len() >= limit {
                 break;
             }
-            let mut guard = match shard.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
+            let index = (start + step) % SHARDS;
+            self.next_shard
+                .store((index + 1) % SHARDS, Ordering::Relaxed);
+            let taken = match self.shards[index].lock() {
+                Ok(mut g) => std::mem::take(&mut *g),
+                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
             };
-            let taken: Vec<(String, PendingAccess)> = if guard.len() <= left {
-                std::mem::take(&mut *guard).into_iter().collect()
-            } else {
-                let keys: Vec<String> = guard.keys().take(left).cloned().collect();
-                keys.into_iter()
-                    .filter_map(|k| guard.remove(&k).map(|p| (k, p)))
-                    .collect()
-            };
-            drop(guard);
             self.pending_keys.fetch_sub(taken.len(), Ordering::Relaxed);
             ops.extend(taken.into_iter().filter_map(|(k, p)| {
                 let (collection, key) = k.split_once('\0')?;
@@ -191,7 +190,8 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         loop {
             let chunk = t.drain(30);
-            assert!(chunk.len() <= 30);
+            // Whole shards: at least the limit while enough are pending.
+            assert!(chunk.len() >= 30.min(100 - seen.len()), "{}", chunk.len());
             if chunk.is_empty() {
                 break;
             }
@@ -204,5 +204,37 @@ mod tests {
             assert_eq!(t.pending_keys(), 100 - seen.len());
         }
         assert_eq!(seen.len(), 100);
+    }
+
+    #[test]
+    fn partial_drains_reach_every_shard_while_hot_keys_come_back() {
+        // Regression: partial drains always started at shard 0, so records in later shards
+        // could wait forever while hot records in early shards were read again and again.
+        let t = AccessTracker::default();
+        let keys: Vec<String> = (0..100)
+            .map(|i| cache_key("games", &format!("g-{i}")))
+            .collect();
+        for k in &keys {
+            t.record(k, 1);
+        }
+        let mut drained_once = std::collections::HashSet::new();
+        for _ in 0..4 * SHARDS {
+            let chunk = t.drain(10);
+            for op in &chunk {
+                if let WriteOp::Touch {
+                    collection, key, ..
+                } = op
+                {
+                    drained_once.insert(cache_key(collection, key));
+                }
+            }
+            // Every drained record is read again before the next flush.
+            t.restore(&chunk);
+        }
+        assert_eq!(
+            drained_once.len(),
+            keys.len(),
+            "some records were never flushed"
+        );
     }
 }

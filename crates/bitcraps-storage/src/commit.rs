@@ -147,35 +147,35 @@ fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
             }
         }
         let pending = shared.access.pending_keys();
-        if to_drain == 0 {
-            if pending >= FLUSH_AT_PENDING_KEYS {
-                to_drain = pending - FLUSH_AT_PENDING_KEYS / 2;
-            } else if pending > 0 && last_flush.elapsed() >= options.access_flush_interval {
-                to_drain = pending;
-            }
+        // The interval bounds how long any count waits: when it is up, or when someone asks,
+        // every buffered count is written, in one group. Between, too many pending records
+        // start an early flush down to half the threshold, a chunk per group (the tracker
+        // drains its shards round-robin, so no shard waits behind busier ones).
+        let timer_due = pending > 0 && last_flush.elapsed() >= options.access_flush_interval;
+        if to_drain == 0 && pending >= FLUSH_AT_PENDING_KEYS {
+            to_drain = pending - FLUSH_AT_PENDING_KEYS / 2;
         }
-        // An explicit flush writes every count now; a due one, a chunk per group.
-        let limit = if flush_waiters.is_empty() {
-            to_drain.min(TOUCHES_PER_GROUP)
-        } else {
+        let limit = if !flush_waiters.is_empty() || timer_due {
             usize::MAX
+        } else {
+            to_drain.min(TOUCHES_PER_GROUP)
         };
         if writes.is_empty() && limit == 0 {
+            if pending == 0 {
+                last_flush = Instant::now();
+            }
             continue;
         }
         let flushed = commit_group(shared, writes, limit);
-        if limit > 0 {
+        if limit == usize::MAX {
+            to_drain = 0;
+            last_flush = Instant::now();
+        } else if limit > 0 {
             to_drain = match &flushed {
-                Ok(drained) if *drained > 0 && limit != usize::MAX => {
-                    to_drain.saturating_sub(*drained)
-                }
-                // Failed (the counts were put back; the next tick retries), nothing left,
-                // or everything written.
+                Ok(drained) if *drained > 0 => to_drain.saturating_sub(*drained),
+                // Failed (the counts were put back; the timer retries) or nothing left.
                 _ => 0,
             };
-            if to_drain == 0 {
-                last_flush = Instant::now();
-            }
         }
         for waiter in flush_waiters {
             let _ = waiter.send(flushed.as_ref().map(|_| ()).map_err(copy_error));
@@ -278,7 +278,12 @@ fn commit_group(
     if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
         tracing::warn!(error = %e, "flushing access statistics failed; will retry");
         shared.access.restore(t);
-        return Ok(0);
+        // The writes of the group were answered above; a flush() waiter must hear that its
+        // counts are not on disk.
+        return Err(StorageError::database(
+            "flushing access statistics",
+            e.to_string(),
+        ));
     }
     Ok(touched)
 }

@@ -56,38 +56,98 @@ async fn failing_runs_are_counted_and_the_store_keeps_working() -> Result {
     Ok(())
 }
 
-/// A due flush of more access counts than one group writes (5,000) is written in chunks,
-/// without anyone calling `flush()`, and every count reaches the database exactly once.
+/// Store `n` small documents, 1,000 per batch.
+async fn store_each(s: &PersistentStorageManager, n: usize) -> Result<Vec<String>> {
+    let keys: Vec<String> = (0..n).map(|i| format!("g-{i:05}")).collect();
+    for chunk in keys.chunks(1_000) {
+        let items: Vec<(&String, u32)> = chunk.iter().map(|k| (k, 7)).collect();
+        s.store_batch("games", &items).await?;
+    }
+    Ok(keys)
+}
+
+/// Read each key once.
+async fn read_each(s: &PersistentStorageManager, keys: &[String]) -> Result {
+    for k in keys {
+        assert_eq!(s.retrieve::<u32>("games", k).await?, Some(7));
+    }
+    Ok(())
+}
+
+/// (records with a count on disk, the sum of those counts), read beside the open store.
+fn counts_on_disk(config: &StorageConfig) -> Result<(i64, i64)> {
+    let db = rusqlite::Connection::open(config.data_path.join("bitcraps.db"))?;
+    Ok(db.query_row(
+        "SELECT count(*), coalesce(sum(access_count), 0) FROM records WHERE access_count > 0",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+/// When the interval is up, every buffered count is written without anyone calling
+/// `flush()`, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn due_access_counts_reach_the_database_in_chunks() -> Result {
+async fn access_counts_reach_the_database_within_the_interval() -> Result {
     let f = common::sqlite_fixture_fast();
     let mut config = f.config.clone();
     config.access_flush_interval = Duration::from_millis(50);
     let s = PersistentStorageManager::open(config).await?;
-    let keys: Vec<String> = (0..12_000).map(|i| format!("g-{i:05}")).collect();
-    for chunk in keys.chunks(1_000) {
-        let items: Vec<(String, common::Game)> =
-            chunk.iter().map(|k| (k.clone(), game(k, 3))).collect();
-        s.store_batch("games", &items).await?;
-    }
-    for k in &keys {
-        assert!(s.retrieve::<common::Game>("games", k).await?.is_some());
-    }
+    read_each(&s, &store_each(&s, 12_000).await?).await?;
+    // Taken from the tracker, the counts are on disk once their group commits.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while s.statistics().await?.pending_access_updates > 0 {
+    loop {
+        let pending = s.statistics().await?.pending_access_updates;
+        let (rows, total) = counts_on_disk(&f.config)?;
+        assert_eq!(rows, total, "each record was read once");
+        if pending == 0 && rows == 12_000 {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "access counts were never flushed"
+            "access counts were never flushed: {pending} pending, {rows} on disk"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let db = rusqlite::Connection::open(f.config.data_path.join("bitcraps.db"))?;
-    let (rows, total): (i64, i64) = db.query_row(
-        "SELECT count(*), sum(access_count) FROM records WHERE access_count > 0",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    assert_eq!((rows, total), (12_000, 12_000));
+    s.close().await?;
+    Ok(())
+}
+
+/// Too many pending records (50,000) start an early flush before the interval (here an
+/// hour), down to about half of them, in chunks of whole shards over several group commits;
+/// every count is either on disk or still pending, never lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pending_access_counts_flush_early_in_chunks() -> Result {
+    let f = common::sqlite_fixture_fast();
+    let mut config = f.config.clone();
+    config.access_flush_interval = Duration::from_secs(3600);
+    let s = PersistentStorageManager::open(config).await?;
+    let keys = store_each(&s, 60_000).await?;
+    let before = s.statistics().await?.group_commits;
+    read_each(&s, &keys).await?;
+    // A chunk taken from the tracker is neither pending nor on disk until its group commits,
+    // so poll until the two add up (they never may exceed the reads).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (stats, rows) = loop {
+        let stats = s.statistics().await?;
+        let (rows, total) = counts_on_disk(&f.config)?;
+        assert_eq!(rows, total, "each record was read once");
+        let accounted = u64::try_from(rows)? + stats.pending_access_updates;
+        assert!(accounted <= 60_000, "counts doubled: {accounted}");
+        // It starts at 50,000 pending and writes at least 25,000; the reads end at 60,000.
+        if stats.pending_access_updates <= 35_000 && accounted == 60_000 {
+            break (stats, rows);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no early flush, or counts lost: {} pending, {rows} on disk",
+            stats.pending_access_updates
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(rows >= 25_000, "only {rows} records flushed");
+    // Nothing else was written since `before`: every group commit was part of the flush.
+    let flush_groups = stats.group_commits - before;
+    assert!(flush_groups >= 3, "the flush took {flush_groups} group(s)");
     s.close().await?;
     Ok(())
 }
