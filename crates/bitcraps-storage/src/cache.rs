@@ -241,6 +241,11 @@ impl ValueCache {
         self.committed_since(key, value, mark);
     }
 
+    /// Drops `key`'s entry (one that failed to decode), and defeats fills that read before.
+    pub fn discard(&self, key: &str) {
+        self.committed(key, None);
+    }
+
     /// A mark to take before committing, for [`ValueCache::committed_since`].
     pub fn remote_mark(&self) -> u64 {
         self.remote_invalidations.load(Ordering::Acquire)
@@ -386,6 +391,20 @@ mod tests {
         cache.committed(&b, Some(v(&b, b"b's document")));
         assert_eq!(raw(&cache, &b), Some(b"b's document".to_vec()));
         assert_eq!(cache.statistics().misses, 2);
+    }
+
+    #[test]
+    fn a_discarded_entry_is_gone_and_older_fills_lose() {
+        let cache = ValueCache::new(1 << 20);
+        let key = cache_key("c", "k");
+        let ticket = cache.ticket(&key);
+        cache.committed(&key, Some(v(&key, b"undecodable")));
+        cache.discard(&key);
+        assert_eq!(raw(&cache, &key), None);
+        cache.fill(ticket, v(&key, b"read before the discard"), &key);
+        assert_eq!(raw(&cache, &key), None);
+        cache.fill(cache.ticket(&key), v(&key, b"fresh"), &key);
+        assert_eq!(raw(&cache, &key), Some(b"fresh".to_vec()));
     }
 
     #[test]

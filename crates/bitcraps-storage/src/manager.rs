@@ -467,7 +467,7 @@ impl PersistentStorageManager {
         let value = match self.fetch(collection, key).await? {
             None => None,
             Some(Fetched::Cached(cached)) => {
-                let raw = cached.decode(|| format!("{collection}/{key}"))?;
+                let raw = self.decode_cached(&cached, collection, key)?;
                 Some(value::deserialize(collection, key, &raw)?)
             }
             Some(Fetched::Loaded(raw)) => Some(value::deserialize(collection, key, &raw)?),
@@ -481,11 +481,26 @@ impl PersistentStorageManager {
         match self.fetch(collection, key).await? {
             None => Ok(None),
             Some(Fetched::Cached(cached)) => {
-                let raw = cached.decode(|| format!("{collection}/{key}"))?;
+                let raw = self.decode_cached(&cached, collection, key)?;
                 Ok(Some(Arc::from(raw.into_owned())))
             }
             Some(Fetched::Loaded(raw)) => Ok(Some(raw)),
         }
+    }
+
+    /// Decodes a cache hit. An entry that does not decode (never expected: entries are
+    /// verified before they are cached) is dropped, so the next read loads it afresh.
+    fn decode_cached<'a>(
+        &self,
+        cached: &'a CachedValue,
+        collection: &str,
+        key: &str,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        cached
+            .decode(|| format!("{collection}/{key}"))
+            .inspect_err(|_| {
+                self.inner.shared.cache.discard(&cache_key(collection, key));
+            })
     }
 
     /// Finds a document: L1 (in-process, compressed) → L2 (Redis, when configured) →

@@ -573,6 +573,18 @@ pub async fn dictionaries_are_trained_and_survive_reopen(f: Fixture) -> Result {
         .expect("meta");
     let without = s.metadata("games", "g-00001").await?.expect("meta");
     assert_eq!(without.dictionary_id, None);
+    // Cached as the writer encoded it (compressed with the dictionary), it reads back from
+    // the cache, where the cache is on (on PostgreSQL it is on only with Redis).
+    let dictionary_key = format!("g-{i:05}");
+    let cached = s.statistics().await?.cache_stats.capacity_bytes > 0;
+    let hits = s.statistics().await?.cache_stats.hits;
+    assert_eq!(
+        s.retrieve::<Game>("games", &dictionary_key).await?,
+        Some(game(&dictionary_key, i))
+    );
+    if cached {
+        assert_eq!(s.statistics().await?.cache_stats.hits, hits + 1);
+    }
     assert!(
         with.stored_bytes < without.stored_bytes,
         "{with:?} vs {without:?}"
@@ -590,6 +602,16 @@ pub async fn dictionaries_are_trained_and_survive_reopen(f: Fixture) -> Result {
     drop(s);
 
     let s = PersistentStorageManager::open(config).await?;
+    // Read from the database (and cached with its dictionary), then from the cache.
+    for expect_hits in [0, 1] {
+        assert_eq!(
+            s.retrieve::<Game>("games", &dictionary_key).await?,
+            Some(game(&dictionary_key, i))
+        );
+        if cached {
+            assert_eq!(s.statistics().await?.cache_stats.hits, expect_hits);
+        }
+    }
     for j in (0..=i).step_by(7) {
         let key = format!("g-{j:05}");
         assert_eq!(

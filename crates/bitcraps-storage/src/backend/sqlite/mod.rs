@@ -49,7 +49,8 @@ pub struct SqliteOptions {
 
 impl SqliteOptions {
     /// The page-cache budget that goes with an in-memory value cache of `cache_bytes`: a
-    /// quarter of it, at least 4 MiB and at most 32 MiB. Reads are mostly answered by the
+    /// quarter of it, at least 4 MiB and at most 32 MiB (each connection still gets at least
+    /// 512 KiB, so very many readers can add a little more). Reads are mostly answered by the
     /// value cache (and misses by the OS page cache), so SQLite's caches mainly serve the
     /// writer's index pages.
     pub fn page_cache_for(cache_bytes: u64) -> u64 {
