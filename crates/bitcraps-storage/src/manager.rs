@@ -83,30 +83,6 @@ enum Fetched {
     Loaded(Arc<[u8]>),
 }
 
-/// A batch is split for encoding into chunks of at least this many items.
-const MIN_ENCODE_CHUNK: usize = 64;
-
-/// How many threads encode one large batch: the available cores (looked up once).
-fn encode_parallelism() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Hashes and compresses serialized documents in order, stopping at the first failure.
-fn encode_chunk(
-    pipeline: Pipeline,
-    collection: &str,
-    raws: Vec<(String, Vec<u8>)>,
-    dict: Option<&crate::dictionary::EncoderDict>,
-) -> Result<Vec<(String, EncodedValue)>> {
-    raws.into_iter()
-        .map(|(key, raw)| {
-            let value = pipeline.encode_raw_with(collection, &key, raw, dict)?;
-            Ok((key, value))
-        })
-        .collect()
-}
-
 /// Runs blocking work off the async runtime.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
@@ -439,39 +415,19 @@ impl PersistentStorageManager {
         }
         let pipeline = self.inner.pipeline;
         let dict = self.inner.shared.dictionaries.encoder(collection);
+        let c = collection.to_owned();
+        let encode_all = move || {
+            raws.into_iter()
+                .map(|(key, raw)| {
+                    let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
+                    Ok((key, value))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
         let encoded = if total <= INLINE_ENCODE_LIMIT {
-            encode_chunk(pipeline, collection, raws, dict.as_deref())?
+            encode_all()?
         } else {
-            // Hashing and compressing dominate a large batch's CPU: split it into contiguous
-            // chunks, one per core, each on a blocking thread (those threads are reused, so
-            // their zstd contexts are too). Chunks are joined in order, and each stops at its
-            // first failure, so the error returned is the first failing item's, as before.
-            let n = raws.len();
-            let per = n.div_ceil(
-                encode_parallelism()
-                    .min(n.div_ceil(MIN_ENCODE_CHUNK))
-                    .max(1),
-            );
-            let mut rest = raws.into_iter();
-            let mut tasks = Vec::new();
-            loop {
-                let chunk: Vec<_> = rest.by_ref().take(per).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                let (c, dict) = (collection.to_owned(), dict.clone());
-                tasks.push(tokio::task::spawn_blocking(move || {
-                    encode_chunk(pipeline, &c, chunk, dict.as_deref())
-                }));
-            }
-            let mut encoded = Vec::with_capacity(n);
-            for task in tasks {
-                let part = task
-                    .await
-                    .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))??;
-                encoded.extend(part);
-            }
-            encoded
+            blocking(encode_all).await?
         };
         let mut unit = Vec::with_capacity(encoded.len());
         for (key, value) in encoded {
