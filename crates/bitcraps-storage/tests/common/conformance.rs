@@ -23,6 +23,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $fixture;
             round_trip, overwrite_keeps_created_at, delete_reports_existence,
             collections_are_isolated, prefix_listing_pages_in_order, batch_is_atomic,
+            large_batch_reports_first_bad_item,
             dedup_counts_references_exactly, compression_is_per_record, statistics_count_operations,
             bad_input_is_rejected_without_writes, wrong_type_is_a_typed_error,
             concurrent_writers_and_readers, cache_never_serves_stale_values, reopen_sees_everything,
@@ -319,6 +320,38 @@ pub async fn statistics_count_operations(f: Fixture) -> Result {
     assert_eq!(stats.database_stats.record_count, 2);
     assert!(stats.database_stats.file_bytes > 0);
     assert!(stats.group_commits >= 1 && stats.group_commits <= 3);
+    s.close().await?;
+    Ok(())
+}
+
+/// A batch large enough to be encoded in parallel chunks still fails as a whole, with the
+/// error of its first bad item, and writes nothing.
+pub async fn large_batch_reports_first_bad_item(f: Fixture) -> Result {
+    let mut config = f.config.clone();
+    config.max_value_size = 4096;
+    let s = PersistentStorageManager::open(config).await?;
+    let mut items: Vec<(String, String)> = (0..2000)
+        .map(|i| (format!("k-{i:04}"), format!("{i}-{}", "v".repeat(500))))
+        .collect();
+    items[900].1 = "z".repeat(6000);
+    items[1100].1 = "z".repeat(7000);
+    match s.store_batch("big", &items).await {
+        Err(StorageError::ValueTooLarge { key, .. }) => assert_eq!(key, "k-0900"),
+        other => panic!("expected ValueTooLarge for k-0900, got {other:?}"),
+    }
+    assert!(s.list("big", ListOptions::default()).await?.keys.is_empty());
+    items[900].1 = "ok".into();
+    items[1100].1 = "ok".into();
+    s.store_batch("big", &items).await?;
+    for i in [0, 999, 1000, 1500, 1999] {
+        let (key, value) = &items[i];
+        assert_eq!(
+            s.retrieve::<String>("big", key).await?.as_ref(),
+            Some(value)
+        );
+    }
+    let page = s.list("big", ListOptions::default().limit(5000)).await?;
+    assert_eq!(page.keys.len(), 2000);
     s.close().await?;
     Ok(())
 }

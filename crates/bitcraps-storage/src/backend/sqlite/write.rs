@@ -156,6 +156,8 @@ fn release_blob(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Writes a record. The common bulk case, a new key, costs one statement besides the blob:
+/// the insert itself. Only when the key exists is its old blob read and then released.
 fn put(
     conn: &Connection,
     collection: &str,
@@ -164,22 +166,36 @@ fn put(
     now_ms: i64,
     deduplicate: bool,
 ) -> Result<OpOutcome> {
-    let old = current_blob(conn, collection, key)?;
     let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (collection, key) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms]))
+        .map_err(db_err("writing a record"))?;
+    if inserted == 1 {
+        return Ok(OpOutcome::Put {
+            deduplicated,
+            replaced: false,
+        });
+    }
+    let old = current_blob(conn, collection, key)?.ok_or_else(|| {
+        StorageError::database(
+            "writing a record",
+            format!("{collection}/{key} neither inserted nor present"),
+        )
+    })?;
     conn.prepare_cached(
-        "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT (collection, key) DO UPDATE
-         SET blob_id = excluded.blob_id, updated_at = excluded.updated_at",
+        "UPDATE records SET blob_id = ?3, updated_at = ?4 WHERE collection = ?1 AND key = ?2",
     )
     .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms]))
     .map_err(db_err("writing a record"))?;
-    if let Some(old) = old {
-        release_blob(conn, old)?;
-    }
+    release_blob(conn, old)?;
     Ok(OpOutcome::Put {
         deduplicated,
-        replaced: old.is_some(),
+        replaced: true,
     })
 }
 
