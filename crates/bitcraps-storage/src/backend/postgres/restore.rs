@@ -65,63 +65,30 @@ fn read_chunks(conn: &Connection, mut send: impl FnMut(Chunk) -> Result<()>) -> 
         ROW_CHUNK,
         Chunk::Dictionaries,
         &mut send,
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    read_table(
-        conn,
-        SELECT_BLOBS,
-        BLOB_CHUNK,
-        Chunk::Blobs,
-        &mut send,
-        |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        },
-    )?;
-    read_table(
-        conn,
-        SELECT_RECORDS,
-        ROW_CHUNK,
-        Chunk::Records,
-        &mut send,
-        |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        },
-    )?;
+    read_table(conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
+    read_table(conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
     send(Chunk::Done)
 }
 
-/// Reads one table of the snapshot, `size` rows at a time, each batch wrapped by `wrap`.
+/// Reads one table of the snapshot, `size` rows at a time, each batch wrapped by `wrap`. A row
+/// is read as the tuple of its columns, in the order the statement selects them.
 fn read_table<T>(
     conn: &Connection,
     sql: &str,
     size: usize,
     wrap: fn(Vec<T>) -> Chunk,
     send: &mut impl FnMut(Chunk) -> Result<()>,
-    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<()> {
+) -> Result<()>
+where
+    T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+{
     let err = sqlite_err("reading the snapshot");
     let mut stmt = conn.prepare(sql).map_err(&err)?;
     let mut rows = stmt.query([]).map_err(&err)?;
     let mut chunk = Vec::new();
     while let Some(r) = rows.next().map_err(&err)? {
-        chunk.push(row(r).map_err(&err)?);
+        chunk.push(T::try_from(r).map_err(&err)?);
         if chunk.len() >= size {
             send(wrap(std::mem::take(&mut chunk)))?;
         }

@@ -34,17 +34,8 @@ pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<Stor
              WHERE r.collection = ?1 AND r.key = ?2",
         )
         .and_then(|mut s| {
-            s.query_row(params![collection, key], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .optional()
+            s.query_row(params![collection, key], |r| Row::try_from(r))
+                .optional()
         })
         .map_err(db_err("reading a record"))?;
     match row {
