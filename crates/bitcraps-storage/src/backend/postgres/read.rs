@@ -1,6 +1,7 @@
 //! The read path: lookups, listing, statistics and the consistency check.
 
 use deadpool_postgres::Client;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::db_err;
@@ -17,22 +18,28 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// The row `sql` selects for the record `collection`/`key` (its `$1` and `$2`), if any.
+async fn record_row(
+    client: &Client,
+    sql: &str,
+    collection: &str,
+    key: &str,
+    err: &impl Fn(tokio_postgres::Error) -> StorageError,
+) -> Result<Option<Row>> {
+    let stmt = client.prepare_cached(sql).await.map_err(err)?;
+    client
+        .query_opt(&stmt, &[&collection, &key])
+        .await
+        .map_err(err)
+}
+
 /// A record's blob. A record whose blob is missing is corruption, not "not found".
 pub async fn get(client: &Client, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
     let err = db_err("reading a record");
-    let stmt = client
-        .prepare_cached(
-            "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id
-             FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
-             WHERE r.collection = $1 AND r.key = $2",
-        )
-        .await
-        .map_err(&err)?;
-    let Some(row) = client
-        .query_opt(&stmt, &[&collection, &key])
-        .await
-        .map_err(&err)?
-    else {
+    let sql = "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id
+               FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
+               WHERE r.collection = $1 AND r.key = $2";
+    let Some(row) = record_row(client, sql, collection, key, &err).await? else {
         return Ok(None);
     };
     let blob_id: i64 = row.try_get(0).map_err(&err)?;
@@ -63,20 +70,11 @@ pub async fn metadata(
     key: &str,
 ) -> Result<Option<RecordMetadata>> {
     let err = db_err("reading record metadata");
-    let stmt = client
-        .prepare_cached(
-            "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
-                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id
-             FROM records r JOIN blobs b ON b.id = r.blob_id
-             WHERE r.collection = $1 AND r.key = $2",
-        )
-        .await
-        .map_err(&err)?;
-    let Some(row) = client
-        .query_opt(&stmt, &[&collection, &key])
-        .await
-        .map_err(&err)?
-    else {
+    let sql = "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
+                      b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id
+               FROM records r JOIN blobs b ON b.id = r.blob_id
+               WHERE r.collection = $1 AND r.key = $2";
+    let Some(row) = record_row(client, sql, collection, key, &err).await? else {
         return Ok(None);
     };
     let codec_id: i64 = row.try_get(4).map_err(&err)?;
