@@ -482,7 +482,7 @@ impl PersistentStorageManager {
             None => Ok(None),
             Some(Fetched::Cached(cached)) => {
                 let raw = self.decode_cached(&cached, collection, key)?;
-                Ok(Some(Arc::from(raw.into_owned())))
+                Ok(Some(Arc::from(&*raw)))
             }
             Some(Fetched::Loaded(raw)) => Ok(Some(raw)),
         }
