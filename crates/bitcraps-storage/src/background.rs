@@ -5,14 +5,14 @@
 //! `close()`. A run that fails or panics is counted in the statistics
 //! (`background_failures`) and the task keeps its schedule.
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::manager::{Inner, PersistentStorageManager};
+use crate::PersistentStorageManager;
 use crate::stats::{Counters, StorageStatistics};
+use crate::store::WeakStore;
 
 /// The running tasks.
 pub(crate) struct Background {
@@ -22,14 +22,14 @@ pub(crate) struct Background {
 
 impl Background {
     /// Starts the tasks the configuration enables.
-    pub(crate) fn start(inner: &Arc<Inner>) -> Self {
+    pub(crate) fn start(storage: &PersistentStorageManager) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let config = &inner.config;
+        let config = storage.config();
         let mut tasks = Vec::new();
         let mut every = |period: Duration, name: &'static str, job: Job| {
             if !period.is_zero() {
                 tasks.push(tokio::spawn(run(
-                    Arc::downgrade(inner),
+                    storage.downgrade(),
                     period,
                     name,
                     job,
@@ -69,7 +69,7 @@ enum Job {
 }
 
 async fn run(
-    inner: Weak<Inner>,
+    store: WeakStore,
     period: Duration,
     name: &'static str,
     job: Job,
@@ -82,10 +82,9 @@ async fn run(
             _ = ticks.tick() => {}
             _ = stopped.changed() => return,
         }
-        let Some(strong) = inner.upgrade() else {
+        let Some(storage) = store.upgrade() else {
             return;
         };
-        let storage = PersistentStorageManager::from_inner(strong);
         // Each run is its own task, so a panic is caught here instead of ending the loop.
         let outcome = tokio::spawn(once(storage.clone(), job)).await;
         let failed = match outcome {
@@ -101,7 +100,7 @@ async fn run(
             }
         };
         if failed {
-            Counters::add(&storage.inner().shared.counters.background_failures, 1);
+            Counters::add(&storage.shared().counters.background_failures, 1);
         }
     }
 }
@@ -109,7 +108,7 @@ async fn run(
 async fn once(storage: PersistentStorageManager, job: Job) -> crate::Result<()> {
     match job {
         Job::Statistics => report(&storage.statistics().await?),
-        Job::CacheUpkeep => storage.inner().shared.cache.run_pending_tasks(),
+        Job::CacheUpkeep => storage.shared().cache.run_pending_tasks(),
         Job::Maintenance => {
             storage.maintenance().await?;
         }

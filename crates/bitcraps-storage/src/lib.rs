@@ -39,20 +39,20 @@ pub mod backend;
 mod background;
 pub mod backup;
 mod cache;
-mod cached;
 pub mod codec;
-mod commit;
 pub mod config;
 mod dictionary;
 mod error;
 mod fs;
 mod list;
 mod maintenance;
-mod manager;
 mod remote;
+mod rt;
 mod stats;
+mod store;
 pub mod validate;
 mod value;
+mod writer;
 mod zstd_ctx;
 
 pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
@@ -63,9 +63,9 @@ pub use config::{Durability, StorageConfig, StorageConfigBuilder};
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
-pub use manager::PersistentStorageManager;
 pub use remote::RemoteCacheStatistics;
 pub use stats::StorageStatistics;
+pub use store::PersistentStorageManager;
 pub use value::{ContentHash, EncodedValue, Pipeline};
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
 use crate::backup::{BackupInfo, RetentionOutcome};
 use crate::error::Result;
-use crate::manager::PersistentStorageManager;
+use crate::rt::blocking;
 use crate::stats::Counters;
 
 /// Space the store could give back, measured before and after maintenance.
@@ -133,24 +134,24 @@ impl PersistentStorageManager {
             started_at_ms: now_ms(),
             ..MaintenanceReport::default()
         };
-        let inner = self.inner();
-        let backend = || std::sync::Arc::clone(&inner.shared.backend);
+        let shared = self.shared();
+        let backend = || std::sync::Arc::clone(&shared.backend);
         let stats = |b: std::sync::Arc<dyn crate::backend::Backend>| async move {
-            crate::manager::blocking(move || b.statistics()).await
+            blocking(move || b.statistics()).await
         };
         if let Ok(s) = stats(backend()).await {
             report.before = SpaceDebt::of(&s);
         }
 
         let t = Instant::now();
-        let r = inner.writer.flush_access().await;
+        let r = self.writer().flush_access().await;
         report.step("flush access statistics", t, r, |_| {
             "buffered reads written".into()
         });
 
         let t = Instant::now();
         let b = backend();
-        let r = crate::manager::blocking(move || b.repair_references()).await;
+        let r = blocking(move || b.repair_references()).await;
         if let Some(outcome) = report.step("repair references", t, r, |o| {
             format!(
                 "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
@@ -162,15 +163,15 @@ impl PersistentStorageManager {
 
         let t = Instant::now();
         let b = backend();
-        let r = crate::manager::blocking(move || b.optimize()).await;
+        let r = blocking(move || b.optimize()).await;
         report.database_optimized = report
             .step("optimize", t, r, |_| "planner statistics refreshed".into())
             .is_some();
 
         let t = Instant::now();
-        let threshold = u64::from(inner.config.vacuum_free_percent);
+        let threshold = u64::from(self.config().vacuum_free_percent);
         let b = backend();
-        let r = crate::manager::blocking(move || {
+        let r = blocking(move || {
             let s = b.statistics()?;
             if s.page_count > 0
                 && s.free_pages.saturating_mul(100) > s.page_count.saturating_mul(threshold)
@@ -193,13 +194,13 @@ impl PersistentStorageManager {
         // After vacuum, which writes the whole database through the WAL.
         let t = Instant::now();
         let b = backend();
-        let r = crate::manager::blocking(move || b.checkpoint()).await;
+        let r = blocking(move || b.checkpoint()).await;
         report.wal_checkpointed = report
             .step("checkpoint", t, r, |_| "write-ahead log truncated".into())
             .is_some();
 
         let t = Instant::now();
-        let cache = &inner.shared.cache;
+        let cache = &shared.cache;
         let before = cache.statistics().entry_count;
         cache.run_pending_tasks();
         let after = cache.statistics().entry_count;
@@ -208,7 +209,7 @@ impl PersistentStorageManager {
             format!("{before} → {after} entries")
         });
 
-        if inner.config.backup_on_maintenance {
+        if self.config().backup_on_maintenance {
             let backups = self.backups();
             let t = Instant::now();
             let r = backups.create_backup().await;
@@ -226,9 +227,8 @@ impl PersistentStorageManager {
             report.after = SpaceDebt::of(&s);
         }
         report.duration_ms = ms(started.elapsed());
-        Counters::add(&inner.shared.counters.maintenance_runs, 1);
-        inner
-            .shared
+        Counters::add(&shared.counters.maintenance_runs, 1);
+        shared
             .counters
             .last_maintenance_ms
             .store(report.started_at_ms, std::sync::atomic::Ordering::Relaxed);

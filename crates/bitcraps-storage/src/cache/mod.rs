@@ -17,18 +17,20 @@
 //! one load ([`ValueCache::join_load`]). A reader arriving after a commit sees a newer
 //! generation and starts its own load, so it never receives a value read before its write.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use moka::sync::Cache;
 
-use crate::cached::CachedValue;
+mod entry;
+mod inflight;
+mod stripes;
+#[cfg(test)]
+mod tests;
 
-/// Number of generation stripes.
-pub const STRIPES: usize = 256;
+pub use entry::CachedValue;
+use stripes::Stripes;
+pub use stripes::{FillTicket, STRIPES};
 
 /// Bytes charged per entry on top of the key and stored bytes: moka's bookkeeping and the
 /// allocations around an entry. Measured, not guessed: 200,000 entries of 154 bytes raised
@@ -98,32 +100,13 @@ pub struct CacheStatistics {
     pub coalesced: u64,
 }
 
-/// A generation observed before a database read, to be presented when filling.
-#[derive(Debug, Clone, Copy)]
-pub struct FillTicket {
-    stripe: usize,
-    generation: u64,
-}
-
-/// One load of a key from L2 or the database, shared by the readers that missed together.
-/// Empty until the load succeeds; a failed load leaves it empty and the next waiter loads.
-pub type Load = Arc<tokio::sync::OnceCell<Option<Arc<[u8]>>>>;
-
-/// A stripe: its generation and the loads in flight for its keys (each tagged with the
-/// generation it started under).
-#[derive(Default)]
-struct Stripe {
-    generation: u64,
-    loads: HashMap<String, (u64, Load)>,
-}
-
 /// The value cache. moka is keyed by a keyed 64-bit hash of the cache key (an integer key
 /// is compared in the bucket, with no pointer to chase); the entry holds the full key, and a
 /// lookup whose entry is another key's (a hash collision) is a miss.
 pub struct ValueCache {
     cache: Option<Entries>,
     hasher: RandomState,
-    stripes: [Mutex<Stripe>; STRIPES],
+    stripes: Stripes,
     capacity: u64,
     trusted: AtomicBool,
     hits: AtomicU64,
@@ -148,7 +131,7 @@ impl ValueCache {
         ValueCache {
             cache,
             hasher: RandomState::new(),
-            stripes: std::array::from_fn(|_| Mutex::new(Stripe::default())),
+            stripes: Stripes::new(),
             capacity: capacity_bytes,
             trusted: AtomicBool::new(true),
             hits: AtomicU64::new(0),
@@ -161,20 +144,6 @@ impl ValueCache {
 
     fn slot(&self, key: &str) -> u64 {
         self.hasher.hash_one(key)
-    }
-
-    fn stripe_of(key: &str) -> usize {
-        shard_hash(key) % STRIPES
-    }
-
-    fn lock(&self, stripe: usize) -> std::sync::MutexGuard<'_, Stripe> {
-        // A poisoned stripe only means a panic elsewhere while holding it; the counter is
-        // still meaningful, so keep going.
-        // The modulo keeps the index in bounds of the fixed-size array.
-        match self.stripes[stripe % STRIPES].lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
     }
 
     /// Whether entries may be read and filled (always, unless the Redis tier says otherwise).
@@ -213,21 +182,10 @@ impl ValueCache {
             .is_some_and(|v| v.is_for(key))
     }
 
-    /// Takes a ticket before reading `key` from the database (readers get theirs from
-    /// [`ValueCache::join_load`]).
-    #[cfg(test)]
-    pub fn ticket(&self, key: &str) -> FillTicket {
-        let stripe = Self::stripe_of(key);
-        FillTicket {
-            stripe,
-            generation: self.lock(stripe).generation,
-        }
-    }
-
     /// Installs a document read from the database, unless a write raced with the read.
     pub fn fill(&self, ticket: FillTicket, value: CachedValue, key: &str) {
         let Some(cache) = self.usable() else { return };
-        let guard = self.lock(ticket.stripe);
+        let guard = self.stripes.lock(ticket.stripe);
         if guard.generation == ticket.generation {
             cache.insert(self.slot(key), value);
         } else {
@@ -257,8 +215,9 @@ impl ValueCache {
     /// may already be processed — installing now would leave this node's older value cached
     /// with no message left to remove it. (Without the Redis tier nothing bumps the mark.)
     pub fn committed_since(&self, key: &str, value: Option<CachedValue>, mark: u64) {
-        let mut guard = self.lock(Self::stripe_of(key));
-        guard.generation = guard.generation.wrapping_add(1);
+        // Held until the entry changes, so no fill can slip in between.
+        let mut guard = self.stripes.lock_key(key);
+        guard.bump();
         if let Some(cache) = &self.cache {
             match value {
                 Some(v) if self.remote_mark() == mark => cache.insert(self.slot(key), v),
@@ -275,8 +234,9 @@ impl ValueCache {
         // The mark moves first: a writer that checks it after this sees the change, and one
         // that installed before is undone by the removal below (same stripe lock).
         self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
-        let mut guard = self.lock(Self::stripe_of(key));
-        guard.generation = guard.generation.wrapping_add(1);
+        // Held until the entry changes, so no fill can slip in between.
+        let mut guard = self.stripes.lock_key(key);
+        guard.bump();
         if let Some(cache) = &self.cache {
             cache.invalidate(&self.slot(key));
         }
@@ -287,50 +247,11 @@ impl ValueCache {
     pub fn invalidate_all(&self) {
         self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
         for stripe in 0..STRIPES {
-            let mut guard = self.lock(stripe);
-            guard.generation = guard.generation.wrapping_add(1);
+            self.stripes.lock(stripe).bump();
         }
         // Entries installed before the bumps are removed here; later fills carry old tickets.
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
-        }
-    }
-
-    /// After a miss: the reader's ticket (as [`ValueCache::ticket`]) and the load of `key`
-    /// under that generation — an existing one (counted as coalesced, `true`) or a new one
-    /// this reader performs (`false`). One stripe lock for both.
-    pub fn join_load(&self, key: &str) -> (FillTicket, Load, bool) {
-        let stripe = Self::stripe_of(key);
-        let mut guard = self.lock(stripe);
-        let ticket = FillTicket {
-            stripe,
-            generation: guard.generation,
-        };
-        if let Some((generation, load)) = guard.loads.get(key)
-            && *generation == ticket.generation
-        {
-            let load = Arc::clone(load);
-            drop(guard);
-            self.coalesced.fetch_add(1, Ordering::Relaxed);
-            return (ticket, load, true);
-        }
-        let load = Load::default();
-        guard
-            .loads
-            .insert(key.to_owned(), (ticket.generation, Arc::clone(&load)));
-        (ticket, load, false)
-    }
-
-    /// A reader is done with `load`; the first to finish removes it (if it is still the one
-    /// registered), so later misses load afresh.
-    pub fn finish_load(&self, key: &str, ticket: FillTicket, load: &Load) {
-        let mut guard = self.lock(ticket.stripe);
-        if guard
-            .loads
-            .get(key)
-            .is_some_and(|(_, current)| Arc::ptr_eq(current, load))
-        {
-            guard.loads.remove(key);
         }
     }
 
@@ -358,157 +279,5 @@ impl ValueCache {
             raced_fills: self.raced_fills.load(Ordering::Relaxed),
             coalesced: self.coalesced.load(Ordering::Relaxed),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(key: &str, bytes: &[u8]) -> CachedValue {
-        CachedValue::plain(key, bytes)
-    }
-
-    /// The cached document under `key`, decoded (counts a hit or miss like `get`).
-    fn raw(cache: &ValueCache, key: &str) -> Option<Vec<u8>> {
-        cache
-            .get(key)
-            .map(|c| c.decode(|| key.to_owned()).map(|r| r.into_owned()))
-            .transpose()
-            .ok()
-            .flatten()
-    }
-
-    #[test]
-    fn an_entry_in_a_slot_is_found_only_by_its_own_key() {
-        // A hash collision, staged: key b's slot holds key a's entry.
-        let cache = ValueCache::new(1 << 20);
-        let (a, b) = (cache_key("c", "a"), cache_key("c", "b"));
-        cache.fill(cache.ticket(&b), v(&a, b"a's document"), &b);
-        assert_eq!(raw(&cache, &b), None, "another key's entry is a miss");
-        assert!(!cache.contains(&b));
-        assert_eq!(raw(&cache, &a), None, "a's own slot is empty");
-        cache.committed(&b, Some(v(&b, b"b's document")));
-        assert_eq!(raw(&cache, &b), Some(b"b's document".to_vec()));
-        assert_eq!(cache.statistics().misses, 2);
-    }
-
-    #[test]
-    fn a_discarded_entry_is_gone_and_older_fills_lose() {
-        let cache = ValueCache::new(1 << 20);
-        let key = cache_key("c", "k");
-        let ticket = cache.ticket(&key);
-        cache.committed(&key, Some(v(&key, b"undecodable")));
-        cache.discard(&key);
-        assert_eq!(raw(&cache, &key), None);
-        cache.fill(ticket, v(&key, b"read before the discard"), &key);
-        assert_eq!(raw(&cache, &key), None);
-        cache.fill(cache.ticket(&key), v(&key, b"fresh"), &key);
-        assert_eq!(raw(&cache, &key), Some(b"fresh".to_vec()));
-    }
-
-    #[test]
-    fn fill_after_racing_write_is_dropped() {
-        let cache = ValueCache::new(1 << 20);
-        let key = cache_key("c", "k");
-        let ticket = cache.ticket(&key);
-        // A write commits between the reader's database read and its fill.
-        cache.committed(&key, Some(v(&key, b"new")));
-        cache.fill(ticket, v(&key, b"old"), &key);
-        assert_eq!(raw(&cache, &key), Some(b"new".to_vec()));
-        assert_eq!(cache.statistics().raced_fills, 1);
-        // A delete also invalidates, and a stale fill cannot resurrect the value.
-        let ticket = cache.ticket(&key);
-        cache.committed(&key, None);
-        cache.fill(ticket, v(&key, b"new"), &key);
-        assert_eq!(raw(&cache, &key), None);
-        let ticket = cache.ticket(&key);
-        cache.fill(ticket, v(&key, b"fresh"), &key);
-        assert_eq!(raw(&cache, &key), Some(b"fresh".to_vec()));
-        let stats = cache.statistics();
-        assert_eq!((stats.hits, stats.misses), (2, 1));
-    }
-
-    #[test]
-    fn remote_invalidation_defeats_fills_and_untrusted_cache_is_bypassed() {
-        let cache = ValueCache::new(1 << 20);
-        let key = cache_key("c", "k");
-        cache.committed(&key, Some(v(&key, b"v1")));
-        let ticket = cache.ticket(&key);
-        cache.invalidate(&key);
-        assert_eq!(
-            raw(&cache, &key),
-            None,
-            "another node's write drops the entry"
-        );
-        cache.fill(ticket, v(&key, b"v1"), &key);
-        assert_eq!(
-            raw(&cache, &key),
-            None,
-            "a fill from before the invalidation loses"
-        );
-        cache.committed(&key, Some(v(&key, b"v2")));
-        cache.set_trusted(false);
-        assert_eq!(raw(&cache, &key), None, "untrusted: not read");
-        assert!(!cache.contains(&key));
-        let ticket = cache.ticket(&key);
-        cache.invalidate_all();
-        cache.set_trusted(true);
-        assert_eq!(
-            raw(&cache, &key),
-            None,
-            "flushed before being trusted again"
-        );
-        cache.fill(ticket, v(&key, b"old"), &key);
-        assert_eq!(
-            raw(&cache, &key),
-            None,
-            "a fill from before the flush loses"
-        );
-    }
-
-    #[test]
-    fn a_write_is_not_installed_over_a_later_remote_invalidation() {
-        let cache = ValueCache::new(1 << 20);
-        let key = cache_key("c", "k");
-        let mark = cache.remote_mark();
-        // While this node commits, another node commits the same key and its message lands.
-        cache.invalidate(&key);
-        cache.committed_since(&key, Some(v(&key, b"mine")), mark);
-        assert_eq!(
-            raw(&cache, &key),
-            None,
-            "maybe older than the other node's write"
-        );
-        let mark = cache.remote_mark();
-        cache.committed_since(&key, Some(v(&key, b"mine")), mark);
-        assert_eq!(raw(&cache, &key), Some(b"mine".to_vec()));
-    }
-
-    #[test]
-    fn loads_are_shared_within_one_generation_only() {
-        let cache = ValueCache::new(0);
-        let key = cache_key("c", "k");
-        let (ticket, first, joined) = cache.join_load(&key);
-        assert!(!joined);
-        let (_, second, joined) = cache.join_load(&key);
-        assert!(joined && Arc::ptr_eq(&first, &second));
-        // A commit in between: a later reader must not get a value read before it.
-        cache.committed(&key, None);
-        let (later, third, joined) = cache.join_load(&key);
-        assert!(!joined && !Arc::ptr_eq(&first, &third));
-        assert_ne!(later.generation, ticket.generation);
-        cache.finish_load(&key, ticket, &first);
-        cache.finish_load(&key, later, &third);
-        let (_, fourth, joined) = cache.join_load(&key);
-        assert!(!joined && !Arc::ptr_eq(&third, &fourth));
-        assert_eq!(cache.statistics().coalesced, 1);
-    }
-
-    #[test]
-    fn disabled_cache_holds_nothing() {
-        let cache = ValueCache::new(0);
-        cache.committed("a", Some(v("a", b"x")));
-        assert_eq!(raw(&cache, "a"), None);
     }
 }

@@ -1,12 +1,5 @@
-//! Per-collection zstd dictionaries.
-//!
-//! Small JSON documents compress poorly on their own (~1.6×) because each one must teach the
-//! compressor its field names again; a dictionary trained on the collection's own documents
-//! carries them once (~3–4×). The first `training_samples` documents written to a collection
-//! are sampled; a dictionary is then trained off the async runtime, committed through the
-//! writer like any other write, and used for that collection's new values from then on.
-//! Every blob records the id of the dictionary it needs; dictionaries are never changed in
-//! place, so old blobs stay readable.
+//! The registry of dictionaries this process knows: encoders by collection, decoders by
+//! id, and the sampling that decides when a collection is ready to train.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -147,14 +140,6 @@ impl Dictionaries {
     }
 }
 
-/// Trains a dictionary from samples (CPU-bound: call off the async runtime).
-pub fn train(samples: &[Arc<[u8]>]) -> Result<Vec<u8>> {
-    zstd::dict::from_samples(samples, DICTIONARY_SIZE).map_err(|source| StorageError::Compression {
-        codec: "zstd dictionary training",
-        source,
-    })
-}
-
 /// Compresses with a dictionary.
 pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
     let fail = |source| StorageError::Compression {
@@ -179,6 +164,7 @@ pub fn decompress(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dictionary::train;
 
     fn doc(i: usize) -> Arc<[u8]> {
         Arc::from(

@@ -1,0 +1,152 @@
+//! Unit tests of the value cache: coherence, collisions, single-flight loads.
+
+use std::sync::Arc;
+
+use super::*;
+
+fn v(key: &str, bytes: &[u8]) -> CachedValue {
+    CachedValue::plain(key, bytes)
+}
+
+/// The cached document under `key`, decoded (counts a hit or miss like `get`).
+fn raw(cache: &ValueCache, key: &str) -> Option<Vec<u8>> {
+    cache
+        .get(key)
+        .map(|c| c.decode(|| key.to_owned()).map(|r| r.into_owned()))
+        .transpose()
+        .ok()
+        .flatten()
+}
+
+#[test]
+fn an_entry_in_a_slot_is_found_only_by_its_own_key() {
+    // A hash collision, staged: key b's slot holds key a's entry.
+    let cache = ValueCache::new(1 << 20);
+    let (a, b) = (cache_key("c", "a"), cache_key("c", "b"));
+    cache.fill(cache.stripes.ticket(&b), v(&a, b"a's document"), &b);
+    assert_eq!(raw(&cache, &b), None, "another key's entry is a miss");
+    assert!(!cache.contains(&b));
+    assert_eq!(raw(&cache, &a), None, "a's own slot is empty");
+    cache.committed(&b, Some(v(&b, b"b's document")));
+    assert_eq!(raw(&cache, &b), Some(b"b's document".to_vec()));
+    assert_eq!(cache.statistics().misses, 2);
+}
+
+#[test]
+fn a_discarded_entry_is_gone_and_older_fills_lose() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    let ticket = cache.stripes.ticket(&key);
+    cache.committed(&key, Some(v(&key, b"undecodable")));
+    cache.discard(&key);
+    assert_eq!(raw(&cache, &key), None);
+    cache.fill(ticket, v(&key, b"read before the discard"), &key);
+    assert_eq!(raw(&cache, &key), None);
+    cache.fill(cache.stripes.ticket(&key), v(&key, b"fresh"), &key);
+    assert_eq!(raw(&cache, &key), Some(b"fresh".to_vec()));
+}
+
+#[test]
+fn fill_after_racing_write_is_dropped() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    let ticket = cache.stripes.ticket(&key);
+    // A write commits between the reader's database read and its fill.
+    cache.committed(&key, Some(v(&key, b"new")));
+    cache.fill(ticket, v(&key, b"old"), &key);
+    assert_eq!(raw(&cache, &key), Some(b"new".to_vec()));
+    assert_eq!(cache.statistics().raced_fills, 1);
+    // A delete also invalidates, and a stale fill cannot resurrect the value.
+    let ticket = cache.stripes.ticket(&key);
+    cache.committed(&key, None);
+    cache.fill(ticket, v(&key, b"new"), &key);
+    assert_eq!(raw(&cache, &key), None);
+    let ticket = cache.stripes.ticket(&key);
+    cache.fill(ticket, v(&key, b"fresh"), &key);
+    assert_eq!(raw(&cache, &key), Some(b"fresh".to_vec()));
+    let stats = cache.statistics();
+    assert_eq!((stats.hits, stats.misses), (2, 1));
+}
+
+#[test]
+fn remote_invalidation_defeats_fills_and_untrusted_cache_is_bypassed() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    cache.committed(&key, Some(v(&key, b"v1")));
+    let ticket = cache.stripes.ticket(&key);
+    cache.invalidate(&key);
+    assert_eq!(
+        raw(&cache, &key),
+        None,
+        "another node's write drops the entry"
+    );
+    cache.fill(ticket, v(&key, b"v1"), &key);
+    assert_eq!(
+        raw(&cache, &key),
+        None,
+        "a fill from before the invalidation loses"
+    );
+    cache.committed(&key, Some(v(&key, b"v2")));
+    cache.set_trusted(false);
+    assert_eq!(raw(&cache, &key), None, "untrusted: not read");
+    assert!(!cache.contains(&key));
+    let ticket = cache.stripes.ticket(&key);
+    cache.invalidate_all();
+    cache.set_trusted(true);
+    assert_eq!(
+        raw(&cache, &key),
+        None,
+        "flushed before being trusted again"
+    );
+    cache.fill(ticket, v(&key, b"old"), &key);
+    assert_eq!(
+        raw(&cache, &key),
+        None,
+        "a fill from before the flush loses"
+    );
+}
+
+#[test]
+fn a_write_is_not_installed_over_a_later_remote_invalidation() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    let mark = cache.remote_mark();
+    // While this node commits, another node commits the same key and its message lands.
+    cache.invalidate(&key);
+    cache.committed_since(&key, Some(v(&key, b"mine")), mark);
+    assert_eq!(
+        raw(&cache, &key),
+        None,
+        "maybe older than the other node's write"
+    );
+    let mark = cache.remote_mark();
+    cache.committed_since(&key, Some(v(&key, b"mine")), mark);
+    assert_eq!(raw(&cache, &key), Some(b"mine".to_vec()));
+}
+
+#[test]
+fn loads_are_shared_within_one_generation_only() {
+    let cache = ValueCache::new(0);
+    let key = cache_key("c", "k");
+    let (ticket, first, joined) = cache.join_load(&key);
+    assert!(!joined);
+    let (_, second, joined) = cache.join_load(&key);
+    assert!(joined && Arc::ptr_eq(&first, &second));
+    // A commit in between: a later reader must not get a value read before it.
+    cache.committed(&key, None);
+    let (later, third, joined) = cache.join_load(&key);
+    assert!(!joined && !Arc::ptr_eq(&first, &third));
+    assert_ne!(later.generation, ticket.generation);
+    cache.finish_load(&key, ticket, &first);
+    cache.finish_load(&key, later, &third);
+    let (_, fourth, joined) = cache.join_load(&key);
+    assert!(!joined && !Arc::ptr_eq(&third, &fourth));
+    assert_eq!(cache.statistics().coalesced, 1);
+}
+
+#[test]
+fn disabled_cache_holds_nothing() {
+    let cache = ValueCache::new(0);
+    cache.committed("a", Some(v("a", b"x")));
+    assert_eq!(raw(&cache, "a"), None);
+}

@@ -1,0 +1,163 @@
+//! [`PersistentStorageManager`]: the async handle users hold, a thin handle over
+//! `Arc<Inner>`. It validates input and delegates: `write` (the value pipeline, then the
+//! writer thread), `read` (cache, Redis tier, database), `query` (listing, metadata,
+//! statistics), `open` (building a store from its configuration). Blocking database work never
+//! runs on the async runtime's threads.
+
+mod open;
+mod query;
+mod read;
+mod shared;
+mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use crate::background::Background;
+use crate::backup::BackupManager;
+use crate::config::StorageConfig;
+use crate::error::{Result, StorageError};
+use crate::rt::blocking;
+use crate::stats::Counters;
+use crate::value::Pipeline;
+use crate::writer::Writer;
+
+pub(crate) use shared::Shared;
+
+/// The storage handle: cheap to clone, `Send + Sync`, usable from many tasks at once.
+///
+/// ```no_run
+/// # async fn demo() -> bitcraps_storage::Result<()> {
+/// use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig};
+///
+/// let storage = PersistentStorageManager::open(StorageConfig::with_data_path("./data")).await?;
+/// storage.store("games", "g-1", &serde_json::json!({"point": 6})).await?;
+/// let game: Option<serde_json::Value> = storage.retrieve("games", "g-1").await?;
+/// let page = storage.list("games", ListOptions::default().prefix("g-")).await?;
+/// storage.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PersistentStorageManager {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    shared: Arc<Shared>,
+    writer: Writer,
+    pipeline: Pipeline,
+    config: StorageConfig,
+    backups: BackupManager,
+    background: std::sync::Mutex<Option<Background>>,
+    closed: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Not closed explicitly: let the writer finish its queue and flush in the background.
+        drop(self.writer.shutdown());
+    }
+}
+
+impl std::fmt::Debug for PersistentStorageManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistentStorageManager")
+            .field("data_path", &self.inner.config.data_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A reference to a store that does not keep it open (background tasks hold one).
+#[derive(Clone)]
+pub(crate) struct WeakStore(Weak<Inner>);
+
+impl WeakStore {
+    /// The store, while any handle to it exists.
+    pub(crate) fn upgrade(&self) -> Option<PersistentStorageManager> {
+        self.0
+            .upgrade()
+            .map(|inner| PersistentStorageManager { inner })
+    }
+}
+
+impl PersistentStorageManager {
+    /// The state the writer, the readers and the background tasks share.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The writer thread's handle.
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    /// A reference that does not keep the store open.
+    pub(crate) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+
+    /// The backup manager of this store (`<data_path>/backups` unless configured).
+    pub fn backups(&self) -> BackupManager {
+        self.inner.backups.clone()
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn count_error<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            Counters::add(&self.inner.shared.counters.errors, 1);
+        }
+        result
+    }
+
+    /// Finishes queued writes, flushes access statistics, and stops the writer. Every clone of
+    /// the handle sees the store as closed afterwards. Closing twice is harmless.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let background = self.inner.background.lock().ok().and_then(|mut b| b.take());
+        if let Some(background) = background {
+            background.stop().await;
+        }
+        if let Some(thread) = self.inner.writer.shutdown() {
+            blocking(move || {
+                thread
+                    .join()
+                    .map_err(|_| StorageError::Task("the writer thread panicked".into()))
+            })
+            .await?;
+        }
+        // After the writer's last invalidations.
+        if let Some(remote) = &self.inner.shared.remote {
+            remote.shutdown();
+        }
+        let backend = Arc::clone(&self.inner.shared.backend);
+        blocking(move || backend.close()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handle is shared across tasks and threads; losing `Send`/`Sync` breaks every user
+    /// at compile time, so this test fails to build if it happens.
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_clone() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<PersistentStorageManager>();
+        shareable::<BackupManager>();
+    }
+}

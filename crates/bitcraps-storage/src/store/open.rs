@@ -1,0 +1,166 @@
+//! Building a store: the backend the configuration selects, the shared state, the writer
+//! thread, the Redis tier and the background tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::{Inner, PersistentStorageManager, Shared};
+use crate::access::AccessTracker;
+use crate::backend::Backend;
+use crate::backend::sqlite::{SqliteBackend, SqliteOptions};
+use crate::background::Background;
+use crate::backup::BackupManager;
+use crate::cache::ValueCache;
+use crate::codec::Codec;
+use crate::config::{BackendTarget, StorageConfig};
+use crate::dictionary::Dictionaries;
+use crate::error::{Result, StorageError};
+use crate::remote::RemoteTier;
+use crate::rt::blocking;
+use crate::stats::Counters;
+use crate::value::Pipeline;
+use crate::writer::{Writer, WriterOptions};
+
+impl PersistentStorageManager {
+    /// Opens (creating if needed) the store the configuration describes.
+    pub async fn open(config: StorageConfig) -> Result<Self> {
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
+        let mut config = config;
+        config.validate()?;
+        let backend: Arc<dyn Backend> = match config.target()? {
+            BackendTarget::Sqlite { path } => {
+                let options = SqliteOptions {
+                    path,
+                    readers: config.max_connections,
+                    durability: config.durability,
+                    deduplicate: config.enable_deduplication,
+                    connection_timeout: config.connection_timeout,
+                    page_cache_bytes: SqliteOptions::page_cache_for(config.cache_capacity_bytes()),
+                };
+                Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
+            }
+            #[cfg(feature = "postgres")]
+            BackendTarget::Postgres { url, replica_url } => {
+                use crate::backend::postgres::{PostgresBackend, PostgresOptions};
+                let options = PostgresOptions {
+                    url,
+                    replica_url,
+                    pool_size: config.max_connections,
+                    connection_timeout: config.connection_timeout,
+                    deduplicate: config.enable_deduplication,
+                    durability: config.durability,
+                };
+                let backend = blocking(move || PostgresBackend::open(&options)).await?;
+                // THE cache decision for shared databases: other nodes write to the same
+                // database, so this node's in-process cache is only coherent when their writes
+                // reach it — through the Redis tier's invalidations. Without `redis_url` the
+                // cache would serve stale values, so it is off.
+                if config.cache_size_mb > 0 && config.redis_url.is_none() {
+                    tracing::info!(
+                        "in-process read cache disabled on PostgreSQL without redis_url: other \
+                         nodes' writes could not invalidate it"
+                    );
+                    config.cache_size_mb = 0;
+                }
+                Arc::new(backend)
+            }
+            #[cfg(not(feature = "postgres"))]
+            BackendTarget::Postgres { url, .. } => {
+                return Err(StorageError::UnsupportedUrl {
+                    url,
+                    reason: "PostgreSQL support is not compiled in; enable the `postgres` \
+                             feature of bitcraps-storage"
+                        .into(),
+                });
+            }
+        };
+        Self::with_backend(config, backend)
+    }
+
+    /// Opens a store over a backend built by the caller (tests inject faulty backends here).
+    /// Starts the background tasks when enabled, which needs a Tokio runtime.
+    pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
+        config.validate()?;
+        let dictionaries = Dictionaries::new(
+            config.enable_dictionaries && config.write_codec() == Codec::Zstd,
+            config.compression_level,
+            config.dictionary_training_samples,
+        );
+        for stored in backend.dictionaries()? {
+            dictionaries.install(&stored);
+        }
+        let cache = Arc::new(ValueCache::new(config.cache_capacity_bytes()));
+        let remote = start_remote_tier(&config, &cache)?;
+        let shared = Arc::new(Shared {
+            backend,
+            cache,
+            access: AccessTracker::default(),
+            counters: Counters::default(),
+            dictionaries,
+            remote,
+        });
+        let writer = Writer::start(
+            Arc::clone(&shared),
+            WriterOptions {
+                max_batch_requests: config.max_batch_requests,
+                access_flush_interval: config.access_flush_interval,
+            },
+        )?;
+        let pipeline = Pipeline {
+            codec: config.write_codec(),
+            level: config.compression_level,
+            max_value_size: config.max_value_size,
+        };
+        let backups = BackupManager::new(
+            Arc::clone(&shared.backend),
+            config.backup_directory(),
+            config.data_path.clone(),
+            config.retention_policy(),
+        );
+        let storage = PersistentStorageManager {
+            inner: Arc::new(Inner {
+                shared,
+                writer,
+                pipeline,
+                config,
+                backups,
+                background: std::sync::Mutex::new(None),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        if storage.inner.config.enable_background_tasks {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(StorageError::Config(
+                    "background tasks need a Tokio runtime; open the store inside one or \
+                     set enable_background_tasks = false"
+                        .into(),
+                ));
+            }
+            let background = Background::start(&storage);
+            if let Ok(mut slot) = storage.inner.background.lock() {
+                *slot = Some(background);
+            }
+        }
+        Ok(storage)
+    }
+}
+
+/// The Redis tier the configuration asks for, if any.
+fn start_remote_tier(
+    config: &StorageConfig,
+    cache: &Arc<ValueCache>,
+) -> Result<Option<RemoteTier>> {
+    let Some(url) = config.redis_url.as_deref() else {
+        return Ok(None);
+    };
+    #[cfg(feature = "redis")]
+    {
+        RemoteTier::start(config, url, Arc::clone(cache)).map(Some)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        // `validate` already refuses this; kept so the two builds agree.
+        let _ = cache;
+        Err(crate::config::redis_unsupported(url))
+    }
+}

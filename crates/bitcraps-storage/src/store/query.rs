@@ -1,0 +1,86 @@
+//! Queries that are not document reads: metadata, listing, collections, statistics, the
+//! consistency check, and flushing access counts.
+
+use std::sync::Arc;
+
+use super::PersistentStorageManager;
+use crate::backend::{ConsistencyReport, RecordMetadata, time_from_ms};
+use crate::cache::cache_key;
+use crate::error::Result;
+use crate::list::{ListOptions, ListPage};
+use crate::remote::RemoteTier;
+use crate::rt::blocking;
+use crate::stats::StorageStatistics;
+use crate::validate;
+
+impl PersistentStorageManager {
+    /// A record's metadata, including reads not yet flushed to disk.
+    pub async fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        let meta = blocking(move || backend.metadata(&c, &k)).await?;
+        Ok(meta.map(|mut m| {
+            if let Some(p) = self
+                .inner
+                .shared
+                .access
+                .pending(&cache_key(collection, key))
+            {
+                m.access_count = m.access_count.saturating_add(p.count);
+                let pending_last = time_from_ms(p.last_ms);
+                m.last_accessed = Some(
+                    m.last_accessed
+                        .map_or(pending_last, |t| t.max(pending_last)),
+                );
+            }
+            m
+        }))
+    }
+
+    /// Lists keys of a collection in order; see [`ListOptions`].
+    pub async fn list(&self, collection: &str, options: ListOptions) -> Result<ListPage> {
+        self.check_open()?;
+        validate::collection(collection)?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let c = collection.to_owned();
+        let result = blocking(move || backend.list(&c, &options)).await;
+        self.count_error(result)
+    }
+
+    /// Names of the collections that hold at least one record, in order.
+    pub async fn collections(&self) -> Result<Vec<String>> {
+        self.check_open()?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let result = blocking(move || backend.collections()).await;
+        self.count_error(result)
+    }
+
+    /// A snapshot of the statistics.
+    pub async fn statistics(&self) -> Result<StorageStatistics> {
+        self.check_open()?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let database = blocking(move || backend.statistics()).await?;
+        let shared = &self.inner.shared;
+        let pending = u64::try_from(shared.access.pending_keys()).unwrap_or(u64::MAX);
+        let mut statistics = shared
+            .counters
+            .snapshot(shared.cache.statistics(), database, pending);
+        statistics.remote_cache = shared.remote.as_ref().map(RemoteTier::statistics);
+        Ok(statistics)
+    }
+
+    /// Runs the engine's integrity check and verifies every reference count.
+    pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
+        self.check_open()?;
+        let backend = Arc::clone(&self.inner.shared.backend);
+        blocking(move || backend.check()).await
+    }
+
+    /// Writes buffered access statistics to the database now.
+    pub async fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner.writer.flush_access().await
+    }
+}

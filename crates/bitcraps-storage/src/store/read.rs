@@ -1,0 +1,220 @@
+//! The read path: L1 (in-process, compressed) → L2 (the Redis tier) → database, verified
+//! against the content hash, with concurrent misses of one key sharing one load.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+
+use super::{PersistentStorageManager, Shared};
+use crate::backend::now_ms;
+use crate::cache::{CachedValue, FillTicket, cache_key};
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::remote::Lookup;
+use crate::rt::blocking;
+use crate::validate;
+use crate::value;
+
+/// A document found by a read: from the cache, still in its stored form, or just loaded
+/// (decoded and verified).
+enum Fetched {
+    Cached(CachedValue),
+    Loaded(Arc<[u8]>),
+}
+
+/// The decoder of dictionary `id`. Another node sharing the database may have trained a
+/// dictionary this node never loaded: on an unknown id, reload the stored dictionaries once
+/// before calling the blob corrupt. Runs on a blocking thread.
+fn dictionary_decoder(
+    shared: &Shared,
+    id: i64,
+    location: &str,
+) -> Result<Arc<zstd::dict::DecoderDictionary<'static>>> {
+    if let Ok(decoder) = shared.dictionaries.decoder(id, location) {
+        return Ok(decoder);
+    }
+    for stored in shared.backend.dictionaries()? {
+        shared.dictionaries.install(&stored);
+    }
+    shared.dictionaries.decoder(id, location)
+}
+
+impl PersistentStorageManager {
+    /// Reads the value under `collection`/`key` as `T`. `Ok(None)` when there is none; an
+    /// error when the stored document does not deserialize as `T` or fails verification.
+    pub async fn retrieve<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let result = self.retrieve_inner(collection, key).await;
+        self.count_error(result)
+    }
+
+    async fn retrieve_inner<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let started = Instant::now();
+        let value = match self.fetch(collection, key).await? {
+            None => None,
+            Some(Fetched::Cached(cached)) => {
+                let raw = self.decode_cached(&cached, collection, key)?;
+                Some(value::deserialize(collection, key, &raw)?)
+            }
+            Some(Fetched::Loaded(raw)) => Some(value::deserialize(collection, key, &raw)?),
+        };
+        self.inner.shared.counters.read_done(started.elapsed());
+        Ok(value)
+    }
+
+    /// Reads the serialized JSON document under `collection`/`key`, verified.
+    pub async fn retrieve_raw(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
+        match self.fetch(collection, key).await? {
+            None => Ok(None),
+            Some(Fetched::Cached(cached)) => {
+                let raw = self.decode_cached(&cached, collection, key)?;
+                Ok(Some(Arc::from(&*raw)))
+            }
+            Some(Fetched::Loaded(raw)) => Ok(Some(raw)),
+        }
+    }
+
+    /// Decodes a cache hit. An entry that does not decode (never expected: entries are
+    /// verified before they are cached) is dropped, so the next read loads it afresh.
+    fn decode_cached<'a>(
+        &self,
+        cached: &'a CachedValue,
+        collection: &str,
+        key: &str,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        cached
+            .decode(|| format!("{collection}/{key}"))
+            .inspect_err(|_| {
+                self.inner.shared.cache.discard(&cache_key(collection, key));
+            })
+    }
+
+    /// Finds a document: L1 (in-process, compressed) → L2 (Redis, when configured) →
+    /// database. Concurrent misses of one key share one load (see `ValueCache::join_load`).
+    async fn fetch(&self, collection: &str, key: &str) -> Result<Option<Fetched>> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let shared = &self.inner.shared;
+        let ck = cache_key(collection, key);
+        if let Some(cached) = shared.cache.get(&ck) {
+            shared.access.record(&ck, now_ms());
+            // A cache hit completes without awaiting anything; spend tokio's cooperative
+            // budget so a loop of hits still lets other tasks (writers) run.
+            tokio::task::coop::consume_budget().await;
+            return Ok(Some(Fetched::Cached(cached)));
+        }
+        let (ticket, load, _joined) = shared.cache.join_load(&ck);
+        let raw = load
+            .get_or_try_init(|| self.load(collection, key, &ck, ticket))
+            .await
+            .cloned();
+        shared.cache.finish_load(&ck, ticket, &load);
+        let raw = raw?;
+        if raw.is_some() {
+            shared.access.record(&ck, now_ms());
+        }
+        Ok(raw.map(Fetched::Loaded))
+    }
+
+    /// One load after an L1 miss: L2, else the database (then filling L2 and L1, each only if
+    /// no write intervened since the observation taken before the database read).
+    async fn load(
+        &self,
+        collection: &str,
+        key: &str,
+        ck: &str,
+        ticket: FillTicket,
+    ) -> Result<Option<Arc<[u8]>>> {
+        let shared = &self.inner.shared;
+        let observed = match &shared.remote {
+            Some(remote) => match remote.lookup(ck).await {
+                Lookup::Hit(raw) => {
+                    shared.cache.fill(ticket, CachedValue::plain(ck, &raw), ck);
+                    return Ok(Some(raw));
+                }
+                Lookup::Miss(observed) => Some(observed),
+                Lookup::Unavailable => None,
+            },
+            None => None,
+        };
+        let Some((raw, cached)) = self.read_database(collection, key).await? else {
+            return Ok(None);
+        };
+        // Awaited rather than spawned so a read that returned has filled L2 (tests and other
+        // nodes can count on it); it is one round trip after a database read.
+        if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
+            remote.fill(ck, observed, &raw).await;
+        }
+        shared.cache.fill(ticket, cached, ck);
+        Ok(Some(raw))
+    }
+
+    /// Reads and verifies a document from the database on a blocking thread: the JSON, and
+    /// the stored form for the cache.
+    async fn read_database(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<(Arc<[u8]>, CachedValue)>> {
+        let inner = Arc::clone(&self.inner);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        let ck = cache_key(collection, key);
+        blocking(move || {
+            let shared = &inner.shared;
+            let Some(blob) = shared.backend.get(&c, &k)? else {
+                return Ok(None);
+            };
+            let location = format!("{c}/{k}");
+            let dict = blob
+                .dict_id
+                .map(|id| dictionary_decoder(shared, id, &location))
+                .transpose()?;
+            let raw = value::decode(
+                &location,
+                blob.codec_id,
+                blob.raw_len,
+                &blob.hash,
+                &blob.data,
+                dict.as_deref(),
+            )?;
+            // decode() accepted the codec id, so this conversion holds; a stored form it
+            // could not describe is cached decoded instead.
+            let codec = u8::try_from(blob.codec_id).ok().and_then(Codec::from_id);
+            let cached = match codec {
+                Some(codec) if codec != Codec::None => {
+                    CachedValue::new(&ck, codec, raw.len(), &blob.data, dict)
+                }
+                _ => CachedValue::plain(&ck, &raw),
+            };
+            let raw = Arc::<[u8]>::from(raw);
+            Ok(Some((raw, cached)))
+        })
+        .await
+    }
+
+    /// Whether a record exists (served from the cache when possible; not counted as a read).
+    pub async fn exists(&self, collection: &str, key: &str) -> Result<bool> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        // The cache is exact: a cached key exists. (An untrusted cache answers `false` here.)
+        if self
+            .inner
+            .shared
+            .cache
+            .contains(&cache_key(collection, key))
+        {
+            return Ok(true);
+        }
+        let backend = Arc::clone(&self.inner.shared.backend);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        blocking(move || Ok(backend.metadata(&c, &k)?.is_some())).await
+    }
+}

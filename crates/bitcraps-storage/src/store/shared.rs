@@ -1,0 +1,24 @@
+//! The store's shared state: what the handle, the writer thread, the background tasks and
+//! the Redis tier all reach. Fields are crate-visible because the writer and the readers are
+//! the two halves of one coherence protocol (see `cache`); everything else goes through the
+//! handle's methods.
+
+use std::sync::Arc;
+
+use crate::access::AccessTracker;
+use crate::backend::Backend;
+use crate::cache::ValueCache;
+use crate::dictionary::Dictionaries;
+use crate::remote::RemoteTier;
+use crate::stats::Counters;
+
+/// State shared by the handle and the writer thread.
+pub(crate) struct Shared {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) cache: Arc<ValueCache>,
+    pub(crate) access: AccessTracker,
+    pub(crate) counters: Counters,
+    pub(crate) dictionaries: Dictionaries,
+    /// The Redis tier (L2 and cross-node invalidation), when configured.
+    pub(crate) remote: Option<RemoteTier>,
+}

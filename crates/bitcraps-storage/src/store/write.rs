@@ -1,0 +1,171 @@
+//! The write path: serialize, encode (compress, hash, dictionary), hand to the writer thread,
+//! wait for the group commit.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::PersistentStorageManager;
+use crate::backend::{OpOutcome, WriteOp, now_ms};
+use crate::error::{Result, StorageError};
+use crate::rt::blocking;
+use crate::validate;
+use crate::value::EncodedValue;
+
+/// Values larger than this are compressed on a blocking thread instead of inline.
+const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
+
+impl PersistentStorageManager {
+    fn serialize<T: Serialize + ?Sized>(collection: &str, key: &str, value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            source,
+        })
+    }
+
+    async fn encode<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<EncodedValue> {
+        let pipeline = self.inner.pipeline;
+        let raw = Self::serialize(collection, key, value)?;
+        let dict = self.inner.shared.dictionaries.encoder(collection);
+        let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
+            pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?
+        } else {
+            let (c, k) = (collection.to_owned(), key.to_owned());
+            blocking(move || pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())).await?
+        };
+        self.observe(collection, &encoded);
+        Ok(encoded)
+    }
+
+    /// Stores `value` under `collection`/`key`, replacing any previous value. Returns once the
+    /// write is durable (per [`StorageConfig::durability`]).
+    pub async fn store<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let result = self.store_inner(collection, key, value).await;
+        self.count_error(result)
+    }
+
+    async fn store_inner<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let value = self.encode(collection, key, value).await?;
+        let op = WriteOp::Put {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            value,
+            now_ms: now_ms(),
+        };
+        self.inner.writer.write(vec![op]).await?;
+        self.inner
+            .shared
+            .counters
+            .write_call_done(started.elapsed());
+        Ok(())
+    }
+
+    /// Stores every `(key, value)` pair in one atomic transaction: all or nothing. Later
+    /// pairs win over earlier ones with the same key.
+    pub async fn store_batch<K: AsRef<str>, T: Serialize>(
+        &self,
+        collection: &str,
+        items: &[(K, T)],
+    ) -> Result<()> {
+        let result = self.store_batch_inner(collection, items).await;
+        self.count_error(result)
+    }
+
+    async fn store_batch_inner<K: AsRef<str>, T: Serialize>(
+        &self,
+        collection: &str,
+        items: &[(K, T)],
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.check_open()?;
+        validate::collection(collection)?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        // Serializing borrows the caller's values, so it happens here; hashing and compressing
+        // a large batch (milliseconds of CPU) moves to a blocking thread so the runtime's
+        // worker is not held.
+        let mut raws = Vec::with_capacity(items.len());
+        let mut total = 0usize;
+        for (key, value) in items {
+            let key = key.as_ref();
+            validate::key(collection, key)?;
+            let raw = Self::serialize(collection, key, value)?;
+            total = total.saturating_add(raw.len());
+            raws.push((key.to_owned(), raw));
+        }
+        let pipeline = self.inner.pipeline;
+        let dict = self.inner.shared.dictionaries.encoder(collection);
+        let c = collection.to_owned();
+        let encode_all = move || {
+            raws.into_iter()
+                .map(|(key, raw)| {
+                    let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
+                    Ok((key, value))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let encoded = if total <= INLINE_ENCODE_LIMIT {
+            encode_all()?
+        } else {
+            blocking(encode_all).await?
+        };
+        let mut unit = Vec::with_capacity(encoded.len());
+        for (key, value) in encoded {
+            self.observe(collection, &value);
+            unit.push(WriteOp::Put {
+                collection: collection.to_owned(),
+                key,
+                value,
+                now_ms: now,
+            });
+        }
+        self.inner.writer.write(unit).await?;
+        self.inner
+            .shared
+            .counters
+            .write_call_done(started.elapsed());
+        Ok(())
+    }
+
+    /// Deletes the record; returns whether it existed. Its content is freed once no other
+    /// record refers to it.
+    pub async fn delete(&self, collection: &str, key: &str) -> Result<bool> {
+        let result = self.delete_inner(collection, key).await;
+        self.count_error(result)
+    }
+
+    async fn delete_inner(&self, collection: &str, key: &str) -> Result<bool> {
+        self.check_open()?;
+        validate::key(collection, key)?;
+        let op = WriteOp::Delete {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+        };
+        let outcomes = self.inner.writer.write(vec![op]).await?;
+        Ok(matches!(
+            outcomes.first(),
+            Some(OpOutcome::Delete { existed: true })
+        ))
+    }
+}

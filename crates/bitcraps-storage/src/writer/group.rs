@@ -1,0 +1,154 @@
+//! One group commit: every queued unit in one transaction, then the cache, the counters and
+//! the Redis tier's invalidations, then the acknowledgements — in that order, so a caller
+//! that returned sees its write everywhere.
+
+use std::panic::AssertUnwindSafe;
+
+use super::Reply;
+use crate::backend::{OpOutcome, WriteOp, WriteUnit};
+use crate::cache::{CachedValue, cache_key};
+use crate::error::{Result, StorageError};
+use crate::stats::Counters;
+use crate::store::Shared;
+
+/// A stand-in for an error that several callers must each receive.
+pub(super) fn copy_error(e: &StorageError) -> StorageError {
+    StorageError::database("committing a group of writes", e.to_string())
+}
+
+/// Commits one group, with up to `touch_limit` buffered access counts; returns how many
+/// counts it wrote, or the error that failed the whole transaction.
+pub(super) fn commit_group(
+    shared: &Shared,
+    writes: Vec<(WriteUnit, Reply<Vec<OpOutcome>>)>,
+    touch_limit: usize,
+) -> Result<usize, StorageError> {
+    let (mut units, replies): (Vec<WriteUnit>, Vec<_>) = writes.into_iter().unzip();
+    let touches = shared.access.drain(touch_limit);
+    let touched = touches.len();
+    let has_touches = touched > 0;
+    if has_touches {
+        units.push(touches);
+    }
+    let mark = shared.cache.remote_mark();
+    let applied = std::panic::catch_unwind(AssertUnwindSafe(|| shared.backend.apply(&units)))
+        .unwrap_or_else(|_| {
+            Err(StorageError::Task(
+                "the backend panicked while writing".into(),
+            ))
+        });
+    let results = match applied {
+        Ok(results) => results,
+        Err(e) => {
+            if has_touches && let Some(t) = units.last() {
+                shared.access.restore(t);
+            }
+            Counters::add(
+                &shared.counters.errors,
+                u64::try_from(replies.len()).unwrap_or(0),
+            );
+            tracing::warn!(error = %e, requests = replies.len(), "group commit failed");
+            let mut replies = replies.into_iter();
+            if let Some(first) = replies.next() {
+                for r in replies {
+                    let _ = r.send(Err(copy_error(&e)));
+                }
+                let copy = copy_error(&e);
+                let _ = first.send(Err(e));
+                return Err(copy);
+            }
+            return Err(e);
+        }
+    };
+    let counters = &shared.counters;
+    Counters::add(&counters.group_commits, 1);
+    Counters::add(
+        &counters.grouped_requests,
+        u64::try_from(replies.len()).unwrap_or(0),
+    );
+    let mut results = results.into_iter();
+    let mut answers = Vec::with_capacity(replies.len());
+    let mut written = Vec::new();
+    for (unit, reply) in units.iter().zip(replies) {
+        let result = results
+            .next()
+            .unwrap_or_else(|| Err(StorageError::Task("the backend skipped a write".into())));
+        if let Ok(outcomes) = &result {
+            for (op, outcome) in unit.iter().zip(outcomes) {
+                record_effect(shared, op, *outcome, mark);
+                if shared.remote.is_some()
+                    && let WriteOp::Put {
+                        collection, key, ..
+                    }
+                    | WriteOp::Delete { collection, key } = op
+                {
+                    written.push(cache_key(collection, key));
+                }
+            }
+        } else {
+            Counters::add(&counters.errors, 1);
+        }
+        answers.push((reply, result));
+    }
+    // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
+    // a write returns no node can read the old value from L2 (bounded by `redis_timeout`).
+    if let Some(remote) = &shared.remote {
+        remote.invalidate_after_commit(written);
+    }
+    for (reply, result) in answers {
+        let _ = reply.send(result);
+    }
+    if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
+        tracing::warn!(error = %e, "flushing access statistics failed; will retry");
+        shared.access.restore(t);
+        // The writes of the group were answered above; a flush() waiter must hear that its
+        // counts are not on disk.
+        return Err(StorageError::database(
+            "flushing access statistics",
+            e.to_string(),
+        ));
+    }
+    Ok(touched)
+}
+
+/// Applies a committed operation to the cache and the counters. `mark` was taken before the
+/// commit (see `ValueCache::committed_since`).
+fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
+    let counters = &shared.counters;
+    match (op, outcome) {
+        (
+            WriteOp::Put {
+                collection,
+                key,
+                value,
+                ..
+            },
+            OpOutcome::Put { deduplicated, .. },
+        ) => {
+            let dict = value
+                .dict_id
+                .and_then(|id| shared.dictionaries.decoder(id, "").ok());
+            let k = cache_key(collection, key);
+            let cached = CachedValue::from_encoded(&k, value, dict);
+            shared.cache.committed_since(&k, Some(cached), mark);
+            Counters::add(&counters.writes, 1);
+            let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
+            Counters::add(&counters.logical_bytes_written, raw);
+            if deduplicated {
+                Counters::add(&counters.deduplicated, 1);
+            } else {
+                let stored = u64::try_from(value.stored.len()).unwrap_or(u64::MAX);
+                Counters::add(&counters.bytes_written, stored);
+            }
+        }
+        (WriteOp::Delete { collection, key }, OpOutcome::Delete { existed }) => {
+            let k = cache_key(collection, key);
+            shared.access.forget(&k);
+            shared.cache.committed(&k, None);
+            if existed {
+                Counters::add(&counters.deletes, 1);
+            }
+        }
+        _ => {}
+    }
+}

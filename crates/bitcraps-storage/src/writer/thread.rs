@@ -1,0 +1,62 @@
+//! The writer thread's loop: take every request that queued up during the previous commit,
+//! add the access counts that are due, commit them as one group.
+
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+
+use super::access_flush::{ALL, AccessFlush};
+use super::group::{commit_group, copy_error};
+use super::{Message, WriterOptions};
+use crate::store::Shared;
+
+pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
+    let mut policy = AccessFlush::new(options.access_flush_interval);
+    loop {
+        let first = if policy.draining() {
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv_timeout(policy.tick()) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        let mut writes = Vec::new();
+        let mut flush_waiters = Vec::new();
+        let mut next = first;
+        loop {
+            match next {
+                Some(Message::Write(unit, reply)) => writes.push((unit, reply)),
+                Some(Message::FlushAccess(reply)) => flush_waiters.push(reply),
+                None => {}
+            }
+            // Everything that queued up during the previous commit joins this one.
+            if writes.len() >= options.max_batch_requests {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(m) => next = Some(m),
+                Err(_) => break,
+            }
+        }
+        let pending = shared.access.pending_keys();
+        let limit = policy.limit(pending, !flush_waiters.is_empty());
+        if writes.is_empty() && limit == 0 {
+            policy.idle(pending);
+            continue;
+        }
+        let flushed = commit_group(shared, writes, limit);
+        policy.done(limit, &flushed);
+        for waiter in flush_waiters {
+            let _ = waiter.send(flushed.as_ref().map(|_| ()).map_err(copy_error));
+        }
+    }
+    if shared.access.pending_keys() > 0
+        && let Err(e) = commit_group(shared, Vec::new(), ALL)
+    {
+        tracing::warn!(error = %e, "could not flush access statistics on shutdown");
+    }
+}
