@@ -164,6 +164,15 @@ pub enum StorageError {
     /// A background worker or blocking task failed unexpectedly (for example, it panicked).
     #[error("internal task failed: {0}")]
     Task(String),
+
+    /// The writer thread panicked. Its last transaction was rolled back, every waiting and
+    /// later write gets this error at once, and the in-process cache was emptied; reads still
+    /// work. Reopen the store to write again.
+    #[error("the store's writer failed and accepts no more writes ({reason}); reopen the store")]
+    Poisoned {
+        /// What the writer was doing when it failed (the panic message).
+        reason: String,
+    },
 }
 
 impl StorageError {
@@ -188,10 +197,139 @@ impl StorageError {
         }
     }
 
+    /// A copy of this error for another caller that shares its cause: the units of one failed
+    /// group commit each get the same variant, fields and source chain (the source is shared,
+    /// not flattened to a string).
+    pub(crate) fn duplicate(&mut self) -> StorageError {
+        use StorageError as E;
+        if matches!(self, E::Serialize { .. } | E::Deserialize { .. }) {
+            // Serializer errors happen before a write is queued, never in a commit; keep the
+            // message.
+            return E::Task(self.to_string());
+        }
+        match self {
+            E::InvalidCollection { collection, reason } => E::InvalidCollection {
+                collection: collection.clone(),
+                reason,
+            },
+            E::InvalidKey {
+                collection,
+                key,
+                reason,
+            } => E::InvalidKey {
+                collection: collection.clone(),
+                key: key.clone(),
+                reason,
+            },
+            E::ValueTooLarge {
+                collection,
+                key,
+                size,
+                limit,
+            } => E::ValueTooLarge {
+                collection: collection.clone(),
+                key: key.clone(),
+                size: *size,
+                limit: *limit,
+            },
+            E::Corruption { location, detail } => E::Corruption {
+                location: location.clone(),
+                detail: detail.clone(),
+            },
+            E::Compression { codec, source } => E::Compression {
+                codec,
+                source: share_io(source),
+            },
+            E::Config(m) => E::Config(m.clone()),
+            E::UnsupportedUrl { url, reason } => E::UnsupportedUrl {
+                url: url.clone(),
+                reason: reason.clone(),
+            },
+            E::SchemaTooNew { found, supported } => E::SchemaTooNew {
+                found: *found,
+                supported: *supported,
+            },
+            E::Database { context, source } => E::Database {
+                context: context.clone(),
+                source: share_box(source),
+            },
+            E::Io { path, source } => E::Io {
+                path: path.clone(),
+                source: share_io(source),
+            },
+            E::Locked { path } => E::Locked { path: path.clone() },
+            E::PoolTimeout {
+                waited_ms,
+                pool_size,
+            } => E::PoolTimeout {
+                waited_ms: *waited_ms,
+                pool_size: *pool_size,
+            },
+            E::Closed => E::Closed,
+            E::Task(m) => E::Task(m.clone()),
+            E::Poisoned { reason } => E::Poisoned {
+                reason: reason.clone(),
+            },
+            E::Serialize { .. } | E::Deserialize { .. } => E::Task(self.to_string()),
+        }
+    }
+
     /// True when the error means stored data failed verification.
     pub fn is_corruption(&self) -> bool {
         matches!(self, StorageError::Corruption { .. })
     }
+}
+
+/// A source error several errors point at: displays as, and chains to, the original.
+#[derive(Debug, Clone)]
+struct SharedSource(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl std::fmt::Display for SharedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Makes `source` shareable in place and returns another handle to it.
+fn share_box(source: &mut BoxError) -> BoxError {
+    let shared = match source.downcast_ref::<SharedSource>() {
+        Some(s) => s.clone(),
+        None => {
+            let original = std::mem::replace(source, Box::new(std::fmt::Error));
+            SharedSource(std::sync::Arc::from(original))
+        }
+    };
+    *source = Box::new(shared.clone());
+    Box::new(shared)
+}
+
+/// Another `io::Error` with the same kind (and OS error code), chaining to the same cause.
+fn share_io(source: &mut std::io::Error) -> std::io::Error {
+    if let Some(code) = source.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    let kind = source.kind();
+    let original = std::mem::replace(source, std::io::Error::from(kind));
+    let shared = match original.into_inner() {
+        Some(inner) => {
+            let mut inner: BoxError = inner;
+            share_box(&mut inner)
+        }
+        None => return std::io::Error::from(kind),
+    };
+    // `shared` is a SharedSource, so both errors display the original message.
+    let again = match shared.downcast_ref::<SharedSource>() {
+        Some(s) => Box::new(s.clone()) as BoxError,
+        None => Box::new(std::fmt::Error),
+    };
+    *source = std::io::Error::new(kind, shared);
+    std::io::Error::new(kind, again)
 }
 
 #[cfg(test)]
@@ -232,6 +370,40 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "no database connection became free within 250 ms (pool of 1)"
+        );
+    }
+
+    /// The regression behind sharing: the other callers of a failed group commit got
+    /// "database error while committing a group of writes" and a string, not the cause.
+    #[test]
+    fn a_duplicate_keeps_the_variant_the_message_and_the_cause() {
+        use std::error::Error as _;
+        let cause = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+        let mut original = StorageError::database("committing", cause);
+        let copy = original.duplicate();
+        for e in [&original, &copy] {
+            assert!(matches!(e, StorageError::Database { context, .. } if context == "committing"));
+            assert_eq!(e.to_string(), "database error while committing");
+            assert_eq!(
+                e.source().map(|s| s.to_string()).as_deref(),
+                Some("disk full")
+            );
+        }
+        let mut corrupt = StorageError::corruption("games/g-1", "hash mismatch");
+        assert!(corrupt.duplicate().is_corruption());
+        let mut io = StorageError::io("/x", std::io::Error::from_raw_os_error(28));
+        let copy = io.duplicate();
+        assert_eq!(copy.to_string(), io.to_string());
+        let mut plain = StorageError::io("/y", std::io::Error::other("custom"));
+        let copy = plain.duplicate();
+        assert_eq!(copy.to_string(), "I/O error on /y: custom");
+        assert_eq!(plain.to_string(), "I/O error on /y: custom");
+        let mut poisoned = StorageError::Poisoned {
+            reason: "boom".into(),
+        };
+        assert_eq!(
+            poisoned.duplicate().to_string(),
+            "the store's writer failed and accepts no more writes (boom); reopen the store"
         );
     }
 }

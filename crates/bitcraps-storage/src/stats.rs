@@ -40,6 +40,9 @@ pub struct StorageStatistics {
     pub grouped_requests: u64,
     /// Records with reads buffered in memory, not yet flushed.
     pub pending_access_updates: u64,
+    /// Bytes of writes queued for the writer or being committed now. Bounded: writers wait
+    /// for queue space beyond 64 MiB (backpressure).
+    pub queued_write_bytes: u64,
     /// Operations that returned an error.
     pub errors: u64,
     /// Completed maintenance runs (direct or scheduled).
@@ -139,6 +142,7 @@ impl Counters {
             group_commits: get(&self.group_commits),
             grouped_requests: get(&self.grouped_requests),
             pending_access_updates,
+            queued_write_bytes: 0,
             errors: get(&self.errors),
             maintenance_runs: get(&self.maintenance_runs),
             last_maintenance_at_ms: Some(self.last_maintenance_ms.load(Ordering::Relaxed))

@@ -68,6 +68,7 @@ impl PersistentStorageManager {
             .counters
             .snapshot(shared.cache.statistics(), database, pending);
         statistics.remote_cache = shared.remote.as_ref().map(RemoteTier::statistics);
+        statistics.queued_write_bytes = self.inner.writer.queued_bytes();
         Ok(statistics)
     }
 

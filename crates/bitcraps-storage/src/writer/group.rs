@@ -2,19 +2,12 @@
 //! the Redis tier's invalidations, then the acknowledgements — in that order, so a caller
 //! that returned sees its write everywhere.
 
-use std::panic::AssertUnwindSafe;
-
 use super::Reply;
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::cache::{CachedValue, cache_key};
 use crate::error::{Result, StorageError};
 use crate::stats::Counters;
 use crate::store::Shared;
-
-/// A stand-in for an error that several callers must each receive.
-pub(super) fn copy_error(e: &StorageError) -> StorageError {
-    StorageError::database("committing a group of writes", e.to_string())
-}
 
 /// Commits one group, with up to `touch_limit` buffered access counts; returns how many
 /// counts it wrote, or the error that failed the whole transaction.
@@ -31,15 +24,12 @@ pub(super) fn commit_group(
         units.push(touches);
     }
     let mark = shared.cache.remote_mark();
-    let applied = std::panic::catch_unwind(AssertUnwindSafe(|| shared.backend.apply(&units)))
-        .unwrap_or_else(|_| {
-            Err(StorageError::Task(
-                "the backend panicked while writing".into(),
-            ))
-        });
-    let results = match applied {
+    // A panic in the backend unwinds out of the writer thread, which poisons it (see
+    // `Writer`): the transaction was rolled back by the unwinding, and nothing can say what
+    // else the backend left half done.
+    let results = match shared.backend.apply(&units) {
         Ok(results) => results,
-        Err(e) => {
+        Err(mut e) => {
             if has_touches && let Some(t) = units.last() {
                 shared.access.restore(t);
             }
@@ -51,9 +41,9 @@ pub(super) fn commit_group(
             let mut replies = replies.into_iter();
             if let Some(first) = replies.next() {
                 for r in replies {
-                    let _ = r.send(Err(copy_error(&e)));
+                    let _ = r.send(Err(e.duplicate()));
                 }
-                let copy = copy_error(&e);
+                let copy = e.duplicate();
                 let _ = first.send(Err(e));
                 return Err(copy);
             }
@@ -103,10 +93,7 @@ pub(super) fn commit_group(
         shared.access.restore(t);
         // The writes of the group were answered above; a flush() waiter must hear that its
         // counts are not on disk.
-        return Err(StorageError::database(
-            "flushing access statistics",
-            e.to_string(),
-        ));
+        return Err(e);
     }
     Ok(touched)
 }

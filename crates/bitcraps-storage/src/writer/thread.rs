@@ -4,7 +4,7 @@
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 
 use super::access_flush::{ALL, AccessFlush};
-use super::group::{commit_group, copy_error};
+use super::group::commit_group;
 use super::{Message, WriterOptions};
 use crate::store::Shared;
 
@@ -25,11 +25,16 @@ pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: Writer
             }
         };
         let mut writes = Vec::new();
+        // Queue space, given back once the group is answered.
+        let mut permits = Vec::new();
         let mut flush_waiters = Vec::new();
         let mut next = first;
         loop {
             match next {
-                Some(Message::Write(unit, reply)) => writes.push((unit, reply)),
+                Some(Message::Write(unit, reply, permit)) => {
+                    writes.push((unit, reply));
+                    permits.push(permit);
+                }
                 Some(Message::FlushAccess(reply)) => flush_waiters.push(reply),
                 None => {}
             }
@@ -48,10 +53,15 @@ pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: Writer
             policy.idle(pending);
             continue;
         }
-        let flushed = commit_group(shared, writes, limit);
+        let mut flushed = commit_group(shared, writes, limit);
+        drop(permits);
         policy.done(limit, &flushed);
         for waiter in flush_waiters {
-            let _ = waiter.send(flushed.as_ref().map(|_| ()).map_err(copy_error));
+            let answer = match &mut flushed {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.duplicate()),
+            };
+            let _ = waiter.send(answer);
         }
     }
     if shared.access.pending_keys() > 0
