@@ -194,12 +194,14 @@ pub enum BackupCommand {
         /// The backup id (see `backup list`)
         id: String,
     },
-    /// Restore a backup into a new directory (verified first; never over the live store)
+    /// Restore a backup into a new directory or an empty PostgreSQL schema (verified first;
+    /// never over the live store)
     Restore {
         /// The backup id (see `backup list`)
         id: String,
-        /// The new data directory (must not exist or be empty)
-        #[arg(long, value_name = "DIR")]
+        /// The new data directory (must not exist or be empty), or a postgres://… URL whose
+        /// schema holds no records
+        #[arg(long, value_name = "DIR|URL")]
         to: std::path::PathBuf,
     },
 }
