@@ -109,7 +109,7 @@ pub struct PutArgs {
     #[command(flatten)]
     pub record: RecordRef,
     /// The JSON document; read from stdin when absent or "-"
-    pub json: Option<String>,
+    pub json: Option<std::ffi::OsString>,
 }
 
 /// `get`
