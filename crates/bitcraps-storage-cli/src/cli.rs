@@ -29,7 +29,8 @@ Settings (highest precedence first):
 Exit codes:
   0  success
   1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
-     non-empty target, or the copy differs from the source)
+     non-empty target, or the copy differs from the source; demo --data: a store that
+     already holds records, without --force)
   2  usage or configuration error (bad arguments, settings, config file or URL)
   3  not found (get, info, or delete without --force, of a missing key)
   4  invalid input (malformed JSON, invalid collection or key, value too large)
@@ -242,6 +243,10 @@ pub struct DemoArgs {
     /// Keep the temporary data directory (ignored with --data/--url)
     #[arg(long)]
     pub keep: bool,
+    /// Play into the --data/--url store even when it already holds records (the demo's
+    /// writes replace records under the keys it uses)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `migrate`

@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0 | success |
-//! | 1 | any other error (I/O, database, corruption, store locked, ...) |
+//! | 1 | any other error (I/O, database, corruption, store locked, a `migrate` or `demo` target that holds records, ...) |
 //! | 2 | usage or configuration error (clap's own code for bad arguments) |
 //! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key |
 //! | 4 | invalid input: malformed JSON, invalid collection or key, value too large |
