@@ -32,7 +32,9 @@ Exit codes:
      non-empty target, or the copy differs from the source; demo --data: a store that
      already holds records, without --force)
   2  usage or configuration error (bad arguments, settings, config file or URL)
-  3  not found (get, info, or delete without --force, of a missing key)
+  3  not found (get, info, or delete without --force, of a missing key; get, list, info,
+     stats, export, backup list or backup verify on a data directory that holds no store,
+     which they never create)
   4  invalid input (malformed JSON, invalid collection or key, value too large)
 
 Logging goes to stderr, filtered by RUST_LOG (default: warn).";
