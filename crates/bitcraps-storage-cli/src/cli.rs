@@ -35,7 +35,8 @@ Exit codes:
   3  not found (get, info, or delete without --force, of a missing key; get, list, info,
      stats, export, backup list or backup verify on a data directory that holds no store,
      which they never create)
-  4  invalid input (malformed JSON, invalid collection or key, value too large)
+  4  invalid input (malformed JSON, not UTF-8, nested more than 127 levels deep, invalid
+     collection or key, value too large)
 
 Logging goes to stderr, filtered by RUST_LOG (default: warn).";
 
@@ -75,7 +76,7 @@ pub enum Command {
     Get(GetArgs),
     /// Delete a record
     Delete(DeleteArgs),
-    /// List keys of a collection, one per line
+    /// List keys of a collection, one per line (control characters escaped)
     List(ListArgs),
     /// Show a record's metadata
     Info(InfoArgs),

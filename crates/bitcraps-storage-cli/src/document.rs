@@ -9,36 +9,33 @@
 
 use serde_json::value::RawValue;
 
-use crate::exit::CliError;
-
 /// Deepest accepted nesting of arrays and objects (`[[1]]` is 2).
 pub const MAX_DEPTH: usize = 127;
 
-/// The text of `bytes`, or an invalid-input error saying where the UTF-8 breaks.
-pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, CliError> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        CliError::InvalidInput(format!(
-            "{what} is not valid UTF-8 (at byte {})",
-            e.valid_up_to()
-        ))
-    })
+/// Why a document is refused (for `CliError::InvalidInput`, exit 4).
+pub type Refusal = String;
+
+/// The text of `bytes`, or where the UTF-8 breaks.
+pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, Refusal> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| format!("{what} is not valid UTF-8 (at byte {})", e.valid_up_to()))
 }
 
 /// Checks `text` as one JSON document and returns it without surrounding whitespace.
-pub fn check<'a>(text: &'a str, what: &str) -> Result<&'a RawValue, CliError> {
-    let raw: &RawValue = serde_json::from_str(text)
-        .map_err(|e| CliError::InvalidInput(format!("{what} is not valid JSON: {e}")))?;
+pub fn check<'a>(text: &'a str, what: &str) -> Result<&'a RawValue, Refusal> {
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
     check_depth(raw, what)?;
     Ok(raw)
 }
 
 /// Fails when `raw` nests deeper than [`MAX_DEPTH`].
-pub fn check_depth(raw: &RawValue, what: &str) -> Result<(), CliError> {
+pub fn check_depth(raw: &RawValue, what: &str) -> Result<(), Refusal> {
     let depth = depth(raw.get());
     if depth > MAX_DEPTH {
-        return Err(CliError::InvalidInput(format!(
+        return Err(format!(
             "{what} nests {depth} arrays or objects deep; at most {MAX_DEPTH} are accepted"
-        )));
+        ));
     }
     Ok(())
 }
@@ -100,7 +97,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn documents_are_kept_as_given() -> Result<(), CliError> {
+    fn documents_are_kept_as_given() -> Result<(), Refusal> {
         let text = " {\"b\":1, \"a\":12345678901234567890123}\n";
         assert_eq!(
             check(text, "doc")?.get(),
@@ -110,18 +107,16 @@ mod tests {
     }
 
     #[test]
-    fn nesting_is_limited() -> Result<(), CliError> {
+    fn nesting_is_limited() -> Result<(), Refusal> {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         check(&nested(MAX_DEPTH), "doc")?;
         // The same limit as serde_json's parser (which `get --pretty` uses).
         assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH)).is_ok());
         assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH + 1)).is_err());
-        let err = check(&nested(MAX_DEPTH + 1), "doc")
-            .err()
-            .map(|e| e.to_string());
+        let err = check(&nested(MAX_DEPTH + 1), "doc").err();
         assert_eq!(
             err.as_deref(),
-            Some("invalid input: doc nests 128 arrays or objects deep; at most 127 are accepted")
+            Some("doc nests 128 arrays or objects deep; at most 127 are accepted")
         );
         // Brackets inside strings do not count.
         assert_eq!(depth(r#"{"a":"[[[{\"","b":[1]}"#), 2);
@@ -132,8 +127,8 @@ mod tests {
     fn invalid_utf8_says_where() {
         let err = utf8(b"{\"a\":\"\xff\"}", "the document").err();
         assert_eq!(
-            err.map(|e| e.to_string()).as_deref(),
-            Some("invalid input: the document is not valid UTF-8 (at byte 6)")
+            err.as_deref(),
+            Some("the document is not valid UTF-8 (at byte 6)")
         );
     }
 

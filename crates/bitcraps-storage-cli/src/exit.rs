@@ -6,7 +6,7 @@
 //! | 1 | any other error (I/O, database, corruption, store locked, a `migrate` or `demo` target that holds records, ...) |
 //! | 2 | usage or configuration error (clap's own code for bad arguments) |
 //! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key; a read-only command on a data directory (or `sqlite://` file) that holds no store |
-//! | 4 | invalid input: malformed JSON, invalid collection or key, value too large |
+//! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large |
 
 use bitcraps_storage::StorageError;
 

@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::cli::PutArgs;
 use crate::document;
+use crate::exit::CliError;
 
 /// Checks the document (exit 4 when it is not UTF-8, not JSON or nested too deep; nothing
 /// stored) and stores its bytes as given, without the whitespace around it: key order, number
@@ -17,8 +18,9 @@ pub async fn run(storage: &PersistentStorageManager, args: &PutArgs) -> Result<(
         Some(arg) if arg != "-" => arg.as_encoded_bytes().to_vec(),
         _ => read_stdin().await?,
     };
-    let text = document::utf8(&bytes, "the document")?;
-    let raw = document::check(text, "the document")?;
+    let raw = document::utf8(&bytes, "the document")
+        .and_then(|text| document::check(text, "the document"))
+        .map_err(CliError::InvalidInput)?;
     let (c, k) = (&args.record.collection, &args.record.key);
     storage
         .store(c, k, raw)
