@@ -29,10 +29,14 @@ Settings (highest precedence first):
 Exit codes:
   0  success
   1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
-     non-empty target, or the copy differs from the source)
+     non-empty target, or the copy differs from the source; demo --data: a store that
+     already holds records, without --force)
   2  usage or configuration error (bad arguments, settings, config file or URL)
-  3  not found (get, info, or delete without --force, of a missing key)
-  4  invalid input (malformed JSON, invalid collection or key, value too large)
+  3  not found (get, info, or delete without --force, of a missing key; get, list, info,
+     stats, export, backup list or backup verify on a data directory that holds no store,
+     which they never create)
+  4  invalid input (malformed JSON, not UTF-8, nested more than 127 levels deep, invalid
+     collection or key, value too large)
 
 Logging goes to stderr, filtered by RUST_LOG (default: warn).";
 
@@ -72,7 +76,7 @@ pub enum Command {
     Get(GetArgs),
     /// Delete a record
     Delete(DeleteArgs),
-    /// List keys of a collection, one per line
+    /// List keys of a collection, one per line (control characters escaped)
     List(ListArgs),
     /// Show a record's metadata
     Info(InfoArgs),
@@ -109,7 +113,7 @@ pub struct PutArgs {
     #[command(flatten)]
     pub record: RecordRef,
     /// The JSON document; read from stdin when absent or "-"
-    pub json: Option<String>,
+    pub json: Option<std::ffi::OsString>,
 }
 
 /// `get`
@@ -194,12 +198,14 @@ pub enum BackupCommand {
         /// The backup id (see `backup list`)
         id: String,
     },
-    /// Restore a backup into a new directory (verified first; never over the live store)
+    /// Restore a backup into a new directory or an empty PostgreSQL schema (verified first;
+    /// never over the live store)
     Restore {
         /// The backup id (see `backup list`)
         id: String,
-        /// The new data directory (must not exist or be empty)
-        #[arg(long, value_name = "DIR")]
+        /// The new data directory (must not exist or be empty), or a postgres://… URL whose
+        /// schema holds no records
+        #[arg(long, value_name = "DIR|URL")]
         to: std::path::PathBuf,
     },
 }
@@ -240,6 +246,10 @@ pub struct DemoArgs {
     /// Keep the temporary data directory (ignored with --data/--url)
     #[arg(long)]
     pub keep: bool,
+    /// Play into the --data/--url store even when it already holds records (the demo's
+    /// writes replace records under the keys it uses)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `migrate`

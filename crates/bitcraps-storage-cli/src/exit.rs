@@ -3,10 +3,10 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0 | success |
-//! | 1 | any other error (I/O, database, corruption, store locked, ...) |
+//! | 1 | any other error (I/O, database, corruption, store locked, a `migrate` or `demo` target that holds records, ...) |
 //! | 2 | usage or configuration error (clap's own code for bad arguments) |
-//! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key |
-//! | 4 | invalid input: malformed JSON, invalid collection or key, value too large |
+//! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key; a read-only command on a data directory (or `sqlite://` file) that holds no store |
+//! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large |
 
 use bitcraps_storage::StorageError;
 
@@ -16,7 +16,7 @@ pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
 /// Bad arguments, settings, config file or URL (clap exits with 2 too).
 pub const USAGE: u8 = 2;
-/// The record does not exist.
+/// The record, or the store a read-only command names, does not exist.
 pub const NOT_FOUND: u8 = 3;
 /// The input is not acceptable.
 pub const INVALID_INPUT: u8 = 4;
@@ -35,6 +35,11 @@ pub enum CliError {
     },
     /// Malformed input, with where and why.
     InvalidInput(String),
+    /// A read-only command named an embedded store whose database file does not exist.
+    NoStore {
+        /// The database file that is missing.
+        database: std::path::PathBuf,
+    },
 }
 
 impl std::fmt::Display for CliError {
@@ -43,6 +48,12 @@ impl std::fmt::Display for CliError {
             CliError::Usage(m) => write!(f, "{m}"),
             CliError::NotFound { collection, key } => write!(f, "not found: {collection}/{key}"),
             CliError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            CliError::NoStore { database } => write!(
+                f,
+                "no store at {} (nothing was created; check --data or --url, or create one \
+                 with put or import)",
+                database.display()
+            ),
         }
     }
 }
@@ -56,7 +67,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
             if let Some(e) = cause.downcast_ref::<CliError>() {
                 return Some(match e {
                     CliError::Usage(_) => USAGE,
-                    CliError::NotFound { .. } => NOT_FOUND,
+                    CliError::NotFound { .. } | CliError::NoStore { .. } => NOT_FOUND,
                     CliError::InvalidInput(_) => INVALID_INPUT,
                 });
             }
@@ -95,6 +106,16 @@ mod tests {
         .into();
         assert_eq!(not_found.to_string(), "not found: c/k");
         assert_eq!(code(&not_found), NOT_FOUND);
+        let no_store: anyhow::Error = CliError::NoStore {
+            database: "d/bitcraps.db".into(),
+        }
+        .into();
+        assert_eq!(
+            no_store.to_string(),
+            "no store at d/bitcraps.db (nothing was created; check --data or --url, or create \
+             one with put or import)"
+        );
+        assert_eq!(code(&no_store), NOT_FOUND);
 
         let wrapped = Err::<(), _>(StorageError::Config("x".into()))
             .context("opening the store")

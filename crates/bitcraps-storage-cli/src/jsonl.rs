@@ -32,10 +32,11 @@ pub fn line(collection: &str, key: &str, raw: &[u8]) -> Result<String> {
     let text = std::str::from_utf8(raw).with_context(|| format!("{} is not UTF-8", location()))?;
     let compact;
     let value: &RawValue = if text.contains('\n') {
-        // Only documents stored pretty-printed by another program: re-encode to stay one line.
-        let parsed: serde_json::Value =
-            serde_json::from_str(text).with_context(|| format!("{} is not JSON", location()))?;
-        compact = serde_json::value::to_raw_value(&parsed)?;
+        // A document stored pretty-printed (by `put` from a file, or by another program): the
+        // whitespace between tokens goes so the line stays one line; key order and numbers
+        // stay as stored (re-encoding would sort keys and round big integers).
+        compact = RawValue::from_string(crate::document::compact(text))
+            .with_context(|| format!("{} is not JSON", location()))?;
         &compact
     } else {
         serde_json::from_str(text).with_context(|| format!("{} is not JSON", location()))?
@@ -79,6 +80,16 @@ mod tests {
         assert_eq!(
             text,
             "{\"collection\":\"c\",\"key\":\"k\",\"value\":{\"a\":1}}\n"
+        );
+        // Key order and number spelling survive.
+        let text = line(
+            "c",
+            "k",
+            b"{\n \"b\": 1,\n \"a\": 12345678901234567890123\n}",
+        )?;
+        assert!(
+            text.ends_with("\"value\":{\"b\":1,\"a\":12345678901234567890123}}\n"),
+            "{text}"
         );
         Ok(())
     }

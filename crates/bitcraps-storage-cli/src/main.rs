@@ -11,6 +11,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod document;
 mod exit;
 mod json;
 mod jsonl;

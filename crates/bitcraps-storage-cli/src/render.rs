@@ -20,6 +20,24 @@ pub fn key_value(rows: &[(String, String)]) -> Table {
     table
 }
 
+/// `text` with every control character (U+0000–U+001F, U+007F–U+009F) escaped as `\n`, `\r`,
+/// `\t` or `\u{1b}`, so a key can neither break a one-per-line listing nor send escape
+/// sequences to a terminal. Everything else, backslashes included, is kept as it is.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `1536` → `1.5 KiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -144,8 +162,8 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
 /// `info` as table rows.
 pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
     vec![
-        row("collection", &m.collection),
-        row("key", &m.key),
+        row("collection", escape_controls(&m.collection)),
+        row("key", escape_controls(&m.key)),
         row(
             "size (JSON)",
             format!("{} ({} B)", bytes(m.size_bytes), m.size_bytes),
@@ -238,6 +256,18 @@ mod tests {
         assert!(ratio(1, 0).abs() < f64::EPSILON);
         assert_eq!(latency(Duration::from_micros(250)), "250 µs");
         assert_eq!(latency(Duration::from_micros(2500)), "2.50 ms");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert!(matches!(
+            escape_controls("plain \\ key é"),
+            std::borrow::Cow::Borrowed("plain \\ key é")
+        ));
+        assert_eq!(
+            escape_controls("a\nb\r\tc\u{1b}[31m\u{7f}\u{85}"),
+            "a\\nb\\r\\tc\\u{1b}[31m\\u{7f}\\u{85}"
+        );
     }
 
     #[test]

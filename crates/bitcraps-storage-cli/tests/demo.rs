@@ -76,3 +76,32 @@ fn demo_with_data_writes_there() {
         "identical lobby listings share blobs: {db}"
     );
 }
+
+/// Regression: `demo --data DIR` used to play into whatever store DIR held, replacing records
+/// under the demo's keys and adding tens of thousands of its own.
+#[test]
+fn demo_refuses_a_store_that_holds_records_unless_forced() {
+    let s = Scratch::new();
+    s.ok(&["put", "games", "g-1", r#"{"mine":true}"#]);
+    s.cli()
+        .args(["demo", "--records", "100", "--tasks", "2"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already holds 1 record"))
+        .stderr(predicate::str::contains("--force"));
+    let stats: serde_json::Value =
+        serde_json::from_str(&s.ok(&["stats", "--json"])).expect("stats JSON");
+    assert_eq!(
+        stats["database_stats"]["record_count"], 1,
+        "nothing written"
+    );
+    assert_eq!(s.ok(&["get", "games", "g-1"]), "{\"mine\":true}\n");
+
+    s.cli()
+        .args(["demo", "--records", "100", "--tasks", "2", "--force"])
+        .assert()
+        .success();
+    let stats: serde_json::Value =
+        serde_json::from_str(&s.ok(&["stats", "--json"])).expect("stats JSON");
+    assert!(stats["database_stats"]["record_count"].as_u64() > Some(1));
+}

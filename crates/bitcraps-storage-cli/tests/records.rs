@@ -30,10 +30,10 @@ fn put_get_list_info_delete() {
         .assert()
         .success();
 
-    // Documents come back compact.
+    // Documents come back as they were given (see put_bytes.rs).
     assert_eq!(
         s.ok(&["get", "games", "g-1"]),
-        "{\"players\":[\"alice\",\"bob\"],\"point\":6}\n"
+        "{\"point\": 6, \"players\": [\"alice\", \"bob\"]}\n"
     );
     assert_eq!(s.ok(&["get", "games", "g-2"]), "{\"point\":null}\n");
     assert_eq!(s.ok(&["get", "players", "p-1"]), "\"alice\"\n");
@@ -55,11 +55,11 @@ fn put_get_list_info_delete() {
         serde_json::from_str(&s.ok(&["info", "games", "g-1", "--json"])).expect("info is JSON");
     assert_eq!(info["collection"], "games");
     assert_eq!(info["key"], "g-1");
-    let compact = r#"{"players":["alice","bob"],"point":6}"#;
+    let given = r#"{"point": 6, "players": ["alice", "bob"]}"#;
     assert_eq!(
         info["size_bytes"],
-        compact.len(),
-        "the compact document's length"
+        given.len(),
+        "the document's length as given"
     );
     assert_eq!(info["shared_by"], 1);
     assert_eq!(info["content_hash"].as_str().map(str::len), Some(64));

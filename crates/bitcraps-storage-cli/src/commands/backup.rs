@@ -1,11 +1,14 @@
-//! `backup create | list [--json] | verify ID | restore ID --to DIR`.
+//! `backup create | list [--json] | verify ID | restore ID --to DIR|postgres://…`.
+
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use bitcraps_storage::{BackupInfo, PersistentStorageManager};
+use bitcraps_storage::{BackupInfo, BackupManager, PersistentStorageManager};
 use comfy_table::Table;
 
 use crate::cli::BackupCommand;
 use crate::commands::print;
+use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::render;
 
@@ -74,18 +77,59 @@ pub async fn run(
                 v.integrity.join(", ")
             ))
         }
-        BackupCommand::Restore { id, to } => {
-            let spinner = ui.bar(None, "", "restoring");
-            let restored = backups.restore_backup(&id, &to).await;
-            spinner.finish_and_clear();
-            let r = restored.with_context(|| format!("restoring backup {id}"))?;
-            print(&format!(
+        BackupCommand::Restore { id, to } => restore(&backups, &id, &to, ui).await,
+    }
+}
+
+/// Where `backup restore --to` points.
+enum Target<'a> {
+    /// A PostgreSQL database or schema (`postgres://…`, `postgresql://…`).
+    Postgres(&'a str),
+    /// A new data directory.
+    Directory(&'a Path),
+}
+
+/// Reads `--to`: a PostgreSQL URL, or else a directory. Any other URL (`sqlite://…`,
+/// `redis://…`) is refused rather than taken as a directory named after it.
+fn target(to: &Path) -> Result<Target<'_>> {
+    match to.to_str() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Target::Postgres(url))
+        }
+        // Only the scheme is named: the rest of a URL may hold a password.
+        Some(url) if let Some((scheme, _)) = url.split_once("://") => {
+            Err(CliError::Usage(format!(
+                "backup restore --to takes a new data directory or a postgres:// URL, \
+                 not a {scheme}:// URL"
+            ))
+            .into())
+        }
+        _ => Ok(Target::Directory(to)),
+    }
+}
+
+async fn restore(backups: &BackupManager, id: &str, to: &Path, ui: &Ui) -> Result<()> {
+    let target = target(to)?;
+    let spinner = ui.bar(None, "", "restoring");
+    let message = match target {
+        Target::Postgres(url) => backups.restore_backup_to_url(id, url).await.map(|r| {
+            // The URL is not echoed: it may hold a password.
+            format!(
+                "restored backup {} into the PostgreSQL database of --to ({} records); \
+                     open it with --url and that URL\n",
+                r.id, r.snapshot.record_count
+            )
+        }),
+        Target::Directory(dir) => backups.restore_backup(id, dir).await.map(|r| {
+            format!(
                 "restored backup {} into {} ({} records); open it with --data {}\n",
                 r.id,
                 r.target.display(),
                 r.snapshot.record_count,
                 r.target.display()
-            ))
-        }
-    }
+            )
+        }),
+    };
+    spinner.finish_and_clear();
+    print(&message.with_context(|| format!("restoring backup {id}"))?)
 }

@@ -7,7 +7,8 @@ use crate::cli::GetArgs;
 use crate::commands::print;
 use crate::exit::CliError;
 
-/// Prints the document as stored (compact), or pretty-printed; exit 3 when missing.
+/// Prints the document as stored (as `put` or `import` was given it), or pretty-printed;
+/// exit 3 when missing.
 pub async fn run(storage: &PersistentStorageManager, args: &GetArgs) -> Result<()> {
     let (c, k) = (&args.record.collection, &args.record.key);
     let raw = storage

@@ -9,8 +9,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::cli::ImportArgs;
 use crate::exit::CliError;
-use crate::jsonl;
 use crate::progress::Ui;
+use crate::{document, jsonl};
 
 /// Records of one collection waiting to be stored together.
 struct Batch {
@@ -19,9 +19,10 @@ struct Batch {
 }
 
 /// Streams the input: consecutive lines of the same collection are stored with one
-/// `store_batch` (all or nothing) of at most `--batch-size` records. A malformed line stops the
-/// import with exit 4; the batches before it stay stored, and the message says how many
-/// records that was.
+/// `store_batch` (all or nothing) of at most `--batch-size` records, each value as the bytes
+/// in its line. A malformed line (not UTF-8, not JSON, or a value nested deeper than `put`
+/// accepts) stops the import with exit 4; the batches before it stay stored, and the message
+/// says how many records that was.
 pub async fn run(storage: &PersistentStorageManager, args: &ImportArgs, ui: &Ui) -> Result<()> {
     let path = args.file.as_ref().filter(|p| p.as_os_str() != "-");
     let (mut input, len): (Pin<Box<dyn AsyncBufRead + Send>>, Option<u64>) = match path {
@@ -39,12 +40,12 @@ pub async fn run(storage: &PersistentStorageManager, args: &ImportArgs, ui: &Ui)
     let mut imported = 0u64;
     let mut collections = std::collections::BTreeSet::new();
     let mut batch: Option<Batch> = None;
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     let mut number = 0u64;
     loop {
-        line.clear();
+        bytes.clear();
         let read = input
-            .read_line(&mut line)
+            .read_until(b'\n', &mut bytes)
             .await
             .context("reading the import")?;
         if read == 0 {
@@ -52,14 +53,17 @@ pub async fn run(storage: &PersistentStorageManager, args: &ImportArgs, ui: &Ui)
         }
         number += 1;
         bar.inc(u64::try_from(read).unwrap_or(u64::MAX));
+        let bad_line = |why: String| {
+            CliError::InvalidInput(format!(
+                "line {number}: {why} ({imported} records before it were imported)"
+            ))
+        };
+        let line = document::utf8(&bytes, "the line").map_err(bad_line)?;
         if line.trim().is_empty() {
             continue;
         }
-        let entry = jsonl::parse(line.trim_end()).map_err(|e| {
-            CliError::InvalidInput(format!(
-                "line {number}: {e} ({imported} records before it were imported)"
-            ))
-        })?;
+        let entry = jsonl::parse(line.trim_end()).map_err(|e| bad_line(e.to_string()))?;
+        document::check_depth(&entry.value, "the value").map_err(bad_line)?;
         let switch = batch
             .as_ref()
             .is_some_and(|b| b.collection != entry.collection || b.items.len() >= limit);

@@ -1,15 +1,23 @@
-//! `list <collection> [--prefix P] [--limit N] [--after K]`: one key per line.
+//! `list <collection> [--prefix P] [--limit N] [--after K]`: one key per line, control
+//! characters escaped.
+
+use std::borrow::Cow;
 
 use anyhow::{Context, Result};
 use bitcraps_storage::{DEFAULT_LIST_LIMIT, ListOptions, PersistentStorageManager};
 
 use crate::cli::ListArgs;
 use crate::commands::print;
+use crate::render;
 
-/// Prints keys page by page. When `--limit` stops the listing early, says on stderr how to
-/// continue.
+/// Prints keys page by page, one per line. A key's control characters are printed escaped
+/// (see [`render::escape_controls`]) whether stdout is a terminal or not, so a key can neither
+/// split into two lines nor drive the terminal; stderr then says how many keys were shown
+/// escaped (those cannot be passed back to `get` as printed). When `--limit` stops the
+/// listing early, says on stderr how to continue.
 pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<()> {
     let c = &args.collection;
+    let mut escaped = 0usize;
     let mut remaining = args.limit.unwrap_or(usize::MAX);
     let mut after = args.after.clone();
     while remaining > 0 {
@@ -27,7 +35,11 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
         remaining = remaining.saturating_sub(page.keys.len());
         let mut text = String::new();
         for key in &page.keys {
-            text.push_str(key);
+            let shown = render::escape_controls(key);
+            if matches!(shown, Cow::Owned(_)) {
+                escaped += 1;
+            }
+            text.push_str(&shown);
             text.push('\n');
         }
         print(&text)?;
@@ -38,6 +50,11 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
             Some(next) => after = Some(next),
             None => break,
         }
+    }
+    if escaped > 0 {
+        eprintln!(
+            "{escaped} key(s) hold control characters and are shown escaped (\\n, \\t, \\u{{1b}}, ...)"
+        );
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use bitcraps_storage::config::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BackupCommand, Cli, Command};
 use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::settings::{Layer, Settings};
@@ -45,6 +45,9 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         }
         return migrate::run(args, cli.config.as_deref(), ui).await;
     }
+    if reads_only(&cli.command) {
+        require_store(&settings.config)?;
+    }
     let storage = open(settings.config).await?;
     let result = dispatch(&storage, cli.command, ui).await;
     let closed = storage.close().await.context("closing the store");
@@ -58,6 +61,36 @@ pub async fn open(config: StorageConfig) -> Result<PersistentStorageManager> {
     PersistentStorageManager::open(config)
         .await
         .with_context(|| format!("cannot open the store at {location}"))
+}
+
+/// Whether the command only reads the store (so it must not create one).
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Get(_)
+            | Command::List(_)
+            | Command::Info(_)
+            | Command::Stats(_)
+            | Command::Export(_)
+            | Command::Backup(BackupCommand::List { .. } | BackupCommand::Verify { .. })
+    )
+}
+
+/// Fails with "no store" (exit 3) when the configuration names an embedded store whose
+/// database file does not exist, before anything is opened: opening would create the data
+/// directory and an empty store. A PostgreSQL URL names a server, not a directory, and is not
+/// checked here.
+fn require_store(config: &StorageConfig) -> Result<()> {
+    let Ok(BackendTarget::Sqlite { path }) = config.target() else {
+        return Ok(());
+    };
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(CliError::NoStore { database: path }.into())
+        }
+        // Anything else (present, or unreadable) is for `open` to report.
+        _ => Ok(()),
+    }
 }
 
 /// The database file a configuration selects, for messages.

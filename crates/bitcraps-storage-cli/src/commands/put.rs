@@ -1,4 +1,4 @@
-//! `put <collection> <key> [JSON|-]`: store a document, validated as JSON first.
+//! `put <collection> <key> [JSON|-]`: store a document, checked as JSON first.
 
 use std::io::IsTerminal;
 
@@ -7,32 +7,35 @@ use bitcraps_storage::PersistentStorageManager;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::PutArgs;
+use crate::document;
 use crate::exit::CliError;
 
-/// Parses the document (exit 4 when it is not JSON, nothing stored) and stores it in compact
-/// form.
+/// Checks the document (exit 4 when it is not UTF-8, not JSON or nested too deep; nothing
+/// stored) and stores its bytes as given, without the whitespace around it: key order, number
+/// spelling and spacing are kept, as `import` keeps them.
 pub async fn run(storage: &PersistentStorageManager, args: &PutArgs) -> Result<()> {
-    let text = match args.json.as_deref() {
-        Some(text) if text != "-" => text.to_owned(),
+    let bytes = match args.json.as_deref() {
+        Some(arg) if arg != "-" => arg.as_encoded_bytes().to_vec(),
         _ => read_stdin().await?,
     };
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::InvalidInput(format!("the document is not valid JSON: {e}")))?;
+    let raw = document::utf8(&bytes, "the document")
+        .and_then(|text| document::check(text, "the document"))
+        .map_err(CliError::InvalidInput)?;
     let (c, k) = (&args.record.collection, &args.record.key);
     storage
-        .store(c, k, &value)
+        .store(c, k, raw)
         .await
         .with_context(|| format!("storing {c}/{k}"))
 }
 
-async fn read_stdin() -> Result<String> {
+async fn read_stdin() -> Result<Vec<u8>> {
     if std::io::stdin().is_terminal() {
         eprintln!("reading the JSON document from stdin (end with Ctrl-D)");
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     tokio::io::stdin()
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .await
         .context("reading the document from stdin")?;
-    Ok(text)
+    Ok(bytes)
 }

@@ -4,7 +4,8 @@
 //! compression, deduplication, size and integrity.
 //!
 //! The demo runs in a fresh temporary directory (removed afterwards unless `--keep`), so it
-//! never touches real data; `--data`/`--url` on the command line point it at a store instead.
+//! never touches real data; `--data`/`--url` on the command line point it at a store instead,
+//! which must hold no records unless `--force`.
 
 mod backup;
 mod latency;
@@ -47,6 +48,13 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
     ui.suspend(|| eprintln!("demo store: {location}"));
 
     let storage = commands::open(config).await?;
+    if temp.is_none() && !args.force {
+        let refused = refuse_records(&storage, &location).await;
+        if refused.is_err() {
+            let closed = storage.close().await.context("closing the store");
+            return refused.and(closed);
+        }
+    }
     let started = Instant::now();
     let played = play(&storage, args, ui).await;
     let elapsed = started.elapsed();
@@ -95,6 +103,30 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
     } else {
         anyhow::bail!("the consistency check failed after the demo")
     }
+}
+
+/// Fails (exit 1, like `migrate` into a store that holds records) when the store named by
+/// `--data`/`--url` already holds records: the demo would mix its own into them and replace
+/// those under the keys it uses.
+async fn refuse_records(
+    storage: &bitcraps_storage::PersistentStorageManager,
+    location: &str,
+) -> Result<()> {
+    let records = storage
+        .statistics()
+        .await
+        .context("counting the store's records")?
+        .database_stats
+        .record_count;
+    if records > 0 {
+        let noun = if records == 1 { "record" } else { "records" };
+        anyhow::bail!(
+            "the store at {location} already holds {records} {noun}; the demo would add its \
+             own and replace any under the keys it uses. Point --data at an empty directory, \
+             leave --data out for a temporary store, or give --force to play into it anyway"
+        );
+    }
+    Ok(())
 }
 
 /// Plays every table concurrently; each writes about `records / tasks` records.

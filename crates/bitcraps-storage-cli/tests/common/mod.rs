@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod migration;
+pub mod postgres;
 
 use assert_cmd::Command;
 use tempfile::TempDir;
