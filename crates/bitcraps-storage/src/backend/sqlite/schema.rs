@@ -67,8 +67,13 @@ fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
     move |e| StorageError::database(context, e)
 }
 
-/// Brings the database to the latest version; returns the version it is at.
+/// Brings the database to the latest version; returns the version it is at. A database that
+/// is already current is only read: no write transaction, so a store on a full disk still
+/// opens for reads, exports and backups.
 pub fn migrate(conn: &mut Connection) -> Result<i64> {
+    if is_current(conn)? {
+        return Ok(latest_version());
+    }
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db_err("starting the schema migration"))?;
@@ -114,10 +119,48 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
     Ok(latest)
 }
 
+/// Whether the database already is a bitcraps-storage database of the latest version (read
+/// without taking the write lock; `migrate` checks again inside its transaction otherwise).
+fn is_current(conn: &Connection) -> Result<bool> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err("reading the schema version"))?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(db_err("reading the application id"))?;
+    Ok(version == latest_version() && app_id == APPLICATION_ID)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rusqlite::OptionalExtension;
+
+    /// The regression: every open ran `BEGIN IMMEDIATE` and committed the schema version
+    /// again, so a store on a full disk could not even be opened to read or export it
+    /// ("database or disk is full while committing the schema migration").
+    #[test]
+    fn opening_a_current_database_writes_nothing() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::io(".", e))?;
+        let path = dir.path().join("s.db");
+        let mut conn = Connection::open(&path).map_err(db_err("open"))?;
+        migrate(&mut conn)?;
+        drop(conn);
+        let before = std::fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+        let mut conn = Connection::open(&path).map_err(db_err("open"))?;
+        let changes_before = conn.total_changes();
+        // A read-only connection cannot write at all: migrate must still succeed on it.
+        let mut readonly =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(db_err("open read-only"))?;
+        assert_eq!(migrate(&mut readonly)?, latest_version());
+        assert_eq!(migrate(&mut conn)?, latest_version());
+        assert_eq!(conn.total_changes(), changes_before);
+        drop((conn, readonly));
+        let after = std::fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+        assert!(before == after, "the database file changed on open");
+        Ok(())
+    }
 
     #[test]
     fn migrates_once_and_refuses_newer() -> Result<()> {
