@@ -5,8 +5,8 @@
 //! | 0 | success |
 //! | 1 | any other error (I/O, database, corruption, store locked, a `migrate` or `demo` target that holds records, ...) |
 //! | 2 | usage or configuration error (clap's own code for bad arguments) |
-//! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key; a read-only command on a data directory (or `sqlite://` file) that holds no store |
-//! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large |
+//! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key; a read-only command on a data directory (or `sqlite://` file) that holds no store; a backup id that does not exist |
+//! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large; a restore target that exists and is not empty |
 
 use bitcraps_storage::StorageError;
 
@@ -74,7 +74,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
             match cause.downcast_ref::<StorageError>()? {
                 StorageError::InvalidCollection { .. }
                 | StorageError::InvalidKey { .. }
-                | StorageError::ValueTooLarge { .. } => Some(INVALID_INPUT),
+                | StorageError::ValueTooLarge { .. }
+                | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
+                StorageError::BackupNotFound { .. } => Some(NOT_FOUND),
                 StorageError::Config(_) | StorageError::UnsupportedUrl { .. } => Some(USAGE),
                 _ => None,
             }
@@ -129,6 +131,22 @@ mod tests {
         .into();
         assert_eq!(code(&invalid), INVALID_INPUT);
         assert_eq!(code(&StorageError::Closed.into()), ERROR);
+        let missing = StorageError::BackupNotFound {
+            id: "20261201T120000Z-0001".into(),
+        };
+        assert_eq!(
+            missing.to_string(),
+            "backup 20261201T120000Z-0001 not found"
+        );
+        assert_eq!(code(&missing.into()), NOT_FOUND);
+        let full = StorageError::TargetNotEmpty {
+            path: "restored".into(),
+        };
+        assert_eq!(
+            full.to_string(),
+            "restored exists and is not empty; choose a new or empty target"
+        );
+        assert_eq!(code(&full.into()), INVALID_INPUT);
         assert_eq!(code(&anyhow::anyhow!("plain")), ERROR);
     }
 }

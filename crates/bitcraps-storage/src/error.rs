@@ -165,6 +165,20 @@ pub enum StorageError {
     #[error("internal task failed: {0}")]
     Task(String),
 
+    /// No backup with this id exists in the backup directory.
+    #[error("backup {id} not found")]
+    BackupNotFound {
+        /// The id asked for.
+        id: String,
+    },
+
+    /// A restore (or migrate) target exists and is not empty; nothing was written to it.
+    #[error("{} exists and is not empty; choose a new or empty target", path.display())]
+    TargetNotEmpty {
+        /// The target as given.
+        path: PathBuf,
+    },
+
     /// The writer thread panicked. Its last transaction was rolled back, every waiting and
     /// later write gets this error at once, and the in-process cache was emptied; reads still
     /// work. Reopen the store to write again.
@@ -258,6 +272,8 @@ impl StorageError {
                 source: share_io(source),
             },
             E::Locked { path } => E::Locked { path: path.clone() },
+            E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
+            E::TargetNotEmpty { path } => E::TargetNotEmpty { path: path.clone() },
             E::PoolTimeout {
                 waited_ms,
                 pool_size,
