@@ -150,7 +150,7 @@ impl PersistentStorageManager {
 
         let t = Instant::now();
         let b = backend();
-        let r = crate::manager::blocking(move || b.repair_references()).await;
+        let r = crate::manager::blocking(move || b.maintenance().repair_references()).await;
         if let Some(outcome) = report.step("repair references", t, r, |o| {
             format!(
                 "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
@@ -162,7 +162,7 @@ impl PersistentStorageManager {
 
         let t = Instant::now();
         let b = backend();
-        let r = crate::manager::blocking(move || b.optimize()).await;
+        let r = crate::manager::blocking(move || b.maintenance().optimize()).await;
         report.database_optimized = report
             .step("optimize", t, r, |_| "planner statistics refreshed".into())
             .is_some();
@@ -175,7 +175,7 @@ impl PersistentStorageManager {
             if s.page_count > 0
                 && s.free_pages.saturating_mul(100) > s.page_count.saturating_mul(threshold)
             {
-                b.vacuum()?;
+                b.maintenance().vacuum()?;
                 Ok(Some(s.free_pages))
             } else {
                 Ok(None)
@@ -193,7 +193,7 @@ impl PersistentStorageManager {
         // After vacuum, which writes the whole database through the WAL.
         let t = Instant::now();
         let b = backend();
-        let r = crate::manager::blocking(move || b.checkpoint()).await;
+        let r = crate::manager::blocking(move || b.maintenance().checkpoint()).await;
         report.wal_checkpointed = report
             .step("checkpoint", t, r, |_| "write-ahead log truncated".into())
             .is_some();

@@ -10,7 +10,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::access::AccessTracker;
-use crate::backend::sqlite::{SqliteBackend, SqliteOptions};
 use crate::backend::{
     Backend, ConsistencyReport, OpOutcome, RecordMetadata, StoredDictionary, WriteOp, now_ms,
     time_from_ms,
@@ -21,7 +20,7 @@ use crate::cache::{ValueCache, cache_key};
 use crate::cached::CachedValue;
 use crate::codec::Codec;
 use crate::commit::{Shared, Writer, WriterOptions};
-use crate::config::{BackendTarget, StorageConfig};
+use crate::config::StorageConfig;
 use crate::dictionary::{self, Dictionaries};
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -114,57 +113,9 @@ fn dictionary_decoder(
 impl PersistentStorageManager {
     /// Opens (creating if needed) the store the configuration describes.
     pub async fn open(config: StorageConfig) -> Result<Self> {
-        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
-        let mut config = config;
         config.validate()?;
-        let backend: Arc<dyn Backend> = match config.target()? {
-            BackendTarget::Sqlite { path } => {
-                let options = SqliteOptions {
-                    path,
-                    readers: config.max_connections,
-                    durability: config.durability,
-                    deduplicate: config.enable_deduplication,
-                    connection_timeout: config.connection_timeout,
-                    page_cache_bytes: SqliteOptions::page_cache_for(config.cache_capacity_bytes()),
-                };
-                Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
-            }
-            #[cfg(feature = "postgres")]
-            BackendTarget::Postgres { url, replica_url } => {
-                use crate::backend::postgres::{PostgresBackend, PostgresOptions};
-                let options = PostgresOptions {
-                    url,
-                    replica_url,
-                    pool_size: config.max_connections,
-                    connection_timeout: config.connection_timeout,
-                    deduplicate: config.enable_deduplication,
-                    durability: config.durability,
-                };
-                let backend = blocking(move || PostgresBackend::open(&options)).await?;
-                // THE cache decision for shared databases: other nodes write to the same
-                // database, so this node's in-process cache is only coherent when their writes
-                // reach it — through the Redis tier's invalidations. Without `redis_url` the
-                // cache would serve stale values, so it is off.
-                if config.cache_size_mb > 0 && config.redis_url.is_none() {
-                    tracing::info!(
-                        "in-process read cache disabled on PostgreSQL without redis_url: other \
-                         nodes' writes could not invalidate it"
-                    );
-                    config.cache_size_mb = 0;
-                }
-                Arc::new(backend)
-            }
-            #[cfg(not(feature = "postgres"))]
-            BackendTarget::Postgres { url, .. } => {
-                return Err(StorageError::UnsupportedUrl {
-                    url,
-                    reason: "PostgreSQL support is not compiled in; enable the `postgres` \
-                             feature of bitcraps-storage"
-                        .into(),
-                });
-            }
-        };
-        Self::with_backend(config, backend)
+        let opened = blocking(move || crate::backend::open::open(config)).await?;
+        Self::open_with(opened.config, opened.backend)
     }
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
@@ -180,9 +131,9 @@ impl PersistentStorageManager {
         self.inner.backups.clone()
     }
 
-    /// Opens a store over a backend built by the caller (tests inject faulty backends here).
-    /// Starts the background tasks when enabled, which needs a Tokio runtime.
-    pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
+    /// Opens a store over an opened backend (`open`, and `with_backend` of the `testing`
+    /// feature). Starts the background tasks when enabled, which needs a Tokio runtime.
+    pub(crate) fn open_with(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
         let dictionaries = Dictionaries::new(
             config.enable_dictionaries && config.write_codec() == Codec::Zstd,
@@ -706,7 +657,7 @@ impl PersistentStorageManager {
     pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
         self.check_open()?;
         let backend = Arc::clone(&self.inner.shared.backend);
-        blocking(move || backend.check()).await
+        blocking(move || backend.maintenance().check()).await
     }
 
     /// Writes buffered access statistics to the database now.

@@ -12,11 +12,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcraps_storage::backend::{
-    Backend, OpOutcome, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, Maintenance, OpOutcome, StoredBlob, StoredDictionary, WriteUnit,
 };
 use bitcraps_storage::{
-    ConsistencyReport, DatabaseStatistics, Durability, ListOptions, ListPage,
-    PersistentStorageManager, RecordMetadata, RemoteCacheStatistics, StorageConfig,
+    DatabaseStatistics, Durability, ListOptions, ListPage, PersistentStorageManager,
+    RecordMetadata, RemoteCacheStatistics, StorageConfig,
 };
 
 pub type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -265,6 +265,9 @@ impl Gated {
 }
 
 impl Backend for Gated {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
     fn apply(
         &self,
         units: &[WriteUnit],
@@ -302,25 +305,10 @@ impl Backend for Gated {
     fn statistics(&self) -> bitcraps_storage::Result<DatabaseStatistics> {
         self.inner.statistics()
     }
-    fn check(&self) -> bitcraps_storage::Result<ConsistencyReport> {
-        self.inner.check()
-    }
-    fn snapshot(&self, dest: &std::path::Path) -> bitcraps_storage::Result<SnapshotInfo> {
-        self.inner.snapshot(dest)
-    }
-    fn checkpoint(&self) -> bitcraps_storage::Result<()> {
-        self.inner.checkpoint()
-    }
-    fn optimize(&self) -> bitcraps_storage::Result<()> {
-        self.inner.optimize()
-    }
-    fn vacuum(&self) -> bitcraps_storage::Result<()> {
-        self.inner.vacuum()
-    }
-    fn repair_references(&self) -> bitcraps_storage::Result<RepairOutcome> {
-        self.inner.repair_references()
-    }
     fn close(&self) -> bitcraps_storage::Result<()> {
         self.inner.close()
+    }
+    fn maintenance(&self) -> &dyn Maintenance {
+        self.inner.maintenance()
     }
 }
