@@ -131,7 +131,7 @@ pub struct RecordMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DatabaseStatistics {
-    /// Which backend this is (`"sqlite"` or `"postgres"`).
+    /// Which backend this is ([`Backend::name`](crate::backend::Backend::name)).
     pub backend: &'static str,
     /// Schema version of the database.
     pub schema_version: i64,

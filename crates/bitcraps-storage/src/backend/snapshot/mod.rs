@@ -1,6 +1,6 @@
 //! The snapshot format: what a backup archives and a restore loads.
 //!
-//! A snapshot is a SQLite database file at the SQLite schema of [`sqlite::schema`](super::sqlite::schema),
+//! A snapshot is a SQLite database file at the SQLite backend's schema (`sqlite/schema.rs`),
 //! whatever backend it was taken from: SQLite copies itself with `VACUUM INTO`; PostgreSQL and
 //! the in-memory backend write their rows through [`SnapshotWriter`]. Ids, hashes, codecs,
 //! dictionary ids, reference counts, times and access statistics are preserved, so a snapshot
