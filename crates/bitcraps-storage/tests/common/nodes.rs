@@ -169,7 +169,9 @@ pub async fn remote_stats(node: &PersistentStorageManager) -> TestResult<RemoteC
         .expect("the Redis tier is configured"))
 }
 
-/// Polls `condition` every 10 ms until it holds; fails after [`DEADLINE`].
+/// Polls `condition` every 10 ms until it holds; fails after [`DEADLINE`]. For state with no
+/// event to wait on (the Redis tier's connection, statistics counters); a [`Gated`] backend's
+/// counts are waited on without polling by [`Gated::wait_for`].
 pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> TestResult
 where
     F: FnMut() -> Fut,
@@ -250,8 +252,42 @@ impl Gated {
             return;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.changed();
         self.hold();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.changed();
+    }
+
+    /// Wakes [`Gated::wait_for`]. Taking the lock first means a waiter that just found its
+    /// condition false is already waiting, so the wake-up is never lost.
+    fn changed(&self) {
+        drop(self.open.lock().unwrap());
+        self.opened.notify_all();
+    }
+
+    /// Waits until `count(self)` is `n` — e.g. `|g| g.waiting.load(SeqCst)` — woken by every
+    /// change of the gate's counts instead of polling; fails after [`DEADLINE`].
+    pub async fn wait_for(
+        self: &Arc<Self>,
+        what: &str,
+        count: fn(&Gated) -> usize,
+        n: usize,
+    ) -> TestResult {
+        let this = Arc::clone(self);
+        let reached = tokio::task::spawn_blocking(move || {
+            let guard = this.open.lock().unwrap();
+            let (_guard, _) = this
+                .opened
+                .wait_timeout_while(guard, DEADLINE, |_| count(&this) != n)
+                .unwrap();
+            count(&this) == n
+        })
+        .await?;
+        if reached {
+            Ok(())
+        } else {
+            Err(format!("timed out after {DEADLINE:?} waiting until {what}").into())
+        }
     }
 
     fn hold(&self) {
@@ -275,8 +311,10 @@ impl Backend for Gated {
         let applied = self.inner.apply(units);
         if self.hold_apply.swap(false, Ordering::SeqCst) {
             self.applies_held.fetch_add(1, Ordering::SeqCst);
+            self.changed();
             self.hold();
             self.applies_held.fetch_sub(1, Ordering::SeqCst);
+            self.changed();
         }
         applied
     }
