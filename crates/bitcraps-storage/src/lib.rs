@@ -55,6 +55,9 @@ mod value;
 mod writer;
 mod zstd_ctx;
 
+/// Test support: the in-memory backend, fault injection, `with_backend` (feature `testing`).
+#[cfg(feature = "testing")]
+pub use backend::testing;
 pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
 pub use backup::{BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome};
 pub use cache::CacheStatistics;

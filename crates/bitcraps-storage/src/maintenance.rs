@@ -151,7 +151,7 @@ impl PersistentStorageManager {
 
         let t = Instant::now();
         let b = backend();
-        let r = blocking(move || b.repair_references()).await;
+        let r = blocking(move || b.maintenance().repair_references()).await;
         if let Some(outcome) = report.step("repair references", t, r, |o| {
             format!(
                 "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
@@ -163,7 +163,7 @@ impl PersistentStorageManager {
 
         let t = Instant::now();
         let b = backend();
-        let r = blocking(move || b.optimize()).await;
+        let r = blocking(move || b.maintenance().optimize()).await;
         report.database_optimized = report
             .step("optimize", t, r, |_| "planner statistics refreshed".into())
             .is_some();
@@ -176,7 +176,7 @@ impl PersistentStorageManager {
             if s.page_count > 0
                 && s.free_pages.saturating_mul(100) > s.page_count.saturating_mul(threshold)
             {
-                b.vacuum()?;
+                b.maintenance().vacuum()?;
                 Ok(Some(s.free_pages))
             } else {
                 Ok(None)
@@ -194,7 +194,7 @@ impl PersistentStorageManager {
         // After vacuum, which writes the whole database through the WAL.
         let t = Instant::now();
         let b = backend();
-        let r = blocking(move || b.checkpoint()).await;
+        let r = blocking(move || b.maintenance().checkpoint()).await;
         report.wal_checkpointed = report
             .step("checkpoint", t, r, |_| "write-ahead log truncated".into())
             .is_some();

@@ -5,11 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
-use common::faulty::Faulty;
+use common::faulty::{Fault, Method, When, faulty_sqlite};
 use common::{game, sqlite_fixture};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -37,13 +34,13 @@ async fn scheduled_tasks_run_and_stop_on_close() -> Result {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_runs_are_counted_and_the_store_keeps_working() -> Result {
     let f = sqlite_fixture();
-    let backend = Arc::new(Faulty::new(common::sqlite_backend(&f.config)?));
-    backend.panic_on_statistics.store(true, Ordering::SeqCst);
+    let backend = faulty_sqlite(&f.config)?;
+    backend.inject(Method::Statistics, When::Always, Fault::Panic);
     let s = PersistentStorageManager::with_backend(fast(f.config.clone()), backend.clone())?;
     s.store("games", "g", &game("g", 1)).await?;
     // Let several scheduled statistics runs hit the injected panic.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    backend.panic_on_statistics.store(false, Ordering::SeqCst);
+    backend.clear(Method::Statistics);
     let stats = s.statistics().await?;
     assert!(
         stats.background_failures > 0,

@@ -100,9 +100,12 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
     assert_eq!(verified.snapshot, info.snapshot);
 
     let target = PgSchema::create(&fixture_base_url());
+    let mut target_config = config.clone();
+    target_config.data_path = config.data_path.join("restored");
+    target_config.database_url = Some(target.url());
     let report = s
         .backups()
-        .restore_backup_to_url(&info.id, &target.url())
+        .restore_backup_into(&info.id, &target_config)
         .await?;
     assert_eq!(report.snapshot, info.snapshot);
 
@@ -135,7 +138,7 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
     // A non-empty target is refused and left as it was.
     let err = s
         .backups()
-        .restore_backup_to_url(&info.id, &target.url())
+        .restore_backup_into(&info.id, &target_config)
         .await
         .expect_err("target is not empty");
     assert!(matches!(err, StorageError::Config(_)), "{err:?}");

@@ -65,10 +65,13 @@ async fn a_load_from_before_a_write_is_not_joined() -> TestResult {
     gated.arm();
     let s = store.clone();
     let early = tokio::spawn(async move { s.retrieve::<Game>("games", "k").await });
-    wait_until("the early reader has read the database", || async {
-        Ok(gated.waiting.load(Ordering::SeqCst) == 1)
-    })
-    .await?;
+    gated
+        .wait_for(
+            "the early reader has read the database",
+            |g| g.waiting.load(Ordering::SeqCst),
+            1,
+        )
+        .await?;
     store.store("games", "k", &game("k", 2)).await?;
     // The gate is still closed for the early reader; this read loads on its own.
     gated.armed.store(false, Ordering::SeqCst);

@@ -166,9 +166,11 @@ async fn fill_prepared_before_a_commit_is_refused() -> TestResult {
 
     gate.arm();
     let reader = tokio::spawn(async move { b.retrieve::<Game>("games", "g").await });
-    wait_until("B's reader has read the database", || async {
-        Ok(gate.waiting.load(Ordering::SeqCst) == 1)
-    })
+    gate.wait_for(
+        "B's reader has read the database",
+        |g| g.waiting.load(Ordering::SeqCst),
+        1,
+    )
     .await?;
     // The commit lands between B's database read and B's fill.
     a.store("games", "g", &game("g", 2)).await?;
@@ -220,9 +222,11 @@ async fn an_older_local_write_is_not_cached_over_a_newer_remote_one() -> TestRes
     let (a, b) = (nodes.a.clone(), nodes.b.clone());
     gate.hold_next_apply();
     let b_writes = tokio::spawn(async move { b.store("games", "g", &game("g", 1)).await });
-    wait_until("B's write committed and is held", || async {
-        Ok(gate.applies_held.load(Ordering::SeqCst) == 1)
-    })
+    gate.wait_for(
+        "B's write committed and is held",
+        |g| g.applies_held.load(Ordering::SeqCst),
+        1,
+    )
     .await?;
     a.store("games", "g", &game("g", 2)).await?;
     let b = &nodes.b;

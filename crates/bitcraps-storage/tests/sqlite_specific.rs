@@ -12,7 +12,8 @@ use bitcraps_storage::backend::{Backend, WriteOp};
 use bitcraps_storage::{
     Codec, Durability, PersistentStorageManager, Pipeline, StorageConfig, StorageError,
 };
-use common::faulty::Faulty;
+use common::faulty::{Fault, FaultInjector, Method, When};
+use common::nodes::DEADLINE;
 use common::{Game, game, sqlite_fixture};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -115,18 +116,36 @@ async fn second_open_of_the_same_database_is_refused() -> Result {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_share_one_commit() -> Result {
     let f = sqlite_fixture();
-    let backend = Arc::new(Faulty::new(sqlite(&f.config)?));
-    backend.slow_first_apply.store(true, Ordering::SeqCst);
+    let backend = Arc::new(FaultInjector::new(Arc::new(sqlite(&f.config)?)));
+    // Hold the first commit so that the other writers queue up behind it.
+    let gate = backend.hold_next(Method::Apply, false);
     let s = PersistentStorageManager::with_backend(f.config.clone(), backend.clone())?;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
+    let first = {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            s.store("games", &format!("g-{i}"), &game("g", i)).await
-        }));
+        tokio::spawn(async move { s.store("games", "g-0", &game("g", 0)).await })
+    };
+    assert!(
+        gate.arrivals(1, DEADLINE).await,
+        "the first commit never started"
+    );
+    // Each of the others is queued once its future has been polled up to the commit wait.
+    let mut rest: Vec<_> = (1..16)
+        .map(|i| {
+            let s = s.clone();
+            Box::pin(async move { s.store("games", &format!("g-{i}"), &game("g", i)).await })
+        })
+        .collect();
+    for write in &mut rest {
+        std::future::poll_fn(|cx| {
+            let _ = write.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
     }
-    for t in tasks {
-        t.await??;
+    gate.open();
+    first.await??;
+    for write in rest {
+        write.await?;
     }
     let stats = s.statistics().await?;
     assert_eq!(stats.grouped_requests, 16);
@@ -143,19 +162,39 @@ async fn concurrent_writers_share_one_commit() -> Result {
 #[tokio::test]
 async fn failed_commit_leaves_cache_and_data_untouched() -> Result {
     let f = sqlite_fixture();
-    let backend = Arc::new(Faulty::new(sqlite(&f.config)?));
+    let backend = Arc::new(FaultInjector::new(Arc::new(sqlite(&f.config)?)));
     let s = PersistentStorageManager::with_backend(f.config.clone(), backend.clone())?;
     s.store("games", "g", &1).await?;
-    backend.fail_writes.store(true, Ordering::SeqCst);
+    backend.inject(Method::Apply, When::Always, Fault::Fail);
     let err = s.store("games", "g", &2).await.expect_err("injected");
     assert!(err.to_string().contains("injected"), "{err}");
     assert!(s.delete("games", "g").await.is_err());
     // Neither the cache nor the database saw the failed writes.
     assert_eq!(s.retrieve::<i32>("games", "g").await?, Some(1));
-    backend.fail_writes.store(false, Ordering::SeqCst);
+    backend.clear(Method::Apply);
     s.store("games", "g", &3).await?;
     assert_eq!(s.retrieve::<i32>("games", "g").await?, Some(3));
     assert!(s.statistics().await?.errors >= 2);
+    s.close().await?;
+    Ok(())
+}
+
+/// The n-th commit fails alone: the writes before and after it are stored, the failed one is
+/// neither stored nor cached.
+#[tokio::test]
+async fn the_nth_commit_fails_alone() -> Result {
+    let f = sqlite_fixture();
+    let backend = Arc::new(FaultInjector::new(Arc::new(sqlite(&f.config)?)));
+    let s = PersistentStorageManager::with_backend(f.config.clone(), backend.clone())?;
+    backend.fail_nth(Method::Apply, 2);
+    s.store("games", "a", &1).await?;
+    assert!(s.store("games", "b", &2).await.is_err());
+    s.store("games", "c", &3).await?;
+    assert_eq!(s.retrieve::<i32>("games", "a").await?, Some(1));
+    assert_eq!(s.retrieve::<i32>("games", "b").await?, None);
+    assert_eq!(s.retrieve::<i32>("games", "c").await?, Some(3));
+    assert_eq!(backend.calls(Method::Apply), 3);
+    assert!(s.check_consistency().await?.is_ok());
     s.close().await?;
     Ok(())
 }

@@ -1,233 +1,67 @@
-//! The backend seam: a small, blocking trait in this crate's own types.
+//! The backend seam: everything backend-specific lives below this module, and everything
+//! above it — the value pipeline, group commit, the cache, access tracking, backups — is
+//! backend-independent.
 //!
-//! A backend stores records (collection, key → blob) and reference-counted, content-addressed
-//! blobs. Everything above it — the value pipeline, group commit, the cache, access
-//! tracking — is backend-independent. No driver type crosses this boundary.
+//! - `open::open` turns a configuration into a running backend: the one place that
+//!   knows which URL means which engine and which settings each engine takes.
+//! - [`Backend`] is what every request needs; [`Maintenance`] is what the maintenance run and
+//!   the backup manager need. Both are blocking and in this crate's own types: no driver type
+//!   crosses this boundary.
+//! - [`snapshot`] owns the snapshot format (the SQLite file a backup archives): inspecting and
+//!   verifying a copy, bringing a copy to the current schema, and the row stream that
+//!   backends without SQLite files write and read snapshots through.
+//!
+//! # Why two traits
+//!
+//! A request touches eight operations (write, read, metadata, dictionaries, list, collections,
+//! statistics, close). Checks, snapshots, restores, checkpoints, optimizing, vacuuming and
+//! reference repair are a different concern with different callers (the maintenance run,
+//! backups) and a different cost (they may scan or rewrite the whole database). Keeping them
+//! in [`Maintenance`] keeps each trait small enough to read at once, lets a test wrapper that
+//! only cares about requests forward all of maintenance in one line
+//! (`fn maintenance(&self) -> &dyn Maintenance { self.inner.maintenance() }`), and lets a
+//! reviewer see from a call site whether it may rewrite the database.
+//!
+//! Maintenance is reached from an `Arc<dyn Backend>` through the required
+//! [`Backend::maintenance`] accessor rather than a supertrait or a downcast: a supertrait would
+//! merge the two traits again for every implementor, and a downcast would need `Any` and a
+//! list of concrete types — exactly what the seam is there to hide. Every backend here
+//! supports maintenance, so the accessor is not optional; a backend that could not snapshot
+//! would answer its `snapshot` with a typed error, where the caller already handles errors.
+//!
+//! Neither trait has a defaulted method: a backend's identity ([`Backend::name`]) lands in
+//! backup manifests and statistics, so each backend states it.
 
+pub(crate) mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod snapshot;
 pub mod sqlite;
+mod types;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[cfg(feature = "testing")]
+mod fault;
+#[cfg(feature = "testing")]
+mod memory;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-use std::sync::Arc;
+use std::path::Path;
 
-use crate::codec::Codec;
 pub use crate::dictionary::StoredDictionary;
 use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
-use crate::value::EncodedValue;
+pub use types::{
+    ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo,
+    StoredBlob, WriteOp, WriteUnit, now_ms, time_from_ms,
+};
 
-/// One change inside a write unit.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum WriteOp {
-    /// Insert or overwrite a record.
-    Put {
-        /// Collection name (validated).
-        collection: String,
-        /// Key (validated).
-        key: String,
-        /// The encoded value.
-        value: EncodedValue,
-        /// Write time, milliseconds since the Unix epoch.
-        now_ms: i64,
-    },
-    /// Remove a record if it exists.
-    Delete {
-        /// Collection name.
-        collection: String,
-        /// Key.
-        key: String,
-    },
-    /// Store a trained zstd dictionary; the outcome carries its id.
-    PutDictionary {
-        /// The collection it was trained for.
-        collection: String,
-        /// The dictionary bytes.
-        data: Arc<[u8]>,
-        /// Training time, milliseconds since the Unix epoch.
-        now_ms: i64,
-    },
-    /// Add buffered reads to a record's access statistics (no-op if the record is gone).
-    Touch {
-        /// Collection name.
-        collection: String,
-        /// Key.
-        key: String,
-        /// Reads to add.
-        count: u64,
-        /// Time of the latest read, milliseconds since the Unix epoch.
-        last_ms: i64,
-    },
-}
-
-/// What one [`WriteOp`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OpOutcome {
-    /// A put.
-    Put {
-        /// The content was already stored; only a reference was added.
-        deduplicated: bool,
-        /// An existing record was overwritten.
-        replaced: bool,
-    },
-    /// A delete.
-    Delete {
-        /// The record existed.
-        existed: bool,
-    },
-    /// A stored dictionary.
-    Dictionary {
-        /// Its id.
-        id: i64,
-    },
-    /// A touch.
-    Touch,
-}
-
-/// A group of operations that succeed or fail together.
-pub type WriteUnit = Vec<WriteOp>;
-
-/// A stored blob as read back, not yet verified.
-#[derive(Debug, Clone)]
-pub struct StoredBlob {
-    /// Codec id as stored.
-    pub codec_id: i64,
-    /// Length of the serialized document as stored.
-    pub raw_len: i64,
-    /// blake3 of the serialized document as stored.
-    pub hash: Vec<u8>,
-    /// The stored bytes.
-    pub data: Vec<u8>,
-    /// The zstd dictionary the bytes need, if any.
-    pub dict_id: Option<i64>,
-}
-
-/// A record's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RecordMetadata {
-    /// Collection name.
-    pub collection: String,
-    /// Key.
-    pub key: String,
-    /// Size of the serialized JSON document.
-    pub size_bytes: u64,
-    /// Size of the stored (possibly compressed) form.
-    pub stored_bytes: u64,
-    /// Codec of the stored form.
-    pub codec: Codec,
-    /// Whether the stored form is compressed.
-    pub is_compressed: bool,
-    /// The zstd dictionary of the stored form, if one was used.
-    pub dictionary_id: Option<i64>,
-    /// blake3 of the serialized document, lower-case hex.
-    pub content_hash: String,
-    /// How many records share this content (1 when not deduplicated).
-    pub shared_by: u64,
-    /// When the record was first created.
-    pub created_at: SystemTime,
-    /// When the record was last written.
-    pub updated_at: SystemTime,
-    /// How many times the record was read (including reads not yet flushed to disk).
-    pub access_count: u64,
-    /// When the record was last read, if ever.
-    pub last_accessed: Option<SystemTime>,
-}
-
-/// Sizes and counts the database reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DatabaseStatistics {
-    /// Which backend this is (`"sqlite"` or `"postgres"`).
-    pub backend: &'static str,
-    /// Schema version of the database.
-    pub schema_version: i64,
-    /// Number of records.
-    pub record_count: u64,
-    /// Number of distinct stored blobs.
-    pub blob_count: u64,
-    /// Serialized bytes of all records, as if nothing were shared or compressed.
-    pub logical_bytes: u64,
-    /// Serialized bytes of the distinct blobs (after dedup, before compression).
-    pub unique_bytes: u64,
-    /// Stored bytes of the distinct blobs (after dedup and compression).
-    pub stored_bytes: u64,
-    /// Stored zstd dictionaries.
-    pub dictionary_count: u64,
-    /// Bytes of stored zstd dictionaries.
-    pub dictionary_bytes: u64,
-    /// Size of the database file(s) on disk, including the WAL.
-    pub file_bytes: u64,
-    /// Size of the write-ahead log.
-    pub wal_bytes: u64,
-    /// Pages in the database.
-    pub page_count: u64,
-    /// Unused pages (reclaimable by vacuum).
-    pub free_pages: u64,
-    /// Page size in bytes.
-    pub page_size: u64,
-}
-
-/// The result of a consistency check.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConsistencyReport {
-    /// Messages of the engine's integrity check; `["ok"]` when it passes.
-    pub integrity: Vec<String>,
-    /// Records whose blob does not exist.
-    pub dangling_records: u64,
-    /// Blobs that no record refers to.
-    pub orphaned_blobs: u64,
-    /// Blobs whose reference count differs from the number of records referring to them.
-    pub refcount_mismatches: u64,
-    /// Blobs that name a zstd dictionary that does not exist.
-    pub missing_dictionaries: u64,
-}
-
-impl ConsistencyReport {
-    /// True when the engine check passed and every reference is exact.
-    pub fn is_ok(&self) -> bool {
-        self.integrity == ["ok"]
-            && self.dangling_records == 0
-            && self.orphaned_blobs == 0
-            && self.refcount_mismatches == 0
-            && self.missing_dictionaries == 0
-    }
-}
-
-/// Facts about a consistent copy of a database (a snapshot or a backup).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
-pub struct SnapshotInfo {
-    /// Schema version of the copy.
-    pub schema_version: i64,
-    /// Records in the copy.
-    pub record_count: u64,
-    /// Distinct blobs in the copy.
-    pub blob_count: u64,
-    /// Serialized bytes of all records.
-    pub logical_bytes: u64,
-    /// Stored bytes of all blobs.
-    pub stored_bytes: u64,
-}
-
-/// What a reference repair did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct RepairOutcome {
-    /// Blobs whose reference count was corrected.
-    pub refcounts_fixed: u64,
-    /// Blobs removed because nothing referred to them.
-    pub orphans_removed: u64,
-    /// Stored bytes of the removed blobs.
-    pub orphan_bytes_removed: u64,
-}
-
-/// A storage engine under the manager. Blocking; called from dedicated threads.
+/// What every request needs from a storage engine. Blocking; called from dedicated threads.
 pub trait Backend: Send + Sync + 'static {
+    /// The backend's name as statistics and backup manifests report it (`"sqlite"`,
+    /// `"postgres"`, `"memory"`). Wrappers report the backend they wrap.
+    fn name(&self) -> &'static str;
+
     /// Applies `units` in one durable transaction. Each unit is atomic on its own: a unit that
     /// fails is rolled back and reported in its slot while the others still commit. The outer
     /// error means nothing was committed.
@@ -251,12 +85,28 @@ pub trait Backend: Send + Sync + 'static {
     /// Reports sizes and counts.
     fn statistics(&self) -> Result<DatabaseStatistics>;
 
+    /// Releases the database for other processes; later writes fail with
+    /// [`StorageError::Closed`](crate::StorageError::Closed).
+    fn close(&self) -> Result<()>;
+
+    /// The maintenance side of this backend (usually `self`).
+    fn maintenance(&self) -> &dyn Maintenance;
+}
+
+/// What maintenance and backups need from a storage engine: whole-database work. Blocking.
+pub trait Maintenance: Send + Sync {
     /// Checks the engine's integrity and that every reference count is exact.
     fn check(&self) -> Result<ConsistencyReport>;
 
-    /// Writes a consistent copy of the whole database to `dest` (which must not exist) while
-    /// writers keep writing, and describes it.
-    fn snapshot(&self, dest: &std::path::Path) -> Result<SnapshotInfo>;
+    /// Writes a consistent copy of the whole database in the [`snapshot`] format to `dest`
+    /// (which must not exist) while writers keep writing, and describes it.
+    fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo>;
+
+    /// Loads the snapshot at `snapshot` (verified, at the current schema version; see
+    /// [`snapshot::upgrade`]) into this database, which must be empty: a database holding any
+    /// record, blob or dictionary is refused with [`StorageError::Config`](crate::StorageError::Config).
+    /// Ids, hashes, reference counts, times and access statistics are kept. All or nothing.
+    fn restore(&self, snapshot: &Path) -> Result<SnapshotInfo>;
 
     /// Folds the write-ahead log into the database and truncates it.
     fn checkpoint(&self) -> Result<()>;
@@ -269,27 +119,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Recomputes every blob's reference count and removes blobs nothing refers to.
     fn repair_references(&self) -> Result<RepairOutcome>;
-
-    /// The backend's name as statistics and backup manifests report it. Defaults to
-    /// `"sqlite"`, so wrappers around the SQLite backend need not override it.
-    fn name(&self) -> &'static str {
-        "sqlite"
-    }
-
-    /// Releases the database for other processes; later writes fail with
-    /// [`StorageError::Closed`](crate::StorageError::Closed).
-    fn close(&self) -> Result<()>;
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// The `SystemTime` of a millisecond timestamp (negative values clamp to the epoch).
-pub fn time_from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+/// The refusal every backend gives a restore into a database that holds data.
+pub(crate) fn restore_target_not_empty() -> crate::StorageError {
+    crate::StorageError::Config(
+        "the restore target is not empty: it holds records, blobs or dictionaries; restore \
+         into a new schema or database"
+            .into(),
+    )
 }

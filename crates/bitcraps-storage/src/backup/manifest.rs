@@ -23,8 +23,8 @@ pub struct BackupInfo {
     pub created_at_ms: i64,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
-    /// Which backend wrote it (`"sqlite"` or `"postgres"`). The archive is a SQLite database
-    /// either way.
+    /// Which backend wrote it, as [`Backend::name`](crate::backend::Backend::name) reports it.
+    /// The archive is in the snapshot format either way.
     pub backend: String,
     /// Counts and sizes of the backed-up database.
     pub snapshot: SnapshotInfo,

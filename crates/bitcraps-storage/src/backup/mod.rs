@@ -1,8 +1,13 @@
 //! Backups: consistent online copies, compressed and checksummed, verified before restore,
 //! pruned by retention rules.
 //!
+//! This layer is backend-independent: it takes snapshots and restores them through the
+//! backend seam ([`Maintenance`](crate::backend::Maintenance)), reads snapshot files only
+//! through [`backend::snapshot`](crate::backend::snapshot), and opens restore targets through
+//! the same opener as `PersistentStorageManager::open`. It names no engine and no driver.
+//!
 //! Layout of the backup directory (default `<data_path>/backups/`): for each backup an
-//! archive `<id>.db.zst` (a zstd-compressed SQLite copy) and a manifest `<id>.json`
+//! archive `<id>.db.zst` (a zstd-compressed snapshot) and a manifest `<id>.json`
 //! ([`BackupInfo`]), both written through the crate's one durable-write helper (`fs::write_durably`), the manifest last.
 //! A backup without a manifest is incomplete and not listed.
 
@@ -20,9 +25,8 @@ use serde::Serialize;
 pub use manifest::{BackupInfo, MANIFEST_FORMAT};
 pub use retention::RetentionPolicy;
 
-use crate::backend::sqlite::inspect;
-use crate::backend::{Backend, SnapshotInfo};
-use crate::config::DEFAULT_DATABASE_FILE;
+use crate::backend::{Backend, SnapshotInfo, snapshot};
+use crate::config::{DEFAULT_DATABASE_FILE, StorageConfig};
 use crate::error::{Result, StorageError};
 
 /// A source of "now", injectable for tests.
@@ -56,11 +60,10 @@ pub struct RestoreReport {
     pub snapshot: SnapshotInfo,
 }
 
-/// What a restore into PostgreSQL produced.
-#[cfg(feature = "postgres")]
+/// What a restore into a store's database ([`BackupManager::restore_backup_into`]) produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct UrlRestoreReport {
+pub struct StoreRestoreReport {
     /// The backup restored.
     pub id: String,
     /// What the restored database holds.
@@ -211,7 +214,7 @@ impl BackupManager {
         let id = format!("{stamp}-{suffix}");
         let work = WorkDir::create(dir.join(format!(".tmp-{id}")))?;
         let copy = work.0.join(DEFAULT_DATABASE_FILE);
-        let snapshot = self.inner.backend.snapshot(&copy)?;
+        let snapshot = self.inner.backend.maintenance().snapshot(&copy)?;
         let database_bytes = std::fs::metadata(&copy).map_err(io(&copy))?.len();
         let archive = self.archive_path(&id);
         let (archive_bytes, archive_blake3) = archive::pack(&copy, &archive)?;
@@ -325,7 +328,7 @@ impl BackupManager {
         }
         let db = dir.join(DEFAULT_DATABASE_FILE);
         let database_bytes = archive::unpack(&archive, &db, &location)?;
-        let (snapshot, report) = inspect(&db, true).map_err(|e| {
+        let (snapshot, report) = snapshot::inspect(&db, true).map_err(|e| {
             StorageError::corruption(&location, format!("the database copy does not open: {e}"))
         })?;
         let report = report.unwrap_or_default();
@@ -414,45 +417,49 @@ impl BackupManager {
         })
     }
 
-    /// Restores backup `id` into the PostgreSQL database/schema at `url` (feature `postgres`).
-    ///
-    /// The backup is verified first, then loaded in one transaction into a target that must be
-    /// empty (its tables are created if missing; a target holding any record, blob or
-    /// dictionary is refused with [`StorageError::Config`]); id sequences continue after the
-    /// restored ids. Works for backups of either backend. For whole-cluster operations
-    /// `pg_dump`/`pg_restore` remain the DBA's tools; this restores one store.
-    #[cfg(feature = "postgres")]
-    pub async fn restore_backup_to_url(&self, id: &str, url: &str) -> Result<UrlRestoreReport> {
-        let this = self.clone();
-        let (id, url) = (id.to_owned(), url.to_owned());
-        blocking(move || this.restore_to_url_blocking(&id, &url)).await
+    /// [`BackupManager::restore_backup_into`] the store a database URL names, with default
+    /// settings otherwise (`postgres://…` for an empty PostgreSQL schema).
+    pub async fn restore_backup_to_url(&self, id: &str, url: &str) -> Result<StoreRestoreReport> {
+        let target = StorageConfig::from_url(url)?;
+        self.restore_backup_into(id, &target).await
     }
 
-    #[cfg(feature = "postgres")]
-    fn restore_to_url_blocking(&self, id: &str, url: &str) -> Result<UrlRestoreReport> {
-        use crate::backend::postgres::{PostgresBackend, PostgresOptions};
+    /// Restores backup `id` into the database of the store `target` describes (its
+    /// `database_url`, e.g. a PostgreSQL database/schema, or its SQLite file), opened the way
+    /// `PersistentStorageManager::open` opens it, with the target's `connection_timeout` and
+    /// `max_connections`. The store must not be open elsewhere.
+    ///
+    /// The backup is verified first, brought to the current schema (in a scratch copy), then
+    /// loaded in one transaction into a database that must be empty (its tables are created if
+    /// missing; a database holding any record, blob or dictionary is refused with
+    /// [`StorageError::Config`]); ids continue after the restored ids. Works for backups of
+    /// either backend. For whole-cluster operations `pg_dump`/`pg_restore` remain the DBA's
+    /// tools; this restores one store. To restore into a new SQLite data directory without
+    /// opening it, [`BackupManager::restore_backup`] renames a verified copy into place.
+    pub async fn restore_backup_into(
+        &self,
+        id: &str,
+        target: &StorageConfig,
+    ) -> Result<StoreRestoreReport> {
+        target.validate()?;
+        let this = self.clone();
+        let (id, target) = (id.to_owned(), target.clone());
+        blocking(move || this.restore_into_blocking(&id, target)).await
+    }
+
+    fn restore_into_blocking(&self, id: &str, target: StorageConfig) -> Result<StoreRestoreReport> {
         manifest::check_id(id)?;
-        let work = WorkDir::create(self.inner.dir.join(format!(".restore-url-{id}")))?;
+        let work = WorkDir::create(self.inner.dir.join(format!(".restore-into-{id}")))?;
         self.unpack_verified(id, &work.0)?;
         let copy = work.0.join(DEFAULT_DATABASE_FILE);
-        // Older backups are brought to the latest SQLite schema (in the work copy) first.
-        let mut conn = rusqlite::Connection::open(&copy)
-            .map_err(|e| StorageError::database("opening the verified copy", e))?;
-        crate::backend::sqlite::schema::migrate(&mut conn)?;
-        drop(conn);
-        let target = PostgresBackend::open(&PostgresOptions {
-            url: url.to_owned(),
-            replica_url: None,
-            pool_size: 1,
-            connection_timeout: std::time::Duration::from_secs(30),
-            deduplicate: true,
-            durability: crate::config::Durability::Full,
-        })?;
-        let loaded = target.load_snapshot(&copy);
+        // Older backups are brought to the current snapshot schema (in the work copy) first.
+        snapshot::upgrade(&copy)?;
+        let target = crate::backend::open::open(target)?.backend;
+        let loaded = target.maintenance().restore(&copy);
         target.close()?;
         let snapshot = loaded?;
-        tracing::info!(%id, records = snapshot.record_count, "backup restored into PostgreSQL");
-        Ok(UrlRestoreReport {
+        tracing::info!(%id, backend = target.name(), records = snapshot.record_count, "backup restored into a store");
+        Ok(StoreRestoreReport {
             id: id.to_owned(),
             snapshot,
         })

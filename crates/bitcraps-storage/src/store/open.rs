@@ -7,12 +7,11 @@ use std::sync::atomic::AtomicBool;
 use super::{Inner, PersistentStorageManager, Shared};
 use crate::access::AccessTracker;
 use crate::backend::Backend;
-use crate::backend::sqlite::{SqliteBackend, SqliteOptions};
 use crate::background::Background;
 use crate::backup::BackupManager;
 use crate::cache::ValueCache;
 use crate::codec::Codec;
-use crate::config::{BackendTarget, StorageConfig};
+use crate::config::StorageConfig;
 use crate::dictionary::Dictionaries;
 use crate::error::{Result, StorageError};
 use crate::remote::RemoteTier;
@@ -24,62 +23,14 @@ use crate::writer::{Writer, WriterOptions};
 impl PersistentStorageManager {
     /// Opens (creating if needed) the store the configuration describes.
     pub async fn open(config: StorageConfig) -> Result<Self> {
-        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
-        let mut config = config;
         config.validate()?;
-        let backend: Arc<dyn Backend> = match config.target()? {
-            BackendTarget::Sqlite { path } => {
-                let options = SqliteOptions {
-                    path,
-                    readers: config.max_connections,
-                    durability: config.durability,
-                    deduplicate: config.enable_deduplication,
-                    connection_timeout: config.connection_timeout,
-                    page_cache_bytes: SqliteOptions::page_cache_for(config.cache_capacity_bytes()),
-                };
-                Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
-            }
-            #[cfg(feature = "postgres")]
-            BackendTarget::Postgres { url, replica_url } => {
-                use crate::backend::postgres::{PostgresBackend, PostgresOptions};
-                let options = PostgresOptions {
-                    url,
-                    replica_url,
-                    pool_size: config.max_connections,
-                    connection_timeout: config.connection_timeout,
-                    deduplicate: config.enable_deduplication,
-                    durability: config.durability,
-                };
-                let backend = blocking(move || PostgresBackend::open(&options)).await?;
-                // THE cache decision for shared databases: other nodes write to the same
-                // database, so this node's in-process cache is only coherent when their writes
-                // reach it — through the Redis tier's invalidations. Without `redis_url` the
-                // cache would serve stale values, so it is off.
-                if config.cache_size_mb > 0 && config.redis_url.is_none() {
-                    tracing::info!(
-                        "in-process read cache disabled on PostgreSQL without redis_url: other \
-                         nodes' writes could not invalidate it"
-                    );
-                    config.cache_size_mb = 0;
-                }
-                Arc::new(backend)
-            }
-            #[cfg(not(feature = "postgres"))]
-            BackendTarget::Postgres { url, .. } => {
-                return Err(StorageError::UnsupportedUrl {
-                    url,
-                    reason: "PostgreSQL support is not compiled in; enable the `postgres` \
-                             feature of bitcraps-storage"
-                        .into(),
-                });
-            }
-        };
-        Self::with_backend(config, backend)
+        let opened = blocking(move || crate::backend::open::open(config)).await?;
+        Self::open_with(opened.config, opened.backend)
     }
 
-    /// Opens a store over a backend built by the caller (tests inject faulty backends here).
-    /// Starts the background tasks when enabled, which needs a Tokio runtime.
-    pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
+    /// Opens a store over an opened backend (`open`, and `with_backend` of the `testing`
+    /// feature). Starts the background tasks when enabled, which needs a Tokio runtime.
+    pub(crate) fn open_with(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
         let dictionaries = Dictionaries::new(
             config.enable_dictionaries && config.write_codec() == Codec::Zstd,

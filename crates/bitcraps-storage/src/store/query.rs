@@ -76,7 +76,7 @@ impl PersistentStorageManager {
     pub async fn check_consistency(&self) -> Result<ConsistencyReport> {
         self.check_open()?;
         let backend = Arc::clone(&self.inner.shared.backend);
-        blocking(move || backend.check()).await
+        blocking(move || backend.maintenance().check()).await
     }
 
     /// Writes buffered access statistics to the database now.

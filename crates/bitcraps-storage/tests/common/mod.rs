@@ -14,14 +14,54 @@ pub mod faulty;
 pub mod nodes;
 
 use std::any::Any;
+use std::sync::Arc;
 
-use bitcraps_storage::{Durability, StorageConfig};
+use bitcraps_storage::testing::MemoryDatabase;
+use bitcraps_storage::{Durability, PersistentStorageManager, StorageConfig};
 use serde::{Deserialize, Serialize};
+
+/// Opens a store for a configuration over a backend the fixture owns.
+pub type Opener =
+    Arc<dyn Fn(StorageConfig) -> bitcraps_storage::Result<PersistentStorageManager> + Send + Sync>;
 
 /// A fresh, empty store's configuration plus whatever keeps it alive (a temp dir, a schema).
 pub struct Fixture {
     pub config: StorageConfig,
     pub guard: Box<dyn Any + Send>,
+    /// How to open the store when it is not reachable from `config` alone (the in-memory
+    /// backend); `None` opens it with `PersistentStorageManager::open`.
+    pub opener: Option<Opener>,
+}
+
+impl Fixture {
+    /// Opens the fixture's store with `config` (the fixture's, possibly adjusted).
+    pub async fn open(
+        &self,
+        config: StorageConfig,
+    ) -> bitcraps_storage::Result<PersistentStorageManager> {
+        match &self.opener {
+            Some(open) => open(config),
+            None => PersistentStorageManager::open(config).await,
+        }
+    }
+}
+
+/// A fixture on the in-memory backend (feature `testing`): every open of the store opens the
+/// same `MemoryDatabase`, so closing and reopening sees everything, as with a file.
+pub fn memory_fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = StorageConfig::with_data_path(dir.path());
+    config.cache_size_mb = 4;
+    config.max_connections = 2;
+    let db = MemoryDatabase::new();
+    Fixture {
+        config,
+        guard: Box::new(dir),
+        opener: Some(Arc::new(move |config: StorageConfig| {
+            let backend = db.open(config.enable_deduplication)?;
+            PersistentStorageManager::with_backend(config, Arc::new(backend))
+        })),
+    }
 }
 
 /// A fixture on embedded SQLite in a temporary directory.
@@ -33,6 +73,7 @@ pub fn sqlite_fixture() -> Fixture {
     Fixture {
         config,
         guard: Box::new(dir),
+        opener: None,
     }
 }
 
@@ -166,6 +207,7 @@ pub fn pg_fixture() -> Option<Fixture> {
     Some(Fixture {
         config,
         guard: Box::new((schema, dir)),
+        opener: None,
     })
 }
 

@@ -12,11 +12,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcraps_storage::backend::{
-    Backend, OpOutcome, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, Maintenance, OpOutcome, StoredBlob, StoredDictionary, WriteUnit,
 };
 use bitcraps_storage::{
-    ConsistencyReport, DatabaseStatistics, Durability, ListOptions, ListPage,
-    PersistentStorageManager, RecordMetadata, RemoteCacheStatistics, StorageConfig,
+    DatabaseStatistics, Durability, ListOptions, ListPage, PersistentStorageManager,
+    RecordMetadata, RemoteCacheStatistics, StorageConfig,
 };
 
 pub type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -169,7 +169,9 @@ pub async fn remote_stats(node: &PersistentStorageManager) -> TestResult<RemoteC
         .expect("the Redis tier is configured"))
 }
 
-/// Polls `condition` every 10 ms until it holds; fails after [`DEADLINE`].
+/// Polls `condition` every 10 ms until it holds; fails after [`DEADLINE`]. For state with no
+/// event to wait on (the Redis tier's connection, statistics counters); a [`Gated`] backend's
+/// counts are waited on without polling by [`Gated::wait_for`].
 pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> TestResult
 where
     F: FnMut() -> Fut,
@@ -250,8 +252,42 @@ impl Gated {
             return;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.changed();
         self.hold();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.changed();
+    }
+
+    /// Wakes [`Gated::wait_for`]. Taking the lock first means a waiter that just found its
+    /// condition false is already waiting, so the wake-up is never lost.
+    fn changed(&self) {
+        drop(self.open.lock().unwrap());
+        self.opened.notify_all();
+    }
+
+    /// Waits until `count(self)` is `n` — e.g. `|g| g.waiting.load(SeqCst)` — woken by every
+    /// change of the gate's counts instead of polling; fails after [`DEADLINE`].
+    pub async fn wait_for(
+        self: &Arc<Self>,
+        what: &str,
+        count: fn(&Gated) -> usize,
+        n: usize,
+    ) -> TestResult {
+        let this = Arc::clone(self);
+        let reached = tokio::task::spawn_blocking(move || {
+            let guard = this.open.lock().unwrap();
+            let (_guard, _) = this
+                .opened
+                .wait_timeout_while(guard, DEADLINE, |_| count(&this) != n)
+                .unwrap();
+            count(&this) == n
+        })
+        .await?;
+        if reached {
+            Ok(())
+        } else {
+            Err(format!("timed out after {DEADLINE:?} waiting until {what}").into())
+        }
     }
 
     fn hold(&self) {
@@ -265,6 +301,9 @@ impl Gated {
 }
 
 impl Backend for Gated {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
     fn apply(
         &self,
         units: &[WriteUnit],
@@ -272,8 +311,10 @@ impl Backend for Gated {
         let applied = self.inner.apply(units);
         if self.hold_apply.swap(false, Ordering::SeqCst) {
             self.applies_held.fetch_add(1, Ordering::SeqCst);
+            self.changed();
             self.hold();
             self.applies_held.fetch_sub(1, Ordering::SeqCst);
+            self.changed();
         }
         applied
     }
@@ -302,25 +343,10 @@ impl Backend for Gated {
     fn statistics(&self) -> bitcraps_storage::Result<DatabaseStatistics> {
         self.inner.statistics()
     }
-    fn check(&self) -> bitcraps_storage::Result<ConsistencyReport> {
-        self.inner.check()
-    }
-    fn snapshot(&self, dest: &std::path::Path) -> bitcraps_storage::Result<SnapshotInfo> {
-        self.inner.snapshot(dest)
-    }
-    fn checkpoint(&self) -> bitcraps_storage::Result<()> {
-        self.inner.checkpoint()
-    }
-    fn optimize(&self) -> bitcraps_storage::Result<()> {
-        self.inner.optimize()
-    }
-    fn vacuum(&self) -> bitcraps_storage::Result<()> {
-        self.inner.vacuum()
-    }
-    fn repair_references(&self) -> bitcraps_storage::Result<RepairOutcome> {
-        self.inner.repair_references()
-    }
     fn close(&self) -> bitcraps_storage::Result<()> {
         self.inner.close()
+    }
+    fn maintenance(&self) -> &dyn Maintenance {
+        self.inner.maintenance()
     }
 }

@@ -5,7 +5,7 @@
 //! blocking. The backend owns a small private Tokio runtime that drives every connection. A
 //! blocking call spawns its future on that runtime and waits on a std channel, so it works from
 //! any thread — a `spawn_blocking` thread, the writer thread, or even an async worker of the
-//! caller's runtime (`with_backend` reads the dictionaries there): nothing calls
+//! caller's runtime (opening a store over a backend reads the dictionaries there): nothing calls
 //! `Handle::block_on`, which panics inside a runtime, and the future never depends on the
 //! caller's runtime making progress.
 
@@ -26,8 +26,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::NoTls;
 
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome,
-    SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
+    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -256,16 +256,13 @@ impl PostgresBackend {
             f(client).await
         })
     }
-
-    /// Loads a verified SQLite snapshot into this (empty) database; see
-    /// [`BackupManager::restore_backup_to_url`](crate::backup::BackupManager::restore_backup_to_url).
-    pub fn load_snapshot(&self, snapshot: &Path) -> Result<SnapshotInfo> {
-        self.check_open()?;
-        restore::load_snapshot(&self.bridge, self.primary.clone(), snapshot)
-    }
 }
 
 impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         self.check_open()?;
         let units = units.to_vec();
@@ -323,6 +320,23 @@ impl Backend for PostgresBackend {
         })
     }
 
+    /// Closes both pools; later calls fail with [`StorageError::Closed`]. There is no lock to
+    /// release: many nodes share the database by design.
+    fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.primary.close();
+        if let Some(replica) = &self.replica {
+            replica.close();
+        }
+        Ok(())
+    }
+
+    fn maintenance(&self) -> &dyn Maintenance {
+        self
+    }
+}
+
+impl Maintenance for PostgresBackend {
     fn check(&self) -> Result<ConsistencyReport> {
         self.with_client(self.read_pool(), |client| async move {
             read::check(&client).await
@@ -332,6 +346,13 @@ impl Backend for PostgresBackend {
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
         self.check_open()?;
         snapshot::snapshot(&self.bridge, self.primary.clone(), dest)
+    }
+
+    /// Loads a verified snapshot into this (empty) database, in one transaction; id sequences
+    /// continue after the restored ids.
+    fn restore(&self, snapshot: &Path) -> Result<SnapshotInfo> {
+        self.check_open()?;
+        restore::load_snapshot(&self.bridge, self.primary.clone(), snapshot)
     }
 
     /// A no-op: PostgreSQL checkpoints its own write-ahead log.
@@ -363,21 +384,6 @@ impl Backend for PostgresBackend {
         self.with_client(self.primary.clone(), |mut client| async move {
             maintain::repair(&mut client).await
         })
-    }
-
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    /// Closes both pools; later calls fail with [`StorageError::Closed`]. There is no lock to
-    /// release: many nodes share the database by design.
-    fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
-        self.primary.close();
-        if let Some(replica) = &self.replica {
-            replica.close();
-        }
-        Ok(())
     }
 }
 

@@ -7,39 +7,23 @@
 use std::path::Path;
 
 use deadpool_postgres::Pool;
-use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use super::snapshot::{
-    BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_DICTIONARIES, SELECT_RECORDS,
-};
 use super::{Bridge, connect, db_err};
-use crate::backend::SnapshotInfo;
-use crate::backend::sqlite::{db_err as sqlite_err, inspect, schema as sqlite_schema};
+use crate::backend::snapshot::{self, Chunk};
+use crate::backend::{SnapshotInfo, restore_target_not_empty};
 use crate::error::{Result, StorageError};
 
-/// Loads the SQLite database at `snapshot` (at the latest SQLite schema version) into the
-/// empty database behind `pool`. A target holding any record, blob or dictionary is refused.
-pub fn load_snapshot(bridge: &Bridge, pool: Pool, snapshot: &Path) -> Result<SnapshotInfo> {
-    let (info, _) = inspect(snapshot, false)?;
-    if info.schema_version != sqlite_schema::latest_version() {
-        return Err(StorageError::Config(format!(
-            "the snapshot is at schema version {}, expected {}; migrate it first",
-            info.schema_version,
-            sqlite_schema::latest_version()
-        )));
-    }
-    let conn = Connection::open_with_flags(
-        snapshot,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_err("opening the snapshot"))?;
+/// Loads the snapshot at `path` (at the current schema version) into the empty database
+/// behind `pool`. A target holding any record, blob or dictionary is refused.
+pub fn load_snapshot(bridge: &Bridge, pool: Pool, path: &Path) -> Result<SnapshotInfo> {
+    let info = snapshot::require_current(path)?;
     let (tx, rx) = mpsc::channel::<Chunk>(2);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
     bridge.handle.spawn(async move {
         let _ = done_tx.send(insert_all(pool, rx).await);
     });
-    let sent = read_chunks(&conn, |chunk| {
+    let sent = snapshot::read_rows(path, |chunk| {
         let sender = tx.clone();
         bridge.run(async move {
             sender
@@ -56,47 +40,6 @@ pub fn load_snapshot(bridge: &Bridge, pool: Pool, snapshot: &Path) -> Result<Sna
     inserted?;
     sent?;
     Ok(info)
-}
-
-fn read_chunks(conn: &Connection, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
-    read_table(
-        conn,
-        SELECT_DICTIONARIES,
-        ROW_CHUNK,
-        Chunk::Dictionaries,
-        &mut send,
-    )?;
-    read_table(conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
-    read_table(conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
-    send(Chunk::Done)
-}
-
-/// Reads one table of the snapshot, `size` rows at a time, each batch wrapped by `wrap`. A row
-/// is read as the tuple of its columns, in the order the statement selects them.
-fn read_table<T>(
-    conn: &Connection,
-    sql: &str,
-    size: usize,
-    wrap: fn(Vec<T>) -> Chunk,
-    send: &mut impl FnMut(Chunk) -> Result<()>,
-) -> Result<()>
-where
-    T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
-{
-    let err = sqlite_err("reading the snapshot");
-    let mut stmt = conn.prepare(sql).map_err(&err)?;
-    let mut rows = stmt.query([]).map_err(&err)?;
-    let mut chunk = Vec::new();
-    while let Some(r) = rows.next().map_err(&err)? {
-        chunk.push(T::try_from(r).map_err(&err)?);
-        if chunk.len() >= size {
-            send(wrap(std::mem::take(&mut chunk)))?;
-        }
-    }
-    if !chunk.is_empty() {
-        send(wrap(chunk))?;
-    }
-    Ok(())
 }
 
 async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()> {
@@ -117,11 +60,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
         .and_then(|r| r.try_get(0))
         .map_err(&err)?;
     if occupied {
-        return Err(StorageError::Config(
-            "the restore target is not empty: it holds records, blobs or dictionaries; \
-             restore into a new schema or database"
-                .into(),
-        ));
+        return Err(restore_target_not_empty());
     }
     loop {
         let Some(chunk) = chunks.recv().await else {

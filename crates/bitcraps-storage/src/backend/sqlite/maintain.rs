@@ -1,11 +1,11 @@
-//! Snapshots, checkpoints and reference repair.
+//! Snapshots, restores, checkpoints and reference repair.
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
-use super::{db_err, read};
-use crate::backend::{ConsistencyReport, RepairOutcome, SnapshotInfo};
+use super::db_err;
+use crate::backend::{RepairOutcome, SnapshotInfo, restore_target_not_empty, snapshot};
 use crate::error::{Result, StorageError};
 
 fn to_u64(v: i64) -> u64 {
@@ -26,37 +26,55 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<SnapshotInfo> {
         .ok_or_else(|| StorageError::Config(format!("{} is not UTF-8", dest.display())))?;
     conn.execute("VACUUM INTO ?1", [target])
         .map_err(db_err("taking a consistent snapshot"))?;
-    let (info, _) = inspect(dest, false)?;
+    let (info, _) = snapshot::inspect(dest, false)?;
     Ok(info)
 }
 
-/// Opens a database copy read-only and describes it; with `check`, also runs the
-/// integrity and reference checks.
-pub fn inspect(path: &Path, check: bool) -> Result<(SnapshotInfo, Option<ConsistencyReport>)> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+/// Copies the snapshot at `path` into the (empty) database of `conn`: attached, then its three
+/// tables inserted in one immediate transaction, so writers are kept out and a failure leaves
+/// the database empty.
+pub fn restore(conn: &mut Connection, path: &Path) -> Result<()> {
+    let source = path
+        .to_str()
+        .ok_or_else(|| StorageError::Config(format!("{} is not UTF-8", path.display())))?;
+    conn.execute("ATTACH DATABASE ?1 AS snapshot", [source])
+        .map_err(db_err("attaching the snapshot"))?;
+    let copied = copy_attached(conn);
+    let detached = conn
+        .execute_batch("DETACH DATABASE snapshot")
+        .map_err(db_err("detaching the snapshot"));
+    copied.and(detached)
+}
+
+fn copy_attached(conn: &mut Connection) -> Result<()> {
+    let err = db_err("restoring a snapshot");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let occupied: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM main.records) OR EXISTS (SELECT 1 FROM main.blobs)
+                 OR EXISTS (SELECT 1 FROM main.dictionaries)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(&err)?;
+    if occupied {
+        return Err(restore_target_not_empty());
+    }
+    tx.execute_batch(
+        "INSERT INTO main.dictionaries (id, collection, created_at, data)
+             SELECT id, collection, created_at, data FROM snapshot.dictionaries;
+         INSERT INTO main.blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
+             SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+             FROM snapshot.blobs;
+         INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,
+                                   access_count, last_accessed)
+             SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
+             FROM snapshot.records;",
     )
-    .map_err(db_err("opening a database copy"))?;
-    let schema_version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err("reading a copy's schema version"))?;
-    let report = if check {
-        Some(read::check(&conn)?)
-    } else {
-        None
-    };
-    let stats = read::statistics(&conn)?;
-    Ok((
-        SnapshotInfo {
-            schema_version,
-            record_count: stats.record_count,
-            blob_count: stats.blob_count,
-            logical_bytes: stats.logical_bytes,
-            stored_bytes: stats.stored_bytes,
-        },
-        report,
-    ))
+    .map_err(&err)?;
+    tx.commit().map_err(&err)
 }
 
 /// `wal_checkpoint(TRUNCATE)`; reports when readers kept it from completing.

@@ -1,11 +1,9 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
 mod maintain;
-mod read;
-pub mod schema;
+pub(crate) mod read;
+pub(crate) mod schema;
 mod write;
-
-pub use maintain::inspect;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -16,8 +14,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome,
-    SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
+    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -204,6 +202,10 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         let mut guard = self.writer()?;
         let conn = guard.as_mut().ok_or(StorageError::Closed)?;
@@ -238,12 +240,43 @@ impl Backend for SqliteBackend {
         Ok(stats)
     }
 
+    fn close(&self) -> Result<()> {
+        if let Some(conn) = self.writer()?.take() {
+            // Fold the WAL into the database so the file stands alone; failure is harmless
+            // (the WAL is replayed on the next open).
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(error = %e, "checkpoint on close failed");
+            }
+            conn.close()
+                .map_err(|(_, e)| StorageError::database("closing the database", e))?;
+        }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
+        Ok(())
+    }
+
+    fn maintenance(&self) -> &dyn Maintenance {
+        self
+    }
+}
+
+impl Maintenance for SqliteBackend {
     fn check(&self) -> Result<ConsistencyReport> {
         read::check(&*self.reader()?)
     }
 
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
         maintain::snapshot(&*self.reader()?, dest)
+    }
+
+    /// Attaches the snapshot to the writer connection and copies its three tables in one
+    /// immediate transaction.
+    fn restore(&self, snapshot: &Path) -> Result<SnapshotInfo> {
+        let info = crate::backend::snapshot::require_current(snapshot)?;
+        let mut guard = self.writer()?;
+        maintain::restore(guard.as_mut().ok_or(StorageError::Closed)?, snapshot)?;
+        Ok(info)
     }
 
     fn checkpoint(&self) -> Result<()> {
@@ -267,22 +300,6 @@ impl Backend for SqliteBackend {
     fn repair_references(&self) -> Result<RepairOutcome> {
         let mut guard = self.writer()?;
         maintain::repair(guard.as_mut().ok_or(StorageError::Closed)?)
-    }
-
-    fn close(&self) -> Result<()> {
-        if let Some(conn) = self.writer()?.take() {
-            // Fold the WAL into the database so the file stands alone; failure is harmless
-            // (the WAL is replayed on the next open).
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-                tracing::warn!(error = %e, "checkpoint on close failed");
-            }
-            conn.close()
-                .map_err(|(_, e)| StorageError::database("closing the database", e))?;
-        }
-        if let Ok(mut lock) = self.lock.lock() {
-            lock.take();
-        }
-        Ok(())
     }
 }
 

@@ -1,0 +1,298 @@
+//! An in-memory backend (feature `testing`): the same records, content-addressed blobs,
+//! reference counts and dictionaries as SQLite, in `BTreeMap`s behind one mutex. It runs the
+//! conformance suite, so it is a second, independent statement of the backend contract, and
+//! it is fast and file-free for tests that wrap it in a [`FaultInjector`](super::fault::FaultInjector).
+//!
+//! A [`MemoryDatabase`] is the "file": it outlives the backends opened on it, so a test can
+//! close a store and open it again. Like a SQLite file it is held by one open backend at a
+//! time (a second [`MemoryDatabase::open`] is refused with [`StorageError::Locked`]).
+
+mod read;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use state::{Blob, Dictionary, Record, Tables};
+
+use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWriter};
+use crate::backend::{
+    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
+    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit, restore_target_not_empty,
+};
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+
+/// What a memory database holds, and whether a backend has it open.
+#[derive(Debug, Default)]
+struct Database {
+    tables: Tables,
+    open: bool,
+}
+
+/// An in-memory database that backends open and close; cheap to clone (clones share it).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDatabase {
+    inner: Arc<Mutex<Database>>,
+}
+
+impl MemoryDatabase {
+    /// A new, empty database.
+    pub fn new() -> Self {
+        MemoryDatabase::default()
+    }
+
+    /// Opens a backend on this database; `deduplicate` shares identical content between
+    /// records (the configuration's `enable_deduplication`).
+    pub fn open(&self, deduplicate: bool) -> Result<MemoryBackend> {
+        let mut db = lock(&self.inner)?;
+        if db.open {
+            return Err(StorageError::Locked {
+                path: PathBuf::from("memory"),
+            });
+        }
+        db.open = true;
+        Ok(MemoryBackend {
+            db: Arc::clone(&self.inner),
+            deduplicate,
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+fn lock(db: &Mutex<Database>) -> Result<MutexGuard<'_, Database>> {
+    db.lock()
+        .map_err(|_| StorageError::Task("the memory database was poisoned by a panic".into()))
+}
+
+/// A backend over a [`MemoryDatabase`].
+#[derive(Debug)]
+pub struct MemoryBackend {
+    db: Arc<Mutex<Database>>,
+    deduplicate: bool,
+    closed: AtomicBool,
+}
+
+impl MemoryBackend {
+    /// The tables, unless this backend was closed.
+    fn tables(&self) -> Result<MutexGuard<'_, Database>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        lock(&self.db)
+    }
+}
+
+impl Drop for MemoryBackend {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
+        let mut db = self.tables()?;
+        Ok(units
+            .iter()
+            .map(|unit| db.tables.apply_unit(unit, self.deduplicate))
+            .collect())
+    }
+
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+        read::get(&self.tables()?.tables, collection, key)
+    }
+
+    fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        read::metadata(&self.tables()?.tables, collection, key)
+    }
+
+    fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {
+        Ok(read::dictionaries(&self.tables()?.tables))
+    }
+
+    fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {
+        Ok(read::list(&self.tables()?.tables, collection, options))
+    }
+
+    fn collections(&self) -> Result<Vec<String>> {
+        Ok(read::collections(&self.tables()?.tables))
+    }
+
+    fn statistics(&self) -> Result<DatabaseStatistics> {
+        Ok(read::statistics(&self.tables()?.tables))
+    }
+
+    /// Releases the database for the next [`MemoryDatabase::open`]; its content stays.
+    fn close(&self) -> Result<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            lock(&self.db)?.open = false;
+        }
+        Ok(())
+    }
+
+    fn maintenance(&self) -> &dyn Maintenance {
+        self
+    }
+}
+
+impl Maintenance for MemoryBackend {
+    fn check(&self) -> Result<ConsistencyReport> {
+        Ok(read::check(&self.tables()?.tables))
+    }
+
+    /// Writes the rows, copied under the lock (a consistent view), through the snapshot
+    /// format's writer.
+    fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
+        let tables = self.tables()?.tables.clone();
+        let writer = SnapshotWriter::create(dest)?;
+        let written = write_rows(&tables, &writer).and_then(|()| writer.finish());
+        if written.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        written?;
+        let (info, _) = snapshot::inspect(dest, false)?;
+        Ok(info)
+    }
+
+    /// Reads the whole snapshot into new tables, then installs them if this database is
+    /// still empty: all or nothing.
+    fn restore(&self, path: &Path) -> Result<SnapshotInfo> {
+        let info = snapshot::require_current(path)?;
+        if !self.tables()?.tables.is_empty() {
+            return Err(restore_target_not_empty());
+        }
+        let mut loaded = Tables::default();
+        snapshot::read_rows(path, |chunk| {
+            load_rows(&mut loaded, chunk);
+            Ok(())
+        })?;
+        let mut db = self.tables()?;
+        if !db.tables.is_empty() {
+            return Err(restore_target_not_empty());
+        }
+        db.tables = loaded;
+        Ok(info)
+    }
+
+    /// Nothing to fold: there is no log.
+    fn checkpoint(&self) -> Result<()> {
+        self.tables().map(drop)
+    }
+
+    /// Nothing to refresh: there is no planner.
+    fn optimize(&self) -> Result<()> {
+        self.tables().map(drop)
+    }
+
+    /// Nothing to return: memory is freed as rows go.
+    fn vacuum(&self) -> Result<()> {
+        self.tables().map(drop)
+    }
+
+    fn repair_references(&self) -> Result<RepairOutcome> {
+        Ok(read::repair(&mut self.tables()?.tables))
+    }
+}
+
+fn write_rows(tables: &Tables, writer: &SnapshotWriter) -> Result<()> {
+    let dictionaries: Vec<_> = tables
+        .dictionaries
+        .iter()
+        .map(|(id, d)| (*id, d.collection.clone(), d.created_at, d.data.clone()))
+        .collect();
+    for rows in dictionaries.chunks(ROW_CHUNK) {
+        writer.write(Chunk::Dictionaries(rows.to_vec()))?;
+    }
+    let blobs: Vec<_> = tables.blobs.iter().collect();
+    for rows in blobs.chunks(BLOB_CHUNK) {
+        let rows = rows
+            .iter()
+            .map(|(id, b)| {
+                (
+                    **id,
+                    b.hash.clone(),
+                    b.codec,
+                    b.raw_len,
+                    b.stored_len(),
+                    b.refcount,
+                    b.data.to_vec(),
+                    b.dict_id,
+                )
+            })
+            .collect();
+        writer.write(Chunk::Blobs(rows))?;
+    }
+    let records: Vec<_> = tables
+        .records
+        .iter()
+        .map(|((c, k), r)| {
+            (
+                c.clone(),
+                k.clone(),
+                r.blob_id,
+                r.created_at,
+                r.updated_at,
+                r.access_count,
+                r.last_accessed,
+            )
+        })
+        .collect();
+    for rows in records.chunks(ROW_CHUNK) {
+        writer.write(Chunk::Records(rows.to_vec()))?;
+    }
+    Ok(())
+}
+
+fn load_rows(tables: &mut Tables, chunk: Chunk) {
+    match chunk {
+        Chunk::Dictionaries(rows) => {
+            for (id, collection, created_at, data) in rows {
+                tables.dictionaries.insert(
+                    id,
+                    Dictionary {
+                        collection,
+                        created_at,
+                        data,
+                    },
+                );
+            }
+        }
+        Chunk::Blobs(rows) => {
+            for (id, hash, codec, raw_len, _stored_len, refcount, data, dict_id) in rows {
+                tables.insert_blob(
+                    id,
+                    Blob {
+                        hash,
+                        codec,
+                        raw_len,
+                        refcount,
+                        data: data.into(),
+                        dict_id,
+                    },
+                );
+            }
+        }
+        Chunk::Records(rows) => {
+            for (collection, key, blob_id, created_at, updated_at, access_count, last_accessed) in
+                rows
+            {
+                tables.records.insert(
+                    (collection, key),
+                    Record {
+                        blob_id,
+                        created_at,
+                        updated_at,
+                        access_count,
+                        last_accessed,
+                    },
+                );
+            }
+        }
+        Chunk::Done => {}
+    }
+}

@@ -1,0 +1,90 @@
+//! The snapshot format: what a backup archives and a restore loads.
+//!
+//! A snapshot is a SQLite database file at the SQLite backend's schema (`sqlite/schema.rs`),
+//! whatever backend it was taken from: SQLite copies itself with `VACUUM INTO`; PostgreSQL and
+//! the in-memory backend write their rows through [`SnapshotWriter`]. Ids, hashes, codecs,
+//! dictionary ids, reference counts, times and access statistics are preserved, so a snapshot
+//! is exactly what a SQLite store would hold.
+//!
+//! This module is the only place above the backends that opens such a file. The backup layer
+//! reaches it through these functions and never names a driver:
+//! - [`inspect`] describes a copy and, when asked, runs the integrity and reference checks;
+//! - [`upgrade`] brings a copy (of an older backup) to the current schema version;
+//! - [`SnapshotWriter`] and [`read_rows`] are the row stream for backends that are not SQLite.
+
+mod rows;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use rows::{
+    BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS,
+    SELECT_DICTIONARIES, SELECT_RECORDS, SnapshotWriter, read_rows,
+};
+
+use super::sqlite::{db_err, read, schema};
+use crate::backend::{ConsistencyReport, SnapshotInfo};
+use crate::error::{Result, StorageError};
+
+/// The schema version snapshots written by this build carry.
+pub fn current_version() -> i64 {
+    schema::latest_version()
+}
+
+/// Opens a snapshot read-only and describes it; with `check`, also runs the integrity and
+/// reference checks.
+pub fn inspect(path: &Path, check: bool) -> Result<(SnapshotInfo, Option<ConsistencyReport>)> {
+    let conn = open_read_only(path)?;
+    let schema_version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err("reading a copy's schema version"))?;
+    let report = if check {
+        Some(read::check(&conn)?)
+    } else {
+        None
+    };
+    let stats = read::statistics(&conn)?;
+    Ok((
+        SnapshotInfo {
+            schema_version,
+            record_count: stats.record_count,
+            blob_count: stats.blob_count,
+            logical_bytes: stats.logical_bytes,
+            stored_bytes: stats.stored_bytes,
+        },
+        report,
+    ))
+}
+
+/// Brings the snapshot at `path` (a scratch copy: it is changed in place) to the current
+/// schema version; returns the version it is at. A copy newer than this build is refused.
+pub fn upgrade(path: &Path) -> Result<i64> {
+    let mut conn = Connection::open(path).map_err(db_err("opening a snapshot copy"))?;
+    let version = schema::migrate(&mut conn)?;
+    conn.close()
+        .map_err(|(_, e)| StorageError::database("closing a snapshot copy", e))?;
+    Ok(version)
+}
+
+/// Fails unless the snapshot at `path` is at the current schema version (what a restore
+/// loads); returns its description.
+pub fn require_current(path: &Path) -> Result<SnapshotInfo> {
+    let (info, _) = inspect(path, false)?;
+    if info.schema_version != current_version() {
+        return Err(StorageError::Config(format!(
+            "the snapshot is at schema version {}, expected {}; migrate it first",
+            info.schema_version,
+            current_version()
+        )));
+    }
+    Ok(info)
+}
+
+fn open_read_only(path: &Path) -> Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db_err("opening a database copy"))
+}

@@ -1,0 +1,183 @@
+//! The row stream of a snapshot: the three tables as batches of plain tuples, written into a
+//! fresh snapshot file by [`SnapshotWriter`] and read back by [`read_rows`]. Backends that
+//! are not SQLite files (PostgreSQL, the in-memory backend) take and load snapshots through it.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::open_read_only;
+use crate::backend::sqlite::{db_err, schema};
+use crate::error::{Result, StorageError};
+
+/// Rows per batch of records and dictionaries.
+pub const ROW_CHUNK: usize = 1000;
+/// Rows per batch of blobs (each may be large).
+pub const BLOB_CHUNK: usize = 64;
+
+/// The rows of each table, in the column order of [`DictionaryRow`], [`BlobRow`] and
+/// [`RecordRow`]; the same statements read a PostgreSQL database and a snapshot.
+pub const SELECT_DICTIONARIES: &str =
+    "SELECT id, collection, created_at, data FROM dictionaries ORDER BY id";
+/// See [`SELECT_DICTIONARIES`].
+pub const SELECT_BLOBS: &str =
+    "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+     FROM blobs ORDER BY id";
+/// See [`SELECT_DICTIONARIES`].
+pub const SELECT_RECORDS: &str =
+    "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
+     FROM records ORDER BY collection, key";
+
+/// `(id, hash, codec, raw_len, stored_len, refcount, data, dict_id)`.
+pub type BlobRow = (i64, Vec<u8>, i64, i64, i64, i64, Vec<u8>, Option<i64>);
+/// `(collection, key, blob_id, created_at, updated_at, access_count, last_accessed)`.
+pub type RecordRow = (String, String, i64, i64, i64, i64, Option<i64>);
+/// `(id, collection, created_at, data)`.
+pub type DictionaryRow = (i64, String, i64, Vec<u8>);
+
+/// A batch of rows of one table.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Dictionaries.
+    Dictionaries(Vec<DictionaryRow>),
+    /// Blobs.
+    Blobs(Vec<BlobRow>),
+    /// Records.
+    Records(Vec<RecordRow>),
+    /// Everything was sent (a restore commits only after this).
+    Done,
+}
+
+/// A snapshot file being written: created at the current schema, filled in one transaction,
+/// committed by [`SnapshotWriter::finish`]. Dropped unfinished, nothing is committed.
+pub struct SnapshotWriter {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter").finish_non_exhaustive()
+    }
+}
+
+impl SnapshotWriter {
+    /// Creates the snapshot file `dest` (which must not exist).
+    pub fn create(dest: &Path) -> Result<Self> {
+        if dest.exists() {
+            return Err(StorageError::Config(format!(
+                "snapshot destination {} already exists",
+                dest.display()
+            )));
+        }
+        let mut conn = Connection::open(dest).map_err(db_err("creating the snapshot file"))?;
+        schema::migrate(&mut conn)?;
+        conn.execute_batch("BEGIN")
+            .map_err(db_err("starting the snapshot write"))?;
+        Ok(SnapshotWriter { conn })
+    }
+
+    /// Writes one batch of rows.
+    pub fn write(&self, chunk: Chunk) -> Result<()> {
+        let conn = &self.conn;
+        let err = db_err("writing the snapshot");
+        match chunk {
+            Chunk::Dictionaries(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO dictionaries (id, collection, created_at, data)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(&err)?;
+                for (id, collection, created_at, data) in rows {
+                    stmt.execute(params![id, collection, created_at, data])
+                        .map_err(&err)?;
+                }
+            }
+            Chunk::Blobs(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(&err)?;
+                for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {
+                    stmt.execute(params![
+                        id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+                    ])
+                    .map_err(&err)?;
+                }
+            }
+            Chunk::Records(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO records (collection, key, blob_id, created_at, updated_at,
+                                              access_count, last_accessed)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(&err)?;
+                for (collection, key, blob_id, created_at, updated_at, count, last) in rows {
+                    stmt.execute(params![
+                        collection, key, blob_id, created_at, updated_at, count, last
+                    ])
+                    .map_err(&err)?;
+                }
+            }
+            Chunk::Done => {}
+        }
+        Ok(())
+    }
+
+    /// Commits and closes the file.
+    pub fn finish(self) -> Result<()> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(db_err("committing the snapshot"))?;
+        self.conn
+            .close()
+            .map_err(|(_, e)| StorageError::database("closing the snapshot", e))
+    }
+}
+
+/// Reads the snapshot at `path` table by table (dictionaries, blobs, records) in batches,
+/// handing each to `send`, and ends with [`Chunk::Done`]. The first error of `send` stops it.
+pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
+    let conn = open_read_only(path)?;
+    read_table(
+        &conn,
+        SELECT_DICTIONARIES,
+        ROW_CHUNK,
+        Chunk::Dictionaries,
+        &mut send,
+    )?;
+    read_table(&conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
+    read_table(&conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
+    send(Chunk::Done)
+}
+
+/// Reads one table, `size` rows at a time, each batch wrapped by `wrap`. A row is read as the
+/// tuple of its columns, in the order the statement selects them.
+fn read_table<T>(
+    conn: &Connection,
+    sql: &str,
+    size: usize,
+    wrap: fn(Vec<T>) -> Chunk,
+    send: &mut impl FnMut(Chunk) -> Result<()>,
+) -> Result<()>
+where
+    T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+{
+    let err = db_err("reading the snapshot");
+    let mut stmt = conn.prepare(sql).map_err(&err)?;
+    let mut rows = stmt.query([]).map_err(&err)?;
+    let mut chunk = Vec::new();
+    while let Some(r) = rows.next().map_err(&err)? {
+        chunk.push(T::try_from(r).map_err(&err)?);
+        if chunk.len() >= size {
+            send(wrap(std::mem::take(&mut chunk)))?;
+        }
+    }
+    if !chunk.is_empty() {
+        send(wrap(chunk))?;
+    }
+    Ok(())
+}

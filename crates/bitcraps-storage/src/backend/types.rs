@@ -1,0 +1,230 @@
+//! The data that crosses the backend seam: write operations and their outcomes, stored blobs,
+//! metadata, statistics and the reports of checks, snapshots and repairs. Plain structs in
+//! this crate's own types; no driver type appears here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::codec::Codec;
+use crate::value::EncodedValue;
+
+/// One change inside a write unit.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum WriteOp {
+    /// Insert or overwrite a record.
+    Put {
+        /// Collection name (validated).
+        collection: String,
+        /// Key (validated).
+        key: String,
+        /// The encoded value.
+        value: EncodedValue,
+        /// Write time, milliseconds since the Unix epoch.
+        now_ms: i64,
+    },
+    /// Remove a record if it exists.
+    Delete {
+        /// Collection name.
+        collection: String,
+        /// Key.
+        key: String,
+    },
+    /// Store a trained zstd dictionary; the outcome carries its id.
+    PutDictionary {
+        /// The collection it was trained for.
+        collection: String,
+        /// The dictionary bytes.
+        data: Arc<[u8]>,
+        /// Training time, milliseconds since the Unix epoch.
+        now_ms: i64,
+    },
+    /// Add buffered reads to a record's access statistics (no-op if the record is gone).
+    Touch {
+        /// Collection name.
+        collection: String,
+        /// Key.
+        key: String,
+        /// Reads to add.
+        count: u64,
+        /// Time of the latest read, milliseconds since the Unix epoch.
+        last_ms: i64,
+    },
+}
+
+/// What one [`WriteOp`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpOutcome {
+    /// A put.
+    Put {
+        /// The content was already stored; only a reference was added.
+        deduplicated: bool,
+        /// An existing record was overwritten.
+        replaced: bool,
+    },
+    /// A delete.
+    Delete {
+        /// The record existed.
+        existed: bool,
+    },
+    /// A stored dictionary.
+    Dictionary {
+        /// Its id.
+        id: i64,
+    },
+    /// A touch.
+    Touch,
+}
+
+/// A group of operations that succeed or fail together.
+pub type WriteUnit = Vec<WriteOp>;
+
+/// A stored blob as read back, not yet verified.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    /// Codec id as stored.
+    pub codec_id: i64,
+    /// Length of the serialized document as stored.
+    pub raw_len: i64,
+    /// blake3 of the serialized document as stored.
+    pub hash: Vec<u8>,
+    /// The stored bytes.
+    pub data: Vec<u8>,
+    /// The zstd dictionary the bytes need, if any.
+    pub dict_id: Option<i64>,
+}
+
+/// A record's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordMetadata {
+    /// Collection name.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// Size of the serialized JSON document.
+    pub size_bytes: u64,
+    /// Size of the stored (possibly compressed) form.
+    pub stored_bytes: u64,
+    /// Codec of the stored form.
+    pub codec: Codec,
+    /// Whether the stored form is compressed.
+    pub is_compressed: bool,
+    /// The zstd dictionary of the stored form, if one was used.
+    pub dictionary_id: Option<i64>,
+    /// blake3 of the serialized document, lower-case hex.
+    pub content_hash: String,
+    /// How many records share this content (1 when not deduplicated).
+    pub shared_by: u64,
+    /// When the record was first created.
+    pub created_at: SystemTime,
+    /// When the record was last written.
+    pub updated_at: SystemTime,
+    /// How many times the record was read (including reads not yet flushed to disk).
+    pub access_count: u64,
+    /// When the record was last read, if ever.
+    pub last_accessed: Option<SystemTime>,
+}
+
+/// Sizes and counts the database reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DatabaseStatistics {
+    /// Which backend this is ([`Backend::name`](crate::backend::Backend::name)).
+    pub backend: &'static str,
+    /// Schema version of the database.
+    pub schema_version: i64,
+    /// Number of records.
+    pub record_count: u64,
+    /// Number of distinct stored blobs.
+    pub blob_count: u64,
+    /// Serialized bytes of all records, as if nothing were shared or compressed.
+    pub logical_bytes: u64,
+    /// Serialized bytes of the distinct blobs (after dedup, before compression).
+    pub unique_bytes: u64,
+    /// Stored bytes of the distinct blobs (after dedup and compression).
+    pub stored_bytes: u64,
+    /// Stored zstd dictionaries.
+    pub dictionary_count: u64,
+    /// Bytes of stored zstd dictionaries.
+    pub dictionary_bytes: u64,
+    /// Size of the database file(s) on disk, including the WAL.
+    pub file_bytes: u64,
+    /// Size of the write-ahead log.
+    pub wal_bytes: u64,
+    /// Pages in the database.
+    pub page_count: u64,
+    /// Unused pages (reclaimable by vacuum).
+    pub free_pages: u64,
+    /// Page size in bytes.
+    pub page_size: u64,
+}
+
+/// The result of a consistency check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsistencyReport {
+    /// Messages of the engine's integrity check; `["ok"]` when it passes.
+    pub integrity: Vec<String>,
+    /// Records whose blob does not exist.
+    pub dangling_records: u64,
+    /// Blobs that no record refers to.
+    pub orphaned_blobs: u64,
+    /// Blobs whose reference count differs from the number of records referring to them.
+    pub refcount_mismatches: u64,
+    /// Blobs that name a zstd dictionary that does not exist.
+    pub missing_dictionaries: u64,
+}
+
+impl ConsistencyReport {
+    /// True when the engine check passed and every reference is exact.
+    pub fn is_ok(&self) -> bool {
+        self.integrity == ["ok"]
+            && self.dangling_records == 0
+            && self.orphaned_blobs == 0
+            && self.refcount_mismatches == 0
+            && self.missing_dictionaries == 0
+    }
+}
+
+/// Facts about a consistent copy of a database (a snapshot or a backup).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// Schema version of the copy.
+    pub schema_version: i64,
+    /// Records in the copy.
+    pub record_count: u64,
+    /// Distinct blobs in the copy.
+    pub blob_count: u64,
+    /// Serialized bytes of all records.
+    pub logical_bytes: u64,
+    /// Stored bytes of all blobs.
+    pub stored_bytes: u64,
+}
+
+/// What a reference repair did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RepairOutcome {
+    /// Blobs whose reference count was corrected.
+    pub refcounts_fixed: u64,
+    /// Blobs removed because nothing referred to them.
+    pub orphans_removed: u64,
+    /// Stored bytes of the removed blobs.
+    pub orphan_bytes_removed: u64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The `SystemTime` of a millisecond timestamp (negative values clamp to the epoch).
+pub fn time_from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

@@ -1,0 +1,6 @@
+//! The storage contract on the in-memory backend (feature `testing`): a second, independent
+//! implementation of the backend seam held to the same assertions as SQLite and PostgreSQL.
+
+mod common;
+
+conformance_suite!(common::memory_fixture);
