@@ -56,6 +56,9 @@ mod value;
 mod zstd_ctx;
 
 pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
+/// Test hooks (`testing` feature, not a stable API).
+#[cfg(feature = "testing")]
+pub use background::BackgroundTask;
 pub use backup::{BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome};
 pub use cache::CacheStatistics;
 pub use codec::Codec;

@@ -61,6 +61,14 @@ pub(crate) struct Inner {
     closed: AtomicBool,
 }
 
+impl Inner {
+    #[cfg(feature = "testing")]
+    /// The running background tasks, if any (`background.rs` asks them for runs).
+    pub(crate) fn background(&self) -> &std::sync::Mutex<Option<Background>> {
+        &self.background
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Not closed explicitly: let the writer finish its queue and flush in the background.
