@@ -59,6 +59,9 @@ mod zstd_ctx;
 #[cfg(feature = "testing")]
 pub use backend::testing;
 pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
+/// Test hooks (`testing` feature, not a stable API).
+#[cfg(feature = "testing")]
+pub use background::BackgroundTask;
 pub use backup::{BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome};
 pub use cache::CacheStatistics;
 pub use codec::Codec;

@@ -3,13 +3,17 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bitcraps_storage::{PersistentStorageManager, StorageConfig};
+use bitcraps_storage::{BackgroundTask, PersistentStorageManager, StorageConfig, StorageError};
 use common::faulty::{Fault, Method, When, faulty_sqlite};
 use common::{game, sqlite_fixture};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long a test waits for scheduled runs before it fails: generous, as the other tests of
+/// the binary may hold both cores.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn fast(mut config: StorageConfig) -> StorageConfig {
     config.statistics_interval = Duration::from_millis(20);
@@ -17,14 +21,43 @@ fn fast(mut config: StorageConfig) -> StorageConfig {
     config
 }
 
+/// Scheduled, but never due during a test: runs happen only when the test asks for them.
+fn by_hand(mut config: StorageConfig) -> StorageConfig {
+    config.statistics_interval = Duration::from_secs(3600);
+    config.cache_upkeep_interval = Duration::from_secs(3600);
+    config
+}
+
+/// Waits until `task` has finished `runs` runs on its own schedule, or fails the test.
+async fn scheduled_runs(s: &PersistentStorageManager, task: BackgroundTask, runs: u64) -> Result {
+    let deadline = Instant::now() + PATIENCE;
+    while s.background_runs(task) < runs {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{task:?} ran {} time(s) in {PATIENCE:?}, expected {runs}",
+                s.background_runs(task)
+            )
+            .into());
+        }
+        // Polling pace only: the condition above decides.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_tasks_run_and_stop_on_close() -> Result {
     let f = sqlite_fixture();
     let s = PersistentStorageManager::open(fast(f.config.clone())).await?;
     s.store("games", "g", &game("g", 1)).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    scheduled_runs(&s, BackgroundTask::Statistics, 3).await?;
+    scheduled_runs(&s, BackgroundTask::CacheUpkeep, 3).await?;
     assert_eq!(s.statistics().await?.background_failures, 0);
     s.close().await?;
+    assert!(matches!(
+        s.run_background_task(BackgroundTask::Statistics).await,
+        Err(StorageError::Closed)
+    ));
     // Closed and joined: the database is released and can be opened again right away.
     let again = PersistentStorageManager::open(f.config.clone()).await?;
     again.close().await?;
@@ -38,17 +71,70 @@ async fn failing_runs_are_counted_and_the_store_keeps_working() -> Result {
     backend.inject(Method::Statistics, When::Always, Fault::Panic);
     let s = PersistentStorageManager::with_backend(fast(f.config.clone()), backend.clone())?;
     s.store("games", "g", &game("g", 1)).await?;
-    // Let several scheduled statistics runs hit the injected panic.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Several scheduled statistics runs hit the injected panic.
+    scheduled_runs(&s, BackgroundTask::Statistics, 3).await?;
     backend.clear(Method::Statistics);
     let stats = s.statistics().await?;
     assert!(
         stats.background_failures > 0,
         "failing background runs were not counted"
     );
+    assert!(stats.background_failures >= 3, "each panicked run counts");
+    // The task kept its schedule after the panics.
+    let ran = s.background_runs(BackgroundTask::Statistics);
+    scheduled_runs(&s, BackgroundTask::Statistics, ran + 2).await?;
     // The store still serves reads and writes.
     s.store("games", "h", &game("h", 2)).await?;
     assert_eq!(s.retrieve("games", "h").await?, Some(game("h", 2)));
+    s.close().await?;
+    Ok(())
+}
+
+/// A run asked for goes through the scheduled task: its outcome comes back, a panic counts
+/// as exactly one failure, and the task goes on. No clock involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_run_counts_like_a_scheduled_one() -> Result {
+    let f = sqlite_fixture();
+    let backend = faulty_sqlite(&f.config)?;
+    let s = PersistentStorageManager::with_backend(by_hand(f.config.clone()), backend.clone())?;
+    s.store("games", "g", &game("g", 1)).await?;
+    backend.inject(Method::Statistics, When::Always, Fault::Panic);
+    let panicked = s.run_background_task(BackgroundTask::Statistics).await;
+    assert!(
+        matches!(&panicked, Err(StorageError::Task(_))),
+        "{panicked:?}"
+    );
+    backend.clear(Method::Statistics);
+    assert_eq!(s.statistics().await?.background_failures, 1);
+    s.run_background_task(BackgroundTask::Statistics).await?;
+    s.run_background_task(BackgroundTask::CacheUpkeep).await?;
+    s.run_background_task(BackgroundTask::Maintenance).await?;
+    assert_eq!(s.background_runs(BackgroundTask::Statistics), 2);
+    assert_eq!(s.background_runs(BackgroundTask::CacheUpkeep), 1);
+    assert_eq!(s.background_runs(BackgroundTask::Maintenance), 1);
+    assert_eq!(s.statistics().await?.background_failures, 1);
+    s.close().await?;
+    Ok(())
+}
+
+/// A task the configuration does not schedule still runs when asked, inline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unscheduled_task_runs_inline_when_asked() -> Result {
+    let f = sqlite_fixture();
+    let backend = faulty_sqlite(&f.config)?;
+    let mut config = by_hand(f.config.clone());
+    config.statistics_interval = Duration::ZERO;
+    let s = PersistentStorageManager::with_backend(config, backend.clone())?;
+    backend.inject(Method::Statistics, When::Always, Fault::Panic);
+    assert!(
+        s.run_background_task(BackgroundTask::Statistics)
+            .await
+            .is_err()
+    );
+    backend.clear(Method::Statistics);
+    s.run_background_task(BackgroundTask::Statistics).await?;
+    assert_eq!(s.background_runs(BackgroundTask::Statistics), 0);
+    assert_eq!(s.statistics().await?.background_failures, 1);
     s.close().await?;
     Ok(())
 }
@@ -91,7 +177,7 @@ async fn access_counts_reach_the_database_within_the_interval() -> Result {
     let s = PersistentStorageManager::open(config).await?;
     read_each(&s, &store_each(&s, 12_000).await?).await?;
     // Taken from the tracker, the counts are on disk once their group commits.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let pending = s.statistics().await?.pending_access_updates;
         let (rows, total) = counts_on_disk(&f.config)?;
@@ -100,7 +186,7 @@ async fn access_counts_reach_the_database_within_the_interval() -> Result {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "access counts were never flushed: {pending} pending, {rows} on disk"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -123,7 +209,7 @@ async fn many_pending_access_counts_flush_early_in_chunks() -> Result {
     read_each(&s, &keys).await?;
     // A chunk taken from the tracker is neither pending nor on disk until its group commits,
     // so poll until the two add up (they never may exceed the reads).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + PATIENCE;
     let (stats, rows) = loop {
         let stats = s.statistics().await?;
         let (rows, total) = counts_on_disk(&f.config)?;
@@ -135,7 +221,7 @@ async fn many_pending_access_counts_flush_early_in_chunks() -> Result {
             break (stats, rows);
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "no early flush, or counts lost: {} pending, {rows} on disk",
             stats.pending_access_updates
         );

@@ -4,7 +4,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig, StorageError};
 use common::{Game, game, lobby, sqlite_fixture};
@@ -23,20 +24,27 @@ async fn backup_during_writes_restores_everything_committed_before() -> Result {
 
     // Writers keep going during the backup.
     let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU32::new(0));
     let mut writers = Vec::new();
     for t in 0..4 {
-        let (s, stop) = (s.clone(), Arc::clone(&stop));
+        let (s, stop, written) = (s.clone(), Arc::clone(&stop), Arc::clone(&written));
         writers.push(tokio::spawn(async move {
             let mut i = 0u32;
             while !stop.load(Ordering::SeqCst) {
                 let key = format!("during-{t}-{i:05}");
                 s.store("games", &key, &game(&key, i)).await?;
+                written.fetch_add(1, Ordering::SeqCst);
                 i += 1;
             }
             Ok::<u32, StorageError>(i)
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // The backup starts once the writers are writing (20 records between them).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while written.load(Ordering::SeqCst) < 20 {
+        assert!(Instant::now() < deadline, "the writers never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let info = s.backups().create_backup().await?;
     stop.store(true, Ordering::SeqCst);
     let mut written_during = 0;

@@ -53,8 +53,8 @@ impl Server {
             if pong.is_ok() {
                 return Ok(());
             }
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err("redis-server did not start within 10 s".into());
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("redis-server did not start within 30 s".into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

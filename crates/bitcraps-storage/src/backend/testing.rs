@@ -9,9 +9,9 @@ pub use super::memory::{MemoryBackend, MemoryDatabase};
 use std::sync::Arc;
 
 use super::Backend;
+use crate::PersistentStorageManager;
 use crate::config::StorageConfig;
 use crate::error::Result;
-use crate::PersistentStorageManager;
 
 impl PersistentStorageManager {
     /// Opens a store over a backend built by the caller (tests inject faulty backends here).

@@ -91,6 +91,12 @@ impl PersistentStorageManager {
         &self.inner.writer
     }
 
+    /// The running background tasks, if any (`background.rs` asks them for runs).
+    #[cfg(feature = "testing")]
+    pub(crate) fn background(&self) -> &std::sync::Mutex<Option<Background>> {
+        &self.inner.background
+    }
+
     /// A reference that does not keep the store open.
     pub(crate) fn downgrade(&self) -> WeakStore {
         WeakStore(Arc::downgrade(&self.inner))
