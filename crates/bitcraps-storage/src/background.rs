@@ -37,13 +37,17 @@ impl Background {
                 )));
             }
         };
-        every(config.statistics_interval, "statistics", Job::Statistics);
         every(
-            config.cache_upkeep_interval,
+            config.maintenance.statistics_interval,
+            "statistics",
+            Job::Statistics,
+        );
+        every(
+            config.cache.upkeep_interval,
             "cache upkeep",
             Job::CacheUpkeep,
         );
-        let hours = u64::from(config.maintenance_interval_hours);
+        let hours = u64::from(config.maintenance.interval_hours);
         every(
             Duration::from_secs(hours.saturating_mul(3600)),
             "maintenance",

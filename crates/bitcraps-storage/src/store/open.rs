@@ -31,11 +31,11 @@ impl PersistentStorageManager {
             BackendTarget::Sqlite { path } => {
                 let options = SqliteOptions {
                     path,
-                    readers: config.max_connections,
-                    durability: config.durability,
-                    deduplicate: config.enable_deduplication,
-                    connection_timeout: config.connection_timeout,
-                    page_cache_bytes: SqliteOptions::page_cache_for(config.cache_capacity_bytes()),
+                    readers: config.database.max_connections,
+                    durability: config.write.durability,
+                    deduplicate: config.compression.deduplication,
+                    connection_timeout: config.database.connection_timeout,
+                    page_cache_bytes: SqliteOptions::page_cache_for(config.cache.capacity_bytes()),
                 };
                 Arc::new(blocking(move || SqliteBackend::open(&options)).await?)
             }
@@ -45,22 +45,22 @@ impl PersistentStorageManager {
                 let options = PostgresOptions {
                     url,
                     replica_url,
-                    pool_size: config.max_connections,
-                    connection_timeout: config.connection_timeout,
-                    deduplicate: config.enable_deduplication,
-                    durability: config.durability,
+                    pool_size: config.database.max_connections,
+                    connection_timeout: config.database.connection_timeout,
+                    deduplicate: config.compression.deduplication,
+                    durability: config.write.durability,
                 };
                 let backend = blocking(move || PostgresBackend::open(&options)).await?;
                 // THE cache decision for shared databases: other nodes write to the same
                 // database, so this node's in-process cache is only coherent when their writes
-                // reach it — through the Redis tier's invalidations. Without `redis_url` the
+                // reach it — through the Redis tier's invalidations. Without `redis.url` the
                 // cache would serve stale values, so it is off.
-                if config.cache_size_mb > 0 && config.redis_url.is_none() {
+                if config.cache.size_mb > 0 && config.redis.url.is_none() {
                     tracing::info!(
-                        "in-process read cache disabled on PostgreSQL without redis_url: other \
+                        "in-process read cache disabled on PostgreSQL without redis.url: other \
                          nodes' writes could not invalidate it"
                     );
-                    config.cache_size_mb = 0;
+                    config.cache.size_mb = 0;
                 }
                 Arc::new(backend)
             }
@@ -82,14 +82,14 @@ impl PersistentStorageManager {
     pub fn with_backend(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
         let dictionaries = Dictionaries::new(
-            config.enable_dictionaries && config.write_codec() == Codec::Zstd,
-            config.compression_level,
-            config.dictionary_training_samples,
+            config.compression.dictionaries && config.compression.write_codec() == Codec::Zstd,
+            config.compression.level,
+            config.compression.dictionary_training_samples,
         );
         for stored in backend.dictionaries()? {
             dictionaries.install(&stored);
         }
-        let cache = Arc::new(ValueCache::new(config.cache_capacity_bytes()));
+        let cache = Arc::new(ValueCache::new(config.cache.capacity_bytes()));
         let remote = start_remote_tier(&config, &cache)?;
         let shared = Arc::new(Shared {
             backend,
@@ -102,20 +102,20 @@ impl PersistentStorageManager {
         let writer = Writer::start(
             Arc::clone(&shared),
             WriterOptions {
-                max_batch_requests: config.max_batch_requests,
-                access_flush_interval: config.access_flush_interval,
+                max_batch_requests: config.write.max_batch_requests,
+                access_flush_interval: config.write.access_flush_interval,
             },
         )?;
         let pipeline = Pipeline {
-            codec: config.write_codec(),
-            level: config.compression_level,
-            max_value_size: config.max_value_size,
+            codec: config.compression.write_codec(),
+            level: config.compression.level,
+            max_value_size: config.write.max_value_size,
         };
         let backups = BackupManager::new(
             Arc::clone(&shared.backend),
             config.backup_directory(),
-            config.data_path.clone(),
-            config.retention_policy(),
+            config.database.data_path.clone(),
+            config.backup.retention,
         );
         let storage = PersistentStorageManager {
             inner: Arc::new(Inner {
@@ -128,11 +128,11 @@ impl PersistentStorageManager {
                 closed: AtomicBool::new(false),
             }),
         };
-        if storage.inner.config.enable_background_tasks {
+        if storage.inner.config.maintenance.background_tasks {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(StorageError::Config(
                     "background tasks need a Tokio runtime; open the store inside one or \
-                     set enable_background_tasks = false"
+                     set maintenance.background_tasks = false"
                         .into(),
                 ));
             }
@@ -150,7 +150,7 @@ fn start_remote_tier(
     config: &StorageConfig,
     cache: &Arc<ValueCache>,
 ) -> Result<Option<RemoteTier>> {
-    let Some(url) = config.redis_url.as_deref() else {
+    let Some(url) = config.redis.url.as_deref() else {
         return Ok(None);
     };
     #[cfg(feature = "redis")]

@@ -28,8 +28,8 @@ pub struct Fixture {
 pub fn sqlite_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
-    config.cache_size_mb = 4;
-    config.max_connections = 2;
+    config.cache.size_mb = 4;
+    config.database.max_connections = 2;
     Fixture {
         config,
         guard: Box::new(dir),
@@ -160,9 +160,9 @@ pub fn pg_fixture() -> Option<Fixture> {
     let schema = PgSchema::create(&url);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
-    config.database_url = Some(schema.url());
-    config.cache_size_mb = 4;
-    config.max_connections = 4;
+    config.database.url = Some(schema.url());
+    config.cache.size_mb = 4;
+    config.database.max_connections = 4;
     Some(Fixture {
         config,
         guard: Box::new((schema, dir)),
@@ -173,7 +173,7 @@ pub fn pg_fixture() -> Option<Fixture> {
 /// policy does not change any logic under test).
 pub fn sqlite_fixture_fast() -> Fixture {
     let mut f = sqlite_fixture();
-    f.config.durability = Durability::Normal;
+    f.config.write.durability = Durability::Normal;
     f
 }
 
@@ -219,7 +219,7 @@ pub fn sqlite_backend(
 ) -> bitcraps_storage::Result<bitcraps_storage::backend::sqlite::SqliteBackend> {
     bitcraps_storage::backend::sqlite::SqliteBackend::open(
         &bitcraps_storage::backend::sqlite::SqliteOptions {
-            path: config.data_path.join("bitcraps.db"),
+            path: config.database.data_path.join("bitcraps.db"),
             readers: 2,
             durability: Durability::Normal,
             deduplicate: true,
