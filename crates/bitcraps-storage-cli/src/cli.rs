@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
-    /// TOML settings file: one table per StorageConfig section, e.g. [cache] size_mb = 64
+    /// TOML settings file, one table per StorageConfig section (see docs/configuration.md)
     #[arg(
         long,
         global = true,

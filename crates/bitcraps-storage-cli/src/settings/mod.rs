@@ -1,7 +1,7 @@
 //! Settings: defaults < TOML file < `BITCRAPS_STORAGE_*` environment < flags, merged into a
 //! [`StorageConfig`].
 //!
-//! Every setting is one [`Key`](keys::Key) of [`KEYS`](keys::KEYS): a field of a
+//! Every setting is one [`Key`](keys::Key) of [`KEYS`]: a field of a
 //! `StorageConfig` section, written `[section] field = value` in the TOML file and
 //! `BITCRAPS_STORAGE_<SECTION>_<FIELD>` in the environment (`[cache] size_mb = 64` is
 //! `BITCRAPS_STORAGE_CACHE_SIZE_MB=64`). docs/configuration.md lists them all; a test keeps

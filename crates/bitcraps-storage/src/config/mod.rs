@@ -240,6 +240,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::backup::RetentionPolicy;
     use crate::codec::Codec;
     use crate::error::StorageError;
 
@@ -258,6 +259,85 @@ mod tests {
                 path: PathBuf::from("./bitcraps-data/bitcraps.db")
             })
         );
+    }
+
+    /// The defaults of the flat configuration this replaced, field for field.
+    #[test]
+    fn every_section_keeps_the_documented_defaults() {
+        let c = StorageConfig::default();
+        assert_eq!(c.database.read_replica_url, None);
+        assert_eq!(c.database.max_connections, 4);
+        assert_eq!(c.database.connection_timeout, Duration::from_secs(30));
+        assert_eq!(c.cache.size_mb, 64);
+        assert_eq!(c.cache.upkeep_interval, Duration::from_secs(300));
+        assert_eq!(c.compression.level, 3);
+        assert!(c.compression.dictionaries);
+        assert_eq!(c.compression.dictionary_training_samples, 1000);
+        assert_eq!(c.write.max_batch_requests, 1024);
+        assert_eq!(c.write.access_flush_interval, Duration::from_secs(30));
+        assert_eq!(c.backup.dir, None);
+        assert!(c.backup.on_maintenance);
+        let r = c.backup.retention;
+        assert_eq!(
+            (
+                r.within_days,
+                r.keep_last,
+                r.keep_daily,
+                r.keep_weekly,
+                r.keep_monthly
+            ),
+            (7, 3, 7, 4, 6)
+        );
+        assert!(c.maintenance.background_tasks);
+        assert_eq!(c.maintenance.interval_hours, 1);
+        assert_eq!(c.maintenance.statistics_interval, Duration::from_secs(60));
+        assert_eq!(c.maintenance.vacuum_free_percent, 25);
+        assert_eq!(c.redis.namespace, None);
+        assert_eq!(c.cache.capacity_bytes(), 64 * 1024 * 1024);
+        assert_eq!(c.compression.write_codec(), Codec::Zstd);
+        assert_eq!(
+            c.compression.clone().enabled(false).write_codec(),
+            Codec::None
+        );
+    }
+
+    #[test]
+    fn backups_default_to_the_data_directory() {
+        let c = StorageConfig::with_data_path("/srv/a");
+        assert_eq!(c.backup_directory(), PathBuf::from("/srv/a/backups"));
+        let c = StorageConfig::builder()
+            .backup(
+                BackupConfig::default()
+                    .dir("/mnt/b")
+                    .retention(RetentionPolicy::default().keep_last(9).within_days(0)),
+            )
+            .build();
+        assert_eq!(
+            c.as_ref().map(StorageConfig::backup_directory).ok(),
+            Some(PathBuf::from("/mnt/b"))
+        );
+        let r = c.map(|c| c.backup.retention).ok();
+        assert_eq!(
+            r.map(|r| (r.keep_last, r.within_days, r.keep_daily)),
+            Some((9, 0, 7))
+        );
+    }
+
+    #[test]
+    fn limits_are_checked_and_named_by_their_key() {
+        let err = |c: StorageConfig| c.validate().err().map(|e| e.to_string());
+        let mut c = StorageConfig::default();
+        c.write.max_batch_requests = 0;
+        assert_eq!(
+            err(c).as_deref(),
+            Some("invalid configuration: write.max_batch_requests must be at least 1")
+        );
+        let mut c = StorageConfig::default();
+        c.write.max_value_size = 0;
+        assert!(err(c).is_some_and(|e| e.contains("write.max_value_size")));
+        let mut c = StorageConfig::default();
+        c.database.max_connections = 0;
+        assert!(err(c).is_some_and(|e| e.contains("database.max_connections")));
     }
 
     #[test]
