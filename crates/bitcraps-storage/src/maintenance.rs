@@ -125,7 +125,7 @@ impl PersistentStorageManager {
     /// Runs maintenance now: flushes access statistics, repairs references (removing blobs
     /// nothing refers to), checkpoints and truncates the WAL, refreshes planner statistics,
     /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, and — with
-    /// `backup_on_maintenance` — takes a backup and applies retention. Errors of single
+    /// `backup.on_maintenance` — takes a backup and applies retention. Errors of single
     /// steps are in the report; `Err` only means the store is closed.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
         self.check_open()?;

@@ -68,209 +68,59 @@ pub const DATABASE_URL: &str = "database.url";
 /// The TOML key of the data directory.
 pub const DATA_PATH: &str = "database.data_path";
 
+/// A [`Key`] for `section.field`, setting `config.section.field` (or, with `= path`,
+/// `config.section.path`).
+macro_rules! key {
+    ($section:ident . $field:ident => $kind:ident) => {
+        key!($section.$field = $field => $kind)
+    };
+    ($section:ident . $field:ident = $($path:ident).+ => $kind:ident) => {
+        key(
+            stringify!($section),
+            stringify!($field),
+            concat!(stringify!($section), $(".", stringify!($path)),+),
+            Kind::$kind(|c| &mut c.$section.$($path).+),
+        )
+    };
+}
+
 /// Every setting, section by section in the order of `StorageConfig`. docs/configuration.md
-/// has one row per entry (a test compares them).
+/// has one row per entry (a test compares them, and this list with `StorageConfig`).
 pub static KEYS: &[Key] = &[
-    with_flag(
-        key(
-            "database",
-            "data_path",
-            DATA_PATH,
-            Kind::Path(|c| &mut c.database.data_path),
-        ),
-        "--data",
-    ),
-    with_flag(
-        key(
-            "database",
-            "url",
-            DATABASE_URL,
-            Kind::OptionalText(|c| &mut c.database.url),
-        ),
-        "--url",
-    ),
-    key(
-        "database",
-        "read_replica_url",
-        "database.read_replica_url",
-        Kind::OptionalText(|c| &mut c.database.read_replica_url),
-    ),
-    key(
-        "database",
-        "max_connections",
-        "database.max_connections",
-        Kind::Usize(|c| &mut c.database.max_connections),
-    ),
-    key(
-        "database",
-        "connection_timeout",
-        "database.connection_timeout",
-        Kind::Seconds(|c| &mut c.database.connection_timeout),
-    ),
-    key(
-        "cache",
-        "size_mb",
-        "cache.size_mb",
-        Kind::Usize(|c| &mut c.cache.size_mb),
-    ),
-    key(
-        "cache",
-        "upkeep_interval",
-        "cache.upkeep_interval",
-        Kind::Seconds(|c| &mut c.cache.upkeep_interval),
-    ),
-    key(
-        "compression",
-        "enabled",
-        "compression.enabled",
-        Kind::Bool(|c| &mut c.compression.enabled),
-    ),
-    key(
-        "compression",
-        "codec",
-        "compression.codec",
-        Kind::Codec(|c| &mut c.compression.codec),
-    ),
-    key(
-        "compression",
-        "level",
-        "compression.level",
-        Kind::I32(|c| &mut c.compression.level),
-    ),
-    key(
-        "compression",
-        "dictionaries",
-        "compression.dictionaries",
-        Kind::Bool(|c| &mut c.compression.dictionaries),
-    ),
-    key(
-        "compression",
-        "dictionary_training_samples",
-        "compression.dictionary_training_samples",
-        Kind::Usize(|c| &mut c.compression.dictionary_training_samples),
-    ),
-    key(
-        "compression",
-        "deduplication",
-        "compression.deduplication",
-        Kind::Bool(|c| &mut c.compression.deduplication),
-    ),
-    key(
-        "write",
-        "durability",
-        "write.durability",
-        Kind::Durability(|c| &mut c.write.durability),
-    ),
-    key(
-        "write",
-        "max_value_size",
-        "write.max_value_size",
-        Kind::Usize(|c| &mut c.write.max_value_size),
-    ),
-    key(
-        "write",
-        "max_batch_requests",
-        "write.max_batch_requests",
-        Kind::Usize(|c| &mut c.write.max_batch_requests),
-    ),
-    key(
-        "write",
-        "access_flush_interval",
-        "write.access_flush_interval",
-        Kind::Seconds(|c| &mut c.write.access_flush_interval),
-    ),
-    key(
-        "backup",
-        "dir",
-        "backup.dir",
-        Kind::OptionalPath(|c| &mut c.backup.dir),
-    ),
-    key(
-        "backup",
-        "on_maintenance",
-        "backup.on_maintenance",
-        Kind::Bool(|c| &mut c.backup.on_maintenance),
-    ),
+    with_flag(key!(database.data_path => Path), "--data"),
+    with_flag(key!(database.url => OptionalText), "--url"),
+    key!(database.read_replica_url => OptionalText),
+    key!(database.max_connections => Usize),
+    key!(database.connection_timeout => Seconds),
+    key!(cache.size_mb => Usize),
+    key!(cache.upkeep_interval => Seconds),
+    key!(compression.enabled => Bool),
+    key!(compression.codec => Codec),
+    key!(compression.level => I32),
+    key!(compression.dictionaries => Bool),
+    key!(compression.dictionary_training_samples => Usize),
+    key!(compression.deduplication => Bool),
+    key!(write.durability => Durability),
+    key!(write.max_value_size => Usize),
+    key!(write.max_batch_requests => Usize),
+    key!(write.access_flush_interval => Seconds),
+    key!(backup.dir => OptionalPath),
+    key!(backup.on_maintenance => Bool),
     // The retention rules are one `RetentionPolicy` in the library; here they are spelled
     // flat, so the old variable names (BITCRAPS_STORAGE_BACKUP_KEEP_LAST, ...) still work.
-    key(
-        "backup",
-        "retention_days",
-        "backup.retention.within_days",
-        Kind::U32(|c| &mut c.backup.retention.within_days),
-    ),
-    key(
-        "backup",
-        "keep_last",
-        "backup.retention.keep_last",
-        Kind::U32(|c| &mut c.backup.retention.keep_last),
-    ),
-    key(
-        "backup",
-        "keep_daily",
-        "backup.retention.keep_daily",
-        Kind::U32(|c| &mut c.backup.retention.keep_daily),
-    ),
-    key(
-        "backup",
-        "keep_weekly",
-        "backup.retention.keep_weekly",
-        Kind::U32(|c| &mut c.backup.retention.keep_weekly),
-    ),
-    key(
-        "backup",
-        "keep_monthly",
-        "backup.retention.keep_monthly",
-        Kind::U32(|c| &mut c.backup.retention.keep_monthly),
-    ),
-    key(
-        "maintenance",
-        "background_tasks",
-        "maintenance.background_tasks",
-        Kind::Bool(|c| &mut c.maintenance.background_tasks),
-    ),
-    key(
-        "maintenance",
-        "interval_hours",
-        "maintenance.interval_hours",
-        Kind::U32(|c| &mut c.maintenance.interval_hours),
-    ),
-    key(
-        "maintenance",
-        "statistics_interval",
-        "maintenance.statistics_interval",
-        Kind::Seconds(|c| &mut c.maintenance.statistics_interval),
-    ),
-    key(
-        "maintenance",
-        "vacuum_free_percent",
-        "maintenance.vacuum_free_percent",
-        Kind::U32(|c| &mut c.maintenance.vacuum_free_percent),
-    ),
-    key(
-        "redis",
-        "url",
-        "redis.url",
-        Kind::OptionalText(|c| &mut c.redis.url),
-    ),
-    key(
-        "redis",
-        "timeout",
-        "redis.timeout",
-        Kind::Seconds(|c| &mut c.redis.timeout),
-    ),
-    key(
-        "redis",
-        "namespace",
-        "redis.namespace",
-        Kind::OptionalText(|c| &mut c.redis.namespace),
-    ),
-    key(
-        "redis",
-        "cache_ttl",
-        "redis.cache_ttl",
-        Kind::Seconds(|c| &mut c.redis.cache_ttl),
-    ),
+    key!(backup.retention_days = retention.within_days => U32),
+    key!(backup.keep_last = retention.keep_last => U32),
+    key!(backup.keep_daily = retention.keep_daily => U32),
+    key!(backup.keep_weekly = retention.keep_weekly => U32),
+    key!(backup.keep_monthly = retention.keep_monthly => U32),
+    key!(maintenance.background_tasks => Bool),
+    key!(maintenance.interval_hours => U32),
+    key!(maintenance.statistics_interval => Seconds),
+    key!(maintenance.vacuum_free_percent => U32),
+    key!(redis.url => OptionalText),
+    key!(redis.timeout => Seconds),
+    key!(redis.namespace => OptionalText),
+    key!(redis.cache_ttl => Seconds),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:
