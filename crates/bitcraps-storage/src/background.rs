@@ -1,6 +1,7 @@
-//! Background tasks, as in the original design: statistics every `maintenance.statistics_interval`
-//! (to `tracing` and the `metrics` facade), cache upkeep every `cache.upkeep_interval`, and
-//! maintenance every `maintenance.interval_hours`. They only call the public API, hold the
+//! Background tasks, as in the original design: statistics every
+//! `maintenance.statistics_interval` (to `tracing` and the `metrics` facade), cache upkeep
+//! every `cache.upkeep_interval`, and maintenance every `maintenance.interval_hours`. They
+//! only call the public API, hold the
 //! store weakly (dropping every handle ends them), stop when signalled, and are joined by
 //! `close()`. A run that fails or panics is counted in the statistics
 //! (`background_failures`) and the task keeps its schedule.
