@@ -5,27 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Shown after the options in `--help`: where settings come from, and the exit codes.
-const AFTER_HELP: &str = "\
-Settings (highest precedence first):
-  1. flags: --data DIR or --url URL
-  2. environment: BITCRAPS_STORAGE_DATA, BITCRAPS_STORAGE_URL, and BITCRAPS_STORAGE_<FIELD>
-     for every other field, e.g. BITCRAPS_STORAGE_CACHE_SIZE_MB=128, BITCRAPS_STORAGE_CODEC=lz4,
-     BITCRAPS_STORAGE_DURABILITY=normal, BITCRAPS_STORAGE_CONNECTION_TIMEOUT=10 (seconds)
-  3. the TOML file given by --config FILE (or BITCRAPS_STORAGE_CONFIG), whose keys are the
-     StorageConfig field names: data_path, database_url, cache_size_mb, max_connections,
-     enable_compression, compression_level, codec (zstd|lz4|gzip|none), enable_dictionaries,
-     dictionary_training_samples, enable_deduplication, backup_dir, backup_retention_days,
-     backup_keep_last, backup_keep_daily, backup_keep_weekly, backup_keep_monthly,
-     backup_on_maintenance, vacuum_free_percent, enable_background_tasks,
-     maintenance_interval_hours, durability (full|normal), max_value_size, max_batch_requests,
-     read_replica_url, redis_url, redis_namespace, and, in seconds: statistics_interval,
-     cache_upkeep_interval, access_flush_interval, connection_timeout, redis_timeout,
-     remote_cache_ttl
-  4. defaults (data directory ./bitcraps-data)
-  The store's location (data directory or URL) is taken whole from the highest layer that
-  names one, so --data always beats a URL from the environment or the file.
-
+/// Shown after the options in `--help`, after the settings ([`crate::settings::help`]): the
+/// exit codes.
+const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
@@ -42,7 +24,12 @@ Logging goes to stderr, filtered by RUST_LOG (default: warn).";
 
 /// Inspect and operate a bitcraps-storage store from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "bitcraps-storage", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "bitcraps-storage",
+    version,
+    about,
+    after_help = format!("{}\n{EXIT_CODES_HELP}", crate::settings::help())
+)]
 pub struct Cli {
     /// Data directory holding bitcraps.db [default: ./bitcraps-data]
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "url")]
@@ -52,7 +39,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
-    /// TOML settings file (keys are StorageConfig field names)
+    /// TOML settings file, one table per StorageConfig section (see docs/configuration.md)
     #[arg(
         long,
         global = true,

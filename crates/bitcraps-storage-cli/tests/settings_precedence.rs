@@ -29,7 +29,7 @@ fn codec_of(s: &Scratch, data: &str) -> String {
 fn location_precedence() {
     let s = Scratch::new();
     let config = s.path("settings.toml");
-    std::fs::write(&config, "data_path = \"from-file\"\n").expect("write config");
+    std::fs::write(&config, "[database]\ndata_path = \"from-file\"\n").expect("write config");
 
     // Defaults: ./bitcraps-data under the working directory.
     s.bare().args(["put", "c", "k", "1"]).assert().success();
@@ -47,7 +47,7 @@ fn location_precedence() {
     // The environment beats the file (the config file named through the environment too).
     s.bare()
         .env("BITCRAPS_STORAGE_CONFIG", &config)
-        .env("BITCRAPS_STORAGE_DATA", "from-env")
+        .env("BITCRAPS_STORAGE_DATABASE_DATA_PATH", "from-env")
         .args(["put", "c", "k", "3"])
         .assert()
         .success();
@@ -55,7 +55,10 @@ fn location_precedence() {
 
     // The flag beats the environment, even a URL there.
     s.bare()
-        .env("BITCRAPS_STORAGE_URL", "sqlite://from-env-url/x.db")
+        .env(
+            "BITCRAPS_STORAGE_DATABASE_URL",
+            "sqlite://from-env-url/x.db",
+        )
         .args(["--data", "from-flag", "put", "c", "k", "4"])
         .assert()
         .success();
@@ -64,7 +67,10 @@ fn location_precedence() {
 
     // A URL from the environment, with no flag.
     s.bare()
-        .env("BITCRAPS_STORAGE_URL", "sqlite://from-env-url/x.db")
+        .env(
+            "BITCRAPS_STORAGE_DATABASE_URL",
+            "sqlite://from-env-url/x.db",
+        )
         .args(["put", "c", "k", "5"])
         .assert()
         .success();
@@ -89,7 +95,7 @@ fn location_precedence() {
 fn codec_precedence() {
     let s = Scratch::new();
     let config = s.path("settings.toml");
-    std::fs::write(&config, "codec = \"gzip\"\ncompression_level = 6\n").expect("write config");
+    std::fs::write(&config, "[compression]\ncodec = \"gzip\"\nlevel = 6\n").expect("write config");
     let doc = compressible();
 
     s.cli_at(&s.path("default"))
@@ -109,14 +115,14 @@ fn codec_precedence() {
     s.cli_at(&s.path("env"))
         .arg("--config")
         .arg(&config)
-        .env("BITCRAPS_STORAGE_CODEC", "lz4")
+        .env("BITCRAPS_STORAGE_COMPRESSION_CODEC", "lz4")
         .args(["put", "c", "k", &doc])
         .assert()
         .success();
     assert_eq!(codec_of(&s, "env"), "lz4");
 
     s.cli_at(&s.path("off"))
-        .env("BITCRAPS_STORAGE_ENABLE_COMPRESSION", "false")
+        .env("BITCRAPS_STORAGE_COMPRESSION_ENABLED", "false")
         .args(["put", "c", "k", &doc])
         .assert()
         .success();
@@ -141,6 +147,25 @@ fn bad_settings_are_usage_errors() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unknown field"));
+    // A flat key of earlier releases names its new place.
+    std::fs::write(&config, "cache_size_mb = 1\n").expect("write config");
+    s.cli()
+        .arg("--config")
+        .arg(&config)
+        .arg("stats")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`cache.size_mb`"));
+    // So does a renamed variable: it is never silently ignored.
+    s.bare()
+        .env("BITCRAPS_STORAGE_DATA", "old-name")
+        .arg("stats")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "BITCRAPS_STORAGE_DATABASE_DATA_PATH",
+        ));
+    assert!(!s.path("old-name").exists());
     s.cli()
         .arg("--config")
         .arg(s.path("missing.toml"))

@@ -1,6 +1,7 @@
-//! Background tasks, as in the original design: statistics every `statistics_interval`
-//! (to `tracing` and the `metrics` facade), cache upkeep every `cache_upkeep_interval`, and
-//! maintenance every `maintenance_interval_hours`. They only call the public API, hold the
+//! Background tasks, as in the original design: statistics every
+//! `maintenance.statistics_interval` (to `tracing` and the `metrics` facade), cache upkeep
+//! every `cache.upkeep_interval`, and maintenance every `maintenance.interval_hours`. They
+//! only call the public API, hold the
 //! store weakly (dropping every handle ends them), stop when signalled, and are joined by
 //! `close()`. A run that fails or panics is counted in the statistics
 //! (`background_failures`) and the task keeps its schedule.
@@ -95,9 +96,12 @@ impl Background {
                 });
             }
         };
-        every(config.statistics_interval, BackgroundTask::Statistics);
-        every(config.cache_upkeep_interval, BackgroundTask::CacheUpkeep);
-        let hours = u64::from(config.maintenance_interval_hours);
+        every(
+            config.maintenance.statistics_interval,
+            BackgroundTask::Statistics,
+        );
+        every(config.cache.upkeep_interval, BackgroundTask::CacheUpkeep);
+        let hours = u64::from(config.maintenance.interval_hours);
         every(
             Duration::from_secs(hours.saturating_mul(3600)),
             BackgroundTask::Maintenance,

@@ -148,12 +148,12 @@ pub enum StorageError {
     },
 
     /// Every pooled connection stayed busy for the whole wait timeout
-    /// (`StorageConfig::connection_timeout`); the operation was not attempted.
+    /// (`DatabaseConfig::connection_timeout`); the operation was not attempted.
     #[error("no database connection became free within {waited_ms} ms (pool of {pool_size})")]
     PoolTimeout {
         /// How long the operation waited, in milliseconds.
         waited_ms: u64,
-        /// Connections in the pool (`StorageConfig::max_connections`).
+        /// Connections in the pool (`DatabaseConfig::max_connections`).
         pool_size: usize,
     },
 

@@ -62,10 +62,15 @@ pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
 /// Test hooks (`testing` feature, not a stable API).
 #[cfg(feature = "testing")]
 pub use background::BackgroundTask;
-pub use backup::{BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome};
+pub use backup::{
+    BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome, RetentionPolicy,
+};
 pub use cache::CacheStatistics;
 pub use codec::Codec;
-pub use config::{Durability, StorageConfig, StorageConfigBuilder};
+pub use config::{
+    BackupConfig, CacheConfig, CompressionConfig, DatabaseConfig, Durability, MaintenanceConfig,
+    RedisConfig, StorageConfig, StorageConfigBuilder, WriteConfig,
+};
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
@@ -78,3 +83,8 @@ pub use value::{ContentHash, EncodedValue, Pipeline};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of docs/configuration.md, compiled as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/configuration.md")]
+pub struct ConfigurationDoctests;

@@ -124,8 +124,8 @@ impl MaintenanceReport {
 impl PersistentStorageManager {
     /// Runs maintenance now: flushes access statistics, repairs references (removing blobs
     /// nothing refers to), checkpoints and truncates the WAL, refreshes planner statistics,
-    /// vacuums past `vacuum_free_percent` free pages, runs cache upkeep, and — with
-    /// `backup_on_maintenance` — takes a backup and applies retention. Errors of single
+    /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, and — with
+    /// `backup.on_maintenance` — takes a backup and applies retention. Errors of single
     /// steps are in the report; `Err` only means the store is closed.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
         self.check_open()?;
@@ -169,7 +169,7 @@ impl PersistentStorageManager {
             .is_some();
 
         let t = Instant::now();
-        let threshold = u64::from(self.config().vacuum_free_percent);
+        let threshold = u64::from(self.config().maintenance.vacuum_free_percent);
         let b = backend();
         let r = blocking(move || {
             let s = b.statistics()?;
@@ -209,7 +209,7 @@ impl PersistentStorageManager {
             format!("{before} → {after} entries")
         });
 
-        if self.config().backup_on_maintenance {
+        if self.config().backup.on_maintenance {
             let backups = self.backups();
             let t = Instant::now();
             let r = backups.create_backup().await;

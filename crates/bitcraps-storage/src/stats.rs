@@ -55,7 +55,7 @@ pub struct StorageStatistics {
     pub database_stats: DatabaseStatistics,
     /// What the in-process cache (L1) reports.
     pub cache_stats: CacheStatistics,
-    /// What the Redis tier (L2 and invalidation) reports; `None` without `redis_url`.
+    /// What the Redis tier (L2 and invalidation) reports; `None` without `redis.url`.
     pub remote_cache: Option<RemoteCacheStatistics>,
 }
 

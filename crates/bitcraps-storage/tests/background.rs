@@ -16,15 +16,15 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn fast(mut config: StorageConfig) -> StorageConfig {
-    config.statistics_interval = Duration::from_millis(20);
-    config.cache_upkeep_interval = Duration::from_millis(20);
+    config.maintenance.statistics_interval = Duration::from_millis(20);
+    config.cache.upkeep_interval = Duration::from_millis(20);
     config
 }
 
 /// Scheduled, but never due during a test: runs happen only when the test asks for them.
 fn by_hand(mut config: StorageConfig) -> StorageConfig {
-    config.statistics_interval = Duration::from_secs(3600);
-    config.cache_upkeep_interval = Duration::from_secs(3600);
+    config.maintenance.statistics_interval = Duration::from_secs(3600);
+    config.cache.upkeep_interval = Duration::from_secs(3600);
     config
 }
 
@@ -123,7 +123,7 @@ async fn an_unscheduled_task_runs_inline_when_asked() -> Result {
     let f = sqlite_fixture();
     let backend = faulty_sqlite(&f.config)?;
     let mut config = by_hand(f.config.clone());
-    config.statistics_interval = Duration::ZERO;
+    config.maintenance.statistics_interval = Duration::ZERO;
     let s = PersistentStorageManager::with_backend(config, backend.clone())?;
     backend.inject(Method::Statistics, When::Always, Fault::Panic);
     assert!(
@@ -159,7 +159,7 @@ async fn read_each(s: &PersistentStorageManager, keys: &[String]) -> Result {
 
 /// (records with a count on disk, the sum of those counts), read beside the open store.
 fn counts_on_disk(config: &StorageConfig) -> Result<(i64, i64)> {
-    let db = rusqlite::Connection::open(config.data_path.join("bitcraps.db"))?;
+    let db = rusqlite::Connection::open(config.database.data_path.join("bitcraps.db"))?;
     Ok(db.query_row(
         "SELECT count(*), coalesce(sum(access_count), 0) FROM records WHERE access_count > 0",
         [],
@@ -173,7 +173,7 @@ fn counts_on_disk(config: &StorageConfig) -> Result<(i64, i64)> {
 async fn access_counts_reach_the_database_within_the_interval() -> Result {
     let f = common::sqlite_fixture_fast();
     let mut config = f.config.clone();
-    config.access_flush_interval = Duration::from_millis(50);
+    config.write.access_flush_interval = Duration::from_millis(50);
     let s = PersistentStorageManager::open(config).await?;
     read_each(&s, &store_each(&s, 12_000).await?).await?;
     // Taken from the tracker, the counts are on disk once their group commits.
@@ -202,7 +202,7 @@ async fn access_counts_reach_the_database_within_the_interval() -> Result {
 async fn many_pending_access_counts_flush_early_in_chunks() -> Result {
     let f = common::sqlite_fixture_fast();
     let mut config = f.config.clone();
-    config.access_flush_interval = Duration::from_secs(3600);
+    config.write.access_flush_interval = Duration::from_secs(3600);
     let s = PersistentStorageManager::open(config).await?;
     let keys = store_each(&s, 60_000).await?;
     let before = s.statistics().await?.group_commits;

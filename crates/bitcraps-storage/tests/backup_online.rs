@@ -66,6 +66,7 @@ async fn backup_during_writes_restores_everything_committed_before() -> Result {
 
     let target = f
         .config
+        .database
         .data_path
         .join("..")
         .join(format!("restored-{}", info.id));
@@ -117,7 +118,7 @@ async fn restore_refuses_the_live_store_and_non_empty_targets() -> Result {
     let info = s.backups().create_backup().await?;
     let err = s
         .backups()
-        .restore_backup(&info.id, &f.config.data_path)
+        .restore_backup(&info.id, &f.config.database.data_path)
         .await
         .expect_err("live store");
     assert!(

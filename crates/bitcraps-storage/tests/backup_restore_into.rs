@@ -42,8 +42,8 @@ async fn all_records(
 async fn a_memory_backup_restores_into_a_sqlite_store() -> Result {
     let fixture = common::memory_fixture();
     let mut config = fixture.config.clone();
-    config.enable_background_tasks = false;
-    config.access_flush_interval = std::time::Duration::from_secs(3600);
+    config.maintenance.background_tasks = false;
+    config.write.access_flush_interval = std::time::Duration::from_secs(3600);
     let s = fixture.open(config.clone()).await?;
     let items: Vec<(String, Game)> = (0..40)
         .map(|i| (format!("g-{i:02}"), game("g", i)))
@@ -70,7 +70,7 @@ async fn a_memory_backup_restores_into_a_sqlite_store() -> Result {
 
     let target_dir = tempfile::tempdir()?;
     let mut target = StorageConfig::with_data_path(target_dir.path());
-    target.enable_background_tasks = false;
+    target.maintenance.background_tasks = false;
     let report = s.backups().restore_backup_into(&info.id, &target).await?;
     assert_eq!(report.snapshot, info.snapshot);
 

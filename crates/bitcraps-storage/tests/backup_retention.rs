@@ -22,11 +22,11 @@ fn at(days_ago: u64) -> SystemTime {
 async fn retention_keeps_exactly_what_the_rules_say() -> Result {
     let f = sqlite_fixture();
     let mut config = f.config.clone();
-    config.backup_retention_days = 3; // younger than 3 days
-    config.backup_keep_last = 2;
-    config.backup_keep_daily = 0;
-    config.backup_keep_weekly = 2; // newest of this week and last week
-    config.backup_keep_monthly = 3; // newest of Nov, Oct, Sep
+    config.backup.retention.within_days = 3; // younger than 3 days
+    config.backup.retention.keep_last = 2;
+    config.backup.retention.keep_daily = 0;
+    config.backup.retention.keep_weekly = 2; // newest of this week and last week
+    config.backup.retention.keep_monthly = 3; // newest of Nov, Oct, Sep
     let s = PersistentStorageManager::open(config).await?;
     s.store("games", "g", &game("g", 1)).await?;
     // One backup a day for 100 days, taken "in the past" through the injected clock.

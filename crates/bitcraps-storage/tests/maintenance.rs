@@ -20,7 +20,7 @@ async fn maintenance_repairs_references_and_truncates_the_wal() -> Result {
     drop(s);
     // Damage the references behind the store's back: an orphaned blob and a wrong count.
     {
-        let conn = rusqlite::Connection::open(f.config.data_path.join("bitcraps.db"))?;
+        let conn = rusqlite::Connection::open(f.config.database.data_path.join("bitcraps.db"))?;
         conn.execute_batch(
             "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data)
                  VALUES (randomblob(32), 0, 5, 5, 1, CAST('hello' AS BLOB));
@@ -74,8 +74,8 @@ async fn maintenance_repairs_references_and_truncates_the_wal() -> Result {
 async fn vacuum_runs_past_the_free_page_threshold() -> Result {
     let f = sqlite_fixture();
     let mut config = f.config.clone();
-    config.backup_on_maintenance = false;
-    config.vacuum_free_percent = 10;
+    config.backup.on_maintenance = false;
+    config.maintenance.vacuum_free_percent = 10;
     let s = PersistentStorageManager::open(config).await?;
     let items: Vec<(String, _)> = (0..400).map(|i| (format!("g-{i}"), game("g", i))).collect();
     s.store_batch("games", &items).await?;
@@ -96,10 +96,10 @@ async fn a_failing_step_is_reported_and_the_others_run() -> Result {
     let f = sqlite_fixture();
     let mut config: StorageConfig = f.config.clone();
     // A file where the backup directory should be: the backup step must fail.
-    let blocker = f.config.data_path.join("not-a-dir");
-    std::fs::create_dir_all(&f.config.data_path)?;
+    let blocker = f.config.database.data_path.join("not-a-dir");
+    std::fs::create_dir_all(&f.config.database.data_path)?;
     std::fs::write(&blocker, b"x")?;
-    config.backup_dir = Some(blocker.join("backups"));
+    config.backup.dir = Some(blocker.join("backups"));
     let s = PersistentStorageManager::open(config).await?;
     s.store("games", "g", &game("g", 1)).await?;
     let report = s.maintenance().await?;

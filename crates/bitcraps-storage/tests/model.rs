@@ -157,7 +157,7 @@ proptest! {
         // Without the variable every case passes after printing the skip message.
         // Durability::Normal (synchronous_commit = off) does not change any logic under test.
         if let Some(mut fixture) = common::pg_fixture() {
-            fixture.config.durability = bitcraps_storage::Durability::Normal;
+            fixture.config.write.durability = bitcraps_storage::Durability::Normal;
             run_on(ops, &fixture)?;
         }
     }

@@ -34,7 +34,7 @@ async fn blocking_calls_and_drop_are_safe_inside_a_runtime() -> Result {
     let Some(fixture) = common::pg_fixture() else {
         return Ok(());
     };
-    let url = fixture.config.database_url.clone().expect("url");
+    let url = fixture.config.database.url.clone().expect("url");
     let backend = PostgresBackend::open(&options(url))?;
     assert!(backend.dictionaries()?.is_empty());
     assert_eq!(backend.statistics()?.backend, "postgres");
@@ -53,10 +53,10 @@ async fn a_dangling_record_is_corruption() -> Result {
         return Ok(());
     };
     let mut config = fixture.config.clone();
-    config.enable_background_tasks = false;
+    config.maintenance.background_tasks = false;
     let s = PersistentStorageManager::open(config).await?;
     s.store("c", "k", &1).await?;
-    let url = fixture.config.database_url.clone().expect("url");
+    let url = fixture.config.database.url.clone().expect("url");
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     let task = tokio::spawn(conn);
     client

@@ -49,9 +49,9 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
         return Ok(());
     };
     let mut config = fixture.config.clone();
-    config.dictionary_training_samples = 64;
+    config.compression.dictionary_training_samples = 64;
     // Reads are flushed only when the test says so, so both passes see the same counts.
-    config.access_flush_interval = std::time::Duration::from_secs(3600);
+    config.write.access_flush_interval = std::time::Duration::from_secs(3600);
     let s = PersistentStorageManager::open(config.clone()).await?;
     // Enough games to train a dictionary, shared content, and flushed access statistics.
     let items: Vec<(String, Game)> = (0..300)
@@ -102,8 +102,8 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
 
     let target = PgSchema::create(&fixture_base_url());
     let mut target_config = config.clone();
-    target_config.data_path = config.data_path.join("restored");
-    target_config.database_url = Some(target.url());
+    target_config.database.data_path = config.database.data_path.join("restored");
+    target_config.database.url = Some(target.url());
     let report = s
         .backups()
         .restore_backup_into(&info.id, &target_config)
@@ -111,8 +111,8 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
     assert_eq!(report.snapshot, info.snapshot);
 
     let mut restored_config = config.clone();
-    restored_config.data_path = config.data_path.join("restored");
-    restored_config.database_url = Some(target.url());
+    restored_config.database.data_path = config.database.data_path.join("restored");
+    restored_config.database.url = Some(target.url());
     let r = PersistentStorageManager::open(restored_config).await?;
     let after = all_records(&r).await?;
     assert_eq!(
@@ -149,8 +149,8 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
          dictionaries; restore into a new schema or database"
     );
     let r = PersistentStorageManager::open({
-        let mut c = StorageConfig::with_data_path(config.data_path.join("restored"));
-        c.database_url = Some(target.url());
+        let mut c = StorageConfig::with_data_path(config.database.data_path.join("restored"));
+        c.database.url = Some(target.url());
         c
     })
     .await?;

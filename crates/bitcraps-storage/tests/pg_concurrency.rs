@@ -38,7 +38,7 @@ fn content(v: usize) -> Value {
 
 fn node_config(base: &StorageConfig) -> StorageConfig {
     let mut c = base.clone();
-    c.enable_background_tasks = false;
+    c.maintenance.background_tasks = false;
     c
 }
 
@@ -48,7 +48,7 @@ fn node_config(base: &StorageConfig) -> StorageConfig {
 fn cached_node_config(base: &StorageConfig) -> StorageConfig {
     let mut c = node_config(base);
     match std::env::var("BITCRAPS_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => c.redis_url = Some(url),
+        Ok(url) if !url.is_empty() => c.redis.url = Some(url),
         _ => common::skip("BITCRAPS_TEST_REDIS_URL is not set (nodes ran without Redis)"),
     }
     c
@@ -172,8 +172,8 @@ async fn batches_larger_than_the_lock_table_commit() -> Result {
         return Ok(());
     };
     let mut config = node_config(&fixture.config);
-    config.durability = bitcraps_storage::Durability::Normal;
-    config.enable_dictionaries = false;
+    config.write.durability = bitcraps_storage::Durability::Normal;
+    config.compression.dictionaries = false;
     let bulk = PersistentStorageManager::open(config.clone()).await?;
     let loader = tokio::spawn(async move {
         let items: Vec<(String, Value)> = (0..ITEMS)
@@ -221,7 +221,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
     for node in &nodes {
         node.close().await?;
     }
-    let url = fixture.config.database_url.clone().expect("url");
+    let url = fixture.config.database.url.clone().expect("url");
     let rows = query_i64(&url, "SELECT count(*) FROM bitcraps_schema_version").await?;
     assert_eq!(rows, 1);
 
@@ -249,7 +249,7 @@ async fn a_dictionary_trained_by_another_node_is_loaded_on_demand() -> Result {
         return Ok(());
     };
     let mut config = node_config(&fixture.config);
-    config.dictionary_training_samples = 64;
+    config.compression.dictionary_training_samples = 64;
     let trainer = PersistentStorageManager::open(config.clone()).await?;
     // Opened before any dictionary exists: it learns of it only through the database.
     let reader = PersistentStorageManager::open(config).await?;
@@ -288,11 +288,11 @@ async fn an_exhausted_pool_fails_in_bounded_time() -> Result {
         return Ok(());
     };
     let mut config = node_config(&fixture.config);
-    config.max_connections = 1;
-    config.connection_timeout = Duration::from_millis(500);
+    config.database.max_connections = 1;
+    config.database.connection_timeout = Duration::from_millis(500);
     let s = PersistentStorageManager::open(config).await?;
     s.store("c", "k", &1).await?;
-    let url = fixture.config.database_url.clone().expect("url");
+    let url = fixture.config.database.url.clone().expect("url");
     let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     let conn_task = tokio::spawn(conn);
     locker
@@ -356,14 +356,14 @@ async fn reads_other_than_get_use_the_replica() -> Result {
     p.store("c", "on-primary", &"primary").await?;
     p.close().await?;
     let mut rc = node_config(&primary.config);
-    rc.database_url = Some(replica.url());
+    rc.database.url = Some(replica.url());
     let r = PersistentStorageManager::open(rc).await?;
     r.store("c", "on-replica", &"replica").await?;
     r.store("replica-only", "x", &1).await?;
     r.close().await?;
 
     let mut config = node_config(&primary.config);
-    config.read_replica_url = Some(replica.url());
+    config.database.read_replica_url = Some(replica.url());
     let s = PersistentStorageManager::open(config).await?;
     assert_eq!(
         s.list("c", ListOptions::default()).await?.keys,

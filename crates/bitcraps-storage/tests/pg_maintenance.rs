@@ -18,14 +18,14 @@ async fn maintenance_repairs_references_and_backs_up() -> Result {
         return Ok(());
     };
     let mut config = fixture.config.clone();
-    config.enable_background_tasks = false;
+    config.maintenance.background_tasks = false;
     let s = PersistentStorageManager::open(config).await?;
     for i in 0..4 {
         s.store("lobbies", &format!("l-{i}"), &lobby()).await?;
     }
     s.store("games", "g", &"unique").await?;
     // Damage the references behind the store's back: a wrong count and an orphan.
-    let url = fixture.config.database_url.clone().expect("url");
+    let url = fixture.config.database.url.clone().expect("url");
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     let task = tokio::spawn(conn);
     client

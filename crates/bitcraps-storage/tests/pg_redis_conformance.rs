@@ -10,9 +10,9 @@ use common::Fixture;
 fn pg_redis_fixture() -> Option<Fixture> {
     let redis = common::nodes::redis_url()?;
     let mut f = common::pg_fixture()?;
-    f.config.redis_url = Some(redis);
-    f.config.redis_namespace = Some(common::nodes::unique_namespace("pg_conformance"));
-    f.config.redis_timeout = std::time::Duration::from_secs(2);
+    f.config.redis.url = Some(redis);
+    f.config.redis.namespace = Some(common::nodes::unique_namespace("pg_conformance"));
+    f.config.redis.timeout = std::time::Duration::from_secs(2);
     Some(f)
 }
 

@@ -11,9 +11,9 @@ fn redis_fixture() -> Fixture {
     let mut f = sqlite_fixture();
     match std::env::var("BITCRAPS_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => {
-            f.config.redis_url = Some(url);
-            f.config.redis_namespace = Some(common::nodes::unique_namespace("conformance"));
-            f.config.redis_timeout = std::time::Duration::from_secs(2);
+            f.config.redis.url = Some(url);
+            f.config.redis.namespace = Some(common::nodes::unique_namespace("conformance"));
+            f.config.redis.timeout = std::time::Duration::from_secs(2);
         }
         _ => common::skip("BITCRAPS_TEST_REDIS_URL is not set (suite ran without Redis)"),
     }

@@ -20,7 +20,7 @@ async fn second_read_is_an_l2_hit_and_damage_heals() -> TestResult {
     let dir = tempfile::tempdir()?;
     let namespace = unique_namespace("read_through");
     let mut config = node_config(dir.path(), &url, &namespace);
-    config.cache_size_mb = 0;
+    config.cache.size_mb = 0;
     let s = PersistentStorageManager::open(config).await?;
     let g = game("g-1", 4);
     s.store("games", "g-1", &g).await?;
@@ -75,7 +75,7 @@ async fn unreachable_redis_is_never_an_error() -> TestResult {
         &format!("redis://127.0.0.1:{port}"),
         "bitcraps-test:unreachable",
     );
-    config.redis_timeout = Duration::from_millis(100);
+    config.redis.timeout = Duration::from_millis(100);
     let s = PersistentStorageManager::open(config).await?;
     for i in 0..20u32 {
         let key = format!("g-{}", i % 3);

@@ -118,7 +118,7 @@ async fn postgres_nodes_survive_a_redis_restart_without_stale_reads() -> TestRes
 }
 
 fn short_timeout(config: &mut bitcraps_storage::StorageConfig, _: bool) {
-    config.redis_timeout = Duration::from_millis(100);
+    config.redis.timeout = Duration::from_millis(100);
 }
 
 async fn survive_a_restart(mut server: Server, nodes: Nodes) -> TestResult {

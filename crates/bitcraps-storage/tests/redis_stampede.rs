@@ -16,9 +16,9 @@ const READERS: u64 = 8;
 async fn gated_store() -> TestResult<(PersistentStorageManager, Arc<Gated>, common::Fixture)> {
     let fixture = sqlite_fixture();
     let mut config = fixture.config.clone();
-    config.enable_background_tasks = false;
+    config.maintenance.background_tasks = false;
     // No L1: a written key would otherwise be cached by the write itself.
-    config.cache_size_mb = 0;
+    config.cache.size_mb = 0;
     let gated = Arc::new(Gated::new(shared_backend(&config)?));
     gated.gate_before_read.store(true, Ordering::SeqCst);
     let store = PersistentStorageManager::with_backend(config, Arc::clone(&gated) as _)?;

@@ -158,7 +158,7 @@ async fn fill_prepared_before_a_commit_is_refused() -> TestResult {
             gated
         },
         // L1 off on both nodes: this test is about L2 alone.
-        |config, _| config.cache_size_mb = 0,
+        |config, _| config.cache.size_mb = 0,
     )?;
     let gate = gate.expect("wrapped");
     let (a, b) = (nodes.a.clone(), nodes.b.clone());

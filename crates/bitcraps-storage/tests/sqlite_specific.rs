@@ -19,7 +19,7 @@ use common::{Game, game, sqlite_fixture};
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn db_path(config: &StorageConfig) -> PathBuf {
-    config.data_path.join("bitcraps.db")
+    config.database.data_path.join("bitcraps.db")
 }
 
 fn sqlite(config: &StorageConfig) -> bitcraps_storage::Result<SqliteBackend> {

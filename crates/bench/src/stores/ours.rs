@@ -46,18 +46,18 @@ impl Ours {
             .build()?;
         let mut config = StorageConfig::with_data_path(dir);
         // No scheduled statistics/maintenance in the middle of a measurement.
-        config.enable_background_tasks = false;
+        config.maintenance.background_tasks = false;
         // Settling measures the live store; a backup would only add time and files.
-        config.backup_on_maintenance = false;
+        config.backup.on_maintenance = false;
         let (schema, redis) = match location {
             Location::Sqlite => (None, None),
             Location::Postgres { server, redis } => {
                 let schema = rt.block_on(PgSchema::create(server))?;
-                config.database_url = Some(schema.url());
+                config.database.url = Some(schema.url());
                 let redis = redis.map(|url| {
                     let namespace = RedisNamespace::new(url, schema.name());
-                    config.redis_url = Some(url.to_owned());
-                    config.redis_namespace = Some(namespace.name().to_owned());
+                    config.redis.url = Some(url.to_owned());
+                    config.redis.namespace = Some(namespace.name().to_owned());
                     namespace
                 });
                 (Some(schema), redis)

@@ -98,9 +98,10 @@ pub fn describe(config: &StorageConfig) -> String {
     match config.target() {
         Ok(BackendTarget::Sqlite { path }) => path.display().to_string(),
         _ => config
-            .database_url
+            .database
+            .url
             .clone()
-            .unwrap_or_else(|| config.data_path.display().to_string()),
+            .unwrap_or_else(|| config.database.data_path.display().to_string()),
     }
 }
 

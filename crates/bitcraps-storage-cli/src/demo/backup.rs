@@ -53,7 +53,7 @@ pub async fn round_trip(storage: &PersistentStorageManager, ui: &Ui) -> Result<B
     let restore = t.elapsed();
 
     let mut config = StorageConfig::with_data_path(&target);
-    config.enable_background_tasks = false;
+    config.maintenance.background_tasks = false;
     let restored = PersistentStorageManager::open(config)
         .await
         .context("opening the restored store")?;

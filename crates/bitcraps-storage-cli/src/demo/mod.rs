@@ -36,8 +36,8 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
             .prefix("bitcraps-demo-")
             .tempdir()
             .context("cannot create a temporary directory")?;
-        config.data_path = dir.path().to_path_buf();
-        config.database_url = None;
+        config.database.data_path = dir.path().to_path_buf();
+        config.database.url = None;
         Some(dir)
     };
     let location = commands::describe(&config);

@@ -31,11 +31,11 @@ pub(crate) fn open(config: StorageConfig) -> Result<Opened> {
         BackendTarget::Sqlite { path } => {
             let options = SqliteOptions {
                 path,
-                readers: config.max_connections,
-                durability: config.durability,
-                deduplicate: config.enable_deduplication,
-                connection_timeout: config.connection_timeout,
-                page_cache_bytes: SqliteOptions::page_cache_for(config.cache_capacity_bytes()),
+                readers: config.database.max_connections,
+                durability: config.write.durability,
+                deduplicate: config.compression.deduplication,
+                connection_timeout: config.database.connection_timeout,
+                page_cache_bytes: SqliteOptions::page_cache_for(config.cache.capacity_bytes()),
             };
             Arc::new(SqliteBackend::open(&options)?)
         }
@@ -45,22 +45,22 @@ pub(crate) fn open(config: StorageConfig) -> Result<Opened> {
             let options = PostgresOptions {
                 url,
                 replica_url,
-                pool_size: config.max_connections,
-                connection_timeout: config.connection_timeout,
-                deduplicate: config.enable_deduplication,
-                durability: config.durability,
+                pool_size: config.database.max_connections,
+                connection_timeout: config.database.connection_timeout,
+                deduplicate: config.compression.deduplication,
+                durability: config.write.durability,
             };
             let backend = PostgresBackend::open(&options)?;
             // THE cache decision for shared databases: other nodes write to the same
             // database, so this node's in-process cache is only coherent when their writes
             // reach it — through the Redis tier's invalidations. Without `redis_url` the
             // cache would serve stale values, so it is off.
-            if config.cache_size_mb > 0 && config.redis_url.is_none() {
+            if config.cache.size_mb > 0 && config.redis.url.is_none() {
                 tracing::info!(
                     "in-process read cache disabled on PostgreSQL without redis_url: other \
                      nodes' writes could not invalidate it"
                 );
-                config.cache_size_mb = 0;
+                config.cache.size_mb = 0;
             }
             Arc::new(backend)
         }

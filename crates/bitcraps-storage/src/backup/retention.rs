@@ -8,6 +8,7 @@ use super::manifest::civil;
 
 /// Retention rules. `0` disables a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetentionPolicy {
     /// Keep every backup younger than this many days.
     pub within_days: u32,

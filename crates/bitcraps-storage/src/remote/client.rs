@@ -3,7 +3,7 @@
 //! All Redis I/O runs on a small runtime owned by the tier (one worker thread), whatever
 //! runtime the user has — or none, as on the writer thread. Async callers await the spawned
 //! task's `JoinHandle`; the writer thread waits on a channel. Every operation carries its own
-//! deadline (`redis_timeout`), so a dead Redis never blocks a caller longer than that.
+//! deadline (`redis.timeout`), so a dead Redis never blocks a caller longer than that.
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -10,7 +10,7 @@
 //!
 //! Guarantees and limits:
 //! - Once `store`/`delete` returns, no node reads the old value from L2 (the writer invalidated
-//!   it before acknowledging) — unless Redis could not be reached within `redis_timeout`; then
+//!   it before acknowledging) — unless Redis could not be reached within `redis.timeout`; then
 //!   the keys stay in a pending set, retried every 100 ms (and on resubscription), this node
 //!   bypasses L2 for them, and other nodes may read the old value from L2 until the retry
 //!   succeeds.
@@ -20,7 +20,7 @@
 //!   are not delays their invalidation until it reconnects (L1 has no TTL).
 //! - A Redis *with persistence* that restarts may bring back values whose invalidations are
 //!   still pending on some node (delivered when it reconnects) or were lost with a crashed
-//!   node (gone after `remote_cache_ttl`); run the L2 Redis without persistence
+//!   node (gone after `redis.cache_ttl`); run the L2 Redis without persistence
 //!   (`--save "" --appendonly no`) for the strict guarantee. Redis Cluster is not supported.
 //! - Documents over 1 MiB are not put in L2. Negative results (absent keys) are not cached.
 //!

@@ -23,11 +23,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Generations outlive values by this factor, so a value can never outlive the generation it
-/// was filled under (documented on `StorageConfig::remote_cache_ttl`).
+/// was filled under (documented on `RedisConfig::cache_ttl`).
 pub(crate) const GENERATION_TTL_FACTOR: u32 = 10;
 
 /// Documents larger than this are not put in L2: one would take long enough to transfer to
-/// trip `redis_timeout` (and the circuit breaker) for everyone.
+/// trip `redis.timeout` (and the circuit breaker) for everyone.
 pub(crate) const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
 /// One invalidation script call covers at most this many keys (a large `store_batch` is

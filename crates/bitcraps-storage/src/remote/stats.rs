@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What the Redis tier (the shared L2 cache and the invalidation channel) reports. Present in
 /// [`StorageStatistics::remote_cache`](crate::StorageStatistics::remote_cache) when
-/// `redis_url` is set.
+/// `redis.url` is set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RemoteCacheStatistics {

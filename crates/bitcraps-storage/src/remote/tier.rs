@@ -48,17 +48,17 @@ fn millis(d: Duration) -> u64 {
 
 impl RemoteTier {
     /// Starts the tier: the private runtime, the subscriber and the retry task. Waits up to
-    /// `redis_timeout` for the first subscription, so a store opened next to a healthy Redis
+    /// `redis.timeout` for the first subscription, so a store opened next to a healthy Redis
     /// uses its in-process cache from the first read; past that it opens anyway, with the
     /// in-process cache untrusted until the subscription succeeds.
     pub(crate) fn start(config: &StorageConfig, url: &str, cache: Arc<ValueCache>) -> Result<Self> {
-        let conn = Connection::new(url, config.redis_timeout)?;
+        let conn = Connection::new(url, config.redis.timeout)?;
         let runtime = PrivateRuntime::new()?;
         cache.set_trusted(false);
-        let value_ttl_ms = millis(config.remote_cache_ttl);
+        let value_ttl_ms = millis(config.redis.cache_ttl);
         let core = Arc::new(Core {
             conn,
-            keys: Keys::new(&config.remote_namespace()),
+            keys: Keys::new(&config.redis_namespace()),
             node_id: protocol::unique_token(),
             cache,
             counters: RemoteCounters::default(),
@@ -74,7 +74,7 @@ impl RemoteTier {
         runtime.spawn(subscriber::run(Arc::clone(&core), subscribed));
         runtime.spawn(retry_pending(Arc::downgrade(&core)));
         if first_subscription
-            .recv_timeout(config.redis_timeout)
+            .recv_timeout(config.redis.timeout)
             .is_err()
         {
             tracing::warn!("redis is not reachable yet; serving from the database meanwhile");
@@ -136,7 +136,7 @@ impl RemoteTier {
 
     /// Called by the writer thread after a commit and before acknowledging it: bumps the
     /// keys' generations, deletes their L2 values and announces them to the other nodes.
-    /// Blocks at most `redis_timeout`; on failure the keys are retried in the background.
+    /// Blocks at most `redis.timeout`; on failure the keys are retried in the background.
     pub(crate) fn invalidate_after_commit(&self, mut keys: Vec<String>) {
         if keys.is_empty() {
             return;
@@ -266,7 +266,7 @@ impl Core {
         Ok(installed == 1)
     }
 
-    /// The deadline of invalidating `keys` keys: `redis_timeout` per script call.
+    /// The deadline of invalidating `keys` keys: `redis.timeout` per script call.
     fn deadline_for(&self, keys: usize) -> Duration {
         let calls = u32::try_from(keys.div_ceil(protocol::INVALIDATE_CHUNK)).unwrap_or(u32::MAX);
         self.conn.timeout().saturating_mul(calls.max(1))
@@ -344,6 +344,7 @@ mod tests {
     //! reach by chance.
 
     use super::*;
+    use crate::config::RedisConfig;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -384,9 +385,12 @@ mod tests {
         };
         let namespace = format!("bitcraps-test:unit:{test}:{}", protocol::unique_token());
         let config = StorageConfig::builder()
-            .redis_url(url.clone())
-            .redis_namespace(namespace.clone())
-            .redis_timeout(Duration::from_secs(2))
+            .redis(
+                RedisConfig::default()
+                    .url(url.clone())
+                    .namespace(namespace.clone())
+                    .timeout(Duration::from_secs(2)),
+            )
             .build()?;
         let tier = RemoteTier::start(&config, &url, Arc::new(ValueCache::new(0)))?;
         let admin = redis::Client::open(url.as_str())?

@@ -62,7 +62,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for PersistentStorageManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PersistentStorageManager")
-            .field("data_path", &self.inner.config.data_path)
+            .field("data_path", &self.inner.config.database.data_path)
             .finish_non_exhaustive()
     }
 }

@@ -33,14 +33,14 @@ impl PersistentStorageManager {
     pub(crate) fn open_with(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
         let dictionaries = Dictionaries::new(
-            config.enable_dictionaries && config.write_codec() == Codec::Zstd,
-            config.compression_level,
-            config.dictionary_training_samples,
+            config.compression.dictionaries && config.compression.write_codec() == Codec::Zstd,
+            config.compression.level,
+            config.compression.dictionary_training_samples,
         );
         for stored in backend.dictionaries()? {
             dictionaries.install(&stored);
         }
-        let cache = Arc::new(ValueCache::new(config.cache_capacity_bytes()));
+        let cache = Arc::new(ValueCache::new(config.cache.capacity_bytes()));
         let remote = start_remote_tier(&config, &cache)?;
         let shared = Arc::new(Shared {
             backend,
@@ -53,20 +53,20 @@ impl PersistentStorageManager {
         let writer = Writer::start(
             Arc::clone(&shared),
             WriterOptions {
-                max_batch_requests: config.max_batch_requests,
-                access_flush_interval: config.access_flush_interval,
+                max_batch_requests: config.write.max_batch_requests,
+                access_flush_interval: config.write.access_flush_interval,
             },
         )?;
         let pipeline = Pipeline {
-            codec: config.write_codec(),
-            level: config.compression_level,
-            max_value_size: config.max_value_size,
+            codec: config.compression.write_codec(),
+            level: config.compression.level,
+            max_value_size: config.write.max_value_size,
         };
         let backups = BackupManager::new(
             Arc::clone(&shared.backend),
             config.backup_directory(),
-            config.data_path.clone(),
-            config.retention_policy(),
+            config.database.data_path.clone(),
+            config.backup.retention,
         );
         let storage = PersistentStorageManager {
             inner: Arc::new(Inner {
@@ -79,11 +79,11 @@ impl PersistentStorageManager {
                 closed: AtomicBool::new(false),
             }),
         };
-        if storage.inner.config.enable_background_tasks {
+        if storage.inner.config.maintenance.background_tasks {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(StorageError::Config(
                     "background tasks need a Tokio runtime; open the store inside one or \
-                     set enable_background_tasks = false"
+                     set maintenance.background_tasks = false"
                         .into(),
                 ));
             }
@@ -101,7 +101,7 @@ fn start_remote_tier(
     config: &StorageConfig,
     cache: &Arc<ValueCache>,
 ) -> Result<Option<RemoteTier>> {
-    let Some(url) = config.redis_url.as_deref() else {
+    let Some(url) = config.redis.url.as_deref() else {
         return Ok(None);
     };
     #[cfg(feature = "redis")]

@@ -44,7 +44,7 @@ impl PersistentStorageManager {
     }
 
     /// Stores `value` under `collection`/`key`, replacing any previous value. Returns once the
-    /// write is durable (per [`StorageConfig::durability`]).
+    /// write is durable (per [`WriteConfig::durability`](crate::WriteConfig::durability)).
     pub async fn store<T: Serialize + ?Sized>(
         &self,
         collection: &str,

@@ -81,7 +81,7 @@ pub(super) fn commit_group(
         answers.push((reply, result));
     }
     // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
-    // a write returns no node can read the old value from L2 (bounded by `redis_timeout`).
+    // a write returns no node can read the old value from L2 (bounded by `redis.timeout`).
     if let Some(remote) = &shared.remote {
         remote.invalidate_after_commit(written);
     }

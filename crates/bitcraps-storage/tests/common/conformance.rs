@@ -177,7 +177,7 @@ pub async fn prefix_listing_pages_in_order(f: Fixture) -> Result {
 
 pub async fn batch_is_atomic(f: Fixture) -> Result {
     let mut config = f.config.clone();
-    config.max_value_size = 4096;
+    config.write.max_value_size = 4096;
     let s = f.open(config).await?;
     let items: Vec<(String, Game)> = (0..100).map(|i| (format!("b-{i}"), game("b", i))).collect();
     s.store_batch("games", &items).await?;
@@ -253,7 +253,7 @@ pub async fn dedup_counts_references_exactly(f: Fixture) -> Result {
 
 pub async fn compression_is_per_record(f: Fixture) -> Result {
     let mut config = f.config.clone();
-    config.codec = Codec::Lz4;
+    config.compression.codec = Codec::Lz4;
     let s = f.open(config.clone()).await?;
     let big = game("big", 10);
     s.store("games", "lz4", &big).await?;
@@ -275,7 +275,7 @@ pub async fn compression_is_per_record(f: Fixture) -> Result {
 
     // Reopen with another codec: old records stay readable, new ones use the new codec.
     for codec in [Codec::Gzip, Codec::Zstd, Codec::None] {
-        config.codec = codec;
+        config.compression.codec = codec;
         let s = f.open(config.clone()).await?;
         assert_eq!(s.retrieve::<Game>("games", "lz4").await?, Some(big.clone()));
         let key = format!("k-{codec}");
@@ -288,7 +288,7 @@ pub async fn compression_is_per_record(f: Fixture) -> Result {
         s.close().await?;
     }
     // Compression off stores plainly.
-    config.enable_compression = false;
+    config.compression.enabled = false;
     let s = f.open(config).await?;
     s.store("games", "plain", &game("plain", 9)).await?;
     assert!(
@@ -315,10 +315,10 @@ pub async fn statistics_count_operations(f: Fixture) -> Result {
     assert_eq!(stats.total_reads, 2);
     // A store opened with a cache counts the written-through read as a hit; PostgreSQL runs
     // without the in-process cache unless the Redis tier keeps it coherent across nodes.
-    let cached = s.config().cache_size_mb > 0;
+    let cached = s.config().cache.size_mb > 0;
     assert_eq!(
         cached,
-        stats.database_stats.backend != "postgres" || s.config().redis_url.is_some()
+        stats.database_stats.backend != "postgres" || s.config().redis.url.is_some()
     );
     assert_eq!(stats.cache_hits, u64::from(cached));
     assert_eq!(stats.cache_misses, 2 - u64::from(cached));
@@ -337,7 +337,7 @@ pub async fn statistics_count_operations(f: Fixture) -> Result {
 /// error of its first bad item, and writes nothing.
 pub async fn large_batch_reports_first_bad_item(f: Fixture) -> Result {
     let mut config = f.config.clone();
-    config.max_value_size = 4096;
+    config.write.max_value_size = 4096;
     let s = f.open(config).await?;
     let mut items: Vec<(String, String)> = (0..2000)
         .map(|i| (format!("k-{i:04}"), format!("{i}-{}", "v".repeat(500))))
@@ -367,7 +367,7 @@ pub async fn large_batch_reports_first_bad_item(f: Fixture) -> Result {
 
 pub async fn bad_input_is_rejected_without_writes(f: Fixture) -> Result {
     let mut config = f.config.clone();
-    config.max_value_size = 1000;
+    config.write.max_value_size = 1000;
     let s = f.open(config).await?;
     let cases: Vec<(&str, String)> = vec![
         ("", "k".into()),
@@ -585,7 +585,7 @@ pub async fn closed_store_refuses_work(f: Fixture) -> Result {
 
 pub async fn dictionaries_are_trained_and_survive_reopen(f: Fixture) -> Result {
     let mut config = f.config.clone();
-    config.dictionary_training_samples = 64;
+    config.compression.dictionary_training_samples = 64;
     let s = f.open(config.clone()).await?;
     let mut i = 0u32;
     // Training runs in the background after 64 samples; keep writing until a new record

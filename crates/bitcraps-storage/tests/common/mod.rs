@@ -51,14 +51,14 @@ impl Fixture {
 pub fn memory_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
-    config.cache_size_mb = 4;
-    config.max_connections = 2;
+    config.cache.size_mb = 4;
+    config.database.max_connections = 2;
     let db = MemoryDatabase::new();
     Fixture {
         config,
         guard: Box::new(dir),
         opener: Some(Arc::new(move |config: StorageConfig| {
-            let backend = db.open(config.enable_deduplication)?;
+            let backend = db.open(config.compression.deduplication)?;
             PersistentStorageManager::with_backend(config, Arc::new(backend))
         })),
     }
@@ -68,8 +68,8 @@ pub fn memory_fixture() -> Fixture {
 pub fn sqlite_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
-    config.cache_size_mb = 4;
-    config.max_connections = 2;
+    config.cache.size_mb = 4;
+    config.database.max_connections = 2;
     Fixture {
         config,
         guard: Box::new(dir),
@@ -201,9 +201,9 @@ pub fn pg_fixture() -> Option<Fixture> {
     let schema = PgSchema::create(&url);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
-    config.database_url = Some(schema.url());
-    config.cache_size_mb = 4;
-    config.max_connections = 4;
+    config.database.url = Some(schema.url());
+    config.cache.size_mb = 4;
+    config.database.max_connections = 4;
     Some(Fixture {
         config,
         guard: Box::new((schema, dir)),
@@ -215,7 +215,7 @@ pub fn pg_fixture() -> Option<Fixture> {
 /// policy does not change any logic under test).
 pub fn sqlite_fixture_fast() -> Fixture {
     let mut f = sqlite_fixture();
-    f.config.durability = Durability::Normal;
+    f.config.write.durability = Durability::Normal;
     f
 }
 
@@ -261,7 +261,7 @@ pub fn sqlite_backend(
 ) -> bitcraps_storage::Result<bitcraps_storage::backend::sqlite::SqliteBackend> {
     bitcraps_storage::backend::sqlite::SqliteBackend::open(
         &bitcraps_storage::backend::sqlite::SqliteOptions {
-            path: config.data_path.join("bitcraps.db"),
+            path: config.database.data_path.join("bitcraps.db"),
             readers: 2,
             durability: Durability::Normal,
             deduplicate: true,

@@ -61,14 +61,14 @@ pub struct Nodes {
 /// A node configuration for tests: the Redis tier on, no background tasks.
 pub fn node_config(data_path: &std::path::Path, redis_url: &str, namespace: &str) -> StorageConfig {
     let mut config = StorageConfig::with_data_path(data_path);
-    config.cache_size_mb = 4;
-    config.max_connections = 2;
-    config.durability = Durability::Normal;
-    config.enable_background_tasks = false;
+    config.cache.size_mb = 4;
+    config.database.max_connections = 2;
+    config.write.durability = Durability::Normal;
+    config.maintenance.background_tasks = false;
     // Generous, so a loaded CI machine does not turn slow answers into counted failures.
-    config.redis_timeout = Duration::from_secs(2);
-    config.redis_url = Some(redis_url.to_owned());
-    config.redis_namespace = Some(namespace.to_owned());
+    config.redis.timeout = Duration::from_secs(2);
+    config.redis.url = Some(redis_url.to_owned());
+    config.redis.namespace = Some(namespace.to_owned());
     config
 }
 
@@ -117,7 +117,7 @@ pub async fn two_pg_nodes(
     let mut nodes = Vec::new();
     for (dir, is_a) in [(&dir_a, true), (&dir_b, false)] {
         let mut config = node_config(dir.path(), redis_url, &namespace);
-        config.database_url = Some(schema.url());
+        config.database.url = Some(schema.url());
         tweak(&mut config, is_a);
         nodes.push(PersistentStorageManager::open(config).await?);
     }

@@ -145,8 +145,8 @@ fn endpoint(location: &str, config_file: Option<&Path>) -> Result<StorageConfig>
         Layer::from_flags(Some(PathBuf::from(location)), None)
     };
     let mut config = Settings::load(flags, config_file, |name| std::env::var(name).ok())?.config;
-    config.enable_background_tasks = false;
-    config.cache_size_mb = 0;
+    config.maintenance.background_tasks = false;
+    config.cache.size_mb = 0;
     Ok(config)
 }
 
@@ -155,7 +155,7 @@ fn endpoint(location: &str, config_file: Option<&Path>) -> Result<StorageConfig>
 fn identity(config: &StorageConfig) -> String {
     match config.target() {
         Ok(BackendTarget::Sqlite { path }) => canonical(&path).display().to_string(),
-        _ => config.database_url.clone().unwrap_or_default(),
+        _ => config.database.url.clone().unwrap_or_default(),
     }
 }
 

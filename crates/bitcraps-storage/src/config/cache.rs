@@ -1,0 +1,53 @@
+//! The in-process read cache: [`CacheConfig`].
+
+use std::time::Duration;
+
+/// The in-process (L1) read cache (TOML `[cache]`, environment `BITCRAPS_STORAGE_CACHE_*`).
+///
+/// The shared Redis tier has its own section, [`RedisConfig`](crate::RedisConfig).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Upper bound of the in-memory read cache, in MiB of memory: documents are cached in their
+    /// stored (compressed) form and each entry is charged its measured overhead on top, so this
+    /// bounds what the cache takes, not just document bytes. SQLite's own page caches get a
+    /// quarter of it on top (at least 4 MiB, at most 32 MiB). `0` disables the cache.
+    /// Default: 64.
+    pub size_mb: usize,
+    /// Interval of cache upkeep (the cache's pending evictions and expirations), a background
+    /// task (see [`MaintenanceConfig::background_tasks`](crate::MaintenanceConfig::background_tasks));
+    /// every maintenance run does it too. Zero disables the scheduled run. Default: 5 min.
+    pub upkeep_interval: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            size_mb: 64,
+            upkeep_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Sets [`size_mb`](Self::size_mb).
+    #[must_use]
+    pub fn size_mb(mut self, mib: usize) -> Self {
+        self.size_mb = mib;
+        self
+    }
+
+    /// Sets [`upkeep_interval`](Self::upkeep_interval).
+    #[must_use]
+    pub fn upkeep_interval(mut self, interval: Duration) -> Self {
+        self.upkeep_interval = interval;
+        self
+    }
+
+    /// [`size_mb`](Self::size_mb) in bytes.
+    pub(crate) fn capacity_bytes(&self) -> u64 {
+        u64::try_from(self.size_mb)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(1024 * 1024)
+    }
+}

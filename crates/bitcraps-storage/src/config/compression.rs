@@ -1,0 +1,100 @@
+//! How a value is made small on disk: [`CompressionConfig`].
+
+use crate::codec::Codec;
+use crate::error::Result;
+
+/// Compression, dictionaries and deduplication of stored values (TOML `[compression]`,
+/// environment `BITCRAPS_STORAGE_COMPRESSION_*`).
+///
+/// Deduplication lives here because it is the other half of "how little space a value
+/// takes": both decide the stored form, and neither changes what a read returns.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CompressionConfig {
+    /// Compress values when that makes them smaller. Default: `true`.
+    pub enabled: bool,
+    /// Codec used for new writes when compression is enabled. Each record remembers its own
+    /// codec, so this can change at any time. Default: [`Codec::Zstd`].
+    pub codec: Codec,
+    /// Codec-specific level: zstd 1–22, gzip 0–9; ignored by lz4. Default: 3.
+    pub level: i32,
+    /// Train a zstd dictionary per collection from its first documents and compress new
+    /// values with it (only with [`Codec::Zstd`]). Default: `true`.
+    pub dictionaries: bool,
+    /// How many documents of a collection are sampled before its dictionary is trained.
+    /// Default: 1000.
+    pub dictionary_training_samples: usize,
+    /// Store identical values once (content-addressed by blake3, reference counted).
+    /// Default: `true`.
+    pub deduplication: bool,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: true,
+            codec: Codec::Zstd,
+            level: 3,
+            dictionaries: true,
+            dictionary_training_samples: 1000,
+            deduplication: true,
+        }
+    }
+}
+
+impl CompressionConfig {
+    /// Sets [`enabled`](Self::enabled).
+    #[must_use]
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Sets [`codec`](Self::codec).
+    #[must_use]
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets [`level`](Self::level).
+    #[must_use]
+    pub fn level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets [`dictionaries`](Self::dictionaries).
+    #[must_use]
+    pub fn dictionaries(mut self, enabled: bool) -> Self {
+        self.dictionaries = enabled;
+        self
+    }
+
+    /// Sets [`dictionary_training_samples`](Self::dictionary_training_samples).
+    #[must_use]
+    pub fn dictionary_training_samples(mut self, samples: usize) -> Self {
+        self.dictionary_training_samples = samples;
+        self
+    }
+
+    /// Sets [`deduplication`](Self::deduplication).
+    #[must_use]
+    pub fn deduplication(mut self, enabled: bool) -> Self {
+        self.deduplication = enabled;
+        self
+    }
+
+    /// The codec new writes use: `codec`, or [`Codec::None`] when compression is off.
+    pub(crate) fn write_codec(&self) -> Codec {
+        if self.enabled {
+            self.codec
+        } else {
+            Codec::None
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.codec.check_level(self.level)
+    }
+}

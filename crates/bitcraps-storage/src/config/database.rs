@@ -1,0 +1,99 @@
+//! Where the store lives and how it is connected to: [`DatabaseConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Result, StorageError};
+
+/// The store's location and its connections (TOML `[database]`, environment
+/// `BITCRAPS_STORAGE_DATABASE_*`).
+///
+/// `#[non_exhaustive]`: start from [`DatabaseConfig::default`] and use the builder methods (or
+/// assign the public fields of a value you hold).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DatabaseConfig {
+    /// Directory holding the database (unless `url` names another file) and, by default,
+    /// backups. Created on open. Default: `./bitcraps-data`.
+    pub data_path: PathBuf,
+    /// `None` or `sqlite://PATH` selects embedded SQLite (`None` means
+    /// `<data_path>/bitcraps.db`). `postgres://…` or `postgresql://…` selects PostgreSQL
+    /// (needs the `postgres` feature); the tables live in the connection's `search_path`, so
+    /// `?options=-csearch_path%3Dmy_schema` picks a schema. On PostgreSQL the in-process read
+    /// cache is disabled unless the Redis tier is on (other nodes write to the same database
+    /// and nothing else would tell this node's cache). Default: `None`.
+    pub url: Option<String>,
+    /// A PostgreSQL read replica (`postgres://…`) that serves `list`, `collections`,
+    /// `metadata`, `exists` (when not cached), `statistics` and `check_consistency`, which may
+    /// therefore lag behind the primary; `retrieve` and writes always use the primary. Gets its
+    /// own pool of `max_connections`. Ignored for SQLite. Default: `None`.
+    pub read_replica_url: Option<String>,
+    /// Number of read-only database connections (reads run in parallel; there is always exactly
+    /// one writer). On PostgreSQL: the size of each connection pool (primary and replica),
+    /// shared by reads and the writer. At least 1. Default: 4.
+    pub max_connections: usize,
+    /// How long a read waits for a free connection before failing. On PostgreSQL also the
+    /// connect timeout; an exhausted pool fails with [`StorageError::PoolTimeout`].
+    /// Default: 30 s.
+    pub connection_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            data_path: PathBuf::from("./bitcraps-data"),
+            url: None,
+            read_replica_url: None,
+            max_connections: 4,
+            connection_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// Sets [`data_path`](Self::data_path).
+    #[must_use]
+    pub fn data_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_path = path.into();
+        self
+    }
+
+    /// Sets [`url`](Self::url).
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Sets [`read_replica_url`](Self::read_replica_url).
+    #[must_use]
+    pub fn read_replica_url(mut self, url: impl Into<String>) -> Self {
+        self.read_replica_url = Some(url.into());
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Sets [`connection_timeout`](Self::connection_timeout).
+    #[must_use]
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Checks the fields that do not need the URL parsed (that is
+    /// [`StorageConfig::target`](crate::StorageConfig::target)).
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_connections == 0 {
+            return Err(StorageError::Config(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

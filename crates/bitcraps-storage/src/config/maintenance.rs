@@ -1,0 +1,61 @@
+//! Scheduled work: [`MaintenanceConfig`].
+
+use std::time::Duration;
+
+/// What maintenance does and when the background tasks run it (TOML `[maintenance]`,
+/// environment `BITCRAPS_STORAGE_MAINTENANCE_*`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct MaintenanceConfig {
+    /// Run the background tasks (statistics, cache upkeep, maintenance) while the store is
+    /// open. Default: `true`.
+    pub background_tasks: bool,
+    /// Hours between background maintenance runs (0 disables them). Default: 1.
+    pub interval_hours: u32,
+    /// Interval of the statistics report (tracing and `metrics`; zero disables it).
+    /// Default: 60 s.
+    pub statistics_interval: Duration,
+    /// Maintenance vacuums when free pages exceed this percentage of the file. Default: 25.
+    pub vacuum_free_percent: u32,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            background_tasks: true,
+            interval_hours: 1,
+            statistics_interval: Duration::from_secs(60),
+            vacuum_free_percent: 25,
+        }
+    }
+}
+
+impl MaintenanceConfig {
+    /// Sets [`background_tasks`](Self::background_tasks).
+    #[must_use]
+    pub fn background_tasks(mut self, enabled: bool) -> Self {
+        self.background_tasks = enabled;
+        self
+    }
+
+    /// Sets [`interval_hours`](Self::interval_hours).
+    #[must_use]
+    pub fn interval_hours(mut self, hours: u32) -> Self {
+        self.interval_hours = hours;
+        self
+    }
+
+    /// Sets [`statistics_interval`](Self::statistics_interval).
+    #[must_use]
+    pub fn statistics_interval(mut self, interval: Duration) -> Self {
+        self.statistics_interval = interval;
+        self
+    }
+
+    /// Sets [`vacuum_free_percent`](Self::vacuum_free_percent).
+    #[must_use]
+    pub fn vacuum_free_percent(mut self, percent: u32) -> Self {
+        self.vacuum_free_percent = percent;
+        self
+    }
+}

@@ -1,0 +1,116 @@
+//! The Redis tier: [`RedisConfig`].
+
+use std::time::Duration;
+
+use crate::error::{Result, StorageError};
+
+/// The Redis tier (feature `redis`): a shared L2 cache between the in-process cache and the
+/// database, and cross-node invalidation of the in-process cache over pub/sub, for several
+/// processes sharing one database (TOML `[redis]`, environment `BITCRAPS_STORAGE_REDIS_*`).
+///
+/// Redis being unreachable never fails an operation: reads fall back to the database and
+/// invalidations are retried. A single Redis instance (or a primary); Redis Cluster is not
+/// supported.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://HOST:PORT[/DB]` or `redis+unix:///PATH` turns the Redis tier on. Opening waits
+    /// up to `timeout` for the invalidation subscription, then opens regardless. `None`
+    /// disables the tier. Default: `None`.
+    pub url: Option<String>,
+    /// Deadline of each Redis operation; a write's acknowledgement waits at most this long
+    /// for its invalidation. Greater than zero. Default: 250 ms.
+    pub timeout: Duration,
+    /// Prefix of every Redis key and channel of this store. `None` derives one from the
+    /// database identity (`bitcraps:` and 16 hex digits of blake3 of the database URL, or of
+    /// the absolute data path for the default SQLite file; see
+    /// [`StorageConfig::redis_namespace`](crate::StorageConfig::redis_namespace)), so stores
+    /// sharing one Redis never collide while the nodes of one store agree. Not empty.
+    /// Default: `None`.
+    pub namespace: Option<String>,
+    /// Time to live of a value in the Redis L2 cache. Key generations live ten times as long
+    /// after the key's last write. At least 1 ms. Default: 10 min.
+    pub cache_ttl: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            timeout: Duration::from_millis(250),
+            namespace: None,
+            cache_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Sets [`url`](Self::url).
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`namespace`](Self::namespace).
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets [`cache_ttl`](Self::cache_ttl).
+    #[must_use]
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Checks the section; nothing to check while the tier is off.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let Some(url) = self.url.as_deref() else {
+            return Ok(());
+        };
+        if !cfg!(feature = "redis") {
+            return Err(redis_unsupported(url));
+        }
+        if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+            return Err(StorageError::UnsupportedUrl {
+                url: url.to_owned(),
+                reason: "expected redis://HOST:PORT[/DB] or redis+unix:///PATH".into(),
+            });
+        }
+        if self.timeout.is_zero() {
+            return Err(StorageError::Config(
+                "redis.timeout must be greater than zero".into(),
+            ));
+        }
+        if self.cache_ttl < Duration::from_millis(1) {
+            return Err(StorageError::Config(
+                "redis.cache_ttl must be at least 1 ms".into(),
+            ));
+        }
+        if self.namespace.as_deref() == Some("") {
+            return Err(StorageError::Config(
+                "redis.namespace must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The error for a Redis URL in a build without the `redis` feature.
+pub(crate) fn redis_unsupported(url: &str) -> StorageError {
+    StorageError::UnsupportedUrl {
+        url: url.to_owned(),
+        reason: "this build has no Redis support; enable the `redis` feature of bitcraps-storage"
+            .into(),
+    }
+}
