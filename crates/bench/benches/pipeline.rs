@@ -14,7 +14,8 @@ mod docs;
 
 use std::hint::black_box;
 
-use bitcraps_storage::{Codec, Pipeline};
+use bitcraps_storage::Codec;
+use bitcraps_storage::testing::Pipeline;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn pipeline(c: &mut Criterion) {

@@ -33,14 +33,17 @@
 //! See `ARCHITECTURE.md` for how the pieces fit and `docs/design.md` for the record format.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+#![warn(unnameable_types)]
 
+// Every module is private; the `pub use` lists below are the whole public surface, so each
+// public item has one path. Test support lives behind the `testing` feature.
 mod access;
-pub mod backend;
+mod backend;
 mod background;
-pub mod backup;
+mod backup;
 mod cache;
-pub mod codec;
-pub mod config;
+mod codec;
+mod config;
 mod dictionary;
 mod error;
 mod fs;
@@ -50,26 +53,24 @@ mod remote;
 mod rt;
 mod stats;
 mod store;
-pub mod validate;
+mod validate;
 mod value;
 mod writer;
 mod zstd_ctx;
 
-/// Test support: the in-memory backend, fault injection, `with_backend` (feature `testing`).
-#[cfg(feature = "testing")]
-pub use backend::testing;
-pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
-/// Test hooks (`testing` feature, not a stable API).
-#[cfg(feature = "testing")]
-pub use background::BackgroundTask;
+pub use backend::{
+    ConsistencyReport, DatabaseStatistics, RecordMetadata, RepairOutcome, SnapshotInfo,
+};
 pub use backup::{
-    BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome, RetentionPolicy,
+    BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome,
+    RetentionPolicy, StoreRestoreReport,
 };
 pub use cache::CacheStatistics;
 pub use codec::Codec;
 pub use config::{
-    BackupConfig, CacheConfig, CompressionConfig, DatabaseConfig, Durability, MaintenanceConfig,
-    RedisConfig, StorageConfig, StorageConfigBuilder, WriteConfig,
+    BackendTarget, BackupConfig, CacheConfig, CompressionConfig, DEFAULT_DATABASE_FILE,
+    DatabaseConfig, Durability, MaintenanceConfig, RedisConfig, StorageConfig,
+    StorageConfigBuilder, WriteConfig,
 };
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
@@ -77,7 +78,32 @@ pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use remote::RemoteCacheStatistics;
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;
-pub use value::{ContentHash, EncodedValue, Pipeline};
+pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
+
+/// Test support (feature `testing`; not a stable API): the backend seam and its test backends
+/// (in-memory, fault-injecting), opening a store over a backend built by the caller
+/// (`PersistentStorageManager::with_backend`), the value pipeline, and the background-task
+/// hooks.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::backend::testing::*;
+    pub use crate::backend::{
+        Backend, Maintenance, OpOutcome, StoredBlob, StoredDictionary, WriteOp, WriteUnit,
+    };
+    pub use crate::background::BackgroundTask;
+    pub use crate::value::{ContentHash, EncodedValue, Pipeline};
+
+    /// The embedded backend, opened directly.
+    pub mod sqlite {
+        pub use crate::backend::sqlite::{SqliteBackend, SqliteOptions};
+    }
+
+    /// The PostgreSQL backend, opened directly.
+    #[cfg(feature = "postgres")]
+    pub mod postgres {
+        pub use crate::backend::postgres::{PostgresBackend, PostgresOptions};
+    }
+}
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

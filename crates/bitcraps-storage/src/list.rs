@@ -92,7 +92,7 @@ pub struct ListPage {
 
 impl ListPage {
     /// Builds a page from up to `limit + 1` keys fetched in order.
-    pub fn from_fetched(mut keys: Vec<String>, limit: usize) -> Self {
+    pub(crate) fn from_fetched(mut keys: Vec<String>, limit: usize) -> Self {
         let more = keys.len() > limit;
         keys.truncate(limit);
         let next_after = if more { keys.last().cloned() } else { None };

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::Codec;
@@ -47,8 +46,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Serializes `value` and prepares it for storage.
-    pub fn encode<T: Serialize + ?Sized>(
+    /// Serializes `value` and prepares it for storage (the benchmarks and tests use it; the
+    /// store encodes through `encode_raw_with`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn encode<T: serde::Serialize + ?Sized>(
         &self,
         collection: &str,
         key: &str,
@@ -63,12 +64,13 @@ impl Pipeline {
     }
 
     /// Prepares already-serialized JSON bytes for storage.
+    #[cfg(any(test, feature = "testing"))]
     pub fn encode_raw(&self, collection: &str, key: &str, raw: Vec<u8>) -> Result<EncodedValue> {
         self.encode_raw_with(collection, key, raw, None)
     }
 
     /// Like [`Pipeline::encode_raw`], compressing with `dict` when the codec is zstd.
-    pub fn encode_raw_with(
+    pub(crate) fn encode_raw_with(
         &self,
         collection: &str,
         key: &str,

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bitcraps_storage::{BackgroundTask, PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::testing::BackgroundTask;
+use bitcraps_storage::{PersistentStorageManager, StorageConfig, StorageError};
 use common::faulty::{Fault, Method, When, faulty_sqlite};
 use common::{game, sqlite_fixture};
 

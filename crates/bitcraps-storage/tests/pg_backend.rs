@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use bitcraps_storage::backend::postgres::{PostgresBackend, PostgresOptions};
-use bitcraps_storage::backend::{Backend, Maintenance};
+use bitcraps_storage::testing::postgres::{PostgresBackend, PostgresOptions};
+use bitcraps_storage::testing::{Backend, Maintenance};
 use bitcraps_storage::{PersistentStorageManager, StorageError};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bitcraps_storage::backend::sqlite::{SqliteBackend, SqliteOptions};
-use bitcraps_storage::backend::{Backend, WriteOp};
-use bitcraps_storage::{
-    Codec, Durability, PersistentStorageManager, Pipeline, StorageConfig, StorageError,
-};
+use bitcraps_storage::testing::Pipeline;
+use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
+use bitcraps_storage::testing::{Backend, WriteOp};
+use bitcraps_storage::{Codec, Durability, PersistentStorageManager, StorageConfig, StorageError};
 use common::faulty::{Fault, FaultInjector, Method, When};
 use common::nodes::DEADLINE;
 use common::{Game, game, sqlite_fixture};

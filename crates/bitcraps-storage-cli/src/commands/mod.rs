@@ -16,7 +16,7 @@ mod put;
 mod stats;
 
 use anyhow::{Context, Result};
-use bitcraps_storage::config::BackendTarget;
+use bitcraps_storage::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
 use crate::cli::{BackupCommand, Cli, Command};

@@ -16,7 +16,7 @@ mod table;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bitcraps_storage::config::BackendTarget;
+use bitcraps_storage::BackendTarget;
 
 use crate::cli::DemoArgs;
 use crate::commands::{self, print};

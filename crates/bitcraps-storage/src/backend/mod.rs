@@ -98,12 +98,12 @@ pub trait Maintenance: Send + Sync {
     /// Checks the engine's integrity and that every reference count is exact.
     fn check(&self) -> Result<ConsistencyReport>;
 
-    /// Writes a consistent copy of the whole database in the [`snapshot`] format to `dest`
+    /// Writes a consistent copy of the whole database in the `snapshot` format to `dest`
     /// (which must not exist) while writers keep writing, and describes it.
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo>;
 
     /// Loads the snapshot at `snapshot` (verified, at the current schema version; see
-    /// [`snapshot::upgrade`]) into this database, which must be empty: a database holding any
+    /// `snapshot::upgrade`) into this database, which must be empty: a database holding any
     /// record, blob or dictionary is refused with [`StorageError::Config`](crate::StorageError::Config).
     /// Ids, hashes, reference counts, times and access statistics are kept. All or nothing.
     fn restore(&self, snapshot: &Path) -> Result<SnapshotInfo>;

@@ -64,7 +64,8 @@ pub use self::write::{Durability, WriteConfig};
 use crate::error::Result;
 
 /// Configuration of a [`PersistentStorageManager`](crate::PersistentStorageManager): one
-/// public section per concern (see the [module documentation](self)).
+/// public section per concern (every setting, its TOML key, variable and default are in
+/// `docs/configuration.md`).
 ///
 /// [`StorageConfig::default`] is every section's documented defaults;
 /// [`StorageConfig::builder`] sets whole sections fluently, [`StorageConfig::with_data_path`]

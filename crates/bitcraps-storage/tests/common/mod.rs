@@ -258,9 +258,9 @@ pub fn lobby() -> Lobby {
 /// The SQLite backend of a fixture, opened directly (for wrapping in fault injectors).
 pub fn sqlite_backend(
     config: &StorageConfig,
-) -> bitcraps_storage::Result<bitcraps_storage::backend::sqlite::SqliteBackend> {
-    bitcraps_storage::backend::sqlite::SqliteBackend::open(
-        &bitcraps_storage::backend::sqlite::SqliteOptions {
+) -> bitcraps_storage::Result<bitcraps_storage::testing::sqlite::SqliteBackend> {
+    bitcraps_storage::testing::sqlite::SqliteBackend::open(
+        &bitcraps_storage::testing::sqlite::SqliteOptions {
             path: config.database.data_path.join("bitcraps.db"),
             readers: 2,
             durability: Durability::Normal,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bitcraps_storage::backend::{
+use bitcraps_storage::testing::{
     Backend, Maintenance, OpOutcome, StoredBlob, StoredDictionary, WriteUnit,
 };
 use bitcraps_storage::{

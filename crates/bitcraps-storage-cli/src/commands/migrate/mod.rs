@@ -20,7 +20,7 @@ pub use verify::Row as MigrationRow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bitcraps_storage::config::BackendTarget;
+use bitcraps_storage::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
 use crate::cli::MigrateArgs;
@@ -106,7 +106,7 @@ fn must_exist(config: &StorageConfig, side: &str) -> Result<()> {
             "the {side} {} does not exist (expected a data directory holding {}, or \
              sqlite://PATH of a database file)",
             path.display(),
-            bitcraps_storage::config::DEFAULT_DATABASE_FILE,
+            bitcraps_storage::DEFAULT_DATABASE_FILE,
         ))
         .into()),
         _ => Ok(()),

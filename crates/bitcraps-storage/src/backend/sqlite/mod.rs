@@ -174,6 +174,7 @@ impl SqliteBackend {
     }
 
     /// The database file.
+    #[cfg(feature = "testing")]
     pub fn path(&self) -> &Path {
         &self.path
     }
