@@ -141,10 +141,15 @@ pub enum StorageError {
     },
 
     /// Another process (or another open handle in this process) has the database open.
-    #[error("the database is in use: {} is locked by another open store", path.display())]
+    #[error(
+        "the database is in use: {} is locked by another open store ({holder})",
+        path.display()
+    )]
     Locked {
         /// The lock file.
         path: PathBuf,
+        /// Who holds it, as the holder wrote it: pid, host and start time.
+        holder: String,
     },
 
     /// Every pooled connection stayed busy for the whole wait timeout
@@ -271,7 +276,10 @@ impl StorageError {
                 path: path.clone(),
                 source: share_io(source),
             },
-            E::Locked { path } => E::Locked { path: path.clone() },
+            E::Locked { path, holder } => E::Locked {
+                path: path.clone(),
+                holder: holder.clone(),
+            },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::TargetNotEmpty { path } => E::TargetNotEmpty { path: path.clone() },
             E::PoolTimeout {

@@ -108,6 +108,9 @@ async fn second_open_of_the_same_database_is_refused() -> Result {
         err.to_string().starts_with("the database is in use"),
         "{err}"
     );
+    // The error names who holds the lock.
+    let pid = format!("pid {} on host ", std::process::id());
+    assert!(err.to_string().contains(&pid), "{err}");
     s.close().await?;
     Ok(())
 }
@@ -256,6 +259,40 @@ async fn cache_hits_yield_to_other_tasks() -> Result {
     assert!(
         ran.load(Ordering::SeqCst),
         "10,000 cache hits never yielded"
+    );
+    s.close().await?;
+    Ok(())
+}
+
+/// Every file and directory the store creates is private (0600 / 0700) whatever the umask,
+/// and files found more open are tightened on open. (The CLI test `file_modes` checks the
+/// same through the binary under umask 022, with backups and restores.)
+#[cfg(unix)]
+#[tokio::test]
+async fn store_files_are_private_and_tightened_on_open() -> Result {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("store");
+    let mut config = StorageConfig::with_data_path(&data);
+    config.maintenance.background_tasks = false;
+    let s = PersistentStorageManager::open(config.clone()).await?;
+    s.store("games", "g", &game("g", 1)).await?;
+    s.close().await?;
+    let mode = |p: &std::path::Path| -> std::io::Result<u32> {
+        Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
+    };
+    assert_eq!(mode(&data)?, 0o700);
+    let db = data.join("bitcraps.db");
+    for entry in std::fs::read_dir(&data)? {
+        let path = entry?.path();
+        assert_eq!(mode(&path)?, 0o600, "{}", path.display());
+    }
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644))?;
+    let s = PersistentStorageManager::open(config).await?;
+    assert_eq!(
+        mode(&db)?,
+        0o600,
+        "an existing database is tightened on open"
     );
     s.close().await?;
     Ok(())

@@ -50,6 +50,7 @@ impl MemoryDatabase {
         if db.open {
             return Err(StorageError::Locked {
                 path: PathBuf::from("memory"),
+                holder: "another backend of this process".into(),
             });
         }
         db.open = true;

@@ -5,7 +5,7 @@ pub(crate) mod read;
 pub(crate) mod schema;
 mod write;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -91,31 +91,93 @@ pub(crate) fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> Stora
     move |e| StorageError::database(context, e)
 }
 
+/// Takes the store's lock file and writes who holds it (pid, host, start time), so that
+/// an "in use" error can name the holder.
 fn lock_file(db: &Path) -> Result<File> {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = OpenOptions::new()
+    let path = sibling(db, ".lock");
+    let mut file = crate::fs::private_file()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| StorageError::io(&path, e))?;
+    crate::fs::tighten(&path, crate::fs::PRIVATE_FILE)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Ok(()) => {
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let who = format!(
+                "pid {} on host {}, since unix time {started}\n",
+                std::process::id(),
+                host_name()
+            );
+            file.set_len(0)
+                .and_then(|()| std::io::Write::write_all(&mut file, who.as_bytes()))
+                .map_err(|e| StorageError::io(&path, e))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().chars().take(200).collect::<String>())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "a process that did not say who it is".to_owned());
+            Err(StorageError::Locked { path, holder })
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io(&path, e)),
     }
+}
+
+/// `db` with `suffix` appended to its file name (`bitcraps.db-wal`, `bitcraps.db.lock`).
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// This machine's name, for the lock file (Linux; elsewhere "unknown").
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Makes the database files private: a new database file is created `0600` before SQLite
+/// opens it (SQLite gives its WAL and shm files the database file's mode), and existing ones
+/// are tightened.
+fn private_database_files(db: &Path) -> Result<()> {
+    if !db.exists() {
+        crate::fs::private_file()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(db)
+            .map_err(|e| StorageError::io(db, e))?;
+    }
+    for path in [db.to_path_buf(), sibling(db, "-wal"), sibling(db, "-shm")] {
+        crate::fs::tighten(&path, crate::fs::PRIVATE_FILE)?;
+    }
+    Ok(())
 }
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database and migrates it to the latest schema.
     pub fn open(options: &SqliteOptions) -> Result<Self> {
         let path = options.path.clone();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            // A directory the store creates is its own: 0700. One that exists (it may be the
+            // working directory of a `sqlite://` URL) is left as it is; the files are private.
+            crate::fs::create_private_dir_all(dir)?;
         }
         let lock = lock_file(&path)?;
+        private_database_files(&path)?;
         let (writer_cache_kib, reader_cache_kib) = options.page_cache_kib();
         let mut writer = Connection::open(&path).map_err(db_err("opening the database"))?;
         let synchronous = match options.durability {
