@@ -49,6 +49,7 @@ mod error;
 mod fs;
 mod list;
 mod maintenance;
+mod redact;
 mod remote;
 mod rt;
 mod stats;
@@ -75,6 +76,7 @@ pub use config::{
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
+pub use redact::redact_url;
 pub use remote::RemoteCacheStatistics;
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;

@@ -95,13 +95,14 @@ fn require_store(config: &StorageConfig) -> Result<()> {
 
 /// The database file a configuration selects, for messages.
 pub fn describe(config: &StorageConfig) -> String {
+    // Every CLI message that names a store goes through here, and so through the library's
+    // one redaction function: a password in a URL never reaches the terminal or a log.
     match config.target() {
         Ok(BackendTarget::Sqlite { path }) => path.display().to_string(),
-        _ => config
-            .database
-            .url
-            .clone()
-            .unwrap_or_else(|| config.database.data_path.display().to_string()),
+        _ => config.database.url.as_deref().map_or_else(
+            || config.database.data_path.display().to_string(),
+            bitcraps_storage::redact_url,
+        ),
     }
 }
 

@@ -67,7 +67,7 @@ pub(crate) fn open(config: StorageConfig) -> Result<Opened> {
         #[cfg(not(feature = "postgres"))]
         BackendTarget::Postgres { url, .. } => {
             return Err(crate::StorageError::UnsupportedUrl {
-                url,
+                url: crate::redact_url(&url),
                 reason: "PostgreSQL support is not compiled in; enable the `postgres` \
                          feature of bitcraps-storage"
                     .into(),

@@ -125,7 +125,7 @@ impl WorkDir {
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(io(&path))?;
         }
-        std::fs::create_dir_all(&path).map_err(io(&path))?;
+        crate::fs::create_private_dir_all(&path)?;
         Ok(WorkDir(path))
     }
 
@@ -198,7 +198,7 @@ impl BackupManager {
 
     fn create_blocking(&self) -> Result<BackupInfo> {
         let dir = &self.inner.dir;
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::fs::create_private_dir_all(dir)?;
         let created_at_ms = manifest::millis((self.clock)());
         let (stamp, created_at) = manifest::stamps(created_at_ms);
         let salt = format!(
@@ -392,7 +392,9 @@ impl BackupManager {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        if !parent.exists() {
+            crate::fs::create_private_dir_all(&parent)?;
+        }
         let name = target
             .file_name()
             .ok_or_else(|| StorageError::Config(format!("{} has no name", target.display())))?;

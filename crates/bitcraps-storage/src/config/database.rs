@@ -10,7 +10,7 @@ use crate::error::{Result, StorageError};
 ///
 /// `#[non_exhaustive]`: start from [`DatabaseConfig::default`] and use the builder methods (or
 /// assign the public fields of a value you hold).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct DatabaseConfig {
     /// Directory holding the database (unless `url` names another file) and, by default,
@@ -36,6 +36,20 @@ pub struct DatabaseConfig {
     /// connect timeout; an exhausted pool fails with [`StorageError::PoolTimeout`].
     /// Default: 30 s.
     pub connection_timeout: Duration,
+}
+
+/// Every field, with the URLs' passwords redacted.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |url: &Option<String>| url.as_deref().map(crate::redact_url);
+        f.debug_struct("DatabaseConfig")
+            .field("data_path", &self.data_path)
+            .field("url", &redacted(&self.url))
+            .field("read_replica_url", &redacted(&self.read_replica_url))
+            .field("max_connections", &self.max_connections)
+            .field("connection_timeout", &self.connection_timeout)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {

@@ -83,7 +83,7 @@ impl RedisConfig {
         }
         if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
             return Err(StorageError::UnsupportedUrl {
-                url: url.to_owned(),
+                url: crate::redact_url(url),
                 reason: "expected redis://HOST:PORT[/DB] or redis+unix:///PATH".into(),
             });
         }
@@ -109,7 +109,7 @@ impl RedisConfig {
 /// The error for a Redis URL in a build without the `redis` feature.
 pub(crate) fn redis_unsupported(url: &str) -> StorageError {
     StorageError::UnsupportedUrl {
-        url: url.to_owned(),
+        url: crate::redact_url(url),
         reason: "this build has no Redis support; enable the `redis` feature of bitcraps-storage"
             .into(),
     }

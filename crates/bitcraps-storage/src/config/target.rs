@@ -8,8 +8,9 @@ use crate::error::{Result, StorageError};
 /// Name of the SQLite database file inside `data_path` when no URL names another.
 pub const DEFAULT_DATABASE_FILE: &str = "bitcraps.db";
 
-/// The backend a configuration selects, derived from [`DatabaseConfig::url`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The backend a configuration selects, derived from [`DatabaseConfig::url`]. Its `Debug`
+/// output redacts the URLs' passwords.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackendTarget {
     /// An embedded SQLite database file.
@@ -27,6 +28,22 @@ pub enum BackendTarget {
     },
 }
 
+impl std::fmt::Debug for BackendTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendTarget::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            BackendTarget::Postgres { url, replica_url } => f
+                .debug_struct("Postgres")
+                .field("url", &crate::redact_url(url))
+                .field(
+                    "replica_url",
+                    &replica_url.as_deref().map(crate::redact_url),
+                )
+                .finish(),
+        }
+    }
+}
+
 fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -42,7 +59,7 @@ pub(super) fn target(database: &DatabaseConfig) -> Result<BackendTarget> {
         let rest = rest.split('?').next().unwrap_or(rest);
         if rest.is_empty() {
             return Err(StorageError::UnsupportedUrl {
-                url: url.to_owned(),
+                url: crate::redact_url(url),
                 reason: "sqlite:// needs a file path, e.g. sqlite://./data/bitcraps.db".into(),
             });
         }
@@ -53,7 +70,7 @@ pub(super) fn target(database: &DatabaseConfig) -> Result<BackendTarget> {
     if is_postgres_url(url) {
         if !cfg!(feature = "postgres") {
             return Err(StorageError::UnsupportedUrl {
-                url: url.to_owned(),
+                url: crate::redact_url(url),
                 reason: "PostgreSQL support is not compiled in; enable the `postgres` \
                          feature of bitcraps-storage"
                     .into(),
@@ -63,7 +80,7 @@ pub(super) fn target(database: &DatabaseConfig) -> Result<BackendTarget> {
             && !is_postgres_url(replica)
         {
             return Err(StorageError::UnsupportedUrl {
-                url: replica.to_owned(),
+                url: crate::redact_url(replica),
                 reason: "database.read_replica_url must be a postgres:// URL".into(),
             });
         }
@@ -73,7 +90,7 @@ pub(super) fn target(database: &DatabaseConfig) -> Result<BackendTarget> {
         });
     }
     Err(StorageError::UnsupportedUrl {
-        url: url.to_owned(),
+        url: crate::redact_url(url),
         reason: "expected sqlite://PATH or postgres://…".into(),
     })
 }

@@ -134,7 +134,7 @@ pub(crate) fn db_err(context: &'static str) -> impl Fn(tokio_postgres::Error) ->
 fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
     let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| StorageError::UnsupportedUrl {
-            url: redact(url),
+            url: crate::redact_url(url),
             reason: format!("not a valid PostgreSQL URL: {e}"),
         })?;
     config.connect_timeout(options.connection_timeout);
@@ -158,24 +158,6 @@ fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| StorageError::Config(format!("cannot build the PostgreSQL pool: {e}")))
-}
-
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = url.get(scheme + 3..at).unwrap_or("");
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!(
-                    "{}{user}:***{}",
-                    url.get(..scheme + 3).unwrap_or(""),
-                    url.get(at..).unwrap_or("")
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Takes a connection from `pool`, turning exhaustion into [`StorageError::PoolTimeout`].
@@ -394,11 +376,11 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            crate::redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(crate::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(crate::redact_url("postgres://h/db"), "postgres://h/db");
     }
 
     #[test]
