@@ -28,6 +28,7 @@ pub use retention::RetentionPolicy;
 use crate::backend::{Backend, SnapshotInfo, snapshot};
 use crate::config::{DEFAULT_DATABASE_FILE, StorageConfig};
 use crate::error::{Result, StorageError};
+use crate::rt::blocking;
 
 /// A source of "now", injectable for tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -101,16 +102,6 @@ impl std::fmt::Debug for BackupManager {
             .field("policy", &self.inner.policy)
             .finish_non_exhaustive()
     }
-}
-
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce() -> Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StorageError::Task(format!("backup task failed: {e}")))?
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {

@@ -5,90 +5,16 @@
 //! task's `JoinHandle`; the writer thread waits on a channel. Every operation carries its own
 //! deadline (`redis.timeout`), so a dead Redis never blocks a caller longer than that.
 
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult};
-use tokio::runtime::{Handle, Runtime};
 
 use crate::error::{Result, StorageError};
 
-/// The tier's own runtime. Dropping it shuts it down in the background (dropping a runtime
-/// inside an async context would panic).
-pub(crate) struct PrivateRuntime {
-    runtime: Mutex<Option<Runtime>>,
-    handle: Handle,
-}
-
-impl PrivateRuntime {
-    pub(crate) fn new() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("bitcraps-storage-redis")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Task(format!("cannot start the Redis runtime: {e}")))?;
-        Ok(PrivateRuntime {
-            handle: runtime.handle().clone(),
-            runtime: Mutex::new(Some(runtime)),
-        })
-    }
-
-    pub(crate) fn spawn<F>(&self, future: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        drop(self.handle.spawn(future));
-    }
-
-    /// Runs `future` on the private runtime with a deadline; `None` when it timed out or the
-    /// runtime is shutting down. For async callers on any runtime.
-    pub(crate) async fn run<F, T>(&self, future: F, deadline: Duration) -> Option<T>
-    where
-        F: Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let task = self
-            .handle
-            .spawn(async move { tokio::time::timeout(deadline, future).await.ok() });
-        task.await.ok().flatten()
-    }
-
-    /// Like [`run`](Self::run), for a plain thread (the writer): blocks on a channel.
-    pub(crate) fn run_blocking<F, T>(&self, future: F, deadline: Duration) -> Option<T>
-    where
-        F: Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        drop(self.handle.spawn(async move {
-            if let Ok(value) = tokio::time::timeout(deadline, future).await {
-                let _ = tx.send(value);
-            }
-        }));
-        // A little slack over the task's own deadline, which normally fires first.
-        rx.recv_timeout(deadline + Duration::from_millis(50)).ok()
-    }
-
-    /// Stops the runtime's tasks without waiting for them. Idempotent.
-    pub(crate) fn shutdown(&self) {
-        let runtime = match self.runtime.lock() {
-            Ok(mut r) => r.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(runtime) = runtime {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for PrivateRuntime {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
+/// The tier's own runtime: the crate's one private-runtime bridge.
+pub(crate) use crate::rt::PrivateRuntime;
 
 /// A lazily (re)connected multiplexed connection for commands.
 pub(crate) struct Connection {

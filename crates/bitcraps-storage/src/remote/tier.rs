@@ -53,7 +53,7 @@ impl RemoteTier {
     /// in-process cache untrusted until the subscription succeeds.
     pub(crate) fn start(config: &StorageConfig, url: &str, cache: Arc<ValueCache>) -> Result<Self> {
         let conn = Connection::new(url, config.redis.timeout)?;
-        let runtime = PrivateRuntime::new()?;
+        let runtime = PrivateRuntime::new("redis", 1)?;
         cache.set_trusted(false);
         let value_ttl_ms = millis(config.redis.cache_ttl);
         let core = Arc::new(Core {

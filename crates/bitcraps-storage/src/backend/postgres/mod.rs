@@ -56,52 +56,8 @@ pub struct PostgresOptions {
     pub durability: Durability,
 }
 
-/// The private runtime; shut down without blocking, so dropping the backend is safe inside an
-/// async context (a plain `Runtime` drop panics there).
-struct Bridge {
-    runtime: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
-}
-
-impl Bridge {
-    fn new() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(RUNTIME_WORKERS)
-            .thread_name("bitcraps-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Task(format!("cannot start the PostgreSQL runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        Ok(Bridge {
-            runtime: Some(runtime),
-            handle,
-        })
-    }
-
-    /// Runs `future` on the private runtime and waits for it on this thread.
-    fn run<T, F>(&self, future: F) -> Result<T>
-    where
-        F: Future<Output = Result<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            // The receiver only goes away if the caller is gone; nothing to report then.
-            let _ = tx.send(future.await);
-        });
-        rx.recv().map_err(|_| {
-            StorageError::Task("the PostgreSQL runtime stopped before answering".into())
-        })?
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
+/// The backend's private runtime (the crate's one bridge from blocking callers to async I/O).
+pub(crate) type Bridge = crate::rt::PrivateRuntime;
 
 /// The PostgreSQL backend.
 pub struct PostgresBackend {
@@ -149,7 +105,7 @@ fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
         },
     );
     // The pool spawns connection tasks on the runtime current at build time.
-    let _entered = bridge.handle.enter();
+    let _entered = bridge.handle().enter();
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .wait_timeout(Some(options.connection_timeout))
@@ -189,7 +145,7 @@ impl PostgresBackend {
     /// Connects, and migrates the schema in the connection's `search_path` to the latest
     /// version (once, even when many nodes start together).
     pub fn open(options: &PostgresOptions) -> Result<Self> {
-        let bridge = Bridge::new()?;
+        let bridge = Bridge::new("postgres", RUNTIME_WORKERS)?;
         let primary = pool(&options.url, options, &bridge)?;
         let replica = options
             .replica_url
@@ -197,7 +153,7 @@ impl PostgresBackend {
             .map(|url| pool(url, options, &bridge))
             .transpose()?;
         let migrate_pool = primary.clone();
-        let (schema_version, schema) = bridge.run(async move {
+        let (schema_version, schema) = bridge.block_on(async move {
             let mut client = connect(&migrate_pool).await?;
             schema::migrate(&mut client).await
         })?;
@@ -233,7 +189,7 @@ impl PostgresBackend {
         T: Send + 'static,
     {
         self.check_open()?;
-        self.bridge.run(async move {
+        self.bridge.block_on(async move {
             let client = connect(&pool).await?;
             f(client).await
         })
@@ -255,7 +211,7 @@ impl Backend for PostgresBackend {
             synchronous: self.options.durability == Durability::Full,
         };
         self.bridge
-            .run(async move { write::apply(&pool, &settings, &units).await })
+            .block_on(async move { write::apply(&pool, &settings, &units).await })
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {

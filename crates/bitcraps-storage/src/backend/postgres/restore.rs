@@ -20,12 +20,12 @@ pub fn load_snapshot(bridge: &Bridge, pool: Pool, path: &Path) -> Result<Snapsho
     let info = snapshot::require_current(path)?;
     let (tx, rx) = mpsc::channel::<Chunk>(2);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-    bridge.handle.spawn(async move {
+    bridge.handle().spawn(async move {
         let _ = done_tx.send(insert_all(pool, rx).await);
     });
     let sent = snapshot::read_rows(path, |chunk| {
         let sender = tx.clone();
-        bridge.run(async move {
+        bridge.block_on(async move {
             sender
                 .send(chunk)
                 .await

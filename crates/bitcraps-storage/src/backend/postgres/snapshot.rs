@@ -35,13 +35,13 @@ pub fn snapshot(bridge: &Bridge, pool: Pool, dest: &Path) -> Result<SnapshotInfo
 fn copy_into(bridge: &Bridge, pool: Pool, writer: SnapshotWriter) -> Result<()> {
     let (tx, rx) = mpsc::channel::<Chunk>(2);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-    bridge.handle.spawn(async move {
+    bridge.handle().spawn(async move {
         let _ = done_tx.send(stream(pool, tx).await);
     });
     let mut rx = Some(rx);
     while let Some(mut receiver) = rx.take() {
         // Waiting through the bridge, never `blocking_recv`, so this is safe on any thread.
-        let (receiver, chunk) = bridge.run(async move {
+        let (receiver, chunk) = bridge.block_on(async move {
             let chunk = receiver.recv().await;
             Ok((receiver, chunk))
         })?;
