@@ -48,17 +48,19 @@ mod list;
 mod maintenance;
 mod remote;
 mod rt;
+mod scrub;
 mod stats;
 mod store;
 pub mod validate;
 mod value;
+mod verify;
 mod writer;
 mod zstd_ctx;
 
 /// Test support: the in-memory backend, fault injection, `with_backend` (feature `testing`).
 #[cfg(feature = "testing")]
 pub use backend::testing;
-pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
+pub use backend::{ConsistencyReport, DamagedDocument, DatabaseStatistics, RecordMetadata};
 /// Test hooks (`testing` feature, not a stable API).
 #[cfg(feature = "testing")]
 pub use background::BackgroundTask;
@@ -75,6 +77,7 @@ pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use remote::RemoteCacheStatistics;
+pub use scrub::{ScrubPass, ScrubStep};
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;
 pub use value::{ContentHash, EncodedValue, Pipeline};
