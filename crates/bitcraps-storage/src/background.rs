@@ -1,6 +1,8 @@
 //! Background tasks, as in the original design: statistics every
 //! `maintenance.statistics_interval` (to `tracing` and the `metrics` facade), cache upkeep
-//! every `cache.upkeep_interval`, and maintenance every `maintenance.interval_hours`. They
+//! every `cache.upkeep_interval`, maintenance every `maintenance.interval_hours`, and a scrub
+//! step (`maintenance.scrub_bytes_per_run` of stored documents verified) every
+//! `maintenance.scrub_interval`. They
 //! only call the public API, hold the
 //! store weakly (dropping every handle ends them), stop when signalled, and are joined by
 //! `close()`. A run that fails or panics is counted in the statistics
@@ -31,6 +33,9 @@ pub enum BackgroundTask {
     CacheUpkeep,
     /// [`PersistentStorageManager::maintenance`], every `maintenance_interval_hours`.
     Maintenance,
+    /// One step of [`PersistentStorageManager::scrub`], every `maintenance.scrub_interval`;
+    /// a step that finds a damaged document fails (counted in `background_failures`).
+    Scrub,
 }
 
 impl BackgroundTask {
@@ -39,6 +44,7 @@ impl BackgroundTask {
             BackgroundTask::Statistics => "statistics",
             BackgroundTask::CacheUpkeep => "cache upkeep",
             BackgroundTask::Maintenance => "maintenance",
+            BackgroundTask::Scrub => "scrub",
         }
     }
 }
@@ -106,6 +112,7 @@ impl Background {
             Duration::from_secs(hours.saturating_mul(3600)),
             BackgroundTask::Maintenance,
         );
+        every(config.maintenance.scrub_interval, BackgroundTask::Scrub);
         Background {
             stop,
             tasks,
@@ -179,6 +186,19 @@ async fn once(storage: PersistentStorageManager, task: BackgroundTask) -> crate:
         BackgroundTask::CacheUpkeep => storage.shared().cache.run_pending_tasks(),
         BackgroundTask::Maintenance => {
             storage.maintenance().await?;
+        }
+        BackgroundTask::Scrub => {
+            let step = storage.scrub().await?;
+            if let Some(first) = step.damaged.first() {
+                return Err(crate::StorageError::corruption(
+                    format!("{}/{}", first.collection, first.key),
+                    format!(
+                        "the scrub found {} damaged document(s): {}",
+                        step.damaged.len(),
+                        first.detail
+                    ),
+                ));
+            }
         }
     }
     Ok(())

@@ -52,15 +52,18 @@ mod maintenance;
 mod redact;
 mod remote;
 mod rt;
+mod scrub;
 mod stats;
 mod store;
 mod validate;
 mod value;
+mod verify;
 mod writer;
 mod zstd_ctx;
 
 pub use backend::{
-    ConsistencyReport, DatabaseStatistics, RecordMetadata, RepairOutcome, SnapshotInfo,
+    ConsistencyReport, DamagedDocument, DatabaseStatistics, RecordMetadata, RepairOutcome,
+    SnapshotInfo,
 };
 pub use backup::{
     BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome,
@@ -78,6 +81,7 @@ pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use redact::redact_url;
 pub use remote::RemoteCacheStatistics;
+pub use scrub::{ScrubPass, ScrubStep};
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;
 pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
@@ -90,7 +94,8 @@ pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, Maintenance, OpOutcome, StoredBlob, StoredDictionary, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, StoredBlob, StoredDictionary,
+        WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

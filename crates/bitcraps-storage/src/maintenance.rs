@@ -1,5 +1,14 @@
 //! Maintenance: one call that keeps the store healthy, reporting every step. A failing step
-//! is recorded and the others still run.
+//! is recorded and the others still run — except the health checks: destructive steps (the
+//! reference repair, vacuum, a backup with retention) run only on a store that passed them.
+//!
+//! - Before anything that writes, the **integrity check** (the engine's quick check and the
+//!   reference checks, [`Maintenance::quick_check`](crate::backend::Maintenance::quick_check)).
+//!   If it fails, nothing else runs and maintenance returns [`StorageError::Corruption`]: a
+//!   damaged page can hide records, and the repair would delete the blobs they still name.
+//! - Before the backup, the **deep check** (every blob decoded and hashed): a store holding a
+//!   damaged document is not certified by a new backup, and retention does not rotate out
+//!   the older backups that may still hold the document intact.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +17,7 @@ use serde::Serialize;
 use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
 use crate::backup::{BackupInfo, RetentionOutcome};
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::rt::blocking;
 use crate::stats::Counters;
 
@@ -122,11 +131,19 @@ impl MaintenanceReport {
 }
 
 impl PersistentStorageManager {
-    /// Runs maintenance now: flushes access statistics, repairs references (removing blobs
-    /// nothing refers to), checkpoints and truncates the WAL, refreshes planner statistics,
-    /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, and — with
-    /// `backup.on_maintenance` — takes a backup and applies retention. Errors of single
-    /// steps are in the report; `Err` only means the store is closed.
+    /// Runs maintenance now: checks the store's integrity, flushes access statistics, repairs
+    /// references (removing blobs nothing refers to), checkpoints and truncates the WAL,
+    /// refreshes planner statistics, vacuums past `maintenance.vacuum_free_percent` free
+    /// pages, runs cache upkeep, and — with `backup.on_maintenance` — verifies every stored
+    /// document, takes a backup and applies retention. Errors of single steps are in the
+    /// report.
+    ///
+    /// `Err` means the store is closed, or it failed a health check:
+    /// [`StorageError::Corruption`] naming what was found (damaged pages, missing blobs,
+    /// damaged documents by collection and key) and what was not done. A store that fails
+    /// the integrity check is left exactly as it was (no repair, vacuum, checkpoint, backup
+    /// or retention); one that holds a damaged document gets no new backup, and every
+    /// existing backup is kept.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
         self.check_open()?;
         let started = Instant::now();
@@ -144,6 +161,29 @@ impl PersistentStorageManager {
         }
 
         let t = Instant::now();
+        let b = backend();
+        let r = blocking(move || b.maintenance().quick_check()).await;
+        let health = report.step("integrity check", t, r, |c| {
+            if c.is_sound() {
+                "ok".into()
+            } else {
+                c.problems()
+            }
+        });
+        match health {
+            Some(check) if check.is_sound() => {}
+            Some(check) => return Err(unhealthy(&check.problems())),
+            // The check itself failed (a read error on a damaged file, or a lost connection):
+            // health unknown, so nothing destructive either.
+            None => {
+                let why = report.errors.last().cloned().unwrap_or_default();
+                return Err(unhealthy(&format!(
+                    "the integrity check could not run: {why}"
+                )));
+            }
+        }
+
+        let t = Instant::now();
         let r = self.writer().flush_access().await;
         report.step("flush access statistics", t, r, |_| {
             "buffered reads written".into()
@@ -152,6 +192,12 @@ impl PersistentStorageManager {
         let t = Instant::now();
         let b = backend();
         let r = blocking(move || b.maintenance().repair_references()).await;
+        // The repair refuses when the record table cannot be read in full: then nothing
+        // after it may run either.
+        let refused = match &r {
+            Err(e) if e.is_corruption() => Some(e.to_string()),
+            _ => None,
+        };
         if let Some(outcome) = report.step("repair references", t, r, |o| {
             format!(
                 "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
@@ -159,6 +205,9 @@ impl PersistentStorageManager {
             )
         }) {
             report.references = outcome;
+        }
+        if let Some(why) = refused {
+            return Err(unhealthy(&why));
         }
 
         let t = Instant::now();
@@ -210,6 +259,40 @@ impl PersistentStorageManager {
         });
 
         if self.config().backup.on_maintenance {
+            let t = Instant::now();
+            let b = backend();
+            let r = blocking(move || {
+                let m = b.maintenance();
+                let mut check = m.quick_check()?;
+                crate::verify::deepen(
+                    &mut check,
+                    &b.dictionaries()?,
+                    |after, limit| m.blobs_after(after, limit),
+                    |ids| m.records_naming(ids),
+                )?;
+                Ok(check)
+            })
+            .await;
+            let verified = report.step("verify contents", t, r, |c| {
+                if c.is_ok() {
+                    format!(
+                        "{} blobs ({} bytes) decoded and hashed",
+                        c.blobs_verified, c.bytes_verified
+                    )
+                } else {
+                    c.problems()
+                }
+            });
+            match verified {
+                Some(c) if c.is_ok() => {}
+                Some(c) => return Err(not_certified(&c.problems())),
+                None => {
+                    let why = report.errors.last().cloned().unwrap_or_default();
+                    return Err(not_certified(&format!(
+                        "the contents could not be verified: {why}"
+                    )));
+                }
+            }
             let backups = self.backups();
             let t = Instant::now();
             let r = backups.create_backup().await;
@@ -238,5 +321,62 @@ impl PersistentStorageManager {
             "maintenance finished"
         );
         Ok(report)
+    }
+}
+
+/// What the operator should do about a store that failed a health check.
+const NEXT_STEPS: &str = "stop writing to the store, take a copy of its database files, \
+     verify the existing backups (`backup verify <id>`, newest first) and restore the newest \
+     one that verifies";
+
+/// The refusal of a store that failed the integrity check before any destructive step.
+fn unhealthy(found: &str) -> StorageError {
+    tracing::error!(%found, "maintenance refused: the store failed its integrity check");
+    StorageError::corruption(
+        "the store",
+        format!(
+            "{found}. Maintenance stopped: no reference repair, vacuum, checkpoint, \
+             backup or retention ran, and every existing backup was kept. Next: {NEXT_STEPS}"
+        ),
+    )
+}
+
+/// The refusal to back up a store whose documents did not all verify.
+fn not_certified(found: &str) -> StorageError {
+    tracing::error!(%found, "maintenance refused to back up a damaged store");
+    StorageError::corruption(
+        "the store",
+        format!(
+            "{found}. No backup was taken and retention did not run: every existing backup \
+             was kept. Next: {NEXT_STEPS}"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ConsistencyReport;
+
+    #[test]
+    fn refusals_say_what_was_kept_and_what_to_do() {
+        let check = ConsistencyReport {
+            integrity: vec!["Tree 5 page 7: btreeInitPage() returns error code 11".into()],
+            ..ConsistencyReport::default()
+        };
+        let e = unhealthy(&check.problems());
+        assert!(e.is_corruption());
+        let text = e.to_string();
+        assert!(
+            text.starts_with("corrupted data at the store: integrity check: Tree 5"),
+            "{text}"
+        );
+        assert!(text.contains("every existing backup was kept"), "{text}");
+        assert!(text.contains("take a copy of its database files"), "{text}");
+        let text = not_certified("damaged documents: games/g-1").to_string();
+        assert!(
+            text.contains("games/g-1") && text.contains("No backup was taken"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::backend::DatabaseStatistics;
 use crate::cache::CacheStatistics;
 use crate::remote::RemoteCacheStatistics;
+use crate::scrub::{ScrubPass, ScrubState};
 
 /// A point-in-time snapshot of the store's statistics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +52,9 @@ pub struct StorageStatistics {
     pub last_maintenance_at_ms: Option<i64>,
     /// Background task runs that failed or panicked (the store kept running).
     pub background_failures: u64,
+    /// The last complete pass of the scrub (every blob decoded and hashed), with the damaged
+    /// documents it found; `None` until a pass completes in this process.
+    pub last_scrub: Option<ScrubPass>,
     /// What the database reports.
     pub database_stats: DatabaseStatistics,
     /// What the in-process cache (L1) reports.
@@ -77,6 +81,7 @@ pub struct Counters {
     pub(crate) maintenance_runs: AtomicU64,
     pub(crate) last_maintenance_ms: std::sync::atomic::AtomicI64,
     pub(crate) background_failures: AtomicU64,
+    pub(crate) scrub: ScrubState,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -148,6 +153,7 @@ impl Counters {
             last_maintenance_at_ms: Some(self.last_maintenance_ms.load(Ordering::Relaxed))
                 .filter(|ms| *ms > 0),
             background_failures: get(&self.background_failures),
+            last_scrub: self.scrub.last(),
             database_stats,
             cache_stats,
             remote_cache: None,

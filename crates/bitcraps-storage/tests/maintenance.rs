@@ -52,12 +52,14 @@ async fn maintenance_repairs_references_and_truncates_the_wal() -> Result {
     assert_eq!(
         names,
         [
+            "integrity check",
             "flush access statistics",
             "repair references",
             "optimize",
             "vacuum",
             "checkpoint",
             "cache upkeep",
+            "verify contents",
             "backup",
             "retention"
         ]

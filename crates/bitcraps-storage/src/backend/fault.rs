@@ -11,8 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
-    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
+    WriteUnit,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -55,9 +56,15 @@ pub enum Method {
     Vacuum,
     /// [`Maintenance::repair_references`].
     RepairReferences,
+    /// [`Maintenance::quick_check`].
+    QuickCheck,
+    /// [`Maintenance::blobs_after`].
+    BlobsAfter,
+    /// [`Maintenance::records_naming`].
+    RecordsNaming,
 }
 
-const METHODS: usize = 15;
+const METHODS: usize = 18;
 
 impl Method {
     fn index(self) -> usize {
@@ -356,6 +363,21 @@ impl Backend for FaultInjector {
 impl Maintenance for FaultInjector {
     fn check(&self) -> Result<ConsistencyReport> {
         self.run(Method::Check, || self.inner.maintenance().check())
+    }
+    fn quick_check(&self) -> Result<ConsistencyReport> {
+        self.run(Method::QuickCheck, || {
+            self.inner.maintenance().quick_check()
+        })
+    }
+    fn blobs_after(&self, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+        self.run(Method::BlobsAfter, || {
+            self.inner.maintenance().blobs_after(after, limit)
+        })
+    }
+    fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
+        self.run(Method::RecordsNaming, || {
+            self.inner.maintenance().records_naming(blob_ids)
+        })
     }
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
         self.run(Method::Snapshot, || self.inner.maintenance().snapshot(dest))

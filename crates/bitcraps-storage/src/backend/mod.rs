@@ -52,8 +52,9 @@ pub use crate::dictionary::StoredDictionary;
 use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
 pub use types::{
-    ConsistencyReport, DatabaseStatistics, OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo,
-    StoredBlob, WriteOp, WriteUnit, now_ms, time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, DatabaseStatistics, OpOutcome,
+    RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, WriteOp, WriteUnit, now_ms,
+    time_from_ms,
 };
 
 /// What every request needs from a storage engine. Blocking; called from dedicated threads.
@@ -98,6 +99,19 @@ pub trait Maintenance: Send + Sync {
     /// Checks the engine's integrity and that every reference count is exact.
     fn check(&self) -> Result<ConsistencyReport>;
 
+    /// The health check that runs before destructive maintenance: the engine's quick
+    /// integrity check where it has one (SQLite `quick_check`, which finds the same damaged
+    /// pages as `integrity_check` without cross-checking indexes) and the reference checks.
+    fn quick_check(&self) -> Result<ConsistencyReport>;
+
+    /// Up to `limit` blobs with an id above `after`, in id order: the page the deep check
+    /// and the scrub read every stored byte through.
+    fn blobs_after(&self, after: i64, limit: usize) -> Result<Vec<BlobEntry>>;
+
+    /// The records that name any of `blob_ids`, as `(blob id, collection, key)` in
+    /// collection and key order. A scan of every record: called only for blobs found damaged.
+    fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>>;
+
     /// Writes a consistent copy of the whole database in the `snapshot` format to `dest`
     /// (which must not exist) while writers keep writing, and describes it.
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo>;
@@ -117,7 +131,10 @@ pub trait Maintenance: Send + Sync {
     /// Rebuilds the database file to return free pages to the file system.
     fn vacuum(&self) -> Result<()>;
 
-    /// Recomputes every blob's reference count and removes blobs nothing refers to.
+    /// Recomputes every blob's reference count and removes blobs nothing refers to. Refuses
+    /// (with [`StorageError::Corruption`](crate::StorageError::Corruption), deleting nothing)
+    /// when the record table cannot be read in full, since a record it cannot see may still
+    /// name a blob.
     fn repair_references(&self) -> Result<RepairOutcome>;
 }
 

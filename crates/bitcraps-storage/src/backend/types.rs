@@ -175,18 +175,107 @@ pub struct ConsistencyReport {
     pub refcount_mismatches: u64,
     /// Blobs that name a zstd dictionary that does not exist.
     pub missing_dictionaries: u64,
+    /// Whether every blob was read, decoded and hashed (the deep check); the fields below
+    /// are zero and empty otherwise.
+    pub deep: bool,
+    /// Blobs decoded and hashed by the deep check.
+    pub blobs_verified: u64,
+    /// Stored bytes those blobs hold.
+    pub bytes_verified: u64,
+    /// Blobs that failed to decode or whose content hash does not match.
+    pub damaged_blobs: u64,
+    /// Every record whose document is damaged, by collection and key.
+    pub damaged: Vec<DamagedDocument>,
 }
 
 impl ConsistencyReport {
-    /// True when the engine check passed and every reference is exact.
+    /// True when the engine check passed, every reference is exact and (after a deep check)
+    /// every blob decoded to its content hash.
     pub fn is_ok(&self) -> bool {
-        self.integrity == ["ok"]
-            && self.dangling_records == 0
+        self.is_sound()
             && self.orphaned_blobs == 0
             && self.refcount_mismatches == 0
-            && self.missing_dictionaries == 0
+            && self.damaged_blobs == 0
+            && self.damaged.is_empty()
+    }
+
+    /// True when the store is healthy enough for destructive maintenance: the engine check
+    /// passed, every record's blob exists and every blob's dictionary exists. Orphaned blobs
+    /// and wrong reference counts are what the reference repair corrects, so they do not
+    /// count against it.
+    pub fn is_sound(&self) -> bool {
+        self.integrity == ["ok"] && self.dangling_records == 0 && self.missing_dictionaries == 0
+    }
+
+    /// One line naming what failed (empty when [`is_ok`](Self::is_ok)).
+    pub fn problems(&self) -> String {
+        let mut parts = Vec::new();
+        if self.integrity != ["ok"] {
+            let shown: Vec<&str> = self.integrity.iter().take(5).map(String::as_str).collect();
+            let more = self.integrity.len().saturating_sub(shown.len());
+            let mut text = format!("integrity check: {}", shown.join("; "));
+            if more > 0 {
+                text.push_str(&format!(" (and {more} more)"));
+            }
+            parts.push(text);
+        }
+        for (n, what) in [
+            (self.dangling_records, "records whose blob is missing"),
+            (self.orphaned_blobs, "orphaned blobs"),
+            (self.refcount_mismatches, "wrong reference counts"),
+            (
+                self.missing_dictionaries,
+                "blobs whose dictionary is missing",
+            ),
+            (self.damaged_blobs, "damaged blobs"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if !self.damaged.is_empty() {
+            let keys: Vec<String> = self
+                .damaged
+                .iter()
+                .take(10)
+                .map(|d| format!("{}/{}", d.collection, d.key))
+                .collect();
+            let more = self.damaged.len().saturating_sub(keys.len());
+            let mut text = format!("damaged documents: {}", keys.join(", "));
+            if more > 0 {
+                text.push_str(&format!(" (and {more} more)"));
+            }
+            parts.push(text);
+        }
+        parts.join("; ")
     }
 }
+
+/// A record whose stored document failed verification (found by the deep check or scrub).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct DamagedDocument {
+    /// Collection name.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// The id of the damaged blob.
+    pub blob_id: i64,
+    /// What did not verify (hash mismatch, codec error, missing dictionary).
+    pub detail: String,
+}
+
+/// A stored blob with its id, as the deep check and the scrub read them page by page.
+#[derive(Debug, Clone)]
+pub struct BlobEntry {
+    /// The blob's id.
+    pub id: i64,
+    /// The blob.
+    pub blob: StoredBlob,
+}
+
+/// A record that names a blob: `(blob id, collection, key)`.
+pub type BlobReference = (i64, String, String);
 
 /// Facts about a consistent copy of a database (a snapshot or a backup).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

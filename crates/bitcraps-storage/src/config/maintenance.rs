@@ -7,8 +7,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct MaintenanceConfig {
-    /// Run the background tasks (statistics, cache upkeep, maintenance) while the store is
-    /// open. Default: `true`.
+    /// Run the background tasks (statistics, cache upkeep, maintenance, scrub) while the
+    /// store is open. Default: `true`.
     pub background_tasks: bool,
     /// Hours between background maintenance runs (0 disables them). Default: 1.
     pub interval_hours: u32,
@@ -17,6 +17,13 @@ pub struct MaintenanceConfig {
     pub statistics_interval: Duration,
     /// Maintenance vacuums when free pages exceed this percentage of the file. Default: 25.
     pub vacuum_free_percent: u32,
+    /// Interval of the background scrub, which verifies every stored document (decoded and
+    /// hashed) a budget at a time, resuming where it stopped (zero disables it).
+    /// Default: 60 s.
+    pub scrub_interval: Duration,
+    /// Stored bytes one scrub run reads at most (its I/O budget; a run reads at least one
+    /// page of blobs). Default: 16 MiB, so a 1 GiB store is verified every ~64 minutes.
+    pub scrub_bytes_per_run: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -26,6 +33,8 @@ impl Default for MaintenanceConfig {
             interval_hours: 1,
             statistics_interval: Duration::from_secs(60),
             vacuum_free_percent: 25,
+            scrub_interval: Duration::from_secs(60),
+            scrub_bytes_per_run: 16 << 20,
         }
     }
 }
@@ -56,6 +65,20 @@ impl MaintenanceConfig {
     #[must_use]
     pub fn vacuum_free_percent(mut self, percent: u32) -> Self {
         self.vacuum_free_percent = percent;
+        self
+    }
+
+    /// Sets [`scrub_interval`](Self::scrub_interval).
+    #[must_use]
+    pub fn scrub_interval(mut self, interval: Duration) -> Self {
+        self.scrub_interval = interval;
+        self
+    }
+
+    /// Sets [`scrub_bytes_per_run`](Self::scrub_bytes_per_run).
+    #[must_use]
+    pub fn scrub_bytes_per_run(mut self, bytes: u64) -> Self {
+        self.scrub_bytes_per_run = bytes;
         self
     }
 }

@@ -28,7 +28,7 @@ macro_rules! conformance_suite {
             bad_input_is_rejected_without_writes, wrong_type_is_a_typed_error,
             concurrent_writers_and_readers, cache_never_serves_stale_values, reopen_sees_everything,
             access_counts_are_buffered_and_persisted, closed_store_refuses_work,
-            dictionaries_are_trained_and_survive_reopen);
+            dictionaries_are_trained_and_survive_reopen, deep_check_and_scrub_read_every_blob);
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {
         $(
@@ -671,6 +671,56 @@ pub async fn dictionaries_are_trained_and_survive_reopen(f: Fixture) -> Result {
         "the dictionary is reloaded on open"
     );
     assert!(s.check_consistency().await?.is_ok());
+    // The deep check decodes the dictionary-compressed blobs with their dictionary.
+    let deep = s.check_consistency_deep().await?;
+    assert!(deep.is_ok() && deep.deep, "{deep:?}");
+    assert_eq!(
+        deep.blobs_verified,
+        s.statistics().await?.database_stats.blob_count
+    );
+    s.close().await?;
+    Ok(())
+}
+
+/// The deep check reads every blob; the scrub reads them a budget at a time, resuming where
+/// it stopped, and records a complete pass.
+pub async fn deep_check_and_scrub_read_every_blob(f: Fixture) -> Result {
+    let mut config = f.config.clone();
+    config.maintenance.scrub_interval = std::time::Duration::ZERO;
+    config.maintenance.scrub_bytes_per_run = 1;
+    let s = f.open(config).await?;
+    let items: Vec<(String, Game)> = (0..150)
+        .map(|i| (format!("g-{i:03}"), game(&format!("g-{i}"), i)))
+        .collect();
+    s.store_batch("games", &items).await?;
+    s.store("copies", "same", &items[0].1).await?;
+    let blobs = s.statistics().await?.database_stats.blob_count;
+    let deep = s.check_consistency_deep().await?;
+    assert!(deep.is_ok() && deep.deep, "{deep:?}");
+    assert_eq!(deep.blobs_verified, blobs);
+    assert!(deep.bytes_verified > 0);
+    assert!(s.statistics().await?.last_scrub.is_none());
+    let mut steps = Vec::new();
+    loop {
+        let step = s.scrub().await?;
+        assert!(step.damaged.is_empty(), "{step:?}");
+        steps.push(step.blobs_checked);
+        if let Some(pass) = step.completed {
+            assert_eq!(pass.blobs_checked, blobs);
+            assert_eq!(pass.records_checked, 151);
+            assert!(pass.is_clean());
+            assert!(pass.finished_at_ms >= pass.started_at_ms);
+            break;
+        }
+        assert!(steps.len() < 100, "the scrub never completed: {steps:?}");
+    }
+    // One page per step, so the pass took several steps, each reading new blobs.
+    assert!(steps.len() > 2, "{steps:?}");
+    assert_eq!(steps.iter().sum::<u64>(), blobs);
+    let last = s.statistics().await?.last_scrub.expect("a completed pass");
+    assert_eq!(last.blobs_checked, blobs);
+    // The next step starts a new pass.
+    assert!(s.scrub().await?.blobs_checked > 0);
     s.close().await?;
     Ok(())
 }

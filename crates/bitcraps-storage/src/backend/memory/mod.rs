@@ -18,8 +18,9 @@ use state::{Blob, Dictionary, Record, Tables};
 
 use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWriter};
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
-    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit, restore_target_not_empty,
+    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
+    WriteUnit, restore_target_not_empty,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -144,6 +145,20 @@ impl Backend for MemoryBackend {
 impl Maintenance for MemoryBackend {
     fn check(&self) -> Result<ConsistencyReport> {
         Ok(read::check(&self.tables()?.tables))
+    }
+
+    /// The same as [`check`](Self::check): there are no pages to damage, and the reference
+    /// accounting is a walk over the maps.
+    fn quick_check(&self) -> Result<ConsistencyReport> {
+        Ok(read::check(&self.tables()?.tables))
+    }
+
+    fn blobs_after(&self, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+        Ok(read::blobs_after(&self.tables()?.tables, after, limit))
+    }
+
+    fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
+        Ok(read::records_naming(&self.tables()?.tables, blob_ids))
     }
 
     /// Writes the rows, copied under the lock (a consistent view), through the snapshot

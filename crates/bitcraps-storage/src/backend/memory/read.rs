@@ -6,8 +6,8 @@ use std::ops::Bound;
 
 use super::state::Tables;
 use crate::backend::{
-    ConsistencyReport, DatabaseStatistics, RecordMetadata, RepairOutcome, StoredBlob,
-    StoredDictionary, time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RepairOutcome,
+    StoredBlob, StoredDictionary, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -203,6 +203,7 @@ pub(super) fn check(tables: &Tables) -> ConsistencyReport {
                 })
                 .count(),
         ),
+        ..ConsistencyReport::default()
     }
 }
 
@@ -232,4 +233,34 @@ pub(super) fn repair(tables: &mut Tables) -> RepairOutcome {
         }
     }
     outcome
+}
+
+/// Up to `limit` blobs with an id above `after`, in id order.
+pub(super) fn blobs_after(tables: &Tables, after: i64, limit: usize) -> Vec<BlobEntry> {
+    tables
+        .blobs
+        .range((Bound::Excluded(after), Bound::Unbounded))
+        .take(limit)
+        .map(|(id, b)| BlobEntry {
+            id: *id,
+            blob: StoredBlob {
+                codec_id: b.codec,
+                raw_len: b.raw_len,
+                hash: b.hash.clone(),
+                data: b.data.to_vec(),
+                dict_id: b.dict_id,
+            },
+        })
+        .collect()
+}
+
+/// The records that name any of `blob_ids`, in collection and key order.
+pub(super) fn records_naming(tables: &Tables, blob_ids: &[i64]) -> Vec<BlobReference> {
+    let wanted: BTreeSet<i64> = blob_ids.iter().copied().collect();
+    tables
+        .records
+        .iter()
+        .filter(|(_, r)| wanted.contains(&r.blob_id))
+        .map(|((c, k), r)| (r.blob_id, c.clone(), k.clone()))
+        .collect()
 }

@@ -10,6 +10,11 @@ use crate::error::Result;
 
 /// Recomputes reference counts and deletes unreferenced blobs, in one transaction that keeps
 /// writers out (orphans first, like SQLite's repair, so a removed blob is not also "fixed").
+///
+/// It never deletes a blob a record it could not read still names: PostgreSQL raises an
+/// error on a page it cannot read (a bad page header or checksum) instead of skipping it,
+/// unless an operator salvaging the database set `zero_damaged_pages`. So the `NOT EXISTS`
+/// scan sees every record or the transaction fails and nothing is deleted.
 pub async fn repair(client: &mut Client) -> Result<RepairOutcome> {
     let mut retry = Retry::default();
     loop {

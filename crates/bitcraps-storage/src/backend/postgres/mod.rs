@@ -27,8 +27,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::NoTls;
 
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
-    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
+    WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -279,6 +280,27 @@ impl Maintenance for PostgresBackend {
     fn check(&self) -> Result<ConsistencyReport> {
         self.with_client(self.read_pool(), |client| async move {
             read::check(&client).await
+        })
+    }
+
+    /// On the primary (a replica's lag is no health question): the reference checks, which
+    /// read every record and blob row, so a page the server cannot read fails them.
+    fn quick_check(&self) -> Result<ConsistencyReport> {
+        self.with_client(self.primary.clone(), |client| async move {
+            read::check(&client).await
+        })
+    }
+
+    fn blobs_after(&self, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+        self.with_client(self.read_pool(), move |client| async move {
+            read::blobs_after(&client, after, limit).await
+        })
+    }
+
+    fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
+        let ids = blob_ids.to_vec();
+        self.with_client(self.read_pool(), move |client| async move {
+            read::records_naming(&client, &ids).await
         })
     }
 

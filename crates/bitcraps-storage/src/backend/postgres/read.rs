@@ -6,8 +6,8 @@ use tokio_postgres::types::ToSql;
 
 use super::db_err;
 use crate::backend::{
-    ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob, StoredDictionary,
-    time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob,
+    StoredDictionary, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -247,5 +247,57 @@ pub async fn check(client: &Client) -> Result<ConsistencyReport> {
         orphaned_blobs: get(1)?,
         refcount_mismatches: get(2)?,
         missing_dictionaries: get(3)?,
+        ..ConsistencyReport::default()
     })
+}
+
+/// Up to `limit` blobs with an id above `after`, in id order.
+pub async fn blobs_after(client: &Client, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+    let err = db_err("reading blobs to verify");
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, codec, raw_len, hash, data, dict_id FROM blobs
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .await
+        .map_err(&err)?;
+    let rows = client.query(&stmt, &[&after, &limit]).await.map_err(&err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(BlobEntry {
+                id: r.try_get(0).map_err(&err)?,
+                blob: StoredBlob {
+                    codec_id: r.try_get(1).map_err(&err)?,
+                    raw_len: r.try_get(2).map_err(&err)?,
+                    hash: r.try_get(3).map_err(&err)?,
+                    data: r.try_get(4).map_err(&err)?,
+                    dict_id: r.try_get(5).map_err(&err)?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The records that name any of `blob_ids`, in collection and key order.
+pub async fn records_naming(client: &Client, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
+    let err = db_err("finding the records of damaged blobs");
+    let ids = blob_ids.to_vec();
+    let rows = client
+        .query(
+            "SELECT blob_id, collection, key FROM records WHERE blob_id = ANY($1)
+             ORDER BY collection, key",
+            &[&ids],
+        )
+        .await
+        .map_err(&err)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(&err)?,
+                r.try_get(1).map_err(&err)?,
+                r.try_get(2).map_err(&err)?,
+            ))
+        })
+        .collect()
 }

@@ -8,7 +8,8 @@
 //!
 //! This module is the only place above the backends that opens such a file. The backup layer
 //! reaches it through these functions and never names a driver:
-//! - [`inspect`] describes a copy and, when asked, runs the integrity and reference checks;
+//! - [`inspect`] describes a copy and, when asked, runs the integrity, reference and deep
+//!   checks;
 //! - [`upgrade`] brings a copy (of an older backup) to the current schema version;
 //! - [`SnapshotWriter`] and [`read_rows`] are the row stream for backends that are not SQLite.
 
@@ -38,14 +39,22 @@ pub fn current_version() -> i64 {
 }
 
 /// Opens a snapshot read-only and describes it; with `check`, also runs the integrity and
-/// reference checks.
+/// reference checks and the deep check (every blob decoded with its dictionary and checked
+/// against its content hash; damage named by collection and key in the report).
 pub fn inspect(path: &Path, check: bool) -> Result<(SnapshotInfo, Option<ConsistencyReport>)> {
     let conn = open_read_only(path)?;
     let schema_version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err("reading a copy's schema version"))?;
     let report = if check {
-        Some(read::check(&conn)?)
+        let mut report = read::check(&conn)?;
+        crate::verify::deepen(
+            &mut report,
+            &read::dictionaries(&conn)?,
+            |after, limit| read::blobs_after(&conn, after, limit),
+            |ids| read::records_naming(&conn, ids),
+        )?;
+        Some(report)
     } else {
         None
     };

@@ -103,11 +103,25 @@ pub(super) const RECOUNT: &str = "UPDATE blobs SET refcount = refs.n
      FROM (SELECT blob_id, count(*) AS n FROM records GROUP BY blob_id) AS refs
      WHERE blobs.id = refs.blob_id AND blobs.refcount != refs.n";
 
-/// Recomputes reference counts and deletes unreferenced blobs, in one transaction.
+/// Recomputes reference counts and deletes unreferenced blobs, in one transaction. Refuses,
+/// deleting nothing, unless the record table passes `quick_check` inside that transaction:
+/// a damaged page can hide records from the `NOT IN` scan, and their blobs would look
+/// unreferenced.
 pub fn repair(conn: &mut Connection) -> Result<RepairOutcome> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err("starting a reference repair"))?;
+    let integrity = super::read::engine_check(&tx, "quick_check(records)")?;
+    if integrity != ["ok"] {
+        return Err(StorageError::corruption(
+            "the records table",
+            format!(
+                "the reference repair refused to run, nothing was deleted: the table cannot \
+                 be read in full ({})",
+                integrity.join("; ")
+            ),
+        ));
+    }
     // Orphans first, so a blob nothing refers to counts as removed, not also as "fixed".
     let (orphans, bytes): (i64, i64) = tx
         .query_row(

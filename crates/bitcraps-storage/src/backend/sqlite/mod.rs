@@ -14,8 +14,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::backend::{
-    Backend, ConsistencyReport, DatabaseStatistics, Maintenance, OpOutcome, RecordMetadata,
-    RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
+    WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -87,8 +88,29 @@ impl std::fmt::Debug for SqliteBackend {
     }
 }
 
+/// The error of a failed SQLite call while doing `context`: SQLite's corruption codes
+/// (`SQLITE_CORRUPT`, `SQLITE_NOTADB`, "database disk image is malformed") are
+/// [`StorageError::Corruption`], everything else [`StorageError::Database`].
 pub(crate) fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
-    move |e| StorageError::database(context, e)
+    move |e| sqlite_error(context, e)
+}
+
+/// See [`db_err`].
+pub(crate) fn sqlite_error(context: &str, e: rusqlite::Error) -> StorageError {
+    if is_corruption(&e) {
+        return StorageError::corruption("the SQLite database", format!("{e} (while {context})"));
+    }
+    StorageError::database(context, e)
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+        }
+        _ => false,
+    }
 }
 
 /// Takes the store's lock file and writes who holds it (pid, host, start time), so that
@@ -311,7 +333,7 @@ impl Backend for SqliteBackend {
                 tracing::warn!(error = %e, "checkpoint on close failed");
             }
             conn.close()
-                .map_err(|(_, e)| StorageError::database("closing the database", e))?;
+                .map_err(|(_, e)| sqlite_error("closing the database", e))?;
         }
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
@@ -327,6 +349,18 @@ impl Backend for SqliteBackend {
 impl Maintenance for SqliteBackend {
     fn check(&self) -> Result<ConsistencyReport> {
         read::check(&*self.reader()?)
+    }
+
+    fn quick_check(&self) -> Result<ConsistencyReport> {
+        read::quick_check(&*self.reader()?)
+    }
+
+    fn blobs_after(&self, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+        read::blobs_after(&*self.reader()?, after, limit)
+    }
+
+    fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
+        read::records_naming(&*self.reader()?, blob_ids)
     }
 
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {

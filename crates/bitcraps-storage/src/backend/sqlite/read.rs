@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::db_err;
 use crate::backend::{
-    ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob, StoredDictionary,
-    time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob,
+    StoredDictionary, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -244,14 +244,52 @@ pub(super) const COUNT_REFERENCE_ERRORS: &str = "SELECT coalesce(sum(refs.n IS N
 
 /// `PRAGMA integrity_check` plus exact reference accounting.
 pub fn check(conn: &Connection) -> Result<ConsistencyReport> {
+    check_with(conn, "integrity_check")
+}
+
+/// `PRAGMA quick_check` (every page and cell of every table, without the index cross-checks)
+/// plus exact reference accounting: the health check before destructive maintenance.
+pub fn quick_check(conn: &Connection) -> Result<ConsistencyReport> {
+    check_with(conn, "quick_check")
+}
+
+/// The messages of `PRAGMA <pragma>` (`integrity_check` or `quick_check`, optionally with a
+/// table name in parentheses); `["ok"]` when it passes. A check that cannot even run on a
+/// damaged file is reported as its message, not as a failed call.
+pub(super) fn engine_check(conn: &Connection, pragma: &str) -> Result<Vec<String>> {
+    let result = conn.prepare(&format!("PRAGMA {pragma}")).and_then(|mut s| {
+        s.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    });
+    match result {
+        Ok(messages) => Ok(messages),
+        Err(e) => match super::sqlite_error("checking integrity", e) {
+            StorageError::Corruption { detail, .. } => Ok(vec![detail]),
+            other => Err(other),
+        },
+    }
+}
+
+fn check_with(conn: &Connection, pragma: &str) -> Result<ConsistencyReport> {
+    let integrity = engine_check(conn, pragma)?;
+    match references(conn) {
+        Ok(report) => Ok(ConsistencyReport {
+            integrity,
+            ..report
+        }),
+        // The reference queries read the damaged tables too and may fail on them: the
+        // engine's messages are the report then.
+        Err(_) if integrity != ["ok"] => Ok(ConsistencyReport {
+            integrity,
+            ..ConsistencyReport::default()
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The reference accounting of a consistency check (`integrity` left empty).
+fn references(conn: &Connection) -> Result<ConsistencyReport> {
     let err = db_err("checking consistency");
-    let integrity = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(&err)?;
     let count = |sql: &str| -> Result<u64> {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
             .map(to_u64)
@@ -261,7 +299,6 @@ pub fn check(conn: &Connection) -> Result<ConsistencyReport> {
         .query_row(COUNT_REFERENCE_ERRORS, [], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(&err)?;
     Ok(ConsistencyReport {
-        integrity,
         dangling_records: count(COUNT_DANGLING_RECORDS)?,
         orphaned_blobs: to_u64(orphaned_blobs),
         refcount_mismatches: to_u64(refcount_mismatches),
@@ -269,7 +306,53 @@ pub fn check(conn: &Connection) -> Result<ConsistencyReport> {
             "SELECT count(*) FROM blobs b WHERE b.dict_id IS NOT NULL
              AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = b.dict_id)",
         )?,
+        ..ConsistencyReport::default()
     })
+}
+
+/// Up to `limit` blobs with an id above `after`, in id order.
+pub fn blobs_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "SELECT id, codec, raw_len, hash, data, dict_id FROM blobs
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![after, limit], |r| {
+            Ok(BlobEntry {
+                id: r.get(0)?,
+                blob: StoredBlob {
+                    codec_id: r.get(1)?,
+                    raw_len: r.get(2)?,
+                    hash: r.get(3)?,
+                    data: r.get(4)?,
+                    dict_id: r.get(5)?,
+                },
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(db_err("reading blobs to verify"))
+}
+
+/// The records that name any of `blob_ids`, in collection and key order.
+pub fn records_naming(conn: &Connection, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
+    if blob_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Value> = blob_ids.iter().map(|id| Value::Integer(*id)).collect();
+    let marks = vec!["?"; ids.len()].join(", ");
+    conn.prepare(&format!(
+        "SELECT blob_id, collection, key FROM records WHERE blob_id IN ({marks})
+         ORDER BY collection, key"
+    ))
+    .and_then(|mut s| {
+        s.query_map(params_from_iter(ids), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(db_err("finding the records of damaged blobs"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 use rusqlite::Connection;
 
+use super::db_err;
+
 use crate::error::{Result, StorageError};
 
 /// `PRAGMA application_id` of bitcraps-storage databases ("BCRS").
@@ -61,10 +63,6 @@ pub const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
-}
-
-fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
-    move |e| StorageError::database(context, e)
 }
 
 /// Brings the database to the latest version; returns the version it is at. A database that
