@@ -63,7 +63,8 @@ pub use backend::{ConsistencyReport, DatabaseStatistics, RecordMetadata};
 #[cfg(feature = "testing")]
 pub use background::BackgroundTask;
 pub use backup::{
-    BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome, RetentionPolicy,
+    BackupInfo, BackupListing, BackupManager, BackupVerification, ForeignManifest,
+    IncompleteBackup, RestoreReport, RetentionOutcome, RetentionPolicy, SweepReport,
 };
 pub use cache::CacheStatistics;
 pub use codec::Codec;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
-use crate::backup::{BackupInfo, RetentionOutcome};
+use crate::backup::{BackupInfo, RetentionOutcome, SweepReport};
 use crate::error::Result;
 use crate::rt::blocking;
 use crate::stats::Counters;
@@ -77,6 +77,8 @@ pub struct MaintenanceReport {
     pub backup: Option<BackupInfo>,
     /// What retention kept and deleted, if it ran.
     pub retention: Option<RetentionOutcome>,
+    /// Stale temporaries of interrupted backups, verifications and restores removed.
+    pub backup_temporaries: Option<SweepReport>,
     /// Space debt before the run.
     pub before: SpaceDebt,
     /// Space debt after the run.
@@ -124,7 +126,8 @@ impl MaintenanceReport {
 impl PersistentStorageManager {
     /// Runs maintenance now: flushes access statistics, repairs references (removing blobs
     /// nothing refers to), checkpoints and truncates the WAL, refreshes planner statistics,
-    /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, and — with
+    /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, sweeps
+    /// stale backup temporaries (`BackupManager::sweep_temporaries`), and — with
     /// `backup.on_maintenance` — takes a backup and applies retention. Errors of single
     /// steps are in the report; `Err` only means the store is closed.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
@@ -207,6 +210,12 @@ impl PersistentStorageManager {
         report.cache_entries = (before, after);
         report.step("cache upkeep", t, Ok(()), |_| {
             format!("{before} → {after} entries")
+        });
+
+        let t = Instant::now();
+        let r = self.backups().sweep_temporaries().await;
+        report.backup_temporaries = report.step("sweep backup temporaries", t, r, |s| {
+            format!("{} removed ({} bytes)", s.removed.len(), s.bytes_freed)
         });
 
         if self.config().backup.on_maintenance {
