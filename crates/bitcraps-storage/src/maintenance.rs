@@ -77,7 +77,8 @@ pub struct MaintenanceReport {
     pub backup: Option<BackupInfo>,
     /// What retention kept and deleted, if it ran.
     pub retention: Option<RetentionOutcome>,
-    /// Stale temporaries of interrupted backups, verifications and restores removed.
+    /// Stale temporaries of interrupted backups, verifications and restores removed before
+    /// the backup, if it ran.
     pub backup_temporaries: Option<SweepReport>,
     /// Space debt before the run.
     pub before: SpaceDebt,
@@ -126,10 +127,10 @@ impl MaintenanceReport {
 impl PersistentStorageManager {
     /// Runs maintenance now: flushes access statistics, repairs references (removing blobs
     /// nothing refers to), checkpoints and truncates the WAL, refreshes planner statistics,
-    /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, sweeps
-    /// stale backup temporaries (`BackupManager::sweep_temporaries`), and — with
-    /// `backup.on_maintenance` — takes a backup and applies retention. Errors of single
-    /// steps are in the report; `Err` only means the store is closed.
+    /// vacuums past `maintenance.vacuum_free_percent` free pages, runs cache upkeep, and — with
+    /// `backup.on_maintenance` — sweeps stale backup temporaries, takes a backup and applies
+    /// retention. Errors of single steps are in the report; `Err` only means the store is
+    /// closed.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
         self.check_open()?;
         let started = Instant::now();
@@ -212,18 +213,23 @@ impl PersistentStorageManager {
             format!("{before} → {after} entries")
         });
 
-        let t = Instant::now();
-        let r = self.backups().sweep_temporaries().await;
-        report.backup_temporaries = report.step("sweep backup temporaries", t, r, |s| {
-            format!("{} removed ({} bytes)", s.removed.len(), s.bytes_freed)
-        });
-
         if self.config().backup.on_maintenance {
             let backups = self.backups();
             let t = Instant::now();
+            // Temporaries of killed runs first, counted in the report (the backup sweeps too).
+            let swept = backups.sweep_temporaries().await;
             let r = backups.create_backup().await;
+            let freed = match &swept {
+                Ok(s) => format!(
+                    "; swept {} stale temporaries ({} bytes)",
+                    s.removed.len(),
+                    s.bytes_freed
+                ),
+                Err(e) => format!("; sweeping stale temporaries failed: {e}"),
+            };
+            report.backup_temporaries = swept.ok();
             report.backup = report.step("backup", t, r, |b| {
-                format!("{} ({} bytes)", b.id, b.archive_bytes)
+                format!("{} ({} bytes){freed}", b.id, b.archive_bytes)
             });
             let t = Instant::now();
             let r = backups.apply_retention().await;

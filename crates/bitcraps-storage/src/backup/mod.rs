@@ -12,11 +12,11 @@
 //! (`fs::write_durably`) inside the run's work directory and renamed out, the manifest last.
 //!
 //! Trust: an id (from a caller, a command line or a file name) becomes a path only through
-//! [`layout::Layout::paths`], which refuses anything outside the id grammar; a manifest counts
+//! `Layout::paths` (`layout.rs`), which refuses anything outside the id grammar; a manifest counts
 //! only when the id inside equals its file name and its fields describe the archive beside it
-//! ([`scan`]). Work directories (`.tmp-`, `.verify-`, `.restore-`, `.restore-into-<id>-<nonce>`)
+//! (`scan.rs`). Work directories (`.tmp-`, `.verify-`, `.restore-`, `.restore-into-<id>-<nonce>`)
 //! are new direct children of the backup directory, locked while their run lives; a run
-//! removes only its own, and [`sweep`] removes those of runs that died.
+//! removes only its own, and the sweep (`sweep.rs`) removes those of runs that died.
 
 mod archive;
 mod contents;
