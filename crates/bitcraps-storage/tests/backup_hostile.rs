@@ -454,6 +454,7 @@ async fn retention_counts_only_complete_backups_and_leaves_the_rest() -> Result 
     Ok(())
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn sweep_removes_only_our_stale_temporaries() -> Result {
     let scene = scene().await?;
