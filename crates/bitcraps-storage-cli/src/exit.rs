@@ -6,7 +6,7 @@
 //! | 1 | any other error (I/O, database, corruption, store locked, a `migrate` or `demo` target that holds records, ...) |
 //! | 2 | usage or configuration error (clap's own code for bad arguments) |
 //! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key; a read-only command on a data directory (or `sqlite://` file) that holds no store; a backup id that does not exist |
-//! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large; a restore target that exists and is not empty |
+//! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large; a backup id outside the id grammar; a restore target that exists and is not empty |
 
 use bitcraps_storage::StorageError;
 
@@ -75,6 +75,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 StorageError::InvalidCollection { .. }
                 | StorageError::InvalidKey { .. }
                 | StorageError::ValueTooLarge { .. }
+                | StorageError::InvalidBackupId { .. }
                 | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
                 StorageError::BackupNotFound { .. } => Some(NOT_FOUND),
                 StorageError::Config(_) | StorageError::UnsupportedUrl { .. } => Some(USAGE),

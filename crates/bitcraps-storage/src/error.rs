@@ -177,6 +177,14 @@ pub enum StorageError {
         id: String,
     },
 
+    /// A backup id is not of the form backups are created with (`YYYYMMDDTHHMMSSmmmZ-xxxxxx`);
+    /// refused before any file is touched.
+    #[error("{id:?} is not a backup id (expected YYYYMMDDTHHMMSSmmmZ-xxxxxx)")]
+    InvalidBackupId {
+        /// The id as given.
+        id: String,
+    },
+
     /// A restore (or migrate) target exists and is not empty; nothing was written to it.
     #[error("{} exists and is not empty; choose a new or empty target", path.display())]
     TargetNotEmpty {
@@ -281,6 +289,7 @@ impl StorageError {
                 holder: holder.clone(),
             },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
+            E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },
             E::TargetNotEmpty { path } => E::TargetNotEmpty { path: path.clone() },
             E::PoolTimeout {
                 waited_ms,

@@ -35,6 +35,20 @@ pub fn create_private_dir_all(dir: &Path) -> Result<()> {
     tighten(dir, PRIVATE_DIR)
 }
 
+/// Creates the new directory `dir` (it must not exist) with mode `0700`.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, PRIVATE_DIR);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR))?;
+    }
+    Ok(())
+}
+
 /// Options that create a file with mode `0600` (whatever the umask).
 pub fn private_file() -> OpenOptions {
     let mut options = OpenOptions::new();

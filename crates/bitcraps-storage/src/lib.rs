@@ -66,8 +66,9 @@ pub use backend::{
     SnapshotInfo,
 };
 pub use backup::{
-    BackupInfo, BackupManager, BackupVerification, RestoreReport, RetentionOutcome,
-    RetentionPolicy, StoreRestoreReport,
+    BackupInfo, BackupListing, BackupManager, BackupVerification, ForeignManifest,
+    IncompleteBackup, RestoreReport, RetentionOutcome, RetentionPolicy, StoreRestoreReport,
+    SweepReport,
 };
 pub use cache::CacheStatistics;
 pub use codec::Codec;

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
-use crate::backup::{BackupInfo, RetentionOutcome};
+use crate::backup::{BackupInfo, RetentionOutcome, SweepReport};
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
 use crate::stats::Counters;
@@ -86,6 +86,9 @@ pub struct MaintenanceReport {
     pub backup: Option<BackupInfo>,
     /// What retention kept and deleted, if it ran.
     pub retention: Option<RetentionOutcome>,
+    /// Stale temporaries of interrupted backups, verifications and restores removed before
+    /// the backup, if it ran.
+    pub backup_temporaries: Option<SweepReport>,
     /// Space debt before the run.
     pub before: SpaceDebt,
     /// Space debt after the run.
@@ -135,8 +138,8 @@ impl PersistentStorageManager {
     /// references (removing blobs nothing refers to), checkpoints and truncates the WAL,
     /// refreshes planner statistics, vacuums past `maintenance.vacuum_free_percent` free
     /// pages, runs cache upkeep, and — with `backup.on_maintenance` — verifies every stored
-    /// document, takes a backup and applies retention. Errors of single steps are in the
-    /// report.
+    /// document, sweeps stale backup temporaries, takes a backup and applies retention. Errors
+    /// of single steps are in the report.
     ///
     /// `Err` means the store is closed, or it failed a health check:
     /// [`StorageError::Corruption`] naming what was found (damaged pages, missing blobs,
@@ -295,9 +298,20 @@ impl PersistentStorageManager {
             }
             let backups = self.backups();
             let t = Instant::now();
+            // Temporaries of killed runs first, counted in the report (the backup sweeps too).
+            let swept = backups.sweep_temporaries().await;
             let r = backups.create_backup().await;
+            let freed = match &swept {
+                Ok(s) => format!(
+                    "; swept {} stale temporaries ({} bytes)",
+                    s.removed.len(),
+                    s.bytes_freed
+                ),
+                Err(e) => format!("; sweeping stale temporaries failed: {e}"),
+            };
+            report.backup_temporaries = swept.ok();
             report.backup = report.step("backup", t, r, |b| {
-                format!("{} ({} bytes)", b.id, b.archive_bytes)
+                format!("{} ({} bytes){freed}", b.id, b.archive_bytes)
             });
             let t = Instant::now();
             let r = backups.apply_retention().await;

@@ -132,19 +132,31 @@ async fn restore_refuses_the_live_store_and_non_empty_targets() -> Result {
         .restore_backup(&info.id, occupied.path())
         .await
         .expect_err("occupied");
-    assert!(err.to_string().ends_with("is not empty"), "{err}");
+    assert!(
+        matches!(err, StorageError::TargetNotEmpty { .. })
+            && err.to_string().contains("is not empty"),
+        "{err}"
+    );
     let err = s
         .backups()
         .verify_backup("../../etc")
         .await
         .expect_err("bad id");
-    assert!(err.to_string().contains("is not a backup id"), "{err}");
+    assert!(
+        matches!(err, StorageError::InvalidBackupId { .. })
+            && err.to_string().contains("is not a backup id"),
+        "{err}"
+    );
     let err = s
         .backups()
         .verify_backup("20990101T000000000Z-abcdef")
         .await
         .expect_err("missing");
-    assert!(err.to_string().contains("no backup"), "{err}");
+    // A missing backup is "not found", not a configuration error.
+    assert!(
+        matches!(err, StorageError::BackupNotFound { .. }) && err.to_string().contains("not found"),
+        "{err}"
+    );
     s.close().await?;
     Ok(())
 }

@@ -95,12 +95,12 @@ async fn a_memory_backup_restores_into_a_sqlite_store() -> Result {
         .restore_backup_into(&info.id, &target)
         .await
         .expect_err("the target is not empty");
-    assert!(matches!(err, StorageError::Config(_)), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "invalid configuration: the restore target is not empty: it holds records, blobs or \
-         dictionaries; restore into a new schema or database"
+    // Refused as TargetNotEmpty (was Config) before the backup is verified.
+    assert!(
+        matches!(err, StorageError::TargetNotEmpty { .. }),
+        "{err:?}"
     );
+    assert!(err.to_string().contains("exists and is not empty"), "{err}");
     let r = PersistentStorageManager::open(target).await?;
     assert_eq!(r.statistics().await?.database_stats.record_count, 42);
     r.close().await?;

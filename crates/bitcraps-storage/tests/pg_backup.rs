@@ -142,12 +142,12 @@ async fn backup_verify_and_restore_into_a_fresh_schema() -> Result {
         .restore_backup_into(&info.id, &target_config)
         .await
         .expect_err("target is not empty");
-    assert!(matches!(err, StorageError::Config(_)), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "invalid configuration: the restore target is not empty: it holds records, blobs or \
-         dictionaries; restore into a new schema or database"
+    // Refused as TargetNotEmpty (was Config) before the backup is verified.
+    assert!(
+        matches!(err, StorageError::TargetNotEmpty { .. }),
+        "{err:?}"
     );
+    assert!(err.to_string().contains("exists and is not empty"), "{err}");
     let r = PersistentStorageManager::open({
         let mut c = StorageConfig::with_data_path(config.database.data_path.join("restored"));
         c.database.url = Some(target.url());

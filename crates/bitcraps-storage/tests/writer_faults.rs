@@ -195,7 +195,10 @@ async fn a_burst_of_writers_waits_for_queue_space() -> Result {
     // at once raced with the writer thread releasing it).
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while s.statistics().await?.queued_write_bytes != 0 {
-        assert!(tokio::time::Instant::now() < deadline, "queue space never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue space never came back"
+        );
         tokio::task::yield_now().await;
     }
     assert_eq!(s.list("blobs", Default::default()).await?.keys.len(), 64);

@@ -38,47 +38,105 @@ pub async fn run(
     match command {
         BackupCommand::Create { json } => {
             let spinner = ui.bar(None, "", "backing up");
+            // Swept here (create sweeps too) so the report can say what was freed.
+            let swept = backups.sweep_temporaries().await;
             let info = backups.create_backup().await;
             spinner.finish_and_clear();
+            let swept = swept.context("sweeping stale backup temporaries")?;
             let info = info.context("creating a backup")?;
+            if !swept.removed.is_empty() {
+                eprintln!(
+                    "removed {} stale temporaries of interrupted backups ({})",
+                    swept.removed.len(),
+                    render::bytes(swept.bytes_freed)
+                );
+            }
             if json {
                 print(&format!("{}\n", serde_json::to_string_pretty(&info)?))
             } else {
                 print(&format!("{}\n", render::key_value(&info_rows(&info))))
             }
         }
-        BackupCommand::List { json } => {
-            let list = backups.list_backups().await.context("listing backups")?;
-            if json {
-                return print(&format!("{}\n", serde_json::to_string_pretty(&list)?));
-            }
-            let mut table = Table::new();
-            table.set_header(["id", "created", "records", "archive"]);
-            for b in &list {
-                table.add_row([
-                    b.id.clone(),
-                    b.created_at.clone(),
-                    b.snapshot.record_count.to_string(),
-                    render::bytes(b.archive_bytes),
-                ]);
-            }
-            print(&format!("{table}\n"))
-        }
+        BackupCommand::List { json } => list(&backups, json).await,
         BackupCommand::Verify { id } => {
             let spinner = ui.bar(None, "", "verifying");
             let verified = backups.verify_backup(&id).await;
             spinner.finish_and_clear();
-            let v = verified.with_context(|| format!("backup {id} failed verification"))?;
+            let v = match verified {
+                Err(e) if e.is_corruption() => {
+                    return Err(e).with_context(|| format!("backup {id:?} failed verification"));
+                }
+                other => other.with_context(|| format!("verifying backup {id:?}"))?,
+            };
             print(&format!(
-                "backup {} verified: {} records, {} blobs, integrity {}\n",
+                "backup {} verified: {} records, {} blobs ({} decoded and hash-checked), \
+                 integrity {}\n",
                 v.id,
                 v.snapshot.record_count,
                 v.snapshot.blob_count,
+                v.blobs_decoded,
                 v.integrity.join(", ")
             ))
         }
         BackupCommand::Restore { id, to } => restore(&backups, &id, &to, ui).await,
     }
+}
+
+/// `backup list`: complete backups, then incomplete ones and foreign manifests (which are
+/// never used, counted by retention or deleted). `--json` is one array; each entry has a
+/// `status` of `complete` (with the manifest's fields), `incomplete` (`id`, `reason`) or
+/// `foreign` (`file`, `reason`).
+async fn list(backups: &BackupManager, json: bool) -> Result<()> {
+    let listing = backups.scan_backups().await.context("listing backups")?;
+    if json {
+        let mut entries = Vec::new();
+        for b in &listing.complete {
+            let mut v = serde_json::to_value(b)?;
+            if let Some(map) = v.as_object_mut() {
+                map.insert("status".into(), "complete".into());
+            }
+            entries.push(v);
+        }
+        for b in &listing.incomplete {
+            entries
+                .push(serde_json::json!({"status": "incomplete", "id": b.id, "reason": b.reason}));
+        }
+        for f in &listing.foreign {
+            entries
+                .push(serde_json::json!({"status": "foreign", "file": f.file, "reason": f.reason}));
+        }
+        return print(&format!("{}\n", serde_json::to_string_pretty(&entries)?));
+    }
+    let mut table = Table::new();
+    table.set_header(["id", "created", "records", "archive", "status"]);
+    for b in &listing.complete {
+        table.add_row([
+            b.id.clone(),
+            b.created_at.clone(),
+            b.snapshot.record_count.to_string(),
+            render::bytes(b.archive_bytes),
+            "complete".into(),
+        ]);
+    }
+    for b in &listing.incomplete {
+        table.add_row([
+            b.id.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("incomplete: {}", b.reason),
+        ]);
+    }
+    for f in &listing.foreign {
+        table.add_row([
+            format!("{:?}", f.file),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("foreign manifest, left alone: {}", f.reason),
+        ]);
+    }
+    print(&format!("{table}\n"))
 }
 
 /// Where `backup restore --to` points.
@@ -131,5 +189,5 @@ async fn restore(backups: &BackupManager, id: &str, to: &Path, ui: &Ui) -> Resul
         }),
     };
     spinner.finish_and_clear();
-    print(&message.with_context(|| format!("restoring backup {id}"))?)
+    print(&message.with_context(|| format!("restoring backup {id:?}"))?)
 }

@@ -89,20 +89,6 @@ pub fn read(path: &Path) -> Result<BackupInfo> {
     })
 }
 
-/// Checks that an id names a backup file and cannot escape the backup directory.
-pub fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StorageError::Config(format!("{id:?} is not a backup id")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,13 +103,5 @@ mod tests {
         assert_eq!(civil(0), (1970, 1, 1));
         assert_eq!(civil(11_016), (2000, 2, 29));
         assert!(stamps(ms).0 < stamps(ms + 1).0);
-    }
-
-    #[test]
-    fn ids_cannot_escape() {
-        assert!(check_id("20261123T010203004Z-ab12").is_ok());
-        assert!(check_id("../etc").is_err());
-        assert!(check_id("").is_err());
-        assert!(check_id("a/b").is_err());
     }
 }

@@ -8,12 +8,24 @@
 //!
 //! Layout of the backup directory (default `<data_path>/backups/`): for each backup an
 //! archive `<id>.db.zst` (a zstd-compressed snapshot) and a manifest `<id>.json`
-//! ([`BackupInfo`]), both written through the crate's one durable-write helper (`fs::write_durably`), the manifest last.
-//! A backup without a manifest is incomplete and not listed.
+//! ([`BackupInfo`]), both written through the crate's one durable-write helper
+//! (`fs::write_durably`) inside the run's work directory and renamed out, the manifest last.
+//!
+//! Trust: an id (from a caller, a command line or a file name) becomes a path only through
+//! `Layout::paths` (`layout.rs`), which refuses anything outside the id grammar; a manifest counts
+//! only when the id inside equals its file name and its fields describe the archive beside it
+//! (`scan.rs`). Work directories (`.tmp-`, `.verify-`, `.restore-`, `.restore-into-<id>-<nonce>`)
+//! are new direct children of the backup directory, locked while their run lives; a run
+//! removes only its own, and the sweep (`sweep.rs`) removes those of runs that died.
 
 mod archive;
+mod contents;
+mod layout;
 mod manifest;
+mod restore;
 pub mod retention;
+mod scan;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,11 +36,15 @@ use serde::Serialize;
 
 pub use manifest::{BackupInfo, MANIFEST_FORMAT};
 pub use retention::RetentionPolicy;
+pub use scan::{BackupListing, ForeignManifest, IncompleteBackup};
+pub use sweep::SweepReport;
 
 use crate::backend::{Backend, SnapshotInfo, snapshot};
-use crate::config::{DEFAULT_DATABASE_FILE, StorageConfig};
+use crate::config::DEFAULT_DATABASE_FILE;
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
+use layout::{BackupPaths, Layout, WorkKind};
+use scan::Unusable;
 
 /// A source of "now", injectable for tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -47,6 +63,10 @@ pub struct BackupVerification {
     pub snapshot: SnapshotInfo,
     /// The integrity check's messages (`["ok"]`).
     pub integrity: Vec<String>,
+    /// Blobs decompressed (with their dictionaries) and hash-checked: all of them.
+    pub blobs_decoded: u64,
+    /// Bytes of documents those blobs decoded to.
+    pub bytes_decoded: u64,
 }
 
 /// What a restore produced.
@@ -83,7 +103,7 @@ pub struct RetentionOutcome {
 
 struct Inner {
     backend: Arc<dyn Backend>,
-    dir: PathBuf,
+    layout: Layout,
     live_dir: PathBuf,
     policy: RetentionPolicy,
 }
@@ -98,7 +118,7 @@ pub struct BackupManager {
 impl std::fmt::Debug for BackupManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackupManager")
-            .field("dir", &self.inner.dir)
+            .field("dir", &self.inner.layout.dir())
             .field("policy", &self.inner.policy)
             .finish_non_exhaustive()
     }
@@ -108,30 +128,8 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
     move |e| StorageError::io(path, e)
 }
 
-/// A directory that is removed when dropped (work areas of create, verify and restore).
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create(path: PathBuf) -> Result<Self> {
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(io(&path))?;
-        }
-        crate::fs::create_private_dir_all(&path)?;
-        Ok(WorkDir(path))
-    }
-
-    /// Gives the directory up without removing it.
-    fn keep(mut self) -> PathBuf {
-        std::mem::take(&mut self.0)
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+fn location(id: &str) -> String {
+    format!("backup {id}")
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -146,7 +144,7 @@ impl BackupManager {
         BackupManager {
             inner: Arc::new(Inner {
                 backend,
-                dir,
+                layout: Layout::new(dir),
                 live_dir,
                 policy,
             }),
@@ -165,7 +163,7 @@ impl BackupManager {
 
     /// The backup directory.
     pub fn directory(&self) -> &Path {
-        &self.inner.dir
+        self.inner.layout.dir()
     }
 
     /// The retention rules in force.
@@ -173,23 +171,18 @@ impl BackupManager {
         self.inner.policy
     }
 
-    fn archive_path(&self, id: &str) -> PathBuf {
-        self.inner.dir.join(format!("{id}.db.zst"))
-    }
-
-    fn manifest_path(&self, id: &str) -> PathBuf {
-        self.inner.dir.join(format!("{id}.json"))
-    }
-
-    /// Takes a consistent online backup while writers keep writing.
+    /// Takes a consistent online backup while writers keep writing. Stale temporaries of
+    /// interrupted runs are swept first ([`BackupManager::sweep_temporaries`]).
     pub async fn create_backup(&self) -> Result<BackupInfo> {
         let this = self.clone();
         blocking(move || this.create_blocking()).await
     }
 
     fn create_blocking(&self) -> Result<BackupInfo> {
-        let dir = &self.inner.dir;
-        crate::fs::create_private_dir_all(dir)?;
+        let layout = &self.inner.layout;
+        if let Err(e) = sweep::sweep(layout.dir()) {
+            tracing::warn!(error = %e, "sweeping stale backup temporaries failed");
+        }
         let created_at_ms = manifest::millis((self.clock)());
         let (stamp, created_at) = manifest::stamps(created_at_ms);
         let salt = format!(
@@ -202,13 +195,16 @@ impl BackupManager {
             .chars()
             .take(6)
             .collect();
-        let id = format!("{stamp}-{suffix}");
-        let work = WorkDir::create(dir.join(format!(".tmp-{id}")))?;
-        let copy = work.0.join(DEFAULT_DATABASE_FILE);
+        let paths = layout.paths(&format!("{stamp}-{suffix}"))?;
+        let id = paths.id.clone();
+        let work = layout.work_dir(WorkKind::Create, &paths)?;
+        let copy = work.path().join(DEFAULT_DATABASE_FILE);
         let snapshot = self.inner.backend.maintenance().snapshot(&copy)?;
         let database_bytes = std::fs::metadata(&copy).map_err(io(&copy))?.len();
-        let archive = self.archive_path(&id);
-        let (archive_bytes, archive_blake3) = archive::pack(&copy, &archive)?;
+        // Everything is written inside the work directory and renamed out when complete.
+        let staged_archive = work.path().join(format!("{id}.db.zst"));
+        let (archive_bytes, archive_blake3) = archive::pack(&copy, &staged_archive)?;
+        std::fs::remove_file(&copy).map_err(io(&copy))?;
         let info = BackupInfo {
             format: MANIFEST_FORMAT,
             id: id.clone(),
@@ -223,74 +219,93 @@ impl BackupManager {
         let json = serde_json::to_vec_pretty(&info).map_err(|e| {
             StorageError::Task(format!("cannot serialize the manifest of {id}: {e}"))
         })?;
-        if let Err(e) = crate::fs::write_bytes_durably(&self.manifest_path(&id), &json) {
-            let _ = std::fs::remove_file(&archive);
-            return Err(e);
+        let staged_manifest = work.path().join(format!("{id}.json"));
+        crate::fs::write_bytes_durably(&staged_manifest, &json)?;
+        std::fs::rename(&staged_archive, &paths.archive).map_err(io(&paths.archive))?;
+        crate::fs::sync_dir(layout.dir())?;
+        if let Err(e) = std::fs::rename(&staged_manifest, &paths.manifest) {
+            let _ = std::fs::remove_file(&paths.archive);
+            return Err(StorageError::io(&paths.manifest, e));
         }
+        crate::fs::sync_dir(layout.dir())?;
+        drop(work);
         tracing::info!(%id, archive_bytes, records = info.snapshot.record_count, "backup created");
         Ok(info)
     }
 
-    /// Every complete backup, newest first.
-    pub async fn list_backups(&self) -> Result<Vec<BackupInfo>> {
+    /// Removes what interrupted (killed) backups, verifications and restores left in the
+    /// backup directory: only entries whose whole name is one this crate creates, that are
+    /// older than this call, and whose run is gone (its lock is free). Reports what was
+    /// removed and the bytes freed.
+    pub async fn sweep_temporaries(&self) -> Result<SweepReport> {
         let this = self.clone();
-        blocking(move || this.list_blocking()).await
+        blocking(move || sweep::sweep(this.inner.layout.dir())).await
     }
 
-    fn list_blocking(&self) -> Result<Vec<BackupInfo>> {
-        let dir = &self.inner.dir;
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StorageError::io(dir, e)),
-        };
-        let mut backups = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(io(dir))?.path();
-            let is_manifest = path.extension().is_some_and(|e| e == "json")
-                && !path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if is_manifest {
-                match manifest::read(&path) {
-                    Ok(info) => backups.push(info),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "skipping a manifest")
-                    }
-                }
-            }
-        }
-        backups.sort_by(|a, b| b.id.cmp(&a.id));
-        Ok(backups)
+    /// Every complete backup, newest first (see [`BackupManager::scan_backups`] for the
+    /// incomplete ones and foreign manifests).
+    pub async fn list_backups(&self) -> Result<Vec<BackupInfo>> {
+        Ok(self.scan_backups().await?.complete)
+    }
+
+    /// Everything in the backup directory that looks like a backup: complete backups,
+    /// incomplete ones (archive or manifest missing, manifest fields invalid), and foreign
+    /// manifests (a name that is not an id, or an id inside that differs from the name).
+    /// Changes nothing.
+    pub async fn scan_backups(&self) -> Result<BackupListing> {
+        let this = self.clone();
+        blocking(move || scan::scan(&this.inner.layout)).await
     }
 
     /// Checks a backup end to end: archive size and checksum, decompression, the engine's
-    /// integrity check, exact references, and counts equal to the manifest's. A damaged or
-    /// truncated backup is a [`StorageError::Corruption`] naming it.
+    /// integrity check, exact references, and counts equal to the manifest's. A damaged,
+    /// truncated or incomplete backup is a [`StorageError::Corruption`] naming it; an id
+    /// outside the id grammar is [`StorageError::InvalidBackupId`] and a backup that does
+    /// not exist [`StorageError::BackupNotFound`], both before anything is written.
     pub async fn verify_backup(&self, id: &str) -> Result<BackupVerification> {
         let this = self.clone();
         let id = id.to_owned();
         blocking(move || {
-            let work = WorkDir::create(this.inner.dir.join(format!(".verify-{id}")))?;
-            this.unpack_verified(&id, &work.0)
+            let paths = this.inner.layout.paths(&id)?;
+            let info = this.usable(&paths)?;
+            let work = this.inner.layout.work_dir(WorkKind::Verify, &paths)?;
+            this.unpack_verified(&paths, &info, work.path())
         })
         .await
     }
 
-    /// Unpacks backup `id` into `dir` as `bitcraps.db` and verifies it there.
-    fn unpack_verified(&self, id: &str, dir: &Path) -> Result<BackupVerification> {
-        manifest::check_id(id)?;
-        let location = format!("backup {id}");
-        let manifest_path = self.manifest_path(id);
-        if !manifest_path.exists() {
-            return Err(StorageError::Config(format!(
-                "no backup {id} in {}",
-                self.inner.dir.display()
-            )));
+    /// The manifest of a backup, if it is usable; else why not, as a typed error.
+    fn usable(&self, paths: &BackupPaths) -> Result<BackupInfo> {
+        let location = location(&paths.id);
+        if !scan::exists(&paths.manifest) {
+            return Err(if scan::exists(&paths.archive) {
+                StorageError::corruption(location, "incomplete: the manifest is missing")
+            } else {
+                StorageError::BackupNotFound {
+                    id: paths.id.clone(),
+                }
+            });
         }
-        let info = manifest::read(&manifest_path)?;
-        let archive = self.archive_path(id);
-        let (size, hash) = match archive::hash_file(&archive) {
+        scan::load(paths).map_err(|why| match why {
+            Unusable::Incomplete(reason) => StorageError::corruption(location, reason),
+            Unusable::Foreign(reason) => StorageError::corruption(
+                location,
+                format!("the manifest is not this backup's ({reason}); it was left alone"),
+            ),
+        })
+    }
+
+    /// Unpacks the backup into `dir` as `bitcraps.db` and verifies it there.
+    fn unpack_verified(
+        &self,
+        paths: &BackupPaths,
+        info: &BackupInfo,
+        dir: &Path,
+    ) -> Result<BackupVerification> {
+        let id = &paths.id;
+        let location = location(id);
+        let archive = &paths.archive;
+        let (size, hash) = match archive::hash_file(archive) {
             Ok(found) => found,
             Err(StorageError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -318,7 +333,7 @@ impl BackupManager {
             ));
         }
         let db = dir.join(DEFAULT_DATABASE_FILE);
-        let database_bytes = archive::unpack(&archive, &db, &location)?;
+        let database_bytes = archive::unpack(archive, &db, &location)?;
         let (snapshot, report) = snapshot::inspect(&db, true).map_err(|e| {
             StorageError::corruption(&location, format!("the database copy does not open: {e}"))
         })?;
@@ -326,7 +341,7 @@ impl BackupManager {
         if !report.is_ok() {
             return Err(StorageError::corruption(
                 location,
-                format!("the database copy fails its checks: {report:?}"),
+                format!("the database copy fails its checks: {}", report.problems()),
             ));
         }
         if snapshot != info.snapshot {
@@ -338,123 +353,16 @@ impl BackupManager {
                 ),
             ));
         }
+        // Every document: decoded with its dictionary, its content hash checked.
+        let contents = contents::check(&db, &location)?;
         Ok(BackupVerification {
-            id: id.to_owned(),
+            id: id.clone(),
             archive_bytes: size,
             database_bytes,
             snapshot,
             integrity: report.integrity,
-        })
-    }
-
-    /// Restores backup `id` into the new directory `target_dir` (which must not exist or be
-    /// empty, and must not be the live store). The backup is verified in a staging directory
-    /// beside the target and renamed into place only then, so a half-restored store is never
-    /// visible.
-    pub async fn restore_backup(&self, id: &str, target_dir: &Path) -> Result<RestoreReport> {
-        let this = self.clone();
-        let (id, target) = (id.to_owned(), target_dir.to_path_buf());
-        blocking(move || this.restore_blocking(&id, &target)).await
-    }
-
-    fn restore_blocking(&self, id: &str, target: &Path) -> Result<RestoreReport> {
-        manifest::check_id(id)?;
-        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if same(target, &self.inner.live_dir) {
-            return Err(StorageError::Config(format!(
-                "refusing to restore over the live store at {}",
-                target.display()
-            )));
-        }
-        if target.exists() {
-            let mut entries = std::fs::read_dir(target).map_err(io(target))?;
-            if entries.next().is_some() {
-                return Err(StorageError::Config(format!(
-                    "restore target {} is not empty",
-                    target.display()
-                )));
-            }
-        }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        if !parent.exists() {
-            crate::fs::create_private_dir_all(&parent)?;
-        }
-        let name = target
-            .file_name()
-            .ok_or_else(|| StorageError::Config(format!("{} has no name", target.display())))?;
-        let staging =
-            WorkDir::create(parent.join(format!(".restore-{}-{id}", name.to_string_lossy())))?;
-        let verified = self.unpack_verified(id, &staging.0)?;
-        crate::fs::sync_dir(&staging.0)?;
-        if target.exists() {
-            std::fs::remove_dir(target).map_err(io(target))?;
-        }
-        let staged = staging.keep();
-        std::fs::rename(&staged, target).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staged);
-            StorageError::io(target, e)
-        })?;
-        crate::fs::sync_dir(&parent)?;
-        tracing::info!(%id, target = %target.display(), "backup restored");
-        Ok(RestoreReport {
-            id: id.to_owned(),
-            target: target.to_path_buf(),
-            snapshot: verified.snapshot,
-        })
-    }
-
-    /// [`BackupManager::restore_backup_into`] the store a database URL names, with default
-    /// settings otherwise (`postgres://…` for an empty PostgreSQL schema).
-    pub async fn restore_backup_to_url(&self, id: &str, url: &str) -> Result<StoreRestoreReport> {
-        let target = StorageConfig::from_url(url)?;
-        self.restore_backup_into(id, &target).await
-    }
-
-    /// Restores backup `id` into the database of the store `target` describes (its
-    /// `database_url`, e.g. a PostgreSQL database/schema, or its SQLite file), opened the way
-    /// `PersistentStorageManager::open` opens it, with the target's `connection_timeout` and
-    /// `max_connections`. The store must not be open elsewhere.
-    ///
-    /// The backup is verified first, brought to the current schema (in a scratch copy), then
-    /// loaded in one transaction into a database that must be empty (its tables are created if
-    /// missing; a database holding any record, blob or dictionary is refused with
-    /// [`StorageError::Config`]); ids continue after the restored ids. Works for backups of
-    /// either backend. For whole-cluster operations `pg_dump`/`pg_restore` remain the DBA's
-    /// tools; this restores one store. To restore into a new SQLite data directory without
-    /// opening it, [`BackupManager::restore_backup`] renames a verified copy into place.
-    pub async fn restore_backup_into(
-        &self,
-        id: &str,
-        target: &StorageConfig,
-    ) -> Result<StoreRestoreReport> {
-        target.validate()?;
-        let this = self.clone();
-        let (id, target) = (id.to_owned(), target.clone());
-        blocking(move || this.restore_into_blocking(&id, target)).await
-    }
-
-    fn restore_into_blocking(&self, id: &str, target: StorageConfig) -> Result<StoreRestoreReport> {
-        manifest::check_id(id)?;
-        let work = WorkDir::create(self.inner.dir.join(format!(".restore-into-{id}")))?;
-        self.unpack_verified(id, &work.0)?;
-        let copy = work.0.join(DEFAULT_DATABASE_FILE);
-        // Older backups are brought to the current snapshot schema (in the work copy) first.
-        snapshot::upgrade(&copy)?;
-        let target = crate::backend::open::open(target)?.backend;
-        let loaded = target.maintenance().restore(&copy);
-        target.close()?;
-        let snapshot = loaded?;
-        tracing::info!(%id, backend = target.name(), records = snapshot.record_count, "backup restored into a store");
-        Ok(StoreRestoreReport {
-            id: id.to_owned(),
-            snapshot,
+            blobs_decoded: contents.blobs,
+            bytes_decoded: contents.bytes,
         })
     }
 
@@ -465,7 +373,9 @@ impl BackupManager {
     }
 
     fn retention_blocking(&self) -> Result<RetentionOutcome> {
-        let backups = self.list_blocking()?;
+        // Only complete backups are candidates: incomplete ones are never counted as kept
+        // (and never deleted), foreign manifests never touched.
+        let backups = scan::scan(&self.inner.layout)?.complete;
         let times: Vec<SystemTime> = backups.iter().map(BackupInfo::created).collect();
         let keep = retention::keep(&times, (self.clock)(), &self.inner.policy);
         let mut outcome = RetentionOutcome::default();
@@ -476,18 +386,17 @@ impl BackupManager {
             }
             // The manifest goes first: a crash in between leaves an unlisted archive, never
             // a listed backup without its archive.
-            let manifest = self.manifest_path(&backup.id);
-            std::fs::remove_file(&manifest).map_err(io(&manifest))?;
-            let archive = self.archive_path(&backup.id);
-            if let Err(e) = std::fs::remove_file(&archive)
+            let paths = self.inner.layout.paths(&backup.id)?;
+            std::fs::remove_file(&paths.manifest).map_err(io(&paths.manifest))?;
+            if let Err(e) = std::fs::remove_file(&paths.archive)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                return Err(StorageError::io(&archive, e));
+                return Err(StorageError::io(&paths.archive, e));
             }
             outcome.deleted.push(backup.id);
         }
         if !outcome.deleted.is_empty() {
-            crate::fs::sync_dir(&self.inner.dir)?;
+            crate::fs::sync_dir(self.inner.layout.dir())?;
         }
         Ok(outcome)
     }
