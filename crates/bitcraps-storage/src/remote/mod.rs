@@ -28,6 +28,8 @@
 //! `cfg`.
 
 #[cfg(feature = "redis")]
+mod auth;
+#[cfg(feature = "redis")]
 mod client;
 #[cfg(not(feature = "redis"))]
 mod disabled;
