@@ -52,7 +52,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE blobs ADD COLUMN dict_id bigint;
     ",
-    // Version 3: the store's identity (issue #12), as SQLite's version 4: a random store id,
+    // Version 3: SQLite's version 3 only changed indexes; PostgreSQL keeps `blobs_by_hash` and
+    // `records_by_blob`. A no-op, so the two backends' version numbers stay the same.
+    "SELECT 1;",
+    // Version 4: the store's identity (issue #12), as in SQLite: a random store id,
     // the Redis tier's secret and whether the store runs with a Redis tier. The two random
     // rows are inserted by `migrate` in the same transaction (`backend/identity.rs`).
     r#"
