@@ -35,7 +35,7 @@ impl std::fmt::Debug for StoreIdentity {
 }
 
 impl StoreIdentity {
-    /// A fresh random identity (the memory backend; migrations insert [`fresh_rows`]).
+    /// A fresh random identity (the memory backend; migrations insert the same rows).
     pub fn random() -> Result<Self> {
         Self::from_rows(fresh_rows()?)
     }
