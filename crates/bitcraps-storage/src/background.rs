@@ -303,6 +303,14 @@ fn report(s: &StorageStatistics) {
                 r.corrupt_entries,
             ),
             (
+                "bitcraps_storage_remote_cache_rejected_entries_total",
+                r.rejected_entries,
+            ),
+            (
+                "bitcraps_storage_remote_rejected_messages_total",
+                r.rejected_messages,
+            ),
+            (
                 "bitcraps_storage_remote_invalidations_sent_total",
                 r.invalidations_sent,
             ),

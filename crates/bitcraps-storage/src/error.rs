@@ -200,6 +200,17 @@ pub enum StorageError {
         /// What the writer was doing when it failed (the panic message).
         reason: String,
     },
+
+    /// The store runs with a Redis tier (a node opened it with `redis.url`), but this process
+    /// has none: its writes would not invalidate the other nodes' caches, which would then
+    /// serve the old values. Reads work; configure `redis.url` (the same Redis as the other
+    /// nodes) to write.
+    #[error(
+        "this store runs with a Redis tier and this process has none configured; writes are \
+         refused because they would leave the other nodes' caches stale (set redis.url to \
+         the nodes' Redis)"
+    )]
+    RedisTierRequired,
 }
 
 impl StorageError {
@@ -299,6 +310,7 @@ impl StorageError {
                 pool_size: *pool_size,
             },
             E::Closed => E::Closed,
+            E::RedisTierRequired => E::RedisTierRequired,
             E::Task(m) => E::Task(m.clone()),
             E::Poisoned { reason } => E::Poisoned {
                 reason: reason.clone(),

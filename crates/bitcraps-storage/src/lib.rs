@@ -95,8 +95,8 @@ pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, StoredBlob, StoredDictionary,
-        WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, StoreIdentity, StoredBlob,
+        StoredDictionary, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

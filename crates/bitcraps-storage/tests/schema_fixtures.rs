@@ -23,11 +23,20 @@ use serde_json::{Value, json};
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The indexes of the latest schema: `blobs_by_hash` (full hash) and `records_by_blob` are
-/// gone since version 3.
+/// gone since version 3; since version 4 the `meta` table holds the store's identity (a
+/// random store id and Redis secret, created by the upgrade).
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    let meta = conn
+        .prepare("SELECT name, length(value) FROM meta ORDER BY name")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    assert_eq!(
+        meta,
+        [("redis_secret".to_owned(), 64), ("store_id".to_owned(), 32)]
+    );
     let indexes = conn
         .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")?
         .query_map([], |r| {

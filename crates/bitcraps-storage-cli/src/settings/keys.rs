@@ -124,6 +124,7 @@ pub static KEYS: &[Key] = &[
     key!(redis.timeout => Seconds),
     key!(redis.namespace => OptionalText),
     key!(redis.cache_ttl => Seconds),
+    key!(redis.l1_max_age => Seconds),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:

@@ -262,7 +262,11 @@ fn config_fields() -> BTreeSet<String> {
         let Some((name, rest)) = line.trim_start().split_once(": ") else {
             continue;
         };
-        if depth == 0 || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        if depth == 0
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             continue;
         }
         path.truncate(depth - 1);

@@ -358,6 +358,12 @@ impl Backend for FaultInjector {
     fn maintenance(&self) -> &dyn Maintenance {
         self
     }
+    fn identity(&self) -> Result<crate::backend::StoreIdentity> {
+        self.inner.identity()
+    }
+    fn record_redis_tier(&self) -> Result<()> {
+        self.inner.record_redis_tier()
+    }
 }
 
 impl Maintenance for FaultInjector {

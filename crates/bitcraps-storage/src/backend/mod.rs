@@ -32,6 +32,7 @@
 //! Neither trait has a defaulted method: a backend's identity ([`Backend::name`]) lands in
 //! backup manifests and statistics, so each backend states it.
 
+pub(crate) mod identity;
 pub(crate) mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -51,6 +52,7 @@ use std::path::Path;
 pub use crate::dictionary::StoredDictionary;
 use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
+pub use identity::StoreIdentity;
 pub use types::{
     BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, DatabaseStatistics, OpOutcome,
     RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, WriteOp, WriteUnit, now_ms,
@@ -92,6 +94,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The maintenance side of this backend (usually `self`).
     fn maintenance(&self) -> &dyn Maintenance;
+
+    /// The store's identity, created with the schema (`backend/identity.rs`).
+    fn identity(&self) -> Result<StoreIdentity>;
+
+    /// Records durably that the store runs with a Redis tier (idempotent; writes nothing when
+    /// already recorded).
+    fn record_redis_tier(&self) -> Result<()>;
 }
 
 /// What maintenance and backups need from a storage engine: whole-database work. Blocking.

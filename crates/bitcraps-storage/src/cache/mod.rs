@@ -19,6 +19,7 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use moka::sync::Cache;
 
@@ -118,15 +119,27 @@ pub struct ValueCache {
 }
 
 impl ValueCache {
-    /// A cache of at most `capacity_bytes` (0 disables it).
+    /// A cache of at most `capacity_bytes` (0 disables it), without a maximum age.
+    #[cfg(test)]
     pub fn new(capacity_bytes: u64) -> Self {
+        Self::with_max_age(capacity_bytes, None)
+    }
+
+    /// A cache of at most `capacity_bytes` whose entries expire `max_age` after they were
+    /// installed (the Redis tier's `l1_max_age`: bounds how long a writer partitioned from
+    /// Redis can leave this node's entries stale).
+    pub fn with_max_age(capacity_bytes: u64, max_age: Option<Duration>) -> Self {
         let cache = (capacity_bytes > 0).then(|| {
-            Cache::builder()
-                .max_capacity(capacity_bytes)
-                .weigher(|_: &u64, v: &CachedValue| {
+            let builder = Cache::builder().max_capacity(capacity_bytes).weigher(
+                |_: &u64, v: &CachedValue| {
                     u32::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-                })
-                .build_with_hasher(BuildHasherDefault::default())
+                },
+            );
+            match max_age {
+                Some(age) => builder.time_to_live(age),
+                None => builder,
+            }
+            .build_with_hasher(BuildHasherDefault::default())
         });
         ValueCache {
             cache,

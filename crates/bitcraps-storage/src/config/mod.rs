@@ -138,26 +138,6 @@ impl StorageConfig {
         self.redis.validate()
     }
 
-    /// The Redis key prefix: [`RedisConfig::namespace`], or one derived from the database
-    /// identity (the URL, or the absolute data path for the default SQLite file).
-    pub fn redis_namespace(&self) -> String {
-        if let Some(ns) = &self.redis.namespace {
-            return ns.clone();
-        }
-        let identity = match &self.database.url {
-            Some(url) => url.clone(),
-            None => std::path::absolute(&self.database.data_path)
-                .unwrap_or_else(|_| self.database.data_path.clone())
-                .to_string_lossy()
-                .into_owned(),
-        };
-        let hash = blake3::hash(identity.as_bytes()).to_hex();
-        format!(
-            "bitcraps:{}",
-            hash.as_str().get(..16).unwrap_or(hash.as_str())
-        )
-    }
-
     /// The directory backups go to: [`BackupConfig::dir`], or `<data_path>/backups`.
     pub fn backup_directory(&self) -> PathBuf {
         self.backup
@@ -464,22 +444,6 @@ mod tests {
                 )
                 .build()
                 .is_err()
-        );
-    }
-
-    #[test]
-    fn redis_namespace_defaults_to_the_database_identity() {
-        let a = StorageConfig::with_data_path("/srv/a");
-        let b = StorageConfig::with_data_path("/srv/b");
-        assert_ne!(a.redis_namespace(), b.redis_namespace());
-        assert_eq!(a.redis_namespace(), a.clone().redis_namespace());
-        assert!(a.redis_namespace().starts_with("bitcraps:"));
-        let named = StorageConfig::builder()
-            .redis(RedisConfig::default().namespace("t1"))
-            .build();
-        assert_eq!(
-            named.map(|c| c.redis_namespace()).ok().as_deref(),
-            Some("t1")
         );
     }
 

@@ -11,7 +11,7 @@ use crate::error::{Result, StorageError};
 /// Redis being unreachable never fails an operation: reads fall back to the database and
 /// invalidations are retried. A single Redis instance (or a primary); Redis Cluster is not
 /// supported.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://HOST:PORT[/DB]` or `redis+unix:///PATH` turns the Redis tier on. Opening waits
@@ -22,15 +22,32 @@ pub struct RedisConfig {
     /// for its invalidation. Greater than zero. Default: 250 ms.
     pub timeout: Duration,
     /// Prefix of every Redis key and channel of this store. `None` derives one from the
-    /// database identity (`bitcraps:` and 16 hex digits of blake3 of the database URL, or of
-    /// the absolute data path for the default SQLite file; see
-    /// [`StorageConfig::redis_namespace`](crate::StorageConfig::redis_namespace)), so stores
-    /// sharing one Redis never collide while the nodes of one store agree. Not empty.
+    /// store's identity: `bitcraps:` and 16 hex digits of blake3 of the random store id the
+    /// schema created in the database, so stores sharing one Redis never collide while every
+    /// node of one store agrees, however it spells the database URL. Not empty.
     /// Default: `None`.
     pub namespace: Option<String>,
     /// Time to live of a value in the Redis L2 cache. Key generations live ten times as long
     /// after the key's last write. At least 1 ms. Default: 10 min.
     pub cache_ttl: Duration,
+    /// Longest time an entry stays in the in-process cache while the tier is on, however
+    /// quiet the key. Other nodes' writes normally evict it within milliseconds; this bounds
+    /// the staleness a writer partitioned from Redis can cause in this node's in-process
+    /// cache (its L2 entries are bounded by `cache_ttl`). Greater than zero. Default: 30 s.
+    pub l1_max_age: Duration,
+}
+
+/// Every field, with the URL's password redacted.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(crate::redact_url))
+            .field("timeout", &self.timeout)
+            .field("namespace", &self.namespace)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("l1_max_age", &self.l1_max_age)
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
@@ -40,6 +57,7 @@ impl Default for RedisConfig {
             timeout: Duration::from_millis(250),
             namespace: None,
             cache_ttl: Duration::from_secs(600),
+            l1_max_age: Duration::from_secs(30),
         }
     }
 }
@@ -73,6 +91,13 @@ impl RedisConfig {
         self
     }
 
+    /// Sets [`l1_max_age`](Self::l1_max_age).
+    #[must_use]
+    pub fn l1_max_age(mut self, age: Duration) -> Self {
+        self.l1_max_age = age;
+        self
+    }
+
     /// Checks the section; nothing to check while the tier is off.
     pub(crate) fn validate(&self) -> Result<()> {
         let Some(url) = self.url.as_deref() else {
@@ -95,6 +120,11 @@ impl RedisConfig {
         if self.cache_ttl < Duration::from_millis(1) {
             return Err(StorageError::Config(
                 "redis.cache_ttl must be at least 1 ms".into(),
+            ));
+        }
+        if self.l1_max_age.is_zero() {
+            return Err(StorageError::Config(
+                "redis.l1_max_age must be greater than zero".into(),
             ));
         }
         if self.namespace.as_deref() == Some("") {

@@ -17,7 +17,13 @@
 //! - Another node's L1 drops the key when the message arrives (milliseconds). Messages missed
 //!   while a subscription was down cannot leave stale L1 entries: L1 is bypassed while down
 //!   and flushed on every (re)subscription. A writer partitioned from Redis while the others
-//!   are not delays their invalidation until it reconnects (L1 has no TTL).
+//!   are not delays their invalidation until it reconnects; meanwhile they may serve the old
+//!   value from L1 for at most `redis.l1_max_age` and from L2 for at most `redis.cache_ttl`.
+//! - Redis is untrusted (`auth.rs`): entries and messages carry MACs keyed by a secret from
+//!   the database; what fails is a miss or dropped, never served.
+//! - The namespace derives from the store id in the database (one per store, whatever the
+//!   URL text). A process without a Redis tier cannot write a store that runs with one
+//!   (`StorageError::RedisTierRequired`).
 //! - A Redis *with persistence* that restarts may bring back values whose invalidations are
 //!   still pending on some node (delivered when it reconnects) or were lost with a crashed
 //!   node (gone after `redis.cache_ttl`); run the L2 Redis without persistence
@@ -27,6 +33,8 @@
 //! Without the feature, [`RemoteTier`] is an uninhabited stand-in so the call sites need no
 //! `cfg`.
 
+#[cfg(feature = "redis")]
+mod auth;
 #[cfg(feature = "redis")]
 mod client;
 #[cfg(not(feature = "redis"))]

@@ -8,12 +8,16 @@
 //!   never land after; values do not depend on it.
 //! - `NS:gen:<cache key>` — the key's generation: bumped by every committed write or delete,
 //!   kept for [`GENERATION_TTL_FACTOR`] × the value TTL after the last write.
-//! - `NS:val:<cache key>` — the cached document: blake3 (32 bytes) then the JSON bytes, with
-//!   the value TTL. Only readers install it, and only through [`FILL`], which checks that
+//! - `NS:val:<cache key>` — the cached document, authenticated ([`encode_entry`]): a version
+//!   byte, the fill time (ms, big-endian u64), the generation it was filled under (a length
+//!   byte and the digits), the MAC (32 bytes, `auth.rs`) and the JSON bytes, with the value
+//!   TTL. A reader serves it only if the MAC verifies for this key, its generation is the
+//!   key's current one and it is not older than the TTL ([`check_entry`]). Only readers install it, and only through [`FILL`], which checks that
 //!   epoch and generation are still what the reader saw *before* it read the database. The
 //!   writer never installs values (two writers' post-commit steps can arrive out of order);
 //!   it only bumps generations and deletes values ([`INVALIDATE`]).
-//! - channel `NS:invalidate` — [`Message`]s naming the node that wrote and the keys.
+//! - channel `NS:invalidate` — [`Message`]s naming the node that wrote and the keys, with a
+//!   MAC; unauthenticated ones are dropped.
 //!
 //! The cache key is `collection` NUL `key`, as in the in-process cache.
 
@@ -21,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use super::auth::{Authenticator, Mac, mac_eq};
 
 /// Generations outlive values by this factor, so a value can never outlive the generation it
 /// was filled under (documented on `RedisConfig::cache_ttl`).
@@ -34,8 +40,8 @@ pub(crate) const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// split, each part with its own deadline).
 pub(crate) const INVALIDATE_CHUNK: usize = 512;
 
-/// Length of the hash that prefixes a cached document.
-const HASH_LEN: usize = 32;
+/// Length of an entry's MAC.
+const MAC_LEN: usize = 32;
 
 /// Reads epoch (creating it when missing), generation and value in one round trip.
 /// KEYS: epoch, gen, val. ARGV: a fresh epoch token to use if there is none, its TTL in ms.
@@ -115,23 +121,89 @@ impl Keys {
     }
 }
 
-/// Encodes a verified document for L2: its blake3, then the bytes.
-pub(crate) fn encode_entry(raw: &[u8]) -> Vec<u8> {
-    let mut entry = Vec::with_capacity(HASH_LEN + raw.len());
-    entry.extend_from_slice(blake3::hash(raw).as_bytes());
+/// First byte of an entry: the format version.
+const ENTRY_VERSION: u8 = 0xB1;
+
+/// Entries filled longer ago than the value TTL plus this slack (clock differences between
+/// nodes) are rejected: a genuine one would have expired in Redis.
+pub(crate) const ENTRY_AGE_SLACK_MS: u64 = 60_000;
+
+/// Encodes a verified document for L2, authenticated for `cache_key` at `generation` (the
+/// one the filling reader observed), filled at `filled_ms`.
+pub(crate) fn encode_entry(
+    auth: &Authenticator,
+    cache_key: &str,
+    generation: &str,
+    filled_ms: u64,
+    raw: &[u8],
+) -> Option<Vec<u8>> {
+    let gen_len = u8::try_from(generation.len()).ok()?;
+    let mac = auth.entry(cache_key, generation, filled_ms, raw);
+    let mut entry = Vec::with_capacity(1 + 8 + 1 + generation.len() + MAC_LEN + raw.len());
+    entry.push(ENTRY_VERSION);
+    entry.extend_from_slice(&filled_ms.to_be_bytes());
+    entry.push(gen_len);
+    entry.extend_from_slice(generation.as_bytes());
+    entry.extend_from_slice(&mac);
     entry.extend_from_slice(raw);
-    entry
+    Some(entry)
 }
 
-/// The document inside an L2 entry, or `None` when the entry is damaged (too short or the hash
-/// does not match). Never panics on any input.
-pub(crate) fn decode_entry(entry: &[u8]) -> Option<&[u8]> {
-    let (hash, raw) = entry.split_at_checked(HASH_LEN)?;
-    (blake3::hash(raw).as_bytes().as_slice() == hash).then_some(raw)
+/// What an L2 entry turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum EntryCheck<'a> {
+    /// Authentic, for this key at its current generation, and recent: the document.
+    Valid(&'a [u8]),
+    /// Not an entry of this format (damaged, or written by something else).
+    Malformed,
+    /// Well-formed but not to be served: the reason.
+    Rejected(&'static str),
+}
+
+/// Checks an entry read under `cache_key` whose generation in Redis is `current_generation`.
+/// Never panics on any input.
+pub(crate) fn check_entry<'a>(
+    auth: &Authenticator,
+    cache_key: &str,
+    current_generation: &str,
+    now_ms: u64,
+    max_age_ms: u64,
+    entry: &'a [u8],
+) -> EntryCheck<'a> {
+    let Some(parsed) = parse_entry(entry) else {
+        return EntryCheck::Malformed;
+    };
+    let (filled_ms, generation, mac, raw) = parsed;
+    if !mac_eq(&mac, &auth.entry(cache_key, generation, filled_ms, raw)) {
+        return EntryCheck::Rejected(
+            "its MAC does not verify (forged, or copied from another key)",
+        );
+    }
+    if generation != current_generation {
+        return EntryCheck::Rejected("it was filled under an older generation of the key");
+    }
+    if now_ms.saturating_sub(filled_ms) > max_age_ms.saturating_add(ENTRY_AGE_SLACK_MS) {
+        return EntryCheck::Rejected("it is older than the value TTL (replayed)");
+    }
+    EntryCheck::Valid(raw)
+}
+
+/// (fill time, generation, MAC, document), or `None`.
+fn parse_entry(entry: &[u8]) -> Option<(u64, &str, Mac, &[u8])> {
+    let (&version, rest) = entry.split_first()?;
+    if version != ENTRY_VERSION {
+        return None;
+    }
+    let (filled, rest) = rest.split_first_chunk::<8>()?;
+    let (&gen_len, rest) = rest.split_first()?;
+    let (generation, rest) = rest.split_at_checked(usize::from(gen_len))?;
+    let generation = std::str::from_utf8(generation).ok()?;
+    let (mac, raw) = rest.split_first_chunk::<MAC_LEN>()?;
+    Some((u64::from_be_bytes(*filled), generation, *mac, raw))
 }
 
 /// An invalidation announcement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Message {
     /// The node that committed the writes (its own messages are ignored).
     pub(crate) origin: String,
@@ -139,16 +211,45 @@ pub(crate) struct Message {
     pub(crate) keys: Vec<String>,
 }
 
+/// A message on the wire: the message and its MAC in hex.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    origin: String,
+    keys: Vec<String>,
+    mac: String,
+}
+
 impl Message {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        // Serializing strings to JSON cannot fail; an empty payload would only be ignored.
-        serde_json::to_vec(self).unwrap_or_default()
+    pub(crate) fn encode(&self, auth: &Authenticator) -> Vec<u8> {
+        let mac = blake3::Hash::from_bytes(auth.message(&self.origin, &self.keys));
+        let wire = Wire {
+            origin: self.origin.clone(),
+            keys: self.keys.clone(),
+            mac: mac.to_hex().to_string(),
+        };
+        // Serializing strings to JSON cannot fail; an empty payload would only be rejected.
+        serde_json::to_vec(&wire).unwrap_or_default()
     }
 
-    /// `None` for anything that is not a message of this protocol.
-    pub(crate) fn decode(payload: &[u8]) -> Option<Self> {
-        serde_json::from_slice(payload).ok()
+    /// `None` for anything that is not an authentic message of this protocol and store.
+    pub(crate) fn decode(auth: &Authenticator, payload: &[u8]) -> Option<Self> {
+        let wire: Wire = serde_json::from_slice(payload).ok()?;
+        let mac = blake3::Hash::from_hex(wire.mac.as_bytes()).ok()?;
+        mac_eq(mac.as_bytes(), &auth.message(&wire.origin, &wire.keys)).then_some(Message {
+            origin: wire.origin,
+            keys: wire.keys,
+        })
     }
+}
+
+/// The namespace of a store without a configured one: `bitcraps:` and 16 hex digits of blake3
+/// of its store id, so every node of one database agrees whatever its URL text.
+pub(crate) fn namespace_for(store_id: &str) -> String {
+    let hash = blake3::hash(store_id.as_bytes()).to_hex();
+    format!(
+        "bitcraps:{}",
+        hash.as_str().get(..16).unwrap_or(hash.as_str())
+    )
 }
 
 /// A token unique to this process and call (node ids, epochs): blake3 of the time, the process
@@ -171,27 +272,84 @@ pub(crate) fn unique_token() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_verify_and_damage_is_a_miss() {
-        let entry = encode_entry(br#"{"a":1}"#);
-        assert_eq!(decode_entry(&entry), Some(&br#"{"a":1}"#[..]));
-        let mut damaged = entry.clone();
-        if let Some(last) = damaged.last_mut() {
-            *last ^= 1;
-        }
-        assert_eq!(decode_entry(&damaged), None);
-        assert_eq!(decode_entry(b"garbage"), None);
-        assert_eq!(decode_entry(b""), None);
+    fn auth() -> Authenticator {
+        Authenticator::new(&[9; 32], "ns")
+    }
+
+    fn entry(key: &str, generation: &str, filled_ms: u64, raw: &[u8]) -> Vec<u8> {
+        encode_entry(&auth(), key, generation, filled_ms, raw).unwrap_or_default()
     }
 
     #[test]
-    fn messages_round_trip_and_junk_is_ignored() {
+    fn entries_verify_and_damage_is_a_miss() {
+        fn check(e: &[u8]) -> EntryCheck<'_> {
+            check_entry(&auth(), "c\0k", "7", 1_000, 600_000, e)
+        }
+        let good = entry("c\0k", "7", 1_000, br#"{"a":1}"#);
+        assert_eq!(check(&good), EntryCheck::Valid(&br#"{"a":1}"#[..]));
+        let mut damaged = good.clone();
+        if let Some(last) = damaged.last_mut() {
+            *last ^= 1;
+        }
+        assert!(matches!(check(&damaged), EntryCheck::Rejected(_)));
+        for junk in [&b"garbage"[..], b"", &good[..12]] {
+            assert_eq!(check(junk), EntryCheck::Malformed);
+        }
+    }
+
+    /// What an attacker with Redis access can write: the old format (`blake3(doc) || doc`),
+    /// another key's entry, an older generation's entry, or a very old one.
+    #[test]
+    fn hostile_entries_are_rejected() {
+        let doc = br#"{"forged":true}"#;
+        let mut old_format = blake3::hash(doc).as_bytes().to_vec();
+        old_format.extend_from_slice(doc);
+        fn check(e: &[u8]) -> EntryCheck<'_> {
+            check_entry(&auth(), "c\0k", "7", 1_000_000, 600_000, e)
+        }
+        assert_eq!(check(&old_format), EntryCheck::Malformed);
+        for hostile in [
+            entry("c\0other", "7", 1_000_000, doc),
+            entry("c\0k", "6", 1_000_000, doc),
+            entry("c\0k", "7", 1, doc),
+            encode_entry(
+                &Authenticator::new(&[8; 32], "ns"),
+                "c\0k",
+                "7",
+                1_000_000,
+                doc,
+            )
+            .unwrap_or_default(),
+        ] {
+            assert!(
+                matches!(check(&hostile), EntryCheck::Rejected(_)),
+                "{hostile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_and_forgeries_are_dropped() {
         let m = Message {
             origin: "n1".into(),
             keys: vec!["games\0g-1".into()],
         };
-        assert_eq!(Message::decode(&m.encode()), Some(m));
-        assert_eq!(Message::decode(b"junk"), None);
+        assert_eq!(
+            Message::decode(&auth(), &m.encode(&auth())),
+            Some(m.clone())
+        );
+        assert_eq!(Message::decode(&auth(), b"junk"), None);
+        let unsigned = br#"{"origin":"n1","keys":["games\u0000g-1"]}"#;
+        assert_eq!(Message::decode(&auth(), unsigned), None);
+        let other = Authenticator::new(&[8; 32], "ns");
+        assert_eq!(Message::decode(&auth(), &m.encode(&other)), None);
+    }
+
+    #[test]
+    fn the_namespace_depends_on_the_store_id_only() {
+        assert_eq!(namespace_for("a"), namespace_for("a"));
+        assert_ne!(namespace_for("a"), namespace_for("b"));
+        assert!(namespace_for("a").starts_with("bitcraps:"));
     }
 
     #[test]

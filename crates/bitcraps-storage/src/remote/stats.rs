@@ -23,9 +23,19 @@ pub struct RemoteCacheStatistics {
     /// Redis operations that failed or timed out; each was treated as a miss (reads) or
     /// queued for retry (invalidations). Never returned to a caller.
     pub errors: u64,
-    /// L2 entries that failed verification (blake3 of the document); each was deleted and
-    /// counted as a miss.
+    /// L2 entries that were not in the entry format (damaged, or written by something else);
+    /// each was deleted and counted as a miss.
     pub corrupt_entries: u64,
+    /// L2 entries in the format that were not served: their MAC did not verify (forged, or
+    /// copied from another key), they were filled under an older generation of the key, or
+    /// they were older than `redis.cache_ttl` (replayed). Each was deleted and counted as a
+    /// miss, and the database was read.
+    pub rejected_entries: u64,
+    /// Invalidation messages dropped because they were not authentic messages of this store
+    /// (no or a wrong MAC, or not a message at all).
+    pub rejected_messages: u64,
+    /// The Redis namespace (key prefix and channel) of this store.
+    pub namespace: String,
     /// Keys this node invalidated in L2 and announced to the other nodes.
     pub invalidations_sent: u64,
     /// Keys other nodes announced, invalidated in this node's in-process cache.
@@ -49,6 +59,8 @@ pub(crate) struct RemoteCounters {
     pub(crate) raced_fills: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) corrupt_entries: AtomicU64,
+    pub(crate) rejected_entries: AtomicU64,
+    pub(crate) rejected_messages: AtomicU64,
     pub(crate) invalidations_sent: AtomicU64,
     pub(crate) invalidations_received: AtomicU64,
     pub(crate) reconnects: AtomicU64,
@@ -66,7 +78,7 @@ impl RemoteCounters {
     }
 
     /// A snapshot; `pending` is the current size of the pending-invalidation set.
-    pub(crate) fn snapshot(&self, pending: usize) -> RemoteCacheStatistics {
+    pub(crate) fn snapshot(&self, pending: usize, namespace: &str) -> RemoteCacheStatistics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RemoteCacheStatistics {
             connected: self.connected.load(Ordering::Acquire),
@@ -76,6 +88,9 @@ impl RemoteCounters {
             raced_fills: get(&self.raced_fills),
             errors: get(&self.errors),
             corrupt_entries: get(&self.corrupt_entries),
+            rejected_entries: get(&self.rejected_entries),
+            rejected_messages: get(&self.rejected_messages),
+            namespace: namespace.to_owned(),
             invalidations_sent: get(&self.invalidations_sent),
             invalidations_received: get(&self.invalidations_received),
             pending_invalidations: u64::try_from(pending).unwrap_or(u64::MAX),

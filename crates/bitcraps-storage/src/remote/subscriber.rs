@@ -92,10 +92,20 @@ async fn listen(core: &Core, mut sink: PubSubSink, mut stream: PubSubStream) {
     }
 }
 
-/// Invalidates another node's keys in L1; ignores this node's own messages and junk.
+/// Invalidates another node's keys in L1; ignores this node's own messages, and drops (and
+/// counts) anything that is not an authentic message of this store. A flood of forged
+/// messages thus costs one MAC check each and evicts nothing. (Should a flood outrun this
+/// loop, Redis disconnects the subscriber at its output-buffer limit; L1 is then untrusted
+/// and flushed on resubscription — database reads, never stale ones.)
 fn apply(core: &Core, payload: &[u8]) {
-    let Some(message) = Message::decode(payload) else {
-        tracing::debug!("ignoring a malformed invalidation message");
+    let Some(message) = Message::decode(&core.auth, payload) else {
+        RemoteCounters::one(&core.counters.rejected_messages);
+        if core.message_log.allow() {
+            tracing::warn!(
+                "dropped an unauthenticated invalidation message (logged once a minute; \
+                 counted in rejected_messages)"
+            );
+        }
         return;
     };
     if message.origin == core.node_id {

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use redis::{RedisResult, Script};
 
+use super::auth::{self, Authenticator, LogLimit};
 use super::client::{Connection, PrivateRuntime};
 use super::health::{Breaker, MIN_BACKOFF};
-use super::protocol::{self, GENERATION_TTL_FACTOR, Keys, Message};
+use super::protocol::{self, EntryCheck, GENERATION_TTL_FACTOR, Keys, Message};
 use super::stats::{RemoteCacheStatistics, RemoteCounters};
 use super::{Lookup, Observed, subscriber};
+use crate::backend::StoreIdentity;
 use crate::cache::ValueCache;
 use crate::config::StorageConfig;
 use crate::error::Result;
@@ -24,6 +26,11 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) struct Core {
     pub(crate) conn: Connection,
     pub(crate) keys: Keys,
+    namespace: String,
+    pub(crate) auth: Authenticator,
+    /// Rejected entries and messages are logged at most once per interval.
+    pub(crate) entry_log: LogLimit,
+    pub(crate) message_log: LogLimit,
     pub(crate) node_id: String,
     pub(crate) cache: Arc<ValueCache>,
     pub(crate) counters: RemoteCounters,
@@ -51,14 +58,31 @@ impl RemoteTier {
     /// `redis.timeout` for the first subscription, so a store opened next to a healthy Redis
     /// uses its in-process cache from the first read; past that it opens anyway, with the
     /// in-process cache untrusted until the subscription succeeds.
-    pub(crate) fn start(config: &StorageConfig, url: &str, cache: Arc<ValueCache>) -> Result<Self> {
+    ///
+    /// The namespace is `redis.namespace`, or derived from the store id; the MAC key from the
+    /// store's secret (both from `identity`, read from the database).
+    pub(crate) fn start(
+        config: &StorageConfig,
+        url: &str,
+        cache: Arc<ValueCache>,
+        identity: &StoreIdentity,
+    ) -> Result<Self> {
+        let namespace = config
+            .redis
+            .namespace
+            .clone()
+            .unwrap_or_else(|| protocol::namespace_for(&identity.store_id));
         let conn = Connection::new(url, config.redis.timeout)?;
         let runtime = PrivateRuntime::new("redis", 1)?;
         cache.set_trusted(false);
         let value_ttl_ms = millis(config.redis.cache_ttl);
         let core = Arc::new(Core {
             conn,
-            keys: Keys::new(&config.redis_namespace()),
+            keys: Keys::new(&namespace),
+            auth: Authenticator::new(&identity.secret, &namespace),
+            namespace,
+            entry_log: LogLimit::default(),
+            message_log: LogLimit::default(),
             node_id: protocol::unique_token(),
             cache,
             counters: RemoteCounters::default(),
@@ -118,7 +142,15 @@ impl RemoteTier {
         }
         let task_core = Arc::clone(core);
         let key = cache_key.to_owned();
-        let entry = protocol::encode_entry(raw);
+        let Some(entry) = protocol::encode_entry(
+            &core.auth,
+            cache_key,
+            &observed.generation,
+            auth::now_ms(),
+            raw,
+        ) else {
+            return;
+        };
         let result = self
             .runtime
             .run(
@@ -161,7 +193,9 @@ impl RemoteTier {
 
     /// A snapshot of the statistics.
     pub(crate) fn statistics(&self) -> RemoteCacheStatistics {
-        self.core.counters.snapshot(self.core.pending_len())
+        self.core
+            .counters
+            .snapshot(self.core.pending_len(), &self.core.namespace)
     }
 
     /// Stops the tier's tasks (the store is closing). The in-process cache stays untrusted.
@@ -231,12 +265,34 @@ impl Core {
             .invoke_async(&mut conn)
             .await?;
         if let Some(entry) = entry {
-            if let Some(raw) = protocol::decode_entry(&entry) {
-                return Ok(Lookup::Hit(Arc::from(raw)));
+            let check = protocol::check_entry(
+                &self.auth,
+                cache_key,
+                &generation,
+                auth::now_ms(),
+                self.value_ttl_ms,
+                &entry,
+            );
+            match check {
+                EntryCheck::Valid(raw) => return Ok(Lookup::Hit(Arc::from(raw))),
+                EntryCheck::Malformed => {
+                    RemoteCounters::one(&self.counters.corrupt_entries);
+                    if self.entry_log.allow() {
+                        tracing::warn!(key = %value_key.escape_debug(), "damaged L2 entry deleted");
+                    }
+                }
+                EntryCheck::Rejected(reason) => {
+                    RemoteCounters::one(&self.counters.rejected_entries);
+                    if self.entry_log.allow() {
+                        tracing::warn!(
+                            key = %value_key.escape_debug(),
+                            reason,
+                            "unauthenticated L2 entry rejected and deleted (logged once a minute)"
+                        );
+                    }
+                }
             }
-            // A damaged entry is a miss; deleting it lets this reader's fill heal it.
-            RemoteCounters::one(&self.counters.corrupt_entries);
-            tracing::warn!(key = %value_key.escape_debug(), "damaged L2 entry deleted");
+            // Either is a miss; deleting it lets this reader's fill heal it.
             redis::cmd("DEL")
                 .arg(&value_key)
                 .query_async::<()>(&mut conn)
@@ -299,7 +355,7 @@ impl Core {
         invocation
             .arg(self.generation_ttl_ms)
             .arg(self.keys.channel())
-            .arg(message.encode());
+            .arg(message.encode(&self.auth));
         invocation.invoke_async::<i64>(conn).await?;
         RemoteCounters::add(&self.counters.invalidations_sent, cache_keys.len());
         Ok(())
@@ -392,7 +448,8 @@ mod tests {
                     .timeout(Duration::from_secs(2)),
             )
             .build()?;
-        let tier = RemoteTier::start(&config, &url, Arc::new(ValueCache::new(0)))?;
+        let identity = StoreIdentity::random()?;
+        let tier = RemoteTier::start(&config, &url, Arc::new(ValueCache::new(0)), &identity)?;
         let admin = redis::Client::open(url.as_str())?
             .get_connection_with_timeout(Duration::from_secs(2))?;
         Ok(Some(Setup {

@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     backups: BackupManager,
     background: std::sync::Mutex<Option<Background>>,
     closed: AtomicBool,
+    /// The store runs with a Redis tier and this process has none: writes are refused.
+    redis_tier_required: bool,
 }
 
 impl Drop for Inner {
@@ -118,6 +120,16 @@ impl PersistentStorageManager {
         } else {
             Ok(())
         }
+    }
+
+    /// [`check_open`](Self::check_open), and refuses writes when the store runs with a Redis
+    /// tier this process lacks ([`StorageError::RedisTierRequired`]).
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.inner.redis_tier_required {
+            return Err(StorageError::RedisTierRequired);
+        }
+        Ok(())
     }
 
     fn count_error<T>(&self, result: Result<T>) -> Result<T> {

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::{Inner, PersistentStorageManager, Shared};
 use crate::access::AccessTracker;
-use crate::backend::Backend;
+use crate::backend::{Backend, StoreIdentity};
 use crate::background::Background;
 use crate::backup::BackupManager;
 use crate::cache::ValueCache;
@@ -40,8 +40,26 @@ impl PersistentStorageManager {
         for stored in backend.dictionaries()? {
             dictionaries.install(&stored);
         }
-        let cache = Arc::new(ValueCache::new(config.cache.capacity_bytes()));
-        let remote = start_remote_tier(&config, &cache)?;
+        let identity = backend.identity()?;
+        let with_redis = config.redis.url.is_some();
+        // A store that runs with a Redis tier refuses writes from a process without one:
+        // they would invalidate no other node's cache (this process does not know the Redis
+        // to invalidate through), so the others would serve the old values.
+        let redis_tier_required = identity.redis_tier && !with_redis;
+        if redis_tier_required {
+            tracing::warn!(
+                "this store runs with a Redis tier and redis.url is not set: writes are refused"
+            );
+        }
+        let l1_max_age = with_redis.then_some(config.redis.l1_max_age);
+        let cache = Arc::new(ValueCache::with_max_age(
+            config.cache.capacity_bytes(),
+            l1_max_age,
+        ));
+        let remote = start_remote_tier(&config, &cache, &identity)?;
+        if remote.is_some() && !identity.redis_tier {
+            backend.record_redis_tier()?;
+        }
         let shared = Arc::new(Shared {
             backend,
             cache,
@@ -77,6 +95,7 @@ impl PersistentStorageManager {
                 backups,
                 background: std::sync::Mutex::new(None),
                 closed: AtomicBool::new(false),
+                redis_tier_required,
             }),
         };
         if storage.inner.config.maintenance.background_tasks {
@@ -100,18 +119,19 @@ impl PersistentStorageManager {
 fn start_remote_tier(
     config: &StorageConfig,
     cache: &Arc<ValueCache>,
+    identity: &StoreIdentity,
 ) -> Result<Option<RemoteTier>> {
     let Some(url) = config.redis.url.as_deref() else {
         return Ok(None);
     };
     #[cfg(feature = "redis")]
     {
-        RemoteTier::start(config, url, Arc::clone(cache)).map(Some)
+        RemoteTier::start(config, url, Arc::clone(cache), identity).map(Some)
     }
     #[cfg(not(feature = "redis"))]
     {
         // `validate` already refuses this; kept so the two builds agree.
-        let _ = cache;
+        let _ = (cache, identity);
         Err(crate::config::redis_unsupported(url))
     }
 }

@@ -62,7 +62,7 @@ impl PersistentStorageManager {
         value: &T,
     ) -> Result<()> {
         let started = Instant::now();
-        self.check_open()?;
+        self.check_writable()?;
         validate::key(collection, key)?;
         let value = self.encode(collection, key, value).await?;
         let op = WriteOp::Put {
@@ -96,7 +96,7 @@ impl PersistentStorageManager {
         items: &[(K, T)],
     ) -> Result<()> {
         let started = Instant::now();
-        self.check_open()?;
+        self.check_writable()?;
         validate::collection(collection)?;
         if items.is_empty() {
             return Ok(());
@@ -156,7 +156,7 @@ impl PersistentStorageManager {
     }
 
     async fn delete_inner(&self, collection: &str, key: &str) -> Result<bool> {
-        self.check_open()?;
+        self.check_writable()?;
         validate::key(collection, key)?;
         let op = WriteOp::Delete {
             collection: collection.to_owned(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcraps_storage::testing::{
-    Backend, Maintenance, OpOutcome, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, Maintenance, OpOutcome, StoreIdentity, StoredBlob, StoredDictionary, WriteUnit,
 };
 use bitcraps_storage::{
     DatabaseStatistics, Durability, ListOptions, ListPage, PersistentStorageManager,
@@ -336,6 +336,12 @@ impl Backend for Gated {
     }
     fn list(&self, c: &str, o: &ListOptions) -> bitcraps_storage::Result<ListPage> {
         self.inner.list(c, o)
+    }
+    fn identity(&self) -> bitcraps_storage::Result<StoreIdentity> {
+        self.inner.identity()
+    }
+    fn record_redis_tier(&self) -> bitcraps_storage::Result<()> {
+        self.inner.record_redis_tier()
     }
     fn collections(&self) -> bitcraps_storage::Result<Vec<String>> {
         self.inner.collections()

@@ -19,8 +19,8 @@ use state::{Blob, Dictionary, Record, Tables};
 use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWriter};
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
-    WriteUnit, restore_target_not_empty,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
+    StoredDictionary, WriteUnit, restore_target_not_empty,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -30,6 +30,8 @@ use crate::list::{ListOptions, ListPage};
 struct Database {
     tables: Tables,
     open: bool,
+    /// Created on first use, like a schema's `meta` rows.
+    identity: Option<StoreIdentity>,
 }
 
 /// An in-memory database that backends open and close; cheap to clone (clones share it).
@@ -139,6 +141,24 @@ impl Backend for MemoryBackend {
 
     fn maintenance(&self) -> &dyn Maintenance {
         self
+    }
+
+    fn identity(&self) -> Result<StoreIdentity> {
+        let mut db = self.tables()?;
+        if let Some(identity) = &db.identity {
+            return Ok(identity.clone());
+        }
+        let identity = StoreIdentity::random()?;
+        db.identity = Some(identity.clone());
+        Ok(identity)
+    }
+
+    fn record_redis_tier(&self) -> Result<()> {
+        self.identity()?;
+        if let Some(identity) = self.tables()?.identity.as_mut() {
+            identity.redis_tier = true;
+        }
+        Ok(())
     }
 }
 

@@ -28,8 +28,8 @@ use tokio_postgres::NoTls;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
-    WriteUnit,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
+    StoredDictionary, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -273,6 +273,19 @@ impl Backend for PostgresBackend {
 
     fn maintenance(&self) -> &dyn Maintenance {
         self
+    }
+
+    fn identity(&self) -> Result<StoreIdentity> {
+        // The primary: the identity is created there, and a replica may lag behind it.
+        self.with_client(self.primary.clone(), |client| async move {
+            schema::read_identity(&client).await
+        })
+    }
+
+    fn record_redis_tier(&self) -> Result<()> {
+        self.with_client(self.primary.clone(), |client| async move {
+            schema::record_redis_tier(&client).await
+        })
     }
 }
 

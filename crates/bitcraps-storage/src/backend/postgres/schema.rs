@@ -8,6 +8,8 @@
 use deadpool_postgres::Client;
 
 use super::db_err;
+use crate::backend::StoreIdentity;
+use crate::backend::identity;
 use crate::error::{Result, StorageError};
 
 /// First key of the advisory lock migrations hold (`pg_advisory_xact_lock(int4, int4)`); the
@@ -50,6 +52,18 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE blobs ADD COLUMN dict_id bigint;
     ",
+    // Version 3: SQLite's version 3 only changed indexes; PostgreSQL keeps `blobs_by_hash` and
+    // `records_by_blob`. A no-op, so the two backends' version numbers stay the same.
+    "SELECT 1;",
+    // Version 4: the store's identity (issue #12), as in SQLite: a random store id,
+    // the Redis tier's secret and whether the store runs with a Redis tier. The two random
+    // rows are inserted by `migrate` in the same transaction (`backend/identity.rs`).
+    r#"
+    CREATE TABLE meta (
+        name  text COLLATE "C" NOT NULL PRIMARY KEY,
+        value text NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -128,6 +142,16 @@ pub async fn migrate(client: &mut Client) -> Result<(i64, String)> {
         tracing::info!(version = index + 1, "applied PostgreSQL schema migration");
     }
     if version < latest {
+        for (name, value) in identity::fresh_rows()? {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &value],
+            )
+            .await
+            .map_err(db_err("creating the store identity"))?;
+        }
+    }
+    if version < latest {
         tx.batch_execute("DELETE FROM bitcraps_schema_version")
             .await
             .map_err(db_err("recording the schema version"))?;
@@ -142,4 +166,33 @@ pub async fn migrate(client: &mut Client) -> Result<(i64, String)> {
         .await
         .map_err(db_err("committing the schema migration"))?;
     Ok((latest, schema))
+}
+
+/// The store's identity (`meta` rows).
+pub(crate) async fn read_identity(client: &Client) -> Result<StoreIdentity> {
+    let rows = client
+        .query("SELECT name, value FROM meta", &[])
+        .await
+        .map_err(db_err("reading the store identity"))?;
+    let rows = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<std::result::Result<Vec<(String, String)>, tokio_postgres::Error>>()
+        .map_err(db_err("reading the store identity"))?;
+    StoreIdentity::from_rows(rows)
+}
+
+/// Records that the store runs with a Redis tier; writes nothing when it already is.
+pub(crate) async fn record_redis_tier(client: &Client) -> Result<()> {
+    if read_identity(client).await?.redis_tier {
+        return Ok(());
+    }
+    client
+        .execute(
+            "INSERT INTO meta (name, value) VALUES ($1, 'on') ON CONFLICT (name) DO NOTHING",
+            &[&identity::REDIS_TIER],
+        )
+        .await
+        .map_err(db_err("recording the Redis tier"))?;
+    Ok(())
 }

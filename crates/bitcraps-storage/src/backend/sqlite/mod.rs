@@ -15,8 +15,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
-    WriteUnit,
+    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
+    StoredDictionary, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -343,6 +343,15 @@ impl Backend for SqliteBackend {
 
     fn maintenance(&self) -> &dyn Maintenance {
         self
+    }
+
+    fn identity(&self) -> Result<StoreIdentity> {
+        schema::read_identity(&*self.reader()?)
+    }
+
+    fn record_redis_tier(&self) -> Result<()> {
+        let guard = self.writer()?;
+        schema::record_redis_tier(guard.as_ref().ok_or(StorageError::Closed)?)
     }
 }
 

@@ -6,6 +6,8 @@
 use rusqlite::Connection;
 
 use super::db_err;
+use crate::backend::StoreIdentity;
+use crate::backend::identity;
 
 use crate::error::{Result, StorageError};
 
@@ -58,6 +60,15 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX blobs_by_hash;
     CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8));
     ",
+    // Version 4: the store's identity (issue #12): a random store id, the Redis tier's secret
+    // and whether the store runs with a Redis tier. The two random rows are inserted by
+    // `migrate` in the same transaction (`backend/identity.rs`).
+    r"
+    CREATE TABLE meta (
+        name  TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -108,6 +119,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
             .map_err(db_err("applying a schema migration"))?;
         tracing::info!(version = index + 1, "applied schema migration");
     }
+    insert_identity(&tx)?;
     tx.execute_batch(&format!(
         "PRAGMA user_version = {latest}; PRAGMA application_id = {APPLICATION_ID};"
     ))
@@ -115,6 +127,43 @@ pub fn migrate(conn: &mut Connection) -> Result<i64> {
     tx.commit()
         .map_err(db_err("committing the schema migration"))?;
     Ok(latest)
+}
+
+/// The identity rows of a new `meta` table; existing rows are kept.
+fn insert_identity(conn: &Connection) -> Result<()> {
+    for (name, value) in identity::fresh_rows()? {
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
+            [&name, &value],
+        )
+        .map_err(db_err("creating the store identity"))?;
+    }
+    Ok(())
+}
+
+/// The store's identity (`meta` rows).
+pub(crate) fn read_identity(conn: &Connection) -> Result<StoreIdentity> {
+    let rows = conn
+        .prepare_cached("SELECT name, value FROM meta")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()
+        })
+        .map_err(db_err("reading the store identity"))?;
+    StoreIdentity::from_rows(rows)
+}
+
+/// Records that the store runs with a Redis tier; writes nothing when it already is.
+pub(crate) fn record_redis_tier(conn: &Connection) -> Result<()> {
+    if read_identity(conn)?.redis_tier {
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, 'on')",
+        [identity::REDIS_TIER],
+    )
+    .map_err(db_err("recording the Redis tier"))?;
+    Ok(())
 }
 
 /// Whether the database already is a bitcraps-storage database of the latest version (read
@@ -157,6 +206,27 @@ mod tests {
         drop((conn, readonly));
         let after = std::fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
         assert!(before == after, "the database file changed on open");
+        Ok(())
+    }
+
+    /// Version 4 gives every store its own identity, kept across opens.
+    #[test]
+    fn the_identity_is_created_once_and_kept() -> Result<()> {
+        let mut a = Connection::open_in_memory().map_err(db_err("open"))?;
+        let mut b = Connection::open_in_memory().map_err(db_err("open"))?;
+        migrate(&mut a)?;
+        migrate(&mut b)?;
+        let first = read_identity(&a)?;
+        assert_ne!(first.store_id, read_identity(&b)?.store_id);
+        assert!(!first.redis_tier);
+        a.execute_batch("PRAGMA user_version = 3")
+            .map_err(db_err("pretend an older version"))?;
+        a.execute_batch("DROP TABLE meta").map_err(db_err("drop"))?;
+        migrate(&mut a)?;
+        assert_ne!(read_identity(&a)?.store_id, first.store_id);
+        record_redis_tier(&a)?;
+        record_redis_tier(&a)?;
+        assert!(read_identity(&a)?.redis_tier);
         Ok(())
     }
 
