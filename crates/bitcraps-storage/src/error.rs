@@ -131,7 +131,9 @@ pub enum StorageError {
     },
 
     /// A file-system operation failed.
-    #[error("I/O error on {}: {source}", path.display())]
+    // The OS error is the source, not part of this message: reporters that print the chain
+    // (anyhow's `{:#}`, the CLI) would otherwise show it twice.
+    #[error("I/O error on {}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -441,8 +443,13 @@ mod tests {
         assert_eq!(copy.to_string(), io.to_string());
         let mut plain = StorageError::io("/y", std::io::Error::other("custom"));
         let copy = plain.duplicate();
-        assert_eq!(copy.to_string(), "I/O error on /y: custom");
-        assert_eq!(plain.to_string(), "I/O error on /y: custom");
+        assert_eq!(copy.to_string(), "I/O error on /y");
+        assert_eq!(plain.to_string(), "I/O error on /y");
+        use std::error::Error as _;
+        assert_eq!(
+            copy.source().map(ToString::to_string).as_deref(),
+            Some("custom")
+        );
         let mut poisoned = StorageError::Poisoned {
             reason: "boom".into(),
         };

@@ -36,6 +36,7 @@ impl std::fmt::Debug for StoreIdentity {
 
 impl StoreIdentity {
     /// A fresh random identity (the memory backend; migrations insert the same rows).
+    #[cfg(any(test, feature = "testing"))]
     pub fn random() -> Result<Self> {
         Self::from_rows(fresh_rows()?)
     }

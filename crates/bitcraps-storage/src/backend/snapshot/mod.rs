@@ -13,20 +13,21 @@
 //! - [`upgrade`] brings a copy (of an older backup) to the current schema version;
 //! - [`SnapshotWriter`] and [`read_rows`] are the row stream for backends that are not SQLite.
 
-// The row stream serves the backends that are not SQLite (PostgreSQL, the in-memory one).
-#[cfg(any(feature = "postgres", feature = "testing"))]
+// The row stream: backends that are not SQLite (PostgreSQL, the in-memory one) write and load
+// snapshots through it, and backup verification reads every blob through it.
 mod rows;
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-// Each of those backends takes part of it.
+// Each of those users takes part of it.
 #[cfg(any(feature = "postgres", feature = "testing"))]
+pub use rows::SnapshotWriter;
 #[allow(unused_imports)]
 pub use rows::{
     BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS,
-    SELECT_DICTIONARIES, SELECT_RECORDS, SnapshotWriter, read_rows,
+    SELECT_DICTIONARIES, SELECT_RECORDS, read_rows,
 };
 
 use super::sqlite::{db_err, read, schema};

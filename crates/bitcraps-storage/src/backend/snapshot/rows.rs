@@ -4,11 +4,17 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
+#[cfg(any(feature = "postgres", feature = "testing"))]
+use rusqlite::params;
 
 use super::open_read_only;
-use crate::backend::sqlite::{db_err, schema};
-use crate::error::{Result, StorageError};
+use crate::backend::sqlite::db_err;
+#[cfg(any(feature = "postgres", feature = "testing"))]
+use crate::backend::sqlite::schema;
+use crate::error::Result;
+#[cfg(any(feature = "postgres", feature = "testing"))]
+use crate::error::StorageError;
 
 /// Rows per batch of records and dictionaries.
 pub const ROW_CHUNK: usize = 1000;
@@ -49,17 +55,21 @@ pub enum Chunk {
 }
 
 /// A snapshot file being written: created at the current schema, filled in one transaction,
-/// committed by [`SnapshotWriter::finish`]. Dropped unfinished, nothing is committed.
+/// committed by [`SnapshotWriter::finish`]. Dropped unfinished, nothing is committed. (Only
+/// the backends that are not SQLite files write snapshots this way.)
+#[cfg(any(feature = "postgres", feature = "testing"))]
 pub struct SnapshotWriter {
     conn: Connection,
 }
 
+#[cfg(any(feature = "postgres", feature = "testing"))]
 impl std::fmt::Debug for SnapshotWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotWriter").finish_non_exhaustive()
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "testing"))]
 impl SnapshotWriter {
     /// Creates the snapshot file `dest` (which must not exist).
     pub fn create(dest: &Path) -> Result<Self> {

@@ -135,9 +135,14 @@ fn lock_file(db: &Path) -> Result<File> {
                 std::process::id(),
                 host_name()
             );
-            file.set_len(0)
+            // Best effort: on a full disk the store must still open (to be read, exported or
+            // backed up); the holder is then just not named.
+            if let Err(e) = file
+                .set_len(0)
                 .and_then(|()| std::io::Write::write_all(&mut file, who.as_bytes()))
-                .map_err(|e| StorageError::io(&path, e))?;
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the lock holder");
+            }
             Ok(file)
         }
         Err(std::fs::TryLockError::WouldBlock) => {
