@@ -445,7 +445,6 @@ mod tests {
         let copy = plain.duplicate();
         assert_eq!(copy.to_string(), "I/O error on /y");
         assert_eq!(plain.to_string(), "I/O error on /y");
-        use std::error::Error as _;
         assert_eq!(
             copy.source().map(ToString::to_string).as_deref(),
             Some("custom")
