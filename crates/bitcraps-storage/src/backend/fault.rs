@@ -425,7 +425,11 @@ mod tests {
         let f = injector()?;
         f.fail_nth(Method::Collections, 2);
         assert!(f.collections().is_ok());
-        let err = f.collections().err().map(|e| e.to_string());
+        // The injected cause is the error's source (an `Io` message names only the path).
+        let err = f
+            .collections()
+            .err()
+            .and_then(|e| std::error::Error::source(&e).map(ToString::to_string));
         assert!(
             err.as_deref()
                 .is_some_and(|e| e.contains("injected failure in Collections")),
