@@ -13,17 +13,18 @@
 //! - [`upgrade`] brings a copy (of an older backup) to the current schema version;
 //! - [`SnapshotWriter`] and [`read_rows`] are the row stream for backends that are not SQLite.
 
-// The row stream: backends that are not SQLite (PostgreSQL, the in-memory one) write and load
-// snapshots through it, and backup verification reads every blob through it.
+// The row stream serves the backends that are not SQLite (PostgreSQL, the in-memory one).
+#[cfg(any(feature = "postgres", feature = "testing"))]
 mod rows;
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-// Each of those users takes part of it.
+// Each of those backends takes part of it.
 #[cfg(any(feature = "postgres", feature = "testing"))]
 pub use rows::SnapshotWriter;
+#[cfg(any(feature = "postgres", feature = "testing"))]
 #[allow(unused_imports)]
 pub use rows::{
     BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS,
