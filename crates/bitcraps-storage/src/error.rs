@@ -213,6 +213,24 @@ pub enum StorageError {
          the nodes' Redis)"
     )]
     RedisTierRequired,
+
+    /// A write's condition ([`Expect`](crate::Expect)) did not hold when the write was
+    /// committed: nothing was written. `update` gives up with this after its configured
+    /// attempts (`write.update_max_attempts`).
+    #[error("write conflict on {collection}/{key}: expected {expected}, found {}", match actual {
+        Some(v) => format!("version {v}"),
+        None => "no record".to_owned(),
+    })]
+    Conflict {
+        /// The collection of the record whose condition failed.
+        collection: String,
+        /// The record's key.
+        key: String,
+        /// What the write expected.
+        expected: crate::Expect,
+        /// The record's version at the commit (`None`: there was no record).
+        actual: Option<crate::Version>,
+    },
 }
 
 impl StorageError {
@@ -300,6 +318,17 @@ impl StorageError {
             E::Locked { path, holder } => E::Locked {
                 path: path.clone(),
                 holder: holder.clone(),
+            },
+            E::Conflict {
+                collection,
+                key,
+                expected,
+                actual,
+            } => E::Conflict {
+                collection: collection.clone(),
+                key: key.clone(),
+                expected: *expected,
+                actual: *actual,
             },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },

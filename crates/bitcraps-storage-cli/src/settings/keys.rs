@@ -105,6 +105,7 @@ pub static KEYS: &[Key] = &[
     key!(write.max_value_size => Usize),
     key!(write.max_batch_requests => Usize),
     key!(write.access_flush_interval => Seconds),
+    key!(write.update_max_attempts => U32),
     key!(backup.dir => OptionalPath),
     key!(backup.on_maintenance => Bool),
     // The retention rules are one `RetentionPolicy` in the library; here they are spelled

@@ -16,7 +16,11 @@ use crate::value::EncodedValue;
 const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
 
 impl PersistentStorageManager {
-    fn serialize<T: Serialize + ?Sized>(collection: &str, key: &str, value: &T) -> Result<Vec<u8>> {
+    pub(super) fn serialize<T: Serialize + ?Sized>(
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>> {
         serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -24,7 +28,7 @@ impl PersistentStorageManager {
         })
     }
 
-    async fn encode<T: Serialize + ?Sized>(
+    pub(super) async fn encode<T: Serialize + ?Sized>(
         &self,
         collection: &str,
         key: &str,

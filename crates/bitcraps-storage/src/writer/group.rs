@@ -65,14 +65,22 @@ pub(super) fn commit_group(
             .unwrap_or_else(|| Err(StorageError::Task("the backend skipped a write".into())));
         if let Ok(outcomes) = &result {
             for (op, outcome) in unit.iter().zip(outcomes) {
-                record_effect(shared, op, *outcome, mark);
-                if shared.remote.is_some()
-                    && let WriteOp::Put {
-                        collection, key, ..
+                record_effect(shared, op, outcome, mark);
+                if shared.remote.is_some() {
+                    match (op, outcome) {
+                        (
+                            WriteOp::Put {
+                                collection, key, ..
+                            }
+                            | WriteOp::Delete { collection, key },
+                            _,
+                        ) => written.push(cache_key(collection, key)),
+                        (
+                            WriteOp::DeletePrefix { collection, .. },
+                            OpOutcome::DeletePrefix { deleted },
+                        ) => written.extend(deleted.iter().map(|k| cache_key(collection, k))),
+                        _ => {}
                     }
-                    | WriteOp::Delete { collection, key } = op
-                {
-                    written.push(cache_key(collection, key));
                 }
             }
         } else {
@@ -100,7 +108,7 @@ pub(super) fn commit_group(
 
 /// Applies a committed operation to the cache and the counters. `mark` was taken before the
 /// commit (see `ValueCache::committed_since`).
-fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
+fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) {
     let counters = &shared.counters;
     match (op, outcome) {
         (
@@ -121,7 +129,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
             Counters::add(&counters.writes, 1);
             let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
             Counters::add(&counters.logical_bytes_written, raw);
-            if deduplicated {
+            if *deduplicated {
                 Counters::add(&counters.deduplicated, 1);
             } else {
                 let stored = u64::try_from(value.stored.len()).unwrap_or(u64::MAX);
@@ -132,9 +140,20 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
             let k = cache_key(collection, key);
             shared.access.forget(&k);
             shared.cache.committed(&k, None);
-            if existed {
+            if *existed {
                 Counters::add(&counters.deletes, 1);
             }
+        }
+        (WriteOp::DeletePrefix { collection, .. }, OpOutcome::DeletePrefix { deleted }) => {
+            for key in deleted {
+                let k = cache_key(collection, key);
+                shared.access.forget(&k);
+                shared.cache.committed(&k, None);
+            }
+            Counters::add(
+                &counters.deletes,
+                u64::try_from(deleted.len()).unwrap_or(u64::MAX),
+            );
         }
         _ => {}
     }

@@ -28,8 +28,8 @@ use tokio_postgres::NoTls;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
-    StoredDictionary, WriteUnit,
+    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -216,11 +216,27 @@ impl Backend for PostgresBackend {
             .block_on(async move { write::apply(&pool, &settings, &units).await })
     }
 
-    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
         let (c, k) = (collection.to_owned(), key.to_owned());
         // Always the primary: a lagging replica must never feed a read-your-writes path.
         self.with_client(self.primary.clone(), move |client| async move {
             read::get(&client, &c, &k).await
+        })
+    }
+
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        let (c, k) = (collection.to_owned(), keys.to_vec());
+        // The primary, like `get`.
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::get_many(&client, &c, &k).await
+        })
+    }
+
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        let (c, o) = (collection.to_owned(), options.clone());
+        // The primary: values come with the page and must be current, like `get`.
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::scan(&client, &c, &o).await
         })
     }
 
