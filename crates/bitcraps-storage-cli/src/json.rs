@@ -66,6 +66,7 @@ pub fn metadata(m: &RecordMetadata) -> Value {
     json!({
         "collection": m.collection,
         "key": m.key,
+        "version": m.version,
         "size_bytes": m.size_bytes,
         "stored_bytes": m.stored_bytes,
         "codec": m.codec.to_string(),
