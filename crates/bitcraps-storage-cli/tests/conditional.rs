@@ -1,5 +1,6 @@
 //! `put`/`delete` with `--if-version V` / `--if-absent`: a failed condition is exit 5 with a
 //! message naming the versions, and writes nothing; `info` shows the version.
+#![allow(clippy::expect_used, reason = "tests: a failed step is a failed test")]
 
 mod common;
 
