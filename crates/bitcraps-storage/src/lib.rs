@@ -55,6 +55,7 @@ mod rt;
 mod scrub;
 mod stats;
 mod store;
+mod tls;
 mod validate;
 mod value;
 mod verify;
@@ -85,6 +86,7 @@ pub use remote::RemoteCacheStatistics;
 pub use scrub::{ScrubPass, ScrubStep};
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;
+pub use tls::TlsFailure;
 pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
 
 /// Test support (feature `testing`; not a stable API): the backend seam and its test backends

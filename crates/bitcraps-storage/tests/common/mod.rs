@@ -12,6 +12,7 @@
 pub mod conformance;
 pub mod faulty;
 pub mod nodes;
+pub mod tls;
 
 use std::any::Any;
 use std::sync::Arc;
