@@ -104,18 +104,16 @@ mod shared {
             if let Some(failure) = e.downcast_ref::<TlsFailure>() {
                 return Some(failure.clone());
             }
-            if let Some(inner) = e
+            let wrapped = e
                 .downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
-            {
-                if let Some(found) = classify(inner, host) {
-                    return Some(found);
-                }
-            }
-            if let Some(inner) = e.downcast_ref::<Arc<dyn Error + Send + Sync>>() {
-                if let Some(found) = classify(inner.as_ref(), host) {
-                    return Some(found);
-                }
+                .map(|inner| inner as &(dyn Error + 'static))
+                .or_else(|| {
+                    e.downcast_ref::<Arc<dyn Error + Send + Sync>>()
+                        .map(|inner| inner.as_ref() as &(dyn Error + 'static))
+                });
+            if let Some(found) = wrapped.and_then(|inner| classify(inner, host)) {
+                return Some(found);
             }
             next = e.source();
         }
