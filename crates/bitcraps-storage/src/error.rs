@@ -100,8 +100,8 @@ pub enum StorageError {
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    /// The database URL names a backend this build does not support.
-    #[error("unsupported database URL {url:?}: {reason}")]
+    /// A database or Redis URL this build does not support, or cannot use as given.
+    #[error("unsupported URL {url:?}: {reason}")]
     UnsupportedUrl {
         /// The URL as given.
         url: String,
@@ -118,6 +118,17 @@ pub enum StorageError {
         found: i64,
         /// The newest version this build knows.
         supported: i64,
+    },
+
+    /// A TLS connection to PostgreSQL or Redis could not be set up: the certificate did not
+    /// verify, the server does not do TLS although it is required, the root-certificate file
+    /// is unusable. Not retried: each is a configuration problem.
+    #[error("TLS connection to {server} failed: {failure}")]
+    Tls {
+        /// The server: `PostgreSQL at HOST` or the Redis URL, without any password.
+        server: String,
+        /// What failed.
+        failure: crate::TlsFailure,
     },
 
     /// The database engine reported an error.
@@ -302,6 +313,10 @@ impl StorageError {
             E::UnsupportedUrl { url, reason } => E::UnsupportedUrl {
                 url: url.clone(),
                 reason: reason.clone(),
+            },
+            E::Tls { server, failure } => E::Tls {
+                server: server.clone(),
+                failure: failure.clone(),
             },
             E::SchemaTooNew { found, supported } => E::SchemaTooNew {
                 found: *found,

@@ -56,6 +56,7 @@ mod rt;
 mod scrub;
 mod stats;
 mod store;
+mod tls;
 mod validate;
 mod value;
 mod verify;
@@ -88,6 +89,7 @@ pub use remote::RemoteCacheStatistics;
 pub use scrub::{ScrubPass, ScrubStep};
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;
+pub use tls::TlsFailure;
 pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
 pub use version::{Expect, Version};
 

@@ -126,6 +126,7 @@ pub static KEYS: &[Key] = &[
     key!(redis.namespace => OptionalText),
     key!(redis.cache_ttl => Seconds),
     key!(redis.l1_max_age => Seconds),
+    key!(redis.tls_ca_file => OptionalPath),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:

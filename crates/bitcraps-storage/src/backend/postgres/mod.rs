@@ -15,6 +15,7 @@ mod read;
 mod restore;
 mod schema;
 mod snapshot;
+mod tls;
 mod write;
 
 use std::future::Future;
@@ -24,7 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
@@ -88,20 +88,23 @@ pub(crate) fn db_err(context: &'static str) -> impl Fn(tokio_postgres::Error) ->
     move |e| StorageError::database(context, e)
 }
 
-/// A pool over `url`. Creating it connects nothing yet.
+/// A pool over `url`, with TLS as its `sslmode` and `sslrootcert` say (`tls.rs`). Creating
+/// it connects nothing yet; it reads the root-certificate file.
 fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
-    let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|e| StorageError::UnsupportedUrl {
+    let (driver_url, tls_settings) = tls::split_url(url)?;
+    let mut config = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
+        StorageError::UnsupportedUrl {
             url: crate::redact_url(url),
             reason: format!("not a valid PostgreSQL URL: {e}"),
-        })?;
+        }
+    })?;
     config.connect_timeout(options.connection_timeout);
     if config.get_application_name().is_none() {
         config.application_name("bitcraps-storage");
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls::connector(&tls_settings)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -129,7 +132,8 @@ pub(crate) async fn connect(pool: &Pool) -> Result<deadpool_postgres::Client> {
             }
         }
         PoolError::Closed => StorageError::Closed,
-        PoolError::Backend(e) => StorageError::database("connecting to PostgreSQL", e),
+        PoolError::Backend(e) => tls::storage_error(&e)
+            .unwrap_or_else(|| StorageError::database("connecting to PostgreSQL", e)),
         other => StorageError::database("connecting to PostgreSQL", other.to_string()),
     })
 }
