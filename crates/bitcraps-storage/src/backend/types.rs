@@ -23,6 +23,10 @@ pub enum WriteOp {
         value: EncodedValue,
         /// Write time, milliseconds since the Unix epoch.
         now_ms: i64,
+        /// The version to give the record, when it is newer than the key's current one (a
+        /// migration keeps the source's versions); otherwise, and when `None`, the next
+        /// version of the clock. The clock moves past a kept version.
+        keep_version: Option<Version>,
     },
     /// Remove a record if it exists.
     Delete {

@@ -62,6 +62,7 @@ impl PersistentStorageManager {
                         key,
                         value,
                         now_ms: now_ms(),
+                        keep_version: None,
                     }
                 }
                 Encoded::Delete(collection, key) => WriteOp::Delete { collection, key },

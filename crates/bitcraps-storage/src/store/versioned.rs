@@ -104,6 +104,7 @@ impl PersistentStorageManager {
             key: key.to_owned(),
             value,
             now_ms: now_ms(),
+            keep_version: None,
         });
         let outcomes = self.writer().write(unit).await?;
         self.shared().counters.write_call_done(started.elapsed());

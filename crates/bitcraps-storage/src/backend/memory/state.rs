@@ -155,7 +155,15 @@ impl Tables {
                 key,
                 value,
                 now_ms,
-            } => self.put(collection, key, value, *now_ms, deduplicate, undo),
+                keep_version,
+            } => self.put(
+                collection,
+                key,
+                value,
+                (*now_ms, *keep_version),
+                deduplicate,
+                undo,
+            ),
             WriteOp::Delete { collection, key } => {
                 let id = (collection.clone(), key.clone());
                 let Some(old) = self.records.get(&id).cloned() else {
@@ -307,16 +315,26 @@ impl Tables {
         collection: &str,
         key: &str,
         value: &EncodedValue,
-        now_ms: i64,
+        (now_ms, keep): (i64, Option<Version>),
         deduplicate: bool,
         undo: &mut Vec<Undo>,
     ) -> Result<OpOutcome> {
         let (blob_id, deduplicated) = self.acquire(value, deduplicate, undo)?;
-        // Used even if the unit fails (gaps, never a repeat), as in SQLite.
-        let stored_version = self.clock.max(1).saturating_add(1);
-        self.clock = stored_version;
-        let version = record_version(collection, key, stored_version)?;
         let id = (collection.to_owned(), key.to_owned());
+        let current = self.records.get(&id).map(|r| r.version);
+        // A kept version when it is newer than the key's (the clock moves past it), else the
+        // next one; used even if the unit fails (gaps, never a repeat), as in SQLite.
+        let stored_version = match keep.and_then(|v| i64::try_from(v.get()).ok()) {
+            Some(n) if current.is_none_or(|c| n > c) => {
+                self.clock = self.clock.max(n);
+                n
+            }
+            _ => {
+                self.clock = self.clock.max(1).saturating_add(1);
+                self.clock
+            }
+        };
+        let version = record_version(collection, key, stored_version)?;
         match self.records.get(&id).cloned() {
             None => {
                 let record = Record {
@@ -390,6 +408,7 @@ mod tests {
             key: key.into(),
             value: value(text),
             now_ms: 1,
+            keep_version: None,
         }
     }
 
@@ -409,6 +428,7 @@ mod tests {
                 key: "c".into(),
                 value: bad,
                 now_ms: 2,
+                keep_version: None,
             },
         ];
         assert!(tables.apply_unit(&unit, true).is_err());

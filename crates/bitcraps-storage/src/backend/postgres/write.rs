@@ -174,10 +174,17 @@ async fn apply_once(
         .count();
     // Fine locks needed at most: the keys, the new contents, the keys' current contents. A
     // prefix delete names no keys in advance, so it needs the exclusive lock.
-    let prefix_delete = units
-        .iter()
-        .flatten()
-        .any(|op| matches!(op, WriteOp::DeletePrefix { .. }));
+    // Nor can a put that keeps a version move the clock while others draw from it.
+    let prefix_delete = units.iter().flatten().any(|op| {
+        matches!(
+            op,
+            WriteOp::DeletePrefix { .. }
+                | WriteOp::Put {
+                    keep_version: Some(_),
+                    ..
+                }
+        )
+    });
     let exclusive = force_exclusive
         || prefix_delete
         || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS;
@@ -245,7 +252,18 @@ async fn apply_op(
             key,
             value,
             now_ms,
-        } => put(tx, collection, key, value, *now_ms, deduplicate).await,
+            keep_version,
+        } => {
+            put(
+                tx,
+                collection,
+                key,
+                value,
+                (*now_ms, *keep_version),
+                deduplicate,
+            )
+            .await
+        }
         WriteOp::Delete { collection, key } => {
             let old: Option<i64> = tx
                 .query_opt(
@@ -490,39 +508,76 @@ async fn put(
     collection: &str,
     key: &str,
     value: &EncodedValue,
-    now_ms: i64,
+    (now_ms, keep): (i64, Option<Version>),
     deduplicate: bool,
 ) -> Result<OpOutcome, Fail> {
-    let old: Option<i64> = tx
+    let current: Option<(i64, i64)> = tx
         .query_opt(
             &cached(
                 tx,
-                "SELECT blob_id FROM records WHERE collection = $1 AND key = $2",
+                "SELECT blob_id, version FROM records WHERE collection = $1 AND key = $2",
             )
             .await?,
             &[&collection, &key],
         )
         .await
-        .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+        .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
         .map_err(db("looking up a record"))?;
+    let old = current.map(|(blob, _)| blob);
     let (blob_id, deduplicated) = acquire_blob(tx, value, deduplicate).await?;
-    let version: i64 = tx
-        .query_one(
-            &cached(
-                tx,
-                "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
-         VALUES ($1, $2, $3, $4, $4, nextval('version_clock'))
-         ON CONFLICT (collection, key) DO UPDATE
-         SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
-             version = excluded.version
-         RETURNING version",
+    // A kept version when it is newer than the key's; the transaction holds the store's write
+    // lock exclusively (see `apply_once`), so no other transaction draws from the clock while
+    // it moves past the kept version.
+    let kept = keep
+        .and_then(|v| i64::try_from(v.get()).ok())
+        .filter(|n| current.is_none_or(|(_, c)| *n > c));
+    let version: i64 = match kept {
+        None => tx
+            .query_one(
+                &cached(
+                    tx,
+                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $4, nextval('version_clock'))
+             ON CONFLICT (collection, key) DO UPDATE
+             SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
+                 version = excluded.version
+             RETURNING version",
+                )
+                .await?,
+                &[&collection, &key, &blob_id, &now_ms],
             )
-            .await?,
-            &[&collection, &key, &blob_id, &now_ms],
-        )
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(db("writing a record"))?;
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db("writing a record"))?,
+        Some(n) => {
+            tx.execute(
+                &cached(
+                    tx,
+                    "SELECT setval('version_clock', greatest($1, last_value)) FROM version_clock",
+                )
+                .await?,
+                &[&n],
+            )
+            .await
+            .map_err(db("advancing the version clock"))?;
+            tx.query_one(
+                &cached(
+                    tx,
+                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $4, $5)
+             ON CONFLICT (collection, key) DO UPDATE
+             SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
+                 version = excluded.version
+             RETURNING version",
+                )
+                .await?,
+                &[&collection, &key, &blob_id, &now_ms, &n],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db("writing a record"))?
+        }
+    };
     if let Some(old) = old {
         release_blob(tx, old).await?;
     }

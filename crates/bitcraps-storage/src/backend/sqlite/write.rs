@@ -34,6 +34,19 @@ impl Clock {
         Ok((next, version))
     }
 
+    /// The version a put gives its record: `keep` when it is newer than the key's `current`
+    /// one (the clock then moves past it), else the next one.
+    fn for_put(&mut self, keep: Option<Version>, current: Option<i64>) -> Result<(i64, Version)> {
+        if let Some(v) = keep
+            && let Ok(n) = i64::try_from(v.get())
+            && current.is_none_or(|c| n > c)
+        {
+            self.0 = self.0.max(n);
+            return Ok((n, v));
+        }
+        self.next()
+    }
+
     fn write(&self, conn: &Connection) -> Result<()> {
         conn.prepare_cached("UPDATE version_clock SET last = ?1 WHERE id = 0")
             .and_then(|mut s| s.execute(params![self.0]))
@@ -93,7 +106,25 @@ fn apply_op(
             key,
             value,
             now_ms,
-        } => put(conn, collection, key, value, *now_ms, deduplicate, clock),
+            keep_version,
+        } => {
+            let (stored, version) = match keep_version {
+                None => clock.next()?,
+                Some(_) => {
+                    let current = current_version(conn, collection, key)?;
+                    clock.for_put(*keep_version, current)?
+                }
+            };
+            put(
+                conn,
+                collection,
+                key,
+                value,
+                *now_ms,
+                deduplicate,
+                (stored, version),
+            )
+        }
         WriteOp::Delete { collection, key } => {
             let existed = delete(conn, collection, key)?;
             Ok(OpOutcome::Delete { existed })
@@ -143,19 +174,22 @@ fn apply_op(
     }
 }
 
+/// The record's version as stored, if it exists.
+fn current_version(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT version FROM records WHERE collection = ?1 AND key = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![collection, key], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err("reading a record's version"))
+}
+
 /// Fails with [`StorageError::Conflict`] unless the record's state satisfies `expect`.
 fn check(conn: &Connection, collection: &str, key: &str, expect: Expect) -> Result<()> {
     if expect == Expect::Any {
         return Ok(());
     }
-    let actual: Option<i64> = conn
-        .prepare_cached("SELECT version FROM records WHERE collection = ?1 AND key = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![collection, key], |r| r.get(0))
-                .optional()
-        })
-        .map_err(db_err("checking a record's version"))?;
-    let actual = actual
+    let actual = current_version(conn, collection, key)?
         .map(|v| {
             Version::from_db(v).ok_or_else(|| {
                 StorageError::corruption(
@@ -282,10 +316,9 @@ fn put(
     value: &EncodedValue,
     now_ms: i64,
     deduplicate: bool,
-    clock: &mut Clock,
+    (stored_version, version): (i64, Version),
 ) -> Result<OpOutcome> {
     let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
-    let (stored_version, version) = clock.next()?;
     let inserted = conn
         .prepare_cached(
             "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
