@@ -14,7 +14,7 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_from_two_nodes_are_never_lost() -> Result {
-    const TASKS_PER_NODE: u64 = 4;
+    const TASKS_PER_NODE: usize = 4;
     const EACH: u64 = 20;
     let Some(redis) = redis_url() else {
         return Ok(());
@@ -27,7 +27,7 @@ async fn updates_from_two_nodes_are_never_lost() -> Result {
     nodes.a.store("counters", "bets", &0u64).await?;
     assert_eq!(nodes.b.retrieve::<u64>("counters", "bets").await?, Some(0));
     assert_eq!(nodes.a.retrieve::<u64>("counters", "bets").await?, Some(0));
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2 * TASKS_PER_NODE as usize));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2 * TASKS_PER_NODE));
     let mut tasks = Vec::new();
     for node in [&nodes.a, &nodes.b] {
         for _ in 0..TASKS_PER_NODE {
@@ -47,7 +47,7 @@ async fn updates_from_two_nodes_are_never_lost() -> Result {
     for t in tasks {
         t.await??;
     }
-    let total = 2 * TASKS_PER_NODE * EACH;
+    let total = 2 * u64::try_from(TASKS_PER_NODE)? * EACH;
     let (a, va) = nodes
         .a
         .retrieve_versioned::<u64>("counters", "bets")

@@ -9,7 +9,9 @@ use bitcraps_storage::{Expect, PersistentStorageManager, StorageConfig, Version}
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 async fn version(s: &PersistentStorageManager, key: &str) -> Result<Option<Version>> {
-    Ok(s.retrieve_versioned::<i32>("games", key).await?.map(|(_, v)| v))
+    Ok(s.retrieve_versioned::<i32>("games", key)
+        .await?
+        .map(|(_, v)| v))
 }
 
 /// Restores `id` of `source` into `target` and checks versions and the clock there.
@@ -28,9 +30,15 @@ async fn check_restore(
     // The source's version is valid against the restored copy.
     let (key, v) = kept.first().ok_or("no records")?;
     let next = r.store_if("games", key, &7, Expect::Version(*v)).await?;
-    assert!(next > gone_at, "clock continues after the source's: {next} vs {gone_at}");
+    assert!(
+        next > gone_at,
+        "clock continues after the source's: {next} vs {gone_at}"
+    );
     let again = r.store_if("games", "gone", &1, Expect::Absent).await?;
-    assert!(again > gone_at, "a deleted key never gets an old version back: {again}");
+    assert!(
+        again > gone_at,
+        "a deleted key never gets an old version back: {again}"
+    );
     assert!(r.check_consistency().await?.is_ok());
     r.close().await?;
     Ok(())
@@ -52,7 +60,10 @@ async fn versions_and_the_clock_survive_backup_and_restore() -> Result {
         ("a", version(&s, "a").await?.ok_or("a")?),
         ("b", version(&s, "b").await?.ok_or("b")?),
     ];
-    assert!(kept.iter().all(|(_, v)| *v < gone_at), "the deleted key is the newest");
+    assert!(
+        kept.iter().all(|(_, v)| *v < gone_at),
+        "the deleted key is the newest"
+    );
     let info = s.backups().create_backup().await?;
 
     let dir = tempfile::tempdir()?;
