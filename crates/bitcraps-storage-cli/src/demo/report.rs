@@ -5,6 +5,7 @@ use std::time::Duration;
 use bitcraps_storage::{ConsistencyReport, StorageStatistics};
 
 use super::latency::Samples;
+use super::ledger::Invariant;
 use super::table::Outcome;
 use crate::render::{self, bytes, percent, ratio};
 
@@ -27,6 +28,8 @@ pub struct Report {
     pub stats: StorageStatistics,
     /// The consistency check after play.
     pub consistency: ConsistencyReport,
+    /// The chip invariant after play.
+    pub chips: Invariant,
     /// The backup → verify → restore → compare round trip.
     pub backup: Option<super::backup::BackupCheck>,
     /// Database file size after close (WAL checkpointed into it).
@@ -68,6 +71,19 @@ fn latency_row(name: &str, samples: &Samples) -> (String, String) {
 }
 
 impl Report {
+    /// The chip invariant after play and, when the backup round trip ran, in the restored
+    /// copy, each with where it was checked.
+    pub fn invariants(&self) -> Vec<(&'static str, Invariant)> {
+        let mut all = vec![("after play", self.chips)];
+        if let Some(b) = &self.backup {
+            all.push((
+                "in the restored backup",
+                Invariant::check(self.chips.opening, b.chips),
+            ));
+        }
+        all
+    }
+
     /// The report as table rows.
     pub fn rows(&self) -> Vec<(String, String)> {
         let o = &self.outcome;
@@ -75,8 +91,18 @@ impl Report {
         let d = &s.database_stats;
         let l = &o.latencies;
         let calls = |x: &Samples| u64::try_from(x.count()).unwrap_or(u64::MAX);
-        let operations =
-            calls(&l.store) + calls(&l.store_batch) + calls(&l.retrieve) + calls(&l.delete);
+        let operations = [
+            &l.store,
+            &l.store_batch,
+            &l.retrieve,
+            &l.retrieve_versioned,
+            &l.apply,
+            &l.update,
+            &l.delete,
+        ]
+        .into_iter()
+        .map(calls)
+        .sum();
         let mean_group = ratio(s.grouped_requests, s.group_commits);
         let mut rows = vec![
             heading("workload"),
@@ -100,11 +126,23 @@ impl Report {
             row(
                 "calls",
                 format!(
-                    "{} store, {} store_batch, {} retrieve, {} delete",
+                    "{} store, {} store_batch, {} retrieve, {} retrieve_versioned, {} apply, \
+                     {} update, {} delete",
                     l.store.count(),
                     l.store_batch.count(),
                     l.retrieve.count(),
+                    l.retrieve_versioned.count(),
+                    l.apply.count(),
+                    l.update.count(),
                     l.delete.count()
+                ),
+            ),
+            row(
+                "conflicts retried",
+                format!(
+                    "{} (an apply found a balance, tray or the vault changed since it was \
+                     read: nothing written, read again)",
+                    o.conflicts
                 ),
             ),
             row("elapsed", format!("{:.2} s", self.elapsed.as_secs_f64())),
@@ -120,6 +158,9 @@ impl Report {
             latency_row("store", &l.store),
             latency_row("store_batch", &l.store_batch),
             latency_row("retrieve", &l.retrieve),
+            latency_row("retrieve_versioned", &l.retrieve_versioned),
+            latency_row("apply", &l.apply),
+            latency_row("update", &l.update),
             latency_row("delete", &l.delete),
             heading("cache and commits"),
             row(
@@ -178,6 +219,7 @@ impl Report {
             heading("integrity"),
             row("consistency check", render::consistency(&self.consistency)),
             row("errors", s.errors),
+            row("chips (balances + house bank)", self.chips.describe()),
         ]);
         if let Some(b) = &self.backup {
             rows.push(row(
@@ -191,6 +233,10 @@ impl Report {
                     b.restore.as_millis(),
                     b.compared
                 ),
+            ));
+            rows.push(row(
+                "chips in the restored copy",
+                Invariant::check(self.chips.opening, b.chips).describe(),
             ));
         }
         rows
