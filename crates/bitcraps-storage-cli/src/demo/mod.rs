@@ -114,18 +114,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
                 .context("removing the demo's temporary directory")?;
         }
     }
-    if !report.consistency.is_ok() {
-        anyhow::bail!("the consistency check failed after the demo")
-    }
-    for (place, invariant) in report.invariants() {
-        if !invariant.held() {
-            anyhow::bail!(
-                "the chip invariant failed {place}: {}",
-                invariant.describe()
-            );
-        }
-    }
-    Ok(())
+    report.verdict()
 }
 
 /// Fails (exit 1, like `migrate` into a store that holds records) when the store named by

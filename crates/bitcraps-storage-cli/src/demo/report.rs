@@ -84,6 +84,23 @@ impl Report {
         all
     }
 
+    /// `Ok` when the consistency check and every chip invariant held; else what failed (the
+    /// demo's exit status).
+    pub fn verdict(&self) -> anyhow::Result<()> {
+        if !self.consistency.is_ok() {
+            anyhow::bail!("the consistency check failed after the demo")
+        }
+        for (place, invariant) in self.invariants() {
+            if !invariant.held() {
+                anyhow::bail!(
+                    "the chip invariant failed {place}: {}",
+                    invariant.describe()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The report as table rows.
     pub fn rows(&self) -> Vec<(String, String)> {
         let o = &self.outcome;
@@ -240,5 +257,83 @@ impl Report {
             ));
         }
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::backup::BackupCheck;
+    use super::super::ledger::Holdings;
+    use super::*;
+
+    fn report(after_play: i64, restored: i64) -> Report {
+        let holdings = |bank| Holdings {
+            players: 2,
+            player_chips: 2_000,
+            bank,
+        };
+        let mut consistency = ConsistencyReport::default();
+        consistency.integrity = vec!["ok".to_owned()];
+        Report {
+            location: "test".to_owned(),
+            temporary: true,
+            tasks: 1,
+            seed: 1,
+            elapsed: Duration::from_secs(1),
+            outcome: Outcome::default(),
+            stats: StorageStatistics::default(),
+            consistency,
+            chips: Invariant::check(10_000, holdings(after_play)),
+            backup: Some(BackupCheck {
+                id: "b".to_owned(),
+                archive_bytes: 1,
+                create: Duration::ZERO,
+                verify: Duration::ZERO,
+                restore: Duration::ZERO,
+                compared: 3,
+                chips: holdings(restored),
+            }),
+            file_bytes_after_close: None,
+        }
+    }
+
+    fn row_of(report: &Report, name: &str) -> String {
+        report
+            .rows()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn balanced_chips_pass() {
+        let r = report(8_000, 8_000);
+        assert!(r.verdict().is_ok());
+        assert!(row_of(&r, "chips (balances + house bank)").starts_with("held: "));
+        assert!(row_of(&r, "chips in the restored copy").starts_with("held: "));
+    }
+
+    #[test]
+    fn unbalanced_chips_fail_the_demo() {
+        let after_play = report(7_990, 7_990);
+        let err = after_play.verdict().expect_err("10 chips vanished in play");
+        assert!(
+            err.to_string()
+                .starts_with("the chip invariant failed after play: BROKEN: "),
+            "{err}"
+        );
+        assert!(row_of(&after_play, "chips (balances + house bank)").starts_with("BROKEN: "));
+
+        let restored = report(8_000, 8_050);
+        let err = restored
+            .verdict()
+            .expect_err("the restored copy has 50 more");
+        assert!(
+            err.to_string()
+                .contains("failed in the restored backup: BROKEN: "),
+            "{err}"
+        );
+        assert!(row_of(&restored, "chips in the restored copy").contains("(+50 chips)"));
     }
 }
