@@ -1,7 +1,10 @@
 //! `demo`: simulated BitCraps tables — games created, players joining, bets placed and
 //! settled, dice rolled, finished games archived, identical lobby listings — played through the
 //! public API from several concurrent tasks, then a report of throughput, latency, cache,
-//! compression, deduplication, size and integrity.
+//! compression, deduplication, size and integrity. Every chip moves between a player and the
+//! house bank (the table's tray, refilled from the vault) in one atomic `apply`, so the
+//! report can check that play neither created nor destroyed any: the sum of all balances plus the bank must equal the opening total, in the
+//! store and in its restored backup; the demo fails when it does not.
 //!
 //! The demo runs in a fresh temporary directory (removed afterwards unless `--keep`), so it
 //! never touches real data; `--data`/`--url` on the command line point it at a store instead,
@@ -9,6 +12,7 @@
 
 mod backup;
 mod latency;
+mod ledger;
 mod model;
 mod report;
 mod table;
@@ -23,6 +27,7 @@ use crate::commands::{self, print};
 use crate::progress::Ui;
 use crate::render;
 use crate::settings::Settings;
+use ledger::{Holdings, Invariant};
 use report::Report;
 use table::{Outcome, Table};
 
@@ -56,12 +61,22 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         }
     }
     let started = Instant::now();
-    let played = play(&storage, args, ui).await;
+    let played = match ledger::open(&storage).await {
+        Ok(opening) => play(&storage, args, ui)
+            .await
+            .map(|outcome| (opening, outcome)),
+        Err(e) => Err(e),
+    };
     let elapsed = started.elapsed();
     let checked = match played {
-        Ok(outcome) => collect(&storage)
-            .await
-            .map(|(stats, consistency)| (outcome, stats, consistency)),
+        Ok((opening, outcome)) => collect(&storage).await.map(|(stats, consistency, chips)| {
+            (
+                outcome,
+                stats,
+                consistency,
+                Invariant::check(opening, chips),
+            )
+        }),
         Err(e) => Err(e),
     };
     let backup = match &checked {
@@ -69,7 +84,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         Err(_) => None,
     };
     let closed = storage.close().await.context("closing the store");
-    let (outcome, stats, consistency) = checked?;
+    let (outcome, stats, consistency, chips) = checked?;
     let backup = backup.transpose()?;
     closed?;
 
@@ -82,6 +97,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         outcome,
         stats,
         consistency,
+        chips,
         backup,
         file_bytes_after_close: db_file
             .and_then(|p| std::fs::metadata(p).ok())
@@ -98,11 +114,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
                 .context("removing the demo's temporary directory")?;
         }
     }
-    if report.consistency.is_ok() {
-        Ok(())
-    } else {
-        anyhow::bail!("the consistency check failed after the demo")
-    }
+    report.verdict()
 }
 
 /// Fails (exit 1, like `migrate` into a store that holds records) when the store named by
@@ -155,6 +167,7 @@ async fn collect(
 ) -> Result<(
     bitcraps_storage::StorageStatistics,
     bitcraps_storage::ConsistencyReport,
+    Holdings,
 )> {
     let stats = storage
         .statistics()
@@ -164,5 +177,6 @@ async fn collect(
         .check_consistency()
         .await
         .context("checking consistency")?;
-    Ok((stats, consistency))
+    let chips = ledger::count(storage).await?;
+    Ok((stats, consistency, chips))
 }
