@@ -33,10 +33,6 @@ pub(super) fn commit_group(
             if has_touches && let Some(t) = units.last() {
                 shared.access.restore(t);
             }
-            Counters::add(
-                &shared.counters.errors,
-                u64::try_from(replies.len()).unwrap_or(0),
-            );
             tracing::warn!(error = %e, requests = replies.len(), "group commit failed");
             let mut replies = replies.into_iter();
             if let Some(first) = replies.next() {
@@ -83,9 +79,9 @@ pub(super) fn commit_group(
                     }
                 }
             }
-        } else {
-            Counters::add(&counters.errors, 1);
         }
+        // A failed unit is counted as an error once, by the call that gets it (the handle's
+        // `count_error`), not here too.
         answers.push((reply, result));
     }
     // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
