@@ -83,6 +83,9 @@ pub enum Command {
     /// Copy every record from one store into another (e.g. SQLite to PostgreSQL) and verify
     /// the copy
     Migrate(MigrateArgs),
+    /// Serve the store's metrics at http://ADDR/metrics (Prometheus text format) until
+    /// interrupted; gauges are refreshed on every scrape
+    ServeMetrics(ServeMetricsArgs),
 }
 
 /// A collection and a key.
@@ -152,9 +155,33 @@ pub struct InfoArgs {
 /// `stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Print JSON instead of a table
-    #[arg(long)]
+    /// Print JSON instead of a table (the same as --format json)
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: a table, the whole statistics structure as JSON, or the Prometheus text
+    /// exposition format (for node_exporter's textfile collector)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<StatsFormat>,
+}
+
+/// `stats --format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// A table
+    Table,
+    /// JSON
+    Json,
+    /// Prometheus text exposition format
+    Prometheus,
+}
+
+/// `serve-metrics`
+#[derive(Debug, Args)]
+pub struct ServeMetricsArgs {
+    /// Address to serve /metrics on (port 0 picks a free port; the address is printed on
+    /// stderr)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// `maintenance`
@@ -237,6 +264,10 @@ pub struct DemoArgs {
     /// writes replace records under the keys it uses)
     #[arg(long)]
     pub force: bool,
+    /// Serve the demo's metrics at http://ADDR/metrics while it plays (port 0 picks a free
+    /// port; the address is printed on stderr)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `migrate`

@@ -13,6 +13,7 @@ mod commands;
 mod demo;
 mod document;
 mod exit;
+mod exporter;
 mod json;
 mod jsonl;
 mod progress;

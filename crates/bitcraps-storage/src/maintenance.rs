@@ -18,6 +18,7 @@ use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
 use crate::backup::{BackupInfo, RetentionOutcome, SweepReport};
 use crate::error::{Result, StorageError};
+use crate::observe::Operation;
 use crate::rt::blocking;
 use crate::stats::Counters;
 
@@ -148,6 +149,16 @@ impl PersistentStorageManager {
     /// or retention); one that holds a damaged document gets no new backup, and every
     /// existing backup is kept.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
+        let work = self.maintenance_inner();
+        let result = self
+            .observer()
+            .observed(Operation::Maintenance, "", None, work)
+            .await;
+        crate::observe::maintenance_run(result.is_ok());
+        result
+    }
+
+    async fn maintenance_inner(&self) -> Result<MaintenanceReport> {
         self.check_open()?;
         let started = Instant::now();
         let mut report = MaintenanceReport {

@@ -13,6 +13,7 @@ mod list;
 mod maintenance;
 mod migrate;
 mod put;
+mod serve_metrics;
 mod stats;
 
 use anyhow::{Context, Result};
@@ -72,6 +73,7 @@ fn reads_only(command: &Command) -> bool {
             | Command::Info(_)
             | Command::Stats(_)
             | Command::Export(_)
+            | Command::ServeMetrics(_)
             | Command::Backup(BackupCommand::List { .. } | BackupCommand::Verify { .. })
     )
 }
@@ -118,6 +120,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Import(args) => import::run(storage, &args, ui).await,
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
         Command::Backup(command) => backup::run(storage, command, ui).await,
+        Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
         // Handled by `run` before the store is opened.
         Command::Demo(_) | Command::Migrate(_) => Ok(()),
     }

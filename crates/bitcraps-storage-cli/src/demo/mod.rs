@@ -48,6 +48,18 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
     ui.suspend(|| eprintln!("demo store: {location}"));
 
     let storage = commands::open(config).await?;
+    let server = match args.metrics_addr {
+        Some(addr) => serve_metrics(addr, &storage).await,
+        None => Ok(None),
+    };
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            // The store is closed either way; the serving error is the one reported.
+            let _ = storage.close().await;
+            return Err(e);
+        }
+    };
     if temp.is_none() && !args.force {
         let refused = refuse_records(&storage, &location).await;
         if refused.is_err() {
@@ -68,6 +80,9 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         Ok(_) => Some(backup::round_trip(&storage, ui).await),
         Err(_) => None,
     };
+    if let Some(server) = server {
+        server.abort();
+    }
     let closed = storage.close().await.context("closing the store");
     let (outcome, stats, consistency) = checked?;
     let backup = backup.transpose()?;
@@ -103,6 +118,16 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
     } else {
         anyhow::bail!("the consistency check failed after the demo")
     }
+}
+
+/// Serves the demo store's metrics at `addr` while it plays.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    storage: &bitcraps_storage::PersistentStorageManager,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let handle = crate::exporter::install()?;
+    let server = crate::exporter::serve(addr, handle, storage.clone()).await?;
+    Ok(Some(server))
 }
 
 /// Fails (exit 1, like `migrate` into a store that holds records) when the store named by

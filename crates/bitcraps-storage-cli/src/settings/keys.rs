@@ -125,6 +125,8 @@ pub static KEYS: &[Key] = &[
     key!(redis.namespace => OptionalText),
     key!(redis.cache_ttl => Seconds),
     key!(redis.l1_max_age => Seconds),
+    key!(metrics.max_collection_labels => Usize),
+    key!(metrics.trace_keys => Bool),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:

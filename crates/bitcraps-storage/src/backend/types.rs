@@ -95,8 +95,8 @@ pub struct StoredBlob {
     pub dict_id: Option<i64>,
 }
 
-/// A record's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A record's metadata (`Serialize`: times as RFC 3339 UTC, the codec by name).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RecordMetadata {
     /// Collection name.
@@ -118,17 +118,20 @@ pub struct RecordMetadata {
     /// How many records share this content (1 when not deduplicated).
     pub shared_by: u64,
     /// When the record was first created.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created_at: SystemTime,
     /// When the record was last written.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub updated_at: SystemTime,
     /// How many times the record was read (including reads not yet flushed to disk).
     pub access_count: u64,
     /// When the record was last read, if ever.
+    #[serde(serialize_with = "crate::timefmt::serialize_option")]
     pub last_accessed: Option<SystemTime>,
 }
 
 /// Sizes and counts the database reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct DatabaseStatistics {
     /// Which backend this is ([`Backend::name`](crate::backend::Backend::name)).

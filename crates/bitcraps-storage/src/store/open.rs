@@ -60,7 +60,9 @@ impl PersistentStorageManager {
         if remote.is_some() && !identity.redis_tier {
             backend.record_redis_tier()?;
         }
+        let observer = crate::observe::Observer::new(backend.name(), &config.metrics);
         let shared = Arc::new(Shared {
+            observer,
             backend,
             cache,
             access: AccessTracker::default(),
