@@ -13,7 +13,8 @@ Exit codes:
   1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
      non-empty target, or the copy differs from the source; demo --data: a store that
      already holds records, without --force)
-  2  usage or configuration error (bad arguments, settings, config file or URL)
+  2  usage or configuration error (bad arguments, settings, config file or URL; a write
+     through --read-only)
   3  not found (get, info, or delete without --force, of a missing key; get, list, info,
      stats, export, backup list or backup verify on a data directory that holds no store,
      which they never create)
@@ -49,6 +50,13 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
+    /// Open the store for reading only: an embedded store is opened without its writer lock,
+    /// so it can be inspected while another process (a server, `demo`) writes it; writes are
+    /// refused (exit 2). For get, list, info, stats, export, collections, backup create and
+    /// serve-metrics
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -67,6 +75,8 @@ pub enum Command {
     List(ListArgs),
     /// Show a record's metadata
     Info(InfoArgs),
+    /// List the collections that hold records, one per line
+    Collections(CollectionsArgs),
     /// Show the store's statistics
     Stats(StatsArgs),
     /// Write records as JSON Lines: {"collection":..,"key":..,"value":..}
@@ -148,6 +158,14 @@ pub struct InfoArgs {
     #[command(flatten)]
     pub record: RecordRef,
     /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `collections`
+#[derive(Debug, Args)]
+pub struct CollectionsArgs {
+    /// Print a JSON array instead of one name per line
     #[arg(long)]
     pub json: bool,
 }

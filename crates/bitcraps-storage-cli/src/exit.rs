@@ -78,7 +78,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | StorageError::InvalidBackupId { .. }
                 | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
                 StorageError::BackupNotFound { .. } => Some(NOT_FOUND),
-                StorageError::Config(_) | StorageError::UnsupportedUrl { .. } => Some(USAGE),
+                StorageError::Config(_)
+                | StorageError::UnsupportedUrl { .. }
+                | StorageError::ReadOnly { .. } => Some(USAGE),
                 _ => None,
             }
         })

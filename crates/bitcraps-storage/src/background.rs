@@ -109,10 +109,12 @@ impl Background {
         );
         every(config.cache.upkeep_interval, BackgroundTask::CacheUpkeep);
         let hours = u64::from(config.maintenance.interval_hours);
-        every(
-            Duration::from_secs(hours.saturating_mul(3600)),
-            BackgroundTask::Maintenance,
-        );
+        if !config.database.read_only {
+            every(
+                Duration::from_secs(hours.saturating_mul(3600)),
+                BackgroundTask::Maintenance,
+            );
+        }
         every(config.maintenance.scrub_interval, BackgroundTask::Scrub);
         Background {
             stop,

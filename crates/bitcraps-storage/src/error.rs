@@ -213,6 +213,14 @@ pub enum StorageError {
          the nodes' Redis)"
     )]
     RedisTierRequired,
+
+    /// The store was opened read-only (`database.read_only`, the CLI's `--read-only`):
+    /// `operation` (a write, maintenance, a restore) is refused.
+    #[error("the store is open read-only (database.read_only): {operation} is refused")]
+    ReadOnly {
+        /// What was refused.
+        operation: &'static str,
+    },
 }
 
 impl StorageError {
@@ -313,6 +321,7 @@ impl StorageError {
             },
             E::Closed => E::Closed,
             E::RedisTierRequired => E::RedisTierRequired,
+            E::ReadOnly { operation } => E::ReadOnly { operation },
             E::Task(m) => E::Task(m.clone()),
             E::Poisoned { reason } => E::Poisoned {
                 reason: reason.clone(),

@@ -109,6 +109,13 @@ impl MaintenanceReport {
         detail: impl FnOnce(&T) -> String,
     ) -> Option<T> {
         let duration_ms = ms(started.elapsed());
+        // Inside the maintenance run's span (see `observe`).
+        tracing::debug!(
+            step = name,
+            ok = result.is_ok(),
+            duration_ms,
+            "maintenance step"
+        );
         match result {
             Ok(v) => {
                 self.steps.push(MaintenanceStep {
@@ -160,6 +167,7 @@ impl PersistentStorageManager {
 
     async fn maintenance_inner(&self) -> Result<MaintenanceReport> {
         self.check_open()?;
+        self.check_read_write("maintenance")?;
         let started = Instant::now();
         let mut report = MaintenanceReport {
             started_at_ms: now_ms(),

@@ -4,6 +4,7 @@
 //! Adding a command: a variant in `cli::Command`, a file here, an arm in [`dispatch`].
 
 mod backup;
+mod collections;
 mod delete;
 mod export;
 mod get;
@@ -29,11 +30,14 @@ pub use migrate::MigrationRow;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
-    let settings = Settings::load(
+    let mut settings = Settings::load(
         Layer::from_flags(cli.data, cli.url),
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
+    if cli.read_only {
+        settings.config.database.read_only = true;
+    }
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(&settings, args, ui).await;
     }
@@ -46,7 +50,7 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         }
         return migrate::run(args, cli.config.as_deref(), ui).await;
     }
-    if reads_only(&cli.command) {
+    if reads_only(&cli.command) || settings.config.database.read_only {
         require_store(&settings.config)?;
     }
     let storage = open(settings.config).await?;
@@ -71,6 +75,7 @@ fn reads_only(command: &Command) -> bool {
         Command::Get(_)
             | Command::List(_)
             | Command::Info(_)
+            | Command::Collections(_)
             | Command::Stats(_)
             | Command::Export(_)
             | Command::ServeMetrics(_)
@@ -115,6 +120,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Delete(args) => delete::run(storage, &args).await,
         Command::List(args) => list::run(storage, &args).await,
         Command::Info(args) => info::run(storage, &args).await,
+        Command::Collections(args) => collections::run(storage, &args).await,
         Command::Stats(args) => stats::run(storage, &args).await,
         Command::Export(args) => export::run(storage, &args, ui).await,
         Command::Import(args) => import::run(storage, &args, ui).await,

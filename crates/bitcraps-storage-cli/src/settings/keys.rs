@@ -93,6 +93,7 @@ pub static KEYS: &[Key] = &[
     key!(database.read_replica_url => OptionalText),
     key!(database.max_connections => Usize),
     key!(database.connection_timeout => Seconds),
+    with_flag(key!(database.read_only => Bool), "--read-only"),
     key!(cache.size_mb => Usize),
     key!(cache.upkeep_interval => Seconds),
     key!(compression.enabled => Bool),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod migration;
 pub mod postgres;
+pub mod process;
 pub mod scrape;
 
 use assert_cmd::Command;
