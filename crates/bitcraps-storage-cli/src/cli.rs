@@ -150,6 +150,13 @@ pub struct ListArgs {
     /// Only keys after this one (continue a previous listing)
     #[arg(long, value_name = "K")]
     pub after: Option<String>,
+    /// End each key with a NUL byte instead of a line break and print it exactly as stored
+    /// (for `xargs -0`: keys with line breaks survive)
+    #[arg(short = '0', long = "null", conflicts_with = "json")]
+    pub null: bool,
+    /// Print one JSON array of the keys, exactly as stored
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `info`
@@ -229,6 +236,19 @@ pub enum BackupCommand {
     Verify {
         /// The backup id (see `backup list`)
         id: String,
+        /// Print the verification report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the retention rules (backup.keep_* and backup.retention_days) now, without taking
+    /// a backup: delete the complete backups no rule keeps
+    Prune {
+        /// Only say what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+        /// Print what was kept and deleted as JSON ({"kept": [...], "deleted": [...]})
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a backup into a new directory or an empty PostgreSQL schema (verified first;
     /// never over the live store)
@@ -239,6 +259,9 @@ pub enum BackupCommand {
         /// schema holds no records
         #[arg(long, value_name = "DIR|URL")]
         to: std::path::PathBuf,
+        /// Print the restore report as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 

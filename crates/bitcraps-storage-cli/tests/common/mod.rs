@@ -57,6 +57,17 @@ impl Scratch {
         cmd
     }
 
+    /// Runs `args` against the default store with the variables `env` set and returns
+    /// stdout; panics unless it succeeds.
+    pub fn ok_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let mut cmd = self.cli();
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let out = cmd.args(args).assert().success();
+        String::from_utf8(out.get_output().stdout.clone()).expect("utf-8 stdout")
+    }
+
     /// Runs `args` against the default store and returns stdout; panics unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cli().args(args).assert().success();

@@ -400,10 +400,17 @@ impl BackupManager {
     /// Deletes the backups no retention rule keeps.
     pub async fn apply_retention(&self) -> Result<RetentionOutcome> {
         let this = self.clone();
-        blocking(move || this.retention_blocking()).await
+        blocking(move || this.retention_blocking(true)).await
     }
 
-    fn retention_blocking(&self) -> Result<RetentionOutcome> {
+    /// What [`apply_retention`](Self::apply_retention) would keep and delete now, deleting
+    /// nothing (`backup prune --dry-run`).
+    pub async fn plan_retention(&self) -> Result<RetentionOutcome> {
+        let this = self.clone();
+        blocking(move || this.retention_blocking(false)).await
+    }
+
+    fn retention_blocking(&self, delete: bool) -> Result<RetentionOutcome> {
         // Only complete backups are candidates: incomplete ones are never counted as kept
         // (and never deleted), foreign manifests never touched.
         let backups = scan::scan(&self.inner.layout)?.complete;
@@ -413,6 +420,10 @@ impl BackupManager {
         for (i, backup) in backups.into_iter().enumerate() {
             if keep.contains(&i) {
                 outcome.kept.push(backup.id);
+                continue;
+            }
+            if !delete {
+                outcome.deleted.push(backup.id);
                 continue;
             }
             // The manifest goes first: a crash in between leaves an unlisted archive, never
