@@ -37,6 +37,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(ui.log_writer())
+        // No escape sequences in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -67,8 +67,16 @@ impl Layer {
 
     /// The layer of a TOML file: a table per section, e.g. `[cache] size_mb = 64`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = match std::fs::read_to_string(path) {
+            // A missing file is a mistake in the invocation (exit 2), not an I/O failure.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(usage(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            read => read.with_context(|| format!("cannot read config file {}", path.display()))?,
+        };
         let in_file = |message: String| usage(format!("config file {}: {message}", path.display()));
         let table: toml::Table = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
         let sections = keys::sections();
