@@ -146,6 +146,7 @@ async fn operations_record_the_listed_metrics_and_the_dashboard_queries_only_tho
         .await?;
     s.store("lobby", "l-1", &game("l-1", 1)).await?;
     s.store("chat", "c-1", &game("c-1", 1)).await?;
+    s.store("games", "g-same", &game("g-1", 1)).await?; // deduplicated
     let _: Option<common::Game> = s.retrieve("games", "g-1").await?; // L1 hit
     let _: Option<common::Game> = s.retrieve("games", "missing").await?; // L1 miss
     s.retrieve_raw("players", "p-1").await?;

@@ -191,6 +191,18 @@ pub(crate) fn group_committed(requests: usize) {
     metrics::gauge!(names::GROUP_COMMIT_SIZE).set(requests as f64);
 }
 
+/// A committed put of `logical` serialized bytes, stored as `stored` bytes unless its content
+/// was already there.
+pub(crate) fn put_committed(logical: u64, deduplicated: bool, stored: usize) {
+    metrics::counter!(names::WRITTEN_BYTES, "kind" => "logical").increment(logical);
+    if deduplicated {
+        metrics::counter!(names::DEDUPLICATED_WRITES).increment(1);
+    } else {
+        let stored = u64::try_from(stored).unwrap_or(u64::MAX);
+        metrics::counter!(names::WRITTEN_BYTES, "kind" => "stored").increment(stored);
+    }
+}
+
 /// A group commit whose transaction failed.
 pub(crate) fn group_failed() {
     metrics::counter!(names::GROUP_COMMIT_FAILURES).increment(1);

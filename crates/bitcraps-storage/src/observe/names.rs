@@ -57,6 +57,10 @@ metrics_list! {
     CACHE_REQUESTS = "bitcraps_storage_cache_requests_total", Counter,
         ["tier", "result"],
         "Cache lookups by tier (l1 in-process, l2 Redis) and result (hit or miss).";
+    WRITTEN_BYTES = "bitcraps_storage_written_bytes_total", Counter, ["kind"],
+        "Bytes of committed puts: serialized (kind=logical), and handed to the database after dedup and compression (kind=stored).";
+    DEDUPLICATED_WRITES = "bitcraps_storage_deduplicated_writes_total", Counter, [],
+        "Committed puts whose content was already stored (only a reference was added).";
     GROUP_COMMIT_REQUESTS = "bitcraps_storage_group_commit_requests", Histogram, [],
         "Write requests carried by one group commit transaction.";
     GROUP_COMMIT_SIZE = "bitcraps_storage_group_commit_size", Gauge, [],

@@ -130,6 +130,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
                 let stored = u64::try_from(value.stored.len()).unwrap_or(u64::MAX);
                 Counters::add(&counters.bytes_written, stored);
             }
+            crate::observe::put_committed(raw, deduplicated, value.stored.len());
         }
         (WriteOp::Delete { collection, key }, OpOutcome::Delete { existed }) => {
             let k = cache_key(collection, key);
