@@ -30,6 +30,7 @@ pub use migrate::MigrationRow;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
+    crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
     let mut settings = Settings::load(
         Layer::from_flags(cli.data, cli.url),
         cli.config.as_deref(),

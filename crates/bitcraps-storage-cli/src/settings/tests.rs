@@ -400,3 +400,28 @@ fn a_missing_config_file_is_a_usage_error() {
     );
     assert!(is_usage(missing.as_ref().err()), "exit 2, not 1");
 }
+
+#[test]
+fn unknown_variables_are_usage_errors_and_known_ones_pass() {
+    let names = |list: &[&str]| {
+        list.iter()
+            .map(std::ffi::OsString::from)
+            .collect::<Vec<_>>()
+    };
+    let known = names(&[
+        "BITCRAPS_STORAGE_CACHE_SIZE_MB",
+        "BITCRAPS_STORAGE_DATABASE_READ_ONLY",
+        "BITCRAPS_STORAGE_CONFIG",
+        "BITCRAPS_STORAGE_DATA",
+        "BITCRAPS_TEST_POSTGRES_URL",
+        "PATH",
+    ]);
+    assert!(check_variables(known).is_ok());
+    let misspelt = check_variables(names(&["BITCRAPS_STORAGE_CACHE_SIZE"]));
+    assert!(is_usage(misspelt.as_ref().err()));
+    assert!(
+        misspelt
+            .err()
+            .is_some_and(|e| e.to_string().contains("BITCRAPS_STORAGE_CACHE_SIZE"))
+    );
+}
