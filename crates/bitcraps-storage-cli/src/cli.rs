@@ -93,6 +93,13 @@ pub enum Command {
     /// Copy every record from one store into another (e.g. SQLite to PostgreSQL) and verify
     /// the copy
     Migrate(MigrateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `bitcraps-storage completions bash > /etc/bash_completion.d/bitcraps-storage`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Serve the store's metrics at http://ADDR/metrics (Prometheus text format) until
     /// interrupted; gauges are refreshed on every scrape
     ServeMetrics(ServeMetricsArgs),

@@ -30,6 +30,17 @@ pub use migrate::MigrationRow;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no settings and no store.
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "bitcraps-storage",
+            &mut out,
+        );
+        return print(&String::from_utf8_lossy(&out));
+    }
     crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
     let mut settings = Settings::load(
         Layer::from_flags(cli.data, cli.url),
@@ -129,7 +140,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Backup(command) => backup::run(storage, command, ui).await,
         Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
         // Handled by `run` before the store is opened.
-        Command::Demo(_) | Command::Migrate(_) => Ok(()),
+        Command::Demo(_) | Command::Migrate(_) | Command::Completions { .. } => Ok(()),
     }
 }
 
