@@ -77,7 +77,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr().context("reading the bound address")?;
-    eprintln!("serving metrics on http://{bound}/metrics");
+    crate::notes::note!("serving metrics on http://{bound}/metrics");
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

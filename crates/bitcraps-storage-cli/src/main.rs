@@ -16,6 +16,7 @@ mod exit;
 mod exporter;
 mod json;
 mod jsonl;
+mod notes;
 mod progress;
 mod render;
 mod settings;
@@ -31,6 +32,7 @@ use crate::progress::Ui;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    notes::set_quiet(cli.quiet);
     let ui = Ui::new();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -46,7 +46,7 @@ pub async fn run(
             let swept = swept.context("sweeping stale backup temporaries")?;
             let info = info.context("creating a backup")?;
             if !swept.removed.is_empty() {
-                eprintln!(
+                crate::notes::note!(
                     "removed {} stale temporaries of interrupted backups ({})",
                     swept.removed.len(),
                     render::bytes(swept.bytes_freed)

@@ -60,7 +60,7 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
         print(&text)?;
         match page.next_after {
             Some(next) if remaining == 0 => {
-                eprintln!("more keys follow; continue with --after {next:?}");
+                crate::notes::note!("more keys follow; continue with --after {next:?}");
             }
             Some(next) => after = Some(next),
             None => break,
@@ -70,7 +70,7 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
         print(if first { "]\n" } else { "\n]\n" })?;
     }
     if escaped > 0 {
-        eprintln!(
+        crate::notes::note!(
             "{escaped} key(s) hold control characters and are shown escaped (\\n, \\t, \\u{{1b}}, ...)"
         );
     }

@@ -45,7 +45,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         Ok(BackendTarget::Sqlite { path }) => Some(path),
         _ => None,
     };
-    ui.suspend(|| eprintln!("demo store: {location}"));
+    ui.suspend(|| crate::notes::note!("demo store: {location}"));
 
     let storage = commands::open(config).await?;
     let server = match args.metrics_addr {
@@ -107,7 +107,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
     if let Some(dir) = temp {
         if args.keep {
             let kept = dir.keep();
-            eprintln!("kept the demo store in {}", kept.display());
+            crate::notes::note!("kept the demo store in {}", kept.display());
         } else {
             dir.close()
                 .context("removing the demo's temporary directory")?;

@@ -75,9 +75,10 @@ async fn migrate(
         let copied = copy::copy_all(source, target, limit, ui).await?;
         target.flush().await.context("flushing the target")?;
         ui.suspend(|| {
-            eprintln!(
+            crate::notes::note!(
                 "copied {} records in {} collection(s); verifying",
-                copied.records, copied.collections
+                copied.records,
+                copied.collections
             );
         });
     }
