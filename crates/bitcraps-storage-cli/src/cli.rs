@@ -320,6 +320,9 @@ pub struct DemoArgs {
     /// port; the address is printed on stderr)
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Print the report as JSON (the library's statistics and consistency report included)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `migrate`

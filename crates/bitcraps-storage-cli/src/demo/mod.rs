@@ -102,7 +102,14 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len()),
     };
-    print(&format!("{}\n", render::key_value(&report.rows())))?;
+    if args.json {
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report.json())?
+        ))?;
+    } else {
+        print(&format!("{}\n", render::key_value(&report.rows())))?;
+    }
 
     if let Some(dir) = temp {
         if args.keep {

@@ -165,7 +165,7 @@ pub struct DatabaseStatistics {
 }
 
 /// The result of a consistency check.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ConsistencyReport {
     /// Messages of the engine's integrity check; `["ok"]` when it passes.
