@@ -347,4 +347,8 @@ pub struct MigrateArgs {
     /// migration), with the same summary and exit code
     #[arg(long, conflicts_with = "allow_nonempty")]
     pub verify_only: bool,
+    /// Print the verification summary as JSON: {"collections": [...], "mismatches": N,
+    /// "first_mismatches": [...]}
+    #[arg(long)]
+    pub json: bool,
 }
