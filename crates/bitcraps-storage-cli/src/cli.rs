@@ -105,7 +105,8 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Serve the store's metrics at http://ADDR/metrics (Prometheus text format) until
-    /// interrupted; gauges are refreshed on every scrape
+    /// interrupted; opens the store read-only (beside the server that writes it), and
+    /// refreshes the gauges on every scrape
     ServeMetrics(ServeMetricsArgs),
 }
 

@@ -85,16 +85,8 @@ fn read_only_commands_inspect_a_store_a_running_demo_writes() {
     let text = read_only(&s, &["stats", "--format", "prometheus"]);
     assert!(gauge(&parse(&text), "bitcraps_storage_records").is_some_and(|n| n >= 10.0));
 
-    // serve-metrics --read-only serves the store the demo writes.
-    let (_server, addr) = serving(
-        &s,
-        &[
-            "--read-only",
-            "serve-metrics",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
+    // serve-metrics is always read-only: it serves the store the demo writes.
+    let (_server, addr) = serving(&s, &["serve-metrics", "--metrics-addr", "127.0.0.1:0"]);
     let (status, body) = get(&addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     assert!(gauge(&parse(&body), "bitcraps_storage_records").is_some_and(|n| n >= 10.0));

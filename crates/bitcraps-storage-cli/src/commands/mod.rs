@@ -47,7 +47,8 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
-    if cli.read_only {
+    // serve-metrics runs beside the server that owns the store: always read-only.
+    if cli.read_only || matches!(cli.command, Command::ServeMetrics(_)) {
         settings.config.database.read_only = true;
     }
     if let Command::Demo(args) = &cli.command {

@@ -1,5 +1,6 @@
 //! `serve-metrics --metrics-addr ADDR`: serves the store's metrics until interrupted (Ctrl-C
-//! closes the store and exits 0).
+//! closes the store and exits 0). The store is opened read-only (`commands::run` sets it), so
+//! this runs beside the process that owns and writes it.
 
 use anyhow::{Context, Result};
 use bitcraps_storage::PersistentStorageManager;
