@@ -67,7 +67,7 @@ pub async fn render(
 }
 
 /// Binds `addr` and serves `/metrics` until the returned task is aborted; reports the bound
-/// address on stderr.
+/// address on stderr (a note: not with `--quiet`, so give a fixed port then).
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
