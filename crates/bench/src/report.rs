@@ -13,7 +13,7 @@ struct Metric {
     higher_is_better: bool,
 }
 
-const METRICS: [Metric; 9] = [
+const METRICS: [Metric; 10] = [
     Metric {
         name: "durable puts/s, 8 writers",
         get: |m| m.concurrent_puts,
@@ -47,6 +47,11 @@ const METRICS: [Metric; 9] = [
     Metric {
         name: "prefix listing keys/s (pages of 100)",
         get: |m| m.prefix_list_keys,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "prefix scan records/s (pages of 100, typed; peers: list + get)",
+        get: |m| m.prefix_scan_records,
         higher_is_better: true,
     },
     Metric {

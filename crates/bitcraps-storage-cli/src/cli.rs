@@ -20,6 +20,8 @@ Exit codes:
      which they never create)
   4  invalid input (malformed JSON, not UTF-8, nested more than 127 levels deep, invalid
      collection or key, value too large)
+  5  conflict (put or delete with --if-version or --if-absent whose condition did not hold;
+     nothing was written)
 
 Logging goes to stderr, filtered by RUST_LOG (default: warn).";
 
@@ -126,6 +128,34 @@ pub struct PutArgs {
     pub record: RecordRef,
     /// The JSON document; read from stdin when absent or "-"
     pub json: Option<std::ffi::OsString>,
+    #[command(flatten)]
+    pub condition: Condition,
+    /// Print the record's new version (a number) on stdout
+    #[arg(long)]
+    pub print_version: bool,
+}
+
+impl Condition {
+    /// The library's condition.
+    pub fn expect(&self) -> bitcraps_storage::Expect {
+        use bitcraps_storage::{Expect, Version};
+        match (self.if_version, self.if_absent) {
+            (Some(v), _) => Expect::Version(Version::new(v)),
+            (None, true) => Expect::Absent,
+            (None, false) => Expect::Any,
+        }
+    }
+}
+
+/// The condition of a conditional `put` or `delete` (exit 5 when it does not hold).
+#[derive(Debug, Args)]
+pub struct Condition {
+    /// Write only if the record is at exactly this version (see `info`); exit 5 otherwise
+    #[arg(long, value_name = "V", conflicts_with = "if_absent")]
+    pub if_version: Option<u64>,
+    /// Write only if the record does not exist; exit 5 otherwise
+    #[arg(long)]
+    pub if_absent: bool,
 }
 
 /// `get`
@@ -146,6 +176,8 @@ pub struct DeleteArgs {
     /// Succeed (exit 0) when the record does not exist
     #[arg(short, long)]
     pub force: bool,
+    #[command(flatten)]
+    pub condition: Condition,
 }
 
 /// `list`

@@ -7,6 +7,7 @@
 //! | 2 | usage or configuration error (clap's own code for bad arguments) |
 //! | 3 | not found: `get`, `info`, or `delete` without `--force`, of a missing key; a read-only command on a data directory (or `sqlite://` file) that holds no store; a backup id that does not exist |
 //! | 4 | invalid input: malformed JSON, not UTF-8, nested too deep, invalid collection or key, value too large; a backup id outside the id grammar; a restore target that exists and is not empty |
+//! | 5 | conflict: `put` or `delete` with `--if-version`/`--if-absent` whose condition did not hold (nothing written) |
 
 use bitcraps_storage::StorageError;
 
@@ -20,6 +21,8 @@ pub const USAGE: u8 = 2;
 pub const NOT_FOUND: u8 = 3;
 /// The input is not acceptable.
 pub const INVALID_INPUT: u8 = 4;
+/// A conditional write's condition did not hold; nothing was written.
+pub const CONFLICT: u8 = 5;
 
 /// Errors the CLI raises itself to pick an exit code.
 #[derive(Debug)]
@@ -78,6 +81,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | StorageError::InvalidBackupId { .. }
                 | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
                 StorageError::BackupNotFound { .. } => Some(NOT_FOUND),
+                StorageError::Conflict { .. } => Some(CONFLICT),
                 StorageError::Config(_)
                 | StorageError::UnsupportedUrl { .. }
                 | StorageError::ReadOnly { .. } => Some(USAGE),
@@ -151,5 +155,14 @@ mod tests {
         );
         assert_eq!(code(&full.into()), INVALID_INPUT);
         assert_eq!(code(&anyhow::anyhow!("plain")), ERROR);
+        let conflict = Err::<(), _>(StorageError::Conflict {
+            collection: "games".into(),
+            key: "g-1".into(),
+            expected: bitcraps_storage::Expect::Version(bitcraps_storage::Version::new(3)),
+            actual: Some(bitcraps_storage::Version::new(7)),
+        })
+        .context("storing games/g-1")
+        .err();
+        assert_eq!(conflict.as_ref().map(code), Some(CONFLICT));
     }
 }

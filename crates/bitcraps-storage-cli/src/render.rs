@@ -164,6 +164,7 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
     vec![
         row("collection", escape_controls(&m.collection)),
         row("key", escape_controls(&m.key)),
+        row("version", m.version),
         row(
             "size (JSON)",
             format!("{} ({} B)", bytes(m.size_bytes), m.size_bytes),

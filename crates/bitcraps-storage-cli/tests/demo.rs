@@ -1,4 +1,5 @@
-//! A small demo finishes, prints its report and cleans up after itself.
+//! A small demo finishes, prints its report (with the chip invariant held after play and in
+//! the restored backup) and cleans up after itself.
 
 mod common;
 
@@ -25,6 +26,7 @@ fn small_demo_reports_and_removes_its_temporary_store() {
         "after compression",
         "on disk",
         "backup → verify → restore",
+        "conflicts retried",
     ] {
         assert!(
             stdout.contains(needle),
@@ -43,6 +45,16 @@ fn small_demo_reports_and_removes_its_temporary_store() {
             .any(|l| l.contains("backup → verify → restore") && l.contains("records identical")),
         "the backup round trip did not complete:\n{stdout}"
     );
+    for line in [
+        "chips (balances + house bank)",
+        "chips in the restored copy",
+    ] {
+        let found = stdout.lines().find(|l| l.contains(line));
+        assert!(
+            found.is_some_and(|l| l.contains("held: ") && l.contains("= opening total")),
+            "the chip invariant {line:?} is not reported as held:\n{stdout}"
+        );
+    }
     let stderr = String::from_utf8(out.get_output().stderr.clone()).expect("utf-8");
     let db = stderr
         .lines()

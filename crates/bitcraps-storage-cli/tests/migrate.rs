@@ -6,7 +6,7 @@
 mod common;
 
 use common::Scratch;
-use common::migration::{GAMES, LOBBY, PLAYERS, assert_documents, build_source, export};
+use common::migration::{GAMES, LOBBY, PLAYERS, assert_documents, build_source, export, versions};
 use predicates::prelude::*;
 
 #[test]
@@ -41,6 +41,12 @@ fn copies_every_record_byte_for_byte_and_verifies() {
     assert_eq!(export(&s, &source), export(&s, &url_path));
     assert_eq!(export(&s, &url_path).len(), total);
     assert_documents(&s, &["--url", &url]);
+    // Versions are copied: a version read from the source is valid against the copy.
+    let source_arg = source.display().to_string();
+    assert_eq!(
+        versions(&s, &["--data", &source_arg]),
+        versions(&s, &["--url", &url])
+    );
 
     // The identical lobby documents are stored once in the target too.
     let out = s

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::Scratch;
-use common::migration::{GAMES, LOBBY, PLAYERS, assert_documents, build_source, export};
+use common::migration::{GAMES, LOBBY, PLAYERS, assert_documents, build_source, export, versions};
 use common::postgres::{Schema, server};
 use predicates::prelude::*;
 
@@ -39,6 +39,9 @@ fn sqlite_to_postgres_and_back_keeps_every_record() {
         )));
     // Read back from PostgreSQL directly.
     assert_documents(&s, &["--url", &postgres]);
+    let source_arg = source.display().to_string();
+    let source_versions = versions(&s, &["--data", &source_arg]);
+    assert_eq!(source_versions, versions(&s, &["--url", &postgres]));
     assert_eq!(export(&s, &source), export(&s, &PathBuf::from(&postgres)));
 
     // A second copy into the same schema is refused: it holds records now.
@@ -61,5 +64,10 @@ fn sqlite_to_postgres_and_back_keeps_every_record() {
         .stdout(predicate::str::contains("MISMATCH").not());
     assert_eq!(export(&s, &source), export(&s, &back));
     assert_documents(&s, &["--data", &back.to_string_lossy()]);
+    assert_eq!(
+        versions(&s, &["--data", &back.to_string_lossy()]),
+        source_versions,
+        "versions survive SQLite -> PostgreSQL -> SQLite"
+    );
     drop(schema);
 }

@@ -100,8 +100,8 @@ pub enum StorageError {
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    /// The database URL names a backend this build does not support.
-    #[error("unsupported database URL {url:?}: {reason}")]
+    /// A database or Redis URL this build does not support, or cannot use as given.
+    #[error("unsupported URL {url:?}: {reason}")]
     UnsupportedUrl {
         /// The URL as given.
         url: String,
@@ -118,6 +118,17 @@ pub enum StorageError {
         found: i64,
         /// The newest version this build knows.
         supported: i64,
+    },
+
+    /// A TLS connection to PostgreSQL or Redis could not be set up: the certificate did not
+    /// verify, the server does not do TLS although it is required, the root-certificate file
+    /// is unusable. Not retried: each is a configuration problem.
+    #[error("TLS connection to {server} failed: {failure}")]
+    Tls {
+        /// The server: `PostgreSQL at HOST` or the Redis URL, without any password.
+        server: String,
+        /// What failed.
+        failure: crate::TlsFailure,
     },
 
     /// The database engine reported an error.
@@ -221,6 +232,24 @@ pub enum StorageError {
         /// What was refused.
         operation: &'static str,
     },
+
+    /// A write's condition ([`Expect`](crate::Expect)) did not hold when the write was
+    /// committed: nothing was written. `update` gives up with this after its configured
+    /// attempts (`write.update_max_attempts`).
+    #[error("write conflict on {collection}/{key}: expected {expected}, found {}", match actual {
+        Some(v) => format!("version {v}"),
+        None => "no record".to_owned(),
+    })]
+    Conflict {
+        /// The collection of the record whose condition failed.
+        collection: String,
+        /// The record's key.
+        key: String,
+        /// What the write expected.
+        expected: crate::Expect,
+        /// The record's version at the commit (`None`: there was no record).
+        actual: Option<crate::Version>,
+    },
 }
 
 impl StorageError {
@@ -293,6 +322,10 @@ impl StorageError {
                 url: url.clone(),
                 reason: reason.clone(),
             },
+            E::Tls { server, failure } => E::Tls {
+                server: server.clone(),
+                failure: failure.clone(),
+            },
             E::SchemaTooNew { found, supported } => E::SchemaTooNew {
                 found: *found,
                 supported: *supported,
@@ -308,6 +341,17 @@ impl StorageError {
             E::Locked { path, holder } => E::Locked {
                 path: path.clone(),
                 holder: holder.clone(),
+            },
+            E::Conflict {
+                collection,
+                key,
+                expected,
+                actual,
+            } => E::Conflict {
+                collection: collection.clone(),
+                key: key.clone(),
+                expected: *expected,
+                actual: *actual,
             },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },

@@ -41,6 +41,7 @@ mod access;
 mod backend;
 mod background;
 mod backup;
+mod batch;
 mod cache;
 mod codec;
 mod config;
@@ -57,9 +58,11 @@ mod scrub;
 mod stats;
 mod store;
 mod timefmt;
+mod tls;
 mod validate;
 mod value;
 mod verify;
+mod version;
 mod writer;
 mod zstd_ctx;
 
@@ -72,6 +75,7 @@ pub use backup::{
     IncompleteBackup, RestoreReport, RetentionOutcome, RetentionPolicy, StoreRestoreReport,
     SweepReport,
 };
+pub use batch::WriteBatch;
 pub use cache::CacheStatistics;
 pub use codec::Codec;
 pub use config::{
@@ -80,7 +84,7 @@ pub use config::{
     StorageConfigBuilder, WriteConfig,
 };
 pub use error::{BoxError, Result, StorageError};
-pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage};
+pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};
 pub use redact::redact_url;
@@ -88,7 +92,9 @@ pub use remote::RemoteCacheStatistics;
 pub use scrub::{ScrubPass, ScrubStep};
 pub use stats::StorageStatistics;
 pub use store::PersistentStorageManager;
+pub use tls::TlsFailure;
 pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
+pub use version::{Expect, Version};
 
 /// Test support (feature `testing`; not a stable API): the backend seam and its test backends
 /// (in-memory, fault-injecting), opening a store over a backend built by the caller
@@ -98,8 +104,8 @@ pub use validate::{MAX_COLLECTION_LEN, MAX_KEY_LEN};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, StoreIdentity, StoredBlob,
-        StoredDictionary, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, RecordPage, StoreIdentity,
+        StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

@@ -90,6 +90,17 @@ pub struct ListPage {
     pub next_after: Option<String>,
 }
 
+/// One page of a [`scan`](crate::PersistentStorageManager::scan): records with their values,
+/// paged like [`ListPage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanPage<T> {
+    /// `(key, value)` in key order.
+    pub items: Vec<(String, T)>,
+    /// `Some(last key)` when more records follow: pass it to [`ListOptions::after`].
+    pub next_after: Option<String>,
+}
+
 impl ListPage {
     /// Builds a page from up to `limit + 1` keys fetched in order.
     pub(crate) fn from_fetched(mut keys: Vec<String>, limit: usize) -> Self {

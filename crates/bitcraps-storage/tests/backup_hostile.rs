@@ -65,7 +65,9 @@ fn hostile_ids(root: &Path) -> Vec<String> {
 
 /// Every path under `dir` except `skip`, with the blake3 of each file's bytes ("dir" for a
 /// directory, the target for a link). SQLite's `-shm` file (the WAL index, shared memory
-/// every open rewrites; no data) is listed but its bytes are not compared.
+/// every open rewrites; no data) is listed but its bytes are not compared, and so is the
+/// store's lock file (every open writes who holds it: pid, host, start time — so two opens a
+/// second apart differ; this was a flaky failure).
 fn tree(dir: &Path, skip: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
@@ -88,6 +90,8 @@ fn tree(dir: &Path, skip: &Path) -> BTreeMap<PathBuf, String> {
                 "dir".to_owned()
             } else if path.to_string_lossy().ends_with("-shm") {
                 "wal index".to_owned()
+            } else if path.to_string_lossy().ends_with(".db.lock") {
+                "store lock".to_owned()
             } else {
                 let bytes = std::fs::read(&path).unwrap_or_default();
                 blake3::hash(&bytes).to_hex().to_string()

@@ -4,3 +4,4 @@
 mod common;
 
 conformance_suite!(common::memory_fixture);
+versions_suite!(common::memory_fixture);

@@ -5,3 +5,4 @@
 mod common;
 
 conformance_suite!(common::pg_fixture);
+versions_suite!(common::pg_fixture);

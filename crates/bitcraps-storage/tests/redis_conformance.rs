@@ -21,3 +21,4 @@ fn redis_fixture() -> Fixture {
 }
 
 conformance_suite!(redis_fixture);
+versions_suite!(redis_fixture);

@@ -14,21 +14,35 @@
 //!   dictionary 1 (the only one);
 //! - `rounds/r-000` replaced by `{"replaced": true}` (its first blob was freed, so blob ids
 //!   have a gap), and `games/gone` written and deleted.
+//!
+//! `fixtures/schema-v4.db` is `schema-v2.db` brought to version 4 by the SQL of migrations 3
+//! and 4 (the index change and the `meta` table with a store id and Redis secret) — the last
+//! schema before record versions (version 5).
 
 use std::path::Path;
 
-use bitcraps_storage::{Codec, PersistentStorageManager, StorageConfig};
+use bitcraps_storage::{Codec, Expect, PersistentStorageManager, StorageConfig, Version};
 use serde_json::{Value, json};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The indexes of the latest schema: `blobs_by_hash` (full hash) and `records_by_blob` are
 /// gone since version 3; since version 4 the `meta` table holds the store's identity (a
-/// random store id and Redis secret, created by the upgrade).
+/// random store id and Redis secret, created by the upgrade); since version 5 every record
+/// has a version and the clock is past every one of them.
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
+    let (clock, newest): (i64, i64) = conn.query_row(
+        "SELECT (SELECT last FROM version_clock), (SELECT max(version) FROM records)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert!(
+        clock >= newest && newest > 1,
+        "clock {clock}, newest {newest}"
+    );
     let meta = conn
         .prepare("SELECT name, length(value) FROM meta ORDER BY name")?
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
@@ -98,6 +112,7 @@ async fn schema_v1_fixture_reads_back_and_upgrades() -> Result {
             .shared_by,
         4
     );
+    assert_versions_start_at_initial(&s, "lobbies", "l-0").await?;
     s.store("games", "new", &json!({"after": "upgrade"}))
         .await?;
     let stats = s.statistics().await?;
@@ -149,6 +164,7 @@ async fn schema_v2_fixture_reads_back_and_upgrades() -> Result {
     assert_eq!(stats.database_stats.record_count, 32);
     assert_eq!(stats.database_stats.blob_count, 29);
     assert_eq!(stats.database_stats.dictionary_count, 1);
+    assert_versions_start_at_initial(&s, "rounds", "r-001").await?;
     // Writes after the upgrade: new content, content already stored (dedup goes through the
     // new hash index), and a replacement that frees a blob.
     s.store("rounds", "r-100", &round(100)).await?;
@@ -170,5 +186,80 @@ async fn schema_v2_fixture_reads_back_and_upgrades() -> Result {
     assert!(s.check_consistency().await?.is_ok());
     s.close().await?;
     assert_latest_schema(&db)?;
+    Ok(())
+}
+
+/// Records written before version 5 have version 1; a conditional write against it succeeds
+/// once and gives a later version.
+async fn assert_versions_start_at_initial(
+    s: &PersistentStorageManager,
+    collection: &str,
+    key: &str,
+) -> Result {
+    let (value, version) = s
+        .retrieve_versioned::<Value>(collection, key)
+        .await?
+        .ok_or("missing")?;
+    assert_eq!(version, Version::INITIAL);
+    assert_eq!(
+        s.metadata(collection, key).await?.ok_or("missing")?.version,
+        Version::INITIAL
+    );
+    let next = s
+        .store_if(collection, key, &value, Expect::Version(Version::INITIAL))
+        .await?;
+    assert!(next > Version::INITIAL);
+    let stale = s
+        .store_if(collection, key, &value, Expect::Version(Version::INITIAL))
+        .await;
+    assert!(stale.is_err(), "{stale:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn schema_v4_fixture_gets_versions() -> Result {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bitcraps.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v4.db"),
+        &db,
+    )?;
+    let identity_before: String = rusqlite::Connection::open(&db)?.query_row(
+        "SELECT value FROM meta WHERE name = 'store_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    let s = PersistentStorageManager::open(StorageConfig::with_data_path(dir.path())).await?;
+    assert_eq!(s.collections().await?, ["games", "lobbies", "rounds"]);
+    for i in 1..24u32 {
+        let key = format!("r-{i:03}");
+        let (value, version) = s
+            .retrieve_versioned::<Value>("rounds", &key)
+            .await?
+            .ok_or("missing")?;
+        assert_eq!(value, round(i));
+        assert_eq!(version, Version::INITIAL, "{key}");
+    }
+    assert_versions_start_at_initial(&s, "lobbies", "l-2").await?;
+    let updated = s
+        .update("rounds", "r-000", |v: Option<Value>| {
+            let mut v = v?;
+            v["updated"] = json!(true);
+            Some(v)
+        })
+        .await?;
+    assert_eq!(updated, Some(json!({"replaced": true, "updated": true})));
+    assert!(s.check_consistency().await?.is_ok());
+    s.close().await?;
+    assert_latest_schema(&db)?;
+    let identity_after: String = rusqlite::Connection::open(&db)?.query_row(
+        "SELECT value FROM meta WHERE name = 'store_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(
+        identity_before, identity_after,
+        "the upgrade keeps the identity"
+    );
     Ok(())
 }

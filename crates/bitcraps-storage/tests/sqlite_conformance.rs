@@ -3,3 +3,4 @@
 mod common;
 
 conformance_suite!(common::sqlite_fixture);
+versions_suite!(common::sqlite_fixture);

@@ -216,6 +216,7 @@ fn a_failing_unit_rolls_back_alone() -> Result {
             key: k.into(),
             value: p.encode("c", k, v)?,
             now_ms: 1,
+            keep_version: None,
         })
     };
     backend.apply(&[vec![put("seed", "shared")?]])?;

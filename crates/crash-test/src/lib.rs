@@ -1,4 +1,7 @@
-//! Shared by the crash writer and the crash test: the document written under each key.
+//! Shared by the crash writer and the crash test: the document written under each key, the
+//! transfers between accounts and their check, and the reproducible random numbers.
+
+pub mod ledger;
 
 use serde_json::{Value, json};
 
@@ -18,5 +21,24 @@ pub fn document(round: u32, task: u32, i: u64) -> Value {
             "bets": (0..(i % 9)).map(|b| json!({"kind": "pass", "amount": b * 5})).collect::<Vec<_>>(),
             "notes": "dice are rolled, bets settled".repeat((i % 5) as usize + 1),
         })
+    }
+}
+
+/// xorshift64*: reproducible from a printed seed (which must not be 0).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 }

@@ -2,26 +2,43 @@
 //! killed with SIGKILL at random moments, several times. After each kill every acknowledged
 //! value is present and intact, every acknowledged delete is absent, `integrity_check` is ok
 //! and no blob is orphaned or missing.
+//!
+//! The child also runs transfers between accounts (`ledger`): after each kill the sum of the
+//! balances is conserved, every acknowledged transfer is applied as acknowledged, and every
+//! balance is its initial balance plus exactly the transfers recorded (none applied twice or
+//! in part).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bitcraps_storage::{PersistentStorageManager, StorageConfig};
-use bitcraps_storage_crash_test::document;
+use bitcraps_storage::{Expect, ListOptions, PersistentStorageManager, StorageConfig, WriteBatch};
+use bitcraps_storage_crash_test::ledger::{
+    self, ACCOUNTS, Account, TRANSFERS, Transfer, initial_balances,
+};
+use bitcraps_storage_crash_test::{Rng, document};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const ROUNDS: u32 = 6;
 
-/// xorshift64*: a reproducible schedule from a printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+type BoxError = Box<dyn std::error::Error>;
+
+/// Every record of `collection`, paged.
+async fn all<T: DeserializeOwned>(
+    storage: &PersistentStorageManager,
+    collection: &str,
+) -> Result<BTreeMap<String, T>, BoxError> {
+    let mut records = BTreeMap::new();
+    let mut options = ListOptions::default().limit(1000);
+    loop {
+        let page = storage.scan::<T>(collection, options.clone()).await?;
+        records.extend(page.items);
+        match page.next_after {
+            Some(after) => options = options.after(&after),
+            None => return Ok(records),
+        }
     }
 }
 
@@ -35,7 +52,7 @@ fn parts(key: &str) -> Option<(u32, u32, u64)> {
 }
 
 #[test]
-fn acknowledged_writes_survive_sigkill() -> Result<(), Box<dyn std::error::Error>> {
+fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -50,6 +67,20 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), Box<dyn std::error::Error
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let storage =
+            PersistentStorageManager::open(StorageConfig::with_data_path(dir.path())).await?;
+        let mut batch = WriteBatch::new();
+        for (key, balance) in initial_balances() {
+            batch.store(ACCOUNTS, &key, &Account { balance })?;
+            batch.expect(ACCOUNTS, &key, Expect::Absent);
+        }
+        storage.apply(batch).await?;
+        storage.close().await?;
+        Ok::<_, BoxError>(())
+    })?;
+    // Transfer id -> what the writer acknowledged it moved.
+    let mut transfers: BTreeMap<String, Transfer> = BTreeMap::new();
 
     // key -> acknowledged state: Some(document) present, None deleted.
     let mut expected: BTreeMap<String, Option<Value>> = BTreeMap::new();
@@ -71,8 +102,11 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), Box<dyn std::error::Error
                 .collect::<Vec<String>>()
         });
         // Kill at a random moment, after the child has had time to open the store and write.
-        let delay = 200 + rng.next() % 600;
+        let delay = 200 + rng.next_u64() % 600;
         std::thread::sleep(Duration::from_millis(delay));
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("round {round}: the writer stopped by itself ({status})").into());
+        }
         child.kill()?; // SIGKILL on Unix
         child.wait()?;
         let lines = reader.join().map_err(|_| "reader thread panicked")?;
@@ -82,6 +116,10 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), Box<dyn std::error::Error
             lines.len()
         );
         for line in lines {
+            if let Some((id, transfer)) = Transfer::parse_ack(&line) {
+                transfers.insert(id, transfer);
+                continue;
+            }
             let Some((what, key)) = line.split_once(' ') else {
                 continue; // a line cut by the kill
             };
@@ -116,13 +154,35 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), Box<dyn std::error::Error
             }
             let report = storage.check_consistency().await?;
             assert!(report.is_ok(), "round {round}: {report:?}");
+            let balances: BTreeMap<String, i64> = all::<Account>(&storage, ACCOUNTS)
+                .await?
+                .into_iter()
+                .map(|(key, a)| (key, a.balance))
+                .collect();
+            let records = all::<Transfer>(&storage, TRANSFERS).await?;
+            let violations = ledger::check(&balances, &records, &transfers);
+            let listed: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            assert!(
+                violations.is_empty(),
+                "round {round}: transfers broken:\n{}",
+                listed.join("\n")
+            );
+            eprintln!(
+                "round {round}: {} transfers recorded, {} acknowledged so far, total conserved",
+                records.len(),
+                transfers.len()
+            );
             storage.close().await?;
-            Ok::<_, Box<dyn std::error::Error>>(())
+            Ok::<_, BoxError>(())
         })?;
     }
     assert!(
         total_acks > 0,
         "the writer never acknowledged anything; the test proved nothing"
+    );
+    assert!(
+        !transfers.is_empty(),
+        "the writer never acknowledged a transfer; the transfer checks proved nothing"
     );
     Ok(())
 }

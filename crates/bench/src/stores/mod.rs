@@ -58,6 +58,20 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Game>>;
     /// Up to `limit` keys starting with `prefix`, strictly after `after`, in order.
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// Up to `limit` records (key and document) starting with `prefix`, strictly after
+    /// `after`, in order. The default is what an application does with a key listing alone:
+    /// one page of keys, then one read per key (ours overrides it with `scan`).
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Game)>> {
+        self.list(prefix, after, limit)?
+            .into_iter()
+            .map(|k| {
+                let doc = self
+                    .get(&k)?
+                    .ok_or_else(|| anyhow!("{k} listed but not found"))?;
+                Ok((k, doc))
+            })
+            .collect()
+    }
     /// Brings the files to rest (checkpoint, flush, close) before they are measured. Nothing
     /// is called on the store afterwards except [`Store::remote_footprint`].
     fn settle(&self) -> Result<()>;

@@ -120,6 +120,17 @@ impl Store for Ours {
             .keys)
     }
 
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Game)>> {
+        let mut options = ListOptions::default().prefix(prefix).limit(limit);
+        if let Some(after) = after {
+            options = options.after(after);
+        }
+        Ok(self
+            .rt
+            .block_on(self.storage.scan::<Game>(COLLECTION, options))?
+            .items)
+    }
+
     fn settle(&self) -> Result<()> {
         if self.schema.is_some() {
             // PostgreSQL keeps nothing in the directory: its footprint is what the library

@@ -57,6 +57,8 @@ pub struct Measured {
     pub zipf_reads_4t: f64,
     pub mixed_95_5: f64,
     pub prefix_list_keys: f64,
+    #[serde(default)]
+    pub prefix_scan_records: f64,
     pub footprint: f64,
     pub peak_rss_mib: f64,
 }
@@ -126,6 +128,25 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
     }
     ensure!(listed == scale.bulk_docs, "{name}: listed {listed} keys");
     m.prefix_list_keys = rate(listed, started);
+
+    // 5b. The same pages with their documents (typed): `scan` for ours, list + one read per
+    // key for the peers (what they offer through this harness).
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    let mut scanned = 0;
+    loop {
+        let page = store.scan("g-", after.as_deref(), 100)?;
+        scanned += page.len();
+        match page.last() {
+            Some((last, _)) if page.len() == 100 => after = Some(last.clone()),
+            _ => break,
+        }
+    }
+    ensure!(
+        scanned == scale.bulk_docs,
+        "{name}: scanned {scanned} records"
+    );
+    m.prefix_scan_records = rate(scanned, started);
 
     // 6. Footprint after the store's own settle step, and peak memory.
     store.settle()?;

@@ -1,4 +1,5 @@
-//! `put <collection> <key> [JSON|-]`: store a document, checked as JSON first.
+//! `put <collection> <key> [JSON|-] [--if-version V | --if-absent] [--print-version]`: store a
+//! document, checked as JSON first.
 
 use std::io::IsTerminal;
 
@@ -12,7 +13,8 @@ use crate::exit::CliError;
 
 /// Checks the document (exit 4 when it is not UTF-8, not JSON or nested too deep; nothing
 /// stored) and stores its bytes as given, without the whitespace around it: key order, number
-/// spelling and spacing are kept, as `import` keeps them.
+/// spelling and spacing are kept, as `import` keeps them. With a condition, the write happens
+/// only if it holds when the write commits (exit 5 otherwise, nothing written).
 pub async fn run(storage: &PersistentStorageManager, args: &PutArgs) -> Result<()> {
     let bytes = match args.json.as_deref() {
         Some(arg) if arg != "-" => arg.as_encoded_bytes().to_vec(),
@@ -22,10 +24,14 @@ pub async fn run(storage: &PersistentStorageManager, args: &PutArgs) -> Result<(
         .and_then(|text| document::check(text, "the document"))
         .map_err(CliError::InvalidInput)?;
     let (c, k) = (&args.record.collection, &args.record.key);
-    storage
-        .store(c, k, raw)
+    let version = storage
+        .store_if(c, k, raw, args.condition.expect())
         .await
-        .with_context(|| format!("storing {c}/{k}"))
+        .with_context(|| format!("storing {c}/{k}"))?;
+    if args.print_version {
+        crate::commands::print(&format!("{version}\n"))?;
+    }
+    Ok(())
 }
 
 async fn read_stdin() -> Result<Vec<u8>> {

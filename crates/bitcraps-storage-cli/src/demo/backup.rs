@@ -1,11 +1,13 @@
 //! The demo's last act: back the store up while it is open, verify the backup, restore it
-//! into a temporary directory, and compare every record with the live store.
+//! into a temporary directory, compare every record with the live store, and count the chips
+//! in the restored copy.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageConfig};
 
+use super::ledger::{self, Holdings};
 use crate::progress::Ui;
 
 /// What the backup round trip found.
@@ -23,6 +25,8 @@ pub struct BackupCheck {
     pub restore: Duration,
     /// Records compared between the live store and the restored copy (all equal).
     pub compared: u64,
+    /// The chips counted in the restored copy.
+    pub chips: Holdings,
 }
 
 /// Backup → verify → restore → compare. Fails on the first difference.
@@ -89,7 +93,7 @@ pub async fn round_trip(storage: &PersistentStorageManager, ui: &Ui) -> Result<B
             restored_count == compared,
             "the restored copy holds {restored_count} records, the live store {compared}"
         );
-        Ok(())
+        ledger::count(&restored).await
     }
     .await;
     bar.finish_and_clear();
@@ -97,7 +101,7 @@ pub async fn round_trip(storage: &PersistentStorageManager, ui: &Ui) -> Result<B
         .close()
         .await
         .context("closing the restored store")?;
-    result?;
+    let chips = result?;
     Ok(BackupCheck {
         id: info.id,
         archive_bytes: info.archive_bytes,
@@ -105,5 +109,6 @@ pub async fn round_trip(storage: &PersistentStorageManager, ui: &Ui) -> Result<B
         verify,
         restore,
         compared,
+        chips,
     })
 }

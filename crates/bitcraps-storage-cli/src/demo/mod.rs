@@ -1,7 +1,10 @@
 //! `demo`: simulated BitCraps tables — games created, players joining, bets placed and
 //! settled, dice rolled, finished games archived, identical lobby listings — played through the
 //! public API from several concurrent tasks, then a report of throughput, latency, cache,
-//! compression, deduplication, size and integrity.
+//! compression, deduplication, size and integrity. Every chip moves between a player and the
+//! house bank (the table's tray, refilled from the vault) in one atomic `apply`, so the
+//! report can check that play neither created nor destroyed any: the sum of all balances plus the bank must equal the opening total, in the
+//! store and in its restored backup; the demo fails when it does not.
 //!
 //! The demo runs in a fresh temporary directory (removed afterwards unless `--keep`), so it
 //! never touches real data; `--data`/`--url` on the command line point it at a store instead,
@@ -9,6 +12,7 @@
 
 mod backup;
 mod latency;
+mod ledger;
 mod model;
 mod report;
 mod table;
@@ -23,6 +27,7 @@ use crate::commands::{self, print};
 use crate::progress::Ui;
 use crate::render;
 use crate::settings::Settings;
+use ledger::{Holdings, Invariant};
 use report::Report;
 use table::{Outcome, Table};
 
@@ -68,12 +73,22 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         }
     }
     let started = Instant::now();
-    let played = play(&storage, args, ui).await;
+    let played = match ledger::open(&storage).await {
+        Ok(opening) => play(&storage, args, ui)
+            .await
+            .map(|outcome| (opening, outcome)),
+        Err(e) => Err(e),
+    };
     let elapsed = started.elapsed();
     let checked = match played {
-        Ok(outcome) => collect(&storage)
-            .await
-            .map(|(stats, consistency)| (outcome, stats, consistency)),
+        Ok((opening, outcome)) => collect(&storage).await.map(|(stats, consistency, chips)| {
+            (
+                outcome,
+                stats,
+                consistency,
+                Invariant::check(opening, chips),
+            )
+        }),
         Err(e) => Err(e),
     };
     let backup = match &checked {
@@ -84,7 +99,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         server.abort();
     }
     let closed = storage.close().await.context("closing the store");
-    let (outcome, stats, consistency) = checked?;
+    let (outcome, stats, consistency, chips) = checked?;
     let backup = backup.transpose()?;
     closed?;
 
@@ -97,6 +112,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         outcome,
         stats,
         consistency,
+        chips,
         backup,
         file_bytes_after_close: db_file
             .and_then(|p| std::fs::metadata(p).ok())
@@ -120,11 +136,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
                 .context("removing the demo's temporary directory")?;
         }
     }
-    if report.consistency.is_ok() {
-        Ok(())
-    } else {
-        anyhow::bail!("the consistency check failed after the demo")
-    }
+    report.verdict()
 }
 
 /// Serves the demo store's metrics at `addr` while it plays.
@@ -187,6 +199,7 @@ async fn collect(
 ) -> Result<(
     bitcraps_storage::StorageStatistics,
     bitcraps_storage::ConsistencyReport,
+    Holdings,
 )> {
     let stats = storage
         .statistics()
@@ -196,5 +209,6 @@ async fn collect(
         .check_consistency()
         .await
         .context("checking consistency")?;
-    Ok((stats, consistency))
+    let chips = ledger::count(storage).await?;
+    Ok((stats, consistency, chips))
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use bitcraps_storage::{ConsistencyReport, StorageStatistics};
 
 use super::latency::Samples;
+use super::ledger::Invariant;
 use super::table::Outcome;
 use crate::render::{self, bytes, percent, ratio};
 
@@ -27,6 +28,8 @@ pub struct Report {
     pub stats: StorageStatistics,
     /// The consistency check after play.
     pub consistency: ConsistencyReport,
+    /// The chip invariant after play.
+    pub chips: Invariant,
     /// The backup → verify → restore → compare round trip.
     pub backup: Option<super::backup::BackupCheck>,
     /// Database file size after close (WAL checkpointed into it).
@@ -115,6 +118,36 @@ impl Report {
         })
     }
 
+    /// The chip invariant after play and, when the backup round trip ran, in the restored
+    /// copy, each with where it was checked.
+    pub fn invariants(&self) -> Vec<(&'static str, Invariant)> {
+        let mut all = vec![("after play", self.chips)];
+        if let Some(b) = &self.backup {
+            all.push((
+                "in the restored backup",
+                Invariant::check(self.chips.opening, b.chips),
+            ));
+        }
+        all
+    }
+
+    /// `Ok` when the consistency check and every chip invariant held; else what failed (the
+    /// demo's exit status).
+    pub fn verdict(&self) -> anyhow::Result<()> {
+        if !self.consistency.is_ok() {
+            anyhow::bail!("the consistency check failed after the demo")
+        }
+        for (place, invariant) in self.invariants() {
+            if !invariant.held() {
+                anyhow::bail!(
+                    "the chip invariant failed {place}: {}",
+                    invariant.describe()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The report as table rows.
     pub fn rows(&self) -> Vec<(String, String)> {
         let o = &self.outcome;
@@ -122,8 +155,18 @@ impl Report {
         let d = &s.database_stats;
         let l = &o.latencies;
         let calls = |x: &Samples| u64::try_from(x.count()).unwrap_or(u64::MAX);
-        let operations =
-            calls(&l.store) + calls(&l.store_batch) + calls(&l.retrieve) + calls(&l.delete);
+        let operations = [
+            &l.store,
+            &l.store_batch,
+            &l.retrieve,
+            &l.retrieve_versioned,
+            &l.apply,
+            &l.update,
+            &l.delete,
+        ]
+        .into_iter()
+        .map(calls)
+        .sum();
         let mean_group = ratio(s.grouped_requests, s.group_commits);
         let mut rows = vec![
             heading("workload"),
@@ -147,11 +190,23 @@ impl Report {
             row(
                 "calls",
                 format!(
-                    "{} store, {} store_batch, {} retrieve, {} delete",
+                    "{} store, {} store_batch, {} retrieve, {} retrieve_versioned, {} apply, \
+                     {} update, {} delete",
                     l.store.count(),
                     l.store_batch.count(),
                     l.retrieve.count(),
+                    l.retrieve_versioned.count(),
+                    l.apply.count(),
+                    l.update.count(),
                     l.delete.count()
+                ),
+            ),
+            row(
+                "conflicts retried",
+                format!(
+                    "{} (an apply found a balance, tray or the vault changed since it was \
+                     read: nothing written, read again)",
+                    o.conflicts
                 ),
             ),
             row("elapsed", format!("{:.2} s", self.elapsed.as_secs_f64())),
@@ -167,6 +222,9 @@ impl Report {
             latency_row("store", &l.store),
             latency_row("store_batch", &l.store_batch),
             latency_row("retrieve", &l.retrieve),
+            latency_row("retrieve_versioned", &l.retrieve_versioned),
+            latency_row("apply", &l.apply),
+            latency_row("update", &l.update),
             latency_row("delete", &l.delete),
             heading("cache and commits"),
             row(
@@ -225,6 +283,7 @@ impl Report {
             heading("integrity"),
             row("consistency check", render::consistency(&self.consistency)),
             row("errors", s.errors),
+            row("chips (balances + house bank)", self.chips.describe()),
         ]);
         if let Some(b) = &self.backup {
             rows.push(row(
@@ -239,7 +298,89 @@ impl Report {
                     b.compared
                 ),
             ));
+            rows.push(row(
+                "chips in the restored copy",
+                Invariant::check(self.chips.opening, b.chips).describe(),
+            ));
         }
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::backup::BackupCheck;
+    use super::super::ledger::Holdings;
+    use super::*;
+
+    fn report(after_play: i64, restored: i64) -> Report {
+        let holdings = |bank| Holdings {
+            players: 2,
+            player_chips: 2_000,
+            bank,
+        };
+        let mut consistency = ConsistencyReport::default();
+        consistency.integrity = vec!["ok".to_owned()];
+        Report {
+            location: "test".to_owned(),
+            temporary: true,
+            tasks: 1,
+            seed: 1,
+            elapsed: Duration::from_secs(1),
+            outcome: Outcome::default(),
+            stats: StorageStatistics::default(),
+            consistency,
+            chips: Invariant::check(10_000, holdings(after_play)),
+            backup: Some(BackupCheck {
+                id: "b".to_owned(),
+                archive_bytes: 1,
+                create: Duration::ZERO,
+                verify: Duration::ZERO,
+                restore: Duration::ZERO,
+                compared: 3,
+                chips: holdings(restored),
+            }),
+            file_bytes_after_close: None,
+        }
+    }
+
+    fn row_of(report: &Report, name: &str) -> String {
+        report
+            .rows()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn balanced_chips_pass() {
+        let r = report(8_000, 8_000);
+        assert!(r.verdict().is_ok());
+        assert!(row_of(&r, "chips (balances + house bank)").starts_with("held: "));
+        assert!(row_of(&r, "chips in the restored copy").starts_with("held: "));
+    }
+
+    #[test]
+    fn unbalanced_chips_fail_the_demo() {
+        let after_play = report(7_990, 7_990);
+        let err = after_play.verdict().expect_err("10 chips vanished in play");
+        assert!(
+            err.to_string()
+                .starts_with("the chip invariant failed after play: BROKEN: "),
+            "{err}"
+        );
+        assert!(row_of(&after_play, "chips (balances + house bank)").starts_with("BROKEN: "));
+
+        let restored = report(8_000, 8_050);
+        let err = restored
+            .verdict()
+            .expect_err("the restored copy has 50 more");
+        assert!(
+            err.to_string()
+                .contains("failed in the restored backup: BROKEN: "),
+            "{err}"
+        );
+        assert!(row_of(&restored, "chips in the restored copy").contains("(+50 chips)"));
     }
 }

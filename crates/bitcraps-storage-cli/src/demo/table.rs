@@ -1,8 +1,12 @@
 //! One simulated craps table: a task that plays games one after another, keeping all game
 //! state in the store (reading it back each roll, as a stateless game server would).
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
-use bitcraps_storage::{ListOptions, PersistentStorageManager};
+use bitcraps_storage::{
+    Expect, ListOptions, PersistentStorageManager, StorageError, Version, WriteBatch,
+};
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -10,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::latency::Samples;
+use super::ledger::{BANK, Bank, TRAY_FLOAT, VAULT, tray};
 use super::model::{
     ArchivedGame, Bet, BetKind, BetStatus, Decision, Game, HOUSE_RULES, Player, Roll, SeatListing,
     resolve, settle,
@@ -19,6 +24,11 @@ use super::model::{
 const PLAYER_POOL: u32 = 24;
 /// Seats at a table; the ones not taken are advertised in the lobby.
 const SEATS: usize = 8;
+/// Chips the house gives a player who comes back with fewer than 100.
+const TOP_UP: i64 = 1_000;
+/// Moves of chips that conflict this often in a row give up (every table shares the vault,
+/// so a few conflicts are normal; this many would mean something is wrong).
+const MAX_ATTEMPTS: u32 = 1_000;
 
 /// Latencies of the calls one table made.
 #[derive(Debug, Default, Clone)]
@@ -29,6 +39,12 @@ pub struct Latencies {
     pub store_batch: Samples,
     /// `retrieve`.
     pub retrieve: Samples,
+    /// `retrieve_versioned`.
+    pub retrieve_versioned: Samples,
+    /// `apply`.
+    pub apply: Samples,
+    /// `update`.
+    pub update: Samples,
     /// `delete`.
     pub delete: Samples,
 }
@@ -46,6 +62,9 @@ pub struct Outcome {
     pub rolls: u64,
     /// Bets placed.
     pub bets: u64,
+    /// Applies that found a balance, a tray or the vault changed since it was read (nothing
+    /// written; read again and retried).
+    pub conflicts: u64,
 }
 
 impl Outcome {
@@ -55,11 +74,17 @@ impl Outcome {
         self.latencies.store.merge(l.store);
         self.latencies.store_batch.merge(l.store_batch);
         self.latencies.retrieve.merge(l.retrieve);
+        self.latencies
+            .retrieve_versioned
+            .merge(l.retrieve_versioned);
+        self.latencies.apply.merge(l.apply);
+        self.latencies.update.merge(l.update);
         self.latencies.delete.merge(l.delete);
         self.records_written += other.records_written;
         self.games += other.games;
         self.rolls += other.rolls;
         self.bets += other.bets;
+        self.conflicts += other.conflicts;
     }
 }
 
@@ -108,7 +133,9 @@ impl Table {
         let gid = format!("t{:02}-g{:05}", self.id, self.next_game);
         self.next_game += 1;
 
-        // Players join: returning players are read back, new ones are created.
+        self.refill_tray().await?;
+        // Players join: returning players are read back, new ones are created with chips
+        // from the table's tray, which also tops up players who are nearly broke.
         let wanted = self.rng.random_range(2..=6usize);
         let mut ids: Vec<String> = Vec::with_capacity(wanted);
         while ids.len() < wanted {
@@ -121,20 +148,26 @@ impl Table {
                 ids.push(id);
             }
         }
-        let mut players = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let mut player = self
-                .get::<Player>("players", id)
-                .await?
-                .unwrap_or_else(|| Player::new(id.clone()));
-            player.games_played += 1;
-            if player.balance < 100 {
-                player.balance += 1_000;
-            }
-            players.push(player);
-        }
-        self.put_batch("players", &keyed(&players, |p| p.id.clone()))
-            .await?;
+        self.with_tray(&ids, &[], |found, tray| {
+            found
+                .into_iter()
+                .zip(&ids)
+                .map(|(player, id)| {
+                    let mut player = player.unwrap_or_else(|| {
+                        let new = Player::new(id.clone());
+                        tray.balance -= new.balance;
+                        new
+                    });
+                    player.games_played += 1;
+                    if player.balance < 100 {
+                        player.balance += TOP_UP;
+                        tray.balance -= TOP_UP;
+                    }
+                    Ok(player)
+                })
+                .collect()
+        })
+        .await?;
 
         let game = Game {
             id: gid.clone(),
@@ -158,23 +191,18 @@ impl Table {
         self.finish(&gid).await
     }
 
-    /// One roll: bets placed, dice rolled, bets settled, balances and game updated.
+    /// One roll: bets placed, dice rolled, bets settled — the new and settled bets, the
+    /// players' balances and the table's tray in one `apply` — and the game updated.
     async fn roll(&mut self, gid: &str) -> Result<()> {
-        let mut game: Game = self.get("games", gid).await?.context("the game vanished")?;
-        let mut players = Vec::with_capacity(game.players.len());
-        for id in &game.players {
-            players.push(
-                self.get::<Player>("players", id)
-                    .await?
-                    .with_context(|| format!("player {id} vanished"))?,
-            );
-        }
+        let game: Game = self.get("games", gid).await?.context("the game vanished")?;
         let number = game.rolls + 1;
 
+        // The players' choices are drawn once: a settlement retried after a conflict settles
+        // the same bets against the balances read again.
         let mut placed = Vec::new();
-        for player in &mut players {
+        for player in &game.players {
             if self.rng.random_bool(0.6) {
-                placed.push(self.place(&mut game, player, BetKind::Field, number));
+                placed.push(self.place(&game, player, BetKind::Field, number));
             }
             if game.point.is_none() && self.rng.random_bool(0.8) {
                 let kind = if self.rng.random_bool(0.85) {
@@ -182,11 +210,9 @@ impl Table {
                 } else {
                     BetKind::DontPass
                 };
-                placed.push(self.place(&mut game, player, kind, number));
+                placed.push(self.place(&game, player, kind, number));
             }
         }
-        self.put_batch("bets", &keyed(&placed, |b| b.id.clone()))
-            .await?;
         let mut waiting = Vec::with_capacity(game.open_bets.len());
         for id in &game.open_bets {
             waiting.push(
@@ -215,52 +241,66 @@ impl Table {
         self.put("rolls", &format!("{gid}/r{number:03}"), &roll)
             .await?;
 
-        let mut settled = Vec::new();
+        // What changes: stakes go from the players to the tray, payouts come back.
+        let mut moves = Moves::default();
+        for bet in &placed {
+            moves.add(&bet.player, -bet.amount, None);
+        }
+        let new_ids: Vec<String> = placed.iter().map(|b| b.id.clone()).collect();
+        let mut written = Vec::new();
         let mut still_open = Vec::new();
         for mut bet in waiting.into_iter().chain(placed) {
             let Some((status, payout)) = settle(bet.kind, bet.amount, total, decision) else {
-                still_open.push(bet.id);
+                still_open.push(bet.id.clone());
+                if new_ids.contains(&bet.id) {
+                    written.push(bet);
+                }
                 continue;
             };
             bet.status = status;
             bet.payout = payout;
             bet.settled_at_roll = Some(number);
-            game.paid_out += payout;
-            if let Some(player) = players.iter_mut().find(|p| p.id == bet.player) {
-                player.balance += payout;
-                match status {
-                    BetStatus::Won => player.bets_won += 1,
-                    BetStatus::Lost => player.bets_lost += 1,
-                    BetStatus::Open | BetStatus::Push => {}
-                }
-            }
-            settled.push(bet);
+            moves.add(&bet.player, payout, Some(status));
+            written.push(bet);
         }
-        self.put_batch("bets", &keyed(&settled, |b| b.id.clone()))
-            .await?;
-        self.put_batch("players", &keyed(&players, |p| p.id.clone()))
-            .await?;
+        self.with_tray(&game.players, &written, |found, tray| {
+            let players = found
+                .into_iter()
+                .zip(&game.players)
+                .map(|(p, id)| p.with_context(|| format!("player {id} vanished")))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(moves.apply(players, tray))
+        })
+        .await?;
 
-        game.open_bets = still_open;
-        game.point = point_after;
-        game.rolls = number;
-        if decision == Some(Decision::SevenOut) && !game.players.is_empty() {
-            game.shooter = (game.shooter + 1) % game.players.len();
-        }
-        self.put("games", gid, &game).await?;
+        let seven_out = decision == Some(Decision::SevenOut);
+        let (wagered, paid_out) = (moves.wagered, moves.paid_out);
+        let updated = self
+            .change_game(gid, |old| {
+                let mut game = old?;
+                game.open_bets.clone_from(&still_open);
+                game.point = point_after;
+                game.rolls = number;
+                if seven_out && !game.players.is_empty() {
+                    game.shooter = (game.shooter + 1) % game.players.len();
+                }
+                game.wagered += wagered;
+                game.paid_out += paid_out;
+                Some(game)
+            })
+            .await?;
+        updated.context("the game vanished")?;
         self.out.rolls += 1;
         Ok(())
     }
 
-    fn place(&mut self, game: &mut Game, player: &mut Player, kind: BetKind, roll: u32) -> Bet {
+    fn place(&mut self, game: &Game, player: &str, kind: BetKind, roll: u32) -> Bet {
         let amount = 5 * self.rng.random_range(1..=10i64);
-        player.balance -= amount;
-        game.wagered += amount;
         self.out.bets += 1;
         Bet {
-            id: format!("{}/r{roll:03}/{}/{kind:?}", game.id, player.id),
+            id: format!("{}/r{roll:03}/{player}/{kind:?}", game.id),
             game: game.id.clone(),
-            player: player.id.clone(),
+            player: player.to_owned(),
             kind,
             amount,
             status: BetStatus::Open,
@@ -268,6 +308,101 @@ impl Table {
             placed_at_roll: roll,
             settled_at_roll: None,
         }
+    }
+
+    /// Brings the table's tray back to its float: the vault covers what it lacks or takes
+    /// what it won, in one `apply` expecting both versions read (another table at the vault
+    /// meanwhile is a conflict: read again, retry).
+    async fn refill_tray(&mut self) -> Result<()> {
+        let key = tray(self.id);
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut vault, v_vault) = self
+                .get_versioned::<Bank>(BANK, VAULT)
+                .await?
+                .context("the vault vanished")?;
+            let found = self.get_versioned::<Bank>(BANK, &key).await?;
+            let (mut tray, expect) = match found {
+                Some((tray, v)) => (tray, Expect::Version(v)),
+                None => (Bank { balance: 0 }, Expect::Absent),
+            };
+            vault.balance -= TRAY_FLOAT - tray.balance;
+            tray.balance = TRAY_FLOAT;
+            let mut batch = WriteBatch::new();
+            batch.expect(BANK, VAULT, Expect::Version(v_vault));
+            batch.expect(BANK, &key, expect);
+            batch.store(BANK, VAULT, &vault)?;
+            batch.store(BANK, &key, &tray)?;
+            if self.try_apply(batch, 2).await? {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("gave up refilling the tray after {MAX_ATTEMPTS} conflicts")
+    }
+
+    /// Applies `batch` of `records` writes: `false` (and counted) on a conflict.
+    async fn try_apply(&mut self, batch: WriteBatch, records: usize) -> Result<bool> {
+        match self
+            .out
+            .latencies
+            .apply
+            .time(self.storage.apply(batch))
+            .await
+        {
+            Ok(_) => {
+                self.wrote(records);
+                Ok(true)
+            }
+            Err(StorageError::Conflict { .. }) => {
+                self.out.conflicts += 1;
+                Ok(false)
+            }
+            Err(e) => Err(e).context("moving chips"),
+        }
+    }
+
+    /// Reads the players `ids` (`None` for one that does not exist) and the table's tray with
+    /// their versions, lets `change` decide the players' new state and the tray's, and writes
+    /// them with `bets` in one `apply` that expects exactly the versions read: a change to
+    /// any of them meanwhile makes it a conflict, and then everything is read again and
+    /// `change` called again, so no chip is ever created or lost.
+    async fn with_tray<F>(&mut self, ids: &[String], bets: &[Bet], mut change: F) -> Result<()>
+    where
+        F: FnMut(Vec<Option<Player>>, &mut Bank) -> Result<Vec<Player>>,
+    {
+        let mut base = WriteBatch::new();
+        for bet in bets {
+            base.store("bets", &bet.id, bet)?;
+        }
+        let key = tray(self.id);
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batch = base.clone();
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                let read = self.get_versioned::<Player>("players", id).await?;
+                let expect = read
+                    .as_ref()
+                    .map_or(Expect::Absent, |(_, v)| Expect::Version(*v));
+                batch.expect("players", id, expect);
+                found.push(read.map(|(p, _)| p));
+            }
+            let (mut tray, version) = self
+                .get_versioned::<Bank>(BANK, &key)
+                .await?
+                .context("the table's tray vanished")?;
+            batch.expect(BANK, &key, Expect::Version(version));
+            let players = change(found, &mut tray)?;
+            for player in &players {
+                batch.store("players", &player.id, player)?;
+            }
+            batch.store(BANK, &key, &tray)?;
+            if self
+                .try_apply(batch, bets.len() + players.len() + 1)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("gave up settling with the tray after {MAX_ATTEMPTS} conflicts")
     }
 
     /// Archives the game with its rolls, removes it from the live games, closes its seats.
@@ -318,6 +453,34 @@ impl Table {
             .with_context(|| format!("reading {c}/{k}"))
     }
 
+    async fn get_versioned<T: DeserializeOwned>(
+        &mut self,
+        c: &str,
+        k: &str,
+    ) -> Result<Option<(T, Version)>> {
+        self.out
+            .latencies
+            .retrieve_versioned
+            .time(self.storage.retrieve_versioned::<T>(c, k))
+            .await
+            .with_context(|| format!("reading {c}/{k} with its version"))
+    }
+
+    async fn change_game<F>(&mut self, gid: &str, f: F) -> Result<Option<Game>>
+    where
+        F: FnMut(Option<Game>) -> Option<Game>,
+    {
+        let game = self
+            .out
+            .latencies
+            .update
+            .time(self.storage.update("games", gid, f))
+            .await
+            .with_context(|| format!("updating games/{gid}"))?;
+        self.wrote(1);
+        Ok(game)
+    }
+
     async fn put<T: Serialize + Sync>(&mut self, c: &str, k: &str, value: &T) -> Result<()> {
         self.out
             .latencies
@@ -363,6 +526,42 @@ impl Table {
     }
 }
 
-fn keyed<T: Clone>(items: &[T], key: impl Fn(&T) -> String) -> Vec<(String, T)> {
-    items.iter().map(|item| (key(item), item.clone())).collect()
+/// The chips one roll moves between each player and the tray, and the players' tallies.
+#[derive(Debug, Default)]
+struct Moves {
+    /// Player id → (chips, bets won, bets lost).
+    players: BTreeMap<String, (i64, u32, u32)>,
+    wagered: i64,
+    paid_out: i64,
+}
+
+impl Moves {
+    /// `chips` to the player (negative: a stake to the tray), and how a settled bet ended.
+    fn add(&mut self, player: &str, chips: i64, settled: Option<BetStatus>) {
+        let entry = self.players.entry(player.to_owned()).or_default();
+        entry.0 += chips;
+        if chips < 0 {
+            self.wagered -= chips;
+        } else {
+            self.paid_out += chips;
+        }
+        match settled {
+            Some(BetStatus::Won) => entry.1 += 1,
+            Some(BetStatus::Lost) => entry.2 += 1,
+            Some(BetStatus::Open | BetStatus::Push) | None => {}
+        }
+    }
+
+    /// The players and the tray after the moves: whatever a player gains the tray loses.
+    fn apply(&self, mut players: Vec<Player>, tray: &mut Bank) -> Vec<Player> {
+        for player in &mut players {
+            if let Some((chips, won, lost)) = self.players.get(&player.id) {
+                player.balance += chips;
+                tray.balance -= chips;
+                player.bets_won += won;
+                player.bets_lost += lost;
+            }
+        }
+        players
+    }
 }

@@ -106,6 +106,7 @@ pub static KEYS: &[Key] = &[
     key!(write.max_value_size => Usize),
     key!(write.max_batch_requests => Usize),
     key!(write.access_flush_interval => Seconds),
+    key!(write.update_max_attempts => U32),
     key!(backup.dir => OptionalPath),
     key!(backup.on_maintenance => Bool),
     // The retention rules are one `RetentionPolicy` in the library; here they are spelled
@@ -126,6 +127,7 @@ pub static KEYS: &[Key] = &[
     key!(redis.namespace => OptionalText),
     key!(redis.cache_ttl => Seconds),
     key!(redis.l1_max_age => Seconds),
+    key!(redis.tls_ca_file => OptionalPath),
     key!(metrics.max_collection_labels => Usize),
     key!(metrics.trace_keys => Bool),
 ];

@@ -62,6 +62,16 @@ pub fn build_source(s: &Scratch) -> PathBuf {
         .arg(&file)
         .assert()
         .success();
+    // Rewrite one player with the same document, so the source's versions are not the ones
+    // a fresh copy in the same order would hand out (a copy that dropped them would differ).
+    if let Some((key, doc)) = PLAYERS.first() {
+        for _ in 0..3 {
+            s.cli_at(&source)
+                .args(["put", "players", key, doc])
+                .assert()
+                .success();
+        }
+    }
     source
 }
 
@@ -96,4 +106,33 @@ pub fn assert_documents(s: &Scratch, location_args: &[&str]) {
         assert_eq!(get("games", &format!("g-{i:05}")), format!("{}\n", game(i)));
     }
     assert_eq!(get("lobby", "seat-3"), format!("{LOBBY_DOC}\n"));
+}
+
+/// The versions (`info --json`) of a sample of the records: every player, the lobby's first
+/// seat and every 500th game.
+pub fn versions(s: &Scratch, location_args: &[&str]) -> Vec<(String, u64)> {
+    let mut keys: Vec<(&str, String)> = PLAYERS
+        .iter()
+        .map(|(k, _)| ("players", (*k).to_owned()))
+        .collect();
+    keys.push(("lobby", "seat-0".to_owned()));
+    keys.extend(
+        (0..GAMES)
+            .step_by(500)
+            .map(|i| ("games", format!("g-{i:05}"))),
+    );
+    keys.into_iter()
+        .map(|(c, k)| {
+            let out = s
+                .bare()
+                .args(location_args)
+                .args(["info", "--json", c, &k])
+                .assert()
+                .success();
+            let info: serde_json::Value =
+                serde_json::from_slice(&out.get_output().stdout).expect("info --json");
+            let version = info["version"].as_u64().expect("a numeric version");
+            (format!("{c}/{k}"), version)
+        })
+        .collect()
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, StoredDictionary,
-    WriteUnit,
+    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoredDictionary,
+    StoredRecord, WriteUnit,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -62,9 +62,13 @@ pub enum Method {
     BlobsAfter,
     /// [`Maintenance::records_naming`].
     RecordsNaming,
+    /// [`Backend::get_many`].
+    GetMany,
+    /// [`Backend::scan`].
+    Scan,
 }
 
-const METHODS: usize = 18;
+const METHODS: usize = 20;
 
 impl Method {
     fn index(self) -> usize {
@@ -334,8 +338,14 @@ impl Backend for FaultInjector {
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         self.run(Method::Apply, || self.inner.apply(units))
     }
-    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
         self.run(Method::Get, || self.inner.get(collection, key))
+    }
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        self.run(Method::GetMany, || self.inner.get_many(collection, keys))
+    }
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        self.run(Method::Scan, || self.inner.scan(collection, options))
     }
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
         self.run(Method::Metadata, || self.inner.metadata(collection, key))

@@ -13,7 +13,7 @@
 //!
 //! # Why two traits
 //!
-//! A request touches eight operations (write, read, metadata, dictionaries, list, collections,
+//! A request touches ten operations (write, read, read many, scan, metadata, dictionaries, list, collections,
 //! statistics, close). Checks, snapshots, restores, checkpoints, optimizing, vacuuming and
 //! reference repair are a different concern with different callers (the maintenance run,
 //! backups) and a different cost (they may scan or rewrite the whole database). Keeping them
@@ -55,8 +55,8 @@ use crate::list::{ListOptions, ListPage};
 pub use identity::StoreIdentity;
 pub use types::{
     BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, DatabaseStatistics, OpOutcome,
-    RecordMetadata, RepairOutcome, SnapshotInfo, StoredBlob, WriteOp, WriteUnit, now_ms,
-    time_from_ms,
+    RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoredBlob, StoredRecord, WriteOp,
+    WriteUnit, now_ms, time_from_ms,
 };
 
 /// What every request needs from a storage engine. Blocking; called from dedicated threads.
@@ -70,8 +70,15 @@ pub trait Backend: Send + Sync + 'static {
     /// error means nothing was committed.
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>>;
 
-    /// Reads a record's blob.
-    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>>;
+    /// Reads a record's blob and version.
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>>;
+
+    /// Reads several records of one collection in one read (one round trip, one snapshot
+    /// where the engine has them), in the order of `keys`.
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>>;
+
+    /// Reads a page of records with their blobs, paged exactly like [`Backend::list`].
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage>;
 
     /// Reads a record's metadata (access statistics as flushed).
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>>;

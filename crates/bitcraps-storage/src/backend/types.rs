@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::codec::Codec;
 use crate::value::EncodedValue;
+use crate::version::{Expect, Version};
 
 /// One change inside a write unit.
 #[derive(Debug, Clone)]
@@ -22,6 +23,10 @@ pub enum WriteOp {
         value: EncodedValue,
         /// Write time, milliseconds since the Unix epoch.
         now_ms: i64,
+        /// The version to give the record, when it is newer than the key's current one (a
+        /// migration keeps the source's versions); otherwise, and when `None`, the next
+        /// version of the clock. The clock moves past a kept version.
+        keep_version: Option<Version>,
     },
     /// Remove a record if it exists.
     Delete {
@@ -29,6 +34,24 @@ pub enum WriteOp {
         collection: String,
         /// Key.
         key: String,
+    },
+    /// Fail the unit with [`StorageError::Conflict`](crate::StorageError::Conflict) unless
+    /// the record's state satisfies `expect` (read inside the transaction, before the unit's
+    /// later operations; writes nothing).
+    Check {
+        /// Collection name.
+        collection: String,
+        /// Key.
+        key: String,
+        /// The condition.
+        expect: Expect,
+    },
+    /// Remove every record of `collection` whose key starts with `prefix` (non-empty).
+    DeletePrefix {
+        /// Collection name.
+        collection: String,
+        /// The key prefix.
+        prefix: String,
     },
     /// Store a trained zstd dictionary; the outcome carries its id.
     PutDictionary {
@@ -53,7 +76,7 @@ pub enum WriteOp {
 }
 
 /// What one [`WriteOp`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OpOutcome {
     /// A put.
@@ -62,6 +85,15 @@ pub enum OpOutcome {
         deduplicated: bool,
         /// An existing record was overwritten.
         replaced: bool,
+        /// The record's new version (see [`Version`]).
+        version: Version,
+    },
+    /// A condition that held.
+    Check,
+    /// A prefix delete.
+    DeletePrefix {
+        /// The keys deleted, in order.
+        deleted: Vec<String>,
     },
     /// A delete.
     Delete {
@@ -93,6 +125,38 @@ pub struct StoredBlob {
     pub data: Vec<u8>,
     /// The zstd dictionary the bytes need, if any.
     pub dict_id: Option<i64>,
+}
+
+/// A record as read back: its blob (not yet verified) and its version.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// The record's blob.
+    pub blob: StoredBlob,
+    /// The record's version.
+    pub version: Version,
+}
+
+/// One page of a scan: records with their blobs, in key order.
+#[derive(Debug, Clone, Default)]
+pub struct RecordPage {
+    /// `(key, record)` in key order.
+    pub items: Vec<(String, StoredRecord)>,
+    /// `Some(last key)` when more records follow (as [`ListPage::next_after`](crate::ListPage)).
+    pub next_after: Option<String>,
+}
+
+impl RecordPage {
+    /// Builds a page from up to `limit + 1` records fetched in order.
+    pub(crate) fn from_fetched(mut items: Vec<(String, StoredRecord)>, limit: usize) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more {
+            items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        RecordPage { items, next_after }
+    }
 }
 
 /// A record's metadata (`Serialize`: times as RFC 3339 UTC, the codec by name).
@@ -128,6 +192,8 @@ pub struct RecordMetadata {
     /// When the record was last read, if ever.
     #[serde(serialize_with = "crate::timefmt::serialize_option")]
     pub last_accessed: Option<SystemTime>,
+    /// The record's version: it increases on every write of the key (see [`Version`]).
+    pub version: Version,
 }
 
 /// Sizes and counts the database reports.

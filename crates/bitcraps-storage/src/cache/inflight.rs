@@ -38,6 +38,14 @@ impl ValueCache {
         (ticket, load, false)
     }
 
+    /// A ticket to [`fill`](ValueCache::fill) `key` with a value read after this call, for
+    /// reads that load several keys at once and so join no single-key load.
+    pub fn ticket(&self, key: &str) -> FillTicket {
+        let stripe = Stripes::of(key);
+        let generation = self.stripes.lock(stripe).generation;
+        FillTicket { stripe, generation }
+    }
+
     /// A reader is done with `load`; the first to finish removes it (if it is still the one
     /// registered), so later misses load afresh.
     pub fn finish_load(&self, key: &str, ticket: FillTicket, load: &Load) {

@@ -19,7 +19,9 @@ pub struct DatabaseConfig {
     /// `None` or `sqlite://PATH` selects embedded SQLite (`None` means
     /// `<data_path>/bitcraps.db`). `postgres://…` or `postgresql://…` selects PostgreSQL
     /// (needs the `postgres` feature); the tables live in the connection's `search_path`, so
-    /// `?options=-csearch_path%3Dmy_schema` picks a schema. On PostgreSQL the in-process read
+    /// `?options=-csearch_path%3Dmy_schema` picks a schema; TLS follows libpq's `sslmode`
+    /// (default `prefer`; `verify-full` checks the certificate and host name) and
+    /// `sslrootcert` (a PEM file of trusted CAs) parameters. On PostgreSQL the in-process read
     /// cache is disabled unless the Redis tier is on (other nodes write to the same database
     /// and nothing else would tell this node's cache). Default: `None`.
     pub url: Option<String>,

@@ -367,7 +367,7 @@ mod tests {
                     err.as_deref(),
                     Some(
                         format!(
-                            "unsupported database URL {url:?}: PostgreSQL support is not compiled \
+                            "unsupported URL {url:?}: PostgreSQL support is not compiled \
                              in; enable the `postgres` feature of bitcraps-storage"
                         )
                         .as_str()
@@ -432,20 +432,43 @@ mod tests {
         };
         if cfg!(feature = "redis") {
             assert!(with("redis://127.0.0.1:6379").is_ok());
+            assert!(with("rediss://cache.example:6380/0").is_ok());
             let err = with("http://x").err().map(|e| e.to_string());
             assert_eq!(
                 err.as_deref(),
                 Some(
-                    "unsupported database URL \"http://x\": expected redis://HOST:PORT[/DB] or \
-                     redis+unix:///PATH"
+                    "unsupported URL \"http://x\": not a Redis URL; expected \
+                     redis://HOST:PORT[/DB], rediss://HOST:PORT[/DB] (TLS) or redis+unix:///PATH"
                 )
+            );
+            let err = with("rediss://:pw@h:6380/#insecure")
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(
+                err.as_deref(),
+                Some(
+                    "unsupported URL \"rediss://:***@h:6380/#insecure\": #insecure (no \
+                     certificate verification) is not supported; give the server's CA in \
+                     redis.tls_ca_file"
+                )
+            );
+            let ca_without_tls = StorageConfig::builder()
+                .redis(
+                    RedisConfig::default()
+                        .url("redis://h:6379")
+                        .tls_ca_file("/etc/ca.pem"),
+                )
+                .build();
+            assert!(
+                matches!(&ca_without_tls, Err(StorageError::Config(m)) if m.contains("rediss://")),
+                "{ca_without_tls:?}"
             );
         } else {
             let err = with("redis://127.0.0.1:6379").err().map(|e| e.to_string());
             assert_eq!(
                 err.as_deref(),
                 Some(
-                    "unsupported database URL \"redis://127.0.0.1:6379\": this build has no \
+                    "unsupported URL \"redis://127.0.0.1:6379\": this build has no \
                      Redis support; enable the `redis` feature of bitcraps-storage"
                 )
             );

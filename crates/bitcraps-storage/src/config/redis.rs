@@ -1,5 +1,6 @@
 //! The Redis tier: [`RedisConfig`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Result, StorageError};
@@ -14,7 +15,9 @@ use crate::error::{Result, StorageError};
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://HOST:PORT[/DB]` or `redis+unix:///PATH` turns the Redis tier on. Opening waits
+    /// `redis://HOST:PORT[/DB]`, `rediss://HOST:PORT[/DB]` (TLS: the server's certificate is
+    /// verified, host name included, against `tls_ca_file` or the built-in Mozilla roots) or
+    /// `redis+unix:///PATH` turns the Redis tier on. Opening waits
     /// up to `timeout` for the invalidation subscription, then opens regardless. `None`
     /// disables the tier. Default: `None`.
     pub url: Option<String>,
@@ -35,6 +38,11 @@ pub struct RedisConfig {
     /// the staleness a writer partitioned from Redis can cause in this node's in-process
     /// cache (its L2 entries are bounded by `cache_ttl`). Greater than zero. Default: 30 s.
     pub l1_max_age: Duration,
+    /// PEM file of the CA certificate(s) that sign the Redis server's certificate, for a
+    /// `rediss://` URL (a private CA, as managed Redis services use). `None` trusts the
+    /// built-in Mozilla root certificates. Read when the store opens; an unreadable file fails
+    /// the open. Only with `rediss://`. Default: `None`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Every field, with the URL's password redacted.
@@ -46,6 +54,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("namespace", &self.namespace)
             .field("cache_ttl", &self.cache_ttl)
             .field("l1_max_age", &self.l1_max_age)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -58,6 +67,7 @@ impl Default for RedisConfig {
             namespace: None,
             cache_ttl: Duration::from_secs(600),
             l1_max_age: Duration::from_secs(30),
+            tls_ca_file: None,
         }
     }
 }
@@ -98,6 +108,13 @@ impl RedisConfig {
         self
     }
 
+    /// Sets [`tls_ca_file`](Self::tls_ca_file).
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
     /// Checks the section; nothing to check while the tier is off.
     pub(crate) fn validate(&self) -> Result<()> {
         let Some(url) = self.url.as_deref() else {
@@ -106,11 +123,27 @@ impl RedisConfig {
         if !cfg!(feature = "redis") {
             return Err(redis_unsupported(url));
         }
-        if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+        let tls = url.starts_with("rediss://");
+        if !(tls || url.starts_with("redis://") || url.starts_with("redis+unix://")) {
             return Err(StorageError::UnsupportedUrl {
                 url: crate::redact_url(url),
-                reason: "expected redis://HOST:PORT[/DB] or redis+unix:///PATH".into(),
+                reason: "not a Redis URL; expected redis://HOST:PORT[/DB], \
+                         rediss://HOST:PORT[/DB] (TLS) or redis+unix:///PATH"
+                    .into(),
             });
+        }
+        if tls && url.ends_with("#insecure") {
+            return Err(StorageError::UnsupportedUrl {
+                url: crate::redact_url(url),
+                reason: "#insecure (no certificate verification) is not supported; give the \
+                         server's CA in redis.tls_ca_file"
+                    .into(),
+            });
+        }
+        if self.tls_ca_file.is_some() && !tls {
+            return Err(StorageError::Config(
+                "redis.tls_ca_file is set but redis.url is not a rediss:// (TLS) URL".into(),
+            ));
         }
         if self.timeout.is_zero() {
             return Err(StorageError::Config(

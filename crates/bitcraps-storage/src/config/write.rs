@@ -51,6 +51,12 @@ pub struct WriteConfig {
     /// How often buffered access statistics (reads are counted in memory, never written one by
     /// one) are written to the database. Default: 30 s.
     pub access_flush_interval: Duration,
+    /// Most attempts of one `update` (read, modify, conditional write) before it gives up
+    /// with [`StorageError::Conflict`](crate::StorageError::Conflict). At least 1. Updates of
+    /// one key within one process never conflict with each other (they take turns); attempts
+    /// are spent only on writes from other processes or nodes, or plain `store`s racing the
+    /// update. Default: 64.
+    pub update_max_attempts: u32,
 }
 
 impl Default for WriteConfig {
@@ -60,6 +66,7 @@ impl Default for WriteConfig {
             max_value_size: 64 * 1024 * 1024,
             max_batch_requests: 1024,
             access_flush_interval: Duration::from_secs(30),
+            update_max_attempts: 64,
         }
     }
 }
@@ -93,7 +100,19 @@ impl WriteConfig {
         self
     }
 
+    /// Sets [`update_max_attempts`](Self::update_max_attempts).
+    #[must_use]
+    pub fn update_max_attempts(mut self, attempts: u32) -> Self {
+        self.update_max_attempts = attempts;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.update_max_attempts == 0 {
+            return Err(StorageError::Config(
+                "write.update_max_attempts must be at least 1".into(),
+            ));
+        }
         if self.max_batch_requests == 0 {
             return Err(StorageError::Config(
                 "write.max_batch_requests must be at least 1".into(),

@@ -49,6 +49,8 @@ impl PersistentStorageManager {
                 tracing::info!(%collection, id, bytes = data.len(), "trained a zstd dictionary");
             }
             other => {
+                // Nobody's call fails with it, so it is counted here.
+                crate::stats::Counters::add(&self.shared().counters.errors, 1);
                 tracing::warn!(%collection, outcome = ?other, "could not store a dictionary");
                 dictionaries.training_done(&collection);
             }

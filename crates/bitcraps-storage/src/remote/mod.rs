@@ -48,6 +48,8 @@ mod stats;
 mod subscriber;
 #[cfg(feature = "redis")]
 mod tier;
+#[cfg(feature = "redis")]
+mod tls;
 
 use std::sync::Arc;
 

@@ -46,6 +46,11 @@ pub struct RemoteCacheStatistics {
     pub reconnects: u64,
     /// Times the whole in-process cache was flushed (on every (re)subscription).
     pub l1_flushes: u64,
+    /// Why the last attempt to connect to Redis failed, without any password; `None` once a
+    /// connection succeeds. A TLS failure names its cause, for example
+    /// `TLS connection to Redis at rediss://cache:6380 failed: certificate verification
+    /// failed: the certificate is not signed by a trusted CA (unknown issuer)`.
+    pub last_error: Option<String>,
 }
 
 /// The live counters behind [`RemoteCacheStatistics`].
@@ -96,6 +101,7 @@ impl RemoteCounters {
             pending_invalidations: u64::try_from(pending).unwrap_or(u64::MAX),
             reconnects: get(&self.reconnects),
             l1_flushes: get(&self.l1_flushes),
+            last_error: None,
         }
     }
 }

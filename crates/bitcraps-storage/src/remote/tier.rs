@@ -72,7 +72,11 @@ impl RemoteTier {
             .namespace
             .clone()
             .unwrap_or_else(|| protocol::namespace_for(&identity.store_id));
-        let conn = Connection::new(url, config.redis.timeout)?;
+        let conn = Connection::new(
+            url,
+            config.redis.timeout,
+            config.redis.tls_ca_file.as_deref(),
+        )?;
         let runtime = PrivateRuntime::new("redis", 1)?;
         cache.set_trusted(false);
         let value_ttl_ms = millis(config.redis.cache_ttl);
@@ -194,9 +198,12 @@ impl RemoteTier {
 
     /// A snapshot of the statistics.
     pub(crate) fn statistics(&self) -> RemoteCacheStatistics {
-        self.core
+        let mut statistics = self
+            .core
             .counters
-            .snapshot(self.core.pending_len(), &self.core.namespace)
+            .snapshot(self.core.pending_len(), &self.core.namespace);
+        statistics.last_error = self.core.conn.last_error();
+        statistics
     }
 
     /// Stops the tier's tasks (the store is closing). The in-process cache stays untrusted.

@@ -4,10 +4,14 @@
 //! statistics), `open` (building a store from its configuration). Blocking database work never
 //! runs on the async runtime's threads.
 
+mod batch;
+mod many;
 mod open;
 mod query;
 mod read;
 mod shared;
+mod turns;
+mod versioned;
 mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +56,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// The store runs with a Redis tier and this process has none: writes are refused.
     redis_tier_required: bool,
+    /// Updates of one key in this process take turns (`turns.rs`).
+    turns: turns::Turns,
 }
 
 impl Drop for Inner {

@@ -106,6 +106,7 @@ impl PersistentStorageManager {
                 background: std::sync::Mutex::new(None),
                 closed: AtomicBool::new(false),
                 redis_tier_required,
+                turns: super::turns::Turns::new(),
             }),
         };
         if storage.inner.config.maintenance.background_tasks {

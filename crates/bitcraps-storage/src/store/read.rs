@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::{PersistentStorageManager, Shared};
-use crate::backend::now_ms;
+use crate::backend::{StoredBlob, now_ms};
 use crate::cache::{CachedValue, FillTicket, cache_key};
 use crate::codec::Codec;
 use crate::error::Result;
@@ -39,6 +39,40 @@ fn dictionary_decoder(
         shared.dictionaries.install(&stored);
     }
     shared.dictionaries.decoder(id, location)
+}
+
+/// Decodes and verifies a stored blob of `collection`/`key` (blocking: it may load a
+/// dictionary): the JSON, and the stored form for the cache.
+pub(super) fn decode_blob(
+    shared: &Shared,
+    collection: &str,
+    key: &str,
+    blob: &StoredBlob,
+) -> Result<(Arc<[u8]>, CachedValue)> {
+    let location = format!("{collection}/{key}");
+    let dict = blob
+        .dict_id
+        .map(|id| dictionary_decoder(shared, id, &location))
+        .transpose()?;
+    let raw = value::decode(
+        &location,
+        blob.codec_id,
+        blob.raw_len,
+        &blob.hash,
+        &blob.data,
+        dict.as_deref(),
+    )?;
+    // decode() accepted the codec id, so this conversion holds; a stored form it could not
+    // describe is cached decoded instead.
+    let codec = u8::try_from(blob.codec_id).ok().and_then(Codec::from_id);
+    let ck = cache_key(collection, key);
+    let cached = match codec {
+        Some(codec) if codec != Codec::None => {
+            CachedValue::new(&ck, codec, raw.len(), &blob.data, dict)
+        }
+        _ => CachedValue::plain(&ck, &raw),
+    };
+    Ok((Arc::<[u8]>::from(raw), cached))
 }
 
 impl PersistentStorageManager {
@@ -96,7 +130,7 @@ impl PersistentStorageManager {
 
     /// Decodes a cache hit. An entry that does not decode (never expected: entries are
     /// verified before they are cached) is dropped, so the next read loads it afresh.
-    fn decode_cached<'a>(
+    pub(super) fn decode_cached<'a>(
         &self,
         cached: &'a CachedValue,
         collection: &str,
@@ -178,36 +212,12 @@ impl PersistentStorageManager {
     ) -> Result<Option<(Arc<[u8]>, CachedValue)>> {
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
-        let ck = cache_key(collection, key);
         blocking(move || {
             let shared = &inner.shared;
-            let Some(blob) = shared.backend.get(&c, &k)? else {
+            let Some(record) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
             };
-            let location = format!("{c}/{k}");
-            let dict = blob
-                .dict_id
-                .map(|id| dictionary_decoder(shared, id, &location))
-                .transpose()?;
-            let raw = value::decode(
-                &location,
-                blob.codec_id,
-                blob.raw_len,
-                &blob.hash,
-                &blob.data,
-                dict.as_deref(),
-            )?;
-            // decode() accepted the codec id, so this conversion holds; a stored form it
-            // could not describe is cached decoded instead.
-            let codec = u8::try_from(blob.codec_id).ok().and_then(Codec::from_id);
-            let cached = match codec {
-                Some(codec) if codec != Codec::None => {
-                    CachedValue::new(&ck, codec, raw.len(), &blob.data, dict)
-                }
-                _ => CachedValue::plain(&ck, &raw),
-            };
-            let raw = Arc::<[u8]>::from(raw);
-            Ok(Some((raw, cached)))
+            decode_blob(shared, &c, &k, &record.blob).map(Some)
         })
         .await
     }

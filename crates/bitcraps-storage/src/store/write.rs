@@ -12,12 +12,17 @@ use crate::observe::Operation;
 use crate::rt::blocking;
 use crate::validate;
 use crate::value::EncodedValue;
+use crate::version::Version;
 
 /// Values larger than this are compressed on a blocking thread instead of inline.
 const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
 
 impl PersistentStorageManager {
-    fn serialize<T: Serialize + ?Sized>(collection: &str, key: &str, value: &T) -> Result<Vec<u8>> {
+    pub(super) fn serialize<T: Serialize + ?Sized>(
+        collection: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>> {
         serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -25,7 +30,7 @@ impl PersistentStorageManager {
         })
     }
 
-    async fn encode<T: Serialize + ?Sized>(
+    pub(super) async fn encode<T: Serialize + ?Sized>(
         &self,
         collection: &str,
         key: &str,
@@ -75,6 +80,7 @@ impl PersistentStorageManager {
             key: key.to_owned(),
             value,
             now_ms: now_ms(),
+            keep_version: None,
         };
         self.inner.writer.write(vec![op]).await?;
         self.inner
@@ -91,7 +97,9 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T)],
     ) -> Result<()> {
-        let work = self.store_batch_inner(collection, items);
+        let items: Vec<(&str, &T, Option<Version>)> =
+            items.iter().map(|(k, v)| (k.as_ref(), v, None)).collect();
+        let work = self.store_batch_inner(collection, &items);
         let result = self
             .observer()
             .observed(Operation::StoreBatch, collection, None, work)
@@ -99,10 +107,32 @@ impl PersistentStorageManager {
         self.count_error(result)
     }
 
-    async fn store_batch_inner<K: AsRef<str>, T: Serialize>(
+    /// Like [`store_batch`](Self::store_batch), but each record keeps the given version when
+    /// it is newer than the key's current one in this store (else it gets the next version,
+    /// so a key's versions still only increase), and the store's clock moves past every kept
+    /// version. For copying records between stores with their versions (`migrate` does):
+    /// a client holding a version read from the source can use it against the copy.
+    ///
+    /// A kept version is only as unique as the source made it: copying into a store that
+    /// once had the same key at a newer version and deleted it can hand that old number out
+    /// again. Copy into a new or empty store to rule that out.
+    pub async fn store_batch_keeping_versions<K: AsRef<str>, T: Serialize>(
         &self,
         collection: &str,
-        items: &[(K, T)],
+        items: &[(K, T, Version)],
+    ) -> Result<()> {
+        let items: Vec<(&str, &T, Option<Version>)> = items
+            .iter()
+            .map(|(k, v, version)| (k.as_ref(), v, Some(*version)))
+            .collect();
+        let result = self.store_batch_inner(collection, &items).await;
+        self.count_error(result)
+    }
+
+    async fn store_batch_inner<T: Serialize>(
+        &self,
+        collection: &str,
+        items: &[(&str, &T, Option<Version>)],
     ) -> Result<()> {
         let started = Instant::now();
         self.check_writable()?;
@@ -116,21 +146,20 @@ impl PersistentStorageManager {
         // worker is not held.
         let mut raws = Vec::with_capacity(items.len());
         let mut total = 0usize;
-        for (key, value) in items {
-            let key = key.as_ref();
+        for (key, value, keep) in items {
             validate::key(collection, key)?;
             let raw = Self::serialize(collection, key, value)?;
             total = total.saturating_add(raw.len());
-            raws.push((key.to_owned(), raw));
+            raws.push((key.to_string(), raw, *keep));
         }
         let pipeline = self.inner.pipeline;
         let dict = self.inner.shared.dictionaries.encoder(collection);
         let c = collection.to_owned();
         let encode_all = move || {
             raws.into_iter()
-                .map(|(key, raw)| {
+                .map(|(key, raw, keep)| {
                     let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
-                    Ok((key, value))
+                    Ok((key, value, keep))
                 })
                 .collect::<Result<Vec<_>>>()
         };
@@ -140,13 +169,14 @@ impl PersistentStorageManager {
             blocking(encode_all).await?
         };
         let mut unit = Vec::with_capacity(encoded.len());
-        for (key, value) in encoded {
+        for (key, value, keep_version) in encoded {
             self.observe(collection, &value);
             unit.push(WriteOp::Put {
                 collection: collection.to_owned(),
                 key,
                 value,
                 now_ms: now,
+                keep_version,
             });
         }
         self.inner.writer.write(unit).await?;

@@ -34,10 +34,6 @@ pub(super) fn commit_group(
             if has_touches && let Some(t) = units.last() {
                 shared.access.restore(t);
             }
-            Counters::add(
-                &shared.counters.errors,
-                u64::try_from(replies.len()).unwrap_or(0),
-            );
             tracing::warn!(error = %e, requests = replies.len(), "group commit failed");
             crate::observe::group_failed();
             let mut replies = replies.into_iter();
@@ -68,19 +64,27 @@ pub(super) fn commit_group(
             .unwrap_or_else(|| Err(StorageError::Task("the backend skipped a write".into())));
         if let Ok(outcomes) = &result {
             for (op, outcome) in unit.iter().zip(outcomes) {
-                record_effect(shared, op, *outcome, mark);
-                if shared.remote.is_some()
-                    && let WriteOp::Put {
-                        collection, key, ..
+                record_effect(shared, op, outcome, mark);
+                if shared.remote.is_some() {
+                    match (op, outcome) {
+                        (
+                            WriteOp::Put {
+                                collection, key, ..
+                            }
+                            | WriteOp::Delete { collection, key },
+                            _,
+                        ) => written.push(cache_key(collection, key)),
+                        (
+                            WriteOp::DeletePrefix { collection, .. },
+                            OpOutcome::DeletePrefix { deleted },
+                        ) => written.extend(deleted.iter().map(|k| cache_key(collection, k))),
+                        _ => {}
                     }
-                    | WriteOp::Delete { collection, key } = op
-                {
-                    written.push(cache_key(collection, key));
                 }
             }
-        } else {
-            Counters::add(&counters.errors, 1);
         }
+        // A failed unit is counted as an error once, by the call that gets it (the handle's
+        // `count_error`), not here too.
         answers.push((reply, result));
     }
     // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
@@ -103,7 +107,7 @@ pub(super) fn commit_group(
 
 /// Applies a committed operation to the cache and the counters. `mark` was taken before the
 /// commit (see `ValueCache::committed_since`).
-fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
+fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) {
     let counters = &shared.counters;
     match (op, outcome) {
         (
@@ -124,21 +128,32 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: OpOutcome, mark: u64) {
             Counters::add(&counters.writes, 1);
             let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
             Counters::add(&counters.logical_bytes_written, raw);
-            if deduplicated {
+            if *deduplicated {
                 Counters::add(&counters.deduplicated, 1);
             } else {
                 let stored = u64::try_from(value.stored.len()).unwrap_or(u64::MAX);
                 Counters::add(&counters.bytes_written, stored);
             }
-            crate::observe::put_committed(raw, deduplicated, value.stored.len());
+            crate::observe::put_committed(raw, *deduplicated, value.stored.len());
         }
         (WriteOp::Delete { collection, key }, OpOutcome::Delete { existed }) => {
             let k = cache_key(collection, key);
             shared.access.forget(&k);
             shared.cache.committed(&k, None);
-            if existed {
+            if *existed {
                 Counters::add(&counters.deletes, 1);
             }
+        }
+        (WriteOp::DeletePrefix { collection, .. }, OpOutcome::DeletePrefix { deleted }) => {
+            for key in deleted {
+                let k = cache_key(collection, key);
+                shared.access.forget(&k);
+                shared.cache.committed(&k, None);
+            }
+            Counters::add(
+                &counters.deletes,
+                u64::try_from(deleted.len()).unwrap_or(u64::MAX),
+            );
         }
         _ => {}
     }

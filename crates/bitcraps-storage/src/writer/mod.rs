@@ -165,6 +165,7 @@ mod tests {
             key: "k".into(),
             value: pipeline.encode_raw("c", "k", raw)?,
             now_ms: 0,
+            keep_version: None,
         })
     }
 

@@ -12,6 +12,8 @@
 pub mod conformance;
 pub mod faulty;
 pub mod nodes;
+pub mod tls;
+pub mod versions;
 
 use std::any::Any;
 use std::sync::Arc;

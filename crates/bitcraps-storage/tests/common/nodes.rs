@@ -12,7 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcraps_storage::testing::{
-    Backend, Maintenance, OpOutcome, StoreIdentity, StoredBlob, StoredDictionary, WriteUnit,
+    Backend, Maintenance, OpOutcome, RecordPage, StoreIdentity, StoredDictionary, StoredRecord,
+    WriteUnit,
 };
 use bitcraps_storage::{
     DatabaseStatistics, Durability, ListOptions, ListPage, PersistentStorageManager,
@@ -318,7 +319,7 @@ impl Backend for Gated {
         }
         applied
     }
-    fn get(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<StoredBlob>> {
+    fn get(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<StoredRecord>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         if self.gate_before_read.load(Ordering::SeqCst) {
             self.wait_at_gate();
@@ -327,6 +328,16 @@ impl Backend for Gated {
         let blob = self.inner.get(c, k);
         self.wait_at_gate();
         blob
+    }
+    fn get_many(
+        &self,
+        c: &str,
+        keys: &[String],
+    ) -> bitcraps_storage::Result<Vec<Option<StoredRecord>>> {
+        self.inner.get_many(c, keys)
+    }
+    fn scan(&self, c: &str, o: &ListOptions) -> bitcraps_storage::Result<RecordPage> {
+        self.inner.scan(c, o)
     }
     fn dictionaries(&self) -> bitcraps_storage::Result<Vec<StoredDictionary>> {
         self.inner.dictionaries()

@@ -2,15 +2,22 @@
 //! Usage: crash-writer DATA_DIR ROUND
 //!
 //! Lines: `put KEY` after a store is acknowledged; `intent KEY` before a delete is issued;
-//! `del KEY` after it is acknowledged.
+//! `del KEY` after it is acknowledged; `xfer ID FROM TO AMOUNT end` after a transfer between
+//! two accounts (see `ledger`) is acknowledged. The accounts must exist.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use bitcraps_storage::{PersistentStorageManager, StorageConfig};
-use bitcraps_storage_crash_test::{document, key};
+use bitcraps_storage::{Expect, PersistentStorageManager, StorageConfig, StorageError, WriteBatch};
+use bitcraps_storage_crash_test::ledger::{
+    ACCOUNT_COUNT, ACCOUNTS, Account, TRANSFERS, Transfer, account, transfer_id,
+};
+use bitcraps_storage_crash_test::{Rng, document, key};
 
 const TASKS: u32 = 6;
+const TRANSFER_TASKS: u32 = 4;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn say(out: &Mutex<std::io::Stdout>, line: &str) {
     if let Ok(mut out) = out.lock() {
@@ -21,7 +28,7 @@ fn say(out: &Mutex<std::io::Stdout>, line: &str) {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().ok_or("usage: crash-writer DATA_DIR ROUND")?;
     let round: u32 = args.next().ok_or("missing ROUND")?.parse()?;
@@ -44,11 +51,72 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     say(&out, &format!("del {victim}"));
                 }
             }
-            Ok::<_, bitcraps_storage::StorageError>(())
+            Ok::<_, BoxError>(())
+        }));
+    }
+    for task in 0..TRANSFER_TASKS {
+        let (storage, out) = (storage.clone(), Arc::clone(&out));
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng((u64::from(round) << 32 | u64::from(task)) * 2 + 1);
+            for i in 0.. {
+                let id = transfer_id(round, task, i);
+                let from = rng.below(u64::from(ACCOUNT_COUNT));
+                let to =
+                    (from + 1 + rng.below(u64::from(ACCOUNT_COUNT - 1))) % u64::from(ACCOUNT_COUNT);
+                let transfer = Transfer {
+                    from: account(u32::try_from(from)?),
+                    to: account(u32::try_from(to)?),
+                    amount: i64::try_from(1 + rng.below(100))?,
+                };
+                transfer_once(&storage, &id, &transfer).await?;
+                say(&out, &transfer.ack_line(&id));
+            }
+            Ok::<_, BoxError>(())
         }));
     }
     for t in tasks {
         t.await??;
     }
     Ok(())
+}
+
+/// Moves `transfer.amount` in one `apply` that expects both balances at the versions read and
+/// no record under `id` yet, and writes that record; reads again and retries on a conflict.
+async fn transfer_once(
+    storage: &PersistentStorageManager,
+    id: &str,
+    transfer: &Transfer,
+) -> Result<(), BoxError> {
+    loop {
+        let (from, v_from) = storage
+            .retrieve_versioned::<Account>(ACCOUNTS, &transfer.from)
+            .await?
+            .ok_or("an account is missing")?;
+        let (to, v_to) = storage
+            .retrieve_versioned::<Account>(ACCOUNTS, &transfer.to)
+            .await?
+            .ok_or("an account is missing")?;
+        let mut batch = WriteBatch::new();
+        batch.expect(ACCOUNTS, &transfer.from, Expect::Version(v_from));
+        batch.expect(ACCOUNTS, &transfer.to, Expect::Version(v_to));
+        batch.expect(TRANSFERS, id, Expect::Absent);
+        let debited = Account {
+            balance: from.balance - transfer.amount,
+        };
+        let credited = Account {
+            balance: to.balance + transfer.amount,
+        };
+        batch.store(ACCOUNTS, &transfer.from, &debited)?;
+        batch.store(ACCOUNTS, &transfer.to, &credited)?;
+        batch.store(TRANSFERS, id, transfer)?;
+        match storage.apply(batch).await {
+            Ok(_) => return Ok(()),
+            // Only this task writes this id: a record there already would be a store bug.
+            Err(StorageError::Conflict { collection, .. }) if collection == TRANSFERS => {
+                return Err(format!("transfer {id} was already recorded").into());
+            }
+            Err(StorageError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The copy: every collection, page by page, one `store_batch` per page.
 
 use anyhow::{Context, Result};
-use bitcraps_storage::PersistentStorageManager;
+use bitcraps_storage::{PersistentStorageManager, Version};
 use serde_json::value::RawValue;
 
 use super::pages::{for_each_key, next_page};
@@ -47,7 +47,7 @@ pub async fn copy_all(
             };
             let items = read_documents(source, collection, &keys).await?;
             target
-                .store_batch(collection, &items)
+                .store_batch_keeping_versions(collection, &items)
                 .await
                 .with_context(|| {
                     format!(
@@ -66,30 +66,23 @@ pub async fn copy_all(
     Ok(copied)
 }
 
-/// The source's documents under `keys`, as raw JSON: storing a [`RawValue`] writes its text
-/// unchanged, so the target stores exactly the source's bytes. A key deleted since it was
-/// listed is skipped.
+/// The source's documents under `keys`, as raw JSON, with their versions: storing a
+/// [`RawValue`] writes its text unchanged, so the target stores exactly the source's bytes,
+/// and the target keeps each version. A key deleted since it was listed is skipped.
 async fn read_documents(
     source: &PersistentStorageManager,
     collection: &str,
     keys: &[String],
-) -> Result<Vec<(String, Box<RawValue>)>> {
+) -> Result<Vec<(String, Box<RawValue>, Version)>> {
     let c = collection.to_owned();
     let documents = for_each_key(source, keys, move |storage, key| {
         let c = c.clone();
         async move {
-            let raw = storage
-                .retrieve_raw(&c, &key)
+            let found = storage
+                .retrieve_versioned::<Box<RawValue>>(&c, &key)
                 .await
                 .with_context(|| format!("reading {c}/{key} from the source"))?;
-            let Some(raw) = raw else {
-                return Ok(None);
-            };
-            let text = String::from_utf8(raw.to_vec())
-                .with_context(|| format!("the source's document {c}/{key} is not UTF-8"))?;
-            let value = RawValue::from_string(text)
-                .with_context(|| format!("the source's document {c}/{key} is not JSON"))?;
-            Ok(Some((key, value)))
+            Ok(found.map(|(value, version)| (key, value, version)))
         }
     })
     .await?;

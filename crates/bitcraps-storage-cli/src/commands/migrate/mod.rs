@@ -8,8 +8,10 @@
 //! hashes). The verification ([`verify`]) compares every collection's record count and every
 //! record's content hash on both sides.
 //!
-//! Only documents are copied: the target's records get new creation times and no access
-//! history, and the copy's reads are counted in the source's access statistics.
+//! Documents and their versions are copied (`store_batch_keeping_versions`: a version read
+//! from the source is valid against the target): the target's records get new creation
+//! times and no access history, and the copy's reads are counted in the source's access
+//! statistics.
 
 mod copy;
 mod pages;

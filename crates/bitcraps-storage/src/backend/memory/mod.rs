@@ -19,8 +19,8 @@ use state::{Blob, Dictionary, Record, Tables};
 use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWriter};
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
-    StoredDictionary, WriteUnit, restore_target_not_empty,
+    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    StoredDictionary, StoredRecord, WriteUnit, restore_target_not_empty,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -107,8 +107,19 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
         read::get(&self.tables()?.tables, collection, key)
+    }
+
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        let db = self.tables()?;
+        keys.iter()
+            .map(|key| read::get(&db.tables, collection, key))
+            .collect()
+    }
+
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        read::scan(&self.tables()?.tables, collection, options)
     }
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
@@ -275,12 +286,14 @@ fn write_rows(tables: &Tables, writer: &SnapshotWriter) -> Result<()> {
                 r.updated_at,
                 r.access_count,
                 r.last_accessed,
+                r.version,
             )
         })
         .collect();
     for rows in records.chunks(ROW_CHUNK) {
         writer.write(Chunk::Records(rows.to_vec()))?;
     }
+    writer.write(Chunk::Clock(tables.clock.max(1)))?;
     Ok(())
 }
 
@@ -314,9 +327,18 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
             }
         }
         Chunk::Records(rows) => {
-            for (collection, key, blob_id, created_at, updated_at, access_count, last_accessed) in
-                rows
+            for (
+                collection,
+                key,
+                blob_id,
+                created_at,
+                updated_at,
+                access_count,
+                last_accessed,
+                version,
+            ) in rows
             {
+                tables.clock = tables.clock.max(version);
                 tables.records.insert(
                     (collection, key),
                     Record {
@@ -325,10 +347,12 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
                         updated_at,
                         access_count,
                         last_accessed,
+                        version,
                     },
                 );
             }
         }
+        Chunk::Clock(last) => tables.clock = tables.clock.max(last),
         Chunk::Done => {}
     }
 }

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use super::state::Tables;
+use super::state::{Tables, record_version};
 use crate::backend::{
-    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RepairOutcome,
-    StoredBlob, StoredDictionary, time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
+    RepairOutcome, StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -22,8 +22,8 @@ fn len_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// A record's blob; a record whose blob is missing is corruption.
-pub(super) fn get(tables: &Tables, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+/// A record's blob and version; a record whose blob is missing is corruption.
+pub(super) fn get(tables: &Tables, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
     let Some(record) = tables.records.get(&(collection.to_owned(), key.to_owned())) else {
         return Ok(None);
     };
@@ -36,12 +36,15 @@ pub(super) fn get(tables: &Tables, collection: &str, key: &str) -> Result<Option
             ),
         )
     })?;
-    Ok(Some(StoredBlob {
-        codec_id: blob.codec,
-        raw_len: blob.raw_len,
-        hash: blob.hash.clone(),
-        data: blob.data.to_vec(),
-        dict_id: blob.dict_id,
+    Ok(Some(StoredRecord {
+        blob: StoredBlob {
+            codec_id: blob.codec,
+            raw_len: blob.raw_len,
+            hash: blob.hash.clone(),
+            data: blob.data.to_vec(),
+            dict_id: blob.dict_id,
+        },
+        version: record_version(collection, key, record.version)?,
     }))
 }
 
@@ -80,6 +83,7 @@ pub(super) fn metadata(
         updated_at: time_from_ms(record.updated_at),
         access_count: to_u64(record.access_count),
         last_accessed: record.last_accessed.map(time_from_ms),
+        version: record_version(collection, key, record.version)?,
     }))
 }
 
@@ -96,8 +100,13 @@ pub(super) fn dictionaries(tables: &Tables) -> Vec<StoredDictionary> {
         .collect()
 }
 
-/// Keys of `collection` in order, honouring prefix, `after` and limit.
-pub(super) fn list(tables: &Tables, collection: &str, options: &ListOptions) -> ListPage {
+/// Keys of `collection` in the range `options` selects, in order, at most one more than the
+/// page size.
+fn range<'a>(
+    tables: &'a Tables,
+    collection: &'a str,
+    options: &'a ListOptions,
+) -> impl Iterator<Item = &'a String> + 'a {
     let prefix = options.prefix_str().unwrap_or("");
     let lower = match options.after_key() {
         Some(after) if after >= prefix => {
@@ -106,15 +115,32 @@ pub(super) fn list(tables: &Tables, collection: &str, options: &ListOptions) -> 
         _ => Bound::Included((collection.to_owned(), prefix.to_owned())),
     };
     let fetch = options.limit_value().saturating_add(1);
-    let keys = tables
+    tables
         .records
         .range((lower, Bound::Unbounded))
         .map(|((c, k), _)| (c, k))
-        .take_while(|(c, k)| c.as_str() == collection && k.starts_with(prefix))
+        .take_while(move |(c, k)| c.as_str() == collection && k.starts_with(prefix))
         .take(fetch)
-        .map(|(_, k)| k.clone())
-        .collect();
+        .map(|(_, k)| k)
+}
+
+/// Keys of `collection` in order, honouring prefix, `after` and limit.
+pub(super) fn list(tables: &Tables, collection: &str, options: &ListOptions) -> ListPage {
+    let keys = range(tables, collection, options).cloned().collect();
     ListPage::from_fetched(keys, options.limit_value())
+}
+
+/// A page of records with their blobs, paged like [`list`].
+pub(super) fn scan(tables: &Tables, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+    let items = range(tables, collection, options)
+        .map(|key| {
+            let record = get(tables, collection, key)?.ok_or_else(|| {
+                StorageError::database("scanning records", "a listed record vanished")
+            })?;
+            Ok((key.clone(), record))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordPage::from_fetched(items, options.limit_value()))
 }
 
 /// Names of the collections that hold at least one record, in order.

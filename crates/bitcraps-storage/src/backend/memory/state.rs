@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
+use crate::version::Version;
 
 /// A row of `records`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,7 @@ pub(super) struct Record {
     pub(super) updated_at: i64,
     pub(super) access_count: i64,
     pub(super) last_accessed: Option<i64>,
+    pub(super) version: i64,
 }
 
 /// A row of `blobs`.
@@ -53,6 +55,8 @@ pub(super) struct Tables {
     pub(super) dictionaries: BTreeMap<i64, Dictionary>,
     /// Blob ids by full content hash (several when deduplication is off).
     by_hash: HashMap<Vec<u8>, BTreeSet<i64>>,
+    /// The last version handed out (as SQLite's `version_clock`; 1 when none was).
+    pub(super) clock: i64,
 }
 
 /// How to take one change back when its unit fails.
@@ -151,7 +155,15 @@ impl Tables {
                 key,
                 value,
                 now_ms,
-            } => self.put(collection, key, value, *now_ms, deduplicate, undo),
+                keep_version,
+            } => self.put(
+                collection,
+                key,
+                value,
+                (*now_ms, *keep_version),
+                deduplicate,
+                undo,
+            ),
             WriteOp::Delete { collection, key } => {
                 let id = (collection.clone(), key.clone());
                 let Some(old) = self.records.get(&id).cloned() else {
@@ -160,6 +172,42 @@ impl Tables {
                 self.set_record(id, None, undo);
                 self.release(old.blob_id, undo);
                 Ok(OpOutcome::Delete { existed: true })
+            }
+            WriteOp::Check {
+                collection,
+                key,
+                expect,
+            } => {
+                let actual = self
+                    .records
+                    .get(&(collection.clone(), key.clone()))
+                    .map(|r| record_version(collection, key, r.version))
+                    .transpose()?;
+                if expect.holds(actual) {
+                    Ok(OpOutcome::Check)
+                } else {
+                    Err(StorageError::Conflict {
+                        collection: collection.clone(),
+                        key: key.clone(),
+                        expected: *expect,
+                        actual,
+                    })
+                }
+            }
+            WriteOp::DeletePrefix { collection, prefix } => {
+                let doomed: Vec<(String, i64)> = self
+                    .records
+                    .range((collection.clone(), prefix.clone())..)
+                    .take_while(|((c, k), _)| c == collection && k.starts_with(prefix.as_str()))
+                    .map(|((_, k), r)| (k.clone(), r.blob_id))
+                    .collect();
+                let mut deleted = Vec::with_capacity(doomed.len());
+                for (key, blob_id) in doomed {
+                    self.set_record((collection.clone(), key.clone()), None, undo);
+                    self.release(blob_id, undo);
+                    deleted.push(key);
+                }
+                Ok(OpOutcome::DeletePrefix { deleted })
             }
             WriteOp::PutDictionary {
                 collection,
@@ -267,12 +315,26 @@ impl Tables {
         collection: &str,
         key: &str,
         value: &EncodedValue,
-        now_ms: i64,
+        (now_ms, keep): (i64, Option<Version>),
         deduplicate: bool,
         undo: &mut Vec<Undo>,
     ) -> Result<OpOutcome> {
         let (blob_id, deduplicated) = self.acquire(value, deduplicate, undo)?;
         let id = (collection.to_owned(), key.to_owned());
+        let current = self.records.get(&id).map(|r| r.version);
+        // A kept version when it is newer than the key's (the clock moves past it), else the
+        // next one; used even if the unit fails (gaps, never a repeat), as in SQLite.
+        let stored_version = match keep.and_then(|v| i64::try_from(v.get()).ok()) {
+            Some(n) if current.is_none_or(|c| n > c) => {
+                self.clock = self.clock.max(n);
+                n
+            }
+            _ => {
+                self.clock = self.clock.max(1).saturating_add(1);
+                self.clock
+            }
+        };
+        let version = record_version(collection, key, stored_version)?;
         match self.records.get(&id).cloned() {
             None => {
                 let record = Record {
@@ -281,17 +343,20 @@ impl Tables {
                     updated_at: now_ms,
                     access_count: 0,
                     last_accessed: None,
+                    version: stored_version,
                 };
                 self.set_record(id, Some(record), undo);
                 Ok(OpOutcome::Put {
                     deduplicated,
                     replaced: false,
+                    version,
                 })
             }
             Some(old) => {
                 let record = Record {
                     blob_id,
                     updated_at: now_ms,
+                    version: stored_version,
                     ..old.clone()
                 };
                 self.set_record(id, Some(record), undo);
@@ -299,10 +364,21 @@ impl Tables {
                 Ok(OpOutcome::Put {
                     deduplicated,
                     replaced: true,
+                    version,
                 })
             }
         }
     }
+}
+
+/// A stored version as a [`Version`]; an invalid one is corruption.
+pub(super) fn record_version(collection: &str, key: &str, stored: i64) -> Result<Version> {
+    Version::from_db(stored).ok_or_else(|| {
+        StorageError::corruption(
+            format!("{collection}/{key}"),
+            format!("invalid record version {stored}"),
+        )
+    })
 }
 
 /// The highest id plus one (SQLite's rowid rule), 1 for an empty table.
@@ -332,6 +408,7 @@ mod tests {
             key: key.into(),
             value: value(text),
             now_ms: 1,
+            keep_version: None,
         }
     }
 
@@ -351,6 +428,7 @@ mod tests {
                 key: "c".into(),
                 value: bad,
                 now_ms: 2,
+                keep_version: None,
             },
         ];
         assert!(tables.apply_unit(&unit, true).is_err());
@@ -364,12 +442,16 @@ mod tests {
         let mut tables = Tables::default();
         tables.apply_unit(&[put("a", "x")], true)?;
         let out = tables.apply_unit(&[put("a", "x")], true)?;
-        assert_eq!(
-            out,
-            [OpOutcome::Put {
-                deduplicated: true,
-                replaced: true
-            }]
+        assert!(
+            matches!(
+                out.as_slice(),
+                [OpOutcome::Put {
+                    deduplicated: true,
+                    replaced: true,
+                    ..
+                }]
+            ),
+            "{out:?}"
         );
         assert_eq!(
             tables

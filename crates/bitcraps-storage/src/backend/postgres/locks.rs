@@ -85,10 +85,15 @@ pub(super) fn touched_key(op: &WriteOp) -> Option<(&str, &str)> {
             collection, key, ..
         }
         | WriteOp::Delete { collection, key }
+        | WriteOp::Check {
+            collection, key, ..
+        }
         | WriteOp::Touch {
             collection, key, ..
         } => Some((collection, key)),
-        WriteOp::PutDictionary { .. } => None,
+        // A prefix delete's keys are not known before it runs: a transaction holding one
+        // takes the store's write lock exclusively (`write.rs`).
+        WriteOp::PutDictionary { .. } | WriteOp::DeletePrefix { .. } => None,
     }
 }
 

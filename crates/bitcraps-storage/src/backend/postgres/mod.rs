@@ -15,6 +15,7 @@ mod read;
 mod restore;
 mod schema;
 mod snapshot;
+mod tls;
 mod write;
 
 use std::future::Future;
@@ -24,12 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
-    StoredDictionary, WriteUnit,
+    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -88,20 +88,23 @@ pub(crate) fn db_err(context: &'static str) -> impl Fn(tokio_postgres::Error) ->
     move |e| StorageError::database(context, e)
 }
 
-/// A pool over `url`. Creating it connects nothing yet.
+/// A pool over `url`, with TLS as its `sslmode` and `sslrootcert` say (`tls.rs`). Creating
+/// it connects nothing yet; it reads the root-certificate file.
 fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
-    let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|e| StorageError::UnsupportedUrl {
+    let (driver_url, tls_settings) = tls::split_url(url)?;
+    let mut config = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
+        StorageError::UnsupportedUrl {
             url: crate::redact_url(url),
             reason: format!("not a valid PostgreSQL URL: {e}"),
-        })?;
+        }
+    })?;
     config.connect_timeout(options.connection_timeout);
     if config.get_application_name().is_none() {
         config.application_name("bitcraps-storage");
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls::connector(&tls_settings)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -129,7 +132,8 @@ pub(crate) async fn connect(pool: &Pool) -> Result<deadpool_postgres::Client> {
             }
         }
         PoolError::Closed => StorageError::Closed,
-        PoolError::Backend(e) => StorageError::database("connecting to PostgreSQL", e),
+        PoolError::Backend(e) => tls::storage_error(&e)
+            .unwrap_or_else(|| StorageError::database("connecting to PostgreSQL", e)),
         other => StorageError::database("connecting to PostgreSQL", other.to_string()),
     })
 }
@@ -216,11 +220,27 @@ impl Backend for PostgresBackend {
             .block_on(async move { write::apply(&pool, &settings, &units).await })
     }
 
-    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
         let (c, k) = (collection.to_owned(), key.to_owned());
         // Always the primary: a lagging replica must never feed a read-your-writes path.
         self.with_client(self.primary.clone(), move |client| async move {
             read::get(&client, &c, &k).await
+        })
+    }
+
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        let (c, k) = (collection.to_owned(), keys.to_vec());
+        // The primary, like `get`.
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::get_many(&client, &c, &k).await
+        })
+    }
+
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        let (c, o) = (collection.to_owned(), options.clone());
+        // The primary: values come with the page and must be current, like `get`.
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::scan(&client, &c, &o).await
         })
     }
 

@@ -6,13 +6,14 @@ use tokio_postgres::types::ToSql;
 
 use super::db_err;
 use crate::backend::{
-    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob,
-    StoredDictionary, time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
+    StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
 use crate::value::hex;
+use crate::version::Version;
 
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -33,34 +34,105 @@ async fn record_row(
         .map_err(err)
 }
 
-/// A record's blob. A record whose blob is missing is corruption, not "not found".
-pub async fn get(client: &Client, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
-    let err = db_err("reading a record");
-    let sql = "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id
-               FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
-               WHERE r.collection = $1 AND r.key = $2";
-    let Some(row) = record_row(client, sql, collection, key, &err).await? else {
-        return Ok(None);
-    };
-    let blob_id: i64 = row.try_get(0).map_err(&err)?;
-    let codec: Option<i64> = row.try_get(1).map_err(&err)?;
-    let raw_len: Option<i64> = row.try_get(2).map_err(&err)?;
-    let hash: Option<Vec<u8>> = row.try_get(3).map_err(&err)?;
-    let data: Option<Vec<u8>> = row.try_get(4).map_err(&err)?;
-    let dict_id: Option<i64> = row.try_get(5).map_err(&err)?;
+/// The columns [`record_from_row`] reads, and the tables they come from.
+const RECORD_COLUMNS: &str = "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version
+     FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
+
+/// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
+/// missing is corruption, not "not found".
+fn record_from_row(
+    row: &Row,
+    first: usize,
+    collection: &str,
+    key: &str,
+    err: &impl Fn(tokio_postgres::Error) -> StorageError,
+) -> Result<StoredRecord> {
+    let blob_id: i64 = row.try_get(first).map_err(err)?;
+    let codec: Option<i64> = row.try_get(first + 1).map_err(err)?;
+    let raw_len: Option<i64> = row.try_get(first + 2).map_err(err)?;
+    let hash: Option<Vec<u8>> = row.try_get(first + 3).map_err(err)?;
+    let data: Option<Vec<u8>> = row.try_get(first + 4).map_err(err)?;
+    let dict_id: Option<i64> = row.try_get(first + 5).map_err(err)?;
+    let version = record_version(collection, key, row.try_get(first + 6).map_err(err)?)?;
     match (codec, raw_len, hash, data) {
-        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(Some(StoredBlob {
-            codec_id,
-            raw_len,
-            hash,
-            data,
-            dict_id,
-        })),
+        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
+            blob: StoredBlob {
+                codec_id,
+                raw_len,
+                hash,
+                data,
+                dict_id,
+            },
+            version,
+        }),
         _ => Err(StorageError::corruption(
             format!("{collection}/{key}"),
             format!("the record refers to blob {blob_id}, which does not exist"),
         )),
     }
+}
+
+/// A stored version as a [`Version`]; an invalid one is corruption.
+fn record_version(collection: &str, key: &str, stored: i64) -> Result<Version> {
+    Version::from_db(stored).ok_or_else(|| {
+        StorageError::corruption(
+            format!("{collection}/{key}"),
+            format!("invalid record version {stored}"),
+        )
+    })
+}
+
+/// A record's blob and version.
+pub async fn get(client: &Client, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
+    let err = db_err("reading a record");
+    let sql = format!("SELECT {RECORD_COLUMNS} WHERE r.collection = $1 AND r.key = $2");
+    let Some(row) = record_row(client, &sql, collection, key, &err).await? else {
+        return Ok(None);
+    };
+    record_from_row(&row, 0, collection, key, &err).map(Some)
+}
+
+/// Several records of one collection in one statement, in the order of `keys`.
+pub async fn get_many(
+    client: &Client,
+    collection: &str,
+    keys: &[String],
+) -> Result<Vec<Option<StoredRecord>>> {
+    let err = db_err("reading records");
+    let sql = format!("SELECT r.key, {RECORD_COLUMNS} WHERE r.collection = $1 AND r.key = ANY($2)");
+    let stmt = client.prepare_cached(&sql).await.map_err(&err)?;
+    let rows = client
+        .query(&stmt, &[&collection, &keys])
+        .await
+        .map_err(&err)?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let key: String = row.try_get(0).map_err(&err)?;
+        let record = record_from_row(row, 1, collection, &key, &err)?;
+        found.insert(key, record);
+    }
+    // A key asked for twice is answered twice.
+    Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+}
+
+/// A page of records with their blobs, paged exactly like [`list`].
+pub async fn scan(client: &Client, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+    let err = db_err("scanning records");
+    let rows = range(
+        client,
+        &format!("r.key, {RECORD_COLUMNS}"),
+        collection,
+        options,
+        &err,
+    )
+    .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let key: String = row.try_get(0).map_err(&err)?;
+        let record = record_from_row(row, 1, collection, &key, &err)?;
+        items.push((key, record));
+    }
+    Ok(RecordPage::from_fetched(items, options.limit_value()))
 }
 
 /// A record's metadata as stored.
@@ -71,7 +143,8 @@ pub async fn metadata(
 ) -> Result<Option<RecordMetadata>> {
     let err = db_err("reading record metadata");
     let sql = "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
-                      b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id
+                      b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id,
+                      r.version
                FROM records r JOIN blobs b ON b.id = r.blob_id
                WHERE r.collection = $1 AND r.key = $2";
     let Some(row) = record_row(client, sql, collection, key, &err).await? else {
@@ -105,6 +178,7 @@ pub async fn metadata(
             .try_get::<_, Option<i64>>(3)
             .map_err(&err)?
             .map(time_from_ms),
+        version: record_version(collection, key, row.try_get(10).map_err(&err)?)?,
     }))
 }
 
@@ -133,7 +207,25 @@ pub async fn dictionaries(client: &Client) -> Result<Vec<StoredDictionary>> {
 /// query has exactly one lower bound so each page seeks straight to its start.
 pub async fn list(client: &Client, collection: &str, options: &ListOptions) -> Result<ListPage> {
     let err = db_err("listing keys");
-    let mut sql = String::from("SELECT key FROM records WHERE collection = $1");
+    let rows = range(client, "key FROM records", collection, options, &err).await?;
+    let keys = rows
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&err)?;
+    Ok(ListPage::from_fetched(keys, options.limit_value()))
+}
+
+/// The rows of `SELECT {select}` (which names the tables) in the key range `options` selects,
+/// at most one more than the page size, with exactly one lower bound.
+async fn range(
+    client: &Client,
+    select: &str,
+    collection: &str,
+    options: &ListOptions,
+    err: &impl Fn(tokio_postgres::Error) -> StorageError,
+) -> Result<Vec<Row>> {
+    let mut sql = format!("SELECT {select} WHERE collection = $1");
     let mut texts: Vec<String> = vec![collection.to_owned()];
     let lower = match (options.prefix_str(), options.after_key()) {
         (Some(prefix), Some(after)) if after >= prefix => Some((">", after)),
@@ -153,14 +245,8 @@ pub async fn list(client: &Client, collection: &str, options: &ListOptions) -> R
     sql.push_str(&format!(" ORDER BY key LIMIT ${}", texts.len() + 1));
     let mut params: Vec<&(dyn ToSql + Sync)> = texts.iter().map(|t| t as _).collect();
     params.push(&fetch);
-    let stmt = client.prepare_cached(&sql).await.map_err(&err)?;
-    let rows = client.query(&stmt, &params).await.map_err(&err)?;
-    let keys = rows
-        .iter()
-        .map(|r| r.try_get::<_, String>(0))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(&err)?;
-    Ok(ListPage::from_fetched(keys, options.limit_value()))
+    let stmt = client.prepare_cached(&sql).await.map_err(err)?;
+    client.query(&stmt, &params).await.map_err(err)
 }
 
 /// Names of the collections that hold at least one record, in order.

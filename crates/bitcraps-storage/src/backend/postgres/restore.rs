@@ -62,6 +62,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
     if occupied {
         return Err(restore_target_not_empty());
     }
+    let mut clock = 1i64;
     loop {
         let Some(chunk) = chunks.recv().await else {
             // The reader failed part-way: roll everything back.
@@ -118,6 +119,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
                 let (mut blob, mut created, mut updated, mut count) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 let mut last: Vec<Option<i64>> = Vec::new();
+                let mut versions: Vec<i64> = Vec::new();
                 for row in rows {
                     cs.push(row.0);
                     ks.push(row.1);
@@ -126,19 +128,36 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
                     updated.push(row.4);
                     count.push(row.5);
                     last.push(row.6);
+                    versions.push(row.7);
                 }
                 tx.execute(
                     "INSERT INTO records (collection, key, blob_id, created_at, updated_at,
-                                          access_count, last_accessed)
+                                          access_count, last_accessed, version)
                      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
-                                          $5::bigint[], $6::bigint[], $7::bigint[])",
-                    &[&cs, &ks, &blob, &created, &updated, &count, &last],
+                                          $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])",
+                    &[
+                        &cs, &ks, &blob, &created, &updated, &count, &last, &versions,
+                    ],
                 )
                 .await
                 .map_err(&err)?;
             }
+            Chunk::Clock(last) => {
+                clock = clock.max(last);
+            }
         }
     }
+    // The version clock continues after the snapshot's clock and every restored version (it
+    // never moves back: this database may have handed out versions before).
+    tx.execute(
+        "SELECT setval('version_clock', greatest(
+             $1::bigint,
+             (SELECT last_value FROM version_clock),
+             (SELECT coalesce(max(version), 1) FROM records)))",
+        &[&clock],
+    )
+    .await
+    .map_err(&err)?;
     // Identity columns continue after the restored ids.
     tx.batch_execute(
         "SELECT setval(pg_get_serial_sequence('blobs', 'id'),

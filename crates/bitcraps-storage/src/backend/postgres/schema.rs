@@ -64,6 +64,14 @@ pub const MIGRATIONS: &[&str] = &[
         value text NOT NULL
     );
     "#,
+    // Version 5: record versions (issue #13), as in SQLite. The clock is a sequence, so every
+    // node draws from the same one; records written before have version 1 and the sequence
+    // hands out 2 next.
+    r"
+    ALTER TABLE records ADD COLUMN version bigint NOT NULL DEFAULT 1 CHECK (version >= 1);
+    CREATE SEQUENCE version_clock AS bigint MINVALUE 1;
+    SELECT setval('version_clock', 1);
+    ",
 ];
 
 /// The schema version this build writes.

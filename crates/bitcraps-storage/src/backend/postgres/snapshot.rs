@@ -20,6 +20,10 @@ use crate::backend::snapshot::{
 };
 use crate::error::{Result, StorageError};
 
+/// The last version PostgreSQL's clock (a sequence) handed out; the snapshot format's
+/// `SELECT_CLOCK` reads a table of the same name.
+const SELECT_CLOCK_PG: &str = "SELECT last_value FROM version_clock";
+
 /// Writes a consistent snapshot of the database to `dest` (which must not exist).
 pub fn snapshot(bridge: &Bridge, pool: Pool, dest: &Path) -> Result<SnapshotInfo> {
     let writer = SnapshotWriter::create(dest)?;
@@ -126,8 +130,19 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
             r.try_get(4)?,
             r.try_get(5)?,
             r.try_get(6)?,
+            r.try_get(7)?,
         ))
     })
     .await?;
+    // The sequence's `last_value` is outside the transaction's snapshot; it is at least every
+    // version the snapshot's records hold, which is all a restore needs.
+    let clock: i64 = tx
+        .query_one(SELECT_CLOCK_PG, &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(&err)?;
+    out.send(Chunk::Clock(clock))
+        .await
+        .map_err(|_| StorageError::Task("the snapshot writer stopped".into()))?;
     tx.commit().await.map_err(&err)
 }

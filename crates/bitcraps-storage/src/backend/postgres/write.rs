@@ -25,6 +25,7 @@ use super::{connect, is_retryable};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
+use crate::version::{Expect, Version};
 
 /// Attempts of one `apply` transaction before a deadlock/serialization failure is reported.
 const MAX_ATTEMPTS: u32 = 8;
@@ -171,9 +172,22 @@ async fn apply_once(
         .flatten()
         .filter(|op| matches!(op, WriteOp::Put { .. }))
         .count();
-    // Fine locks needed at most: the keys, the new contents, the keys' current contents.
-    let exclusive =
-        force_exclusive || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS;
+    // Fine locks needed at most: the keys, the new contents, the keys' current contents. A
+    // prefix delete names no keys in advance, so it needs the exclusive lock.
+    // Nor can a put that keeps a version move the clock while others draw from it.
+    let prefix_delete = units.iter().flatten().any(|op| {
+        matches!(
+            op,
+            WriteOp::DeletePrefix { .. }
+                | WriteOp::Put {
+                    keep_version: Some(_),
+                    ..
+                }
+        )
+    });
+    let exclusive = force_exclusive
+        || prefix_delete
+        || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS;
     let store = if exclusive {
         "SELECT pg_advisory_xact_lock($1, $2)"
     } else {
@@ -238,7 +252,18 @@ async fn apply_op(
             key,
             value,
             now_ms,
-        } => put(tx, collection, key, value, *now_ms, deduplicate).await,
+            keep_version,
+        } => {
+            put(
+                tx,
+                collection,
+                key,
+                value,
+                (*now_ms, *keep_version),
+                deduplicate,
+            )
+            .await
+        }
         WriteOp::Delete { collection, key } => {
             let old: Option<i64> = tx
                 .query_opt(
@@ -258,6 +283,18 @@ async fn apply_op(
             Ok(OpOutcome::Delete {
                 existed: old.is_some(),
             })
+        }
+        WriteOp::Check {
+            collection,
+            key,
+            expect,
+        } => {
+            check(tx, collection, key, *expect).await?;
+            Ok(OpOutcome::Check)
+        }
+        WriteOp::DeletePrefix { collection, prefix } => {
+            let deleted = delete_prefix(tx, collection, prefix).await?;
+            Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
             collection,
@@ -295,6 +332,99 @@ async fn apply_op(
             Ok(OpOutcome::Touch)
         }
     }
+}
+
+/// Fails with [`StorageError::Conflict`] unless the record's state satisfies `expect`. The key
+/// is locked (`locks.rs`), so the answer holds until the transaction commits.
+async fn check(
+    tx: &Transaction<'_>,
+    collection: &str,
+    key: &str,
+    expect: Expect,
+) -> Result<(), Fail> {
+    if expect == Expect::Any {
+        return Ok(());
+    }
+    let actual: Option<i64> = tx
+        .query_opt(
+            &cached(
+                tx,
+                "SELECT version FROM records WHERE collection = $1 AND key = $2",
+            )
+            .await?,
+            &[&collection, &key],
+        )
+        .await
+        .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+        .map_err(db("checking a record's version"))?;
+    let actual = actual
+        .map(|v| stored_version(collection, key, v))
+        .transpose()?;
+    if expect.holds(actual) {
+        Ok(())
+    } else {
+        Err(Fail::Final(StorageError::Conflict {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            expected: expect,
+            actual,
+        }))
+    }
+}
+
+fn stored_version(collection: &str, key: &str, v: i64) -> Result<Version, Fail> {
+    Version::from_db(v).ok_or_else(|| {
+        Fail::Final(StorageError::corruption(
+            format!("{collection}/{key}"),
+            format!("invalid record version {v}"),
+        ))
+    })
+}
+
+/// Deletes every record of `collection` whose key starts with `prefix` (the transaction holds
+/// the store's write lock exclusively), releasing their blobs; returns the keys in order.
+async fn delete_prefix(
+    tx: &Transaction<'_>,
+    collection: &str,
+    prefix: &str,
+) -> Result<Vec<String>, Fail> {
+    let options = crate::list::ListOptions::default().prefix(prefix);
+    let rows = match options.prefix_upper_bound() {
+        Some(upper) => {
+            tx.query(
+                &cached(
+                    tx,
+                    "DELETE FROM records WHERE collection = $1 AND key >= $2 AND key < $3
+                     RETURNING key, blob_id",
+                )
+                .await?,
+                &[&collection, &prefix, &upper],
+            )
+            .await
+        }
+        None => {
+            tx.query(
+                &cached(
+                    tx,
+                    "DELETE FROM records WHERE collection = $1 AND key >= $2
+                     RETURNING key, blob_id",
+                )
+                .await?,
+                &[&collection, &prefix],
+            )
+            .await
+        }
+    }
+    .map_err(db("deleting records by prefix"))?;
+    let mut deleted = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let key: String = row.try_get(0).map_err(db("deleting records by prefix"))?;
+        let blob_id: i64 = row.try_get(1).map_err(db("deleting records by prefix"))?;
+        release_blob(tx, blob_id).await?;
+        deleted.push(key);
+    }
+    deleted.sort();
+    Ok(deleted)
 }
 
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.
@@ -378,40 +508,82 @@ async fn put(
     collection: &str,
     key: &str,
     value: &EncodedValue,
-    now_ms: i64,
+    (now_ms, keep): (i64, Option<Version>),
     deduplicate: bool,
 ) -> Result<OpOutcome, Fail> {
-    let old: Option<i64> = tx
+    let current: Option<(i64, i64)> = tx
         .query_opt(
             &cached(
                 tx,
-                "SELECT blob_id FROM records WHERE collection = $1 AND key = $2",
+                "SELECT blob_id, version FROM records WHERE collection = $1 AND key = $2",
             )
             .await?,
             &[&collection, &key],
         )
         .await
-        .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+        .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
         .map_err(db("looking up a record"))?;
+    let old = current.map(|(blob, _)| blob);
     let (blob_id, deduplicated) = acquire_blob(tx, value, deduplicate).await?;
-    tx.execute(
-        &cached(
-            tx,
-            "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (collection, key) DO UPDATE
-         SET blob_id = excluded.blob_id, updated_at = excluded.updated_at",
-        )
-        .await?,
-        &[&collection, &key, &blob_id, &now_ms],
-    )
-    .await
-    .map_err(db("writing a record"))?;
+    // A kept version when it is newer than the key's; the transaction holds the store's write
+    // lock exclusively (see `apply_once`), so no other transaction draws from the clock while
+    // it moves past the kept version.
+    let kept = keep
+        .and_then(|v| i64::try_from(v.get()).ok())
+        .filter(|n| current.is_none_or(|(_, c)| *n > c));
+    let version: i64 = match kept {
+        None => tx
+            .query_one(
+                &cached(
+                    tx,
+                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $4, nextval('version_clock'))
+             ON CONFLICT (collection, key) DO UPDATE
+             SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
+                 version = excluded.version
+             RETURNING version",
+                )
+                .await?,
+                &[&collection, &key, &blob_id, &now_ms],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db("writing a record"))?,
+        Some(n) => {
+            tx.execute(
+                &cached(
+                    tx,
+                    "SELECT setval('version_clock', greatest($1, last_value)) FROM version_clock",
+                )
+                .await?,
+                &[&n],
+            )
+            .await
+            .map_err(db("advancing the version clock"))?;
+            tx.query_one(
+                &cached(
+                    tx,
+                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $4, $5)
+             ON CONFLICT (collection, key) DO UPDATE
+             SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
+                 version = excluded.version
+             RETURNING version",
+                )
+                .await?,
+                &[&collection, &key, &blob_id, &now_ms, &n],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db("writing a record"))?
+        }
+    };
     if let Some(old) = old {
         release_blob(tx, old).await?;
     }
     Ok(OpOutcome::Put {
         deduplicated,
         replaced: old.is_some(),
+        version: stored_version(collection, key, version)?,
     })
 }

@@ -27,7 +27,7 @@ pub use rows::SnapshotWriter;
 #[cfg(any(feature = "postgres", feature = "testing"))]
 #[allow(unused_imports)]
 pub use rows::{
-    BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS,
+    BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS, SELECT_CLOCK,
     SELECT_DICTIONARIES, SELECT_RECORDS, read_rows,
 };
 

@@ -31,13 +31,17 @@ pub const SELECT_BLOBS: &str =
      FROM blobs ORDER BY id";
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_RECORDS: &str =
-    "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
+    "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
+            version
      FROM records ORDER BY collection, key";
+
+/// The last version the snapshot's clock handed out.
+pub const SELECT_CLOCK: &str = "SELECT last FROM version_clock";
 
 /// `(id, hash, codec, raw_len, stored_len, refcount, data, dict_id)`.
 pub type BlobRow = (i64, Vec<u8>, i64, i64, i64, i64, Vec<u8>, Option<i64>);
-/// `(collection, key, blob_id, created_at, updated_at, access_count, last_accessed)`.
-pub type RecordRow = (String, String, i64, i64, i64, i64, Option<i64>);
+/// `(collection, key, blob_id, created_at, updated_at, access_count, last_accessed, version)`.
+pub type RecordRow = (String, String, i64, i64, i64, i64, Option<i64>, i64);
 /// `(id, collection, created_at, data)`.
 pub type DictionaryRow = (i64, String, i64, Vec<u8>);
 
@@ -50,6 +54,8 @@ pub enum Chunk {
     Blobs(Vec<BlobRow>),
     /// Records.
     Records(Vec<RecordRow>),
+    /// The version clock: the last version handed out (sent after the records).
+    Clock(i64),
     /// Everything was sent (a restore commits only after this).
     Done,
 }
@@ -121,16 +127,24 @@ impl SnapshotWriter {
                 let mut stmt = conn
                     .prepare_cached(
                         "INSERT INTO records (collection, key, blob_id, created_at, updated_at,
-                                              access_count, last_accessed)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                              access_count, last_accessed, version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )
                     .map_err(&err)?;
-                for (collection, key, blob_id, created_at, updated_at, count, last) in rows {
+                for (collection, key, blob_id, created_at, updated_at, count, last, version) in rows
+                {
                     stmt.execute(params![
-                        collection, key, blob_id, created_at, updated_at, count, last
+                        collection, key, blob_id, created_at, updated_at, count, last, version
                     ])
                     .map_err(&err)?;
                 }
+            }
+            Chunk::Clock(last) => {
+                conn.execute(
+                    "UPDATE version_clock SET last = max(last, ?1)",
+                    params![last],
+                )
+                .map_err(&err)?;
             }
             Chunk::Done => {}
         }
@@ -161,6 +175,10 @@ pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Resu
     )?;
     read_table(&conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
     read_table(&conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
+    let clock: i64 = conn
+        .query_row(SELECT_CLOCK, [], |r| r.get(0))
+        .map_err(db_err("reading the snapshot"))?;
+    send(Chunk::Clock(clock))?;
     send(Chunk::Done)
 }
 

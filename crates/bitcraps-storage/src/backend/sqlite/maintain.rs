@@ -69,9 +69,14 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
              SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
              FROM snapshot.blobs;
          INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,
-                                   access_count, last_accessed)
-             SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed
-             FROM snapshot.records;",
+                                   access_count, last_accessed, version)
+             SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
+                    version
+             FROM snapshot.records;
+         UPDATE main.version_clock SET last = max(
+             last,
+             (SELECT coalesce(max(last), 1) FROM snapshot.version_clock),
+             (SELECT coalesce(max(version), 1) FROM main.records));",
     )
     .map_err(&err)?;
     tx.commit().map_err(&err)

@@ -16,8 +16,8 @@ use rusqlite::Connection;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RepairOutcome, SnapshotInfo, StoreIdentity, StoredBlob,
-    StoredDictionary, WriteUnit,
+    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -286,8 +286,16 @@ impl Backend for SqliteBackend {
         write::apply(conn, units, self.deduplicate)
     }
 
-    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
         read::get(&*self.reader()?, collection, key)
+    }
+
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        read::get_many(&*self.reader()?, collection, keys)
+    }
+
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        read::scan(&*self.reader()?, collection, options)
     }
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {

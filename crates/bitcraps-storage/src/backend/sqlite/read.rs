@@ -5,55 +5,114 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::db_err;
 use crate::backend::{
-    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, StoredBlob,
-    StoredDictionary, time_from_ms,
+    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
+    StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
 use crate::value::hex;
+use crate::version::Version;
 
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// A record's blob. A record whose blob is missing is corruption, not "not found".
-pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredBlob>> {
-    type Row = (
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<i64>,
-    );
-    let row: Option<Row> = conn
-        .prepare_cached(
-            "SELECT r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id
-             FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
-             WHERE r.collection = ?1 AND r.key = ?2",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![collection, key], |r| Row::try_from(r))
-                .optional()
-        })
-        .map_err(db_err("reading a record"))?;
-    match row {
-        None => Ok(None),
-        Some((_, Some(codec_id), Some(raw_len), Some(hash), Some(data), dict_id)) => {
-            Ok(Some(StoredBlob {
+/// The columns [`record_from_row`] reads, and the tables they come from.
+const RECORD_COLUMNS: &str = "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version
+     FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
+
+/// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
+/// missing is corruption, not "not found".
+fn record_from_row(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+    location: impl Fn() -> String,
+) -> Result<StoredRecord> {
+    let read = || -> rusqlite::Result<_> {
+        Ok((
+            r.get::<_, i64>(first)?,
+            r.get::<_, Option<i64>>(first + 1)?,
+            r.get::<_, Option<i64>>(first + 2)?,
+            r.get::<_, Option<Vec<u8>>>(first + 3)?,
+            r.get::<_, Option<Vec<u8>>>(first + 4)?,
+            r.get::<_, Option<i64>>(first + 5)?,
+            r.get::<_, i64>(first + 6)?,
+        ))
+    };
+    let (blob_id, codec_id, raw_len, hash, data, dict_id, version) =
+        read().map_err(db_err("reading a record"))?;
+    let version = Version::from_db(version).ok_or_else(|| {
+        StorageError::corruption(location(), format!("invalid record version {version}"))
+    })?;
+    match (codec_id, raw_len, hash, data) {
+        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
+            blob: StoredBlob {
                 codec_id,
                 raw_len,
                 hash,
                 data,
                 dict_id,
-            }))
-        }
-        Some((blob_id, ..)) => Err(StorageError::corruption(
-            format!("{collection}/{key}"),
+            },
+            version,
+        }),
+        _ => Err(StorageError::corruption(
+            location(),
             format!("the record refers to blob {blob_id}, which does not exist"),
         )),
     }
+}
+
+/// A record's blob and version.
+pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} WHERE r.collection = ?1 AND r.key = ?2"
+        ))
+        .map_err(db_err("reading a record"))?;
+    let mut rows = stmt
+        .query(params![collection, key])
+        .map_err(db_err("reading a record"))?;
+    match rows.next().map_err(db_err("reading a record"))? {
+        Some(row) => record_from_row(row, 0, || format!("{collection}/{key}")).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Several records of one collection, in the order of `keys`, read in one transaction so
+/// they come from one snapshot.
+pub fn get_many(
+    conn: &Connection,
+    collection: &str,
+    keys: &[String],
+) -> Result<Vec<Option<StoredRecord>>> {
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(db_err("starting a read"))?;
+    let found = keys
+        .iter()
+        .map(|key| get(&tx, collection, key))
+        .collect::<Result<Vec<_>>>()?;
+    tx.finish().map_err(db_err("ending a read"))?;
+    Ok(found)
+}
+
+/// A page of records with their blobs, paged exactly like [`list`].
+pub fn scan(conn: &Connection, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+    let (sql, args) = range_query(&format!("r.key, {RECORD_COLUMNS}"), collection, options);
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(db_err("scanning records"))?;
+    let mut rows = stmt
+        .query(params_from_iter(args))
+        .map_err(db_err("scanning records"))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err("scanning records"))? {
+        let key: String = row.get(0).map_err(db_err("scanning records"))?;
+        let record = record_from_row(row, 1, || format!("{collection}/{key}"))?;
+        items.push((key, record));
+    }
+    Ok(RecordPage::from_fetched(items, options.limit_value()))
 }
 
 /// A record's metadata as stored.
@@ -62,7 +121,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let row = conn
         .prepare_cached(
             "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
-                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id
+                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id, r.version
              FROM records r JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
         )
@@ -79,16 +138,31 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
                     r.get::<_, Vec<u8>>(7)?,
                     r.get::<_, i64>(8)?,
                     r.get::<_, Option<i64>>(9)?,
+                    r.get::<_, i64>(10)?,
                 ))
             })
             .optional()
         })
         .map_err(db_err("reading record metadata"))?;
-    let Some((created, updated, count, last, codec_id, raw_len, stored_len, hash, refs, dict)) =
-        row
+    let Some((
+        created,
+        updated,
+        count,
+        last,
+        codec_id,
+        raw_len,
+        stored_len,
+        hash,
+        refs,
+        dict,
+        version,
+    )) = row
     else {
         return Ok(None);
     };
+    let version = Version::from_db(version).ok_or_else(|| {
+        StorageError::corruption(location(), format!("invalid record version {version}"))
+    })?;
     let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
@@ -109,6 +183,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         updated_at: time_from_ms(updated),
         access_count: to_u64(count),
         last_accessed: last.map(time_from_ms),
+        version,
     }))
 }
 
@@ -130,7 +205,7 @@ pub fn dictionaries(conn: &Connection) -> Result<Vec<StoredDictionary>> {
 
 /// Keys of `collection` in order, honouring prefix, `after` and limit.
 pub fn list(conn: &Connection, collection: &str, options: &ListOptions) -> Result<ListPage> {
-    let (sql, args) = list_query(collection, options);
+    let (sql, args) = range_query("key FROM records", collection, options);
     let keys = conn
         .prepare_cached(&sql)
         .and_then(|mut s| {
@@ -141,9 +216,14 @@ pub fn list(conn: &Connection, collection: &str, options: &ListOptions) -> Resul
     Ok(ListPage::from_fetched(keys, options.limit_value()))
 }
 
-/// The listing query and its arguments.
-fn list_query(collection: &str, options: &ListOptions) -> (String, Vec<Value>) {
-    let mut sql = String::from("SELECT key FROM records WHERE collection = ?");
+/// The query of a key range (listing, scanning, deleting by prefix) and its arguments:
+/// `SELECT {select}` (which names the tables) restricted to `collection` and `options`.
+pub(super) fn range_query(
+    select: &str,
+    collection: &str,
+    options: &ListOptions,
+) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {select} WHERE collection = ?");
     let mut args: Vec<Value> = vec![Value::Text(collection.to_owned())];
     // Exactly one lower bound: with two (`key >= prefix AND key > after`) SQLite seeks to
     // the first and filters by the second, so every page rescans from the prefix start and
@@ -366,15 +446,19 @@ mod tests {
     fn listing_has_one_lower_bound() {
         let count = |sql: &str| sql.matches("key >").count();
         let opts = ListOptions::default().prefix("g-").after("g-0005");
-        let (sql, _) = list_query("c", &opts);
+        let (sql, _) = range_query("key FROM records", "c", &opts);
         assert_eq!(count(&sql), 1, "{sql}");
         assert!(sql.contains("key > ?") && sql.contains("key < ?"), "{sql}");
         // An `after` before the prefix does not widen the range.
-        let (sql, args) = list_query("c", &ListOptions::default().prefix("g-").after("a"));
+        let (sql, args) = range_query(
+            "key FROM records",
+            "c",
+            &ListOptions::default().prefix("g-").after("a"),
+        );
         assert_eq!(count(&sql), 1, "{sql}");
         assert!(sql.contains("key >= ?"), "{sql}");
         assert_eq!(args.get(1), Some(&Value::Text("g-".into())));
-        let (sql, _) = list_query("c", &ListOptions::default());
+        let (sql, _) = range_query("key FROM records", "c", &ListOptions::default());
         assert_eq!(count(&sql), 0, "{sql}");
     }
 

@@ -69,6 +69,16 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // Version 5: record versions (issue #13). Every record gets a version from one store-wide
+    // clock (`version.rs`); records written before have version 1 and the clock starts there.
+    r"
+    ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1);
+    CREATE TABLE version_clock (
+        id   INTEGER PRIMARY KEY CHECK (id = 0),
+        last INTEGER NOT NULL CHECK (last >= 1)
+    );
+    INSERT INTO version_clock (id, last) VALUES (0, 1);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -221,7 +231,10 @@ mod tests {
         assert!(!first.redis_tier);
         a.execute_batch("PRAGMA user_version = 3")
             .map_err(db_err("pretend an older version"))?;
-        a.execute_batch("DROP TABLE meta").map_err(db_err("drop"))?;
+        a.execute_batch(
+            "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;",
+        )
+        .map_err(db_err("drop"))?;
         migrate(&mut a)?;
         assert_ne!(read_identity(&a)?.store_id, first.store_id);
         record_redis_tier(&a)?;

@@ -1,12 +1,59 @@
 //! The write path: group-committed units, each in its own savepoint, with exact blob
-//! reference counts maintained in the same transaction as the records.
+//! reference counts maintained in the same transaction as the records. Versions come from the
+//! `version_clock` row, read once at the start of the transaction and written once at its end.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use super::db_err;
+use super::read::range_query;
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
+use crate::list::ListOptions;
 use crate::value::EncodedValue;
+use crate::version::{Expect, Version};
+
+/// The version clock of one transaction: the last version handed out.
+struct Clock(i64);
+
+impl Clock {
+    fn read(conn: &Connection) -> Result<Self> {
+        conn.prepare_cached("SELECT last FROM version_clock WHERE id = 0")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map(Clock)
+            .map_err(db_err("reading the version clock"))
+    }
+
+    fn next(&mut self) -> Result<(i64, Version)> {
+        let next = self.0.checked_add(1).ok_or_else(|| {
+            StorageError::corruption("the version clock", "the clock is at its maximum")
+        })?;
+        let version = Version::from_db(next).ok_or_else(|| {
+            StorageError::corruption("the version clock", format!("invalid clock {next}"))
+        })?;
+        self.0 = next;
+        Ok((next, version))
+    }
+
+    /// The version a put gives its record: `keep` when it is newer than the key's `current`
+    /// one (the clock then moves past it), else the next one.
+    fn for_put(&mut self, keep: Option<Version>, current: Option<i64>) -> Result<(i64, Version)> {
+        if let Some(v) = keep
+            && let Ok(n) = i64::try_from(v.get())
+            && current.is_none_or(|c| n > c)
+        {
+            self.0 = self.0.max(n);
+            return Ok((n, v));
+        }
+        self.next()
+    }
+
+    fn write(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached("UPDATE version_clock SET last = ?1 WHERE id = 0")
+            .and_then(|mut s| s.execute(params![self.0]))
+            .map_err(db_err("advancing the version clock"))?;
+        Ok(())
+    }
+}
 
 /// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
 pub fn apply(
@@ -17,12 +64,14 @@ pub fn apply(
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err("starting a write transaction"))?;
+    let mut clock = Clock::read(&tx)?;
+    let start = clock.0;
     let mut results = Vec::with_capacity(units.len());
     for unit in units {
         let sp = tx.savepoint().map_err(db_err("opening a savepoint"))?;
         let outcome = unit
             .iter()
-            .map(|op| apply_op(&sp, op, deduplicate))
+            .map(|op| apply_op(&sp, op, deduplicate, &mut clock))
             .collect::<Result<Vec<_>>>();
         match outcome {
             Ok(outcomes) => {
@@ -36,22 +85,61 @@ pub fn apply(
             }
         }
     }
+    // Versions used by units that were rolled back stay used: gaps, never a repeat.
+    if clock.0 != start {
+        clock.write(&tx)?;
+    }
     tx.commit()
         .map_err(db_err("committing a write transaction"))?;
     Ok(results)
 }
 
-fn apply_op(conn: &Connection, op: &WriteOp, deduplicate: bool) -> Result<OpOutcome> {
+fn apply_op(
+    conn: &Connection,
+    op: &WriteOp,
+    deduplicate: bool,
+    clock: &mut Clock,
+) -> Result<OpOutcome> {
     match op {
         WriteOp::Put {
             collection,
             key,
             value,
             now_ms,
-        } => put(conn, collection, key, value, *now_ms, deduplicate),
+            keep_version,
+        } => {
+            let (stored, version) = match keep_version {
+                None => clock.next()?,
+                Some(_) => {
+                    let current = current_version(conn, collection, key)?;
+                    clock.for_put(*keep_version, current)?
+                }
+            };
+            put(
+                conn,
+                collection,
+                key,
+                value,
+                *now_ms,
+                deduplicate,
+                (stored, version),
+            )
+        }
         WriteOp::Delete { collection, key } => {
             let existed = delete(conn, collection, key)?;
             Ok(OpOutcome::Delete { existed })
+        }
+        WriteOp::Check {
+            collection,
+            key,
+            expect,
+        } => {
+            check(conn, collection, key, *expect)?;
+            Ok(OpOutcome::Check)
+        }
+        WriteOp::DeletePrefix { collection, prefix } => {
+            let deleted = delete_prefix(conn, collection, prefix)?;
+            Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
             collection,
@@ -84,6 +172,69 @@ fn apply_op(conn: &Connection, op: &WriteOp, deduplicate: bool) -> Result<OpOutc
             Ok(OpOutcome::Touch)
         }
     }
+}
+
+/// The record's version as stored, if it exists.
+fn current_version(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT version FROM records WHERE collection = ?1 AND key = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![collection, key], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err("reading a record's version"))
+}
+
+/// Fails with [`StorageError::Conflict`] unless the record's state satisfies `expect`.
+fn check(conn: &Connection, collection: &str, key: &str, expect: Expect) -> Result<()> {
+    if expect == Expect::Any {
+        return Ok(());
+    }
+    let actual = current_version(conn, collection, key)?
+        .map(|v| {
+            Version::from_db(v).ok_or_else(|| {
+                StorageError::corruption(
+                    format!("{collection}/{key}"),
+                    format!("invalid record version {v}"),
+                )
+            })
+        })
+        .transpose()?;
+    if expect.holds(actual) {
+        Ok(())
+    } else {
+        Err(StorageError::Conflict {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            expected: expect,
+            actual,
+        })
+    }
+}
+
+/// Deletes every record of `collection` whose key starts with `prefix`, releasing their
+/// blobs; returns the keys in order.
+fn delete_prefix(conn: &Connection, collection: &str, prefix: &str) -> Result<Vec<String>> {
+    let options = ListOptions::default().prefix(prefix).limit(usize::MAX - 1);
+    let (sql, mut args) = range_query("key, blob_id FROM records", collection, &options);
+    // The range query ends with `LIMIT ?`; an unbounded delete drops it.
+    args.pop();
+    let sql = sql.trim_end_matches(" LIMIT ?");
+    let rows: Vec<(String, i64)> = conn
+        .prepare(sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("finding records by prefix"))?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for (key, blob_id) in rows {
+        conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![collection, key]))
+            .map_err(db_err("deleting records by prefix"))?;
+        release_blob(conn, blob_id)?;
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
@@ -165,20 +316,22 @@ fn put(
     value: &EncodedValue,
     now_ms: i64,
     deduplicate: bool,
+    (stored_version, version): (i64, Version),
 ) -> Result<OpOutcome> {
     let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO records (collection, key, blob_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?4)
+            "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
              ON CONFLICT (collection, key) DO NOTHING",
         )
-        .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms]))
+        .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms, stored_version]))
         .map_err(db_err("writing a record"))?;
     if inserted == 1 {
         return Ok(OpOutcome::Put {
             deduplicated,
             replaced: false,
+            version,
         });
     }
     let old = current_blob(conn, collection, key)?.ok_or_else(|| {
@@ -188,14 +341,16 @@ fn put(
         )
     })?;
     conn.prepare_cached(
-        "UPDATE records SET blob_id = ?3, updated_at = ?4 WHERE collection = ?1 AND key = ?2",
+        "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5
+         WHERE collection = ?1 AND key = ?2",
     )
-    .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms]))
+    .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms, stored_version]))
     .map_err(db_err("writing a record"))?;
     release_blob(conn, old)?;
     Ok(OpOutcome::Put {
         deduplicated,
         replaced: true,
+        version,
     })
 }
 

@@ -1,0 +1,132 @@
+//! `apply`: a [`WriteBatch`] as one unit — its conditions first, then its writes — so it
+//! commits all or nothing, across collections, in one transaction and one invalidation
+//! message.
+
+use std::time::Instant;
+
+use super::PersistentStorageManager;
+use crate::backend::{OpOutcome, WriteOp, now_ms};
+use crate::batch::{Entry, WriteBatch};
+use crate::error::{Result, StorageError};
+use crate::rt::blocking;
+use crate::value::EncodedValue;
+use crate::version::{Expect, Version};
+
+/// Batches holding more serialized bytes than this are compressed on a blocking thread.
+const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
+
+/// A batch entry ready for the writer.
+enum Encoded {
+    Store(String, String, EncodedValue),
+    Delete(String, String),
+}
+
+impl PersistentStorageManager {
+    /// Applies `batch` in one transaction: every condition
+    /// ([`WriteBatch::expect`](crate::WriteBatch::expect)) is checked against the state
+    /// before the batch, and then every write happens, or — when a condition fails
+    /// ([`StorageError::Conflict`]) or anything else goes wrong — none does.
+    ///
+    /// Returns `(collection, key, new version)` for each store of the batch, in the order
+    /// they were added (deletes leave no version to report). An empty batch returns at once;
+    /// a batch of conditions only checks them.
+    pub async fn apply(&self, batch: WriteBatch) -> Result<Vec<(String, String, Version)>> {
+        let result = self.apply_inner(batch).await;
+        self.count_error(result)
+    }
+
+    async fn apply_inner(&self, batch: WriteBatch) -> Result<Vec<(String, String, Version)>> {
+        let started = Instant::now();
+        self.check_writable()?;
+        batch.validate()?;
+        if batch.entries.is_empty() && batch.conditions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unit: Vec<WriteOp> = batch
+            .conditions
+            .into_iter()
+            .filter(|c| c.expect != Expect::Any)
+            .map(|c| WriteOp::Check {
+                collection: c.collection,
+                key: c.key,
+                expect: c.expect,
+            })
+            .collect();
+        let checks = unit.len();
+        for entry in self.encode_entries(batch.entries).await? {
+            unit.push(match entry {
+                Encoded::Store(collection, key, value) => {
+                    self.observe(&collection, &value);
+                    WriteOp::Put {
+                        collection,
+                        key,
+                        value,
+                        now_ms: now_ms(),
+                        keep_version: None,
+                    }
+                }
+                Encoded::Delete(collection, key) => WriteOp::Delete { collection, key },
+            });
+        }
+        if unit.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes = self.writer().write(unit.clone()).await?;
+        self.shared().counters.write_call_done(started.elapsed());
+        let mut versions = Vec::new();
+        for (op, outcome) in unit.into_iter().zip(outcomes).skip(checks) {
+            match (op, outcome) {
+                (
+                    WriteOp::Put {
+                        collection, key, ..
+                    },
+                    OpOutcome::Put { version, .. },
+                ) => versions.push((collection, key, version)),
+                (WriteOp::Delete { .. }, OpOutcome::Delete { .. }) => {}
+                _ => {
+                    return Err(StorageError::Task(
+                        "the backend reported outcomes out of order".into(),
+                    ));
+                }
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Compresses and hashes the batch's documents (on a blocking thread when they are
+    /// large), each with its collection's dictionary.
+    async fn encode_entries(&self, entries: Vec<Entry>) -> Result<Vec<Encoded>> {
+        let total: usize = entries
+            .iter()
+            .map(|e| match e {
+                Entry::Store { raw, .. } => raw.len(),
+                Entry::Delete { .. } => 0,
+            })
+            .fold(0, usize::saturating_add);
+        let pipeline = self.inner.pipeline;
+        let shared = std::sync::Arc::clone(self.shared());
+        let encode_all = move || {
+            entries
+                .into_iter()
+                .map(|entry| match entry {
+                    Entry::Store {
+                        collection,
+                        key,
+                        raw,
+                    } => {
+                        let dict = shared.dictionaries.encoder(&collection);
+                        let value =
+                            pipeline.encode_raw_with(&collection, &key, raw, dict.as_deref())?;
+                        Ok(Encoded::Store(collection, key, value))
+                    }
+                    Entry::Delete { collection, key } => Ok(Encoded::Delete(collection, key)),
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        if total <= INLINE_ENCODE_LIMIT {
+            encode_all()
+        } else {
+            blocking(encode_all).await
+        }
+    }
+}
