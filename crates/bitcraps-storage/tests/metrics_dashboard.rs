@@ -156,6 +156,23 @@ async fn operations_record_the_listed_metrics_and_the_dashboard_queries_only_tho
         .await?;
     s.collections().await?;
     s.delete("chat", "c-1").await?;
+    // The versioned and multi-record operations are timed too.
+    let _: Option<(common::Game, bitcraps_storage::Version)> =
+        s.retrieve_versioned("games", "g-1").await?;
+    let _: Vec<Option<common::Game>> = s.retrieve_many("games", &["g-1", "missing"]).await?;
+    let _: bitcraps_storage::ScanPage<common::Game> = s
+        .scan("games", bitcraps_storage::ListOptions::default())
+        .await?;
+    s.store_if(
+        "games",
+        "g-new",
+        &game("g-new", 1),
+        bitcraps_storage::Expect::Absent,
+    )
+    .await?;
+    s.delete_if("games", "g-new", bitcraps_storage::Expect::Exists)
+        .await?;
+    s.delete_prefix("lobby", "l-").await?;
     // One group commit fails as a whole; one background run fails.
     backend.fail_nth(Method::Apply, 1);
     assert!(s.store("games", "g-2", &game("g-2", 2)).await.is_err());
@@ -217,6 +234,12 @@ async fn operations_record_the_listed_metrics_and_the_dashboard_queries_only_tho
         "backup",
         "verify_backup",
         "scrub",
+        "retrieve_versioned",
+        "retrieve_many",
+        "scan",
+        "store_if",
+        "delete_if",
+        "delete_prefix",
     ] {
         assert!(operations.contains(op), "{op} is timed: {operations:?}");
     }

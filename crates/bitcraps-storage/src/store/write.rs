@@ -125,7 +125,11 @@ impl PersistentStorageManager {
             .iter()
             .map(|(k, v, version)| (k.as_ref(), v, Some(*version)))
             .collect();
-        let result = self.store_batch_inner(collection, &items).await;
+        let work = self.store_batch_inner(collection, &items);
+        let result = self
+            .observer()
+            .observed(Operation::StoreBatch, collection, None, work)
+            .await;
         self.count_error(result)
     }
 
