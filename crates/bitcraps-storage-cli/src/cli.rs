@@ -13,7 +13,8 @@ Exit codes:
   1  error (I/O, database, corruption, store locked by another process, ...; migrate: a
      non-empty target, or the copy differs from the source; demo --data: a store that
      already holds records, without --force)
-  2  usage or configuration error (bad arguments, settings, config file or URL)
+  2  usage or configuration error (bad arguments, settings, config file or URL; a write
+     through --read-only)
   3  not found (get, info, or delete without --force, of a missing key; get, list, info,
      stats, export, backup list or backup verify on a data directory that holds no store,
      which they never create)
@@ -51,6 +52,17 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
+    /// Open the store for reading only: an embedded store is opened without its writer lock,
+    /// so it can be inspected while another process (a server, `demo`) writes it; writes are
+    /// refused (exit 2). For get, list, info, stats, export, collections, backup create and
+    /// serve-metrics
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
+    /// Print no progress bars and no notes on stderr (errors are still printed)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -69,6 +81,8 @@ pub enum Command {
     List(ListArgs),
     /// Show a record's metadata
     Info(InfoArgs),
+    /// List the collections that hold records, one per line
+    Collections(CollectionsArgs),
     /// Show the store's statistics
     Stats(StatsArgs),
     /// Write records as JSON Lines: {"collection":..,"key":..,"value":..}
@@ -85,6 +99,17 @@ pub enum Command {
     /// Copy every record from one store into another (e.g. SQLite to PostgreSQL) and verify
     /// the copy
     Migrate(MigrateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `bitcraps-storage completions bash > /etc/bash_completion.d/bitcraps-storage`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Serve the store's metrics at http://ADDR/metrics (Prometheus text format) until
+    /// interrupted; opens the store read-only (beside the server that writes it), and
+    /// refreshes the gauges on every scrape
+    ServeMetrics(ServeMetricsArgs),
 }
 
 /// A collection and a key.
@@ -169,6 +194,13 @@ pub struct ListArgs {
     /// Only keys after this one (continue a previous listing)
     #[arg(long, value_name = "K")]
     pub after: Option<String>,
+    /// End each key with a NUL byte instead of a line break and print it exactly as stored
+    /// (for `xargs -0`: keys with line breaks survive)
+    #[arg(short = '0', long = "null", conflicts_with = "json")]
+    pub null: bool,
+    /// Print one JSON array of the keys, exactly as stored
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `info`
@@ -181,12 +213,44 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+/// `collections`
+#[derive(Debug, Args)]
+pub struct CollectionsArgs {
+    /// Print a JSON array instead of one name per line
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Print JSON instead of a table
-    #[arg(long)]
+    /// Print JSON instead of a table (the same as --format json)
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: a table, the whole statistics structure as JSON, or the Prometheus text
+    /// exposition format (for node_exporter's textfile collector)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<StatsFormat>,
+}
+
+/// `stats --format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// A table
+    Table,
+    /// JSON
+    Json,
+    /// Prometheus text exposition format
+    Prometheus,
+}
+
+/// `serve-metrics`
+#[derive(Debug, Args)]
+pub struct ServeMetricsArgs {
+    /// Address to serve /metrics on (port 0 picks a free port; the address is printed on
+    /// stderr)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// `maintenance`
@@ -216,6 +280,19 @@ pub enum BackupCommand {
     Verify {
         /// The backup id (see `backup list`)
         id: String,
+        /// Print the verification report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the retention rules (backup.keep_* and backup.retention_days) now, without taking
+    /// a backup: delete the complete backups no rule keeps
+    Prune {
+        /// Only say what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+        /// Print what was kept and deleted as JSON ({"kept": [...], "deleted": [...]})
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a backup into a new directory or an empty PostgreSQL schema (verified first;
     /// never over the live store)
@@ -226,6 +303,9 @@ pub enum BackupCommand {
         /// schema holds no records
         #[arg(long, value_name = "DIR|URL")]
         to: std::path::PathBuf,
+        /// Print the restore report as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -269,6 +349,13 @@ pub struct DemoArgs {
     /// writes replace records under the keys it uses)
     #[arg(long)]
     pub force: bool,
+    /// Serve the demo's metrics at http://ADDR/metrics while it plays (port 0 picks a free
+    /// port; the address is printed on stderr)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Print the report as JSON (the library's statistics and consistency report included)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `migrate`
@@ -293,4 +380,8 @@ pub struct MigrateArgs {
     /// migration), with the same summary and exit code
     #[arg(long, conflicts_with = "allow_nonempty")]
     pub verify_only: bool,
+    /// Print the verification summary as JSON: {"collections": [...], "mismatches": N,
+    /// "first_mismatches": [...]}
+    #[arg(long)]
+    pub json: bool,
 }

@@ -82,7 +82,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
                 StorageError::BackupNotFound { .. } => Some(NOT_FOUND),
                 StorageError::Conflict { .. } => Some(CONFLICT),
-                StorageError::Config(_) | StorageError::UnsupportedUrl { .. } => Some(USAGE),
+                StorageError::Config(_)
+                | StorageError::UnsupportedUrl { .. }
+                | StorageError::ReadOnly { .. } => Some(USAGE),
                 _ => None,
             }
         })

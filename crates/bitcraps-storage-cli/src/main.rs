@@ -13,8 +13,10 @@ mod commands;
 mod demo;
 mod document;
 mod exit;
+mod exporter;
 mod json;
 mod jsonl;
+mod notes;
 mod progress;
 mod render;
 mod settings;
@@ -30,12 +32,15 @@ use crate::progress::Ui;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    notes::set_quiet(cli.quiet);
     let ui = Ui::new();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(ui.log_writer())
+        // No escape sequences in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

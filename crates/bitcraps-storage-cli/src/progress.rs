@@ -20,9 +20,10 @@ impl Default for Ui {
 }
 
 impl Ui {
-    /// Bars are drawn on stderr when it is a terminal, and hidden otherwise.
+    /// Bars are drawn on stderr when it is a terminal (and not `--quiet`), and hidden
+    /// otherwise.
     pub fn new() -> Self {
-        let target = if std::io::stderr().is_terminal() {
+        let target = if std::io::stderr().is_terminal() && !crate::notes::quiet() {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()

@@ -117,3 +117,36 @@ fn demo_refuses_a_store_that_holds_records_unless_forced() {
         serde_json::from_str(&s.ok(&["stats", "--json"])).expect("stats JSON");
     assert!(stats["database_stats"]["record_count"].as_u64() > Some(1));
 }
+
+#[test]
+fn demo_json_reports_the_run_and_the_library_statistics() {
+    let s = Scratch::new();
+    let out = s
+        .bare()
+        .args(["demo", "--records", "300", "--tasks", "2", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.get_output().stdout).expect("demo --json is JSON");
+    assert!(
+        report["records_written"].as_u64().is_some_and(|n| n >= 300),
+        "{report}"
+    );
+    assert_eq!(report["consistency_ok"], true);
+    assert_eq!(
+        report["consistency"]["integrity"],
+        serde_json::json!(["ok"])
+    );
+    assert!(report["latency"]["store"]["p99_ms"].is_number(), "{report}");
+    let stats = &report["statistics"];
+    assert!(
+        stats["total_writes"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+    assert!(stats["write_latency"]["p99_ms"].is_number(), "{report}");
+    assert!(
+        report["backup"]["records_compared"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+}

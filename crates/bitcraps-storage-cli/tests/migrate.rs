@@ -193,3 +193,27 @@ fn refuses_the_same_store_and_a_missing_source() {
         .code(2)
         .stderr(predicate::str::contains("not --data or --url"));
 }
+
+#[test]
+fn migrate_json_is_the_verification_summary() {
+    let s = Scratch::new();
+    let source = build_source(&s);
+    let url = format!("sqlite://{}", s.path("target/copy.db").display());
+    let out = s
+        .bare()
+        .arg("migrate")
+        .arg("--from")
+        .arg(&source)
+        .args(["--to", &url, "--json"])
+        .assert()
+        .success();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.get_output().stdout).expect("migrate --json is JSON");
+    assert_eq!(summary["mismatches"], 0);
+    let games = summary["collections"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["collection"] == "games"))
+        .expect("a row for games");
+    assert_eq!(games["source_records"], GAMES);
+    assert_eq!(games["target_records"], GAMES);
+}

@@ -166,12 +166,21 @@ fn bad_settings_are_usage_errors() {
             "BITCRAPS_STORAGE_DATABASE_DATA_PATH",
         ));
     assert!(!s.path("old-name").exists());
+    // A misspelt variable is an error, as an unknown TOML key is (issue #17).
+    s.cli()
+        .env("BITCRAPS_STORAGE_CACHE_SIZE", "1")
+        .arg("stats")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("BITCRAPS_STORAGE_CACHE_SIZE"));
+    // A missing --config file is a mistake in the invocation, like a bad key (issue #17).
     s.cli()
         .arg("--config")
         .arg(s.path("missing.toml"))
         .arg("stats")
         .assert()
-        .code(1);
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"));
     s.bare()
         .args(["--url", "mysql://localhost/x", "stats"])
         .assert()

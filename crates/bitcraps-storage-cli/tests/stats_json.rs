@@ -25,6 +25,30 @@ fn stats_json_parses_and_counts_records() {
         "the two identical seats share one blob"
     );
     assert!(db["file_bytes"].as_u64().is_some_and(|n| n > 0));
+    // The whole structure, through serde: percentiles next to the means, every tier.
+    for field in ["p50_ms", "p90_ms", "p99_ms", "max_ms", "count"] {
+        assert!(
+            stats["read_latency"][field].is_number(),
+            "read_latency.{field}"
+        );
+        assert!(
+            stats["write_latency"][field].is_number(),
+            "write_latency.{field}"
+        );
+    }
+    assert!(stats["cache_stats"]["coalesced"].is_number());
+    assert!(
+        stats
+            .get("remote_cache")
+            .is_some_and(serde_json::Value::is_null),
+        "no Redis tier"
+    );
+    assert!(
+        stats
+            .get("last_backup_at_ms")
+            .is_some_and(serde_json::Value::is_null),
+        "no backup yet"
+    );
 
     let table = s.ok(&["stats"]);
     assert!(

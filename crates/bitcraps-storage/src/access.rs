@@ -26,6 +26,8 @@ pub struct AccessTracker {
     pending_keys: AtomicUsize,
     /// The shard a partial drain starts at (round-robin, so none waits behind the others).
     next_shard: AtomicUsize,
+    /// Records nothing (a read-only store, which cannot write the counts).
+    disabled: bool,
 }
 
 impl Default for AccessTracker {
@@ -34,6 +36,17 @@ impl Default for AccessTracker {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             pending_keys: AtomicUsize::new(0),
             next_shard: AtomicUsize::new(0),
+            disabled: false,
+        }
+    }
+}
+
+impl AccessTracker {
+    /// A tracker that records nothing (for read-only stores).
+    pub fn disabled() -> Self {
+        AccessTracker {
+            disabled: true,
+            ..AccessTracker::default()
         }
     }
 }
@@ -53,6 +66,9 @@ impl AccessTracker {
 
     /// Counts one read of the record behind `cache_key` (see [`crate::cache::cache_key`]).
     pub fn record(&self, cache_key: &str, now_ms: i64) {
+        if self.disabled {
+            return;
+        }
         let mut shard = self.shard(cache_key);
         if let Some(p) = shard.get_mut(cache_key) {
             p.count = p.count.saturating_add(1);

@@ -1,5 +1,6 @@
 //! Background tasks, as in the original design: statistics every
-//! `maintenance.statistics_interval` (to `tracing` and the `metrics` facade), cache upkeep
+//! `maintenance.statistics_interval` (to `tracing`; taking them refreshes the `metrics`
+//! gauges, see `observe`), cache upkeep
 //! every `cache.upkeep_interval`, maintenance every `maintenance.interval_hours`, and a scrub
 //! step (`maintenance.scrub_bytes_per_run` of stored documents verified) every
 //! `maintenance.scrub_interval`. They
@@ -27,7 +28,7 @@ use crate::store::WeakStore;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackgroundTask {
-    /// Statistics to `tracing` and the `metrics` facade, every `statistics_interval`.
+    /// Statistics to `tracing` and the `metrics` gauges, every `statistics_interval`.
     Statistics,
     /// Cache upkeep (pending evictions), every `cache_upkeep_interval`.
     CacheUpkeep,
@@ -108,10 +109,12 @@ impl Background {
         );
         every(config.cache.upkeep_interval, BackgroundTask::CacheUpkeep);
         let hours = u64::from(config.maintenance.interval_hours);
-        every(
-            Duration::from_secs(hours.saturating_mul(3600)),
-            BackgroundTask::Maintenance,
-        );
+        if !config.database.read_only {
+            every(
+                Duration::from_secs(hours.saturating_mul(3600)),
+                BackgroundTask::Maintenance,
+            );
+        }
         every(config.maintenance.scrub_interval, BackgroundTask::Scrub);
         Background {
             stop,
@@ -177,6 +180,7 @@ async fn execute(storage: PersistentStorageManager, task: BackgroundTask) -> cra
         }
     };
     Counters::add(&storage.shared().counters.background_failures, 1);
+    crate::observe::background_failure(task.name());
     Err(failure)
 }
 
@@ -244,10 +248,8 @@ impl PersistentStorageManager {
     }
 }
 
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "metrics gauges are f64 by definition"
-)]
+/// The statistics report to `tracing`. Taking the snapshot refreshed the `metrics` gauges;
+/// counters and histograms are recorded as operations happen.
 fn report(s: &StorageStatistics) {
     tracing::info!(
         reads = s.total_reads,
@@ -258,77 +260,4 @@ fn report(s: &StorageStatistics) {
         file_bytes = s.database_stats.file_bytes,
         "storage statistics"
     );
-    let db = &s.database_stats;
-    for (name, value) in [
-        ("bitcraps_storage_reads_total", s.total_reads),
-        ("bitcraps_storage_writes_total", s.total_writes),
-        ("bitcraps_storage_deletes_total", s.total_deletes),
-        ("bitcraps_storage_cache_hits_total", s.cache_hits),
-        ("bitcraps_storage_cache_misses_total", s.cache_misses),
-        (
-            "bitcraps_storage_deduplicated_writes_total",
-            s.deduplicated_writes,
-        ),
-        ("bitcraps_storage_bytes_written_total", s.bytes_written),
-        ("bitcraps_storage_errors_total", s.errors),
-    ] {
-        metrics::counter!(name).absolute(value);
-    }
-    for (name, value) in [
-        ("bitcraps_storage_records", db.record_count as f64),
-        ("bitcraps_storage_blobs", db.blob_count as f64),
-        ("bitcraps_storage_logical_bytes", db.logical_bytes as f64),
-        ("bitcraps_storage_stored_bytes", db.stored_bytes as f64),
-        ("bitcraps_storage_file_bytes", db.file_bytes as f64),
-        ("bitcraps_storage_wal_bytes", db.wal_bytes as f64),
-        ("bitcraps_storage_cache_hit_rate", s.cache_hit_rate),
-        ("bitcraps_storage_read_time_ms", s.average_read_time_ms),
-        ("bitcraps_storage_write_time_ms", s.average_write_time_ms),
-    ] {
-        metrics::gauge!(name).set(value);
-    }
-    metrics::counter!("bitcraps_storage_cache_coalesced_total").absolute(s.cache_stats.coalesced);
-    if let Some(r) = &s.remote_cache {
-        for (name, value) in [
-            ("bitcraps_storage_remote_cache_hits_total", r.hits),
-            ("bitcraps_storage_remote_cache_misses_total", r.misses),
-            ("bitcraps_storage_remote_cache_fills_total", r.fills),
-            (
-                "bitcraps_storage_remote_cache_raced_fills_total",
-                r.raced_fills,
-            ),
-            ("bitcraps_storage_remote_cache_errors_total", r.errors),
-            (
-                "bitcraps_storage_remote_cache_corrupt_entries_total",
-                r.corrupt_entries,
-            ),
-            (
-                "bitcraps_storage_remote_cache_rejected_entries_total",
-                r.rejected_entries,
-            ),
-            (
-                "bitcraps_storage_remote_rejected_messages_total",
-                r.rejected_messages,
-            ),
-            (
-                "bitcraps_storage_remote_invalidations_sent_total",
-                r.invalidations_sent,
-            ),
-            (
-                "bitcraps_storage_remote_invalidations_received_total",
-                r.invalidations_received,
-            ),
-            ("bitcraps_storage_remote_reconnects_total", r.reconnects),
-            ("bitcraps_storage_remote_l1_flushes_total", r.l1_flushes),
-        ] {
-            metrics::counter!(name).absolute(value);
-        }
-        metrics::gauge!("bitcraps_storage_remote_pending_invalidations")
-            .set(r.pending_invalidations as f64);
-        metrics::gauge!("bitcraps_storage_remote_connected").set(if r.connected {
-            1.0
-        } else {
-            0.0
-        });
-    }
 }

@@ -127,6 +127,13 @@ impl fmt::Display for Codec {
     }
 }
 
+/// Serialized as its name (`"zstd"`), as it is displayed and parsed.
+impl serde::Serialize for Codec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl FromStr for Codec {
     type Err = StorageError;
 

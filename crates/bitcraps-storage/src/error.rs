@@ -225,6 +225,14 @@ pub enum StorageError {
     )]
     RedisTierRequired,
 
+    /// The store was opened read-only (`database.read_only`, the CLI's `--read-only`):
+    /// `operation` (a write, maintenance, a restore) is refused.
+    #[error("the store is open read-only (database.read_only): {operation} is refused")]
+    ReadOnly {
+        /// What was refused.
+        operation: &'static str,
+    },
+
     /// A write's condition ([`Expect`](crate::Expect)) did not hold when the write was
     /// committed: nothing was written. `update` gives up with this after its configured
     /// attempts (`write.update_max_attempts`).
@@ -357,6 +365,7 @@ impl StorageError {
             },
             E::Closed => E::Closed,
             E::RedisTierRequired => E::RedisTierRequired,
+            E::ReadOnly { operation } => E::ReadOnly { operation },
             E::Task(m) => E::Task(m.clone()),
             E::Poisoned { reason } => E::Poisoned {
                 reason: reason.clone(),

@@ -50,12 +50,14 @@ mod error;
 mod fs;
 mod list;
 mod maintenance;
+mod observe;
 mod redact;
 mod remote;
 mod rt;
 mod scrub;
 mod stats;
 mod store;
+mod timefmt;
 mod tls;
 mod validate;
 mod value;
@@ -78,12 +80,13 @@ pub use cache::CacheStatistics;
 pub use codec::Codec;
 pub use config::{
     BackendTarget, BackupConfig, CacheConfig, CompressionConfig, DEFAULT_DATABASE_FILE,
-    DatabaseConfig, Durability, MaintenanceConfig, RedisConfig, StorageConfig,
+    DatabaseConfig, Durability, MaintenanceConfig, MetricsConfig, RedisConfig, StorageConfig,
     StorageConfigBuilder, WriteConfig,
 };
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
+pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};
 pub use redact::redact_url;
 pub use remote::RemoteCacheStatistics;
 pub use scrub::{ScrubPass, ScrubStep};

@@ -18,6 +18,7 @@ use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
 use crate::backup::{BackupInfo, RetentionOutcome, SweepReport};
 use crate::error::{Result, StorageError};
+use crate::observe::Operation;
 use crate::rt::blocking;
 use crate::stats::Counters;
 
@@ -108,6 +109,13 @@ impl MaintenanceReport {
         detail: impl FnOnce(&T) -> String,
     ) -> Option<T> {
         let duration_ms = ms(started.elapsed());
+        // Inside the maintenance run's span (see `observe`).
+        tracing::debug!(
+            step = name,
+            ok = result.is_ok(),
+            duration_ms,
+            "maintenance step"
+        );
         match result {
             Ok(v) => {
                 self.steps.push(MaintenanceStep {
@@ -148,7 +156,18 @@ impl PersistentStorageManager {
     /// or retention); one that holds a damaged document gets no new backup, and every
     /// existing backup is kept.
     pub async fn maintenance(&self) -> Result<MaintenanceReport> {
+        let work = self.maintenance_inner();
+        let result = self
+            .observer()
+            .observed(Operation::Maintenance, "", None, work)
+            .await;
+        crate::observe::maintenance_run(result.is_ok());
+        result
+    }
+
+    async fn maintenance_inner(&self) -> Result<MaintenanceReport> {
         self.check_open()?;
+        self.check_read_write("maintenance")?;
         let started = Instant::now();
         let mut report = MaintenanceReport {
             started_at_ms: now_ms(),

@@ -3,13 +3,15 @@
 
 use crate::error::{Result, StorageError};
 
-/// Runs blocking work off the async runtime.
+/// Runs blocking work off the async runtime, inside the caller's tracing span (so what the
+/// backend logs is attributed to the operation that asked for it).
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?
 }

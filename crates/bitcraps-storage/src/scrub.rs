@@ -158,6 +158,10 @@ impl PersistentStorageManager {
         self.check_open()?;
         let shared = Arc::clone(self.shared());
         let budget = self.config().maintenance.scrub_bytes_per_run;
-        blocking(move || step(&shared, budget)).await
+        let work = blocking(move || step(&shared, budget));
+        let observer = self.observer();
+        observer
+            .observed(crate::observe::Operation::Scrub, "", None, work)
+            .await
     }
 }

@@ -3,13 +3,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::backend::DatabaseStatistics;
 use crate::cache::CacheStatistics;
+use crate::observe::{LatencyHistogram, LatencyPercentiles};
 use crate::remote::RemoteCacheStatistics;
 use crate::scrub::{ScrubPass, ScrubState};
 
-/// A point-in-time snapshot of the store's statistics.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A point-in-time snapshot of the store's statistics (`Serialize`: `stats --json` prints
+/// it as it is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct StorageStatistics {
     /// Successful `retrieve` calls (found or not).
@@ -33,6 +37,10 @@ pub struct StorageStatistics {
     pub average_read_time_ms: f64,
     /// Mean wall time of a `store` or `store_batch` call, in milliseconds.
     pub average_write_time_ms: f64,
+    /// Percentiles of the `retrieve` wall times behind `average_read_time_ms`.
+    pub read_latency: LatencyPercentiles,
+    /// Percentiles of the `store`/`store_batch` wall times behind `average_write_time_ms`.
+    pub write_latency: LatencyPercentiles,
     /// `cache_hits / (cache_hits + cache_misses)`, 0 when there were no reads.
     pub cache_hit_rate: f64,
     /// Transactions committed by group commit.
@@ -55,6 +63,11 @@ pub struct StorageStatistics {
     /// The last complete pass of the scrub (every blob decoded and hashed), with the damaged
     /// documents it found; `None` until a pass completes in this process.
     pub last_scrub: Option<ScrubPass>,
+    /// Creation time of the newest complete backup in the backup directory (listed once), or
+    /// taken by this process since, milliseconds since the Unix epoch.
+    pub last_backup_at_ms: Option<i64>,
+    /// Creation time of the newest backup this process verified.
+    pub last_verified_backup_at_ms: Option<i64>,
     /// What the database reports.
     pub database_stats: DatabaseStatistics,
     /// What the in-process cache (L1) reports.
@@ -82,6 +95,8 @@ pub struct Counters {
     pub(crate) last_maintenance_ms: std::sync::atomic::AtomicI64,
     pub(crate) background_failures: AtomicU64,
     pub(crate) scrub: ScrubState,
+    pub(crate) read_latency: LatencyHistogram,
+    pub(crate) write_latency: LatencyHistogram,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -108,11 +123,13 @@ impl Counters {
     pub(crate) fn read_done(&self, elapsed: Duration) {
         Self::add(&self.reads, 1);
         Self::add(&self.read_nanos, nanos(elapsed));
+        self.read_latency.record(elapsed);
     }
 
     pub(crate) fn write_call_done(&self, elapsed: Duration) {
         Self::add(&self.write_calls, 1);
         Self::add(&self.write_nanos, nanos(elapsed));
+        self.write_latency.record(elapsed);
     }
 
     /// A snapshot, with the database and cache parts filled in by the caller.
@@ -139,6 +156,8 @@ impl Counters {
             logical_bytes_written: get(&self.logical_bytes_written),
             average_read_time_ms: mean_ms(get(&self.read_nanos), get(&self.reads)),
             average_write_time_ms: mean_ms(get(&self.write_nanos), get(&self.write_calls)),
+            read_latency: self.read_latency.percentiles(),
+            write_latency: self.write_latency.percentiles(),
             cache_hit_rate: if lookups == 0 {
                 0.0
             } else {
@@ -154,6 +173,8 @@ impl Counters {
                 .filter(|ms| *ms > 0),
             background_failures: get(&self.background_failures),
             last_scrub: self.scrub.last(),
+            last_backup_at_ms: None,
+            last_verified_backup_at_ms: None,
             database_stats,
             cache_stats,
             remote_cache: None,

@@ -1,4 +1,5 @@
-//! `backup create | list [--json] | verify ID | restore ID --to DIR|postgres://…`.
+//! `backup create | list | verify ID | prune [--dry-run] | restore ID --to DIR|postgres://…`,
+//! each with `--json`.
 
 use std::path::Path;
 
@@ -45,7 +46,7 @@ pub async fn run(
             let swept = swept.context("sweeping stale backup temporaries")?;
             let info = info.context("creating a backup")?;
             if !swept.removed.is_empty() {
-                eprintln!(
+                crate::notes::note!(
                     "removed {} stale temporaries of interrupted backups ({})",
                     swept.removed.len(),
                     render::bytes(swept.bytes_freed)
@@ -58,7 +59,7 @@ pub async fn run(
             }
         }
         BackupCommand::List { json } => list(&backups, json).await,
-        BackupCommand::Verify { id } => {
+        BackupCommand::Verify { id, json } => {
             let spinner = ui.bar(None, "", "verifying");
             let verified = backups.verify_backup(&id).await;
             spinner.finish_and_clear();
@@ -68,6 +69,9 @@ pub async fn run(
                 }
                 other => other.with_context(|| format!("verifying backup {id:?}"))?,
             };
+            if json {
+                return print(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+            }
             print(&format!(
                 "backup {} verified: {} records, {} blobs ({} decoded and hash-checked), \
                  integrity {}\n",
@@ -78,7 +82,8 @@ pub async fn run(
                 v.integrity.join(", ")
             ))
         }
-        BackupCommand::Restore { id, to } => restore(&backups, &id, &to, ui).await,
+        BackupCommand::Prune { dry_run, json } => prune(storage, &backups, dry_run, json).await,
+        BackupCommand::Restore { id, to, json } => restore(&backups, &id, &to, json, ui).await,
     }
 }
 
@@ -139,6 +144,42 @@ async fn list(backups: &BackupManager, json: bool) -> Result<()> {
     print(&format!("{table}\n"))
 }
 
+/// `backup prune`: retention without a new backup; `--dry-run` deletes nothing. Refused with
+/// `--read-only` (it deletes files).
+async fn prune(
+    storage: &PersistentStorageManager,
+    backups: &BackupManager,
+    dry_run: bool,
+    json: bool,
+) -> Result<()> {
+    if storage.config().database.read_only && !dry_run {
+        return Err(bitcraps_storage::StorageError::ReadOnly {
+            operation: "backup prune",
+        }
+        .into());
+    }
+    let outcome = if dry_run {
+        backups.plan_retention().await
+    } else {
+        backups.apply_retention().await
+    }
+    .context("applying the retention rules")?;
+    if json {
+        return print(&format!("{}\n", serde_json::to_string_pretty(&outcome)?));
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let mut text = String::new();
+    for id in &outcome.deleted {
+        text.push_str(&format!("{verb} {id}\n"));
+    }
+    text.push_str(&format!(
+        "kept {}, {verb} {}\n",
+        outcome.kept.len(),
+        outcome.deleted.len()
+    ));
+    print(&text)
+}
+
 /// Where `backup restore --to` points.
 enum Target<'a> {
     /// A PostgreSQL database or schema (`postgres://…`, `postgresql://…`).
@@ -166,28 +207,37 @@ fn target(to: &Path) -> Result<Target<'_>> {
     }
 }
 
-async fn restore(backups: &BackupManager, id: &str, to: &Path, ui: &Ui) -> Result<()> {
+async fn restore(backups: &BackupManager, id: &str, to: &Path, json: bool, ui: &Ui) -> Result<()> {
     let target = target(to)?;
     let spinner = ui.bar(None, "", "restoring");
-    let message = match target {
-        Target::Postgres(url) => backups.restore_backup_to_url(id, url).await.map(|r| {
+    let message: Result<String> = match target {
+        Target::Postgres(url) => match backups.restore_backup_to_url(id, url).await {
+            Ok(r) if json => pretty(&r),
             // The URL is not echoed: it may hold a password.
-            format!(
+            Ok(r) => Ok(format!(
                 "restored backup {} into the PostgreSQL database of --to ({} records); \
                      open it with --url and that URL\n",
                 r.id, r.snapshot.record_count
-            )
-        }),
-        Target::Directory(dir) => backups.restore_backup(id, dir).await.map(|r| {
-            format!(
+            )),
+            Err(e) => Err(e.into()),
+        },
+        Target::Directory(dir) => match backups.restore_backup(id, dir).await {
+            Ok(r) if json => pretty(&r),
+            Ok(r) => Ok(format!(
                 "restored backup {} into {} ({} records); open it with --data {}\n",
                 r.id,
                 r.target.display(),
                 r.snapshot.record_count,
                 r.target.display()
-            )
-        }),
+            )),
+            Err(e) => Err(e.into()),
+        },
     };
     spinner.finish_and_clear();
     print(&message.with_context(|| format!("restoring backup {id:?}"))?)
+}
+
+/// A report as pretty JSON, one line break after it.
+fn pretty<T: serde::Serialize>(report: &T) -> Result<String> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(report)?))
 }

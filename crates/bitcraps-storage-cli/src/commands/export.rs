@@ -69,7 +69,7 @@ pub async fn run(storage: &PersistentStorageManager, args: &ExportArgs, ui: &Ui)
     out.shutdown().await.context("writing the export")?;
     bar.finish_and_clear();
     ui.suspend(|| {
-        eprintln!(
+        crate::notes::note!(
             "exported {count} records from {} collection(s)",
             collections.len()
         );

@@ -84,7 +84,7 @@ pub async fn run(storage: &PersistentStorageManager, args: &ImportArgs, ui: &Ui)
     }
     bar.finish_and_clear();
     ui.suspend(|| {
-        eprintln!(
+        crate::notes::note!(
             "imported {imported} records into {} collection(s)",
             collections.len()
         );

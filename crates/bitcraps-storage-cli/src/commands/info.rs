@@ -6,7 +6,7 @@ use bitcraps_storage::PersistentStorageManager;
 use crate::cli::InfoArgs;
 use crate::commands::print;
 use crate::exit::CliError;
-use crate::{json, render};
+use crate::render;
 
 /// Prints the metadata as a table or JSON; exit 3 when missing.
 pub async fn run(storage: &PersistentStorageManager, args: &InfoArgs) -> Result<()> {
@@ -20,7 +20,7 @@ pub async fn run(storage: &PersistentStorageManager, args: &InfoArgs) -> Result<
             key: k.clone(),
         })?;
     if args.json {
-        print(&format!("{:#}\n", json::metadata(&meta)))
+        print(&format!("{}\n", serde_json::to_string_pretty(&meta)?))
     } else {
         print(&format!(
             "{}\n",

@@ -1,5 +1,5 @@
-//! `list <collection> [--prefix P] [--limit N] [--after K]`: one key per line, control
-//! characters escaped.
+//! `list <collection> [--prefix P] [--limit N] [--after K] [-0 | --json]`: one key per line,
+//! control characters escaped; or NUL-terminated, or a JSON array, exactly as stored.
 
 use std::borrow::Cow;
 
@@ -20,6 +20,10 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
     let mut escaped = 0usize;
     let mut remaining = args.limit.unwrap_or(usize::MAX);
     let mut after = args.after.clone();
+    let mut first = true;
+    if args.json {
+        print("[")?;
+    }
     while remaining > 0 {
         let mut options = ListOptions::default().limit(remaining.min(DEFAULT_LIST_LIMIT));
         if let Some(prefix) = &args.prefix {
@@ -35,6 +39,17 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
         remaining = remaining.saturating_sub(page.keys.len());
         let mut text = String::new();
         for key in &page.keys {
+            if args.null {
+                text.push_str(key);
+                text.push('\0');
+                continue;
+            }
+            if args.json {
+                text.push_str(if first { "\n  " } else { ",\n  " });
+                text.push_str(&serde_json::to_string(key)?);
+                first = false;
+                continue;
+            }
             let shown = render::escape_controls(key);
             if matches!(shown, Cow::Owned(_)) {
                 escaped += 1;
@@ -45,14 +60,17 @@ pub async fn run(storage: &PersistentStorageManager, args: &ListArgs) -> Result<
         print(&text)?;
         match page.next_after {
             Some(next) if remaining == 0 => {
-                eprintln!("more keys follow; continue with --after {next:?}");
+                crate::notes::note!("more keys follow; continue with --after {next:?}");
             }
             Some(next) => after = Some(next),
             None => break,
         }
     }
+    if args.json {
+        print(if first { "]\n" } else { "\n]\n" })?;
+    }
     if escaped > 0 {
-        eprintln!(
+        crate::notes::note!(
             "{escaped} key(s) hold control characters and are shown escaped (\\n, \\t, \\u{{1b}}, ...)"
         );
     }

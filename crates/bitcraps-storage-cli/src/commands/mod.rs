@@ -4,6 +4,7 @@
 //! Adding a command: a variant in `cli::Command`, a file here, an arm in [`dispatch`].
 
 mod backup;
+mod collections;
 mod delete;
 mod export;
 mod get;
@@ -13,6 +14,7 @@ mod list;
 mod maintenance;
 mod migrate;
 mod put;
+mod serve_metrics;
 mod stats;
 
 use anyhow::{Context, Result};
@@ -28,11 +30,27 @@ pub use migrate::MigrationRow;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
-    let settings = Settings::load(
+    if let Command::Completions { shell } = cli.command {
+        // Needs no settings and no store.
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "bitcraps-storage",
+            &mut out,
+        );
+        return print(&String::from_utf8_lossy(&out));
+    }
+    crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
+    let mut settings = Settings::load(
         Layer::from_flags(cli.data, cli.url),
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
+    // serve-metrics runs beside the server that owns the store: always read-only.
+    if cli.read_only || matches!(cli.command, Command::ServeMetrics(_)) {
+        settings.config.database.read_only = true;
+    }
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(&settings, args, ui).await;
     }
@@ -45,7 +63,7 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         }
         return migrate::run(args, cli.config.as_deref(), ui).await;
     }
-    if reads_only(&cli.command) {
+    if reads_only(&cli.command) || settings.config.database.read_only {
         require_store(&settings.config)?;
     }
     let storage = open(settings.config).await?;
@@ -70,8 +88,10 @@ fn reads_only(command: &Command) -> bool {
         Command::Get(_)
             | Command::List(_)
             | Command::Info(_)
+            | Command::Collections(_)
             | Command::Stats(_)
             | Command::Export(_)
+            | Command::ServeMetrics(_)
             | Command::Backup(BackupCommand::List { .. } | BackupCommand::Verify { .. })
     )
 }
@@ -113,13 +133,15 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Delete(args) => delete::run(storage, &args).await,
         Command::List(args) => list::run(storage, &args).await,
         Command::Info(args) => info::run(storage, &args).await,
+        Command::Collections(args) => collections::run(storage, &args).await,
         Command::Stats(args) => stats::run(storage, &args).await,
         Command::Export(args) => export::run(storage, &args, ui).await,
         Command::Import(args) => import::run(storage, &args, ui).await,
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
         Command::Backup(command) => backup::run(storage, command, ui).await,
+        Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
         // Handled by `run` before the store is opened.
-        Command::Demo(_) | Command::Migrate(_) => Ok(()),
+        Command::Demo(_) | Command::Migrate(_) | Command::Completions { .. } => Ok(()),
     }
 }
 

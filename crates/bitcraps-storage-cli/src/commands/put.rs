@@ -36,7 +36,7 @@ pub async fn run(storage: &PersistentStorageManager, args: &PutArgs) -> Result<(
 
 async fn read_stdin() -> Result<Vec<u8>> {
     if std::io::stdin().is_terminal() {
-        eprintln!("reading the JSON document from stdin (end with Ctrl-D)");
+        crate::notes::note!("reading the JSON document from stdin (end with Ctrl-D)");
     }
     let mut bytes = Vec::new();
     tokio::io::stdin()

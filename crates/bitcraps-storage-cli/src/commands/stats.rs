@@ -1,25 +1,34 @@
-//! `stats [--json]`: the store's statistics.
+//! `stats [--json | --format table|json|prometheus]`: the store's statistics.
 
 use anyhow::{Context, Result};
 use bitcraps_storage::PersistentStorageManager;
 
-use crate::cli::StatsArgs;
+use crate::cli::{StatsArgs, StatsFormat};
 use crate::commands::print;
-use crate::{json, render};
+use crate::{exporter, render};
 
 /// Prints the statistics. The per-process counters (reads, writes, cache) only cover this
 /// invocation; the database sizes and counts cover the whole store.
 pub async fn run(storage: &PersistentStorageManager, args: &StatsArgs) -> Result<()> {
+    let format = match (args.format, args.json) {
+        (Some(format), _) => format,
+        (None, true) => StatsFormat::Json,
+        (None, false) => StatsFormat::Table,
+    };
+    if format == StatsFormat::Prometheus {
+        // Installed before the snapshot, which sets the gauges.
+        let handle = exporter::install()?;
+        return print(&exporter::render(&handle, storage).await?);
+    }
     let stats = storage
         .statistics()
         .await
         .context("collecting statistics")?;
-    if args.json {
-        print(&format!("{:#}\n", json::statistics(&stats)))
-    } else {
-        print(&format!(
+    match format {
+        StatsFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&stats)?)),
+        _ => print(&format!(
             "{}\n",
             render::key_value(&render::statistics(&stats))
-        ))
+        )),
     }
 }

@@ -50,9 +50,21 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         Ok(BackendTarget::Sqlite { path }) => Some(path),
         _ => None,
     };
-    ui.suspend(|| eprintln!("demo store: {location}"));
+    ui.suspend(|| crate::notes::note!("demo store: {location}"));
 
     let storage = commands::open(config).await?;
+    let server = match args.metrics_addr {
+        Some(addr) => serve_metrics(addr, &storage).await,
+        None => Ok(None),
+    };
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            // The store is closed either way; the serving error is the one reported.
+            let _ = storage.close().await;
+            return Err(e);
+        }
+    };
     if temp.is_none() && !args.force {
         let refused = refuse_records(&storage, &location).await;
         if refused.is_err() {
@@ -83,6 +95,9 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         Ok(_) => Some(backup::round_trip(&storage, ui).await),
         Err(_) => None,
     };
+    if let Some(server) = server {
+        server.abort();
+    }
     let closed = storage.close().await.context("closing the store");
     let (outcome, stats, consistency, chips) = checked?;
     let backup = backup.transpose()?;
@@ -103,18 +118,35 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.len()),
     };
-    print(&format!("{}\n", render::key_value(&report.rows())))?;
+    if args.json {
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report.json())?
+        ))?;
+    } else {
+        print(&format!("{}\n", render::key_value(&report.rows())))?;
+    }
 
     if let Some(dir) = temp {
         if args.keep {
             let kept = dir.keep();
-            eprintln!("kept the demo store in {}", kept.display());
+            crate::notes::note!("kept the demo store in {}", kept.display());
         } else {
             dir.close()
                 .context("removing the demo's temporary directory")?;
         }
     }
     report.verdict()
+}
+
+/// Serves the demo store's metrics at `addr` while it plays.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    storage: &bitcraps_storage::PersistentStorageManager,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let handle = crate::exporter::install()?;
+    let server = crate::exporter::serve(addr, handle, storage.clone()).await?;
+    Ok(Some(server))
 }
 
 /// Fails (exit 1, like `migrate` into a store that holds records) when the store named by

@@ -71,6 +71,53 @@ fn latency_row(name: &str, samples: &Samples) -> (String, String) {
 }
 
 impl Report {
+    /// `demo --json`: the workload, per-call latency percentiles (milliseconds), the
+    /// library's statistics and consistency report as they serialize, and the backup round
+    /// trip.
+    pub fn json(&self) -> serde_json::Value {
+        let o = &self.outcome;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let latency = |s: &Samples| {
+            let summary = s.summary();
+            serde_json::json!({
+                "calls": s.count(),
+                "p50_ms": summary.map(|x| ms(x.p50)),
+                "p99_ms": summary.map(|x| ms(x.p99)),
+                "max_ms": summary.map(|x| ms(x.max)),
+            })
+        };
+        let l = &o.latencies;
+        serde_json::json!({
+            "store": self.location,
+            "temporary": self.temporary,
+            "tasks": self.tasks,
+            "seed": self.seed,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "records_written": o.records_written,
+            "games": o.games,
+            "rolls": o.rolls,
+            "bets": o.bets,
+            "latency": {
+                "store": latency(&l.store),
+                "store_batch": latency(&l.store_batch),
+                "retrieve": latency(&l.retrieve),
+                "delete": latency(&l.delete),
+            },
+            "statistics": self.stats,
+            "consistency": self.consistency,
+            "consistency_ok": self.consistency.is_ok(),
+            "backup": self.backup.as_ref().map(|b| serde_json::json!({
+                "id": b.id,
+                "archive_bytes": b.archive_bytes,
+                "create_seconds": b.create.as_secs_f64(),
+                "verify_seconds": b.verify.as_secs_f64(),
+                "restore_seconds": b.restore.as_secs_f64(),
+                "records_compared": b.compared,
+            })),
+            "file_bytes_after_close": self.file_bytes_after_close,
+        })
+    }
+
     /// The chip invariant after play and, when the backup round trip ran, in the restored
     /// copy, each with where it was checked.
     pub fn invariants(&self) -> Vec<(&'static str, Invariant)> {

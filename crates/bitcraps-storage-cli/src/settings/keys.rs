@@ -93,6 +93,7 @@ pub static KEYS: &[Key] = &[
     key!(database.read_replica_url => OptionalText),
     key!(database.max_connections => Usize),
     key!(database.connection_timeout => Seconds),
+    with_flag(key!(database.read_only => Bool), "--read-only"),
     key!(cache.size_mb => Usize),
     key!(cache.upkeep_interval => Seconds),
     key!(compression.enabled => Bool),
@@ -127,6 +128,8 @@ pub static KEYS: &[Key] = &[
     key!(redis.cache_ttl => Seconds),
     key!(redis.l1_max_age => Seconds),
     key!(redis.tls_ca_file => OptionalPath),
+    key!(metrics.max_collection_labels => Usize),
+    key!(metrics.trace_keys => Bool),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:
@@ -385,17 +388,25 @@ fn boolean(raw: &Raw, origin: &str) -> Result<bool> {
     }
 }
 
-/// Seconds, fractions allowed.
+/// Seconds, fractions allowed, or a duration with units (`"10s"`, `"500ms"`, `"1h 30m"`).
 fn seconds(raw: &Raw, origin: &str) -> Result<Duration> {
     let value = match raw {
         // Exact for every whole number of seconds below 2^53, far beyond any setting.
         Raw::Toml(toml::Value::Integer(i)) => *i as f64,
         Raw::Toml(toml::Value::Float(f)) => *f,
+        Raw::Toml(toml::Value::String(_)) | Raw::Text(_) | Raw::Path(_) => {
+            let text = text(raw, origin)?;
+            let text = text.trim();
+            match text.parse::<f64>() {
+                Ok(seconds) => seconds,
+                Err(_) => {
+                    return humantime::parse_duration(text).map_err(|e| {
+                        invalid(raw, origin, format!("expected seconds or a duration ({e})"))
+                    });
+                }
+            }
+        }
         Raw::Toml(_) => return Err(invalid(raw, origin, "expected a number of seconds")),
-        _ => text(raw, origin)?
-            .trim()
-            .parse::<f64>()
-            .map_err(|e| invalid(raw, origin, e))?,
     };
     Duration::try_from_secs_f64(value)
         .map_err(|e| invalid(raw, origin, format!("not a number of seconds ({e})")))

@@ -29,6 +29,28 @@ use crate::exit::CliError;
 /// Prefix of every environment variable read here.
 pub const ENV_PREFIX: &str = "BITCRAPS_STORAGE_";
 
+/// Fails (a usage error, exit 2) on a `BITCRAPS_STORAGE_*` variable among `names` that is no
+/// setting, as an unknown TOML key does: a misspelt variable is never silently ignored.
+/// Renamed variables pass here; [`Layer::from_env`] names their new names.
+pub fn check_variables(names: impl IntoIterator<Item = std::ffi::OsString>) -> Result<()> {
+    for name in names {
+        let name = name.to_string_lossy();
+        let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let known = suffix == "CONFIG"
+            || KEYS.iter().any(|k| k.env_suffix() == suffix)
+            || RENAMED.iter().any(|(_, old, _)| *old == suffix);
+        if !known {
+            return Err(usage(format!(
+                "unknown environment variable {name}: no setting has this name \
+                 (see docs/configuration.md)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One source of settings: the values it sets, by TOML key (`cache.size_mb`).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Layer {
@@ -67,8 +89,16 @@ impl Layer {
 
     /// The layer of a TOML file: a table per section, e.g. `[cache] size_mb = 64`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = match std::fs::read_to_string(path) {
+            // A missing file is a mistake in the invocation (exit 2), not an I/O failure.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(usage(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            read => read.with_context(|| format!("cannot read config file {}", path.display()))?,
+        };
         let in_file = |message: String| usage(format!("config file {}: {message}", path.display()));
         let table: toml::Table = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
         let sections = keys::sections();

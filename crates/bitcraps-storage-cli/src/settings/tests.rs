@@ -359,3 +359,69 @@ fn help_lists_every_setting() {
         );
     }
 }
+
+#[test]
+fn durations_accept_units_in_the_file_and_the_environment() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[maintenance]\nstatistics_interval = \"10s\"\nscrub_interval = \"1h 30m\"\n\
+         [redis]\ntimeout = \"250ms\"\n",
+    )?;
+    let s = Settings::load(
+        Layer::default(),
+        Some(&file),
+        env(&[("CACHE_UPKEEP_INTERVAL", "2m")]),
+    )?;
+    let m = &s.config.maintenance;
+    assert_eq!(m.statistics_interval, Duration::from_secs(10));
+    assert_eq!(m.scrub_interval, Duration::from_secs(5400));
+    assert_eq!(s.config.redis.timeout, Duration::from_millis(250));
+    assert_eq!(s.config.cache.upkeep_interval, Duration::from_secs(120));
+    let bad = Settings::load(
+        Layer::default(),
+        None,
+        env(&[("CACHE_UPKEEP_INTERVAL", "10 parsecs")]),
+    );
+    assert!(
+        is_usage(bad.as_ref().err()),
+        "a bad duration is a usage error"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let missing = Settings::load(
+        Layer::default(),
+        Some(std::path::Path::new("/nonexistent/bitcraps.toml")),
+        env(&[]),
+    );
+    assert!(is_usage(missing.as_ref().err()), "exit 2, not 1");
+}
+
+#[test]
+fn unknown_variables_are_usage_errors_and_known_ones_pass() {
+    let names = |list: &[&str]| {
+        list.iter()
+            .map(std::ffi::OsString::from)
+            .collect::<Vec<_>>()
+    };
+    let known = names(&[
+        "BITCRAPS_STORAGE_CACHE_SIZE_MB",
+        "BITCRAPS_STORAGE_DATABASE_READ_ONLY",
+        "BITCRAPS_STORAGE_CONFIG",
+        "BITCRAPS_STORAGE_DATA",
+        "BITCRAPS_TEST_POSTGRES_URL",
+        "PATH",
+    ]);
+    assert!(check_variables(known).is_ok());
+    let misspelt = check_variables(names(&["BITCRAPS_STORAGE_CACHE_SIZE"]));
+    assert!(is_usage(misspelt.as_ref().err()));
+    assert!(
+        misspelt
+            .err()
+            .is_some_and(|e| e.to_string().contains("BITCRAPS_STORAGE_CACHE_SIZE"))
+    );
+}

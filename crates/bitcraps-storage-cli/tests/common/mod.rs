@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub mod migration;
 pub mod postgres;
+pub mod process;
+pub mod scrape;
 
 use assert_cmd::Command;
 use tempfile::TempDir;
@@ -53,6 +55,17 @@ impl Scratch {
         let mut cmd = self.bare();
         cmd.arg("--data").arg(data);
         cmd
+    }
+
+    /// Runs `args` against the default store with the variables `env` set and returns
+    /// stdout; panics unless it succeeds.
+    pub fn ok_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let mut cmd = self.cli();
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let out = cmd.args(args).assert().success();
+        String::from_utf8(out.get_output().stdout.clone()).expect("utf-8 stdout")
     }
 
     /// Runs `args` against the default store and returns stdout; panics unless it succeeds.

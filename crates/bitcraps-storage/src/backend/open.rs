@@ -37,7 +37,11 @@ pub(crate) fn open(config: StorageConfig) -> Result<Opened> {
                 connection_timeout: config.database.connection_timeout,
                 page_cache_bytes: SqliteOptions::page_cache_for(config.cache.capacity_bytes()),
             };
-            Arc::new(SqliteBackend::open(&options)?)
+            if config.database.read_only {
+                Arc::new(SqliteBackend::open_read_only(&options)?)
+            } else {
+                Arc::new(SqliteBackend::open(&options)?)
+            }
         }
         #[cfg(feature = "postgres")]
         BackendTarget::Postgres { url, replica_url } => {

@@ -159,8 +159,8 @@ impl RecordPage {
     }
 }
 
-/// A record's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A record's metadata (`Serialize`: times as RFC 3339 UTC, the codec by name).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RecordMetadata {
     /// Collection name.
@@ -182,19 +182,22 @@ pub struct RecordMetadata {
     /// How many records share this content (1 when not deduplicated).
     pub shared_by: u64,
     /// When the record was first created.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created_at: SystemTime,
     /// When the record was last written.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub updated_at: SystemTime,
     /// How many times the record was read (including reads not yet flushed to disk).
     pub access_count: u64,
     /// When the record was last read, if ever.
+    #[serde(serialize_with = "crate::timefmt::serialize_option")]
     pub last_accessed: Option<SystemTime>,
     /// The record's version: it increases on every write of the key (see [`Version`]).
     pub version: Version,
 }
 
 /// Sizes and counts the database reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct DatabaseStatistics {
     /// Which backend this is ([`Backend::name`](crate::backend::Backend::name)).
@@ -228,7 +231,7 @@ pub struct DatabaseStatistics {
 }
 
 /// The result of a consistency check.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ConsistencyReport {
     /// Messages of the engine's integrity check; `["ok"]` when it passes.

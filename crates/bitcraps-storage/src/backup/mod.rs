@@ -21,6 +21,7 @@
 mod archive;
 mod layout;
 mod manifest;
+mod marks;
 mod restore;
 pub mod retention;
 mod scan;
@@ -33,7 +34,14 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+pub(crate) use manifest::millis;
 pub use manifest::{BackupInfo, MANIFEST_FORMAT};
+pub(crate) use marks::Marks;
+
+/// RFC 3339 UTC with milliseconds of a time in milliseconds since the epoch.
+pub(crate) fn utc_stamp(ms: i64) -> String {
+    manifest::stamps(ms).1
+}
 pub use retention::RetentionPolicy;
 pub use scan::{BackupListing, ForeignManifest, IncompleteBackup};
 pub use sweep::SweepReport;
@@ -41,6 +49,7 @@ pub use sweep::SweepReport;
 use crate::backend::{Backend, SnapshotInfo, snapshot};
 use crate::config::DEFAULT_DATABASE_FILE;
 use crate::error::{Result, StorageError};
+use crate::observe::Operation;
 use crate::rt::blocking;
 use layout::{BackupPaths, Layout, WorkKind};
 use scan::Unusable;
@@ -105,6 +114,8 @@ struct Inner {
     layout: Layout,
     live_dir: PathBuf,
     policy: RetentionPolicy,
+    /// The newest backup taken and verified (for statistics and metrics).
+    marks: Marks,
 }
 
 /// Creates, lists, verifies, restores and prunes backups. Cheap to clone.
@@ -146,6 +157,7 @@ impl BackupManager {
                 layout: Layout::new(dir),
                 live_dir,
                 policy,
+                marks: Marks::default(),
             }),
             clock: Arc::new(SystemTime::now),
         }
@@ -174,7 +186,24 @@ impl BackupManager {
     /// interrupted runs are swept first ([`BackupManager::sweep_temporaries`]).
     pub async fn create_backup(&self) -> Result<BackupInfo> {
         let this = self.clone();
-        blocking(move || this.create_blocking()).await
+        let work = blocking(move || this.create_blocking());
+        let backend = self.inner.backend.name();
+        let info = crate::observe::store_wide(backend, Operation::Backup, work).await?;
+        self.inner.marks.created(info.created_at_ms);
+        Ok(info)
+    }
+
+    /// Fills the backup times of `statistics` (the directory is listed once per manager
+    /// when no backup was taken yet in this process).
+    pub(crate) async fn fill_statistics(&self, statistics: &mut crate::StorageStatistics) {
+        if !self.inner.marks.scanned()
+            && let Ok(backups) = self.list_backups().await
+            && let Some(newest) = backups.iter().map(|b| b.created_at_ms).max()
+        {
+            self.inner.marks.created(newest);
+        }
+        statistics.last_backup_at_ms = self.inner.marks.last_created();
+        statistics.last_verified_backup_at_ms = self.inner.marks.last_verified();
     }
 
     fn create_blocking(&self) -> Result<BackupInfo> {
@@ -264,13 +293,16 @@ impl BackupManager {
     pub async fn verify_backup(&self, id: &str) -> Result<BackupVerification> {
         let this = self.clone();
         let id = id.to_owned();
-        blocking(move || {
+        let backend = self.inner.backend.name();
+        let work = blocking(move || {
             let paths = this.inner.layout.paths(&id)?;
             let info = this.usable(&paths)?;
             let work = this.inner.layout.work_dir(WorkKind::Verify, &paths)?;
-            this.unpack_verified(&paths, &info, work.path())
-        })
-        .await
+            let verified = this.unpack_verified(&paths, &info, work.path())?;
+            this.inner.marks.verified(info.created_at_ms);
+            Ok(verified)
+        });
+        crate::observe::store_wide(backend, Operation::VerifyBackup, work).await
     }
 
     /// The manifest of a backup, if it is usable; else why not, as a typed error.
@@ -368,10 +400,17 @@ impl BackupManager {
     /// Deletes the backups no retention rule keeps.
     pub async fn apply_retention(&self) -> Result<RetentionOutcome> {
         let this = self.clone();
-        blocking(move || this.retention_blocking()).await
+        blocking(move || this.retention_blocking(true)).await
     }
 
-    fn retention_blocking(&self) -> Result<RetentionOutcome> {
+    /// What [`apply_retention`](Self::apply_retention) would keep and delete now, deleting
+    /// nothing (`backup prune --dry-run`).
+    pub async fn plan_retention(&self) -> Result<RetentionOutcome> {
+        let this = self.clone();
+        blocking(move || this.retention_blocking(false)).await
+    }
+
+    fn retention_blocking(&self, delete: bool) -> Result<RetentionOutcome> {
         // Only complete backups are candidates: incomplete ones are never counted as kept
         // (and never deleted), foreign manifests never touched.
         let backups = scan::scan(&self.inner.layout)?.complete;
@@ -381,6 +420,10 @@ impl BackupManager {
         for (i, backup) in backups.into_iter().enumerate() {
             if keep.contains(&i) {
                 outcome.kept.push(backup.id);
+                continue;
+            }
+            if !delete {
+                outcome.deleted.push(backup.id);
                 continue;
             }
             // The manifest goes first: a crash in between leaves an unlisted archive, never

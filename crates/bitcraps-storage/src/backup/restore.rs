@@ -167,6 +167,11 @@ impl BackupManager {
         target: &StorageConfig,
     ) -> Result<StoreRestoreReport> {
         target.validate()?;
+        if target.database.read_only {
+            return Err(StorageError::ReadOnly {
+                operation: "a restore",
+            });
+        }
         let this = self.clone();
         let (id, target) = (id.to_owned(), target.clone());
         blocking(move || this.restore_into_blocking(&id, target)).await

@@ -82,7 +82,7 @@ pub fn cache_key(collection: &str, key: &str) -> String {
 }
 
 /// Cache statistics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct CacheStatistics {
     /// Entries held.
@@ -185,6 +185,7 @@ impl ValueCache {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::observe::cache_request(crate::observe::Tier::L1, found.is_some());
         found
     }
 

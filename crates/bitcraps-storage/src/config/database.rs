@@ -38,6 +38,15 @@ pub struct DatabaseConfig {
     /// connect timeout; an exhausted pool fails with [`StorageError::PoolTimeout`].
     /// Default: 30 s.
     pub connection_timeout: Duration,
+    /// Open the store for reading only. An embedded (SQLite) store is then opened without
+    /// its writer lock, so it can be inspected while the process that owns it keeps writing
+    /// (WAL mode lets readers see every committed transaction); the in-process cache is off
+    /// (nothing would invalidate it), access counts are not recorded, scheduled maintenance
+    /// does not run, and every write, `maintenance()` and restore fails with
+    /// [`StorageError::ReadOnly`]. The schema must be current (a read-only open cannot
+    /// upgrade it). On PostgreSQL, which has no writer lock, it only refuses writes.
+    /// Default: `false`.
+    pub read_only: bool,
 }
 
 /// Every field, with the URLs' passwords redacted.
@@ -50,6 +59,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("read_replica_url", &redacted(&self.read_replica_url))
             .field("max_connections", &self.max_connections)
             .field("connection_timeout", &self.connection_timeout)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -62,6 +72,7 @@ impl Default for DatabaseConfig {
             read_replica_url: None,
             max_connections: 4,
             connection_timeout: Duration::from_secs(30),
+            read_only: false,
         }
     }
 }
@@ -99,6 +110,13 @@ impl DatabaseConfig {
     #[must_use]
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
+        self
+    }
+
+    /// Sets [`read_only`](Self::read_only).
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 

@@ -30,6 +30,9 @@
 //!   maintenance applies.
 //! - [`redis`](RedisConfig): the Redis tier, all of it: URL, timeout, key namespace and the
 //!   time to live of its cache entries. The tier has one name everywhere: the Redis tier.
+//! - [`metrics`](MetricsConfig): what the store records for monitoring (the bound on
+//!   collection labels, whether keys appear in tracing spans). The exporter is the
+//!   application's choice, so it has no setting here.
 //!
 //! Every section (and [`StorageConfig`] itself) is `#[non_exhaustive]`, with a documented
 //! [`Default`] and consuming builder methods (`CacheConfig::default().size_mb(128)`), so a new
@@ -45,6 +48,7 @@ mod cache;
 mod compression;
 mod database;
 mod maintenance;
+mod metrics;
 mod redis;
 mod target;
 mod write;
@@ -56,6 +60,7 @@ pub use self::cache::CacheConfig;
 pub use self::compression::CompressionConfig;
 pub use self::database::DatabaseConfig;
 pub use self::maintenance::MaintenanceConfig;
+pub use self::metrics::MetricsConfig;
 pub use self::redis::RedisConfig;
 #[cfg(not(feature = "redis"))]
 pub(crate) use self::redis::redis_unsupported;
@@ -87,6 +92,8 @@ pub struct StorageConfig {
     pub maintenance: MaintenanceConfig,
     /// The Redis tier.
     pub redis: RedisConfig,
+    /// Metrics and tracing.
+    pub metrics: MetricsConfig,
 }
 
 impl StorageConfig {
@@ -209,6 +216,12 @@ impl StorageConfigBuilder {
         self
     }
 
+    /// Sets [`StorageConfig::metrics`].
+    pub fn metrics(mut self, section: MetricsConfig) -> Self {
+        self.config.metrics = section;
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<StorageConfig> {
         self.config.validate()?;
@@ -274,6 +287,8 @@ mod tests {
         assert_eq!(c.maintenance.statistics_interval, Duration::from_secs(60));
         assert_eq!(c.maintenance.vacuum_free_percent, 25);
         assert_eq!(c.redis.namespace, None);
+        assert_eq!(c.metrics.max_collection_labels, 64);
+        assert!(!c.metrics.trace_keys);
         assert_eq!(c.cache.capacity_bytes(), 64 * 1024 * 1024);
         assert_eq!(c.compression.write_codec(), Codec::Zstd);
         assert_eq!(

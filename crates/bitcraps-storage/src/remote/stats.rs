@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// What the Redis tier (the shared L2 cache and the invalidation channel) reports. Present in
 /// [`StorageStatistics::remote_cache`](crate::StorageStatistics::remote_cache) when
 /// `redis.url` is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RemoteCacheStatistics {
     /// The invalidation subscription is up (and so the in-process cache is trusted).

@@ -132,6 +132,7 @@ impl RemoteTier {
             Lookup::Miss(_) | Lookup::Unavailable => &core.counters.misses,
         };
         RemoteCounters::one(counter);
+        crate::observe::cache_request(crate::observe::Tier::L2, matches!(lookup, Lookup::Hit(_)));
         lookup
     }
 

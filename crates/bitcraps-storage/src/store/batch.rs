@@ -31,7 +31,11 @@ impl PersistentStorageManager {
     /// they were added (deletes leave no version to report). An empty batch returns at once;
     /// a batch of conditions only checks them.
     pub async fn apply(&self, batch: WriteBatch) -> Result<Vec<(String, String, Version)>> {
-        let result = self.apply_inner(batch).await;
+        let work = self.apply_inner(batch);
+        let result = self
+            .observer()
+            .observed(crate::observe::Operation::Apply, "", None, work)
+            .await;
         self.count_error(result)
     }
 

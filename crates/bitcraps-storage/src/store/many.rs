@@ -26,7 +26,16 @@ impl PersistentStorageManager {
         collection: &str,
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
-        let result = self.retrieve_many_inner(collection, keys).await;
+        let work = self.retrieve_many_inner(collection, keys);
+        let result = self
+            .observer()
+            .observed(
+                crate::observe::Operation::RetrieveMany,
+                collection,
+                None,
+                work,
+            )
+            .await;
         self.count_error(result)
     }
 
@@ -114,7 +123,11 @@ impl PersistentStorageManager {
         collection: &str,
         options: ListOptions,
     ) -> Result<ScanPage<T>> {
-        let result = self.scan_inner(collection, options).await;
+        let work = self.scan_inner(collection, options);
+        let result = self
+            .observer()
+            .observed(crate::observe::Operation::Scan, collection, None, work)
+            .await;
         self.count_error(result)
     }
 
@@ -154,7 +167,16 @@ impl PersistentStorageManager {
     /// every record of the collection) in one transaction, and returns how many there were.
     /// Their content is freed once nothing else refers to it.
     pub async fn delete_prefix(&self, collection: &str, prefix: &str) -> Result<u64> {
-        let result = self.delete_prefix_inner(collection, prefix).await;
+        let work = self.delete_prefix_inner(collection, prefix);
+        let result = self
+            .observer()
+            .observed(
+                crate::observe::Operation::DeletePrefix,
+                collection,
+                None,
+                work,
+            )
+            .await;
         self.count_error(result)
     }
 

@@ -132,8 +132,17 @@ impl PersistentStorageManager {
     /// tier this process lacks ([`StorageError::RedisTierRequired`]).
     pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        self.check_read_write("a write")?;
         if self.inner.redis_tier_required {
             return Err(StorageError::RedisTierRequired);
+        }
+        Ok(())
+    }
+
+    /// [`StorageError::ReadOnly`] for `operation` when the store was opened read-only.
+    pub(crate) fn check_read_write(&self, operation: &'static str) -> Result<()> {
+        if self.inner.config.database.read_only {
+            return Err(StorageError::ReadOnly { operation });
         }
         Ok(())
     }

@@ -45,25 +45,35 @@ impl PersistentStorageManager {
         // A store that runs with a Redis tier refuses writes from a process without one:
         // they would invalidate no other node's cache (this process does not know the Redis
         // to invalidate through), so the others would serve the old values.
-        let redis_tier_required = identity.redis_tier && !with_redis;
+        let read_only = config.database.read_only;
+        let redis_tier_required = identity.redis_tier && !with_redis && !read_only;
         if redis_tier_required {
             tracing::warn!(
                 "this store runs with a Redis tier and redis.url is not set: writes are refused"
             );
         }
         let l1_max_age = with_redis.then_some(config.redis.l1_max_age);
-        let cache = Arc::new(ValueCache::with_max_age(
-            config.cache.capacity_bytes(),
-            l1_max_age,
-        ));
+        // Read-only: another process writes, and nothing would invalidate this cache.
+        let capacity = if read_only {
+            0
+        } else {
+            config.cache.capacity_bytes()
+        };
+        let cache = Arc::new(ValueCache::with_max_age(capacity, l1_max_age));
         let remote = start_remote_tier(&config, &cache, &identity)?;
-        if remote.is_some() && !identity.redis_tier {
+        if remote.is_some() && !identity.redis_tier && !read_only {
             backend.record_redis_tier()?;
         }
+        let observer = crate::observe::Observer::new(backend.name(), &config.metrics);
         let shared = Arc::new(Shared {
+            observer,
             backend,
             cache,
-            access: AccessTracker::default(),
+            access: if read_only {
+                AccessTracker::disabled()
+            } else {
+                AccessTracker::default()
+            },
             counters: Counters::default(),
             dictionaries,
             remote,

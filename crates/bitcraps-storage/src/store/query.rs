@@ -8,6 +8,7 @@ use crate::backend::{ConsistencyReport, RecordMetadata, time_from_ms};
 use crate::cache::cache_key;
 use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
+use crate::observe::Operation;
 use crate::remote::RemoteTier;
 use crate::rt::blocking;
 use crate::stats::StorageStatistics;
@@ -16,6 +17,13 @@ use crate::validate;
 impl PersistentStorageManager {
     /// A record's metadata, including reads not yet flushed to disk.
     pub async fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        let work = self.metadata_inner(collection, key);
+        self.observer()
+            .observed(Operation::Metadata, collection, Some(key), work)
+            .await
+    }
+
+    async fn metadata_inner(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
         self.check_open()?;
         validate::key(collection, key)?;
         let backend = Arc::clone(&self.inner.shared.backend);
@@ -45,7 +53,11 @@ impl PersistentStorageManager {
         validate::collection(collection)?;
         let backend = Arc::clone(&self.inner.shared.backend);
         let c = collection.to_owned();
-        let result = blocking(move || backend.list(&c, &options)).await;
+        let work = blocking(move || backend.list(&c, &options));
+        let result = self
+            .observer()
+            .observed(Operation::List, collection, None, work)
+            .await;
         self.count_error(result)
     }
 
@@ -53,7 +65,11 @@ impl PersistentStorageManager {
     pub async fn collections(&self) -> Result<Vec<String>> {
         self.check_open()?;
         let backend = Arc::clone(&self.inner.shared.backend);
-        let result = blocking(move || backend.collections()).await;
+        let work = blocking(move || backend.collections());
+        let result = self
+            .observer()
+            .observed(Operation::Collections, "", None, work)
+            .await;
         self.count_error(result)
     }
 
@@ -69,6 +85,8 @@ impl PersistentStorageManager {
             .snapshot(shared.cache.statistics(), database, pending);
         statistics.remote_cache = shared.remote.as_ref().map(RemoteTier::statistics);
         statistics.queued_write_bytes = self.inner.writer.queued_bytes();
+        self.inner.backups.fill_statistics(&mut statistics).await;
+        self.observer().refresh(&statistics);
         Ok(statistics)
     }
 

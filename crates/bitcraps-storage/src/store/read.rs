@@ -11,6 +11,7 @@ use crate::backend::{StoredBlob, now_ms};
 use crate::cache::{CachedValue, FillTicket, cache_key};
 use crate::codec::Codec;
 use crate::error::Result;
+use crate::observe::Operation;
 use crate::remote::Lookup;
 use crate::rt::blocking;
 use crate::validate;
@@ -82,7 +83,11 @@ impl PersistentStorageManager {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>> {
-        let result = self.retrieve_inner(collection, key).await;
+        let work = self.retrieve_inner(collection, key);
+        let result = self
+            .observer()
+            .observed(Operation::Retrieve, collection, Some(key), work)
+            .await;
         self.count_error(result)
     }
 
@@ -106,6 +111,13 @@ impl PersistentStorageManager {
 
     /// Reads the serialized JSON document under `collection`/`key`, verified.
     pub async fn retrieve_raw(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
+        let work = self.retrieve_raw_inner(collection, key);
+        self.observer()
+            .observed(Operation::RetrieveRaw, collection, Some(key), work)
+            .await
+    }
+
+    async fn retrieve_raw_inner(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
         match self.fetch(collection, key).await? {
             None => Ok(None),
             Some(Fetched::Cached(cached)) => {
@@ -212,6 +224,13 @@ impl PersistentStorageManager {
 
     /// Whether a record exists (served from the cache when possible; not counted as a read).
     pub async fn exists(&self, collection: &str, key: &str) -> Result<bool> {
+        let work = self.exists_inner(collection, key);
+        self.observer()
+            .observed(Operation::Exists, collection, Some(key), work)
+            .await
+    }
+
+    async fn exists_inner(&self, collection: &str, key: &str) -> Result<bool> {
         self.check_open()?;
         validate::key(collection, key)?;
         // The cache is exact: a cached key exists. (An untrusted cache answers `false` here.)

@@ -9,6 +9,7 @@ use crate::access::AccessTracker;
 use crate::backend::Backend;
 use crate::cache::ValueCache;
 use crate::dictionary::Dictionaries;
+use crate::observe::Observer;
 use crate::remote::RemoteTier;
 use crate::stats::Counters;
 
@@ -21,4 +22,6 @@ pub(crate) struct Shared {
     pub(crate) dictionaries: Dictionaries,
     /// The Redis tier (L2 and cross-node invalidation), when configured.
     pub(crate) remote: Option<RemoteTier>,
+    /// Metrics and spans of this store's operations.
+    pub(crate) observer: Observer,
 }

@@ -31,13 +31,21 @@ impl PersistentStorageManager {
         collection: &str,
         key: &str,
     ) -> Result<Option<(T, Version)>> {
-        let result = async {
+        let work = async {
             let Some((raw, version)) = self.read_versioned(collection, key).await? else {
                 return Ok(None);
             };
             Ok(Some((value::deserialize(collection, key, &raw)?, version)))
-        }
-        .await;
+        };
+        let result = self
+            .observer()
+            .observed(
+                crate::observe::Operation::RetrieveVersioned,
+                collection,
+                Some(key),
+                work,
+            )
+            .await;
         self.count_error(result)
     }
 
@@ -83,7 +91,16 @@ impl PersistentStorageManager {
         value: &T,
         expect: Expect,
     ) -> Result<Version> {
-        let result = self.store_if_inner(collection, key, value, expect).await;
+        let work = self.store_if_inner(collection, key, value, expect);
+        let result = self
+            .observer()
+            .observed(
+                crate::observe::Operation::StoreIf,
+                collection,
+                Some(key),
+                work,
+            )
+            .await;
         self.count_error(result)
     }
 
@@ -120,7 +137,16 @@ impl PersistentStorageManager {
     /// commits; returns whether a record was deleted. A failed condition is
     /// [`StorageError::Conflict`] and deletes nothing.
     pub async fn delete_if(&self, collection: &str, key: &str, expect: Expect) -> Result<bool> {
-        let result = self.delete_if_inner(collection, key, expect).await;
+        let work = self.delete_if_inner(collection, key, expect);
+        let result = self
+            .observer()
+            .observed(
+                crate::observe::Operation::DeleteIf,
+                collection,
+                Some(key),
+                work,
+            )
+            .await;
         self.count_error(result)
     }
 
@@ -155,7 +181,16 @@ impl PersistentStorageManager {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> Option<T>,
     {
-        let result = self.update_inner(collection, key, f).await;
+        let work = self.update_inner(collection, key, f);
+        let result = self
+            .observer()
+            .observed(
+                crate::observe::Operation::Update,
+                collection,
+                Some(key),
+                work,
+            )
+            .await;
         self.count_error(result)
     }
 

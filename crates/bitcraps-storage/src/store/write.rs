@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::PersistentStorageManager;
 use crate::backend::{OpOutcome, WriteOp, now_ms};
 use crate::error::{Result, StorageError};
+use crate::observe::Operation;
 use crate::rt::blocking;
 use crate::validate;
 use crate::value::EncodedValue;
@@ -56,7 +57,11 @@ impl PersistentStorageManager {
         key: &str,
         value: &T,
     ) -> Result<()> {
-        let result = self.store_inner(collection, key, value).await;
+        let work = self.store_inner(collection, key, value);
+        let result = self
+            .observer()
+            .observed(Operation::Store, collection, Some(key), work)
+            .await;
         self.count_error(result)
     }
 
@@ -94,7 +99,11 @@ impl PersistentStorageManager {
     ) -> Result<()> {
         let items: Vec<(&str, &T, Option<Version>)> =
             items.iter().map(|(k, v)| (k.as_ref(), v, None)).collect();
-        let result = self.store_batch_inner(collection, &items).await;
+        let work = self.store_batch_inner(collection, &items);
+        let result = self
+            .observer()
+            .observed(Operation::StoreBatch, collection, None, work)
+            .await;
         self.count_error(result)
     }
 
@@ -116,7 +125,11 @@ impl PersistentStorageManager {
             .iter()
             .map(|(k, v, version)| (k.as_ref(), v, Some(*version)))
             .collect();
-        let result = self.store_batch_inner(collection, &items).await;
+        let work = self.store_batch_inner(collection, &items);
+        let result = self
+            .observer()
+            .observed(Operation::StoreBatch, collection, None, work)
+            .await;
         self.count_error(result)
     }
 
@@ -181,7 +194,11 @@ impl PersistentStorageManager {
     /// Deletes the record; returns whether it existed. Its content is freed once no other
     /// record refers to it.
     pub async fn delete(&self, collection: &str, key: &str) -> Result<bool> {
-        let result = self.delete_inner(collection, key).await;
+        let work = self.delete_inner(collection, key);
+        let result = self
+            .observer()
+            .observed(Operation::Delete, collection, Some(key), work)
+            .await;
         self.count_error(result)
     }
 

@@ -17,6 +17,7 @@ pub(super) fn commit_group(
     touch_limit: usize,
 ) -> Result<usize, StorageError> {
     let (mut units, replies): (Vec<WriteUnit>, Vec<_>) = writes.into_iter().unzip();
+    let _span = tracing::debug_span!("group_commit", requests = replies.len()).entered();
     let touches = shared.access.drain(touch_limit);
     let touched = touches.len();
     let has_touches = touched > 0;
@@ -34,6 +35,7 @@ pub(super) fn commit_group(
                 shared.access.restore(t);
             }
             tracing::warn!(error = %e, requests = replies.len(), "group commit failed");
+            crate::observe::group_failed();
             let mut replies = replies.into_iter();
             if let Some(first) = replies.next() {
                 for r in replies {
@@ -48,6 +50,7 @@ pub(super) fn commit_group(
     };
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
+    crate::observe::group_committed(replies.len());
     Counters::add(
         &counters.grouped_requests,
         u64::try_from(replies.len()).unwrap_or(0),
@@ -131,6 +134,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
                 let stored = u64::try_from(value.stored.len()).unwrap_or(u64::MAX);
                 Counters::add(&counters.bytes_written, stored);
             }
+            crate::observe::put_committed(raw, *deduplicated, value.stored.len());
         }
         (WriteOp::Delete { collection, key }, OpOutcome::Delete { existed }) => {
             let k = cache_key(collection, key);

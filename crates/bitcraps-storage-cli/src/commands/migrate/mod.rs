@@ -77,14 +77,29 @@ async fn migrate(
         let copied = copy::copy_all(source, target, limit, ui).await?;
         target.flush().await.context("flushing the target")?;
         ui.suspend(|| {
-            eprintln!(
+            crate::notes::note!(
                 "copied {} records in {} collection(s); verifying",
-                copied.records, copied.collections
+                copied.records,
+                copied.collections
             );
         });
     }
     let report = verify::verify(source, target, limit, ui).await?;
-    print(&format!("{}\n", render::migration(&report.rows)))?;
+    if args.json {
+        let first: Vec<String> = report
+            .first_mismatches
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let summary = serde_json::json!({
+            "collections": report.rows,
+            "mismatches": report.mismatches,
+            "first_mismatches": first,
+        });
+        print(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
+    } else {
+        print(&format!("{}\n", render::migration(&report.rows)))?;
+    }
     if report.mismatches == 0 {
         return Ok(());
     }

@@ -14,8 +14,8 @@ use super::NAMED_MISMATCHES;
 use super::pages::{for_each_key, next_page};
 use crate::progress::Ui;
 
-/// One collection's line of the summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One collection's line of the summary (`migrate --json` prints it as it serializes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Row {
     /// Collection name.
     pub collection: String,

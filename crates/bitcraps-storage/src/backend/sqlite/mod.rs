@@ -2,6 +2,7 @@
 
 mod maintain;
 pub(crate) mod read;
+mod read_only;
 pub(crate) mod schema;
 mod write;
 
@@ -11,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
@@ -233,24 +234,7 @@ impl SqliteBackend {
         writer.set_prepared_statement_cache_capacity(64);
         let schema_version = schema::migrate(&mut writer)?;
 
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
-            )
-            .with_init(move |c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.execute_batch(&format!("PRAGMA cache_size = -{reader_cache_kib};"))?;
-                c.set_prepared_statement_cache_capacity(32);
-                Ok(())
-            });
-        let readers = r2d2::Pool::builder()
-            .max_size(u32::try_from(options.readers.max(1)).unwrap_or(u32::MAX))
-            .min_idle(Some(1))
-            .connection_timeout(options.connection_timeout)
-            .build(manager)
-            .map_err(|e| StorageError::database("opening read connections", e))?;
+        let readers = read_only::reader_pool(&path, options, reader_cache_kib)?;
 
         Ok(SqliteBackend {
             path,

@@ -178,7 +178,7 @@ pub(crate) fn record_redis_tier(conn: &Connection) -> Result<()> {
 
 /// Whether the database already is a bitcraps-storage database of the latest version (read
 /// without taking the write lock; `migrate` checks again inside its transaction otherwise).
-fn is_current(conn: &Connection) -> Result<bool> {
+pub(super) fn is_current(conn: &Connection) -> Result<bool> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err("reading the schema version"))?;

@@ -1,0 +1,253 @@
+//! Observability: every public operation is timed into the `metrics` facade as it returns
+//! (a latency histogram and a counter per operation, collection and backend) inside a
+//! `tracing` span; caches count their lookups per tier; the writer reports each group commit;
+//! gauges (sizes, space debt, cache fill, backup and scrub ages) are refreshed from every
+//! [`statistics`](crate::PersistentStorageManager::statistics) snapshot, which the
+//! statistics background task takes every `maintenance.statistics_interval`.
+//!
+//! The library installs no recorder: without one every call here is a no-op of the `metrics`
+//! facade. Names, kinds and labels are listed once, in [`names`], which the dashboard test
+//! checks the shipped Grafana dashboard against.
+
+mod gauges;
+mod labels;
+mod latency;
+mod names;
+
+use std::future::Future;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+pub(crate) use latency::LatencyHistogram;
+pub use latency::LatencyPercentiles;
+pub use names::{METRICS, MetricKind, MetricName, describe_metrics};
+
+use crate::error::Result;
+use labels::CollectionLabels;
+
+/// A public operation, as its `operation` label spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Store,
+    StoreBatch,
+    Retrieve,
+    RetrieveRaw,
+    Delete,
+    Exists,
+    Metadata,
+    List,
+    Collections,
+    RetrieveVersioned,
+    RetrieveMany,
+    Scan,
+    StoreIf,
+    DeleteIf,
+    Update,
+    DeletePrefix,
+    Apply,
+    Maintenance,
+    Scrub,
+    Backup,
+    VerifyBackup,
+}
+
+impl Operation {
+    /// The label value (OpenTelemetry's `db.operation.name` style: lower case, one word).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Operation::Store => "store",
+            Operation::StoreBatch => "store_batch",
+            Operation::Retrieve => "retrieve",
+            Operation::RetrieveRaw => "retrieve_raw",
+            Operation::Delete => "delete",
+            Operation::Exists => "exists",
+            Operation::Metadata => "metadata",
+            Operation::List => "list",
+            Operation::Collections => "collections",
+            Operation::RetrieveVersioned => "retrieve_versioned",
+            Operation::RetrieveMany => "retrieve_many",
+            Operation::Scan => "scan",
+            Operation::StoreIf => "store_if",
+            Operation::DeleteIf => "delete_if",
+            Operation::Update => "update",
+            Operation::DeletePrefix => "delete_prefix",
+            Operation::Apply => "apply",
+            Operation::Maintenance => "maintenance",
+            Operation::Scrub => "scrub",
+            Operation::Backup => "backup",
+            Operation::VerifyBackup => "verify_backup",
+        }
+    }
+}
+
+/// A cache tier, as its `tier` label spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// The in-process cache.
+    L1,
+    /// The Redis tier.
+    #[cfg_attr(
+        not(feature = "redis"),
+        expect(dead_code, reason = "the Redis tier records it")
+    )]
+    L2,
+}
+
+impl Tier {
+    fn name(self) -> &'static str {
+        match self {
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+        }
+    }
+}
+
+/// What one store records with: its backend's name and its bounded collection labels.
+pub(crate) struct Observer {
+    backend: &'static str,
+    labels: CollectionLabels,
+    trace_keys: bool,
+}
+
+impl Observer {
+    pub(crate) fn new(backend: &'static str, config: &crate::config::MetricsConfig) -> Self {
+        Observer {
+            backend,
+            labels: CollectionLabels::new(config.max_collection_labels),
+            trace_keys: config.trace_keys,
+        }
+    }
+
+    /// Runs `operation` on `collection` (`""` for the whole store) inside a span, and
+    /// records its duration and outcome when it returns. `key` is a span field only with
+    /// `metrics.trace_keys` (keys can be personal data); no value is ever a field.
+    pub(crate) async fn observed<T>(
+        &self,
+        operation: Operation,
+        collection: &str,
+        key: Option<&str>,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let span = tracing::debug_span!(
+            "bitcraps_storage",
+            operation = operation.name(),
+            collection,
+            key = tracing::field::Empty,
+            backend = self.backend,
+        );
+        if self.trace_keys
+            && let Some(key) = key
+        {
+            span.record("key", key);
+        }
+        let label = self.labels.label(collection);
+        timed(self.backend, operation, label, work.instrument(span)).await
+    }
+
+    /// Refreshes the gauges from a statistics snapshot.
+    pub(crate) fn refresh(&self, statistics: &crate::StorageStatistics) {
+        gauges::refresh(statistics);
+    }
+}
+
+/// Runs an operation on the whole store (a backup, a verification) inside a span, and
+/// records it like [`Observer::observed`] with an empty `collection` label.
+pub(crate) async fn store_wide<T>(
+    backend: &'static str,
+    operation: Operation,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let span = tracing::debug_span!("bitcraps_storage", operation = operation.name(), backend);
+    let label = metrics::SharedString::const_str("");
+    timed(backend, operation, label, work.instrument(span)).await
+}
+
+async fn timed<T>(
+    backend: &'static str,
+    operation: Operation,
+    collection: metrics::SharedString,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let result = work.await;
+    let elapsed = started.elapsed();
+    metrics::histogram!(
+        names::OPERATION_DURATION,
+        "operation" => operation.name(),
+        "collection" => collection.clone(),
+        "backend" => backend,
+    )
+    .record(elapsed.as_secs_f64());
+    metrics::counter!(
+        names::OPERATIONS,
+        "operation" => operation.name(),
+        "collection" => collection,
+        "backend" => backend,
+        "outcome" => if result.is_ok() { "ok" } else { "error" },
+    )
+    .increment(1);
+    result
+}
+
+/// A lookup in a cache tier.
+pub(crate) fn cache_request(tier: Tier, hit: bool) {
+    metrics::counter!(
+        names::CACHE_REQUESTS,
+        "tier" => tier.name(),
+        "result" => if hit { "hit" } else { "miss" },
+    )
+    .increment(1);
+}
+
+/// A group commit of `requests` write requests that committed.
+#[expect(clippy::cast_precision_loss, reason = "metrics values are f64")]
+pub(crate) fn group_committed(requests: usize) {
+    metrics::histogram!(names::GROUP_COMMIT_REQUESTS).record(requests as f64);
+    metrics::gauge!(names::GROUP_COMMIT_SIZE).set(requests as f64);
+}
+
+/// A committed put of `logical` serialized bytes, stored as `stored` bytes unless its content
+/// was already there.
+pub(crate) fn put_committed(logical: u64, deduplicated: bool, stored: usize) {
+    metrics::counter!(names::WRITTEN_BYTES, "kind" => "logical").increment(logical);
+    if deduplicated {
+        metrics::counter!(names::DEDUPLICATED_WRITES).increment(1);
+    } else {
+        let stored = u64::try_from(stored).unwrap_or(u64::MAX);
+        metrics::counter!(names::WRITTEN_BYTES, "kind" => "stored").increment(stored);
+    }
+}
+
+/// A group commit whose transaction failed.
+pub(crate) fn group_failed() {
+    metrics::counter!(names::GROUP_COMMIT_FAILURES).increment(1);
+}
+
+/// A background task run that failed or panicked.
+pub(crate) fn background_failure(task: &'static str) {
+    metrics::counter!(names::BACKGROUND_FAILURES, "task" => task).increment(1);
+}
+
+/// A maintenance run that returned (`ok`: it passed its health checks).
+pub(crate) fn maintenance_run(ok: bool) {
+    metrics::counter!(names::MAINTENANCE_RUNS, "outcome" => if ok { "ok" } else { "error" })
+        .increment(1);
+}
+
+/// A backup taken at `created_at_ms`.
+pub(crate) fn backup_created(created_at_ms: i64) {
+    metrics::gauge!(names::LAST_BACKUP).set(gauges::seconds(created_at_ms));
+}
+
+/// A backup taken at `created_at_ms` verified.
+pub(crate) fn backup_verified(created_at_ms: i64) {
+    metrics::gauge!(names::LAST_VERIFIED_BACKUP).set(gauges::seconds(created_at_ms));
+}
+
+impl crate::PersistentStorageManager {
+    /// This store's [`Observer`].
+    pub(crate) fn observer(&self) -> &Observer {
+        &self.shared().observer
+    }
+}
