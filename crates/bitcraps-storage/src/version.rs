@@ -14,6 +14,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StorageError;
+
 /// A record's version: see the module documentation. Versions of one key only increase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -38,6 +40,17 @@ impl Version {
     /// negative), which the caller reports as corruption.
     pub(crate) fn from_db(n: i64) -> Option<Self> {
         u64::try_from(n).ok().filter(|n| *n > 0).map(Version)
+    }
+
+    /// The stored version `n` of `collection`/`key`; a value no store writes is
+    /// [`StorageError::Corruption`] of that record.
+    pub(crate) fn stored(collection: &str, key: &str, n: i64) -> Result<Self, StorageError> {
+        Self::from_db(n).ok_or_else(|| {
+            StorageError::corruption(
+                format!("{collection}/{key}"),
+                format!("invalid record version {n}"),
+            )
+        })
     }
 }
 
@@ -77,6 +90,26 @@ impl Expect {
             Expect::Absent => actual.is_none(),
             Expect::Exists => actual.is_some(),
             Expect::Version(v) => actual == Some(v),
+        }
+    }
+
+    /// `Ok` when the condition holds for `collection`/`key` at `actual`, else
+    /// [`StorageError::Conflict`] (what every backend's `WriteOp::Check` answers).
+    pub(crate) fn check(
+        self,
+        collection: &str,
+        key: &str,
+        actual: Option<Version>,
+    ) -> Result<(), StorageError> {
+        if self.holds(actual) {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                expected: self,
+                actual,
+            })
         }
     }
 }

@@ -5,15 +5,13 @@
 use std::time::Instant;
 
 use super::PersistentStorageManager;
+use super::write::INLINE_ENCODE_LIMIT;
 use crate::backend::{OpOutcome, WriteOp, now_ms};
 use crate::batch::{Entry, WriteBatch};
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
-
-/// Batches holding more serialized bytes than this are compressed on a blocking thread.
-const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
 
 /// A batch entry ready for the writer.
 enum Encoded {
@@ -32,11 +30,8 @@ impl PersistentStorageManager {
     /// a batch of conditions only checks them.
     pub async fn apply(&self, batch: WriteBatch) -> Result<Vec<(String, String, Version)>> {
         let work = self.apply_inner(batch);
-        let result = self
-            .observer()
-            .observed(crate::observe::Operation::Apply, "", None, work)
-            .await;
-        self.count_error(result)
+        self.public_call(crate::observe::Operation::Apply, "", None, work)
+            .await
     }
 
     async fn apply_inner(&self, batch: WriteBatch) -> Result<Vec<(String, String, Version)>> {
@@ -56,11 +51,13 @@ impl PersistentStorageManager {
                 expect: c.expect,
             })
             .collect();
-        let checks = unit.len();
+        // The stores' names, in order, to pair with the versions the writer reports.
+        let mut stored = Vec::new();
         for entry in self.encode_entries(batch.entries).await? {
             unit.push(match entry {
                 Encoded::Store(collection, key, value) => {
                     self.observe(&collection, &value);
+                    stored.push((collection.clone(), key.clone()));
                     WriteOp::Put {
                         collection,
                         key,
@@ -75,26 +72,25 @@ impl PersistentStorageManager {
         if unit.is_empty() {
             return Ok(Vec::new());
         }
-        let outcomes = self.writer().write(unit.clone()).await?;
+        let outcomes = self.writer().write(unit).await?;
         self.shared().counters.write_call_done(started.elapsed());
-        let mut versions = Vec::new();
-        for (op, outcome) in unit.into_iter().zip(outcomes).skip(checks) {
-            match (op, outcome) {
-                (
-                    WriteOp::Put {
-                        collection, key, ..
-                    },
-                    OpOutcome::Put { version, .. },
-                ) => versions.push((collection, key, version)),
-                (WriteOp::Delete { .. }, OpOutcome::Delete { .. }) => {}
-                _ => {
-                    return Err(StorageError::Task(
-                        "the backend reported outcomes out of order".into(),
-                    ));
-                }
-            }
+        let versions: Vec<Version> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                OpOutcome::Put { version, .. } => Some(*version),
+                _ => None,
+            })
+            .collect();
+        if versions.len() != stored.len() {
+            return Err(StorageError::Task(
+                "the backend reported a different number of stores".into(),
+            ));
         }
-        Ok(versions)
+        Ok(stored
+            .into_iter()
+            .zip(versions)
+            .map(|((collection, key), version)| (collection, key, version))
+            .collect())
     }
 
     /// Compresses and hashes the batch's documents (on a blocking thread when they are

@@ -27,16 +27,13 @@ impl PersistentStorageManager {
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
         let work = self.retrieve_many_inner(collection, keys);
-        let result = self
-            .observer()
-            .observed(
-                crate::observe::Operation::RetrieveMany,
-                collection,
-                None,
-                work,
-            )
-            .await;
-        self.count_error(result)
+        self.public_call(
+            crate::observe::Operation::RetrieveMany,
+            collection,
+            None,
+            work,
+        )
+        .await
     }
 
     async fn retrieve_many_inner<T: DeserializeOwned, K: AsRef<str>>(
@@ -124,11 +121,8 @@ impl PersistentStorageManager {
         options: ListOptions,
     ) -> Result<ScanPage<T>> {
         let work = self.scan_inner(collection, options);
-        let result = self
-            .observer()
-            .observed(crate::observe::Operation::Scan, collection, None, work)
-            .await;
-        self.count_error(result)
+        self.public_call(crate::observe::Operation::Scan, collection, None, work)
+            .await
     }
 
     async fn scan_inner<T: DeserializeOwned>(
@@ -168,16 +162,13 @@ impl PersistentStorageManager {
     /// Their content is freed once nothing else refers to it.
     pub async fn delete_prefix(&self, collection: &str, prefix: &str) -> Result<u64> {
         let work = self.delete_prefix_inner(collection, prefix);
-        let result = self
-            .observer()
-            .observed(
-                crate::observe::Operation::DeletePrefix,
-                collection,
-                None,
-                work,
-            )
-            .await;
-        self.count_error(result)
+        self.public_call(
+            crate::observe::Operation::DeletePrefix,
+            collection,
+            None,
+            work,
+        )
+        .await
     }
 
     async fn delete_prefix_inner(&self, collection: &str, prefix: &str) -> Result<u64> {

@@ -147,6 +147,22 @@ impl PersistentStorageManager {
         Ok(())
     }
 
+    /// Runs a public operation: observed (span, duration, outcome; `observe/`) and, when it
+    /// fails, counted once in `StorageStatistics::errors`.
+    async fn public_call<T>(
+        &self,
+        operation: crate::observe::Operation,
+        collection: &str,
+        key: Option<&str>,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = self
+            .observer()
+            .observed(operation, collection, key, work)
+            .await;
+        self.count_error(result)
+    }
+
     fn count_error<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
             Counters::add(&self.inner.shared.counters.errors, 1);

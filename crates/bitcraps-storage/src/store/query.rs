@@ -54,11 +54,8 @@ impl PersistentStorageManager {
         let backend = Arc::clone(&self.inner.shared.backend);
         let c = collection.to_owned();
         let work = blocking(move || backend.list(&c, &options));
-        let result = self
-            .observer()
-            .observed(Operation::List, collection, None, work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::List, collection, None, work)
+            .await
     }
 
     /// Names of the collections that hold at least one record, in order.
@@ -66,11 +63,8 @@ impl PersistentStorageManager {
         self.check_open()?;
         let backend = Arc::clone(&self.inner.shared.backend);
         let work = blocking(move || backend.collections());
-        let result = self
-            .observer()
-            .observed(Operation::Collections, "", None, work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::Collections, "", None, work)
+            .await
     }
 
     /// A snapshot of the statistics.

@@ -16,6 +16,7 @@ use crate::remote::Lookup;
 use crate::rt::blocking;
 use crate::validate;
 use crate::value;
+use crate::version::Version;
 
 /// A document found by a read: from the cache, still in its stored form, or just loaded
 /// (decoded and verified).
@@ -84,11 +85,8 @@ impl PersistentStorageManager {
         key: &str,
     ) -> Result<Option<T>> {
         let work = self.retrieve_inner(collection, key);
-        let result = self
-            .observer()
-            .observed(Operation::Retrieve, collection, Some(key), work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::Retrieve, collection, Some(key), work)
+            .await
     }
 
     async fn retrieve_inner<T: DeserializeOwned>(
@@ -191,7 +189,7 @@ impl PersistentStorageManager {
             },
             None => None,
         };
-        let Some((raw, cached)) = self.read_database(collection, key).await? else {
+        let Some((raw, cached, _)) = self.read_database(collection, key).await? else {
             return Ok(None);
         };
         // Awaited rather than spawned so a read that returned has filled L2 (tests and other
@@ -203,13 +201,13 @@ impl PersistentStorageManager {
         Ok(Some(raw))
     }
 
-    /// Reads and verifies a document from the database on a blocking thread: the JSON, and
-    /// the stored form for the cache.
-    async fn read_database(
+    /// Reads and verifies a document from the database on a blocking thread: the JSON, the
+    /// stored form for the cache, and the record's version.
+    pub(super) async fn read_database(
         &self,
         collection: &str,
         key: &str,
-    ) -> Result<Option<(Arc<[u8]>, CachedValue)>> {
+    ) -> Result<Option<(Arc<[u8]>, CachedValue, Version)>> {
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
         blocking(move || {
@@ -217,7 +215,8 @@ impl PersistentStorageManager {
             let Some(record) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
             };
-            decode_blob(shared, &c, &k, &record.blob).map(Some)
+            let (raw, cached) = decode_blob(shared, &c, &k, &record.blob)?;
+            Ok(Some((raw, cached, record.version)))
         })
         .await
     }

@@ -9,11 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::PersistentStorageManager;
-use super::read::decode_blob;
 use crate::backend::{OpOutcome, WriteOp, now_ms};
 use crate::cache::cache_key;
 use crate::error::{Result, StorageError};
-use crate::rt::blocking;
 use crate::validate;
 use crate::value;
 use crate::version::{Expect, Version};
@@ -37,16 +35,13 @@ impl PersistentStorageManager {
             };
             Ok(Some((value::deserialize(collection, key, &raw)?, version)))
         };
-        let result = self
-            .observer()
-            .observed(
-                crate::observe::Operation::RetrieveVersioned,
-                collection,
-                Some(key),
-                work,
-            )
-            .await;
-        self.count_error(result)
+        self.public_call(
+            crate::observe::Operation::RetrieveVersioned,
+            collection,
+            Some(key),
+            work,
+        )
+        .await
     }
 
     /// The current document and version from the database, verified; fills L1 unless a
@@ -59,20 +54,10 @@ impl PersistentStorageManager {
         self.check_open()?;
         validate::key(collection, key)?;
         let started = Instant::now();
-        let shared = Arc::clone(self.shared());
+        let shared = self.shared();
         let ck = cache_key(collection, key);
         let ticket = shared.cache.ticket(&ck);
-        let (c, k) = (collection.to_owned(), key.to_owned());
-        let reader = Arc::clone(&shared);
-        let found = blocking(move || {
-            let Some(record) = reader.backend.get(&c, &k)? else {
-                return Ok(None);
-            };
-            let (raw, cached) = decode_blob(&reader, &c, &k, &record.blob)?;
-            Ok(Some((raw, cached, record.version)))
-        })
-        .await?;
-        let Some((raw, cached, version)) = found else {
+        let Some((raw, cached, version)) = self.read_database(collection, key).await? else {
             return Ok(None);
         };
         shared.cache.fill(ticket, cached, &ck);
@@ -92,16 +77,13 @@ impl PersistentStorageManager {
         expect: Expect,
     ) -> Result<Version> {
         let work = self.store_if_inner(collection, key, value, expect);
-        let result = self
-            .observer()
-            .observed(
-                crate::observe::Operation::StoreIf,
-                collection,
-                Some(key),
-                work,
-            )
-            .await;
-        self.count_error(result)
+        self.public_call(
+            crate::observe::Operation::StoreIf,
+            collection,
+            Some(key),
+            work,
+        )
+        .await
     }
 
     async fn store_if_inner<T: Serialize + ?Sized>(
@@ -138,16 +120,13 @@ impl PersistentStorageManager {
     /// [`StorageError::Conflict`] and deletes nothing.
     pub async fn delete_if(&self, collection: &str, key: &str, expect: Expect) -> Result<bool> {
         let work = self.delete_if_inner(collection, key, expect);
-        let result = self
-            .observer()
-            .observed(
-                crate::observe::Operation::DeleteIf,
-                collection,
-                Some(key),
-                work,
-            )
-            .await;
-        self.count_error(result)
+        self.public_call(
+            crate::observe::Operation::DeleteIf,
+            collection,
+            Some(key),
+            work,
+        )
+        .await
     }
 
     async fn delete_if_inner(&self, collection: &str, key: &str, expect: Expect) -> Result<bool> {
@@ -182,16 +161,13 @@ impl PersistentStorageManager {
         F: FnMut(Option<T>) -> Option<T>,
     {
         let work = self.update_inner(collection, key, f);
-        let result = self
-            .observer()
-            .observed(
-                crate::observe::Operation::Update,
-                collection,
-                Some(key),
-                work,
-            )
-            .await;
-        self.count_error(result)
+        self.public_call(
+            crate::observe::Operation::Update,
+            collection,
+            Some(key),
+            work,
+        )
+        .await
     }
 
     async fn update_inner<T, F>(&self, collection: &str, key: &str, mut f: F) -> Result<Option<T>>

@@ -15,7 +15,7 @@ use crate::value::EncodedValue;
 use crate::version::Version;
 
 /// Values larger than this are compressed on a blocking thread instead of inline.
-const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
+pub(super) const INLINE_ENCODE_LIMIT: usize = 256 * 1024;
 
 impl PersistentStorageManager {
     pub(super) fn serialize<T: Serialize + ?Sized>(
@@ -58,11 +58,8 @@ impl PersistentStorageManager {
         value: &T,
     ) -> Result<()> {
         let work = self.store_inner(collection, key, value);
-        let result = self
-            .observer()
-            .observed(Operation::Store, collection, Some(key), work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::Store, collection, Some(key), work)
+            .await
     }
 
     async fn store_inner<T: Serialize + ?Sized>(
@@ -100,11 +97,8 @@ impl PersistentStorageManager {
         let items: Vec<(&str, &T, Option<Version>)> =
             items.iter().map(|(k, v)| (k.as_ref(), v, None)).collect();
         let work = self.store_batch_inner(collection, &items);
-        let result = self
-            .observer()
-            .observed(Operation::StoreBatch, collection, None, work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::StoreBatch, collection, None, work)
+            .await
     }
 
     /// Like [`store_batch`](Self::store_batch), but each record keeps the given version when
@@ -126,11 +120,8 @@ impl PersistentStorageManager {
             .map(|(k, v, version)| (k.as_ref(), v, Some(*version)))
             .collect();
         let work = self.store_batch_inner(collection, &items);
-        let result = self
-            .observer()
-            .observed(Operation::StoreBatch, collection, None, work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::StoreBatch, collection, None, work)
+            .await
     }
 
     async fn store_batch_inner<T: Serialize>(
@@ -195,11 +186,8 @@ impl PersistentStorageManager {
     /// record refers to it.
     pub async fn delete(&self, collection: &str, key: &str) -> Result<bool> {
         let work = self.delete_inner(collection, key);
-        let result = self
-            .observer()
-            .observed(Operation::Delete, collection, Some(key), work)
-            .await;
-        self.count_error(result)
+        self.public_call(Operation::Delete, collection, Some(key), work)
+            .await
     }
 
     async fn delete_inner(&self, collection: &str, key: &str) -> Result<bool> {

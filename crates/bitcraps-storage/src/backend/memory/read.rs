@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use super::state::{Tables, record_version};
+use super::state::Tables;
 use crate::backend::{
     BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
     RepairOutcome, StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
@@ -13,6 +13,7 @@ use crate::codec::Codec;
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
 use crate::value::hex;
+use crate::version::Version;
 
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -44,7 +45,7 @@ pub(super) fn get(tables: &Tables, collection: &str, key: &str) -> Result<Option
             data: blob.data.to_vec(),
             dict_id: blob.dict_id,
         },
-        version: record_version(collection, key, record.version)?,
+        version: Version::stored(collection, key, record.version)?,
     }))
 }
 
@@ -83,7 +84,7 @@ pub(super) fn metadata(
         updated_at: time_from_ms(record.updated_at),
         access_count: to_u64(record.access_count),
         last_accessed: record.last_accessed.map(time_from_ms),
-        version: record_version(collection, key, record.version)?,
+        version: Version::stored(collection, key, record.version)?,
     }))
 }
 

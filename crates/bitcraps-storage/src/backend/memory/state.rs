@@ -181,18 +181,10 @@ impl Tables {
                 let actual = self
                     .records
                     .get(&(collection.clone(), key.clone()))
-                    .map(|r| record_version(collection, key, r.version))
+                    .map(|r| Version::stored(collection, key, r.version))
                     .transpose()?;
-                if expect.holds(actual) {
-                    Ok(OpOutcome::Check)
-                } else {
-                    Err(StorageError::Conflict {
-                        collection: collection.clone(),
-                        key: key.clone(),
-                        expected: *expect,
-                        actual,
-                    })
-                }
+                expect.check(collection, key, actual)?;
+                Ok(OpOutcome::Check)
             }
             WriteOp::DeletePrefix { collection, prefix } => {
                 let doomed: Vec<(String, i64)> = self
@@ -334,7 +326,7 @@ impl Tables {
                 self.clock
             }
         };
-        let version = record_version(collection, key, stored_version)?;
+        let version = Version::stored(collection, key, stored_version)?;
         match self.records.get(&id).cloned() {
             None => {
                 let record = Record {
@@ -369,16 +361,6 @@ impl Tables {
             }
         }
     }
-}
-
-/// A stored version as a [`Version`]; an invalid one is corruption.
-pub(super) fn record_version(collection: &str, key: &str, stored: i64) -> Result<Version> {
-    Version::from_db(stored).ok_or_else(|| {
-        StorageError::corruption(
-            format!("{collection}/{key}"),
-            format!("invalid record version {stored}"),
-        )
-    })
 }
 
 /// The highest id plus one (SQLite's rowid rule), 1 for an empty table.

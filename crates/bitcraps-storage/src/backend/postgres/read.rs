@@ -53,7 +53,7 @@ fn record_from_row(
     let hash: Option<Vec<u8>> = row.try_get(first + 3).map_err(err)?;
     let data: Option<Vec<u8>> = row.try_get(first + 4).map_err(err)?;
     let dict_id: Option<i64> = row.try_get(first + 5).map_err(err)?;
-    let version = record_version(collection, key, row.try_get(first + 6).map_err(err)?)?;
+    let version = Version::stored(collection, key, row.try_get(first + 6).map_err(err)?)?;
     match (codec, raw_len, hash, data) {
         (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
             blob: StoredBlob {
@@ -70,16 +70,6 @@ fn record_from_row(
             format!("the record refers to blob {blob_id}, which does not exist"),
         )),
     }
-}
-
-/// A stored version as a [`Version`]; an invalid one is corruption.
-fn record_version(collection: &str, key: &str, stored: i64) -> Result<Version> {
-    Version::from_db(stored).ok_or_else(|| {
-        StorageError::corruption(
-            format!("{collection}/{key}"),
-            format!("invalid record version {stored}"),
-        )
-    })
 }
 
 /// A record's blob and version.
@@ -178,7 +168,7 @@ pub async fn metadata(
             .try_get::<_, Option<i64>>(3)
             .map_err(&err)?
             .map(time_from_ms),
-        version: record_version(collection, key, row.try_get(10).map_err(&err)?)?,
+        version: Version::stored(collection, key, row.try_get(10).map_err(&err)?)?,
     }))
 }
 

@@ -358,27 +358,9 @@ async fn check(
         .and_then(|r| r.map(|r| r.try_get(0)).transpose())
         .map_err(db("checking a record's version"))?;
     let actual = actual
-        .map(|v| stored_version(collection, key, v))
+        .map(|v| Version::stored(collection, key, v))
         .transpose()?;
-    if expect.holds(actual) {
-        Ok(())
-    } else {
-        Err(Fail::Final(StorageError::Conflict {
-            collection: collection.to_owned(),
-            key: key.to_owned(),
-            expected: expect,
-            actual,
-        }))
-    }
-}
-
-fn stored_version(collection: &str, key: &str, v: i64) -> Result<Version, Fail> {
-    Version::from_db(v).ok_or_else(|| {
-        Fail::Final(StorageError::corruption(
-            format!("{collection}/{key}"),
-            format!("invalid record version {v}"),
-        ))
-    })
+    Ok(expect.check(collection, key, actual)?)
 }
 
 /// Deletes every record of `collection` whose key starts with `prefix` (the transaction holds
@@ -584,6 +566,6 @@ async fn put(
     Ok(OpOutcome::Put {
         deduplicated,
         replaced: old.is_some(),
-        version: stored_version(collection, key, version)?,
+        version: Version::stored(collection, key, version)?,
     })
 }

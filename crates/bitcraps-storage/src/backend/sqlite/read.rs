@@ -27,7 +27,8 @@ const RECORD_COLUMNS: &str = "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.d
 fn record_from_row(
     r: &rusqlite::Row<'_>,
     first: usize,
-    location: impl Fn() -> String,
+    collection: &str,
+    key: &str,
 ) -> Result<StoredRecord> {
     let read = || -> rusqlite::Result<_> {
         Ok((
@@ -42,9 +43,7 @@ fn record_from_row(
     };
     let (blob_id, codec_id, raw_len, hash, data, dict_id, version) =
         read().map_err(db_err("reading a record"))?;
-    let version = Version::from_db(version).ok_or_else(|| {
-        StorageError::corruption(location(), format!("invalid record version {version}"))
-    })?;
+    let version = Version::stored(collection, key, version)?;
     match (codec_id, raw_len, hash, data) {
         (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
             blob: StoredBlob {
@@ -57,7 +56,7 @@ fn record_from_row(
             version,
         }),
         _ => Err(StorageError::corruption(
-            location(),
+            format!("{collection}/{key}"),
             format!("the record refers to blob {blob_id}, which does not exist"),
         )),
     }
@@ -74,7 +73,7 @@ pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<Stor
         .query(params![collection, key])
         .map_err(db_err("reading a record"))?;
     match rows.next().map_err(db_err("reading a record"))? {
-        Some(row) => record_from_row(row, 0, || format!("{collection}/{key}")).map(Some),
+        Some(row) => record_from_row(row, 0, collection, key).map(Some),
         None => Ok(None),
     }
 }
@@ -109,7 +108,7 @@ pub fn scan(conn: &Connection, collection: &str, options: &ListOptions) -> Resul
     let mut items = Vec::new();
     while let Some(row) = rows.next().map_err(db_err("scanning records"))? {
         let key: String = row.get(0).map_err(db_err("scanning records"))?;
-        let record = record_from_row(row, 1, || format!("{collection}/{key}"))?;
+        let record = record_from_row(row, 1, collection, &key)?;
         items.push((key, record));
     }
     Ok(RecordPage::from_fetched(items, options.limit_value()))
@@ -160,9 +159,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     else {
         return Ok(None);
     };
-    let version = Version::from_db(version).ok_or_else(|| {
-        StorageError::corruption(location(), format!("invalid record version {version}"))
-    })?;
+    let version = Version::stored(collection, key, version)?;
     let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
@@ -216,13 +213,9 @@ pub fn list(conn: &Connection, collection: &str, options: &ListOptions) -> Resul
     Ok(ListPage::from_fetched(keys, options.limit_value()))
 }
 
-/// The query of a key range (listing, scanning, deleting by prefix) and its arguments:
+/// The query of a key range (listing, scanning) and its arguments:
 /// `SELECT {select}` (which names the tables) restricted to `collection` and `options`.
-pub(super) fn range_query(
-    select: &str,
-    collection: &str,
-    options: &ListOptions,
-) -> (String, Vec<Value>) {
+fn range_query(select: &str, collection: &str, options: &ListOptions) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {select} WHERE collection = ?");
     let mut args: Vec<Value> = vec![Value::Text(collection.to_owned())];
     // Exactly one lower bound: with two (`key >= prefix AND key > after`) SQLite seeks to

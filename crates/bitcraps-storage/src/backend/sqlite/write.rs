@@ -2,10 +2,9 @@
 //! reference counts maintained in the same transaction as the records. Versions come from the
 //! `version_clock` row, read once at the start of the transaction and written once at its end.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_err;
-use super::read::range_query;
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::list::ListOptions;
@@ -190,50 +189,44 @@ fn check(conn: &Connection, collection: &str, key: &str, expect: Expect) -> Resu
         return Ok(());
     }
     let actual = current_version(conn, collection, key)?
-        .map(|v| {
-            Version::from_db(v).ok_or_else(|| {
-                StorageError::corruption(
-                    format!("{collection}/{key}"),
-                    format!("invalid record version {v}"),
-                )
-            })
-        })
+        .map(|v| Version::stored(collection, key, v))
         .transpose()?;
-    if expect.holds(actual) {
-        Ok(())
-    } else {
-        Err(StorageError::Conflict {
-            collection: collection.to_owned(),
-            key: key.to_owned(),
-            expected: expect,
-            actual,
-        })
-    }
+    expect.check(collection, key, actual)
 }
 
 /// Deletes every record of `collection` whose key starts with `prefix`, releasing their
 /// blobs; returns the keys in order.
 fn delete_prefix(conn: &Connection, collection: &str, prefix: &str) -> Result<Vec<String>> {
-    let options = ListOptions::default().prefix(prefix).limit(usize::MAX - 1);
-    let (sql, mut args) = range_query("key, blob_id FROM records", collection, &options);
-    // The range query ends with `LIMIT ?`; an unbounded delete drops it.
-    args.pop();
-    let sql = sql.trim_end_matches(" LIMIT ?");
-    let rows: Vec<(String, i64)> = conn
-        .prepare(sql)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(db_err("finding records by prefix"))?;
+    let err = db_err("deleting records by prefix");
+    let upper = ListOptions::default().prefix(prefix).prefix_upper_bound();
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
+    let rows: Vec<(String, i64)> = match &upper {
+        Some(upper) => conn
+            .prepare_cached(
+                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 AND key < ?3
+                 RETURNING key, blob_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![collection, prefix, upper], row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            }),
+        None => conn
+            .prepare_cached(
+                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 RETURNING key, blob_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![collection, prefix], row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            }),
+    }
+    .map_err(err)?;
     let mut keys = Vec::with_capacity(rows.len());
     for (key, blob_id) in rows {
-        conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
-            .and_then(|mut s| s.execute(params![collection, key]))
-            .map_err(db_err("deleting records by prefix"))?;
         release_blob(conn, blob_id)?;
         keys.push(key);
     }
+    // RETURNING has no order.
+    keys.sort();
     Ok(keys)
 }
 
