@@ -233,6 +233,46 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
             ),
         ),
     ]);
+    if let Some(r) = &s.remote_cache {
+        let held = match (r.entries, r.bytes) {
+            (Some(entries), Some(b)) => format!("{entries} entries ({})", bytes(b)),
+            _ => "not counted (Redis unavailable)".to_owned(),
+        };
+        rows.extend([
+            row(
+                "Redis tier (L2)",
+                format!(
+                    "{}, namespace {}",
+                    if r.connected {
+                        "connected"
+                    } else {
+                        "DISCONNECTED"
+                    },
+                    escape_controls(&r.namespace)
+                ),
+            ),
+            row("  holds", held),
+            row(
+                "  hit rate",
+                format!(
+                    "{} ({} hits, {} misses, {} fills)",
+                    percent(ratio(r.hits, r.hits.saturating_add(r.misses))),
+                    r.hits,
+                    r.misses,
+                    r.fills
+                ),
+            ),
+            row(
+                "  errors, rejected",
+                format!(
+                    "{} errors, {} entries and {} messages rejected",
+                    r.errors,
+                    r.corrupt_entries.saturating_add(r.rejected_entries),
+                    r.rejected_messages
+                ),
+            ),
+        ]);
+    }
     rows
 }
 

@@ -35,8 +35,10 @@ struct Fields<'a>(&'a mut BTreeMap<String, String>);
 
 impl tracing::field::Visit for Fields<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), format!("{value:?}").trim_matches('"').to_owned());
+        self.0.insert(
+            field.name().to_owned(),
+            format!("{value:?}").trim_matches('"').to_owned(),
+        );
     }
 }
 
@@ -74,7 +76,12 @@ fn install() {
 }
 
 fn spans() -> Vec<Seen> {
-    SPANS.lock().unwrap().iter().map(|(_, s)| s.clone()).collect()
+    SPANS
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect()
 }
 
 fn field<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
@@ -115,7 +122,10 @@ async fn operations_steps_and_backups_run_in_spans_without_content() -> Result {
         assert!(!found.is_empty(), "no {op} span on games in {all:#?}");
         for span in found {
             assert_eq!(field(span, "backend"), Some("sqlite"), "{span:?}");
-            assert!(field(span, "key").is_none(), "keys are off by default: {span:?}");
+            assert!(
+                field(span, "key").is_none(),
+                "keys are off by default: {span:?}"
+            );
         }
     }
     assert!(
@@ -125,11 +135,17 @@ async fn operations_steps_and_backups_run_in_spans_without_content() -> Result {
     assert!(!operation(&all, "backup").is_empty(), "no backup span");
 
     // One span per maintenance step, inside the run's span, with its outcome and duration.
-    let steps: Vec<&Seen> = all.iter().filter(|s| s.name == "maintenance_step").collect();
+    let steps: Vec<&Seen> = all
+        .iter()
+        .filter(|s| s.name == "maintenance_step")
+        .collect();
     let names: Vec<&str> = steps.iter().filter_map(|s| field(s, "step")).collect();
     let reported: Vec<&str> = report.steps.iter().map(|s| s.name).collect();
     assert_eq!(names, reported, "a span for every reported step, in order");
-    assert!(names.contains(&"vacuum") && names.contains(&"backup"), "{names:?}");
+    assert!(
+        names.contains(&"vacuum") && names.contains(&"backup"),
+        "{names:?}"
+    );
     for step in steps {
         assert_eq!(step.parent.as_deref(), Some("bitcraps_storage"), "{step:?}");
         assert_eq!(field(step, "ok"), Some("true"), "{step:?}");
@@ -139,7 +155,10 @@ async fn operations_steps_and_backups_run_in_spans_without_content() -> Result {
     // No document content anywhere in any span field.
     for span in &all {
         for value in span.fields.values() {
-            assert!(!value.contains(SECRET_CONTENT), "content in a span: {span:?}");
+            assert!(
+                !value.contains(SECRET_CONTENT),
+                "content in a span: {span:?}"
+            );
         }
     }
     Ok(())
@@ -159,6 +178,9 @@ async fn keys_are_span_fields_only_when_asked() -> Result {
     let traced = operation(&all, "store")
         .into_iter()
         .any(|s| field(s, "key") == Some("traced-key-31"));
-    assert!(traced, "with metrics.trace_keys the key is a field: {all:#?}");
+    assert!(
+        traced,
+        "with metrics.trace_keys the key is a field: {all:#?}"
+    );
     Ok(())
 }

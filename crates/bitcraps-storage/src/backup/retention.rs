@@ -101,7 +101,9 @@ mod tests {
         // Oldest first in the slice: the order of the input does not matter.
         let sizes = [(t(3.0), 40), (t(2.0), 30), (t(1.0), 20), (t(0.0), 10)];
         assert_eq!(over_cap(&sizes, 100), BTreeSet::new());
-        assert_eq!(over_cap(&sizes, 60), BTreeSet::from([0, 1]));
+        // Newest first: 10 + 20 + 30 = 60 fits exactly; 40 more does not.
+        assert_eq!(over_cap(&sizes, 60), BTreeSet::from([0]));
+        assert_eq!(over_cap(&sizes, 59), BTreeSet::from([0, 1]));
         // 10 + 20 fit in 35; 30 does not, and so neither does anything older (even 40 alone).
         assert_eq!(over_cap(&sizes, 35), BTreeSet::from([0, 1]));
         // The newest is kept even when it alone is over the cap.

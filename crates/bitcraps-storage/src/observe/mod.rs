@@ -219,6 +219,13 @@ pub(crate) fn put_committed(logical: u64, deduplicated: bool, stored: usize) {
     }
 }
 
+/// A wait for a pooled connection of `pool` that took `waited` and ended with `outcome`
+/// (`ok`, `timeout` or `error`).
+pub(crate) fn pool_wait(pool: &'static str, waited: std::time::Duration, outcome: &'static str) {
+    metrics::histogram!(names::POOL_WAIT, "pool" => pool, "outcome" => outcome)
+        .record(waited.as_secs_f64());
+}
+
 /// A group commit whose transaction failed.
 pub(crate) fn group_failed() {
     metrics::counter!(names::GROUP_COMMIT_FAILURES).increment(1);
