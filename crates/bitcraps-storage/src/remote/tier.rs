@@ -204,7 +204,10 @@ impl RemoteTier {
         let core = &self.core;
         // Only while the tier is connected: counting must not add connection attempts (and
         // their errors, and their timeouts) to a statistics call while Redis is away.
-        let connected = core.counters.connected.load(std::sync::atomic::Ordering::Acquire);
+        let connected = core
+            .counters
+            .connected
+            .load(std::sync::atomic::Ordering::Acquire);
         let census = if connected && core.breaker.allows() {
             let task_core = Arc::clone(core);
             let budget = core.conn.timeout().saturating_mul(4);
