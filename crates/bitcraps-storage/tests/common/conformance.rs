@@ -467,12 +467,37 @@ pub async fn concurrent_writers_and_readers(f: Fixture) -> Result {
 
 pub async fn cache_never_serves_stale_values(f: Fixture) -> Result {
     let s = open(&f).await?;
+    readers_race_a_writer(
+        &s,
+        150,
+        3,
+        |s| async move { s.retrieve::<u64>("c", "k").await },
+    )
+    .await?;
+    assert_eq!(s.retrieve::<u64>("c", "k").await?, Some(150));
+    s.close().await?;
+    Ok(())
+}
+
+/// Stores 1..=`rounds` under c/k (deleting and storing again every tenth) while `readers`
+/// tasks read it with `read`: during a delete/re-store pair the key may be briefly absent,
+/// but a present value must never be older than what was acknowledged before the read.
+async fn readers_race_a_writer<F, Fut>(
+    s: &PersistentStorageManager,
+    rounds: u64,
+    readers: usize,
+    read: F,
+) -> Result
+where
+    F: Fn(PersistentStorageManager) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = std::result::Result<Option<u64>, StorageError>> + Send,
+{
     let acked = Arc::new(AtomicU64::new(0));
     s.store("c", "k", &0u64).await?;
     let writer = {
         let (s, acked) = (s.clone(), Arc::clone(&acked));
         tokio::spawn(async move {
-            for v in 1..=150u64 {
+            for v in 1..=rounds {
                 s.store("c", "k", &v).await?;
                 acked.store(v, Ordering::SeqCst);
                 if v % 10 == 0 {
@@ -483,15 +508,13 @@ pub async fn cache_never_serves_stale_values(f: Fixture) -> Result {
             Ok::<_, StorageError>(())
         })
     };
-    let mut readers = Vec::new();
-    for _ in 0..3 {
-        let (s, acked) = (s.clone(), Arc::clone(&acked));
-        readers.push(tokio::spawn(async move {
-            while acked.load(Ordering::SeqCst) < 150 {
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let (s, acked, read) = (s.clone(), Arc::clone(&acked), read.clone());
+        tasks.push(tokio::spawn(async move {
+            while acked.load(Ordering::SeqCst) < rounds {
                 let floor = acked.load(Ordering::SeqCst);
-                // During a delete/re-store pair the key may be briefly absent; a present
-                // value must never be older than what was acknowledged before the read.
-                if let Some(v) = s.retrieve::<u64>("c", "k").await? {
+                if let Some(v) = read(s.clone()).await? {
                     assert!(v >= floor, "stale read: got {v}, {floor} was acknowledged");
                 }
             }
@@ -499,11 +522,9 @@ pub async fn cache_never_serves_stale_values(f: Fixture) -> Result {
         }));
     }
     writer.await??;
-    for r in readers {
-        r.await??;
+    for t in tasks {
+        t.await??;
     }
-    assert_eq!(s.retrieve::<u64>("c", "k").await?, Some(150));
-    s.close().await?;
     Ok(())
 }
 
@@ -550,42 +571,10 @@ pub async fn shared_reads_are_current(f: Fixture) -> Result {
     assert_eq!(s.retrieve_shared::<Game>("games", "g").await?, None);
 
     // Concurrent writers: a present value is never older than what was acknowledged.
-    let acked = Arc::new(AtomicU64::new(0));
-    s.store("c", "k", &0u64).await?;
-    let writer = {
-        let (s, acked) = (s.clone(), Arc::clone(&acked));
-        tokio::spawn(async move {
-            for v in 1..=100u64 {
-                s.store("c", "k", &v).await?;
-                acked.store(v, Ordering::SeqCst);
-                if v % 10 == 0 {
-                    s.delete("c", "k").await?;
-                    s.store("c", "k", &v).await?;
-                }
-            }
-            Ok::<_, StorageError>(())
-        })
-    };
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let (s, acked) = (s.clone(), Arc::clone(&acked));
-        readers.push(tokio::spawn(async move {
-            while acked.load(Ordering::SeqCst) < 100 {
-                let floor = acked.load(Ordering::SeqCst);
-                if let Some(v) = s.retrieve_shared::<u64>("c", "k").await? {
-                    assert!(
-                        *v >= floor,
-                        "stale shared read: got {v}, {floor} was acknowledged"
-                    );
-                }
-            }
-            Ok::<_, StorageError>(())
-        }));
-    }
-    writer.await??;
-    for r in readers {
-        r.await??;
-    }
+    readers_race_a_writer(&s, 100, 2, |s| async move {
+        Ok(s.retrieve_shared::<u64>("c", "k").await?.map(|v| *v))
+    })
+    .await?;
     assert_eq!(
         s.retrieve_shared::<u64>("c", "k").await?.as_deref(),
         Some(&100)
