@@ -85,6 +85,10 @@ pub enum Command {
     Collections(CollectionsArgs),
     /// Show the store's statistics
     Stats(StatsArgs),
+    /// Set, clear and show the default TTL of collections (kept in the store, so every node
+    /// and process applies it)
+    #[command(subcommand)]
+    Ttl(TtlCommand),
     /// Write records as JSON Lines: {"collection":..,"key":..,"value":..}
     Export(ExportArgs),
     /// Read records from JSON Lines (as written by export) and store them in batches
@@ -133,6 +137,10 @@ pub struct PutArgs {
     /// Print the record's new version (a number) on stdout
     #[arg(long)]
     pub print_version: bool,
+    /// Expire the record this long after the write (e.g. 30s, 10m, 1h 30m); without it, the
+    /// collection's default TTL applies (see `ttl show`), if it has one
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl Condition {
@@ -219,6 +227,31 @@ pub struct CollectionsArgs {
     /// Print a JSON array instead of one name per line
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ttl …`
+#[derive(Debug, Subcommand)]
+pub enum TtlCommand {
+    /// Records of COLLECTION written from now on without a TTL of their own expire this long
+    /// after they are written (records already written keep their expiry)
+    Set {
+        /// Collection name
+        collection: String,
+        /// The TTL, e.g. 30s, 10m, 1h 30m
+        #[arg(value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Remove COLLECTION's default TTL: later writes do not expire unless they say so
+    Clear {
+        /// Collection name
+        collection: String,
+    },
+    /// Show every collection's default TTL
+    Show {
+        /// Print a JSON object {collection: milliseconds}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `stats`

@@ -156,6 +156,13 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
                 s.maintenance_runs, s.background_failures
             ),
         ),
+        row(
+            "expired records (this process)",
+            format!(
+                "{} swept, {} reads found one unswept",
+                s.expired_swept, s.expired_reads
+            ),
+        ),
     ]
 }
 
@@ -190,6 +197,10 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
             "last read",
             m.last_accessed
                 .map_or_else(|| "never".to_owned(), timestamp),
+        ),
+        row(
+            "expires",
+            m.expires_at.map_or_else(|| "never".to_owned(), timestamp),
         ),
     ]
 }

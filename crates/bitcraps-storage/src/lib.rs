@@ -43,10 +43,12 @@ mod background;
 mod backup;
 mod batch;
 mod cache;
+mod clock;
 mod codec;
 mod config;
 mod dictionary;
 mod error;
+mod expiry;
 mod fs;
 mod list;
 mod maintenance;
@@ -55,6 +57,7 @@ mod redact;
 mod remote;
 mod rt;
 mod scrub;
+mod settings;
 mod stats;
 mod store;
 mod timefmt;
@@ -104,8 +107,8 @@ pub use version::{Expect, Version};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, RecordPage, StoreIdentity,
-        StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, CollectionSetting, Maintenance, OpOutcome, RecordPage,
+        StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

@@ -79,6 +79,8 @@ pub struct MaintenanceReport {
     pub wal_checkpointed: bool,
     /// The database was vacuumed.
     pub vacuumed: bool,
+    /// Expired records the sweep removed.
+    pub expired_swept: u64,
     /// Reference repair: counts corrected and orphaned blobs removed.
     pub references: RepairOutcome,
     /// Cache entries before and after upkeep.
@@ -142,7 +144,8 @@ impl MaintenanceReport {
 }
 
 impl PersistentStorageManager {
-    /// Runs maintenance now: checks the store's integrity, flushes access statistics, repairs
+    /// Runs maintenance now: checks the store's integrity, flushes access statistics, sweeps
+    /// expired records ([`sweep_expired`](Self::sweep_expired)), repairs
     /// references (removing blobs nothing refers to), checkpoints and truncates the WAL,
     /// refreshes planner statistics, vacuums past `maintenance.vacuum_free_percent` free
     /// pages, runs cache upkeep, and — with `backup.on_maintenance` — verifies every stored
@@ -210,6 +213,14 @@ impl PersistentStorageManager {
         report.step("flush access statistics", t, r, |_| {
             "buffered reads written".into()
         });
+
+        let t = Instant::now();
+        let r = self.sweep_expired().await;
+        if let Some(n) = report.step("sweep expired records", t, r, |n| {
+            format!("{n} expired records removed")
+        }) {
+            report.expired_swept = n;
+        }
 
         let t = Instant::now();
         let b = backend();

@@ -5,3 +5,4 @@ mod common;
 
 conformance_suite!(common::memory_fixture);
 versions_suite!(common::memory_fixture);
+lifecycle_suite!(common::memory_fixture);

@@ -6,3 +6,4 @@ mod common;
 
 conformance_suite!(common::pg_fixture);
 versions_suite!(common::pg_fixture);
+lifecycle_suite!(common::pg_fixture);

@@ -11,7 +11,7 @@ fn v(key: &str, bytes: &[u8]) -> CachedValue {
 /// The cached document under `key`, decoded (counts a hit or miss like `get`).
 fn raw(cache: &ValueCache, key: &str) -> Option<Vec<u8>> {
     cache
-        .get(key)
+        .get(key, 0)
         .map(|c| c.decode(|| key.to_owned()).map(|r| r.into_owned()))
         .transpose()
         .ok()
@@ -25,7 +25,7 @@ fn an_entry_in_a_slot_is_found_only_by_its_own_key() {
     let (a, b) = (cache_key("c", "a"), cache_key("c", "b"));
     cache.fill(cache.stripes.ticket(&b), v(&a, b"a's document"), &b);
     assert_eq!(raw(&cache, &b), None, "another key's entry is a miss");
-    assert!(!cache.contains(&b));
+    assert!(!cache.contains(&b, 0));
     assert_eq!(raw(&cache, &a), None, "a's own slot is empty");
     cache.committed(&b, Some(v(&b, b"b's document")));
     assert_eq!(raw(&cache, &b), Some(b"b's document".to_vec()));
@@ -89,7 +89,7 @@ fn remote_invalidation_defeats_fills_and_untrusted_cache_is_bypassed() {
     cache.committed(&key, Some(v(&key, b"v2")));
     cache.set_trusted(false);
     assert_eq!(raw(&cache, &key), None, "untrusted: not read");
-    assert!(!cache.contains(&key));
+    assert!(!cache.contains(&key, 0));
     let ticket = cache.stripes.ticket(&key);
     cache.invalidate_all();
     cache.set_trusted(true);
@@ -149,4 +149,19 @@ fn disabled_cache_holds_nothing() {
     let cache = ValueCache::new(0);
     cache.committed("a", Some(v("a", b"x")));
     assert_eq!(raw(&cache, "a"), None);
+}
+
+#[test]
+fn an_entry_past_its_expiry_is_a_miss() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("lobbies", "seat-1");
+    cache.committed(&key, Some(v(&key, b"seat").expiring(Some(1_000))));
+    assert!(cache.contains(&key, 999));
+    assert!(cache.get(&key, 999).is_some(), "live until its expiry");
+    assert!(!cache.contains(&key, 1_000));
+    assert!(
+        cache.get(&key, 1_000).is_none(),
+        "a miss from its expiry on"
+    );
+    assert!(cache.get(&key, 5_000).is_none());
 }

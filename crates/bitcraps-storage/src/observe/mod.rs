@@ -219,6 +219,11 @@ pub(crate) fn put_committed(logical: u64, deduplicated: bool, stored: usize) {
     }
 }
 
+/// Expired records the sweep removed.
+pub(crate) fn expired_swept(n: u64) {
+    metrics::counter!(names::EXPIRED_SWEPT).increment(n);
+}
+
 /// A group commit whose transaction failed.
 pub(crate) fn group_failed() {
     metrics::counter!(names::GROUP_COMMIT_FAILURES).increment(1);

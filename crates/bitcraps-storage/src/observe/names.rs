@@ -69,6 +69,8 @@ metrics_list! {
         "Group commit transactions that failed as a whole.";
     BACKGROUND_FAILURES = "bitcraps_storage_background_failures_total", Counter, ["task"],
         "Background task runs that failed or panicked (the store kept running).";
+    EXPIRED_SWEPT = "bitcraps_storage_expired_swept_total", Counter, [],
+        "Expired records removed by the sweep.";
     RECORDS = "bitcraps_storage_records", Gauge, [], "Records in the store.";
     BLOBS = "bitcraps_storage_blobs", Gauge, [], "Distinct stored contents.";
     LOGICAL_BYTES = "bitcraps_storage_logical_bytes", Gauge, [],

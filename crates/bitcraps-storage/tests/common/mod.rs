@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod faulty;
+pub mod lifecycle;
 pub mod nodes;
 pub mod tls;
 pub mod versions;

@@ -27,8 +27,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
 use crate::backend::{
-    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
+    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
     StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
@@ -268,6 +268,13 @@ impl Backend for PostgresBackend {
     fn collections(&self) -> Result<Vec<String>> {
         self.with_client(self.read_pool(), |client| async move {
             read::collections(&client).await
+        })
+    }
+
+    fn settings(&self) -> Result<Vec<CollectionSetting>> {
+        // The primary: a setting just written must be what the next write applies.
+        self.with_client(self.primary.clone(), |client| async move {
+            read::settings(&client).await
         })
     }
 

@@ -179,6 +179,7 @@ async fn apply_once(
         matches!(
             op,
             WriteOp::DeletePrefix { .. }
+                | WriteOp::SweepExpired { .. }
                 | WriteOp::Put {
                     keep_version: Some(_),
                     ..
@@ -253,18 +254,32 @@ async fn apply_op(
             value,
             now_ms,
             keep_version,
+            expires_ms,
         } => {
+            // A record that expired is gone: the put is the write of an absent key.
+            purge_expired(tx, collection, key, *now_ms).await?;
+            let expires_ms = match expires_ms {
+                Some(at) => Some(*at),
+                None => default_ttl(tx, collection)
+                    .await?
+                    .map(|ttl| now_ms.saturating_add(ttl)),
+            };
             put(
                 tx,
                 collection,
                 key,
                 value,
-                (*now_ms, *keep_version),
+                (*now_ms, *keep_version, expires_ms),
                 deduplicate,
             )
             .await
         }
-        WriteOp::Delete { collection, key } => {
+        WriteOp::Delete {
+            collection,
+            key,
+            now_ms,
+        } => {
+            purge_expired(tx, collection, key, *now_ms).await?;
             let old: Option<i64> = tx
                 .query_opt(
                     &cached(
@@ -288,12 +303,29 @@ async fn apply_op(
             collection,
             key,
             expect,
+            now_ms,
         } => {
-            check(tx, collection, key, *expect).await?;
+            check(tx, collection, key, *expect, *now_ms).await?;
             Ok(OpOutcome::Check)
         }
-        WriteOp::DeletePrefix { collection, prefix } => {
-            let deleted = delete_prefix(tx, collection, prefix).await?;
+        WriteOp::SweepExpired { now_ms, limit } => {
+            let removed = sweep_expired(tx, *now_ms, *limit).await?;
+            Ok(OpOutcome::Swept { removed })
+        }
+        WriteOp::Setting {
+            collection,
+            name,
+            value,
+        } => {
+            set_setting(tx, collection, name, *value).await?;
+            Ok(OpOutcome::Setting)
+        }
+        WriteOp::DeletePrefix {
+            collection,
+            prefix,
+            now_ms,
+        } => {
+            let deleted = delete_prefix(tx, collection, prefix, *now_ms).await?;
             Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
@@ -341,6 +373,7 @@ async fn check(
     collection: &str,
     key: &str,
     expect: Expect,
+    now_ms: i64,
 ) -> Result<(), Fail> {
     if expect == Expect::Any {
         return Ok(());
@@ -349,10 +382,11 @@ async fn check(
         .query_opt(
             &cached(
                 tx,
-                "SELECT version FROM records WHERE collection = $1 AND key = $2",
+                "SELECT version FROM records WHERE collection = $1 AND key = $2
+                   AND (expires_at IS NULL OR expires_at > $3)",
             )
             .await?,
-            &[&collection, &key],
+            &[&collection, &key, &now_ms],
         )
         .await
         .and_then(|r| r.map(|r| r.try_get(0)).transpose())
@@ -369,6 +403,7 @@ async fn delete_prefix(
     tx: &Transaction<'_>,
     collection: &str,
     prefix: &str,
+    now_ms: i64,
 ) -> Result<Vec<String>, Fail> {
     let options = crate::list::ListOptions::default().prefix(prefix);
     let rows = match options.prefix_upper_bound() {
@@ -377,7 +412,7 @@ async fn delete_prefix(
                 &cached(
                     tx,
                     "DELETE FROM records WHERE collection = $1 AND key >= $2 AND key < $3
-                     RETURNING key, blob_id",
+                     RETURNING key, blob_id, expires_at",
                 )
                 .await?,
                 &[&collection, &prefix, &upper],
@@ -389,7 +424,7 @@ async fn delete_prefix(
                 &cached(
                     tx,
                     "DELETE FROM records WHERE collection = $1 AND key >= $2
-                     RETURNING key, blob_id",
+                     RETURNING key, blob_id, expires_at",
                 )
                 .await?,
                 &[&collection, &prefix],
@@ -402,8 +437,11 @@ async fn delete_prefix(
     for row in &rows {
         let key: String = row.try_get(0).map_err(db("deleting records by prefix"))?;
         let blob_id: i64 = row.try_get(1).map_err(db("deleting records by prefix"))?;
+        let expires: Option<i64> = row.try_get(2).map_err(db("deleting records by prefix"))?;
         release_blob(tx, blob_id).await?;
-        deleted.push(key);
+        if !crate::backend::is_expired(expires, now_ms) {
+            deleted.push(key);
+        }
     }
     deleted.sort();
     Ok(deleted)
@@ -490,7 +528,7 @@ async fn put(
     collection: &str,
     key: &str,
     value: &EncodedValue,
-    (now_ms, keep): (i64, Option<Version>),
+    (now_ms, keep, expires_ms): (i64, Option<Version>, Option<i64>),
     deduplicate: bool,
 ) -> Result<OpOutcome, Fail> {
     let current: Option<(i64, i64)> = tx
@@ -518,15 +556,16 @@ async fn put(
             .query_one(
                 &cached(
                     tx,
-                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $4, nextval('version_clock'))
+                    "INSERT INTO records
+                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
+             VALUES ($1, $2, $3, $4, $4, nextval('version_clock'), $5)
              ON CONFLICT (collection, key) DO UPDATE
              SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
-                 version = excluded.version
+                 version = excluded.version, expires_at = excluded.expires_at
              RETURNING version",
                 )
                 .await?,
-                &[&collection, &key, &blob_id, &now_ms],
+                &[&collection, &key, &blob_id, &now_ms, &expires_ms],
             )
             .await
             .and_then(|r| r.try_get(0))
@@ -545,15 +584,16 @@ async fn put(
             tx.query_one(
                 &cached(
                     tx,
-                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $4, $5)
+                    "INSERT INTO records
+                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
+             VALUES ($1, $2, $3, $4, $4, $5, $6)
              ON CONFLICT (collection, key) DO UPDATE
              SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
-                 version = excluded.version
+                 version = excluded.version, expires_at = excluded.expires_at
              RETURNING version",
                 )
                 .await?,
-                &[&collection, &key, &blob_id, &now_ms, &n],
+                &[&collection, &key, &blob_id, &now_ms, &n, &expires_ms],
             )
             .await
             .and_then(|r| r.try_get(0))
@@ -567,5 +607,120 @@ async fn put(
         deduplicated,
         replaced: old.is_some(),
         version: Version::stored(collection, key, version)?,
+        expires_ms,
     })
+}
+
+/// Removes the record at `collection/key` if it expired by `now_ms`, releasing its blob (the
+/// key and the blob's hash are locked: `locks.rs` locks every touched key's current content).
+async fn purge_expired(
+    tx: &Transaction<'_>,
+    collection: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<(), Fail> {
+    let old: Option<i64> = tx
+        .query_opt(
+            &cached(
+                tx,
+                "DELETE FROM records WHERE collection = $1 AND key = $2
+                   AND expires_at IS NOT NULL AND expires_at <= $3
+                 RETURNING blob_id",
+            )
+            .await?,
+            &[&collection, &key, &now_ms],
+        )
+        .await
+        .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+        .map_err(db("removing an expired record"))?;
+    if let Some(id) = old {
+        release_blob(tx, id).await?;
+    }
+    Ok(())
+}
+
+/// Removes up to `limit` records expired by `now_ms`, earliest expiry first (the transaction
+/// holds the store's write lock exclusively), releasing their blobs.
+async fn sweep_expired(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<(String, String)>, Fail> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            &cached(
+                tx,
+                "DELETE FROM records WHERE (collection, key) IN (
+                     SELECT collection, key FROM records
+                     WHERE expires_at IS NOT NULL AND expires_at <= $1
+                     ORDER BY expires_at LIMIT $2)
+                 RETURNING collection, key, blob_id",
+            )
+            .await?,
+            &[&now_ms, &limit],
+        )
+        .await
+        .map_err(db("sweeping expired records"))?;
+    let mut removed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let err = db("sweeping expired records");
+        let collection: String = row.try_get(0).map_err(&err)?;
+        let key: String = row.try_get(1).map_err(&err)?;
+        let blob_id: i64 = row.try_get(2).map_err(&err)?;
+        release_blob(tx, blob_id).await?;
+        removed.push((collection, key));
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// The collection's default TTL in milliseconds, if it has one.
+async fn default_ttl(tx: &Transaction<'_>, collection: &str) -> Result<Option<i64>, Fail> {
+    tx.query_opt(
+        &cached(
+            tx,
+            "SELECT value FROM collection_settings WHERE collection = $1 AND name = $2",
+        )
+        .await?,
+        &[&collection, &crate::settings::DEFAULT_TTL_MS],
+    )
+    .await
+    .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+    .map_err(db("reading a collection's default TTL"))
+}
+
+async fn set_setting(
+    tx: &Transaction<'_>,
+    collection: &str,
+    name: &str,
+    value: Option<i64>,
+) -> Result<(), Fail> {
+    match value {
+        Some(value) => {
+            tx.execute(
+                &cached(
+                    tx,
+                    "INSERT INTO collection_settings (collection, name, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (collection, name) DO UPDATE SET value = excluded.value",
+                )
+                .await?,
+                &[&collection, &name, &value],
+            )
+            .await
+        }
+        None => {
+            tx.execute(
+                &cached(
+                    tx,
+                    "DELETE FROM collection_settings WHERE collection = $1 AND name = $2",
+                )
+                .await?,
+                &[&collection, &name],
+            )
+            .await
+        }
+    }
+    .map_err(db("writing a collection setting"))?;
+    Ok(())
 }

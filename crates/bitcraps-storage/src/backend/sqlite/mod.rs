@@ -15,8 +15,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 use crate::backend::{
-    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
+    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
     StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
@@ -312,6 +312,10 @@ impl Backend for SqliteBackend {
 
     fn collections(&self) -> Result<Vec<String>> {
         read::collections(&*self.reader()?)
+    }
+
+    fn settings(&self) -> Result<Vec<CollectionSetting>> {
+        write::settings(&*self.reader()?)
     }
 
     fn statistics(&self) -> Result<DatabaseStatistics> {
