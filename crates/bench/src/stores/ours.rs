@@ -48,7 +48,7 @@ impl Ours {
         // No scheduled statistics/maintenance in the middle of a measurement.
         config.maintenance.background_tasks = false;
         // Settling measures the live store; a backup would only add time and files.
-        config.backup.on_maintenance = false;
+        config.backup.on_maintenance = Some(false);
         let (schema, redis) = match location {
             Location::Sqlite => (None, None),
             Location::Postgres { server, redis } => {

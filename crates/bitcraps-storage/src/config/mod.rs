@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(c.write.max_batch_requests, 1024);
         assert_eq!(c.write.access_flush_interval, Duration::from_secs(30));
         assert_eq!(c.backup.dir, None);
-        assert!(c.backup.on_maintenance);
+        assert_eq!(c.backup.on_maintenance, None);
+        assert!(c.backup.takes_maintenance_backups(true));
+        assert!(!c.backup.takes_maintenance_backups(false));
+        assert_eq!(c.backup.max_total_bytes, None);
         let r = c.backup.retention;
         assert_eq!(
             (

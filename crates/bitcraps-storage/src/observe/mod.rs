@@ -224,6 +224,13 @@ pub(crate) fn expired_swept(n: u64) {
     metrics::counter!(names::EXPIRED_SWEPT).increment(n);
 }
 
+/// A wait for a pooled connection of `pool` that took `waited` and ended with `outcome`
+/// (`ok`, `timeout` or `error`).
+pub(crate) fn pool_wait(pool: &'static str, waited: std::time::Duration, outcome: &'static str) {
+    metrics::histogram!(names::POOL_WAIT, "pool" => pool, "outcome" => outcome)
+        .record(waited.as_secs_f64());
+}
+
 /// A group commit whose transaction failed.
 pub(crate) fn group_failed() {
     metrics::counter!(names::GROUP_COMMIT_FAILURES).increment(1);

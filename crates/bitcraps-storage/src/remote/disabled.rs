@@ -26,7 +26,7 @@ impl RemoteTier {
         match *self {}
     }
 
-    pub(crate) fn statistics(&self) -> RemoteCacheStatistics {
+    pub(crate) async fn statistics(&self) -> RemoteCacheStatistics {
         match *self {}
     }
 

@@ -96,6 +96,7 @@ impl PersistentStorageManager {
             config.backup_directory(),
             config.database.data_path.clone(),
             config.backup.retention,
+            config.backup.max_total_bytes,
         );
         let storage = PersistentStorageManager {
             inner: Arc::new(Inner {
