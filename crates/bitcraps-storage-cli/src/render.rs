@@ -311,6 +311,32 @@ pub fn space_debt(
     }
 }
 
+/// Quotas with their usage, as table rows: `collection  records a / b, bytes c / d (soft p %)`.
+pub fn quotas(
+    rows: &[(
+        String,
+        bitcraps_storage::CollectionQuota,
+        bitcraps_storage::CollectionUsage,
+    )],
+) -> Vec<(String, String)> {
+    rows.iter()
+        .map(|(c, q, u)| {
+            let records = match q.max_records {
+                Some(max) => format!("{} / {max} records", u.records),
+                None => format!("{} records", u.records),
+            };
+            let size = match q.max_bytes {
+                Some(max) => format!("{} / {} of JSON", bytes(u.bytes), bytes(max)),
+                None => format!("{} of JSON", bytes(u.bytes)),
+            };
+            (
+                format!("quota {}", escape_controls(c)),
+                format!("{records}, {size} (warns at {} %)", q.soft_percent),
+            )
+        })
+        .collect()
+}
+
 /// `info` as table rows.
 pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
     vec![

@@ -6,3 +6,4 @@ mod common;
 conformance_suite!(common::memory_fixture);
 versions_suite!(common::memory_fixture);
 lifecycle_suite!(common::memory_fixture);
+quota_suite!(common::memory_fixture);

@@ -23,3 +23,4 @@ fn redis_fixture() -> Fixture {
 conformance_suite!(redis_fixture);
 versions_suite!(redis_fixture);
 lifecycle_suite!(redis_fixture);
+quota_suite!(redis_fixture);

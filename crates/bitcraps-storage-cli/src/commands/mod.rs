@@ -14,6 +14,7 @@ mod list;
 mod maintenance;
 mod migrate;
 mod put;
+pub(crate) mod quota;
 mod serve_metrics;
 mod stats;
 mod ttl;
@@ -22,7 +23,7 @@ use anyhow::{Context, Result};
 use bitcraps_storage::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
-use crate::cli::{BackupCommand, Cli, Command, TtlCommand};
+use crate::cli::{BackupCommand, Cli, Command, QuotaCommand, TtlCommand};
 use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::settings::{Layer, Settings};
@@ -101,6 +102,7 @@ fn reads_only(command: &Command) -> bool {
             | Command::Export(_)
             | Command::ServeMetrics(_)
             | Command::Ttl(TtlCommand::Show { .. })
+            | Command::Quota(QuotaCommand::Show { .. })
             | Command::Backup(BackupCommand::List { .. } | BackupCommand::Verify { .. })
     )
 }
@@ -145,6 +147,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Collections(args) => collections::run(storage, &args).await,
         Command::Stats(args) => stats::run(storage, &args).await,
         Command::Ttl(command) => ttl::run(storage, command).await,
+        Command::Quota(command) => quota::run(storage, command).await,
         Command::Export(args) => export::run(storage, &args, ui).await,
         Command::Import(args) => import::run(storage, &args, ui).await,
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,

@@ -345,6 +345,10 @@ impl Backend for FaultInjector {
         self.inner.settings()
     }
 
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        self.inner.usage(collection, now_ms)
+    }
+
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
         self.run(Method::GetMany, || self.inner.get_many(collection, keys))
     }

@@ -95,6 +95,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Every stored collection setting (`collection_settings`), in collection and name order.
     fn settings(&self) -> Result<Vec<CollectionSetting>>;
 
+    /// What `collection` holds as its quota counts it: records unexpired at `now_ms` and
+    /// their logical JSON bytes (`quota.rs`).
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage>;
+
     /// Reports sizes and counts.
     fn statistics(&self) -> Result<DatabaseStatistics>;
 

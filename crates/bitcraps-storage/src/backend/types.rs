@@ -114,6 +114,9 @@ pub enum OpOutcome {
         version: Version,
         /// When the record expires (milliseconds since the Unix epoch), if it does.
         expires_ms: Option<i64>,
+        /// Set on the unit's last put into a collection the unit took past a soft limit of
+        /// its quota.
+        quota_warning: Option<crate::QuotaWarning>,
     },
     /// A condition that held.
     Check,

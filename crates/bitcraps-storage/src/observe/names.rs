@@ -71,6 +71,8 @@ metrics_list! {
         "Background task runs that failed or panicked (the store kept running).";
     EXPIRED_SWEPT = "bitcraps_storage_expired_swept_total", Counter, [],
         "Expired records removed by the sweep.";
+    QUOTA_WARNINGS = "bitcraps_storage_quota_warnings_total", Counter, [],
+        "Writes that took a collection past the soft limit of its quota.";
     RECORDS = "bitcraps_storage_records", Gauge, [], "Records in the store.";
     BLOBS = "bitcraps_storage_blobs", Gauge, [], "Distinct stored contents.";
     LOGICAL_BYTES = "bitcraps_storage_logical_bytes", Gauge, [],

@@ -125,9 +125,21 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
             OpOutcome::Put {
                 deduplicated,
                 expires_ms,
+                quota_warning,
                 ..
             },
         ) => {
+            if let Some(w) = quota_warning {
+                tracing::warn!(
+                    collection = %collection,
+                    limit_kind = %w.kind,
+                    limit = w.limit,
+                    current = w.current,
+                    "a collection passed the soft limit of its quota"
+                );
+                Counters::add(&counters.quota_warnings, 1);
+                crate::observe::quota_warning();
+            }
             let dict = value
                 .dict_id
                 .and_then(|id| shared.dictionaries.decoder(id, "").ok());

@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod faulty;
 pub mod lifecycle;
 pub mod nodes;
+pub mod quotas;
 pub mod tls;
 pub mod versions;
 

@@ -353,6 +353,13 @@ impl Backend for Gated {
     fn settings(&self) -> bitcraps_storage::Result<Vec<CollectionSetting>> {
         self.inner.settings()
     }
+    fn usage(
+        &self,
+        c: &str,
+        now_ms: i64,
+    ) -> bitcraps_storage::Result<bitcraps_storage::CollectionUsage> {
+        self.inner.usage(c, now_ms)
+    }
     fn metadata(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<RecordMetadata>> {
         self.inner.metadata(c, k)
     }

@@ -138,6 +138,10 @@ impl Backend for MemoryBackend {
         Ok(read::collections(&self.tables()?.tables))
     }
 
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        Ok(self.tables()?.tables.usage(collection, now_ms))
+    }
+
     fn settings(&self) -> Result<Vec<CollectionSetting>> {
         Ok(self
             .tables()?

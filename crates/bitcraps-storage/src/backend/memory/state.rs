@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
+use crate::quota::{self, CollectionQuota, CollectionUsage};
 use crate::settings::DEFAULT_TTL_MS;
 use crate::value::EncodedValue;
 use crate::version::Version;
@@ -136,10 +137,7 @@ impl Tables {
         deduplicate: bool,
     ) -> Result<Vec<OpOutcome>> {
         let mut undo = Vec::new();
-        let outcome = unit
-            .iter()
-            .map(|op| self.apply_op(op, deduplicate, &mut undo))
-            .collect::<Result<Vec<_>>>();
+        let outcome = self.apply_guarded(unit, deduplicate, &mut undo);
         if outcome.is_err() {
             while let Some(step) = undo.pop() {
                 let mut ignored = Vec::new();
@@ -159,6 +157,52 @@ impl Tables {
             }
         }
         outcome
+    }
+
+    /// The unit's operations, then its quotas, as SQLite's `apply_unit`.
+    fn apply_guarded(
+        &mut self,
+        unit: &[WriteOp],
+        deduplicate: bool,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Vec<OpOutcome>> {
+        let now = quota::unit_now(unit);
+        let mut guarded = Vec::new();
+        for collection in quota::put_collections(unit) {
+            let settings = self
+                .settings
+                .iter()
+                .map(|((c, n), v)| (c.as_str(), n.as_str(), *v));
+            if let Some(q) = CollectionQuota::of(collection, settings) {
+                guarded.push((collection, q, self.usage(collection, now)));
+            }
+        }
+        let mut outcomes = unit
+            .iter()
+            .map(|op| self.apply_op(op, deduplicate, undo))
+            .collect::<Result<Vec<_>>>()?;
+        for (collection, q, before) in guarded {
+            let after = self.usage(collection, now);
+            if let Some(warning) = q.check(collection, before, after)? {
+                quota::mark_warning(unit, &mut outcomes, collection, warning);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Records of `collection` live at `now_ms` and their logical JSON bytes.
+    pub(super) fn usage(&self, collection: &str, now_ms: i64) -> CollectionUsage {
+        let (mut records, mut bytes) = (0i64, 0i64);
+        let live = self
+            .records
+            .range((collection.to_owned(), String::new())..)
+            .take_while(|((c, _), _)| c == collection)
+            .filter(|(_, r)| r.live_at(now_ms));
+        for (_, r) in live {
+            records += 1;
+            bytes += self.blobs.get(&r.blob_id).map_or(0, |b| b.raw_len);
+        }
+        CollectionUsage::from_db(records, bytes)
     }
 
     fn apply_op(
@@ -428,6 +472,7 @@ impl Tables {
                     replaced: false,
                     version,
                     expires_ms: expires_at,
+                    quota_warning: None,
                 })
             }
             Some(old) => {
@@ -445,6 +490,7 @@ impl Tables {
                     replaced: true,
                     version,
                     expires_ms: expires_at,
+                    quota_warning: None,
                 })
             }
         }

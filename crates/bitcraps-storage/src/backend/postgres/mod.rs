@@ -11,6 +11,7 @@
 
 mod locks;
 mod maintain;
+mod quota;
 mod read;
 mod restore;
 mod schema;
@@ -276,6 +277,13 @@ impl Backend for PostgresBackend {
     fn collections(&self) -> Result<Vec<String>> {
         self.with_client(self.read_pool(), |client| async move {
             read::collections(&client).await
+        })
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        let c = collection.to_owned();
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::usage(&client, &c, now_ms).await
         })
     }
 

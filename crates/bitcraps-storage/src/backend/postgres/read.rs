@@ -254,6 +254,27 @@ async fn range(
     client.query(&stmt, &params).await.map_err(err)
 }
 
+/// What `collection` holds as quotas count it, at `now_ms`.
+pub async fn usage(
+    client: &Client,
+    collection: &str,
+    now_ms: i64,
+) -> Result<crate::CollectionUsage> {
+    let err = db_err("measuring a collection's usage");
+    let stmt = client
+        .prepare_cached(super::quota::USAGE)
+        .await
+        .map_err(&err)?;
+    let row = client
+        .query_one(&stmt, &[&collection, &now_ms])
+        .await
+        .map_err(&err)?;
+    Ok(crate::CollectionUsage::from_db(
+        row.try_get(0).map_err(&err)?,
+        row.try_get(1).map_err(&err)?,
+    ))
+}
+
 /// Every collection setting, in collection and name order.
 pub async fn settings(client: &Client) -> Result<Vec<CollectionSetting>> {
     let err = db_err("reading collection settings");

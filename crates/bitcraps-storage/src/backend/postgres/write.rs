@@ -21,9 +21,11 @@ use std::time::Duration;
 use deadpool_postgres::{Client, Pool, Transaction};
 
 use super::locks::{MAX_FINE_LOCKS, STORE_LOCK_SPACE, lock_fine, store_lock, touched_key};
+use super::quota as pg_quota;
 use super::{connect, is_retryable};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
+use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
@@ -197,7 +199,14 @@ async fn apply_once(
     tx.execute(store, &[&STORE_LOCK_SPACE, &store_lock(scope)])
         .await
         .map_err(db("taking the store's write lock"))?;
+    // Collections with a quota: their locks come after the store's and before the keys'.
+    let put_into: BTreeSet<&str> = units
+        .iter()
+        .flat_map(|u| quota::put_collections(u))
+        .collect();
+    let quotas = pg_quota::quotas(&tx, &put_into).await?;
     if !exclusive {
+        pg_quota::lock(&tx, scope, quotas.keys()).await?;
         lock_fine(&tx, scope, units, &keys).await?;
     }
 
@@ -207,6 +216,13 @@ async fn apply_once(
             .await
             .map_err(db("opening a savepoint"))?;
         let mut outcomes = Vec::with_capacity(unit.len());
+        let now = quota::unit_now(unit);
+        let mut guarded = Vec::new();
+        for collection in quota::put_collections(unit) {
+            if let Some(q) = quotas.get(collection) {
+                guarded.push((collection, *q, pg_quota::usage(&tx, collection, now).await?));
+            }
+        }
         let mut failed = None;
         for op in unit {
             match apply_op(&tx, op, deduplicate).await {
@@ -214,6 +230,21 @@ async fn apply_once(
                 Err(fail) => {
                     failed = Some(fail);
                     break;
+                }
+            }
+        }
+        if failed.is_none() {
+            for (collection, q, before) in guarded {
+                let after = pg_quota::usage(&tx, collection, now).await?;
+                match q.check(collection, before, after) {
+                    Ok(Some(warning)) => {
+                        quota::mark_warning(unit, &mut outcomes, collection, warning);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(Fail::Final(e));
+                        break;
+                    }
                 }
             }
         }
@@ -608,6 +639,7 @@ async fn put(
         replaced: old.is_some(),
         version: Version::stored(collection, key, version)?,
         expires_ms,
+        quota_warning: None,
     })
 }
 

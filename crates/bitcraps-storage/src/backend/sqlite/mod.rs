@@ -4,6 +4,7 @@ mod maintain;
 pub(crate) mod read;
 mod read_only;
 pub(crate) mod schema;
+mod settings;
 mod write;
 
 use std::fs::File;
@@ -323,7 +324,11 @@ impl Backend for SqliteBackend {
     }
 
     fn settings(&self) -> Result<Vec<CollectionSetting>> {
-        write::settings(&*self.reader()?)
+        settings::settings(&*self.reader()?)
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        settings::usage(&*self.reader()?, collection, now_ms)
     }
 
     fn statistics(&self) -> Result<DatabaseStatistics> {

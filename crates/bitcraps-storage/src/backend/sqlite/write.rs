@@ -5,9 +5,11 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_err;
-use crate::backend::{CollectionSetting, OpOutcome, WriteOp, WriteUnit};
+use super::settings::{default_ttl, quota_of, set_setting, usage};
+use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::list::ListOptions;
+use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
@@ -68,10 +70,7 @@ pub fn apply(
     let mut results = Vec::with_capacity(units.len());
     for unit in units {
         let sp = tx.savepoint().map_err(db_err("opening a savepoint"))?;
-        let outcome = unit
-            .iter()
-            .map(|op| apply_op(&sp, op, deduplicate, &mut clock))
-            .collect::<Result<Vec<_>>>();
+        let outcome = apply_unit(&sp, unit, deduplicate, &mut clock);
         match outcome {
             Ok(outcomes) => {
                 sp.commit().map_err(db_err("releasing a savepoint"))?;
@@ -91,6 +90,34 @@ pub fn apply(
     tx.commit()
         .map_err(db_err("committing a write transaction"))?;
     Ok(results)
+}
+
+/// One unit's operations, then its quotas: the usage of every collection it puts into that
+/// has a quota, measured before and after (`quota.rs`). An error rolls the unit back.
+fn apply_unit(
+    conn: &Connection,
+    unit: &[WriteOp],
+    deduplicate: bool,
+    clock: &mut Clock,
+) -> Result<Vec<OpOutcome>> {
+    let now = quota::unit_now(unit);
+    let mut guarded = Vec::new();
+    for collection in quota::put_collections(unit) {
+        if let Some(q) = quota_of(conn, collection)? {
+            guarded.push((collection, q, usage(conn, collection, now)?));
+        }
+    }
+    let mut outcomes = unit
+        .iter()
+        .map(|op| apply_op(conn, op, deduplicate, clock))
+        .collect::<Result<Vec<_>>>()?;
+    for (collection, q, before) in guarded {
+        let after = usage(conn, collection, now)?;
+        if let Some(warning) = q.check(collection, before, after)? {
+            quota::mark_warning(unit, &mut outcomes, collection, warning);
+        }
+    }
+    Ok(outcomes)
 }
 
 fn apply_op(
@@ -408,6 +435,7 @@ fn put(
             replaced: false,
             version,
             expires_ms,
+            quota_warning: None,
         });
     }
     let old = current_blob(conn, collection, key)?.ok_or_else(|| {
@@ -437,6 +465,7 @@ fn put(
         replaced: true,
         version,
         expires_ms,
+        quota_warning: None,
     })
 }
 
@@ -486,53 +515,6 @@ fn sweep_expired(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(St
     }
     removed.sort();
     Ok(removed)
-}
-
-/// The collection's default TTL in milliseconds, if it has one.
-fn default_ttl(conn: &Connection, collection: &str) -> Result<Option<i64>> {
-    conn.prepare_cached("SELECT value FROM collection_settings WHERE collection = ?1 AND name = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![collection, crate::settings::DEFAULT_TTL_MS], |r| {
-                r.get(0)
-            })
-            .optional()
-        })
-        .map_err(db_err("reading a collection's default TTL"))
-}
-
-fn set_setting(conn: &Connection, collection: &str, name: &str, value: Option<i64>) -> Result<()> {
-    let err = db_err("writing a collection setting");
-    match value {
-        Some(value) => conn
-            .prepare_cached(
-                "INSERT INTO collection_settings (collection, name, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (collection, name) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut s| s.execute(params![collection, name, value])),
-        None => conn
-            .prepare_cached("DELETE FROM collection_settings WHERE collection = ?1 AND name = ?2")
-            .and_then(|mut s| s.execute(params![collection, name])),
-    }
-    .map_err(err)?;
-    Ok(())
-}
-
-/// Every collection setting, in collection and name order.
-pub fn settings(conn: &Connection) -> Result<Vec<CollectionSetting>> {
-    conn.prepare_cached(
-        "SELECT collection, name, value FROM collection_settings ORDER BY collection, name",
-    )
-    .and_then(|mut s| {
-        s.query_map([], |r| {
-            Ok(CollectionSetting {
-                collection: r.get(0)?,
-                name: r.get(1)?,
-                value: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-    })
-    .map_err(db_err("reading collection settings"))
 }
 
 fn delete(conn: &Connection, collection: &str, key: &str) -> Result<bool> {
