@@ -97,6 +97,7 @@ pub static KEYS: &[Key] = &[
     key!(database.connection_timeout => Seconds),
     with_flag(key!(database.read_only => Bool), "--read-only"),
     key!(cache.size_mb => Usize),
+    key!(cache.typed_percent => U32),
     key!(cache.upkeep_interval => Seconds),
     key!(compression.enabled => Bool),
     key!(compression.codec => Codec),

@@ -142,6 +142,7 @@ impl StorageConfig {
         self.database.validate()?;
         self.write.validate()?;
         self.compression.validate()?;
+        self.cache.validate()?;
         self.redis.validate()
     }
 
@@ -289,6 +290,10 @@ mod tests {
         assert_eq!(c.maintenance.interval_hours, 1);
         assert_eq!(c.maintenance.statistics_interval, Duration::from_secs(60));
         assert_eq!(c.maintenance.vacuum_free_percent, 25);
+        assert_eq!(c.cache.typed_percent, 25);
+        let mut bad = StorageConfig::default();
+        bad.cache.typed_percent = 101;
+        assert!(bad.validate().is_err());
         assert_eq!(c.redis.namespace, None);
         assert_eq!(c.metrics.max_collection_labels, 64);
         assert!(!c.metrics.trace_keys);

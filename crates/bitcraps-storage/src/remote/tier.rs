@@ -205,10 +205,17 @@ impl RemoteTier {
     }
 
     /// A snapshot of the statistics, with the entries and bytes the namespace holds in Redis
-    /// (counted now, within a few `redis.timeout`s; `None` when Redis could not be counted).
+    /// (counted now, within a few `redis.timeout`s, while the tier is connected; `None` when
+    /// it is not, or Redis could not be counted in time).
     pub(crate) async fn statistics(&self) -> RemoteCacheStatistics {
         let core = &self.core;
-        let census = if core.breaker.allows() {
+        // Only while the tier is connected: counting must not add connection attempts (and
+        // their errors, and their timeouts) to a statistics call while Redis is away.
+        let connected = core
+            .counters
+            .connected
+            .load(std::sync::atomic::Ordering::Acquire);
+        let census = if connected && core.breaker.allows() {
             let task_core = Arc::clone(core);
             let budget = core.conn.timeout().saturating_mul(4);
             let result = self

@@ -58,6 +58,10 @@ pub async fn assert_invisible(s: &PersistentStorageManager, c: &str, k: &str) ->
     assert_eq!(s.retrieve::<Value>(c, k).await?, None, "retrieve {c}/{k}");
     assert_eq!(s.retrieve_raw(c, k).await?, None, "retrieve_raw {c}/{k}");
     assert!(
+        s.retrieve_shared::<Value>(c, k).await?.is_none(),
+        "retrieve_shared {c}/{k}"
+    );
+    assert!(
         s.retrieve_versioned::<Value>(c, k).await?.is_none(),
         "retrieve_versioned {c}/{k}"
     );
