@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::Scratch;
 use common::migration::{GAMES, LOBBY, PLAYERS, assert_documents, build_source, export, versions};
+use common::{Scratch, has_row};
 use predicates::prelude::*;
 
 #[test]
@@ -29,10 +29,10 @@ fn copies_every_record_byte_for_byte_and_verifies() {
         )));
     let summary = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     for row in [
-        format!("games                 ┆ {GAMES}           ┆ {GAMES}           ┆ 0 "),
-        format!("total (3 collections) ┆ {total}           ┆ {total}           ┆ 0 "),
+        format!("games {GAMES} {GAMES} 0 ok"),
+        format!("total (3 collections) {total} {total} 0 ok"),
     ] {
-        assert!(summary.contains(&row), "missing {row:?} in\n{summary}");
+        assert!(has_row(&summary, &row), "missing {row:?} in\n{summary}");
     }
     assert!(!summary.contains("MISMATCH"), "{summary}");
 
@@ -153,16 +153,11 @@ fn verify_only_reports_a_tampered_target() {
     );
     let summary = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     for row in [
-        format!(
-            "games                 ┆ {GAMES}           ┆ {}           ┆ 1          ┆ MISMATCH",
-            GAMES - 1
-        ),
-        "lobby                 ┆ 5              ┆ 6              ┆ 1          ┆ MISMATCH"
-            .to_owned(),
-        "players               ┆ 4              ┆ 4              ┆ 1          ┆ MISMATCH"
-            .to_owned(),
+        format!("games {GAMES} {} 1 MISMATCH", GAMES - 1),
+        "lobby 5 6 1 MISMATCH".to_owned(),
+        "players 4 4 1 MISMATCH".to_owned(),
     ] {
-        assert!(summary.contains(&row), "missing {row:?} in\n{summary}");
+        assert!(has_row(&summary, &row), "missing {row:?} in\n{summary}");
     }
 }
 
@@ -191,9 +186,7 @@ fn refuses_the_same_store_and_a_missing_source() {
         .args(["--data", "x", "migrate", "--from", "a", "--to", "b"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "migrate does not take --data or --url",
-        ));
+        .stderr(predicate::str::contains("migrate does not take --data"));
 }
 
 /// `migrate --help` used to list the global --data, --url and --read-only, which migrate

@@ -81,3 +81,11 @@ pub fn sorted_lines(text: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// Whether `text` (a table as printed to a pipe: plain columns) has a line whose cells,
+/// split at whitespace, are `row`'s words.
+pub fn has_row(text: &str, row: &str) -> bool {
+    let want: Vec<&str> = row.split_whitespace().collect();
+    text.lines()
+        .any(|line| line.split_whitespace().collect::<Vec<_>>() == want)
+}
