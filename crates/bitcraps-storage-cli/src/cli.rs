@@ -19,7 +19,8 @@ Exit codes:
      stats, export, backup list or backup verify on a data directory that holds no store,
      which they never create)
   4  invalid input (malformed JSON, not UTF-8, nested more than 127 levels deep, invalid
-     collection or key, value too large)
+     collection or key, value too large); a write that would take a collection over a
+     quota (nothing written)
   5  conflict (put or delete with --if-version or --if-absent whose condition did not hold;
      nothing was written)
 
@@ -85,6 +86,14 @@ pub enum Command {
     Collections(CollectionsArgs),
     /// Show the store's statistics
     Stats(StatsArgs),
+    /// Set, clear and show collection quotas (kept in the store; a write past a hard limit
+    /// fails with exit 4 and writes nothing)
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Set, clear and show the default TTL of collections (kept in the store, so every node
+    /// and process applies it)
+    #[command(subcommand)]
+    Ttl(TtlCommand),
     /// Write records as JSON Lines: {"collection":..,"key":..,"value":..}
     Export(ExportArgs),
     /// Read records from JSON Lines (as written by export) and store them in batches
@@ -133,6 +142,10 @@ pub struct PutArgs {
     /// Print the record's new version (a number) on stdout
     #[arg(long)]
     pub print_version: bool,
+    /// Expire the record this long after the write (e.g. 30s, 10m, 1h 30m); without it, the
+    /// collection's default TTL applies (see `ttl show`), if it has one
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl Condition {
@@ -219,6 +232,92 @@ pub struct CollectionsArgs {
     /// Print a JSON array instead of one name per line
     #[arg(long)]
     pub json: bool,
+}
+
+/// `quota …`
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Limit COLLECTION's records and/or logical JSON bytes (the serialized documents as
+    /// written, before dedup and compression; expired records do not count)
+    Set {
+        /// Collection name
+        collection: String,
+        /// The most records
+        #[arg(long, value_name = "N", required_unless_present = "max_bytes")]
+        max_records: Option<u64>,
+        /// The most bytes of JSON, e.g. 1048576, 500KB, 64MiB, 2GB
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bytes: Option<u64>,
+        /// Warn (log, statistic, metric) from this percentage of a limit on
+        #[arg(long, value_name = "P", default_value_t = bitcraps_storage::DEFAULT_SOFT_PERCENT,
+              value_parser = clap::value_parser!(u8).range(1..=100))]
+        soft_percent: u8,
+    },
+    /// Remove COLLECTION's quota
+    Clear {
+        /// Collection name
+        collection: String,
+    },
+    /// Show every quota with the collection's current usage
+    Show {
+        /// Print JSON: {collection: {"quota": …, "usage": …}}
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A size in bytes: a number, optionally followed by B, KB, MB, GB (powers of 1000) or KiB,
+/// MiB, GiB (powers of 1024), case-insensitive, with or without a space.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, 500KB, 64MiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// `ttl …`
+#[derive(Debug, Subcommand)]
+pub enum TtlCommand {
+    /// Records of COLLECTION written from now on without a TTL of their own expire this long
+    /// after they are written (records already written keep their expiry)
+    Set {
+        /// Collection name
+        collection: String,
+        /// The TTL, e.g. 30s, 10m, 1h 30m
+        #[arg(value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Remove COLLECTION's default TTL: later writes do not expire unless they say so
+    Clear {
+        /// Collection name
+        collection: String,
+    },
+    /// Show every collection's default TTL
+    Show {
+        /// Print a JSON object {collection: milliseconds}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `stats`
@@ -409,5 +508,21 @@ impl MigrateArgs {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_size("500KB"), Ok(500_000));
+        assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2gb"), Ok(2_000_000_000));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err(), "overflow");
     }
 }

@@ -79,6 +79,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | StorageError::InvalidKey { .. }
                 | StorageError::ValueTooLarge { .. }
                 | StorageError::InvalidBackupId { .. }
+                | StorageError::QuotaExceeded { .. }
                 | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
                 StorageError::BackupNotFound { .. } => Some(NOT_FOUND),
                 StorageError::Conflict { .. } => Some(CONFLICT),

@@ -232,6 +232,13 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
                 s.maintenance_runs, s.background_failures
             ),
         ),
+        row(
+            "expired records (this process)",
+            format!(
+                "{} swept, {} reads found one unswept",
+                s.expired_swept, s.expired_reads
+            ),
+        ),
     ]);
     if let Some(r) = &s.remote_cache {
         let held = match (r.entries, r.bytes) {
@@ -304,6 +311,32 @@ pub fn space_debt(
     }
 }
 
+/// Quotas with their usage, as table rows: `collection  records a / b, bytes c / d (soft p %)`.
+pub fn quotas(
+    rows: &[(
+        String,
+        bitcraps_storage::CollectionQuota,
+        bitcraps_storage::CollectionUsage,
+    )],
+) -> Vec<(String, String)> {
+    rows.iter()
+        .map(|(c, q, u)| {
+            let records = match q.max_records {
+                Some(max) => format!("{} / {max} records", u.records),
+                None => format!("{} records", u.records),
+            };
+            let size = match q.max_bytes {
+                Some(max) => format!("{} / {} of JSON", bytes(u.bytes), bytes(max)),
+                None => format!("{} of JSON", bytes(u.bytes)),
+            };
+            (
+                format!("quota {}", escape_controls(c)),
+                format!("{records}, {size} (warns at {} %)", q.soft_percent),
+            )
+        })
+        .collect()
+}
+
 /// `info` as table rows.
 pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
     vec![
@@ -335,6 +368,10 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
             "last read",
             m.last_accessed
                 .map_or_else(|| "never".to_owned(), timestamp),
+        ),
+        row(
+            "expires",
+            m.expires_at.map_or_else(|| "never".to_owned(), timestamp),
         ),
     ]
 }

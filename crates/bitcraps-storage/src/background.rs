@@ -37,6 +37,9 @@ pub enum BackgroundTask {
     /// One step of [`PersistentStorageManager::scrub`], every `maintenance.scrub_interval`;
     /// a step that finds a damaged document fails (counted in `background_failures`).
     Scrub,
+    /// [`PersistentStorageManager::sweep_expired`], every
+    /// `maintenance.expiry_sweep_interval`.
+    ExpirySweep,
 }
 
 impl BackgroundTask {
@@ -46,6 +49,7 @@ impl BackgroundTask {
             BackgroundTask::CacheUpkeep => "cache upkeep",
             BackgroundTask::Maintenance => "maintenance",
             BackgroundTask::Scrub => "scrub",
+            BackgroundTask::ExpirySweep => "expiry sweep",
         }
     }
 }
@@ -116,6 +120,12 @@ impl Background {
             );
         }
         every(config.maintenance.scrub_interval, BackgroundTask::Scrub);
+        if !config.database.read_only {
+            every(
+                config.maintenance.expiry_sweep_interval,
+                BackgroundTask::ExpirySweep,
+            );
+        }
         Background {
             stop,
             tasks,
@@ -190,6 +200,9 @@ async fn once(storage: PersistentStorageManager, task: BackgroundTask) -> crate:
         BackgroundTask::CacheUpkeep => storage.shared().cache.run_pending_tasks(),
         BackgroundTask::Maintenance => {
             storage.maintenance().await?;
+        }
+        BackgroundTask::ExpirySweep => {
+            storage.sweep_expired().await?;
         }
         BackgroundTask::Scrub => {
             let step = storage.scrub().await?;

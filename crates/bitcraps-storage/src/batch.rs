@@ -1,6 +1,8 @@
 //! [`WriteBatch`]: writes across collections, with preconditions, applied all or nothing by
 //! [`PersistentStorageManager::apply`](crate::PersistentStorageManager::apply).
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::error::{Result, StorageError};
@@ -15,6 +17,9 @@ pub(crate) enum Entry {
         collection: String,
         key: String,
         raw: Vec<u8>,
+        /// `Some`: expires this long after the batch is applied; `None`: the collection's
+        /// default TTL, if any.
+        ttl: Option<Duration>,
     },
     /// Delete the record if it exists.
     Delete { collection: String, key: String },
@@ -76,6 +81,29 @@ impl WriteBatch {
         key: &str,
         value: &T,
     ) -> Result<&mut Self> {
+        self.push_store(collection, key, value, None)
+    }
+
+    /// Adds a store of `value` under `collection`/`key` that expires `ttl` after the batch is
+    /// applied (see [`PersistentStorageManager::store_with_ttl`](crate::PersistentStorageManager::store_with_ttl));
+    /// a TTL under one millisecond is refused when the batch is applied.
+    pub fn store_with_ttl<T: Serialize + ?Sized>(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<&mut Self> {
+        self.push_store(collection, key, value, Some(ttl))
+    }
+
+    fn push_store<T: Serialize + ?Sized>(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<&mut Self> {
         validate::key(collection, key)?;
         let raw = serde_json::to_vec(value).map_err(|source| StorageError::Serialize {
             collection: collection.to_owned(),
@@ -86,6 +114,7 @@ impl WriteBatch {
             collection: collection.to_owned(),
             key: key.to_owned(),
             raw,
+            ttl,
         });
         Ok(self)
     }

@@ -262,6 +262,23 @@ pub enum StorageError {
         /// The record's version at the commit (`None`: there was no record).
         actual: Option<crate::Version>,
     },
+
+    /// The write would have taken `collection` over a hard limit of its quota
+    /// ([`CollectionQuota`](crate::CollectionQuota)): nothing of the write unit (the call, or
+    /// the whole [`WriteBatch`](crate::WriteBatch)) was written.
+    #[error(
+        "collection {collection} is over its quota: the write would make {current} {kind}, the limit is {limit}"
+    )]
+    QuotaExceeded {
+        /// The collection.
+        collection: String,
+        /// Which limit: records or bytes (of serialized JSON).
+        kind: crate::QuotaKind,
+        /// The limit.
+        limit: u64,
+        /// What the collection would have held after the write.
+        current: u64,
+    },
 }
 
 impl StorageError {
@@ -364,6 +381,17 @@ impl StorageError {
                 key: key.clone(),
                 expected: *expected,
                 actual: *actual,
+            },
+            E::QuotaExceeded {
+                collection,
+                kind,
+                limit,
+                current,
+            } => E::QuotaExceeded {
+                collection: collection.clone(),
+                kind: *kind,
+                limit: *limit,
+                current: *current,
             },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },

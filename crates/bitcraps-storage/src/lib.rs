@@ -43,18 +43,22 @@ mod background;
 mod backup;
 mod batch;
 mod cache;
+mod clock;
 mod codec;
 mod config;
 mod dictionary;
 mod error;
+mod expiry;
 mod fs;
 mod list;
 mod maintenance;
 mod observe;
+mod quota;
 mod redact;
 mod remote;
 mod rt;
 mod scrub;
+mod settings;
 mod stats;
 mod store;
 mod timefmt;
@@ -87,6 +91,7 @@ pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};
+pub use quota::{CollectionQuota, CollectionUsage, DEFAULT_SOFT_PERCENT, QuotaKind, QuotaWarning};
 pub use redact::redact_url;
 pub use remote::RemoteCacheStatistics;
 pub use scrub::{ScrubPass, ScrubStep};
@@ -104,8 +109,8 @@ pub use version::{Expect, Version};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, RecordPage, StoreIdentity,
-        StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, CollectionSetting, Maintenance, OpOutcome, RecordPage,
+        StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

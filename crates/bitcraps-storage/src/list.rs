@@ -17,6 +17,9 @@ pub struct ListOptions {
     prefix: Option<String>,
     after: Option<String>,
     limit: usize,
+    /// The store's clock when the store reads: records expired by then are left out. Set by
+    /// the store on every listing and scan, never by callers.
+    live_at: Option<i64>,
 }
 
 impl Default for ListOptions {
@@ -26,6 +29,7 @@ impl Default for ListOptions {
             prefix: None,
             after: None,
             limit: DEFAULT_LIST_LIMIT,
+            live_at: None,
         }
     }
 }
@@ -47,6 +51,17 @@ impl ListOptions {
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
         self
+    }
+
+    /// Leaves out records expired at `now_ms` (the store's clock).
+    pub(crate) fn live_at(mut self, now_ms: i64) -> Self {
+        self.live_at = Some(now_ms);
+        self
+    }
+
+    /// The time records must not have expired by, when the store set one.
+    pub(crate) fn live_at_ms(&self) -> Option<i64> {
+        self.live_at
     }
 
     /// The prefix, if any.

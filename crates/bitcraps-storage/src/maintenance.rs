@@ -84,6 +84,8 @@ pub struct MaintenanceReport {
     pub wal_checkpointed: bool,
     /// The database was vacuumed.
     pub vacuumed: bool,
+    /// Expired records the sweep removed.
+    pub expired_swept: u64,
     /// Reference repair: counts corrected and orphaned blobs removed.
     pub references: RepairOutcome,
     /// Cache entries before and after upkeep.
@@ -174,7 +176,8 @@ impl MaintenanceReport {
 }
 
 impl PersistentStorageManager {
-    /// Runs maintenance now: checks the store's integrity, flushes access statistics, repairs
+    /// Runs maintenance now: checks the store's integrity, flushes access statistics, sweeps
+    /// expired records ([`sweep_expired`](Self::sweep_expired)), repairs
     /// references (removing blobs nothing refers to), checkpoints and truncates the WAL,
     /// refreshes planner statistics, vacuums past `maintenance.vacuum_free_percent` free
     /// pages, runs cache upkeep, and — with `backup.on_maintenance` — verifies every stored
@@ -250,6 +253,15 @@ impl PersistentStorageManager {
                 |_| "buffered reads written".into(),
             )
             .await;
+
+        if let Ok(n) = report
+            .run("sweep expired records", self.sweep_expired(), |n| {
+                format!("{n} expired records removed")
+            })
+            .await
+        {
+            report.expired_swept = n;
+        }
 
         let b = backend();
         let repaired = report

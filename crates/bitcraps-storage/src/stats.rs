@@ -60,6 +60,13 @@ pub struct StorageStatistics {
     pub last_maintenance_at_ms: Option<i64>,
     /// Background task runs that failed or panicked (the store kept running).
     pub background_failures: u64,
+    /// Reads (since open) that found a record past its expiry, not yet swept, and answered
+    /// absent.
+    pub expired_reads: u64,
+    /// Expired records removed by the sweep (since open).
+    pub expired_swept: u64,
+    /// Writes (since open) that took a collection past the soft limit of its quota.
+    pub quota_warnings: u64,
     /// The last complete pass of the scrub (every blob decoded and hashed), with the damaged
     /// documents it found; `None` until a pass completes in this process.
     pub last_scrub: Option<ScrubPass>,
@@ -94,6 +101,9 @@ pub struct Counters {
     pub(crate) maintenance_runs: AtomicU64,
     pub(crate) last_maintenance_ms: std::sync::atomic::AtomicI64,
     pub(crate) background_failures: AtomicU64,
+    pub(crate) expired_reads: AtomicU64,
+    pub(crate) expired_swept: AtomicU64,
+    pub(crate) quota_warnings: AtomicU64,
     pub(crate) scrub: ScrubState,
     pub(crate) read_latency: LatencyHistogram,
     pub(crate) write_latency: LatencyHistogram,
@@ -172,6 +182,9 @@ impl Counters {
             last_maintenance_at_ms: Some(self.last_maintenance_ms.load(Ordering::Relaxed))
                 .filter(|ms| *ms > 0),
             background_failures: get(&self.background_failures),
+            expired_reads: get(&self.expired_reads),
+            expired_swept: get(&self.expired_swept),
+            quota_warnings: get(&self.quota_warnings),
             last_scrub: self.scrub.last(),
             last_backup_at_ms: None,
             last_verified_backup_at_ms: None,

@@ -54,6 +54,7 @@ async fn maintenance_repairs_references_and_truncates_the_wal() -> Result {
         [
             "integrity check",
             "flush access statistics",
+            "sweep expired records",
             "repair references",
             "optimize",
             "vacuum",

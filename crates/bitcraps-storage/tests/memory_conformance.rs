@@ -5,3 +5,5 @@ mod common;
 
 conformance_suite!(common::memory_fixture);
 versions_suite!(common::memory_fixture);
+lifecycle_suite!(common::memory_fixture);
+quota_suite!(common::memory_fixture);

@@ -173,6 +173,13 @@ async fn operations_record_the_listed_metrics_and_the_dashboard_queries_only_tho
     s.delete_if("games", "g-new", bitcraps_storage::Expect::Exists)
         .await?;
     s.delete_prefix("lobby", "l-").await?;
+    // A write past the soft limit of a quota.
+    s.set_quota(
+        "seats",
+        Some(bitcraps_storage::CollectionQuota::new(Some(1), None)),
+    )
+    .await?;
+    s.store("seats", "s-1", &game("s-1", 1)).await?;
     // One group commit fails as a whole; one background run fails.
     backend.fail_nth(Method::Apply, 1);
     assert!(s.store("games", "g-2", &game("g-2", 2)).await.is_err());

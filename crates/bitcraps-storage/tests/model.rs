@@ -4,13 +4,18 @@
 //! checked (each key's versions only grow, and a key deleted and written again never gets an
 //! old one back), a condition fails exactly when the model says it must, with the model's
 //! version as `actual`; at the end every record, `retrieve_many`, `scan` and listing match the
-//! model, no blob is orphaned and no record dangles. Runs on the in-memory backend and SQLite,
+//! model, no blob is orphaned and no record dangles. Records may expire: `store_with_ttl` and
+//! batch stores with a TTL of whole minutes, and the store's clock moved by whole minutes
+//! (`advance_clock`), with the expiry times in the oracle — an expired record is absent to
+//! every read and write, the sweep removes exactly the records the model says expired and
+//! were not written since. Runs on the in-memory backend and SQLite,
 //! and on PostgreSQL when `BITCRAPS_TEST_POSTGRES_URL` is set (fewer cases: each is a new
 //! schema).
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bitcraps_storage::{
     Expect, ListOptions, PersistentStorageManager, StorageError, Version, WriteBatch,
@@ -48,8 +53,18 @@ enum Op {
         Vec<(usize, u8, Cond)>,
     ),
     DeletePrefix(usize, u8),
+    /// `store_with_ttl` with a TTL of 1–3 minutes.
+    StoreTtl(usize, u8, u8, u8),
+    /// A batch store with a TTL of 1–3 minutes, beside a plain one.
+    BatchTtl(usize, u8, u8, u8),
+    /// Moves the store's clock 1–3 minutes on.
+    Advance(u8),
+    /// `sweep_expired`.
+    Sweep,
     Reopen,
 }
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// A small value space so that identical content (dedup) and overwrites are frequent.
 fn value(v: u8) -> Value {
@@ -91,19 +106,57 @@ fn op() -> impl Strategy<Value = Op> {
             prop::collection::vec((c.clone(), any::<u8>(), cond()), 0..3),
         )
             .prop_map(|(s, d, e)| Op::Apply(s, d, e)),
-        1 => (c, 0..3u8).prop_map(|(c, p)| Op::DeletePrefix(c, p)),
+        1 => (c.clone(), 0..3u8).prop_map(|(c, p)| Op::DeletePrefix(c, p)),
+        3 => (c.clone(), any::<u8>(), 0..16u8, 1..4u8)
+            .prop_map(|(c, k, v, t)| Op::StoreTtl(c, k, v, t)),
+        1 => (c, any::<u8>(), 0..16u8, 1..4u8).prop_map(|(c, k, v, t)| Op::BatchTtl(c, k, v, t)),
+        2 => (1..4u8).prop_map(Op::Advance),
+        1 => Just(Op::Sweep),
         1 => Just(Op::Reopen),
     ]
 }
 
-/// The oracle: each key's value and version, and every version each key ever had.
+/// The oracle: each key's value and version, and every version each key ever had; each
+/// record's expiry (in minutes of the store's clock offset), the offset now, and the records
+/// that expired and are still in the database until a sweep or a write of their key.
 #[derive(Default)]
 struct Model {
     records: BTreeMap<(usize, String), (Value, Version)>,
     history: BTreeMap<(usize, String), Vec<Version>>,
+    expires: BTreeMap<(usize, String), u64>,
+    minutes: u64,
+    unswept: BTreeSet<(usize, String)>,
 }
 
 impl Model {
+    /// Moves the clock: records whose expiry is reached leave the model (they are absent to
+    /// every call from then on) and wait for the sweep. The offset moves in whole minutes
+    /// while a case takes far less real time, so "reached" is exact.
+    fn advance(&mut self, minutes: u64) {
+        self.minutes += minutes;
+        let now = self.minutes;
+        let gone: Vec<(usize, String)> = self
+            .expires
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.expires.remove(&id);
+            self.records.remove(&id);
+            self.unswept.insert(id);
+        }
+    }
+
+    /// A TTL for the record just written at `c/k` (`None`: it never expires).
+    fn expiring(&mut self, c: usize, k: &str, ttl_minutes: Option<u64>) {
+        let id = (c, k.to_owned());
+        match ttl_minutes {
+            Some(t) => self.expires.insert(id, self.minutes + t),
+            None => self.expires.remove(&id),
+        };
+    }
+
     fn current(&self, c: usize, k: &str) -> Option<Version> {
         self.records.get(&(c, k.to_owned())).map(|(_, v)| *v)
     }
@@ -151,11 +204,16 @@ impl Model {
             );
         }
         history.push(version);
+        // A write replaces an expired record: nothing of it is left to sweep.
+        self.unswept.remove(&(c, k.to_owned()));
+        self.expires.remove(&(c, k.to_owned()));
         self.records.insert((c, k.to_owned()), (value, version));
         Ok(())
     }
 
     fn deleted(&mut self, c: usize, k: &str) -> bool {
+        self.unswept.remove(&(c, k.to_owned()));
+        self.expires.remove(&(c, k.to_owned()));
         self.records.remove(&(c, k.to_owned())).is_some()
     }
 }
@@ -237,6 +295,22 @@ async fn check(s: &PersistentStorageManager, model: &Model) -> Result<(), TestCa
     }
     let report = s.check_consistency().await.map_err(fail)?;
     prop_assert!(report.is_ok(), "{:?}", report);
+    // Expired records hold their content until swept: sweep, then count.
+    let swept = s.sweep_expired().await.map_err(fail)?;
+    prop_assert_eq!(swept, model.unswept.len() as u64);
+    for (ci, collection) in COLLECTIONS.iter().enumerate() {
+        for key in &keys {
+            let meta = s.metadata(collection, key).await.map_err(fail)?;
+            let want = model.expires.contains_key(&(ci, key.clone()));
+            prop_assert_eq!(
+                meta.and_then(|m| m.expires_at).is_some(),
+                want,
+                "{}/{} expires_at",
+                collection,
+                key
+            );
+        }
+    }
     let stats = s.statistics().await.map_err(fail)?;
     prop_assert_eq!(
         stats.database_stats.record_count,
@@ -317,7 +391,10 @@ async fn step(
                 }
                 None => {
                     prop_assert_eq!(delta, 0);
-                    model.deleted(c, &k);
+                    // Absent (or expired) and staying absent writes nothing.
+                    if before.is_some() {
+                        model.deleted(c, &k);
+                    }
                 }
             }
         }
@@ -368,10 +445,48 @@ async fn step(
                 .filter(|(ci, k)| *ci == c && k.starts_with(prefix))
                 .map(|(_, k)| k.clone())
                 .collect();
-            prop_assert_eq!(n, doomed.len() as u64);
+            prop_assert_eq!(n, doomed.len() as u64, "expired records are not counted");
             for k in doomed {
                 model.deleted(c, &k);
             }
+            // Expired records under the prefix go too.
+            model
+                .unswept
+                .retain(|(ci, k)| !(*ci == c && k.starts_with(prefix)));
+        }
+        Op::StoreTtl(c, k, v, t) => {
+            let k = key(k);
+            let ttl = MINUTE * u32::from(t);
+            s.store_with_ttl(COLLECTIONS[c], &k, &value(v), ttl)
+                .await
+                .map_err(fail)?;
+            let version = version_of(s, c, &k).await?;
+            model.written(c, &k, value(v), version)?;
+            model.expiring(c, &k, Some(u64::from(t)));
+        }
+        Op::BatchTtl(c, k, v, t) => {
+            let (k, other) = (key(k), key(k.wrapping_add(1)));
+            let mut batch = WriteBatch::new();
+            batch
+                .store_with_ttl(COLLECTIONS[c], &k, &value(v), MINUTE * u32::from(t))
+                .map_err(fail)?;
+            batch
+                .store(COLLECTIONS[c], &other, &value(v.wrapping_add(1)))
+                .map_err(fail)?;
+            let versions = s.apply(batch).await.map_err(fail)?;
+            prop_assert_eq!(versions.len(), 2);
+            model.written(c, &k, value(v), versions[0].2)?;
+            model.expiring(c, &k, Some(u64::from(t)));
+            model.written(c, &other, value(v.wrapping_add(1)), versions[1].2)?;
+        }
+        Op::Advance(m) => {
+            s.advance_clock(MINUTE * u32::from(m));
+            model.advance(u64::from(m));
+        }
+        Op::Sweep => {
+            let swept = s.sweep_expired().await.map_err(fail)?;
+            prop_assert_eq!(swept, model.unswept.len() as u64);
+            model.unswept.clear();
         }
         // `run` reopens; nothing to do against the store here.
         Op::Reopen => {}
@@ -380,12 +495,17 @@ async fn step(
 }
 
 async fn run(ops: Vec<Op>, fixture: &common::Fixture) -> Result<(), TestCaseError> {
-    let mut s = fixture.open(fixture.config.clone()).await.map_err(fail)?;
+    // The model decides when sweeps happen: no background sweep.
+    let mut config = fixture.config.clone();
+    config.maintenance.expiry_sweep_interval = Duration::ZERO;
+    let mut s = fixture.open(config.clone()).await.map_err(fail)?;
     let mut model = Model::default();
     for op in ops {
         if let Op::Reopen = op {
             s.close().await.map_err(fail)?;
-            s = fixture.open(fixture.config.clone()).await.map_err(fail)?;
+            s = fixture.open(config.clone()).await.map_err(fail)?;
+            // A new handle's clock starts at the system clock: bring it to the model's.
+            s.advance_clock(MINUTE * u32::try_from(model.minutes).unwrap_or(u32::MAX));
         } else {
             step(&s, &mut model, op).await?;
         }

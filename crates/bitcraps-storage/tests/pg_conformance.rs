@@ -6,3 +6,5 @@ mod common;
 
 conformance_suite!(common::pg_fixture);
 versions_suite!(common::pg_fixture);
+lifecycle_suite!(common::pg_fixture);
+quota_suite!(common::pg_fixture);

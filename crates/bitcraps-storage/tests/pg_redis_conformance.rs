@@ -18,3 +18,5 @@ fn pg_redis_fixture() -> Option<Fixture> {
 
 conformance_suite!(pg_redis_fixture);
 versions_suite!(pg_redis_fixture);
+lifecycle_suite!(pg_redis_fixture);
+quota_suite!(pg_redis_fixture);

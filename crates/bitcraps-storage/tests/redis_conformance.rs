@@ -22,3 +22,5 @@ fn redis_fixture() -> Fixture {
 
 conformance_suite!(redis_fixture);
 versions_suite!(redis_fixture);
+lifecycle_suite!(redis_fixture);
+quota_suite!(redis_fixture);

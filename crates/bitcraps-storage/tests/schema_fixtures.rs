@@ -18,6 +18,10 @@
 //! `fixtures/schema-v4.db` is `schema-v2.db` brought to version 4 by the SQL of migrations 3
 //! and 4 (the index change and the `meta` table with a store id and Redis secret) — the last
 //! schema before record versions (version 5).
+//!
+//! `fixtures/schema-v5.db` is `schema-v4.db` brought to version 5 by the SQL of migration 5
+//! (every record at version 1) — the last schema before record expiry and collection
+//! settings (version 6).
 
 use std::path::Path;
 
@@ -29,11 +33,15 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// The indexes of the latest schema: `blobs_by_hash` (full hash) and `records_by_blob` are
 /// gone since version 3; since version 4 the `meta` table holds the store's identity (a
 /// random store id and Redis secret, created by the upgrade); since version 5 every record
-/// has a version and the clock is past every one of them.
+/// has a version and the clock is past every one of them; since version 6 records may expire
+/// (found through the partial index `records_by_expiry`) and collections have settings.
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
+    let settings: i64 =
+        conn.query_row("SELECT count(*) FROM collection_settings", [], |r| r.get(0))?;
+    assert!(settings >= 0);
     let (clock, newest): (i64, i64) = conn.query_row(
         "SELECT (SELECT last FROM version_clock), (SELECT max(version) FROM records)",
         [],
@@ -59,10 +67,20 @@ fn assert_latest_schema(db: &Path) -> Result {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     assert_eq!(
         indexes,
-        [(
-            "blobs_by_hash_prefix".to_owned(),
-            Some("CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8))".to_owned())
-        )]
+        [
+            (
+                "blobs_by_hash_prefix".to_owned(),
+                Some("CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8))".to_owned())
+            ),
+            (
+                "records_by_expiry".to_owned(),
+                Some(
+                    "CREATE INDEX records_by_expiry ON records(expires_at) \
+                     WHERE expires_at IS NOT NULL"
+                        .to_owned()
+                )
+            ),
+        ]
     );
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     assert_eq!(check, "ok");
@@ -261,5 +279,45 @@ async fn schema_v4_fixture_gets_versions() -> Result {
         identity_before, identity_after,
         "the upgrade keeps the identity"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn schema_v5_fixture_gets_expiry() -> Result {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bitcraps.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v5.db"),
+        &db,
+    )?;
+    let mut config = StorageConfig::with_data_path(dir.path());
+    config.maintenance.expiry_sweep_interval = std::time::Duration::ZERO;
+    let s = PersistentStorageManager::open(config).await?;
+    // Nothing written before expires.
+    for i in 1..24u32 {
+        let key = format!("r-{i:03}");
+        let meta = s.metadata("rounds", &key).await?.ok_or("missing")?;
+        assert_eq!(meta.expires_at, None, "{key}");
+        assert_eq!(meta.version, Version::INITIAL, "{key}");
+    }
+    assert!(s.default_ttls().await?.is_empty());
+    let minute = std::time::Duration::from_secs(60);
+    s.set_default_ttl("rounds", Some(minute)).await?;
+    s.store("rounds", "r-100", &round(100)).await?;
+    s.store_with_ttl("lobbies", "l-9", &json!({"seat": 9}), minute)
+        .await?;
+    s.advance_clock(2 * minute);
+    assert_eq!(s.retrieve::<Value>("rounds", "r-100").await?, None);
+    assert_eq!(s.retrieve::<Value>("lobbies", "l-9").await?, None);
+    assert_eq!(
+        s.retrieve::<Value>("rounds", "r-001").await?,
+        Some(round(1))
+    );
+    assert_eq!(s.sweep_expired().await?, 2);
+    s.store("games", "after-upgrade", &json!({"open": true}))
+        .await?;
+    assert!(s.check_consistency().await?.is_ok());
+    s.close().await?;
+    assert_latest_schema(&db)?;
     Ok(())
 }

@@ -4,3 +4,5 @@ mod common;
 
 conformance_suite!(common::sqlite_fixture);
 versions_suite!(common::sqlite_fixture);
+lifecycle_suite!(common::sqlite_fixture);
+quota_suite!(common::sqlite_fixture);

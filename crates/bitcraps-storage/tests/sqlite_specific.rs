@@ -217,6 +217,7 @@ fn a_failing_unit_rolls_back_alone() -> Result {
             value: p.encode("c", k, v)?,
             now_ms: 1,
             keep_version: None,
+            expires_ms: None,
         })
     };
     backend.apply(&[vec![put("seed", "shared")?]])?;

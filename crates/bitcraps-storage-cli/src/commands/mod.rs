@@ -14,14 +14,16 @@ mod list;
 mod maintenance;
 mod migrate;
 mod put;
+pub(crate) mod quota;
 mod serve_metrics;
 mod stats;
+mod ttl;
 
 use anyhow::{Context, Result};
 use bitcraps_storage::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
-use crate::cli::{BackupCommand, Cli, Command};
+use crate::cli::{BackupCommand, Cli, Command, QuotaCommand, TtlCommand};
 use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::settings::{Layer, Settings};
@@ -99,6 +101,8 @@ fn reads_only(command: &Command) -> bool {
             | Command::Stats(_)
             | Command::Export(_)
             | Command::ServeMetrics(_)
+            | Command::Ttl(TtlCommand::Show { .. })
+            | Command::Quota(QuotaCommand::Show { .. })
             | Command::Backup(BackupCommand::List { .. } | BackupCommand::Verify { .. })
     )
 }
@@ -142,6 +146,8 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Info(args) => info::run(storage, &args).await,
         Command::Collections(args) => collections::run(storage, &args).await,
         Command::Stats(args) => stats::run(storage, &args).await,
+        Command::Ttl(command) => ttl::run(storage, command).await,
+        Command::Quota(command) => quota::run(storage, command).await,
         Command::Export(args) => export::run(storage, &args, ui).await,
         Command::Import(args) => import::run(storage, &args, ui).await,
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,

@@ -1,10 +1,10 @@
-//! `put <collection> <key> [JSON|-] [--if-version V | --if-absent] [--print-version]`: store a
-//! document, checked as JSON first.
+//! `put <collection> <key> [JSON|-] [--if-version V | --if-absent] [--ttl D] [--print-version]`:
+//! store a document, checked as JSON first.
 
 use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
-use bitcraps_storage::PersistentStorageManager;
+use bitcraps_storage::{PersistentStorageManager, StorageError, WriteBatch};
 use tokio::io::AsyncReadExt;
 
 use crate::cli::PutArgs;
@@ -24,10 +24,21 @@ pub async fn run(storage: &PersistentStorageManager, args: &PutArgs) -> Result<(
         .and_then(|text| document::check(text, "the document"))
         .map_err(CliError::InvalidInput)?;
     let (c, k) = (&args.record.collection, &args.record.key);
-    let version = storage
-        .store_if(c, k, raw, args.condition.expect())
-        .await
-        .with_context(|| format!("storing {c}/{k}"))?;
+    let version = match args.ttl {
+        None => storage.store_if(c, k, raw, args.condition.expect()).await,
+        // The condition and the store with its TTL in one unit.
+        Some(ttl) => {
+            let mut batch = WriteBatch::new();
+            batch.expect(c, k, args.condition.expect());
+            batch.store_with_ttl(c, k, raw, ttl)?;
+            storage
+                .apply(batch)
+                .await
+                .map(|written| written.first().map(|(_, _, v)| *v))
+                .and_then(|v| v.ok_or_else(|| StorageError::Task("no version was reported".into())))
+        }
+    }
+    .with_context(|| format!("storing {c}/{k}"))?;
     if args.print_version {
         crate::commands::print(&format!("{version}\n"))?;
     }

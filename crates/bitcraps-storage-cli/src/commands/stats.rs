@@ -26,9 +26,12 @@ pub async fn run(storage: &PersistentStorageManager, args: &StatsArgs) -> Result
         .context("collecting statistics")?;
     match format {
         StatsFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&stats)?)),
-        _ => print(&format!(
-            "{}\n",
-            render::key_value(&render::statistics(&stats))
-        )),
+        _ => {
+            let mut rows = render::statistics(&stats);
+            rows.extend(render::quotas(
+                &crate::commands::quota::quota_rows(storage).await?,
+            ));
+            print(&format!("{}\n", render::key_value(&rows)))
+        }
     }
 }

@@ -125,6 +125,7 @@ pub static KEYS: &[Key] = &[
     key!(maintenance.statistics_interval => Seconds),
     key!(maintenance.vacuum_free_percent => U32),
     key!(maintenance.scrub_interval => Seconds),
+    key!(maintenance.expiry_sweep_interval => Seconds),
     key!(maintenance.scrub_bytes_per_run => U64),
     key!(redis.url => OptionalText),
     key!(redis.timeout => Seconds),

@@ -341,6 +341,14 @@ impl Backend for FaultInjector {
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
         self.run(Method::Get, || self.inner.get(collection, key))
     }
+    fn settings(&self) -> Result<Vec<crate::backend::CollectionSetting>> {
+        self.inner.settings()
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        self.inner.usage(collection, now_ms)
+    }
+
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
         self.run(Method::GetMany, || self.inner.get_many(collection, keys))
     }

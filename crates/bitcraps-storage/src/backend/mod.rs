@@ -54,9 +54,9 @@ use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
 pub use identity::StoreIdentity;
 pub use types::{
-    BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, DatabaseStatistics, OpOutcome,
-    RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoredBlob, StoredRecord, WriteOp,
-    WriteUnit, now_ms, time_from_ms,
+    BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DamagedDocument,
+    DatabaseStatistics, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo,
+    StoredBlob, StoredRecord, WriteOp, WriteUnit, is_expired, now_ms, time_from_ms,
 };
 
 /// What every request needs from a storage engine. Blocking; called from dedicated threads.
@@ -91,6 +91,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Names of the collections that hold at least one record, in order.
     fn collections(&self) -> Result<Vec<String>>;
+
+    /// Every stored collection setting (`collection_settings`), in collection and name order.
+    fn settings(&self) -> Result<Vec<CollectionSetting>>;
+
+    /// What `collection` holds as its quota counts it: records unexpired at `now_ms` and
+    /// their logical JSON bytes (`quota.rs`).
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage>;
 
     /// Reports sizes and counts.
     fn statistics(&self) -> Result<DatabaseStatistics>;

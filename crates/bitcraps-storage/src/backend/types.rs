@@ -27,6 +27,9 @@ pub enum WriteOp {
         /// migration keeps the source's versions); otherwise, and when `None`, the next
         /// version of the clock. The clock moves past a kept version.
         keep_version: Option<Version>,
+        /// When the record expires, milliseconds since the Unix epoch; `None`: the
+        /// collection's default TTL (read inside the transaction) from `now_ms`, or never.
+        expires_ms: Option<i64>,
     },
     /// Remove a record if it exists.
     Delete {
@@ -34,6 +37,8 @@ pub enum WriteOp {
         collection: String,
         /// Key.
         key: String,
+        /// The store's clock: a record that expired by then counts as absent.
+        now_ms: i64,
     },
     /// Fail the unit with [`StorageError::Conflict`](crate::StorageError::Conflict) unless
     /// the record's state satisfies `expect` (read inside the transaction, before the unit's
@@ -45,6 +50,8 @@ pub enum WriteOp {
         key: String,
         /// The condition.
         expect: Expect,
+        /// The store's clock: a record that expired by then counts as absent.
+        now_ms: i64,
     },
     /// Remove every record of `collection` whose key starts with `prefix` (non-empty).
     DeletePrefix {
@@ -52,6 +59,8 @@ pub enum WriteOp {
         collection: String,
         /// The key prefix.
         prefix: String,
+        /// The store's clock: records expired by then are removed too but not reported.
+        now_ms: i64,
     },
     /// Store a trained zstd dictionary; the outcome carries its id.
     PutDictionary {
@@ -61,6 +70,22 @@ pub enum WriteOp {
         data: Arc<[u8]>,
         /// Training time, milliseconds since the Unix epoch.
         now_ms: i64,
+    },
+    /// Remove up to `limit` records that expired by `now_ms`, oldest expiry first.
+    SweepExpired {
+        /// The store's clock.
+        now_ms: i64,
+        /// The most records to remove.
+        limit: usize,
+    },
+    /// Set (`Some`) or clear (`None`) one setting of a collection (see [`CollectionSetting`]).
+    Setting {
+        /// Collection name.
+        collection: String,
+        /// The setting's name.
+        name: &'static str,
+        /// The value.
+        value: Option<i64>,
     },
     /// Add buffered reads to a record's access statistics (no-op if the record is gone).
     Touch {
@@ -87,12 +112,17 @@ pub enum OpOutcome {
         replaced: bool,
         /// The record's new version (see [`Version`]).
         version: Version,
+        /// When the record expires (milliseconds since the Unix epoch), if it does.
+        expires_ms: Option<i64>,
+        /// Set on the unit's last put into a collection the unit took past a soft limit of
+        /// its quota.
+        quota_warning: Option<crate::QuotaWarning>,
     },
     /// A condition that held.
     Check,
     /// A prefix delete.
     DeletePrefix {
-        /// The keys deleted, in order.
+        /// The keys deleted that had not expired, in order.
         deleted: Vec<String>,
     },
     /// A delete.
@@ -105,8 +135,32 @@ pub enum OpOutcome {
         /// Its id.
         id: i64,
     },
+    /// A sweep of expired records.
+    Swept {
+        /// The records removed, as `(collection, key)`.
+        removed: Vec<(String, String)>,
+    },
+    /// A setting written.
+    Setting,
     /// A touch.
     Touch,
+}
+
+/// One stored setting of a collection (`collection_settings`): `(collection, name, value)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionSetting {
+    /// Collection name.
+    pub collection: String,
+    /// The setting's name (see `settings.rs`).
+    pub name: String,
+    /// Its value.
+    pub value: i64,
+}
+
+/// Whether a record that expires at `expires_ms` is expired at `now_ms`: it is from its
+/// expiry time on.
+pub fn is_expired(expires_ms: Option<i64>, now_ms: i64) -> bool {
+    expires_ms.is_some_and(|e| e <= now_ms)
 }
 
 /// A group of operations that succeed or fail together.
@@ -134,6 +188,8 @@ pub struct StoredRecord {
     pub blob: StoredBlob,
     /// The record's version.
     pub version: Version,
+    /// When the record expires, milliseconds since the Unix epoch.
+    pub expires_ms: Option<i64>,
 }
 
 /// One page of a scan: records with their blobs, in key order.
@@ -194,6 +250,9 @@ pub struct RecordMetadata {
     pub last_accessed: Option<SystemTime>,
     /// The record's version: it increases on every write of the key (see [`Version`]).
     pub version: Version,
+    /// When the record expires, if it has a TTL; it is never returned from then on.
+    #[serde(serialize_with = "crate::timefmt::serialize_option")]
+    pub expires_at: Option<SystemTime>,
 }
 
 /// Sizes and counts the database reports.

@@ -54,6 +54,9 @@ pub struct CachedValue {
     /// The cache key's bytes followed by the stored bytes.
     bytes: Arc<[u8]>,
     dict: Option<Arc<DecoderDictionary<'static>>>,
+    /// When the record expires (ms since the epoch): from then on the entry is a miss, checked
+    /// on every hit against the store's clock rather than by invalidation.
+    expires_ms: Option<i64>,
     /// Shared by every clone taken out of the cache: set by a typed read, cleared when the
     /// typed tier lets the value go.
     typed: Arc<Mutex<Option<Typed>>>,
@@ -89,8 +92,20 @@ impl CachedValue {
             key_len: cache_key.len(),
             bytes: bytes.into(),
             dict,
+            expires_ms: None,
             typed: Arc::default(),
         }
+    }
+
+    /// The same entry for a record that expires at `expires_ms`.
+    pub fn expiring(mut self, expires_ms: Option<i64>) -> Self {
+        self.expires_ms = expires_ms;
+        self
+    }
+
+    /// Whether the record is still live (not expired) at `now_ms`.
+    pub fn live_at(&self, now_ms: i64) -> bool {
+        !crate::backend::is_expired(self.expires_ms, now_ms)
     }
 
     /// An uncompressed document (from the Redis tier, or stored without compression).

@@ -193,12 +193,13 @@ impl ValueCache {
         self.trusted.store(trusted, Ordering::Release);
     }
 
-    /// Looks a document up, counting the hit or miss.
-    pub fn get(&self, key: &str) -> Option<CachedValue> {
+    /// Looks a document up, counting the hit or miss. A record expired at `now_ms` (the
+    /// store's clock) is a miss.
+    pub fn get(&self, key: &str, now_ms: i64) -> Option<CachedValue> {
         let found = self
             .usable()
             .and_then(|c| c.get(&self.slot(key)))
-            .filter(|v| v.is_for(key));
+            .filter(|v| v.is_for(key) && v.live_at(now_ms));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -209,11 +210,11 @@ impl ValueCache {
         found
     }
 
-    /// Whether `key` is cached, without counting a hit or miss.
-    pub fn contains(&self, key: &str) -> bool {
+    /// Whether `key` is cached and live at `now_ms`, without counting a hit or miss.
+    pub fn contains(&self, key: &str, now_ms: i64) -> bool {
         self.usable()
             .and_then(|c| c.get(&self.slot(key)))
-            .is_some_and(|v| v.is_for(key))
+            .is_some_and(|v| v.is_for(key) && v.live_at(now_ms))
     }
 
     /// Installs a document read from the database, unless a write raced with the read.

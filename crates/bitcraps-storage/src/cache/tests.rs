@@ -11,7 +11,7 @@ fn v(key: &str, bytes: &[u8]) -> CachedValue {
 /// The cached document under `key`, decoded (counts a hit or miss like `get`).
 fn raw(cache: &ValueCache, key: &str) -> Option<Vec<u8>> {
     cache
-        .get(key)
+        .get(key, 0)
         .map(|c| c.decode(|| key.to_owned()).map(|r| r.into_owned()))
         .transpose()
         .ok()
@@ -25,7 +25,7 @@ fn an_entry_in_a_slot_is_found_only_by_its_own_key() {
     let (a, b) = (cache_key("c", "a"), cache_key("c", "b"));
     cache.fill(cache.stripes.ticket(&b), v(&a, b"a's document"), &b);
     assert_eq!(raw(&cache, &b), None, "another key's entry is a miss");
-    assert!(!cache.contains(&b));
+    assert!(!cache.contains(&b, 0));
     assert_eq!(raw(&cache, &a), None, "a's own slot is empty");
     cache.committed(&b, Some(v(&b, b"b's document")));
     assert_eq!(raw(&cache, &b), Some(b"b's document".to_vec()));
@@ -89,7 +89,7 @@ fn remote_invalidation_defeats_fills_and_untrusted_cache_is_bypassed() {
     cache.committed(&key, Some(v(&key, b"v2")));
     cache.set_trusted(false);
     assert_eq!(raw(&cache, &key), None, "untrusted: not read");
-    assert!(!cache.contains(&key));
+    assert!(!cache.contains(&key, 0));
     let ticket = cache.stripes.ticket(&key);
     cache.invalidate_all();
     cache.set_trusted(true);
@@ -151,6 +151,21 @@ fn disabled_cache_holds_nothing() {
     assert_eq!(raw(&cache, "a"), None);
 }
 
+#[test]
+fn an_entry_past_its_expiry_is_a_miss() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("lobbies", "seat-1");
+    cache.committed(&key, Some(v(&key, b"seat").expiring(Some(1_000))));
+    assert!(cache.contains(&key, 999));
+    assert!(cache.get(&key, 999).is_some(), "live until its expiry");
+    assert!(!cache.contains(&key, 1_000));
+    assert!(
+        cache.get(&key, 1_000).is_none(),
+        "a miss from its expiry on"
+    );
+    assert!(cache.get(&key, 5_000).is_none());
+}
+
 /// The typed tier (issue #15): a decoded value set on an entry is held and charged by the
 /// typed tier, lives only as long as its entry is the key's current one, and a hold never
 /// brings back an entry a write replaced in between.
@@ -161,7 +176,7 @@ fn typed_values_ride_on_their_entry_and_are_charged() {
     let key = cache_key("c", "k");
     let doc = vec![b'x'; 500];
     cache.committed(&key, Some(v(&key, &doc)));
-    let entry = cache.get(&key).expect("cached");
+    let entry = cache.get(&key, 0).expect("cached");
     assert!(entry.typed::<String>().is_none());
     assert!(entry.set_typed(Arc::new(String::from("decoded"))));
     assert!(!entry.set_typed(Arc::new(7u32)), "the first type stays");
@@ -172,9 +187,9 @@ fn typed_values_ride_on_their_entry_and_are_charged() {
         stats.typed_bytes,
         (500 * TYPED_BYTES_PER_JSON_BYTE + TYPED_FIXED_CHARGE) as u64
     );
-    let hot = cache.get(&key).and_then(|e| e.typed::<String>());
+    let hot = cache.get(&key, 0).and_then(|e| e.typed::<String>());
     assert_eq!(hot.as_deref().map(String::as_str), Some("decoded"));
-    assert!(cache.get(&key).and_then(|e| e.typed::<u32>()).is_none());
+    assert!(cache.get(&key, 0).and_then(|e| e.typed::<u32>()).is_none());
 
     // A write replaces the entry: the new one holds nothing decoded, the tier lets the old
     // one go (and its value with it), and holding the old entry again is refused.
@@ -188,7 +203,7 @@ fn typed_values_ride_on_their_entry_and_are_charged() {
         entry.typed::<String>().is_none(),
         "a replaced entry is not held"
     );
-    let current = cache.get(&key).expect("cached");
+    let current = cache.get(&key, 0).expect("cached");
     assert!(current.typed::<String>().is_none());
     assert_eq!(
         current.decode(|| key.clone()).ok().as_deref(),
@@ -206,7 +221,7 @@ fn the_typed_budget_bounds_decoded_values() {
     for i in 0..2000 {
         let key = cache_key("c", &format!("k{i}"));
         cache.committed(&key, Some(v(&key, &[b'x'; 500])));
-        let entry = cache.get(&key).expect("cached");
+        let entry = cache.get(&key, 0).expect("cached");
         assert!(entry.set_typed(Arc::new(i)));
         cache.hold_typed(&key, &entry);
     }
@@ -216,7 +231,7 @@ fn the_typed_budget_bounds_decoded_values() {
     let decoded = (0..2000)
         .filter(|i| {
             cache
-                .get(&cache_key("c", &format!("k{i}")))
+                .get(&cache_key("c", &format!("k{i}")), 0)
                 .is_some_and(|e| e.typed::<i32>().is_some())
         })
         .count();

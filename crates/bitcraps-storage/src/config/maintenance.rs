@@ -24,6 +24,11 @@ pub struct MaintenanceConfig {
     /// Stored bytes one scrub run reads at most (its I/O budget; a run reads at least one
     /// page of blobs). Default: 16 MiB, so a 1 GiB store is verified every ~64 minutes.
     pub scrub_bytes_per_run: u64,
+    /// Interval of the background sweep of expired records (zero disables it; maintenance
+    /// still sweeps). An expired record is never returned from its expiry on; the sweep
+    /// removes it within this interval after (plus the time to remove the records ahead of
+    /// it, in chunks). Default: 30 s.
+    pub expiry_sweep_interval: Duration,
 }
 
 impl Default for MaintenanceConfig {
@@ -35,6 +40,7 @@ impl Default for MaintenanceConfig {
             vacuum_free_percent: 25,
             scrub_interval: Duration::from_secs(60),
             scrub_bytes_per_run: 16 << 20,
+            expiry_sweep_interval: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +85,13 @@ impl MaintenanceConfig {
     #[must_use]
     pub fn scrub_bytes_per_run(mut self, bytes: u64) -> Self {
         self.scrub_bytes_per_run = bytes;
+        self
+    }
+
+    /// Sets [`expiry_sweep_interval`](Self::expiry_sweep_interval).
+    #[must_use]
+    pub fn expiry_sweep_interval(mut self, interval: Duration) -> Self {
+        self.expiry_sweep_interval = interval;
         self
     }
 }

@@ -221,6 +221,16 @@ pub(crate) fn put_committed(logical: u64, deduplicated: bool, stored: usize) {
     }
 }
 
+/// A write that took a collection past a soft limit.
+pub(crate) fn quota_warning() {
+    metrics::counter!(names::QUOTA_WARNINGS).increment(1);
+}
+
+/// Expired records the sweep removed.
+pub(crate) fn expired_swept(n: u64) {
+    metrics::counter!(names::EXPIRED_SWEPT).increment(n);
+}
+
 /// A wait for a pooled connection of `pool` that took `waited` and ended with `outcome`
 /// (`ok`, `timeout` or `error`).
 pub(crate) fn pool_wait(pool: &'static str, waited: std::time::Duration, outcome: &'static str) {

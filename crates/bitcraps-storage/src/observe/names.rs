@@ -69,6 +69,10 @@ metrics_list! {
         "Group commit transactions that failed as a whole.";
     BACKGROUND_FAILURES = "bitcraps_storage_background_failures_total", Counter, ["task"],
         "Background task runs that failed or panicked (the store kept running).";
+    EXPIRED_SWEPT = "bitcraps_storage_expired_swept_total", Counter, [],
+        "Expired records removed by the sweep.";
+    QUOTA_WARNINGS = "bitcraps_storage_quota_warnings_total", Counter, [],
+        "Writes that took a collection past the soft limit of its quota.";
     RECORDS = "bitcraps_storage_records", Gauge, [], "Records in the store.";
     BLOBS = "bitcraps_storage_blobs", Gauge, [], "Distinct stored contents.";
     LOGICAL_BYTES = "bitcraps_storage_logical_bytes", Gauge, [],

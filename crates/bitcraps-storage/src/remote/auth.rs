@@ -61,13 +61,14 @@ impl Authenticator {
         &self,
         cache_key: &str,
         generation: &str,
-        filled_ms: u64,
+        (filled_ms, expires_ms): (u64, i64),
         doc: &[u8],
     ) -> Mac {
         let mut hasher = self.hasher(b"entry");
         field(&mut hasher, cache_key.as_bytes());
         field(&mut hasher, generation.as_bytes());
         hasher.update(&filled_ms.to_be_bytes());
+        hasher.update(&expires_ms.to_be_bytes());
         field(&mut hasher, doc);
         *hasher.finalize().as_bytes()
     }
@@ -127,15 +128,16 @@ mod tests {
     #[test]
     fn macs_bind_every_field() {
         let a = Authenticator::new(&[1; 32], "ns");
-        let base = a.entry("c\0k", "7", 5, b"doc");
-        assert!(mac_eq(&base, &a.entry("c\0k", "7", 5, b"doc")));
+        let base = a.entry("c\0k", "7", (5, 9), b"doc");
+        assert!(mac_eq(&base, &a.entry("c\0k", "7", (5, 9), b"doc")));
         for other in [
-            a.entry("c\0j", "7", 5, b"doc"),
-            a.entry("c\0k", "8", 5, b"doc"),
-            a.entry("c\0k", "7", 6, b"doc"),
-            a.entry("c\0k", "7", 5, b"dog"),
-            Authenticator::new(&[2; 32], "ns").entry("c\0k", "7", 5, b"doc"),
-            Authenticator::new(&[1; 32], "other").entry("c\0k", "7", 5, b"doc"),
+            a.entry("c\0j", "7", (5, 9), b"doc"),
+            a.entry("c\0k", "8", (5, 9), b"doc"),
+            a.entry("c\0k", "7", (6, 9), b"doc"),
+            a.entry("c\0k", "7", (5, 10), b"doc"),
+            a.entry("c\0k", "7", (5, 9), b"dog"),
+            Authenticator::new(&[2; 32], "ns").entry("c\0k", "7", (5, 9), b"doc"),
+            Authenticator::new(&[1; 32], "other").entry("c\0k", "7", (5, 9), b"doc"),
         ] {
             assert!(!mac_eq(&base, &other));
         }

@@ -12,7 +12,13 @@ impl RemoteTier {
         match *self {}
     }
 
-    pub(crate) async fn fill(&self, _cache_key: &str, _observed: Observed, _raw: &[u8]) {
+    pub(crate) async fn fill(
+        &self,
+        _cache_key: &str,
+        _observed: Observed,
+        _raw: &[u8],
+        _expires_ms: Option<i64>,
+    ) {
         match *self {}
     }
 

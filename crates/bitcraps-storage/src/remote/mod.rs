@@ -64,8 +64,8 @@ pub(crate) use tier::RemoteTier;
 /// What an L2 lookup found.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Lookup {
-    /// A verified document.
-    Hit(Arc<[u8]>),
+    /// A verified document, and when its record expires.
+    Hit(Arc<[u8]>, Option<i64>),
     /// Nothing; fill with this observation after reading the database.
     Miss(Observed),
     /// Redis is unavailable (or the key has an undelivered invalidation): read the database

@@ -9,7 +9,9 @@
 //! - `NS:gen:<cache key>` — the key's generation: bumped by every committed write or delete,
 //!   kept for [`GENERATION_TTL_FACTOR`] × the value TTL after the last write.
 //! - `NS:val:<cache key>` — the cached document, authenticated ([`encode_entry`]): a version
-//!   byte, the fill time (ms, big-endian u64), the generation it was filled under (a length
+//!   byte, the fill time (ms, big-endian u64), when the record expires (ms since the epoch,
+//!   big-endian i64, `i64::MAX` for never: a reader hides an entry past it, exactly as a
+//!   database row), the generation it was filled under (a length
 //!   byte and the digits), the MAC (32 bytes, `auth.rs`) and the JSON bytes, with the value
 //!   TTL. A reader serves it only if the MAC verifies for this key, its generation is the
 //!   key's current one and it is not older than the TTL ([`check_entry`]). Only readers install it, and only through [`FILL`], which checks that
@@ -134,8 +136,12 @@ impl Keys {
     }
 }
 
-/// First byte of an entry: the format version.
-const ENTRY_VERSION: u8 = 0xB1;
+/// First byte of an entry: the format version (0xB2 added the expiry; 0xB1 entries are
+/// malformed to this build, a miss that the reader's fill replaces).
+const ENTRY_VERSION: u8 = 0xB2;
+
+/// The expiry field of a record that never expires.
+const NEVER: i64 = i64::MAX;
 
 /// Entries filled longer ago than the value TTL plus this slack (clock differences between
 /// nodes) are rejected: a genuine one would have expired in Redis.
@@ -148,13 +154,16 @@ pub(crate) fn encode_entry(
     cache_key: &str,
     generation: &str,
     filled_ms: u64,
+    expires_ms: Option<i64>,
     raw: &[u8],
 ) -> Option<Vec<u8>> {
     let gen_len = u8::try_from(generation.len()).ok()?;
-    let mac = auth.entry(cache_key, generation, filled_ms, raw);
-    let mut entry = Vec::with_capacity(1 + 8 + 1 + generation.len() + MAC_LEN + raw.len());
+    let expires = expires_ms.unwrap_or(NEVER);
+    let mac = auth.entry(cache_key, generation, (filled_ms, expires), raw);
+    let mut entry = Vec::with_capacity(1 + 8 + 8 + 1 + generation.len() + MAC_LEN + raw.len());
     entry.push(ENTRY_VERSION);
     entry.extend_from_slice(&filled_ms.to_be_bytes());
+    entry.extend_from_slice(&expires.to_be_bytes());
     entry.push(gen_len);
     entry.extend_from_slice(generation.as_bytes());
     entry.extend_from_slice(&mac);
@@ -165,8 +174,9 @@ pub(crate) fn encode_entry(
 /// What an L2 entry turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum EntryCheck<'a> {
-    /// Authentic, for this key at its current generation, and recent: the document.
-    Valid(&'a [u8]),
+    /// Authentic, for this key at its current generation, and recent: the document and
+    /// when the record expires (the caller hides it from then on).
+    Valid(&'a [u8], Option<i64>),
     /// Not an entry of this format (damaged, or written by something else).
     Malformed,
     /// Well-formed but not to be served: the reason.
@@ -186,8 +196,11 @@ pub(crate) fn check_entry<'a>(
     let Some(parsed) = parse_entry(entry) else {
         return EntryCheck::Malformed;
     };
-    let (filled_ms, generation, mac, raw) = parsed;
-    if !mac_eq(&mac, &auth.entry(cache_key, generation, filled_ms, raw)) {
+    let (filled_ms, expires, generation, mac, raw) = parsed;
+    if !mac_eq(
+        &mac,
+        &auth.entry(cache_key, generation, (filled_ms, expires), raw),
+    ) {
         return EntryCheck::Rejected(
             "its MAC does not verify (forged, or copied from another key)",
         );
@@ -198,21 +211,28 @@ pub(crate) fn check_entry<'a>(
     if now_ms.saturating_sub(filled_ms) > max_age_ms.saturating_add(ENTRY_AGE_SLACK_MS) {
         return EntryCheck::Rejected("it is older than the value TTL (replayed)");
     }
-    EntryCheck::Valid(raw)
+    EntryCheck::Valid(raw, Some(expires).filter(|e| *e != NEVER))
 }
 
-/// (fill time, generation, MAC, document), or `None`.
-fn parse_entry(entry: &[u8]) -> Option<(u64, &str, Mac, &[u8])> {
+/// (fill time, expiry, generation, MAC, document), or `None`.
+fn parse_entry(entry: &[u8]) -> Option<(u64, i64, &str, Mac, &[u8])> {
     let (&version, rest) = entry.split_first()?;
     if version != ENTRY_VERSION {
         return None;
     }
     let (filled, rest) = rest.split_first_chunk::<8>()?;
+    let (expires, rest) = rest.split_first_chunk::<8>()?;
     let (&gen_len, rest) = rest.split_first()?;
     let (generation, rest) = rest.split_at_checked(usize::from(gen_len))?;
     let generation = std::str::from_utf8(generation).ok()?;
     let (mac, raw) = rest.split_first_chunk::<MAC_LEN>()?;
-    Some((u64::from_be_bytes(*filled), generation, *mac, raw))
+    Some((
+        u64::from_be_bytes(*filled),
+        i64::from_be_bytes(*expires),
+        generation,
+        *mac,
+        raw,
+    ))
 }
 
 /// An invalidation announcement.
@@ -290,7 +310,7 @@ mod tests {
     }
 
     fn entry(key: &str, generation: &str, filled_ms: u64, raw: &[u8]) -> Vec<u8> {
-        encode_entry(&auth(), key, generation, filled_ms, raw).unwrap_or_default()
+        encode_entry(&auth(), key, generation, filled_ms, None, raw).unwrap_or_default()
     }
 
     #[test]
@@ -299,7 +319,12 @@ mod tests {
             check_entry(&auth(), "c\0k", "7", 1_000, 600_000, e)
         }
         let good = entry("c\0k", "7", 1_000, br#"{"a":1}"#);
-        assert_eq!(check(&good), EntryCheck::Valid(&br#"{"a":1}"#[..]));
+        assert_eq!(check(&good), EntryCheck::Valid(&br#"{"a":1}"#[..], None));
+        let expiring = encode_entry(&auth(), "c\0k", "7", 1_000, Some(5_000), b"{}");
+        assert_eq!(
+            check(&expiring.unwrap_or_default()),
+            EntryCheck::Valid(&b"{}"[..], Some(5_000))
+        );
         let mut damaged = good.clone();
         if let Some(last) = damaged.last_mut() {
             *last ^= 1;
@@ -330,15 +355,36 @@ mod tests {
                 "c\0k",
                 "7",
                 1_000_000,
+                None,
                 doc,
             )
             .unwrap_or_default(),
+            expiry_moved(),
         ] {
             assert!(
                 matches!(check(&hostile), EntryCheck::Rejected(_)),
                 "{hostile:?}"
             );
         }
+    }
+
+    /// An attacker who moves an entry's expiry later (to serve an expired record) breaks
+    /// its MAC: the expiry is authenticated with the document.
+    fn expiry_moved() -> Vec<u8> {
+        let mut entry = encode_entry(
+            &auth(),
+            "c\0k",
+            "7",
+            1_000_000,
+            Some(1_000),
+            br#"{"seat":1}"#,
+        )
+        .unwrap_or_default();
+        // The expiry's eight bytes follow the version byte and the fill time.
+        if let Some(field) = entry.get_mut(9..17) {
+            field.copy_from_slice(&i64::MAX.to_be_bytes());
+        }
+        entry
     }
 
     #[test]

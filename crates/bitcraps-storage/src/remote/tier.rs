@@ -129,16 +129,22 @@ impl RemoteTier {
             core.settle(result).unwrap_or(Lookup::Unavailable)
         };
         let counter = match lookup {
-            Lookup::Hit(_) => &core.counters.hits,
+            Lookup::Hit(..) => &core.counters.hits,
             Lookup::Miss(_) | Lookup::Unavailable => &core.counters.misses,
         };
         RemoteCounters::one(counter);
-        crate::observe::cache_request(crate::observe::Tier::L2, matches!(lookup, Lookup::Hit(_)));
+        crate::observe::cache_request(crate::observe::Tier::L2, matches!(lookup, Lookup::Hit(..)));
         lookup
     }
 
     /// Installs a value read from the database, if nothing changed since `observed`.
-    pub(crate) async fn fill(&self, cache_key: &str, observed: Observed, raw: &[u8]) {
+    pub(crate) async fn fill(
+        &self,
+        cache_key: &str,
+        observed: Observed,
+        raw: &[u8],
+        expires_ms: Option<i64>,
+    ) {
         let core = &self.core;
         if raw.len() > protocol::MAX_ENTRY_BYTES
             || core.is_pending(cache_key)
@@ -153,6 +159,7 @@ impl RemoteTier {
             cache_key,
             &observed.generation,
             auth::now_ms(),
+            expires_ms,
             raw,
         ) else {
             return;
@@ -305,7 +312,7 @@ impl Core {
                 &entry,
             );
             match check {
-                EntryCheck::Valid(raw) => return Ok(Lookup::Hit(Arc::from(raw))),
+                EntryCheck::Valid(raw, expires) => return Ok(Lookup::Hit(Arc::from(raw), expires)),
                 EntryCheck::Malformed => {
                     RemoteCounters::one(&self.counters.corrupt_entries);
                     if self.entry_log.allow() {

@@ -6,16 +6,17 @@ use std::time::Instant;
 
 use super::PersistentStorageManager;
 use super::write::INLINE_ENCODE_LIMIT;
-use crate::backend::{OpOutcome, WriteOp, now_ms};
+use crate::backend::{OpOutcome, WriteOp};
 use crate::batch::{Entry, WriteBatch};
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
+use crate::settings::ttl_ms;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
 /// A batch entry ready for the writer.
 enum Encoded {
-    Store(String, String, EncodedValue),
+    Store(String, String, EncodedValue, Option<i64>),
     Delete(String, String),
 }
 
@@ -41,6 +42,7 @@ impl PersistentStorageManager {
         if batch.entries.is_empty() && batch.conditions.is_empty() {
             return Ok(Vec::new());
         }
+        let now = self.shared().clock.now_ms();
         let mut unit: Vec<WriteOp> = batch
             .conditions
             .into_iter()
@@ -49,24 +51,30 @@ impl PersistentStorageManager {
                 collection: c.collection,
                 key: c.key,
                 expect: c.expect,
+                now_ms: now,
             })
             .collect();
         // The stores' names, in order, to pair with the versions the writer reports.
         let mut stored = Vec::new();
         for entry in self.encode_entries(batch.entries).await? {
             unit.push(match entry {
-                Encoded::Store(collection, key, value) => {
+                Encoded::Store(collection, key, value, ttl_ms) => {
                     self.observe(&collection, &value);
                     stored.push((collection.clone(), key.clone()));
                     WriteOp::Put {
                         collection,
                         key,
                         value,
-                        now_ms: now_ms(),
+                        now_ms: now,
                         keep_version: None,
+                        expires_ms: ttl_ms.map(|ttl| now.saturating_add(ttl)),
                     }
                 }
-                Encoded::Delete(collection, key) => WriteOp::Delete { collection, key },
+                Encoded::Delete(collection, key) => WriteOp::Delete {
+                    collection,
+                    key,
+                    now_ms: now,
+                },
             });
         }
         if unit.is_empty() {
@@ -113,11 +121,13 @@ impl PersistentStorageManager {
                         collection,
                         key,
                         raw,
+                        ttl,
                     } => {
+                        let ttl_ms = ttl.map(|t| ttl_ms(&collection, t)).transpose()?;
                         let dict = shared.dictionaries.encoder(&collection);
                         let value =
                             pipeline.encode_raw_with(&collection, &key, raw, dict.as_deref())?;
-                        Ok(Encoded::Store(collection, key, value))
+                        Ok(Encoded::Store(collection, key, value, ttl_ms))
                     }
                     Entry::Delete { collection, key } => Ok(Encoded::Delete(collection, key)),
                 })

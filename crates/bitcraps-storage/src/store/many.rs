@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::PersistentStorageManager;
 use super::read::decode_blob;
-use crate::backend::{OpOutcome, WriteOp, now_ms};
+use crate::backend::{OpOutcome, WriteOp, is_expired, now_ms};
 use crate::cache::cache_key;
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ScanPage};
@@ -49,11 +49,12 @@ impl PersistentStorageManager {
         }
         let shared = Arc::clone(self.shared());
         let now = now_ms();
+        let clock = shared.clock.now_ms();
         let mut raws: Vec<Option<Arc<[u8]>>> = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (slot, key) in keys.iter().enumerate() {
             let ck = cache_key(collection, key.as_ref());
-            match shared.cache.get(&ck) {
+            match shared.cache.get(&ck, clock) {
                 Some(cached) => {
                     let raw = self.decode_cached(&cached, collection, key.as_ref())?;
                     shared.access.record(&ck, now);
@@ -81,8 +82,10 @@ impl PersistentStorageManager {
                     .iter()
                     .zip(records)
                     .map(|(k, record)| {
+                        // Expired but not yet swept: absent.
                         record
-                            .map(|r| decode_blob(&reader, &c, k, &r.blob))
+                            .filter(|r| !is_expired(r.expires_ms, clock))
+                            .map(|r| decode_blob(&reader, &c, k, &r.blob, r.expires_ms))
                             .transpose()
                     })
                     .collect::<Result<Vec<_>>>()
@@ -134,13 +137,14 @@ impl PersistentStorageManager {
         validate::collection(collection)?;
         let shared = Arc::clone(self.shared());
         let c = collection.to_owned();
+        let options = options.live_at(shared.clock.now_ms());
         let (raws, next_after) = blocking(move || {
             let page = shared.backend.scan(&c, &options)?;
             let raws = page
                 .items
                 .into_iter()
                 .map(|(key, record)| {
-                    let (raw, _) = decode_blob(&shared, &c, &key, &record.blob)?;
+                    let (raw, _) = decode_blob(&shared, &c, &key, &record.blob, None)?;
                     Ok((key, raw))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -180,6 +184,7 @@ impl PersistentStorageManager {
         let op = WriteOp::DeletePrefix {
             collection: collection.to_owned(),
             prefix: prefix.to_owned(),
+            now_ms: self.shared().clock.now_ms(),
         };
         let outcomes = self.writer().write(vec![op]).await?;
         match outcomes.first() {

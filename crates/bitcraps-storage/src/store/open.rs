@@ -81,6 +81,7 @@ impl PersistentStorageManager {
             counters: Counters::default(),
             dictionaries,
             remote,
+            clock: crate::clock::StoreClock::default(),
         });
         let writer = Writer::start(
             Arc::clone(&shared),

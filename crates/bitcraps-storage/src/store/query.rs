@@ -25,9 +25,7 @@ impl PersistentStorageManager {
     async fn metadata_inner(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
         self.check_open()?;
         validate::key(collection, key)?;
-        let backend = Arc::clone(&self.inner.shared.backend);
-        let (c, k) = (collection.to_owned(), key.to_owned());
-        let meta = blocking(move || backend.metadata(&c, &k)).await?;
+        let meta = self.live_metadata(collection, key).await?;
         Ok(meta.map(|mut m| {
             if let Some(p) = self
                 .inner
@@ -46,12 +44,30 @@ impl PersistentStorageManager {
         }))
     }
 
-    /// Lists keys of a collection in order; see [`ListOptions`].
+    /// The record's metadata as stored, unless it is absent or expired by the store's clock.
+    pub(super) async fn live_metadata(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<RecordMetadata>> {
+        let shared = Arc::clone(&self.inner.shared);
+        let (c, k) = (collection.to_owned(), key.to_owned());
+        blocking(move || {
+            let meta = shared.backend.metadata(&c, &k)?;
+            let now = shared.clock.now_ms();
+            Ok(meta.filter(|m| m.expires_at.is_none_or(|at| time_from_ms(now) < at)))
+        })
+        .await
+    }
+
+    /// Lists keys of a collection in order; see [`ListOptions`]. Records that expired are
+    /// left out even before they are swept.
     pub async fn list(&self, collection: &str, options: ListOptions) -> Result<ListPage> {
         self.check_open()?;
         validate::collection(collection)?;
         let backend = Arc::clone(&self.inner.shared.backend);
         let c = collection.to_owned();
+        let options = options.live_at(self.inner.shared.clock.now_ms());
         let work = blocking(move || backend.list(&c, &options));
         self.public_call(Operation::List, collection, None, work)
             .await

@@ -7,13 +7,14 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::{PersistentStorageManager, Shared};
-use crate::backend::{StoredBlob, now_ms};
+use crate::backend::{StoredBlob, is_expired, now_ms};
 use crate::cache::{CachedValue, FillTicket, cache_key};
 use crate::codec::Codec;
 use crate::error::Result;
 use crate::observe::Operation;
 use crate::remote::Lookup;
 use crate::rt::blocking;
+use crate::stats::Counters;
 use crate::validate;
 use crate::value;
 use crate::version::Version;
@@ -49,6 +50,7 @@ pub(super) fn decode_blob(
     collection: &str,
     key: &str,
     blob: &StoredBlob,
+    expires_ms: Option<i64>,
 ) -> Result<(Arc<[u8]>, CachedValue)> {
     let location = format!("{collection}/{key}");
     let dict = blob
@@ -73,7 +75,7 @@ pub(super) fn decode_blob(
         }
         _ => CachedValue::plain(&ck, &raw),
     };
-    Ok((Arc::<[u8]>::from(raw), cached))
+    Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)))
 }
 
 impl PersistentStorageManager {
@@ -203,7 +205,7 @@ impl PersistentStorageManager {
         validate::key(collection, key)?;
         let shared = &self.inner.shared;
         let ck = cache_key(collection, key);
-        if let Some(cached) = shared.cache.get(&ck) {
+        if let Some(cached) = shared.cache.get(&ck, shared.clock.now_ms()) {
             shared.access.record(&ck, now_ms());
             // A cache hit completes without awaiting anything; spend tokio's cooperative
             // budget so a loop of hits still lets other tasks (writers) run.
@@ -235,8 +237,13 @@ impl PersistentStorageManager {
         let shared = &self.inner.shared;
         let observed = match &shared.remote {
             Some(remote) => match remote.lookup(ck).await {
-                Lookup::Hit(raw) => {
-                    shared.cache.fill(ticket, CachedValue::plain(ck, &raw), ck);
+                // An entry past its expiry is as good as a database row past it: absent.
+                Lookup::Hit(_, expires) if is_expired(expires, shared.clock.now_ms()) => {
+                    return Ok(None);
+                }
+                Lookup::Hit(raw, expires) => {
+                    let cached = CachedValue::plain(ck, &raw).expiring(expires);
+                    shared.cache.fill(ticket, cached, ck);
                     return Ok(Some(raw));
                 }
                 Lookup::Miss(observed) => Some(observed),
@@ -244,13 +251,13 @@ impl PersistentStorageManager {
             },
             None => None,
         };
-        let Some((raw, cached, _)) = self.read_database(collection, key).await? else {
+        let Some((raw, cached, _, expires)) = self.read_database(collection, key).await? else {
             return Ok(None);
         };
         // Awaited rather than spawned so a read that returned has filled L2 (tests and other
         // nodes can count on it); it is one round trip after a database read.
         if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
-            remote.fill(ck, observed, &raw).await;
+            remote.fill(ck, observed, &raw, expires).await;
         }
         shared.cache.fill(ticket, cached, ck);
         Ok(Some(raw))
@@ -262,7 +269,7 @@ impl PersistentStorageManager {
         &self,
         collection: &str,
         key: &str,
-    ) -> Result<Option<(Arc<[u8]>, CachedValue, Version)>> {
+    ) -> Result<Option<(Arc<[u8]>, CachedValue, Version, Option<i64>)>> {
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
         blocking(move || {
@@ -270,8 +277,13 @@ impl PersistentStorageManager {
             let Some(record) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
             };
-            let (raw, cached) = decode_blob(shared, &c, &k, &record.blob)?;
-            Ok(Some((raw, cached, record.version)))
+            // Expired but not yet swept: absent.
+            if is_expired(record.expires_ms, shared.clock.now_ms()) {
+                Counters::add(&shared.counters.expired_reads, 1);
+                return Ok(None);
+            }
+            let (raw, cached) = decode_blob(shared, &c, &k, &record.blob, record.expires_ms)?;
+            Ok(Some((raw, cached, record.version, record.expires_ms)))
         })
         .await
     }
@@ -288,16 +300,13 @@ impl PersistentStorageManager {
         self.check_open()?;
         validate::key(collection, key)?;
         // The cache is exact: a cached key exists. (An untrusted cache answers `false` here.)
-        if self
-            .inner
-            .shared
+        let shared = &self.inner.shared;
+        if shared
             .cache
-            .contains(&cache_key(collection, key))
+            .contains(&cache_key(collection, key), shared.clock.now_ms())
         {
             return Ok(true);
         }
-        let backend = Arc::clone(&self.inner.shared.backend);
-        let (c, k) = (collection.to_owned(), key.to_owned());
-        blocking(move || Ok(backend.metadata(&c, &k)?.is_some())).await
+        Ok(self.live_metadata(collection, key).await?.is_some())
     }
 }

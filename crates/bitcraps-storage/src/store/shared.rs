@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::access::AccessTracker;
 use crate::backend::Backend;
 use crate::cache::ValueCache;
+use crate::clock::StoreClock;
 use crate::dictionary::Dictionaries;
 use crate::observe::Observer;
 use crate::remote::RemoteTier;
@@ -24,4 +25,5 @@ pub(crate) struct Shared {
     pub(crate) remote: Option<RemoteTier>,
     /// Metrics and spans of this store's operations.
     pub(crate) observer: Observer,
+    pub(crate) clock: StoreClock,
 }

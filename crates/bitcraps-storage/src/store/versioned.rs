@@ -57,7 +57,7 @@ impl PersistentStorageManager {
         let shared = self.shared();
         let ck = cache_key(collection, key);
         let ticket = shared.cache.ticket(&ck);
-        let Some((raw, cached, version)) = self.read_database(collection, key).await? else {
+        let Some((raw, cached, version, _)) = self.read_database(collection, key).await? else {
             return Ok(None);
         };
         shared.cache.fill(ticket, cached, &ck);
@@ -97,13 +97,15 @@ impl PersistentStorageManager {
         self.check_writable()?;
         validate::key(collection, key)?;
         let value = self.encode(collection, key, value).await?;
-        let mut unit = condition(collection, key, expect);
+        let now = self.shared().clock.now_ms();
+        let mut unit = condition(collection, key, expect, now);
         unit.push(WriteOp::Put {
             collection: collection.to_owned(),
             key: key.to_owned(),
             value,
-            now_ms: now_ms(),
+            now_ms: now,
             keep_version: None,
+            expires_ms: None,
         });
         let outcomes = self.writer().write(unit).await?;
         self.shared().counters.write_call_done(started.elapsed());
@@ -132,10 +134,12 @@ impl PersistentStorageManager {
     async fn delete_if_inner(&self, collection: &str, key: &str, expect: Expect) -> Result<bool> {
         self.check_writable()?;
         validate::key(collection, key)?;
-        let mut unit = condition(collection, key, expect);
+        let now = self.shared().clock.now_ms();
+        let mut unit = condition(collection, key, expect, now);
         unit.push(WriteOp::Delete {
             collection: collection.to_owned(),
             key: key.to_owned(),
+            now_ms: now,
         });
         let outcomes = self.writer().write(unit).await?;
         Ok(matches!(
@@ -214,8 +218,9 @@ impl PersistentStorageManager {
     }
 }
 
-/// The condition op of a conditional write, none for [`Expect::Any`].
-fn condition(collection: &str, key: &str, expect: Expect) -> Vec<WriteOp> {
+/// The condition op of a conditional write, none for [`Expect::Any`]; a record expired at
+/// `now_ms` (the store's clock) counts as absent.
+fn condition(collection: &str, key: &str, expect: Expect, now_ms: i64) -> Vec<WriteOp> {
     if expect == Expect::Any {
         return Vec::with_capacity(1);
     }
@@ -223,6 +228,7 @@ fn condition(collection: &str, key: &str, expect: Expect) -> Vec<WriteOp> {
         collection: collection.to_owned(),
         key: key.to_owned(),
         expect,
+        now_ms,
     }]
 }
 
@@ -250,9 +256,9 @@ mod tests {
 
     #[test]
     fn any_needs_no_condition() {
-        assert!(condition("c", "k", Expect::Any).is_empty());
+        assert!(condition("c", "k", Expect::Any, 0).is_empty());
         assert!(matches!(
-            condition("c", "k", Expect::Absent).as_slice(),
+            condition("c", "k", Expect::Absent, 0).as_slice(),
             [WriteOp::Check {
                 expect: Expect::Absent,
                 ..

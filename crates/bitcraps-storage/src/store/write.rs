@@ -1,12 +1,12 @@
 //! The write path: serialize, encode (compress, hash, dictionary), hand to the writer thread,
 //! wait for the group commit.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::PersistentStorageManager;
-use crate::backend::{OpOutcome, WriteOp, now_ms};
+use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
 use crate::observe::Operation;
 use crate::rt::blocking;
@@ -57,7 +57,27 @@ impl PersistentStorageManager {
         key: &str,
         value: &T,
     ) -> Result<()> {
-        let work = self.store_inner(collection, key, value);
+        let work = self.store_inner(collection, key, value, None);
+        self.public_call(Operation::Store, collection, Some(key), work)
+            .await
+    }
+
+    /// Stores `value` under `collection`/`key` like [`store`](Self::store), expiring `ttl`
+    /// after the write (by the store's clock; at least one millisecond). From its expiry on
+    /// the record is never returned — by any read, from any cache tier, on any node — and a
+    /// write to the key is the write of an absent key; the sweep
+    /// ([`sweep_expired`](Self::sweep_expired), run in the background) then removes it.
+    pub async fn store_with_ttl<T: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        let work = async {
+            let ttl = crate::settings::ttl_ms(collection, ttl)?;
+            self.store_inner(collection, key, value, Some(ttl)).await
+        };
         self.public_call(Operation::Store, collection, Some(key), work)
             .await
     }
@@ -67,17 +87,20 @@ impl PersistentStorageManager {
         collection: &str,
         key: &str,
         value: &T,
+        ttl_ms: Option<i64>,
     ) -> Result<()> {
         let started = Instant::now();
         self.check_writable()?;
         validate::key(collection, key)?;
         let value = self.encode(collection, key, value).await?;
+        let now = self.inner.shared.clock.now_ms();
         let op = WriteOp::Put {
             collection: collection.to_owned(),
             key: key.to_owned(),
             value,
-            now_ms: now_ms(),
+            now_ms: now,
             keep_version: None,
+            expires_ms: ttl_ms.map(|ttl| now.saturating_add(ttl)),
         };
         self.inner.writer.write(vec![op]).await?;
         self.inner
@@ -135,7 +158,7 @@ impl PersistentStorageManager {
         if items.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.inner.shared.clock.now_ms();
         // Serializing borrows the caller's values, so it happens here; hashing and compressing
         // a large batch (milliseconds of CPU) moves to a blocking thread so the runtime's
         // worker is not held.
@@ -172,6 +195,7 @@ impl PersistentStorageManager {
                 value,
                 now_ms: now,
                 keep_version,
+                expires_ms: None,
             });
         }
         self.inner.writer.write(unit).await?;
@@ -196,6 +220,7 @@ impl PersistentStorageManager {
         let op = WriteOp::Delete {
             collection: collection.to_owned(),
             key: key.to_owned(),
+            now_ms: self.inner.shared.clock.now_ms(),
         };
         let outcomes = self.inner.writer.write(vec![op]).await?;
         Ok(matches!(

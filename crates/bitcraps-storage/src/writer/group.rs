@@ -71,9 +71,14 @@ pub(super) fn commit_group(
                             WriteOp::Put {
                                 collection, key, ..
                             }
-                            | WriteOp::Delete { collection, key },
+                            | WriteOp::Delete {
+                                collection, key, ..
+                            },
                             _,
                         ) => written.push(cache_key(collection, key)),
+                        (WriteOp::SweepExpired { .. }, OpOutcome::Swept { removed }) => {
+                            written.extend(removed.iter().map(|(c, k)| cache_key(c, k)))
+                        }
                         (
                             WriteOp::DeletePrefix { collection, .. },
                             OpOutcome::DeletePrefix { deleted },
@@ -117,13 +122,29 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
                 value,
                 ..
             },
-            OpOutcome::Put { deduplicated, .. },
+            OpOutcome::Put {
+                deduplicated,
+                expires_ms,
+                quota_warning,
+                ..
+            },
         ) => {
+            if let Some(w) = quota_warning {
+                tracing::warn!(
+                    collection = %collection,
+                    limit_kind = %w.kind,
+                    limit = w.limit,
+                    current = w.current,
+                    "a collection passed the soft limit of its quota"
+                );
+                Counters::add(&counters.quota_warnings, 1);
+                crate::observe::quota_warning();
+            }
             let dict = value
                 .dict_id
                 .and_then(|id| shared.dictionaries.decoder(id, "").ok());
             let k = cache_key(collection, key);
-            let cached = CachedValue::from_encoded(&k, value, dict);
+            let cached = CachedValue::from_encoded(&k, value, dict).expiring(*expires_ms);
             shared.cache.committed_since(&k, Some(cached), mark);
             Counters::add(&counters.writes, 1);
             let raw = u64::try_from(value.raw_len()).unwrap_or(u64::MAX);
@@ -136,13 +157,28 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
             }
             crate::observe::put_committed(raw, *deduplicated, value.stored.len());
         }
-        (WriteOp::Delete { collection, key }, OpOutcome::Delete { existed }) => {
+        (
+            WriteOp::Delete {
+                collection, key, ..
+            },
+            OpOutcome::Delete { existed },
+        ) => {
             let k = cache_key(collection, key);
             shared.access.forget(&k);
             shared.cache.committed(&k, None);
             if *existed {
                 Counters::add(&counters.deletes, 1);
             }
+        }
+        (WriteOp::SweepExpired { .. }, OpOutcome::Swept { removed }) => {
+            for (collection, key) in removed {
+                let k = cache_key(collection, key);
+                shared.access.forget(&k);
+                shared.cache.committed(&k, None);
+            }
+            let n = u64::try_from(removed.len()).unwrap_or(u64::MAX);
+            Counters::add(&counters.expired_swept, n);
+            crate::observe::expired_swept(n);
         }
         (WriteOp::DeletePrefix { collection, .. }, OpOutcome::DeletePrefix { deleted }) => {
             for key in deleted {

@@ -166,6 +166,7 @@ mod tests {
             value: pipeline.encode_raw("c", "k", raw)?,
             now_ms: 0,
             keep_version: None,
+            expires_ms: None,
         })
     }
 

@@ -11,7 +11,9 @@
 
 pub mod conformance;
 pub mod faulty;
+pub mod lifecycle;
 pub mod nodes;
+pub mod quotas;
 pub mod tls;
 pub mod versions;
 

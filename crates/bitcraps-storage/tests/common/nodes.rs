@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcraps_storage::testing::{
-    Backend, Maintenance, OpOutcome, RecordPage, StoreIdentity, StoredDictionary, StoredRecord,
-    WriteUnit,
+    Backend, CollectionSetting, Maintenance, OpOutcome, RecordPage, StoreIdentity,
+    StoredDictionary, StoredRecord, WriteUnit,
 };
 use bitcraps_storage::{
     DatabaseStatistics, Durability, ListOptions, ListPage, PersistentStorageManager,
@@ -349,6 +349,16 @@ impl Backend for Gated {
     }
     fn dictionaries(&self) -> bitcraps_storage::Result<Vec<StoredDictionary>> {
         self.inner.dictionaries()
+    }
+    fn settings(&self) -> bitcraps_storage::Result<Vec<CollectionSetting>> {
+        self.inner.settings()
+    }
+    fn usage(
+        &self,
+        c: &str,
+        now_ms: i64,
+    ) -> bitcraps_storage::Result<bitcraps_storage::CollectionUsage> {
+        self.inner.usage(c, now_ms)
     }
     fn metadata(&self, c: &str, k: &str) -> bitcraps_storage::Result<Option<RecordMetadata>> {
         self.inner.metadata(c, k)

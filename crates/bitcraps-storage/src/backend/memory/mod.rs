@@ -18,8 +18,8 @@ use state::{Blob, Dictionary, Record, Tables};
 
 use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWriter};
 use crate::backend::{
-    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
+    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
     StoredDictionary, StoredRecord, WriteUnit, restore_target_not_empty,
 };
 use crate::error::{Result, StorageError};
@@ -136,6 +136,24 @@ impl Backend for MemoryBackend {
 
     fn collections(&self) -> Result<Vec<String>> {
         Ok(read::collections(&self.tables()?.tables))
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        Ok(self.tables()?.tables.usage(collection, now_ms))
+    }
+
+    fn settings(&self) -> Result<Vec<CollectionSetting>> {
+        Ok(self
+            .tables()?
+            .tables
+            .settings
+            .iter()
+            .map(|((collection, name), value)| CollectionSetting {
+                collection: collection.clone(),
+                name: name.clone(),
+                value: *value,
+            })
+            .collect())
     }
 
     fn statistics(&self) -> Result<DatabaseStatistics> {
@@ -287,11 +305,20 @@ fn write_rows(tables: &Tables, writer: &SnapshotWriter) -> Result<()> {
                 r.access_count,
                 r.last_accessed,
                 r.version,
+                r.expires_at,
             )
         })
         .collect();
     for rows in records.chunks(ROW_CHUNK) {
         writer.write(Chunk::Records(rows.to_vec()))?;
+    }
+    let settings: Vec<_> = tables
+        .settings
+        .iter()
+        .map(|((c, n), v)| (c.clone(), n.clone(), *v))
+        .collect();
+    for rows in settings.chunks(ROW_CHUNK) {
+        writer.write(Chunk::Settings(rows.to_vec()))?;
     }
     writer.write(Chunk::Clock(tables.clock.max(1)))?;
     Ok(())
@@ -336,6 +363,7 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
                 access_count,
                 last_accessed,
                 version,
+                expires_at,
             ) in rows
             {
                 tables.clock = tables.clock.max(version);
@@ -348,8 +376,14 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
                         access_count,
                         last_accessed,
                         version,
+                        expires_at,
                     },
                 );
+            }
+        }
+        Chunk::Settings(rows) => {
+            for (collection, name, value) in rows {
+                tables.settings.insert((collection, name), value);
             }
         }
         Chunk::Clock(last) => tables.clock = tables.clock.max(last),

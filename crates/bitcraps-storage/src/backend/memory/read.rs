@@ -46,6 +46,7 @@ pub(super) fn get(tables: &Tables, collection: &str, key: &str) -> Result<Option
             dict_id: blob.dict_id,
         },
         version: Version::stored(collection, key, record.version)?,
+        expires_ms: record.expires_at,
     }))
 }
 
@@ -85,6 +86,7 @@ pub(super) fn metadata(
         access_count: to_u64(record.access_count),
         last_accessed: record.last_accessed.map(time_from_ms),
         version: Version::stored(collection, key, record.version)?,
+        expires_at: record.expires_at.map(time_from_ms),
     }))
 }
 
@@ -116,13 +118,14 @@ fn range<'a>(
         _ => Bound::Included((collection.to_owned(), prefix.to_owned())),
     };
     let fetch = options.limit_value().saturating_add(1);
+    let live_at = options.live_at_ms();
     tables
         .records
         .range((lower, Bound::Unbounded))
-        .map(|((c, k), _)| (c, k))
-        .take_while(move |(c, k)| c.as_str() == collection && k.starts_with(prefix))
+        .take_while(move |((c, k), _)| c.as_str() == collection && k.starts_with(prefix))
+        .filter(move |(_, r)| live_at.is_none_or(|now| r.live_at(now)))
         .take(fetch)
-        .map(|(_, k)| k)
+        .map(|((_, k), _)| k)
 }
 
 /// Keys of `collection` in order, honouring prefix, `after` and limit.

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
+use crate::quota::{self, CollectionQuota, CollectionUsage};
+use crate::settings::DEFAULT_TTL_MS;
 use crate::value::EncodedValue;
 use crate::version::Version;
 
@@ -20,6 +22,14 @@ pub(super) struct Record {
     pub(super) access_count: i64,
     pub(super) last_accessed: Option<i64>,
     pub(super) version: i64,
+    pub(super) expires_at: Option<i64>,
+}
+
+impl Record {
+    /// Whether the record is live (not expired) at `now_ms`.
+    pub(super) fn live_at(&self, now_ms: i64) -> bool {
+        !crate::backend::is_expired(self.expires_at, now_ms)
+    }
 }
 
 /// A row of `blobs`.
@@ -57,11 +67,14 @@ pub(super) struct Tables {
     by_hash: HashMap<Vec<u8>, BTreeSet<i64>>,
     /// The last version handed out (as SQLite's `version_clock`; 1 when none was).
     pub(super) clock: i64,
+    /// `collection_settings`: `(collection, name) → value`.
+    pub(super) settings: BTreeMap<(String, String), i64>,
 }
 
 /// How to take one change back when its unit fails.
 enum Undo {
     Record((String, String), Option<Record>),
+    Setting((String, String), Option<i64>),
     Blob(i64, Option<Blob>),
     Dictionary(i64),
 }
@@ -124,15 +137,18 @@ impl Tables {
         deduplicate: bool,
     ) -> Result<Vec<OpOutcome>> {
         let mut undo = Vec::new();
-        let outcome = unit
-            .iter()
-            .map(|op| self.apply_op(op, deduplicate, &mut undo))
-            .collect::<Result<Vec<_>>>();
+        let outcome = self.apply_guarded(unit, deduplicate, &mut undo);
         if outcome.is_err() {
             while let Some(step) = undo.pop() {
                 let mut ignored = Vec::new();
                 match step {
                     Undo::Record(key, old) => self.set_record(key, old, &mut ignored),
+                    Undo::Setting(key, old) => {
+                        match old {
+                            Some(v) => self.settings.insert(key, v),
+                            None => self.settings.remove(&key),
+                        };
+                    }
                     Undo::Blob(id, old) => self.set_blob(id, old, &mut ignored),
                     Undo::Dictionary(id) => {
                         self.dictionaries.remove(&id);
@@ -141,6 +157,52 @@ impl Tables {
             }
         }
         outcome
+    }
+
+    /// The unit's operations, then its quotas, as SQLite's `apply_unit`.
+    fn apply_guarded(
+        &mut self,
+        unit: &[WriteOp],
+        deduplicate: bool,
+        undo: &mut Vec<Undo>,
+    ) -> Result<Vec<OpOutcome>> {
+        let now = quota::unit_now(unit);
+        let mut guarded = Vec::new();
+        for collection in quota::put_collections(unit) {
+            let settings = self
+                .settings
+                .iter()
+                .map(|((c, n), v)| (c.as_str(), n.as_str(), *v));
+            if let Some(q) = CollectionQuota::of(collection, settings) {
+                guarded.push((collection, q, self.usage(collection, now)));
+            }
+        }
+        let mut outcomes = unit
+            .iter()
+            .map(|op| self.apply_op(op, deduplicate, undo))
+            .collect::<Result<Vec<_>>>()?;
+        for (collection, q, before) in guarded {
+            let after = self.usage(collection, now);
+            if let Some(warning) = q.check(collection, before, after)? {
+                quota::mark_warning(unit, &mut outcomes, collection, warning);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Records of `collection` live at `now_ms` and their logical JSON bytes.
+    pub(super) fn usage(&self, collection: &str, now_ms: i64) -> CollectionUsage {
+        let (mut records, mut bytes) = (0i64, 0i64);
+        let live = self
+            .records
+            .range((collection.to_owned(), String::new())..)
+            .take_while(|((c, _), _)| c == collection)
+            .filter(|(_, r)| r.live_at(now_ms));
+        for (_, r) in live {
+            records += 1;
+            bytes += self.blobs.get(&r.blob_id).map_or(0, |b| b.raw_len);
+        }
+        CollectionUsage::from_db(records, bytes)
     }
 
     fn apply_op(
@@ -156,15 +218,30 @@ impl Tables {
                 value,
                 now_ms,
                 keep_version,
-            } => self.put(
+                expires_ms,
+            } => {
+                // A record that expired is gone: the put is the write of an absent key.
+                self.purge_expired(collection, key, *now_ms, undo);
+                let expires_ms = expires_ms.or_else(|| {
+                    self.settings
+                        .get(&(collection.clone(), DEFAULT_TTL_MS.to_owned()))
+                        .map(|ttl| now_ms.saturating_add(*ttl))
+                });
+                self.put(
+                    collection,
+                    key,
+                    value,
+                    (*now_ms, *keep_version, expires_ms),
+                    deduplicate,
+                    undo,
+                )
+            }
+            WriteOp::Delete {
                 collection,
                 key,
-                value,
-                (*now_ms, *keep_version),
-                deduplicate,
-                undo,
-            ),
-            WriteOp::Delete { collection, key } => {
+                now_ms,
+            } => {
+                self.purge_expired(collection, key, *now_ms, undo);
                 let id = (collection.clone(), key.clone());
                 let Some(old) = self.records.get(&id).cloned() else {
                     return Ok(OpOutcome::Delete { existed: false });
@@ -177,29 +254,70 @@ impl Tables {
                 collection,
                 key,
                 expect,
+                now_ms,
             } => {
                 let actual = self
                     .records
                     .get(&(collection.clone(), key.clone()))
+                    .filter(|r| r.live_at(*now_ms))
                     .map(|r| Version::stored(collection, key, r.version))
                     .transpose()?;
                 expect.check(collection, key, actual)?;
                 Ok(OpOutcome::Check)
             }
-            WriteOp::DeletePrefix { collection, prefix } => {
-                let doomed: Vec<(String, i64)> = self
+            WriteOp::DeletePrefix {
+                collection,
+                prefix,
+                now_ms,
+            } => {
+                let doomed: Vec<(String, i64, bool)> = self
                     .records
                     .range((collection.clone(), prefix.clone())..)
                     .take_while(|((c, k), _)| c == collection && k.starts_with(prefix.as_str()))
-                    .map(|((_, k), r)| (k.clone(), r.blob_id))
+                    .map(|((_, k), r)| (k.clone(), r.blob_id, r.live_at(*now_ms)))
                     .collect();
                 let mut deleted = Vec::with_capacity(doomed.len());
-                for (key, blob_id) in doomed {
+                for (key, blob_id, live) in doomed {
                     self.set_record((collection.clone(), key.clone()), None, undo);
                     self.release(blob_id, undo);
-                    deleted.push(key);
+                    if live {
+                        deleted.push(key);
+                    }
                 }
                 Ok(OpOutcome::DeletePrefix { deleted })
+            }
+            WriteOp::SweepExpired { now_ms, limit } => {
+                let mut doomed: Vec<(i64, (String, String), i64)> = self
+                    .records
+                    .iter()
+                    .filter_map(|(id, r)| match r.expires_at {
+                        Some(at) if at <= *now_ms => Some((at, id.clone(), r.blob_id)),
+                        _ => None,
+                    })
+                    .collect();
+                doomed.sort();
+                doomed.truncate(*limit);
+                let mut removed = Vec::with_capacity(doomed.len());
+                for (_, id, blob_id) in doomed {
+                    self.set_record(id.clone(), None, undo);
+                    self.release(blob_id, undo);
+                    removed.push(id);
+                }
+                removed.sort();
+                Ok(OpOutcome::Swept { removed })
+            }
+            WriteOp::Setting {
+                collection,
+                name,
+                value,
+            } => {
+                let id = (collection.clone(), (*name).to_owned());
+                let old = match value {
+                    Some(v) => self.settings.insert(id.clone(), *v),
+                    None => self.settings.remove(&id),
+                };
+                undo.push(Undo::Setting(id, old));
+                Ok(OpOutcome::Setting)
             }
             WriteOp::PutDictionary {
                 collection,
@@ -302,12 +420,22 @@ impl Tables {
         }
     }
 
+    fn purge_expired(&mut self, collection: &str, key: &str, now_ms: i64, undo: &mut Vec<Undo>) {
+        let id = (collection.to_owned(), key.to_owned());
+        if let Some(old) = self.records.get(&id).cloned()
+            && !old.live_at(now_ms)
+        {
+            self.set_record(id, None, undo);
+            self.release(old.blob_id, undo);
+        }
+    }
+
     fn put(
         &mut self,
         collection: &str,
         key: &str,
         value: &EncodedValue,
-        (now_ms, keep): (i64, Option<Version>),
+        (now_ms, keep, expires_at): (i64, Option<Version>, Option<i64>),
         deduplicate: bool,
         undo: &mut Vec<Undo>,
     ) -> Result<OpOutcome> {
@@ -336,12 +464,15 @@ impl Tables {
                     access_count: 0,
                     last_accessed: None,
                     version: stored_version,
+                    expires_at,
                 };
                 self.set_record(id, Some(record), undo);
                 Ok(OpOutcome::Put {
                     deduplicated,
                     replaced: false,
                     version,
+                    expires_ms: expires_at,
+                    quota_warning: None,
                 })
             }
             Some(old) => {
@@ -349,6 +480,7 @@ impl Tables {
                     blob_id,
                     updated_at: now_ms,
                     version: stored_version,
+                    expires_at,
                     ..old.clone()
                 };
                 self.set_record(id, Some(record), undo);
@@ -357,6 +489,8 @@ impl Tables {
                     deduplicated,
                     replaced: true,
                     version,
+                    expires_ms: expires_at,
+                    quota_warning: None,
                 })
             }
         }
@@ -391,6 +525,7 @@ mod tests {
             value: value(text),
             now_ms: 1,
             keep_version: None,
+            expires_ms: None,
         }
     }
 
@@ -411,6 +546,7 @@ mod tests {
                 value: bad,
                 now_ms: 2,
                 keep_version: None,
+                expires_ms: None,
             },
         ];
         assert!(tables.apply_unit(&unit, true).is_err());

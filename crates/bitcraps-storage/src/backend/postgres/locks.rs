@@ -84,16 +84,22 @@ pub(super) fn touched_key(op: &WriteOp) -> Option<(&str, &str)> {
         WriteOp::Put {
             collection, key, ..
         }
-        | WriteOp::Delete { collection, key }
+        | WriteOp::Delete {
+            collection, key, ..
+        }
         | WriteOp::Check {
             collection, key, ..
         }
         | WriteOp::Touch {
             collection, key, ..
         } => Some((collection, key)),
-        // A prefix delete's keys are not known before it runs: a transaction holding one
-        // takes the store's write lock exclusively (`write.rs`).
-        WriteOp::PutDictionary { .. } | WriteOp::DeletePrefix { .. } => None,
+        // A prefix delete's and a sweep's keys are not known before they run: a transaction
+        // holding one takes the store's write lock exclusively (`write.rs`). A setting is one
+        // row that no blob depends on.
+        WriteOp::PutDictionary { .. }
+        | WriteOp::DeletePrefix { .. }
+        | WriteOp::SweepExpired { .. }
+        | WriteOp::Setting { .. } => None,
     }
 }
 

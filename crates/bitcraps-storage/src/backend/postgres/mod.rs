@@ -9,8 +9,10 @@
 //! `Handle::block_on`, which panics inside a runtime, and the future never depends on the
 //! caller's runtime making progress.
 
+mod lifecycle;
 mod locks;
 mod maintain;
+mod quota;
 mod read;
 mod restore;
 mod schema;
@@ -27,8 +29,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
 use crate::backend::{
-    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
+    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
     StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
@@ -276,6 +278,20 @@ impl Backend for PostgresBackend {
     fn collections(&self) -> Result<Vec<String>> {
         self.with_client(self.read_pool(), |client| async move {
             read::collections(&client).await
+        })
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        let c = collection.to_owned();
+        self.with_client(self.primary.clone(), move |client| async move {
+            read::usage(&client, &c, now_ms).await
+        })
+    }
+
+    fn settings(&self) -> Result<Vec<CollectionSetting>> {
+        // The primary: a setting just written must be what the next write applies.
+        self.with_client(self.primary.clone(), |client| async move {
+            read::settings(&client).await
         })
     }
 

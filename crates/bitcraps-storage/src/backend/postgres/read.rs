@@ -6,8 +6,8 @@ use tokio_postgres::types::ToSql;
 
 use super::db_err;
 use crate::backend::{
-    BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
-    StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
+    BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
+    RecordMetadata, RecordPage, StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -35,7 +35,8 @@ async fn record_row(
 }
 
 /// The columns [`record_from_row`] reads, and the tables they come from.
-const RECORD_COLUMNS: &str = "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version
+const RECORD_COLUMNS: &str =
+    "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at
      FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
 
 /// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
@@ -54,6 +55,7 @@ fn record_from_row(
     let data: Option<Vec<u8>> = row.try_get(first + 4).map_err(err)?;
     let dict_id: Option<i64> = row.try_get(first + 5).map_err(err)?;
     let version = Version::stored(collection, key, row.try_get(first + 6).map_err(err)?)?;
+    let expires_ms: Option<i64> = row.try_get(first + 7).map_err(err)?;
     match (codec, raw_len, hash, data) {
         (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
             blob: StoredBlob {
@@ -64,6 +66,7 @@ fn record_from_row(
                 dict_id,
             },
             version,
+            expires_ms,
         }),
         _ => Err(StorageError::corruption(
             format!("{collection}/{key}"),
@@ -134,7 +137,7 @@ pub async fn metadata(
     let err = db_err("reading record metadata");
     let sql = "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
                       b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id,
-                      r.version
+                      r.version, r.expires_at
                FROM records r JOIN blobs b ON b.id = r.blob_id
                WHERE r.collection = $1 AND r.key = $2";
     let Some(row) = record_row(client, sql, collection, key, &err).await? else {
@@ -169,6 +172,10 @@ pub async fn metadata(
             .map_err(&err)?
             .map(time_from_ms),
         version: Version::stored(collection, key, row.try_get(10).map_err(&err)?)?,
+        expires_at: row
+            .try_get::<_, Option<i64>>(11)
+            .map_err(&err)?
+            .map(time_from_ms),
     }))
 }
 
@@ -232,11 +239,61 @@ async fn range(
         sql.push_str(&format!(" AND key < ${}", texts.len()));
     }
     let fetch = i64::try_from(options.limit_value().saturating_add(1)).unwrap_or(i64::MAX);
-    sql.push_str(&format!(" ORDER BY key LIMIT ${}", texts.len() + 1));
+    let live_at = options.live_at_ms();
     let mut params: Vec<&(dyn ToSql + Sync)> = texts.iter().map(|t| t as _).collect();
+    if let Some(now) = &live_at {
+        params.push(now);
+        sql.push_str(&format!(
+            " AND (expires_at IS NULL OR expires_at > ${})",
+            params.len()
+        ));
+    }
     params.push(&fetch);
+    sql.push_str(&format!(" ORDER BY key LIMIT ${}", params.len()));
     let stmt = client.prepare_cached(&sql).await.map_err(err)?;
     client.query(&stmt, &params).await.map_err(err)
+}
+
+/// What `collection` holds as quotas count it, at `now_ms`.
+pub async fn usage(
+    client: &Client,
+    collection: &str,
+    now_ms: i64,
+) -> Result<crate::CollectionUsage> {
+    let err = db_err("measuring a collection's usage");
+    let stmt = client
+        .prepare_cached(super::quota::USAGE)
+        .await
+        .map_err(&err)?;
+    let row = client
+        .query_one(&stmt, &[&collection, &now_ms])
+        .await
+        .map_err(&err)?;
+    Ok(crate::CollectionUsage::from_db(
+        row.try_get(0).map_err(&err)?,
+        row.try_get(1).map_err(&err)?,
+    ))
+}
+
+/// Every collection setting, in collection and name order.
+pub async fn settings(client: &Client) -> Result<Vec<CollectionSetting>> {
+    let err = db_err("reading collection settings");
+    let rows = client
+        .query(
+            "SELECT collection, name, value FROM collection_settings ORDER BY collection, name",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(CollectionSetting {
+                collection: r.try_get(0).map_err(&err)?,
+                name: r.try_get(1).map_err(&err)?,
+                value: r.try_get(2).map_err(&err)?,
+            })
+        })
+        .collect()
 }
 
 /// Names of the collections that hold at least one record, in order.

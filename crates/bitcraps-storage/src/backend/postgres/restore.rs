@@ -120,6 +120,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 let mut last: Vec<Option<i64>> = Vec::new();
                 let mut versions: Vec<i64> = Vec::new();
+                let mut expires: Vec<Option<i64>> = Vec::new();
                 for row in rows {
                     cs.push(row.0);
                     ks.push(row.1);
@@ -129,18 +130,32 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
                     count.push(row.5);
                     last.push(row.6);
                     versions.push(row.7);
+                    expires.push(row.8);
                 }
                 tx.execute(
                     "INSERT INTO records (collection, key, blob_id, created_at, updated_at,
-                                          access_count, last_accessed, version)
+                                          access_count, last_accessed, version, expires_at)
                      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
-                                          $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])",
+                                          $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+                                          $9::bigint[])",
                     &[
-                        &cs, &ks, &blob, &created, &updated, &count, &last, &versions,
+                        &cs, &ks, &blob, &created, &updated, &count, &last, &versions, &expires,
                     ],
                 )
                 .await
                 .map_err(&err)?;
+            }
+            Chunk::Settings(rows) => {
+                for (collection, name, value) in rows {
+                    tx.execute(
+                        "INSERT INTO collection_settings (collection, name, value)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (collection, name) DO UPDATE SET value = excluded.value",
+                        &[&collection, &name, &value],
+                    )
+                    .await
+                    .map_err(&err)?;
+                }
             }
             Chunk::Clock(last) => {
                 clock = clock.max(last);

@@ -72,6 +72,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE SEQUENCE version_clock AS bigint MINVALUE 1;
     SELECT setval('version_clock', 1);
     ",
+    // Version 6: data lifecycle (issue #18), as in SQLite: record expiry (milliseconds since
+    // the epoch; NULL: never) with a partial index for the sweep, and per-collection settings.
+    r#"
+    ALTER TABLE records ADD COLUMN expires_at bigint;
+    CREATE INDEX records_by_expiry ON records(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE collection_settings (
+        collection text COLLATE "C" NOT NULL,
+        name       text COLLATE "C" NOT NULL,
+        value      bigint NOT NULL,
+        PRIMARY KEY (collection, name)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

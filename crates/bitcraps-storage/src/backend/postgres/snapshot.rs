@@ -16,7 +16,7 @@ use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
 use crate::backend::snapshot::{
     self, BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_DICTIONARIES, SELECT_RECORDS,
-    SnapshotWriter,
+    SELECT_SETTINGS, SnapshotWriter,
 };
 use crate::error::{Result, StorageError};
 
@@ -131,8 +131,18 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
             r.try_get(5)?,
             r.try_get(6)?,
             r.try_get(7)?,
+            r.try_get(8)?,
         ))
     })
+    .await?;
+    stream_table(
+        &tx,
+        SELECT_SETTINGS,
+        ROW_CHUNK,
+        Chunk::Settings,
+        &out,
+        |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
+    )
     .await?;
     // The sequence's `last_value` is outside the transaction's snapshot; it is at least every
     // version the snapshot's records hold, which is all a restore needs.

@@ -20,10 +20,13 @@ use std::time::Duration;
 
 use deadpool_postgres::{Client, Pool, Transaction};
 
+use super::lifecycle::{default_ttl, purge_expired, set_setting, sweep_expired};
 use super::locks::{MAX_FINE_LOCKS, STORE_LOCK_SPACE, lock_fine, store_lock, touched_key};
+use super::quota as pg_quota;
 use super::{connect, is_retryable};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
+use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
@@ -179,6 +182,7 @@ async fn apply_once(
         matches!(
             op,
             WriteOp::DeletePrefix { .. }
+                | WriteOp::SweepExpired { .. }
                 | WriteOp::Put {
                     keep_version: Some(_),
                     ..
@@ -196,7 +200,14 @@ async fn apply_once(
     tx.execute(store, &[&STORE_LOCK_SPACE, &store_lock(scope)])
         .await
         .map_err(db("taking the store's write lock"))?;
+    // Collections with a quota: their locks come after the store's and before the keys'.
+    let put_into: BTreeSet<&str> = units
+        .iter()
+        .flat_map(|u| quota::put_collections(u))
+        .collect();
+    let quotas = pg_quota::quotas(&tx, &put_into).await?;
     if !exclusive {
+        pg_quota::lock(&tx, scope, quotas.keys()).await?;
         lock_fine(&tx, scope, units, &keys).await?;
     }
 
@@ -206,6 +217,13 @@ async fn apply_once(
             .await
             .map_err(db("opening a savepoint"))?;
         let mut outcomes = Vec::with_capacity(unit.len());
+        let now = quota::unit_now(unit);
+        let mut guarded = Vec::new();
+        for collection in quota::put_collections(unit) {
+            if let Some(q) = quotas.get(collection) {
+                guarded.push((collection, *q, pg_quota::usage(&tx, collection, now).await?));
+            }
+        }
         let mut failed = None;
         for op in unit {
             match apply_op(&tx, op, deduplicate).await {
@@ -213,6 +231,21 @@ async fn apply_once(
                 Err(fail) => {
                     failed = Some(fail);
                     break;
+                }
+            }
+        }
+        if failed.is_none() {
+            for (collection, q, before) in guarded {
+                let after = pg_quota::usage(&tx, collection, now).await?;
+                match q.check(collection, before, after) {
+                    Ok(Some(warning)) => {
+                        quota::mark_warning(unit, &mut outcomes, collection, warning);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(Fail::Final(e));
+                        break;
+                    }
                 }
             }
         }
@@ -253,18 +286,32 @@ async fn apply_op(
             value,
             now_ms,
             keep_version,
+            expires_ms,
         } => {
+            // A record that expired is gone: the put is the write of an absent key.
+            purge_expired(tx, collection, key, *now_ms).await?;
+            let expires_ms = match expires_ms {
+                Some(at) => Some(*at),
+                None => default_ttl(tx, collection)
+                    .await?
+                    .map(|ttl| now_ms.saturating_add(ttl)),
+            };
             put(
                 tx,
                 collection,
                 key,
                 value,
-                (*now_ms, *keep_version),
+                (*now_ms, *keep_version, expires_ms),
                 deduplicate,
             )
             .await
         }
-        WriteOp::Delete { collection, key } => {
+        WriteOp::Delete {
+            collection,
+            key,
+            now_ms,
+        } => {
+            purge_expired(tx, collection, key, *now_ms).await?;
             let old: Option<i64> = tx
                 .query_opt(
                     &cached(
@@ -288,12 +335,29 @@ async fn apply_op(
             collection,
             key,
             expect,
+            now_ms,
         } => {
-            check(tx, collection, key, *expect).await?;
+            check(tx, collection, key, *expect, *now_ms).await?;
             Ok(OpOutcome::Check)
         }
-        WriteOp::DeletePrefix { collection, prefix } => {
-            let deleted = delete_prefix(tx, collection, prefix).await?;
+        WriteOp::SweepExpired { now_ms, limit } => {
+            let removed = sweep_expired(tx, *now_ms, *limit).await?;
+            Ok(OpOutcome::Swept { removed })
+        }
+        WriteOp::Setting {
+            collection,
+            name,
+            value,
+        } => {
+            set_setting(tx, collection, name, *value).await?;
+            Ok(OpOutcome::Setting)
+        }
+        WriteOp::DeletePrefix {
+            collection,
+            prefix,
+            now_ms,
+        } => {
+            let deleted = delete_prefix(tx, collection, prefix, *now_ms).await?;
             Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
@@ -341,6 +405,7 @@ async fn check(
     collection: &str,
     key: &str,
     expect: Expect,
+    now_ms: i64,
 ) -> Result<(), Fail> {
     if expect == Expect::Any {
         return Ok(());
@@ -349,10 +414,11 @@ async fn check(
         .query_opt(
             &cached(
                 tx,
-                "SELECT version FROM records WHERE collection = $1 AND key = $2",
+                "SELECT version FROM records WHERE collection = $1 AND key = $2
+                   AND (expires_at IS NULL OR expires_at > $3)",
             )
             .await?,
-            &[&collection, &key],
+            &[&collection, &key, &now_ms],
         )
         .await
         .and_then(|r| r.map(|r| r.try_get(0)).transpose())
@@ -369,6 +435,7 @@ async fn delete_prefix(
     tx: &Transaction<'_>,
     collection: &str,
     prefix: &str,
+    now_ms: i64,
 ) -> Result<Vec<String>, Fail> {
     let options = crate::list::ListOptions::default().prefix(prefix);
     let rows = match options.prefix_upper_bound() {
@@ -377,7 +444,7 @@ async fn delete_prefix(
                 &cached(
                     tx,
                     "DELETE FROM records WHERE collection = $1 AND key >= $2 AND key < $3
-                     RETURNING key, blob_id",
+                     RETURNING key, blob_id, expires_at",
                 )
                 .await?,
                 &[&collection, &prefix, &upper],
@@ -389,7 +456,7 @@ async fn delete_prefix(
                 &cached(
                     tx,
                     "DELETE FROM records WHERE collection = $1 AND key >= $2
-                     RETURNING key, blob_id",
+                     RETURNING key, blob_id, expires_at",
                 )
                 .await?,
                 &[&collection, &prefix],
@@ -402,8 +469,11 @@ async fn delete_prefix(
     for row in &rows {
         let key: String = row.try_get(0).map_err(db("deleting records by prefix"))?;
         let blob_id: i64 = row.try_get(1).map_err(db("deleting records by prefix"))?;
+        let expires: Option<i64> = row.try_get(2).map_err(db("deleting records by prefix"))?;
         release_blob(tx, blob_id).await?;
-        deleted.push(key);
+        if !crate::backend::is_expired(expires, now_ms) {
+            deleted.push(key);
+        }
     }
     deleted.sort();
     Ok(deleted)
@@ -469,7 +539,7 @@ async fn acquire_blob(
 }
 
 /// Drops one reference to a blob, deleting the blob when none remain.
-async fn release_blob(tx: &Transaction<'_>, id: i64) -> Result<(), Fail> {
+pub(super) async fn release_blob(tx: &Transaction<'_>, id: i64) -> Result<(), Fail> {
     tx.execute(
         &cached(tx, "UPDATE blobs SET refcount = refcount - 1 WHERE id = $1").await?,
         &[&id],
@@ -490,7 +560,7 @@ async fn put(
     collection: &str,
     key: &str,
     value: &EncodedValue,
-    (now_ms, keep): (i64, Option<Version>),
+    (now_ms, keep, expires_ms): (i64, Option<Version>, Option<i64>),
     deduplicate: bool,
 ) -> Result<OpOutcome, Fail> {
     let current: Option<(i64, i64)> = tx
@@ -518,15 +588,16 @@ async fn put(
             .query_one(
                 &cached(
                     tx,
-                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $4, nextval('version_clock'))
+                    "INSERT INTO records
+                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
+             VALUES ($1, $2, $3, $4, $4, nextval('version_clock'), $5)
              ON CONFLICT (collection, key) DO UPDATE
              SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
-                 version = excluded.version
+                 version = excluded.version, expires_at = excluded.expires_at
              RETURNING version",
                 )
                 .await?,
-                &[&collection, &key, &blob_id, &now_ms],
+                &[&collection, &key, &blob_id, &now_ms, &expires_ms],
             )
             .await
             .and_then(|r| r.try_get(0))
@@ -545,15 +616,16 @@ async fn put(
             tx.query_one(
                 &cached(
                     tx,
-                    "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $4, $5)
+                    "INSERT INTO records
+                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
+             VALUES ($1, $2, $3, $4, $4, $5, $6)
              ON CONFLICT (collection, key) DO UPDATE
              SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
-                 version = excluded.version
+                 version = excluded.version, expires_at = excluded.expires_at
              RETURNING version",
                 )
                 .await?,
-                &[&collection, &key, &blob_id, &now_ms, &n],
+                &[&collection, &key, &blob_id, &now_ms, &n, &expires_ms],
             )
             .await
             .and_then(|r| r.try_get(0))
@@ -567,5 +639,7 @@ async fn put(
         deduplicated,
         replaced: old.is_some(),
         version: Version::stored(collection, key, version)?,
+        expires_ms,
+        quota_warning: None,
     })
 }

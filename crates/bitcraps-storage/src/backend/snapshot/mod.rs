@@ -28,7 +28,7 @@ pub use rows::SnapshotWriter;
 #[allow(unused_imports)]
 pub use rows::{
     BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS, SELECT_CLOCK,
-    SELECT_DICTIONARIES, SELECT_RECORDS, read_rows,
+    SELECT_DICTIONARIES, SELECT_RECORDS, SELECT_SETTINGS, SettingRow, read_rows,
 };
 
 use super::sqlite::{db_err, read, schema};

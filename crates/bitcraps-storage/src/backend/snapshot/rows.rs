@@ -32,16 +32,32 @@ pub const SELECT_BLOBS: &str =
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_RECORDS: &str =
     "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
-            version
+            version, expires_at
      FROM records ORDER BY collection, key";
+/// See [`SELECT_DICTIONARIES`].
+pub const SELECT_SETTINGS: &str =
+    "SELECT collection, name, value FROM collection_settings ORDER BY collection, name";
 
 /// The last version the snapshot's clock handed out.
 pub const SELECT_CLOCK: &str = "SELECT last FROM version_clock";
 
 /// `(id, hash, codec, raw_len, stored_len, refcount, data, dict_id)`.
 pub type BlobRow = (i64, Vec<u8>, i64, i64, i64, i64, Vec<u8>, Option<i64>);
-/// `(collection, key, blob_id, created_at, updated_at, access_count, last_accessed, version)`.
-pub type RecordRow = (String, String, i64, i64, i64, i64, Option<i64>, i64);
+/// `(collection, key, blob_id, created_at, updated_at, access_count, last_accessed, version,
+/// expires_at)`.
+pub type RecordRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+/// `(collection, name, value)`.
+pub type SettingRow = (String, String, i64);
 /// `(id, collection, created_at, data)`.
 pub type DictionaryRow = (i64, String, i64, Vec<u8>);
 
@@ -54,6 +70,8 @@ pub enum Chunk {
     Blobs(Vec<BlobRow>),
     /// Records.
     Records(Vec<RecordRow>),
+    /// Collection settings.
+    Settings(Vec<SettingRow>),
     /// The version clock: the last version handed out (sent after the records).
     Clock(i64),
     /// Everything was sent (a restore commits only after this).
@@ -127,16 +145,28 @@ impl SnapshotWriter {
                 let mut stmt = conn
                     .prepare_cached(
                         "INSERT INTO records (collection, key, blob_id, created_at, updated_at,
-                                              access_count, last_accessed, version)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                              access_count, last_accessed, version, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )
                     .map_err(&err)?;
-                for (collection, key, blob_id, created_at, updated_at, count, last, version) in rows
+                for (c, key, blob_id, created_at, updated_at, count, last, version, expires) in rows
                 {
                     stmt.execute(params![
-                        collection, key, blob_id, created_at, updated_at, count, last, version
+                        c, key, blob_id, created_at, updated_at, count, last, version, expires
                     ])
                     .map_err(&err)?;
+                }
+            }
+            Chunk::Settings(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO collection_settings (collection, name, value)
+                         VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(&err)?;
+                for (collection, name, value) in rows {
+                    stmt.execute(params![collection, name, value])
+                        .map_err(&err)?;
                 }
             }
             Chunk::Clock(last) => {
@@ -162,7 +192,7 @@ impl SnapshotWriter {
     }
 }
 
-/// Reads the snapshot at `path` table by table (dictionaries, blobs, records) in batches,
+/// Reads the snapshot at `path` table by table (dictionaries, blobs, records, settings) in batches,
 /// handing each to `send`, and ends with [`Chunk::Done`]. The first error of `send` stops it.
 pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
     let conn = open_read_only(path)?;
@@ -175,6 +205,13 @@ pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Resu
     )?;
     read_table(&conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
     read_table(&conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
+    read_table(
+        &conn,
+        SELECT_SETTINGS,
+        ROW_CHUNK,
+        Chunk::Settings,
+        &mut send,
+    )?;
     let clock: i64 = conn
         .query_row(SELECT_CLOCK, [], |r| r.get(0))
         .map_err(db_err("reading the snapshot"))?;

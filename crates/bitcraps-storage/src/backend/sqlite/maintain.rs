@@ -69,10 +69,13 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
              SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
              FROM snapshot.blobs;
          INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,
-                                   access_count, last_accessed, version)
+                                   access_count, last_accessed, version, expires_at)
              SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
-                    version
+                    version, expires_at
              FROM snapshot.records;
+         INSERT INTO main.collection_settings (collection, name, value)
+             SELECT collection, name, value FROM snapshot.collection_settings WHERE true
+             ON CONFLICT (collection, name) DO UPDATE SET value = excluded.value;
          UPDATE main.version_clock SET last = max(
              last,
              (SELECT coalesce(max(last), 1) FROM snapshot.version_clock),

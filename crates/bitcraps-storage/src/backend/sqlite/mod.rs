@@ -4,6 +4,7 @@ mod maintain;
 pub(crate) mod read;
 mod read_only;
 pub(crate) mod schema;
+mod settings;
 mod write;
 
 use std::fs::File;
@@ -15,8 +16,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 use crate::backend::{
-    Backend, BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, Maintenance,
-    OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
+    Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
+    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
     StoredDictionary, StoredRecord, WriteUnit,
 };
 use crate::config::Durability;
@@ -320,6 +321,14 @@ impl Backend for SqliteBackend {
 
     fn collections(&self) -> Result<Vec<String>> {
         read::collections(&*self.reader()?)
+    }
+
+    fn settings(&self) -> Result<Vec<CollectionSetting>> {
+        settings::settings(&*self.reader()?)
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        settings::usage(&*self.reader()?, collection, now_ms)
     }
 
     fn statistics(&self) -> Result<DatabaseStatistics> {

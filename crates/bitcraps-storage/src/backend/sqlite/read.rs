@@ -19,7 +19,8 @@ fn to_u64(v: i64) -> u64 {
 }
 
 /// The columns [`record_from_row`] reads, and the tables they come from.
-const RECORD_COLUMNS: &str = "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version
+const RECORD_COLUMNS: &str =
+    "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at
      FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
 
 /// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
@@ -39,9 +40,10 @@ fn record_from_row(
             r.get::<_, Option<Vec<u8>>>(first + 4)?,
             r.get::<_, Option<i64>>(first + 5)?,
             r.get::<_, i64>(first + 6)?,
+            r.get::<_, Option<i64>>(first + 7)?,
         ))
     };
-    let (blob_id, codec_id, raw_len, hash, data, dict_id, version) =
+    let (blob_id, codec_id, raw_len, hash, data, dict_id, version, expires_ms) =
         read().map_err(db_err("reading a record"))?;
     let version = Version::stored(collection, key, version)?;
     match (codec_id, raw_len, hash, data) {
@@ -54,6 +56,7 @@ fn record_from_row(
                 dict_id,
             },
             version,
+            expires_ms,
         }),
         _ => Err(StorageError::corruption(
             format!("{collection}/{key}"),
@@ -120,7 +123,8 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let row = conn
         .prepare_cached(
             "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
-                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id, r.version
+                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id, r.version,
+                    r.expires_at
              FROM records r JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
         )
@@ -138,6 +142,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
                     r.get::<_, i64>(8)?,
                     r.get::<_, Option<i64>>(9)?,
                     r.get::<_, i64>(10)?,
+                    r.get::<_, Option<i64>>(11)?,
                 ))
             })
             .optional()
@@ -155,6 +160,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         refs,
         dict,
         version,
+        expires,
     )) = row
     else {
         return Ok(None);
@@ -181,6 +187,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         access_count: to_u64(count),
         last_accessed: last.map(time_from_ms),
         version,
+        expires_at: expires.map(time_from_ms),
     }))
 }
 
@@ -239,6 +246,10 @@ fn range_query(select: &str, collection: &str, options: &ListOptions) -> (String
     if let Some(upper) = options.prefix_upper_bound() {
         sql.push_str(" AND key < ?");
         args.push(Value::Text(upper));
+    }
+    if let Some(now) = options.live_at_ms() {
+        sql.push_str(" AND (expires_at IS NULL OR expires_at > ?)");
+        args.push(Value::Integer(now));
     }
     sql.push_str(" ORDER BY key LIMIT ?");
     let fetch = options.limit_value().saturating_add(1);

@@ -79,6 +79,19 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO version_clock (id, last) VALUES (0, 1);
     ",
+    // Version 6: data lifecycle (issue #18). A record may expire (`expires_at`, milliseconds
+    // since the epoch; NULL: never), found by the sweep through a partial index; collections
+    // keep named settings (the default TTL, and later limits) every node reads.
+    r"
+    ALTER TABLE records ADD COLUMN expires_at INTEGER;
+    CREATE INDEX records_by_expiry ON records(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE collection_settings (
+        collection TEXT    NOT NULL,
+        name       TEXT    NOT NULL,
+        value      INTEGER NOT NULL,
+        PRIMARY KEY (collection, name)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -232,7 +245,9 @@ mod tests {
         a.execute_batch("PRAGMA user_version = 3")
             .map_err(db_err("pretend an older version"))?;
         a.execute_batch(
-            "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;",
+            "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
+             DROP INDEX records_by_expiry; DROP TABLE collection_settings;
+             ALTER TABLE records DROP COLUMN expires_at;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;

@@ -5,9 +5,11 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_err;
+use super::settings::{default_ttl, quota_of, set_setting, usage};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::list::ListOptions;
+use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
@@ -68,10 +70,7 @@ pub fn apply(
     let mut results = Vec::with_capacity(units.len());
     for unit in units {
         let sp = tx.savepoint().map_err(db_err("opening a savepoint"))?;
-        let outcome = unit
-            .iter()
-            .map(|op| apply_op(&sp, op, deduplicate, &mut clock))
-            .collect::<Result<Vec<_>>>();
+        let outcome = apply_unit(&sp, unit, deduplicate, &mut clock);
         match outcome {
             Ok(outcomes) => {
                 sp.commit().map_err(db_err("releasing a savepoint"))?;
@@ -93,6 +92,34 @@ pub fn apply(
     Ok(results)
 }
 
+/// One unit's operations, then its quotas: the usage of every collection it puts into that
+/// has a quota, measured before and after (`quota.rs`). An error rolls the unit back.
+fn apply_unit(
+    conn: &Connection,
+    unit: &[WriteOp],
+    deduplicate: bool,
+    clock: &mut Clock,
+) -> Result<Vec<OpOutcome>> {
+    let now = quota::unit_now(unit);
+    let mut guarded = Vec::new();
+    for collection in quota::put_collections(unit) {
+        if let Some(q) = quota_of(conn, collection)? {
+            guarded.push((collection, q, usage(conn, collection, now)?));
+        }
+    }
+    let mut outcomes = unit
+        .iter()
+        .map(|op| apply_op(conn, op, deduplicate, clock))
+        .collect::<Result<Vec<_>>>()?;
+    for (collection, q, before) in guarded {
+        let after = usage(conn, collection, now)?;
+        if let Some(warning) = q.check(collection, before, after)? {
+            quota::mark_warning(unit, &mut outcomes, collection, warning);
+        }
+    }
+    Ok(outcomes)
+}
+
 fn apply_op(
     conn: &Connection,
     op: &WriteOp,
@@ -106,25 +133,40 @@ fn apply_op(
             value,
             now_ms,
             keep_version,
+            expires_ms,
         } => {
+            // A record that expired is gone: the put is the write of an absent key.
+            purge_expired(conn, collection, key, *now_ms)?;
+            let expires_ms = match expires_ms {
+                Some(at) => Some(*at),
+                None => default_ttl(conn, collection)?.map(|ttl| now_ms.saturating_add(ttl)),
+            };
             let (stored, version) = match keep_version {
                 None => clock.next()?,
                 Some(_) => {
-                    let current = current_version(conn, collection, key)?;
+                    let current = current_version(conn, collection, key, *now_ms)?;
                     clock.for_put(*keep_version, current)?
                 }
             };
             put(
                 conn,
-                collection,
-                key,
+                Placed {
+                    collection,
+                    key,
+                    now_ms: *now_ms,
+                    expires_ms,
+                },
                 value,
-                *now_ms,
                 deduplicate,
                 (stored, version),
             )
         }
-        WriteOp::Delete { collection, key } => {
+        WriteOp::Delete {
+            collection,
+            key,
+            now_ms,
+        } => {
+            purge_expired(conn, collection, key, *now_ms)?;
             let existed = delete(conn, collection, key)?;
             Ok(OpOutcome::Delete { existed })
         }
@@ -132,12 +174,29 @@ fn apply_op(
             collection,
             key,
             expect,
+            now_ms,
         } => {
-            check(conn, collection, key, *expect)?;
+            check(conn, collection, key, *expect, *now_ms)?;
             Ok(OpOutcome::Check)
         }
-        WriteOp::DeletePrefix { collection, prefix } => {
-            let deleted = delete_prefix(conn, collection, prefix)?;
+        WriteOp::SweepExpired { now_ms, limit } => {
+            let removed = sweep_expired(conn, *now_ms, *limit)?;
+            Ok(OpOutcome::Swept { removed })
+        }
+        WriteOp::Setting {
+            collection,
+            name,
+            value,
+        } => {
+            set_setting(conn, collection, name, *value)?;
+            Ok(OpOutcome::Setting)
+        }
+        WriteOp::DeletePrefix {
+            collection,
+            prefix,
+            now_ms,
+        } => {
+            let deleted = delete_prefix(conn, collection, prefix, *now_ms)?;
             Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
@@ -173,22 +232,37 @@ fn apply_op(
     }
 }
 
-/// The record's version as stored, if it exists.
-fn current_version(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
-    conn.prepare_cached("SELECT version FROM records WHERE collection = ?1 AND key = ?2")
-        .and_then(|mut s| {
-            s.query_row(params![collection, key], |r| r.get(0))
-                .optional()
-        })
-        .map_err(db_err("reading a record's version"))
+/// The version of the record at `collection/key` unless it is absent or expired at `now_ms`.
+fn current_version(
+    conn: &Connection,
+    collection: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT version FROM records WHERE collection = ?1 AND key = ?2
+           AND (expires_at IS NULL OR expires_at > ?3)",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![collection, key, now_ms], |r| r.get(0))
+            .optional()
+    })
+    .map_err(db_err("reading a record's version"))
 }
 
-/// Fails with [`StorageError::Conflict`] unless the record's state satisfies `expect`.
-fn check(conn: &Connection, collection: &str, key: &str, expect: Expect) -> Result<()> {
+/// Fails with [`StorageError::Conflict`] unless the record's state satisfies `expect` (a
+/// record expired at `now_ms` is absent).
+fn check(
+    conn: &Connection,
+    collection: &str,
+    key: &str,
+    expect: Expect,
+    now_ms: i64,
+) -> Result<()> {
     if expect == Expect::Any {
         return Ok(());
     }
-    let actual = current_version(conn, collection, key)?
+    let actual = current_version(conn, collection, key, now_ms)?
         .map(|v| Version::stored(collection, key, v))
         .transpose()?;
     expect.check(collection, key, actual)
@@ -196,15 +270,26 @@ fn check(conn: &Connection, collection: &str, key: &str, expect: Expect) -> Resu
 
 /// Deletes every record of `collection` whose key starts with `prefix`, releasing their
 /// blobs; returns the keys in order.
-fn delete_prefix(conn: &Connection, collection: &str, prefix: &str) -> Result<Vec<String>> {
+fn delete_prefix(
+    conn: &Connection,
+    collection: &str,
+    prefix: &str,
+    now_ms: i64,
+) -> Result<Vec<String>> {
     let err = db_err("deleting records by prefix");
     let upper = ListOptions::default().prefix(prefix).prefix_upper_bound();
-    let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
-    let rows: Vec<(String, i64)> = match &upper {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+        ))
+    };
+    let rows: Vec<(String, i64, Option<i64>)> = match &upper {
         Some(upper) => conn
             .prepare_cached(
                 "DELETE FROM records WHERE collection = ?1 AND key >= ?2 AND key < ?3
-                 RETURNING key, blob_id",
+                 RETURNING key, blob_id, expires_at",
             )
             .and_then(|mut s| {
                 s.query_map(params![collection, prefix, upper], row)?
@@ -212,7 +297,7 @@ fn delete_prefix(conn: &Connection, collection: &str, prefix: &str) -> Result<Ve
             }),
         None => conn
             .prepare_cached(
-                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 RETURNING key, blob_id",
+                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 RETURNING key, blob_id, expires_at",
             )
             .and_then(|mut s| {
                 s.query_map(params![collection, prefix], row)?
@@ -221,9 +306,11 @@ fn delete_prefix(conn: &Connection, collection: &str, prefix: &str) -> Result<Ve
     }
     .map_err(err)?;
     let mut keys = Vec::with_capacity(rows.len());
-    for (key, blob_id) in rows {
+    for (key, blob_id, expires) in rows {
         release_blob(conn, blob_id)?;
-        keys.push(key);
+        if !crate::backend::is_expired(expires, now_ms) {
+            keys.push(key);
+        }
     }
     // RETURNING has no order.
     keys.sort();
@@ -302,29 +389,53 @@ fn release_blob(conn: &Connection, id: i64) -> Result<()> {
 
 /// Writes a record. The common bulk case, a new key, costs one statement besides the blob:
 /// the insert itself. Only when the key exists is its old blob read and then released.
+/// Where and when a put writes.
+struct Placed<'a> {
+    collection: &'a str,
+    key: &'a str,
+    now_ms: i64,
+    expires_ms: Option<i64>,
+}
+
 fn put(
     conn: &Connection,
-    collection: &str,
-    key: &str,
+    placed: Placed<'_>,
     value: &EncodedValue,
-    now_ms: i64,
     deduplicate: bool,
     (stored_version, version): (i64, Version),
 ) -> Result<OpOutcome> {
+    let Placed {
+        collection,
+        key,
+        now_ms,
+        expires_ms,
+    } = placed;
     let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+            "INSERT INTO records
+                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
              ON CONFLICT (collection, key) DO NOTHING",
         )
-        .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms, stored_version]))
+        .and_then(|mut s| {
+            s.execute(params![
+                collection,
+                key,
+                blob_id,
+                now_ms,
+                stored_version,
+                expires_ms
+            ])
+        })
         .map_err(db_err("writing a record"))?;
     if inserted == 1 {
         return Ok(OpOutcome::Put {
             deduplicated,
             replaced: false,
             version,
+            expires_ms,
+            quota_warning: None,
         });
     }
     let old = current_blob(conn, collection, key)?.ok_or_else(|| {
@@ -334,17 +445,76 @@ fn put(
         )
     })?;
     conn.prepare_cached(
-        "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5
+        "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5, expires_at = ?6
          WHERE collection = ?1 AND key = ?2",
     )
-    .and_then(|mut s| s.execute(params![collection, key, blob_id, now_ms, stored_version]))
+    .and_then(|mut s| {
+        s.execute(params![
+            collection,
+            key,
+            blob_id,
+            now_ms,
+            stored_version,
+            expires_ms
+        ])
+    })
     .map_err(db_err("writing a record"))?;
     release_blob(conn, old)?;
     Ok(OpOutcome::Put {
         deduplicated,
         replaced: true,
         version,
+        expires_ms,
+        quota_warning: None,
     })
+}
+
+/// Removes the record at `collection/key` if it expired by `now_ms`, releasing its blob, so
+/// the write that follows sees an absent key.
+fn purge_expired(conn: &Connection, collection: &str, key: &str, now_ms: i64) -> Result<()> {
+    let old: Option<i64> = conn
+        .prepare_cached(
+            "DELETE FROM records WHERE collection = ?1 AND key = ?2
+               AND expires_at IS NOT NULL AND expires_at <= ?3
+             RETURNING blob_id",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![collection, key, now_ms], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err("removing an expired record"))?;
+    match old {
+        Some(id) => release_blob(conn, id),
+        None => Ok(()),
+    }
+}
+
+/// Removes up to `limit` records expired by `now_ms`, earliest expiry first, releasing their
+/// blobs; returns them in collection and key order.
+fn sweep_expired(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(String, String)>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<(String, String, i64)> = conn
+        .prepare_cached(
+            "DELETE FROM records WHERE (collection, key) IN (
+                 SELECT collection, key FROM records
+                 WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                 ORDER BY expires_at LIMIT ?2)
+             RETURNING collection, key, blob_id",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![now_ms, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("sweeping expired records"))?;
+    let mut removed = Vec::with_capacity(rows.len());
+    for (collection, key, blob_id) in rows {
+        release_blob(conn, blob_id)?;
+        removed.push((collection, key));
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 fn delete(conn: &Connection, collection: &str, key: &str) -> Result<bool> {

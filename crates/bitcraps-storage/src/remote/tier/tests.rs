@@ -73,7 +73,7 @@ async fn write(tier: &Arc<RemoteTier>, key: &str) -> TestResult {
 async fn observe(tier: &RemoteTier, key: &str) -> std::result::Result<Observed, String> {
     match tier.lookup(key).await {
         Lookup::Miss(observed) => Ok(observed),
-        Lookup::Hit(_) => Err("unexpected hit".into()),
+        Lookup::Hit(..) => Err("unexpected hit".into()),
         Lookup::Unavailable => Err("redis unavailable".into()),
     }
 }
@@ -85,14 +85,14 @@ async fn a_fill_observed_before_a_write_is_refused() -> TestResult {
     };
     let observed = observe(&s.tier, "c\0k").await?;
     write(&s.tier, "c\0k").await?;
-    s.tier.fill("c\0k", observed, b"old").await;
+    s.tier.fill("c\0k", observed, b"old", None).await;
     let stats = s.tier.statistics().await;
     assert_eq!((stats.fills, stats.raced_fills), (0, 1));
     assert_eq!(stats.invalidations_sent, 1);
     // A fresh observation fills, and the next lookup hits.
     let observed = observe(&s.tier, "c\0k").await?;
-    s.tier.fill("c\0k", observed, b"new").await;
-    assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Hit(raw) if &*raw == b"new"));
+    s.tier.fill("c\0k", observed, b"new", None).await;
+    assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Hit(raw, _) if &*raw == b"new"));
     Ok(())
 }
 
@@ -111,7 +111,7 @@ async fn a_recreated_generation_never_repeats() -> TestResult {
         .arg(format!("{}:gen:c\0k", s.namespace))
         .query::<()>(&mut s.admin)?;
     write(&s.tier, "c\0k").await?;
-    s.tier.fill("c\0k", observed, b"stale").await;
+    s.tier.fill("c\0k", observed, b"stale", None).await;
     assert_eq!(s.tier.statistics().await.raced_fills, 1);
     assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Miss(_)));
     Ok(())
@@ -128,7 +128,7 @@ async fn a_fill_across_a_restart_is_refused() -> TestResult {
     redis::cmd("DEL")
         .arg(format!("{}:epoch", s.namespace))
         .query::<()>(&mut s.admin)?;
-    s.tier.fill("c\0k", observed, b"stale").await;
+    s.tier.fill("c\0k", observed, b"stale", None).await;
     assert_eq!(s.tier.statistics().await.raced_fills, 1);
     Ok(())
 }
