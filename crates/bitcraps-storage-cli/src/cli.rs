@@ -59,6 +59,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub read_only: bool,
 
+    /// File holding the store's master key (64 hex characters; `key generate` makes one):
+    /// the store is encrypted at rest. Also BITCRAPS_STORAGE_KEY_FILE (key.file)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// Print no progress bars and no notes on stderr (errors are still printed)
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -94,6 +99,9 @@ pub enum Command {
     /// Create, list, verify and restore backups
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Encryption at rest: generate a master key
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Simulate BitCraps tables against a fresh store and report throughput, latency and savings
     Demo(DemoArgs),
     /// Copy every record from one store into another (e.g. SQLite to PostgreSQL) and verify
@@ -259,6 +267,14 @@ pub struct MaintenanceArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// `key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print a new random master key (64 hex characters) for a key file, e.g.
+    /// `bitcraps-storage key generate > /etc/bitcraps.key && chmod 600 /etc/bitcraps.key`
+    Generate,
 }
 
 /// `backup …`

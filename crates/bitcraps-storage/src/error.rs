@@ -233,6 +233,41 @@ pub enum StorageError {
         operation: &'static str,
     },
 
+    /// The store is encrypted and no key was configured (`key.file`, `key.env`,
+    /// `key.command` or [`KeyConfig::provider`](crate::KeyConfig::provider)): nothing was
+    /// read from the records or written.
+    #[error(
+        "the store is encrypted and no key was given; pass --key-file FILE (key.file, \
+         BITCRAPS_STORAGE_KEY_FILE), key.env, key.command or a KeyProvider"
+    )]
+    KeyMissing,
+
+    /// The configured key does not open this store: its key check value did not verify.
+    /// Nothing was read from the records or written.
+    #[error("the key from {source_name} does not open this store (wrong key)")]
+    KeyMismatch {
+        /// Where the key came from (`key file /etc/bitcraps.key`), never the key itself.
+        source_name: String,
+    },
+
+    /// The key could not be obtained from its source: the file is missing or not 64 hex
+    /// characters, the variable is unset, the command failed. Nothing was opened.
+    #[error("cannot get the key from {source_name}: {reason}")]
+    KeySource {
+        /// Where the key was to come from (`key command "vault read …"`).
+        source_name: String,
+        /// What failed (never any key material).
+        reason: String,
+    },
+
+    /// A key was configured for a store that is not encrypted: refused rather than
+    /// silently writing plaintext (`bitcraps-storage key enable` encrypts it in place).
+    #[error(
+        "the store is not encrypted but a key was given; encrypt it first (bitcraps-storage \
+         key enable --key-file FILE) or open it without a key"
+    )]
+    NotEncrypted,
+
     /// A write's condition ([`Expect`](crate::Expect)) did not hold when the write was
     /// committed: nothing was written. `update` gives up with this after its configured
     /// attempts (`write.update_max_attempts`).
@@ -364,6 +399,18 @@ impl StorageError {
                 pool_size: *pool_size,
             },
             E::Closed => E::Closed,
+            E::KeyMissing => E::KeyMissing,
+            E::NotEncrypted => E::NotEncrypted,
+            E::KeyMismatch { source_name } => E::KeyMismatch {
+                source_name: source_name.clone(),
+            },
+            E::KeySource {
+                source_name,
+                reason,
+            } => E::KeySource {
+                source_name: source_name.clone(),
+                reason: reason.clone(),
+            },
             E::RedisTierRequired => E::RedisTierRequired,
             E::ReadOnly { operation } => E::ReadOnly { operation },
             E::Task(m) => E::Task(m.clone()),

@@ -45,6 +45,7 @@ mod batch;
 mod cache;
 mod codec;
 mod config;
+mod crypto;
 mod dictionary;
 mod error;
 mod fs;
@@ -80,9 +81,10 @@ pub use cache::CacheStatistics;
 pub use codec::Codec;
 pub use config::{
     BackendTarget, BackupConfig, CacheConfig, CompressionConfig, DEFAULT_DATABASE_FILE,
-    DatabaseConfig, Durability, MaintenanceConfig, MetricsConfig, RedisConfig, StorageConfig,
-    StorageConfigBuilder, WriteConfig,
+    DatabaseConfig, Durability, KeyConfig, MaintenanceConfig, MetricsConfig, RedisConfig,
+    StorageConfig, StorageConfigBuilder, WriteConfig,
 };
+pub use crypto::{KeyProvider, KeySource, MasterKey};
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
@@ -104,8 +106,8 @@ pub use version::{Expect, Version};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, Maintenance, OpOutcome, RecordPage, StoreIdentity,
-        StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, KeyChange, Maintenance, OpOutcome, RecordPage,
+        StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

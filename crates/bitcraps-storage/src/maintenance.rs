@@ -283,12 +283,14 @@ impl PersistentStorageManager {
         if self.config().backup.on_maintenance {
             let t = Instant::now();
             let b = backend();
+            let keyring = self.shared().keyring.clone();
             let r = blocking(move || {
                 let m = b.maintenance();
                 let mut check = m.quick_check()?;
                 crate::verify::deepen(
                     &mut check,
                     &b.dictionaries()?,
+                    keyring,
                     |after, limit| m.blobs_after(after, limit),
                     |ids| m.records_naming(ids),
                 )?;

@@ -18,6 +18,10 @@
 //! `fixtures/schema-v4.db` is `schema-v2.db` brought to version 4 by the SQL of migrations 3
 //! and 4 (the index change and the `meta` table with a store id and Redis secret) — the last
 //! schema before record versions (version 5).
+//!
+//! `fixtures/schema-v5.db` is `schema-v4.db` brought to version 5 by the SQL of migration 5
+//! (record versions) — the last schema before encryption at rest (version 6, the
+//! `data_keys` table).
 
 use std::path::Path;
 
@@ -29,11 +33,14 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// The indexes of the latest schema: `blobs_by_hash` (full hash) and `records_by_blob` are
 /// gone since version 3; since version 4 the `meta` table holds the store's identity (a
 /// random store id and Redis secret, created by the upgrade); since version 5 every record
-/// has a version and the clock is past every one of them.
+/// has a version and the clock is past every one of them; since version 6 the (empty, for a
+/// plaintext store) `data_keys` table holds an encrypted store's wrapped keys.
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
+    let keys: i64 = conn.query_row("SELECT count(*) FROM data_keys", [], |r| r.get(0))?;
+    assert_eq!(keys, 0, "a plaintext store has no data keys");
     let (clock, newest): (i64, i64) = conn.query_row(
         "SELECT (SELECT last FROM version_clock), (SELECT max(version) FROM records)",
         [],
@@ -59,10 +66,14 @@ fn assert_latest_schema(db: &Path) -> Result {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     assert_eq!(
         indexes,
-        [(
-            "blobs_by_hash_prefix".to_owned(),
-            Some("CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8))".to_owned())
-        )]
+        [
+            (
+                "blobs_by_hash_prefix".to_owned(),
+                Some("CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8))".to_owned())
+            ),
+            // Version 6: UNIQUE (collection, version) of `data_keys`.
+            ("sqlite_autoindex_data_keys_1".to_owned(), None)
+        ]
     );
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     assert_eq!(check, "ok");
@@ -261,5 +272,40 @@ async fn schema_v4_fixture_gets_versions() -> Result {
         identity_before, identity_after,
         "the upgrade keeps the identity"
     );
+    Ok(())
+}
+
+/// A version-5 store upgrades to version 6 as plaintext (its data unchanged), and with a key
+/// it is refused as a plaintext store holding data rather than half encrypted.
+#[tokio::test]
+async fn schema_v5_fixture_upgrades_and_stays_plaintext() -> Result {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bitcraps.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v5.db"),
+        &db,
+    )?;
+    let key_dir = tempfile::tempdir()?;
+    let key = key_dir.path().join("master.key");
+    std::fs::write(
+        &key,
+        bitcraps_storage::MasterKey::generate()?.to_hex().as_bytes(),
+    )?;
+    let mut keyed = StorageConfig::with_data_path(dir.path());
+    keyed.key = bitcraps_storage::KeyConfig::default().file(&key);
+    let refused = PersistentStorageManager::open(keyed).await;
+    assert!(
+        matches!(refused, Err(bitcraps_storage::StorageError::NotEncrypted)),
+        "{refused:?}"
+    );
+    let s = PersistentStorageManager::open(StorageConfig::with_data_path(dir.path())).await?;
+    for i in 1..24u32 {
+        let key = format!("r-{i:03}");
+        assert_eq!(s.retrieve::<Value>("rounds", &key).await?, Some(round(i)));
+    }
+    assert_versions_start_at_initial(&s, "lobbies", "l-1").await?;
+    assert!(s.check_consistency_deep().await?.is_ok());
+    s.close().await?;
+    assert_latest_schema(&db)?;
     Ok(())
 }

@@ -10,6 +10,7 @@ mod export;
 mod get;
 mod import;
 mod info;
+mod key;
 mod list;
 mod maintenance;
 mod migrate;
@@ -21,7 +22,7 @@ use anyhow::{Context, Result};
 use bitcraps_storage::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
-use crate::cli::{BackupCommand, Cli, Command};
+use crate::cli::{BackupCommand, Cli, Command, KeyCommand};
 use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::settings::{Layer, Settings};
@@ -41,9 +42,13 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         );
         return print(&String::from_utf8_lossy(&out));
     }
+    if let Command::Key(KeyCommand::Generate) = cli.command {
+        // Needs no settings and no store.
+        return key::generate();
+    }
     crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
     let mut settings = Settings::load(
-        Layer::from_flags(cli.data, cli.url),
+        Layer::from_flags(cli.data, cli.url).with_key_file(cli.key_file),
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
@@ -141,7 +146,10 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Backup(command) => backup::run(storage, command, ui).await,
         Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
         // Handled by `run` before the store is opened.
-        Command::Demo(_) | Command::Migrate(_) | Command::Completions { .. } => Ok(()),
+        Command::Demo(_)
+        | Command::Migrate(_)
+        | Command::Completions { .. }
+        | Command::Key(KeyCommand::Generate) => Ok(()),
     }
 }
 

@@ -68,6 +68,8 @@ const fn with_flag(mut key: Key, flag: &'static str) -> Key {
 pub const DATABASE_URL: &str = "database.url";
 /// The TOML key of the data directory.
 pub const DATA_PATH: &str = "database.data_path";
+/// The TOML key of the master key's file.
+pub const KEY_FILE: &str = "key.file";
 
 /// A [`Key`] for `section.field`, setting `config.section.field` (or, with `= path`,
 /// `config.section.path`).
@@ -130,6 +132,9 @@ pub static KEYS: &[Key] = &[
     key!(redis.tls_ca_file => OptionalPath),
     key!(metrics.max_collection_labels => Usize),
     key!(metrics.trace_keys => Bool),
+    with_flag(key!(key.file => OptionalPath), "--key-file"),
+    key!(key.env => OptionalText),
+    key!(key.command => OptionalText),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::access::AccessTracker;
 use crate::backend::Backend;
 use crate::cache::ValueCache;
+use crate::crypto::Keyring;
 use crate::dictionary::Dictionaries;
 use crate::observe::Observer;
 use crate::remote::RemoteTier;
@@ -24,4 +25,6 @@ pub(crate) struct Shared {
     pub(crate) remote: Option<RemoteTier>,
     /// Metrics and spans of this store's operations.
     pub(crate) observer: Observer,
+    /// The keyring of an encrypted store (the backend is then `crypto`'s wrapper).
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }

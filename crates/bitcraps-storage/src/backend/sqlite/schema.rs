@@ -6,8 +6,8 @@
 use rusqlite::Connection;
 
 use super::db_err;
-use crate::backend::StoreIdentity;
 use crate::backend::identity;
+use crate::backend::{KeyChange, StoreIdentity, WrappedKey};
 
 use crate::error::{Result, StorageError};
 
@@ -78,6 +78,19 @@ pub const MIGRATIONS: &[&str] = &[
         last INTEGER NOT NULL CHECK (last >= 1)
     );
     INSERT INTO version_clock (id, last) VALUES (0, 1);
+    ",
+    // Version 6: encryption at rest (issue #14). The data keys of an encrypted store, each
+    // sealed under the master key (`crypto/keyring.rs`); the key check value is the `meta`
+    // row 'key_check'. A plaintext store keeps this table empty.
+    r"
+    CREATE TABLE data_keys (
+        id         INTEGER PRIMARY KEY,
+        collection TEXT    NOT NULL,
+        version    INTEGER NOT NULL CHECK (version >= 1),
+        wrapped    BLOB    NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (collection, version)
+    );
     ",
 ];
 
@@ -176,6 +189,72 @@ pub(crate) fn record_redis_tier(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The wrapped data keys, in id order.
+pub(crate) fn read_data_keys(conn: &Connection) -> Result<Vec<WrappedKey>> {
+    conn.prepare_cached(
+        "SELECT id, collection, version, wrapped, created_at FROM data_keys ORDER BY id",
+    )
+    .and_then(|mut s| {
+        s.query_map([], |r| {
+            Ok(WrappedKey {
+                id: r.get(0)?,
+                collection: r.get(1)?,
+                version: r.get(2)?,
+                wrapped: r.get(3)?,
+                created_at_ms: r.get(4)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(db_err("reading the data keys"))
+}
+
+/// Writes `change` in one transaction (see [`KeyChange`]).
+pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db_err("starting to write keys"))?;
+    let check_sql = if change.replace {
+        "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)"
+    } else {
+        "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)"
+    };
+    if let Some(check) = &change.check {
+        tx.execute(check_sql, [identity::KEY_CHECK, check.as_str()])
+            .map_err(db_err("writing the key check value"))?;
+    }
+    for key in &change.keys {
+        if change.replace {
+            let changed = tx
+                .execute(
+                    "UPDATE data_keys SET wrapped = ?2 WHERE id = ?1",
+                    rusqlite::params![key.id, key.wrapped],
+                )
+                .map_err(db_err("rewrapping a data key"))?;
+            if changed != 1 {
+                return Err(StorageError::Config(format!(
+                    "data key {} is not in the store",
+                    key.id
+                )));
+            }
+        } else {
+            tx.execute(
+                "INSERT OR IGNORE INTO data_keys (id, collection, version, wrapped, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    key.id,
+                    key.collection,
+                    key.version,
+                    key.wrapped,
+                    key.created_at_ms
+                ],
+            )
+            .map_err(db_err("storing a data key"))?;
+        }
+    }
+    tx.commit().map_err(db_err("committing keys"))
+}
+
 /// Whether the database already is a bitcraps-storage database of the latest version (read
 /// without taking the write lock; `migrate` checks again inside its transaction otherwise).
 pub(super) fn is_current(conn: &Connection) -> Result<bool> {
@@ -232,7 +311,8 @@ mod tests {
         a.execute_batch("PRAGMA user_version = 3")
             .map_err(db_err("pretend an older version"))?;
         a.execute_batch(
-            "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;",
+            "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version; \
+             DROP TABLE data_keys;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;

@@ -1,0 +1,113 @@
+//! Encryption at rest from the command line: `key generate` prints a key file's contents,
+//! `--key-file` (or BITCRAPS_STORAGE_KEY_FILE) encrypts a new store, and every key error —
+//! no key, a wrong key, an unreadable key file, a key for a plaintext store — exits 1 with a
+//! message that says what to do and never shows key material.
+
+#![allow(clippy::expect_used, reason = "tests: a failed step is a failed test")]
+
+mod common;
+
+use common::Scratch;
+use predicates::prelude::*;
+
+fn generate(s: &Scratch) -> String {
+    let out = s.bare().args(["key", "generate"]).assert().success();
+    String::from_utf8(out.get_output().stdout.clone()).expect("utf-8")
+}
+
+#[test]
+fn generate_prints_64_hex_characters_and_a_newline() {
+    let s = Scratch::new();
+    let (a, b) = (generate(&s), generate(&s));
+    for key in [&a, &b] {
+        assert_eq!(key.len(), 65, "{key:?}");
+        assert!(key.ends_with('\n'));
+        assert!(
+            key.trim_end().bytes().all(|c| c.is_ascii_hexdigit()),
+            "{key:?}"
+        );
+    }
+    assert_ne!(a, b);
+}
+
+#[test]
+fn key_errors_exit_1_with_a_clear_message() {
+    let s = Scratch::new();
+    let key = s.path("master.key");
+    std::fs::write(&key, generate(&s)).expect("key file");
+    let key = key.to_str().expect("utf-8 path");
+    s.ok(&[
+        "--key-file",
+        key,
+        "put",
+        "bank",
+        "house",
+        r#"{"chips":100}"#,
+    ]);
+    assert_eq!(
+        s.ok(&["--key-file", key, "get", "bank", "house"]).trim(),
+        r#"{"chips":100}"#
+    );
+    // The environment variable does the same.
+    let got = s.ok_with_env(
+        &[("BITCRAPS_STORAGE_KEY_FILE", key)],
+        &["get", "bank", "house"],
+    );
+    assert_eq!(got.trim(), r#"{"chips":100}"#);
+    // The plaintext is not in the database file.
+    let db = std::fs::read(s.path("data").join("bitcraps.db")).expect("db");
+    assert!(!db.windows(5).any(|w| w == b"chips"));
+
+    s.cli()
+        .args(["get", "bank", "house"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "the store is encrypted and no key was given",
+        ));
+
+    let wrong = s.path("wrong.key");
+    std::fs::write(&wrong, generate(&s)).expect("key file");
+    let wrong_key = std::fs::read_to_string(&wrong).expect("read");
+    s.cli()
+        .args([
+            "--key-file",
+            wrong.to_str().expect("utf-8"),
+            "get",
+            "bank",
+            "house",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "does not open this store (wrong key)",
+        ))
+        .stderr(predicate::str::contains(wrong_key.trim()).not());
+
+    let bad = s.path("bad.key");
+    std::fs::write(&bad, "hunter2").expect("key file");
+    s.cli()
+        .args([
+            "--key-file",
+            bad.to_str().expect("utf-8"),
+            "get",
+            "bank",
+            "house",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("expected 64 hex characters"))
+        .stderr(predicate::str::contains("hunter2").not());
+
+    // A plaintext store with data refuses a key rather than mixing plaintext and ciphertext.
+    let plain = s.path("plain");
+    s.cli_at(&plain)
+        .args(["put", "bank", "house", "1"])
+        .assert()
+        .success();
+    s.cli_at(&plain)
+        .args(["--key-file", key, "get", "bank", "house"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("key enable"));
+}
