@@ -453,4 +453,13 @@ proptest! {
             run_on(ops, &fixture)?;
         }
     }
+
+    /// The model on PostgreSQL with encryption at rest.
+    #[test]
+    fn encrypted_postgres_matches_btreemap_model(ops in prop::collection::vec(op(), 1..40)) {
+        if let Some(mut fixture) = common::pg_encrypted_fixture() {
+            fixture.config.write.durability = bitcraps_storage::Durability::Normal;
+            run_on(ops, &fixture)?;
+        }
+    }
 }

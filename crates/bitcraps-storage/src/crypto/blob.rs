@@ -21,7 +21,7 @@ use crate::value::EncodedValue;
 
 /// First byte of every encrypted blob and dictionary.
 const FORMAT: u8 = 0xE1;
-const HEADER_LEN: usize = 9;
+pub(crate) const HEADER_LEN: usize = 9;
 const BLOB_TAG: &str = "bitcraps-storage blob v1";
 const DICTIONARY_TAG: &str = "bitcraps-storage dictionary v1";
 
@@ -35,7 +35,7 @@ pub(crate) fn key_id(sealed: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(id))
 }
 
-fn with_header(key: &DataKey, sealed: Vec<u8>) -> Vec<u8> {
+pub(crate) fn with_header(key: &DataKey, sealed: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
     out.push(FORMAT);
     out.extend_from_slice(&key.id.to_be_bytes());

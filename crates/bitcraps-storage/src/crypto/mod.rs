@@ -9,6 +9,7 @@
 //! - `envelope.rs`: XChaCha20-Poly1305 with random nonces and length-prefixed associated data.
 //! - `blob.rs`: the stored form of encrypted documents and dictionaries and what each
 //!   ciphertext is bound to.
+//! - `l2.rs`: the Redis tier's values, sealed per record.
 //! - `backend.rs`: the wrapper at the backend seam that seals on the way down and opens on
 //!   the way up; `attach.rs`: the open-time decisions, failing closed.
 
@@ -18,6 +19,7 @@ mod blob;
 mod envelope;
 mod key;
 mod keyring;
+pub(crate) mod l2;
 mod provider;
 
 pub(crate) use attach::{Attached, attach};

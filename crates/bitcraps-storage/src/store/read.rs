@@ -180,10 +180,22 @@ impl PersistentStorageManager {
         let shared = &self.inner.shared;
         let observed = match &shared.remote {
             Some(remote) => match remote.lookup(ck).await {
-                Lookup::Hit(raw) => {
-                    shared.cache.fill(ticket, CachedValue::plain(ck, &raw), ck);
-                    return Ok(Some(raw));
-                }
+                Lookup::Hit(raw) => match &shared.keyring {
+                    None => {
+                        shared.cache.fill(ticket, CachedValue::plain(ck, &raw), ck);
+                        return Ok(Some(raw));
+                    }
+                    // Encrypted: sealed per record (`crypto/l2.rs`); one that does not open
+                    // (a key this node has not loaded yet) is read from the database.
+                    Some(ring) => match crate::crypto::l2::open(ring, collection, key, &raw) {
+                        Some(json) => {
+                            let raw: Arc<[u8]> = json.into();
+                            shared.cache.fill(ticket, CachedValue::plain(ck, &raw), ck);
+                            return Ok(Some(raw));
+                        }
+                        None => None,
+                    },
+                },
                 Lookup::Miss(observed) => Some(observed),
                 Lookup::Unavailable => None,
             },
@@ -195,7 +207,14 @@ impl PersistentStorageManager {
         // Awaited rather than spawned so a read that returned has filled L2 (tests and other
         // nodes can count on it); it is one round trip after a database read.
         if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
-            remote.fill(ck, observed, &raw).await;
+            match &shared.keyring {
+                None => remote.fill(ck, observed, &raw).await,
+                Some(ring) => {
+                    if let Some(sealed) = crate::crypto::l2::seal(ring, collection, key, &raw)? {
+                        remote.fill(ck, observed, &sealed).await;
+                    }
+                }
+            }
         }
         shared.cache.fill(ticket, cached, ck);
         Ok(Some(raw))
