@@ -99,7 +99,7 @@ pub enum Command {
     /// Create, list, verify and restore backups
     #[command(subcommand)]
     Backup(BackupCommand),
-    /// Encryption at rest: generate a master key
+    /// Encryption at rest: generate a master key, rotate it, crypto-shred a collection
     #[command(subcommand)]
     Key(KeyCommand),
     /// Simulate BitCraps tables against a fresh store and report throughput, latency and savings
@@ -275,6 +275,24 @@ pub enum KeyCommand {
     /// Print a new random master key (64 hex characters) for a key file, e.g.
     /// `bitcraps-storage key generate > /etc/bitcraps.key && chmod 600 /etc/bitcraps.key`
     Generate,
+    /// Re-wrap every data key under a new master key, in one transaction; afterwards only
+    /// the new key opens the store (the current one comes from --key-file). Backups taken
+    /// before still need the old key
+    Rotate {
+        /// File holding the new master key (64 hex characters)
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
+    /// Crypto-shred a collection: destroy its data key, records, blobs and dictionaries.
+    /// Its reads then fail; other collections are untouched. Backups taken before still
+    /// hold it under the master key of their time (see docs/configuration.md)
+    Shred {
+        /// The collection
+        collection: String,
+        /// Confirm: this cannot be undone
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `backup …`

@@ -111,3 +111,47 @@ fn key_errors_exit_1_with_a_clear_message() {
         .code(1)
         .stderr(predicate::str::contains("key enable"));
 }
+
+#[test]
+fn rotate_then_shred_from_the_command_line() {
+    let s = Scratch::new();
+    let (old, new) = (s.path("old.key"), s.path("new.key"));
+    std::fs::write(&old, generate(&s)).expect("key file");
+    std::fs::write(&new, generate(&s)).expect("key file");
+    let (old, new) = (old.to_str().expect("utf-8"), new.to_str().expect("utf-8"));
+    s.ok(&["--key-file", old, "put", "bank", "house", "100"]);
+    s.ok(&["--key-file", old, "put", "games", "g-1", "6"]);
+    let out = s.ok(&["--key-file", old, "key", "rotate", "--new-key-file", new]);
+    assert!(out.starts_with("rotated: 2 data keys re-wrapped"), "{out}");
+    s.cli()
+        .args(["--key-file", old, "get", "bank", "house"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong key"));
+    assert_eq!(
+        s.ok(&["--key-file", new, "get", "bank", "house"]).trim(),
+        "100"
+    );
+
+    s.cli()
+        .args(["--key-file", new, "key", "shred", "bank"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --yes"));
+    let out = s.ok(&["--key-file", new, "key", "shred", "bank", "--yes"]);
+    assert_eq!(
+        out.trim(),
+        "shredded bank: its data key and 1 records destroyed"
+    );
+    s.cli()
+        .args(["--key-file", new, "get", "bank", "house"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "collection bank was crypto-shredded",
+        ));
+    assert_eq!(
+        s.ok(&["--key-file", new, "get", "games", "g-1"]).trim(),
+        "6"
+    );
+}

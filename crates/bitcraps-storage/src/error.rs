@@ -260,6 +260,14 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// The collection was crypto-shredded (`bitcraps-storage key shred`): its data key was
+    /// destroyed with its records; nothing of it can be read or written again.
+    #[error("collection {collection} was crypto-shredded: its data key was destroyed")]
+    Shredded {
+        /// The collection.
+        collection: String,
+    },
+
     /// A key was configured for a store that is not encrypted: refused rather than
     /// silently writing plaintext (`bitcraps-storage key enable` encrypts it in place).
     #[error(
@@ -401,6 +409,9 @@ impl StorageError {
             E::Closed => E::Closed,
             E::KeyMissing => E::KeyMissing,
             E::NotEncrypted => E::NotEncrypted,
+            E::Shredded { collection } => E::Shredded {
+                collection: collection.clone(),
+            },
             E::KeyMismatch { source_name } => E::KeyMismatch {
                 source_name: source_name.clone(),
             },

@@ -1,7 +1,11 @@
-//! `key …`: encryption at rest. `generate` prints a new master key.
+//! `key …`: encryption at rest. `generate` prints a new master key, `rotate` re-wraps the
+//! data keys under a new one, `shred` crypto-shreds a collection.
 
-use anyhow::Result;
-use bitcraps_storage::MasterKey;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bitcraps_storage::{KeySource, MasterKey, PersistentStorageManager};
 
 /// Prints a new random master key: 64 hex characters and a newline, nothing else (so
 /// `key generate > FILE` makes a key file). The key is never logged.
@@ -10,4 +14,28 @@ pub fn generate() -> Result<()> {
     let mut line = key.to_hex();
     line.push('\n');
     super::print(&line)
+}
+
+/// Re-wraps every data key under the key in `new_key_file`.
+pub async fn rotate(storage: &PersistentStorageManager, new_key_file: PathBuf) -> Result<()> {
+    let shown = new_key_file.display().to_string();
+    let count = storage
+        .rotate_master_key(Arc::new(KeySource::File(new_key_file)))
+        .await
+        .context("rotating the master key")?;
+    super::print(&format!(
+        "rotated: {count} data keys re-wrapped; only the key in {shown} opens the store now\n"
+    ))
+}
+
+/// Crypto-shreds `collection` (the caller checked `--yes`).
+pub async fn shred(storage: &PersistentStorageManager, collection: &str, yes: bool) -> Result<()> {
+    debug_assert!(yes, "refused earlier without --yes");
+    let count = storage
+        .shred_collection(collection)
+        .await
+        .with_context(|| format!("shredding collection {collection}"))?;
+    super::print(&format!(
+        "shredded {collection}: its data key and {count} records destroyed\n"
+    ))
 }

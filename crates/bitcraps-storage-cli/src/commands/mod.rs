@@ -46,6 +46,12 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         // Needs no settings and no store.
         return key::generate();
     }
+    if let Command::Key(KeyCommand::Shred { yes: false, .. }) = cli.command {
+        return Err(CliError::Usage(
+            "key shred destroys the collection's key and records for good; pass --yes".into(),
+        )
+        .into());
+    }
     crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
     let mut settings = Settings::load(
         Layer::from_flags(cli.data, cli.url).with_key_file(cli.key_file),
@@ -145,6 +151,12 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
         Command::Backup(command) => backup::run(storage, command, ui).await,
         Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
+        Command::Key(KeyCommand::Rotate { new_key_file }) => {
+            key::rotate(storage, new_key_file).await
+        }
+        Command::Key(KeyCommand::Shred { collection, yes }) => {
+            key::shred(storage, &collection, yes).await
+        }
         // Handled by `run` before the store is opened.
         Command::Demo(_)
         | Command::Migrate(_)

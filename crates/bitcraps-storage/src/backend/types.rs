@@ -359,6 +359,14 @@ pub struct WrappedKey {
     pub created_at_ms: i64,
 }
 
+impl WrappedKey {
+    /// A destroyed key (`key shred`): its row stays, with no material, so every node and
+    /// every later open knows the collection was shredded.
+    pub fn is_destroyed(&self) -> bool {
+        self.wrapped.is_empty()
+    }
+}
+
 /// Key material to write in one transaction ([`Backend::write_keys`](crate::backend::Backend::write_keys)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyChange {
@@ -370,6 +378,10 @@ pub struct KeyChange {
     /// same collection and version, or an existing check, wins). `true` (rotation): replace
     /// the check and the `wrapped` bytes of the keys with these ids.
     pub replace: bool,
+    /// Crypto-shred this collection in the same transaction: delete its records, their
+    /// blobs and its dictionaries, and destroy its keys (their `wrapped` emptied). SQLite
+    /// overwrites the freed content (`secure_delete`).
+    pub shred: Option<String>,
 }
 
 impl KeyChange {

@@ -59,7 +59,7 @@ pub(crate) fn attach(backend: Arc<dyn Backend>, config: &StorageConfig) -> Resul
     };
     if !ring.verifies(&check) {
         return Err(StorageError::KeyMismatch {
-            source_name: ring.source_name().to_owned(),
+            source_name: ring.source_name(),
         });
     }
     ring.load(&backend.data_keys()?)?;

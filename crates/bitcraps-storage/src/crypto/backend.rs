@@ -10,7 +10,7 @@
 //! `blobs_after` returns blobs as stored, which the deep check opens with the keyring
 //! (`verify.rs`), so a snapshot file is checked exactly like the live store.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::blob::{self, blob_key};
 use super::keyring::{DataKey, Keyring};
@@ -25,34 +25,45 @@ use crate::list::{ListOptions, ListPage};
 pub(crate) struct EncryptedBackend {
     inner: Arc<dyn Backend>,
     ring: Arc<Keyring>,
-    /// Data keys are created one at a time (a second writer of a new collection finds the
-    /// first one's key).
-    creating: Mutex<()>,
 }
 
 impl EncryptedBackend {
     pub(crate) fn new(inner: Arc<dyn Backend>, ring: Arc<Keyring>) -> Self {
-        EncryptedBackend {
-            inner,
-            ring,
-            creating: Mutex::new(()),
+        EncryptedBackend { inner, ring }
+    }
+
+    /// [`StorageError::Shredded`] for a collection whose keys were destroyed.
+    fn check_not_shredded(&self, collection: &str) -> Result<()> {
+        if self.ring.is_shredded(collection) {
+            return Err(StorageError::Shredded {
+                collection: collection.to_owned(),
+            });
         }
+        Ok(())
     }
 
     /// The key new writes of `collection` use, created (and stored durably, before any
     /// ciphertext under it) on its first write.
     fn key_for_write(&self, collection: &str) -> Result<Arc<DataKey>> {
+        self.check_not_shredded(collection)?;
         if let Some(key) = self.ring.current(collection) {
             return Ok(key);
         }
-        let _turn = self
-            .creating
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Another node (PostgreSQL) may have created it meanwhile.
+        // One at a time: a second writer of a new collection finds the first one's key.
+        let _turn = self.ring.turn();
+        // Another node (PostgreSQL) may have created it meanwhile, or shredded it.
         self.ring.load(&self.inner.data_keys()?)?;
+        self.check_not_shredded(collection)?;
         if let Some(key) = self.ring.current(collection) {
             return Ok(key);
+        }
+        // A node that missed a rotation elsewhere must not wrap a key under the old master
+        // key, which the store no longer accepts.
+        let check = self.inner.identity()?.key_check.unwrap_or_default();
+        if !self.ring.verifies(&check) {
+            return Err(StorageError::KeyMismatch {
+                source_name: self.ring.source_name(),
+            });
         }
         let wrapped = self.ring.new_key(collection, 1, None)?;
         self.inner.write_keys(&KeyChange::add(vec![wrapped]))?;
@@ -175,6 +186,7 @@ impl Backend for EncryptedBackend {
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
+        self.check_not_shredded(collection)?;
         self.inner
             .get(collection, key)?
             .map(|r| self.open_record(collection, key, r))
@@ -182,6 +194,7 @@ impl Backend for EncryptedBackend {
     }
 
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        self.check_not_shredded(collection)?;
         self.inner
             .get_many(collection, keys)?
             .into_iter()
@@ -191,6 +204,7 @@ impl Backend for EncryptedBackend {
     }
 
     fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        self.check_not_shredded(collection)?;
         let page = self.inner.scan(collection, options)?;
         Ok(RecordPage {
             items: page
@@ -206,6 +220,7 @@ impl Backend for EncryptedBackend {
     }
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        self.check_not_shredded(collection)?;
         self.inner.metadata(collection, key)
     }
 

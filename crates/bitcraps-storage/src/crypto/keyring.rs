@@ -8,8 +8,8 @@
 //! the `data_keys` table; the key check value in `meta` is a block sealed under the master
 //! key, so a wrong master key is detected before anything else is read.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chacha20poly1305::XChaCha20Poly1305;
 use zeroize::Zeroizing;
@@ -68,20 +68,29 @@ struct Keys {
     by_id: HashMap<i64, Arc<DataKey>>,
     /// The newest version of each collection's key: new writes use it.
     current: HashMap<String, Arc<DataKey>>,
+    /// Collections whose keys were destroyed (`key shred`).
+    shredded: HashSet<String>,
+}
+
+/// The master key in force: its cipher and where it came from.
+struct Master {
+    cipher: XChaCha20Poly1305,
+    source_name: String,
 }
 
 /// The master key's cipher and the data keys of one store.
 pub(crate) struct Keyring {
-    master: XChaCha20Poly1305,
-    source_name: String,
+    master: RwLock<Arc<Master>>,
     store_id: String,
     keys: RwLock<Keys>,
+    /// Key changes (a new data key, a rotation, a shred) take turns in this process.
+    changes: Mutex<()>,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
-            .field("source", &self.source_name)
+            .field("source", &self.source_name())
             .field("store_id", &self.store_id)
             .finish_non_exhaustive()
     }
@@ -91,11 +100,39 @@ impl Keyring {
     /// A keyring with no data keys yet.
     pub(crate) fn new(master: &MasterKey, source_name: String, store_id: String) -> Self {
         Keyring {
-            master: envelope::cipher(master.bytes()),
-            source_name,
+            master: RwLock::new(Arc::new(Master {
+                cipher: envelope::cipher(master.bytes()),
+                source_name,
+            })),
             store_id,
             keys: RwLock::new(Keys::default()),
+            changes: Mutex::new(()),
         }
+    }
+
+    fn master(&self) -> Arc<Master> {
+        Arc::clone(
+            &self
+                .master
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Key changes take turns: hold this while creating, rewrapping or destroying keys.
+    pub(crate) fn turn(&self) -> MutexGuard<'_, ()> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// From now on, `to`'s master key is this keyring's (after a committed rotation).
+    pub(crate) fn adopt_master(&self, to: &Keyring) {
+        let new = to.master();
+        *self
+            .master
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = new;
     }
 
     /// The store id every binding names.
@@ -104,8 +141,8 @@ impl Keyring {
     }
 
     /// Where the master key came from.
-    pub(crate) fn source_name(&self) -> &str {
-        &self.source_name
+    pub(crate) fn source_name(&self) -> String {
+        self.master().source_name.clone()
     }
 
     fn check_aad(&self) -> Vec<u8> {
@@ -115,7 +152,7 @@ impl Keyring {
     /// A new key check value: a known block sealed under the master key (hex).
     pub(crate) fn check_value(&self) -> Result<String> {
         Ok(hex(&envelope::seal(
-            &self.master,
+            &self.master().cipher,
             &self.check_aad(),
             &[0; 32],
         )?))
@@ -124,7 +161,7 @@ impl Keyring {
     /// Whether `check` (a stored key check value) was made with this master key.
     pub(crate) fn verifies(&self, check: &str) -> bool {
         decode_hex(check)
-            .and_then(|sealed| envelope::open(&self.master, &self.check_aad(), &sealed))
+            .and_then(|sealed| envelope::open(&self.master().cipher, &self.check_aad(), &sealed))
             .is_some_and(|block| block == [0; 32])
     }
 
@@ -159,28 +196,25 @@ impl Keyring {
             id,
             collection: collection.to_owned(),
             version,
-            wrapped: envelope::seal(&self.master, &aad, &material[..])?,
+            wrapped: envelope::seal(&self.master().cipher, &aad, &material[..])?,
             created_at_ms: crate::backend::now_ms(),
         })
     }
 
     /// `key` wrapped under another master key (rotation).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "master-key rotation comes next")
-    )]
     pub(crate) fn rewrap(&self, key: &WrappedKey, to: &Keyring) -> Result<WrappedKey> {
         let material = self.unwrap_material(key)?;
         let aad = to.wrap_aad(key.id, &key.collection, key.version);
         Ok(WrappedKey {
-            wrapped: envelope::seal(&to.master, &aad, &material[..])?,
+            wrapped: envelope::seal(&to.master().cipher, &aad, &material[..])?,
             ..key.clone()
         })
     }
 
     fn unwrap_material(&self, key: &WrappedKey) -> Result<Zeroizing<Vec<u8>>> {
         let aad = self.wrap_aad(key.id, &key.collection, key.version);
-        envelope::open(&self.master, &aad, &key.wrapped)
+        let master = self.master();
+        envelope::open(&master.cipher, &aad, &key.wrapped)
             .map(Zeroizing::new)
             .filter(|m| m.len() == 64)
             .ok_or_else(|| {
@@ -189,7 +223,7 @@ impl Keyring {
                     format!(
                         "data key {} (collection {}, version {}) does not unwrap under the \
                          master key from {}",
-                        key.id, key.collection, key.version, self.source_name
+                        key.id, key.collection, key.version, master.source_name
                     ),
                 )
             })
@@ -198,10 +232,13 @@ impl Keyring {
     /// Unwraps `wrapped` and adds the keys this keyring does not hold yet.
     pub(crate) fn load(&self, wrapped: &[WrappedKey]) -> Result<()> {
         let mut fresh = Vec::new();
+        let mut destroyed = Vec::new();
         {
             let keys = self.read();
             for key in wrapped {
-                if !keys.by_id.contains_key(&key.id) {
+                if key.is_destroyed() {
+                    destroyed.push(key.collection.clone());
+                } else if !keys.by_id.contains_key(&key.id) {
                     fresh.push(key);
                 }
             }
@@ -226,7 +263,15 @@ impl Keyring {
             .keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for collection in destroyed {
+            keys.current.remove(&collection);
+            keys.by_id.retain(|_, k| k.collection != collection);
+            keys.shredded.insert(collection);
+        }
         for key in unwrapped {
+            if keys.shredded.contains(&key.collection) {
+                continue;
+            }
             let newer = keys
                 .current
                 .get(&key.collection)
@@ -249,6 +294,22 @@ impl Keyring {
     /// The key new writes of `collection` use, if it has one.
     pub(crate) fn current(&self, collection: &str) -> Option<Arc<DataKey>> {
         self.read().current.get(collection).cloned()
+    }
+
+    /// Whether `collection`'s keys were destroyed.
+    pub(crate) fn is_shredded(&self, collection: &str) -> bool {
+        self.read().shredded.contains(collection)
+    }
+
+    /// Forgets `collection`'s keys: its reads and writes fail from now on.
+    pub(crate) fn forget(&self, collection: &str) {
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.current.remove(collection);
+        keys.by_id.retain(|_, k| k.collection != collection);
+        keys.shredded.insert(collection.to_owned());
     }
 
     /// The key with this id, if loaded.

@@ -197,6 +197,14 @@ impl Backend for MemoryBackend {
         {
             identity.key_check = Some(check.clone());
         }
+        if let Some(collection) = &change.shred {
+            db.tables.shred(collection);
+            for key in db.data_keys.values_mut() {
+                if &key.collection == collection {
+                    key.wrapped.clear();
+                }
+            }
+        }
         for key in &change.keys {
             if change.replace {
                 if let Some(stored) = db.data_keys.get_mut(&key.id) {

@@ -316,9 +316,9 @@ impl Backend for PostgresBackend {
     }
 
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
-        let change = change.clone();
+        let (change, scope) = (change.clone(), self.schema.clone());
         self.with_client(self.primary.clone(), move |mut client| async move {
-            schema::write_keys(&mut client, &change).await
+            schema::write_keys(&mut client, &scope, &change).await
         })
     }
 }

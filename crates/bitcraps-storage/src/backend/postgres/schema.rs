@@ -241,11 +241,23 @@ pub(crate) async fn read_data_keys(client: &Client) -> Result<Vec<WrappedKey>> {
 }
 
 /// Writes `change` in one transaction (see [`KeyChange`]).
-pub(crate) async fn write_keys(client: &mut Client, change: &KeyChange) -> Result<()> {
+pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyChange) -> Result<()> {
     let tx = client
         .transaction()
         .await
         .map_err(db_err("starting to write keys"))?;
+    if change.shred.is_some() {
+        // Like a prefix delete: every writer of the store waits.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[
+                &super::locks::STORE_LOCK_SPACE,
+                &super::locks::store_lock(scope),
+            ],
+        )
+        .await
+        .map_err(db_err("taking the store's write lock"))?;
+    }
     if let Some(check) = &change.check {
         let sql = if change.replace {
             "INSERT INTO meta (name, value) VALUES ($1, $2) \
@@ -286,6 +298,27 @@ pub(crate) async fn write_keys(client: &mut Client, change: &KeyChange) -> Resul
             )
             .await
             .map_err(db_err("storing a data key"))?;
+        }
+    }
+    if let Some(collection) = &change.shred {
+        for sql in [
+            "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
+             WHERE r.collection = $1 AND r.blob_id = blobs.id) \
+             WHERE id IN (SELECT blob_id FROM records WHERE collection = $1)",
+            "DELETE FROM records WHERE collection = $1",
+            "DELETE FROM blobs WHERE refcount <= 0",
+            "DELETE FROM dictionaries WHERE collection = $1 \
+             AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL)",
+            "UPDATE data_keys SET wrapped = ''::bytea WHERE collection = $1",
+        ] {
+            let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = if sql.contains("$1") {
+                &[collection]
+            } else {
+                &[]
+            };
+            tx.execute(sql, params)
+                .await
+                .map_err(db_err("shredding a collection"))?;
         }
     }
     tx.commit().await.map_err(db_err("committing keys"))

@@ -211,6 +211,34 @@ pub(crate) fn read_data_keys(conn: &Connection) -> Result<Vec<WrappedKey>> {
 
 /// Writes `change` in one transaction (see [`KeyChange`]).
 pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()> {
+    if change.shred.is_none() {
+        return write_keys_in_tx(conn, change);
+    }
+    // Freed pages of a shred are overwritten, so its ciphertext and key leave the file (and,
+    // after a checkpoint, the WAL) instead of lingering on the free list.
+    conn.execute_batch("PRAGMA secure_delete = ON")
+        .map_err(db_err("turning secure_delete on"))?;
+    let written = write_keys_in_tx(conn, change);
+    let reset = conn
+        .execute_batch("PRAGMA secure_delete = OFF")
+        .map_err(db_err("turning secure_delete off"));
+    written.and(reset)
+}
+
+/// The SQL of a shred (`?1`: the collection), in order: references released, records,
+/// blobs nothing refers to, dictionaries no blob names, keys destroyed.
+pub(crate) const SHRED_SQLITE: [&str; 5] = [
+    "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
+     WHERE r.collection = ?1 AND r.blob_id = blobs.id) \
+     WHERE id IN (SELECT blob_id FROM records WHERE collection = ?1)",
+    "DELETE FROM records WHERE collection = ?1",
+    "DELETE FROM blobs WHERE refcount <= 0",
+    "DELETE FROM dictionaries WHERE collection = ?1 \
+     AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL)",
+    "UPDATE data_keys SET wrapped = X'' WHERE collection = ?1",
+];
+
+fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db_err("starting to write keys"))?;
@@ -250,6 +278,17 @@ pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()
                 ],
             )
             .map_err(db_err("storing a data key"))?;
+        }
+    }
+    if let Some(collection) = &change.shred {
+        for sql in SHRED_SQLITE {
+            let params: &[&dyn rusqlite::ToSql] = if sql.contains("?1") {
+                &[collection]
+            } else {
+                &[]
+            };
+            tx.execute(sql, params)
+                .map_err(db_err("shredding a collection"))?;
         }
     }
     tx.commit().map_err(db_err("committing keys"))
