@@ -283,6 +283,12 @@ pub enum KeyCommand {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Give a collection a new data key: new writes are sealed under it, older blobs stay
+    /// readable under theirs
+    RotateData {
+        /// The collection
+        collection: String,
+    },
     /// Crypto-shred a collection: destroy its data key, records, blobs and dictionaries.
     /// Its reads then fail; other collections are untouched. Backups taken before still
     /// hold it under the master key of their time (see docs/configuration.md)
@@ -352,6 +358,10 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Confirm that the export of an encrypted store (opened with a key) writes its
+    /// documents in plaintext; refused without it (exit 2)
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// `import`

@@ -121,8 +121,10 @@ fn rotate_then_shred_from_the_command_line() {
     let (old, new) = (old.to_str().expect("utf-8"), new.to_str().expect("utf-8"));
     s.ok(&["--key-file", old, "put", "bank", "house", "100"]);
     s.ok(&["--key-file", old, "put", "games", "g-1", "6"]);
+    let out = s.ok(&["--key-file", old, "key", "rotate-data", "games"]);
+    assert_eq!(out.trim(), "games: new writes use data key version 2");
     let out = s.ok(&["--key-file", old, "key", "rotate", "--new-key-file", new]);
-    assert!(out.starts_with("rotated: 2 data keys re-wrapped"), "{out}");
+    assert!(out.starts_with("rotated: 3 data keys re-wrapped"), "{out}");
     s.cli()
         .args(["--key-file", old, "get", "bank", "house"])
         .assert()
@@ -154,4 +156,35 @@ fn rotate_then_shred_from_the_command_line() {
         s.ok(&["--key-file", new, "get", "games", "g-1"]).trim(),
         "6"
     );
+}
+
+#[test]
+fn export_of_an_encrypted_store_needs_plaintext_spelled_out() {
+    let s = Scratch::new();
+    let key = s.path("master.key");
+    std::fs::write(&key, generate(&s)).expect("key file");
+    let key = key.to_str().expect("utf-8");
+    s.ok(&[
+        "--key-file",
+        key,
+        "put",
+        "bank",
+        "house",
+        r#"{"chips":100}"#,
+    ]);
+    let out = s.path("all.jsonl");
+    s.cli()
+        .args([
+            "--key-file",
+            key,
+            "export",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --plaintext"));
+    assert!(!out.exists(), "nothing written");
+    let lines = s.ok(&["--key-file", key, "export", "--plaintext"]);
+    assert!(lines.contains(r#""chips":100"#), "{lines}");
 }

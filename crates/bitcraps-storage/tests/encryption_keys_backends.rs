@@ -1,4 +1,4 @@
-//! Rotation and shredding on every backend (memory, SQLite, and PostgreSQL when configured):
+//! Data-key and master-key rotation and shredding on every backend (memory, SQLite, and PostgreSQL when configured):
 //! the rotated store opens with the new key only; a shredded collection is `Shredded`, also
 //! after reopening, and the others read and check fine.
 
@@ -21,11 +21,21 @@ async fn rotate_and_shred(f: Fixture) -> Result {
         s.store("games", &format!("g-{i}"), &json!({"point": i}))
             .await?;
     }
+    // A new data key for `games`: later writes use it, earlier ones stay readable, and
+    // equal documents still share one blob (the address key is kept).
+    assert_eq!(s.rotate_data_key("games").await?, 2);
+    s.store("games", "g-again", &json!({"point": 3})).await?;
+    s.store("games", "g-new", &json!({"point": "new"})).await?;
+    assert_eq!(
+        s.metadata("games", "g-3").await?.map(|m| m.shared_by),
+        Some(2)
+    );
     let (_dir, next) = common::key_file();
     assert_eq!(
         s.rotate_master_key(Arc::new(KeySource::File(next.clone())))
             .await?,
-        2
+        3,
+        "players, games v1 and v2"
     );
     assert_eq!(s.shred_collection("players").await?, 20);
     let err = s
@@ -61,6 +71,10 @@ async fn rotate_and_shred(f: Fixture) -> Result {
             .await?;
         assert_eq!(got, Some(json!({"point": i})));
     }
+    assert_eq!(
+        s.retrieve::<serde_json::Value>("games", "g-new").await?,
+        Some(json!({"point": "new"}))
+    );
     let report = s.check_consistency_deep().await?;
     assert!(report.is_ok(), "{report:?}");
     s.close().await?;

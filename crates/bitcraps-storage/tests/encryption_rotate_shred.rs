@@ -187,3 +187,48 @@ async fn a_shredded_collection_is_gone_and_the_others_read_fine() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// After a data-key rotation new blobs name the new key in their header, old ones the old
+/// key, and both read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_data_key_seals_new_writes_and_old_blobs_stay_readable() -> Result {
+    let dir = tempfile::tempdir()?;
+    let (_key_dir, key) = common::key_file();
+    let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
+    s.store("bank", "old", &json!({"chips": 1})).await?;
+    assert_eq!(s.rotate_data_key("bank").await?, 2);
+    s.store("bank", "new", &json!({"chips": 2})).await?;
+    s.close().await?;
+    drop(s);
+    let conn = rusqlite::Connection::open(dir.path().join("bitcraps.db"))?;
+    let header = |key: &str| -> rusqlite::Result<Vec<u8>> {
+        conn.query_row(
+            "SELECT substr(b.data, 2, 8) FROM blobs b JOIN records r ON r.blob_id = b.id \
+             WHERE r.collection = 'bank' AND r.key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+    };
+    let versions: Vec<(Vec<u8>, i64)> = conn
+        .prepare("SELECT id, version FROM data_keys WHERE collection = 'bank' ORDER BY version")?
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?.to_be_bytes().to_vec(), r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let ids: Vec<Vec<u8>> = versions.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(header("old")?, ids[0]);
+    assert_eq!(header("new")?, ids[1]);
+    drop(conn);
+    let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
+    assert_eq!(
+        s.retrieve::<serde_json::Value>("bank", "old").await?,
+        Some(json!({"chips": 1}))
+    );
+    assert_eq!(
+        s.retrieve::<serde_json::Value>("bank", "new").await?,
+        Some(json!({"chips": 2}))
+    );
+    s.close().await?;
+    Ok(())
+}

@@ -28,6 +28,17 @@ pub async fn rotate(storage: &PersistentStorageManager, new_key_file: PathBuf) -
     ))
 }
 
+/// Gives `collection` a new data key.
+pub async fn rotate_data(storage: &PersistentStorageManager, collection: &str) -> Result<()> {
+    let version = storage
+        .rotate_data_key(collection)
+        .await
+        .with_context(|| format!("rotating the data key of {collection}"))?;
+    super::print(&format!(
+        "{collection}: new writes use data key version {version}\n"
+    ))
+}
+
 /// Crypto-shreds `collection` (the caller checked `--yes`).
 pub async fn shred(storage: &PersistentStorageManager, collection: &str, yes: bool) -> Result<()> {
     debug_assert!(yes, "refused earlier without --yes");

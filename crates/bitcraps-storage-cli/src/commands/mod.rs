@@ -74,6 +74,18 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         }
         return migrate::run(args, cli.config.as_deref(), ui).await;
     }
+    if let Command::Export(args) = &cli.command
+        && settings.config.key.is_set()
+        && !args.plaintext
+    {
+        // Everything else that leaves an encrypted store is ciphertext.
+        return Err(CliError::Usage(
+            "the store is encrypted and export writes its documents in plaintext; pass \
+             --plaintext to confirm"
+                .into(),
+        )
+        .into());
+    }
     if reads_only(&cli.command) || settings.config.database.read_only {
         require_store(&settings.config)?;
     }
@@ -153,6 +165,9 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
         Command::Key(KeyCommand::Rotate { new_key_file }) => {
             key::rotate(storage, new_key_file).await
+        }
+        Command::Key(KeyCommand::RotateData { collection }) => {
+            key::rotate_data(storage, &collection).await
         }
         Command::Key(KeyCommand::Shred { collection, yes }) => {
             key::shred(storage, &collection, yes).await

@@ -63,6 +63,38 @@ impl PersistentStorageManager {
         .await
     }
 
+    /// Gives `collection` a new data key (the next version): new writes are sealed under
+    /// it, blobs under older versions stay readable (their keys are kept), and content
+    /// addresses do not change, so equal documents still share one blob. Returns the new
+    /// version. (Re-encrypting the old blobs is not done: they stay under the old version
+    /// until overwritten.)
+    pub async fn rotate_data_key(&self, collection: &str) -> Result<i64> {
+        crate::validate::collection(collection)?;
+        self.check_writable()?;
+        let ring = self.keyring()?;
+        let backend = Arc::clone(&self.shared().backend);
+        let name = collection.to_owned();
+        blocking(move || {
+            let _turn = ring.turn();
+            ring.load(&backend.data_keys()?)?;
+            if ring.is_shredded(&name) {
+                return Err(StorageError::Shredded { collection: name });
+            }
+            let current = ring.current(&name).ok_or_else(|| {
+                StorageError::Config(format!(
+                    "collection {name} has no data key yet: its first write creates one"
+                ))
+            })?;
+            let version = current.version.saturating_add(1);
+            let wrapped = ring.new_key(&name, version, Some(&current))?;
+            backend.write_keys(&KeyChange::add(vec![wrapped]))?;
+            ring.load(&backend.data_keys()?)?;
+            tracing::info!(collection = %name, version, "data key rotated");
+            Ok(version)
+        })
+        .await
+    }
+
     /// Crypto-shreds `collection`: in one transaction its data keys are destroyed (their
     /// rows kept, emptied, so every node and every later open knows), its records, their
     /// blobs and its dictionaries deleted (SQLite overwrites the freed pages; the next
