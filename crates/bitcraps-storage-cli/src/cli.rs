@@ -275,6 +275,10 @@ pub enum KeyCommand {
     /// Print a new random master key (64 hex characters) for a key file, e.g.
     /// `bitcraps-storage key generate > /etc/bitcraps.key && chmod 600 /etc/bitcraps.key`
     Generate,
+    /// Encrypt a plaintext store in place with the key of --key-file: resumable (run it
+    /// again after an interruption), with a progress bar, verified at the end; until it
+    /// finishes the store opens only for this
+    Enable,
     /// Re-wrap every data key under a new master key, in one transaction; afterwards only
     /// the new key opens the store (the current one comes from --key-file). Backups taken
     /// before still need the old key
@@ -428,4 +432,9 @@ pub struct MigrateArgs {
     /// "first_mismatches": [...]}
     #[arg(long)]
     pub json: bool,
+    /// The target's master key file, when it differs from the source's --key-file (e.g.
+    /// to encrypt a plaintext store by copying it); documents are sealed under the target's
+    /// keys and never written in plaintext on the way
+    #[arg(long, value_name = "FILE")]
+    pub to_key_file: Option<PathBuf>,
 }

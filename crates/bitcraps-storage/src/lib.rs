@@ -84,7 +84,7 @@ pub use config::{
     DatabaseConfig, Durability, KeyConfig, MaintenanceConfig, MetricsConfig, RedisConfig,
     StorageConfig, StorageConfigBuilder, WriteConfig,
 };
-pub use crypto::{KeyProvider, KeySource, MasterKey};
+pub use crypto::{EncryptionReport, KeyProvider, KeySource, MasterKey};
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};

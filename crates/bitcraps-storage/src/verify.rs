@@ -15,7 +15,7 @@ use zstd::dict::DecoderDictionary;
 
 use crate::PersistentStorageManager;
 use crate::backend::{
-    BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, StoredDictionary,
+    BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, StoredBlob, StoredDictionary,
 };
 use crate::crypto::Keyring;
 use crate::error::Result;
@@ -59,26 +59,31 @@ impl Decoders {
                 Err(other) => return Some(other.to_string()),
             },
         };
+        self.decode(&location, blob).err().map(|e| match e {
+            crate::StorageError::Corruption { detail, .. } => detail,
+            other => other.to_string(),
+        })
+    }
+
+    /// The verified JSON of a plaintext (or opened) blob, decoded with its dictionary.
+    pub(crate) fn decode(&self, location: &str, blob: &StoredBlob) -> crate::Result<Vec<u8>> {
         let dict = match blob.dict_id {
             None => None,
-            Some(id) => match self.dictionaries.get(&id) {
-                Some(d) => Some(d),
-                None => return Some(format!("its zstd dictionary {id} does not exist")),
-            },
+            Some(id) => Some(self.dictionaries.get(&id).ok_or_else(|| {
+                crate::StorageError::corruption(
+                    location,
+                    format!("its zstd dictionary {id} does not exist"),
+                )
+            })?),
         };
         value::decode(
-            &location,
+            location,
             blob.codec_id,
             blob.raw_len,
             &blob.hash,
             &blob.data,
             dict,
         )
-        .err()
-        .map(|e| match e {
-            crate::StorageError::Corruption { detail, .. } => detail,
-            other => other.to_string(),
-        })
     }
 }
 

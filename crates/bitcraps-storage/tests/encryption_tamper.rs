@@ -125,3 +125,29 @@ async fn a_flipped_byte_or_a_changed_codec_is_corruption() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// Regression: `metadata().content_hash` of an encrypted store was the keyed address, not
+/// blake3 of the document as documented, so `migrate` into an encrypted target reported
+/// every record as different. It is the document's blake3 again; the row keeps the keyed
+/// address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_reports_the_documents_blake3_not_the_keyed_address() -> Result {
+    let dir = tempfile::tempdir()?;
+    let (_key_dir, key) = common::key_file();
+    let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
+    let doc = json!({"chips": 10});
+    s.store("bank", "alice", &doc).await?;
+    let meta = s.metadata("bank", "alice").await?.ok_or("missing")?;
+    let json = serde_json::to_vec(&doc)?;
+    assert_eq!(meta.content_hash, blake3::hash(&json).to_hex().to_string());
+    s.close().await?;
+    drop(s);
+    let db = Connection::open(dir.path().join("bitcraps.db"))?;
+    let stored: Vec<u8> = db.query_row("SELECT hash FROM blobs", [], |r| r.get(0))?;
+    assert_ne!(
+        stored,
+        blake3::hash(&json).as_bytes().to_vec(),
+        "the row holds the keyed address"
+    );
+    Ok(())
+}

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use bitcraps_storage::{KeySource, MasterKey, PersistentStorageManager};
+use bitcraps_storage::{KeySource, MasterKey, PersistentStorageManager, StorageConfig};
+
+use crate::exit::CliError;
+use crate::progress::Ui;
 
 /// Prints a new random master key: 64 hex characters and a newline, nothing else (so
 /// `key generate > FILE` makes a key file). The key is never logged.
@@ -48,5 +51,29 @@ pub async fn shred(storage: &PersistentStorageManager, collection: &str, yes: bo
         .with_context(|| format!("shredding collection {collection}"))?;
     super::print(&format!(
         "shredded {collection}: its data key and {count} records destroyed\n"
+    ))
+}
+
+/// Encrypts the plaintext store `config` names in place with its key (`--key-file`).
+pub async fn enable(config: StorageConfig, ui: &Ui) -> Result<()> {
+    if !config.key.is_set() {
+        return Err(
+            CliError::Usage("key enable needs the key: pass --key-file FILE".into()).into(),
+        );
+    }
+    let location = super::describe(&config);
+    let bar = ui.bar(None, "records", "encrypting");
+    let shown = bar.clone();
+    let report = PersistentStorageManager::enable_encryption(config, move |done, total| {
+        shown.set_length(total);
+        shown.set_position(done);
+    })
+    .await
+    .with_context(|| format!("encrypting the store at {location}"))?;
+    bar.finish_and_clear();
+    super::print(&format!(
+        "encrypted: {} of {} records re-encrypted by this run, {} dictionaries sealed; \
+         verified\n",
+        report.records_encrypted, report.records, report.dictionaries_encrypted
     ))
 }

@@ -54,7 +54,7 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
     }
     crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
     let mut settings = Settings::load(
-        Layer::from_flags(cli.data, cli.url).with_key_file(cli.key_file),
+        Layer::from_flags(cli.data, cli.url).with_key_file(cli.key_file.clone()),
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
@@ -72,7 +72,12 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
             )
             .into());
         }
-        return migrate::run(args, cli.config.as_deref(), ui).await;
+        return migrate::run(args, cli.config.as_deref(), cli.key_file.clone(), ui).await;
+    }
+    if let Command::Key(KeyCommand::Enable) = &cli.command {
+        // Opens the store itself: a plaintext store opened with a key is otherwise refused.
+        require_store(&settings.config)?;
+        return key::enable(settings.config, ui).await;
     }
     if let Command::Export(args) = &cli.command
         && settings.config.key.is_set()
@@ -176,7 +181,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Demo(_)
         | Command::Migrate(_)
         | Command::Completions { .. }
-        | Command::Key(KeyCommand::Generate) => Ok(()),
+        | Command::Key(KeyCommand::Generate | KeyCommand::Enable) => Ok(()),
     }
 }
 

@@ -13,6 +13,8 @@ pub(crate) const REDIS_SECRET: &str = "redis_secret";
 pub(crate) const REDIS_TIER: &str = "redis_tier";
 /// `meta` row of an encrypted store: the key check value (hex; `crypto/keyring.rs`).
 pub(crate) const KEY_CHECK: &str = "key_check";
+/// `meta` row present while `key enable` encrypts the store in place.
+pub(crate) const ENCRYPTING: &str = "encrypting";
 
 /// What a backend's `meta` table says about the store.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct StoreIdentity {
     pub redis_tier: bool,
     /// The key check value of an encrypted store (`None`: the store is plaintext).
     pub key_check: Option<String>,
+    /// `key enable` started encrypting the store in place and has not finished.
+    pub encrypting: bool,
 }
 
 impl std::fmt::Debug for StoreIdentity {
@@ -49,12 +53,14 @@ impl StoreIdentity {
     /// The identity from `meta` rows; missing or malformed rows are corruption.
     pub(crate) fn from_rows(rows: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         let (mut store_id, mut secret, mut redis_tier, mut key_check) = (None, None, false, None);
+        let mut encrypting = false;
         for (name, value) in rows {
             match name.as_str() {
                 STORE_ID => store_id = Some(value),
                 REDIS_SECRET => secret = decode_secret(&value),
                 REDIS_TIER => redis_tier = true,
                 KEY_CHECK => key_check = Some(value),
+                ENCRYPTING => encrypting = true,
                 _ => {}
             }
         }
@@ -70,6 +76,7 @@ impl StoreIdentity {
             secret: secret.ok_or_else(|| corrupt(REDIS_SECRET))?,
             redis_tier,
             key_check,
+            encrypting,
         })
     }
 }

@@ -382,6 +382,11 @@ pub struct KeyChange {
     /// blobs and its dictionaries, and destroy its keys (their `wrapped` emptied). SQLite
     /// overwrites the freed content (`secure_delete`).
     pub shred: Option<String>,
+    /// `Some(true)`: mark the store as being encrypted in place (the `meta` row
+    /// `encrypting`); `Some(false)`: clear the mark (`key enable` finished).
+    pub encrypting: Option<bool>,
+    /// Dictionaries to replace in place by their sealed form: `(id, data)`.
+    pub dictionaries: Vec<(i64, Vec<u8>)>,
 }
 
 impl KeyChange {

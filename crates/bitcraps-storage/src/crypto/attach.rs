@@ -10,6 +10,7 @@
 //! | encrypted | verifies | encrypted |
 //! | new (no record, blob or dictionary) | given | becomes encrypted: the check is written |
 //! | plaintext with data | given | [`StorageError::NotEncrypted`] (`key enable` encrypts it) |
+//! | being encrypted by `key enable` | given | [`StorageError::Config`]: run it again |
 
 use std::sync::Arc;
 
@@ -40,6 +41,13 @@ pub(crate) fn attach(backend: Arc<dyn Backend>, config: &StorageConfig) -> Resul
             keyring: None,
         });
     };
+    if identity.encrypting {
+        return Err(StorageError::Config(
+            "encrypting this store in place did not finish: run `bitcraps-storage key enable` \
+             again to resume it"
+                .into(),
+        ));
+    }
     let master = provider.master_key()?;
     let ring = Keyring::new(&master, provider.describe(), identity.store_id.clone());
     drop(master);

@@ -25,11 +25,32 @@ use crate::list::{ListOptions, ListPage};
 pub(crate) struct EncryptedBackend {
     inner: Arc<dyn Backend>,
     ring: Arc<Keyring>,
+    /// While `key enable` encrypts a store in place, blobs and dictionaries without the
+    /// encryption header are still plaintext and read as such; otherwise they are corruption.
+    mixed: bool,
 }
 
 impl EncryptedBackend {
     pub(crate) fn new(inner: Arc<dyn Backend>, ring: Arc<Keyring>) -> Self {
-        EncryptedBackend { inner, ring }
+        EncryptedBackend {
+            inner,
+            ring,
+            mixed: false,
+        }
+    }
+
+    /// The wrapper `key enable` works through (see [`EncryptedBackend::mixed`]).
+    pub(crate) fn mixed(inner: Arc<dyn Backend>, ring: Arc<Keyring>) -> Self {
+        EncryptedBackend {
+            inner,
+            ring,
+            mixed: true,
+        }
+    }
+
+    /// Whether `data` (a blob's or dictionary's) is sealed under a key of this store.
+    pub(crate) fn is_sealed(&self, data: &[u8]) -> Result<bool> {
+        Ok(self.key_by_id(blob::key_id(data))?.is_some())
     }
 
     /// [`StorageError::Shredded`] for a collection whose keys were destroyed.
@@ -44,7 +65,7 @@ impl EncryptedBackend {
 
     /// The key new writes of `collection` use, created (and stored durably, before any
     /// ciphertext under it) on its first write.
-    fn key_for_write(&self, collection: &str) -> Result<Arc<DataKey>> {
+    pub(crate) fn key_for_write(&self, collection: &str) -> Result<Arc<DataKey>> {
         self.check_not_shredded(collection)?;
         if let Some(key) = self.ring.current(collection) {
             return Ok(key);
@@ -91,7 +112,11 @@ impl EncryptedBackend {
     fn open_blob(&self, collection: &str, key: &str, blob: &StoredBlob) -> Result<StoredBlob> {
         let location = format!("{collection}/{key}");
         let id = blob::key_id(&blob.data);
-        let data_key = blob_key(self.key_by_id(id)?, id, Some(collection), &location)?;
+        let found = self.key_by_id(id)?;
+        if self.mixed && found.is_none() {
+            return Ok(blob.clone());
+        }
+        let data_key = blob_key(found, id, Some(collection), &location)?;
         blob::open_blob(&self.ring, &data_key, blob, &location)
     }
 
@@ -221,13 +246,32 @@ impl Backend for EncryptedBackend {
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
         self.check_not_shredded(collection)?;
-        self.inner.metadata(collection, key)
+        let Some(mut meta) = self.inner.metadata(collection, key)? else {
+            return Ok(None);
+        };
+        // `content_hash` is blake3 of the document, comparable across stores (`migrate`
+        // verifies copies with it); the row holds the keyed address, so the plain hash comes
+        // from inside the ciphertext. (A record deleted in between keeps the row's value.)
+        if let Some(record) = self.inner.get(collection, key)? {
+            let opened = self.open_blob(collection, key, &record.blob)?;
+            meta.content_hash = crate::value::hex(&opened.hash);
+        }
+        Ok(Some(meta))
     }
 
     fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {
-        open_dictionaries(&self.ring, self.inner.dictionaries()?, |id| {
-            self.key_by_id(id)
-        })
+        let stored = self.inner.dictionaries()?;
+        if self.mixed {
+            let (sealed, plain): (Vec<_>, Vec<_>) = stored.into_iter().partition(|d| {
+                self.ring
+                    .by_id(blob::key_id(&d.data).unwrap_or(-1))
+                    .is_some()
+            });
+            let mut all = open_dictionaries(&self.ring, sealed, |id| self.key_by_id(id))?;
+            all.extend(plain);
+            return Ok(all);
+        }
+        open_dictionaries(&self.ring, stored, |id| self.key_by_id(id))
     }
 
     fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {

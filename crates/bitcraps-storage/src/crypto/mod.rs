@@ -11,11 +11,13 @@
 //!   ciphertext is bound to.
 //! - `l2.rs`: the Redis tier's values, sealed per record.
 //! - `backend.rs`: the wrapper at the backend seam that seals on the way down and opens on
-//!   the way up; `attach.rs`: the open-time decisions, failing closed.
+//!   the way up; `attach.rs`: the open-time decisions, failing closed; `enable.rs`:
+//!   encrypting a plaintext store in place (`key enable`), resumably.
 
 mod attach;
 mod backend;
 mod blob;
+mod enable;
 mod envelope;
 mod key;
 mod keyring;
@@ -24,6 +26,8 @@ mod provider;
 
 pub(crate) use attach::{Attached, attach};
 pub(crate) use backend::{open_dictionaries, open_stored_blob};
+pub use enable::EncryptionReport;
+pub(crate) use enable::enable;
 pub use key::MasterKey;
 pub(crate) use keyring::Keyring;
 pub use provider::{KeyProvider, KeySource};

@@ -13,6 +13,21 @@ use crate::list::ListOptions;
 use crate::rt::blocking;
 
 impl PersistentStorageManager {
+    /// Encrypts the plaintext store `config` describes in place, with the key of
+    /// `config.key` (the store must not be open elsewhere). Resumable: a run that was
+    /// killed is finished by the next; until then the store opens only for this. Every
+    /// record is re-encrypted page by page (one transaction each) and gets a new version;
+    /// dictionaries are sealed; the result is deep-checked before the store is marked
+    /// encrypted, then vacuumed so no freed page keeps plaintext. `progress` gets (records
+    /// examined, records in the store) after each page. On an encrypted store it only checks
+    /// the key and does nothing.
+    pub async fn enable_encryption(
+        config: crate::StorageConfig,
+        progress: impl FnMut(u64, u64) + Send + 'static,
+    ) -> Result<crate::EncryptionReport> {
+        blocking(move || crate::crypto::enable(&config, progress)).await
+    }
+
     fn keyring(&self) -> Result<Arc<Keyring>> {
         self.shared().keyring.clone().ok_or_else(|| {
             StorageError::Config("the store is not encrypted (it was opened without a key)".into())
@@ -54,7 +69,7 @@ impl PersistentStorageManager {
                 check: Some(to.check_value()?),
                 keys,
                 replace: true,
-                shred: None,
+                ..KeyChange::default()
             })?;
             ring.adopt_master(&to);
             tracing::info!(data_keys = count, "master key rotated");

@@ -197,6 +197,14 @@ impl Backend for MemoryBackend {
         {
             identity.key_check = Some(check.clone());
         }
+        if let (Some(encrypting), Some(identity)) = (change.encrypting, db.identity.as_mut()) {
+            identity.encrypting = encrypting;
+        }
+        for (id, data) in &change.dictionaries {
+            if let Some(d) = db.tables.dictionaries.get_mut(id) {
+                d.data = data.clone();
+            }
+        }
         if let Some(collection) = &change.shred {
             db.tables.shred(collection);
             for key in db.data_keys.values_mut() {

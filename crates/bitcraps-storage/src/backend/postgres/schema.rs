@@ -300,6 +300,29 @@ pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyCha
             .map_err(db_err("storing a data key"))?;
         }
     }
+    match change.encrypting {
+        Some(true) => {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, 'on') ON CONFLICT (name) DO NOTHING",
+                &[&identity::ENCRYPTING],
+            )
+            .await
+        }
+        Some(false) => {
+            tx.execute("DELETE FROM meta WHERE name = $1", &[&identity::ENCRYPTING])
+                .await
+        }
+        None => Ok(0),
+    }
+    .map_err(db_err("marking the encryption in place"))?;
+    for (id, data) in &change.dictionaries {
+        tx.execute(
+            "UPDATE dictionaries SET data = $2 WHERE id = $1",
+            &[id, data],
+        )
+        .await
+        .map_err(db_err("sealing a dictionary"))?;
+    }
     if let Some(collection) = &change.shred {
         for sql in [
             "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \

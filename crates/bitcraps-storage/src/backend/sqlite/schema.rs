@@ -280,6 +280,22 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
             .map_err(db_err("storing a data key"))?;
         }
     }
+    match change.encrypting {
+        Some(true) => tx.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, 'on')",
+            [identity::ENCRYPTING],
+        ),
+        Some(false) => tx.execute("DELETE FROM meta WHERE name = ?1", [identity::ENCRYPTING]),
+        None => Ok(0),
+    }
+    .map_err(db_err("marking the encryption in place"))?;
+    for (id, data) in &change.dictionaries {
+        tx.execute(
+            "UPDATE dictionaries SET data = ?2 WHERE id = ?1",
+            rusqlite::params![id, data],
+        )
+        .map_err(db_err("sealing a dictionary"))?;
+    }
     if let Some(collection) = &change.shred {
         for sql in SHRED_SQLITE {
             let params: &[&dyn rusqlite::ToSql] = if sql.contains("?1") {
