@@ -437,4 +437,30 @@ pub struct MigrateArgs {
     /// keys and never written in plaintext on the way
     #[arg(long, value_name = "FILE")]
     pub to_key_file: Option<PathBuf>,
+    /// The global `--data`, shadowed so that `migrate --help` lists only what migrate accepts
+    /// (clap does not propagate a global argument to a subcommand that defines its own):
+    /// given here, it is refused as a usage error.
+    #[arg(long, hide = true)]
+    pub data: Option<PathBuf>,
+    /// The global `--url`, shadowed and refused like `data`.
+    #[arg(long, hide = true)]
+    pub url: Option<String>,
+    /// The global `--read-only`, shadowed and refused like `data`: migrate writes its target.
+    #[arg(long, hide = true)]
+    pub read_only: bool,
+}
+
+impl MigrateArgs {
+    /// The global option given to `migrate` that it does not accept, if any.
+    pub fn refused_option(&self) -> Option<&'static str> {
+        if self.data.is_some() {
+            Some("--data")
+        } else if self.url.is_some() {
+            Some("--url")
+        } else if self.read_only {
+            Some("--read-only")
+        } else {
+            None
+        }
+    }
 }

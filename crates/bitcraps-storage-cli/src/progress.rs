@@ -34,7 +34,7 @@ impl Ui {
     }
 
     /// A bar counting to `len`, or a spinner with a counter when the length is unknown.
-    pub fn bar(&self, len: Option<u64>, unit: &str, message: &str) -> ProgressBar {
+    pub fn bar(&self, len: Option<u64>, unit: &str, message: &str) -> Bar {
         let bar = match len {
             Some(len) => {
                 let template = format!(
@@ -51,7 +51,7 @@ impl Ui {
         };
         let bar = self.bars.add(bar.with_message(message.to_owned()));
         bar.enable_steady_tick(Duration::from_millis(120));
-        bar
+        Bar::new(bar)
     }
 
     /// A bar counting bytes to `len` (unknown: a spinner).
@@ -79,6 +79,50 @@ impl Ui {
     /// A writer for `tracing_subscriber` that prints through [`Ui::suspend`].
     pub fn log_writer(&self) -> LogWriter {
         LogWriter { ui: self.clone() }
+    }
+}
+
+/// A progress bar whose position never passes its total: a total known in advance is an
+/// estimate (a demo plays whole rounds, a source store may grow while it is copied), so a
+/// count past it raises the total instead of drawing 120 %. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bar {
+    bar: ProgressBar,
+    /// Makes "raise the total, then count" one step when clones count from several tasks.
+    counting: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+impl Bar {
+    fn new(bar: ProgressBar) -> Self {
+        Bar {
+            bar,
+            counting: std::sync::Arc::default(),
+        }
+    }
+
+    /// Counts `n` more.
+    pub fn inc(&self, n: u64) {
+        let _turn = self
+            .counting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let position = self.bar.position().saturating_add(n);
+        if let Some(len) = self.bar.length()
+            && position > len
+        {
+            self.bar.set_length(position);
+        }
+        self.bar.inc(n);
+    }
+
+    /// Removes the bar from the screen.
+    pub fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    #[cfg(test)]
+    fn state(&self) -> (u64, Option<u64>) {
+        (self.bar.position(), self.bar.length())
     }
 }
 
@@ -139,5 +183,47 @@ impl Drop for LogLine {
     fn drop(&mut self) {
         // Nowhere to report a failed log write.
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #17: a bar's position never passes its total, even when more arrives than was
+    /// announced, from several clones at once.
+    #[test]
+    fn a_bar_never_passes_its_total() {
+        let ui = Ui {
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+        };
+        let bar = ui.bar(Some(10), "records", "copying");
+        bar.inc(7);
+        assert_eq!(bar.state(), (7, Some(10)));
+        bar.inc(7);
+        assert_eq!(bar.state(), (14, Some(14)));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let bar = bar.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..250 {
+                        bar.inc(1);
+                        let (position, len) = bar.state();
+                        assert!(
+                            len.is_some_and(|len| position <= len),
+                            "{position} > {len:?}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().is_ok());
+        }
+        assert_eq!(bar.state(), (1014, Some(1014)));
+        // A spinner has no total to pass.
+        let spinner = ui.bar(None, "", "working");
+        spinner.inc(3);
+        assert_eq!(spinner.state(), (3, None));
     }
 }

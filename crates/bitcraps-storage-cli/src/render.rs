@@ -3,17 +3,81 @@
 use std::time::Duration;
 
 use bitcraps_storage::{ConsistencyReport, RecordMetadata, StorageStatistics};
-use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::presets::{NOTHING, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 
 use crate::json::timestamp;
 
-/// A two-column table; a row whose value is empty is a section heading.
-pub fn key_value(rows: &[(String, String)]) -> Table {
+/// The one table style of every command: UTF-8 borders fitted to the terminal's width when
+/// stdout is a terminal; plain columns (no borders, no wrapping, no trailing blanks) when it
+/// is a pipe or a file, so that `grep`, `awk` and `cut` see one line per row.
+pub fn table() -> StyledTable {
+    styled(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+}
+
+/// A comfy-table [`Table`] in the one style; it derefs to the table for adding rows, and
+/// displays in the style.
+pub struct StyledTable {
+    table: Table,
+    plain: bool,
+}
+
+fn styled(terminal: bool) -> StyledTable {
     let mut table = Table::new();
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    if terminal {
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        table
+            .load_style(NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .force_no_tty();
+    }
+    StyledTable {
+        table,
+        plain: !terminal,
+    }
+}
+
+impl std::ops::Deref for StyledTable {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for StyledTable {
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+}
+
+impl std::fmt::Display for StyledTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.plain {
+            return write!(f, "{}", self.table);
+        }
+        // Columns two spaces apart, flush left, and no blanks at the ends of lines.
+        let mut table = self.table.clone();
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
+        }
+        let text = table.to_string();
+        let mut lines = text.lines().map(str::trim_end).peekable();
+        while let Some(line) = lines.next() {
+            f.write_str(line)?;
+            if lines.peek().is_some() {
+                f.write_str("\n")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A two-column table; a row whose value is empty is a section heading.
+pub fn key_value(rows: &[(String, String)]) -> StyledTable {
+    let mut table = table();
     for (name, value) in rows {
         table.add_row(vec![name.as_str(), value.as_str()]);
     }
@@ -93,7 +157,7 @@ fn row(name: &str, value: impl ToString) -> (String, String) {
 pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
     let d = &s.database_stats;
     let c = &s.cache_stats;
-    vec![
+    let mut rows = vec![
         row(
             "backend",
             format!("{} (schema v{})", d.backend, d.schema_version),
@@ -111,17 +175,29 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
             "compression dictionaries",
             format!("{} ({})", d.dictionary_count, bytes(d.dictionary_bytes)),
         ),
-        row("on disk (database + WAL)", bytes(d.file_bytes)),
-        row("  of which WAL", bytes(d.wal_bytes)),
-        row(
-            "free pages",
-            format!(
-                "{} of {} × {}",
-                d.free_pages,
-                d.page_count,
-                bytes(d.page_size)
+    ];
+    if d.backend == "sqlite" {
+        rows.extend([
+            row("on disk (database + WAL)", bytes(d.file_bytes)),
+            row("  of which WAL", bytes(d.wal_bytes)),
+            row(
+                "free pages",
+                format!(
+                    "{} of {} × {}",
+                    d.free_pages,
+                    d.page_count,
+                    bytes(d.page_size)
+                ),
             ),
-        ),
+        ]);
+    } else {
+        // A server's WAL and free space are its own (autovacuum reclaims dead rows).
+        rows.push(row(
+            &format!("size on the {} server (tables, indexes)", d.backend),
+            bytes(d.file_bytes),
+        ));
+    }
+    rows.extend([
         row("reads (this process)", s.total_reads),
         row("writes (this process)", s.total_writes),
         row("deletes (this process)", s.total_deletes),
@@ -156,7 +232,76 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
                 s.maintenance_runs, s.background_failures
             ),
         ),
-    ]
+    ]);
+    if let Some(r) = &s.remote_cache {
+        let held = match (r.entries, r.bytes) {
+            (Some(entries), Some(b)) => format!("{entries} entries ({})", bytes(b)),
+            _ => "not counted (Redis unavailable)".to_owned(),
+        };
+        rows.extend([
+            row(
+                "Redis tier (L2)",
+                format!(
+                    "{}, namespace {}",
+                    if r.connected {
+                        "connected"
+                    } else {
+                        "DISCONNECTED"
+                    },
+                    escape_controls(&r.namespace)
+                ),
+            ),
+            row("  holds", held),
+            row(
+                "  hit rate",
+                format!(
+                    "{} ({} hits, {} misses, {} fills)",
+                    percent(ratio(r.hits, r.hits.saturating_add(r.misses))),
+                    r.hits,
+                    r.misses,
+                    r.fills
+                ),
+            ),
+            row(
+                "  errors, rejected",
+                format!(
+                    "{} errors, {} entries and {} messages rejected",
+                    r.errors,
+                    r.corrupt_entries.saturating_add(r.rejected_entries),
+                    r.rejected_messages
+                ),
+            ),
+        ]);
+    }
+    rows
+}
+
+/// The space rows of a maintenance report: WAL and free pages for an embedded store; for a
+/// database server only the size of the tables (its WAL and free space are the server's).
+pub fn space_debt(
+    backend: &str,
+    before: &bitcraps_storage::SpaceDebt,
+    after: &bitcraps_storage::SpaceDebt,
+) -> Vec<(String, String)> {
+    let change =
+        |name: &str, b: String, a: String| (format!("{name} before → after"), format!("{b} → {a}"));
+    if backend == "sqlite" {
+        vec![
+            change("WAL", bytes(before.wal_bytes), bytes(after.wal_bytes)),
+            change(
+                "free pages",
+                before.free_pages.to_string(),
+                after.free_pages.to_string(),
+            ),
+            change("file", bytes(before.file_bytes), bytes(after.file_bytes)),
+        ]
+    } else {
+        vec![change(
+            &format!("size on the {backend} server"),
+            bytes(before.file_bytes),
+            bytes(after.file_bytes),
+        )]
+    }
 }
 
 /// `info` as table rows.
@@ -195,18 +340,15 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
 }
 
 /// The summary of `migrate`: one row per collection and a total.
-pub fn migration(rows: &[crate::commands::MigrationRow]) -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec![
-            "collection",
-            "source records",
-            "target records",
-            "mismatches",
-            "verified",
-        ]);
+pub fn migration(rows: &[crate::commands::MigrationRow]) -> StyledTable {
+    let mut table = table();
+    table.set_header(vec![
+        "collection",
+        "source records",
+        "target records",
+        "mismatches",
+        "verified",
+    ]);
     let status = |mismatches: u64| if mismatches == 0 { "ok" } else { "MISMATCH" };
     let mut total = (0u64, 0u64, 0u64);
     for row in rows {
@@ -269,6 +411,55 @@ mod tests {
             escape_controls("a\nb\r\tc\u{1b}[31m\u{7f}\u{85}"),
             "a\\nb\\r\\tc\\u{1b}[31m\\u{7f}\\u{85}"
         );
+    }
+
+    #[test]
+    fn one_style_boxed_on_a_terminal_and_plain_in_a_pipe() {
+        let rows = [
+            row("records", 3),
+            row("a much longer name", "a much longer value"),
+        ];
+        let fill = |mut t: StyledTable| {
+            t.set_header(vec!["name", "value"]);
+            for (name, value) in &rows {
+                t.add_row(vec![name.as_str(), value.as_str()]);
+            }
+            t.to_string()
+        };
+        let boxed = fill(styled(true));
+        assert!(boxed.contains('│') && boxed.contains('─'), "{boxed}");
+        let plain = fill(styled(false));
+        assert!(
+            !plain
+                .chars()
+                .any(|c| matches!(c, '│' | '─' | '┌' | '+' | '|' | '=')),
+            "{plain}"
+        );
+        let lines: Vec<&str> = plain.lines().collect();
+        assert_eq!(lines.len(), 3, "a header and one line per row: {plain}");
+        assert!(
+            lines[2].contains("a much longer name") && lines[2].contains("a much longer value")
+        );
+    }
+
+    /// Issue #17: no "WAL" or "free pages" for a PostgreSQL store, whose WAL and free space
+    /// are the server's; both for SQLite.
+    #[test]
+    fn space_wording_follows_the_backend() {
+        let mut s = StorageStatistics::default();
+        let debt = bitcraps_storage::SpaceDebt::default();
+        for (backend, embedded) in [("sqlite", true), ("postgres", false)] {
+            s.database_stats.backend = backend;
+            let names: Vec<String> = statistics(&s)
+                .into_iter()
+                .chain(space_debt(backend, &debt, &debt))
+                .map(|(name, _)| name)
+                .collect();
+            let says = |word: &str| names.iter().any(|n| n.contains(word));
+            assert_eq!(says("WAL"), embedded, "{backend}: {names:?}");
+            assert_eq!(says("free pages"), embedded, "{backend}: {names:?}");
+            assert_eq!(says("postgres server"), !embedded, "{backend}: {names:?}");
+        }
     }
 
     #[test]

@@ -191,7 +191,50 @@ fn refuses_the_same_store_and_a_missing_source() {
         .args(["--data", "x", "migrate", "--from", "a", "--to", "b"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not --data or --url"));
+        .stderr(predicate::str::contains(
+            "migrate does not take --data or --url",
+        ));
+}
+
+/// `migrate --help` used to list the global --data, --url and --read-only, which migrate
+/// ignored or refused; now it lists only what it accepts, and each of those, given after
+/// `migrate` or before it, is a usage error naming the option.
+#[test]
+fn migrate_help_lists_only_what_it_accepts() {
+    let s = Scratch::new();
+    let help = s.bare().args(["migrate", "--help"]).assert().success();
+    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    for accepted in [
+        "--from",
+        "--to",
+        "--batch-size",
+        "--allow-nonempty",
+        "--verify-only",
+        "--json",
+        "--config",
+        "--quiet",
+    ] {
+        assert!(help.contains(accepted), "{accepted} missing from:\n{help}");
+    }
+    for refused in ["--data", "--url", "--read-only"] {
+        assert!(!help.contains(refused), "{refused} listed in:\n{help}");
+    }
+    for (args, option) in [
+        (&["migrate", "--data", "x"][..], "--data"),
+        (&["migrate", "--url", "sqlite://x.db"][..], "--url"),
+        (&["migrate", "--read-only"][..], "--read-only"),
+        (&["--read-only", "migrate"][..], "--read-only"),
+    ] {
+        s.bare()
+            .args(args)
+            .args(["--from", "a", "--to", "b"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "migrate does not take {option}"
+            )));
+    }
+    assert!(!s.path("b").exists(), "no target is created");
 }
 
 #[test]

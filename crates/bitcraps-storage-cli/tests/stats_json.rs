@@ -56,3 +56,45 @@ fn stats_json_parses_and_counts_records() {
         "{table}"
     );
 }
+
+/// Issue #17: `stats` shows the Redis tier in one place with the rest, its entries in Redis
+/// counted: the JSON has them under `remote_cache`, the table in its own rows.
+#[test]
+fn stats_show_the_redis_tier_and_what_it_holds() {
+    let Ok(redis) = std::env::var("BITCRAPS_TEST_REDIS_URL") else {
+        assert!(
+            std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none_or(|v| v.is_empty()),
+            "BITCRAPS_TEST_REDIS_URL is not set and BITCRAPS_TEST_REQUIRE_SERVICES forbids skipping"
+        );
+        return;
+    };
+    let s = Scratch::new();
+    let namespace = format!("bitcraps-test:cli-stats:{}", std::process::id());
+    let env = [
+        ("BITCRAPS_STORAGE_REDIS_URL", redis.as_str()),
+        ("BITCRAPS_STORAGE_REDIS_NAMESPACE", namespace.as_str()),
+    ];
+    s.ok_with_env(&env, &["put", "games", "g-1", r#"{"point":4}"#]);
+    s.ok_with_env(&env, &["put", "games", "g-2", r#"{"point":5}"#]);
+    // Each `get` is a new process with an empty L1: the first read fills L2.
+    s.ok_with_env(&env, &["get", "games", "g-1"]);
+    s.ok_with_env(&env, &["get", "games", "g-2"]);
+
+    let stats: serde_json::Value = serde_json::from_str(&s.ok_with_env(&env, &["stats", "--json"]))
+        .expect("stats --json is JSON");
+    let remote = &stats["remote_cache"];
+    assert_eq!(remote["namespace"], namespace.as_str(), "{stats}");
+    assert_eq!(remote["entries"], 2, "{remote}");
+    assert!(remote["bytes"].as_u64().is_some_and(|b| b > 0), "{remote}");
+    let table = s.ok_with_env(&env, &["stats"]);
+    assert!(table.contains("Redis tier (L2)"), "{table}");
+    assert!(table.contains("2 entries"), "{table}");
+
+    // Clean up this test's keys in the shared Redis.
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-u", &redis, "--no-raw", "EVAL"])
+        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
+        .arg("0")
+        .arg(format!("{namespace}:*"))
+        .output();
+}

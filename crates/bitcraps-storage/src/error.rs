@@ -198,6 +198,18 @@ pub enum StorageError {
         id: String,
     },
 
+    /// A backup larger than `backup.max_total_bytes` on its own was taken and deleted again.
+    #[error(
+        "a backup of {archive_bytes} bytes is larger on its own than backup.max_total_bytes \
+         ({max_total_bytes} bytes); it was deleted"
+    )]
+    BackupTooLarge {
+        /// The size of the backup's archive.
+        archive_bytes: u64,
+        /// The configured cap.
+        max_total_bytes: u64,
+    },
+
     /// A restore (or migrate) target exists and is not empty; nothing was written to it.
     #[error("{} exists and is not empty; choose a new or empty target", path.display())]
     TargetNotEmpty {
@@ -399,6 +411,13 @@ impl StorageError {
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },
             E::TargetNotEmpty { path } => E::TargetNotEmpty { path: path.clone() },
+            E::BackupTooLarge {
+                archive_bytes,
+                max_total_bytes,
+            } => E::BackupTooLarge {
+                archive_bytes: *archive_bytes,
+                max_total_bytes: *max_total_bytes,
+            },
             E::PoolTimeout {
                 waited_ms,
                 pool_size,

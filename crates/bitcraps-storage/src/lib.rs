@@ -77,7 +77,7 @@ pub use backup::{
     SweepReport,
 };
 pub use batch::WriteBatch;
-pub use cache::CacheStatistics;
+pub use cache::{CacheStatistics, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
 pub use codec::Codec;
 pub use config::{
     BackendTarget, BackupConfig, CacheConfig, CompressionConfig, DEFAULT_DATABASE_FILE,

@@ -10,9 +10,11 @@
 //!   damaged document is not certified by a new backup, and retention does not rotate out
 //!   the older backups that may still hold the document intact.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::PersistentStorageManager;
 use crate::backend::{DatabaseStatistics, RepairOutcome, now_ms};
@@ -65,6 +67,9 @@ pub struct MaintenanceStep {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct MaintenanceReport {
+    /// The backend maintained (`sqlite`, `postgres`): what the space figures mean. A
+    /// PostgreSQL server manages its own WAL and free space, so there they are 0.
+    pub backend: &'static str,
     /// Start time, milliseconds since the Unix epoch.
     pub started_at_ms: i64,
     /// Total duration, in milliseconds.
@@ -96,35 +101,62 @@ pub struct MaintenanceReport {
     pub after: SpaceDebt,
 }
 
+/// Where a backend's space goes, which decides what vacuum and checkpoint mean for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Space {
+    /// An embedded database file and its WAL (SQLite): vacuum and checkpoint are ours.
+    File,
+    /// A database server (PostgreSQL): autovacuum and the server's checkpoints manage it.
+    Server,
+    /// Nothing on disk (the in-memory test backend).
+    Memory,
+}
+
+impl Space {
+    fn of(backend: &str) -> Self {
+        match backend {
+            "sqlite" => Space::File,
+            "memory" => Space::Memory,
+            _ => Space::Server,
+        }
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl MaintenanceReport {
-    fn step<T>(
+    /// Runs one step inside its own `maintenance_step` span (a child of the maintenance run's
+    /// span), and records it: its duration, and what it did or why it failed. The result is
+    /// handed back, so a failed health check can stop the run.
+    async fn run<T>(
         &mut self,
         name: &'static str,
-        started: Instant,
-        result: Result<T>,
+        work: impl Future<Output = Result<T>>,
         detail: impl FnOnce(&T) -> String,
-    ) -> Option<T> {
-        let duration_ms = ms(started.elapsed());
-        // Inside the maintenance run's span (see `observe`).
-        tracing::debug!(
+    ) -> Result<T> {
+        let span = tracing::debug_span!(
+            "maintenance_step",
             step = name,
-            ok = result.is_ok(),
-            duration_ms,
-            "maintenance step"
+            ok = tracing::field::Empty,
+            duration_ms = tracing::field::Empty
         );
-        match result {
+        let started = Instant::now();
+        let result = work.instrument(span.clone()).await;
+        let duration_ms = ms(started.elapsed());
+        span.record("ok", result.is_ok());
+        span.record("duration_ms", duration_ms);
+        let _entered = span.enter();
+        match &result {
             Ok(v) => {
+                tracing::debug!(step = name, duration_ms, "maintenance step");
                 self.steps.push(MaintenanceStep {
                     name,
                     ok: true,
                     duration_ms,
-                    detail: detail(&v),
+                    detail: detail(v),
                 });
-                Some(v)
             }
             Err(e) => {
                 tracing::warn!(step = name, error = %e, "maintenance step failed");
@@ -135,9 +167,9 @@ impl MaintenanceReport {
                     duration_ms,
                     detail: e.to_string(),
                 });
-                None
             }
         }
+        result
     }
 }
 
@@ -170,6 +202,7 @@ impl PersistentStorageManager {
         self.check_read_write("maintenance")?;
         let started = Instant::now();
         let mut report = MaintenanceReport {
+            backend: self.shared().backend.name(),
             started_at_ms: now_ms(),
             ..MaintenanceReport::default()
         };
@@ -182,16 +215,21 @@ impl PersistentStorageManager {
             report.before = SpaceDebt::of(&s);
         }
 
-        let t = Instant::now();
         let b = backend();
-        let r = blocking(move || b.maintenance().quick_check()).await;
-        let health = report.step("integrity check", t, r, |c| {
-            if c.is_sound() {
-                "ok".into()
-            } else {
-                c.problems()
-            }
-        });
+        let health = report
+            .run(
+                "integrity check",
+                blocking(move || b.maintenance().quick_check()),
+                |c| {
+                    if c.is_sound() {
+                        "ok".into()
+                    } else {
+                        c.problems()
+                    }
+                },
+            )
+            .await
+            .ok();
         match health {
             Some(check) if check.is_sound() => {}
             Some(check) => return Err(unhealthy(&check.problems())),
@@ -205,46 +243,52 @@ impl PersistentStorageManager {
             }
         }
 
-        let t = Instant::now();
-        let r = self.writer().flush_access().await;
-        report.step("flush access statistics", t, r, |_| {
-            "buffered reads written".into()
-        });
-
-        let t = Instant::now();
-        let b = backend();
-        let r = blocking(move || b.maintenance().repair_references()).await;
-        // The repair refuses when the record table cannot be read in full: then nothing
-        // after it may run either.
-        let refused = match &r {
-            Err(e) if e.is_corruption() => Some(e.to_string()),
-            _ => None,
-        };
-        if let Some(outcome) = report.step("repair references", t, r, |o| {
-            format!(
-                "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
-                o.refcounts_fixed, o.orphans_removed, o.orphan_bytes_removed
+        let _ = report
+            .run(
+                "flush access statistics",
+                self.writer().flush_access(),
+                |_| "buffered reads written".into(),
             )
-        }) {
-            report.references = outcome;
-        }
-        if let Some(why) = refused {
-            return Err(unhealthy(&why));
+            .await;
+
+        let b = backend();
+        let repaired = report
+            .run(
+                "repair references",
+                blocking(move || b.maintenance().repair_references()),
+                |o| {
+                    format!(
+                        "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
+                        o.refcounts_fixed, o.orphans_removed, o.orphan_bytes_removed
+                    )
+                },
+            )
+            .await;
+        match repaired {
+            Ok(outcome) => report.references = outcome,
+            // The repair refuses when the record table cannot be read in full: then nothing
+            // after it may run either.
+            Err(e) if e.is_corruption() => return Err(unhealthy(&e.to_string())),
+            Err(_) => {}
         }
 
-        let t = Instant::now();
         let b = backend();
-        let r = blocking(move || b.maintenance().optimize()).await;
         report.database_optimized = report
-            .step("optimize", t, r, |_| "planner statistics refreshed".into())
-            .is_some();
+            .run(
+                "optimize",
+                blocking(move || b.maintenance().optimize()),
+                |_| "planner statistics refreshed".into(),
+            )
+            .await
+            .is_ok();
 
-        let t = Instant::now();
         let threshold = u64::from(self.config().maintenance.vacuum_free_percent);
+        let space = Space::of(shared.backend.name());
         let b = backend();
-        let r = blocking(move || {
+        let vacuum = blocking(move || {
             let s = b.statistics()?;
-            if s.page_count > 0
+            if space == Space::File
+                && s.page_count > 0
                 && s.free_pages.saturating_mul(100) > s.page_count.saturating_mul(threshold)
             {
                 b.maintenance().vacuum()?;
@@ -252,39 +296,60 @@ impl PersistentStorageManager {
             } else {
                 Ok(None)
             }
-        })
-        .await;
+        });
         report.vacuumed = matches!(
-            report.step("vacuum", t, r, |v| match v {
-                Some(free) => format!("vacuumed {free} free pages"),
-                None => format!("skipped: free pages under {threshold}%"),
-            }),
-            Some(Some(_))
+            report
+                .run("vacuum", vacuum, |v| match (v, space) {
+                    (Some(free), _) => format!("vacuumed {free} free pages"),
+                    (None, Space::File) => format!("skipped: free pages under {threshold}%"),
+                    (None, Space::Server) => {
+                        "skipped: the server's autovacuum reclaims dead rows".into()
+                    }
+                    (None, Space::Memory) => "skipped: nothing on disk".into(),
+                })
+                .await,
+            Ok(Some(_))
         );
 
         // After vacuum, which writes the whole database through the WAL.
-        let t = Instant::now();
         let b = backend();
-        let r = blocking(move || b.maintenance().checkpoint()).await;
         report.wal_checkpointed = report
-            .step("checkpoint", t, r, |_| "write-ahead log truncated".into())
-            .is_some();
+            .run(
+                "checkpoint",
+                blocking(move || b.maintenance().checkpoint()),
+                |()| match space {
+                    Space::File => "write-ahead log truncated".into(),
+                    Space::Server => "skipped: the server runs its own checkpoints".into(),
+                    Space::Memory => "skipped: nothing on disk".into(),
+                },
+            )
+            .await
+            .is_ok()
+            && space == Space::File;
 
-        let t = Instant::now();
         let cache = &shared.cache;
-        let before = cache.statistics().entry_count;
-        cache.run_pending_tasks();
-        let after = cache.statistics().entry_count;
-        report.cache_entries = (before, after);
-        report.step("cache upkeep", t, Ok(()), |_| {
-            format!("{before} → {after} entries")
-        });
+        let upkeep = async {
+            let before = cache.statistics().entry_count;
+            cache.run_pending_tasks();
+            Ok((before, cache.statistics().entry_count))
+        };
+        if let Ok(entries) = report
+            .run("cache upkeep", upkeep, |(before, after)| {
+                format!("{before} → {after} entries")
+            })
+            .await
+        {
+            report.cache_entries = entries;
+        }
 
-        if self.config().backup.on_maintenance {
-            let t = Instant::now();
+        if self
+            .config()
+            .backup
+            .takes_maintenance_backups(space != Space::Server)
+        {
             let b = backend();
             let keyring = self.shared().keyring.clone();
-            let r = blocking(move || {
+            let verify = blocking(move || {
                 let m = b.maintenance();
                 let mut check = m.quick_check()?;
                 crate::verify::deepen(
@@ -295,50 +360,57 @@ impl PersistentStorageManager {
                     |ids| m.records_naming(ids),
                 )?;
                 Ok(check)
-            })
-            .await;
-            let verified = report.step("verify contents", t, r, |c| {
-                if c.is_ok() {
-                    format!(
-                        "{} blobs ({} bytes) decoded and hashed",
-                        c.blobs_verified, c.bytes_verified
-                    )
-                } else {
-                    c.problems()
-                }
             });
+            let verified = report
+                .run("verify contents", verify, |c| {
+                    if c.is_ok() {
+                        format!(
+                            "{} blobs ({} bytes) decoded and hashed",
+                            c.blobs_verified, c.bytes_verified
+                        )
+                    } else {
+                        c.problems()
+                    }
+                })
+                .await;
             match verified {
-                Some(c) if c.is_ok() => {}
-                Some(c) => return Err(not_certified(&c.problems())),
-                None => {
-                    let why = report.errors.last().cloned().unwrap_or_default();
+                Ok(c) if c.is_ok() => {}
+                Ok(c) => return Err(not_certified(&c.problems())),
+                Err(e) => {
                     return Err(not_certified(&format!(
-                        "the contents could not be verified: {why}"
+                        "the contents could not be verified: {e}"
                     )));
                 }
             }
             let backups = self.backups();
-            let t = Instant::now();
             // Temporaries of killed runs first, counted in the report (the backup sweeps too).
-            let swept = backups.sweep_temporaries().await;
-            let r = backups.create_backup().await;
-            let freed = match &swept {
-                Ok(s) => format!(
-                    "; swept {} stale temporaries ({} bytes)",
-                    s.removed.len(),
-                    s.bytes_freed
-                ),
-                Err(e) => format!("; sweeping stale temporaries failed: {e}"),
+            let backup = async {
+                let swept = backups.sweep_temporaries().await;
+                backups.create_backup().await.map(|b| (b, swept))
             };
-            report.backup_temporaries = swept.ok();
-            report.backup = report.step("backup", t, r, |b| {
-                format!("{} ({} bytes){freed}", b.id, b.archive_bytes)
-            });
-            let t = Instant::now();
-            let r = backups.apply_retention().await;
-            report.retention = report.step("retention", t, r, |o| {
-                format!("kept {}, deleted {}", o.kept.len(), o.deleted.len())
-            });
+            if let Ok((b, swept)) = report
+                .run("backup", backup, |(b, swept)| {
+                    let freed = match swept {
+                        Ok(s) => format!(
+                            "; swept {} stale temporaries ({} bytes)",
+                            s.removed.len(),
+                            s.bytes_freed
+                        ),
+                        Err(e) => format!("; sweeping stale temporaries failed: {e}"),
+                    };
+                    format!("{} ({} bytes){freed}", b.id, b.archive_bytes)
+                })
+                .await
+            {
+                report.backup = Some(b);
+                report.backup_temporaries = swept.ok();
+            }
+            report.retention = report
+                .run("retention", backups.apply_retention(), |o| {
+                    format!("kept {}, deleted {}", o.kept.len(), o.deleted.len())
+                })
+                .await
+                .ok();
         }
 
         if let Ok(s) = stats(backend()).await {

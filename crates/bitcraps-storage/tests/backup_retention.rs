@@ -62,3 +62,74 @@ async fn retention_keeps_exactly_what_the_rules_say() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// Issue #17: `backup.max_total_bytes` bounds what the backup directory holds. Each new
+/// backup makes room by deleting the oldest (never itself); a backup larger than the cap on its
+/// own is refused and leaves nothing behind; retention applies the cap after its rules.
+#[tokio::test]
+async fn the_size_cap_deletes_the_oldest_and_refuses_a_backup_over_it() -> Result {
+    let f = sqlite_fixture();
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    s.store("games", "g", &game("g", 1)).await?;
+    let one = s.backups().with_clock(|| at(10)).create_backup().await?;
+    s.close().await?;
+    let size = one.archive_bytes;
+    assert!(size > 0);
+
+    // Room for two backups of this size, not three.
+    let mut config = f.config.clone();
+    config.backup.max_total_bytes = Some(size * 2 + size / 2);
+    let s = PersistentStorageManager::open(config).await?;
+    let two = s.backups().with_clock(|| at(9)).create_backup().await?;
+    assert_eq!(ids(&s).await?, [two.id.clone(), one.id.clone()]);
+    let three = s.backups().with_clock(|| at(8)).create_backup().await?;
+    // The oldest went to make room; the directory holds exactly the two newest.
+    assert_eq!(ids(&s).await?, [three.id.clone(), two.id.clone()]);
+    let files = std::fs::read_dir(s.backups().directory())?.count();
+    assert_eq!(files, 2 * 2, "no file of the deleted backup is left");
+    let total: u64 = s
+        .backups()
+        .list_backups()
+        .await?
+        .iter()
+        .map(|b| b.archive_bytes)
+        .sum();
+    assert!(total <= size * 2 + size / 2, "{total}");
+    s.close().await?;
+
+    // A cap smaller than one backup: the new backup is refused and deleted; retention (even a
+    // dry run) keeps only the newest, which is never deleted for the cap.
+    let mut config = f.config.clone();
+    config.backup.max_total_bytes = Some(size / 2);
+    let s = PersistentStorageManager::open(config).await?;
+    let err = s
+        .backups()
+        .with_clock(|| at(7))
+        .create_backup()
+        .await
+        .expect_err("a backup over the cap on its own is refused");
+    assert!(
+        matches!(err, bitcraps_storage::StorageError::BackupTooLarge { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("backup.max_total_bytes"), "{err}");
+    assert_eq!(ids(&s).await?, [three.id.clone(), two.id.clone()]);
+    let plan = s.backups().with_clock(|| at(0)).plan_retention().await?;
+    assert_eq!(plan.kept, std::slice::from_ref(&three.id));
+    assert_eq!(plan.deleted, std::slice::from_ref(&two.id));
+    assert_eq!(ids(&s).await?.len(), 2, "a dry run deletes nothing");
+    let done = s.backups().with_clock(|| at(0)).apply_retention().await?;
+    assert_eq!(done, plan);
+    assert_eq!(ids(&s).await?, [three.id]);
+    s.close().await?;
+    Ok(())
+}
+
+async fn ids(s: &PersistentStorageManager) -> Result<Vec<String>> {
+    Ok(s.backups()
+        .list_backups()
+        .await?
+        .into_iter()
+        .map(|b| b.id)
+        .collect())
+}

@@ -76,7 +76,7 @@ async fn maintenance_repairs_references_and_truncates_the_wal() -> Result {
 async fn vacuum_runs_past_the_free_page_threshold() -> Result {
     let f = sqlite_fixture();
     let mut config = f.config.clone();
-    config.backup.on_maintenance = false;
+    config.backup.on_maintenance = Some(false);
     config.maintenance.vacuum_free_percent = 10;
     let s = PersistentStorageManager::open(config).await?;
     let items: Vec<(String, _)> = (0..400).map(|i| (format!("g-{i}"), game("g", i))).collect();

@@ -61,6 +61,59 @@ async fn second_read_is_an_l2_hit_and_damage_heals() -> TestResult {
     Ok(())
 }
 
+/// Issue #17: the statistics count the tier's entries and bytes in Redis (this namespace
+/// only, glob characters in it escaped), and so do the l2 gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_count_the_entries_in_redis() -> TestResult {
+    let Some(url) = redis_url() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    // A namespace with glob characters: SCAN MATCH must not read them as a pattern.
+    let namespace = unique_namespace("census[*]?");
+    let mut config = node_config(dir.path(), &url, &namespace);
+    config.cache.size_mb = 0;
+    let s = PersistentStorageManager::open(config).await?;
+    // A key of another namespace that the pattern, unescaped, would have matched.
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    let decoy = format!(
+        "{}:val:decoy",
+        namespace.replacen("census[*]?", "census*X", 1)
+    );
+    redis::cmd("SET")
+        .arg(&decoy)
+        .arg("0123456789")
+        .query::<()>(&mut conn)?;
+
+    let before = remote_stats(&s).await?;
+    assert_eq!(
+        (before.entries, before.bytes),
+        (Some(0), Some(0)),
+        "{before:?}"
+    );
+    for i in 0..3 {
+        s.store("games", &format!("g-{i}"), &game(&format!("g-{i}"), i))
+            .await?;
+        let _ = s.retrieve::<Game>("games", &format!("g-{i}")).await?;
+    }
+    let filled = remote_stats(&s).await?;
+    assert_eq!(filled.fills, 3);
+    assert_eq!(filled.entries, Some(3), "{filled:?}");
+    let bytes = filled.bytes.unwrap_or_default();
+    assert!(
+        bytes > 3 * 32,
+        "three entries, each a MAC and a document: {bytes}"
+    );
+    // A write invalidates its entry in Redis: one fewer.
+    s.store("games", "g-0", &game("g-0", 9)).await?;
+    assert_eq!(remote_stats(&s).await?.entries, Some(2));
+    s.close().await?;
+    redis::cmd("DEL").arg(&decoy).query::<()>(&mut conn)?;
+    common::nodes::delete_namespace(&url, &namespace);
+    Ok(())
+}
+
 /// A node whose Redis does not answer keeps working from the database: no error reaches the
 /// caller, the failures are counted, and the in-process cache is bypassed (untrusted).
 /// Needs no Redis: it points at a closed port.

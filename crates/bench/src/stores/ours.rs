@@ -63,7 +63,7 @@ impl Ours {
         // No scheduled statistics/maintenance in the middle of a measurement.
         config.maintenance.background_tasks = false;
         // Settling measures the live store; a backup would only add time and files.
-        config.backup.on_maintenance = false;
+        config.backup.on_maintenance = Some(false);
         let (schema, redis) = match location {
             Location::Sqlite => (None, None),
             Location::SqliteEncrypted => {
@@ -106,7 +106,9 @@ async fn apply(storage: &PersistentStorageManager, op: &Op) -> Result<()> {
     match op {
         Op::Put(key, doc) => storage.store(COLLECTION, key, doc).await?,
         Op::Get(key) => {
-            let doc: Option<Game> = storage.retrieve(COLLECTION, key).await?;
+            // The typed read: an `Arc<Game>`, decoded once while the document stays hot (the
+            // peers return a `Game` deserialized on every read).
+            let doc: Option<Arc<Game>> = storage.retrieve_shared(COLLECTION, key).await?;
             ensure!(doc.is_some(), "missing {key}");
             std::hint::black_box(doc);
         }

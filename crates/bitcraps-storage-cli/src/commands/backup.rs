@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use bitcraps_storage::{BackupInfo, BackupManager, PersistentStorageManager};
-use comfy_table::Table;
 
 use crate::cli::BackupCommand;
 use crate::commands::print;
@@ -112,7 +111,7 @@ async fn list(backups: &BackupManager, json: bool) -> Result<()> {
         }
         return print(&format!("{}\n", serde_json::to_string_pretty(&entries)?));
     }
-    let mut table = Table::new();
+    let mut table = render::table();
     table.set_header(["id", "created", "records", "archive", "status"]);
     for b in &listing.complete {
         table.add_row([

@@ -64,9 +64,10 @@ pub async fn enable(config: StorageConfig, ui: &Ui) -> Result<()> {
     let location = super::describe(&config);
     let bar = ui.bar(None, "records", "encrypting");
     let shown = bar.clone();
-    let report = PersistentStorageManager::enable_encryption(config, move |done, total| {
-        shown.set_length(total);
-        shown.set_position(done);
+    let mut counted = 0u64;
+    let report = PersistentStorageManager::enable_encryption(config, move |done, _total| {
+        shown.inc(done.saturating_sub(counted));
+        counted = done;
     })
     .await
     .with_context(|| format!("encrypting the store at {location}"))?;

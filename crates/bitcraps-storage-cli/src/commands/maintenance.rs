@@ -47,26 +47,11 @@ pub async fn run(
                 )
             })
             .collect();
-        let (before, after) = (&report.before, &report.after);
-        for (name, b, a) in [
-            (
-                "WAL",
-                render::bytes(before.wal_bytes),
-                render::bytes(after.wal_bytes),
-            ),
-            (
-                "free pages",
-                before.free_pages.to_string(),
-                after.free_pages.to_string(),
-            ),
-            (
-                "file",
-                render::bytes(before.file_bytes),
-                render::bytes(after.file_bytes),
-            ),
-        ] {
-            rows.push((format!("{name} before → after"), format!("{b} → {a}")));
-        }
+        rows.extend(render::space_debt(
+            report.backend,
+            &report.before,
+            &report.after,
+        ));
         rows.push(("duration".into(), format!("{} ms", report.duration_ms)));
         print(&format!("{}\n", render::key_value(&rows)))?;
     }

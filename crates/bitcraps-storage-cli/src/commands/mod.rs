@@ -66,10 +66,17 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         return crate::demo::run(&settings, args, ui).await;
     }
     if let Command::Migrate(args) = &cli.command {
-        if settings.location_from_flags {
-            return Err(CliError::Usage(
-                "migrate takes its stores from --from and --to, not --data or --url".into(),
-            )
+        let refused = match args.refused_option() {
+            Some(option) => Some(option),
+            None if cli.read_only => Some("--read-only"),
+            None if settings.location_from_flags => Some("--data or --url"),
+            None => None,
+        };
+        if let Some(option) = refused {
+            return Err(CliError::Usage(format!(
+                "migrate does not take {option}: it reads the store named by --from and \
+                 writes the one named by --to"
+            ))
             .into());
         }
         return migrate::run(args, cli.config.as_deref(), cli.key_file.clone(), ui).await;

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::progress::Bar;
 use anyhow::{Context, Result};
 use bitcraps_storage::{
     Expect, ListOptions, PersistentStorageManager, StorageError, Version, WriteBatch,
 };
-use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
@@ -93,7 +93,7 @@ pub struct Table {
     id: u32,
     storage: PersistentStorageManager,
     rng: StdRng,
-    bar: ProgressBar,
+    bar: Bar,
     budget: u64,
     next_game: u32,
     out: Outcome,
@@ -105,7 +105,7 @@ impl Table {
         id: u32,
         seed: u64,
         storage: PersistentStorageManager,
-        bar: ProgressBar,
+        bar: Bar,
         budget: u64,
     ) -> Self {
         Table {

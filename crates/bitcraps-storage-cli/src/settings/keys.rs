@@ -44,6 +44,8 @@ enum Kind {
     U32(fn(&mut StorageConfig) -> &mut u32),
     I32(fn(&mut StorageConfig) -> &mut i32),
     Bool(fn(&mut StorageConfig) -> &mut bool),
+    OptionalBool(fn(&mut StorageConfig) -> &mut Option<bool>),
+    OptionalBytes(fn(&mut StorageConfig) -> &mut Option<u64>),
     Seconds(fn(&mut StorageConfig) -> &mut Duration),
     Codec(fn(&mut StorageConfig) -> &mut Codec),
     Durability(fn(&mut StorageConfig) -> &mut Durability),
@@ -97,6 +99,7 @@ pub static KEYS: &[Key] = &[
     key!(database.connection_timeout => Seconds),
     with_flag(key!(database.read_only => Bool), "--read-only"),
     key!(cache.size_mb => Usize),
+    key!(cache.typed_percent => U32),
     key!(cache.upkeep_interval => Seconds),
     key!(compression.enabled => Bool),
     key!(compression.codec => Codec),
@@ -110,7 +113,8 @@ pub static KEYS: &[Key] = &[
     key!(write.access_flush_interval => Seconds),
     key!(write.update_max_attempts => U32),
     key!(backup.dir => OptionalPath),
-    key!(backup.on_maintenance => Bool),
+    key!(backup.on_maintenance => OptionalBool),
+    key!(backup.max_total_bytes => OptionalBytes),
     // The retention rules are one `RetentionPolicy` in the library; here they are spelled
     // flat, so the old variable names (BITCRAPS_STORAGE_BACKUP_KEEP_LAST, ...) still work.
     key!(backup.retention_days = retention.within_days => U32),
@@ -295,6 +299,35 @@ impl Key {
         format!("{}_{}", self.section, self.field).to_ascii_uppercase()
     }
 
+    /// The flat spelling of the environment variable without its prefix, where it differs
+    /// from [`env_suffix`](Self::env_suffix): `BITCRAPS_STORAGE_<FIELD>` with the field's
+    /// name in the flat configuration of earlier releases (`DATA_PATH`, `MAX_CONNECTIONS`,
+    /// `ENABLE_COMPRESSION`, ...), or, for a setting that release did not have, its field
+    /// name alone when no other setting shares it (`UPDATE_MAX_ATTEMPTS`, `TRACE_KEYS`). The
+    /// `key` section has none: its fields alone (`FILE`, `ENV`, `COMMAND`) would name
+    /// nothing, and `BITCRAPS_STORAGE_KEY_FILE` is the variable the documentation gives.
+    pub fn flat_env_suffix(&self) -> Option<String> {
+        if self.section == "key" {
+            return None;
+        }
+        let name = self.name();
+        let flat = match RENAMED.iter().find(|(_, _, new)| *new == name) {
+            Some((old, _, _)) => old.to_ascii_uppercase(),
+            None if KEYS.iter().filter(|k| k.field == self.field).count() == 1 => {
+                self.field.to_ascii_uppercase()
+            }
+            None => return None,
+        };
+        (flat != self.env_suffix()).then_some(flat)
+    }
+
+    /// Every environment variable that sets this key: the sectioned one, then the flat one.
+    pub fn env_vars(&self) -> Vec<String> {
+        let mut names = vec![self.env_var()];
+        names.extend(self.flat_env_suffix().map(|s| format!("{ENV_PREFIX}{s}")));
+        names
+    }
+
     /// The type, as docs/configuration.md spells it.
     #[cfg_attr(
         not(test),
@@ -308,7 +341,8 @@ impl Key {
             Kind::Path(_) | Kind::OptionalPath(_) => "path",
             Kind::OptionalText(_) => "string",
             Kind::Usize(_) | Kind::U64(_) | Kind::U32(_) | Kind::I32(_) => "integer",
-            Kind::Bool(_) => "boolean",
+            Kind::Bool(_) | Kind::OptionalBool(_) => "boolean",
+            Kind::OptionalBytes(_) => "size",
             Kind::Seconds(_) => "seconds",
             Kind::Codec(_) => "codec",
             Kind::Durability(_) => "durability",
@@ -326,6 +360,8 @@ impl Key {
             Kind::U32(field) => *field(config) = integer(raw, origin)?,
             Kind::I32(field) => *field(config) = integer(raw, origin)?,
             Kind::Bool(field) => *field(config) = boolean(raw, origin)?,
+            Kind::OptionalBool(field) => *field(config) = Some(boolean(raw, origin)?),
+            Kind::OptionalBytes(field) => *field(config) = Some(size(raw, origin)?),
             Kind::Seconds(field) => *field(config) = seconds(raw, origin)?,
             Kind::Codec(field) => *field(config) = parsed(raw, origin)?,
             Kind::Durability(field) => *field(config) = parsed(raw, origin)?,
@@ -390,6 +426,22 @@ fn boolean(raw: &Raw, origin: &str) -> Result<bool> {
             "0" | "false" | "no" | "off" => Ok(false),
             _ => Err(invalid(raw, origin, "expected true or false")),
         },
+    }
+}
+
+/// A number of bytes, or a size with a unit: `"500MB"` (powers of 1000: KB, MB, GB, TB, or
+/// the bare K, M, G, T), `"2 GiB"` (powers of 1024: KiB, MiB, GiB, TiB).
+fn size(raw: &Raw, origin: &str) -> Result<u64> {
+    match raw {
+        Raw::Toml(toml::Value::Integer(i)) => {
+            u64::try_from(*i).map_err(|e| invalid(raw, origin, e))
+        }
+        Raw::Toml(toml::Value::String(_)) | Raw::Text(_) | Raw::Path(_) => {
+            let text = text(raw, origin)?;
+            parse_size::parse_size(text.trim())
+                .map_err(|e| invalid(raw, origin, format!("expected bytes or a size ({e})")))
+        }
+        Raw::Toml(_) => Err(invalid(raw, origin, "expected a number of bytes or a size")),
     }
 }
 

@@ -39,7 +39,9 @@ pub fn check_variables(names: impl IntoIterator<Item = std::ffi::OsString>) -> R
             continue;
         };
         let known = suffix == "CONFIG"
-            || KEYS.iter().any(|k| k.env_suffix() == suffix)
+            || KEYS.iter().any(|k| {
+                k.env_suffix() == suffix || k.flat_env_suffix().is_some_and(|f| f == suffix)
+            })
             || RENAMED.iter().any(|(_, old, _)| *old == suffix);
         if !known {
             return Err(usage(format!(
@@ -153,18 +155,34 @@ impl Layer {
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         for (_, old, new) in RENAMED {
             let Some(key) = keys::find(new) else { continue };
-            if key.env_suffix() != *old && var(&format!("{ENV_PREFIX}{old}")).is_some() {
+            let accepted = key.env_vars().contains(&format!("{ENV_PREFIX}{old}"));
+            if !accepted && var(&format!("{ENV_PREFIX}{old}")).is_some() {
                 return Err(usage(format!(
                     "{ENV_PREFIX}{old} was renamed: set {} instead",
-                    key.env_var()
+                    key.env_vars().join(" or ")
                 )));
             }
         }
         let mut layer = Layer::default();
         for key in KEYS {
-            let name = key.env_var();
-            if let Some(value) = var(&name) {
-                layer.check_and_set(key, Raw::Text(value), name)?;
+            // The sectioned and the flat name set the same key; both set, they must agree.
+            let mut set: Option<(String, String)> = None;
+            for name in key.env_vars() {
+                let Some(value) = var(&name) else { continue };
+                match &set {
+                    Some((first, v)) if *v != value => {
+                        return Err(usage(format!(
+                            "{first}={v:?} and {name}={value:?} set the same setting ({}) \
+                             to different values: set one of them",
+                            key.name()
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        layer.check_and_set(key, Raw::Text(value.clone()), name.clone())?;
+                        set = Some((name, value));
+                    }
+                }
             }
         }
         Ok(layer)
@@ -244,7 +262,9 @@ pub fn help() -> String {
   1. flags: --data DIR or --url URL
   2. environment: BITCRAPS_STORAGE_<SECTION>_<FIELD>, e.g. BITCRAPS_STORAGE_CACHE_SIZE_MB=128,
      BITCRAPS_STORAGE_COMPRESSION_CODEC=lz4, BITCRAPS_STORAGE_WRITE_DURABILITY=normal,
-     BITCRAPS_STORAGE_DATABASE_CONNECTION_TIMEOUT=10 (durations are seconds)
+     BITCRAPS_STORAGE_DATABASE_CONNECTION_TIMEOUT=10s (durations: seconds, or with units);
+     or the flat BITCRAPS_STORAGE_<FIELD>: BITCRAPS_STORAGE_DATA_PATH, _DATABASE_URL,
+     _MAX_CONNECTIONS, _CODEC, _DURABILITY, ... (docs/configuration.md lists both names)
   3. the TOML file given by --config FILE (or BITCRAPS_STORAGE_CONFIG), one table per section:
      [cache] size_mb = 128
   4. defaults (data directory ./bitcraps-data)

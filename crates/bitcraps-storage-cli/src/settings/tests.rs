@@ -210,13 +210,17 @@ fn old_flat_file_keys_name_their_new_key() -> Result<()> {
 
 #[test]
 fn renamed_variables_name_their_new_variable_and_kept_ones_still_work() -> Result<()> {
-    let mut kept = 0;
+    let mut refused = Vec::new();
     for (_, old, new) in RENAMED {
         let key = keys::find(new).context("a renamed setting names a key")?;
         let result = Layer::from_env(env(&[(old, "1")]));
-        if key.env_suffix() == *old {
-            kept += 1;
-            assert!(result.is_ok(), "{old} still names {new}");
+        if key.env_vars().contains(&format!("{ENV_PREFIX}{old}")) {
+            // Read as the setting: "1" may be a bad value for it, never a renamed name.
+            let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                message.is_empty() || message.starts_with(&format!("{ENV_PREFIX}{old}=\"1\"")),
+                "{old} still names {new}: {message}"
+            );
         } else {
             let message = result.err().map(|e| e.to_string()).unwrap_or_default();
             assert!(
@@ -224,10 +228,12 @@ fn renamed_variables_name_their_new_variable_and_kept_ones_still_work() -> Resul
                 "{old}: the error names {}: {message}",
                 key.env_var()
             );
+            refused.push(*old);
         }
     }
-    // The names that read naturally as SECTION_FIELD kept their old spelling.
-    assert_eq!(kept, 14);
+    // Only the two old names that were not the field's name: DATA (now DATA_PATH) and URL
+    // (now DATABASE_URL), which would be ambiguous beside redis.url.
+    assert_eq!(refused, ["DATA", "URL"]);
     let s = Settings::load(
         Layer::default(),
         None,
@@ -235,6 +241,84 @@ fn renamed_variables_name_their_new_variable_and_kept_ones_still_work() -> Resul
     )?;
     assert_eq!(s.config.cache.size_mb, 9);
     assert_eq!(s.config.backup.retention.within_days, 2);
+    Ok(())
+}
+
+/// Issue #17: every setting can be set as `BITCRAPS_STORAGE_<FIELD>` too, DATA_PATH and
+/// DATABASE_URL included; both names set the same field, and disagreeing values are refused.
+#[test]
+fn every_setting_has_a_flat_variable_too() -> Result<()> {
+    let s = Settings::load(
+        Layer::default(),
+        None,
+        env(&[
+            ("DATA_PATH", "/srv/flat"),
+            ("MAX_CONNECTIONS", "7"),
+            ("ENABLE_COMPRESSION", "false"),
+            ("CODEC", "lz4"),
+            ("DURABILITY", "normal"),
+            ("UPDATE_MAX_ATTEMPTS", "5"),
+            ("TRACE_KEYS", "true"),
+            ("REMOTE_CACHE_TTL", "30s"),
+        ]),
+    )?;
+    assert_eq!(
+        s.config.database.data_path,
+        std::path::PathBuf::from("/srv/flat")
+    );
+    assert_eq!(s.config.database.max_connections, 7);
+    assert!(!s.config.compression.enabled);
+    assert_eq!(s.config.compression.codec, Codec::Lz4);
+    assert_eq!(s.config.write.durability, Durability::Normal);
+    assert_eq!(s.config.write.update_max_attempts, 5);
+    assert!(s.config.metrics.trace_keys);
+    assert_eq!(s.config.redis.cache_ttl, Duration::from_secs(30));
+    let s = Settings::load(
+        Layer::default(),
+        None,
+        env(&[("DATABASE_URL", "sqlite:///srv/x.db")]),
+    )?;
+    assert_eq!(s.config.database.url.as_deref(), Some("sqlite:///srv/x.db"));
+
+    // Both spellings, agreeing: fine; disagreeing: a usage error naming both.
+    let both = [("CODEC", "lz4"), ("COMPRESSION_CODEC", "lz4")];
+    assert_eq!(
+        Settings::load(Layer::default(), None, env(&both))?
+            .config
+            .compression
+            .codec,
+        Codec::Lz4
+    );
+    let err = Settings::load(
+        Layer::default(),
+        None,
+        env(&[("CODEC", "lz4"), ("COMPRESSION_CODEC", "zstd")]),
+    )
+    .err();
+    assert!(is_usage(err.as_ref()), "{err:?}");
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("BITCRAPS_STORAGE_CODEC") && message.contains("COMPRESSION_CODEC"),
+        "{message}"
+    );
+
+    // Every name, sectioned or flat, sets exactly one key, and none is the config file's.
+    let mut owner = BTreeMap::new();
+    for key in KEYS {
+        for name in key.env_vars() {
+            assert_ne!(name, format!("{ENV_PREFIX}CONFIG"));
+            if let Some(other) = owner.insert(name.clone(), key.name()) {
+                panic!("{name} sets both {other} and {}", key.name());
+            }
+        }
+    }
+    assert!(
+        KEYS.iter()
+            .filter(|k| k.flat_env_suffix().is_some())
+            .count()
+            >= 20,
+        "most settings have a distinct flat name"
+    );
     Ok(())
 }
 
@@ -335,7 +419,8 @@ fn the_documented_table_lists_every_setting_as_it_is() {
             continue;
         };
         let cell = |i: usize| cells.get(i).map_or("", String::as_str);
-        assert_eq!(cell(1), format!("`{}`", key.env_var()), "{}", key.name());
+        let names: Vec<String> = key.env_vars().iter().map(|n| format!("`{n}`")).collect();
+        assert_eq!(cell(1), names.join(" or "), "{}", key.name());
         let flag = key.flag.map(|f| format!("`{f}`")).unwrap_or_default();
         assert_eq!(cell(2), flag, "{}: flag", key.name());
         assert_eq!(cell(3), key.type_name(), "{}: type", key.name());

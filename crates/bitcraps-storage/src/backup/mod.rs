@@ -115,6 +115,8 @@ struct Inner {
     layout: Layout,
     live_dir: PathBuf,
     policy: RetentionPolicy,
+    /// `backup.max_total_bytes`: the most the complete backups may hold together.
+    max_total_bytes: Option<u64>,
     /// The store's keyring when it is encrypted: backups are checked with it.
     keyring: Option<Arc<Keyring>>,
     /// The newest backup taken and verified (for statistics and metrics).
@@ -153,6 +155,7 @@ impl BackupManager {
         dir: PathBuf,
         live_dir: PathBuf,
         policy: RetentionPolicy,
+        max_total_bytes: Option<u64>,
         keyring: Option<Arc<Keyring>>,
     ) -> Self {
         BackupManager {
@@ -162,6 +165,7 @@ impl BackupManager {
                 layout: Layout::new(dir),
                 live_dir,
                 policy,
+                max_total_bytes,
                 marks: Marks::default(),
             }),
             clock: Arc::new(SystemTime::now),
@@ -262,8 +266,33 @@ impl BackupManager {
         }
         crate::fs::sync_dir(layout.dir())?;
         drop(work);
+        if let Some(cap) = self.inner.max_total_bytes {
+            if archive_bytes > cap {
+                self.delete(&id)?;
+                crate::fs::sync_dir(layout.dir())?;
+                return Err(StorageError::BackupTooLarge {
+                    archive_bytes,
+                    max_total_bytes: cap,
+                });
+            }
+            // Older backups make room for the new one (never the other way round).
+            self.retention_blocking(true, false)?;
+        }
         tracing::info!(%id, archive_bytes, records = info.snapshot.record_count, "backup created");
         Ok(info)
+    }
+
+    /// Deletes a complete backup: the manifest first, so a crash in between leaves an
+    /// unlisted archive (swept later), never a listed backup without its archive.
+    fn delete(&self, id: &str) -> Result<()> {
+        let paths = self.inner.layout.paths(id)?;
+        std::fs::remove_file(&paths.manifest).map_err(io(&paths.manifest))?;
+        match std::fs::remove_file(&paths.archive) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StorageError::io(&paths.archive, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes what interrupted (killed) backups, verifications and restores left in the
@@ -403,47 +432,55 @@ impl BackupManager {
         })
     }
 
-    /// Deletes the backups no retention rule keeps.
+    /// Deletes the backups no retention rule keeps, and then, with `backup.max_total_bytes`,
+    /// the oldest of those kept until the rest fit under it (the newest is always kept).
     pub async fn apply_retention(&self) -> Result<RetentionOutcome> {
         let this = self.clone();
-        blocking(move || this.retention_blocking(true)).await
+        blocking(move || this.retention_blocking(true, true)).await
     }
 
     /// What [`apply_retention`](Self::apply_retention) would keep and delete now, deleting
     /// nothing (`backup prune --dry-run`).
     pub async fn plan_retention(&self) -> Result<RetentionOutcome> {
         let this = self.clone();
-        blocking(move || this.retention_blocking(false)).await
+        blocking(move || this.retention_blocking(false, true)).await
     }
 
-    fn retention_blocking(&self, delete: bool) -> Result<RetentionOutcome> {
+    /// Retention: the rules (when `rules`), then the size cap; deletes only when `delete`.
+    fn retention_blocking(&self, delete: bool, rules: bool) -> Result<RetentionOutcome> {
         // Only complete backups are candidates: incomplete ones are never counted as kept
         // (and never deleted), foreign manifests never touched.
         let backups = scan::scan(&self.inner.layout)?.complete;
         let times: Vec<SystemTime> = backups.iter().map(BackupInfo::created).collect();
-        let keep = retention::keep(&times, (self.clock)(), &self.inner.policy);
+        let mut keep = if rules {
+            retention::keep(&times, (self.clock)(), &self.inner.policy)
+        } else {
+            (0..backups.len()).collect()
+        };
+        if let Some(cap) = self.inner.max_total_bytes {
+            let kept: Vec<usize> = keep.iter().copied().collect();
+            let sizes: Vec<(SystemTime, u64)> = kept
+                .iter()
+                .filter_map(|&i| backups.get(i).map(|b| (b.created(), b.archive_bytes)))
+                .collect();
+            for dropped in retention::over_cap(&sizes, cap) {
+                if let Some(i) = kept.get(dropped) {
+                    keep.remove(i);
+                }
+            }
+        }
         let mut outcome = RetentionOutcome::default();
         for (i, backup) in backups.into_iter().enumerate() {
             if keep.contains(&i) {
                 outcome.kept.push(backup.id);
                 continue;
             }
-            if !delete {
-                outcome.deleted.push(backup.id);
-                continue;
-            }
-            // The manifest goes first: a crash in between leaves an unlisted archive, never
-            // a listed backup without its archive.
-            let paths = self.inner.layout.paths(&backup.id)?;
-            std::fs::remove_file(&paths.manifest).map_err(io(&paths.manifest))?;
-            if let Err(e) = std::fs::remove_file(&paths.archive)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(StorageError::io(&paths.archive, e));
+            if delete {
+                self.delete(&backup.id)?;
             }
             outcome.deleted.push(backup.id);
         }
-        if !outcome.deleted.is_empty() {
+        if delete && !outcome.deleted.is_empty() {
             crate::fs::sync_dir(self.inner.layout.dir())?;
         }
         Ok(outcome)

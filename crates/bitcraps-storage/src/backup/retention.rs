@@ -70,9 +70,46 @@ pub fn keep(times: &[SystemTime], now: SystemTime, policy: &RetentionPolicy) -> 
     kept
 }
 
+/// Indices (into `sizes`) of the backups that do not fit under `cap` bytes: `sizes` are the
+/// kept backups' `(created, bytes)`. The newest are kept while they fit; from the first that
+/// would take the total past the cap, it and every older one are dropped. The newest backup is
+/// always kept, even alone over the cap (a backup larger than the cap is refused when it is
+/// taken, not here).
+pub fn over_cap(sizes: &[(SystemTime, u64)], cap: u64) -> BTreeSet<usize> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by(|&a, &b| sizes[b].0.cmp(&sizes[a].0));
+    let mut total = 0u64;
+    let mut full = false;
+    let mut dropped = BTreeSet::new();
+    for (rank, &i) in order.iter().enumerate() {
+        total = total.saturating_add(sizes[i].1);
+        full = full || (rank > 0 && total > cap);
+        if full {
+            dropped.insert(i);
+        }
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cap_drops_the_oldest_and_keeps_the_newest() {
+        let t = |d: f64| at(-d);
+        // Oldest first in the slice: the order of the input does not matter.
+        let sizes = [(t(3.0), 40), (t(2.0), 30), (t(1.0), 20), (t(0.0), 10)];
+        assert_eq!(over_cap(&sizes, 100), BTreeSet::new());
+        // Newest first: 10 + 20 + 30 = 60 fits exactly; 40 more does not.
+        assert_eq!(over_cap(&sizes, 60), BTreeSet::from([0]));
+        assert_eq!(over_cap(&sizes, 59), BTreeSet::from([0, 1]));
+        // 10 + 20 fit in 35; 30 does not, and so neither does anything older (even 40 alone).
+        assert_eq!(over_cap(&sizes, 35), BTreeSet::from([0, 1]));
+        // The newest is kept even when it alone is over the cap.
+        assert_eq!(over_cap(&sizes, 5), BTreeSet::from([0, 1, 2]));
+        assert_eq!(over_cap(&[], 5), BTreeSet::new());
+    }
 
     fn at(days: f64) -> SystemTime {
         // A fixed clock: 2026-11-23T12:00:00Z (a Monday) is day 20_780.5.

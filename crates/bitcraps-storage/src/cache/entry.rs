@@ -10,8 +10,9 @@
 //! Entries are verified before they are cached (a database read checks the blake3 hash; a
 //! write caches what it just encoded), so a hit decompresses without hashing again.
 
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use zstd::dict::DecoderDictionary;
 
@@ -19,8 +20,32 @@ use crate::codec::Codec;
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
 
+/// Memory charged for a decoded value held beside an entry: this many bytes per byte of its
+/// JSON, plus [`TYPED_FIXED_CHARGE`]. A decoded value's heap (strings, vectors, their allocator
+/// headers) is not known to the cache, so it is estimated from the JSON it came from; the
+/// estimate covers the game documents of the benchmark and tests
+/// (`typed_values_are_charged_what_they_hold`). Documents made of many tiny strings hold
+/// more per byte of JSON than this.
+pub const TYPED_BYTES_PER_JSON_BYTE: usize = 2;
+
+/// The fixed part of a decoded value's charge: the `Arc`, the value's own size and the
+/// holder's bookkeeping.
+pub const TYPED_FIXED_CHARGE: usize = 256;
+
+/// A decoded value of an entry's document: the `Arc<T>` that
+/// [`retrieve_shared`](crate::PersistentStorageManager::retrieve_shared) hands out, for one
+/// type `T`.
+struct Typed {
+    type_id: TypeId,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
 /// A cached document in its stored form, with its cache key in the same allocation (the
 /// cache is keyed by a 64-bit hash of the key, and a hit compares the full key here).
+///
+/// Hot entries also hold the document decoded as the type it is read as (the typed tier,
+/// `cache/typed.rs`): it lives in the entry, so a reader finds it only through the current
+/// entry of the key — a commit or invalidation that replaces the entry leaves it behind.
 #[derive(Clone)]
 pub struct CachedValue {
     codec: Codec,
@@ -29,6 +54,9 @@ pub struct CachedValue {
     /// The cache key's bytes followed by the stored bytes.
     bytes: Arc<[u8]>,
     dict: Option<Arc<DecoderDictionary<'static>>>,
+    /// Shared by every clone taken out of the cache: set by a typed read, cleared when the
+    /// typed tier lets the value go.
+    typed: Arc<Mutex<Option<Typed>>>,
 }
 
 impl std::fmt::Debug for CachedValue {
@@ -61,6 +89,7 @@ impl CachedValue {
             key_len: cache_key.len(),
             bytes: bytes.into(),
             dict,
+            typed: Arc::default(),
         }
     }
 
@@ -93,9 +122,57 @@ impl CachedValue {
         self.bytes.get(self.key_len..).unwrap_or_default()
     }
 
-    /// Bytes held (key and stored form), for the cache's weigher.
+    /// Bytes held (key and stored form), for the cache's weigher. A decoded value is charged
+    /// separately, to the typed tier ([`typed_charge`](Self::typed_charge)).
     pub fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// What a decoded value of this document is charged.
+    pub fn typed_charge(&self) -> usize {
+        self.raw_len
+            .saturating_mul(TYPED_BYTES_PER_JSON_BYTE)
+            .saturating_add(TYPED_FIXED_CHARGE)
+    }
+
+    /// Whether `other` is a clone of this very entry (not just an equal document).
+    pub fn same_entry(&self, other: &CachedValue) -> bool {
+        Arc::ptr_eq(&self.typed, &other.typed)
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Typed>> {
+        // A panic while the slot was held cannot leave it half-written: it is one assignment.
+        self.typed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The document decoded as `T`, if a typed read left it here.
+    pub fn typed<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = match &*self.slot() {
+            Some(typed) if typed.type_id == TypeId::of::<T>() => Arc::clone(&typed.value),
+            _ => return None,
+        };
+        value.downcast::<T>().ok()
+    }
+
+    /// Keeps `value`, the document decoded as `T`, beside the entry. `false` when the entry
+    /// already holds a decoded value (of this or another type): that one stays.
+    pub fn set_typed<T: Any + Send + Sync>(&self, value: Arc<T>) -> bool {
+        let mut slot = self.slot();
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(Typed {
+            type_id: TypeId::of::<T>(),
+            value,
+        });
+        true
+    }
+
+    /// Lets the decoded value go (the typed tier evicted it).
+    pub fn clear_typed(&self) {
+        let dropped = self.slot().take();
+        // Dropped outside the lock: a value's destructor may take time.
+        drop(dropped);
     }
 
     /// The serialized document: borrowed when stored uncompressed, else decompressed.

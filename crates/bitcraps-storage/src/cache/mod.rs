@@ -28,10 +28,12 @@ mod inflight;
 mod stripes;
 #[cfg(test)]
 mod tests;
+mod typed;
 
-pub use entry::CachedValue;
+pub use entry::{CachedValue, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
 use stripes::Stripes;
 pub use stripes::{FillTicket, STRIPES};
+use typed::TypedTier;
 
 /// Bytes charged per entry on top of the key and stored bytes: moka's bookkeeping and the
 /// allocations around an entry. Measured, not guessed: 200,000 entries of 154 bytes raised
@@ -99,6 +101,10 @@ pub struct CacheStatistics {
     pub raced_fills: u64,
     /// Misses that joined another reader's load of the same key instead of loading again.
     pub coalesced: u64,
+    /// Entries that also hold their document decoded (the typed tier of `retrieve_shared`).
+    pub typed_entries: u64,
+    /// Bytes charged for those decoded documents (part of `weighted_bytes`).
+    pub typed_bytes: u64,
 }
 
 /// The value cache. moka is keyed by a keyed 64-bit hash of the cache key (an integer key
@@ -106,6 +112,7 @@ pub struct CacheStatistics {
 /// lookup whose entry is another key's (a hash collision) is a miss.
 pub struct ValueCache {
     cache: Option<Entries>,
+    typed: TypedTier,
     hasher: RandomState,
     stripes: Stripes,
     capacity: u64,
@@ -119,18 +126,26 @@ pub struct ValueCache {
 }
 
 impl ValueCache {
-    /// A cache of at most `capacity_bytes` (0 disables it), without a maximum age.
+    /// A cache of at most `capacity_bytes` (0 disables it), a quarter of it for decoded
+    /// values, without a maximum age.
     #[cfg(test)]
     pub fn new(capacity_bytes: u64) -> Self {
-        Self::with_max_age(capacity_bytes, None)
+        Self::with_max_age(capacity_bytes, 25, None)
     }
 
-    /// A cache of at most `capacity_bytes` whose entries expire `max_age` after they were
-    /// installed (the Redis tier's `l1_max_age`: bounds how long a writer partitioned from
-    /// Redis can leave this node's entries stale).
-    pub fn with_max_age(capacity_bytes: u64, max_age: Option<Duration>) -> Self {
-        let cache = (capacity_bytes > 0).then(|| {
-            let builder = Cache::builder().max_capacity(capacity_bytes).weigher(
+    /// A cache of at most `capacity_bytes`, `typed_percent` of them for decoded values (the
+    /// typed tier) and the rest for stored forms, whose entries expire `max_age` after they
+    /// were installed (the Redis tier's `l1_max_age`: bounds how long a writer partitioned
+    /// from Redis can leave this node's entries stale).
+    pub fn with_max_age(
+        capacity_bytes: u64,
+        typed_percent: u32,
+        max_age: Option<Duration>,
+    ) -> Self {
+        let typed_capacity = capacity_bytes / 100 * u64::from(typed_percent.min(100));
+        let stored_capacity = capacity_bytes - typed_capacity;
+        let cache = (stored_capacity > 0).then(|| {
+            let builder = Cache::builder().max_capacity(stored_capacity).weigher(
                 |_: &u64, v: &CachedValue| {
                     u32::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                 },
@@ -143,6 +158,11 @@ impl ValueCache {
         });
         ValueCache {
             cache,
+            typed: TypedTier::new(if stored_capacity > 0 {
+                typed_capacity
+            } else {
+                0
+            }),
             hasher: RandomState::new(),
             stripes: Stripes::new(),
             capacity: capacity_bytes,
@@ -207,6 +227,30 @@ impl ValueCache {
         }
     }
 
+    /// Whether decoded documents may be kept beside entries (the typed tier has a budget).
+    pub fn keeps_typed(&self) -> bool {
+        self.typed.enabled()
+    }
+
+    /// Hands `entry`, whose decoded value was just set, to the typed tier — if it is still the
+    /// entry of `key`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
+    pub fn hold_typed(&self, key: &str, entry: &CachedValue) {
+        let current = self.usable().and_then(|cache| {
+            // The stripe lock orders this with commits and invalidations of the key.
+            let guard = self.stripes.lock_key(key);
+            let slot = self.slot(key);
+            let current = cache.get(&slot).is_some_and(|c| c.same_entry(entry));
+            if current {
+                self.typed.hold(slot, entry);
+            }
+            drop(guard);
+            current.then_some(())
+        });
+        if current.is_none() {
+            entry.clear_typed();
+        }
+    }
+
     /// Records a committed write: installs the new document, or removes the key on delete.
     pub fn committed(&self, key: &str, value: Option<CachedValue>) {
         let mark = self.remote_mark();
@@ -232,6 +276,7 @@ impl ValueCache {
         // Held until the entry changes, so no fill can slip in between.
         let mut guard = self.stripes.lock_key(key);
         guard.bump();
+        self.typed.release(self.slot(key));
         if let Some(cache) = &self.cache {
             match value {
                 Some(v) if self.remote_mark() == mark => cache.insert(self.slot(key), v),
@@ -251,6 +296,7 @@ impl ValueCache {
         // Held until the entry changes, so no fill can slip in between.
         let mut guard = self.stripes.lock_key(key);
         guard.bump();
+        self.typed.release(self.slot(key));
         if let Some(cache) = &self.cache {
             cache.invalidate(&self.slot(key));
         }
@@ -264,6 +310,7 @@ impl ValueCache {
             self.stripes.lock(stripe).bump();
         }
         // Entries installed before the bumps are removed here; later fills carry old tickets.
+        self.typed.release_all();
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
@@ -274,6 +321,7 @@ impl ValueCache {
         if let Some(c) = &self.cache {
             c.run_pending_tasks();
         }
+        self.typed.run_pending_tasks();
     }
 
     /// A snapshot of the statistics.
@@ -284,10 +332,13 @@ impl ValueCache {
             .as_ref()
             .map(|c| (c.entry_count(), c.weighted_size()))
             .unwrap_or((0, 0));
+        let (typed_entries, typed_bytes) = self.typed.usage();
         CacheStatistics {
             entry_count,
-            weighted_bytes,
+            weighted_bytes: weighted_bytes.saturating_add(typed_bytes),
             capacity_bytes: self.capacity,
+            typed_entries,
+            typed_bytes,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             raced_fills: self.raced_fills.load(Ordering::Relaxed),

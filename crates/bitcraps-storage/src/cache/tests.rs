@@ -150,3 +150,79 @@ fn disabled_cache_holds_nothing() {
     cache.committed("a", Some(v("a", b"x")));
     assert_eq!(raw(&cache, "a"), None);
 }
+
+/// The typed tier (issue #15): a decoded value set on an entry is held and charged by the
+/// typed tier, lives only as long as its entry is the key's current one, and a hold never
+/// brings back an entry a write replaced in between.
+#[test]
+fn typed_values_ride_on_their_entry_and_are_charged() {
+    let cache = ValueCache::new(1 << 20);
+    assert!(cache.keeps_typed());
+    let key = cache_key("c", "k");
+    let doc = vec![b'x'; 500];
+    cache.committed(&key, Some(v(&key, &doc)));
+    let entry = cache.get(&key).expect("cached");
+    assert!(entry.typed::<String>().is_none());
+    assert!(entry.set_typed(Arc::new(String::from("decoded"))));
+    assert!(!entry.set_typed(Arc::new(7u32)), "the first type stays");
+    cache.hold_typed(&key, &entry);
+    let stats = cache.statistics();
+    assert_eq!(stats.typed_entries, 1);
+    assert_eq!(
+        stats.typed_bytes,
+        (500 * TYPED_BYTES_PER_JSON_BYTE + TYPED_FIXED_CHARGE) as u64
+    );
+    let hot = cache.get(&key).and_then(|e| e.typed::<String>());
+    assert_eq!(hot.as_deref().map(String::as_str), Some("decoded"));
+    assert!(cache.get(&key).and_then(|e| e.typed::<u32>()).is_none());
+
+    // A write replaces the entry: the new one holds nothing decoded, the tier lets the old
+    // one go (and its value with it), and holding the old entry again is refused.
+    cache.committed(&key, Some(v(&key, b"new")));
+    cache.run_pending_tasks();
+    assert_eq!(cache.statistics().typed_entries, 0);
+    assert!(entry.typed::<String>().is_none(), "released with its entry");
+    assert!(entry.set_typed(Arc::new(String::from("stale"))));
+    cache.hold_typed(&key, &entry);
+    assert!(
+        entry.typed::<String>().is_none(),
+        "a replaced entry is not held"
+    );
+    let current = cache.get(&key).expect("cached");
+    assert!(current.typed::<String>().is_none());
+    assert_eq!(
+        current.decode(|| key.clone()).ok().as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(cache.statistics().typed_entries, 0);
+}
+
+/// The typed tier's budget: entries past it lose their decoded value, never their place in
+/// the cache of stored forms.
+#[test]
+fn the_typed_budget_bounds_decoded_values() {
+    // 1 MiB, a quarter for decoded values: room for about 250 documents of 500 bytes.
+    let cache = ValueCache::new(1 << 20);
+    for i in 0..2000 {
+        let key = cache_key("c", &format!("k{i}"));
+        cache.committed(&key, Some(v(&key, &[b'x'; 500])));
+        let entry = cache.get(&key).expect("cached");
+        assert!(entry.set_typed(Arc::new(i)));
+        cache.hold_typed(&key, &entry);
+    }
+    let stats = cache.statistics();
+    assert!(stats.typed_bytes <= (1 << 20) / 4, "{stats:?}");
+    assert!(stats.typed_entries > 0, "{stats:?}");
+    let decoded = (0..2000)
+        .filter(|i| {
+            cache
+                .get(&cache_key("c", &format!("k{i}")))
+                .is_some_and(|e| e.typed::<i32>().is_some())
+        })
+        .count();
+    assert!(
+        decoded <= 300,
+        "{decoded} entries still hold a decoded value"
+    );
+    assert!(stats.weighted_bytes <= 1 << 20, "{stats:?}");
+}

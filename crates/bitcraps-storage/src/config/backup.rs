@@ -10,28 +10,26 @@ use crate::backup::RetentionPolicy;
 /// The retention rules are the backup layer's own [`RetentionPolicy`], held whole; the TOML
 /// file and the environment spell its fields flat (`backup.keep_last`,
 /// `BITCRAPS_STORAGE_BACKUP_KEEP_LAST`; `within_days` is `backup.retention_days`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct BackupConfig {
     /// Where backups go; `None` means `<data_path>/backups` (see
     /// [`StorageConfig::backup_directory`](crate::StorageConfig::backup_directory)).
     /// Default: `None`.
     pub dir: Option<PathBuf>,
-    /// Maintenance creates a backup and applies retention. Default: `true`.
-    pub on_maintenance: bool,
+    /// Maintenance verifies every document, creates a backup and applies retention.
+    /// Default: `None`, which means yes for an embedded (SQLite) store and no on PostgreSQL,
+    /// where every node runs maintenance against the same database: set `Some(true)` on the
+    /// one node that should back it up.
+    pub on_maintenance: Option<bool>,
+    /// The most bytes the backup directory may hold. A backup that would take the directory's
+    /// complete backups past it is not kept ([`StorageError::BackupSpace`]
+    /// (crate::StorageError::BackupSpace)), and retention deletes the oldest backups it would
+    /// otherwise keep (never the newest one) until the rest fit. Default: `None` (no cap).
+    pub max_total_bytes: Option<u64>,
     /// Which backups retention keeps. Default: [`RetentionPolicy::default`] (7 days, the last
     /// 3, 7 daily, 4 weekly, 6 monthly).
     pub retention: RetentionPolicy,
-}
-
-impl Default for BackupConfig {
-    fn default() -> Self {
-        BackupConfig {
-            dir: None,
-            on_maintenance: true,
-            retention: RetentionPolicy::default(),
-        }
-    }
 }
 
 impl BackupConfig {
@@ -45,8 +43,21 @@ impl BackupConfig {
     /// Sets [`on_maintenance`](Self::on_maintenance).
     #[must_use]
     pub fn on_maintenance(mut self, enabled: bool) -> Self {
-        self.on_maintenance = enabled;
+        self.on_maintenance = Some(enabled);
         self
+    }
+
+    /// Sets [`max_total_bytes`](Self::max_total_bytes).
+    #[must_use]
+    pub fn max_total_bytes(mut self, bytes: u64) -> Self {
+        self.max_total_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether maintenance takes a backup: [`on_maintenance`](Self::on_maintenance), or by
+    /// default only for a store that is not shared through a database server.
+    pub(crate) fn takes_maintenance_backups(&self, embedded: bool) -> bool {
+        self.on_maintenance.unwrap_or(embedded)
     }
 
     /// Sets [`retention`](Self::retention).

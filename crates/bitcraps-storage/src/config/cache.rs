@@ -14,6 +14,11 @@ pub struct CacheConfig {
     /// quarter of it on top (at least 4 MiB, at most 32 MiB). `0` disables the cache.
     /// Default: 64.
     pub size_mb: usize,
+    /// The share of [`size_mb`](Self::size_mb), in percent, that may hold documents decoded
+    /// as the type [`retrieve_shared`](crate::PersistentStorageManager::retrieve_shared) read
+    /// them as, so the most read are handed out without decompression or parsing; the rest
+    /// holds stored forms. `0` keeps none decoded. Default: 25.
+    pub typed_percent: u32,
     /// Interval of cache upkeep (the cache's pending evictions and expirations), a background
     /// task (see [`MaintenanceConfig::background_tasks`](crate::MaintenanceConfig::background_tasks));
     /// every maintenance run does it too. Zero disables the scheduled run. Default: 5 min.
@@ -24,6 +29,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             size_mb: 64,
+            typed_percent: 25,
             upkeep_interval: Duration::from_secs(300),
         }
     }
@@ -37,11 +43,28 @@ impl CacheConfig {
         self
     }
 
+    /// Sets [`typed_percent`](Self::typed_percent).
+    #[must_use]
+    pub fn typed_percent(mut self, percent: u32) -> Self {
+        self.typed_percent = percent;
+        self
+    }
+
     /// Sets [`upkeep_interval`](Self::upkeep_interval).
     #[must_use]
     pub fn upkeep_interval(mut self, interval: Duration) -> Self {
         self.upkeep_interval = interval;
         self
+    }
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.typed_percent > 100 {
+            return Err(crate::StorageError::Config(format!(
+                "cache.typed_percent is {}, a share of cache.size_mb: at most 100",
+                self.typed_percent
+            )));
+        }
+        Ok(())
     }
 
     /// [`size_mb`](Self::size_mb) in bytes.

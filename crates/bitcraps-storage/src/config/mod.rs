@@ -149,6 +149,7 @@ impl StorageConfig {
         self.database.validate()?;
         self.write.validate()?;
         self.compression.validate()?;
+        self.cache.validate()?;
         self.key.validate()?;
         self.redis.validate()
     }
@@ -284,7 +285,10 @@ mod tests {
         assert_eq!(c.write.max_batch_requests, 1024);
         assert_eq!(c.write.access_flush_interval, Duration::from_secs(30));
         assert_eq!(c.backup.dir, None);
-        assert!(c.backup.on_maintenance);
+        assert_eq!(c.backup.on_maintenance, None);
+        assert!(c.backup.takes_maintenance_backups(true));
+        assert!(!c.backup.takes_maintenance_backups(false));
+        assert_eq!(c.backup.max_total_bytes, None);
         let r = c.backup.retention;
         assert_eq!(
             (
@@ -300,6 +304,10 @@ mod tests {
         assert_eq!(c.maintenance.interval_hours, 1);
         assert_eq!(c.maintenance.statistics_interval, Duration::from_secs(60));
         assert_eq!(c.maintenance.vacuum_free_percent, 25);
+        assert_eq!(c.cache.typed_percent, 25);
+        let mut bad = StorageConfig::default();
+        bad.cache.typed_percent = 101;
+        assert!(bad.validate().is_err());
         assert_eq!(c.redis.namespace, None);
         assert_eq!(c.metrics.max_collection_labels, 64);
         assert!(!c.metrics.trace_keys);

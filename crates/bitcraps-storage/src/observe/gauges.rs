@@ -52,6 +52,10 @@ pub(super) fn refresh(s: &StorageStatistics) {
     if let Some(r) = &s.remote_cache {
         metrics::gauge!(names::REMOTE_CONNECTED).set(if r.connected { 1.0 } else { 0.0 });
         metrics::gauge!(names::REMOTE_PENDING_INVALIDATIONS).set(r.pending_invalidations as f64);
+        if let (Some(entries), Some(bytes)) = (r.entries, r.bytes) {
+            metrics::gauge!(names::CACHE_ENTRIES, "tier" => "l2").set(entries as f64);
+            metrics::gauge!(names::CACHE_BYTES, "tier" => "l2").set(bytes as f64);
+        }
         // The tier counts these itself; `absolute` publishes its count as the counter.
         metrics::counter!(names::REMOTE_ERRORS).absolute(r.errors);
         metrics::counter!(names::REMOTE_REJECTED, "what" => "entry")

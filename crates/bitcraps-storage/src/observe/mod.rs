@@ -33,6 +33,7 @@ pub(crate) enum Operation {
     StoreBatch,
     Retrieve,
     RetrieveRaw,
+    RetrieveShared,
     Delete,
     Exists,
     Metadata,
@@ -60,6 +61,7 @@ impl Operation {
             Operation::StoreBatch => "store_batch",
             Operation::Retrieve => "retrieve",
             Operation::RetrieveRaw => "retrieve_raw",
+            Operation::RetrieveShared => "retrieve_shared",
             Operation::Delete => "delete",
             Operation::Exists => "exists",
             Operation::Metadata => "metadata",
@@ -217,6 +219,13 @@ pub(crate) fn put_committed(logical: u64, deduplicated: bool, stored: usize) {
         let stored = u64::try_from(stored).unwrap_or(u64::MAX);
         metrics::counter!(names::WRITTEN_BYTES, "kind" => "stored").increment(stored);
     }
+}
+
+/// A wait for a pooled connection of `pool` that took `waited` and ended with `outcome`
+/// (`ok`, `timeout` or `error`).
+pub(crate) fn pool_wait(pool: &'static str, waited: std::time::Duration, outcome: &'static str) {
+    metrics::histogram!(names::POOL_WAIT, "pool" => pool, "outcome" => outcome)
+        .record(waited.as_secs_f64());
 }
 
 /// A group commit whose transaction failed.

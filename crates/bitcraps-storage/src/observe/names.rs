@@ -81,11 +81,13 @@ metrics_list! {
     SPACE_DEBT = "bitcraps_storage_space_debt_bytes", Gauge, ["kind"],
         "Space maintenance could give back: free pages (kind=free_pages) and the WAL (kind=wal).";
     CACHE_BYTES = "bitcraps_storage_cache_bytes", Gauge, ["tier"],
-        "Bytes a cache tier charges against its capacity.";
+        "Bytes a cache tier holds: l1 charges them against its capacity; l2 is the values in Redis (counted with the statistics).";
     CACHE_CAPACITY = "bitcraps_storage_cache_capacity_bytes", Gauge, ["tier"],
         "Capacity of a cache tier in bytes.";
     CACHE_ENTRIES = "bitcraps_storage_cache_entries", Gauge, ["tier"],
-        "Entries a cache tier holds.";
+        "Entries a cache tier holds (l2: counted in Redis with the statistics).";
+    POOL_WAIT = "bitcraps_storage_pool_wait_duration_seconds", Histogram, ["pool", "outcome"],
+        "Time a call waited for a pooled database connection (pool=sqlite_read or postgres), by outcome (ok, timeout or error).";
     QUEUED_WRITE_BYTES = "bitcraps_storage_queued_write_bytes", Gauge, [],
         "Bytes of writes queued for the writer or being committed.";
     PENDING_ACCESS_UPDATES = "bitcraps_storage_pending_access_updates", Gauge, [],

@@ -20,7 +20,7 @@ impl RemoteTier {
         match *self {}
     }
 
-    pub(crate) fn statistics(&self) -> RemoteCacheStatistics {
+    pub(crate) async fn statistics(&self) -> RemoteCacheStatistics {
         match *self {}
     }
 

@@ -36,6 +36,8 @@
 #[cfg(feature = "redis")]
 mod auth;
 #[cfg(feature = "redis")]
+mod census;
+#[cfg(feature = "redis")]
 mod client;
 #[cfg(not(feature = "redis"))]
 mod disabled;

@@ -119,6 +119,19 @@ impl Keys {
     pub(crate) fn channel(&self) -> String {
         format!("{}:invalidate", self.namespace)
     }
+
+    /// The `SCAN MATCH` pattern of every value key (glob characters of the namespace escaped).
+    pub(crate) fn value_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.namespace.len() + 8);
+        for c in self.namespace.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":val:*");
+        pattern
+    }
 }
 
 /// First byte of an entry: the format version.

@@ -36,6 +36,12 @@ pub struct RemoteCacheStatistics {
     pub rejected_messages: u64,
     /// The Redis namespace (key prefix and channel) of this store.
     pub namespace: String,
+    /// Values this store holds in Redis, counted when the statistics were taken (a `SCAN` of
+    /// the namespace; approximate while Redis rehashes). `None` when Redis could not be
+    /// counted in time.
+    pub entries: Option<u64>,
+    /// Bytes of those values (entries as stored: compressed document, MAC and header).
+    pub bytes: Option<u64>,
     /// Keys this node invalidated in L2 and announced to the other nodes.
     pub invalidations_sent: u64,
     /// Keys other nodes announced, invalidated in this node's in-process cache.
@@ -96,6 +102,8 @@ impl RemoteCounters {
             rejected_entries: get(&self.rejected_entries),
             rejected_messages: get(&self.rejected_messages),
             namespace: namespace.to_owned(),
+            entries: None,
+            bytes: None,
             invalidations_sent: get(&self.invalidations_sent),
             invalidations_received: get(&self.invalidations_received),
             pending_invalidations: u64::try_from(pending).unwrap_or(u64::MAX),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::{RedisResult, Script};
 
 use super::auth::{self, Authenticator, LogLimit};
+use super::census;
 use super::client::{Connection, PrivateRuntime};
 use super::health::{Breaker, MIN_BACKOFF};
 use super::protocol::{self, EntryCheck, GENERATION_TTL_FACTOR, Keys, Message};
@@ -196,13 +197,35 @@ impl RemoteTier {
         }
     }
 
-    /// A snapshot of the statistics.
-    pub(crate) fn statistics(&self) -> RemoteCacheStatistics {
-        let mut statistics = self
-            .core
+    /// A snapshot of the statistics, with the entries and bytes the namespace holds in Redis
+    /// (counted now, within a few `redis.timeout`s, while the tier is connected; `None` when
+    /// it is not, or Redis could not be counted in time).
+    pub(crate) async fn statistics(&self) -> RemoteCacheStatistics {
+        let core = &self.core;
+        // Only while the tier is connected: counting must not add connection attempts (and
+        // their errors, and their timeouts) to a statistics call while Redis is away.
+        let connected = core
             .counters
-            .snapshot(self.core.pending_len(), &self.core.namespace);
-        statistics.last_error = self.core.conn.last_error();
+            .connected
+            .load(std::sync::atomic::Ordering::Acquire);
+        let census = if connected && core.breaker.allows() {
+            let task_core = Arc::clone(core);
+            let budget = core.conn.timeout().saturating_mul(4);
+            let result = self
+                .runtime
+                .run(
+                    async move { census::count(&task_core.conn, &task_core.keys, budget).await },
+                    budget.saturating_mul(2),
+                )
+                .await;
+            core.settle(result).flatten()
+        } else {
+            None
+        };
+        let mut statistics = core.counters.snapshot(core.pending_len(), &core.namespace);
+        statistics.last_error = core.conn.last_error();
+        statistics.entries = census.map(|(entries, _)| entries);
+        statistics.bytes = census.map(|(_, bytes)| bytes);
         statistics
     }
 

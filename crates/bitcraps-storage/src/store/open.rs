@@ -64,7 +64,11 @@ impl PersistentStorageManager {
         } else {
             config.cache.capacity_bytes()
         };
-        let cache = Arc::new(ValueCache::with_max_age(capacity, l1_max_age));
+        let cache = Arc::new(ValueCache::with_max_age(
+            capacity,
+            config.cache.typed_percent,
+            l1_max_age,
+        ));
         let remote = start_remote_tier(&config, &cache, &identity)?;
         if remote.is_some() && !identity.redis_tier && !read_only {
             backend.record_redis_tier()?;
@@ -101,6 +105,7 @@ impl PersistentStorageManager {
             config.backup_directory(),
             config.database.data_path.clone(),
             config.backup.retention,
+            config.backup.max_total_bytes,
             keyring,
         );
         let storage = PersistentStorageManager {

@@ -9,7 +9,6 @@ use crate::cache::cache_key;
 use crate::error::Result;
 use crate::list::{ListOptions, ListPage};
 use crate::observe::Operation;
-use crate::remote::RemoteTier;
 use crate::rt::blocking;
 use crate::stats::StorageStatistics;
 use crate::validate;
@@ -77,7 +76,9 @@ impl PersistentStorageManager {
         let mut statistics = shared
             .counters
             .snapshot(shared.cache.statistics(), database, pending);
-        statistics.remote_cache = shared.remote.as_ref().map(RemoteTier::statistics);
+        if let Some(remote) = &shared.remote {
+            statistics.remote_cache = Some(remote.statistics().await);
+        }
         statistics.queued_write_bytes = self.inner.writer.queued_bytes();
         self.inner.backups.fill_statistics(&mut statistics).await;
         self.observer().refresh(&statistics);

@@ -107,6 +107,61 @@ impl PersistentStorageManager {
         Ok(value)
     }
 
+    /// Reads the value under `collection`/`key` as a shared `T`. Like
+    /// [`retrieve`](Self::retrieve), but the document is decoded once while it stays cached:
+    /// later reads get the same `Arc<T>`, with no decompression and no JSON parsing, until the
+    /// record is written, deleted or evicted. The decoded value lives in the cache entry of
+    /// the stored bytes, so it is exactly as current as a `retrieve` (replaced by every
+    /// commit, dropped by every invalidation). Decoded documents take more memory than
+    /// compressed ones, so only the most read keep theirs: `cache.typed_percent` of
+    /// `cache.size_mb` (each charged
+    /// [`TYPED_BYTES_PER_JSON_BYTE`](crate::TYPED_BYTES_PER_JSON_BYTE) bytes per byte of JSON
+    /// and [`TYPED_FIXED_CHARGE`](crate::TYPED_FIXED_CHARGE)); the others are decoded on
+    /// every read, like `retrieve`. An entry keeps the first type it is read as.
+    ///
+    /// ```no_run
+    /// # async fn demo(storage: &bitcraps_storage::PersistentStorageManager) -> bitcraps_storage::Result<()> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Table { point: Option<u8> }
+    /// let table: Option<std::sync::Arc<Table>> = storage.retrieve_shared("tables", "t-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retrieve_shared<T>(&self, collection: &str, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let work = self.retrieve_shared_inner(collection, key);
+        self.public_call(Operation::RetrieveShared, collection, Some(key), work)
+            .await
+    }
+
+    async fn retrieve_shared_inner<T>(&self, collection: &str, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let value = match self.fetch(collection, key).await? {
+            None => None,
+            Some(Fetched::Cached(cached)) => match cached.typed::<T>() {
+                Some(hot) => Some(hot),
+                None => {
+                    let raw = self.decode_cached(&cached, collection, key)?;
+                    let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
+                    let cache = &self.inner.shared.cache;
+                    if cache.keeps_typed() && cached.set_typed(Arc::clone(&value)) {
+                        cache.hold_typed(&cache_key(collection, key), &cached);
+                    }
+                    Some(value)
+                }
+            },
+            Some(Fetched::Loaded(raw)) => {
+                Some(Arc::new(value::deserialize(collection, key, &raw)?))
+            }
+        };
+        self.inner.shared.counters.read_done(started.elapsed());
+        Ok(value)
+    }
+
     /// Reads the serialized JSON document under `collection`/`key`, verified.
     pub async fn retrieve_raw(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
         let work = self.retrieve_raw_inner(collection, key);

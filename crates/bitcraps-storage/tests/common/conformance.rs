@@ -26,7 +26,8 @@ macro_rules! conformance_suite {
             large_batch_reports_first_bad_item,
             dedup_counts_references_exactly, compression_is_per_record, statistics_count_operations,
             bad_input_is_rejected_without_writes, wrong_type_is_a_typed_error,
-            concurrent_writers_and_readers, cache_never_serves_stale_values, reopen_sees_everything,
+            concurrent_writers_and_readers, cache_never_serves_stale_values,
+            shared_reads_are_current, reopen_sees_everything,
             access_counts_are_buffered_and_persisted, closed_store_refuses_work,
             dictionaries_are_trained_and_survive_reopen, deep_check_and_scrub_read_every_blob);
     };
@@ -510,6 +511,93 @@ pub async fn cache_never_serves_stale_values(f: Fixture) -> Result {
         r.await??;
     }
     assert_eq!(s.retrieve::<u64>("c", "k").await?, Some(150));
+    s.close().await?;
+    Ok(())
+}
+
+/// `retrieve_shared` (the typed tier, issue #15) returns what `retrieve` returns after every
+/// write and delete, and never a value older than an acknowledged write under concurrent
+/// writers; a hot value is handed out again as the same `Arc` where the in-process cache is on.
+pub async fn shared_reads_are_current(f: Fixture) -> Result {
+    let s = open(&f).await?;
+    assert_eq!(s.retrieve_shared::<Game>("games", "g").await?, None);
+    for n in 0..4 {
+        let g = game("g", n);
+        s.store("games", "g", &g).await?;
+        let first = s
+            .retrieve_shared::<Game>("games", "g")
+            .await?
+            .expect("stored");
+        assert_eq!(*first, g);
+        let again = s
+            .retrieve_shared::<Game>("games", "g")
+            .await?
+            .expect("stored");
+        assert_eq!(*again, g, "after write {n}");
+        assert_eq!(s.retrieve::<Game>("games", "g").await?, Some(g));
+    }
+    if s.statistics().await?.cache_stats.capacity_bytes > 0 {
+        let a = s
+            .retrieve_shared::<Game>("games", "g")
+            .await?
+            .expect("stored");
+        let b = s
+            .retrieve_shared::<Game>("games", "g")
+            .await?
+            .expect("stored");
+        assert!(Arc::ptr_eq(&a, &b), "a hot value is decoded once");
+    }
+    // Read as another type: decoded each time, and right.
+    let as_json = s.retrieve_shared::<serde_json::Value>("games", "g").await?;
+    assert_eq!(as_json.map(|v| v["id"].clone()), Some(json!("g")));
+    assert!(matches!(
+        s.retrieve_shared::<u64>("games", "g").await,
+        Err(StorageError::Deserialize { .. })
+    ));
+    s.delete("games", "g").await?;
+    assert_eq!(s.retrieve_shared::<Game>("games", "g").await?, None);
+
+    // Concurrent writers: a present value is never older than what was acknowledged.
+    let acked = Arc::new(AtomicU64::new(0));
+    s.store("c", "k", &0u64).await?;
+    let writer = {
+        let (s, acked) = (s.clone(), Arc::clone(&acked));
+        tokio::spawn(async move {
+            for v in 1..=100u64 {
+                s.store("c", "k", &v).await?;
+                acked.store(v, Ordering::SeqCst);
+                if v % 10 == 0 {
+                    s.delete("c", "k").await?;
+                    s.store("c", "k", &v).await?;
+                }
+            }
+            Ok::<_, StorageError>(())
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (s, acked) = (s.clone(), Arc::clone(&acked));
+        readers.push(tokio::spawn(async move {
+            while acked.load(Ordering::SeqCst) < 100 {
+                let floor = acked.load(Ordering::SeqCst);
+                if let Some(v) = s.retrieve_shared::<u64>("c", "k").await? {
+                    assert!(
+                        *v >= floor,
+                        "stale shared read: got {v}, {floor} was acknowledged"
+                    );
+                }
+            }
+            Ok::<_, StorageError>(())
+        }));
+    }
+    writer.await??;
+    for r in readers {
+        r.await??;
+    }
+    assert_eq!(
+        s.retrieve_shared::<u64>("c", "k").await?.as_deref(),
+        Some(&100)
+    );
     s.close().await?;
     Ok(())
 }

@@ -152,8 +152,16 @@ pub fn delete_namespace(redis_url: &str, namespace: &str) {
     let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
         return;
     };
+    // The namespace literally: glob characters in it escaped.
+    let mut pattern = String::new();
+    for c in namespace.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:*"))
+        .arg(format!("{pattern}:*"))
         .query(&mut conn)
         .unwrap_or_default();
     if !keys.is_empty() {

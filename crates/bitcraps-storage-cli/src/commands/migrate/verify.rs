@@ -149,7 +149,7 @@ async fn compare_source_records(
     limit: usize,
     row: &mut Row,
     report: &mut Report,
-    bar: &indicatif::ProgressBar,
+    bar: &crate::progress::Bar,
 ) -> Result<u64> {
     let collection = row.collection.clone();
     let mut in_target = 0u64;

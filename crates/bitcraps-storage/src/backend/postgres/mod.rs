@@ -123,7 +123,15 @@ fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
 
 /// Takes a connection from `pool`, turning exhaustion into [`StorageError::PoolTimeout`].
 pub(crate) async fn connect(pool: &Pool) -> Result<deadpool_postgres::Client> {
-    pool.get().await.map_err(|e| match e {
+    let started = std::time::Instant::now();
+    let client = pool.get().await;
+    let outcome = match &client {
+        Ok(_) => "ok",
+        Err(PoolError::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    crate::observe::pool_wait("postgres", started.elapsed(), outcome);
+    client.map_err(|e| match e {
         PoolError::Timeout(_) => {
             let waited = pool.timeouts().wait.unwrap_or_default();
             StorageError::PoolTimeout {

@@ -259,9 +259,17 @@ impl SqliteBackend {
     }
 
     fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        self.readers
-            .get()
-            .map_err(|e| StorageError::database("waiting for a read connection", e))
+        let started = std::time::Instant::now();
+        let conn = self.readers.get();
+        // r2d2 reports a timeout and a failed connect alike; a wait as long as the pool's
+        // timeout was the former.
+        let outcome = match &conn {
+            Ok(_) => "ok",
+            Err(_) if started.elapsed() >= self.readers.connection_timeout() => "timeout",
+            Err(_) => "error",
+        };
+        crate::observe::pool_wait("sqlite_read", started.elapsed(), outcome);
+        conn.map_err(|e| StorageError::database("waiting for a read connection", e))
     }
 
     fn file_size(path: &Path) -> u64 {

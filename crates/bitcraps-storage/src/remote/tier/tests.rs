@@ -86,7 +86,7 @@ async fn a_fill_observed_before_a_write_is_refused() -> TestResult {
     let observed = observe(&s.tier, "c\0k").await?;
     write(&s.tier, "c\0k").await?;
     s.tier.fill("c\0k", observed, b"old").await;
-    let stats = s.tier.statistics();
+    let stats = s.tier.statistics().await;
     assert_eq!((stats.fills, stats.raced_fills), (0, 1));
     assert_eq!(stats.invalidations_sent, 1);
     // A fresh observation fills, and the next lookup hits.
@@ -112,7 +112,7 @@ async fn a_recreated_generation_never_repeats() -> TestResult {
         .query::<()>(&mut s.admin)?;
     write(&s.tier, "c\0k").await?;
     s.tier.fill("c\0k", observed, b"stale").await;
-    assert_eq!(s.tier.statistics().raced_fills, 1);
+    assert_eq!(s.tier.statistics().await.raced_fills, 1);
     assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Miss(_)));
     Ok(())
 }
@@ -129,6 +129,6 @@ async fn a_fill_across_a_restart_is_refused() -> TestResult {
         .arg(format!("{}:epoch", s.namespace))
         .query::<()>(&mut s.admin)?;
     s.tier.fill("c\0k", observed, b"stale").await;
-    assert_eq!(s.tier.statistics().raced_fills, 1);
+    assert_eq!(s.tier.statistics().await.raced_fills, 1);
     Ok(())
 }
