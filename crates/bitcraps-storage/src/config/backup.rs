@@ -23,8 +23,8 @@ pub struct BackupConfig {
     /// one node that should back it up.
     pub on_maintenance: Option<bool>,
     /// The most bytes the backup directory may hold. A backup that would take the directory's
-    /// complete backups past it is not kept ([`StorageError::BackupSpace`]
-    /// (crate::StorageError::BackupSpace)), and retention deletes the oldest backups it would
+    /// complete backups past it is not kept
+    /// ([`StorageError::BackupTooLarge`](crate::StorageError::BackupTooLarge)), and retention deletes the oldest backups it would
     /// otherwise keep (never the newest one) until the rest fit. Default: `None` (no cap).
     pub max_total_bytes: Option<u64>,
     /// Which backups retention keeps. Default: [`RetentionPolicy::default`] (7 days, the last

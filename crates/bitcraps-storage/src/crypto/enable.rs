@@ -27,7 +27,7 @@ use crate::value::EncodedValue;
 /// Records per transaction.
 const PAGE: usize = 500;
 
-/// What [`enable`] did.
+/// What `key enable` ([`PersistentStorageManager::enable_encryption`](crate::PersistentStorageManager::enable_encryption)) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EncryptionReport {
