@@ -60,6 +60,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub read_only: bool,
 
+    /// File holding the store's master key (64 hex characters; `key generate` makes one):
+    /// the store is encrypted at rest. Also BITCRAPS_STORAGE_KEY_FILE (key.file)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// Print no progress bars and no notes on stderr (errors are still printed)
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -103,6 +108,9 @@ pub enum Command {
     /// Create, list, verify and restore backups
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Encryption at rest: generate a master key, rotate it, crypto-shred a collection
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Simulate BitCraps tables against a fresh store and report throughput, latency and savings
     Demo(DemoArgs),
     /// Copy every record from one store into another (e.g. SQLite to PostgreSQL) and verify
@@ -360,6 +368,42 @@ pub struct MaintenanceArgs {
     pub json: bool,
 }
 
+/// `key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print a new random master key (64 hex characters) for a key file, e.g.
+    /// `bitcraps-storage key generate > /etc/bitcraps.key && chmod 600 /etc/bitcraps.key`
+    Generate,
+    /// Encrypt a plaintext store in place with the key of --key-file: resumable (run it
+    /// again after an interruption), with a progress bar, verified at the end; until it
+    /// finishes the store opens only for this
+    Enable,
+    /// Re-wrap every data key under a new master key, in one transaction; afterwards only
+    /// the new key opens the store (the current one comes from --key-file). Backups taken
+    /// before still need the old key
+    Rotate {
+        /// File holding the new master key (64 hex characters)
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
+    /// Give a collection a new data key: new writes are sealed under it, older blobs stay
+    /// readable under theirs
+    RotateData {
+        /// The collection
+        collection: String,
+    },
+    /// Crypto-shred a collection: destroy its data key, records, blobs and dictionaries.
+    /// Its reads then fail; other collections are untouched. Backups taken before still
+    /// hold it under the master key of their time (see docs/configuration.md)
+    Shred {
+        /// The collection
+        collection: String,
+        /// Confirm: this cannot be undone
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 /// `backup …`
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
@@ -417,6 +461,10 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Confirm that the export of an encrypted store (opened with a key) writes its
+    /// documents in plaintext; refused without it (exit 2)
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// `import`
@@ -483,6 +531,11 @@ pub struct MigrateArgs {
     /// "first_mismatches": [...]}
     #[arg(long)]
     pub json: bool,
+    /// The target's master key file, when it differs from the source's --key-file (e.g.
+    /// to encrypt a plaintext store by copying it); documents are sealed under the target's
+    /// keys and never written in plaintext on the way
+    #[arg(long, value_name = "FILE")]
+    pub to_key_file: Option<PathBuf>,
     /// The global `--data`, shadowed so that `migrate --help` lists only what migrate accepts
     /// (clap does not propagate a global argument to a subcommand that defines its own):
     /// given here, it is refused as a usage error.

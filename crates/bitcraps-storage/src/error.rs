@@ -245,6 +245,49 @@ pub enum StorageError {
         operation: &'static str,
     },
 
+    /// The store is encrypted and no key was configured (`key.file`, `key.env`,
+    /// `key.command` or [`KeyConfig::provider`](crate::KeyConfig::provider)): nothing was
+    /// read from the records or written.
+    #[error(
+        "the store is encrypted and no key was given; pass --key-file FILE (key.file, \
+         BITCRAPS_STORAGE_KEY_FILE), key.env, key.command or a KeyProvider"
+    )]
+    KeyMissing,
+
+    /// The configured key does not open this store: its key check value did not verify.
+    /// Nothing was read from the records or written.
+    #[error("the key from {source_name} does not open this store (wrong key)")]
+    KeyMismatch {
+        /// Where the key came from (`key file /etc/bitcraps.key`), never the key itself.
+        source_name: String,
+    },
+
+    /// The key could not be obtained from its source: the file is missing or not 64 hex
+    /// characters, the variable is unset, the command failed. Nothing was opened.
+    #[error("cannot get the key from {source_name}: {reason}")]
+    KeySource {
+        /// Where the key was to come from (`key command "vault read …"`).
+        source_name: String,
+        /// What failed (never any key material).
+        reason: String,
+    },
+
+    /// The collection was crypto-shredded (`bitcraps-storage key shred`): its data key was
+    /// destroyed with its records; nothing of it can be read or written again.
+    #[error("collection {collection} was crypto-shredded: its data key was destroyed")]
+    Shredded {
+        /// The collection.
+        collection: String,
+    },
+
+    /// A key was configured for a store that is not encrypted: refused rather than
+    /// silently writing plaintext (`bitcraps-storage key enable` encrypts it in place).
+    #[error(
+        "the store is not encrypted but a key was given; encrypt it first (bitcraps-storage \
+         key enable --key-file FILE) or open it without a key"
+    )]
+    NotEncrypted,
+
     /// A write's condition ([`Expect`](crate::Expect)) did not hold when the write was
     /// committed: nothing was written. `update` gives up with this after its configured
     /// attempts (`write.update_max_attempts`).
@@ -411,6 +454,21 @@ impl StorageError {
                 pool_size: *pool_size,
             },
             E::Closed => E::Closed,
+            E::KeyMissing => E::KeyMissing,
+            E::NotEncrypted => E::NotEncrypted,
+            E::Shredded { collection } => E::Shredded {
+                collection: collection.clone(),
+            },
+            E::KeyMismatch { source_name } => E::KeyMismatch {
+                source_name: source_name.clone(),
+            },
+            E::KeySource {
+                source_name,
+                reason,
+            } => E::KeySource {
+                source_name: source_name.clone(),
+                reason: reason.clone(),
+            },
             E::RedisTierRequired => E::RedisTierRequired,
             E::ReadOnly { operation } => E::ReadOnly { operation },
             E::Task(m) => E::Task(m.clone()),

@@ -46,6 +46,7 @@ mod cache;
 mod clock;
 mod codec;
 mod config;
+mod crypto;
 mod dictionary;
 mod error;
 mod expiry;
@@ -84,9 +85,10 @@ pub use cache::{CacheStatistics, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
 pub use codec::Codec;
 pub use config::{
     BackendTarget, BackupConfig, CacheConfig, CompressionConfig, DEFAULT_DATABASE_FILE,
-    DatabaseConfig, Durability, MaintenanceConfig, MetricsConfig, RedisConfig, StorageConfig,
-    StorageConfigBuilder, WriteConfig,
+    DatabaseConfig, Durability, KeyConfig, MaintenanceConfig, MetricsConfig, RedisConfig,
+    StorageConfig, StorageConfigBuilder, WriteConfig,
 };
+pub use crypto::{EncryptionReport, KeyProvider, KeySource, MasterKey};
 pub use error::{BoxError, Result, StorageError};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
@@ -109,8 +111,9 @@ pub use version::{Expect, Version};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, CollectionSetting, Maintenance, OpOutcome, RecordPage,
-        StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, CollectionSetting, KeyChange, Maintenance, OpOutcome,
+        RecordPage, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey, WriteOp,
+        WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

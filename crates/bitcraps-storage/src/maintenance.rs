@@ -360,12 +360,14 @@ impl PersistentStorageManager {
             .takes_maintenance_backups(space != Space::Server)
         {
             let b = backend();
+            let keyring = self.shared().keyring.clone();
             let verify = blocking(move || {
                 let m = b.maintenance();
                 let mut check = m.quick_check()?;
                 crate::verify::deepen(
                     &mut check,
                     &b.dictionaries()?,
+                    keyring,
                     |after, limit| m.blobs_after(after, limit),
                     |ids| m.records_naming(ids),
                 )?;

@@ -104,7 +104,7 @@ fn step(shared: &Shared, budget: u64) -> Result<ScrubStep> {
     };
     let backend = &shared.backend;
     let m = backend.maintenance();
-    let decoders = Decoders::new(&backend.dictionaries()?);
+    let decoders = Decoders::new(&backend.dictionaries()?, shared.keyring.clone());
     let stretch = verify_blobs(&decoders, after, Some(budget.max(1)), |a, l| {
         m.blobs_after(a, l)
     })?;

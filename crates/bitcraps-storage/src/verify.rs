@@ -15,8 +15,9 @@ use zstd::dict::DecoderDictionary;
 
 use crate::PersistentStorageManager;
 use crate::backend::{
-    BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, StoredDictionary,
+    BlobEntry, BlobReference, ConsistencyReport, DamagedDocument, StoredBlob, StoredDictionary,
 };
+use crate::crypto::Keyring;
 use crate::error::Result;
 use crate::rt::blocking;
 use crate::value;
@@ -24,43 +25,65 @@ use crate::value;
 /// Blobs per page read (each may be as large as the largest value).
 pub(crate) const PAGE: usize = 64;
 
-/// Decoders for every stored dictionary, by id.
-pub(crate) struct Decoders(HashMap<i64, DecoderDictionary<'static>>);
+/// Decoders for every stored dictionary, by id, and the keyring of an encrypted store.
+pub(crate) struct Decoders {
+    dictionaries: HashMap<i64, DecoderDictionary<'static>>,
+    keyring: Option<Arc<Keyring>>,
+}
 
 impl Decoders {
-    pub(crate) fn new(stored: &[StoredDictionary]) -> Self {
-        Decoders(
-            stored
+    /// Decoders of `stored` (dictionaries in plaintext); with `keyring`, blobs are opened
+    /// with it before they are decoded.
+    pub(crate) fn new(stored: &[StoredDictionary], keyring: Option<Arc<Keyring>>) -> Self {
+        Decoders {
+            dictionaries: stored
                 .iter()
                 .map(|d| (d.id, DecoderDictionary::copy(&d.data)))
                 .collect(),
-        )
+            keyring,
+        }
     }
 
     /// Decodes `entry` and checks its hash; the failure's detail when it does not verify.
     fn verify(&self, entry: &BlobEntry) -> Option<String> {
         let location = format!("blob {}", entry.id);
-        let blob = &entry.blob;
-        let dict = match blob.dict_id {
-            None => None,
-            Some(id) => match self.0.get(&id) {
-                Some(d) => Some(d),
-                None => return Some(format!("its zstd dictionary {id} does not exist")),
+        let opened;
+        let blob = match &self.keyring {
+            None => &entry.blob,
+            Some(ring) => match crate::crypto::open_stored_blob(ring, &entry.blob, &location) {
+                Ok(blob) => {
+                    opened = blob;
+                    &opened
+                }
+                Err(crate::StorageError::Corruption { detail, .. }) => return Some(detail),
+                Err(other) => return Some(other.to_string()),
             },
         };
+        self.decode(&location, blob).err().map(|e| match e {
+            crate::StorageError::Corruption { detail, .. } => detail,
+            other => other.to_string(),
+        })
+    }
+
+    /// The verified JSON of a plaintext (or opened) blob, decoded with its dictionary.
+    pub(crate) fn decode(&self, location: &str, blob: &StoredBlob) -> crate::Result<Vec<u8>> {
+        let dict = match blob.dict_id {
+            None => None,
+            Some(id) => Some(self.dictionaries.get(&id).ok_or_else(|| {
+                crate::StorageError::corruption(
+                    location,
+                    format!("its zstd dictionary {id} does not exist"),
+                )
+            })?),
+        };
         value::decode(
-            &location,
+            location,
             blob.codec_id,
             blob.raw_len,
             &blob.hash,
             &blob.data,
             dict,
         )
-        .err()
-        .map(|e| match e {
-            crate::StorageError::Corruption { detail, .. } => detail,
-            other => other.to_string(),
-        })
     }
 }
 
@@ -150,13 +173,14 @@ pub(crate) fn name_damage(
 pub(crate) fn deepen(
     report: &mut ConsistencyReport,
     dictionaries: &[StoredDictionary],
+    keyring: Option<Arc<Keyring>>,
     page: impl FnMut(i64, usize) -> Result<Vec<BlobEntry>>,
     naming: impl FnOnce(&[i64]) -> Result<Vec<BlobReference>>,
 ) -> Result<()> {
     if report.integrity != ["ok"] {
         return Ok(());
     }
-    let stretch = verify_blobs(&Decoders::new(dictionaries), i64::MIN, None, page)?;
+    let stretch = verify_blobs(&Decoders::new(dictionaries, keyring), i64::MIN, None, page)?;
     report.deep = true;
     report.blobs_verified = stretch.blobs;
     report.bytes_verified = stretch.bytes;
@@ -173,6 +197,7 @@ impl PersistentStorageManager {
     pub async fn check_consistency_deep(&self) -> Result<ConsistencyReport> {
         self.check_open()?;
         let backend = Arc::clone(&self.shared().backend);
+        let keyring = self.shared().keyring.clone();
         blocking(move || {
             let m = backend.maintenance();
             let mut report = m.check()?;
@@ -180,6 +205,7 @@ impl PersistentStorageManager {
             deepen(
                 &mut report,
                 &dictionaries,
+                keyring,
                 |after, limit| m.blobs_after(after, limit),
                 |ids| m.records_naming(ids),
             )?;

@@ -21,7 +21,7 @@
 //!
 //! `fixtures/schema-v5.db` is `schema-v4.db` brought to version 5 by the SQL of migration 5
 //! (every record at version 1) — the last schema before record expiry and collection
-//! settings (version 6).
+//! settings (version 6) and encryption at rest (version 7, the `data_keys` table).
 
 use std::path::Path;
 
@@ -34,14 +34,18 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// gone since version 3; since version 4 the `meta` table holds the store's identity (a
 /// random store id and Redis secret, created by the upgrade); since version 5 every record
 /// has a version and the clock is past every one of them; since version 6 records may expire
-/// (found through the partial index `records_by_expiry`) and collections have settings.
+/// (found through the partial index `records_by_expiry`) and collections have settings;
+/// since version 7 the (empty, for a plaintext store) `data_keys` table holds an encrypted
+/// store's wrapped keys.
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     let settings: i64 =
         conn.query_row("SELECT count(*) FROM collection_settings", [], |r| r.get(0))?;
     assert!(settings >= 0);
+    let keys: i64 = conn.query_row("SELECT count(*) FROM data_keys", [], |r| r.get(0))?;
+    assert_eq!(keys, 0, "a plaintext store has no data keys");
     let (clock, newest): (i64, i64) = conn.query_row(
         "SELECT (SELECT last FROM version_clock), (SELECT max(version) FROM records)",
         [],
@@ -80,6 +84,8 @@ fn assert_latest_schema(db: &Path) -> Result {
                         .to_owned()
                 )
             ),
+            // Version 7: UNIQUE (collection, version) of `data_keys`.
+            ("sqlite_autoindex_data_keys_1".to_owned(), None)
         ]
     );
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
@@ -317,6 +323,41 @@ async fn schema_v5_fixture_gets_expiry() -> Result {
     s.store("games", "after-upgrade", &json!({"open": true}))
         .await?;
     assert!(s.check_consistency().await?.is_ok());
+    s.close().await?;
+    assert_latest_schema(&db)?;
+    Ok(())
+}
+
+/// A version-5 store upgrades to the latest version as plaintext (its data unchanged), and with a key
+/// it is refused as a plaintext store holding data rather than half encrypted.
+#[tokio::test]
+async fn schema_v5_fixture_upgrades_and_stays_plaintext() -> Result {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bitcraps.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v5.db"),
+        &db,
+    )?;
+    let key_dir = tempfile::tempdir()?;
+    let key = key_dir.path().join("master.key");
+    std::fs::write(
+        &key,
+        bitcraps_storage::MasterKey::generate()?.to_hex().as_bytes(),
+    )?;
+    let mut keyed = StorageConfig::with_data_path(dir.path());
+    keyed.key = bitcraps_storage::KeyConfig::default().file(&key);
+    let refused = PersistentStorageManager::open(keyed).await;
+    assert!(
+        matches!(refused, Err(bitcraps_storage::StorageError::NotEncrypted)),
+        "{refused:?}"
+    );
+    let s = PersistentStorageManager::open(StorageConfig::with_data_path(dir.path())).await?;
+    for i in 1..24u32 {
+        let key = format!("r-{i:03}");
+        assert_eq!(s.retrieve::<Value>("rounds", &key).await?, Some(round(i)));
+    }
+    assert_versions_start_at_initial(&s, "lobbies", "l-1").await?;
+    assert!(s.check_consistency_deep().await?.is_ok());
     s.close().await?;
     assert_latest_schema(&db)?;
     Ok(())

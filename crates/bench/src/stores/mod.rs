@@ -16,8 +16,17 @@ use anyhow::{Result, anyhow, ensure};
 
 use crate::docs::Game;
 
-/// Names of every embedded store, ours first.
-pub const ALL: [&str; 5] = ["bitcraps-storage", "rusqlite", "redb", "sled", "fjall"];
+/// Names of every embedded store, ours first (then ours encrypted at rest, not a peer).
+pub const ALL: [&str; 6] = [
+    "bitcraps-storage",
+    OURS_ENCRYPTED,
+    "rusqlite",
+    "redb",
+    "sled",
+    "fjall",
+];
+/// Ours on SQLite with encryption at rest (a column beside ours, not a peer).
+pub const OURS_ENCRYPTED: &str = "bitcraps-storage-encrypted";
 /// Ours on PostgreSQL (with `--postgres`).
 pub const OURS_POSTGRES: &str = "bitcraps-storage-pg";
 /// Ours on PostgreSQL with the Redis cache tier (with `--postgres` and `--redis`).
@@ -120,6 +129,7 @@ pub fn open(name: &str, dir: &Path, servers: &Servers) -> Result<Box<dyn Store>>
     };
     Ok(match name {
         "bitcraps-storage" => Box::new(ours::Ours::open(dir, &ours::Location::Sqlite)?),
+        OURS_ENCRYPTED => Box::new(ours::Ours::open(dir, &ours::Location::SqliteEncrypted)?),
         OURS_POSTGRES => Box::new(ours::Ours::open(
             dir,
             &ours::Location::Postgres {

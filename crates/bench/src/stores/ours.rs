@@ -1,5 +1,5 @@
 //! bitcraps-storage with its defaults (zstd + dictionaries, dedup, durable group commit,
-//! 64 MiB cache, 4 readers), on SQLite in the run's directory, or on PostgreSQL (optionally
+//! 64 MiB cache, 4 readers), on SQLite in the run's directory (also encrypted at rest), or on PostgreSQL (optionally
 //! with the Redis cache tier) in a schema of its own. Concurrent workloads run as Tokio
 //! tasks, as an async user would run them; single calls from the benchmark's thread go
 //! through `block_on`.
@@ -17,10 +17,25 @@ use crate::docs::Game;
 
 const COLLECTION: &str = "games";
 
+/// The benchmark's master key: a fresh random key per run, handed over in memory.
+struct BenchKey(bitcraps_storage::MasterKey);
+
+impl bitcraps_storage::KeyProvider for BenchKey {
+    fn master_key(&self) -> bitcraps_storage::Result<bitcraps_storage::MasterKey> {
+        Ok(self.0.clone())
+    }
+
+    fn describe(&self) -> String {
+        "the benchmark's random key".into()
+    }
+}
+
 /// Where our store keeps its data.
 pub enum Location<'a> {
     /// SQLite in the run's directory.
     Sqlite,
+    /// SQLite in the run's directory, encrypted at rest (a random master key).
+    SqliteEncrypted,
     /// PostgreSQL at this server URL, with the Redis tier at `redis` if given.
     Postgres {
         server: &'a str,
@@ -51,6 +66,11 @@ impl Ours {
         config.backup.on_maintenance = Some(false);
         let (schema, redis) = match location {
             Location::Sqlite => (None, None),
+            Location::SqliteEncrypted => {
+                let key = BenchKey(bitcraps_storage::MasterKey::generate()?);
+                config.key = bitcraps_storage::KeyConfig::default().provider(Arc::new(key));
+                (None, None)
+            }
             Location::Postgres { server, redis } => {
                 let schema = rt.block_on(PgSchema::create(server))?;
                 config.database.url = Some(schema.url());

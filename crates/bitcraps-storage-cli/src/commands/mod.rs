@@ -10,6 +10,7 @@ mod export;
 mod get;
 mod import;
 mod info;
+mod key;
 mod list;
 mod maintenance;
 mod migrate;
@@ -23,7 +24,7 @@ use anyhow::{Context, Result};
 use bitcraps_storage::BackendTarget;
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
-use crate::cli::{BackupCommand, Cli, Command, QuotaCommand, TtlCommand};
+use crate::cli::{BackupCommand, Cli, Command, KeyCommand, QuotaCommand, TtlCommand};
 use crate::exit::CliError;
 use crate::progress::Ui;
 use crate::settings::{Layer, Settings};
@@ -43,9 +44,19 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         );
         return print(&String::from_utf8_lossy(&out));
     }
+    if let Command::Key(KeyCommand::Generate) = cli.command {
+        // Needs no settings and no store.
+        return key::generate();
+    }
+    if let Command::Key(KeyCommand::Shred { yes: false, .. }) = cli.command {
+        return Err(CliError::Usage(
+            "key shred destroys the collection's key and records for good; pass --yes".into(),
+        )
+        .into());
+    }
     crate::settings::check_variables(std::env::vars_os().map(|(name, _)| name))?;
     let mut settings = Settings::load(
-        Layer::from_flags(cli.data, cli.url),
+        Layer::from_flags(cli.data, cli.url).with_key_file(cli.key_file.clone()),
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
@@ -70,7 +81,24 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
             ))
             .into());
         }
-        return migrate::run(args, cli.config.as_deref(), ui).await;
+        return migrate::run(args, cli.config.as_deref(), cli.key_file.clone(), ui).await;
+    }
+    if let Command::Key(KeyCommand::Enable) = &cli.command {
+        // Opens the store itself: a plaintext store opened with a key is otherwise refused.
+        require_store(&settings.config)?;
+        return key::enable(settings.config, ui).await;
+    }
+    if let Command::Export(args) = &cli.command
+        && settings.config.key.is_set()
+        && !args.plaintext
+    {
+        // Everything else that leaves an encrypted store is ciphertext.
+        return Err(CliError::Usage(
+            "the store is encrypted and export writes its documents in plaintext; pass \
+             --plaintext to confirm"
+                .into(),
+        )
+        .into());
     }
     if reads_only(&cli.command) || settings.config.database.read_only {
         require_store(&settings.config)?;
@@ -153,8 +181,20 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
         Command::Backup(command) => backup::run(storage, command, ui).await,
         Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
+        Command::Key(KeyCommand::Rotate { new_key_file }) => {
+            key::rotate(storage, new_key_file).await
+        }
+        Command::Key(KeyCommand::RotateData { collection }) => {
+            key::rotate_data(storage, &collection).await
+        }
+        Command::Key(KeyCommand::Shred { collection, yes }) => {
+            key::shred(storage, &collection, yes).await
+        }
         // Handled by `run` before the store is opened.
-        Command::Demo(_) | Command::Migrate(_) | Command::Completions { .. } => Ok(()),
+        Command::Demo(_)
+        | Command::Migrate(_)
+        | Command::Completions { .. }
+        | Command::Key(KeyCommand::Generate | KeyCommand::Enable) => Ok(()),
     }
 }
 

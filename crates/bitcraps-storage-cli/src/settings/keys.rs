@@ -70,6 +70,8 @@ const fn with_flag(mut key: Key, flag: &'static str) -> Key {
 pub const DATABASE_URL: &str = "database.url";
 /// The TOML key of the data directory.
 pub const DATA_PATH: &str = "database.data_path";
+/// The TOML key of the master key's file.
+pub const KEY_FILE: &str = "key.file";
 
 /// A [`Key`] for `section.field`, setting `config.section.field` (or, with `= path`,
 /// `config.section.path`).
@@ -135,6 +137,9 @@ pub static KEYS: &[Key] = &[
     key!(redis.tls_ca_file => OptionalPath),
     key!(metrics.max_collection_labels => Usize),
     key!(metrics.trace_keys => Bool),
+    with_flag(key!(key.file => OptionalPath), "--key-file"),
+    key!(key.env => OptionalText),
+    key!(key.command => OptionalText),
 ];
 
 /// Settings whose name changed when the configuration was split into sections:
@@ -299,8 +304,13 @@ impl Key {
     /// from [`env_suffix`](Self::env_suffix): `BITCRAPS_STORAGE_<FIELD>` with the field's
     /// name in the flat configuration of earlier releases (`DATA_PATH`, `MAX_CONNECTIONS`,
     /// `ENABLE_COMPRESSION`, ...), or, for a setting that release did not have, its field
-    /// name alone when no other setting shares it (`UPDATE_MAX_ATTEMPTS`, `TRACE_KEYS`).
+    /// name alone when no other setting shares it (`UPDATE_MAX_ATTEMPTS`, `TRACE_KEYS`). The
+    /// `key` section has none: its fields alone (`FILE`, `ENV`, `COMMAND`) would name
+    /// nothing, and `BITCRAPS_STORAGE_KEY_FILE` is the variable the documentation gives.
     pub fn flat_env_suffix(&self) -> Option<String> {
+        if self.section == "key" {
+            return None;
+        }
         let name = self.name();
         let flat = match RENAMED.iter().find(|(_, _, new)| *new == name) {
             Some((old, _, _)) => old.to_ascii_uppercase(),

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use bitcraps_storage::StorageConfig;
 
-use self::keys::{DATA_PATH, DATABASE_URL, KEYS, RENAMED, Raw};
+use self::keys::{DATA_PATH, DATABASE_URL, KEY_FILE, KEYS, RENAMED, Raw};
 use crate::exit::CliError;
 
 /// Prefix of every environment variable read here.
@@ -87,6 +87,14 @@ impl Layer {
             layer.set(DATABASE_URL, Raw::Text(url), "--url".into());
         }
         layer
+    }
+
+    /// Adds `--key-file` (the master key's file, `key.file`) to the command-line layer.
+    pub fn with_key_file(mut self, key_file: Option<PathBuf>) -> Self {
+        if let Some(path) = key_file {
+            self.set(KEY_FILE, Raw::Path(path), "--key-file".into());
+        }
+        self
     }
 
     /// The layer of a TOML file: a table per section, e.g. `[cache] size_mb = 64`.

@@ -382,6 +382,12 @@ impl Backend for FaultInjector {
     fn record_redis_tier(&self) -> Result<()> {
         self.inner.record_redis_tier()
     }
+    fn data_keys(&self) -> Result<Vec<crate::backend::WrappedKey>> {
+        self.inner.data_keys()
+    }
+    fn write_keys(&self, change: &crate::backend::KeyChange) -> Result<()> {
+        self.inner.write_keys(change)
+    }
 }
 
 impl Maintenance for FaultInjector {

@@ -11,6 +11,10 @@ pub(crate) const STORE_ID: &str = "store_id";
 pub(crate) const REDIS_SECRET: &str = "redis_secret";
 /// `meta` row present once a node opened the store with a Redis tier.
 pub(crate) const REDIS_TIER: &str = "redis_tier";
+/// `meta` row of an encrypted store: the key check value (hex; `crypto/keyring.rs`).
+pub(crate) const KEY_CHECK: &str = "key_check";
+/// `meta` row present while `key enable` encrypts the store in place.
+pub(crate) const ENCRYPTING: &str = "encrypting";
 
 /// What a backend's `meta` table says about the store.
 #[derive(Clone, PartialEq, Eq)]
@@ -22,6 +26,10 @@ pub struct StoreIdentity {
     /// A node has opened this store with a Redis tier: writers without one would leave the
     /// other nodes' caches stale.
     pub redis_tier: bool,
+    /// The key check value of an encrypted store (`None`: the store is plaintext).
+    pub key_check: Option<String>,
+    /// `key enable` started encrypting the store in place and has not finished.
+    pub encrypting: bool,
 }
 
 impl std::fmt::Debug for StoreIdentity {
@@ -30,6 +38,7 @@ impl std::fmt::Debug for StoreIdentity {
             .field("store_id", &self.store_id)
             .field("secret", &"<redacted>")
             .field("redis_tier", &self.redis_tier)
+            .field("encrypted", &self.key_check.is_some())
             .finish()
     }
 }
@@ -43,12 +52,15 @@ impl StoreIdentity {
 
     /// The identity from `meta` rows; missing or malformed rows are corruption.
     pub(crate) fn from_rows(rows: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
-        let (mut store_id, mut secret, mut redis_tier) = (None, None, false);
+        let (mut store_id, mut secret, mut redis_tier, mut key_check) = (None, None, false, None);
+        let mut encrypting = false;
         for (name, value) in rows {
             match name.as_str() {
                 STORE_ID => store_id = Some(value),
                 REDIS_SECRET => secret = decode_secret(&value),
                 REDIS_TIER => redis_tier = true,
+                KEY_CHECK => key_check = Some(value),
+                ENCRYPTING => encrypting = true,
                 _ => {}
             }
         }
@@ -63,6 +75,8 @@ impl StoreIdentity {
             store_id,
             secret: secret.ok_or_else(|| corrupt(REDIS_SECRET))?,
             redis_tier,
+            key_check,
+            encrypting,
         })
     }
 }

@@ -55,8 +55,9 @@ use crate::list::{ListOptions, ListPage};
 pub use identity::StoreIdentity;
 pub use types::{
     BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DamagedDocument,
-    DatabaseStatistics, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo,
-    StoredBlob, StoredRecord, WriteOp, WriteUnit, is_expired, now_ms, time_from_ms,
+    DatabaseStatistics, KeyChange, OpOutcome, RecordMetadata, RecordPage, RepairOutcome,
+    SnapshotInfo, StoredBlob, StoredRecord, WrappedKey, WriteOp, WriteUnit, is_expired, now_ms,
+    time_from_ms,
 };
 
 /// What every request needs from a storage engine. Blocking; called from dedicated threads.
@@ -115,6 +116,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Records durably that the store runs with a Redis tier (idempotent; writes nothing when
     /// already recorded).
     fn record_redis_tier(&self) -> Result<()>;
+
+    /// The wrapped data keys of an encrypted store (the `data_keys` table), in id order.
+    fn data_keys(&self) -> Result<Vec<WrappedKey>>;
+
+    /// Writes key material (the key check value, data keys) in one transaction; see
+    /// [`KeyChange`].
+    fn write_keys(&self, change: &KeyChange) -> Result<()>;
 }
 
 /// What maintenance and backups need from a storage engine: whole-database work. Blocking.

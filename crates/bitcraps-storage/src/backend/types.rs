@@ -402,6 +402,70 @@ pub struct BlobEntry {
     pub blob: StoredBlob,
 }
 
+/// A data key of an encrypted store as the `data_keys` table holds it: sealed under the
+/// master key (`crypto/keyring.rs`); the engines store and return it as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// Random and positive; every ciphertext under the key names it.
+    pub id: i64,
+    /// The collection it encrypts.
+    pub collection: String,
+    /// Its version within the collection (1, 2, …; unique per collection).
+    pub version: i64,
+    /// The key material sealed under the master key.
+    pub wrapped: Vec<u8>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+impl WrappedKey {
+    /// A destroyed key (`key shred`): its row stays, with no material, so every node and
+    /// every later open knows the collection was shredded.
+    pub fn is_destroyed(&self) -> bool {
+        self.wrapped.is_empty()
+    }
+}
+
+/// Key material to write in one transaction ([`Backend::write_keys`](crate::backend::Backend::write_keys)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The key check value (the `meta` row `key_check`).
+    pub check: Option<String>,
+    /// Data keys.
+    pub keys: Vec<WrappedKey>,
+    /// `false`: insert what is absent and keep what exists (a key with the same id, or the
+    /// same collection and version, or an existing check, wins). `true` (rotation): replace
+    /// the check and the `wrapped` bytes of the keys with these ids.
+    pub replace: bool,
+    /// Crypto-shred this collection in the same transaction: delete its records, their
+    /// blobs and its dictionaries, and destroy its keys (their `wrapped` emptied). SQLite
+    /// overwrites the freed content (`secure_delete`).
+    pub shred: Option<String>,
+    /// `Some(true)`: mark the store as being encrypted in place (the `meta` row
+    /// `encrypting`); `Some(false)`: clear the mark (`key enable` finished).
+    pub encrypting: Option<bool>,
+    /// Dictionaries to replace in place by their sealed form: `(id, data)`.
+    pub dictionaries: Vec<(i64, Vec<u8>)>,
+}
+
+impl KeyChange {
+    /// Adds `keys` where absent.
+    pub fn add(keys: Vec<WrappedKey>) -> Self {
+        KeyChange {
+            keys,
+            ..KeyChange::default()
+        }
+    }
+
+    /// Sets the key check value where absent.
+    pub fn check(check: String) -> Self {
+        KeyChange {
+            check: Some(check),
+            ..KeyChange::default()
+        }
+    }
+}
+
 /// A record that names a blob: `(blob id, collection, key)`.
 pub type BlobReference = (i64, String, String);
 

@@ -48,6 +48,7 @@ pub use sweep::SweepReport;
 
 use crate::backend::{Backend, SnapshotInfo, snapshot};
 use crate::config::DEFAULT_DATABASE_FILE;
+use crate::crypto::Keyring;
 use crate::error::{Result, StorageError};
 use crate::observe::Operation;
 use crate::rt::blocking;
@@ -116,6 +117,8 @@ struct Inner {
     policy: RetentionPolicy,
     /// `backup.max_total_bytes`: the most the complete backups may hold together.
     max_total_bytes: Option<u64>,
+    /// The store's keyring when it is encrypted: backups are checked with it.
+    keyring: Option<Arc<Keyring>>,
     /// The newest backup taken and verified (for statistics and metrics).
     marks: Marks,
 }
@@ -153,10 +156,12 @@ impl BackupManager {
         live_dir: PathBuf,
         policy: RetentionPolicy,
         max_total_bytes: Option<u64>,
+        keyring: Option<Arc<Keyring>>,
     ) -> Self {
         BackupManager {
             inner: Arc::new(Inner {
                 backend,
+                keyring,
                 layout: Layout::new(dir),
                 live_dir,
                 policy,
@@ -394,7 +399,8 @@ impl BackupManager {
         }
         let db = dir.join(DEFAULT_DATABASE_FILE);
         let database_bytes = archive::unpack(archive, &db, &location)?;
-        let (snapshot, report) = snapshot::inspect(&db, true).map_err(|e| {
+        let keyring = self.inner.keyring.as_ref();
+        let (snapshot, report) = snapshot::inspect_with(&db, true, keyring).map_err(|e| {
             StorageError::corruption(&location, format!("the database copy does not open: {e}"))
         })?;
         let report = report.unwrap_or_default();

@@ -206,6 +206,15 @@ impl BackupManager {
             let copy = work.path().join(DEFAULT_DATABASE_FILE);
             // Older backups are brought to the current snapshot schema (in the work copy).
             snapshot::upgrade(&copy)?;
+            if snapshot::is_encrypted(&copy)? {
+                // Its ciphertext is bound to its own store id and wrapped keys, which a
+                // load into another database does not carry over.
+                return Err(StorageError::Config(
+                    "the backup is of an encrypted store: restore it as a whole data \
+                     directory (backup restore --to DIR) and open that with its key"
+                        .into(),
+                ));
+            }
             let backend = match &early {
                 Some(b) => std::sync::Arc::clone(b),
                 None => crate::backend::open::open(target)?.backend,

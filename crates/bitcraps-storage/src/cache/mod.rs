@@ -288,8 +288,8 @@ impl ValueCache {
         }
     }
 
-    /// Another node changed `key`: drop it and defeat fills that read it before.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Another node changed `key` (or a shred destroyed it): drop it and defeat fills that
+    /// read it before.
     pub fn invalidate(&self, key: &str) {
         // The mark moves first: a writer that checks it after this sees the change, and one
         // that installed before is undone by the removal below (same stripe lock).

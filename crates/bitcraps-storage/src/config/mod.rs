@@ -33,6 +33,9 @@
 //! - [`metrics`](MetricsConfig): what the store records for monitoring (the bound on
 //!   collection labels, whether keys appear in tracing spans). The exporter is the
 //!   application's choice, so it has no setting here.
+//! - [`key`](KeyConfig): encryption at rest, by where its master key comes from (a key
+//!   file, an environment variable, a command, the application's provider). Named `key`
+//!   so the CLI's variable is `BITCRAPS_STORAGE_KEY_FILE`, beside `--key-file`.
 //!
 //! Every section (and [`StorageConfig`] itself) is `#[non_exhaustive]`, with a documented
 //! [`Default`] and consuming builder methods (`CacheConfig::default().size_mb(128)`), so a new
@@ -47,6 +50,7 @@ mod backup;
 mod cache;
 mod compression;
 mod database;
+mod key;
 mod maintenance;
 mod metrics;
 mod redis;
@@ -59,6 +63,7 @@ pub use self::backup::BackupConfig;
 pub use self::cache::CacheConfig;
 pub use self::compression::CompressionConfig;
 pub use self::database::DatabaseConfig;
+pub use self::key::KeyConfig;
 pub use self::maintenance::MaintenanceConfig;
 pub use self::metrics::MetricsConfig;
 pub use self::redis::RedisConfig;
@@ -94,6 +99,8 @@ pub struct StorageConfig {
     pub redis: RedisConfig,
     /// Metrics and tracing.
     pub metrics: MetricsConfig,
+    /// Encryption at rest: where the master key comes from.
+    pub key: KeyConfig,
 }
 
 impl StorageConfig {
@@ -143,6 +150,7 @@ impl StorageConfig {
         self.write.validate()?;
         self.compression.validate()?;
         self.cache.validate()?;
+        self.key.validate()?;
         self.redis.validate()
     }
 
@@ -220,6 +228,12 @@ impl StorageConfigBuilder {
     /// Sets [`StorageConfig::metrics`].
     pub fn metrics(mut self, section: MetricsConfig) -> Self {
         self.config.metrics = section;
+        self
+    }
+
+    /// Sets [`StorageConfig::key`].
+    pub fn key(mut self, section: KeyConfig) -> Self {
+        self.config.key = section;
         self
     }
 

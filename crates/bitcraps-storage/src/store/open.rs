@@ -12,6 +12,7 @@ use crate::backup::BackupManager;
 use crate::cache::ValueCache;
 use crate::codec::Codec;
 use crate::config::StorageConfig;
+use crate::crypto::Attached;
 use crate::dictionary::Dictionaries;
 use crate::error::{Result, StorageError};
 use crate::remote::RemoteTier;
@@ -32,6 +33,10 @@ impl PersistentStorageManager {
     /// feature). Starts the background tasks when enabled, which needs a Tokio runtime.
     pub(crate) fn open_with(config: StorageConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         config.validate()?;
+        // Before anything else reads the store: an encrypted store without its key (or with
+        // a wrong one) is refused here, and an encrypted store runs on the sealing wrapper.
+        let attached = crate::crypto::attach(backend, &config);
+        let Attached { backend, keyring } = attached?;
         let dictionaries = Dictionaries::new(
             config.compression.dictionaries && config.compression.write_codec() == Codec::Zstd,
             config.compression.level,
@@ -82,6 +87,7 @@ impl PersistentStorageManager {
             dictionaries,
             remote,
             clock: crate::clock::StoreClock::default(),
+            keyring: keyring.clone(),
         });
         let writer = Writer::start(
             Arc::clone(&shared),
@@ -101,6 +107,7 @@ impl PersistentStorageManager {
             config.database.data_path.clone(),
             config.backup.retention,
             config.backup.max_total_bytes,
+            keyring,
         );
         let storage = PersistentStorageManager {
             inner: Arc::new(Inner {

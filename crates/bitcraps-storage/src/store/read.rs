@@ -241,11 +241,24 @@ impl PersistentStorageManager {
                 Lookup::Hit(_, expires) if is_expired(expires, shared.clock.now_ms()) => {
                     return Ok(None);
                 }
-                Lookup::Hit(raw, expires) => {
-                    let cached = CachedValue::plain(ck, &raw).expiring(expires);
-                    shared.cache.fill(ticket, cached, ck);
-                    return Ok(Some(raw));
-                }
+                Lookup::Hit(raw, expires) => match &shared.keyring {
+                    None => {
+                        let cached = CachedValue::plain(ck, &raw).expiring(expires);
+                        shared.cache.fill(ticket, cached, ck);
+                        return Ok(Some(raw));
+                    }
+                    // Encrypted: sealed per record (`crypto/l2.rs`); one that does not open
+                    // (a key this node has not loaded yet) is read from the database.
+                    Some(ring) => match crate::crypto::l2::open(ring, collection, key, &raw) {
+                        Some(json) => {
+                            let raw: Arc<[u8]> = json.into();
+                            let cached = CachedValue::plain(ck, &raw).expiring(expires);
+                            shared.cache.fill(ticket, cached, ck);
+                            return Ok(Some(raw));
+                        }
+                        None => None,
+                    },
+                },
                 Lookup::Miss(observed) => Some(observed),
                 Lookup::Unavailable => None,
             },
@@ -257,7 +270,14 @@ impl PersistentStorageManager {
         // Awaited rather than spawned so a read that returned has filled L2 (tests and other
         // nodes can count on it); it is one round trip after a database read.
         if let (Some(remote), Some(observed)) = (&shared.remote, observed) {
-            remote.fill(ck, observed, &raw, expires).await;
+            match &shared.keyring {
+                None => remote.fill(ck, observed, &raw, expires).await,
+                Some(ring) => {
+                    if let Some(sealed) = crate::crypto::l2::seal(ring, collection, key, &raw)? {
+                        remote.fill(ck, observed, &sealed, expires).await;
+                    }
+                }
+            }
         }
         shared.cache.fill(ticket, cached, ck);
         Ok(Some(raw))

@@ -9,6 +9,7 @@ use crate::access::AccessTracker;
 use crate::backend::Backend;
 use crate::cache::ValueCache;
 use crate::clock::StoreClock;
+use crate::crypto::Keyring;
 use crate::dictionary::Dictionaries;
 use crate::observe::Observer;
 use crate::remote::RemoteTier;
@@ -26,4 +27,6 @@ pub(crate) struct Shared {
     /// Metrics and spans of this store's operations.
     pub(crate) observer: Observer,
     pub(crate) clock: StoreClock,
+    /// The keyring of an encrypted store (the backend is then `crypto`'s wrapper).
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }

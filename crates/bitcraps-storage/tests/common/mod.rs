@@ -14,6 +14,7 @@ pub mod faulty;
 pub mod lifecycle;
 pub mod nodes;
 pub mod quotas;
+pub mod sentinel;
 pub mod tls;
 pub mod versions;
 
@@ -213,6 +214,38 @@ pub fn pg_fixture() -> Option<Fixture> {
         guard: Box::new((schema, dir)),
         opener: None,
     })
+}
+
+/// A key file (64 hex characters) in a directory of its own, kept alive by the returned guard.
+pub fn key_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("master.key");
+    let key = bitcraps_storage::MasterKey::generate().expect("random key");
+    std::fs::write(&path, key.to_hex().as_bytes()).expect("key file");
+    (dir, path)
+}
+
+/// `fixture` with encryption at rest: a fresh key file as its `key.file`.
+pub fn encrypted(mut fixture: Fixture) -> Fixture {
+    let (dir, path) = key_file();
+    fixture.config.key = bitcraps_storage::KeyConfig::default().file(path);
+    fixture.guard = Box::new((fixture.guard, dir));
+    fixture
+}
+
+/// [`sqlite_fixture`], encrypted.
+pub fn sqlite_encrypted_fixture() -> Fixture {
+    encrypted(sqlite_fixture())
+}
+
+/// [`memory_fixture`], encrypted.
+pub fn memory_encrypted_fixture() -> Fixture {
+    encrypted(memory_fixture())
+}
+
+/// [`pg_fixture`], encrypted.
+pub fn pg_encrypted_fixture() -> Option<Fixture> {
+    pg_fixture().map(encrypted)
 }
 
 /// Like [`sqlite_fixture`], without fsync per commit (for tests that write a lot; durability

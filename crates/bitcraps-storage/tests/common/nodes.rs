@@ -372,6 +372,15 @@ impl Backend for Gated {
     fn record_redis_tier(&self) -> bitcraps_storage::Result<()> {
         self.inner.record_redis_tier()
     }
+    fn data_keys(&self) -> bitcraps_storage::Result<Vec<bitcraps_storage::testing::WrappedKey>> {
+        self.inner.data_keys()
+    }
+    fn write_keys(
+        &self,
+        change: &bitcraps_storage::testing::KeyChange,
+    ) -> bitcraps_storage::Result<()> {
+        self.inner.write_keys(change)
+    }
     fn collections(&self) -> bitcraps_storage::Result<Vec<String>> {
         self.inner.collections()
     }

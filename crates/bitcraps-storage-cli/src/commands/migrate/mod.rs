@@ -36,9 +36,17 @@ use crate::settings::{Layer, Settings};
 const NAMED_MISMATCHES: usize = 5;
 
 /// Runs the migration; exit 1 when the verification finds any difference.
-pub async fn run(args: &MigrateArgs, config_file: Option<&Path>, ui: &Ui) -> Result<()> {
-    let from = endpoint(&args.from, config_file)?;
-    let to = endpoint(&args.to, config_file)?;
+pub async fn run(
+    args: &MigrateArgs,
+    config_file: Option<&Path>,
+    key_file: Option<PathBuf>,
+    ui: &Ui,
+) -> Result<()> {
+    // The source's key is --key-file; the target's --to-key-file, else the same. Documents
+    // pass through memory only: the target seals them under its own keys.
+    let to_key = args.to_key_file.clone().or_else(|| key_file.clone());
+    let from = endpoint(&args.from, config_file, key_file)?;
+    let to = endpoint(&args.to, config_file, to_key)?;
     if identity(&from) == identity(&to) {
         return Err(CliError::Usage(format!(
             "--from and --to name the same store ({}); migrate copies between two stores",
@@ -155,12 +163,17 @@ async fn refuse_nonempty(target: &PersistentStorageManager, allow: bool) -> Resu
 
 /// The settings for one side: its location from `--from`/`--to`, everything else from the
 /// environment and the config file as for any command.
-fn endpoint(location: &str, config_file: Option<&Path>) -> Result<StorageConfig> {
+fn endpoint(
+    location: &str,
+    config_file: Option<&Path>,
+    key_file: Option<PathBuf>,
+) -> Result<StorageConfig> {
     let flags = if location.contains("://") {
         Layer::from_flags(None, Some(location.to_owned()))
     } else {
         Layer::from_flags(Some(PathBuf::from(location)), None)
-    };
+    }
+    .with_key_file(key_file);
     let mut config = Settings::load(flags, config_file, |name| std::env::var(name).ok())?.config;
     config.maintenance.background_tasks = false;
     config.cache.size_mb = 0;

@@ -19,8 +19,8 @@ use state::{Blob, Dictionary, Record, Tables};
 use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWriter};
 use crate::backend::{
     Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
-    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
-    StoredDictionary, StoredRecord, WriteUnit, restore_target_not_empty,
+    KeyChange, Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo,
+    StoreIdentity, StoredDictionary, StoredRecord, WrappedKey, WriteUnit, restore_target_not_empty,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -32,6 +32,8 @@ struct Database {
     open: bool,
     /// Created on first use, like a schema's `meta` rows.
     identity: Option<StoreIdentity>,
+    /// The `data_keys` table, by id.
+    data_keys: std::collections::BTreeMap<i64, WrappedKey>,
 }
 
 /// An in-memory database that backends open and close; cheap to clone (clones share it).
@@ -186,6 +188,59 @@ impl Backend for MemoryBackend {
         self.identity()?;
         if let Some(identity) = self.tables()?.identity.as_mut() {
             identity.redis_tier = true;
+        }
+        Ok(())
+    }
+
+    fn data_keys(&self) -> Result<Vec<WrappedKey>> {
+        Ok(self.tables()?.data_keys.values().cloned().collect())
+    }
+
+    fn write_keys(&self, change: &KeyChange) -> Result<()> {
+        self.identity()?;
+        let mut db = self.tables()?;
+        // Checked first, so the change is all or nothing as in a transaction.
+        if change.replace
+            && change
+                .keys
+                .iter()
+                .any(|k| !db.data_keys.contains_key(&k.id))
+        {
+            return Err(StorageError::Config(
+                "a data key is not in the store".into(),
+            ));
+        }
+        if let (Some(check), Some(identity)) = (&change.check, db.identity.as_mut())
+            && (change.replace || identity.key_check.is_none())
+        {
+            identity.key_check = Some(check.clone());
+        }
+        if let (Some(encrypting), Some(identity)) = (change.encrypting, db.identity.as_mut()) {
+            identity.encrypting = encrypting;
+        }
+        for (id, data) in &change.dictionaries {
+            if let Some(d) = db.tables.dictionaries.get_mut(id) {
+                d.data = data.clone();
+            }
+        }
+        if let Some(collection) = &change.shred {
+            db.tables.shred(collection);
+            for key in db.data_keys.values_mut() {
+                if &key.collection == collection {
+                    key.wrapped.clear();
+                }
+            }
+        }
+        for key in &change.keys {
+            if change.replace {
+                if let Some(stored) = db.data_keys.get_mut(&key.id) {
+                    stored.wrapped = key.wrapped.clone();
+                }
+            } else if !db.data_keys.values().any(|k| {
+                k.id == key.id || (k.collection == key.collection && k.version == key.version)
+            }) {
+                db.data_keys.insert(key.id, key.clone());
+            }
         }
         Ok(())
     }

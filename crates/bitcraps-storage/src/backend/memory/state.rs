@@ -404,6 +404,26 @@ impl Tables {
         Ok((id, false))
     }
 
+    /// Deletes `collection`'s records, the blobs only they referred to, and its dictionaries
+    /// no blob names (a crypto-shred; the caller destroys the keys).
+    pub(super) fn shred(&mut self, collection: &str) {
+        let keys: Vec<(String, String)> = self
+            .records
+            .keys()
+            .filter(|(c, _)| c == collection)
+            .cloned()
+            .collect();
+        let mut undo = Vec::new();
+        for k in keys {
+            if let Some(record) = self.records.remove(&k) {
+                self.release(record.blob_id, &mut undo);
+            }
+        }
+        let named: BTreeSet<i64> = self.blobs.values().filter_map(|b| b.dict_id).collect();
+        self.dictionaries
+            .retain(|id, d| d.collection != collection || named.contains(id));
+    }
+
     /// Drops one reference to a blob, deleting it when none remain.
     fn release(&mut self, id: i64, undo: &mut Vec<Undo>) {
         let Some(blob) = self.blobs.get(&id).cloned() else {

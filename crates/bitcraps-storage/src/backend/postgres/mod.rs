@@ -30,8 +30,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
-    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
-    StoredDictionary, StoredRecord, WriteUnit,
+    KeyChange, Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo,
+    StoreIdentity, StoredDictionary, StoredRecord, WrappedKey, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -329,6 +329,20 @@ impl Backend for PostgresBackend {
     fn record_redis_tier(&self) -> Result<()> {
         self.with_client(self.primary.clone(), |client| async move {
             schema::record_redis_tier(&client).await
+        })
+    }
+
+    fn data_keys(&self) -> Result<Vec<WrappedKey>> {
+        // The primary: a key another node just created must be found.
+        self.with_client(self.primary.clone(), |client| async move {
+            schema::read_data_keys(&client).await
+        })
+    }
+
+    fn write_keys(&self, change: &KeyChange) -> Result<()> {
+        let (change, scope) = (change.clone(), self.schema.clone());
+        self.with_client(self.primary.clone(), move |mut client| async move {
+            schema::write_keys(&mut client, &scope, &change).await
         })
     }
 }

@@ -8,8 +8,8 @@
 use deadpool_postgres::Client;
 
 use super::db_err;
-use crate::backend::StoreIdentity;
 use crate::backend::identity;
+use crate::backend::{KeyChange, StoreIdentity, WrappedKey};
 use crate::error::{Result, StorageError};
 
 /// First key of the advisory lock migrations hold (`pg_advisory_xact_lock(int4, int4)`); the
@@ -82,6 +82,18 @@ pub const MIGRATIONS: &[&str] = &[
         name       text COLLATE "C" NOT NULL,
         value      bigint NOT NULL,
         PRIMARY KEY (collection, name)
+    );
+    "#,
+    // Version 7: encryption at rest (issue #14), as in SQLite: the wrapped data keys every
+    // node reads; the key check value is the `meta` row 'key_check'.
+    r#"
+    CREATE TABLE data_keys (
+        id         bigint PRIMARY KEY,
+        collection text COLLATE "C" NOT NULL,
+        version    bigint NOT NULL CHECK (version >= 1),
+        wrapped    bytea  NOT NULL,
+        created_at bigint NOT NULL,
+        UNIQUE (collection, version)
     );
     "#,
 ];
@@ -215,4 +227,134 @@ pub(crate) async fn record_redis_tier(client: &Client) -> Result<()> {
         .await
         .map_err(db_err("recording the Redis tier"))?;
     Ok(())
+}
+
+/// The wrapped data keys, in id order.
+pub(crate) async fn read_data_keys(client: &Client) -> Result<Vec<WrappedKey>> {
+    let rows = client
+        .query(
+            "SELECT id, collection, version, wrapped, created_at FROM data_keys ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(db_err("reading the data keys"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(WrappedKey {
+                id: r.try_get(0)?,
+                collection: r.try_get(1)?,
+                version: r.try_get(2)?,
+                wrapped: r.try_get(3)?,
+                created_at_ms: r.try_get(4)?,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+        .map_err(db_err("reading the data keys"))
+}
+
+/// Writes `change` in one transaction (see [`KeyChange`]).
+pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyChange) -> Result<()> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db_err("starting to write keys"))?;
+    if change.shred.is_some() {
+        // Like a prefix delete: every writer of the store waits.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[
+                &super::locks::STORE_LOCK_SPACE,
+                &super::locks::store_lock(scope),
+            ],
+        )
+        .await
+        .map_err(db_err("taking the store's write lock"))?;
+    }
+    if let Some(check) = &change.check {
+        let sql = if change.replace {
+            "INSERT INTO meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        } else {
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+        };
+        tx.execute(sql, &[&identity::KEY_CHECK, check])
+            .await
+            .map_err(db_err("writing the key check value"))?;
+    }
+    for key in &change.keys {
+        if change.replace {
+            let changed = tx
+                .execute(
+                    "UPDATE data_keys SET wrapped = $2 WHERE id = $1",
+                    &[&key.id, &key.wrapped],
+                )
+                .await
+                .map_err(db_err("rewrapping a data key"))?;
+            if changed != 1 {
+                return Err(StorageError::Config(format!(
+                    "data key {} is not in the store",
+                    key.id
+                )));
+            }
+        } else {
+            tx.execute(
+                "INSERT INTO data_keys (id, collection, version, wrapped, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &key.id,
+                    &key.collection,
+                    &key.version,
+                    &key.wrapped,
+                    &key.created_at_ms,
+                ],
+            )
+            .await
+            .map_err(db_err("storing a data key"))?;
+        }
+    }
+    match change.encrypting {
+        Some(true) => {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, 'on') ON CONFLICT (name) DO NOTHING",
+                &[&identity::ENCRYPTING],
+            )
+            .await
+        }
+        Some(false) => {
+            tx.execute("DELETE FROM meta WHERE name = $1", &[&identity::ENCRYPTING])
+                .await
+        }
+        None => Ok(0),
+    }
+    .map_err(db_err("marking the encryption in place"))?;
+    for (id, data) in &change.dictionaries {
+        tx.execute(
+            "UPDATE dictionaries SET data = $2 WHERE id = $1",
+            &[id, data],
+        )
+        .await
+        .map_err(db_err("sealing a dictionary"))?;
+    }
+    if let Some(collection) = &change.shred {
+        for sql in [
+            "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
+             WHERE r.collection = $1 AND r.blob_id = blobs.id) \
+             WHERE id IN (SELECT blob_id FROM records WHERE collection = $1)",
+            "DELETE FROM records WHERE collection = $1",
+            "DELETE FROM blobs WHERE refcount <= 0",
+            "DELETE FROM dictionaries WHERE collection = $1 \
+             AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL)",
+            "UPDATE data_keys SET wrapped = ''::bytea WHERE collection = $1",
+        ] {
+            let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = if sql.contains("$1") {
+                &[collection]
+            } else {
+                &[]
+            };
+            tx.execute(sql, params)
+                .await
+                .map_err(db_err("shredding a collection"))?;
+        }
+    }
+    tx.commit().await.map_err(db_err("committing keys"))
 }

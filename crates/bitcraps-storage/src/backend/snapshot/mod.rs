@@ -18,6 +18,7 @@
 mod rows;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -33,6 +34,7 @@ pub use rows::{
 
 use super::sqlite::{db_err, read, schema};
 use crate::backend::{ConsistencyReport, SnapshotInfo};
+use crate::crypto::Keyring;
 use crate::error::{Result, StorageError};
 
 /// The schema version snapshots written by this build carry.
@@ -44,15 +46,39 @@ pub fn current_version() -> i64 {
 /// reference checks and the deep check (every blob decoded with its dictionary and checked
 /// against its content hash; damage named by collection and key in the report).
 pub fn inspect(path: &Path, check: bool) -> Result<(SnapshotInfo, Option<ConsistencyReport>)> {
+    inspect_with(path, check, None)
+}
+
+/// [`inspect`] of a snapshot that may be encrypted: its blobs and dictionaries are opened
+/// with `keyring` (to which the snapshot's own data keys are added, where they unwrap). An
+/// encrypted snapshot checked without a keyring is [`StorageError::KeyMissing`].
+pub(crate) fn inspect_with(
+    path: &Path,
+    check: bool,
+    keyring: Option<&Arc<Keyring>>,
+) -> Result<(SnapshotInfo, Option<ConsistencyReport>)> {
     let conn = open_read_only(path)?;
     let schema_version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err("reading a copy's schema version"))?;
     let report = if check {
         let mut report = read::check(&conn)?;
+        let mut dictionaries = read::dictionaries(&conn)?;
+        if let Some(ring) = keyring {
+            for key in schema::read_data_keys(&conn)? {
+                // A key that does not unwrap leaves its blobs unreadable: named as damage.
+                let _ = ring.load(std::slice::from_ref(&key));
+            }
+            dictionaries = crate::crypto::open_dictionaries(ring, dictionaries, |id| {
+                Ok(id.and_then(|id| ring.by_id(id)))
+            })?;
+        } else if schema::read_identity(&conn)?.key_check.is_some() {
+            return Err(StorageError::KeyMissing);
+        }
         crate::verify::deepen(
             &mut report,
-            &read::dictionaries(&conn)?,
+            &dictionaries,
+            keyring.cloned(),
             |after, limit| read::blobs_after(&conn, after, limit),
             |ids| read::records_naming(&conn, ids),
         )?;
@@ -81,6 +107,12 @@ pub fn upgrade(path: &Path) -> Result<i64> {
     conn.close()
         .map_err(|(_, e)| StorageError::database("closing a snapshot copy", e))?;
     Ok(version)
+}
+
+/// Whether the snapshot at `path` (at the current schema) is of an encrypted store.
+pub(crate) fn is_encrypted(path: &Path) -> Result<bool> {
+    let conn = open_read_only(path)?;
+    Ok(schema::read_identity(&conn)?.key_check.is_some())
 }
 
 /// Fails unless the snapshot at `path` is at the current schema version (what a restore

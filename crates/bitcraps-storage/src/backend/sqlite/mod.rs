@@ -17,8 +17,8 @@ use rusqlite::Connection;
 
 use crate::backend::{
     Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
-    Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo, StoreIdentity,
-    StoredDictionary, StoredRecord, WriteUnit,
+    KeyChange, Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo,
+    StoreIdentity, StoredDictionary, StoredRecord, WrappedKey, WriteUnit,
 };
 use crate::config::Durability;
 use crate::error::{Result, StorageError};
@@ -366,6 +366,15 @@ impl Backend for SqliteBackend {
     fn record_redis_tier(&self) -> Result<()> {
         let guard = self.writer()?;
         schema::record_redis_tier(guard.as_ref().ok_or(StorageError::Closed)?)
+    }
+
+    fn data_keys(&self) -> Result<Vec<WrappedKey>> {
+        schema::read_data_keys(&*self.reader()?)
+    }
+
+    fn write_keys(&self, change: &KeyChange) -> Result<()> {
+        let mut guard = self.writer()?;
+        schema::write_keys(guard.as_mut().ok_or(StorageError::Closed)?, change)
     }
 }
 

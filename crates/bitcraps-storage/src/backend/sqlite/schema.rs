@@ -6,8 +6,8 @@
 use rusqlite::Connection;
 
 use super::db_err;
-use crate::backend::StoreIdentity;
 use crate::backend::identity;
+use crate::backend::{KeyChange, StoreIdentity, WrappedKey};
 
 use crate::error::{Result, StorageError};
 
@@ -91,6 +91,19 @@ pub const MIGRATIONS: &[&str] = &[
         value      INTEGER NOT NULL,
         PRIMARY KEY (collection, name)
     ) WITHOUT ROWID;
+    ",
+    // Version 7: encryption at rest (issue #14). The data keys of an encrypted store, each
+    // sealed under the master key (`crypto/keyring.rs`); the key check value is the `meta`
+    // row 'key_check'. A plaintext store keeps this table empty.
+    r"
+    CREATE TABLE data_keys (
+        id         INTEGER PRIMARY KEY,
+        collection TEXT    NOT NULL,
+        version    INTEGER NOT NULL CHECK (version >= 1),
+        wrapped    BLOB    NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (collection, version)
+    );
     ",
 ];
 
@@ -189,6 +202,127 @@ pub(crate) fn record_redis_tier(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The wrapped data keys, in id order.
+pub(crate) fn read_data_keys(conn: &Connection) -> Result<Vec<WrappedKey>> {
+    conn.prepare_cached(
+        "SELECT id, collection, version, wrapped, created_at FROM data_keys ORDER BY id",
+    )
+    .and_then(|mut s| {
+        s.query_map([], |r| {
+            Ok(WrappedKey {
+                id: r.get(0)?,
+                collection: r.get(1)?,
+                version: r.get(2)?,
+                wrapped: r.get(3)?,
+                created_at_ms: r.get(4)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(db_err("reading the data keys"))
+}
+
+/// Writes `change` in one transaction (see [`KeyChange`]).
+pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()> {
+    if change.shred.is_none() {
+        return write_keys_in_tx(conn, change);
+    }
+    // Freed pages of a shred are overwritten, so its ciphertext and key leave the file (and,
+    // after a checkpoint, the WAL) instead of lingering on the free list.
+    conn.execute_batch("PRAGMA secure_delete = ON")
+        .map_err(db_err("turning secure_delete on"))?;
+    let written = write_keys_in_tx(conn, change);
+    let reset = conn
+        .execute_batch("PRAGMA secure_delete = OFF")
+        .map_err(db_err("turning secure_delete off"));
+    written.and(reset)
+}
+
+/// The SQL of a shred (`?1`: the collection), in order: references released, records,
+/// blobs nothing refers to, dictionaries no blob names, keys destroyed.
+pub(crate) const SHRED_SQLITE: [&str; 5] = [
+    "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
+     WHERE r.collection = ?1 AND r.blob_id = blobs.id) \
+     WHERE id IN (SELECT blob_id FROM records WHERE collection = ?1)",
+    "DELETE FROM records WHERE collection = ?1",
+    "DELETE FROM blobs WHERE refcount <= 0",
+    "DELETE FROM dictionaries WHERE collection = ?1 \
+     AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL)",
+    "UPDATE data_keys SET wrapped = X'' WHERE collection = ?1",
+];
+
+fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db_err("starting to write keys"))?;
+    let check_sql = if change.replace {
+        "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)"
+    } else {
+        "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)"
+    };
+    if let Some(check) = &change.check {
+        tx.execute(check_sql, [identity::KEY_CHECK, check.as_str()])
+            .map_err(db_err("writing the key check value"))?;
+    }
+    for key in &change.keys {
+        if change.replace {
+            let changed = tx
+                .execute(
+                    "UPDATE data_keys SET wrapped = ?2 WHERE id = ?1",
+                    rusqlite::params![key.id, key.wrapped],
+                )
+                .map_err(db_err("rewrapping a data key"))?;
+            if changed != 1 {
+                return Err(StorageError::Config(format!(
+                    "data key {} is not in the store",
+                    key.id
+                )));
+            }
+        } else {
+            tx.execute(
+                "INSERT OR IGNORE INTO data_keys (id, collection, version, wrapped, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    key.id,
+                    key.collection,
+                    key.version,
+                    key.wrapped,
+                    key.created_at_ms
+                ],
+            )
+            .map_err(db_err("storing a data key"))?;
+        }
+    }
+    match change.encrypting {
+        Some(true) => tx.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, 'on')",
+            [identity::ENCRYPTING],
+        ),
+        Some(false) => tx.execute("DELETE FROM meta WHERE name = ?1", [identity::ENCRYPTING]),
+        None => Ok(0),
+    }
+    .map_err(db_err("marking the encryption in place"))?;
+    for (id, data) in &change.dictionaries {
+        tx.execute(
+            "UPDATE dictionaries SET data = ?2 WHERE id = ?1",
+            rusqlite::params![id, data],
+        )
+        .map_err(db_err("sealing a dictionary"))?;
+    }
+    if let Some(collection) = &change.shred {
+        for sql in SHRED_SQLITE {
+            let params: &[&dyn rusqlite::ToSql] = if sql.contains("?1") {
+                &[collection]
+            } else {
+                &[]
+            };
+            tx.execute(sql, params)
+                .map_err(db_err("shredding a collection"))?;
+        }
+    }
+    tx.commit().map_err(db_err("committing keys"))
+}
+
 /// Whether the database already is a bitcraps-storage database of the latest version (read
 /// without taking the write lock; `migrate` checks again inside its transaction otherwise).
 pub(super) fn is_current(conn: &Connection) -> Result<bool> {
@@ -247,7 +381,7 @@ mod tests {
         a.execute_batch(
             "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
-             ALTER TABLE records DROP COLUMN expires_at;",
+             ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;

@@ -1,0 +1,321 @@
+//! [`EncryptedBackend`]: the backend of an encrypted store, a wrapper at the seam over the
+//! engine's backend. Writes leave it sealed (documents and dictionaries under their
+//! collection's data key, addressed by keyed hash); reads come back through it opened and
+//! checked. Everything above the seam — the pipeline, group commit, the cache — sees the
+//! same plaintext (compressed) form as in a plaintext store; everything below holds only
+//! ciphertext. The engines store what they are given and know nothing of keys beyond the
+//! `data_keys` table and the `key_check` row.
+//!
+//! `Maintenance` is the engine's own: checks, snapshots and repairs work on ciphertext, and
+//! `blobs_after` returns blobs as stored, which the deep check opens with the keyring
+//! (`verify.rs`), so a snapshot file is checked exactly like the live store.
+
+use std::sync::Arc;
+
+use super::blob::{self, blob_key};
+use super::keyring::{DataKey, Keyring};
+use crate::backend::{
+    Backend, CollectionSetting, DatabaseStatistics, KeyChange, Maintenance, OpOutcome,
+    RecordMetadata, RecordPage, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord,
+    WrappedKey, WriteOp, WriteUnit,
+};
+use crate::error::{Result, StorageError};
+use crate::list::{ListOptions, ListPage};
+
+/// The backend of an encrypted store (see the module documentation).
+pub(crate) struct EncryptedBackend {
+    inner: Arc<dyn Backend>,
+    ring: Arc<Keyring>,
+    /// While `key enable` encrypts a store in place, blobs and dictionaries without the
+    /// encryption header are still plaintext and read as such; otherwise they are corruption.
+    mixed: bool,
+}
+
+impl EncryptedBackend {
+    pub(crate) fn new(inner: Arc<dyn Backend>, ring: Arc<Keyring>) -> Self {
+        EncryptedBackend {
+            inner,
+            ring,
+            mixed: false,
+        }
+    }
+
+    /// The wrapper `key enable` works through (see [`EncryptedBackend::mixed`]).
+    pub(crate) fn mixed(inner: Arc<dyn Backend>, ring: Arc<Keyring>) -> Self {
+        EncryptedBackend {
+            inner,
+            ring,
+            mixed: true,
+        }
+    }
+
+    /// Whether `data` (a blob's or dictionary's) is sealed under a key of this store.
+    pub(crate) fn is_sealed(&self, data: &[u8]) -> Result<bool> {
+        Ok(self.key_by_id(blob::key_id(data))?.is_some())
+    }
+
+    /// [`StorageError::Shredded`] for a collection whose keys were destroyed.
+    fn check_not_shredded(&self, collection: &str) -> Result<()> {
+        if self.ring.is_shredded(collection) {
+            return Err(StorageError::Shredded {
+                collection: collection.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The key new writes of `collection` use, created (and stored durably, before any
+    /// ciphertext under it) on its first write.
+    pub(crate) fn key_for_write(&self, collection: &str) -> Result<Arc<DataKey>> {
+        self.check_not_shredded(collection)?;
+        if let Some(key) = self.ring.current(collection) {
+            return Ok(key);
+        }
+        // One at a time: a second writer of a new collection finds the first one's key.
+        let _turn = self.ring.turn();
+        // Another node (PostgreSQL) may have created it meanwhile, or shredded it.
+        self.ring.load(&self.inner.data_keys()?)?;
+        self.check_not_shredded(collection)?;
+        if let Some(key) = self.ring.current(collection) {
+            return Ok(key);
+        }
+        // A node that missed a rotation elsewhere must not wrap a key under the old master
+        // key, which the store no longer accepts.
+        let check = self.inner.identity()?.key_check.unwrap_or_default();
+        if !self.ring.verifies(&check) {
+            return Err(StorageError::KeyMismatch {
+                source_name: self.ring.source_name(),
+            });
+        }
+        let wrapped = self.ring.new_key(collection, 1, None)?;
+        self.inner.write_keys(&KeyChange::add(vec![wrapped]))?;
+        // Re-read: when two nodes raced, the key that was stored first is everyone's.
+        self.ring.load(&self.inner.data_keys()?)?;
+        self.ring.current(collection).ok_or_else(|| {
+            StorageError::corruption(
+                "the data_keys table",
+                format!("the new data key of collection {collection} was not stored"),
+            )
+        })
+    }
+
+    /// The key with id `id`, reading the table again when this node does not know it (a
+    /// key another node created).
+    fn key_by_id(&self, id: Option<i64>) -> Result<Option<Arc<DataKey>>> {
+        let Some(id) = id else { return Ok(None) };
+        if let Some(key) = self.ring.by_id(id) {
+            return Ok(Some(key));
+        }
+        self.ring.load(&self.inner.data_keys()?)?;
+        Ok(self.ring.by_id(id))
+    }
+
+    fn open_blob(&self, collection: &str, key: &str, blob: &StoredBlob) -> Result<StoredBlob> {
+        let location = format!("{collection}/{key}");
+        let id = blob::key_id(&blob.data);
+        let found = self.key_by_id(id)?;
+        if self.mixed && found.is_none() {
+            return Ok(blob.clone());
+        }
+        let data_key = blob_key(found, id, Some(collection), &location)?;
+        blob::open_blob(&self.ring, &data_key, blob, &location)
+    }
+
+    fn open_record(
+        &self,
+        collection: &str,
+        key: &str,
+        record: StoredRecord,
+    ) -> Result<StoredRecord> {
+        let blob = self.open_blob(collection, key, &record.blob)?;
+        Ok(StoredRecord { blob, ..record })
+    }
+
+    fn seal_op(&self, op: &WriteOp) -> Result<WriteOp> {
+        Ok(match op {
+            WriteOp::Put {
+                collection,
+                key,
+                value,
+                now_ms,
+                keep_version,
+                expires_ms,
+            } => {
+                let data_key = self.key_for_write(collection)?;
+                WriteOp::Put {
+                    collection: collection.clone(),
+                    key: key.clone(),
+                    value: blob::seal_value(&self.ring, &data_key, value)?,
+                    now_ms: *now_ms,
+                    keep_version: *keep_version,
+                    expires_ms: *expires_ms,
+                }
+            }
+            WriteOp::PutDictionary {
+                collection,
+                data,
+                now_ms,
+            } => {
+                let data_key = self.key_for_write(collection)?;
+                WriteOp::PutDictionary {
+                    collection: collection.clone(),
+                    data: blob::seal_dictionary(&self.ring, &data_key, data)?.into(),
+                    now_ms: *now_ms,
+                }
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// Opens a blob read without its record (the deep check, the scrub, a backup's copy): the
+/// key its header names, from `ring`.
+pub(crate) fn open_stored_blob(
+    ring: &Keyring,
+    blob: &StoredBlob,
+    location: &str,
+) -> Result<StoredBlob> {
+    let id = blob::key_id(&blob.data);
+    let key = blob_key(id.and_then(|id| ring.by_id(id)), id, None, location)?;
+    blob::open_blob(ring, &key, blob, location)
+}
+
+/// Opens stored dictionaries with `ring`.
+pub(crate) fn open_dictionaries(
+    ring: &Keyring,
+    stored: Vec<StoredDictionary>,
+    mut key_by_id: impl FnMut(Option<i64>) -> Result<Option<Arc<DataKey>>>,
+) -> Result<Vec<StoredDictionary>> {
+    stored
+        .into_iter()
+        .map(|d| {
+            let location = format!("dictionary {}", d.id);
+            let id = blob::key_id(&d.data);
+            let key = blob_key(key_by_id(id)?, id, Some(&d.collection), &location)?;
+            let data = blob::open_dictionary(ring, &key, &d.data, &location)?;
+            Ok(StoredDictionary { data, ..d })
+        })
+        .collect()
+}
+
+impl Backend for EncryptedBackend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
+        let sealed = units
+            .iter()
+            .map(|unit| unit.iter().map(|op| self.seal_op(op)).collect())
+            .collect::<Result<Vec<WriteUnit>>>()?;
+        self.inner.apply(&sealed)
+    }
+
+    fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
+        self.check_not_shredded(collection)?;
+        self.inner
+            .get(collection, key)?
+            .map(|r| self.open_record(collection, key, r))
+            .transpose()
+    }
+
+    fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
+        self.check_not_shredded(collection)?;
+        self.inner
+            .get_many(collection, keys)?
+            .into_iter()
+            .zip(keys)
+            .map(|(r, key)| r.map(|r| self.open_record(collection, key, r)).transpose())
+            .collect()
+    }
+
+    fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
+        self.check_not_shredded(collection)?;
+        let page = self.inner.scan(collection, options)?;
+        Ok(RecordPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|(key, r)| {
+                    let r = self.open_record(collection, &key, r)?;
+                    Ok((key, r))
+                })
+                .collect::<Result<_>>()?,
+            next_after: page.next_after,
+        })
+    }
+
+    fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
+        self.check_not_shredded(collection)?;
+        let Some(mut meta) = self.inner.metadata(collection, key)? else {
+            return Ok(None);
+        };
+        // `content_hash` is blake3 of the document, comparable across stores (`migrate`
+        // verifies copies with it); the row holds the keyed address, so the plain hash comes
+        // from inside the ciphertext. (A record deleted in between keeps the row's value.)
+        if let Some(record) = self.inner.get(collection, key)? {
+            let opened = self.open_blob(collection, key, &record.blob)?;
+            meta.content_hash = crate::value::hex(&opened.hash);
+        }
+        Ok(Some(meta))
+    }
+
+    fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {
+        let stored = self.inner.dictionaries()?;
+        if self.mixed {
+            let (sealed, plain): (Vec<_>, Vec<_>) = stored.into_iter().partition(|d| {
+                self.ring
+                    .by_id(blob::key_id(&d.data).unwrap_or(-1))
+                    .is_some()
+            });
+            let mut all = open_dictionaries(&self.ring, sealed, |id| self.key_by_id(id))?;
+            all.extend(plain);
+            return Ok(all);
+        }
+        open_dictionaries(&self.ring, stored, |id| self.key_by_id(id))
+    }
+
+    fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {
+        self.inner.list(collection, options)
+    }
+
+    fn collections(&self) -> Result<Vec<String>> {
+        self.inner.collections()
+    }
+
+    fn settings(&self) -> Result<Vec<CollectionSetting>> {
+        self.inner.settings()
+    }
+
+    fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
+        self.inner.usage(collection, now_ms)
+    }
+
+    fn statistics(&self) -> Result<DatabaseStatistics> {
+        self.inner.statistics()
+    }
+
+    fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+
+    fn maintenance(&self) -> &dyn Maintenance {
+        self.inner.maintenance()
+    }
+
+    fn identity(&self) -> Result<StoreIdentity> {
+        self.inner.identity()
+    }
+
+    fn record_redis_tier(&self) -> Result<()> {
+        self.inner.record_redis_tier()
+    }
+
+    fn data_keys(&self) -> Result<Vec<WrappedKey>> {
+        self.inner.data_keys()
+    }
+
+    fn write_keys(&self, change: &KeyChange) -> Result<()> {
+        self.inner.write_keys(change)
+    }
+}

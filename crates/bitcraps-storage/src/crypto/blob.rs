@@ -1,0 +1,197 @@
+//! The stored form of encrypted documents and dictionaries:
+//!
+//! ```text
+//! 0xE1 | data key id (8 bytes, big-endian) | nonce (24) | XChaCha20-Poly1305(payload) | tag (16)
+//! ```
+//!
+//! A document's payload is the blake3 hash of its JSON (32 bytes, what reads verify the
+//! decompressed bytes against) followed by the compressed bytes; its associated data binds
+//! the store id, the collection, the key id and version, the content address (the row's
+//! `hash`), the codec, the dictionary id and the JSON length. A dictionary's payload is the
+//! dictionary, bound to the store, collection, key id and version. Bytes that do not parse
+//! or authenticate are [`StorageError::Corruption`] naming the key, never data.
+
+use std::sync::Arc;
+
+use super::envelope::{self, Aad};
+use super::keyring::{DataKey, Keyring};
+use crate::backend::StoredBlob;
+use crate::error::{Result, StorageError};
+use crate::value::EncodedValue;
+
+/// First byte of every encrypted blob and dictionary.
+const FORMAT: u8 = 0xE1;
+pub(crate) const HEADER_LEN: usize = 9;
+const BLOB_TAG: &str = "bitcraps-storage blob v1";
+const DICTIONARY_TAG: &str = "bitcraps-storage dictionary v1";
+
+/// The data key id in the header of `sealed`, if it has the encrypted format.
+pub(crate) fn key_id(sealed: &[u8]) -> Option<i64> {
+    let (&format, rest) = sealed.split_first()?;
+    if format != FORMAT {
+        return None;
+    }
+    let id: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(id))
+}
+
+pub(crate) fn with_header(key: &DataKey, sealed: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&key.id.to_be_bytes());
+    out.extend_from_slice(&sealed);
+    out
+}
+
+fn blob_aad(
+    ring: &Keyring,
+    key: &DataKey,
+    address: &[u8],
+    codec: i64,
+    dict_id: Option<i64>,
+    raw_len: i64,
+) -> Vec<u8> {
+    Aad::new(BLOB_TAG)
+        .text(ring.store_id())
+        .text(&key.collection)
+        .number(key.id)
+        .number(key.version)
+        .bytes(address)
+        .number(codec)
+        .number(dict_id.unwrap_or(-1))
+        .number(raw_len)
+        .finish()
+}
+
+/// `value` as an encrypted store writes it: addressed by the collection's keyed hash, its
+/// stored bytes sealed under `key` (the plain hash inside).
+pub(crate) fn seal_value(
+    ring: &Keyring,
+    key: &DataKey,
+    value: &EncodedValue,
+) -> Result<EncodedValue> {
+    let address = key.address(&value.raw);
+    let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
+    let aad = blob_aad(
+        ring,
+        key,
+        &address,
+        i64::from(value.codec.id()),
+        value.dict_id,
+        raw_len,
+    );
+    let mut payload = Vec::with_capacity(32 + value.stored.len());
+    payload.extend_from_slice(&value.hash);
+    payload.extend_from_slice(&value.stored);
+    let sealed = envelope::seal(&key.cipher, &aad, &payload)?;
+    Ok(EncodedValue {
+        hash: address,
+        codec: value.codec,
+        raw: Arc::clone(&value.raw),
+        stored: with_header(key, sealed).into(),
+        dict_id: value.dict_id,
+    })
+}
+
+/// The key a stored blob names, checked to belong to `collection` when one is given.
+pub(crate) fn blob_key(
+    key: Option<Arc<DataKey>>,
+    id: Option<i64>,
+    collection: Option<&str>,
+    location: &str,
+) -> Result<Arc<DataKey>> {
+    let Some(id) = id else {
+        return Err(StorageError::corruption(
+            location,
+            "the stored bytes are not encrypted (no encryption header) in an encrypted store",
+        ));
+    };
+    let key = key.ok_or_else(|| {
+        StorageError::corruption(
+            location,
+            format!("the stored bytes name data key {id}, which this store does not have"),
+        )
+    })?;
+    if let Some(collection) = collection.filter(|c| *c != key.collection) {
+        return Err(StorageError::corruption(
+            location,
+            format!(
+                "the stored bytes are sealed with {} and belong to another collection than {collection}",
+                key.name()
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// `blob` decrypted under `key`: the compressed bytes, and the plain content hash that
+/// decoding verifies them against.
+pub(crate) fn open_blob(
+    ring: &Keyring,
+    key: &DataKey,
+    blob: &StoredBlob,
+    location: &str,
+) -> Result<StoredBlob> {
+    let aad = blob_aad(
+        ring,
+        key,
+        &blob.hash,
+        blob.codec_id,
+        blob.dict_id,
+        blob.raw_len,
+    );
+    let payload = blob
+        .data
+        .get(HEADER_LEN..)
+        .and_then(|sealed| envelope::open(&key.cipher, &aad, sealed))
+        .ok_or_else(|| not_authentic(key, location))?;
+    let (hash, data) = payload
+        .split_at_checked(32)
+        .ok_or_else(|| not_authentic(key, location))?;
+    Ok(StoredBlob {
+        codec_id: blob.codec_id,
+        raw_len: blob.raw_len,
+        hash: hash.to_vec(),
+        data: data.to_vec(),
+        dict_id: blob.dict_id,
+    })
+}
+
+fn not_authentic(key: &DataKey, location: &str) -> StorageError {
+    StorageError::corruption(
+        location,
+        format!(
+            "the ciphertext does not authenticate under {}: it was altered, or moved from \
+             another record",
+            key.name()
+        ),
+    )
+}
+
+fn dictionary_aad(ring: &Keyring, key: &DataKey) -> Vec<u8> {
+    Aad::new(DICTIONARY_TAG)
+        .text(ring.store_id())
+        .text(&key.collection)
+        .number(key.id)
+        .number(key.version)
+        .finish()
+}
+
+/// A trained dictionary sealed under its collection's key.
+pub(crate) fn seal_dictionary(ring: &Keyring, key: &DataKey, data: &[u8]) -> Result<Vec<u8>> {
+    let sealed = envelope::seal(&key.cipher, &dictionary_aad(ring, key), data)?;
+    Ok(with_header(key, sealed))
+}
+
+/// A stored dictionary decrypted (`key` must be the one its header names).
+pub(crate) fn open_dictionary(
+    ring: &Keyring,
+    key: &DataKey,
+    sealed: &[u8],
+    location: &str,
+) -> Result<Vec<u8>> {
+    sealed
+        .get(HEADER_LEN..)
+        .and_then(|body| envelope::open(&key.cipher, &dictionary_aad(ring, key), body))
+        .ok_or_else(|| not_authentic(key, location))
+}

@@ -1,0 +1,33 @@
+//! Encryption at rest: envelope encryption per collection.
+//!
+//! - [`MasterKey`] (`key.rs`): 32 bytes from a [`KeyProvider`] (`provider.rs`: a key file,
+//!   an environment variable, a command, or the application's own provider); zeroized on
+//!   drop, never printed.
+//! - `keyring.rs`: the master key wraps one data key per collection (and key version),
+//!   stored in the `data_keys` table; the `key_check` row of `meta` tells a wrong master key
+//!   at open.
+//! - `envelope.rs`: XChaCha20-Poly1305 with random nonces and length-prefixed associated data.
+//! - `blob.rs`: the stored form of encrypted documents and dictionaries and what each
+//!   ciphertext is bound to.
+//! - `l2.rs`: the Redis tier's values, sealed per record.
+//! - `backend.rs`: the wrapper at the backend seam that seals on the way down and opens on
+//!   the way up; `attach.rs`: the open-time decisions, failing closed; `enable.rs`:
+//!   encrypting a plaintext store in place (`key enable`), resumably.
+
+mod attach;
+mod backend;
+mod blob;
+mod enable;
+mod envelope;
+mod key;
+mod keyring;
+pub(crate) mod l2;
+mod provider;
+
+pub(crate) use attach::{Attached, attach};
+pub(crate) use backend::{open_dictionaries, open_stored_blob};
+pub use enable::EncryptionReport;
+pub(crate) use enable::enable;
+pub use key::MasterKey;
+pub(crate) use keyring::Keyring;
+pub use provider::{KeyProvider, KeySource};
