@@ -153,15 +153,19 @@ async fn a_shredded_collection_is_gone_and_the_others_read_fine() -> Result {
     s.close().await?;
     drop(s);
 
-    let all: Vec<Vec<u8>> = files(dir.path())
+    let paths = files(dir.path());
+    let all: Vec<Vec<u8>> = paths
         .iter()
         .map(|p| std::fs::read(p).unwrap_or_default())
         .collect();
     for fragment in &gone {
-        assert!(
-            !all.iter().any(|bytes| contains(bytes, fragment)),
-            "a shredded fragment survived"
-        );
+        let holders: Vec<_> = paths
+            .iter()
+            .zip(&all)
+            .filter(|(_, bytes)| contains(bytes, fragment))
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert!(holders.is_empty(), "a shredded fragment survived in {holders:?}");
     }
     assert!(
         kept.iter()

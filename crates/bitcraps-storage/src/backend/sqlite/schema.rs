@@ -228,10 +228,16 @@ pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()
         return write_keys_in_tx(conn, change);
     }
     // Freed pages of a shred are overwritten, so its ciphertext and key leave the file (and,
-    // after a checkpoint, the WAL) instead of lingering on the free list.
+    // after a checkpoint, the WAL) instead of lingering on the free list. secure_delete only
+    // zeroes what this transaction frees: copies that page splits left in the unallocated
+    // space of pages long before (when the documents were written) stay, so the file is
+    // rebuilt from its live content too (VACUUM; the cost of a shred is the database's size).
     conn.execute_batch("PRAGMA secure_delete = ON")
         .map_err(db_err("turning secure_delete on"))?;
-    let written = write_keys_in_tx(conn, change);
+    let written = write_keys_in_tx(conn, change).and_then(|()| {
+        conn.execute_batch("VACUUM")
+            .map_err(db_err("rebuilding the database after a shred"))
+    });
     let reset = conn
         .execute_batch("PRAGMA secure_delete = OFF")
         .map_err(db_err("turning secure_delete off"));
