@@ -165,7 +165,10 @@ async fn a_shredded_collection_is_gone_and_the_others_read_fine() -> Result {
             .filter(|(_, bytes)| contains(bytes, fragment))
             .map(|(p, _)| p.display().to_string())
             .collect();
-        assert!(holders.is_empty(), "a shredded fragment survived in {holders:?}");
+        assert!(
+            holders.is_empty(),
+            "a shredded fragment survived in {holders:?}"
+        );
     }
     assert!(
         kept.iter()

@@ -106,9 +106,7 @@ async fn apply(storage: &PersistentStorageManager, op: &Op) -> Result<()> {
     match op {
         Op::Put(key, doc) => storage.store(COLLECTION, key, doc).await?,
         Op::Get(key) => {
-            // The typed read: an `Arc<Game>`, decoded once while the document stays hot (the
-            // peers return a `Game` deserialized on every read).
-            let doc: Option<Arc<Game>> = storage.retrieve_shared(COLLECTION, key).await?;
+            let doc: Option<Game> = storage.retrieve(COLLECTION, key).await?;
             ensure!(doc.is_some(), "missing {key}");
             std::hint::black_box(doc);
         }

@@ -233,6 +233,11 @@ impl ValueCache {
         self.typed.enabled()
     }
 
+    /// Counts a typed read of `key` (see `typed.rs`).
+    pub fn touch_typed(&self, key: &str) {
+        self.typed.touch(self.slot(key));
+    }
+
     /// Hands `entry`, whose decoded value was just set, to the typed tier — if it is still the
     /// entry of `key`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
     pub fn hold_typed(&self, key: &str, entry: &CachedValue) {

@@ -6,6 +6,7 @@
 //! several times the memory of the compressed form, so only some entries may keep one: this
 //! tier holds those entries in a moka cache of its own, weighed by
 //! [`CachedValue::typed_charge`] and bounded by `cache.typed_percent` of the cache's memory.
+//! Every typed read is counted in this cache's frequency sketch ([`TypedTier::touch`]), so
 //! moka's admission (TinyLFU) keeps the most frequently read; when it lets one go, the entry's
 //! decoded value is dropped ([`CachedValue::clear_typed`]) and the entry stays cached in its
 //! compressed form.
@@ -57,6 +58,14 @@ impl TypedTier {
     pub(super) fn hold(&self, slot: u64, entry: &CachedValue) {
         if let Some(holders) = &self.holders {
             holders.insert(slot, entry.clone());
+        }
+    }
+
+    /// Counts a typed read of `slot` in the tier's frequency sketch, held or not: without
+    /// it TinyLFU would see each entry once (its insert) and could not tell hot from cold.
+    pub(super) fn touch(&self, slot: u64) {
+        if let Some(holders) = &self.holders {
+            let _ = holders.get(&slot);
         }
     }
 

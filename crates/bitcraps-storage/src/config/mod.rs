@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(c.maintenance.interval_hours, 1);
         assert_eq!(c.maintenance.statistics_interval, Duration::from_secs(60));
         assert_eq!(c.maintenance.vacuum_free_percent, 25);
-        assert_eq!(c.cache.typed_percent, 25);
+        assert_eq!(c.cache.typed_percent, 0);
         let mut bad = StorageConfig::default();
         bad.cache.typed_percent = 101;
         assert!(bad.validate().is_err());

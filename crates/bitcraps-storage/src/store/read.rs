@@ -115,7 +115,9 @@ impl PersistentStorageManager {
     /// record is written, deleted or evicted. The decoded value lives in the cache entry of
     /// the stored bytes, so it is exactly as current as a `retrieve` (replaced by every
     /// commit, dropped by every invalidation). Decoded documents take more memory than
-    /// compressed ones, so only the most read keep theirs: `cache.typed_percent` of
+    /// compressed ones, so only the most read keep theirs, and only when the store reserves
+    /// room for them (off by default; with `cache.typed_percent = 0` every read decodes, like
+    /// `retrieve`): `cache.typed_percent` of
     /// `cache.size_mb` (each charged
     /// [`TYPED_BYTES_PER_JSON_BYTE`](crate::TYPED_BYTES_PER_JSON_BYTE) bytes per byte of JSON
     /// and [`TYPED_FIXED_CHARGE`](crate::TYPED_FIXED_CHARGE)); the others are decoded on
@@ -144,18 +146,26 @@ impl PersistentStorageManager {
         let started = Instant::now();
         let value = match self.fetch(collection, key).await? {
             None => None,
-            Some(Fetched::Cached(cached)) => match cached.typed::<T>() {
-                Some(hot) => Some(hot),
-                None => {
-                    let raw = self.decode_cached(&cached, collection, key)?;
-                    let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
-                    let cache = &self.inner.shared.cache;
-                    if cache.keeps_typed() && cached.set_typed(Arc::clone(&value)) {
-                        cache.hold_typed(&cache_key(collection, key), &cached);
-                    }
-                    Some(value)
+            Some(Fetched::Cached(cached)) => {
+                let cache = &self.inner.shared.cache;
+                let ck = cache.keeps_typed().then(|| cache_key(collection, key));
+                if let Some(ck) = &ck {
+                    cache.touch_typed(ck);
                 }
-            },
+                match cached.typed::<T>() {
+                    Some(hot) => Some(hot),
+                    None => {
+                        let raw = self.decode_cached(&cached, collection, key)?;
+                        let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
+                        if let Some(ck) = &ck
+                            && cached.set_typed(Arc::clone(&value))
+                        {
+                            cache.hold_typed(ck, &cached);
+                        }
+                        Some(value)
+                    }
+                }
+            }
             Some(Fetched::Loaded(raw)) => {
                 Some(Arc::new(value::deserialize(collection, key, &raw)?))
             }

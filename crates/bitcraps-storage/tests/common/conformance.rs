@@ -540,7 +540,10 @@ where
 /// write and delete, and never a value older than an acknowledged write under concurrent
 /// writers; a hot value is handed out again as the same `Arc` where the in-process cache is on.
 pub async fn shared_reads_are_current(f: Fixture) -> Result {
-    let s = open(&f).await?;
+    let mut config = f.config.clone();
+    // The typed tier is off by default: this test reads through it.
+    config.cache.typed_percent = 25;
+    let s = f.open(config).await?;
     assert_eq!(s.retrieve_shared::<Game>("games", "g").await?, None);
     for n in 0..4 {
         let g = game("g", n);
