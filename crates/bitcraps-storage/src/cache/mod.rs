@@ -241,20 +241,16 @@ impl ValueCache {
     /// Hands `entry`, whose decoded value was just set, to the typed tier — if it is still the
     /// entry of `key`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
     pub fn hold_typed(&self, key: &str, entry: &CachedValue) {
-        let current = self.usable().and_then(|cache| {
+        if let Some(cache) = self.usable() {
             // The stripe lock orders this with commits and invalidations of the key.
-            let guard = self.stripes.lock_key(key);
+            let _guard = self.stripes.lock_key(key);
             let slot = self.slot(key);
-            let current = cache.get(&slot).is_some_and(|c| c.same_entry(entry));
-            if current {
+            if cache.get(&slot).is_some_and(|c| c.same_entry(entry)) {
                 self.typed.hold(slot, entry);
+                return;
             }
-            drop(guard);
-            current.then_some(())
-        });
-        if current.is_none() {
-            entry.clear_typed();
         }
+        entry.clear_typed();
     }
 
     /// Records a committed write: installs the new document, or removes the key on delete.

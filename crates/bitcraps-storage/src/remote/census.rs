@@ -43,8 +43,8 @@ pub(crate) async fn count(
     let started = Instant::now();
     let mut cursor = String::from("0");
     let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut redis = conn.get().await?;
     for _ in 0..MAX_STEPS {
-        let mut redis = conn.get().await?;
         let (next, found, size): (String, u64, u64) = script
             .arg(&cursor)
             .arg(&pattern)
