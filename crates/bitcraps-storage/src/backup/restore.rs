@@ -158,7 +158,10 @@ impl BackupManager {
     /// [`StorageError::TargetNotEmpty`] before the backup is verified (its tables are created
     /// if missing). The backup is then verified, brought to the current schema (in a scratch
     /// copy), and loaded in one transaction; ids continue after the restored ids. Works for
-    /// backups of either backend. For whole-cluster operations `pg_dump`/`pg_restore` remain
+    /// backups of either backend. A backup of an encrypted store stays encrypted: its key
+    /// check, wrapped data keys and binding come along (the target keeps its own store id),
+    /// so the target opens only with the same master key; a target with keys of its own, or
+    /// a plaintext backup into an encrypted target, is refused. For whole-cluster operations `pg_dump`/`pg_restore` remain
     /// the DBA's tools; this restores one store. To restore into a new SQLite data directory
     /// without opening it, [`BackupManager::restore_backup`] renames a verified copy into place.
     pub async fn restore_backup_into(
@@ -206,15 +209,6 @@ impl BackupManager {
             let copy = work.path().join(DEFAULT_DATABASE_FILE);
             // Older backups are brought to the current snapshot schema (in the work copy).
             snapshot::upgrade(&copy)?;
-            if snapshot::is_encrypted(&copy)? {
-                // Its ciphertext is bound to its own store id and wrapped keys, which a
-                // load into another database does not carry over.
-                return Err(StorageError::Config(
-                    "the backup is of an encrypted store: restore it as a whole data \
-                     directory (backup restore --to DIR) and open that with its key"
-                        .into(),
-                ));
-            }
             let backend = match &early {
                 Some(b) => std::sync::Arc::clone(b),
                 None => crate::backend::open::open(target)?.backend,

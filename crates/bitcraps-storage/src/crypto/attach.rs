@@ -49,7 +49,11 @@ pub(crate) fn attach(backend: Arc<dyn Backend>, config: &StorageConfig) -> Resul
         ));
     }
     let master = provider.master_key()?;
-    let ring = Keyring::new(&master, provider.describe(), identity.store_id.clone());
+    let ring = Keyring::new(
+        &master,
+        provider.describe(),
+        identity.key_scope().to_owned(),
+    );
     drop(master);
     let check = match identity.key_check {
         Some(check) => check,

@@ -70,7 +70,7 @@ fn run(
     let ring = Arc::new(Keyring::new(
         &master,
         provider.describe(),
-        identity.store_id.clone(),
+        identity.key_scope().to_owned(),
     ));
     drop(master);
     match &identity.key_check {

@@ -268,9 +268,23 @@ impl Maintenance for MemoryBackend {
     /// Writes the rows, copied under the lock (a consistent view), through the snapshot
     /// format's writer.
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
-        let tables = self.tables()?.tables.clone();
+        let identity = self.identity()?;
+        let (tables, keys) = {
+            let db = self.tables()?;
+            (db.tables.clone(), db.data_keys.clone())
+        };
         let writer = SnapshotWriter::create(dest)?;
-        let written = write_rows(&tables, &writer).and_then(|()| writer.finish());
+        let written = writer
+            .write(Chunk::Meta(identity.to_rows()))
+            .and_then(|()| {
+                let keys = keys.into_values();
+                writer.write(Chunk::DataKeys(
+                    keys.map(|k| (k.id, k.collection, k.version, k.wrapped, k.created_at_ms))
+                        .collect(),
+                ))
+            })
+            .and_then(|()| write_rows(&tables, &writer))
+            .and_then(|()| writer.finish());
         if written.is_err() {
             let _ = std::fs::remove_file(dest);
         }
@@ -287,13 +301,33 @@ impl Maintenance for MemoryBackend {
             return Err(restore_target_not_empty());
         }
         let mut loaded = Tables::default();
+        let (mut meta, mut keys) = (Vec::new(), Vec::new());
         snapshot::read_rows(path, |chunk| {
-            load_rows(&mut loaded, chunk);
+            match chunk {
+                Chunk::Meta(rows) => meta.extend(rows),
+                Chunk::DataKeys(rows) => keys.extend(rows),
+                chunk => load_rows(&mut loaded, chunk),
+            }
             Ok(())
         })?;
+        let target = self.identity()?;
         let mut db = self.tables()?;
         if !db.tables.is_empty() {
             return Err(restore_target_not_empty());
+        }
+        let rows = crate::backend::identity::restored_rows(meta, &target, db.data_keys.len())?;
+        let mut identity = target.to_rows();
+        identity.extend(rows);
+        db.identity = Some(StoreIdentity::from_rows(identity)?);
+        for (id, collection, version, wrapped, created_at_ms) in keys {
+            let key = WrappedKey {
+                id,
+                collection,
+                version,
+                wrapped,
+                created_at_ms,
+            };
+            db.data_keys.insert(id, key);
         }
         db.tables = loaded;
         Ok(info)
@@ -442,6 +476,7 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
             }
         }
         Chunk::Clock(last) => tables.clock = tables.clock.max(last),
-        Chunk::Done => {}
+        // The identity and keys live beside the tables (`MemoryBackend::restore`).
+        Chunk::Meta(_) | Chunk::DataKeys(_) | Chunk::Done => {}
     }
 }

@@ -47,7 +47,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
     let mut client = connect(&pool).await?;
     let tx = client.transaction().await.map_err(&err)?;
     // Nobody may write while the target is checked and filled.
-    tx.batch_execute("LOCK TABLE records, blobs, dictionaries IN EXCLUSIVE MODE")
+    tx.batch_execute("LOCK TABLE records, blobs, dictionaries, data_keys, meta IN EXCLUSIVE MODE")
         .await
         .map_err(&err)?;
     let occupied: bool = tx
@@ -72,6 +72,35 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
         };
         match chunk {
             Chunk::Done => break,
+            Chunk::Meta(rows) => {
+                let target = super::schema::read_identity(&tx).await?;
+                let keys: i64 = tx
+                    .query_one("SELECT count(*) FROM data_keys", &[])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(&err)?;
+                let keys = usize::try_from(keys).unwrap_or(usize::MAX);
+                for (name, value) in crate::backend::identity::restored_rows(rows, &target, keys)? {
+                    tx.execute(
+                        "INSERT INTO meta (name, value) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        &[&name, &value],
+                    )
+                    .await
+                    .map_err(&err)?;
+                }
+            }
+            Chunk::DataKeys(rows) => {
+                for (id, collection, version, wrapped, created_at) in rows {
+                    tx.execute(
+                        "INSERT INTO data_keys (id, collection, version, wrapped, created_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[&id, &collection, &version, &wrapped, &created_at],
+                    )
+                    .await
+                    .map_err(&err)?;
+                }
+            }
             Chunk::Dictionaries(rows) => {
                 let mut cols: (Vec<i64>, Vec<String>, Vec<i64>, Vec<Vec<u8>>) = Default::default();
                 for (id, collection, created_at, data) in rows {

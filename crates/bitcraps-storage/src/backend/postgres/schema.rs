@@ -201,7 +201,9 @@ pub async fn migrate(client: &mut Client) -> Result<(i64, String)> {
 }
 
 /// The store's identity (`meta` rows).
-pub(crate) async fn read_identity(client: &Client) -> Result<StoreIdentity> {
+pub(crate) async fn read_identity(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<StoreIdentity> {
     let rows = client
         .query("SELECT name, value FROM meta", &[])
         .await

@@ -15,8 +15,8 @@ use tokio_postgres::IsolationLevel;
 use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
 use crate::backend::snapshot::{
-    self, BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_DICTIONARIES, SELECT_RECORDS,
-    SELECT_SETTINGS, SnapshotWriter,
+    self, BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_DATA_KEYS, SELECT_DICTIONARIES,
+    SELECT_META, SELECT_RECORDS, SELECT_SETTINGS, SnapshotWriter,
 };
 use crate::error::{Result, StorageError};
 
@@ -99,6 +99,29 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
         .await
         .map_err(&err)?;
 
+    // The identity first: an encrypted store's ciphertext is bound to it, and its data keys
+    // travel with it.
+    stream_table(&tx, SELECT_META, ROW_CHUNK, Chunk::Meta, &out, |r| {
+        Ok((r.try_get(0)?, r.try_get(1)?))
+    })
+    .await?;
+    stream_table(
+        &tx,
+        SELECT_DATA_KEYS,
+        ROW_CHUNK,
+        Chunk::DataKeys,
+        &out,
+        |r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            ))
+        },
+    )
+    .await?;
     stream_table(
         &tx,
         SELECT_DICTIONARIES,

@@ -28,8 +28,9 @@ pub use rows::SnapshotWriter;
 #[cfg(any(feature = "postgres", feature = "testing"))]
 #[allow(unused_imports)]
 pub use rows::{
-    BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS, SELECT_CLOCK,
-    SELECT_DICTIONARIES, SELECT_RECORDS, SELECT_SETTINGS, SettingRow, read_rows,
+    BLOB_CHUNK, BlobRow, Chunk, DataKeyRow, DictionaryRow, MetaRow, ROW_CHUNK, RecordRow,
+    SELECT_BLOBS, SELECT_CLOCK, SELECT_DATA_KEYS, SELECT_DICTIONARIES, SELECT_META, SELECT_RECORDS,
+    SELECT_SETTINGS, SettingRow, read_rows,
 };
 
 use super::sqlite::{db_err, read, schema};
@@ -107,12 +108,6 @@ pub fn upgrade(path: &Path) -> Result<i64> {
     conn.close()
         .map_err(|(_, e)| StorageError::database("closing a snapshot copy", e))?;
     Ok(version)
-}
-
-/// Whether the snapshot at `path` (at the current schema) is of an encrypted store.
-pub(crate) fn is_encrypted(path: &Path) -> Result<bool> {
-    let conn = open_read_only(path)?;
-    Ok(schema::read_identity(&conn)?.key_check.is_some())
 }
 
 /// Fails unless the snapshot at `path` is at the current schema version (what a restore

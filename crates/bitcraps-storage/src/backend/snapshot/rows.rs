@@ -38,6 +38,12 @@ pub const SELECT_RECORDS: &str =
 pub const SELECT_SETTINGS: &str =
     "SELECT collection, name, value FROM collection_settings ORDER BY collection, name";
 
+/// The store's identity rows (`backend/identity.rs`).
+pub const SELECT_META: &str = "SELECT name, value FROM meta ORDER BY name";
+/// The wrapped data keys of an encrypted store.
+pub const SELECT_DATA_KEYS: &str =
+    "SELECT id, collection, version, wrapped, created_at FROM data_keys ORDER BY id";
+
 /// The last version the snapshot's clock handed out.
 pub const SELECT_CLOCK: &str = "SELECT last FROM version_clock";
 
@@ -60,10 +66,19 @@ pub type RecordRow = (
 pub type SettingRow = (String, String, i64);
 /// `(id, collection, created_at, data)`.
 pub type DictionaryRow = (i64, String, i64, Vec<u8>);
+/// `(name, value)` of the `meta` table.
+pub type MetaRow = (String, String);
+/// `(id, collection, version, wrapped, created_at)`.
+pub type DataKeyRow = (i64, String, i64, Vec<u8>, i64);
 
 /// A batch of rows of one table.
 #[derive(Debug)]
 pub enum Chunk {
+    /// The store's identity (sent first): a snapshot is of one store, and an encrypted
+    /// store's ciphertext is bound to it (`restore_identity`).
+    Meta(Vec<MetaRow>),
+    /// The wrapped data keys of an encrypted store.
+    DataKeys(Vec<DataKeyRow>),
     /// Dictionaries.
     Dictionaries(Vec<DictionaryRow>),
     /// Blobs.
@@ -115,6 +130,27 @@ impl SnapshotWriter {
         let conn = &self.conn;
         let err = db_err("writing the snapshot");
         match chunk {
+            Chunk::Meta(rows) => {
+                // The source's rows replace the fresh identity the schema was created with.
+                let mut stmt = conn
+                    .prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")
+                    .map_err(&err)?;
+                for (name, value) in rows {
+                    stmt.execute(params![name, value]).map_err(&err)?;
+                }
+            }
+            Chunk::DataKeys(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO data_keys (id, collection, version, wrapped, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(&err)?;
+                for (id, collection, version, wrapped, created_at) in rows {
+                    stmt.execute(params![id, collection, version, wrapped, created_at])
+                        .map_err(&err)?;
+                }
+            }
             Chunk::Dictionaries(rows) => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -192,10 +228,19 @@ impl SnapshotWriter {
     }
 }
 
-/// Reads the snapshot at `path` table by table (dictionaries, blobs, records, settings) in batches,
-/// handing each to `send`, and ends with [`Chunk::Done`]. The first error of `send` stops it.
+/// Reads the snapshot at `path` table by table (identity, data keys, dictionaries, blobs,
+/// records, settings) in batches, handing each to `send`, and ends with [`Chunk::Done`]. The
+/// first error of `send` stops it.
 pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
     let conn = open_read_only(path)?;
+    read_table(&conn, SELECT_META, ROW_CHUNK, Chunk::Meta, &mut send)?;
+    read_table(
+        &conn,
+        SELECT_DATA_KEYS,
+        ROW_CHUNK,
+        Chunk::DataKeys,
+        &mut send,
+    )?;
     read_table(
         &conn,
         SELECT_DICTIONARIES,

@@ -30,9 +30,10 @@ pub fn snapshot(conn: &Connection, dest: &Path) -> Result<SnapshotInfo> {
     Ok(info)
 }
 
-/// Copies the snapshot at `path` into the (empty) database of `conn`: attached, then its three
+/// Copies the snapshot at `path` into the (empty) database of `conn`: attached, then its
 /// tables inserted in one immediate transaction, so writers are kept out and a failure leaves
-/// the database empty.
+/// the database empty. The target keeps its identity; an encrypted snapshot brings its key
+/// check, binding and data keys (`identity::restored_rows`).
 pub fn restore(conn: &mut Connection, path: &Path) -> Result<()> {
     let source = path
         .to_str()
@@ -62,8 +63,33 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
     if occupied {
         return Err(restore_target_not_empty());
     }
+    let snapshot_meta = tx
+        .prepare("SELECT name, value FROM snapshot.meta")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()
+        })
+        .map_err(&err)?;
+    let target_keys: i64 = tx
+        .query_row("SELECT count(*) FROM main.data_keys", [], |r| r.get(0))
+        .map_err(&err)?;
+    let target = super::schema::read_identity(&tx)?;
+    let meta = crate::backend::identity::restored_rows(
+        snapshot_meta,
+        &target,
+        usize::try_from(target_keys).unwrap_or(usize::MAX),
+    )?;
+    for (name, value) in &meta {
+        tx.execute(
+            "INSERT OR REPLACE INTO main.meta (name, value) VALUES (?1, ?2)",
+            [name, value],
+        )
+        .map_err(&err)?;
+    }
     tx.execute_batch(
-        "INSERT INTO main.dictionaries (id, collection, created_at, data)
+        "INSERT INTO main.data_keys (id, collection, version, wrapped, created_at)
+             SELECT id, collection, version, wrapped, created_at FROM snapshot.data_keys;
+         INSERT INTO main.dictionaries (id, collection, created_at, data)
              SELECT id, collection, created_at, data FROM snapshot.dictionaries;
          INSERT INTO main.blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
              SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
