@@ -392,6 +392,9 @@ pub enum KeyCommand {
         /// The collection
         collection: String,
     },
+    /// Seal every blob still under an older data key (after rotate-data) again under its
+    /// collection's current key, now, in budgeted steps (maintenance does one step per run)
+    Reencrypt,
     /// Crypto-shred a collection: destroy its data key, records, blobs and dictionaries.
     /// Its reads then fail; other collections are untouched. Backups taken before still
     /// hold it under the master key of their time (see docs/configuration.md)

@@ -123,6 +123,15 @@ fn rotate_then_shred_from_the_command_line() {
     s.ok(&["--key-file", old, "put", "games", "g-1", "6"]);
     let out = s.ok(&["--key-file", old, "key", "rotate-data", "games"]);
     assert_eq!(out.trim(), "games: new writes use data key version 2");
+    // g-1 is sealed under version 1 until re-encrypted; then a second run finds nothing.
+    let out = s.ok(&["--key-file", old, "key", "reencrypt"]);
+    assert!(out.starts_with("re-encrypted: 1 of 2 blobs read"), "{out}");
+    let out = s.ok(&["--key-file", old, "key", "reencrypt"]);
+    assert!(out.starts_with("re-encrypted: 0 of 2 blobs read"), "{out}");
+    assert_eq!(
+        s.ok(&["--key-file", old, "get", "games", "g-1"]).trim(),
+        "6"
+    );
     let out = s.ok(&["--key-file", old, "key", "rotate", "--new-key-file", new]);
     assert!(out.starts_with("rotated: 3 data keys re-wrapped"), "{out}");
     s.cli()

@@ -56,6 +56,7 @@ mod maintenance;
 mod observe;
 mod quota;
 mod redact;
+mod reencrypt;
 mod remote;
 mod rt;
 mod scrub;
@@ -95,6 +96,7 @@ pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};
 pub use quota::{CollectionQuota, CollectionUsage, DEFAULT_SOFT_PERCENT, QuotaKind, QuotaWarning};
 pub use redact::redact_url;
+pub use reencrypt::ReencryptStep;
 pub use remote::RemoteCacheStatistics;
 pub use scrub::{ScrubPass, ScrubStep};
 pub use stats::StorageStatistics;
@@ -112,8 +114,8 @@ pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
         Backend, BlobEntry, BlobReference, CollectionSetting, KeyChange, Maintenance, OpOutcome,
-        RecordPage, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey, WriteOp,
-        WriteUnit,
+        RecordPage, ResealedBlob, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord,
+        WrappedKey, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};

@@ -263,6 +263,25 @@ impl PersistentStorageManager {
             report.expired_swept = n;
         }
 
+        if let Some(ring) = &shared.keyring
+            && shared.counters.reencrypt.pending(ring)
+        {
+            let _ = report
+                .run("re-encrypt", self.reencrypt(), |s| {
+                    format!(
+                        "{} of {} blobs read sealed again under their collection's current key{}",
+                        s.blobs_resealed,
+                        s.blobs_examined,
+                        if s.pass_complete {
+                            "; pass complete"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .await;
+        }
+
         let b = backend();
         let repaired = report
             .run(

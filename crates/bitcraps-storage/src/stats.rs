@@ -105,6 +105,7 @@ pub struct Counters {
     pub(crate) expired_swept: AtomicU64,
     pub(crate) quota_warnings: AtomicU64,
     pub(crate) scrub: ScrubState,
+    pub(crate) reencrypt: crate::reencrypt::ReencryptState,
     pub(crate) read_latency: LatencyHistogram,
     pub(crate) write_latency: LatencyHistogram,
 }

@@ -42,6 +42,31 @@ pub async fn rotate_data(storage: &PersistentStorageManager, collection: &str) -
     ))
 }
 
+/// Runs re-encryption steps until a pass over the store completes.
+pub async fn reencrypt(storage: &PersistentStorageManager) -> Result<()> {
+    let (mut examined, mut resealed, mut damaged) = (0u64, 0u64, 0u64);
+    loop {
+        let step = storage.reencrypt().await.context("re-encrypting")?;
+        examined += step.blobs_examined;
+        resealed += step.blobs_resealed;
+        damaged += step.blobs_damaged;
+        if step.pass_complete {
+            break;
+        }
+    }
+    super::print(&format!(
+        "re-encrypted: {resealed} of {examined} blobs read sealed again under their \
+         collection's current data key\n"
+    ))?;
+    if damaged > 0 {
+        anyhow::bail!(
+            "{damaged} blobs under an older key did not authenticate and were left as they \
+             are; `maintenance` and `stats` name the damaged records"
+        );
+    }
+    Ok(())
+}
+
 /// Crypto-shreds `collection` (the caller checked `--yes`).
 pub async fn shred(storage: &PersistentStorageManager, collection: &str, yes: bool) -> Result<()> {
     debug_assert!(yes, "refused earlier without --yes");

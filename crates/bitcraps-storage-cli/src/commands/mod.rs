@@ -187,6 +187,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Key(KeyCommand::RotateData { collection }) => {
             key::rotate_data(storage, &collection).await
         }
+        Command::Key(KeyCommand::Reencrypt) => key::reencrypt(storage).await,
         Command::Key(KeyCommand::Shred { collection, yes }) => {
             key::shred(storage, &collection, yes).await
         }

@@ -129,6 +129,7 @@ pub static KEYS: &[Key] = &[
     key!(maintenance.scrub_interval => Seconds),
     key!(maintenance.expiry_sweep_interval => Seconds),
     key!(maintenance.scrub_bytes_per_run => U64),
+    key!(maintenance.reencrypt_bytes_per_run => U64),
     key!(redis.url => OptionalText),
     key!(redis.timeout => Seconds),
     key!(redis.namespace => OptionalText),

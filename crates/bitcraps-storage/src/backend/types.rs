@@ -446,6 +446,21 @@ pub struct KeyChange {
     pub encrypting: Option<bool>,
     /// Dictionaries to replace in place by their sealed form: `(id, data)`.
     pub dictionaries: Vec<(i64, Vec<u8>)>,
+    /// Blobs sealed again under a newer key: each replaced only while it still holds the
+    /// bytes it was read with (a blob deleted or replaced meanwhile is left alone).
+    pub resealed: Vec<ResealedBlob>,
+}
+
+/// A blob's stored bytes sealed again under a newer data key of its collection
+/// (`KeyChange::resealed`): same length, content address, codec and dictionary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResealedBlob {
+    /// The blob's id.
+    pub id: i64,
+    /// The bytes it was read with.
+    pub before: Vec<u8>,
+    /// The bytes to store instead.
+    pub after: Vec<u8>,
 }
 
 impl KeyChange {

@@ -29,6 +29,10 @@ pub struct MaintenanceConfig {
     /// removes it within this interval after (plus the time to remove the records ahead of
     /// it, in chunks). Default: 30 s.
     pub expiry_sweep_interval: Duration,
+    /// Stored bytes one re-encryption step reads at most: after a data-key rotation, each
+    /// maintenance run seals this much of the blobs under older keys again under the
+    /// current key (`PersistentStorageManager::reencrypt`). Default: 64 MiB.
+    pub reencrypt_bytes_per_run: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -41,6 +45,7 @@ impl Default for MaintenanceConfig {
             scrub_interval: Duration::from_secs(60),
             scrub_bytes_per_run: 16 << 20,
             expiry_sweep_interval: Duration::from_secs(30),
+            reencrypt_bytes_per_run: 64 << 20,
         }
     }
 }
@@ -85,6 +90,13 @@ impl MaintenanceConfig {
     #[must_use]
     pub fn scrub_bytes_per_run(mut self, bytes: u64) -> Self {
         self.scrub_bytes_per_run = bytes;
+        self
+    }
+
+    /// Sets [`reencrypt_bytes_per_run`](Self::reencrypt_bytes_per_run).
+    #[must_use]
+    pub fn reencrypt_bytes_per_run(mut self, bytes: u64) -> Self {
+        self.reencrypt_bytes_per_run = bytes;
         self
     }
 

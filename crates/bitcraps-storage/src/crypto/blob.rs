@@ -157,6 +157,36 @@ pub(crate) fn open_blob(
     })
 }
 
+/// The stored bytes of `blob` (sealed under `from`) sealed again under `to`, a newer key of
+/// the same collection: the same content address, codec, dictionary and length, a fresh
+/// nonce. The payload is authenticated under `from` first; the compressed bytes are not
+/// decoded.
+pub(crate) fn reseal_blob(
+    ring: &Keyring,
+    from: &DataKey,
+    to: &DataKey,
+    blob: &StoredBlob,
+    location: &str,
+) -> Result<Vec<u8>> {
+    let aad = |key: &DataKey| {
+        blob_aad(
+            ring,
+            key,
+            &blob.hash,
+            blob.codec_id,
+            blob.dict_id,
+            blob.raw_len,
+        )
+    };
+    let payload = blob
+        .data
+        .get(HEADER_LEN..)
+        .and_then(|sealed| envelope::open(&from.cipher, &aad(from), sealed))
+        .ok_or_else(|| not_authentic(from, location))?;
+    let sealed = envelope::seal(&to.cipher, &aad(to), &payload)?;
+    Ok(with_header(to, sealed))
+}
+
 fn not_authentic(key: &DataKey, location: &str) -> StorageError {
     StorageError::corruption(
         location,

@@ -316,6 +316,27 @@ impl Keyring {
     pub(crate) fn by_id(&self, id: i64) -> Option<Arc<DataKey>> {
         self.read().by_id.get(&id).cloned()
     }
+
+    /// Whether any collection has a key older than its current one (after a data-key
+    /// rotation): only then has re-encryption anything to do.
+    pub(crate) fn has_old_versions(&self) -> bool {
+        let keys = self.read();
+        keys.by_id.values().any(|k| {
+            keys.current
+                .get(&k.collection)
+                .is_some_and(|c| c.id != k.id)
+        })
+    }
+
+    /// How many data keys are loaded (grows with every new key).
+    pub(crate) fn key_count(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// The current key of the collection `key` belongs to, when `key` is not it.
+    pub(crate) fn successor(&self, key: &DataKey) -> Option<Arc<DataKey>> {
+        self.current(&key.collection).filter(|c| c.id != key.id)
+    }
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {

@@ -26,6 +26,7 @@ mod provider;
 
 pub(crate) use attach::{Attached, attach};
 pub(crate) use backend::{open_dictionaries, open_stored_blob};
+pub(crate) use blob::{key_id as sealed_key_id, reseal_blob};
 pub use enable::EncryptionReport;
 pub(crate) use enable::enable;
 pub use key::MasterKey;

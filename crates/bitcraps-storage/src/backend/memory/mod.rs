@@ -223,6 +223,13 @@ impl Backend for MemoryBackend {
                 d.data = data.clone();
             }
         }
+        for resealed in &change.resealed {
+            if let Some(b) = db.tables.blobs.get_mut(&resealed.id)
+                && *b.data == *resealed.before
+            {
+                b.data = resealed.after.as_slice().into();
+            }
+        }
         if let Some(collection) = &change.shred {
             db.tables.shred(collection);
             for key in db.data_keys.values_mut() {

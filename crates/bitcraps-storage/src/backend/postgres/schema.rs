@@ -337,6 +337,14 @@ pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyCha
         .await
         .map_err(db_err("sealing a dictionary"))?;
     }
+    for blob in &change.resealed {
+        tx.execute(
+            "UPDATE blobs SET data = $3 WHERE id = $1 AND data = $2",
+            &[&blob.id, &blob.before, &blob.after],
+        )
+        .await
+        .map_err(db_err("sealing a blob again"))?;
+    }
     if let Some(collection) = &change.shred {
         for sql in [
             "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \

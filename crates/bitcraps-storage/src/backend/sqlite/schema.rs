@@ -315,6 +315,13 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
         )
         .map_err(db_err("sealing a dictionary"))?;
     }
+    for blob in &change.resealed {
+        tx.execute(
+            "UPDATE blobs SET data = ?3 WHERE id = ?1 AND data = ?2",
+            rusqlite::params![blob.id, blob.before, blob.after],
+        )
+        .map_err(db_err("sealing a blob again"))?;
+    }
     if let Some(collection) = &change.shred {
         for sql in SHRED_SQLITE {
             let params: &[&dyn rusqlite::ToSql] = if sql.contains("?1") {

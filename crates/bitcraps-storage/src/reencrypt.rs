@@ -1,0 +1,173 @@
+//! Re-encryption after a data-key rotation: blobs still sealed under an older key of their
+//! collection are sealed again under its current key, a budget of stored bytes at a time.
+//!
+//! Each step reads blobs in id order from where the previous step stopped, authenticates
+//! each one under an older key, seals its payload again under the current key (fresh nonce,
+//! same content address, codec, dictionary and length: dedup and the record rows are
+//! untouched) and writes the new bytes in one transaction — each only while the blob still
+//! holds the bytes it was read with, so a blob deleted or replaced meanwhile is left alone.
+//! When a step reaches the last blob, the pass is complete and the next one starts over. A
+//! store without older keys, or whose last complete pass found nothing under them (and no
+//! key was added since), does nothing (one look at the keyring).
+//!
+//! Maintenance runs one step (`maintenance.reencrypt_bytes_per_run`);
+//! [`PersistentStorageManager::reencrypt`] runs one now. Dictionaries stay sealed under the
+//! key they were trained with, and older keys stay in the store (backups taken before the
+//! rotation need them; a shred destroys them all).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::PersistentStorageManager;
+use crate::backend::{KeyChange, ResealedBlob};
+use crate::crypto::Keyring;
+use crate::error::{Result, StorageError};
+use crate::rt::blocking;
+use crate::store::Shared;
+
+/// Blobs read per page.
+const PAGE: usize = 256;
+
+/// What one re-encryption step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReencryptStep {
+    /// Blobs read in this step.
+    pub blobs_examined: u64,
+    /// Stored bytes read in this step.
+    pub bytes_examined: u64,
+    /// Blobs sealed again under their collection's current key.
+    pub blobs_resealed: u64,
+    /// Blobs under an older key that did not authenticate: left as they are (the scrub and
+    /// the deep check name their records).
+    pub blobs_damaged: u64,
+    /// This step reached the last blob (or there was nothing under an older key).
+    pub pass_complete: bool,
+}
+
+/// Where the pass in progress stands.
+#[derive(Debug, Default)]
+struct Walk {
+    /// The last blob id examined (`None`: the next step starts a pass).
+    cursor: Option<i64>,
+    /// Blobs resealed or found damaged in the pass so far.
+    touched: u64,
+    /// The number of data keys when a complete pass found nothing under an older key: until
+    /// a key is added, there is nothing to do.
+    settled_at: Option<usize>,
+}
+
+/// The re-encryption walk of one store.
+#[derive(Debug, Default)]
+pub(crate) struct ReencryptState {
+    walk: Mutex<Walk>,
+}
+
+impl ReencryptState {
+    /// Whether a step may have something to do: some collection has an older key and no
+    /// complete pass found everything sealed under the current keys since it was added.
+    pub(crate) fn pending(&self, ring: &Keyring) -> bool {
+        ring.has_old_versions() && lock(&self.walk).settled_at != Some(ring.key_count())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One step on a blocking thread.
+fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
+    let state = &shared.counters.reencrypt;
+    let backend = &shared.backend;
+    // Rotations made by other nodes (or processes) count too.
+    ring.load(&backend.data_keys()?)?;
+    let mut done = ReencryptStep::default();
+    if !state.pending(ring) {
+        done.pass_complete = true;
+        return Ok(done);
+    }
+    let mut walk = lock(&state.walk);
+    let m = backend.maintenance();
+    let mut after = walk.cursor.unwrap_or(i64::MIN);
+    let mut resealed = Vec::new();
+    while done.bytes_examined < budget.max(1) {
+        let page = m.blobs_after(after, PAGE)?;
+        if page.is_empty() {
+            done.pass_complete = true;
+            break;
+        }
+        for entry in page {
+            after = entry.id;
+            done.blobs_examined += 1;
+            let len = u64::try_from(entry.blob.data.len()).unwrap_or(u64::MAX);
+            done.bytes_examined = done.bytes_examined.saturating_add(len);
+            let Some(from) =
+                crate::crypto::sealed_key_id(&entry.blob.data).and_then(|id| ring.by_id(id))
+            else {
+                continue;
+            };
+            let Some(to) = ring.successor(&from) else {
+                continue;
+            };
+            let location = format!("blob {}", entry.id);
+            match crate::crypto::reseal_blob(ring, &from, &to, &entry.blob, &location) {
+                Ok(bytes) => resealed.push(ResealedBlob {
+                    id: entry.id,
+                    before: entry.blob.data,
+                    after: bytes,
+                }),
+                Err(e) => {
+                    tracing::warn!(blob = entry.id, error = %e, "re-encryption skipped a damaged blob");
+                    done.blobs_damaged += 1;
+                }
+            }
+        }
+    }
+    if !resealed.is_empty() {
+        done.blobs_resealed = u64::try_from(resealed.len()).unwrap_or(u64::MAX);
+        // Key changes of this process (a rotation, a shred) take turns with this write.
+        let _turn = ring.turn();
+        backend.write_keys(&KeyChange {
+            resealed,
+            ..KeyChange::default()
+        })?;
+    }
+    walk.touched += done.blobs_resealed + done.blobs_damaged;
+    if done.pass_complete {
+        if walk.touched == 0 {
+            walk.settled_at = Some(ring.key_count());
+        }
+        walk.cursor = None;
+        walk.touched = 0;
+    } else {
+        walk.cursor = Some(after);
+    }
+    tracing::debug!(
+        examined = done.blobs_examined,
+        resealed = done.blobs_resealed,
+        complete = done.pass_complete,
+        "re-encryption step"
+    );
+    Ok(done)
+}
+
+impl PersistentStorageManager {
+    /// Runs one step of re-encryption now: blobs sealed under an older data key of their
+    /// collection (after [`rotate_data_key`](Self::rotate_data_key)) are sealed again under
+    /// its current key, from where the last step stopped, until
+    /// `maintenance.reencrypt_bytes_per_run` stored bytes were read or the pass is complete.
+    /// Maintenance runs one step each time. Reads and writes go on meanwhile; a blob changed
+    /// meanwhile is left for the next pass. A plaintext store is a
+    /// [`StorageError::Config`] error.
+    pub async fn reencrypt(&self) -> Result<ReencryptStep> {
+        self.check_open()?;
+        self.check_read_write("re-encryption")?;
+        let shared = Arc::clone(self.shared());
+        let ring = shared.keyring.clone().ok_or_else(|| {
+            StorageError::Config("the store is not encrypted (it was opened without a key)".into())
+        })?;
+        let budget = self.config().maintenance.reencrypt_bytes_per_run;
+        blocking(move || step(&shared, &ring, budget)).await
+    }
+}
