@@ -111,12 +111,20 @@ impl EncryptedBackend {
     }
 
     fn open_blob(&self, collection: &str, key: &str, blob: &StoredBlob) -> Result<StoredBlob> {
-        let location = format!("{collection}/{key}");
         let id = blob::key_id(&blob.data);
         let found = self.key_by_id(id)?;
         if self.mixed && found.is_none() {
             return Ok(blob.clone());
         }
+        if let Some(opened) = found
+            .as_deref()
+            .filter(|k| k.collection == collection)
+            .and_then(|k| blob::try_open_blob(&self.ring, k, blob))
+        {
+            return Ok(opened);
+        }
+        // It does not open: the error says where.
+        let location = format!("{collection}/{key}");
         let data_key = blob_key(found, id, Some(collection), &location)?;
         blob::open_blob(&self.ring, &data_key, blob, &location)
     }

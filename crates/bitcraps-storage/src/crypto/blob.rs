@@ -70,7 +70,7 @@ pub(crate) fn seal_value(
     key: &DataKey,
     value: &EncodedValue,
 ) -> Result<EncodedValue> {
-    let address = key.address(&value.raw);
+    let address = key.address(&value.hash);
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     let aad = blob_aad(
         ring,
@@ -80,15 +80,20 @@ pub(crate) fn seal_value(
         value.dict_id,
         raw_len,
     );
-    let mut payload = Vec::with_capacity(32 + value.stored.len());
-    payload.extend_from_slice(&value.hash);
-    payload.extend_from_slice(&value.stored);
-    let sealed = envelope::seal(&key.cipher, &aad, &payload)?;
+    // header || nonce || (hash || stored, sealed in place) || tag: one buffer.
+    let at = HEADER_LEN + envelope::NONCE_LEN;
+    let mut out = Vec::with_capacity(at + 32 + value.stored.len() + envelope::TAG_LEN);
+    out.push(FORMAT);
+    out.extend_from_slice(&key.id.to_be_bytes());
+    out.resize(at, 0);
+    out.extend_from_slice(&value.hash);
+    out.extend_from_slice(&value.stored);
+    envelope::seal_in_place(&key.cipher, &aad, &mut out, at)?;
     Ok(EncodedValue {
         hash: address,
         codec: value.codec,
         raw: Arc::clone(&value.raw),
-        stored: with_header(key, sealed).into(),
+        stored: out.into(),
         dict_id: value.dict_id,
     })
 }
@@ -132,6 +137,16 @@ pub(crate) fn open_blob(
     blob: &StoredBlob,
     location: &str,
 ) -> Result<StoredBlob> {
+    try_open_blob(ring, key, blob).ok_or_else(|| not_authentic(key, location))
+}
+
+/// [`open_blob`] without the error (the read path builds the error's location only when it
+/// needs one).
+pub(crate) fn try_open_blob(
+    ring: &Keyring,
+    key: &DataKey,
+    blob: &StoredBlob,
+) -> Option<StoredBlob> {
     let aad = blob_aad(
         ring,
         key,
@@ -140,19 +155,18 @@ pub(crate) fn open_blob(
         blob.dict_id,
         blob.raw_len,
     );
-    let payload = blob
+    let mut data = blob
         .data
         .get(HEADER_LEN..)
         .and_then(|sealed| envelope::open(&key.cipher, &aad, sealed))
-        .ok_or_else(|| not_authentic(key, location))?;
-    let (hash, data) = payload
-        .split_at_checked(32)
-        .ok_or_else(|| not_authentic(key, location))?;
-    Ok(StoredBlob {
+        .filter(|payload| payload.len() >= 32)?;
+    // The payload is `hash || compressed`: the hash moves out, the rest stays in place.
+    let hash = data.drain(..32).collect();
+    Some(StoredBlob {
         codec_id: blob.codec_id,
         raw_len: blob.raw_len,
-        hash: hash.to_vec(),
-        data: data.to_vec(),
+        hash,
+        data,
         dict_id: blob.dict_id,
     })
 }

@@ -2,7 +2,7 @@
 //! nonces of that size never repeat in practice), and associated data built from
 //! length-prefixed fields so two different bindings can never encode alike.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::key::fill_random;
@@ -30,6 +30,30 @@ pub(crate) fn seal(cipher: &XChaCha20Poly1305, aad: &[u8], plain: &[u8]) -> Resu
     out.extend_from_slice(nonce.as_slice());
     out.extend_from_slice(&sealed);
     Ok(out)
+}
+
+/// Seals in place, with one buffer and no copy: `buf` holds `prefix || [0; NONCE_LEN] ||
+/// plaintext` with the plaintext from `at` on, and afterwards `prefix || nonce ||
+/// ciphertext || tag` (the form [`seal`] makes, after the prefix).
+pub(crate) fn seal_in_place(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+    at: usize,
+) -> Result<()> {
+    let failed = || StorageError::Task("encryption failed".into());
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce)?;
+    at.checked_sub(NONCE_LEN)
+        .and_then(|start| buf.get_mut(start..at))
+        .ok_or_else(failed)?
+        .copy_from_slice(&nonce);
+    let plain = buf.get_mut(at..).ok_or_else(failed)?;
+    let tag = cipher
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, plain.into())
+        .map_err(|_| failed())?;
+    buf.extend_from_slice(tag.as_slice());
+    Ok(())
 }
 
 /// The plaintext of `sealed` (as [`seal`] made it), or `None` when it does not
