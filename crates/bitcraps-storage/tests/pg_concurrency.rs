@@ -43,8 +43,8 @@ fn node_config(base: &StorageConfig) -> StorageConfig {
 }
 
 /// A node with the Redis tier when `BITCRAPS_TEST_REDIS_URL` is set (then each node has an
-/// in-process cache kept coherent through Redis; the namespace derives from the schema's URL,
-/// so it is the test's own).
+/// in-process cache kept coherent through Redis), in the namespace of `base` (the store's
+/// own, derived from its id, unless set).
 fn cached_node_config(base: &StorageConfig) -> StorageConfig {
     let mut c = node_config(base);
     match std::env::var("BITCRAPS_TEST_REDIS_URL") {
@@ -54,9 +54,24 @@ fn cached_node_config(base: &StorageConfig) -> StorageConfig {
     c
 }
 
+/// [`common::pg_fixture`] with a Redis namespace of its own, deleted with the fixture (the
+/// nodes of [`cached_node_config`] use it).
+fn pg_fixture_with_namespace() -> Option<common::Fixture> {
+    let fixture = common::pg_fixture()?;
+    Some(match std::env::var("BITCRAPS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let mut f = common::nodes::with_redis(fixture, url, "pg_concurrency");
+            // Each node sets the URL itself (or runs without Redis).
+            f.config.redis.url = None;
+            f
+        }
+        _ => fixture,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_writing_the_same_content_keep_references_exact() -> Result {
-    let Some(fixture) = common::pg_fixture() else {
+    let Some(fixture) = pg_fixture_with_namespace() else {
         return Ok(());
     };
     let mut nodes = Vec::new();

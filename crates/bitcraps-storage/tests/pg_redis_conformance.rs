@@ -9,11 +9,12 @@ use common::Fixture;
 
 fn pg_redis_fixture() -> Option<Fixture> {
     let redis = common::nodes::redis_url()?;
-    let mut f = common::pg_fixture()?;
-    f.config.redis.url = Some(redis);
-    f.config.redis.namespace = Some(common::nodes::unique_namespace("pg_conformance"));
-    f.config.redis.timeout = std::time::Duration::from_secs(2);
-    Some(f)
+    // The namespace is deleted with the fixture.
+    Some(common::nodes::with_redis(
+        common::pg_fixture()?,
+        redis,
+        "pg_conformance",
+    ))
 }
 
 conformance_suite!(pg_redis_fixture);

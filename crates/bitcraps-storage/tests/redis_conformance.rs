@@ -8,16 +8,15 @@ mod common;
 use common::{Fixture, sqlite_fixture};
 
 fn redis_fixture() -> Fixture {
-    let mut f = sqlite_fixture();
+    let f = sqlite_fixture();
     match std::env::var("BITCRAPS_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            f.config.redis.url = Some(url);
-            f.config.redis.namespace = Some(common::nodes::unique_namespace("conformance"));
-            f.config.redis.timeout = std::time::Duration::from_secs(2);
+        // The namespace is deleted with the fixture.
+        Ok(url) if !url.is_empty() => common::nodes::with_redis(f, url, "conformance"),
+        _ => {
+            common::skip("BITCRAPS_TEST_REDIS_URL is not set (suite ran without Redis)");
+            f
         }
-        _ => common::skip("BITCRAPS_TEST_REDIS_URL is not set (suite ran without Redis)"),
     }
-    f
 }
 
 conformance_suite!(redis_fixture);

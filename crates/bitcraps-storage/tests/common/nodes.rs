@@ -144,6 +144,33 @@ impl Drop for Nodes {
     }
 }
 
+/// Deletes a test's Redis namespace when dropped (keep it beside the fixture's guard).
+pub struct NamespaceGuard {
+    pub redis_url: String,
+    pub namespace: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        delete_namespace(&self.redis_url, &self.namespace);
+    }
+}
+
+/// Puts `fixture` on the Redis tier at `redis_url` in a namespace of its own, deleted with
+/// the fixture's guard.
+pub fn with_redis(mut fixture: super::Fixture, redis_url: String, test: &str) -> super::Fixture {
+    let namespace = unique_namespace(test);
+    fixture.config.redis.url = Some(redis_url.clone());
+    fixture.config.redis.namespace = Some(namespace.clone());
+    fixture.config.redis.timeout = Duration::from_secs(2);
+    let guard = NamespaceGuard {
+        redis_url,
+        namespace,
+    };
+    fixture.guard = Box::new((fixture.guard, guard));
+    fixture
+}
+
 /// Deletes every key of a test namespace (best effort).
 pub fn delete_namespace(redis_url: &str, namespace: &str) {
     let Ok(client) = redis::Client::open(redis_url) else {
