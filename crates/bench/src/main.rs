@@ -84,6 +84,7 @@ fn main() -> Result<()> {
                 if servers.redis.is_some() {
                     all.insert(2, stores::OURS_POSTGRES_REDIS);
                 }
+                all.push(stores::PEER_POSTGRES);
             }
             all
         }

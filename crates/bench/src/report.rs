@@ -117,14 +117,51 @@ fn values(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
 /// The ratio table: ours (the first column) / each peer, and ours / the best peer (for
 /// footprint and RSS the best peer is the smallest, so under 1× is ours being smaller). Our
 /// other configurations (on PostgreSQL) are not peers.
+/// Ours (the first column) against the embedded peers.
 fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let compared: Vec<(String, Vec<Measured>)> = results
         .iter()
         .enumerate()
-        .filter(|(i, (name, _))| *i == 0 || !crate::stores::is_ours(name))
+        .filter(|(i, (name, _))| {
+            *i == 0 || !(crate::stores::is_ours(name) || name == crate::stores::PEER_POSTGRES)
+        })
         .map(|(_, r)| r.clone())
         .collect();
-    let results = compared.as_slice();
+    ratios_of(&compared)
+}
+
+/// Each of our PostgreSQL columns against the PostgreSQL peer, when both ran: `None`
+/// otherwise.
+fn postgres_ratios(results: &Results) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let peer = results
+        .iter()
+        .find(|(name, _)| name == crate::stores::PEER_POSTGRES)?;
+    let ours: Vec<_> = results
+        .iter()
+        .filter(|(name, _)| name.starts_with(crate::stores::OURS_POSTGRES))
+        .collect();
+    if ours.is_empty() {
+        return None;
+    }
+    let mut header = vec!["workload".to_owned()];
+    header.extend(ours.iter().map(|(n, _)| format!("{n} / {}", peer.0)));
+    let rows = METRICS
+        .iter()
+        .map(|metric| {
+            let theirs = spread(&peer.1, metric.get).0;
+            let mut row = vec![metric.name.to_owned()];
+            row.extend(
+                ours.iter()
+                    .map(|(_, s)| ratio(spread(s, metric.get).0, theirs)),
+            );
+            row
+        })
+        .collect();
+    Some((header, rows))
+}
+
+/// The first column against every other one, and against the best of them.
+fn ratios_of(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header = vec!["workload".to_owned()];
     header.extend(results.iter().skip(1).map(|(n, _)| format!("ours / {n}")));
     header.push("ours / best peer".to_owned());
@@ -191,14 +228,18 @@ fn markdown_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
     s
 }
 
-/// Both tables for the terminal.
+/// The tables for the terminal.
 pub fn render(results: &Results, quick: bool, runs: usize) -> String {
-    format!(
+    let mut out = format!(
         "{}\n{}\n{}",
         caption(results, quick, runs),
         terminal(values(results)),
         terminal(ratios(results))
-    )
+    );
+    if let Some(pg) = postgres_ratios(results) {
+        out.push_str(&format!("\n{}", terminal(pg)));
+    }
+    out
 }
 
 /// Both tables as Markdown.
@@ -209,12 +250,50 @@ pub fn markdown(results: &Results, quick: bool, runs: usize) -> String {
         caption(results, quick, runs),
         markdown_table(values(results)),
         markdown_table(ratios(results))
-    )
+    ) + &postgres_ratios(results)
+        .map(|pg| {
+            format!(
+                "\nOn PostgreSQL, ours against the tuned `key → JSONB` peer (same server, same \
+                 durability, a pool of 4 connections each):\n\n{}",
+                markdown_table(pg)
+            )
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_postgres_peer_is_compared_only_with_our_postgres_columns() {
+        let results = vec![
+            ("bitcraps-storage".to_owned(), sample(100.0)),
+            ("bitcraps-storage-pg".to_owned(), sample(300.0)),
+            ("bitcraps-storage-pg-redis".to_owned(), sample(600.0)),
+            ("rusqlite".to_owned(), sample(50.0)),
+            ("postgres-jsonb".to_owned(), sample(200.0)),
+        ];
+        let (header, rows) = ratios(&results);
+        assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
+        assert_eq!(
+            rows.first().and_then(|r| r.get(2)).map(String::as_str),
+            Some("2.00×")
+        );
+        let (header, rows) = postgres_ratios(&results).expect("both ran");
+        assert_eq!(
+            header,
+            [
+                "workload",
+                "bitcraps-storage-pg / postgres-jsonb",
+                "bitcraps-storage-pg-redis / postgres-jsonb"
+            ]
+        );
+        assert_eq!(
+            rows.first().map(|r| r[1..].to_vec()),
+            Some(vec!["1.50×".to_owned(), "3.00×".to_owned()])
+        );
+    }
 
     fn sample(puts: f64) -> Vec<Measured> {
         vec![Measured {
@@ -253,6 +332,7 @@ mod tests {
             )
         );
         assert_eq!(rows.len(), METRICS.len());
+        assert!(postgres_ratios(&results).is_none());
         assert!(caption(&results, true, 1).contains("relation sizes"));
         assert!(!caption(&results[..1], true, 1).contains("relation sizes"));
     }

@@ -3,6 +3,7 @@
 
 mod fjall;
 mod ours;
+mod pg_jsonb;
 mod redb;
 mod redis_namespace;
 mod rusqlite;
@@ -31,6 +32,9 @@ pub const OURS_ENCRYPTED: &str = "bitcraps-storage-encrypted";
 pub const OURS_POSTGRES: &str = "bitcraps-storage-pg";
 /// Ours on PostgreSQL with the Redis cache tier (with `--postgres` and `--redis`).
 pub const OURS_POSTGRES_REDIS: &str = "bitcraps-storage-pg-redis";
+
+/// The PostgreSQL peer: a tuned `key → JSONB` table (with `--postgres`).
+pub const PEER_POSTGRES: &str = "postgres-jsonb";
 
 /// Database servers for the stores that need one.
 #[derive(Debug, Clone, Default)]
@@ -149,6 +153,7 @@ pub fn open(name: &str, dir: &Path, servers: &Servers) -> Result<Box<dyn Store>>
                 ),
             },
         )?),
+        PEER_POSTGRES => Box::new(pg_jsonb::PgJsonb::open(postgres()?)?),
         "rusqlite" => Box::new(rusqlite::Sqlite::open(dir)?),
         "redb" => Box::new(redb::Redb::open(dir)?),
         "sled" => Box::new(sled::Sled::open(dir)?),
