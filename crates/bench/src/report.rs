@@ -13,11 +13,31 @@ struct Metric {
     higher_is_better: bool,
 }
 
-const METRICS: [Metric; 10] = [
+const METRICS: [Metric; 14] = [
     Metric {
         name: "durable puts/s, 8 writers",
         get: |m| m.concurrent_puts,
         higher_is_better: true,
+    },
+    Metric {
+        name: "  share of the limit 8 / fsync latency",
+        get: |m| limit_share(m.concurrent_puts, 8.0, m.fsync_ms),
+        higher_is_better: true,
+    },
+    Metric {
+        name: "durable puts/s, 64 writers",
+        get: |m| m.concurrent_puts_64,
+        higher_is_better: true,
+    },
+    Metric {
+        name: "  share of the limit 64 / fsync latency",
+        get: |m| limit_share(m.concurrent_puts_64, 64.0, m.fsync_ms),
+        higher_is_better: true,
+    },
+    Metric {
+        name: "fsync latency ms (4 KiB, this disk)",
+        get: |m| m.fsync_ms,
+        higher_is_better: false,
     },
     Metric {
         name: "bulk load docs/s (1,000/batch)",
@@ -65,6 +85,16 @@ const METRICS: [Metric; 10] = [
         higher_is_better: false,
     },
 ];
+
+/// What fraction of `writers / fsync latency` (puts/s when every sync serves every waiting
+/// writer) `puts` reached; NaN when not measured.
+fn limit_share(puts: f64, writers: f64, fsync_ms: f64) -> f64 {
+    if puts > 0.0 && fsync_ms > 0.0 {
+        puts / (writers * 1000.0 / fsync_ms)
+    } else {
+        f64::NAN
+    }
+}
 
 /// (median, min, max)
 fn spread(samples: &[Measured], f: fn(&Measured) -> f64) -> (f64, f64, f64) {

@@ -18,6 +18,29 @@ pub fn timed(count: usize, f: impl FnOnce() -> Result<()>) -> Result<f64> {
     Ok(rate(count, started))
 }
 
+/// The median time of one durable write on the disk under `dir`: 4 KiB written and
+/// `fdatasync`ed, `rounds` times, in milliseconds. `writers / latency` bounds what durable
+/// single stores can reach when every writer waits for its own write to be on disk, and
+/// group commit reaches it only when each sync serves every waiting writer.
+pub fn fsync_latency_ms(dir: &Path, rounds: usize) -> Result<f64> {
+    use std::io::{Seek, Write};
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5a_u8; 4096];
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds.max(1) {
+        file.rewind()?;
+        let started = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    samples.sort_by(f64::total_cmp);
+    Ok(samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN))
+}
+
 /// This process's peak resident set (`VmHWM`), in MiB.
 pub fn peak_rss_mib() -> Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status")?;

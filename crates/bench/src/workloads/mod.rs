@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::docs::{Game, document};
 use crate::stores::{self, Servers, Store};
-use measure::{dir_bytes, peak_rss_mib, rate, timed};
+use measure::{dir_bytes, fsync_latency_ms, peak_rss_mib, rate, timed};
 use plan::{Live, Picker, bulk_key};
 
 /// Sizes of one run.
@@ -20,6 +20,9 @@ use plan::{Live, Picker, bulk_key};
 pub struct Scale {
     pub writers: usize,
     pub puts_per_writer: usize,
+    /// The many-writers row: a game server with many tables.
+    pub many_writers: usize,
+    pub puts_per_many_writer: usize,
     pub bulk_docs: usize,
     pub reads: usize,
     pub mixed_ops: usize,
@@ -31,6 +34,8 @@ impl Scale {
             Scale {
                 writers: 8,
                 puts_per_writer: 60,
+                many_writers: 64,
+                puts_per_many_writer: 8,
                 bulk_docs: 20_000,
                 reads: 40_000,
                 mixed_ops: 8_000,
@@ -39,6 +44,8 @@ impl Scale {
             Scale {
                 writers: 8,
                 puts_per_writer: 400,
+                many_writers: 64,
+                puts_per_many_writer: 50,
                 bulk_docs: 200_000,
                 reads: 300_000,
                 mixed_ops: 80_000,
@@ -51,6 +58,11 @@ impl Scale {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Measured {
     pub concurrent_puts: f64,
+    #[serde(default)]
+    pub concurrent_puts_64: f64,
+    /// Median fdatasync of 4 KiB on the run's disk, ms.
+    #[serde(default)]
+    pub fsync_ms: f64,
     pub bulk_load: f64,
     pub zipf_reads_1t: f64,
     pub zipf_reads_2t: f64,
@@ -82,6 +94,14 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
         store.run_workers(&workers)
     })?;
     drop(workers);
+
+    // 1b. The same from many writers, and what one sync costs on this disk.
+    let workers = plan::puts(scale.many_writers, scale.puts_per_many_writer, &mut live)?;
+    m.concurrent_puts_64 = timed(scale.many_writers * scale.puts_per_many_writer, || {
+        store.run_workers(&workers)
+    })?;
+    drop(workers);
+    m.fsync_ms = fsync_latency_ms(dir.path(), 200)?;
 
     // 2. Bulk load, 1,000 per batch (documents made outside the clock, batch by batch).
     let mut elapsed = std::time::Duration::ZERO;
