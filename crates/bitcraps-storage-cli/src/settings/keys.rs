@@ -107,6 +107,7 @@ pub static KEYS: &[Key] = &[
     key!(compression.dictionaries => Bool),
     key!(compression.dictionary_training_samples => Usize),
     key!(compression.deduplication => Bool),
+    key!(compression.chunk_threshold => Usize),
     key!(write.durability => Durability),
     key!(write.max_value_size => Usize),
     key!(write.max_batch_requests => Usize),

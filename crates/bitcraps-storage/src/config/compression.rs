@@ -27,6 +27,11 @@ pub struct CompressionConfig {
     /// Store identical values once (content-addressed by blake3, reference counted).
     /// Default: `true`.
     pub deduplication: bool,
+    /// Documents whose JSON is larger than this many bytes are stored as content-defined
+    /// chunks (16 KiB on average), each compressed and deduplicated on its own, so versions
+    /// and documents that share most of their bytes share most of their storage; 0 stores
+    /// every document whole. Default: 65536 (64 KiB).
+    pub chunk_threshold: usize,
 }
 
 impl Default for CompressionConfig {
@@ -38,6 +43,7 @@ impl Default for CompressionConfig {
             dictionaries: true,
             dictionary_training_samples: 1000,
             deduplication: true,
+            chunk_threshold: crate::chunk::DEFAULT_THRESHOLD,
         }
     }
 }
@@ -82,6 +88,13 @@ impl CompressionConfig {
     #[must_use]
     pub fn deduplication(mut self, enabled: bool) -> Self {
         self.deduplication = enabled;
+        self
+    }
+
+    /// Sets [`chunk_threshold`](Self::chunk_threshold).
+    #[must_use]
+    pub fn chunk_threshold(mut self, bytes: usize) -> Self {
+        self.chunk_threshold = bytes;
         self
     }
 

@@ -118,7 +118,10 @@ impl EncryptedBackend {
             return Ok(blob.clone());
         }
         let data_key = blob_key(found, id, Some(collection), &location)?;
-        blob::open_blob(&self.ring, &data_key, blob, &location)
+        blob::open_tree(&self.ring, &data_key, blob, &location, |chunk, at| {
+            let id = blob::key_id(&chunk.data);
+            blob_key(self.key_by_id(id)?, id, Some(collection), at)
+        })
     }
 
     fn open_record(
@@ -177,7 +180,15 @@ pub(crate) fn open_stored_blob(
 ) -> Result<StoredBlob> {
     let id = blob::key_id(&blob.data);
     let key = blob_key(id.and_then(|id| ring.by_id(id)), id, None, location)?;
-    blob::open_blob(ring, &key, blob, location)
+    blob::open_tree(ring, &key, blob, location, |chunk, at| {
+        let id = blob::key_id(&chunk.data);
+        blob_key(
+            id.and_then(|id| ring.by_id(id)),
+            id,
+            Some(&key.collection),
+            at,
+        )
+    })
 }
 
 /// Opens stored dictionaries with `ring`.

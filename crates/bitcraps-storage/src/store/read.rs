@@ -53,6 +53,13 @@ pub(super) fn decode_blob(
     expires_ms: Option<i64>,
 ) -> Result<(Arc<[u8]>, CachedValue)> {
     let location = format!("{collection}/{key}");
+    if crate::chunk::is_chunked(blob.codec_id) {
+        // A chunk list is cached decoded: its chunks have no one stored form.
+        let raw =
+            value::decode_stored(&location, blob, |id, at| dictionary_decoder(shared, id, at))?;
+        let cached = CachedValue::plain(&cache_key(collection, key), &raw);
+        return Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)));
+    }
     let dict = blob
         .dict_id
         .map(|id| dictionary_decoder(shared, id, &location))

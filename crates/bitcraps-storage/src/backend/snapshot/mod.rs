@@ -28,8 +28,9 @@ pub use rows::SnapshotWriter;
 #[cfg(any(feature = "postgres", feature = "testing"))]
 #[allow(unused_imports)]
 pub use rows::{
-    BLOB_CHUNK, BlobRow, Chunk, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS, SELECT_CLOCK,
-    SELECT_DICTIONARIES, SELECT_RECORDS, SELECT_SETTINGS, SettingRow, read_rows,
+    BLOB_CHUNK, BlobRow, Chunk, ChunkListRow, DictionaryRow, ROW_CHUNK, RecordRow, SELECT_BLOBS,
+    SELECT_CHUNK_LISTS, SELECT_CHUNKS, SELECT_CLOCK, SELECT_DICTIONARIES, SELECT_RECORDS,
+    SELECT_SETTINGS, SettingRow, read_rows,
 };
 
 use super::sqlite::{db_err, read, schema};
