@@ -29,7 +29,14 @@ pub(crate) fn assemble(
                 format!("chunk {i} is itself a chunk list"),
             ));
         }
-        let bytes = decode(&format!("{location} chunk {i}"), chunk)?;
+        let count = blob.chunks.len();
+        let bytes = decode(location, chunk).map_err(|e| match e {
+            StorageError::Corruption { location, detail } => StorageError::Corruption {
+                location,
+                detail: format!("chunk {} of {count}: {detail}", i + 1),
+            },
+            other => other,
+        })?;
         if raw.len().saturating_add(bytes.len()) > raw_len {
             return Err(StorageError::corruption(
                 location,
