@@ -27,6 +27,11 @@ use serde_json::Value;
 
 const ROUNDS: u32 = 6;
 
+/// A version of a large log: (round, version).
+type LogVersion = (u32, u64);
+/// A large log's last acknowledged version and the versions in flight since.
+type LogState = (Option<LogVersion>, Vec<LogVersion>);
+
 type BoxError = Box<dyn std::error::Error>;
 
 /// Every record of `collection`, paged.
@@ -92,7 +97,7 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
     let mut total_acks = 0usize;
     // Large log -> its last acknowledged version and the versions in flight since, as
     // (round, version): what it may hold after a kill.
-    let mut logs: BTreeMap<String, (Option<(u32, u64)>, Vec<(u32, u64)>)> = BTreeMap::new();
+    let mut logs: BTreeMap<String, LogState> = BTreeMap::new();
     let mut log_acks = 0usize;
 
     for round in 0..ROUNDS {
