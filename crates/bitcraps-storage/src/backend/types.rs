@@ -316,10 +316,11 @@ pub struct ConsistencyReport {
     pub refcount_mismatches: u64,
     /// Blobs (or chunks) that name a zstd dictionary that does not exist.
     pub missing_dictionaries: u64,
-    /// Entries of chunk lists that name a chunk that does not exist, and chunk lists whose
-    /// blob does not exist.
+    /// Entries of chunk lists that name a chunk that does not exist, and chunk-list blobs
+    /// without any entry: documents that cannot be read.
     pub dangling_chunks: u64,
-    /// Chunks that no chunk list names.
+    /// Chunks that no chunk list names, and chunk lists whose blob is gone (the reference
+    /// repair removes both).
     pub orphaned_chunks: u64,
     /// Chunks whose reference count differs from the number of list entries naming them.
     pub chunk_refcount_mismatches: u64,

@@ -458,12 +458,12 @@ pub async fn check(client: &Client) -> Result<ConsistencyReport> {
                    AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = c.dict_id)),
                 (SELECT count(*) FROM blob_chunks bc
                    WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = bc.chunk_id))
-                  + (SELECT count(DISTINCT bc.blob_id) FROM blob_chunks bc
-                   WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id))
                   + (SELECT count(*) FROM blobs b WHERE b.codec = 16
                    AND NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.blob_id = b.id)),
                 (SELECT count(*) FROM chunks c
-                   WHERE NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.chunk_id = c.id)),
+                   WHERE NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.chunk_id = c.id))
+                  + (SELECT count(DISTINCT bc.blob_id) FROM blob_chunks bc
+                   WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id)),
                 (SELECT count(*) FROM chunks c
                    WHERE c.refcount <> (SELECT count(*) FROM blob_chunks bc
                                          WHERE bc.chunk_id = c.id))",

@@ -416,9 +416,9 @@ fn references(conn: &Connection) -> Result<ConsistencyReport> {
         .map_err(&err)?;
     Ok(ConsistencyReport {
         dangling_chunks: count(super::chunks::COUNT_DANGLING_CHUNKS)?
-            .saturating_add(count(super::chunks::COUNT_STRAY_LISTS)?)
             .saturating_add(count(super::chunks::COUNT_EMPTY_LISTS)?),
-        orphaned_chunks: to_u64(orphaned_chunks),
+        orphaned_chunks: to_u64(orphaned_chunks)
+            .saturating_add(count(super::chunks::COUNT_STRAY_LISTS)?),
         chunk_refcount_mismatches: to_u64(chunk_refcount_mismatches),
         dangling_records: count(COUNT_DANGLING_RECORDS)?,
         orphaned_blobs: to_u64(orphaned_blobs),
