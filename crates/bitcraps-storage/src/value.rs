@@ -43,7 +43,7 @@ impl EncodedValue {
         !self.chunks.is_empty()
     }
 
-    /// The codec id its `blobs` row holds: [`chunk::CHUNKED`](crate::chunk::CHUNKED) for a
+    /// The codec id its `blobs` row holds: 16 (`chunk::CHUNKED`) for a
     /// chunk list, else its codec's.
     pub fn codec_id(&self) -> i64 {
         if self.is_chunked() {

@@ -179,7 +179,7 @@ pub struct StoredBlob {
     pub data: Vec<u8>,
     /// The zstd dictionary the bytes need, if any.
     pub dict_id: Option<i64>,
-    /// A chunk list's chunks in order (codec id [`CHUNKED`](crate::chunk::CHUNKED)), each a
+    /// A chunk list's chunks in order (codec id 16, `chunk::CHUNKED`), each a
     /// whole blob of its own; empty for every other blob.
     pub chunks: Vec<StoredBlob>,
 }
