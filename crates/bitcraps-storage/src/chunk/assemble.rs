@@ -64,3 +64,77 @@ pub(crate) fn assemble(
     }
     Ok(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(bytes: &[u8]) -> StoredBlob {
+        StoredBlob {
+            codec_id: 0,
+            raw_len: i64::try_from(bytes.len()).unwrap_or(-1),
+            hash: blake3::hash(bytes).as_bytes().to_vec(),
+            data: bytes.to_vec(),
+            dict_id: None,
+            chunks: Vec::new(),
+        }
+    }
+
+    fn list(doc: &[u8], chunks: Vec<StoredBlob>) -> StoredBlob {
+        StoredBlob {
+            codec_id: super::super::CHUNKED,
+            raw_len: i64::try_from(doc.len()).unwrap_or(-1),
+            hash: blake3::hash(doc).as_bytes().to_vec(),
+            data: Vec::new(),
+            dict_id: None,
+            chunks,
+        }
+    }
+
+    fn plain(location: &str, b: &StoredBlob) -> Result<Vec<u8>> {
+        crate::value::decode(location, b.codec_id, b.raw_len, &b.hash, &b.data, None)
+    }
+
+    fn detail(r: Result<Vec<u8>>) -> String {
+        match r {
+            Err(StorageError::Corruption { location, detail }) => {
+                assert_eq!(location, "c/k");
+                detail
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunks_assemble_into_the_document() -> Result<()> {
+        let blob = list(b"hello world", vec![whole(b"hello "), whole(b"world")]);
+        assert_eq!(assemble("c/k", &blob, plain)?, b"hello world");
+        Ok(())
+    }
+
+    /// Hostile lists from disk: every one is corruption at the record, never a panic.
+    #[test]
+    fn hostile_lists_are_corruption() {
+        let doc = b"hello world";
+        let empty = list(doc, Vec::new());
+        assert!(detail(assemble("c/k", &empty, plain)).contains("no chunks"));
+        let short = list(doc, vec![whole(b"hello ")]);
+        assert!(detail(assemble("c/k", &short, plain)).contains("expected 11"));
+        let long = list(doc, vec![whole(b"hello "), whole(b"world"), whole(b"!")]);
+        assert!(detail(assemble("c/k", &long, plain)).contains("more than"));
+        let swapped = list(doc, vec![whole(b"world"), whole(b"hello ")]);
+        assert!(detail(assemble("c/k", &swapped, plain)).contains("hash mismatch"));
+        let mut bad = whole(b"world");
+        bad.data = b"WORLD".to_vec();
+        let damaged = list(doc, vec![whole(b"hello "), bad]);
+        assert!(detail(assemble("c/k", &damaged, plain)).starts_with("chunk 2 of 2:"));
+        let nested = list(
+            doc,
+            vec![list(b"hello ", vec![whole(b"hello ")]), whole(b"world")],
+        );
+        assert!(detail(assemble("c/k", &nested, plain)).contains("itself a chunk list"));
+        let mut negative = list(doc, vec![whole(b"hello "), whole(b"world")]);
+        negative.raw_len = -5;
+        assert!(detail(assemble("c/k", &negative, plain)).contains("invalid length"));
+    }
+}
