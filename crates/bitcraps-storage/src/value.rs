@@ -30,6 +30,8 @@ pub struct EncodedValue {
     /// [`Codec::None`] and its `stored` is what its `blobs` row holds: nothing in a plaintext
     /// store (the sealed plain hash in an encrypted one).
     pub chunks: Arc<[EncodedValue]>,
+    /// `stored` is a patch against the document its `chunks` hold (a delta, `chunk/delta.rs`).
+    pub delta: bool,
 }
 
 impl EncodedValue {
@@ -46,7 +48,9 @@ impl EncodedValue {
     /// The codec id its `blobs` row holds: 16 (`chunk::CHUNKED`) for a
     /// chunk list, else its codec's.
     pub fn codec_id(&self) -> i64 {
-        if self.is_chunked() {
+        if self.delta {
+            crate::chunk::DELTA
+        } else if self.is_chunked() {
             crate::chunk::CHUNKED
         } else {
             i64::from(self.codec.id())
@@ -72,6 +76,9 @@ pub struct Pipeline {
     pub max_value_size: usize,
     /// Documents larger than this are stored in chunks (`chunk/`); 0: never.
     pub chunk_threshold: usize,
+    /// Overwrites of a chunked document are deltas for this many versions after a keyframe
+    /// (`chunk/delta.rs`); 0: never.
+    pub keyframe_interval: u32,
 }
 
 impl Pipeline {
@@ -92,6 +99,19 @@ impl Pipeline {
         self.encode_raw(collection, key, raw)
     }
 
+    /// Fails with [`StorageError::ValueTooLarge`] when `len` is over the limit.
+    pub(crate) fn check_size(&self, collection: &str, key: &str, len: usize) -> Result<()> {
+        if len > self.max_value_size {
+            return Err(StorageError::ValueTooLarge {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                size: u64::try_from(len).unwrap_or(u64::MAX),
+                limit: u64::try_from(self.max_value_size).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(())
+    }
+
     /// Prepares already-serialized JSON bytes for storage.
     #[cfg(any(test, feature = "testing"))]
     pub fn encode_raw(&self, collection: &str, key: &str, raw: Vec<u8>) -> Result<EncodedValue> {
@@ -106,14 +126,7 @@ impl Pipeline {
         raw: Vec<u8>,
         dict: Option<&EncoderDict>,
     ) -> Result<EncodedValue> {
-        if raw.len() > self.max_value_size {
-            return Err(StorageError::ValueTooLarge {
-                collection: collection.to_owned(),
-                key: key.to_owned(),
-                size: u64::try_from(raw.len()).unwrap_or(u64::MAX),
-                limit: u64::try_from(self.max_value_size).unwrap_or(u64::MAX),
-            });
-        }
+        self.check_size(collection, key, raw.len())?;
         if self.chunk_threshold > 0 && raw.len() > self.chunk_threshold {
             let hash = *blake3::hash(&raw).as_bytes();
             let chunks = crate::chunk::cut(&raw, &|bytes| self.encode_whole(bytes, dict))?;
@@ -124,6 +137,7 @@ impl Pipeline {
                 stored: Arc::from([]),
                 dict_id: None,
                 chunks,
+                delta: false,
             });
         }
         self.encode_whole(raw, dict)
@@ -148,6 +162,7 @@ impl Pipeline {
                     raw,
                     dict_id: dict.map(|d| d.id),
                     chunks: Arc::from([]),
+                    delta: false,
                 });
             }
         }
@@ -158,6 +173,7 @@ impl Pipeline {
             raw,
             dict_id: None,
             chunks: Arc::from([]),
+            delta: false,
         })
     }
 }
@@ -263,6 +279,7 @@ mod tests {
             level: 3,
             max_value_size: 1 << 20,
             chunk_threshold: 0,
+            keyframe_interval: 0,
         }
     }
 

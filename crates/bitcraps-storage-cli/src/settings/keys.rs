@@ -108,6 +108,7 @@ pub static KEYS: &[Key] = &[
     key!(compression.dictionary_training_samples => Usize),
     key!(compression.deduplication => Bool),
     key!(compression.chunk_threshold => Usize),
+    key!(compression.keyframe_interval => U32),
     key!(write.durability => Durability),
     key!(write.max_value_size => Usize),
     key!(write.max_batch_requests => Usize),

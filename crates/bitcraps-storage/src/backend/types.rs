@@ -231,8 +231,11 @@ pub struct RecordMetadata {
     /// Size of the stored (possibly compressed) form; of a chunked document, the stored
     /// bytes of its chunks, counting each listed chunk (shared or not).
     pub stored_bytes: u64,
-    /// How many chunks the document is stored in; 0 when it is stored whole.
+    /// How many chunks the document is stored in (a delta: its keyframe's); 0 when it is
+    /// stored whole.
     pub chunk_count: u64,
+    /// The document is a zstd patch against its key's keyframe (whose chunks it lists).
+    pub is_delta: bool,
     /// Codec of the stored form.
     pub codec: Codec,
     /// Whether the stored form is compressed.
@@ -286,6 +289,11 @@ pub struct DatabaseStatistics {
     /// Serialized bytes chunk sharing saves: every chunk's length for each list entry
     /// beyond its first (documents and versions that share content).
     pub chunk_dedup_saved_bytes: u64,
+    /// Documents stored as deltas against their key's keyframe (distinct blobs; the chain is
+    /// always one patch long).
+    pub delta_blobs: u64,
+    /// Serialized bytes the deltas save: each delta document's length less its patch's.
+    pub delta_saved_bytes: u64,
     /// Stored zstd dictionaries.
     pub dictionary_count: u64,
     /// Bytes of stored zstd dictionaries.

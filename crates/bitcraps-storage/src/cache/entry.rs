@@ -243,6 +243,7 @@ mod tests {
                 level: 3,
                 max_value_size: 1 << 20,
                 chunk_threshold: 0,
+                keyframe_interval: 0,
             };
             let encoded = pipeline.encode_raw("games", "g-1", doc().repeat(4))?;
             let cached = CachedValue::from_encoded("games\0g-1", &encoded, None);
@@ -268,6 +269,7 @@ mod tests {
             level: 3,
             max_value_size: 1 << 20,
             chunk_threshold: 0,
+            keyframe_interval: 0,
         };
         let mut encoded = pipeline.encode_raw("games", "g-1", doc().repeat(4))?;
         encoded.dict_id = Some(7);

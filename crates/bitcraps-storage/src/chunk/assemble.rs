@@ -5,23 +5,59 @@
 use crate::backend::StoredBlob;
 use crate::error::{Result, StorageError};
 
-/// The document of the chunked (and, in an encrypted store, opened) `blob`; `decode` turns
-/// one chunk into its verified bytes.
+/// The document of the chunked or delta (and, in an encrypted store, opened) `blob`;
+/// `decode` turns one chunk into its verified bytes. A delta's chunks are its keyframe's:
+/// their concatenation is the base its patch applies to.
 pub(crate) fn assemble(
     location: &str,
     blob: &StoredBlob,
-    mut decode: impl FnMut(&str, &StoredBlob) -> Result<Vec<u8>>,
+    decode: impl FnMut(&str, &StoredBlob) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let raw_len = usize::try_from(blob.raw_len).map_err(|_| {
         StorageError::corruption(location, format!("invalid length {}", blob.raw_len))
     })?;
+    let raw = if blob.codec_id == super::DELTA {
+        let base = concat(location, blob, usize::MAX, decode)?;
+        super::delta::apply(&base, &blob.data, raw_len, location)?
+    } else {
+        concat(location, blob, raw_len, decode)?
+    };
+    if raw.len() != raw_len {
+        return Err(StorageError::corruption(
+            location,
+            format!("it holds {} bytes, expected {raw_len}", raw.len()),
+        ));
+    }
+    let actual = blake3::hash(&raw);
+    if actual.as_bytes().as_slice() != blob.hash.as_slice() {
+        return Err(StorageError::corruption(
+            location,
+            format!(
+                "content hash mismatch of the assembled document: stored {}, computed {}",
+                crate::value::hex(&blob.hash),
+                actual.to_hex()
+            ),
+        ));
+    }
+    Ok(raw)
+}
+
+/// `blob`'s chunks, each verified, concatenated (at most `limit` bytes).
+pub(crate) fn concat(
+    location: &str,
+    blob: &StoredBlob,
+    limit: usize,
+    mut decode: impl FnMut(&str, &StoredBlob) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let raw_len = limit;
     if blob.chunks.is_empty() {
         return Err(StorageError::corruption(
             location,
             "a chunked document has no chunks",
         ));
     }
-    let mut raw = Vec::with_capacity(raw_len);
+    let mut raw =
+        Vec::with_capacity(raw_len.min(blob.chunks.len().saturating_mul(super::MAX_SIZE)));
     for (i, chunk) in blob.chunks.iter().enumerate() {
         if !chunk.chunks.is_empty() || super::is_chunked(chunk.codec_id) {
             return Err(StorageError::corruption(
@@ -44,23 +80,6 @@ pub(crate) fn assemble(
             ));
         }
         raw.extend_from_slice(&bytes);
-    }
-    if raw.len() != raw_len {
-        return Err(StorageError::corruption(
-            location,
-            format!("its chunks hold {} bytes, expected {raw_len}", raw.len()),
-        ));
-    }
-    let actual = blake3::hash(&raw);
-    if actual.as_bytes().as_slice() != blob.hash.as_slice() {
-        return Err(StorageError::corruption(
-            location,
-            format!(
-                "content hash mismatch of the assembled document: stored {}, computed {}",
-                crate::value::hex(&blob.hash),
-                actual.to_hex()
-            ),
-        ));
     }
     Ok(raw)
 }
@@ -119,7 +138,11 @@ mod tests {
         let empty = list(doc, Vec::new());
         assert!(detail(assemble("c/k", &empty, plain)).contains("no chunks"));
         let short = list(doc, vec![whole(b"hello ")]);
-        assert!(detail(assemble("c/k", &short, plain)).contains("expected 11"));
+        assert!(
+            detail(assemble("c/k", &short, plain)).contains("expected 11"),
+            "{:?}",
+            assemble("c/k", &short, plain)
+        );
         let long = list(doc, vec![whole(b"hello "), whole(b"world"), whole(b"!")]);
         assert!(detail(assemble("c/k", &long, plain)).contains("more than"));
         let swapped = list(doc, vec![whole(b"world"), whole(b"hello ")]);

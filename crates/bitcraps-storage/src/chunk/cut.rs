@@ -38,6 +38,7 @@ mod tests {
             raw,
             dict_id: None,
             chunks: Arc::from([]),
+            delta: false,
         })
     }
 

@@ -15,17 +15,20 @@
 
 mod assemble;
 mod cut;
+pub(crate) mod delta;
 
 pub(crate) use assemble::assemble;
 pub(crate) use cut::cut;
+pub use delta::{DEFAULT_KEYFRAME_INTERVAL, DELTA};
 
 /// The codec id of a blob that is a chunk list (not a [`Codec`](crate::Codec): it names the
 /// blob's kind, and the chunks carry their own codecs). Permanent, like every codec id.
 pub const CHUNKED: i64 = 16;
 
-/// Whether a stored blob with codec id `codec_id` is a chunk list.
+/// Whether a stored blob with codec id `codec_id` has a chunk list: a chunked document, or a
+/// delta (whose list is its keyframe's chunks).
 pub(crate) fn is_chunked(codec_id: i64) -> bool {
-    codec_id == CHUNKED
+    codec_id == CHUNKED || codec_id == DELTA
 }
 
 /// The default size above which a document is stored in chunks: 64 KiB.

@@ -32,6 +32,11 @@ pub struct CompressionConfig {
     /// and documents that share most of their bytes share most of their storage; 0 stores
     /// every document whole. Default: 65536 (64 KiB).
     pub chunk_threshold: usize,
+    /// An overwrite of a chunked document is stored as a zstd patch against the key's last
+    /// keyframe (its chunk list) when the patch is small, for up to this many versions after
+    /// the keyframe; then the next version is chunked again (a new keyframe). A read applies
+    /// one patch at most. 0 turns deltas off. Default: 16.
+    pub keyframe_interval: u32,
 }
 
 impl Default for CompressionConfig {
@@ -44,6 +49,7 @@ impl Default for CompressionConfig {
             dictionary_training_samples: 1000,
             deduplication: true,
             chunk_threshold: crate::chunk::DEFAULT_THRESHOLD,
+            keyframe_interval: crate::chunk::DEFAULT_KEYFRAME_INTERVAL,
         }
     }
 }
@@ -95,6 +101,13 @@ impl CompressionConfig {
     #[must_use]
     pub fn chunk_threshold(mut self, bytes: usize) -> Self {
         self.chunk_threshold = bytes;
+        self
+    }
+
+    /// Sets [`keyframe_interval`](Self::keyframe_interval).
+    #[must_use]
+    pub fn keyframe_interval(mut self, versions: u32) -> Self {
+        self.keyframe_interval = versions;
         self
     }
 

@@ -97,6 +97,7 @@ pub(crate) fn seal_value(
         stored: with_header(key, sealed).into(),
         dict_id: value.dict_id,
         chunks: chunks.into(),
+        delta: value.delta,
     })
 }
 

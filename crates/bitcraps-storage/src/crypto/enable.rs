@@ -194,6 +194,7 @@ fn reencode(
         .try_into()
         .map_err(|_| StorageError::corruption(location, "the content hash is not 32 bytes"))?;
     if crate::chunk::is_chunked(blob.codec_id) {
+        let delta = blob.codec_id == crate::chunk::DELTA;
         let chunks = blob
             .chunks
             .iter()
@@ -204,9 +205,15 @@ fn reencode(
             hash,
             codec: Codec::None,
             raw: raw.into(),
-            stored: Arc::from([]),
+            // A delta keeps its patch; a chunk list has no bytes of its own.
+            stored: if delta {
+                blob.data.clone().into()
+            } else {
+                Arc::from([])
+            },
             dict_id: None,
             chunks: chunks.into(),
+            delta,
         });
     }
     let codec = u8::try_from(blob.codec_id)
@@ -220,5 +227,6 @@ fn reencode(
         stored: blob.data.clone().into(),
         dict_id: blob.dict_id,
         chunks: Arc::from([]),
+        delta: false,
     })
 }

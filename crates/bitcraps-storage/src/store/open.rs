@@ -101,6 +101,7 @@ impl PersistentStorageManager {
             level: config.compression.level,
             max_value_size: config.write.max_value_size,
             chunk_threshold: config.compression.chunk_threshold,
+            keyframe_interval: config.compression.keyframe_interval,
         };
         let backups = BackupManager::new(
             Arc::clone(&shared.backend),

@@ -29,7 +29,7 @@ enum Fetched {
 /// The decoder of dictionary `id`. Another node sharing the database may have trained a
 /// dictionary this node never loaded: on an unknown id, reload the stored dictionaries once
 /// before calling the blob corrupt. Runs on a blocking thread.
-fn dictionary_decoder(
+pub(super) fn dictionary_decoder(
     shared: &Shared,
     id: i64,
     location: &str,

@@ -159,6 +159,7 @@ mod tests {
             level: 0,
             max_value_size: usize::MAX,
             chunk_threshold: 0,
+            keyframe_interval: 0,
         };
         let raw = vec![b'7'; bytes];
         Ok(WriteOp::Put {

@@ -73,8 +73,13 @@ pub(super) fn metadata(
         collection: collection.to_owned(),
         key: key.to_owned(),
         size_bytes: to_u64(blob.raw_len),
-        stored_bytes: to_u64(blob.stored_len().saturating_add(blob.chunk_len())),
+        stored_bytes: to_u64(if blob.codec == crate::chunk::DELTA {
+            blob.stored_len()
+        } else {
+            blob.stored_len().saturating_add(blob.chunk_len())
+        }),
         chunk_count,
+        is_delta: blob.codec == crate::chunk::DELTA,
         codec,
         is_compressed: codec != Codec::None,
         dictionary_id: blob.dict_id,
@@ -175,8 +180,17 @@ pub(super) fn statistics(tables: &Tables) -> DatabaseStatistics {
     let chunked = tables
         .blobs
         .values()
-        .filter(|b| !b.chunks.is_empty())
+        .filter(|b| b.codec == crate::chunk::CHUNKED)
         .count();
+    let deltas: Vec<_> = tables
+        .blobs
+        .values()
+        .filter(|b| b.codec == crate::chunk::DELTA)
+        .collect();
+    let delta_saved: i64 = deltas
+        .iter()
+        .map(|b| b.raw_len.saturating_sub(b.stored_len()))
+        .sum();
     let dictionary_bytes: usize = tables.dictionaries.values().map(|d| d.data.len()).sum();
     let key_bytes: usize = tables.records.keys().map(|(c, k)| c.len() + k.len()).sum();
     DatabaseStatistics {
@@ -189,6 +203,8 @@ pub(super) fn statistics(tables: &Tables) -> DatabaseStatistics {
         stored_bytes: to_u64(stored),
         chunked_blobs: len_u64(chunked),
         chunk_count: len_u64(chunk_count),
+        delta_blobs: len_u64(deltas.len()),
+        delta_saved_bytes: to_u64(delta_saved),
         dictionary_count: len_u64(tables.dictionaries.len()),
         dictionary_bytes: len_u64(dictionary_bytes),
         file_bytes: to_u64(stored)

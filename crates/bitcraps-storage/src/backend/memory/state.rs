@@ -574,6 +574,7 @@ mod tests {
             raw,
             dict_id: None,
             chunks: Arc::from([]),
+            delta: false,
         }
     }
 

@@ -196,6 +196,7 @@ pub async fn metadata(
         return Ok(None);
     };
     let mut codec_id: i64 = row.try_get(4).map_err(&err)?;
+    let is_delta = codec_id == crate::chunk::DELTA;
     let mut stored_bytes = to_u64(row.try_get(6).map_err(&err)?);
     let mut chunk_count = 0;
     if crate::chunk::is_chunked(codec_id) {
@@ -216,7 +217,9 @@ pub async fn metadata(
             .try_get::<_, Option<i64>>(0)
             .map_err(&err)?
             .unwrap_or(0);
-        stored_bytes = to_u64(summary.try_get(1).map_err(&err)?);
+        if !is_delta {
+            stored_bytes = to_u64(summary.try_get(1).map_err(&err)?);
+        }
         chunk_count = to_u64(summary.try_get(2).map_err(&err)?);
     }
     let codec = u8::try_from(codec_id)
@@ -235,6 +238,7 @@ pub async fn metadata(
         size_bytes: to_u64(row.try_get(5).map_err(&err)?),
         stored_bytes,
         chunk_count,
+        is_delta,
         codec,
         is_compressed: codec != Codec::None,
         dictionary_id: row.try_get(9).map_err(&err)?,
@@ -400,7 +404,8 @@ pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
                 (SELECT coalesce(sum(b.raw_len), 0)::bigint
                    FROM records r JOIN blobs b ON b.id = r.blob_id),
                 (SELECT count(*) FROM blobs),
-                (SELECT coalesce(sum(raw_len) FILTER (WHERE codec <> 16), 0)::bigint FROM blobs)
+                (SELECT coalesce(sum(raw_len) FILTER (WHERE codec NOT IN (16, 17)), 0)::bigint
+                   FROM blobs)
                   + (SELECT coalesce(sum(raw_len), 0)::bigint FROM chunks),
                 (SELECT coalesce(sum(stored_len), 0)::bigint FROM blobs)
                   + (SELECT coalesce(sum(stored_len), 0)::bigint FROM chunks),
@@ -412,7 +417,9 @@ pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
                 current_setting('block_size')::bigint,
                 (SELECT count(*) FROM blobs WHERE codec = 16),
                 (SELECT count(*) FROM chunks),
-                (SELECT coalesce(sum(raw_len * (refcount - 1)), 0)::bigint FROM chunks)",
+                (SELECT coalesce(sum(raw_len * (refcount - 1)), 0)::bigint FROM chunks),
+                (SELECT count(*) FROM blobs WHERE codec = 17),
+                (SELECT coalesce(sum(raw_len - stored_len), 0)::bigint FROM blobs WHERE codec = 17)",
             &[],
         )
         .await
@@ -430,6 +437,8 @@ pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
         chunked_blobs: get(9)?,
         chunk_count: get(10)?,
         chunk_dedup_saved_bytes: get(11)?,
+        delta_blobs: get(12)?,
+        delta_saved_bytes: get(13)?,
         dictionary_count: get(5)?,
         dictionary_bytes: get(6)?,
         file_bytes,
@@ -458,7 +467,7 @@ pub async fn check(client: &Client) -> Result<ConsistencyReport> {
                    AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = c.dict_id)),
                 (SELECT count(*) FROM blob_chunks bc
                    WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = bc.chunk_id))
-                  + (SELECT count(*) FROM blobs b WHERE b.codec = 16
+                  + (SELECT count(*) FROM blobs b WHERE b.codec IN (16, 17)
                    AND NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.blob_id = b.id)),
                 (SELECT count(*) FROM chunks c
                    WHERE NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.chunk_id = c.id))

@@ -215,7 +215,7 @@ pub(super) fn repair(conn: &Connection) -> Result<(u64, u64, u64)> {
 
 /// Chunk-list blobs without a single list entry (their document cannot be read).
 pub(super) const COUNT_EMPTY_LISTS: &str = "SELECT count(*) FROM blobs b
-     WHERE b.codec = 16 AND NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.blob_id = b.id)";
+     WHERE b.codec IN (16, 17) AND NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.blob_id = b.id)";
 
 /// How the chunked record at `collection/key` is stored: the codec of its chunks (the
 /// first's), their stored bytes and how many there are.

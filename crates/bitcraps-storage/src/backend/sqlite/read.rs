@@ -173,8 +173,15 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         return Ok(None);
     };
     let version = Version::stored(collection, key, version)?;
+    let is_delta = codec_id == crate::chunk::DELTA;
     let (codec_id, stored_len, chunk_count) = if crate::chunk::is_chunked(codec_id) {
-        super::chunks::summary(conn, collection, key)?
+        let (codec, chunk_bytes, count) = super::chunks::summary(conn, collection, key)?;
+        // A delta's own stored bytes are its patch; its chunks are its keyframe's.
+        (
+            codec,
+            if is_delta { stored_len } else { chunk_bytes },
+            count,
+        )
     } else {
         (codec_id, stored_len, 0)
     };
@@ -190,6 +197,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         size_bytes: to_u64(raw_len),
         stored_bytes: to_u64(stored_len),
         chunk_count,
+        is_delta,
         codec,
         is_compressed: codec != Codec::None,
         dictionary_id: dict,
@@ -291,13 +299,31 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(&err)?;
-    let (blob_count, unique_bytes, stored_bytes, chunked_blobs): (i64, i64, i64, i64) = conn
+    let (blob_count, unique_bytes, stored_bytes, chunked_blobs, delta_blobs, delta_saved): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(raw_len) FILTER (WHERE codec != 16), 0),
-                    coalesce(sum(stored_len), 0), count(*) FILTER (WHERE codec = 16)
+            "SELECT count(*), coalesce(sum(raw_len) FILTER (WHERE codec NOT IN (16, 17)), 0),
+                    coalesce(sum(stored_len), 0), count(*) FILTER (WHERE codec = 16),
+                    count(*) FILTER (WHERE codec = 17),
+                    coalesce(sum(raw_len - stored_len) FILTER (WHERE codec = 17), 0)
              FROM blobs",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
         .map_err(&err)?;
     let (chunk_count, chunk_raw, chunk_stored, chunk_saved): (i64, i64, i64, i64) = conn
@@ -331,6 +357,8 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         chunked_blobs: to_u64(chunked_blobs),
         chunk_count: to_u64(chunk_count),
         chunk_dedup_saved_bytes: to_u64(chunk_saved),
+        delta_blobs: to_u64(delta_blobs),
+        delta_saved_bytes: to_u64(delta_saved),
         dictionary_count: to_u64(dictionary_count),
         dictionary_bytes: to_u64(dictionary_bytes),
         page_count: pragma("page_count")?,
