@@ -184,6 +184,14 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
                 bytes(d.chunk_dedup_saved_bytes)
             ),
         ),
+        row(
+            "delta-encoded documents",
+            format!(
+                "{} ({} saved against storing them whole)",
+                d.delta_blobs,
+                bytes(d.delta_saved_bytes)
+            ),
+        ),
     ];
     if d.backend == "sqlite" {
         rows.extend([
@@ -370,7 +378,9 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
         row("compressed", m.is_compressed),
         row(
             "stored as",
-            if m.chunk_count == 0 {
+            if m.is_delta {
+                format!("a delta against its keyframe ({} chunks)", m.chunk_count)
+            } else if m.chunk_count == 0 {
                 "one blob".to_owned()
             } else {
                 format!("{} content-defined chunks", m.chunk_count)

@@ -1,5 +1,6 @@
-//! Chunked documents (issue #16) through the real binary: a store holding large game logs
-//! (several versions of one log, and logs sharing most of their content) is backed up,
+//! Chunked and delta-encoded documents (issue #16) through the real binary: a store holding
+//! large game logs (three versions of one log, the last a delta against the first, and logs
+//! sharing most of their content) is backed up,
 //! verified and restored, and migrated SQLite → PostgreSQL → SQLite; every copy exports the
 //! same bytes, `get` returns each document exactly as written, and `info` says each large
 //! record is stored in chunks. The PostgreSQL leg needs `BITCRAPS_TEST_POSTGRES_URL`.
@@ -53,19 +54,36 @@ fn import(s: &Scratch, source: &Path, name: &str, records: &[(String, String)]) 
     s.cli_at(source).arg("import").arg(&file).assert().success();
 }
 
-/// Builds the source store: `game-1` written in three growing versions, the others once.
+/// Builds the source store: `game-1` put in three growing versions (the last two stored as
+/// deltas against the first), the others imported once.
 fn build(s: &Scratch) -> PathBuf {
     let source = s.path("source");
-    for rolls in [1400, 1450] {
-        import(
-            s,
-            &source,
-            &format!("v{rolls}.jsonl"),
-            &[("game-1".into(), log(1, rolls))],
-        );
+    for rolls in [1400, 1450, 1500] {
+        s.cli_at(&source)
+            .args(["put", "logs", "game-1", "-"])
+            .write_stdin(log(1, rolls))
+            .assert()
+            .success();
     }
-    import(s, &source, "final.jsonl", &documents());
+    let rest: Vec<(String, String)> = documents()
+        .into_iter()
+        .filter(|(key, _)| key != "game-1")
+        .collect();
+    import(s, &source, "rest.jsonl", &rest);
     source
+}
+
+/// Whether `logs/game-1` at `data` is stored as a delta.
+fn is_delta(s: &Scratch, data: &Path) -> bool {
+    let out = s
+        .bare()
+        .args(location(data))
+        .args(["info", "--json", "logs", "game-1"])
+        .assert()
+        .success();
+    let info: serde_json::Value =
+        serde_json::from_slice(&out.get_output().stdout).expect("info --json");
+    info["is_delta"].as_bool().expect("is_delta")
 }
 
 fn location(data: &Path) -> [String; 2] {
@@ -114,6 +132,10 @@ fn chunked_records_survive_backup_verify_restore() {
     let s = Scratch::new();
     let source = build(&s);
     assert_documents(&s, &source);
+    assert!(
+        is_delta(&s, &source),
+        "the last version of game-1 is a delta"
+    );
     let created: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
         &s.cli_at(&source)
             .args(["backup", "create", "--json"])
@@ -137,6 +159,7 @@ fn chunked_records_survive_backup_verify_restore() {
         .success();
     assert_eq!(export(&s, &source), export(&s, &restored));
     assert_documents(&s, &restored);
+    assert!(is_delta(&s, &restored), "the restored copy keeps the delta");
 }
 
 #[test]

@@ -4,7 +4,11 @@
 //! intact; maintenance refuses to certify (back up) the SQLite store. On SQLite, and on PostgreSQL when
 //! `BITCRAPS_TEST_POSTGRES_URL` is set.
 
-#![allow(clippy::expect_used, clippy::panic, reason = "tests: a failed step is a failed test")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a failed step is a failed test"
+)]
 
 mod common;
 
