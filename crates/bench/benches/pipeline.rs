@@ -32,6 +32,8 @@ fn pipeline(c: &mut Criterion) {
             codec,
             level: 3,
             max_value_size: 1 << 20,
+            chunk_threshold: 0,
+            keyframe_interval: 0,
         };
         group.bench_function(format!("encode/{codec}"), |b| {
             b.iter(|| p.encode("games", "g", black_box(&doc)).unwrap())

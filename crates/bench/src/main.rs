@@ -12,10 +12,14 @@
 //! PostgreSQL with the Redis cache tier (`bitcraps-storage-pg-redis`); every run gets a fresh
 //! schema (and Redis namespace), created and dropped by the benchmark.
 //!
+//! `--large` runs only the large-document workload (issue #16: a 1 MiB game log rewritten
+//! with small appends, chunking off and on; `large.rs`) and prints its table.
+//!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
 //! JSON; the parent re-executes itself with it once per store and run.
 
 mod docs;
+mod large;
 mod report;
 mod stores;
 mod workloads;
@@ -57,6 +61,10 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let servers = servers(&args)?;
+    if args.iter().any(|a| a == "--large") {
+        println!("{}", large::run(quick)?);
+        return Ok(());
+    }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let name = args.get(pos + 1).context("--child needs a store name")?;
         let measured = workloads::run(name, Scale::new(quick), &servers)?;

@@ -175,6 +175,23 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
             "compression dictionaries",
             format!("{} ({})", d.dictionary_count, bytes(d.dictionary_bytes)),
         ),
+        row(
+            "chunked documents",
+            format!(
+                "{} blobs in {} distinct chunks ({} saved by sharing chunks)",
+                d.chunked_blobs,
+                d.chunk_count,
+                bytes(d.chunk_dedup_saved_bytes)
+            ),
+        ),
+        row(
+            "delta-encoded documents",
+            format!(
+                "{} ({} saved against storing them whole)",
+                d.delta_blobs,
+                bytes(d.delta_saved_bytes)
+            ),
+        ),
     ];
     if d.backend == "sqlite" {
         rows.extend([
@@ -359,6 +376,16 @@ pub fn metadata(m: &RecordMetadata) -> Vec<(String, String)> {
             },
         ),
         row("compressed", m.is_compressed),
+        row(
+            "stored as",
+            if m.is_delta {
+                format!("a delta against its keyframe ({} chunks)", m.chunk_count)
+            } else if m.chunk_count == 0 {
+                "one blob".to_owned()
+            } else {
+                format!("{} content-defined chunks", m.chunk_count)
+            },
+        ),
         row("content hash (blake3)", &m.content_hash),
         row("shared by records", m.shared_by),
         row("created", timestamp(m.created_at)),

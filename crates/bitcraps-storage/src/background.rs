@@ -207,11 +207,19 @@ async fn once(storage: PersistentStorageManager, task: BackgroundTask) -> crate:
         BackgroundTask::Scrub => {
             let step = storage.scrub().await?;
             if let Some(first) = step.damaged.first() {
+                // Every record named: one damaged chunk can spoil many documents.
+                let shown: Vec<String> = step
+                    .damaged
+                    .iter()
+                    .take(10)
+                    .map(|d| format!("{}/{}", d.collection, d.key))
+                    .collect();
                 return Err(crate::StorageError::corruption(
                     format!("{}/{}", first.collection, first.key),
                     format!(
-                        "the scrub found {} damaged document(s): {}",
+                        "the scrub found {} damaged document(s) ({}): {}",
                         step.damaged.len(),
+                        shown.join(", "),
                         first.detail
                     ),
                 ));

@@ -43,6 +43,7 @@ mod background;
 mod backup;
 mod batch;
 mod cache;
+mod chunk;
 mod clock;
 mod codec;
 mod config;

@@ -288,10 +288,20 @@ impl PersistentStorageManager {
                 "repair references",
                 blocking(move || b.maintenance().repair_references()),
                 |o| {
-                    format!(
+                    let mut text = format!(
                         "{} reference counts fixed, {} orphaned blobs ({} bytes) removed",
                         o.refcounts_fixed, o.orphans_removed, o.orphan_bytes_removed
-                    )
+                    );
+                    if o.chunk_refcounts_fixed > 0 || o.orphan_chunks_removed > 0 {
+                        text.push_str(&format!(
+                            "; {} chunk reference counts fixed, {} orphaned chunks ({} bytes) \
+                             removed",
+                            o.chunk_refcounts_fixed,
+                            o.orphan_chunks_removed,
+                            o.orphan_chunk_bytes_removed
+                        ));
+                    }
+                    text
                 },
             )
             .await;

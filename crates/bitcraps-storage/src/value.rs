@@ -25,12 +25,43 @@ pub struct EncodedValue {
     pub stored: Arc<[u8]>,
     /// The zstd dictionary `stored` needs, if any.
     pub dict_id: Option<i64>,
+    /// The document's chunks in order, each encoded like a document of its own, when it is
+    /// stored chunked (`chunk/`); empty otherwise. A chunked value's `codec` is
+    /// [`Codec::None`] and its `stored` is what its `blobs` row holds: nothing in a plaintext
+    /// store (the sealed plain hash in an encrypted one).
+    pub chunks: Arc<[EncodedValue]>,
+    /// `stored` is a patch against the document its `chunks` hold (a delta, `chunk/delta.rs`).
+    pub delta: bool,
 }
 
 impl EncodedValue {
     /// Length of the serialized document.
     pub fn raw_len(&self) -> usize {
         self.raw.len()
+    }
+
+    /// Whether the value is stored as a chunk list.
+    pub fn is_chunked(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
+    /// The codec id its `blobs` row holds: 16 (`chunk::CHUNKED`) for a
+    /// chunk list, else its codec's.
+    pub fn codec_id(&self) -> i64 {
+        if self.delta {
+            crate::chunk::DELTA
+        } else if self.is_chunked() {
+            crate::chunk::CHUNKED
+        } else {
+            i64::from(self.codec.id())
+        }
+    }
+
+    /// Stored bytes of the value and all its chunks (before chunk deduplication).
+    pub fn stored_len(&self) -> usize {
+        self.chunks
+            .iter()
+            .fold(self.stored.len(), |n, c| n.saturating_add(c.stored.len()))
     }
 }
 
@@ -43,6 +74,11 @@ pub struct Pipeline {
     pub level: i32,
     /// Largest accepted serialized value.
     pub max_value_size: usize,
+    /// Documents larger than this are stored in chunks (`chunk/`); 0: never.
+    pub chunk_threshold: usize,
+    /// Overwrites of a chunked document are deltas for this many versions after a keyframe
+    /// (`chunk/delta.rs`); 0: never.
+    pub keyframe_interval: u32,
 }
 
 impl Pipeline {
@@ -63,6 +99,19 @@ impl Pipeline {
         self.encode_raw(collection, key, raw)
     }
 
+    /// Fails with [`StorageError::ValueTooLarge`] when `len` is over the limit.
+    pub(crate) fn check_size(&self, collection: &str, key: &str, len: usize) -> Result<()> {
+        if len > self.max_value_size {
+            return Err(StorageError::ValueTooLarge {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                size: u64::try_from(len).unwrap_or(u64::MAX),
+                limit: u64::try_from(self.max_value_size).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(())
+    }
+
     /// Prepares already-serialized JSON bytes for storage.
     #[cfg(any(test, feature = "testing"))]
     pub fn encode_raw(&self, collection: &str, key: &str, raw: Vec<u8>) -> Result<EncodedValue> {
@@ -77,14 +126,25 @@ impl Pipeline {
         raw: Vec<u8>,
         dict: Option<&EncoderDict>,
     ) -> Result<EncodedValue> {
-        if raw.len() > self.max_value_size {
-            return Err(StorageError::ValueTooLarge {
-                collection: collection.to_owned(),
-                key: key.to_owned(),
-                size: u64::try_from(raw.len()).unwrap_or(u64::MAX),
-                limit: u64::try_from(self.max_value_size).unwrap_or(u64::MAX),
+        self.check_size(collection, key, raw.len())?;
+        if self.chunk_threshold > 0 && raw.len() > self.chunk_threshold {
+            let hash = *blake3::hash(&raw).as_bytes();
+            let chunks = crate::chunk::cut(&raw, &|bytes| self.encode_whole(bytes, dict))?;
+            return Ok(EncodedValue {
+                hash,
+                codec: Codec::None,
+                raw: raw.into(),
+                stored: Arc::from([]),
+                dict_id: None,
+                chunks,
+                delta: false,
             });
         }
+        self.encode_whole(raw, dict)
+    }
+
+    /// `raw` as one compressed blob (or one chunk of a chunked document).
+    fn encode_whole(&self, raw: Vec<u8>, dict: Option<&EncoderDict>) -> Result<EncodedValue> {
         let hash = *blake3::hash(&raw).as_bytes();
         let raw: Arc<[u8]> = raw.into();
         if self.codec != Codec::None {
@@ -101,6 +161,8 @@ impl Pipeline {
                     stored: packed.into(),
                     raw,
                     dict_id: dict.map(|d| d.id),
+                    chunks: Arc::from([]),
+                    delta: false,
                 });
             }
         }
@@ -110,6 +172,8 @@ impl Pipeline {
             stored: Arc::clone(&raw),
             raw,
             dict_id: None,
+            chunks: Arc::from([]),
+            delta: false,
         })
     }
 }
@@ -156,6 +220,34 @@ pub fn decode(
     Ok(raw)
 }
 
+/// The verified document of a stored blob (opened, in an encrypted store), whole or chunked;
+/// `dict` finds the decoder of a dictionary id the blob or one of its chunks names.
+pub(crate) fn decode_stored<D>(
+    location: &str,
+    blob: &crate::backend::StoredBlob,
+    mut dict: impl FnMut(i64, &str) -> Result<D>,
+) -> Result<Vec<u8>>
+where
+    D: std::ops::Deref<Target = zstd::dict::DecoderDictionary<'static>>,
+{
+    let mut one = |location: &str, b: &crate::backend::StoredBlob| {
+        let d = b.dict_id.map(|id| dict(id, location)).transpose()?;
+        decode(
+            location,
+            b.codec_id,
+            b.raw_len,
+            &b.hash,
+            &b.data,
+            d.as_deref(),
+        )
+    };
+    if crate::chunk::is_chunked(blob.codec_id) {
+        crate::chunk::assemble(location, blob, one)
+    } else {
+        one(location, blob)
+    }
+}
+
 /// Deserializes a verified document as `T`.
 pub fn deserialize<T: DeserializeOwned>(collection: &str, key: &str, raw: &[u8]) -> Result<T> {
     serde_json::from_slice(raw).map_err(|source| StorageError::Deserialize {
@@ -186,6 +278,8 @@ mod tests {
             codec,
             level: 3,
             max_value_size: 1 << 20,
+            chunk_threshold: 0,
+            keyframe_interval: 0,
         }
     }
 

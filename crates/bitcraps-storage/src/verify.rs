@@ -67,24 +67,22 @@ impl Decoders {
 
     /// The verified JSON of a plaintext (or opened) blob, decoded with its dictionary.
     pub(crate) fn decode(&self, location: &str, blob: &StoredBlob) -> crate::Result<Vec<u8>> {
-        let dict = match blob.dict_id {
-            None => None,
-            Some(id) => Some(self.dictionaries.get(&id).ok_or_else(|| {
+        value::decode_stored(location, blob, |id, location| {
+            self.dictionaries.get(&id).ok_or_else(|| {
                 crate::StorageError::corruption(
                     location,
                     format!("its zstd dictionary {id} does not exist"),
                 )
-            })?),
-        };
-        value::decode(
-            location,
-            blob.codec_id,
-            blob.raw_len,
-            &blob.hash,
-            &blob.data,
-            dict,
-        )
+            })
+        })
     }
+}
+
+/// Stored bytes of a blob and its chunks.
+fn stored_len(blob: &StoredBlob) -> usize {
+    blob.chunks
+        .iter()
+        .fold(blob.data.len(), |n, c| n.saturating_add(c.data.len()))
 }
 
 /// What one stretch of verification read.
@@ -132,7 +130,7 @@ pub(crate) fn verify_blobs(
             stretch.blobs += 1;
             stretch.bytes = stretch
                 .bytes
-                .saturating_add(u64::try_from(entry.blob.data.len()).unwrap_or(u64::MAX));
+                .saturating_add(u64::try_from(stored_len(&entry.blob)).unwrap_or(u64::MAX));
             stretch.last_id = stretch.last_id.max(entry.id);
         }
         if stretch.last_id == before {

@@ -36,11 +36,18 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// has a version and the clock is past every one of them; since version 6 records may expire
 /// (found through the partial index `records_by_expiry`) and collections have settings;
 /// since version 7 the (empty, for a plaintext store) `data_keys` table holds an encrypted
-/// store's wrapped keys.
+/// store's wrapped keys; version 8 is reserved (the change log); since version 9 large
+/// documents are chunk lists (`chunks`, `blob_chunks`: empty after an upgrade).
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 7);
+    assert_eq!(version, 9);
+    let chunks: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM chunks) + (SELECT count(*) FROM blob_chunks)",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(chunks, 0, "an upgrade chunks nothing");
     let settings: i64 =
         conn.query_row("SELECT count(*) FROM collection_settings", [], |r| r.get(0))?;
     assert!(settings >= 0);
@@ -75,6 +82,11 @@ fn assert_latest_schema(db: &Path) -> Result {
             (
                 "blobs_by_hash_prefix".to_owned(),
                 Some("CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8))".to_owned())
+            ),
+            // Version 9: chunks are found by hash the way blobs are.
+            (
+                "chunks_by_hash_prefix".to_owned(),
+                Some("CREATE INDEX chunks_by_hash_prefix ON chunks(substr(hash, 1, 8))".to_owned())
             ),
             (
                 "records_by_expiry".to_owned(),

@@ -209,6 +209,8 @@ fn a_failing_unit_rolls_back_alone() -> Result {
         codec: Codec::Zstd,
         level: 3,
         max_value_size: 1 << 20,
+        chunk_threshold: 0,
+        keyframe_interval: 0,
     };
     let put = |k: &str, v: &str| -> Result<WriteOp> {
         Ok(WriteOp::Put {

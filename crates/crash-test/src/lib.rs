@@ -24,6 +24,18 @@ pub fn document(round: u32, task: u32, i: u64) -> Value {
     }
 }
 
+/// Large game logs overwritten in place (stored in chunks): their keys.
+pub const LOGS: [&str; 2] = ["log-0", "log-1"];
+
+/// Version `i` of round `round` of the large log `key`: a ~100–300 KiB game log that grows by
+/// one roll per version, so consecutive versions share all their chunks but the last.
+pub fn large_log(key: &str, round: u32, i: u64) -> Value {
+    let rolls: Vec<Value> = (0..1000 + i + u64::from(round) * 50)
+        .map(|n| json!({"n": n, "dice": [n % 6 + 1, (n * 7) % 6 + 1], "log": key, "note": "point is on"}))
+        .collect();
+    json!({"log": key, "round": round, "version": i, "rolls": rolls})
+}
+
 /// xorshift64*: reproducible from a printed seed (which must not be 0).
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);

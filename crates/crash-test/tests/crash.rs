@@ -7,6 +7,10 @@
 //! balances is conserved, every acknowledged transfer is applied as acknowledged, and every
 //! balance is its initial balance plus exactly the transfers recorded (none applied twice or
 //! in part).
+//!
+//! Two large game logs (stored in chunks) are overwritten again and again: after each kill
+//! each holds its last acknowledged version or one that was in flight, byte for byte, and
+//! the deep check verifies every chunk with exact chunk reference counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -17,11 +21,16 @@ use bitcraps_storage::{Expect, ListOptions, PersistentStorageManager, StorageCon
 use bitcraps_storage_crash_test::ledger::{
     self, ACCOUNTS, Account, TRANSFERS, Transfer, initial_balances,
 };
-use bitcraps_storage_crash_test::{Rng, document};
+use bitcraps_storage_crash_test::{Rng, document, large_log};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const ROUNDS: u32 = 6;
+
+/// A version of a large log: (round, version).
+type LogVersion = (u32, u64);
+/// A large log's last acknowledged version and the versions in flight since.
+type LogState = (Option<LogVersion>, Vec<LogVersion>);
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -86,6 +95,10 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
     let mut expected: BTreeMap<String, Option<Value>> = BTreeMap::new();
     let mut uncertain: BTreeSet<String> = BTreeSet::new();
     let mut total_acks = 0usize;
+    // Large log -> its last acknowledged version and the versions in flight since, as
+    // (round, version): what it may hold after a kill.
+    let mut logs: BTreeMap<String, LogState> = BTreeMap::new();
+    let mut log_acks = 0usize;
 
     for round in 0..ROUNDS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
@@ -124,6 +137,20 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
                 continue; // a line cut by the kill
             };
             match what {
+                "log" | "logintent" => {
+                    let (log, i) = key.split_once(' ').ok_or("bad log line")?;
+                    let Ok(i) = i.parse::<u64>() else {
+                        continue; // a line cut by the kill
+                    };
+                    let (acked, in_flight) = logs.entry(log.to_owned()).or_default();
+                    if what == "log" {
+                        log_acks += 1;
+                        *acked = Some((round, i));
+                        in_flight.clear();
+                    } else {
+                        in_flight.push((round, i));
+                    }
+                }
                 "put" => {
                     let (r, t, i) = parts(key).ok_or("bad key")?;
                     expected.insert(key.to_owned(), Some(document(r, t, i)));
@@ -152,7 +179,21 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
                     "round {round}: acknowledged state of {key} lost"
                 );
             }
-            let report = storage.check_consistency().await?;
+            for (log, (acked, in_flight)) in &logs {
+                let got: Option<Value> = storage.retrieve("logs", log).await?;
+                let allowed: Vec<(u32, u64)> = acked.iter().chain(in_flight).copied().collect();
+                let ok = match &got {
+                    // Absent only while no version was acknowledged.
+                    None => acked.is_none(),
+                    Some(g) => allowed.iter().any(|(r, i)| large_log(log, *r, *i) == *g),
+                };
+                assert!(
+                    ok,
+                    "round {round}: {log} holds neither its acknowledged version nor one in \
+                     flight ({allowed:?})"
+                );
+            }
+            let report = storage.check_consistency_deep().await?;
             assert!(report.is_ok(), "round {round}: {report:?}");
             let balances: BTreeMap<String, i64> = all::<Account>(&storage, ACCOUNTS)
                 .await?
@@ -179,6 +220,10 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
     assert!(
         total_acks > 0,
         "the writer never acknowledged anything; the test proved nothing"
+    );
+    assert!(
+        log_acks > 0,
+        "the writer never acknowledged a large log; the chunk checks proved nothing"
     );
     assert!(
         !transfers.is_empty(),

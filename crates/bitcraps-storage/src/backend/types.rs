@@ -167,7 +167,7 @@ pub fn is_expired(expires_ms: Option<i64>, now_ms: i64) -> bool {
 pub type WriteUnit = Vec<WriteOp>;
 
 /// A stored blob as read back, not yet verified.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
     /// Codec id as stored.
     pub codec_id: i64,
@@ -179,6 +179,9 @@ pub struct StoredBlob {
     pub data: Vec<u8>,
     /// The zstd dictionary the bytes need, if any.
     pub dict_id: Option<i64>,
+    /// A chunk list's chunks in order (codec id 16, `chunk::CHUNKED`), each a
+    /// whole blob of its own; empty for every other blob.
+    pub chunks: Vec<StoredBlob>,
 }
 
 /// A record as read back: its blob (not yet verified) and its version.
@@ -225,8 +228,14 @@ pub struct RecordMetadata {
     pub key: String,
     /// Size of the serialized JSON document.
     pub size_bytes: u64,
-    /// Size of the stored (possibly compressed) form.
+    /// Size of the stored (possibly compressed) form; of a chunked document, the stored
+    /// bytes of its chunks, counting each listed chunk (shared or not).
     pub stored_bytes: u64,
+    /// How many chunks the document is stored in (a delta: its keyframe's); 0 when it is
+    /// stored whole.
+    pub chunk_count: u64,
+    /// The document is a zstd patch against its key's keyframe (whose chunks it lists).
+    pub is_delta: bool,
     /// Codec of the stored form.
     pub codec: Codec,
     /// Whether the stored form is compressed.
@@ -271,8 +280,20 @@ pub struct DatabaseStatistics {
     pub logical_bytes: u64,
     /// Serialized bytes of the distinct blobs (after dedup, before compression).
     pub unique_bytes: u64,
-    /// Stored bytes of the distinct blobs (after dedup and compression).
+    /// Stored bytes of the distinct blobs and chunks (after dedup and compression).
     pub stored_bytes: u64,
+    /// Documents stored as chunk lists (distinct blobs).
+    pub chunked_blobs: u64,
+    /// Distinct stored chunks.
+    pub chunk_count: u64,
+    /// Serialized bytes chunk sharing saves: every chunk's length for each list entry
+    /// beyond its first (documents and versions that share content).
+    pub chunk_dedup_saved_bytes: u64,
+    /// Documents stored as deltas against their key's keyframe (distinct blobs; the chain is
+    /// always one patch long).
+    pub delta_blobs: u64,
+    /// Serialized bytes the deltas save: each delta document's length less its patch's.
+    pub delta_saved_bytes: u64,
     /// Stored zstd dictionaries.
     pub dictionary_count: u64,
     /// Bytes of stored zstd dictionaries.
@@ -301,8 +322,16 @@ pub struct ConsistencyReport {
     pub orphaned_blobs: u64,
     /// Blobs whose reference count differs from the number of records referring to them.
     pub refcount_mismatches: u64,
-    /// Blobs that name a zstd dictionary that does not exist.
+    /// Blobs (or chunks) that name a zstd dictionary that does not exist.
     pub missing_dictionaries: u64,
+    /// Entries of chunk lists that name a chunk that does not exist, and chunk-list blobs
+    /// without any entry: documents that cannot be read.
+    pub dangling_chunks: u64,
+    /// Chunks that no chunk list names, and chunk lists whose blob is gone (the reference
+    /// repair removes both).
+    pub orphaned_chunks: u64,
+    /// Chunks whose reference count differs from the number of list entries naming them.
+    pub chunk_refcount_mismatches: u64,
     /// Whether every blob was read, decoded and hashed (the deep check); the fields below
     /// are zero and empty otherwise.
     pub deep: bool,
@@ -323,6 +352,8 @@ impl ConsistencyReport {
         self.is_sound()
             && self.orphaned_blobs == 0
             && self.refcount_mismatches == 0
+            && self.orphaned_chunks == 0
+            && self.chunk_refcount_mismatches == 0
             && self.damaged_blobs == 0
             && self.damaged.is_empty()
     }
@@ -332,7 +363,10 @@ impl ConsistencyReport {
     /// and wrong reference counts are what the reference repair corrects, so they do not
     /// count against it.
     pub fn is_sound(&self) -> bool {
-        self.integrity == ["ok"] && self.dangling_records == 0 && self.missing_dictionaries == 0
+        self.integrity == ["ok"]
+            && self.dangling_records == 0
+            && self.missing_dictionaries == 0
+            && self.dangling_chunks == 0
     }
 
     /// One line naming what failed (empty when [`is_ok`](Self::is_ok)).
@@ -354,6 +388,15 @@ impl ConsistencyReport {
             (
                 self.missing_dictionaries,
                 "blobs whose dictionary is missing",
+            ),
+            (
+                self.dangling_chunks,
+                "chunk list entries whose chunk or blob is missing",
+            ),
+            (self.orphaned_chunks, "orphaned chunks"),
+            (
+                self.chunk_refcount_mismatches,
+                "wrong chunk reference counts",
             ),
             (self.damaged_blobs, "damaged blobs"),
         ] {
@@ -510,6 +553,12 @@ pub struct RepairOutcome {
     pub orphans_removed: u64,
     /// Stored bytes of the removed blobs.
     pub orphan_bytes_removed: u64,
+    /// Chunks whose reference count was corrected.
+    pub chunk_refcounts_fixed: u64,
+    /// Chunks removed because no chunk list named them.
+    pub orphan_chunks_removed: u64,
+    /// Stored bytes of the removed chunks.
+    pub orphan_chunk_bytes_removed: u64,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -120,6 +120,9 @@ impl CachedValue {
         value: &EncodedValue,
         dict: Option<Arc<DecoderDictionary<'static>>>,
     ) -> Self {
+        if value.is_chunked() {
+            return CachedValue::plain(cache_key, &value.raw);
+        }
         match (value.dict_id, dict) {
             (Some(_), None) => CachedValue::plain(cache_key, &value.raw),
             (_, dict) => {
@@ -239,6 +242,8 @@ mod tests {
                 codec,
                 level: 3,
                 max_value_size: 1 << 20,
+                chunk_threshold: 0,
+                keyframe_interval: 0,
             };
             let encoded = pipeline.encode_raw("games", "g-1", doc().repeat(4))?;
             let cached = CachedValue::from_encoded("games\0g-1", &encoded, None);
@@ -263,6 +268,8 @@ mod tests {
             codec: Codec::Zstd,
             level: 3,
             max_value_size: 1 << 20,
+            chunk_threshold: 0,
+            keyframe_interval: 0,
         };
         let mut encoded = pipeline.encode_raw("games", "g-1", doc().repeat(4))?;
         encoded.dict_id = Some(7);

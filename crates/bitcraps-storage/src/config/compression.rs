@@ -27,6 +27,16 @@ pub struct CompressionConfig {
     /// Store identical values once (content-addressed by blake3, reference counted).
     /// Default: `true`.
     pub deduplication: bool,
+    /// Documents whose JSON is larger than this many bytes are stored as content-defined
+    /// chunks (16 KiB on average), each compressed and deduplicated on its own, so versions
+    /// and documents that share most of their bytes share most of their storage; 0 stores
+    /// every document whole. Default: 65536 (64 KiB).
+    pub chunk_threshold: usize,
+    /// An overwrite of a chunked document is stored as a zstd patch against the key's last
+    /// keyframe (its chunk list) when the patch is small, for up to this many versions after
+    /// the keyframe; then the next version is chunked again (a new keyframe). A read applies
+    /// one patch at most. 0 turns deltas off. Default: 16.
+    pub keyframe_interval: u32,
 }
 
 impl Default for CompressionConfig {
@@ -38,6 +48,8 @@ impl Default for CompressionConfig {
             dictionaries: true,
             dictionary_training_samples: 1000,
             deduplication: true,
+            chunk_threshold: crate::chunk::DEFAULT_THRESHOLD,
+            keyframe_interval: crate::chunk::DEFAULT_KEYFRAME_INTERVAL,
         }
     }
 }
@@ -82,6 +94,20 @@ impl CompressionConfig {
     #[must_use]
     pub fn deduplication(mut self, enabled: bool) -> Self {
         self.deduplication = enabled;
+        self
+    }
+
+    /// Sets [`chunk_threshold`](Self::chunk_threshold).
+    #[must_use]
+    pub fn chunk_threshold(mut self, bytes: usize) -> Self {
+        self.chunk_threshold = bytes;
+        self
+    }
+
+    /// Sets [`keyframe_interval`](Self::keyframe_interval).
+    #[must_use]
+    pub fn keyframe_interval(mut self, versions: u32) -> Self {
+        self.keyframe_interval = versions;
         self
     }
 

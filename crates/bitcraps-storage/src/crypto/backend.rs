@@ -116,17 +116,21 @@ impl EncryptedBackend {
         if self.mixed && found.is_none() {
             return Ok(blob.clone());
         }
+        // A whole blob that opens needs no location; a chunk list's chunks each need theirs.
         if let Some(opened) = found
             .as_deref()
-            .filter(|k| k.collection == collection)
+            .filter(|k| k.collection == collection && blob.chunks.is_empty())
             .and_then(|k| blob::try_open_blob(&self.ring, k, blob))
         {
             return Ok(opened);
         }
-        // It does not open: the error says where.
+        // A chunk list, or it does not open (the error says where).
         let location = format!("{collection}/{key}");
         let data_key = blob_key(found, id, Some(collection), &location)?;
-        blob::open_blob(&self.ring, &data_key, blob, &location)
+        blob::open_tree(&self.ring, &data_key, blob, &location, |chunk, at| {
+            let id = blob::key_id(&chunk.data);
+            blob_key(self.key_by_id(id)?, id, Some(collection), at)
+        })
     }
 
     fn open_record(
@@ -185,7 +189,15 @@ pub(crate) fn open_stored_blob(
 ) -> Result<StoredBlob> {
     let id = blob::key_id(&blob.data);
     let key = blob_key(id.and_then(|id| ring.by_id(id)), id, None, location)?;
-    blob::open_blob(ring, &key, blob, location)
+    blob::open_tree(ring, &key, blob, location, |chunk, at| {
+        let id = blob::key_id(&chunk.data);
+        blob_key(
+            id.and_then(|id| ring.by_id(id)),
+            id,
+            Some(&key.collection),
+            at,
+        )
+    })
 }
 
 /// Opens stored dictionaries with `ring`.

@@ -64,7 +64,8 @@ fn blob_aad(
 }
 
 /// `value` as an encrypted store writes it: addressed by the collection's keyed hash, its
-/// stored bytes sealed under `key` (the plain hash inside).
+/// stored bytes sealed under `key` (the plain hash inside). A chunked value's chunks are
+/// sealed the same way, each addressed by its own keyed hash (dedup within the collection).
 pub(crate) fn seal_value(
     ring: &Keyring,
     key: &DataKey,
@@ -76,7 +77,7 @@ pub(crate) fn seal_value(
         ring,
         key,
         &address,
-        i64::from(value.codec.id()),
+        value.codec_id(),
         value.dict_id,
         raw_len,
     );
@@ -89,12 +90,19 @@ pub(crate) fn seal_value(
     out.extend_from_slice(&value.hash);
     out.extend_from_slice(&value.stored);
     envelope::seal_in_place(&key.cipher, &aad, &mut out, at)?;
+    let chunks = value
+        .chunks
+        .iter()
+        .map(|c| seal_value(ring, key, c))
+        .collect::<Result<Vec<_>>>()?;
     Ok(EncodedValue {
         hash: address,
         codec: value.codec,
         raw: Arc::clone(&value.raw),
         stored: out.into(),
         dict_id: value.dict_id,
+        chunks: chunks.into(),
+        delta: value.delta,
     })
 }
 
@@ -130,7 +138,8 @@ pub(crate) fn blob_key(
 }
 
 /// `blob` decrypted under `key`: the compressed bytes, and the plain content hash that
-/// decoding verifies them against.
+/// decoding verifies them against. A chunk list's chunks are left as they are (see
+/// `open_chunks`).
 pub(crate) fn open_blob(
     ring: &Keyring,
     key: &DataKey,
@@ -168,6 +177,7 @@ pub(crate) fn try_open_blob(
         hash,
         data,
         dict_id: blob.dict_id,
+        chunks: blob.chunks.clone(),
     })
 }
 
@@ -199,6 +209,40 @@ pub(crate) fn reseal_blob(
         .ok_or_else(|| not_authentic(from, location))?;
     let sealed = envelope::seal(&to.cipher, &aad(to), &payload)?;
     Ok(with_header(to, sealed))
+}
+
+/// `blob` (a chunk list or a whole blob) opened under `key`, and each of its chunks under
+/// the key its header names, `key_of` checking that key belongs to the same collection.
+pub(crate) fn open_tree(
+    ring: &Keyring,
+    key: &DataKey,
+    blob: &StoredBlob,
+    location: &str,
+    mut key_of: impl FnMut(&StoredBlob, &str) -> Result<Arc<DataKey>>,
+) -> Result<StoredBlob> {
+    let mut opened = open_blob(ring, key, blob, location)?;
+    opened.chunks = blob
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let at = format!("{location} chunk {i}");
+            let chunk_key = key_of(chunk, &at)?;
+            if chunk_key.collection != key.collection {
+                return Err(StorageError::corruption(
+                    &at,
+                    format!(
+                        "the chunk is sealed with {}, of another collection",
+                        chunk_key.name()
+                    ),
+                ));
+            }
+            let mut c = open_blob(ring, &chunk_key, chunk, &at)?;
+            c.chunks.clear();
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
+    Ok(opened)
 }
 
 fn not_authentic(key: &DataKey, location: &str) -> StorageError {

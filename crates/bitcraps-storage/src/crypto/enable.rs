@@ -115,25 +115,10 @@ fn run(
                     continue;
                 }
                 let location = format!("{collection}/{key}");
-                let blob = &record.blob;
-                let raw = decoders.decode(&location, blob)?;
-                let hash: [u8; 32] = blob.hash.as_slice().try_into().map_err(|_| {
-                    StorageError::corruption(&location, "the content hash is not 32 bytes")
-                })?;
-                let codec = u8::try_from(blob.codec_id)
-                    .ok()
-                    .and_then(Codec::from_id)
-                    .ok_or_else(|| StorageError::corruption(&location, "unknown codec"))?;
                 unit.push(WriteOp::Put {
                     collection: collection.clone(),
                     key: key.clone(),
-                    value: EncodedValue {
-                        hash,
-                        codec,
-                        raw: raw.into(),
-                        stored: blob.data.clone().into(),
-                        dict_id: blob.dict_id,
-                    },
+                    value: reencode(&decoders, &location, &record.blob)?,
                     now_ms: now_ms(),
                     keep_version: None,
                     // Encrypting a record does not change when it expires.
@@ -193,4 +178,55 @@ fn run(
     m.vacuum()?;
     m.checkpoint()?;
     Ok(report)
+}
+
+/// A plaintext blob read back as the value the pipeline would have encoded (its stored form
+/// kept; a chunk list with its chunks), verified, for sealing.
+fn reencode(
+    decoders: &crate::verify::Decoders,
+    location: &str,
+    blob: &crate::backend::StoredBlob,
+) -> Result<EncodedValue> {
+    let raw = decoders.decode(location, blob)?;
+    let hash: [u8; 32] = blob
+        .hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| StorageError::corruption(location, "the content hash is not 32 bytes"))?;
+    if crate::chunk::is_chunked(blob.codec_id) {
+        let delta = blob.codec_id == crate::chunk::DELTA;
+        let chunks = blob
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| reencode(decoders, &format!("{location} chunk {i}"), c))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(EncodedValue {
+            hash,
+            codec: Codec::None,
+            raw: raw.into(),
+            // A delta keeps its patch; a chunk list has no bytes of its own.
+            stored: if delta {
+                blob.data.clone().into()
+            } else {
+                Arc::from([])
+            },
+            dict_id: None,
+            chunks: chunks.into(),
+            delta,
+        });
+    }
+    let codec = u8::try_from(blob.codec_id)
+        .ok()
+        .and_then(Codec::from_id)
+        .ok_or_else(|| StorageError::corruption(location, "unknown codec"))?;
+    Ok(EncodedValue {
+        hash,
+        codec,
+        raw: raw.into(),
+        stored: blob.data.clone().into(),
+        dict_id: blob.dict_id,
+        chunks: Arc::from([]),
+        delta: false,
+    })
 }

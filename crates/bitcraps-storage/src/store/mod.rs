@@ -5,6 +5,7 @@
 //! runs on the async runtime's threads.
 
 mod batch;
+mod delta;
 mod keys;
 mod many;
 mod open;

@@ -100,6 +100,8 @@ impl PersistentStorageManager {
             codec: config.compression.write_codec(),
             level: config.compression.level,
             max_value_size: config.write.max_value_size,
+            chunk_threshold: config.compression.chunk_threshold,
+            keyframe_interval: config.compression.keyframe_interval,
         };
         let backups = BackupManager::new(
             Arc::clone(&shared.backend),

@@ -29,7 +29,7 @@ enum Fetched {
 /// The decoder of dictionary `id`. Another node sharing the database may have trained a
 /// dictionary this node never loaded: on an unknown id, reload the stored dictionaries once
 /// before calling the blob corrupt. Runs on a blocking thread.
-fn dictionary_decoder(
+pub(super) fn dictionary_decoder(
     shared: &Shared,
     id: i64,
     location: &str,
@@ -53,6 +53,13 @@ pub(super) fn decode_blob(
     expires_ms: Option<i64>,
 ) -> Result<(Arc<[u8]>, CachedValue)> {
     let location = format!("{collection}/{key}");
+    if crate::chunk::is_chunked(blob.codec_id) {
+        // A chunk list is cached decoded: its chunks have no one stored form.
+        let raw =
+            value::decode_stored(&location, blob, |id, at| dictionary_decoder(shared, id, at))?;
+        let cached = CachedValue::plain(&cache_key(collection, key), &raw);
+        return Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)));
+    }
     let dict = blob
         .dict_id
         .map(|id| dictionary_decoder(shared, id, &location))

@@ -1,6 +1,7 @@
 //! The write path: serialize, encode (compress, hash, dictionary), hand to the writer thread,
 //! wait for the group commit.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -39,6 +40,21 @@ impl PersistentStorageManager {
         let pipeline = self.inner.pipeline;
         let raw = Self::serialize(collection, key, value)?;
         let dict = self.inner.shared.dictionaries.encoder(collection);
+        // An overwrite of a large document may be a delta against its keyframe.
+        if pipeline.keyframe_interval > 0 && raw.len() > pipeline.chunk_threshold {
+            pipeline.check_size(collection, key, raw.len())?;
+            let shared = Arc::clone(&self.inner.shared);
+            let (c, k) = (collection.to_owned(), key.to_owned());
+            let encoded = blocking(move || {
+                match super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)? {
+                    Some(delta) => Ok(delta),
+                    None => pipeline.encode_raw_with(&c, &k, raw, dict.as_deref()),
+                }
+            })
+            .await?;
+            self.observe(collection, &encoded);
+            return Ok(encoded);
+        }
         let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
             pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?
         } else {

@@ -152,10 +152,10 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
             if *deduplicated {
                 Counters::add(&counters.deduplicated, 1);
             } else {
-                let stored = u64::try_from(value.stored.len()).unwrap_or(u64::MAX);
+                let stored = u64::try_from(value.stored_len()).unwrap_or(u64::MAX);
                 Counters::add(&counters.bytes_written, stored);
             }
-            crate::observe::put_committed(raw, *deduplicated, value.stored.len());
+            crate::observe::put_committed(raw, *deduplicated, value.stored_len());
         }
         (
             WriteOp::Delete {

@@ -139,7 +139,7 @@ fn permits_for(unit: &WriteUnit) -> u32 {
     let bytes: usize = unit
         .iter()
         .map(|op| match op {
-            WriteOp::Put { value, .. } => value.raw_len().saturating_add(value.stored.len()),
+            WriteOp::Put { value, .. } => value.raw_len().saturating_add(value.stored_len()),
             WriteOp::PutDictionary { data, .. } => data.len(),
             _ => 0,
         })
@@ -158,6 +158,8 @@ mod tests {
             codec: crate::Codec::None,
             level: 0,
             max_value_size: usize::MAX,
+            chunk_threshold: 0,
+            keyframe_interval: 0,
         };
         let raw = vec![b'7'; bytes];
         Ok(WriteOp::Put {

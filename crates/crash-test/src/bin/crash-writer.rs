@@ -3,7 +3,8 @@
 //!
 //! Lines: `put KEY` after a store is acknowledged; `intent KEY` before a delete is issued;
 //! `del KEY` after it is acknowledged; `xfer ID FROM TO AMOUNT end` after a transfer between
-//! two accounts (see `ledger`) is acknowledged. The accounts must exist.
+//! two accounts (see `ledger`) is acknowledged; `logintent KEY I` before version `I` of a
+//! large log is stored and `log KEY I` after it is acknowledged. The accounts must exist.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use bitcraps_storage::{Expect, PersistentStorageManager, StorageConfig, StorageE
 use bitcraps_storage_crash_test::ledger::{
     ACCOUNT_COUNT, ACCOUNTS, Account, TRANSFERS, Transfer, account, transfer_id,
 };
-use bitcraps_storage_crash_test::{Rng, document, key};
+use bitcraps_storage_crash_test::{LOGS, Rng, document, key, large_log};
 
 const TASKS: u32 = 6;
 const TRANSFER_TASKS: u32 = 4;
@@ -50,6 +51,20 @@ async fn main() -> Result<(), BoxError> {
                     storage.delete("crash", &victim).await?;
                     say(&out, &format!("del {victim}"));
                 }
+            }
+            Ok::<_, BoxError>(())
+        }));
+    }
+    // Large documents overwritten again and again (chunks shared between versions).
+    for log in LOGS {
+        let (storage, out) = (storage.clone(), Arc::clone(&out));
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                say(&out, &format!("logintent {log} {i}"));
+                storage
+                    .store("logs", log, &large_log(log, round, i))
+                    .await?;
+                say(&out, &format!("log {log} {i}"));
             }
             Ok::<_, BoxError>(())
         }));

@@ -10,6 +10,7 @@
 mod read;
 mod state;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +21,8 @@ use crate::backend::snapshot::{self, BLOB_CHUNK, Chunk, ROW_CHUNK, SnapshotWrite
 use crate::backend::{
     Backend, BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DatabaseStatistics,
     KeyChange, Maintenance, OpOutcome, RecordMetadata, RecordPage, RepairOutcome, SnapshotInfo,
-    StoreIdentity, StoredDictionary, StoredRecord, WrappedKey, WriteUnit, restore_target_not_empty,
+    StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey, WriteUnit,
+    restore_target_not_empty,
 };
 use crate::error::{Result, StorageError};
 use crate::list::{ListOptions, ListPage};
@@ -309,13 +311,17 @@ impl Maintenance for MemoryBackend {
         }
         let mut loaded = Tables::default();
         let (mut meta, mut keys) = (Vec::new(), Vec::new());
-        snapshot::read_rows(path, |chunk| {
-            match chunk {
-                Chunk::Meta(rows) => meta.extend(rows),
-                Chunk::DataKeys(rows) => keys.extend(rows),
-                chunk => load_rows(&mut loaded, chunk),
+        let mut chunks = BTreeMap::new();
+        snapshot::read_rows(path, |chunk| match chunk {
+            Chunk::Meta(rows) => {
+                meta.extend(rows);
+                Ok(())
             }
-            Ok(())
+            Chunk::DataKeys(rows) => {
+                keys.extend(rows);
+                Ok(())
+            }
+            chunk => load_rows(&mut loaded, &mut chunks, chunk),
         })?;
         let target = self.identity()?;
         let mut db = self.tables()?;
@@ -388,6 +394,34 @@ fn write_rows(tables: &Tables, writer: &SnapshotWriter) -> Result<()> {
             .collect();
         writer.write(Chunk::Blobs(rows))?;
     }
+    // Chunks are kept with their blob here: each becomes a chunk of its own in the file.
+    let mut chunk_rows = Vec::new();
+    let mut list_rows = Vec::new();
+    for (blob_id, b) in &tables.blobs {
+        for (seq, c) in b.chunks.iter().enumerate() {
+            let id = i64::try_from(chunk_rows.len())
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
+            let stored_len = i64::try_from(c.data.len()).unwrap_or(i64::MAX);
+            chunk_rows.push((
+                id,
+                c.hash.clone(),
+                c.codec_id,
+                c.raw_len,
+                stored_len,
+                1,
+                c.data.clone(),
+                c.dict_id,
+            ));
+            list_rows.push((*blob_id, i64::try_from(seq).unwrap_or(i64::MAX), id));
+        }
+    }
+    for rows in chunk_rows.chunks(BLOB_CHUNK) {
+        writer.write(Chunk::Chunks(rows.to_vec()))?;
+    }
+    for rows in list_rows.chunks(ROW_CHUNK) {
+        writer.write(Chunk::Lists(rows.to_vec()))?;
+    }
     let records: Vec<_> = tables
         .records
         .iter()
@@ -420,8 +454,40 @@ fn write_rows(tables: &Tables, writer: &SnapshotWriter) -> Result<()> {
     Ok(())
 }
 
-fn load_rows(tables: &mut Tables, chunk: Chunk) {
+fn load_rows(
+    tables: &mut Tables,
+    chunks: &mut BTreeMap<i64, StoredBlob>,
+    chunk: Chunk,
+) -> Result<()> {
     match chunk {
+        Chunk::Chunks(rows) => {
+            for (id, hash, codec_id, raw_len, _stored_len, _refcount, data, dict_id) in rows {
+                let blob = StoredBlob {
+                    codec_id,
+                    raw_len,
+                    hash,
+                    data,
+                    dict_id,
+                    chunks: Vec::new(),
+                };
+                chunks.insert(id, blob);
+            }
+        }
+        Chunk::Lists(rows) => {
+            for (blob_id, _seq, chunk_id) in rows {
+                let chunk = chunks.get(&chunk_id).cloned().ok_or_else(|| {
+                    StorageError::corruption(
+                        format!("blob {blob_id}"),
+                        format!("its chunk list names chunk {chunk_id}, which does not exist"),
+                    )
+                })?;
+                if let Some(blob) = tables.blobs.get_mut(&blob_id) {
+                    let mut list = blob.chunks.to_vec();
+                    list.push(chunk);
+                    blob.chunks = list.into();
+                }
+            }
+        }
         Chunk::Dictionaries(rows) => {
             for (id, collection, created_at, data) in rows {
                 tables.dictionaries.insert(
@@ -445,6 +511,7 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
                         refcount,
                         data: data.into(),
                         dict_id,
+                        chunks: Arc::from([]),
                     },
                 );
             }
@@ -486,4 +553,5 @@ fn load_rows(tables: &mut Tables, chunk: Chunk) {
         // The identity and keys live beside the tables (`MemoryBackend::restore`).
         Chunk::Meta(_) | Chunk::DataKeys(_) | Chunk::Done => {}
     }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use super::state::Tables;
 use crate::backend::{
     BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
-    RepairOutcome, StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
+    RepairOutcome, StoredDictionary, StoredRecord, time_from_ms,
 };
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
@@ -38,13 +38,7 @@ pub(super) fn get(tables: &Tables, collection: &str, key: &str) -> Result<Option
         )
     })?;
     Ok(Some(StoredRecord {
-        blob: StoredBlob {
-            codec_id: blob.codec,
-            raw_len: blob.raw_len,
-            hash: blob.hash.clone(),
-            data: blob.data.to_vec(),
-            dict_id: blob.dict_id,
-        },
+        blob: blob.stored(),
         version: Version::stored(collection, key, record.version)?,
         expires_ms: record.expires_at,
     }))
@@ -62,7 +56,11 @@ pub(super) fn metadata(
     let Some(blob) = tables.blobs.get(&record.blob_id) else {
         return Ok(None);
     };
-    let codec = u8::try_from(blob.codec)
+    let (codec_id, chunk_count) = match blob.chunks.first() {
+        Some(first) => (first.codec_id, len_u64(blob.chunks.len())),
+        None => (blob.codec, 0),
+    };
+    let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
         .ok_or_else(|| {
@@ -75,7 +73,13 @@ pub(super) fn metadata(
         collection: collection.to_owned(),
         key: key.to_owned(),
         size_bytes: to_u64(blob.raw_len),
-        stored_bytes: to_u64(blob.stored_len()),
+        stored_bytes: to_u64(if blob.codec == crate::chunk::DELTA {
+            blob.stored_len()
+        } else {
+            blob.stored_len().saturating_add(blob.chunk_len())
+        }),
+        chunk_count,
+        is_delta: blob.codec == crate::chunk::DELTA,
         codec,
         is_compressed: codec != Codec::None,
         dictionary_id: blob.dict_id,
@@ -167,7 +171,26 @@ pub(super) fn statistics(tables: &Tables) -> DatabaseStatistics {
         .filter(|r| tables.blobs.contains_key(&r.blob_id))
         .count();
     let unique: i64 = tables.blobs.values().map(|b| b.raw_len).sum();
-    let stored: i64 = tables.blobs.values().map(|b| b.stored_len()).sum();
+    let stored: i64 = tables
+        .blobs
+        .values()
+        .map(|b| b.stored_len().saturating_add(b.chunk_len()))
+        .sum();
+    let chunk_count: usize = tables.blobs.values().map(|b| b.chunks.len()).sum();
+    let chunked = tables
+        .blobs
+        .values()
+        .filter(|b| b.codec == crate::chunk::CHUNKED)
+        .count();
+    let deltas: Vec<_> = tables
+        .blobs
+        .values()
+        .filter(|b| b.codec == crate::chunk::DELTA)
+        .collect();
+    let delta_saved: i64 = deltas
+        .iter()
+        .map(|b| b.raw_len.saturating_sub(b.stored_len()))
+        .sum();
     let dictionary_bytes: usize = tables.dictionaries.values().map(|d| d.data.len()).sum();
     let key_bytes: usize = tables.records.keys().map(|(c, k)| c.len() + k.len()).sum();
     DatabaseStatistics {
@@ -178,6 +201,10 @@ pub(super) fn statistics(tables: &Tables) -> DatabaseStatistics {
         logical_bytes: to_u64(logical),
         unique_bytes: to_u64(unique),
         stored_bytes: to_u64(stored),
+        chunked_blobs: len_u64(chunked),
+        chunk_count: len_u64(chunk_count),
+        delta_blobs: len_u64(deltas.len()),
+        delta_saved_bytes: to_u64(delta_saved),
         dictionary_count: len_u64(tables.dictionaries.len()),
         dictionary_bytes: len_u64(dictionary_bytes),
         file_bytes: to_u64(stored)
@@ -273,13 +300,7 @@ pub(super) fn blobs_after(tables: &Tables, after: i64, limit: usize) -> Vec<Blob
         .take(limit)
         .map(|(id, b)| BlobEntry {
             id: *id,
-            blob: StoredBlob {
-                codec_id: b.codec,
-                raw_len: b.raw_len,
-                hash: b.hash.clone(),
-                data: b.data.to_vec(),
-                dict_id: b.dict_id,
-            },
+            blob: b.stored(),
         })
         .collect()
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::backend::{OpOutcome, WriteOp};
+use crate::backend::{OpOutcome, StoredBlob, WriteOp};
 use crate::error::{Result, StorageError};
 use crate::quota::{self, CollectionQuota, CollectionUsage};
 use crate::settings::DEFAULT_TTL_MS;
@@ -41,11 +41,32 @@ pub(super) struct Blob {
     pub(super) refcount: i64,
     pub(super) data: Arc<[u8]>,
     pub(super) dict_id: Option<i64>,
+    /// A chunk list's chunks, kept with their blob: this backend is a test double for the
+    /// request path and does not share chunks between blobs (SQLite and PostgreSQL do).
+    pub(super) chunks: Arc<[StoredBlob]>,
 }
 
 impl Blob {
     pub(super) fn stored_len(&self) -> i64 {
         i64::try_from(self.data.len()).unwrap_or(i64::MAX)
+    }
+
+    /// Stored bytes of its chunks.
+    pub(super) fn chunk_len(&self) -> i64 {
+        let chunks = self.chunks.iter().map(|c| c.data.len()).sum::<usize>();
+        i64::try_from(chunks).unwrap_or(i64::MAX)
+    }
+
+    /// The blob as a read returns it.
+    pub(super) fn stored(&self) -> StoredBlob {
+        StoredBlob {
+            codec_id: self.codec,
+            raw_len: self.raw_len,
+            hash: self.hash.clone(),
+            data: self.data.to_vec(),
+            dict_id: self.dict_id,
+            chunks: self.chunks.to_vec(),
+        }
     }
 }
 
@@ -394,11 +415,23 @@ impl Tables {
         let id = next_id(self.blobs.keys());
         let blob = Blob {
             hash: value.hash.to_vec(),
-            codec: i64::from(value.codec.id()),
+            codec: value.codec_id(),
             raw_len,
             refcount: 1,
             data: Arc::clone(&value.stored),
             dict_id: value.dict_id,
+            chunks: value
+                .chunks
+                .iter()
+                .map(|c| StoredBlob {
+                    codec_id: c.codec_id(),
+                    raw_len: i64::try_from(c.raw_len()).unwrap_or(i64::MAX),
+                    hash: c.hash.to_vec(),
+                    data: c.stored.to_vec(),
+                    dict_id: c.dict_id,
+                    chunks: Vec::new(),
+                })
+                .collect(),
         };
         self.set_blob(id, Some(blob), undo);
         Ok((id, false))
@@ -419,7 +452,12 @@ impl Tables {
                 self.release(record.blob_id, &mut undo);
             }
         }
-        let named: BTreeSet<i64> = self.blobs.values().filter_map(|b| b.dict_id).collect();
+        let named: BTreeSet<i64> = self
+            .blobs
+            .values()
+            .flat_map(|b| std::iter::once(b.dict_id).chain(b.chunks.iter().map(|c| c.dict_id)))
+            .flatten()
+            .collect();
         self.dictionaries
             .retain(|id, d| d.collection != collection || named.contains(id));
     }
@@ -535,6 +573,8 @@ mod tests {
             stored: Arc::clone(&raw),
             raw,
             dict_id: None,
+            chunks: Arc::from([]),
+            delta: false,
         }
     }
 

@@ -35,7 +35,7 @@ async fn repair_once(client: &mut Client) -> Result<RepairOutcome, Fail> {
         .transaction()
         .await
         .map_err(db("starting a reference repair"))?;
-    tx.batch_execute("LOCK TABLE records, blobs IN SHARE ROW EXCLUSIVE MODE")
+    tx.batch_execute("LOCK TABLE records, blobs, blob_chunks, chunks IN SHARE ROW EXCLUSIVE MODE")
         .await
         .map_err(db("locking the tables for a reference repair"))?;
     let orphan = "NOT EXISTS (SELECT 1 FROM records r WHERE r.blob_id = blobs.id)";
@@ -64,6 +64,39 @@ async fn repair_once(client: &mut Client) -> Result<RepairOutcome, Fail> {
         )
         .await
         .map_err(db("recounting references"))?;
+    // Chunks: the lists of removed blobs go, then chunks no list names (removed, not also
+    // "fixed"), then every other chunk's count.
+    tx.execute(
+        "DELETE FROM blob_chunks bc WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id)",
+        &[],
+    )
+    .await
+    .map_err(db("removing stray chunk lists"))?;
+    let chunk_orphan = "NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.chunk_id = chunks.id)";
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(sum(stored_len), 0)::bigint FROM chunks WHERE {chunk_orphan}"
+            ),
+            &[],
+        )
+        .await
+        .map_err(db("counting unreferenced chunks"))?;
+    let chunk_orphans: i64 = row.try_get(0).map_err(db("counting unreferenced chunks"))?;
+    let chunk_bytes: i64 = row.try_get(1).map_err(db("counting unreferenced chunks"))?;
+    tx.execute(&format!("DELETE FROM chunks WHERE {chunk_orphan}"), &[])
+        .await
+        .map_err(db("removing unreferenced chunks"))?;
+    let chunks_fixed = tx
+        .execute(
+            "UPDATE chunks SET refcount = c.n FROM (
+                 SELECT bc.chunk_id, count(*) AS n FROM blob_chunks bc GROUP BY bc.chunk_id
+             ) c
+             WHERE c.chunk_id = chunks.id AND chunks.refcount <> c.n",
+            &[],
+        )
+        .await
+        .map_err(db("recounting chunk references"))?;
     tx.commit()
         .await
         .map_err(db("committing a reference repair"))?;
@@ -71,5 +104,8 @@ async fn repair_once(client: &mut Client) -> Result<RepairOutcome, Fail> {
         refcounts_fixed: fixed,
         orphans_removed: to_u64(orphans),
         orphan_bytes_removed: to_u64(bytes),
+        chunk_refcounts_fixed: chunks_fixed,
+        orphan_chunks_removed: to_u64(chunk_orphans),
+        orphan_chunk_bytes_removed: to_u64(chunk_bytes),
     })
 }

@@ -9,6 +9,7 @@
 //! `Handle::block_on`, which panics inside a runtime, and the future never depends on the
 //! caller's runtime making progress.
 
+mod chunks;
 mod lifecycle;
 mod locks;
 mod maintain;

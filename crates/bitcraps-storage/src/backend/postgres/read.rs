@@ -47,7 +47,7 @@ fn record_from_row(
     collection: &str,
     key: &str,
     err: &impl Fn(tokio_postgres::Error) -> StorageError,
-) -> Result<StoredRecord> {
+) -> Result<(i64, StoredRecord)> {
     let blob_id: i64 = row.try_get(first).map_err(err)?;
     let codec: Option<i64> = row.try_get(first + 1).map_err(err)?;
     let raw_len: Option<i64> = row.try_get(first + 2).map_err(err)?;
@@ -57,17 +57,21 @@ fn record_from_row(
     let version = Version::stored(collection, key, row.try_get(first + 6).map_err(err)?)?;
     let expires_ms: Option<i64> = row.try_get(first + 7).map_err(err)?;
     match (codec, raw_len, hash, data) {
-        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
-            blob: StoredBlob {
-                codec_id,
-                raw_len,
-                hash,
-                data,
-                dict_id,
+        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok((
+            blob_id,
+            StoredRecord {
+                blob: StoredBlob {
+                    codec_id,
+                    raw_len,
+                    hash,
+                    data,
+                    dict_id,
+                    chunks: Vec::new(),
+                },
+                version,
+                expires_ms,
             },
-            version,
-            expires_ms,
-        }),
+        )),
         _ => Err(StorageError::corruption(
             format!("{collection}/{key}"),
             format!("the record refers to blob {blob_id}, which does not exist"),
@@ -79,10 +83,45 @@ fn record_from_row(
 pub async fn get(client: &Client, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
     let err = db_err("reading a record");
     let sql = format!("SELECT {RECORD_COLUMNS} WHERE r.collection = $1 AND r.key = $2");
-    let Some(row) = record_row(client, &sql, collection, key, &err).await? else {
-        return Ok(None);
-    };
-    record_from_row(&row, 0, collection, key, &err).map(Some)
+    // A chunk list is read in a second statement; a writer that replaced the record in
+    // between sends the read round again (bounded: each round saw a newer write).
+    for _ in 0..CHUNK_READ_ROUNDS {
+        let Some(row) = record_row(client, &sql, collection, key, &err).await? else {
+            return Ok(None);
+        };
+        let (blob_id, record) = record_from_row(&row, 0, collection, key, &err)?;
+        if let Some(record) = with_chunks(client, collection, key, blob_id, record).await? {
+            return Ok(Some(record));
+        }
+    }
+    Err(StorageError::database(
+        "reading a record",
+        format!("{collection}/{key} was rewritten during each of {CHUNK_READ_ROUNDS} reads"),
+    ))
+}
+
+/// Reads of a chunked record before giving up on a key rewritten under each of them.
+const CHUNK_READ_ROUNDS: usize = 16;
+
+/// `record` (of blob `blob_id`) with its chunks when it is a chunk list; `None` when the
+/// record no longer names that blob.
+async fn with_chunks(
+    client: &Client,
+    collection: &str,
+    key: &str,
+    blob_id: i64,
+    mut record: StoredRecord,
+) -> Result<Option<StoredRecord>> {
+    if !crate::chunk::is_chunked(record.blob.codec_id) {
+        return Ok(Some(record));
+    }
+    match super::chunks::load_for_record(client, collection, key, blob_id).await? {
+        Some(chunks) => {
+            record.blob.chunks = chunks;
+            Ok(Some(record))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Several records of one collection in one statement, in the order of `keys`.
@@ -101,8 +140,14 @@ pub async fn get_many(
     let mut found = std::collections::HashMap::with_capacity(rows.len());
     for row in &rows {
         let key: String = row.try_get(0).map_err(&err)?;
-        let record = record_from_row(row, 1, collection, &key, &err)?;
-        found.insert(key, record);
+        let (blob_id, record) = record_from_row(row, 1, collection, &key, &err)?;
+        let record = match with_chunks(client, collection, &key, blob_id, record).await? {
+            Some(record) => Some(record),
+            None => get(client, collection, &key).await?,
+        };
+        if let Some(record) = record {
+            found.insert(key, record);
+        }
     }
     // A key asked for twice is answered twice.
     Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
@@ -122,8 +167,15 @@ pub async fn scan(client: &Client, collection: &str, options: &ListOptions) -> R
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let key: String = row.try_get(0).map_err(&err)?;
-        let record = record_from_row(row, 1, collection, &key, &err)?;
-        items.push((key, record));
+        let (blob_id, record) = record_from_row(row, 1, collection, &key, &err)?;
+        let record = match with_chunks(client, collection, &key, blob_id, record).await? {
+            Some(record) => Some(record),
+            None => get(client, collection, &key).await?,
+        };
+        // A record deleted since the page was read is left out, as a later page would.
+        if let Some(record) = record {
+            items.push((key, record));
+        }
     }
     Ok(RecordPage::from_fetched(items, options.limit_value()))
 }
@@ -143,7 +195,33 @@ pub async fn metadata(
     let Some(row) = record_row(client, sql, collection, key, &err).await? else {
         return Ok(None);
     };
-    let codec_id: i64 = row.try_get(4).map_err(&err)?;
+    let mut codec_id: i64 = row.try_get(4).map_err(&err)?;
+    let is_delta = codec_id == crate::chunk::DELTA;
+    let mut stored_bytes = to_u64(row.try_get(6).map_err(&err)?);
+    let mut chunk_count = 0;
+    if crate::chunk::is_chunked(codec_id) {
+        let summary = client
+            .query_one(
+                "SELECT (SELECT c.codec FROM blob_chunks bc JOIN chunks c ON c.id = bc.chunk_id
+                         WHERE bc.blob_id = r.blob_id ORDER BY bc.seq LIMIT 1),
+                        coalesce(sum(c.stored_len), 0)::bigint, count(c.id)
+                 FROM records r JOIN blob_chunks bc ON bc.blob_id = r.blob_id
+                 JOIN chunks c ON c.id = bc.chunk_id
+                 WHERE r.collection = $1 AND r.key = $2
+                 GROUP BY r.blob_id",
+                &[&collection, &key],
+            )
+            .await
+            .map_err(&err)?;
+        codec_id = summary
+            .try_get::<_, Option<i64>>(0)
+            .map_err(&err)?
+            .unwrap_or(0);
+        if !is_delta {
+            stored_bytes = to_u64(summary.try_get(1).map_err(&err)?);
+        }
+        chunk_count = to_u64(summary.try_get(2).map_err(&err)?);
+    }
     let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
@@ -158,7 +236,9 @@ pub async fn metadata(
         collection: collection.to_owned(),
         key: key.to_owned(),
         size_bytes: to_u64(row.try_get(5).map_err(&err)?),
-        stored_bytes: to_u64(row.try_get(6).map_err(&err)?),
+        stored_bytes,
+        chunk_count,
+        is_delta,
         codec,
         is_compressed: codec != Codec::None,
         dictionary_id: row.try_get(9).map_err(&err)?,
@@ -324,13 +404,22 @@ pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
                 (SELECT coalesce(sum(b.raw_len), 0)::bigint
                    FROM records r JOIN blobs b ON b.id = r.blob_id),
                 (SELECT count(*) FROM blobs),
-                (SELECT coalesce(sum(raw_len), 0)::bigint FROM blobs),
-                (SELECT coalesce(sum(stored_len), 0)::bigint FROM blobs),
+                (SELECT coalesce(sum(raw_len) FILTER (WHERE codec NOT IN (16, 17)), 0)::bigint
+                   FROM blobs)
+                  + (SELECT coalesce(sum(raw_len), 0)::bigint FROM chunks),
+                (SELECT coalesce(sum(stored_len), 0)::bigint FROM blobs)
+                  + (SELECT coalesce(sum(stored_len), 0)::bigint FROM chunks),
                 (SELECT count(*) FROM dictionaries),
                 (SELECT coalesce(sum(length(data)), 0)::bigint FROM dictionaries),
                 (pg_total_relation_size('blobs') + pg_total_relation_size('records')
-                   + pg_total_relation_size('dictionaries'))::bigint,
-                current_setting('block_size')::bigint",
+                   + pg_total_relation_size('dictionaries') + pg_total_relation_size('chunks')
+                   + pg_total_relation_size('blob_chunks'))::bigint,
+                current_setting('block_size')::bigint,
+                (SELECT count(*) FROM blobs WHERE codec = 16),
+                (SELECT count(*) FROM chunks),
+                (SELECT coalesce(sum(raw_len * (refcount - 1)), 0)::bigint FROM chunks),
+                (SELECT count(*) FROM blobs WHERE codec = 17),
+                (SELECT coalesce(sum(raw_len - stored_len), 0)::bigint FROM blobs WHERE codec = 17)",
             &[],
         )
         .await
@@ -345,6 +434,11 @@ pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
         blob_count: get(2)?,
         unique_bytes: get(3)?,
         stored_bytes: get(4)?,
+        chunked_blobs: get(9)?,
+        chunk_count: get(10)?,
+        chunk_dedup_saved_bytes: get(11)?,
+        delta_blobs: get(12)?,
+        delta_saved_bytes: get(13)?,
         dictionary_count: get(5)?,
         dictionary_bytes: get(6)?,
         file_bytes,
@@ -368,7 +462,20 @@ pub async fn check(client: &Client) -> Result<ConsistencyReport> {
                 (SELECT count(*) FROM blobs b
                    WHERE b.refcount <> (SELECT count(*) FROM records r WHERE r.blob_id = b.id)),
                 (SELECT count(*) FROM blobs b WHERE b.dict_id IS NOT NULL
-                   AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = b.dict_id))",
+                   AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = b.dict_id))
+                  + (SELECT count(*) FROM chunks c WHERE c.dict_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = c.dict_id)),
+                (SELECT count(*) FROM blob_chunks bc
+                   WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = bc.chunk_id))
+                  + (SELECT count(*) FROM blobs b WHERE b.codec IN (16, 17)
+                   AND NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.blob_id = b.id)),
+                (SELECT count(*) FROM chunks c
+                   WHERE NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.chunk_id = c.id))
+                  + (SELECT count(DISTINCT bc.blob_id) FROM blob_chunks bc
+                   WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id)),
+                (SELECT count(*) FROM chunks c
+                   WHERE c.refcount <> (SELECT count(*) FROM blob_chunks bc
+                                         WHERE bc.chunk_id = c.id))",
             &[],
         )
         .await
@@ -380,6 +487,9 @@ pub async fn check(client: &Client) -> Result<ConsistencyReport> {
         orphaned_blobs: get(1)?,
         refcount_mismatches: get(2)?,
         missing_dictionaries: get(3)?,
+        dangling_chunks: get(4)?,
+        orphaned_chunks: get(5)?,
+        chunk_refcount_mismatches: get(6)?,
         ..ConsistencyReport::default()
     })
 }
@@ -396,7 +506,8 @@ pub async fn blobs_after(client: &Client, after: i64, limit: usize) -> Result<Ve
         .await
         .map_err(&err)?;
     let rows = client.query(&stmt, &[&after, &limit]).await.map_err(&err)?;
-    rows.iter()
+    let entries = rows
+        .iter()
         .map(|r| {
             Ok(BlobEntry {
                 id: r.try_get(0).map_err(&err)?,
@@ -406,10 +517,28 @@ pub async fn blobs_after(client: &Client, after: i64, limit: usize) -> Result<Ve
                     hash: r.try_get(3).map_err(&err)?,
                     data: r.try_get(4).map_err(&err)?,
                     dict_id: r.try_get(5).map_err(&err)?,
+                    chunks: Vec::new(),
                 },
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(entries.len());
+    for mut entry in entries {
+        if crate::chunk::is_chunked(entry.blob.codec_id) {
+            match super::chunks::load_for_blob(client, entry.id).await {
+                Ok(Some(chunks)) => entry.blob.chunks = chunks,
+                // Deleted since the page was read: nothing left to verify.
+                Ok(None) => continue,
+                // Reported by the deep check as a list without chunks.
+                Err(StorageError::Corruption { detail, .. }) => {
+                    tracing::error!(blob = entry.id, %detail, "a chunk list failed to load");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 /// The records that name any of `blob_ids`, in collection and key order.

@@ -47,13 +47,16 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
     let mut client = connect(&pool).await?;
     let tx = client.transaction().await.map_err(&err)?;
     // Nobody may write while the target is checked and filled.
-    tx.batch_execute("LOCK TABLE records, blobs, dictionaries, data_keys, meta IN EXCLUSIVE MODE")
-        .await
-        .map_err(&err)?;
+    tx.batch_execute(
+        "LOCK TABLE records, blobs, dictionaries, chunks, blob_chunks, data_keys, meta
+         IN EXCLUSIVE MODE",
+    )
+    .await
+    .map_err(&err)?;
     let occupied: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM blobs)
-                 OR EXISTS (SELECT 1 FROM dictionaries)",
+                 OR EXISTS (SELECT 1 FROM dictionaries) OR EXISTS (SELECT 1 FROM chunks)",
             &[],
         )
         .await
@@ -117,32 +120,23 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
                 .await
                 .map_err(&err)?;
             }
-            Chunk::Blobs(rows) => {
-                let mut ids = Vec::new();
-                let mut hashes: Vec<Vec<u8>> = Vec::new();
-                let (mut codecs, mut raw, mut stored, mut refs) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                let mut data: Vec<Vec<u8>> = Vec::new();
-                let mut dicts: Vec<Option<i64>> = Vec::new();
-                for row in rows {
-                    ids.push(row.0);
-                    hashes.push(row.1);
-                    codecs.push(row.2);
-                    raw.push(row.3);
-                    stored.push(row.4);
-                    refs.push(row.5);
-                    data.push(row.6);
-                    dicts.push(row.7);
+            Chunk::Lists(rows) => {
+                let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+                for (blob_id, seq, chunk_id) in rows {
+                    cols.0.push(blob_id);
+                    cols.1.push(seq);
+                    cols.2.push(chunk_id);
                 }
                 tx.execute(
-                    "INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
-                     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[],
-                                          $5::bigint[], $6::bigint[], $7::bytea[], $8::bigint[])",
-                    &[&ids, &hashes, &codecs, &raw, &stored, &refs, &data, &dicts],
+                    "INSERT INTO blob_chunks (blob_id, seq, chunk_id)
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
+                    &[&cols.0, &cols.1, &cols.2],
                 )
                 .await
                 .map_err(&err)?;
             }
+            Chunk::Blobs(rows) => insert_blobs(&tx, "blobs", rows).await?,
+            Chunk::Chunks(rows) => insert_blobs(&tx, "chunks", rows).await?,
             Chunk::Records(rows) => {
                 let (mut cs, mut ks): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
                 let (mut blob, mut created, mut updated, mut count) =
@@ -206,10 +200,47 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
     tx.batch_execute(
         "SELECT setval(pg_get_serial_sequence('blobs', 'id'),
                        (SELECT coalesce(max(id), 0) + 1 FROM blobs), false);
+         SELECT setval(pg_get_serial_sequence('chunks', 'id'),
+                       (SELECT coalesce(max(id), 0) + 1 FROM chunks), false);
          SELECT setval(pg_get_serial_sequence('dictionaries', 'id'),
                        (SELECT coalesce(max(id), 0) + 1 FROM dictionaries), false);",
     )
     .await
     .map_err(&err)?;
     tx.commit().await.map_err(&err)
+}
+
+/// Inserts rows of `blobs` or `chunks` (the same columns).
+async fn insert_blobs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &'static str,
+    rows: Vec<snapshot::BlobRow>,
+) -> Result<()> {
+    let mut ids = Vec::new();
+    let mut hashes: Vec<Vec<u8>> = Vec::new();
+    let (mut codecs, mut raw, mut stored, mut refs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut data: Vec<Vec<u8>> = Vec::new();
+    let mut dicts: Vec<Option<i64>> = Vec::new();
+    for row in rows {
+        ids.push(row.0);
+        hashes.push(row.1);
+        codecs.push(row.2);
+        raw.push(row.3);
+        stored.push(row.4);
+        refs.push(row.5);
+        data.push(row.6);
+        dicts.push(row.7);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
+             SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[],
+                                  $5::bigint[], $6::bigint[], $7::bytea[], $8::bigint[])"
+        ),
+        &[&ids, &hashes, &codecs, &raw, &stored, &refs, &data, &dicts],
+    )
+    .await
+    .map_err(db_err("restoring a backup into PostgreSQL"))?;
+    Ok(())
 }

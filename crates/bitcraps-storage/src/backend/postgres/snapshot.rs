@@ -15,8 +15,9 @@ use tokio_postgres::IsolationLevel;
 use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
 use crate::backend::snapshot::{
-    self, BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_DATA_KEYS, SELECT_DICTIONARIES,
-    SELECT_META, SELECT_RECORDS, SELECT_SETTINGS, SnapshotWriter,
+    self, BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_CHUNK_LISTS, SELECT_CHUNKS,
+    SELECT_DATA_KEYS, SELECT_DICTIONARIES, SELECT_META, SELECT_RECORDS, SELECT_SETTINGS,
+    SnapshotWriter,
 };
 use crate::error::{Result, StorageError};
 
@@ -129,6 +130,28 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
         Chunk::Dictionaries,
         &out,
         |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
+    )
+    .await?;
+    stream_table(&tx, SELECT_CHUNKS, BLOB_CHUNK, Chunk::Chunks, &out, |r| {
+        Ok((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+            r.try_get(7)?,
+        ))
+    })
+    .await?;
+    stream_table(
+        &tx,
+        SELECT_CHUNK_LISTS,
+        ROW_CHUNK,
+        Chunk::Lists,
+        &out,
+        |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
     )
     .await?;
     stream_table(&tx, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &out, |r| {

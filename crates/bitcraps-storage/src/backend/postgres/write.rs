@@ -514,7 +514,7 @@ async fn acquire_blob(
         }
     }
     let stored_len = i64::try_from(value.stored.len()).unwrap_or(i64::MAX);
-    let codec = i64::from(value.codec.id());
+    let codec = value.codec_id();
     let id: i64 = tx
         .query_one(
             &cached(
@@ -535,6 +535,9 @@ async fn acquire_blob(
         .await
         .and_then(|r| r.try_get(0))
         .map_err(db("storing content"))?;
+    if value.is_chunked() {
+        super::chunks::acquire(tx, id, value, deduplicate).await?;
+    }
     Ok((id, false))
 }
 
@@ -546,12 +549,25 @@ pub(super) async fn release_blob(tx: &Transaction<'_>, id: i64) -> Result<(), Fa
     )
     .await
     .map_err(db("dropping a content reference"))?;
-    tx.execute(
-        &cached(tx, "DELETE FROM blobs WHERE id = $1 AND refcount <= 0").await?,
-        &[&id],
-    )
-    .await
-    .map_err(db("deleting unreferenced content"))?;
+    let deleted = tx
+        .query_opt(
+            &cached(
+                tx,
+                "DELETE FROM blobs WHERE id = $1 AND refcount <= 0 RETURNING codec",
+            )
+            .await?,
+            &[&id],
+        )
+        .await
+        .map_err(db("deleting unreferenced content"))?;
+    if let Some(row) = deleted {
+        let codec: i64 = row
+            .try_get(0)
+            .map_err(db("deleting unreferenced content"))?;
+        if crate::chunk::is_chunked(codec) {
+            super::chunks::release(tx, id).await?;
+        }
+    }
     Ok(())
 }
 

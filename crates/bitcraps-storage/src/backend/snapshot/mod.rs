@@ -28,9 +28,9 @@ pub use rows::SnapshotWriter;
 #[cfg(any(feature = "postgres", feature = "testing"))]
 #[allow(unused_imports)]
 pub use rows::{
-    BLOB_CHUNK, BlobRow, Chunk, DataKeyRow, DictionaryRow, MetaRow, ROW_CHUNK, RecordRow,
-    SELECT_BLOBS, SELECT_CLOCK, SELECT_DATA_KEYS, SELECT_DICTIONARIES, SELECT_META, SELECT_RECORDS,
-    SELECT_SETTINGS, SettingRow, read_rows,
+    BLOB_CHUNK, BlobRow, Chunk, ChunkListRow, DataKeyRow, DictionaryRow, MetaRow, ROW_CHUNK,
+    RecordRow, SELECT_BLOBS, SELECT_CHUNK_LISTS, SELECT_CHUNKS, SELECT_CLOCK, SELECT_DATA_KEYS,
+    SELECT_DICTIONARIES, SELECT_META, SELECT_RECORDS, SELECT_SETTINGS, SettingRow, read_rows,
 };
 
 use super::sqlite::{db_err, read, schema};

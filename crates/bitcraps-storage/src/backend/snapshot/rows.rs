@@ -29,6 +29,13 @@ pub const SELECT_DICTIONARIES: &str =
 pub const SELECT_BLOBS: &str =
     "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
      FROM blobs ORDER BY id";
+/// See [`SELECT_DICTIONARIES`] (chunks have the columns of blobs, [`BlobRow`]).
+pub const SELECT_CHUNKS: &str =
+    "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+     FROM chunks ORDER BY id";
+/// See [`SELECT_DICTIONARIES`].
+pub const SELECT_CHUNK_LISTS: &str =
+    "SELECT blob_id, seq, chunk_id FROM blob_chunks ORDER BY blob_id, seq";
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_RECORDS: &str =
     "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
@@ -62,6 +69,8 @@ pub type RecordRow = (
     i64,
     Option<i64>,
 );
+/// `(blob_id, seq, chunk_id)`: one entry of a chunk list.
+pub type ChunkListRow = (i64, i64, i64);
 /// `(collection, name, value)`.
 pub type SettingRow = (String, String, i64);
 /// `(id, collection, created_at, data)`.
@@ -83,6 +92,10 @@ pub enum Chunk {
     Dictionaries(Vec<DictionaryRow>),
     /// Blobs.
     Blobs(Vec<BlobRow>),
+    /// Chunks of chunked blobs (sent before the blobs).
+    Chunks(Vec<BlobRow>),
+    /// Chunk lists (sent after the blobs).
+    Lists(Vec<ChunkListRow>),
     /// Records.
     Records(Vec<RecordRow>),
     /// Collection settings.
@@ -177,6 +190,31 @@ impl SnapshotWriter {
                     .map_err(&err)?;
                 }
             }
+            Chunk::Chunks(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO chunks (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(&err)?;
+                for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {
+                    stmt.execute(params![
+                        id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+                    ])
+                    .map_err(&err)?;
+                }
+            }
+            Chunk::Lists(rows) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO blob_chunks (blob_id, seq, chunk_id) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(&err)?;
+                for (blob_id, seq, chunk_id) in rows {
+                    stmt.execute(params![blob_id, seq, chunk_id])
+                        .map_err(&err)?;
+                }
+            }
             Chunk::Records(rows) => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -228,9 +266,9 @@ impl SnapshotWriter {
     }
 }
 
-/// Reads the snapshot at `path` table by table (identity, data keys, dictionaries, blobs,
-/// records, settings) in batches, handing each to `send`, and ends with [`Chunk::Done`]. The
-/// first error of `send` stops it.
+/// Reads the snapshot at `path` table by table (identity, data keys, dictionaries, chunks,
+/// blobs, chunk lists, records, settings) in batches, handing each to `send`, and ends with
+/// [`Chunk::Done`]. The first error of `send` stops it.
 pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
     let conn = open_read_only(path)?;
     read_table(&conn, SELECT_META, ROW_CHUNK, Chunk::Meta, &mut send)?;
@@ -248,7 +286,15 @@ pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Resu
         Chunk::Dictionaries,
         &mut send,
     )?;
+    read_table(&conn, SELECT_CHUNKS, BLOB_CHUNK, Chunk::Chunks, &mut send)?;
     read_table(&conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
+    read_table(
+        &conn,
+        SELECT_CHUNK_LISTS,
+        ROW_CHUNK,
+        Chunk::Lists,
+        &mut send,
+    )?;
     read_table(&conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
     read_table(
         &conn,

@@ -1,5 +1,6 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
+mod chunks;
 mod maintain;
 pub(crate) mod read;
 mod read_only;

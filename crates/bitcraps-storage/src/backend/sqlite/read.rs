@@ -26,6 +26,7 @@ const RECORD_COLUMNS: &str =
 /// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
 /// missing is corruption, not "not found".
 fn record_from_row(
+    conn: &Connection,
     r: &rusqlite::Row<'_>,
     first: usize,
     collection: &str,
@@ -48,13 +49,19 @@ fn record_from_row(
     let version = Version::stored(collection, key, version)?;
     match (codec_id, raw_len, hash, data) {
         (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
-            blob: StoredBlob {
-                codec_id,
-                raw_len,
-                hash,
-                data,
-                dict_id,
-            },
+            blob: super::chunks::with_chunks(
+                conn,
+                blob_id,
+                StoredBlob {
+                    codec_id,
+                    raw_len,
+                    hash,
+                    data,
+                    dict_id,
+                    chunks: Vec::new(),
+                },
+                &format!("{collection}/{key}"),
+            )?,
             version,
             expires_ms,
         }),
@@ -76,7 +83,7 @@ pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<Stor
         .query(params![collection, key])
         .map_err(db_err("reading a record"))?;
     match rows.next().map_err(db_err("reading a record"))? {
-        Some(row) => record_from_row(row, 0, collection, key).map(Some),
+        Some(row) => record_from_row(conn, row, 0, collection, key).map(Some),
         None => Ok(None),
     }
 }
@@ -111,7 +118,7 @@ pub fn scan(conn: &Connection, collection: &str, options: &ListOptions) -> Resul
     let mut items = Vec::new();
     while let Some(row) = rows.next().map_err(db_err("scanning records"))? {
         let key: String = row.get(0).map_err(db_err("scanning records"))?;
-        let record = record_from_row(row, 1, collection, &key)?;
+        let record = record_from_row(conn, row, 1, collection, &key)?;
         items.push((key, record));
     }
     Ok(RecordPage::from_fetched(items, options.limit_value()))
@@ -166,6 +173,18 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         return Ok(None);
     };
     let version = Version::stored(collection, key, version)?;
+    let is_delta = codec_id == crate::chunk::DELTA;
+    let (codec_id, stored_len, chunk_count) = if crate::chunk::is_chunked(codec_id) {
+        let (codec, chunk_bytes, count) = super::chunks::summary(conn, collection, key)?;
+        // A delta's own stored bytes are its patch; its chunks are its keyframe's.
+        (
+            codec,
+            if is_delta { stored_len } else { chunk_bytes },
+            count,
+        )
+    } else {
+        (codec_id, stored_len, 0)
+    };
     let codec = u8::try_from(codec_id)
         .ok()
         .and_then(Codec::from_id)
@@ -177,6 +196,8 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
         key: key.to_owned(),
         size_bytes: to_u64(raw_len),
         stored_bytes: to_u64(stored_len),
+        chunk_count,
+        is_delta,
         codec,
         is_compressed: codec != Codec::None,
         dictionary_id: dict,
@@ -278,11 +299,40 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(&err)?;
-    let (blob_count, unique_bytes, stored_bytes): (i64, i64, i64) = conn
+    let (blob_count, unique_bytes, stored_bytes, chunked_blobs, delta_blobs, delta_saved): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(raw_len), 0), coalesce(sum(stored_len), 0) FROM blobs",
+            "SELECT count(*), coalesce(sum(raw_len) FILTER (WHERE codec NOT IN (16, 17)), 0),
+                    coalesce(sum(stored_len), 0), count(*) FILTER (WHERE codec = 16),
+                    count(*) FILTER (WHERE codec = 17),
+                    coalesce(sum(raw_len - stored_len) FILTER (WHERE codec = 17), 0)
+             FROM blobs",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .map_err(&err)?;
+    let (chunk_count, chunk_raw, chunk_stored, chunk_saved): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(raw_len), 0), coalesce(sum(stored_len), 0),
+                    coalesce(sum(raw_len * (refcount - 1)), 0)
+             FROM chunks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .map_err(&err)?;
     let (dictionary_count, dictionary_bytes): (i64, i64) = conn
@@ -302,8 +352,13 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         record_count: to_u64(record_count),
         blob_count: to_u64(blob_count),
         logical_bytes: to_u64(logical_bytes),
-        unique_bytes: to_u64(unique_bytes),
-        stored_bytes: to_u64(stored_bytes),
+        unique_bytes: to_u64(unique_bytes.saturating_add(chunk_raw)),
+        stored_bytes: to_u64(stored_bytes.saturating_add(chunk_stored)),
+        chunked_blobs: to_u64(chunked_blobs),
+        chunk_count: to_u64(chunk_count),
+        chunk_dedup_saved_bytes: to_u64(chunk_saved),
+        delta_blobs: to_u64(delta_blobs),
+        delta_saved_bytes: to_u64(delta_saved),
         dictionary_count: to_u64(dictionary_count),
         dictionary_bytes: to_u64(dictionary_bytes),
         page_count: pragma("page_count")?,
@@ -382,20 +437,44 @@ fn references(conn: &Connection) -> Result<ConsistencyReport> {
     let (orphaned_blobs, refcount_mismatches): (i64, i64) = conn
         .query_row(COUNT_REFERENCE_ERRORS, [], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(&err)?;
+    let (orphaned_chunks, chunk_refcount_mismatches): (i64, i64) = conn
+        .query_row(super::chunks::COUNT_CHUNK_REFERENCE_ERRORS, [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(&err)?;
     Ok(ConsistencyReport {
+        dangling_chunks: count(super::chunks::COUNT_DANGLING_CHUNKS)?
+            .saturating_add(count(super::chunks::COUNT_EMPTY_LISTS)?),
+        orphaned_chunks: to_u64(orphaned_chunks)
+            .saturating_add(count(super::chunks::COUNT_STRAY_LISTS)?),
+        chunk_refcount_mismatches: to_u64(chunk_refcount_mismatches),
         dangling_records: count(COUNT_DANGLING_RECORDS)?,
         orphaned_blobs: to_u64(orphaned_blobs),
         refcount_mismatches: to_u64(refcount_mismatches),
         missing_dictionaries: count(
             "SELECT count(*) FROM blobs b WHERE b.dict_id IS NOT NULL
              AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = b.dict_id)",
-        )?,
+        )?
+        .saturating_add(count(
+            "SELECT count(*) FROM chunks c WHERE c.dict_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM dictionaries d WHERE d.id = c.dict_id)",
+        )?),
         ..ConsistencyReport::default()
     })
 }
 
-/// Up to `limit` blobs with an id above `after`, in id order.
+/// Up to `limit` blobs with an id above `after`, in id order, with their chunks: one read
+/// transaction, so a chunk list and its chunks come from one snapshot.
 pub fn blobs_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(db_err("starting a read"))?;
+    let entries = blobs_after_in(&tx, after, limit)?;
+    tx.finish().map_err(db_err("ending a read"))?;
+    Ok(entries)
+}
+
+fn blobs_after_in(conn: &Connection, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.prepare_cached(
         "SELECT id, codec, raw_len, hash, data, dict_id FROM blobs
@@ -411,12 +490,29 @@ pub fn blobs_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Bl
                     hash: r.get(3)?,
                     data: r.get(4)?,
                     dict_id: r.get(5)?,
+                    chunks: Vec::new(),
                 },
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()
     })
-    .map_err(db_err("reading blobs to verify"))
+    .map_err(db_err("reading blobs to verify"))?
+    .into_iter()
+    .map(|entry| {
+        let location = format!("blob {}", entry.id);
+        match super::chunks::with_chunks(conn, entry.id, entry.blob.clone(), &location) {
+            Ok(blob) => Ok(BlobEntry { blob, ..entry }),
+            // A chunk list that cannot be read is the blob's damage: the deep check reports
+            // it by record (as a list without chunks), and the consistency check counts the
+            // missing chunks.
+            Err(StorageError::Corruption { detail, .. }) => {
+                tracing::error!(blob = entry.id, %detail, "a chunk list failed to load");
+                Ok(entry)
+            }
+            Err(other) => Err(other),
+        }
+    })
+    .collect()
 }
 
 /// The records that name any of `blob_ids`, in collection and key order.

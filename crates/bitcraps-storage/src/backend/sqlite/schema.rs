@@ -105,6 +105,33 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (collection, version)
     );
     ",
+    // Version 8: reserved for the change log (issue #18)
+    r"
+    -- reserved: a no-op until the change log's migration takes this place
+    ",
+    // Version 9: chunked blobs (issue #16). A large document's blob has codec 16 (a chunk
+    // list) and no bytes of its own; its chunks are content-addressed, reference-counted rows
+    // of `chunks` (same columns as `blobs`), listed in order by `blob_chunks`. A chunk's
+    // reference count is the number of list entries naming it (`chunk/`).
+    r"
+    CREATE TABLE chunks (
+        id         INTEGER PRIMARY KEY,
+        hash       BLOB    NOT NULL CHECK (length(hash) = 32),
+        codec      INTEGER NOT NULL,
+        raw_len    INTEGER NOT NULL CHECK (raw_len >= 0),
+        stored_len INTEGER NOT NULL CHECK (stored_len >= 0),
+        refcount   INTEGER NOT NULL CHECK (refcount >= 0),
+        data       BLOB    NOT NULL,
+        dict_id    INTEGER
+    );
+    CREATE INDEX chunks_by_hash_prefix ON chunks(substr(hash, 1, 8));
+    CREATE TABLE blob_chunks (
+        blob_id  INTEGER NOT NULL,
+        seq      INTEGER NOT NULL CHECK (seq >= 0),
+        chunk_id INTEGER NOT NULL,
+        PRIMARY KEY (blob_id, seq)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -246,14 +273,21 @@ pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()
 
 /// The SQL of a shred (`?1`: the collection), in order: references released, records,
 /// blobs nothing refers to, dictionaries no blob names, keys destroyed.
-pub(crate) const SHRED_SQLITE: [&str; 5] = [
+pub(crate) const SHRED_SQLITE: [&str; 8] = [
     "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
      WHERE r.collection = ?1 AND r.blob_id = blobs.id) \
      WHERE id IN (SELECT blob_id FROM records WHERE collection = ?1)",
     "DELETE FROM records WHERE collection = ?1",
     "DELETE FROM blobs WHERE refcount <= 0",
+    // The chunk lists of the deleted blobs release their chunks.
+    "UPDATE chunks SET refcount = refcount - (SELECT count(*) FROM blob_chunks bc \
+     WHERE bc.chunk_id = chunks.id AND bc.blob_id NOT IN (SELECT id FROM blobs)) \
+     WHERE id IN (SELECT chunk_id FROM blob_chunks WHERE blob_id NOT IN (SELECT id FROM blobs))",
+    "DELETE FROM blob_chunks WHERE blob_id NOT IN (SELECT id FROM blobs)",
+    "DELETE FROM chunks WHERE refcount <= 0",
     "DELETE FROM dictionaries WHERE collection = ?1 \
-     AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL)",
+     AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL) \
+     AND id NOT IN (SELECT dict_id FROM chunks WHERE dict_id IS NOT NULL)",
     "UPDATE data_keys SET wrapped = X'' WHERE collection = ?1",
 ];
 
@@ -394,7 +428,8 @@ mod tests {
         a.execute_batch(
             "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
-             ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;",
+             ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
+             DROP TABLE chunks; DROP TABLE blob_chunks;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;

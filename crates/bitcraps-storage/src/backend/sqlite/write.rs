@@ -365,7 +365,7 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
     .and_then(|mut s| {
         s.execute(params![
             &value.hash[..],
-            value.codec.id(),
+            value.codec_id(),
             raw_len,
             stored_len,
             &value.stored[..],
@@ -373,7 +373,11 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
         ])
     })
     .map_err(db_err("storing content"))?;
-    Ok((conn.last_insert_rowid(), false))
+    let id = conn.last_insert_rowid();
+    if value.is_chunked() {
+        super::chunks::acquire(conn, id, value, deduplicate)?;
+    }
+    Ok((id, false))
 }
 
 /// Drops one reference to a blob, deleting the blob when none remain.
@@ -381,10 +385,14 @@ fn release_blob(conn: &Connection, id: i64) -> Result<()> {
     conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id]))
         .map_err(db_err("dropping a content reference"))?;
-    conn.prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refcount <= 0")
-        .and_then(|mut s| s.execute(params![id]))
+    let deleted: Option<i64> = conn
+        .prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refcount <= 0 RETURNING codec")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
         .map_err(db_err("deleting unreferenced content"))?;
-    Ok(())
+    match deleted {
+        Some(codec) if crate::chunk::is_chunked(codec) => super::chunks::release(conn, id),
+        _ => Ok(()),
+    }
 }
 
 /// Writes a record. The common bulk case, a new key, costs one statement besides the blob:

@@ -1,0 +1,195 @@
+//! `--large`: the large-document workload of issue #16, on ours only (SQLite, durable), stored
+//! whole (as before), chunked (64 KiB threshold) and chunked with deltas (the defaults):
+//!
+//! - **Rewrite**: a 1 MiB JSON game log rewritten `versions` times, each version ~130 bytes
+//!   longer (one more roll), each store durable. Reported: rewrites per second, and the bytes
+//!   the process wrote to the block device (`write_bytes` of `/proc/self/io`, including the
+//!   WAL's checkpoints and the close) per version.
+//! - **Read**: the latest version read back `reads` times from the database (cache off).
+//! - **Share**: a second 1 MiB document that shares 95 % of its content with the first, under
+//!   another key: the stored bytes it adds, as a share of the first's.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
+use serde_json::{Value, json};
+
+/// One configuration's numbers.
+#[derive(Debug, Default)]
+struct Numbers {
+    rewrites_per_sec: f64,
+    disk_bytes_per_version: f64,
+    reads_per_sec: f64,
+    first_stored: u64,
+    second_adds: u64,
+}
+
+/// One roll of the log: about 130 bytes of JSON.
+fn roll(game: u64, n: u64) -> Value {
+    json!({"n": n, "dice": [n % 6 + 1, (n * 7 + game) % 6 + 1], "shooter": format!("p-{}", n % 7),
+           "bets": [{"kind": "pass", "amount": 10 + n % 90}], "point": 4 + n % 7})
+}
+
+/// A game log of `rolls` rolls (about 130 bytes each).
+fn log(game: u64, rolls: u64) -> Value {
+    json!({"game": game, "rolls": (0..rolls).map(|n| roll(game, n)).collect::<Vec<_>>()})
+}
+
+/// The process's bytes written to storage so far (Linux; 0 elsewhere).
+fn disk_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// How a configuration stores large documents: `(chunk_threshold, keyframe_interval)`.
+type Mode = (usize, u32);
+
+fn config(dir: &std::path::Path, (chunk_threshold, keyframe_interval): Mode) -> StorageConfig {
+    let mut config = StorageConfig::with_data_path(dir);
+    config.compression.chunk_threshold = chunk_threshold;
+    config.compression.keyframe_interval = keyframe_interval;
+    config.maintenance.background_tasks = false;
+    config
+}
+
+async fn measure(chunk_threshold: Mode, versions: u64, reads: u32) -> Result<Numbers> {
+    let dir = tempfile::tempdir()?;
+    let mut numbers = Numbers::default();
+    // About 1 MiB: 8,000 rolls of ~130 bytes.
+    let base_rolls = 8_000;
+    let first = log(1, base_rolls);
+    {
+        let s = PersistentStorageManager::open(config(dir.path(), chunk_threshold)).await?;
+        s.store("logs", "game-1", &first).await?;
+        s.close().await?;
+    }
+    // Rewrites: one more roll each, durable, then the close (its checkpoint) counted too.
+    let mut doc = first.clone();
+    let before = disk_written();
+    let started = Instant::now();
+    {
+        let s = PersistentStorageManager::open(config(dir.path(), chunk_threshold)).await?;
+        for v in 0..versions {
+            if let Some(rolls) = doc.get_mut("rolls").and_then(Value::as_array_mut) {
+                rolls.push(roll(1, base_rolls + v));
+            }
+            s.store("logs", "game-1", &doc).await?;
+        }
+        s.close().await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    numbers.rewrites_per_sec = versions as f64 / elapsed;
+    numbers.disk_bytes_per_version = disk_written().saturating_sub(before) as f64 / versions as f64;
+
+    // Reads of the latest version from the database: no cache.
+    let mut read_config = config(dir.path(), chunk_threshold);
+    read_config.cache.size_mb = 0;
+    let s = PersistentStorageManager::open(read_config).await?;
+    let started = Instant::now();
+    for _ in 0..reads {
+        let got = s.retrieve_raw("logs", "game-1").await?;
+        got.context("the log is missing")?;
+    }
+    numbers.reads_per_sec = f64::from(reads) / started.elapsed().as_secs_f64();
+    let stats = s.statistics().await?.database_stats;
+    numbers.first_stored = stats.stored_bytes;
+    s.close().await?;
+
+    // A second document sharing 95 % of the first's content (its first 95 % of rolls),
+    // under another key, in a fresh store holding only the first.
+    let dir = tempfile::tempdir()?;
+    let s = PersistentStorageManager::open(config(dir.path(), chunk_threshold)).await?;
+    s.store("logs", "game-1", &first).await?;
+    let alone = s.statistics().await?.database_stats.stored_bytes;
+    let mut second = first.clone();
+    if let Some(rolls) = second.get_mut("rolls").and_then(Value::as_array_mut) {
+        let keep = rolls.len() * 95 / 100;
+        for (n, r) in rolls.iter_mut().enumerate().skip(keep) {
+            *r = roll(2, u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+    s.store("logs", "game-2", &second).await?;
+    let both = s.statistics().await?.database_stats.stored_bytes;
+    numbers.first_stored = alone;
+    numbers.second_adds = both.saturating_sub(alone);
+    s.close().await?;
+    Ok(numbers)
+}
+
+/// Runs the workload stored whole, chunked, and chunked with deltas; returns a Markdown
+/// table.
+pub fn run(quick: bool) -> Result<String> {
+    let (versions, reads) = if quick { (20, 10) } else { (100, 50) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let defaults = StorageConfig::default().compression;
+    let modes: [(&str, Mode); 3] = [
+        ("whole (chunk_threshold = 0)", (0, 0)),
+        (
+            "chunks (keyframe_interval = 0)",
+            (defaults.chunk_threshold, 0),
+        ),
+        (
+            "chunks + deltas (defaults)",
+            (defaults.chunk_threshold, defaults.keyframe_interval),
+        ),
+    ];
+    let mut all = Vec::new();
+    for (name, mode) in modes {
+        all.push((name, rt.block_on(measure(mode, versions, reads))?));
+    }
+    let mut out = format!(
+        "Large documents: a 1 MiB JSON game log, {versions} durable rewrites of ~130-byte \
+         appends, {reads} uncached reads of the latest version; a second 1 MiB document \
+         sharing 95 %. SQLite, Durability::Full.\n\n| |"
+    );
+    for (name, _) in &all {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str("\n|---|");
+    for _ in &all {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    let row = |out: &mut String, label: &str, cell: &dyn Fn(&Numbers) -> String| {
+        out.push_str(&format!("| {label} |"));
+        for (_, n) in &all {
+            out.push_str(&format!(" {} |", cell(n)));
+        }
+        out.push('\n');
+    };
+    row(&mut out, "rewrites/s", &|n| {
+        format!("{:.1}", n.rewrites_per_sec)
+    });
+    row(&mut out, "bytes written to disk per version", &|n| {
+        format!("{:.0}", n.disk_bytes_per_version)
+    });
+    row(&mut out, "reads/s of the latest version (no cache)", &|n| {
+        format!("{:.1}", n.reads_per_sec)
+    });
+    row(&mut out, "stored bytes of the first document", &|n| {
+        n.first_stored.to_string()
+    });
+    row(
+        &mut out,
+        "stored bytes the 95 %-shared second document adds",
+        &|n| {
+            let share = if n.first_stored > 0 {
+                100.0 * n.second_adds as f64 / n.first_stored as f64
+            } else {
+                0.0
+            };
+            format!("{} ({share:.0} %)", n.second_adds)
+        },
+    );
+    Ok(out)
+}

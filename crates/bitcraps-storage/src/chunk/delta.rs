@@ -1,0 +1,106 @@
+//! Delta encoding of overwrites (issue #16): a new version of a large document stored as a
+//! zstd patch against the document of its key's last **keyframe** (a chunk list), whose chunks
+//! the delta lists as its own — so they stay referenced while a delta needs them, by the
+//! chunk reference counts that already exist. A read assembles the keyframe from its
+//! verified chunks and applies one patch: the chain is one step long by construction, and a
+//! new keyframe is written after `compression.keyframe_interval` deltas (the patches grow as
+//! the versions drift from their keyframe).
+//!
+//! A delta's stored bytes: `versions since the keyframe (u32, big-endian) | zstd frame`,
+//! compressed with the keyframe document as zstd's reference prefix (`--patch-from`).
+
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
+
+use crate::error::{Result, StorageError};
+
+/// The codec id of a delta blob (permanent, like every codec id).
+pub const DELTA: i64 = 17;
+/// The default number of deltas after which an overwrite writes a keyframe again.
+pub const DEFAULT_KEYFRAME_INTERVAL: u32 = 16;
+/// A patch larger than this is not worth it: chunking the version costs about as much.
+pub(crate) const MAX_PATCH: usize = super::AVG_SIZE;
+/// The window the patch is compressed with: the keyframe (at most the largest value, but
+/// in practice megabytes) and the new version.
+const WINDOW_LOG: u32 = 27;
+const HEADER: usize = 4;
+
+fn zstd_error(code: usize) -> String {
+    zstd_safe::get_error_name(code).to_owned()
+}
+
+/// The stored bytes of a delta `depth` versions after its keyframe: `raw` patched against
+/// `base` at `level`.
+pub(crate) fn encode(base: &[u8], raw: &[u8], level: i32, depth: u32) -> Result<Vec<u8>> {
+    let failed = |e: String| StorageError::Compression {
+        codec: "zstd patch",
+        source: std::io::Error::other(e),
+    };
+    let mut ctx = CCtx::try_create().ok_or_else(|| failed("no context".into()))?;
+    ctx.set_parameter(CParameter::CompressionLevel(level))
+        .map_err(zstd_error)
+        .map_err(failed)?;
+    ctx.set_parameter(CParameter::WindowLog(WINDOW_LOG))
+        .map_err(zstd_error)
+        .map_err(failed)?;
+    ctx.ref_prefix(base).map_err(zstd_error).map_err(failed)?;
+    let mut out = Vec::with_capacity(zstd_safe::compress_bound(raw.len()).saturating_add(HEADER));
+    out.extend_from_slice(&depth.to_be_bytes());
+    let mut frame = Vec::with_capacity(zstd_safe::compress_bound(raw.len()));
+    ctx.compress2(&mut frame, raw)
+        .map_err(zstd_error)
+        .map_err(failed)?;
+    out.extend_from_slice(&frame);
+    Ok(out)
+}
+
+/// How many versions after its keyframe the delta with stored bytes `stored` is.
+pub(crate) fn depth(stored: &[u8], location: &str) -> Result<u32> {
+    let header: [u8; HEADER] = stored
+        .get(..HEADER)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| StorageError::corruption(location, "a delta without its header"))?;
+    Ok(u32::from_be_bytes(header))
+}
+
+/// The document of the delta `stored` against `base`, at most `raw_len` bytes.
+pub(crate) fn apply(base: &[u8], stored: &[u8], raw_len: usize, location: &str) -> Result<Vec<u8>> {
+    depth(stored, location)?;
+    let frame = stored.get(HEADER..).unwrap_or_default();
+    let corrupt =
+        |e: String| StorageError::corruption(location, format!("the delta does not apply: {e}"));
+    let mut ctx = DCtx::try_create().ok_or_else(|| corrupt("no context".into()))?;
+    ctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG))
+        .map_err(zstd_error)
+        .map_err(corrupt)?;
+    ctx.ref_prefix(base).map_err(zstd_error).map_err(corrupt)?;
+    let mut out = Vec::with_capacity(raw_len);
+    ctx.decompress(&mut out, frame)
+        .map_err(zstd_error)
+        .map_err(corrupt)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_applies_to_its_base_only() -> Result<()> {
+        let base: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
+        let mut next = base.clone();
+        next.extend_from_slice(b"{\"n\": 8001, \"dice\": [3, 4]}");
+        let stored = encode(&base, &next, 3, 2)?;
+        assert!(stored.len() < 200, "{} bytes", stored.len());
+        assert_eq!(depth(&stored, "c/k")?, 2);
+        assert_eq!(apply(&base, &stored, next.len(), "c/k")?, next);
+        // Another base: an error or other bytes, never the document (the caller hashes).
+        let other = vec![0u8; base.len()];
+        assert!(apply(&other, &stored, next.len(), "c/k").map_or(true, |d| d != next));
+        // Too short for a header, or a frame that does not decode: corruption.
+        assert!(apply(&base, b"\0\0", 10, "c/k").is_err());
+        assert!(apply(&base, b"\0\0\0\0garbage", 10, "c/k").is_err());
+        Ok(())
+    }
+}

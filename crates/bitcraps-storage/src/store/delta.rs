@@ -1,0 +1,105 @@
+//! Choosing a delta for an overwrite (`chunk/delta.rs`): before a large document is encoded,
+//! the key's current record is read; when it is a keyframe (a chunk list) or a delta fewer
+//! than `compression.keyframe_interval` versions after one, the new version is patched
+//! against that keyframe's document and kept when the patch is small. Anything that keeps a
+//! delta from being made — no record, a small or whole one, a chunk that does not verify —
+//! falls back to chunking: a write never fails for want of a delta. The delta names the
+//! keyframe's chunks by content (with their bytes), so it stays correct whatever a racing
+//! writer did to the key meanwhile.
+
+use std::sync::Arc;
+
+use super::Shared;
+use crate::backend::StoredBlob;
+use crate::chunk::{self, delta};
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::value::{EncodedValue, Pipeline};
+
+/// A delta of `raw` (blake3 `hash`) against `collection/key`'s keyframe, if one is worth it.
+/// Blocking: reads the record and decompresses the keyframe.
+pub(super) fn try_delta(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    collection: &str,
+    key: &str,
+    raw: &[u8],
+) -> Result<Option<EncodedValue>> {
+    if pipeline.keyframe_interval == 0
+        || pipeline.chunk_threshold == 0
+        || raw.len() <= pipeline.chunk_threshold
+    {
+        return Ok(None);
+    }
+    let Some(record) = shared.backend.get(collection, key)? else {
+        return Ok(None);
+    };
+    let blob = record.blob;
+    let location = format!("{collection}/{key}");
+    let depth = match blob.codec_id {
+        chunk::CHUNKED => 1,
+        chunk::DELTA => match delta::depth(&blob.data, &location) {
+            Ok(d) => d.saturating_add(1),
+            Err(_) => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if depth >= pipeline.keyframe_interval {
+        return Ok(None);
+    }
+    let Some((base, chunks)) = keyframe(shared, &blob, &location) else {
+        return Ok(None);
+    };
+    let stored = delta::encode(&base, raw, pipeline.level, depth)?;
+    if stored.len() > delta::MAX_PATCH {
+        return Ok(None);
+    }
+    let raw: Arc<[u8]> = raw.into();
+    Ok(Some(EncodedValue {
+        hash: *blake3::hash(&raw).as_bytes(),
+        codec: Codec::None,
+        raw,
+        stored: stored.into(),
+        dict_id: None,
+        chunks: chunks.into(),
+        delta: true,
+    }))
+}
+
+/// The keyframe document `blob`'s chunks hold, and those chunks as values to list again;
+/// `None` when a chunk does not verify.
+fn keyframe(
+    shared: &Shared,
+    blob: &StoredBlob,
+    location: &str,
+) -> Option<(Vec<u8>, Vec<EncodedValue>)> {
+    let mut base = Vec::new();
+    let mut chunks = Vec::with_capacity(blob.chunks.len());
+    for c in &blob.chunks {
+        let dict = match c.dict_id {
+            Some(id) => Some(super::read::dictionary_decoder(shared, id, location).ok()?),
+            None => None,
+        };
+        let raw = crate::value::decode(
+            location,
+            c.codec_id,
+            c.raw_len,
+            &c.hash,
+            &c.data,
+            dict.as_deref(),
+        )
+        .ok()?;
+        let codec = u8::try_from(c.codec_id).ok().and_then(Codec::from_id)?;
+        base.extend_from_slice(&raw);
+        chunks.push(EncodedValue {
+            hash: c.hash.as_slice().try_into().ok()?,
+            codec,
+            raw: raw.into(),
+            stored: c.data.clone().into(),
+            dict_id: c.dict_id,
+            chunks: Arc::from([]),
+            delta: false,
+        });
+    }
+    Some((base, chunks))
+}
