@@ -50,6 +50,7 @@ mod crypto;
 mod dictionary;
 mod error;
 mod expiry;
+mod feed;
 mod fs;
 mod list;
 mod maintenance;
@@ -90,6 +91,7 @@ pub use config::{
 };
 pub use crypto::{EncryptionReport, KeyProvider, KeySource, MasterKey};
 pub use error::{BoxError, Result, StorageError};
+pub use feed::{Change, ChangeKind, ChangeStream, DEFAULT_CHANGE_RETENTION};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};

@@ -388,6 +388,12 @@ impl Backend for FaultInjector {
     fn write_keys(&self, change: &crate::backend::KeyChange) -> Result<()> {
         self.inner.write_keys(change)
     }
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        self.inner.changes_since(after, limit)
+    }
+    fn change_head(&self) -> Result<u64> {
+        self.inner.change_head()
+    }
 }
 
 impl Maintenance for FaultInjector {

@@ -123,6 +123,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Writes key material (the key check value, data keys) in one transaction; see
     /// [`KeyChange`].
     fn write_keys(&self, change: &KeyChange) -> Result<()>;
+
+    /// Up to `limit` changes of the change log with a seq above `after`, in seq order.
+    /// [`StorageError::ChangesPruned`](crate::StorageError::ChangesPruned) when retention
+    /// removed changes above `after` (checked after the rows are read, so the answer is never
+    /// a silent gap).
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>>;
+
+    /// The seq of the last committed change (0 when none was).
+    fn change_head(&self) -> Result<u64>;
 }
 
 /// What maintenance and backups need from a storage engine: whole-database work. Blocking.

@@ -88,6 +88,7 @@ impl PersistentStorageManager {
             remote,
             clock: crate::clock::StoreClock::default(),
             keyring: keyring.clone(),
+            feed_signal: tokio::sync::watch::Sender::new(0),
         });
         let writer = Writer::start(
             Arc::clone(&shared),

@@ -29,4 +29,7 @@ pub(crate) struct Shared {
     pub(crate) clock: StoreClock,
     /// The keyring of an encrypted store (the backend is then `crypto`'s wrapper).
     pub(crate) keyring: Option<Arc<Keyring>>,
+    /// Bumped after every group commit: wakes this process's change-feed watches
+    /// (`feed/watch.rs`), which then read the log.
+    pub(crate) feed_signal: tokio::sync::watch::Sender<u64>,
 }

@@ -48,6 +48,8 @@ pub(super) fn commit_group(
             return Err(e);
         }
     };
+    // Watches of this process read the log again (`feed/watch.rs`).
+    shared.feed_signal.send_modify(|n| *n = n.wrapping_add(1));
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
     crate::observe::group_committed(replies.len());

@@ -7,6 +7,7 @@
 //! close a store and open it again. Like a SQLite file it is held by one open backend at a
 //! time (a second [`MemoryDatabase::open`] is refused with [`StorageError::Locked`]).
 
+mod feed;
 mod read;
 mod state;
 
@@ -194,6 +195,14 @@ impl Backend for MemoryBackend {
 
     fn data_keys(&self) -> Result<Vec<WrappedKey>> {
         Ok(self.tables()?.data_keys.values().cloned().collect())
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        self.tables()?.tables.log.since(after, limit)
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        Ok(self.tables()?.tables.log.head())
     }
 
     fn write_keys(&self, change: &KeyChange) -> Result<()> {

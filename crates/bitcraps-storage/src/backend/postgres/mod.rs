@@ -9,6 +9,7 @@
 //! `Handle::block_on`, which panics inside a runtime, and the future never depends on the
 //! caller's runtime making progress.
 
+mod feed;
 mod lifecycle;
 mod locks;
 mod maintain;
@@ -343,6 +344,19 @@ impl Backend for PostgresBackend {
         let (change, scope) = (change.clone(), self.schema.clone());
         self.with_client(self.primary.clone(), move |mut client| async move {
             schema::write_keys(&mut client, &scope, &change).await
+        })
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        // The primary: a consumer resumes where any node left off.
+        self.with_client(self.primary.clone(), move |client| async move {
+            feed::since(&client, after, limit).await
+        })
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        self.with_client(self.primary.clone(), move |client| async move {
+            feed::head(&client).await
         })
     }
 }

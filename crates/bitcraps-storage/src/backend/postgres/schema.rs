@@ -96,6 +96,24 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (collection, version)
     );
     "#,
+    // Version 8: the change feed (issue #18), as in SQLite. `seq` is numbered from the
+    // 'last' row of `change_clock` as each write transaction's last statement, so seq order
+    // is commit order across nodes (`backend/postgres/feed.rs`).
+    r#"
+    CREATE TABLE changes (
+        seq        bigint PRIMARY KEY,
+        collection text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        kind       smallint NOT NULL CHECK (kind BETWEEN 1 AND 3),
+        version    bigint NOT NULL,
+        at         bigint NOT NULL
+    );
+    CREATE TABLE change_clock (
+        name  text COLLATE "C" NOT NULL PRIMARY KEY,
+        value bigint NOT NULL CHECK (value >= 0)
+    );
+    INSERT INTO change_clock (name, value) VALUES ('last', 0), ('pruned', 0);
+    "#,
 ];
 
 /// The schema version this build writes.

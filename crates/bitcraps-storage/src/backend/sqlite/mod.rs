@@ -1,5 +1,6 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
+mod feed;
 mod maintain;
 pub(crate) mod read;
 mod read_only;
@@ -375,6 +376,14 @@ impl Backend for SqliteBackend {
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
         let mut guard = self.writer()?;
         schema::write_keys(guard.as_mut().ok_or(StorageError::Closed)?, change)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        feed::since(&*self.reader()?, after, limit)
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        feed::head(&*self.reader()?)
     }
 }
 

@@ -105,6 +105,26 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (collection, version)
     );
     ",
+    // Version 8: the change feed (issue #18). Every committed put, delete and expiry appends
+    // a row in the same transaction (`feed/`); `seq` is dense and increases in commit order.
+    // `change_clock` holds the last seq handed out ('last') and the highest seq retention
+    // removed ('pruned'), so a read after a removed seq is an error, never a silent gap.
+    // `kind`: 1 put, 2 delete, 3 expire.
+    r"
+    CREATE TABLE changes (
+        seq        INTEGER PRIMARY KEY,
+        collection TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        kind       INTEGER NOT NULL CHECK (kind BETWEEN 1 AND 3),
+        version    INTEGER NOT NULL,
+        at         INTEGER NOT NULL
+    );
+    CREATE TABLE change_clock (
+        name  TEXT    NOT NULL PRIMARY KEY,
+        value INTEGER NOT NULL CHECK (value >= 0)
+    ) WITHOUT ROWID;
+    INSERT INTO change_clock (name, value) VALUES ('last', 0), ('pruned', 0);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -387,7 +407,8 @@ mod tests {
         a.execute_batch(
             "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
-             ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;",
+             ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
+             DROP TABLE changes; DROP TABLE change_clock;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;
