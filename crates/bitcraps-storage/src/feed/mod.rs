@@ -37,7 +37,9 @@ pub const DEFAULT_CHANGE_RETENTION: std::time::Duration =
     std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// What a change did to a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// The record was written (created or overwritten).
