@@ -162,7 +162,8 @@ impl NewChange {
         }
     }
 
-    /// This change numbered `seq`.
+    /// This change numbered `seq` (the in-memory backend keeps changes as they are read).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn numbered(self, seq: u64) -> crate::Result<Change> {
         let version = Version::from_db(self.version).ok_or_else(|| {
             crate::StorageError::corruption(
