@@ -127,6 +127,10 @@ pub enum Command {
     /// interrupted; opens the store read-only (beside the server that writes it), and
     /// refreshes the gauges on every scrape
     ServeMetrics(ServeMetricsArgs),
+    /// Print the changes of a collection as they commit, one JSON object per line (seq,
+    /// collection, key, kind, version, at), until interrupted; opens the store read-only, so
+    /// it runs beside the processes that write it
+    Watch(WatchArgs),
 }
 
 /// A collection and a key.
@@ -358,6 +362,20 @@ pub struct ServeMetricsArgs {
     /// stderr)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: std::net::SocketAddr,
+}
+
+/// `watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Collection name
+    pub collection: String,
+    /// Only keys that start with this prefix
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+    /// Start after this seq of the change log (0: from the oldest change retained); without
+    /// it, only changes committed from now on
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
 }
 
 /// `maintenance`
