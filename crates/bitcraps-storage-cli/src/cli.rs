@@ -521,6 +521,14 @@ pub struct DemoArgs {
     /// Print the report as JSON (the library's statistics and consistency report included)
     #[arg(long)]
     pub json: bool,
+    /// TTL of lobby seat listings (the lobby's default TTL); when at most 10 s, the demo
+    /// waits for the last listing to expire before its closing sweep and report
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lobby_ttl: std::time::Duration,
+    /// TTL of roll records (the rolls' default TTL; a finished game keeps its rolls in its
+    /// archive record)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub roll_ttl: std::time::Duration,
 }
 
 /// `migrate`
