@@ -74,7 +74,15 @@ fn demo_with_data_writes_there() {
     let s = Scratch::new();
     // Listings that outlive the demo, so they are there to share blobs.
     s.cli()
-        .args(["demo", "--records", "100", "--tasks", "2", "--lobby-ttl", "1h"])
+        .args([
+            "demo",
+            "--records",
+            "100",
+            "--tasks",
+            "2",
+            "--lobby-ttl",
+            "1h",
+        ])
         .assert()
         .success();
     assert!(s.path("data/bitcraps.db").exists());
@@ -162,8 +170,16 @@ fn demo_expires_lobby_seats_and_reports_it() {
     let out = s
         .cli()
         .args([
-            "demo", "--records", "300", "--tasks", "2", "--json", "--lobby-ttl", "20ms",
-            "--roll-ttl", "1h",
+            "demo",
+            "--records",
+            "300",
+            "--tasks",
+            "2",
+            "--json",
+            "--lobby-ttl",
+            "20ms",
+            "--roll-ttl",
+            "1h",
         ])
         .assert()
         .success();
@@ -189,9 +205,10 @@ fn demo_expires_lobby_seats_and_reports_it() {
     assert!(e["by_collection"]["rolls"][0].as_u64() > Some(0), "{e}");
     // The TTLs are the collections' defaults, kept in the store.
     let ttls = s.ok(&["ttl", "show"]);
-    assert!(
-        ttls.contains("lobby") && ttls.contains("rolls"),
-        "{ttls}"
+    assert!(ttls.contains("lobby") && ttls.contains("rolls"), "{ttls}");
+    assert_eq!(
+        s.ok(&["list", "lobby"]),
+        "",
+        "no listing is returned after its TTL"
     );
-    assert_eq!(s.ok(&["list", "lobby"]), "", "no listing is returned after its TTL");
 }

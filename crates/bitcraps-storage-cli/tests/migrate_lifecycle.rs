@@ -35,7 +35,10 @@ fn migrate_copies_expiry_times_default_ttls_and_quotas() {
         .success();
     let copy = ["--url", url.as_str()];
     let after = info(&s, &copy, "sessions", "hour");
-    assert_eq!(after["expires_at"], before["expires_at"], "the expiry time is kept");
+    assert_eq!(
+        after["expires_at"], before["expires_at"],
+        "the expiry time is kept"
+    );
     assert_eq!(after["version"], before["version"]);
     assert_eq!(
         info(&s, &copy, "sessions", "forever")["expires_at"],
@@ -48,7 +51,10 @@ fn migrate_copies_expiry_times_default_ttls_and_quotas() {
         let out = s.bare().args(&args).assert().success();
         String::from_utf8(out.get_output().stdout.clone()).expect("utf-8")
     };
-    assert_eq!(show(&copy, &["ttl", "show"]), show(&source, &["ttl", "show"]));
+    assert_eq!(
+        show(&copy, &["ttl", "show"]),
+        show(&source, &["ttl", "show"])
+    );
     assert!(show(&copy, &["ttl", "show"]).contains("empty"));
     assert_eq!(
         show(&copy, &["quota", "show"]),

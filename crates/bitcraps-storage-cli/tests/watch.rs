@@ -2,6 +2,8 @@
 //! no lock), it prints each committed change of its collection and prefix as one JSON line —
 //! catching up from `--since`, then live — and SIGINT ends it cleanly with exit 0.
 
+#![allow(clippy::expect_used, reason = "tests: a failed step is a failed test")]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -10,9 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bitcraps_storage::{
-    Change, ChangeKind, Durability, Expect, PersistentStorageManager, Version,
-};
+use bitcraps_storage::{Change, ChangeKind, Durability, Expect, PersistentStorageManager, Version};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -33,7 +31,7 @@ impl Rng {
             .unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
+                    .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs())
                     .unwrap_or(1)
             })
             | 1;
@@ -41,11 +39,12 @@ impl Rng {
         Rng(seed)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+        let n = u64::try_from(n.max(1)).unwrap_or(u64::MAX);
+        usize::try_from(self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n).unwrap_or(0)
     }
 }
 
@@ -68,7 +67,12 @@ async fn writer(store: PersistentStorageManager, w: usize, n: usize) -> Result<A
             }
             _ => {
                 let v = store
-                    .store_if(COLLECTION, &key, &serde_json::json!({"w": w, "i": i}), Expect::Any)
+                    .store_if(
+                        COLLECTION,
+                        &key,
+                        &serde_json::json!({"w": w, "i": i}),
+                        Expect::Any,
+                    )
                     .await?;
                 held.insert(key.clone(), v);
                 acked.push((key, ChangeKind::Put, v));
@@ -95,7 +99,7 @@ async fn consumer(
             .ok_or("no node")?
             .clone();
         reconnects += 1;
-        let budget = 1 + rng.below(700) as usize;
+        let budget = 1 + rng.below(700);
         if rng.below(2) == 0 {
             let mut stream = node.watch_from(COLLECTION, "", last).await?;
             for _ in 0..budget {
@@ -114,7 +118,7 @@ async fn consumer(
             let deadline = tokio::time::Instant::now() + PATIENCE;
             let mut taken = 0;
             while taken < budget && seen.len() < total {
-                let limit = 1 + rng.below(300) as usize;
+                let limit = 1 + rng.below(300);
                 let page = node.changes_since(last, limit.min(budget - taken)).await?;
                 if page.is_empty() {
                     if tokio::time::Instant::now() > deadline {
@@ -138,7 +142,10 @@ async fn consumer(
 
 /// Runs the writers (writer `w` on `writers[w]`) and the consumer, then checks: seqs dense
 /// and increasing from `start`, and the changes exactly the acknowledged writes.
-async fn run(writers: Vec<PersistentStorageManager>, readers: Vec<PersistentStorageManager>) -> Result {
+async fn run(
+    writers: Vec<PersistentStorageManager>,
+    readers: Vec<PersistentStorageManager>,
+) -> Result {
     let rng = Rng::seeded();
     let start = readers.first().ok_or("no reader")?.change_head().await?;
     let consumer = tokio::spawn(consumer(readers, start, CHANGES, rng));
@@ -153,7 +160,10 @@ async fn run(writers: Vec<PersistentStorageManager>, readers: Vec<PersistentStor
     }
     assert_eq!(acked.len(), CHANGES);
     let (seen, reconnects) = consumer.await??;
-    assert!(reconnects > 10, "the consumer reconnected {reconnects} times");
+    assert!(
+        reconnects > 10,
+        "the consumer reconnected {reconnects} times"
+    );
     for (i, c) in seen.iter().enumerate() {
         assert_eq!(
             c.seq,
@@ -162,10 +172,16 @@ async fn run(writers: Vec<PersistentStorageManager>, readers: Vec<PersistentStor
         );
         assert_eq!(c.collection, COLLECTION);
     }
-    let mut logged: Acked = seen.into_iter().map(|c| (c.key, c.kind, c.version)).collect();
+    let mut logged: Acked = seen
+        .into_iter()
+        .map(|c| (c.key, c.kind, c.version))
+        .collect();
     logged.sort();
     acked.sort();
-    assert!(logged == acked, "the log holds exactly the acknowledged writes");
+    assert!(
+        logged == acked,
+        "the log holds exactly the acknowledged writes"
+    );
     Ok(())
 }
 

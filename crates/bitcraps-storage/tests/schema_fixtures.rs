@@ -51,7 +51,11 @@ fn assert_latest_schema(db: &Path) -> Result {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    assert_eq!(Some(head).filter(|h| *h > 0), newest, "the clock is the log's head");
+    assert_eq!(
+        Some(head).filter(|h| *h > 0),
+        newest,
+        "the clock is the log's head"
+    );
     let settings: i64 =
         conn.query_row("SELECT count(*) FROM collection_settings", [], |r| r.get(0))?;
     assert!(settings >= 0);
@@ -407,7 +411,12 @@ async fn schema_v7_fixture_gets_a_change_log() -> Result {
     assert_eq!(
         seen,
         [
-            (1, "games", "after-upgrade", bitcraps_storage::ChangeKind::Put),
+            (
+                1,
+                "games",
+                "after-upgrade",
+                bitcraps_storage::ChangeKind::Put
+            ),
             (2, "lobbies", "l-1", bitcraps_storage::ChangeKind::Delete),
         ]
     );

@@ -77,7 +77,11 @@ async fn check_change_log(
         log.extend(page);
     }
     for (i, c) in log.iter().enumerate() {
-        assert_eq!(c.seq, i as u64 + 1, "round {round}: the log's seqs are dense");
+        assert_eq!(
+            c.seq,
+            i as u64 + 1,
+            "round {round}: the log's seqs are dense"
+        );
     }
     assert_eq!(storage.change_head().await?, log.len() as u64);
     // Replayed: the keys whose last change is a put are exactly the records held.

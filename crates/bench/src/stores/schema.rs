@@ -58,7 +58,10 @@ impl PgSchema {
         let driver = tokio::spawn(connection);
         let relation = format!("{}.{table}", self.name);
         let bytes: Result<i64> = client
-            .query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&relation])
+            .query_one(
+                "SELECT pg_total_relation_size($1::text::regclass)",
+                &[&relation],
+            )
             .await
             .and_then(|r| r.try_get(0))
             .with_context(|| format!("measuring {relation}"));

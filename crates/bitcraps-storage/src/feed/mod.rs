@@ -228,7 +228,10 @@ mod tests {
 
     #[test]
     fn reading_after_a_pruned_seq_is_a_typed_error() {
-        assert!(check_retained(5, 5).is_ok(), "everything after 5 is still there");
+        assert!(
+            check_retained(5, 5).is_ok(),
+            "everything after 5 is still there"
+        );
         let err = check_retained(4, 5).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
@@ -251,7 +254,8 @@ mod tests {
     #[test]
     fn changes_serialize_with_lowercase_kinds_and_utc_times() -> crate::Result<()> {
         let change = NewChange::new("c", "k", ChangeKind::Expire, 3, 1_000).numbered(7)?;
-        let json = serde_json::to_value(&change).map_err(|e| crate::StorageError::Task(e.to_string()))?;
+        let json =
+            serde_json::to_value(&change).map_err(|e| crate::StorageError::Task(e.to_string()))?;
         assert_eq!(
             json,
             serde_json::json!({

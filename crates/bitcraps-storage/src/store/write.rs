@@ -117,8 +117,10 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T)],
     ) -> Result<()> {
-        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> =
-            items.iter().map(|(k, v)| (k.as_ref(), v, None, None)).collect();
+        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v, None, None))
+            .collect();
         let work = self.store_batch_inner(collection, &items);
         self.public_call(Operation::StoreBatch, collection, None, work)
             .await

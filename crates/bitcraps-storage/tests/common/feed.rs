@@ -74,7 +74,10 @@ pub async fn every_put_delete_and_expiry_is_logged_in_commit_order(f: Fixture) -
     let v1 = s.store_if("games", "a", &json!(1), Expect::Any).await?;
     let v2 = s.store_if("games", "a", &json!(2), Expect::Any).await?;
     assert!(s.delete("games", "a").await?);
-    assert!(!s.delete("games", "a").await?, "deleting nothing logs nothing");
+    assert!(
+        !s.delete("games", "a").await?,
+        "deleting nothing logs nothing"
+    );
     // Expiry: by the sweep, and by a write over an expired key (expire, then put).
     s.store_with_ttl("seats", "s-1", &json!({"seat": 1}), MINUTE)
         .await?;
@@ -83,7 +86,9 @@ pub async fn every_put_delete_and_expiry_is_logged_in_commit_order(f: Fixture) -
     let v_s1 = s.metadata("seats", "s-1").await?.ok_or("s-1")?.version;
     let v_s2 = s.metadata("seats", "s-2").await?.ok_or("s-2")?.version;
     s.advance_clock(2 * MINUTE);
-    let v_s2b = s.store_if("seats", "s-2", &json!({"seat": 22}), Expect::Absent).await?;
+    let v_s2b = s
+        .store_if("seats", "s-2", &json!({"seat": 22}), Expect::Absent)
+        .await?;
     assert_eq!(s.sweep_expired().await?, 1);
     // A batch: its changes in its order; a prefix delete: one delete per key, in key order.
     let mut batch = WriteBatch::new();
@@ -132,7 +137,10 @@ pub async fn a_failed_unit_logs_nothing_and_leaves_no_gap(f: Fixture) -> Result 
     s.store("games", "a", &json!(1)).await?;
     let head = s.change_head().await?;
     let refused = s.store_if("games", "a", &json!(2), Expect::Absent).await;
-    assert!(matches!(refused, Err(StorageError::Conflict { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StorageError::Conflict { .. })),
+        "{refused:?}"
+    );
     let mut batch = WriteBatch::new();
     batch.store("games", "b", &json!(1))?;
     batch.expect("games", "a", Expect::Absent);
@@ -145,9 +153,20 @@ pub async fn a_failed_unit_logs_nothing_and_leaves_no_gap(f: Fixture) -> Result 
     for i in 0..40u32 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let expect = if i % 4 == 0 { Expect::Absent } else { Expect::Any };
-            let key = if i % 4 == 0 { "a".to_owned() } else { format!("k-{i}") };
-            s.store_if("games", &key, &json!(i), expect).await.ok().map(|v| (key, v))
+            let expect = if i % 4 == 0 {
+                Expect::Absent
+            } else {
+                Expect::Any
+            };
+            let key = if i % 4 == 0 {
+                "a".to_owned()
+            } else {
+                format!("k-{i}")
+            };
+            s.store_if("games", &key, &json!(i), expect)
+                .await
+                .ok()
+                .map(|v| (key, v))
         }));
     }
     let mut written = Vec::new();
@@ -198,8 +217,10 @@ pub async fn watch_catches_up_then_follows_without_gap_or_duplicate(f: Fixture) 
         let s = s.clone();
         tokio::spawn(async move {
             for i in 3..=40u32 {
-                s.store("lobby", &format!("t-1/seat-{i}"), &json!(i)).await?;
-                s.store("lobby", &format!("t-2/seat-{i}"), &json!(i)).await?;
+                s.store("lobby", &format!("t-1/seat-{i}"), &json!(i))
+                    .await?;
+                s.store("lobby", &format!("t-2/seat-{i}"), &json!(i))
+                    .await?;
             }
             assert!(s.delete("lobby", "t-1/seat-1").await?);
             Ok::<_, StorageError>(())
@@ -211,7 +232,10 @@ pub async fn watch_catches_up_then_follows_without_gap_or_duplicate(f: Fixture) 
             let c = next(stream).await?;
             assert!(c.seq > last, "seq order");
             last = c.seq;
-            assert_eq!((c.key.as_str(), c.kind), (format!("t-1/seat-{i}").as_str(), ChangeKind::Put));
+            assert_eq!(
+                (c.key.as_str(), c.kind),
+                (format!("t-1/seat-{i}").as_str(), ChangeKind::Put)
+            );
         }
         let c = next(stream).await?;
         assert_eq!((c.key.as_str(), c.kind), ("t-1/seat-1", ChangeKind::Delete));
@@ -238,7 +262,11 @@ pub async fn retention_removes_a_prefix_and_reading_past_it_is_an_error(f: Fixtu
     s.advance_clock(Duration::from_secs(2 * 24 * 3600));
     s.store("games", "new", &json!(1)).await?;
     assert_eq!(s.prune_changes().await?, head + 3);
-    assert_eq!(s.prune_changes().await?, 0, "the new change is within retention");
+    assert_eq!(
+        s.prune_changes().await?,
+        0,
+        "the new change is within retention"
+    );
     let pruned = s.changes_since(head, 10).await;
     match pruned {
         Err(StorageError::ChangesPruned {
@@ -260,7 +288,10 @@ pub async fn retention_removes_a_prefix_and_reading_past_it_is_an_error(f: Fixtu
         Some(Err(StorageError::ChangesPruned { .. })) => {}
         other => panic!("expected ChangesPruned, got {other:?}"),
     }
-    assert!(stale.next().await.is_none(), "the stream ends after the error");
+    assert!(
+        stale.next().await.is_none(),
+        "the stream ends after the error"
+    );
     // Maintenance runs retention.
     s.advance_clock(Duration::from_secs(2 * 24 * 3600));
     let report = s.maintenance().await?;
