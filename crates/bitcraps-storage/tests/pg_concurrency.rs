@@ -235,7 +235,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
             err,
             StorageError::SchemaTooNew {
                 found: 99,
-                supported: 7
+                supported: 8
             }
         ),
         "{err:?}"
