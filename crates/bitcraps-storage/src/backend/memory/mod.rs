@@ -233,7 +233,7 @@ impl Backend for MemoryBackend {
             }
         }
         if let Some(collection) = &change.shred {
-            db.tables.shred(collection);
+            db.tables.shred(collection)?;
             for key in db.data_keys.values_mut() {
                 if &key.collection == collection {
                     key.wrapped.clear();

@@ -442,9 +442,25 @@ impl Tables {
         Ok((id, false))
     }
 
-    /// Deletes `collection`'s records, the blobs only they referred to, and its dictionaries
-    /// no blob names (a crypto-shred; the caller destroys the keys).
-    pub(super) fn shred(&mut self, collection: &str) {
+    /// Deletes `collection`'s records (logging a delete for each), the blobs only they
+    /// referred to, and its dictionaries no blob names (a crypto-shred; the caller destroys
+    /// the keys).
+    pub(super) fn shred(&mut self, collection: &str) -> Result<()> {
+        let now_ms = crate::backend::now_ms();
+        let logged: Vec<NewChange> = self
+            .records
+            .iter()
+            .filter(|((c, _), _)| c == collection)
+            .map(|((c, k), r)| {
+                let kind = if r.live_at(now_ms) {
+                    ChangeKind::Delete
+                } else {
+                    ChangeKind::Expire
+                };
+                NewChange::new(c, k, kind, r.version, now_ms)
+            })
+            .collect();
+        self.log.append(logged)?;
         let keys: Vec<(String, String)> = self
             .records
             .keys()
@@ -460,6 +476,7 @@ impl Tables {
         let named: BTreeSet<i64> = self.blobs.values().filter_map(|b| b.dict_id).collect();
         self.dictionaries
             .retain(|id, d| d.collection != collection || named.contains(id));
+        Ok(())
     }
 
     /// Drops one reference to a blob, deleting it when none remain.

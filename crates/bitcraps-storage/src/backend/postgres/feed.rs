@@ -71,6 +71,34 @@ pub(super) async fn append(tx: &Transaction<'_>, changes: &[NewChange]) -> Resul
     Ok(())
 }
 
+/// Logs a crypto-shred of `collection` (before its records are deleted, in the same
+/// transaction, which holds the store's write lock exclusively): a delete for every record,
+/// an expire for one that had expired by `now_ms`, numbered in key order from the clock.
+pub(super) async fn log_shred(tx: &Transaction<'_>, collection: &str, now_ms: i64) -> Result<()> {
+    let err = db_err("logging a shred");
+    let last: i64 = tx
+        .query_one(
+            "UPDATE change_clock SET value = value +
+                 (SELECT count(*) FROM records WHERE collection = $1)
+             WHERE name = 'last' RETURNING value",
+            &[&collection],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(&err)?;
+    tx.execute(
+        "INSERT INTO changes (seq, collection, key, kind, version, at)
+         SELECT $3 - count(*) OVER () + row_number() OVER (ORDER BY key), collection, key,
+                CASE WHEN expires_at IS NOT NULL AND expires_at <= $2 THEN 3 ELSE 2 END,
+                version, $2
+         FROM records WHERE collection = $1",
+        &[&collection, &now_ms, &last],
+    )
+    .await
+    .map_err(&err)?;
+    Ok(())
+}
+
 /// Removes up to `limit` of the oldest changes written before `before_ms` (a prefix of the
 /// log); returns how many and the highest seq removed so far.
 pub(super) async fn prune(

@@ -354,6 +354,7 @@ pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyCha
         .map_err(db_err("sealing a dictionary"))?;
     }
     if let Some(collection) = &change.shred {
+        super::feed::log_shred(&tx, collection, crate::backend::now_ms()).await?;
         for sql in [
             "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
              WHERE r.collection = $1 AND r.blob_id = blobs.id) \

@@ -53,6 +53,26 @@ pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
     set_clock(conn, "last", seq)
 }
 
+/// Logs a crypto-shred of `collection` (before its records are deleted, in the same
+/// transaction): a delete for every record, an expire for one that had expired by `now_ms`,
+/// numbered in key order.
+pub(super) fn log_shred(conn: &Connection, collection: &str, now_ms: i64) -> Result<()> {
+    let err = db_err("logging a shred");
+    let last = clock(conn, "last")?;
+    let n = conn
+        .execute(
+            "INSERT INTO changes (seq, collection, key, kind, version, at)
+             SELECT ?3 + row_number() OVER (ORDER BY key), collection, key,
+                    CASE WHEN expires_at IS NOT NULL AND expires_at <= ?2 THEN 3 ELSE 2 END,
+                    version, ?2
+             FROM records WHERE collection = ?1",
+            params![collection, now_ms, last],
+        )
+        .map_err(err)?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    set_clock(conn, "last", last.saturating_add(n))
+}
+
 /// Removes up to `limit` of the oldest changes written before `before_ms` (a prefix of the
 /// log); returns how many and the highest seq removed so far.
 pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(u64, u64)> {

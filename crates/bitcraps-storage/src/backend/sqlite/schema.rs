@@ -336,6 +336,7 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
         .map_err(db_err("sealing a dictionary"))?;
     }
     if let Some(collection) = &change.shred {
+        super::feed::log_shred(&tx, collection, crate::backend::now_ms())?;
         for sql in SHRED_SQLITE {
             let params: &[&dyn rusqlite::ToSql] = if sql.contains("?1") {
                 &[collection]
