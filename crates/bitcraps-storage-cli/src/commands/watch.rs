@@ -5,7 +5,8 @@
 //! The store is opened read-only (`commands::run` sets it): on the embedded store this takes
 //! no writer lock, so the application and other CLI commands keep writing while it follows.
 //! Changes committed by other processes are found by reading the change log at least every
-//! `maintenance.change_poll_interval` (default 1 s); on PostgreSQL the same covers every node.
+//! `maintenance.change_poll_interval` (default 1 s); on PostgreSQL every node's commits also
+//! wake it at once (`LISTEN`/`NOTIFY`).
 
 use anyhow::{Context, Result};
 use bitcraps_storage::PersistentStorageManager;

@@ -394,6 +394,9 @@ impl Backend for FaultInjector {
     fn change_head(&self) -> Result<u64> {
         self.inner.change_head()
     }
+    fn notify_changes(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.inner.notify_changes(wake)
+    }
 }
 
 impl Maintenance for FaultInjector {

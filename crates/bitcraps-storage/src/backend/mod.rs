@@ -132,6 +132,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The seq of the last committed change (0 when none was).
     fn change_head(&self) -> Result<u64>;
+
+    /// From now on, calls `wake` whenever another node may have committed changes, where the
+    /// engine can tell (PostgreSQL: `LISTEN`/`NOTIFY`); an engine that cannot does nothing
+    /// (watches find other processes' changes by polling). Called once per store, by its
+    /// first watch.
+    fn notify_changes(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()>;
 }
 
 /// What maintenance and backups need from a storage engine: whole-database work. Blocking.

@@ -33,8 +33,9 @@ pub struct MaintenanceConfig {
     /// removes older ones, and a read after a removed change is
     /// [`StorageError::ChangesPruned`](crate::StorageError::ChangesPruned). Default: 7 days.
     pub change_retention: Duration,
-    /// How often a change-feed watch looks for changes committed by other processes or
-    /// nodes (changes of its own process wake it at once). Default: 1 s.
+    /// How often a change-feed watch looks for changes committed by other processes
+    /// (changes of its own process wake it at once, those of other PostgreSQL nodes through
+    /// `LISTEN`/`NOTIFY`; polling also covers a missed notification). Default: 1 s.
     pub change_poll_interval: Duration,
 }
 

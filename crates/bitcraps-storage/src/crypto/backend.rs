@@ -328,4 +328,8 @@ impl Backend for EncryptedBackend {
     fn change_head(&self) -> Result<u64> {
         self.inner.change_head()
     }
+
+    fn notify_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.inner.notify_changes(wake)
+    }
 }

@@ -6,7 +6,8 @@
 //! - `read.rs`: [`changes_since`](crate::PersistentStorageManager::changes_since) and the
 //!   head of the log.
 //! - `watch.rs`: [`watch`](crate::PersistentStorageManager::watch), a stream that catches up
-//!   from the log and then follows it.
+//!   from the log and then follows it (woken by this process's commits, other PostgreSQL
+//!   nodes' `NOTIFY`, or the poll interval).
 //! - `retention.rs`: the sweep of changes older than `maintenance.change_retention`.
 //!
 //! # Sequence numbers

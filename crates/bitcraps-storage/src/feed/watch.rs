@@ -4,9 +4,10 @@
 //! Every change the stream delivers is read from the change log by seq, from a cursor that
 //! only moves past changes it has read — catch-up and live are the same loop, so there is no
 //! gap and no duplicate between them. What "live" adds is only when to look again: at once
-//! when this process committed (the writer signals every group commit), and at least every
-//! `maintenance.change_poll_interval` for changes committed by other processes (a read-only
-//! CLI beside the application) or other nodes (PostgreSQL).
+//! when this process committed (the writer signals every group commit) or another node did
+//! (PostgreSQL: a `NOTIFY` sent by each write transaction, `backend/postgres/listen.rs`), and
+//! at least every `maintenance.change_poll_interval` for changes committed by other processes
+//! (a read-only CLI beside the application on SQLite) or notifications missed.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -88,6 +89,10 @@ impl Follow {
                 }
             }
             let poll = self.store.config().maintenance.change_poll_interval;
+            self.store
+                .shared()
+                .feed_waits
+                .send_modify(|n| *n = n.wrapping_add(1));
             tokio::select! {
                 changed = self.signal.changed() => {
                     // The store is gone: only polling is left (and the read fails if closed).
@@ -102,6 +107,14 @@ impl Follow {
 }
 
 impl PersistentStorageManager {
+    /// How many times a watch of this store has read the log to its end and begun to wait
+    /// (feature `testing`): a test waits for it before it commits elsewhere, so the change
+    /// can only arrive by a wake-up, never by the watch's first read.
+    #[cfg(feature = "testing")]
+    pub fn watch_waits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared().feed_waits.subscribe()
+    }
+
     /// The changes of `collection` whose key starts with `prefix` (`""`: all), committed from
     /// now on by any process or node, in seq order. See [`watch_from`](Self::watch_from).
     pub async fn watch(&self, collection: &str, prefix: &str) -> Result<ChangeStream> {
@@ -126,6 +139,21 @@ impl PersistentStorageManager {
     ) -> Result<ChangeStream> {
         crate::validate::collection(collection)?;
         self.check_open()?;
+        let shared = self.shared();
+        if !shared
+            .feed_listening
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            // Other nodes' commits wake the watches too, where the backend can tell.
+            let signal = std::sync::Arc::clone(&shared.feed_signal);
+            let backend = std::sync::Arc::clone(&shared.backend);
+            crate::rt::blocking(move || {
+                backend.notify_changes(std::sync::Arc::new(move || {
+                    crate::store::Shared::wake_watches(&signal);
+                }))
+            })
+            .await?;
+        }
         let follow = Follow {
             store: self.clone(),
             collection: collection.to_owned(),

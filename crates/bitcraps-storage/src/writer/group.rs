@@ -49,7 +49,7 @@ pub(super) fn commit_group(
         }
     };
     // Watches of this process read the log again (`feed/watch.rs`).
-    shared.feed_signal.send_modify(|n| *n = n.wrapping_add(1));
+    Shared::wake_watches(&shared.feed_signal);
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
     crate::observe::group_committed(replies.len());

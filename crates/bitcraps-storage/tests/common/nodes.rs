@@ -403,4 +403,7 @@ impl Backend for Gated {
     fn change_head(&self) -> bitcraps_storage::Result<u64> {
         self.inner.change_head()
     }
+    fn notify_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> bitcraps_storage::Result<()> {
+        self.inner.notify_changes(wake)
+    }
 }

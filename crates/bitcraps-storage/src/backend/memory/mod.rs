@@ -205,6 +205,10 @@ impl Backend for MemoryBackend {
         Ok(self.tables()?.tables.log.head())
     }
 
+    fn notify_changes(&self, _wake: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        Ok(())
+    }
+
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
         self.identity()?;
         let mut db = self.tables()?;

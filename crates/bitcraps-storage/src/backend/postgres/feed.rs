@@ -27,7 +27,11 @@ use crate::error::{Result, StorageError};
 use crate::feed::{Change, NewChange, prunable_prefix};
 
 /// Numbers `changes` and appends them (the transaction's last statements).
-pub(super) async fn append(tx: &Transaction<'_>, changes: &[NewChange]) -> Result<(), Fail> {
+pub(super) async fn append(
+    tx: &Transaction<'_>,
+    scope: &str,
+    changes: &[NewChange],
+) -> Result<(), Fail> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -68,6 +72,13 @@ pub(super) async fn append(tx: &Transaction<'_>, changes: &[NewChange]) -> Resul
     )
     .await
     .map_err(db("appending to the change log"))?;
+    // Delivered at the commit, to every node listening (`listen.rs`).
+    tx.execute(
+        &cached(tx, "SELECT pg_notify($1, $2)").await?,
+        &[&super::listen::channel(scope), &last.to_string()],
+    )
+    .await
+    .map_err(db("notifying the change"))?;
     Ok(())
 }
 

@@ -275,7 +275,7 @@ async fn apply_once(
         }
     }
     // Last: the clock's row lock is held from here to the commit (`feed.rs`).
-    feed::append(&tx, &committed).await?;
+    feed::append(&tx, scope, &committed).await?;
     tx.commit()
         .await
         .map_err(db("committing a write transaction"))?;

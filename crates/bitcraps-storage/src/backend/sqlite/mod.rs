@@ -385,6 +385,11 @@ impl Backend for SqliteBackend {
     fn change_head(&self) -> Result<u64> {
         feed::head(&*self.reader()?)
     }
+
+    /// SQLite cannot notify another process: a watch polls the log.
+    fn notify_changes(&self, _wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Maintenance for SqliteBackend {
