@@ -14,6 +14,7 @@ mod lifecycle;
 mod listen;
 mod locks;
 mod maintain;
+mod prefix;
 mod quota;
 mod read;
 mod restore;

@@ -2,6 +2,7 @@
 
 mod feed;
 mod maintain;
+mod prefix;
 pub(crate) mod read;
 mod read_only;
 pub(crate) mod schema;

@@ -6,11 +6,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_err;
 use super::feed;
+use super::prefix::delete_prefix;
 use super::settings::{default_ttl, quota_of, set_setting, usage};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::feed::{ChangeKind, NewChange};
-use crate::list::ListOptions;
 use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
@@ -302,63 +302,6 @@ fn check(
     expect.check(collection, key, actual)
 }
 
-/// Deletes every record of `collection` whose key starts with `prefix`, releasing their
-/// blobs; returns the keys in order.
-fn delete_prefix(
-    conn: &Connection,
-    collection: &str,
-    prefix: &str,
-    now_ms: i64,
-    changes: &mut Vec<NewChange>,
-) -> Result<Vec<String>> {
-    let err = db_err("deleting records by prefix");
-    let upper = ListOptions::default().prefix(prefix).prefix_upper_bound();
-    let row = |r: &rusqlite::Row<'_>| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            (r.get::<_, Option<i64>>(2)?, r.get::<_, i64>(3)?),
-        ))
-    };
-    let mut rows: Vec<(String, i64, (Option<i64>, i64))> = match &upper {
-        Some(upper) => conn
-            .prepare_cached(
-                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 AND key < ?3
-                 RETURNING key, blob_id, expires_at, version",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![collection, prefix, upper], row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }),
-        None => conn
-            .prepare_cached(
-                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 RETURNING key, blob_id, expires_at, version",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![collection, prefix], row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }),
-    }
-    .map_err(err)?;
-    // RETURNING has no order; the change log gets the keys in order.
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut keys = Vec::with_capacity(rows.len());
-    for (key, blob_id, (expires, version)) in rows {
-        release_blob(conn, blob_id)?;
-        let expired = crate::backend::is_expired(expires, now_ms);
-        let kind = if expired {
-            ChangeKind::Expire
-        } else {
-            ChangeKind::Delete
-        };
-        changes.push(NewChange::new(collection, &key, kind, version, now_ms));
-        if !expired {
-            keys.push(key);
-        }
-    }
-    Ok(keys)
-}
-
 fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
     conn.prepare_cached("SELECT blob_id FROM records WHERE collection = ?1 AND key = ?2")
         .and_then(|mut s| {
@@ -419,7 +362,7 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
 }
 
 /// Drops one reference to a blob, deleting the blob when none remain.
-fn release_blob(conn: &Connection, id: i64) -> Result<()> {
+pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
     conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id]))
         .map_err(db_err("dropping a content reference"))?;
