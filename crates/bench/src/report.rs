@@ -13,7 +13,7 @@ struct Metric {
     higher_is_better: bool,
 }
 
-const METRICS: [Metric; 14] = [
+const METRICS: [Metric; 15] = [
     Metric {
         name: "durable puts/s, 8 writers",
         get: |m| m.concurrent_puts,
@@ -80,6 +80,11 @@ const METRICS: [Metric; 14] = [
         higher_is_better: false,
     },
     Metric {
+        name: "  of which change log (ours; peers have none)",
+        get: |m| m.change_log.unwrap_or(f64::NAN),
+        higher_is_better: false,
+    },
+    Metric {
         name: "peak RSS MiB",
         get: |m| m.peak_rss_mib,
         higher_is_better: false,
@@ -107,7 +112,9 @@ fn spread(samples: &[Measured], f: fn(&Measured) -> f64) -> (f64, f64, f64) {
 }
 
 fn num(x: f64) -> String {
-    if x >= 1e6 {
+    if !x.is_finite() {
+        "–".to_owned()
+    } else if x >= 1e6 {
         format!("{:.2}M", x / 1e6)
     } else if x >= 1e4 {
         format!("{:.0}k", x / 1e3)
@@ -136,7 +143,11 @@ fn values(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             let mut row = vec![metric.name.to_owned()];
             row.extend(results.iter().map(|(_, samples)| {
                 let (med, min, max) = spread(samples, metric.get);
-                format!("{} ({}–{})", num(med), num(min), num(max))
+                if med.is_finite() {
+                    format!("{} ({}–{})", num(med), num(min), num(max))
+                } else {
+                    "–".to_owned()
+                }
             }));
             row
         })

@@ -127,6 +127,10 @@ pub enum Command {
     /// interrupted; opens the store read-only (beside the server that writes it), and
     /// refreshes the gauges on every scrape
     ServeMetrics(ServeMetricsArgs),
+    /// Print the changes of a collection as they commit, one JSON object per line (seq,
+    /// collection, key, kind, version, at), until interrupted; opens the store read-only, so
+    /// it runs beside the processes that write it
+    Watch(WatchArgs),
 }
 
 /// A collection and a key.
@@ -360,6 +364,20 @@ pub struct ServeMetricsArgs {
     pub metrics_addr: std::net::SocketAddr,
 }
 
+/// `watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Collection name
+    pub collection: String,
+    /// Only keys that start with this prefix
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+    /// Start after this seq of the change log (0: from the oldest change retained); without
+    /// it, only changes committed from now on
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+}
+
 /// `maintenance`
 #[derive(Debug, Args)]
 pub struct MaintenanceArgs {
@@ -506,6 +524,14 @@ pub struct DemoArgs {
     /// Print the report as JSON (the library's statistics and consistency report included)
     #[arg(long)]
     pub json: bool,
+    /// TTL of lobby seat listings (the lobby's default TTL); when at most 10 s, the demo
+    /// waits for the last listing to expire before its closing sweep and report
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lobby_ttl: std::time::Duration,
+    /// TTL of roll records (the rolls' default TTL; a finished game keeps its rolls in its
+    /// archive record)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub roll_ttl: std::time::Duration,
 }
 
 /// `migrate`

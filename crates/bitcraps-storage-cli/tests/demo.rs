@@ -27,6 +27,8 @@ fn small_demo_reports_and_removes_its_temporary_store() {
         "on disk",
         "backup → verify → restore",
         "conflicts retried",
+        "expired records swept at the end",
+        "change feed: lobby",
     ] {
         assert!(
             stdout.contains(needle),
@@ -70,8 +72,17 @@ fn small_demo_reports_and_removes_its_temporary_store() {
 #[test]
 fn demo_with_data_writes_there() {
     let s = Scratch::new();
+    // Listings that outlive the demo, so they are there to share blobs.
     s.cli()
-        .args(["demo", "--records", "100", "--tasks", "2"])
+        .args([
+            "demo",
+            "--records",
+            "100",
+            "--tasks",
+            "2",
+            "--lobby-ttl",
+            "1h",
+        ])
         .assert()
         .success();
     assert!(s.path("data/bitcraps.db").exists());
@@ -148,5 +159,56 @@ fn demo_json_reports_the_run_and_the_library_statistics() {
         report["backup"]["records_compared"]
             .as_u64()
             .is_some_and(|n| n > 0)
+    );
+}
+
+/// Lobby seats and rolls get their TTLs; the demo waits out the (short) lobby TTL, sweeps,
+/// and reports the expirations the change feed logged.
+#[test]
+fn demo_expires_lobby_seats_and_reports_it() {
+    let s = Scratch::new();
+    let out = s
+        .cli()
+        .args([
+            "demo",
+            "--records",
+            "300",
+            "--tasks",
+            "2",
+            "--json",
+            "--lobby-ttl",
+            "20ms",
+            "--roll-ttl",
+            "1h",
+        ])
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.get_output().stdout).expect("demo --json is JSON");
+    let e = &report["expirations"];
+    assert_eq!(e["lobby_ttl_ms"], 20, "{e}");
+    assert_eq!(e["roll_ttl_ms"], 3_600_000, "{e}");
+    assert_eq!(e["waited_for_lobby"], true, "{e}");
+    assert_eq!(e["lobby_listings_left"], 0, "every listing expired: {e}");
+    let swept = e["swept"].as_u64().expect("swept");
+    assert!(swept > 0, "the closing sweep removed expired listings: {e}");
+    let lobby = &e["by_collection"]["lobby"];
+    let (puts, expired) = (lobby[0].as_u64(), lobby[2].as_u64());
+    assert!(
+        expired.is_some_and(|x| x >= swept && Some(x) <= puts),
+        "every listing put expired once at most, and the feed logged each swept one: {e}"
+    );
+    assert_eq!(
+        e["by_collection"]["rolls"][2], 0,
+        "rolls live an hour: none expired: {e}"
+    );
+    assert!(e["by_collection"]["rolls"][0].as_u64() > Some(0), "{e}");
+    // The TTLs are the collections' defaults, kept in the store.
+    let ttls = s.ok(&["ttl", "show"]);
+    assert!(ttls.contains("lobby") && ttls.contains("rolls"), "{ttls}");
+    assert_eq!(
+        s.ok(&["list", "lobby"]),
+        "",
+        "no listing is returned after its TTL"
     );
 }

@@ -322,6 +322,21 @@ pub enum StorageError {
         /// What the collection would have held after the write.
         current: u64,
     },
+
+    /// A read of the change log after seq `after` asked for changes that retention
+    /// (`maintenance.change_retention`) already removed: the log holds no change at or below
+    /// `pruned_through`. The consumer missed changes and must resynchronize (read the
+    /// records again, then follow the log from [`change_head`](crate::PersistentStorageManager::change_head));
+    /// the log never silently skips them.
+    #[error(
+        "the change log no longer holds the changes after seq {after}: changes up to seq {pruned_through} were removed by retention; resynchronize and resume from the current head"
+    )]
+    ChangesPruned {
+        /// The seq the read asked to resume after.
+        after: u64,
+        /// The highest seq retention removed.
+        pruned_through: u64,
+    },
 }
 
 impl StorageError {
@@ -435,6 +450,13 @@ impl StorageError {
                 kind: *kind,
                 limit: *limit,
                 current: *current,
+            },
+            E::ChangesPruned {
+                after,
+                pruned_through,
+            } => E::ChangesPruned {
+                after: *after,
+                pruned_through: *pruned_through,
             },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },

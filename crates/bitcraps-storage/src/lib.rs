@@ -51,6 +51,7 @@ mod crypto;
 mod dictionary;
 mod error;
 mod expiry;
+mod feed;
 mod fs;
 mod list;
 mod maintenance;
@@ -92,6 +93,7 @@ pub use config::{
 };
 pub use crypto::{EncryptionReport, KeyProvider, KeySource, MasterKey};
 pub use error::{BoxError, Result, StorageError};
+pub use feed::{Change, ChangeKind, ChangeStream, DEFAULT_CHANGE_RETENTION};
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};

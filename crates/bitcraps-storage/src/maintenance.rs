@@ -86,6 +86,8 @@ pub struct MaintenanceReport {
     pub vacuumed: bool,
     /// Expired records the sweep removed.
     pub expired_swept: u64,
+    /// Changes past `maintenance.change_retention` removed from the change log.
+    pub changes_pruned: u64,
     /// Reference repair: counts corrected and orphaned blobs removed.
     pub references: RepairOutcome,
     /// Cache entries before and after upkeep.
@@ -280,6 +282,15 @@ impl PersistentStorageManager {
                     )
                 })
                 .await;
+        }
+
+        if let Ok(n) = report
+            .run("prune change log", self.prune_changes(), |n| {
+                format!("{n} changes past retention removed")
+            })
+            .await
+        {
+            report.changes_pruned = n;
         }
 
         let b = backend();

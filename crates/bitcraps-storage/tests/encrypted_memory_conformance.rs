@@ -5,3 +5,4 @@ mod common;
 
 conformance_suite!(common::memory_encrypted_fixture);
 versions_suite!(common::memory_encrypted_fixture);
+feed_suite!(common::memory_encrypted_fixture);

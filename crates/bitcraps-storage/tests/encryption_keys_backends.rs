@@ -37,7 +37,27 @@ async fn rotate_and_shred(f: Fixture) -> Result {
         3,
         "players, games v1 and v2"
     );
+    let head = s.change_head().await?;
     assert_eq!(s.shred_collection("players").await?, 20);
+    // The shred is in the change feed: a delete per record, in key order, in its transaction.
+    let logged = s.changes_since(head, 100).await?;
+    let mut keys: Vec<String> = (0..20).map(|i| format!("p-{i}")).collect();
+    keys.sort();
+    assert_eq!(
+        logged
+            .iter()
+            .map(|c| (c.seq - head, c.collection.as_str(), c.key.as_str(), c.kind))
+            .collect::<Vec<_>>(),
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| (
+                i as u64 + 1,
+                "players",
+                k.as_str(),
+                bitcraps_storage::ChangeKind::Delete
+            ))
+            .collect::<Vec<_>>()
+    );
     let err = s
         .retrieve::<serde_json::Value>("players", "p-1")
         .await

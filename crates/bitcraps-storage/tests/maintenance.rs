@@ -55,6 +55,7 @@ async fn maintenance_repairs_references_and_truncates_the_wal() -> Result {
             "integrity check",
             "flush access statistics",
             "sweep expired records",
+            "prune change log",
             "repair references",
             "optimize",
             "vacuum",

@@ -7,3 +7,4 @@ conformance_suite!(common::memory_fixture);
 versions_suite!(common::memory_fixture);
 lifecycle_suite!(common::memory_fixture);
 quota_suite!(common::memory_fixture);
+feed_suite!(common::memory_fixture);

@@ -8,3 +8,4 @@ conformance_suite!(common::pg_fixture);
 versions_suite!(common::pg_fixture);
 lifecycle_suite!(common::pg_fixture);
 quota_suite!(common::pg_fixture);
+feed_suite!(common::pg_fixture);

@@ -22,6 +22,10 @@
 //! `fixtures/schema-v5.db` is `schema-v4.db` brought to version 5 by the SQL of migration 5
 //! (every record at version 1) — the last schema before record expiry and collection
 //! settings (version 6) and encryption at rest (version 7, the `data_keys` table).
+//!
+//! `fixtures/schema-v7.db` is `schema-v5.db` brought to version 7 by the SQL of migrations 6
+//! and 7, plus a default TTL of 10 minutes for `lobbies` and an expiry time (2100-01-01) on
+//! `lobbies/l-0` — the last schema before the change log (version 8).
 
 use std::path::Path;
 
@@ -36,7 +40,9 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// has a version and the clock is past every one of them; since version 6 records may expire
 /// (found through the partial index `records_by_expiry`) and collections have settings;
 /// since version 7 the (empty, for a plaintext store) `data_keys` table holds an encrypted
-/// store's wrapped keys; version 8 is reserved (the change log); since version 9 large
+/// store's wrapped keys; since version 8 the change log (`changes`) and its clock
+/// (`change_clock`, whose 'last' row is the log's head) record every committed change; since
+/// version 9 large
 /// documents are chunk lists (`chunks`, `blob_chunks`: empty after an upgrade).
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
@@ -48,6 +54,16 @@ fn assert_latest_schema(db: &Path) -> Result {
         |r| r.get(0),
     )?;
     assert_eq!(chunks, 0, "an upgrade chunks nothing");
+    let (head, newest): (i64, Option<i64>) = conn.query_row(
+        "SELECT (SELECT value FROM change_clock WHERE name = 'last'), (SELECT max(seq) FROM changes)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert_eq!(
+        Some(head).filter(|h| *h > 0),
+        newest,
+        "the clock is the log's head"
+    );
     let settings: i64 =
         conn.query_row("SELECT count(*) FROM collection_settings", [], |r| r.get(0))?;
     assert!(settings >= 0);
@@ -370,6 +386,55 @@ async fn schema_v5_fixture_upgrades_and_stays_plaintext() -> Result {
     }
     assert_versions_start_at_initial(&s, "lobbies", "l-1").await?;
     assert!(s.check_consistency_deep().await?.is_ok());
+    s.close().await?;
+    assert_latest_schema(&db)?;
+    Ok(())
+}
+
+/// A version-7 store upgrades to version 8 with an empty change log at seq 0: its records,
+/// expiry times and settings are kept, and the first writes after the upgrade are seq 1, 2.
+#[tokio::test]
+async fn schema_v7_fixture_gets_a_change_log() -> Result {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bitcraps.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v7.db"),
+        &db,
+    )?;
+    let mut config = StorageConfig::with_data_path(dir.path());
+    config.maintenance.background_tasks = false;
+    let s = PersistentStorageManager::open(config).await?;
+    assert_eq!(s.change_head().await?, 0);
+    assert!(s.changes_since(0, 100).await?.is_empty());
+    let meta = s.metadata("lobbies", "l-0").await?.ok_or("missing")?;
+    assert!(meta.expires_at.is_some(), "the expiry time is kept");
+    assert_eq!(
+        s.default_ttls().await?.len(),
+        1,
+        "the default TTL of lobbies is kept"
+    );
+    s.store("games", "after-upgrade", &json!({"open": true}))
+        .await?;
+    assert!(s.delete("lobbies", "l-1").await?);
+    let changes = s.changes_since(0, 100).await?;
+    let seen: Vec<(u64, &str, &str, bitcraps_storage::ChangeKind)> = changes
+        .iter()
+        .map(|c| (c.seq, c.collection.as_str(), c.key.as_str(), c.kind))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                1,
+                "games",
+                "after-upgrade",
+                bitcraps_storage::ChangeKind::Put
+            ),
+            (2, "lobbies", "l-1", bitcraps_storage::ChangeKind::Delete),
+        ]
+    );
+    assert_eq!(changes.get(1).map(|c| c.version), Some(Version::INITIAL));
+    assert!(s.check_consistency().await?.is_ok());
     s.close().await?;
     assert_latest_schema(&db)?;
     Ok(())

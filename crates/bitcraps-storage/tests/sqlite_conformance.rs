@@ -6,3 +6,4 @@ conformance_suite!(common::sqlite_fixture);
 versions_suite!(common::sqlite_fixture);
 lifecycle_suite!(common::sqlite_fixture);
 quota_suite!(common::sqlite_fixture);
+feed_suite!(common::sqlite_fixture);

@@ -11,13 +11,20 @@
 //! Two large game logs (stored in chunks) are overwritten again and again: after each kill
 //! each holds its last acknowledged version or one that was in flight, byte for byte, and
 //! the deep check verifies every chunk with exact chunk reference counts.
+//!
+//! And the change log, written in the same transaction as the records: after each kill its
+//! seqs are dense, every acknowledged put, delete and transfer is in it, nothing is in it that
+//! the writer did not issue, and replaying it gives exactly the records the store holds (a
+//! change without its write, or a write without its change, would break that).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bitcraps_storage::{Expect, ListOptions, PersistentStorageManager, StorageConfig, WriteBatch};
+use bitcraps_storage::{
+    ChangeKind, Expect, ListOptions, PersistentStorageManager, StorageConfig, WriteBatch,
+};
 use bitcraps_storage_crash_test::ledger::{
     self, ACCOUNTS, Account, TRANSFERS, Transfer, initial_balances,
 };
@@ -49,6 +56,96 @@ async fn all<T: DeserializeOwned>(
             None => return Ok(records),
         }
     }
+}
+
+/// What the writer said about the `crash` collection, over every round.
+#[derive(Default)]
+struct Said {
+    /// Keys a store or delete was issued for (`try`, `intent`).
+    issued: BTreeSet<String>,
+    /// Keys whose store was acknowledged.
+    put: BTreeSet<String>,
+    /// Keys whose delete was acknowledged.
+    deleted: BTreeSet<String>,
+}
+
+/// The change log against the acknowledgements and the records (see the module comment).
+async fn check_change_log(
+    storage: &PersistentStorageManager,
+    round: u32,
+    said: &Said,
+    transfers: &BTreeMap<String, Transfer>,
+) -> Result<(), BoxError> {
+    let mut log = Vec::new();
+    loop {
+        let after = log.last().map_or(0, |c: &bitcraps_storage::Change| c.seq);
+        let page = storage.changes_since(after, 10_000).await?;
+        if page.is_empty() {
+            break;
+        }
+        log.extend(page);
+    }
+    for (i, c) in log.iter().enumerate() {
+        assert_eq!(
+            c.seq,
+            i as u64 + 1,
+            "round {round}: the log's seqs are dense"
+        );
+    }
+    assert_eq!(storage.change_head().await?, log.len() as u64);
+    // Replayed: the keys whose last change is a put are exactly the records held.
+    let mut last: BTreeMap<(&str, &str), ChangeKind> = BTreeMap::new();
+    let mut logged: BTreeSet<(&str, &str, ChangeKind)> = BTreeSet::new();
+    for c in &log {
+        last.insert((&c.collection, &c.key), c.kind);
+        logged.insert((&c.collection, &c.key, c.kind));
+        if c.collection == "crash" {
+            assert!(
+                said.issued.contains(&c.key),
+                "round {round}: the log holds {} {}, which the writer never issued",
+                c.kind,
+                c.key
+            );
+        }
+    }
+    for collection in ["crash", ACCOUNTS, TRANSFERS, "logs"] {
+        let held: BTreeSet<String> = all::<Value>(storage, collection)
+            .await?
+            .into_keys()
+            .collect();
+        let replayed: BTreeSet<String> = last
+            .iter()
+            .filter(|((c, _), kind)| *c == collection && **kind == ChangeKind::Put)
+            .map(|((_, k), _)| (*k).to_owned())
+            .collect();
+        assert!(
+            held == replayed,
+            "round {round}: replaying the log of {collection} does not give its records: \
+             {} held, {} replayed",
+            held.len(),
+            replayed.len()
+        );
+    }
+    for key in &said.put {
+        assert!(
+            logged.contains(&("crash", key.as_str(), ChangeKind::Put)),
+            "round {round}: acknowledged put of {key} is not in the log"
+        );
+    }
+    for key in &said.deleted {
+        assert!(
+            logged.contains(&("crash", key.as_str(), ChangeKind::Delete)),
+            "round {round}: acknowledged delete of {key} is not in the log"
+        );
+    }
+    for id in transfers.keys() {
+        assert!(
+            logged.contains(&(TRANSFERS, id.as_str(), ChangeKind::Put)),
+            "round {round}: acknowledged transfer {id} is not in the log"
+        );
+    }
+    eprintln!("round {round}: change log of {} changes checked", log.len());
+    Ok(())
 }
 
 /// Parses `r{round}-t{task}-{i}` back into its parts.
@@ -99,6 +196,7 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
     // (round, version): what it may hold after a kill.
     let mut logs: BTreeMap<String, LogState> = BTreeMap::new();
     let mut log_acks = 0usize;
+    let mut said = Said::default();
 
     for round in 0..ROUNDS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
@@ -151,16 +249,22 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
                         in_flight.push((round, i));
                     }
                 }
+                "try" => {
+                    said.issued.insert(key.to_owned());
+                }
                 "put" => {
                     let (r, t, i) = parts(key).ok_or("bad key")?;
                     expected.insert(key.to_owned(), Some(document(r, t, i)));
+                    said.put.insert(key.to_owned());
                 }
                 "intent" => {
                     uncertain.insert(key.to_owned());
+                    said.issued.insert(key.to_owned());
                 }
                 "del" => {
                     uncertain.remove(key);
                     expected.insert(key.to_owned(), None);
+                    said.deleted.insert(key.to_owned());
                 }
                 _ => {}
             }
@@ -195,6 +299,7 @@ fn acknowledged_writes_survive_sigkill() -> Result<(), BoxError> {
             }
             let report = storage.check_consistency_deep().await?;
             assert!(report.is_ok(), "round {round}: {report:?}");
+            check_change_log(&storage, round, &said, &transfers).await?;
             let balances: BTreeMap<String, i64> = all::<Account>(&storage, ACCOUNTS)
                 .await?
                 .into_iter()

@@ -95,6 +95,12 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Bytes the store's change feed (its change log) occupies in `dir` or on its server, as
+    /// of [`Store::settle`]; `None` (the default) for a store without one.
+    fn change_log_bytes(&self, _dir: &std::path::Path) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Runs each worker's operations concurrently, one OS thread per worker. An async store
     /// overrides this to run one task per worker instead.
     fn run_workers(&self, workers: &[Worker]) -> Result<()> {

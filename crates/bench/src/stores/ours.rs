@@ -52,6 +52,8 @@ pub struct Ours {
     redis: Option<RedisNamespace>,
     /// The database's own size at settle, for stores that keep no files in the directory.
     remote_bytes: Mutex<Option<u64>>,
+    /// On PostgreSQL, the change log's size at settle.
+    remote_change_log: Mutex<Option<u64>>,
 }
 
 impl Ours {
@@ -98,6 +100,7 @@ impl Ours {
             schema,
             redis,
             remote_bytes: Mutex::new(None),
+            remote_change_log: Mutex::new(None),
         })
     }
 }
@@ -162,6 +165,14 @@ impl Store for Ours {
                 .lock()
                 .map_err(|_| anyhow!("footprint lock poisoned"))?;
             *slot = Some(stats.database_stats.file_bytes);
+            if let Some(schema) = &self.schema {
+                let log = self.rt.block_on(schema.table_bytes("changes"))?;
+                let mut slot = self
+                    .remote_change_log
+                    .lock()
+                    .map_err(|_| anyhow!("footprint lock poisoned"))?;
+                *slot = Some(log);
+            }
         }
         // close() finishes the writer, checkpoints and truncates the WAL.
         Ok(self.rt.block_on(self.storage.close())?)
@@ -169,6 +180,31 @@ impl Store for Ours {
 
     fn remote_footprint(&self) -> Option<u64> {
         self.remote_bytes.lock().ok().and_then(|b| *b)
+    }
+
+    /// SQLite: the database file compacted twice (two copies, each `VACUUM`ed), with and
+    /// without the `changes` table's rows; the difference is what the log costs on disk.
+    /// PostgreSQL: the `changes` relation's size.
+    fn change_log_bytes(&self, dir: &Path) -> Result<Option<u64>> {
+        if self.schema.is_some() {
+            return Ok(self.remote_change_log.lock().ok().and_then(|b| *b));
+        }
+        let db = dir.join(bitcraps_storage::DEFAULT_DATABASE_FILE);
+        let scratch = tempfile::tempdir()?;
+        let compacted = |name: &str, drop_log: bool| -> Result<u64> {
+            let copy = scratch.path().join(name);
+            std::fs::copy(&db, &copy)?;
+            let conn = rusqlite::Connection::open(&copy)?;
+            if drop_log {
+                conn.execute_batch("DELETE FROM changes")?;
+            }
+            conn.execute_batch("VACUUM")?;
+            drop(conn);
+            Ok(std::fs::metadata(&copy)?.len())
+        };
+        let with = compacted("with.db", false)?;
+        let without = compacted("without.db", true)?;
+        Ok(Some(with.saturating_sub(without)))
     }
 
     fn run_workers(&self, workers: &[Worker]) -> Result<()> {

@@ -48,6 +48,27 @@ impl PgSchema {
         )
         .await
     }
+
+    /// Bytes of `table` in this schema (its heap, indexes and TOAST:
+    /// `pg_total_relation_size`).
+    pub async fn table_bytes(&self, table: &str) -> Result<u64> {
+        let (client, connection) = tokio_postgres::connect(&self.server, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", self.server))?;
+        let driver = tokio::spawn(connection);
+        let relation = format!("{}.{table}", self.name);
+        let bytes: Result<i64> = client
+            .query_one(
+                "SELECT pg_total_relation_size($1::text::regclass)",
+                &[&relation],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .with_context(|| format!("measuring {relation}"));
+        drop(client);
+        let _ = driver.await;
+        Ok(u64::try_from(bytes?)?)
+    }
 }
 
 async fn execute(server: &str, statement: &str) -> Result<()> {

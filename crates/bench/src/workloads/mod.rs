@@ -72,6 +72,10 @@ pub struct Measured {
     #[serde(default)]
     pub prefix_scan_records: f64,
     pub footprint: f64,
+    /// The change log's share of the footprint, per logical JSON byte (`None`: the store
+    /// has no change feed).
+    #[serde(default)]
+    pub change_log: Option<f64>,
     pub peak_rss_mib: f64,
 }
 
@@ -177,6 +181,9 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
     #[expect(clippy::cast_precision_loss, reason = "a ratio of byte counts")]
     {
         m.footprint = bytes as f64 / live.bytes() as f64;
+        m.change_log = store
+            .change_log_bytes(dir.path())?
+            .map(|log| log as f64 / live.bytes() as f64);
     }
     drop(store);
     m.peak_rss_mib = peak_rss_mib()?;

@@ -19,6 +19,7 @@ pub(crate) mod quota;
 mod serve_metrics;
 mod stats;
 mod ttl;
+mod watch;
 
 use anyhow::{Context, Result};
 use bitcraps_storage::BackendTarget;
@@ -60,8 +61,9 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         cli.config.as_deref(),
         |name| std::env::var(name).ok(),
     )?;
-    // serve-metrics runs beside the server that owns the store: always read-only.
-    if cli.read_only || matches!(cli.command, Command::ServeMetrics(_)) {
+    // serve-metrics and watch run beside the server that owns the store: always read-only
+    // (no writer lock; the store's other processes keep writing).
+    if cli.read_only || matches!(cli.command, Command::ServeMetrics(_) | Command::Watch(_)) {
         settings.config.database.read_only = true;
     }
     if let Command::Demo(args) = &cli.command {
@@ -129,6 +131,7 @@ fn reads_only(command: &Command) -> bool {
             | Command::Stats(_)
             | Command::Export(_)
             | Command::ServeMetrics(_)
+            | Command::Watch(_)
             | Command::Ttl(TtlCommand::Show { .. })
             | Command::Quota(QuotaCommand::Show { .. })
             | Command::Backup(BackupCommand::List { .. } | BackupCommand::Verify { .. })
@@ -181,6 +184,7 @@ async fn dispatch(storage: &PersistentStorageManager, command: Command, ui: &Ui)
         Command::Maintenance(args) => maintenance::run(storage, &args, ui).await,
         Command::Backup(command) => backup::run(storage, command, ui).await,
         Command::ServeMetrics(args) => serve_metrics::run(storage, &args).await,
+        Command::Watch(args) => watch::run(storage, &args).await,
         Command::Key(KeyCommand::Rotate { new_key_file }) => {
             key::rotate(storage, new_key_file).await
         }

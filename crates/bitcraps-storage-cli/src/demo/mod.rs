@@ -13,6 +13,7 @@
 mod backup;
 mod latency;
 mod ledger;
+mod lifecycle;
 mod model;
 mod report;
 mod table;
@@ -73,22 +74,34 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         }
     }
     let started = Instant::now();
-    let played = match ledger::open(&storage).await {
-        Ok(opening) => play(&storage, args, ui)
-            .await
-            .map(|outcome| (opening, outcome)),
+    let played = match lifecycle::prepare(&storage, args.lobby_ttl, args.roll_ttl).await {
+        Ok(run) => match ledger::open(&storage).await {
+            Ok(opening) => play(&storage, args, ui)
+                .await
+                .map(|outcome| (run, opening, outcome)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed();
-    let checked = match played {
-        Ok((opening, outcome)) => collect(&storage).await.map(|(stats, consistency, chips)| {
-            (
-                outcome,
-                stats,
-                consistency,
-                Invariant::check(opening, chips),
-            )
-        }),
+    let settled = match played {
+        Ok((run, opening, outcome)) => lifecycle::settle(&storage, run)
+            .await
+            .map(|expirations| (opening, outcome, expirations)),
+        Err(e) => Err(e),
+    };
+    let checked = match settled {
+        Ok((opening, outcome, expirations)) => {
+            collect(&storage).await.map(|(stats, consistency, chips)| {
+                (
+                    outcome,
+                    stats,
+                    consistency,
+                    Invariant::check(opening, chips),
+                    expirations,
+                )
+            })
+        }
         Err(e) => Err(e),
     };
     let backup = match &checked {
@@ -99,7 +112,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         server.abort();
     }
     let closed = storage.close().await.context("closing the store");
-    let (outcome, stats, consistency, chips) = checked?;
+    let (outcome, stats, consistency, chips, expirations) = checked?;
     let backup = backup.transpose()?;
     closed?;
 
@@ -113,6 +126,7 @@ pub async fn run(settings: &Settings, args: &DemoArgs, ui: &Ui) -> Result<()> {
         stats,
         consistency,
         chips,
+        expirations,
         backup,
         file_bytes_after_close: db_file
             .and_then(|p| std::fs::metadata(p).ok())

@@ -30,6 +30,8 @@ pub struct Report {
     pub consistency: ConsistencyReport,
     /// The chip invariant after play.
     pub chips: Invariant,
+    /// What expired, and what the change feed logged.
+    pub expirations: super::lifecycle::Expirations,
     /// The backup → verify → restore → compare round trip.
     pub backup: Option<super::backup::BackupCheck>,
     /// Database file size after close (WAL checkpointed into it).
@@ -106,6 +108,7 @@ impl Report {
             "statistics": self.stats,
             "consistency": self.consistency,
             "consistency_ok": self.consistency.is_ok(),
+            "expirations": self.expirations,
             "backup": self.backup.as_ref().map(|b| serde_json::json!({
                 "id": b.id,
                 "archive_bytes": b.archive_bytes,
@@ -136,6 +139,17 @@ impl Report {
     pub fn verdict(&self) -> anyhow::Result<()> {
         if !self.consistency.is_ok() {
             anyhow::bail!("the consistency check failed after the demo")
+        }
+        let e = &self.expirations;
+        if e.expired_total() < e.swept {
+            anyhow::bail!(
+                "the change feed logged {} expirations but the sweep removed {} records",
+                e.expired_total(),
+                e.swept
+            )
+        }
+        if e.waited_for_lobby && e.lobby_listings_left > 0 {
+            anyhow::bail!("lobby listings outlived their TTL")
         }
         for (place, invariant) in self.invariants() {
             if !invariant.held() {
@@ -279,6 +293,44 @@ impl Report {
         if let Some(size) = self.file_bytes_after_close {
             rows.push(row("on disk after close", bytes(size)));
         }
+        let e = &self.expirations;
+        let feed = |c: &str| {
+            let (p, d, x) = e.by_collection.get(c).copied().unwrap_or_default();
+            format!("{p} puts, {d} deletes, {x} expirations")
+        };
+        rows.extend([
+            heading("lifecycle"),
+            row(
+                "TTL (lobby seats / rolls)",
+                format!(
+                    "{} / {}",
+                    humantime::format_duration(Duration::from_millis(
+                        u64::try_from(e.lobby_ttl_ms).unwrap_or(u64::MAX)
+                    )),
+                    humantime::format_duration(Duration::from_millis(
+                        u64::try_from(e.roll_ttl_ms).unwrap_or(u64::MAX)
+                    ))
+                ),
+            ),
+            row(
+                "expired records swept at the end",
+                format!(
+                    "{}{}",
+                    e.swept,
+                    if e.waited_for_lobby {
+                        format!(" ({} lobby listings left)", e.lobby_listings_left)
+                    } else {
+                        " (lobby TTL over 10 s: not waited for)".to_owned()
+                    }
+                ),
+            ),
+            row(
+                "change feed",
+                format!("{} changes, {} expirations", e.changes, e.expired_total()),
+            ),
+            row("change feed: lobby", feed(super::lifecycle::LOBBY)),
+            row("change feed: rolls", feed(super::lifecycle::ROLLS)),
+        ]);
         rows.extend([
             heading("integrity"),
             row("consistency check", render::consistency(&self.consistency)),
@@ -331,6 +383,7 @@ mod tests {
             stats: StorageStatistics::default(),
             consistency,
             chips: Invariant::check(10_000, holdings(after_play)),
+            expirations: Default::default(),
             backup: Some(BackupCheck {
                 id: "b".to_owned(),
                 archive_bytes: 1,

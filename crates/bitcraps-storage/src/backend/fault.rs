@@ -388,6 +388,15 @@ impl Backend for FaultInjector {
     fn write_keys(&self, change: &crate::backend::KeyChange) -> Result<()> {
         self.inner.write_keys(change)
     }
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        self.inner.changes_since(after, limit)
+    }
+    fn change_head(&self) -> Result<u64> {
+        self.inner.change_head()
+    }
+    fn notify_changes(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.inner.notify_changes(wake)
+    }
 }
 
 impl Maintenance for FaultInjector {

@@ -123,6 +123,21 @@ pub trait Backend: Send + Sync + 'static {
     /// Writes key material (the key check value, data keys) in one transaction; see
     /// [`KeyChange`].
     fn write_keys(&self, change: &KeyChange) -> Result<()>;
+
+    /// Up to `limit` changes of the change log with a seq above `after`, in seq order.
+    /// [`StorageError::ChangesPruned`](crate::StorageError::ChangesPruned) when retention
+    /// removed changes above `after` (checked after the rows are read, so the answer is never
+    /// a silent gap).
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>>;
+
+    /// The seq of the last committed change (0 when none was).
+    fn change_head(&self) -> Result<u64>;
+
+    /// From now on, calls `wake` whenever another node may have committed changes, where the
+    /// engine can tell (PostgreSQL: `LISTEN`/`NOTIFY`); an engine that cannot does nothing
+    /// (watches find other processes' changes by polling). Called once per store, by its
+    /// first watch.
+    fn notify_changes(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()>;
 }
 
 /// What maintenance and backups need from a storage engine: whole-database work. Blocking.

@@ -78,6 +78,14 @@ pub enum WriteOp {
         /// The most records to remove.
         limit: usize,
     },
+    /// Remove up to `limit` of the oldest changes of the change log written before
+    /// `before_ms`: always a prefix of the log (`feed/retention.rs`).
+    PruneChanges {
+        /// Changes written before this time (milliseconds since the Unix epoch) may go.
+        before_ms: i64,
+        /// The most changes to remove.
+        limit: usize,
+    },
     /// Set (`Some`) or clear (`None`) one setting of a collection (see [`CollectionSetting`]).
     Setting {
         /// Collection name.
@@ -139,6 +147,13 @@ pub enum OpOutcome {
     Swept {
         /// The records removed, as `(collection, key)`.
         removed: Vec<(String, String)>,
+    },
+    /// A retention sweep of the change log.
+    Pruned {
+        /// Changes removed.
+        removed: u64,
+        /// The highest seq removed so far (0: none ever was).
+        pruned_through: u64,
     },
     /// A setting written.
     Setting,

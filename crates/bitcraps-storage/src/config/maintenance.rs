@@ -33,6 +33,14 @@ pub struct MaintenanceConfig {
     /// maintenance run seals this much of the blobs under older keys again under the
     /// current key (`PersistentStorageManager::reencrypt`). Default: 64 MiB.
     pub reencrypt_bytes_per_run: u64,
+    /// How long the change log keeps a change (`changes_since`, `watch`): maintenance
+    /// removes older ones, and a read after a removed change is
+    /// [`StorageError::ChangesPruned`](crate::StorageError::ChangesPruned). Default: 7 days.
+    pub change_retention: Duration,
+    /// How often a change-feed watch looks for changes committed by other processes
+    /// (changes of its own process wake it at once, those of other PostgreSQL nodes through
+    /// `LISTEN`/`NOTIFY`; polling also covers a missed notification). Default: 1 s.
+    pub change_poll_interval: Duration,
 }
 
 impl Default for MaintenanceConfig {
@@ -46,11 +54,23 @@ impl Default for MaintenanceConfig {
             scrub_bytes_per_run: 16 << 20,
             expiry_sweep_interval: Duration::from_secs(30),
             reencrypt_bytes_per_run: 64 << 20,
+            change_retention: crate::feed::DEFAULT_CHANGE_RETENTION,
+            change_poll_interval: Duration::from_secs(1),
         }
     }
 }
 
 impl MaintenanceConfig {
+    /// Refuses a zero `change_poll_interval` (a watch would spin).
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.change_poll_interval.is_zero() {
+            return Err(crate::StorageError::Config(
+                "maintenance.change_poll_interval must be more than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sets [`background_tasks`](Self::background_tasks).
     #[must_use]
     pub fn background_tasks(mut self, enabled: bool) -> Self {
@@ -97,6 +117,20 @@ impl MaintenanceConfig {
     #[must_use]
     pub fn reencrypt_bytes_per_run(mut self, bytes: u64) -> Self {
         self.reencrypt_bytes_per_run = bytes;
+        self
+    }
+
+    /// Sets [`change_retention`](Self::change_retention).
+    #[must_use]
+    pub fn change_retention(mut self, retention: Duration) -> Self {
+        self.change_retention = retention;
+        self
+    }
+
+    /// Sets [`change_poll_interval`](Self::change_poll_interval).
+    #[must_use]
+    pub fn change_poll_interval(mut self, interval: Duration) -> Self {
+        self.change_poll_interval = interval;
         self
     }
 

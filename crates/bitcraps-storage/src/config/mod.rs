@@ -151,6 +151,7 @@ impl StorageConfig {
         self.compression.validate()?;
         self.cache.validate()?;
         self.key.validate()?;
+        self.maintenance.validate()?;
         self.redis.validate()
     }
 

@@ -338,4 +338,18 @@ impl Backend for EncryptedBackend {
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
         self.inner.write_keys(change)
     }
+
+    /// The change log holds collection names and keys in plaintext, as the records table
+    /// does (they are metadata, never sealed), and no document content: it passes through.
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        self.inner.changes_since(after, limit)
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        self.inner.change_head()
+    }
+
+    fn notify_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.inner.notify_changes(wake)
+    }
 }

@@ -88,6 +88,9 @@ impl PersistentStorageManager {
             remote,
             clock: crate::clock::StoreClock::default(),
             keyring: keyring.clone(),
+            feed_signal: Arc::new(tokio::sync::watch::Sender::new(0)),
+            feed_listening: std::sync::atomic::AtomicBool::new(false),
+            feed_waits: tokio::sync::watch::Sender::new(0),
         });
         let writer = Writer::start(
             Arc::clone(&shared),

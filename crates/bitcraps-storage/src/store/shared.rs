@@ -29,4 +29,19 @@ pub(crate) struct Shared {
     pub(crate) clock: StoreClock,
     /// The keyring of an encrypted store (the backend is then `crypto`'s wrapper).
     pub(crate) keyring: Option<Arc<Keyring>>,
+    /// Bumped after every group commit: wakes this process's change-feed watches
+    /// (`feed/watch.rs`), which then read the log.
+    pub(crate) feed_signal: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Whether the backend was asked to wake the watches on other nodes' changes.
+    pub(crate) feed_listening: std::sync::atomic::AtomicBool,
+    /// Counts the times a watch of this store found the log read to its end and began to
+    /// wait (tests wait for it: `PersistentStorageManager::watch_waits`).
+    pub(crate) feed_waits: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    /// Wakes this process's watches.
+    pub(crate) fn wake_watches(signal: &tokio::sync::watch::Sender<u64>) {
+        signal.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }

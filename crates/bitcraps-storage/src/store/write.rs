@@ -133,8 +133,10 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T)],
     ) -> Result<()> {
-        let items: Vec<(&str, &T, Option<Version>)> =
-            items.iter().map(|(k, v)| (k.as_ref(), v, None)).collect();
+        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v, None, None))
+            .collect();
         let work = self.store_batch_inner(collection, &items);
         self.public_call(Operation::StoreBatch, collection, None, work)
             .await
@@ -154,9 +156,31 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T, Version)],
     ) -> Result<()> {
-        let items: Vec<(&str, &T, Option<Version>)> = items
+        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
             .iter()
-            .map(|(k, v, version)| (k.as_ref(), v, Some(*version)))
+            .map(|(k, v, version)| (k.as_ref(), v, Some(*version), None))
+            .collect();
+        let work = self.store_batch_inner(collection, &items);
+        self.public_call(Operation::StoreBatch, collection, None, work)
+            .await
+    }
+
+    /// Like [`store_batch_keeping_versions`](Self::store_batch_keeping_versions), and each
+    /// record also keeps its expiry time: `Some(t)` expires at `t` (a time already past
+    /// writes a record that is never returned), `None` gets the collection's default TTL in
+    /// this store, if it has one. For copying records between stores with their versions and
+    /// expiry times (`migrate` does, before it copies the collections' settings).
+    pub async fn store_batch_keeping_expiry<K: AsRef<str>, T: Serialize>(
+        &self,
+        collection: &str,
+        items: &[(K, T, Version, Option<std::time::SystemTime>)],
+    ) -> Result<()> {
+        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
+            .iter()
+            .map(|(k, v, version, expires)| {
+                let at = expires.map(crate::backup::millis);
+                (k.as_ref(), v, Some(*version), at)
+            })
             .collect();
         let work = self.store_batch_inner(collection, &items);
         self.public_call(Operation::StoreBatch, collection, None, work)
@@ -166,7 +190,7 @@ impl PersistentStorageManager {
     async fn store_batch_inner<T: Serialize>(
         &self,
         collection: &str,
-        items: &[(&str, &T, Option<Version>)],
+        items: &[(&str, &T, Option<Version>, Option<i64>)],
     ) -> Result<()> {
         let started = Instant::now();
         self.check_writable()?;
@@ -180,11 +204,11 @@ impl PersistentStorageManager {
         // worker is not held.
         let mut raws = Vec::with_capacity(items.len());
         let mut total = 0usize;
-        for (key, value, keep) in items {
+        for (key, value, keep, expires) in items {
             validate::key(collection, key)?;
             let raw = Self::serialize(collection, key, value)?;
             total = total.saturating_add(raw.len());
-            raws.push((key.to_string(), raw, *keep));
+            raws.push((key.to_string(), raw, (*keep, *expires)));
         }
         let pipeline = self.inner.pipeline;
         let dict = self.inner.shared.dictionaries.encoder(collection);
@@ -203,7 +227,7 @@ impl PersistentStorageManager {
             blocking(encode_all).await?
         };
         let mut unit = Vec::with_capacity(encoded.len());
-        for (key, value, keep_version) in encoded {
+        for (key, value, (keep_version, expires_ms)) in encoded {
             self.observe(collection, &value);
             unit.push(WriteOp::Put {
                 collection: collection.to_owned(),
@@ -211,7 +235,7 @@ impl PersistentStorageManager {
                 value,
                 now_ms: now,
                 keep_version,
-                expires_ms: None,
+                expires_ms,
             });
         }
         self.inner.writer.write(unit).await?;

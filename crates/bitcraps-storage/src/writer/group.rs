@@ -48,6 +48,8 @@ pub(super) fn commit_group(
             return Err(e);
         }
     };
+    // Watches of this process read the log again (`feed/watch.rs`).
+    Shared::wake_watches(&shared.feed_signal);
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
     crate::observe::group_committed(replies.len());

@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod faulty;
+pub mod feed;
 pub mod lifecycle;
 pub mod nodes;
 pub mod quotas;

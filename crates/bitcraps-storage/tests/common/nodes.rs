@@ -420,4 +420,17 @@ impl Backend for Gated {
     fn maintenance(&self) -> &dyn Maintenance {
         self.inner.maintenance()
     }
+    fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> bitcraps_storage::Result<Vec<bitcraps_storage::Change>> {
+        self.inner.changes_since(after, limit)
+    }
+    fn change_head(&self) -> bitcraps_storage::Result<u64> {
+        self.inner.change_head()
+    }
+    fn notify_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> bitcraps_storage::Result<()> {
+        self.inner.notify_changes(wake)
+    }
 }

@@ -1,7 +1,8 @@
 //! Writes forever from several tasks and prints each acknowledgement, until it is killed.
 //! Usage: crash-writer DATA_DIR ROUND
 //!
-//! Lines: `put KEY` after a store is acknowledged; `intent KEY` before a delete is issued;
+//! Lines: `try KEY` before a store is issued; `put KEY` after it is acknowledged;
+//! `intent KEY` before a delete is issued;
 //! `del KEY` after it is acknowledged; `xfer ID FROM TO AMOUNT end` after a transfer between
 //! two accounts (see `ledger`) is acknowledged; `logintent KEY I` before version `I` of a
 //! large log is stored and `log KEY I` after it is acknowledged. The accounts must exist.
@@ -41,6 +42,7 @@ async fn main() -> Result<(), BoxError> {
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let k = key(round, task, i);
+                say(&out, &format!("try {k}"));
                 storage
                     .store("crash", &k, &document(round, task, i))
                     .await?;

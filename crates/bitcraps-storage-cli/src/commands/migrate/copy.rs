@@ -1,6 +1,9 @@
-//! The copy: every collection, page by page, one `store_batch` per page.
+//! The copy: every collection, page by page, one `store_batch` per page, each record with
+//! its version and expiry time; then the collections' settings (default TTLs, quotas).
 
 use anyhow::{Context, Result};
+use std::time::SystemTime;
+
 use bitcraps_storage::{PersistentStorageManager, Version};
 use serde_json::value::RawValue;
 
@@ -14,6 +17,8 @@ pub struct Copied {
     pub records: u64,
     /// Collections copied.
     pub collections: usize,
+    /// Collection settings copied (default TTLs and quotas).
+    pub settings: usize,
 }
 
 /// Copies every collection of `source` into `target` in batches of `limit` records.
@@ -47,7 +52,7 @@ pub async fn copy_all(
             };
             let items = read_documents(source, collection, &keys).await?;
             target
-                .store_batch_keeping_versions(collection, &items)
+                .store_batch_keeping_expiry(collection, &items)
                 .await
                 .with_context(|| {
                     format!(
@@ -63,17 +68,48 @@ pub async fn copy_all(
         }
     }
     bar.finish_and_clear();
+    copied.settings = copy_settings(source, target).await?;
     Ok(copied)
 }
 
-/// The source's documents under `keys`, as raw JSON, with their versions: storing a
-/// [`RawValue`] writes its text unchanged, so the target stores exactly the source's bytes,
-/// and the target keeps each version. A key deleted since it was listed is skipped.
+/// Copies every collection's default TTL and quota (after the records: a default TTL set
+/// first would be given to the records that have no expiry time).
+async fn copy_settings(
+    source: &PersistentStorageManager,
+    target: &PersistentStorageManager,
+) -> Result<usize> {
+    let ttls = source
+        .default_ttls()
+        .await
+        .context("reading the source's default TTLs")?;
+    let quotas = source
+        .quotas()
+        .await
+        .context("reading the source's quotas")?;
+    for (collection, ttl) in &ttls {
+        target
+            .set_default_ttl(collection, Some(*ttl))
+            .await
+            .with_context(|| format!("setting the default TTL of {collection}"))?;
+    }
+    for (collection, quota) in &quotas {
+        target
+            .set_quota(collection, Some(*quota))
+            .await
+            .with_context(|| format!("setting the quota of {collection}"))?;
+    }
+    Ok(ttls.len() + quotas.len())
+}
+
+/// The source's documents under `keys`, as raw JSON, with their versions and expiry times:
+/// storing a [`RawValue`] writes its text unchanged, so the target stores exactly the
+/// source's bytes, and the target keeps each version and expiry time. A key deleted (or
+/// expired) since it was listed is skipped.
 async fn read_documents(
     source: &PersistentStorageManager,
     collection: &str,
     keys: &[String],
-) -> Result<Vec<(String, Box<RawValue>, Version)>> {
+) -> Result<Vec<(String, Box<RawValue>, Version, Option<SystemTime>)>> {
     let c = collection.to_owned();
     let documents = for_each_key(source, keys, move |storage, key| {
         let c = c.clone();
@@ -82,7 +118,17 @@ async fn read_documents(
                 .retrieve_versioned::<Box<RawValue>>(&c, &key)
                 .await
                 .with_context(|| format!("reading {c}/{key} from the source"))?;
-            Ok(found.map(|(value, version)| (key, value, version)))
+            let Some((value, version)) = found else {
+                return Ok(None);
+            };
+            // The expiry time the record had when it was read: a write of the key in
+            // between changes both, and the version says which one was copied.
+            let expires = storage
+                .metadata(&c, &key)
+                .await
+                .with_context(|| format!("reading the metadata of {c}/{key}"))?
+                .and_then(|m| m.expires_at);
+            Ok(Some((key, value, version, expires)))
         }
     })
     .await?;

@@ -8,10 +8,14 @@
 //! hashes). The verification ([`verify`]) compares every collection's record count and every
 //! record's content hash on both sides.
 //!
-//! Documents and their versions are copied (`store_batch_keeping_versions`: a version read
-//! from the source is valid against the target): the target's records get new creation
-//! times and no access history, and the copy's reads are counted in the source's access
-//! statistics.
+//! Documents, their versions and their expiry times are copied
+//! (`store_batch_keeping_expiry`: a version read from the source is valid against the
+//! target, and a record expires in the target when it does in the source); after the
+//! records, every collection's settings — default TTL and quota — are copied, so records
+//! without an expiry time do not pick the default TTL up on the way. The target's records
+//! get new creation times and no access history, and the copy's reads are counted in the
+//! source's access statistics. The change log is not copied: the target's log records the
+//! copy itself (one put per record).
 
 mod copy;
 mod pages;
@@ -86,9 +90,10 @@ async fn migrate(
         target.flush().await.context("flushing the target")?;
         ui.suspend(|| {
             crate::notes::note!(
-                "copied {} records in {} collection(s); verifying",
+                "copied {} records in {} collection(s) and {} collection setting(s); verifying",
                 copied.records,
-                copied.collections
+                copied.collections,
+                copied.settings
             );
         });
     }

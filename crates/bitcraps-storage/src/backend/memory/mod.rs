@@ -7,6 +7,7 @@
 //! close a store and open it again. Like a SQLite file it is held by one open backend at a
 //! time (a second [`MemoryDatabase::open`] is refused with [`StorageError::Locked`]).
 
+mod feed;
 mod read;
 mod state;
 
@@ -198,6 +199,18 @@ impl Backend for MemoryBackend {
         Ok(self.tables()?.data_keys.values().cloned().collect())
     }
 
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        self.tables()?.tables.log.since(after, limit)
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        Ok(self.tables()?.tables.log.head())
+    }
+
+    fn notify_changes(&self, _wake: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        Ok(())
+    }
+
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
         self.identity()?;
         let mut db = self.tables()?;
@@ -233,7 +246,7 @@ impl Backend for MemoryBackend {
             }
         }
         if let Some(collection) = &change.shred {
-            db.tables.shred(collection);
+            db.tables.shred(collection)?;
             for key in db.data_keys.values_mut() {
                 if &key.collection == collection {
                     key.wrapped.clear();

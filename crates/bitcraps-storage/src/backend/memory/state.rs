@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::backend::{OpOutcome, StoredBlob, WriteOp};
 use crate::error::{Result, StorageError};
+use crate::feed::{ChangeKind, NewChange};
 use crate::quota::{self, CollectionQuota, CollectionUsage};
 use crate::settings::DEFAULT_TTL_MS;
 use crate::value::EncodedValue;
@@ -90,6 +91,10 @@ pub(super) struct Tables {
     pub(super) clock: i64,
     /// `collection_settings`: `(collection, name) → value`.
     pub(super) settings: BTreeMap<(String, String), i64>,
+    /// The change log.
+    pub(super) log: super::feed::ChangeLog,
+    /// The changes of the unit being applied.
+    pending: Vec<NewChange>,
 }
 
 /// How to take one change back when its unit fails.
@@ -158,8 +163,13 @@ impl Tables {
         deduplicate: bool,
     ) -> Result<Vec<OpOutcome>> {
         let mut undo = Vec::new();
+        self.pending.clear();
         let outcome = self.apply_guarded(unit, deduplicate, &mut undo);
-        if outcome.is_err() {
+        if outcome.is_ok() {
+            let changes = std::mem::take(&mut self.pending);
+            self.log.append(changes)?;
+        } else {
+            self.pending.clear();
             while let Some(step) = undo.pop() {
                 let mut ignored = Vec::new();
                 match step {
@@ -269,6 +279,13 @@ impl Tables {
                 };
                 self.set_record(id, None, undo);
                 self.release(old.blob_id, undo);
+                self.pending.push(NewChange::new(
+                    collection,
+                    key,
+                    ChangeKind::Delete,
+                    old.version,
+                    *now_ms,
+                ));
                 Ok(OpOutcome::Delete { existed: true })
             }
             WriteOp::Check {
@@ -291,16 +308,23 @@ impl Tables {
                 prefix,
                 now_ms,
             } => {
-                let doomed: Vec<(String, i64, bool)> = self
+                let doomed: Vec<(String, i64, bool, i64)> = self
                     .records
                     .range((collection.clone(), prefix.clone())..)
                     .take_while(|((c, k), _)| c == collection && k.starts_with(prefix.as_str()))
-                    .map(|((_, k), r)| (k.clone(), r.blob_id, r.live_at(*now_ms)))
+                    .map(|((_, k), r)| (k.clone(), r.blob_id, r.live_at(*now_ms), r.version))
                     .collect();
                 let mut deleted = Vec::with_capacity(doomed.len());
-                for (key, blob_id, live) in doomed {
+                for (key, blob_id, live, version) in doomed {
                     self.set_record((collection.clone(), key.clone()), None, undo);
                     self.release(blob_id, undo);
+                    let kind = if live {
+                        ChangeKind::Delete
+                    } else {
+                        ChangeKind::Expire
+                    };
+                    self.pending
+                        .push(NewChange::new(collection, &key, kind, version, *now_ms));
                     if live {
                         deleted.push(key);
                     }
@@ -308,24 +332,38 @@ impl Tables {
                 Ok(OpOutcome::DeletePrefix { deleted })
             }
             WriteOp::SweepExpired { now_ms, limit } => {
-                let mut doomed: Vec<(i64, (String, String), i64)> = self
+                let mut doomed: Vec<(i64, (String, String), i64, i64)> = self
                     .records
                     .iter()
                     .filter_map(|(id, r)| match r.expires_at {
-                        Some(at) if at <= *now_ms => Some((at, id.clone(), r.blob_id)),
+                        Some(at) if at <= *now_ms => Some((at, id.clone(), r.blob_id, r.version)),
                         _ => None,
                     })
                     .collect();
                 doomed.sort();
                 doomed.truncate(*limit);
+                doomed.sort_by(|a, b| a.1.cmp(&b.1));
                 let mut removed = Vec::with_capacity(doomed.len());
-                for (_, id, blob_id) in doomed {
+                for (_, id, blob_id, version) in doomed {
                     self.set_record(id.clone(), None, undo);
                     self.release(blob_id, undo);
+                    self.pending.push(NewChange::new(
+                        &id.0,
+                        &id.1,
+                        ChangeKind::Expire,
+                        version,
+                        *now_ms,
+                    ));
                     removed.push(id);
                 }
-                removed.sort();
                 Ok(OpOutcome::Swept { removed })
+            }
+            WriteOp::PruneChanges { before_ms, limit } => {
+                let (removed, pruned_through) = self.log.prune(*before_ms, *limit);
+                Ok(OpOutcome::Pruned {
+                    removed,
+                    pruned_through,
+                })
             }
             WriteOp::Setting {
                 collection,
@@ -437,9 +475,25 @@ impl Tables {
         Ok((id, false))
     }
 
-    /// Deletes `collection`'s records, the blobs only they referred to, and its dictionaries
-    /// no blob names (a crypto-shred; the caller destroys the keys).
-    pub(super) fn shred(&mut self, collection: &str) {
+    /// Deletes `collection`'s records (logging a delete for each), the blobs only they
+    /// referred to, and its dictionaries no blob names (a crypto-shred; the caller destroys
+    /// the keys).
+    pub(super) fn shred(&mut self, collection: &str) -> Result<()> {
+        let now_ms = crate::backend::now_ms();
+        let logged: Vec<NewChange> = self
+            .records
+            .iter()
+            .filter(|((c, _), _)| c == collection)
+            .map(|((c, k), r)| {
+                let kind = if r.live_at(now_ms) {
+                    ChangeKind::Delete
+                } else {
+                    ChangeKind::Expire
+                };
+                NewChange::new(c, k, kind, r.version, now_ms)
+            })
+            .collect();
+        self.log.append(logged)?;
         let keys: Vec<(String, String)> = self
             .records
             .keys()
@@ -460,6 +514,7 @@ impl Tables {
             .collect();
         self.dictionaries
             .retain(|id, d| d.collection != collection || named.contains(id));
+        Ok(())
     }
 
     /// Drops one reference to a blob, deleting it when none remain.
@@ -483,6 +538,13 @@ impl Tables {
         if let Some(old) = self.records.get(&id).cloned()
             && !old.live_at(now_ms)
         {
+            self.pending.push(NewChange::new(
+                collection,
+                key,
+                ChangeKind::Expire,
+                old.version,
+                now_ms,
+            ));
             self.set_record(id, None, undo);
             self.release(old.blob_id, undo);
         }
@@ -513,6 +575,13 @@ impl Tables {
             }
         };
         let version = Version::stored(collection, key, stored_version)?;
+        self.pending.push(NewChange::new(
+            collection,
+            key,
+            ChangeKind::Put,
+            stored_version,
+            now_ms,
+        ));
         match self.records.get(&id).cloned() {
             None => {
                 let record = Record {

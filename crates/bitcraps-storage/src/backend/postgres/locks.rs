@@ -99,6 +99,7 @@ pub(super) fn touched_key(op: &WriteOp) -> Option<(&str, &str)> {
         WriteOp::PutDictionary { .. }
         | WriteOp::DeletePrefix { .. }
         | WriteOp::SweepExpired { .. }
+        | WriteOp::PruneChanges { .. }
         | WriteOp::Setting { .. } => None,
     }
 }

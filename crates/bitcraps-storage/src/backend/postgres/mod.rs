@@ -10,9 +10,12 @@
 //! caller's runtime making progress.
 
 mod chunks;
+mod feed;
 mod lifecycle;
+mod listen;
 mod locks;
 mod maintain;
+mod prefix;
 mod quota;
 mod read;
 mod restore;
@@ -74,6 +77,8 @@ pub struct PostgresBackend {
     schema: String,
     schema_version: i64,
     closed: AtomicBool,
+    /// The change listener (`listen.rs`), once a watch asked for it; aborted on close.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -182,6 +187,7 @@ impl PostgresBackend {
             schema,
             schema_version,
             closed: AtomicBool::new(false),
+            listener: std::sync::Mutex::new(None),
         })
     }
 
@@ -309,6 +315,9 @@ impl Backend for PostgresBackend {
     /// release: many nodes share the database by design.
     fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
+        if let Some(listener) = self.listener.lock().ok().and_then(|mut l| l.take()) {
+            listener.abort();
+        }
         self.primary.close();
         if let Some(replica) = &self.replica {
             replica.close();
@@ -345,6 +354,37 @@ impl Backend for PostgresBackend {
         self.with_client(self.primary.clone(), move |mut client| async move {
             schema::write_keys(&mut client, &scope, &change).await
         })
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        // The primary: a consumer resumes where any node left off.
+        self.with_client(self.primary.clone(), move |client| async move {
+            feed::since(&client, after, limit).await
+        })
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        self.with_client(self.primary.clone(), move |client| async move {
+            feed::head(&client).await
+        })
+    }
+
+    fn notify_changes(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.check_open()?;
+        let mut slot = self
+            .listener
+            .lock()
+            .map_err(|_| StorageError::Task("the change listener slot was poisoned".into()))?;
+        if slot.is_none() {
+            let task = listen::listen(
+                self.options.url.clone(),
+                self.options.connection_timeout,
+                listen::channel(&self.schema),
+                wake,
+            );
+            *slot = Some(self.bridge.handle().spawn(task));
+        }
+        Ok(())
     }
 }
 

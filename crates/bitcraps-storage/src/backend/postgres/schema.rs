@@ -96,8 +96,24 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (collection, version)
     );
     "#,
-    // Version 8: reserved for the change log (issue #18)
-    "SELECT 1;",
+    // Version 8: the change feed (issue #18), as in SQLite. `seq` is numbered from the
+    // 'last' row of `change_clock` as each write transaction's last statement, so seq order
+    // is commit order across nodes (`backend/postgres/feed.rs`).
+    r#"
+    CREATE TABLE changes (
+        seq        bigint PRIMARY KEY,
+        collection text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        kind       smallint NOT NULL CHECK (kind BETWEEN 1 AND 3),
+        version    bigint NOT NULL,
+        at         bigint NOT NULL
+    );
+    CREATE TABLE change_clock (
+        name  text COLLATE "C" NOT NULL PRIMARY KEY,
+        value bigint NOT NULL CHECK (value >= 0)
+    );
+    INSERT INTO change_clock (name, value) VALUES ('last', 0), ('pruned', 0);
+    "#,
     // Version 9: chunked blobs (issue #16), as in SQLite: chunks with the columns of blobs,
     // and the ordered lists that name them (`chunks.rs`).
     r"
@@ -370,6 +386,7 @@ pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyCha
         .map_err(db_err("sealing a blob again"))?;
     }
     if let Some(collection) = &change.shred {
+        super::feed::log_shred(&tx, collection, crate::backend::now_ms()).await?;
         for sql in [
             "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
              WHERE r.collection = $1 AND r.blob_id = blobs.id) \

@@ -20,12 +20,15 @@ use std::time::Duration;
 
 use deadpool_postgres::{Client, Pool, Transaction};
 
+use super::feed;
 use super::lifecycle::{default_ttl, purge_expired, set_setting, sweep_expired};
 use super::locks::{MAX_FINE_LOCKS, STORE_LOCK_SPACE, lock_fine, store_lock, touched_key};
+use super::prefix::delete_prefix;
 use super::quota as pg_quota;
 use super::{connect, is_retryable};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
+use crate::feed::{ChangeKind, NewChange};
 use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
@@ -212,7 +215,10 @@ async fn apply_once(
     }
 
     let mut results = Vec::with_capacity(units.len());
+    // The changes of the units that committed, numbered last (`feed.rs`).
+    let mut committed = Vec::new();
     for unit in units {
+        let mut changes = Vec::new();
         tx.batch_execute("SAVEPOINT unit")
             .await
             .map_err(db("opening a savepoint"))?;
@@ -226,7 +232,7 @@ async fn apply_once(
         }
         let mut failed = None;
         for op in unit {
-            match apply_op(&tx, op, deduplicate).await {
+            match apply_op(&tx, op, deduplicate, &mut changes).await {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(fail) => {
                     failed = Some(fail);
@@ -254,6 +260,7 @@ async fn apply_once(
                 tx.batch_execute("RELEASE SAVEPOINT unit")
                     .await
                     .map_err(db("releasing a savepoint"))?;
+                committed.append(&mut changes);
                 results.push(Ok(outcomes));
             }
             // A deadlock anywhere dooms the whole attempt: retry it all.
@@ -268,6 +275,8 @@ async fn apply_once(
             }
         }
     }
+    // Last: the clock's row lock is held from here to the commit (`feed.rs`).
+    feed::append(&tx, scope, &committed).await?;
     tx.commit()
         .await
         .map_err(db("committing a write transaction"))?;
@@ -278,6 +287,7 @@ async fn apply_op(
     tx: &Transaction<'_>,
     op: &WriteOp,
     deduplicate: bool,
+    changes: &mut Vec<NewChange>,
 ) -> Result<OpOutcome, Fail> {
     match op {
         WriteOp::Put {
@@ -289,14 +299,14 @@ async fn apply_op(
             expires_ms,
         } => {
             // A record that expired is gone: the put is the write of an absent key.
-            purge_expired(tx, collection, key, *now_ms).await?;
+            purge_expired(tx, collection, key, *now_ms, changes).await?;
             let expires_ms = match expires_ms {
                 Some(at) => Some(*at),
                 None => default_ttl(tx, collection)
                     .await?
                     .map(|ttl| now_ms.saturating_add(ttl)),
             };
-            put(
+            let outcome = put(
                 tx,
                 collection,
                 key,
@@ -304,28 +314,47 @@ async fn apply_op(
                 (*now_ms, *keep_version, expires_ms),
                 deduplicate,
             )
-            .await
+            .await?;
+            if let OpOutcome::Put { version, .. } = &outcome {
+                let stored = i64::try_from(version.get()).unwrap_or(i64::MAX);
+                changes.push(NewChange::new(
+                    collection,
+                    key,
+                    ChangeKind::Put,
+                    stored,
+                    *now_ms,
+                ));
+            }
+            Ok(outcome)
         }
         WriteOp::Delete {
             collection,
             key,
             now_ms,
         } => {
-            purge_expired(tx, collection, key, *now_ms).await?;
-            let old: Option<i64> = tx
+            purge_expired(tx, collection, key, *now_ms, changes).await?;
+            let old: Option<(i64, i64)> = tx
                 .query_opt(
                     &cached(
                         tx,
-                        "DELETE FROM records WHERE collection = $1 AND key = $2 RETURNING blob_id",
+                        "DELETE FROM records WHERE collection = $1 AND key = $2
+                         RETURNING blob_id, version",
                     )
                     .await?,
                     &[collection, key],
                 )
                 .await
-                .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+                .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
                 .map_err(db("deleting a record"))?;
-            if let Some(id) = old {
+            if let Some((id, version)) = old {
                 release_blob(tx, id).await?;
+                changes.push(NewChange::new(
+                    collection,
+                    key,
+                    ChangeKind::Delete,
+                    version,
+                    *now_ms,
+                ));
             }
             Ok(OpOutcome::Delete {
                 existed: old.is_some(),
@@ -341,8 +370,15 @@ async fn apply_op(
             Ok(OpOutcome::Check)
         }
         WriteOp::SweepExpired { now_ms, limit } => {
-            let removed = sweep_expired(tx, *now_ms, *limit).await?;
+            let removed = sweep_expired(tx, *now_ms, *limit, changes).await?;
             Ok(OpOutcome::Swept { removed })
+        }
+        WriteOp::PruneChanges { before_ms, limit } => {
+            let (removed, pruned_through) = feed::prune(tx, *before_ms, *limit).await?;
+            Ok(OpOutcome::Pruned {
+                removed,
+                pruned_through,
+            })
         }
         WriteOp::Setting {
             collection,
@@ -357,7 +393,7 @@ async fn apply_op(
             prefix,
             now_ms,
         } => {
-            let deleted = delete_prefix(tx, collection, prefix, *now_ms).await?;
+            let deleted = delete_prefix(tx, collection, prefix, *now_ms, changes).await?;
             Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
@@ -427,56 +463,6 @@ async fn check(
         .map(|v| Version::stored(collection, key, v))
         .transpose()?;
     Ok(expect.check(collection, key, actual)?)
-}
-
-/// Deletes every record of `collection` whose key starts with `prefix` (the transaction holds
-/// the store's write lock exclusively), releasing their blobs; returns the keys in order.
-async fn delete_prefix(
-    tx: &Transaction<'_>,
-    collection: &str,
-    prefix: &str,
-    now_ms: i64,
-) -> Result<Vec<String>, Fail> {
-    let options = crate::list::ListOptions::default().prefix(prefix);
-    let rows = match options.prefix_upper_bound() {
-        Some(upper) => {
-            tx.query(
-                &cached(
-                    tx,
-                    "DELETE FROM records WHERE collection = $1 AND key >= $2 AND key < $3
-                     RETURNING key, blob_id, expires_at",
-                )
-                .await?,
-                &[&collection, &prefix, &upper],
-            )
-            .await
-        }
-        None => {
-            tx.query(
-                &cached(
-                    tx,
-                    "DELETE FROM records WHERE collection = $1 AND key >= $2
-                     RETURNING key, blob_id, expires_at",
-                )
-                .await?,
-                &[&collection, &prefix],
-            )
-            .await
-        }
-    }
-    .map_err(db("deleting records by prefix"))?;
-    let mut deleted = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let key: String = row.try_get(0).map_err(db("deleting records by prefix"))?;
-        let blob_id: i64 = row.try_get(1).map_err(db("deleting records by prefix"))?;
-        let expires: Option<i64> = row.try_get(2).map_err(db("deleting records by prefix"))?;
-        release_blob(tx, blob_id).await?;
-        if !crate::backend::is_expired(expires, now_ms) {
-            deleted.push(key);
-        }
-    }
-    deleted.sort();
-    Ok(deleted)
 }
 
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.

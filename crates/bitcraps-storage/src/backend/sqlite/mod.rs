@@ -1,7 +1,9 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
 mod chunks;
+mod feed;
 mod maintain;
+mod prefix;
 pub(crate) mod read;
 mod read_only;
 pub(crate) mod schema;
@@ -376,6 +378,19 @@ impl Backend for SqliteBackend {
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
         let mut guard = self.writer()?;
         schema::write_keys(guard.as_mut().ok_or(StorageError::Closed)?, change)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
+        feed::since(&*self.reader()?, after, limit)
+    }
+
+    fn change_head(&self) -> Result<u64> {
+        feed::head(&*self.reader()?)
+    }
+
+    /// SQLite cannot notify another process: a watch polls the log.
+    fn notify_changes(&self, _wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        Ok(())
     }
 }
 

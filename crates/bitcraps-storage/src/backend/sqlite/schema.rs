@@ -105,9 +105,25 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (collection, version)
     );
     ",
-    // Version 8: reserved for the change log (issue #18)
+    // Version 8: the change feed (issue #18). Every committed put, delete and expiry appends
+    // a row in the same transaction (`feed/`); `seq` is dense and increases in commit order.
+    // `change_clock` holds the last seq handed out ('last') and the highest seq retention
+    // removed ('pruned'), so a read after a removed seq is an error, never a silent gap.
+    // `kind`: 1 put, 2 delete, 3 expire.
     r"
-    -- reserved: a no-op until the change log's migration takes this place
+    CREATE TABLE changes (
+        seq        INTEGER PRIMARY KEY,
+        collection TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        kind       INTEGER NOT NULL CHECK (kind BETWEEN 1 AND 3),
+        version    INTEGER NOT NULL,
+        at         INTEGER NOT NULL
+    );
+    CREATE TABLE change_clock (
+        name  TEXT    NOT NULL PRIMARY KEY,
+        value INTEGER NOT NULL CHECK (value >= 0)
+    ) WITHOUT ROWID;
+    INSERT INTO change_clock (name, value) VALUES ('last', 0), ('pruned', 0);
     ",
     // Version 9: chunked blobs (issue #16). A large document's blob has codec 16 (a chunk
     // list) and no bytes of its own; its chunks are content-addressed, reference-counted rows
@@ -357,6 +373,7 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
         .map_err(db_err("sealing a blob again"))?;
     }
     if let Some(collection) = &change.shred {
+        super::feed::log_shred(&tx, collection, crate::backend::now_ms())?;
         for sql in SHRED_SQLITE {
             let params: &[&dyn rusqlite::ToSql] = if sql.contains("?1") {
                 &[collection]
@@ -429,7 +446,8 @@ mod tests {
             "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
              ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
-             DROP TABLE chunks; DROP TABLE blob_chunks;",
+             DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE changes;
+             DROP TABLE change_clock;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;

@@ -5,10 +5,12 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_err;
+use super::feed;
+use super::prefix::delete_prefix;
 use super::settings::{default_ttl, quota_of, set_setting, usage};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
-use crate::list::ListOptions;
+use crate::feed::{ChangeKind, NewChange};
 use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
@@ -68,12 +70,16 @@ pub fn apply(
     let mut clock = Clock::read(&tx)?;
     let start = clock.0;
     let mut results = Vec::with_capacity(units.len());
+    // The changes of the units that committed, numbered at the end (`feed/`).
+    let mut committed = Vec::new();
     for unit in units {
         let sp = tx.savepoint().map_err(db_err("opening a savepoint"))?;
-        let outcome = apply_unit(&sp, unit, deduplicate, &mut clock);
+        let mut changes = Vec::new();
+        let outcome = apply_unit(&sp, unit, deduplicate, &mut clock, &mut changes);
         match outcome {
             Ok(outcomes) => {
                 sp.commit().map_err(db_err("releasing a savepoint"))?;
+                committed.append(&mut changes);
                 results.push(Ok(outcomes));
             }
             // Dropping the savepoint rolls this unit back; the others are unaffected.
@@ -87,6 +93,7 @@ pub fn apply(
     if clock.0 != start {
         clock.write(&tx)?;
     }
+    feed::append(&tx, &committed)?;
     tx.commit()
         .map_err(db_err("committing a write transaction"))?;
     Ok(results)
@@ -99,6 +106,7 @@ fn apply_unit(
     unit: &[WriteOp],
     deduplicate: bool,
     clock: &mut Clock,
+    changes: &mut Vec<NewChange>,
 ) -> Result<Vec<OpOutcome>> {
     let now = quota::unit_now(unit);
     let mut guarded = Vec::new();
@@ -109,7 +117,7 @@ fn apply_unit(
     }
     let mut outcomes = unit
         .iter()
-        .map(|op| apply_op(conn, op, deduplicate, clock))
+        .map(|op| apply_op(conn, op, deduplicate, clock, changes))
         .collect::<Result<Vec<_>>>()?;
     for (collection, q, before) in guarded {
         let after = usage(conn, collection, now)?;
@@ -125,6 +133,7 @@ fn apply_op(
     op: &WriteOp,
     deduplicate: bool,
     clock: &mut Clock,
+    changes: &mut Vec<NewChange>,
 ) -> Result<OpOutcome> {
     match op {
         WriteOp::Put {
@@ -136,7 +145,7 @@ fn apply_op(
             expires_ms,
         } => {
             // A record that expired is gone: the put is the write of an absent key.
-            purge_expired(conn, collection, key, *now_ms)?;
+            purge_expired(conn, collection, key, *now_ms, changes)?;
             let expires_ms = match expires_ms {
                 Some(at) => Some(*at),
                 None => default_ttl(conn, collection)?.map(|ttl| now_ms.saturating_add(ttl)),
@@ -148,6 +157,13 @@ fn apply_op(
                     clock.for_put(*keep_version, current)?
                 }
             };
+            changes.push(NewChange::new(
+                collection,
+                key,
+                ChangeKind::Put,
+                stored,
+                *now_ms,
+            ));
             put(
                 conn,
                 Placed {
@@ -166,9 +182,20 @@ fn apply_op(
             key,
             now_ms,
         } => {
-            purge_expired(conn, collection, key, *now_ms)?;
-            let existed = delete(conn, collection, key)?;
-            Ok(OpOutcome::Delete { existed })
+            purge_expired(conn, collection, key, *now_ms, changes)?;
+            let removed = delete(conn, collection, key)?;
+            if let Some(version) = removed {
+                changes.push(NewChange::new(
+                    collection,
+                    key,
+                    ChangeKind::Delete,
+                    version,
+                    *now_ms,
+                ));
+            }
+            Ok(OpOutcome::Delete {
+                existed: removed.is_some(),
+            })
         }
         WriteOp::Check {
             collection,
@@ -180,8 +207,15 @@ fn apply_op(
             Ok(OpOutcome::Check)
         }
         WriteOp::SweepExpired { now_ms, limit } => {
-            let removed = sweep_expired(conn, *now_ms, *limit)?;
+            let removed = sweep_expired(conn, *now_ms, *limit, changes)?;
             Ok(OpOutcome::Swept { removed })
+        }
+        WriteOp::PruneChanges { before_ms, limit } => {
+            let (removed, pruned_through) = feed::prune(conn, *before_ms, *limit)?;
+            Ok(OpOutcome::Pruned {
+                removed,
+                pruned_through,
+            })
         }
         WriteOp::Setting {
             collection,
@@ -196,7 +230,7 @@ fn apply_op(
             prefix,
             now_ms,
         } => {
-            let deleted = delete_prefix(conn, collection, prefix, *now_ms)?;
+            let deleted = delete_prefix(conn, collection, prefix, *now_ms, changes)?;
             Ok(OpOutcome::DeletePrefix { deleted })
         }
         WriteOp::PutDictionary {
@@ -268,55 +302,6 @@ fn check(
     expect.check(collection, key, actual)
 }
 
-/// Deletes every record of `collection` whose key starts with `prefix`, releasing their
-/// blobs; returns the keys in order.
-fn delete_prefix(
-    conn: &Connection,
-    collection: &str,
-    prefix: &str,
-    now_ms: i64,
-) -> Result<Vec<String>> {
-    let err = db_err("deleting records by prefix");
-    let upper = ListOptions::default().prefix(prefix).prefix_upper_bound();
-    let row = |r: &rusqlite::Row<'_>| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-        ))
-    };
-    let rows: Vec<(String, i64, Option<i64>)> = match &upper {
-        Some(upper) => conn
-            .prepare_cached(
-                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 AND key < ?3
-                 RETURNING key, blob_id, expires_at",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![collection, prefix, upper], row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }),
-        None => conn
-            .prepare_cached(
-                "DELETE FROM records WHERE collection = ?1 AND key >= ?2 RETURNING key, blob_id, expires_at",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![collection, prefix], row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }),
-    }
-    .map_err(err)?;
-    let mut keys = Vec::with_capacity(rows.len());
-    for (key, blob_id, expires) in rows {
-        release_blob(conn, blob_id)?;
-        if !crate::backend::is_expired(expires, now_ms) {
-            keys.push(key);
-        }
-    }
-    // RETURNING has no order.
-    keys.sort();
-    Ok(keys)
-}
-
 fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
     conn.prepare_cached("SELECT blob_id FROM records WHERE collection = ?1 AND key = ?2")
         .and_then(|mut s| {
@@ -381,7 +366,7 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
 }
 
 /// Drops one reference to a blob, deleting the blob when none remain.
-fn release_blob(conn: &Connection, id: i64) -> Result<()> {
+pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
     conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id]))
         .map_err(db_err("dropping a content reference"))?;
@@ -479,65 +464,97 @@ fn put(
 
 /// Removes the record at `collection/key` if it expired by `now_ms`, releasing its blob, so
 /// the write that follows sees an absent key.
-fn purge_expired(conn: &Connection, collection: &str, key: &str, now_ms: i64) -> Result<()> {
-    let old: Option<i64> = conn
+fn purge_expired(
+    conn: &Connection,
+    collection: &str,
+    key: &str,
+    now_ms: i64,
+    changes: &mut Vec<NewChange>,
+) -> Result<()> {
+    let old: Option<(i64, i64)> = conn
         .prepare_cached(
             "DELETE FROM records WHERE collection = ?1 AND key = ?2
                AND expires_at IS NOT NULL AND expires_at <= ?3
-             RETURNING blob_id",
+             RETURNING blob_id, version",
         )
         .and_then(|mut s| {
-            s.query_row(params![collection, key, now_ms], |r| r.get(0))
-                .optional()
+            s.query_row(params![collection, key, now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
         })
         .map_err(db_err("removing an expired record"))?;
     match old {
-        Some(id) => release_blob(conn, id),
+        Some((id, version)) => {
+            changes.push(NewChange::new(
+                collection,
+                key,
+                ChangeKind::Expire,
+                version,
+                now_ms,
+            ));
+            release_blob(conn, id)
+        }
         None => Ok(()),
     }
 }
 
 /// Removes up to `limit` records expired by `now_ms`, earliest expiry first, releasing their
 /// blobs; returns them in collection and key order.
-fn sweep_expired(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<(String, String)>> {
+fn sweep_expired(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+    changes: &mut Vec<NewChange>,
+) -> Result<Vec<(String, String)>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows: Vec<(String, String, i64)> = conn
+    let mut rows: Vec<(String, String, (i64, i64))> = conn
         .prepare_cached(
             "DELETE FROM records WHERE (collection, key) IN (
                  SELECT collection, key FROM records
                  WHERE expires_at IS NOT NULL AND expires_at <= ?1
                  ORDER BY expires_at LIMIT ?2)
-             RETURNING collection, key, blob_id",
+             RETURNING collection, key, blob_id, version",
         )
         .and_then(|mut s| {
             s.query_map(params![now_ms, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?)))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(db_err("sweeping expired records"))?;
+    rows.sort();
     let mut removed = Vec::with_capacity(rows.len());
-    for (collection, key, blob_id) in rows {
+    for (collection, key, (blob_id, version)) in rows {
         release_blob(conn, blob_id)?;
+        changes.push(NewChange::new(
+            &collection,
+            &key,
+            ChangeKind::Expire,
+            version,
+            now_ms,
+        ));
         removed.push((collection, key));
     }
-    removed.sort();
     Ok(removed)
 }
 
-fn delete(conn: &Connection, collection: &str, key: &str) -> Result<bool> {
-    let old: Option<i64> = conn
-        .prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2 RETURNING blob_id")
+/// Deletes a record; returns the version it had, if it existed.
+fn delete(conn: &Connection, collection: &str, key: &str) -> Result<Option<i64>> {
+    let old: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "DELETE FROM records WHERE collection = ?1 AND key = ?2 RETURNING blob_id, version",
+        )
         .and_then(|mut s| {
-            s.query_row(params![collection, key], |r| r.get(0))
+            s.query_row(params![collection, key], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
         })
         .map_err(db_err("deleting a record"))?;
     match old {
-        Some(id) => {
+        Some((id, version)) => {
             release_blob(conn, id)?;
-            Ok(true)
+            Ok(Some(version))
         }
-        None => Ok(false),
+        None => Ok(None),
     }
 }

@@ -1,0 +1,214 @@
+//! The change log on PostgreSQL (`feed/`), written by many nodes at once.
+//!
+//! # Numbering in commit order
+//!
+//! A transaction numbers its changes as its last statement before `COMMIT`:
+//! `UPDATE change_clock SET value = value + n WHERE name = 'last' RETURNING value`. The
+//! update's row lock is held until the transaction ends, and PostgreSQL makes a commit
+//! visible before it releases the commit's locks; so a second transaction numbering its
+//! changes waits on the first's lock, reads the first's committed value, and commits after
+//! it. Seq order is therefore commit order on every node, and a reader that sees seq `n`
+//! sees every seq below it: following the log by seq never skips a change that commits
+//! later, and never needs a visibility horizon. A transaction that fails rolls its numbers
+//! back with it, so the log is dense.
+//!
+//! The cost: the numbering and the commit's WAL flush of concurrent write transactions are
+//! serialized across nodes (each node's group commit still puts many writes in one
+//! transaction). Nothing is locked after the clock, so it adds no deadlock.
+//!
+//! Retention keeps the highest seq it removed in its own row ('pruned'), so it never waits
+//! on, nor blocks, the numbering.
+
+use deadpool_postgres::{Client, Transaction};
+
+use super::db_err;
+use super::write::{Fail, cached, db};
+use crate::error::{Result, StorageError};
+use crate::feed::{Change, NewChange, prunable_prefix};
+
+/// Numbers `changes` and appends them (the transaction's last statements).
+pub(super) async fn append(
+    tx: &Transaction<'_>,
+    scope: &str,
+    changes: &[NewChange],
+) -> Result<(), Fail> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+    let last: i64 = tx
+        .query_one(
+            &cached(
+                tx,
+                "UPDATE change_clock SET value = value + $1 WHERE name = 'last' RETURNING value",
+            )
+            .await?,
+            &[&n],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db("numbering changes"))?;
+    let first = last.saturating_sub(n).saturating_add(1);
+    let mut seqs = Vec::with_capacity(changes.len());
+    let (mut collections, mut keys) = (Vec::new(), Vec::new());
+    let (mut kinds, mut versions, mut ats) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, c) in (first..=last).zip(changes) {
+        seqs.push(seq);
+        collections.push(c.collection.as_str());
+        keys.push(c.key.as_str());
+        kinds.push(i16::try_from(c.kind.code()).unwrap_or(0));
+        versions.push(c.version);
+        ats.push(c.at_ms);
+    }
+    tx.execute(
+        &cached(
+            tx,
+            "INSERT INTO changes (seq, collection, key, kind, version, at)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[],
+                                  $5::bigint[], $6::bigint[])",
+        )
+        .await?,
+        &[&seqs, &collections, &keys, &kinds, &versions, &ats],
+    )
+    .await
+    .map_err(db("appending to the change log"))?;
+    // Delivered at the commit, to every node listening (`listen.rs`).
+    tx.execute(
+        &cached(tx, "SELECT pg_notify($1, $2)").await?,
+        &[&super::listen::channel(scope), &last.to_string()],
+    )
+    .await
+    .map_err(db("notifying the change"))?;
+    Ok(())
+}
+
+/// Logs a crypto-shred of `collection` (before its records are deleted, in the same
+/// transaction, which holds the store's write lock exclusively): a delete for every record,
+/// an expire for one that had expired by `now_ms`, numbered in key order from the clock.
+pub(super) async fn log_shred(tx: &Transaction<'_>, collection: &str, now_ms: i64) -> Result<()> {
+    let err = db_err("logging a shred");
+    let last: i64 = tx
+        .query_one(
+            "UPDATE change_clock SET value = value +
+                 (SELECT count(*) FROM records WHERE collection = $1)
+             WHERE name = 'last' RETURNING value",
+            &[&collection],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(&err)?;
+    tx.execute(
+        "INSERT INTO changes (seq, collection, key, kind, version, at)
+         SELECT $3 - count(*) OVER () + row_number() OVER (ORDER BY key), collection, key,
+                CASE WHEN expires_at IS NOT NULL AND expires_at <= $2 THEN 3 ELSE 2 END,
+                version, $2
+         FROM records WHERE collection = $1",
+        &[&collection, &now_ms, &last],
+    )
+    .await
+    .map_err(&err)?;
+    Ok(())
+}
+
+/// Removes up to `limit` of the oldest changes written before `before_ms` (a prefix of the
+/// log); returns how many and the highest seq removed so far.
+pub(super) async fn prune(
+    tx: &Transaction<'_>,
+    before_ms: i64,
+    limit: usize,
+) -> Result<(u64, u64), Fail> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<(i64, i64)> = tx
+        .query(
+            &cached(tx, "SELECT seq, at FROM changes ORDER BY seq LIMIT $1").await?,
+            &[&limit],
+        )
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+        .map_err(db("reading the oldest changes"))?;
+    let mut removed = 0u64;
+    if let Some(through) = prunable_prefix(&rows, before_ms) {
+        removed = tx
+            .execute(
+                &cached(tx, "DELETE FROM changes WHERE seq <= $1").await?,
+                &[&through],
+            )
+            .await
+            .map_err(db("removing old changes"))?;
+        tx.execute(
+            &cached(
+                tx,
+                "UPDATE change_clock SET value = greatest(value, $1) WHERE name = 'pruned'",
+            )
+            .await?,
+            &[&through],
+        )
+        .await
+        .map_err(db("recording the retention sweep"))?;
+    }
+    let pruned: i64 = tx
+        .query_one(
+            &cached(tx, "SELECT value FROM change_clock WHERE name = 'pruned'").await?,
+            &[],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db("reading the retention sweep"))?;
+    Ok((removed, u64::try_from(pruned).unwrap_or(0)))
+}
+
+/// Up to `limit` changes above `after`, then the retention check (read after the rows: the
+/// mark only grows, so a mark at or below `after` then was at or below it when the rows were
+/// read, and no change above `after` was missing).
+pub(super) async fn since(client: &Client, after: u64, limit: usize) -> Result<Vec<Change>> {
+    let from = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT seq, collection, key, kind::bigint, version, at FROM changes
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&from, &limit],
+        )
+        .await
+        .map_err(db_err("reading the change log"))?;
+    let pruned = clock(client, "pruned").await?;
+    crate::feed::check_retained(after, pruned)?;
+    rows.iter()
+        .map(|r| {
+            let err = db_err("reading the change log");
+            Change::from_row(
+                r.try_get(0).map_err(&err)?,
+                r.try_get(1).map_err(&err)?,
+                r.try_get(2).map_err(&err)?,
+                (
+                    r.try_get(3).map_err(&err)?,
+                    r.try_get(4).map_err(&err)?,
+                    r.try_get(5).map_err(&err)?,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The last seq handed out (committed: the clock's row is only ever updated by the
+/// transaction that commits those changes).
+pub(super) async fn head(client: &Client) -> Result<u64> {
+    let last = clock(client, "last").await?;
+    u64::try_from(last)
+        .map_err(|_| StorageError::corruption("the change clock", format!("invalid seq {last}")))
+}
+
+async fn clock(client: &Client, name: &str) -> Result<i64> {
+    client
+        .query_opt("SELECT value FROM change_clock WHERE name = $1", &[&name])
+        .await
+        .map_err(db_err("reading the change clock"))?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(db_err("reading the change clock"))?
+        .ok_or_else(|| StorageError::corruption("the change clock", format!("no '{name}' row")))
+}

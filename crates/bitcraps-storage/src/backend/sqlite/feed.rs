@@ -1,0 +1,136 @@
+//! The change log on SQLite (`feed/`): numbering and appending a transaction's changes,
+//! reading them back, and retention. One writer commits at a time, so numbering from the
+//! `change_clock` row inside the write transaction is numbering in commit order.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::db_err;
+use crate::error::{Result, StorageError};
+use crate::feed::{Change, NewChange, prunable_prefix};
+
+fn clock(conn: &Connection, name: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT value FROM change_clock WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get::<_, i64>(0)).optional())
+        .map_err(db_err("reading the change clock"))?
+        .ok_or_else(|| StorageError::corruption("the change clock", format!("no '{name}' row")))
+}
+
+fn set_clock(conn: &Connection, name: &str, value: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE change_clock SET value = ?2 WHERE name = ?1")
+        .and_then(|mut s| s.execute(params![name, value]))
+        .map_err(db_err("advancing the change clock"))?;
+    Ok(())
+}
+
+/// Numbers `changes` after the last seq and appends them (inside the write transaction,
+/// after every unit ran, for the units that committed).
+pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut seq = clock(conn, "last")?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO changes (seq, collection, key, kind, version, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_err("appending to the change log"))?;
+    for c in changes {
+        seq = seq.checked_add(1).ok_or_else(|| {
+            StorageError::corruption("the change clock", "the clock is at its maximum")
+        })?;
+        insert
+            .execute(params![
+                seq,
+                c.collection,
+                c.key,
+                c.kind.code(),
+                c.version,
+                c.at_ms
+            ])
+            .map_err(db_err("appending to the change log"))?;
+    }
+    set_clock(conn, "last", seq)
+}
+
+/// Logs a crypto-shred of `collection` (before its records are deleted, in the same
+/// transaction): a delete for every record, an expire for one that had expired by `now_ms`,
+/// numbered in key order.
+pub(super) fn log_shred(conn: &Connection, collection: &str, now_ms: i64) -> Result<()> {
+    let err = db_err("logging a shred");
+    let last = clock(conn, "last")?;
+    let n = conn
+        .execute(
+            "INSERT INTO changes (seq, collection, key, kind, version, at)
+             SELECT ?3 + row_number() OVER (ORDER BY key), collection, key,
+                    CASE WHEN expires_at IS NOT NULL AND expires_at <= ?2 THEN 3 ELSE 2 END,
+                    version, ?2
+             FROM records WHERE collection = ?1",
+            params![collection, now_ms, last],
+        )
+        .map_err(err)?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    set_clock(conn, "last", last.saturating_add(n))
+}
+
+/// Removes up to `limit` of the oldest changes written before `before_ms` (a prefix of the
+/// log); returns how many and the highest seq removed so far.
+pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(u64, u64)> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<(i64, i64)> = conn
+        .prepare_cached("SELECT seq, at FROM changes ORDER BY seq LIMIT ?1")
+        .and_then(|mut s| {
+            s.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("reading the oldest changes"))?;
+    let mut pruned = clock(conn, "pruned")?;
+    let mut removed = 0usize;
+    if let Some(through) = prunable_prefix(&rows, before_ms) {
+        removed = conn
+            .prepare_cached("DELETE FROM changes WHERE seq <= ?1")
+            .and_then(|mut s| s.execute([through]))
+            .map_err(db_err("removing old changes"))?;
+        pruned = pruned.max(through);
+        set_clock(conn, "pruned", pruned)?;
+    }
+    Ok((
+        u64::try_from(removed).unwrap_or(u64::MAX),
+        u64::try_from(pruned).unwrap_or(0),
+    ))
+}
+
+/// Up to `limit` changes above `after`, then the retention check (see
+/// [`Backend::changes_since`](crate::backend::Backend::changes_since)).
+pub(super) fn since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
+    let from = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(
+            "SELECT seq, collection, key, kind, version, at FROM changes
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![from, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    (r.get(3)?, r.get(4)?, r.get(5)?),
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("reading the change log"))?;
+    crate::feed::check_retained(after, clock(conn, "pruned")?)?;
+    rows.into_iter()
+        .map(|(seq, c, k, rest)| Change::from_row(seq, c, k, rest))
+        .collect()
+}
+
+/// The last seq handed out.
+pub(super) fn head(conn: &Connection) -> Result<u64> {
+    let last = clock(conn, "last")?;
+    u64::try_from(last)
+        .map_err(|_| StorageError::corruption("the change clock", format!("invalid seq {last}")))
+}
