@@ -81,15 +81,7 @@ pub(crate) fn seal_value(
         value.dict_id,
         raw_len,
     );
-    // header || nonce || (hash || stored, sealed in place) || tag: one buffer.
-    let at = HEADER_LEN + envelope::NONCE_LEN;
-    let mut out = Vec::with_capacity(at + 32 + value.stored.len() + envelope::TAG_LEN);
-    out.push(FORMAT);
-    out.extend_from_slice(&key.id.to_be_bytes());
-    out.resize(at, 0);
-    out.extend_from_slice(&value.hash);
-    out.extend_from_slice(&value.stored);
-    envelope::seal_in_place(&key.cipher, &aad, &mut out, at)?;
+    let out = seal_payload(key, &aad, &value.hash, &value.stored)?;
     let chunks = value
         .chunks
         .iter()
@@ -192,23 +184,30 @@ pub(crate) fn reseal_blob(
     blob: &StoredBlob,
     location: &str,
 ) -> Result<Vec<u8>> {
-    let aad = |key: &DataKey| {
-        blob_aad(
-            ring,
-            key,
-            &blob.hash,
-            blob.codec_id,
-            blob.dict_id,
-            blob.raw_len,
-        )
-    };
-    let payload = blob
-        .data
-        .get(HEADER_LEN..)
-        .and_then(|sealed| envelope::open(&from.cipher, &aad(from), sealed))
-        .ok_or_else(|| not_authentic(from, location))?;
-    let sealed = envelope::seal(&to.cipher, &aad(to), &payload)?;
-    Ok(with_header(to, sealed))
+    let opened = open_blob(ring, from, blob, location)?;
+    let aad = blob_aad(
+        ring,
+        to,
+        &blob.hash,
+        blob.codec_id,
+        blob.dict_id,
+        blob.raw_len,
+    );
+    seal_payload(to, &aad, &opened.hash, &opened.data)
+}
+
+/// `header || nonce || sealed(hash || stored) || tag` under `key`, built and sealed in one
+/// buffer.
+fn seal_payload(key: &DataKey, aad: &[u8], hash: &[u8], stored: &[u8]) -> Result<Vec<u8>> {
+    let at = HEADER_LEN + envelope::NONCE_LEN;
+    let mut out = Vec::with_capacity(at + hash.len() + stored.len() + envelope::TAG_LEN);
+    out.push(FORMAT);
+    out.extend_from_slice(&key.id.to_be_bytes());
+    out.resize(at, 0);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(stored);
+    envelope::seal_in_place(&key.cipher, aad, &mut out, at)?;
+    Ok(out)
 }
 
 /// `blob` (a chunk list or a whole blob) opened under `key`, and each of its chunks under
