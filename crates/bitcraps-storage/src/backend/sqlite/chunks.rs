@@ -155,10 +155,10 @@ pub(super) fn with_chunks(
     conn: &Connection,
     blob_id: i64,
     mut blob: StoredBlob,
-    location: &str,
+    location: impl FnOnce() -> String,
 ) -> Result<StoredBlob> {
     if crate::chunk::is_chunked(blob.codec_id) {
-        blob.chunks = load(conn, blob_id, location)?;
+        blob.chunks = load(conn, blob_id, &location())?;
     }
     Ok(blob)
 }

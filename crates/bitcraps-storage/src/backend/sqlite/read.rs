@@ -60,7 +60,7 @@ fn record_from_row(
                     dict_id,
                     chunks: Vec::new(),
                 },
-                &format!("{collection}/{key}"),
+                || format!("{collection}/{key}"),
             )?,
             version,
             expires_ms,
@@ -500,7 +500,7 @@ fn blobs_after_in(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Blo
     .into_iter()
     .map(|entry| {
         let location = format!("blob {}", entry.id);
-        match super::chunks::with_chunks(conn, entry.id, entry.blob.clone(), &location) {
+        match super::chunks::with_chunks(conn, entry.id, entry.blob.clone(), || location.clone()) {
             Ok(blob) => Ok(BlobEntry { blob, ..entry }),
             // A chunk list that cannot be read is the blob's damage: the deep check reports
             // it by record (as a list without chunks), and the consistency check counts the
