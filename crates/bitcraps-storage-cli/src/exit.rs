@@ -81,9 +81,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | StorageError::InvalidBackupId { .. }
                 | StorageError::QuotaExceeded { .. }
                 | StorageError::TargetNotEmpty { .. } => Some(INVALID_INPUT),
-                StorageError::BackupNotFound { .. } | StorageError::ChangesPruned { .. } => {
-                    Some(NOT_FOUND)
-                }
+                StorageError::BackupNotFound { .. }
+                | StorageError::ChangesPruned { .. }
+                | StorageError::ChangesAhead { .. } => Some(NOT_FOUND),
                 StorageError::Conflict { .. } => Some(CONFLICT),
                 StorageError::Config(_)
                 | StorageError::UnsupportedUrl { .. }

@@ -337,6 +337,21 @@ pub enum StorageError {
         /// The highest seq retention removed.
         pruned_through: u64,
     },
+
+    /// A read of the change log after seq `after`, beyond the log's head: the consumer
+    /// followed another history than this store's (typically: the store was restored from a
+    /// backup, which starts a new history, or the consumer's seq belongs to another store).
+    /// Changes after `head` would reuse seqs the consumer already holds, so reading on would
+    /// silently skip them; it must resynchronize instead.
+    #[error(
+        "the change log's head is seq {head}, before seq {after} the consumer resumes after: this store's history is not the one it followed (restored from a backup?); resynchronize and resume from the current head"
+    )]
+    ChangesAhead {
+        /// The seq the read asked to resume after.
+        after: u64,
+        /// The log's head (the last seq committed).
+        head: u64,
+    },
 }
 
 impl StorageError {
@@ -457,6 +472,10 @@ impl StorageError {
             } => E::ChangesPruned {
                 after: *after,
                 pruned_through: *pruned_through,
+            },
+            E::ChangesAhead { after, head } => E::ChangesAhead {
+                after: *after,
+                head: *head,
             },
             E::BackupNotFound { id } => E::BackupNotFound { id: id.clone() },
             E::InvalidBackupId { id } => E::InvalidBackupId { id: id.clone() },

@@ -20,6 +20,9 @@ impl PersistentStorageManager {
     /// [`StorageError::ChangesPruned`](crate::StorageError::ChangesPruned) when retention
     /// (`maintenance.change_retention`) already removed changes after `seq`: the consumer
     /// missed them and must resynchronize; the log never skips them silently.
+    /// [`StorageError::ChangesAhead`](crate::StorageError::ChangesAhead) when `seq` is beyond
+    /// the log's head: the consumer followed another history (the store was restored from a
+    /// backup, say), whose later seqs this store would hand out again for other changes.
     ///
     /// Works on a store opened read-only, beside the process that writes.
     pub async fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<Change>> {
@@ -29,7 +32,19 @@ impl PersistentStorageManager {
             return Ok(Vec::new());
         }
         let backend = Arc::clone(&self.shared().backend);
-        blocking(move || backend.changes_since(seq, limit)).await
+        blocking(move || {
+            let page = backend.changes_since(seq, limit)?;
+            // At the head: a consumer ahead of it is on another history. (The head only
+            // grows, so a head read after the page is at least the page's.)
+            if page.is_empty() {
+                let head = backend.change_head()?;
+                if seq > head {
+                    return Err(crate::StorageError::ChangesAhead { after: seq, head });
+                }
+            }
+            Ok(page)
+        })
+        .await
     }
 
     /// The seq of the last committed change (0 when there was none): where a consumer that
