@@ -15,7 +15,7 @@ use tokio_postgres::IsolationLevel;
 use super::{Bridge, connect, db_err};
 use crate::backend::SnapshotInfo;
 use crate::backend::snapshot::{
-    self, BLOB_CHUNK, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_CHUNK_LISTS, SELECT_CHUNKS,
+    self, BLOB_CHUNK, BlobRow, Chunk, ROW_CHUNK, SELECT_BLOBS, SELECT_CHUNK_LISTS, SELECT_CHUNKS,
     SELECT_DATA_KEYS, SELECT_DICTIONARIES, SELECT_META, SELECT_RECORDS, SELECT_SETTINGS,
     SnapshotWriter,
 };
@@ -88,6 +88,20 @@ async fn stream_table<T>(
     }
 }
 
+/// A row of `blobs` or `chunks` (the same columns, `SELECT_BLOBS` / `SELECT_CHUNKS`).
+fn blob_row(r: &tokio_postgres::Row) -> std::result::Result<BlobRow, tokio_postgres::Error> {
+    Ok((
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+        r.try_get(7)?,
+    ))
+}
+
 /// Reads every table inside one read-only repeatable-read transaction, in chunks.
 async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
     let err = db_err("reading a consistent snapshot");
@@ -132,18 +146,14 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
         |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
     )
     .await?;
-    stream_table(&tx, SELECT_CHUNKS, BLOB_CHUNK, Chunk::Chunks, &out, |r| {
-        Ok((
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-            r.try_get(5)?,
-            r.try_get(6)?,
-            r.try_get(7)?,
-        ))
-    })
+    stream_table(
+        &tx,
+        SELECT_CHUNKS,
+        BLOB_CHUNK,
+        Chunk::Chunks,
+        &out,
+        blob_row,
+    )
     .await?;
     stream_table(
         &tx,
@@ -154,19 +164,7 @@ async fn stream(pool: Pool, out: mpsc::Sender<Chunk>) -> Result<()> {
         |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
     )
     .await?;
-    stream_table(&tx, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &out, |r| {
-        Ok((
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-            r.try_get(5)?,
-            r.try_get(6)?,
-            r.try_get(7)?,
-        ))
-    })
-    .await?;
+    stream_table(&tx, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &out, blob_row).await?;
     stream_table(&tx, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &out, |r| {
         Ok((
             r.try_get(0)?,

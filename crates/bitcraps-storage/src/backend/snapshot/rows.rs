@@ -176,34 +176,8 @@ impl SnapshotWriter {
                         .map_err(&err)?;
                 }
             }
-            Chunk::Blobs(rows) => {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .map_err(&err)?;
-                for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {
-                    stmt.execute(params![
-                        id, hash, codec, raw_len, stored_len, refcount, data, dict_id
-                    ])
-                    .map_err(&err)?;
-                }
-            }
-            Chunk::Chunks(rows) => {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "INSERT INTO chunks (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .map_err(&err)?;
-                for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {
-                    stmt.execute(params![
-                        id, hash, codec, raw_len, stored_len, refcount, data, dict_id
-                    ])
-                    .map_err(&err)?;
-                }
-            }
+            Chunk::Blobs(rows) => insert_blob_rows(conn, "blobs", rows)?,
+            Chunk::Chunks(rows) => insert_blob_rows(conn, "chunks", rows)?,
             Chunk::Lists(rows) => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -264,6 +238,25 @@ impl SnapshotWriter {
             .close()
             .map_err(|(_, e)| StorageError::database("closing the snapshot", e))
     }
+}
+
+/// Inserts rows of `blobs` or `chunks` (`table`: the same columns).
+#[cfg(any(feature = "postgres", feature = "testing"))]
+fn insert_blob_rows(conn: &Connection, table: &str, rows: Vec<BlobRow>) -> Result<()> {
+    let err = db_err("writing the snapshot");
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "INSERT INTO {table} (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))
+        .map_err(&err)?;
+    for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {
+        stmt.execute(params![
+            id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+        ])
+        .map_err(&err)?;
+    }
+    Ok(())
 }
 
 /// Reads the snapshot at `path` table by table (identity, data keys, dictionaries, chunks,
