@@ -121,6 +121,7 @@ pub mod testing {
         WrappedKey, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
+    pub use crate::crypto::force_xchacha;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};
 
     /// The embedded backend, opened directly.

@@ -1,8 +1,12 @@
 //! The stored form of encrypted documents and dictionaries:
 //!
 //! ```text
+//! 0xE2 | data key id (8 bytes, big-endian) | nonce (12) | AES-256-GCM-SIV(payload)    | tag (16)
 //! 0xE1 | data key id (8 bytes, big-endian) | nonce (24) | XChaCha20-Poly1305(payload) | tag (16)
 //! ```
+//!
+//! The first byte names the AEAD (`envelope.rs`): documents and chunks are sealed with the
+//! machine's preferred suite, dictionaries with XChaCha20-Poly1305; both always open.
 //!
 //! A document's payload is the blake3 hash of its JSON (32 bytes, what reads verify the
 //! decompressed bytes against) followed by the compressed bytes; its associated data binds
@@ -13,34 +17,57 @@
 
 use std::sync::Arc;
 
-use super::envelope::{self, Aad};
+use super::envelope::{self, Aad, Suite};
 use super::keyring::{DataKey, Keyring};
 use crate::backend::StoredBlob;
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
 
-/// First byte of every encrypted blob and dictionary.
-const FORMAT: u8 = 0xE1;
+/// First byte of an encrypted blob or dictionary sealed with XChaCha20-Poly1305.
+const FORMAT_XCHACHA: u8 = 0xE1;
+/// First byte of an encrypted blob sealed with AES-256-GCM-SIV.
+const FORMAT_SIV: u8 = 0xE2;
 pub(crate) const HEADER_LEN: usize = 9;
 const BLOB_TAG: &str = "bitcraps-storage blob v1";
 const DICTIONARY_TAG: &str = "bitcraps-storage dictionary v1";
 
-/// The data key id in the header of `sealed`, if it has the encrypted format.
-pub(crate) fn key_id(sealed: &[u8]) -> Option<i64> {
-    let (&format, rest) = sealed.split_first()?;
-    if format != FORMAT {
-        return None;
+/// The AEAD whose format byte `sealed` starts with, if it has an encrypted format.
+pub(crate) fn suite(sealed: &[u8]) -> Option<Suite> {
+    match sealed.first()? {
+        &FORMAT_XCHACHA => Some(Suite::XChaCha20Poly1305),
+        &FORMAT_SIV => Some(Suite::Aes256GcmSiv),
+        _ => None,
     }
-    let id: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+}
+
+const fn format_byte(suite: Suite) -> u8 {
+    match suite {
+        Suite::XChaCha20Poly1305 => FORMAT_XCHACHA,
+        Suite::Aes256GcmSiv => FORMAT_SIV,
+    }
+}
+
+/// The data key id in the header of `sealed`, if it has an encrypted format.
+pub(crate) fn key_id(sealed: &[u8]) -> Option<i64> {
+    suite(sealed)?;
+    let id: [u8; 8] = sealed.get(1..HEADER_LEN)?.try_into().ok()?;
     Some(i64::from_be_bytes(id))
 }
 
-pub(crate) fn with_header(key: &DataKey, sealed: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
-    out.push(FORMAT);
-    out.extend_from_slice(&key.id.to_be_bytes());
-    out.extend_from_slice(&sealed);
-    out
+/// `plain` sealed under `key` with `suite`, bound to `aad`, behind the header.
+pub(crate) fn seal_with_header(
+    suite: Suite,
+    key: &DataKey,
+    aad: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>> {
+    seal_payload(suite, key, aad, &[], plain)
+}
+
+/// The plaintext of `sealed` (header first, as [`seal_with_header`] made it) under `key`
+/// and `aad`, or `None` when it does not authenticate.
+pub(crate) fn open_with_header(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    envelope::open_with(suite(sealed)?, &key.cipher, aad, sealed.get(HEADER_LEN..)?)
 }
 
 fn blob_aad(
@@ -81,7 +108,7 @@ pub(crate) fn seal_value(
         value.dict_id,
         raw_len,
     );
-    let out = seal_payload(key, &aad, &value.hash, &value.stored)?;
+    let out = seal_payload(Suite::preferred(), key, &aad, &value.hash, &value.stored)?;
     let chunks = value
         .chunks
         .iter()
@@ -156,11 +183,7 @@ pub(crate) fn try_open_blob(
         blob.dict_id,
         blob.raw_len,
     );
-    let mut data = blob
-        .data
-        .get(HEADER_LEN..)
-        .and_then(|sealed| envelope::open(&key.cipher, &aad, sealed))
-        .filter(|payload| payload.len() >= 32)?;
+    let mut data = open_with_header(key, &aad, &blob.data).filter(|payload| payload.len() >= 32)?;
     // The payload is `hash || compressed`: the hash moves out, the rest stays in place.
     let hash = data.drain(..32).collect();
     Some(StoredBlob {
@@ -193,20 +216,26 @@ pub(crate) fn reseal_blob(
         blob.dict_id,
         blob.raw_len,
     );
-    seal_payload(to, &aad, &opened.hash, &opened.data)
+    seal_payload(Suite::preferred(), to, &aad, &opened.hash, &opened.data)
 }
 
-/// `header || nonce || sealed(hash || stored) || tag` under `key`, built and sealed in one
-/// buffer.
-fn seal_payload(key: &DataKey, aad: &[u8], hash: &[u8], stored: &[u8]) -> Result<Vec<u8>> {
-    let at = HEADER_LEN + envelope::NONCE_LEN;
+/// `header || nonce || sealed(hash || stored) || tag` under `key` with `suite`, built and
+/// sealed in one buffer.
+fn seal_payload(
+    suite: Suite,
+    key: &DataKey,
+    aad: &[u8],
+    hash: &[u8],
+    stored: &[u8],
+) -> Result<Vec<u8>> {
+    let at = HEADER_LEN + suite.nonce_len();
     let mut out = Vec::with_capacity(at + hash.len() + stored.len() + envelope::TAG_LEN);
-    out.push(FORMAT);
+    out.push(format_byte(suite));
     out.extend_from_slice(&key.id.to_be_bytes());
     out.resize(at, 0);
     out.extend_from_slice(hash);
     out.extend_from_slice(stored);
-    envelope::seal_in_place(&key.cipher, aad, &mut out, at)?;
+    envelope::seal_in_place(suite, &key.cipher, aad, &mut out, at)?;
     Ok(out)
 }
 
@@ -266,8 +295,12 @@ fn dictionary_aad(ring: &Keyring, key: &DataKey) -> Vec<u8> {
 
 /// A trained dictionary sealed under its collection's key.
 pub(crate) fn seal_dictionary(ring: &Keyring, key: &DataKey, data: &[u8]) -> Result<Vec<u8>> {
-    let sealed = envelope::seal(&key.cipher, &dictionary_aad(ring, key), data)?;
-    Ok(with_header(key, sealed))
+    seal_with_header(
+        Suite::XChaCha20Poly1305,
+        key,
+        &dictionary_aad(ring, key),
+        data,
+    )
 }
 
 /// A stored dictionary decrypted (`key` must be the one its header names).
@@ -277,8 +310,6 @@ pub(crate) fn open_dictionary(
     sealed: &[u8],
     location: &str,
 ) -> Result<Vec<u8>> {
-    sealed
-        .get(HEADER_LEN..)
-        .and_then(|body| envelope::open(&key.cipher, &dictionary_aad(ring, key), body))
+    open_with_header(key, &dictionary_aad(ring, key), sealed)
         .ok_or_else(|| not_authentic(key, location))
 }

@@ -11,7 +11,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use chacha20poly1305::XChaCha20Poly1305;
 use zeroize::Zeroizing;
 
 use super::MasterKey;
@@ -33,7 +32,7 @@ pub(crate) struct DataKey {
     /// Its version within the collection (1, 2, …).
     pub(crate) version: i64,
     /// The AEAD under this key.
-    pub(crate) cipher: XChaCha20Poly1305,
+    pub(crate) cipher: envelope::Cipher,
     /// The key of the collection's content addresses.
     address_key: Zeroizing<[u8; 32]>,
 }
@@ -77,7 +76,7 @@ struct Keys {
 
 /// The master key in force: its cipher and where it came from.
 struct Master {
-    cipher: XChaCha20Poly1305,
+    cipher: envelope::Cipher,
     source_name: String,
 }
 

@@ -3,8 +3,8 @@
 //! (the entry around it keeps its MAC, `remote/auth.rs`). Redis then holds no plaintext, and
 //! an entry moved to another key does not open. A value that does not open is a miss.
 
-use super::blob::{HEADER_LEN, key_id, with_header};
-use super::envelope::{self, Aad};
+use super::blob::{key_id, open_with_header, seal_with_header};
+use super::envelope::{Aad, Suite};
 use super::keyring::{DataKey, Keyring};
 use crate::error::Result;
 
@@ -31,8 +31,8 @@ pub(crate) fn seal(
     let Some(key) = ring.current(collection) else {
         return Ok(None);
     };
-    let sealed = envelope::seal(&key.cipher, &aad(ring, &key, record_key), json)?;
-    Ok(Some(with_header(&key, sealed)))
+    let aad = aad(ring, &key, record_key);
+    seal_with_header(Suite::preferred(), &key, &aad, json).map(Some)
 }
 
 /// The JSON of a Redis value sealed by [`seal`] for this record, or `None`.
@@ -46,11 +46,7 @@ pub(crate) fn open(
     if key.collection != collection {
         return None;
     }
-    envelope::open(
-        &key.cipher,
-        &aad(ring, &key, record_key),
-        sealed.get(HEADER_LEN..)?,
-    )
+    open_with_header(&key, &aad(ring, &key, record_key), sealed)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! - `keyring.rs`: the master key wraps one data key per collection (and key version),
 //!   stored in the `data_keys` table; the `key_check` row of `meta` tells a wrong master key
 //!   at open.
-//! - `envelope.rs`: XChaCha20-Poly1305 with random nonces and length-prefixed associated data.
+//! - `envelope.rs`: the AEADs (AES-256-GCM-SIV where the CPU has AES instructions,
+//!   XChaCha20-Poly1305 elsewhere and for key wrapping), random nonces, length-prefixed
+//!   associated data.
 //! - `blob.rs`: the stored form of encrypted documents and dictionaries and what each
 //!   ciphertext is bound to.
 //! - `l2.rs`: the Redis tier's values, sealed per record.
@@ -29,6 +31,8 @@ pub(crate) use backend::{open_dictionaries, open_stored_blob};
 pub(crate) use blob::{key_id as sealed_key_id, reseal_blob};
 pub use enable::EncryptionReport;
 pub(crate) use enable::enable;
+#[cfg(feature = "testing")]
+pub use envelope::force_xchacha;
 pub use key::MasterKey;
 pub(crate) use keyring::Keyring;
 pub use provider::{KeyProvider, KeySource};
