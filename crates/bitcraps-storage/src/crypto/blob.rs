@@ -33,9 +33,9 @@ const DICTIONARY_TAG: &str = "bitcraps-storage dictionary v1";
 
 /// The AEAD whose format byte `sealed` starts with, if it has an encrypted format.
 pub(crate) fn suite(sealed: &[u8]) -> Option<Suite> {
-    match sealed.first()? {
-        &FORMAT_XCHACHA => Some(Suite::XChaCha20Poly1305),
-        &FORMAT_SIV => Some(Suite::Aes256GcmSiv),
+    match *sealed.first()? {
+        FORMAT_XCHACHA => Some(Suite::XChaCha20Poly1305),
+        FORMAT_SIV => Some(Suite::Aes256GcmSiv),
         _ => None,
     }
 }
