@@ -57,8 +57,55 @@ fn servers(args: &[String]) -> Result<Servers> {
     })
 }
 
+const USAGE: &str = "\
+usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FILE]
+                              [--postgres URL [--redis URL]]
+       bitcraps-storage-bench --large [--quick]
+
+  --quick          small sizes (20,000 documents instead of 200,000)
+  --runs N         runs per store (default 3); the table shows medians and min-max
+  --stores a,b     only these stores (default: every embedded store, and ours on
+                   PostgreSQL with the peer postgres-jsonb when a server is given)
+  --markdown FILE  also write the tables as Markdown
+  --postgres URL   PostgreSQL server (default: $BITCRAPS_TEST_POSTGRES_URL)
+  --redis URL      Redis for ours on PostgreSQL (default: $BITCRAPS_TEST_REDIS_URL)
+  --large          the large-document workload only (issue #16)";
+
+/// Flags that take a value, and flags that do not.
+const WITH_VALUE: [&str; 6] = [
+    "--runs",
+    "--stores",
+    "--markdown",
+    "--postgres",
+    "--redis",
+    "--child",
+];
+const SWITCHES: [&str; 2] = ["--quick", "--large"];
+
+/// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
+/// the defaults. `Ok(false)` when help was asked for (and printed).
+fn check_args(args: &[String]) -> Result<bool> {
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--help" || arg == "-h" {
+            println!("{USAGE}");
+            return Ok(false);
+        }
+        if WITH_VALUE.contains(&arg.as_str()) {
+            rest.next()
+                .with_context(|| format!("{arg} needs a value\n\n{USAGE}"))?;
+        } else if !SWITCHES.contains(&arg.as_str()) {
+            bail!("unknown argument {arg:?}\n\n{USAGE}");
+        }
+    }
+    Ok(true)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if !check_args(&args)? {
+        return Ok(());
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let servers = servers(&args)?;
     if args.iter().any(|a| a == "--large") {
@@ -128,4 +175,39 @@ fn main() -> Result<()> {
         eprintln!("wrote {path}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn help_and_unknown_flags_never_start_a_run() -> Result<()> {
+        assert!(!check_args(&args(&["--help"]))?);
+        assert!(!check_args(&args(&["--quick", "-h"]))?);
+        let unknown = check_args(&args(&["--quik"])).err().map(|e| e.to_string());
+        assert!(
+            unknown.as_deref().is_some_and(|e| e.contains("--quik")),
+            "{unknown:?}"
+        );
+        assert!(
+            check_args(&args(&["--runs"])).is_err(),
+            "a value is missing"
+        );
+        assert!(check_args(&args(&[
+            "--quick",
+            "--runs",
+            "2",
+            "--stores",
+            "rusqlite,sled",
+            "--markdown",
+            "out.md"
+        ]))?);
+        assert!(check_args(&args(&["--large"]))?);
+        Ok(())
+    }
 }
