@@ -464,6 +464,11 @@ fn put(
 
 /// Removes the record at `collection/key` if it expired by `now_ms`, releasing its blob, so
 /// the write that follows sees an absent key.
+///
+/// Every put and delete runs this, and almost never finds an expired record: a point
+/// `SELECT` first, and the `DELETE` only for a record found expired. (A `DELETE …
+/// RETURNING` that matches nothing still opens a write cursor and an ephemeral table for
+/// its results: ~19 k instructions per write, against ~4 k for the read.)
 fn purge_expired(
     conn: &Connection,
     collection: &str,
@@ -473,9 +478,8 @@ fn purge_expired(
 ) -> Result<()> {
     let old: Option<(i64, i64)> = conn
         .prepare_cached(
-            "DELETE FROM records WHERE collection = ?1 AND key = ?2
-               AND expires_at IS NOT NULL AND expires_at <= ?3
-             RETURNING blob_id, version",
+            "SELECT blob_id, version FROM records WHERE collection = ?1 AND key = ?2
+               AND expires_at IS NOT NULL AND expires_at <= ?3",
         )
         .and_then(|mut s| {
             s.query_row(params![collection, key, now_ms], |r| {
@@ -483,9 +487,13 @@ fn purge_expired(
             })
             .optional()
         })
-        .map_err(db_err("removing an expired record"))?;
+        .map_err(db_err("looking for an expired record"))?;
     match old {
         Some((id, version)) => {
+            // The writer holds the write transaction: the row read above is still there.
+            conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![collection, key]))
+                .map_err(db_err("removing an expired record"))?;
             changes.push(NewChange::new(
                 collection,
                 key,
