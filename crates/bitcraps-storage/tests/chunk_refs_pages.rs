@@ -87,39 +87,77 @@ fn chunk_pages(db: &Path) -> Result<(BTreeSet<u32>, usize)> {
     Ok((rows.into_iter().map(|(p, _)| p).collect(), leaves))
 }
 
-/// Writes the 1 MiB log, closes, reopens and rewrites it once with one more roll; returns
-/// the pages of `chunks` the rewrite wrote and how many leaf pages hold chunks.
-async fn rewrite(keyframe_interval: u32) -> Result<(Vec<u32>, usize)> {
+/// Writes the 1 MiB log (`rewrites` times, one more roll each), closes, reopens and rewrites
+/// it once more; returns the pages the last rewrite wrote to `chunks` and to any table, and
+/// how many leaf pages hold chunks.
+async fn rewrite(keyframe_interval: u32, rewrites: u64) -> Result<(Vec<u32>, Vec<String>, usize)> {
     let f = common::sqlite_fixture();
     let mut config: StorageConfig = f.config.clone();
     config.maintenance.background_tasks = false;
     config.compression.keyframe_interval = keyframe_interval;
     let db = config.database.data_path.join("bitcraps.db");
     let s = PersistentStorageManager::open(config.clone()).await?;
-    s.store("logs", "game-1", &log(8_000)).await?;
+    for n in 0..rewrites {
+        s.store("logs", "game-1", &log(8_000 + n)).await?;
+    }
     s.close().await?;
     let s = PersistentStorageManager::open(config).await?;
-    let written = pages_written(&s, &db, &log(8_001)).await?;
+    let written = pages_written(&s, &db, &log(8_000 + rewrites)).await?;
     let (chunks, leaves) = chunk_pages(&db)?;
+    let tables = tables_of(&db, &written)?;
     let stats = s.statistics().await?.database_stats;
     assert!(stats.chunk_count >= 32, "{stats:?}");
     s.close().await?;
     let hits = written.into_iter().filter(|p| chunks.contains(p)).collect();
-    Ok((hits, leaves))
+    Ok((hits, tables, leaves))
+}
+
+/// The table (or index) each of `pages` belongs to now.
+fn tables_of(db: &Path, pages: &[u32]) -> Result<Vec<String>> {
+    let conn = rusqlite::Connection::open(db)?;
+    let mut stmt = conn.prepare("SELECT name FROM dbstat WHERE pageno = ?1")?;
+    let mut names = Vec::new();
+    for p in pages {
+        let name: Option<String> =
+            stmt.query_row([p], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    other => Err(other),
+                })?;
+        names.push(name.unwrap_or_else(|| format!("page {p}")));
+    }
+    Ok(names)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delta_rewrite_writes_no_chunk_page() -> Result {
-    let (hits, leaves) = rewrite(16).await?;
+    let (hits, _, leaves) = rewrite(16, 1).await?;
     // Without this the test could not fail: the chunks span many pages.
     assert!(leaves >= 8, "only {leaves} leaf pages of chunks");
     assert!(hits.is_empty(), "the rewrite wrote chunk pages {hits:?}");
     Ok(())
 }
 
+/// A delta replacing a delta of the same keyframe is written over it (`sqlite/delta.rs`):
+/// its chunk list and the chunks' counts are not written at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_over_a_delta_writes_no_list_and_no_count() -> Result {
+    // The first write is the keyframe, the second a delta; the measured one replaces it.
+    let (hits, tables, _) = rewrite(16, 2).await?;
+    assert!(hits.is_empty(), "the rewrite wrote chunk pages {hits:?}");
+    for table in ["blob_chunks", "chunk_refs", "chunks_by_hash_prefix"] {
+        assert!(
+            !tables.iter().any(|t| t == table),
+            "the rewrite wrote {table}: {tables:?}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_rewrite_writes_only_its_new_chunk() -> Result {
-    let (hits, leaves) = rewrite(0).await?;
+    let (hits, _, leaves) = rewrite(0, 1).await?;
     assert!(leaves >= 8, "only {leaves} leaf pages of chunks");
     // The new last chunk goes into the last leaf (and the old last one leaves it); a split
     // may add a leaf and an interior page.
