@@ -155,9 +155,9 @@ async fn history(mode: Mode, versions: u64) -> Result<u64> {
     Ok(total)
 }
 
-/// Runs the workload stored whole, chunked, and chunked with deltas; returns a Markdown
-/// table.
-pub fn run(quick: bool) -> Result<String> {
+/// Runs the workload stored whole, chunked, and chunked with deltas (or only the one `only`
+/// names: `whole`, `chunks`, `deltas`); returns a Markdown table.
+pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
     let (versions, reads) = if quick { (20, 10) } else { (100, 50) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -176,7 +176,16 @@ pub fn run(quick: bool) -> Result<String> {
         ),
     ];
     let mut all = Vec::new();
-    for (name, mode) in modes {
+    let short = ["whole", "chunks", "deltas"];
+    if let Some(only) = only
+        && !short.contains(&only)
+    {
+        anyhow::bail!("--mode is one of whole, chunks, deltas, not {only}");
+    }
+    for ((name, mode), short) in modes.into_iter().zip(short) {
+        if only.is_some_and(|o| o != short) {
+            continue;
+        }
         all.push((name, rt.block_on(measure(mode, versions, reads))?));
     }
     let mut out = format!(

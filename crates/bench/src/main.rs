@@ -62,7 +62,13 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let servers = servers(&args)?;
     if args.iter().any(|a| a == "--large") {
-        println!("{}", large::run(quick)?);
+        // `--mode whole|chunks|deltas`: one configuration alone (to profile it).
+        let mode = args
+            .iter()
+            .position(|a| a == "--mode")
+            .and_then(|p| args.get(p + 1))
+            .map(String::as_str);
+        println!("{}", large::run(quick, mode)?);
         return Ok(());
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
