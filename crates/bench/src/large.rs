@@ -8,6 +8,11 @@
 //! - **Read**: the latest version read back `reads` times from the database (cache off).
 //! - **Share**: a second 1 MiB document that shares 95 % of its content with the first, under
 //!   another key: the stored bytes it adds, as a share of the first's.
+//! - **History**: what `versions` retained versions of the log would take (a backup history,
+//!   the change feed, a point-in-time restore): the sum over the versions of the stored form
+//!   the store wrote for each (`metadata().stored_bytes`: a whole zstd blob, or a keyframe's
+//!   chunks, or a delta's patch). The live store keeps only the latest; this is the size of
+//!   keeping them all in the form they were written.
 
 use std::time::Instant;
 
@@ -23,6 +28,7 @@ struct Numbers {
     reads_per_sec: f64,
     first_stored: u64,
     second_adds: u64,
+    history: u64,
 }
 
 /// One roll of the log: about 130 bytes of JSON.
@@ -120,12 +126,38 @@ async fn measure(chunk_threshold: Mode, versions: u64, reads: u32) -> Result<Num
     numbers.first_stored = alone;
     numbers.second_adds = both.saturating_sub(alone);
     s.close().await?;
+    numbers.history = history(chunk_threshold, versions).await?;
     Ok(numbers)
 }
 
-/// Runs the workload stored whole, chunked, and chunked with deltas; returns a Markdown
-/// table.
-pub fn run(quick: bool) -> Result<String> {
+/// The stored bytes of `versions` versions of the log (the first and `versions - 1`
+/// appends), each in the stored form the store wrote for it, summed.
+async fn history(mode: Mode, versions: u64) -> Result<u64> {
+    let dir = tempfile::tempdir()?;
+    let s = PersistentStorageManager::open(config(dir.path(), mode)).await?;
+    let base_rolls = 8_000;
+    let mut doc = log(1, base_rolls);
+    let mut total = 0u64;
+    for v in 0..versions {
+        if v > 0
+            && let Some(rolls) = doc.get_mut("rolls").and_then(Value::as_array_mut)
+        {
+            rolls.push(roll(1, base_rolls + v));
+        }
+        s.store("logs", "game-1", &doc).await?;
+        let meta = s
+            .metadata("logs", "game-1")
+            .await?
+            .context("the log is missing")?;
+        total = total.saturating_add(meta.stored_bytes);
+    }
+    s.close().await?;
+    Ok(total)
+}
+
+/// Runs the workload stored whole, chunked, and chunked with deltas (or only the one `only`
+/// names: `whole`, `chunks`, `deltas`); returns a Markdown table.
+pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
     let (versions, reads) = if quick { (20, 10) } else { (100, 50) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -144,7 +176,16 @@ pub fn run(quick: bool) -> Result<String> {
         ),
     ];
     let mut all = Vec::new();
-    for (name, mode) in modes {
+    let short = ["whole", "chunks", "deltas"];
+    if let Some(only) = only
+        && !short.contains(&only)
+    {
+        anyhow::bail!("--mode is one of whole, chunks, deltas, not {only}");
+    }
+    for ((name, mode), short) in modes.into_iter().zip(short) {
+        if only.is_some_and(|o| o != short) {
+            continue;
+        }
         all.push((name, rt.block_on(measure(mode, versions, reads))?));
     }
     let mut out = format!(
@@ -190,6 +231,11 @@ pub fn run(quick: bool) -> Result<String> {
             };
             format!("{} ({share:.0} %)", n.second_adds)
         },
+    );
+    row(
+        &mut out,
+        &format!("stored bytes of {versions} retained versions (each as written)"),
+        &|n| n.history.to_string(),
     );
     Ok(out)
 }

@@ -60,7 +60,7 @@ fn servers(args: &[String]) -> Result<Servers> {
 const USAGE: &str = "\
 usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FILE]
                               [--postgres URL [--redis URL]]
-       bitcraps-storage-bench --large [--quick]
+       bitcraps-storage-bench --large [--quick] [--mode whole|chunks|deltas]
 
   --quick          small sizes (20,000 documents instead of 200,000)
   --runs N         runs per store (default 3); the table shows medians and min-max
@@ -69,10 +69,12 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --markdown FILE  also write the tables as Markdown
   --postgres URL   PostgreSQL server (default: $BITCRAPS_TEST_POSTGRES_URL)
   --redis URL      Redis for ours on PostgreSQL (default: $BITCRAPS_TEST_REDIS_URL)
-  --large          the large-document workload only (issue #16)";
+  --large          the large-document workload only (issue #16)
+  --mode M         with --large: one configuration alone (whole, chunks or deltas)";
 
 /// Flags that take a value, and flags that do not.
-const WITH_VALUE: [&str; 6] = [
+const WITH_VALUE: [&str; 7] = [
+    "--mode",
     "--runs",
     "--stores",
     "--markdown",
@@ -109,7 +111,13 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let servers = servers(&args)?;
     if args.iter().any(|a| a == "--large") {
-        println!("{}", large::run(quick)?);
+        // `--mode whole|chunks|deltas`: one configuration alone (to profile it).
+        let mode = args
+            .iter()
+            .position(|a| a == "--mode")
+            .and_then(|p| args.get(p + 1))
+            .map(String::as_str);
+        println!("{}", large::run(quick, mode)?);
         return Ok(());
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
@@ -208,6 +216,7 @@ mod tests {
             "out.md"
         ]))?);
         assert!(check_args(&args(&["--large"]))?);
+        assert!(check_args(&args(&["--large", "--mode", "deltas"]))?);
         Ok(())
     }
 }

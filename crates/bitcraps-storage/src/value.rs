@@ -225,6 +225,20 @@ pub fn decode(
 pub(crate) fn decode_stored<D>(
     location: &str,
     blob: &crate::backend::StoredBlob,
+    dict: impl FnMut(i64, &str) -> Result<D>,
+) -> Result<Vec<u8>>
+where
+    D: std::ops::Deref<Target = zstd::dict::DecoderDictionary<'static>>,
+{
+    decode_stored_with(location, blob, None, dict)
+}
+
+/// [`decode_stored`], with a delta's keyframe from (and into) `keyframes`: the cache and the
+/// blob's collection (`chunk/keyframes.rs`).
+pub(crate) fn decode_stored_with<D>(
+    location: &str,
+    blob: &crate::backend::StoredBlob,
+    keyframes: Option<(&crate::chunk::keyframes::Keyframes, &str)>,
     mut dict: impl FnMut(i64, &str) -> Result<D>,
 ) -> Result<Vec<u8>>
 where
@@ -242,7 +256,7 @@ where
         )
     };
     if crate::chunk::is_chunked(blob.codec_id) {
-        crate::chunk::assemble(location, blob, one)
+        crate::chunk::assemble_with(location, blob, keyframes, one)
     } else {
         one(location, blob)
     }

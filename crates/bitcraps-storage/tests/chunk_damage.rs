@@ -60,8 +60,8 @@ async fn write_documents(config: &StorageConfig) -> Result {
 }
 
 /// The chunks `a` and `b` share: listed by both documents' blobs.
-const SHARED_CHUNK: &str = "SELECT c.id FROM chunks c
-     WHERE c.refcount = 2
+const SHARED_CHUNK: &str = "SELECT c.id FROM chunks c JOIN chunk_refs cr ON cr.chunk_id = c.id
+     WHERE cr.refcount = 2
        AND EXISTS (SELECT 1 FROM blob_chunks bc JOIN records r ON r.blob_id = bc.blob_id
                    WHERE bc.chunk_id = c.id AND r.key = 'a')
      ORDER BY c.id LIMIT 1";

@@ -20,10 +20,11 @@ fn log(game: u32) -> Value {
 /// Damage on the closed store: one chunk counted three times too often, an orphaned chunk
 /// (a copy of an existing one), and a chunk list of a blob that does not exist.
 const DAMAGE: &str =
-    "UPDATE chunks SET refcount = refcount + 3 WHERE id = (SELECT min(id) FROM chunks);
-     INSERT INTO chunks (hash, codec, raw_len, stored_len, refcount, data, dict_id)
-         SELECT hash, codec, raw_len, stored_len, 1, data, dict_id FROM chunks
+    "UPDATE chunk_refs SET refcount = refcount + 3 WHERE chunk_id = (SELECT min(id) FROM chunks);
+     INSERT INTO chunks (hash, codec, raw_len, stored_len, data, dict_id)
+         SELECT hash, codec, raw_len, stored_len, data, dict_id FROM chunks
          WHERE id = (SELECT max(id) FROM chunks);
+     INSERT INTO chunk_refs (chunk_id, refcount) SELECT max(id), 1 FROM chunks;
      INSERT INTO blob_chunks (blob_id, seq, chunk_id)
          SELECT 987654, 0, min(id) FROM chunks;";
 

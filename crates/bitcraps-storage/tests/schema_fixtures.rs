@@ -43,13 +43,15 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// store's wrapped keys; since version 8 the change log (`changes`) and its clock
 /// (`change_clock`, whose 'last' row is the log's head) record every committed change; since
 /// version 9 large
-/// documents are chunk lists (`chunks`, `blob_chunks`: empty after an upgrade).
+/// documents are chunk lists (`chunks`, `blob_chunks`: empty after an upgrade), and since
+/// version 10 the chunks' reference counts are rows of `chunk_refs`.
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let chunks: i64 = conn.query_row(
-        "SELECT (SELECT count(*) FROM chunks) + (SELECT count(*) FROM blob_chunks)",
+        "SELECT (SELECT count(*) FROM chunks) + (SELECT count(*) FROM blob_chunks)
+              + (SELECT count(*) FROM chunk_refs)",
         [],
         |r| r.get(0),
     )?;

@@ -105,6 +105,11 @@ pub struct CacheStatistics {
     pub typed_entries: u64,
     /// Bytes charged for those decoded documents (part of `weighted_bytes`).
     pub typed_bytes: u64,
+    /// Decoded keyframes of deltas held (`chunk/keyframes.rs`; bounded on their own, apart
+    /// from `capacity_bytes`).
+    pub keyframe_entries: u64,
+    /// Their bytes.
+    pub keyframe_bytes: u64,
 }
 
 /// The value cache. moka is keyed by a keyed 64-bit hash of the cache key (an integer key
@@ -345,6 +350,9 @@ impl ValueCache {
             misses: self.misses.load(Ordering::Relaxed),
             raced_fills: self.raced_fills.load(Ordering::Relaxed),
             coalesced: self.coalesced.load(Ordering::Relaxed),
+            // Filled in by the store (`chunk/keyframes.rs`).
+            keyframe_entries: 0,
+            keyframe_bytes: 0,
         }
     }
 }

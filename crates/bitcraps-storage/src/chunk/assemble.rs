@@ -2,22 +2,50 @@
 //! document's length and hash. Any failure is [`StorageError::Corruption`] at the record (or
 //! blob) with the chunk's position.
 
+use std::sync::Arc;
+
+use super::keyframes::{KeyframeId, Keyframes};
 use crate::backend::StoredBlob;
 use crate::error::{Result, StorageError};
 
 /// The document of the chunked or delta (and, in an encrypted store, opened) `blob`;
 /// `decode` turns one chunk into its verified bytes. A delta's chunks are its keyframe's:
 /// their concatenation is the base its patch applies to.
+#[cfg(test)]
 pub(crate) fn assemble(
     location: &str,
     blob: &StoredBlob,
+    decode: impl FnMut(&str, &StoredBlob) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    assemble_with(location, blob, None, decode)
+}
+
+/// [`assemble`], taking a delta's keyframe from `keyframes` (the cache and the blob's
+/// collection) when it holds it, and putting it there when it does not.
+pub(crate) fn assemble_with(
+    location: &str,
+    blob: &StoredBlob,
+    keyframes: Option<(&Keyframes, &str)>,
     decode: impl FnMut(&str, &StoredBlob) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let raw_len = usize::try_from(blob.raw_len).map_err(|_| {
         StorageError::corruption(location, format!("invalid length {}", blob.raw_len))
     })?;
     let raw = if blob.codec_id == super::DELTA {
-        let base = concat(location, blob, usize::MAX, decode)?;
+        let base = match keyframes {
+            Some((cache, collection)) => {
+                let id = KeyframeId::of(collection, blob);
+                match cache.get(id) {
+                    Some(base) => base,
+                    None => {
+                        let base: Arc<[u8]> = concat(location, blob, usize::MAX, decode)?.into();
+                        cache.insert(id, collection, Arc::clone(&base));
+                        base
+                    }
+                }
+            }
+            None => concat(location, blob, usize::MAX, decode)?.into(),
+        };
         super::delta::apply(&base, &blob.data, raw_len, location)?
     } else {
         concat(location, blob, raw_len, decode)?

@@ -16,8 +16,9 @@
 mod assemble;
 mod cut;
 pub(crate) mod delta;
+pub(crate) mod keyframes;
 
-pub(crate) use assemble::assemble;
+pub(crate) use assemble::assemble_with;
 pub(crate) use cut::cut;
 pub use delta::{DEFAULT_KEYFRAME_INTERVAL, DELTA};
 

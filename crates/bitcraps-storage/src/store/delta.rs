@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::backend::StoredBlob;
+use crate::chunk::keyframes::KeyframeId;
 use crate::chunk::{self, delta};
 use crate::codec::Codec;
 use crate::error::Result;
@@ -47,7 +48,7 @@ pub(super) fn try_delta(
     if depth >= pipeline.keyframe_interval {
         return Ok(None);
     }
-    let Some((base, chunks)) = keyframe(shared, &blob, &location) else {
+    let Some((base, chunks)) = keyframe(shared, collection, &blob, &location) else {
         return Ok(None);
     };
     let stored = delta::encode(&base, raw, pipeline.level, depth)?;
@@ -67,8 +68,51 @@ pub(super) fn try_delta(
 }
 
 /// The keyframe document `blob`'s chunks hold, and those chunks as values to list again;
-/// `None` when a chunk does not verify.
+/// `None` when a chunk does not verify. A keyframe in the cache (`chunk/keyframes.rs`) is
+/// not decoded again: each chunk's bytes are its slice of the cached document.
 fn keyframe(
+    shared: &Shared,
+    collection: &str,
+    blob: &StoredBlob,
+    location: &str,
+) -> Option<(Arc<[u8]>, Vec<EncodedValue>)> {
+    let id = KeyframeId::of(collection, blob);
+    if let Some(base) = shared.keyframes.get(id)
+        && let Some(chunks) = slices(&base, blob)
+    {
+        return Some((base, chunks));
+    }
+    let (base, chunks) = decode_keyframe(shared, blob, location)?;
+    let base: Arc<[u8]> = base.into();
+    shared.keyframes.insert(id, collection, Arc::clone(&base));
+    Some((base, chunks))
+}
+
+/// `blob`'s chunks as values whose bytes are consecutive slices of `base`, the cached
+/// document of its keyframe; `None` when their lengths do not add up to it.
+fn slices(base: &[u8], blob: &StoredBlob) -> Option<Vec<EncodedValue>> {
+    let mut at = 0usize;
+    let mut chunks = Vec::with_capacity(blob.chunks.len());
+    for c in &blob.chunks {
+        let len = usize::try_from(c.raw_len).ok()?;
+        let end = at.checked_add(len)?;
+        let raw: Arc<[u8]> = base.get(at..end)?.into();
+        at = end;
+        chunks.push(EncodedValue {
+            hash: c.hash.as_slice().try_into().ok()?,
+            codec: u8::try_from(c.codec_id).ok().and_then(Codec::from_id)?,
+            raw,
+            stored: c.data.clone().into(),
+            dict_id: c.dict_id,
+            chunks: Arc::from([]),
+            delta: false,
+        });
+    }
+    (at == base.len()).then_some(chunks)
+}
+
+/// The keyframe document `blob`'s chunks hold, each chunk decoded and verified.
+fn decode_keyframe(
     shared: &Shared,
     blob: &StoredBlob,
     location: &str,

@@ -169,6 +169,7 @@ impl PersistentStorageManager {
         for key in &keys {
             shared.cache.invalidate(key);
         }
+        shared.keyframes.forget_collection(collection);
         let count = u64::try_from(keys.len()).unwrap_or(u64::MAX);
         if let Some(remote) = &shared.remote {
             remote.invalidate_after_commit(keys);

@@ -85,6 +85,7 @@ impl PersistentStorageManager {
             },
             counters: Counters::default(),
             dictionaries,
+            keyframes: crate::chunk::keyframes::Keyframes::default(),
             remote,
             clock: crate::clock::StoreClock::default(),
             keyring: keyring.clone(),

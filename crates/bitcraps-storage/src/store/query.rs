@@ -89,9 +89,9 @@ impl PersistentStorageManager {
         let database = blocking(move || backend.statistics()).await?;
         let shared = &self.inner.shared;
         let pending = u64::try_from(shared.access.pending_keys()).unwrap_or(u64::MAX);
-        let mut statistics = shared
-            .counters
-            .snapshot(shared.cache.statistics(), database, pending);
+        let mut cache = shared.cache.statistics();
+        (cache.keyframe_entries, cache.keyframe_bytes) = shared.keyframes.usage();
+        let mut statistics = shared.counters.snapshot(cache, database, pending);
         if let Some(remote) = &shared.remote {
             statistics.remote_cache = Some(remote.statistics().await);
         }

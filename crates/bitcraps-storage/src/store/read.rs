@@ -55,8 +55,10 @@ pub(super) fn decode_blob(
     let location = format!("{collection}/{key}");
     if crate::chunk::is_chunked(blob.codec_id) {
         // A chunk list is cached decoded: its chunks have no one stored form.
-        let raw =
-            value::decode_stored(&location, blob, |id, at| dictionary_decoder(shared, id, at))?;
+        let keyframes = Some((&shared.keyframes, collection));
+        let raw = value::decode_stored_with(&location, blob, keyframes, |id, at| {
+            dictionary_decoder(shared, id, at)
+        })?;
         let cached = CachedValue::plain(&cache_key(collection, key), &raw);
         return Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)));
     }

@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) access: AccessTracker,
     pub(crate) counters: Counters,
     pub(crate) dictionaries: Dictionaries,
+    /// The decoded keyframes of recent deltas (`chunk/keyframes.rs`).
+    pub(crate) keyframes: crate::chunk::keyframes::Keyframes,
     /// The Redis tier (L2 and cross-node invalidation), when configured.
     pub(crate) remote: Option<RemoteTier>,
     /// Metrics and spans of this store's operations.

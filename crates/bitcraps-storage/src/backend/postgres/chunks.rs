@@ -1,10 +1,12 @@
 //! Chunk lists on PostgreSQL (`chunk/`, schema version 9), as in SQLite: `chunks` rows,
-//! content-addressed and reference-counted, listed in order by `blob_chunks`.
+//! content-addressed and reference-counted, listed in order by `blob_chunks`. The counts
+//! are rows of `chunk_refs` (schema version 10), so changing one writes a narrow tuple,
+//! never a new version of the chunk's row with its bytes.
 //!
 //! Nodes share chunks without advisory locks: taking a reference is one
-//! `UPDATE … refcount + 1` of the row found by hash, which waits on a node that is dropping
-//! the same chunk's last reference and then finds the row gone (no row updated: a new chunk
-//! is inserted). Two nodes inserting the same new chunk at once store it twice, each with
+//! `UPDATE chunk_refs … refcount + 1` of the count of the chunk found by hash, which waits
+//! on a node that is dropping the same chunk's last reference and then finds the row gone
+//! (no row updated: a new chunk is inserted). Two nodes inserting the same new chunk at once store it twice, each with
 //! exact counts; that costs space, never correctness. Row-lock deadlocks between nodes
 //! taking chunks in different orders are retried like any other (`write.rs`).
 
@@ -51,9 +53,10 @@ async fn acquire_one(
             .query_opt(
                 &cached(
                     tx,
-                    "UPDATE chunks SET refcount = refcount + 1
-                     WHERE id = (SELECT id FROM chunks WHERE hash = $1 LIMIT 1)
-                     RETURNING id, raw_len",
+                    "UPDATE chunk_refs SET refcount = refcount + 1
+                     WHERE chunk_id = (SELECT id FROM chunks WHERE hash = $1 LIMIT 1)
+                     RETURNING chunk_id,
+                               (SELECT c.raw_len FROM chunks c WHERE c.id = chunk_id)",
                 )
                 .await?,
                 &[&hash],
@@ -62,7 +65,8 @@ async fn acquire_one(
             .map_err(db("adding a chunk reference"))?;
         if let Some(row) = found {
             let id: i64 = row.try_get(0).map_err(db("adding a chunk reference"))?;
-            let len: i64 = row.try_get(1).map_err(db("adding a chunk reference"))?;
+            let len: Option<i64> = row.try_get(1).map_err(db("adding a chunk reference"))?;
+            let len = len.unwrap_or(-1);
             if len != raw_len {
                 return Err(Fail::Final(StorageError::corruption(
                     format!("chunk {id}"),
@@ -76,8 +80,11 @@ async fn acquire_one(
     tx.query_one(
         &cached(
             tx,
-            "INSERT INTO chunks (hash, codec, raw_len, stored_len, refcount, data, dict_id)
-             VALUES ($1, $2, $3, $4, 1, $5, $6) RETURNING id",
+            "WITH c AS (
+                 INSERT INTO chunks (hash, codec, raw_len, stored_len, data, dict_id)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+             INSERT INTO chunk_refs (chunk_id, refcount) SELECT id, 1 FROM c
+             RETURNING chunk_id",
         )
         .await?,
         &[
@@ -115,22 +122,35 @@ pub(super) async fn release(tx: &Transaction<'_>, blob_id: i64) -> Result<(), Fa
     // In id order, so two nodes releasing overlapping lists lock rows in the same order.
     ids.sort_unstable();
     for id in ids {
-        tx.execute(
-            &cached(
-                tx,
-                "UPDATE chunks SET refcount = refcount - 1 WHERE id = $1",
+        // No count row (damage): the chunk stays, for the check to report and repair.
+        let left = tx
+            .query_opt(
+                &cached(
+                    tx,
+                    "UPDATE chunk_refs SET refcount = greatest(refcount - 1, 0)
+                     WHERE chunk_id = $1 RETURNING refcount",
+                )
+                .await?,
+                &[&id],
             )
-            .await?,
-            &[&id],
-        )
-        .await
-        .map_err(db("dropping a chunk reference"))?;
-        tx.execute(
-            &cached(tx, "DELETE FROM chunks WHERE id = $1 AND refcount <= 0").await?,
-            &[&id],
-        )
-        .await
-        .map_err(db("deleting an unreferenced chunk"))?;
+            .await
+            .map_err(db("dropping a chunk reference"))?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()
+            .map_err(db("dropping a chunk reference"))?;
+        if left == Some(0) {
+            tx.execute(
+                &cached(
+                    tx,
+                    "WITH gone AS (DELETE FROM chunk_refs WHERE chunk_id = $1 RETURNING chunk_id)
+                     DELETE FROM chunks WHERE id IN (SELECT chunk_id FROM gone)",
+                )
+                .await?,
+                &[&id],
+            )
+            .await
+            .map_err(db("deleting an unreferenced chunk"))?;
+        }
     }
     Ok(())
 }

@@ -35,9 +35,11 @@ async fn repair_once(client: &mut Client) -> Result<RepairOutcome, Fail> {
         .transaction()
         .await
         .map_err(db("starting a reference repair"))?;
-    tx.batch_execute("LOCK TABLE records, blobs, blob_chunks, chunks IN SHARE ROW EXCLUSIVE MODE")
-        .await
-        .map_err(db("locking the tables for a reference repair"))?;
+    tx.batch_execute(
+        "LOCK TABLE records, blobs, blob_chunks, chunks, chunk_refs IN SHARE ROW EXCLUSIVE MODE",
+    )
+    .await
+    .map_err(db("locking the tables for a reference repair"))?;
     let orphan = "NOT EXISTS (SELECT 1 FROM records r WHERE r.blob_id = blobs.id)";
     let row = tx
         .query_one(
@@ -84,19 +86,36 @@ async fn repair_once(client: &mut Client) -> Result<RepairOutcome, Fail> {
         .map_err(db("counting unreferenced chunks"))?;
     let chunk_orphans: i64 = row.try_get(0).map_err(db("counting unreferenced chunks"))?;
     let chunk_bytes: i64 = row.try_get(1).map_err(db("counting unreferenced chunks"))?;
+    tx.execute(
+        &format!(
+            "DELETE FROM chunk_refs WHERE chunk_id IN (SELECT id FROM chunks WHERE {chunk_orphan})"
+        ),
+        &[],
+    )
+    .await
+    .map_err(db("removing unreferenced chunks"))?;
     tx.execute(&format!("DELETE FROM chunks WHERE {chunk_orphan}"), &[])
         .await
         .map_err(db("removing unreferenced chunks"))?;
-    let chunks_fixed = tx
+    // Count rows of chunks that do not exist, then every other count set to its lists.
+    let stray = tx
         .execute(
-            "UPDATE chunks SET refcount = c.n FROM (
-                 SELECT bc.chunk_id, count(*) AS n FROM blob_chunks bc GROUP BY bc.chunk_id
-             ) c
-             WHERE c.chunk_id = chunks.id AND chunks.refcount <> c.n",
+            "DELETE FROM chunk_refs r WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.chunk_id)",
             &[],
         )
         .await
         .map_err(db("recounting chunk references"))?;
+    let chunks_fixed = tx
+        .execute(
+            "INSERT INTO chunk_refs (chunk_id, refcount)
+             SELECT bc.chunk_id, count(*) FROM blob_chunks bc GROUP BY bc.chunk_id
+             ON CONFLICT (chunk_id) DO UPDATE SET refcount = excluded.refcount
+             WHERE chunk_refs.refcount <> excluded.refcount",
+            &[],
+        )
+        .await
+        .map_err(db("recounting chunk references"))?
+        .saturating_add(stray);
     tx.commit()
         .await
         .map_err(db("committing a reference repair"))?;

@@ -417,7 +417,8 @@ pub async fn statistics(client: &Client) -> Result<DatabaseStatistics> {
                 current_setting('block_size')::bigint,
                 (SELECT count(*) FROM blobs WHERE codec = 16),
                 (SELECT count(*) FROM chunks),
-                (SELECT coalesce(sum(raw_len * (refcount - 1)), 0)::bigint FROM chunks),
+                (SELECT coalesce(sum(c.raw_len * (coalesce(r.refcount, 1) - 1)), 0)::bigint
+                   FROM chunks c LEFT JOIN chunk_refs r ON r.chunk_id = c.id),
                 (SELECT count(*) FROM blobs WHERE codec = 17),
                 (SELECT coalesce(sum(raw_len - stored_len), 0)::bigint FROM blobs WHERE codec = 17)",
             &[],
@@ -473,8 +474,8 @@ pub async fn check(client: &Client) -> Result<ConsistencyReport> {
                    WHERE NOT EXISTS (SELECT 1 FROM blob_chunks bc WHERE bc.chunk_id = c.id))
                   + (SELECT count(DISTINCT bc.blob_id) FROM blob_chunks bc
                    WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id)),
-                (SELECT count(*) FROM chunks c
-                   WHERE c.refcount <> (SELECT count(*) FROM blob_chunks bc
+                (SELECT count(*) FROM chunks c LEFT JOIN chunk_refs r ON r.chunk_id = c.id
+                   WHERE coalesce(r.refcount, -1) <> (SELECT count(*) FROM blob_chunks bc
                                          WHERE bc.chunk_id = c.id))",
             &[],
         )

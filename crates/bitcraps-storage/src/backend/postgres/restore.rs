@@ -48,7 +48,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
     let tx = client.transaction().await.map_err(&err)?;
     // Nobody may write while the target is checked and filled.
     tx.batch_execute(
-        "LOCK TABLE records, blobs, dictionaries, chunks, blob_chunks, data_keys, meta
+        "LOCK TABLE records, blobs, dictionaries, chunks, chunk_refs, blob_chunks, data_keys, meta
          IN EXCLUSIVE MODE",
     )
     .await
@@ -210,7 +210,7 @@ async fn insert_all(pool: Pool, mut chunks: mpsc::Receiver<Chunk>) -> Result<()>
     tx.commit().await.map_err(&err)
 }
 
-/// Inserts rows of `blobs` or `chunks` (the same columns).
+/// Inserts rows of `blobs`, or of `chunks` with their counts into `chunk_refs`.
 async fn insert_blobs(
     tx: &deadpool_postgres::Transaction<'_>,
     table: &'static str,
@@ -232,12 +232,23 @@ async fn insert_blobs(
         data.push(row.6);
         dicts.push(row.7);
     }
-    tx.execute(
-        &format!(
+    let sql = if table == "chunks" {
+        "WITH c AS (
+             INSERT INTO chunks (id, hash, codec, raw_len, stored_len, data, dict_id)
+             SELECT i, h, k, r, s, d, x FROM unnest($1::bigint[], $2::bytea[], $3::bigint[],
+                 $4::bigint[], $5::bigint[], $6::bigint[], $7::bytea[], $8::bigint[])
+                 AS t(i, h, k, r, s, n, d, x))
+         INSERT INTO chunk_refs (chunk_id, refcount) SELECT * FROM unnest($1::bigint[], $6::bigint[])"
+            .to_owned()
+    } else {
+        format!(
             "INSERT INTO {table} (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
              SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[],
                                   $5::bigint[], $6::bigint[], $7::bytea[], $8::bigint[])"
-        ),
+        )
+    };
+    tx.execute(
+        &sql,
         &[&ids, &hashes, &codecs, &raw, &stored, &refs, &data, &dicts],
     )
     .await

@@ -136,6 +136,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX blob_chunks_by_chunk ON blob_chunks(chunk_id);
     ",
+    // Version 10: chunk reference counts out of the chunk rows (issue #16), as in SQLite:
+    // changing a count no longer writes a new version of the row holding the chunk's bytes.
+    r"
+    CREATE TABLE chunk_refs (
+        chunk_id bigint PRIMARY KEY,
+        refcount bigint NOT NULL CHECK (refcount >= 0)
+    );
+    INSERT INTO chunk_refs (chunk_id, refcount) SELECT id, refcount FROM chunks;
+    ALTER TABLE chunks DROP COLUMN refcount;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -393,13 +403,14 @@ pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyCha
              WHERE id IN (SELECT blob_id FROM records WHERE collection = $1)",
             "DELETE FROM records WHERE collection = $1",
             "DELETE FROM blobs WHERE refcount <= 0",
-            "UPDATE chunks SET refcount = refcount - (SELECT count(*) FROM blob_chunks bc \
-             WHERE bc.chunk_id = chunks.id \
+            "UPDATE chunk_refs SET refcount = refcount - (SELECT count(*) FROM blob_chunks bc \
+             WHERE bc.chunk_id = chunk_refs.chunk_id \
              AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id)) \
-             WHERE id IN (SELECT chunk_id FROM blob_chunks bc \
+             WHERE chunk_id IN (SELECT chunk_id FROM blob_chunks bc \
              WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id))",
             "DELETE FROM blob_chunks bc WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = bc.blob_id)",
-            "DELETE FROM chunks WHERE refcount <= 0",
+            "DELETE FROM chunks WHERE id IN (SELECT chunk_id FROM chunk_refs WHERE refcount <= 0)",
+            "DELETE FROM chunk_refs WHERE refcount <= 0",
             "DELETE FROM dictionaries WHERE collection = $1 \
              AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL) \
              AND id NOT IN (SELECT dict_id FROM chunks WHERE dict_id IS NOT NULL)",

@@ -29,10 +29,12 @@ pub const SELECT_DICTIONARIES: &str =
 pub const SELECT_BLOBS: &str =
     "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
      FROM blobs ORDER BY id";
-/// See [`SELECT_DICTIONARIES`] (chunks have the columns of blobs, [`BlobRow`]).
+/// See [`SELECT_DICTIONARIES`] (chunks have the columns of blobs, [`BlobRow`]; the count
+/// comes from `chunk_refs`, schema version 10, and is 0 where its row is missing).
 pub const SELECT_CHUNKS: &str =
-    "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
-     FROM chunks ORDER BY id";
+    "SELECT c.id, c.hash, c.codec, c.raw_len, c.stored_len, coalesce(r.refcount, 0), c.data,
+            c.dict_id
+     FROM chunks c LEFT JOIN chunk_refs r ON r.chunk_id = c.id ORDER BY c.id";
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_CHUNK_LISTS: &str =
     "SELECT blob_id, seq, chunk_id FROM blob_chunks ORDER BY blob_id, seq";
@@ -240,10 +242,28 @@ impl SnapshotWriter {
     }
 }
 
-/// Inserts rows of `blobs` or `chunks` (`table`: the same columns).
+/// Inserts rows of `blobs`, or of `chunks` with their counts into `chunk_refs`.
 #[cfg(any(feature = "postgres", feature = "testing"))]
 fn insert_blob_rows(conn: &Connection, table: &str, rows: Vec<BlobRow>) -> Result<()> {
     let err = db_err("writing the snapshot");
+    if table == "chunks" {
+        let mut chunk = conn
+            .prepare_cached(
+                "INSERT INTO chunks (id, hash, codec, raw_len, stored_len, data, dict_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(&err)?;
+        let mut count = conn
+            .prepare_cached("INSERT INTO chunk_refs (chunk_id, refcount) VALUES (?1, ?2)")
+            .map_err(&err)?;
+        for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {
+            chunk
+                .execute(params![id, hash, codec, raw_len, stored_len, data, dict_id])
+                .map_err(&err)?;
+            count.execute(params![id, refcount]).map_err(&err)?;
+        }
+        return Ok(());
+    }
     let mut stmt = conn
         .prepare_cached(&format!(
             "INSERT INTO {table} (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)

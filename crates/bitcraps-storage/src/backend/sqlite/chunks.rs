@@ -2,6 +2,11 @@
 //! `chunks`, content-addressed and reference-counted, listed in order by `blob_chunks`. A
 //! chunk's reference count is the number of `blob_chunks` rows naming it; they change in the
 //! transaction that creates or deletes the blob.
+//!
+//! The counts live in `chunk_refs` (schema version 10), never beside a chunk's bytes: taking
+//! or dropping a reference writes that narrow table's page, not the pages holding chunk
+//! data, so a rewrite sharing all its chunks with the version it replaces writes only its
+//! own list and a few count rows (`tests/chunk_refs_pages.rs`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -51,16 +56,20 @@ fn acquire_one(conn: &Connection, chunk: &EncodedValue, deduplicate: bool) -> Re
                     format!("same content hash but length {len}, expected {raw_len}"),
                 ));
             }
-            conn.prepare_cached("UPDATE chunks SET refcount = refcount + 1 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![id]))
-                .map_err(db_err("adding a chunk reference"))?;
+            // A chunk without a count row (damage the check reports) gets one again.
+            conn.prepare_cached(
+                "INSERT INTO chunk_refs (chunk_id, refcount) VALUES (?1, 1)
+                 ON CONFLICT (chunk_id) DO UPDATE SET refcount = refcount + 1",
+            )
+            .and_then(|mut s| s.execute(params![id]))
+            .map_err(db_err("adding a chunk reference"))?;
             return Ok((id, true));
         }
     }
     let stored_len = i64::try_from(chunk.stored.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "INSERT INTO chunks (hash, codec, raw_len, stored_len, refcount, data, dict_id)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
+        "INSERT INTO chunks (hash, codec, raw_len, stored_len, data, dict_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -73,7 +82,11 @@ fn acquire_one(conn: &Connection, chunk: &EncodedValue, deduplicate: bool) -> Re
         ])
     })
     .map_err(db_err("storing a chunk"))?;
-    Ok((conn.last_insert_rowid(), false))
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO chunk_refs (chunk_id, refcount) VALUES (?1, 1)")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(db_err("counting a chunk's first reference"))?;
+    Ok((id, false))
 }
 
 /// Drops the chunk list of the deleted blob `blob_id`: one reference per listed chunk,
@@ -87,12 +100,22 @@ pub(super) fn release(conn: &Connection, blob_id: i64) -> Result<()> {
         })
         .map_err(db_err("dropping a chunk list"))?;
     for id in chunk_ids {
-        conn.prepare_cached("UPDATE chunks SET refcount = refcount - 1 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![id]))
+        // No count row (damage): the chunk stays, for the check to report and repair.
+        let left: Option<i64> = conn
+            .prepare_cached(
+                "UPDATE chunk_refs SET refcount = max(refcount - 1, 0) WHERE chunk_id = ?1
+                 RETURNING refcount",
+            )
+            .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
             .map_err(db_err("dropping a chunk reference"))?;
-        conn.prepare_cached("DELETE FROM chunks WHERE id = ?1 AND refcount <= 0")
-            .and_then(|mut s| s.execute(params![id]))
-            .map_err(db_err("deleting an unreferenced chunk"))?;
+        if left == Some(0) {
+            conn.prepare_cached("DELETE FROM chunk_refs WHERE chunk_id = ?1")
+                .and_then(|mut s| s.execute(params![id]))
+                .map_err(db_err("deleting an unreferenced chunk"))?;
+            conn.prepare_cached("DELETE FROM chunks WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id]))
+                .map_err(db_err("deleting an unreferenced chunk"))?;
+        }
     }
     Ok(())
 }
@@ -167,10 +190,14 @@ pub(super) fn with_chunks(
 pub(super) const COUNT_DANGLING_CHUNKS: &str = "SELECT count(*) FROM blob_chunks bc
      WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = bc.chunk_id)";
 
-/// Chunks no list names, and chunks whose reference count is wrong (one grouping pass).
+/// Chunks no list names, and chunks whose reference count is wrong or missing (one grouping
+/// pass), plus count rows of chunks that do not exist.
 pub(super) const COUNT_CHUNK_REFERENCE_ERRORS: &str = "SELECT coalesce(sum(refs.n IS NULL), 0),
-            coalesce(sum(c.refcount != coalesce(refs.n, 0)), 0)
+            coalesce(sum(coalesce(cr.refcount, -1) != coalesce(refs.n, 0)), 0)
+              + (SELECT count(*) FROM chunk_refs s
+                 WHERE NOT EXISTS (SELECT 1 FROM chunks x WHERE x.id = s.chunk_id))
      FROM chunks c
+     LEFT JOIN chunk_refs cr ON cr.chunk_id = c.id
      LEFT JOIN (SELECT chunk_id, count(*) AS n FROM blob_chunks GROUP BY chunk_id) AS refs
        ON refs.chunk_id = c.id";
 
@@ -196,18 +223,31 @@ pub(super) fn repair(conn: &Connection) -> Result<(u64, u64, u64)> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(&err)?;
+    conn.execute(
+        &format!("DELETE FROM chunk_refs WHERE chunk_id IN (SELECT id FROM chunks WHERE {orphan})"),
+        [],
+    )
+    .map_err(&err)?;
     conn.execute(&format!("DELETE FROM chunks WHERE {orphan}"), [])
+        .map_err(&err)?;
+    // Count rows of chunks that do not exist, then every other count set to its lists.
+    let stray = conn
+        .execute(
+            "DELETE FROM chunk_refs WHERE chunk_id NOT IN (SELECT id FROM chunks)",
+            [],
+        )
         .map_err(&err)?;
     let fixed = conn
         .execute(
-            "UPDATE chunks SET refcount = refs.n
-             FROM (SELECT chunk_id, count(*) AS n FROM blob_chunks GROUP BY chunk_id) AS refs
-             WHERE chunks.id = refs.chunk_id AND chunks.refcount != refs.n",
+            "INSERT INTO chunk_refs (chunk_id, refcount)
+             SELECT chunk_id, count(*) FROM blob_chunks WHERE true GROUP BY chunk_id
+             ON CONFLICT (chunk_id) DO UPDATE SET refcount = excluded.refcount
+             WHERE refcount != excluded.refcount",
             [],
         )
         .map_err(&err)?;
     Ok((
-        u64::try_from(fixed).unwrap_or(u64::MAX),
+        u64::try_from(fixed.saturating_add(stray)).unwrap_or(u64::MAX),
         u64::try_from(removed).unwrap_or(0),
         u64::try_from(bytes).unwrap_or(0),
     ))

@@ -95,9 +95,11 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
          INSERT INTO main.blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
              SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
              FROM snapshot.blobs;
-         INSERT INTO main.chunks (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
-             SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+         INSERT INTO main.chunks (id, hash, codec, raw_len, stored_len, data, dict_id)
+             SELECT id, hash, codec, raw_len, stored_len, data, dict_id
              FROM snapshot.chunks;
+         INSERT INTO main.chunk_refs (chunk_id, refcount)
+             SELECT chunk_id, refcount FROM snapshot.chunk_refs;
          INSERT INTO main.blob_chunks (blob_id, seq, chunk_id)
              SELECT blob_id, seq, chunk_id FROM snapshot.blob_chunks;
          INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,

@@ -1,6 +1,7 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
 mod chunks;
+mod delta;
 mod feed;
 mod maintain;
 mod prefix;

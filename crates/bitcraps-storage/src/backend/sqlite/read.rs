@@ -329,8 +329,8 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     let (chunk_count, chunk_raw, chunk_stored, chunk_saved): (i64, i64, i64, i64) = conn
         .query_row(
             "SELECT count(*), coalesce(sum(raw_len), 0), coalesce(sum(stored_len), 0),
-                    coalesce(sum(raw_len * (refcount - 1)), 0)
-             FROM chunks",
+                    coalesce(sum(raw_len * (coalesce(r.refcount, 1) - 1)), 0)
+             FROM chunks c LEFT JOIN chunk_refs r ON r.chunk_id = c.id",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )

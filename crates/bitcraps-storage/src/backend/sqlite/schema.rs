@@ -148,6 +148,32 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (blob_id, seq)
     ) WITHOUT ROWID;
     ",
+    // Version 10: chunk reference counts out of the data pages (issue #16). A rewrite that
+    // shares its chunks with the version it replaces changes their counts; beside the chunk's
+    // bytes, that rewrote every page holding chunk data. The counts live in the narrow
+    // `chunk_refs` (one row per chunk, a few hundred to a page); `chunks` is rebuilt without
+    // its `refcount` column.
+    r"
+    CREATE TABLE chunk_refs (
+        chunk_id INTEGER PRIMARY KEY,
+        refcount INTEGER NOT NULL CHECK (refcount >= 0)
+    );
+    INSERT INTO chunk_refs (chunk_id, refcount) SELECT id, refcount FROM chunks;
+    CREATE TABLE chunks_v10 (
+        id         INTEGER PRIMARY KEY,
+        hash       BLOB    NOT NULL CHECK (length(hash) = 32),
+        codec      INTEGER NOT NULL,
+        raw_len    INTEGER NOT NULL CHECK (raw_len >= 0),
+        stored_len INTEGER NOT NULL CHECK (stored_len >= 0),
+        data       BLOB    NOT NULL,
+        dict_id    INTEGER
+    );
+    INSERT INTO chunks_v10 (id, hash, codec, raw_len, stored_len, data, dict_id)
+        SELECT id, hash, codec, raw_len, stored_len, data, dict_id FROM chunks;
+    DROP TABLE chunks;
+    ALTER TABLE chunks_v10 RENAME TO chunks;
+    CREATE INDEX chunks_by_hash_prefix ON chunks(substr(hash, 1, 8));
+    ",
 ];
 
 /// The schema version this build writes.
@@ -289,18 +315,20 @@ pub(crate) fn write_keys(conn: &mut Connection, change: &KeyChange) -> Result<()
 
 /// The SQL of a shred (`?1`: the collection), in order: references released, records,
 /// blobs nothing refers to, dictionaries no blob names, keys destroyed.
-pub(crate) const SHRED_SQLITE: [&str; 8] = [
+pub(crate) const SHRED_SQLITE: [&str; 9] = [
     "UPDATE blobs SET refcount = refcount - (SELECT count(*) FROM records r \
      WHERE r.collection = ?1 AND r.blob_id = blobs.id) \
      WHERE id IN (SELECT blob_id FROM records WHERE collection = ?1)",
     "DELETE FROM records WHERE collection = ?1",
     "DELETE FROM blobs WHERE refcount <= 0",
     // The chunk lists of the deleted blobs release their chunks.
-    "UPDATE chunks SET refcount = refcount - (SELECT count(*) FROM blob_chunks bc \
-     WHERE bc.chunk_id = chunks.id AND bc.blob_id NOT IN (SELECT id FROM blobs)) \
-     WHERE id IN (SELECT chunk_id FROM blob_chunks WHERE blob_id NOT IN (SELECT id FROM blobs))",
+    "UPDATE chunk_refs SET refcount = refcount - (SELECT count(*) FROM blob_chunks bc \
+     WHERE bc.chunk_id = chunk_refs.chunk_id AND bc.blob_id NOT IN (SELECT id FROM blobs)) \
+     WHERE chunk_id IN \
+     (SELECT chunk_id FROM blob_chunks WHERE blob_id NOT IN (SELECT id FROM blobs))",
     "DELETE FROM blob_chunks WHERE blob_id NOT IN (SELECT id FROM blobs)",
-    "DELETE FROM chunks WHERE refcount <= 0",
+    "DELETE FROM chunks WHERE id IN (SELECT chunk_id FROM chunk_refs WHERE refcount <= 0)",
+    "DELETE FROM chunk_refs WHERE refcount <= 0",
     "DELETE FROM dictionaries WHERE collection = ?1 \
      AND id NOT IN (SELECT dict_id FROM blobs WHERE dict_id IS NOT NULL) \
      AND id NOT IN (SELECT dict_id FROM chunks WHERE dict_id IS NOT NULL)",
@@ -446,7 +474,7 @@ mod tests {
             "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
              ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
-             DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE changes;
+             DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE chunk_refs; DROP TABLE changes;
              DROP TABLE change_clock;",
         )
         .map_err(db_err("drop"))?;
@@ -455,6 +483,42 @@ mod tests {
         record_redis_tier(&a)?;
         record_redis_tier(&a)?;
         assert!(read_identity(&a)?.redis_tier);
+        Ok(())
+    }
+
+    /// Version 10 moves the chunk reference counts of a version-9 store into `chunk_refs`
+    /// and rebuilds `chunks` without them, keeping every chunk and its id.
+    #[test]
+    fn version_10_moves_chunk_counts_out_of_the_chunk_rows() -> Result<()> {
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        let v9 = MIGRATIONS.get(..9).unwrap_or_default();
+        conn.execute_batch(&v9.concat())
+            .map_err(db_err("schema 9"))?;
+        conn.execute_batch(
+            "PRAGMA user_version = 9; PRAGMA application_id = 1111708243;
+             INSERT INTO chunks (id, hash, codec, raw_len, stored_len, refcount, data)
+                 VALUES (7, zeroblob(32), 0, 3, 3, 2, X'616263');
+             INSERT INTO blob_chunks (blob_id, seq, chunk_id) VALUES (1, 0, 7), (2, 0, 7);",
+        )
+        .map_err(db_err("a version-9 chunk"))?;
+        assert_eq!(migrate(&mut conn)?, 10);
+        let (id, refcount, data): (i64, i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT c.id, r.refcount, c.data FROM chunks c
+                 JOIN chunk_refs r ON r.chunk_id = c.id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(db_err("the migrated chunk"))?;
+        assert_eq!((id, refcount, data.as_slice()), (7, 2, &b"abc"[..]));
+        let has_refcount: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('chunks') WHERE name = 'refcount'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("the chunk columns"))?;
+        assert_eq!(has_refcount, 0);
         Ok(())
     }
 

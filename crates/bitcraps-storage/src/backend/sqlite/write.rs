@@ -403,6 +403,21 @@ fn put(
         now_ms,
         expires_ms,
     } = placed;
+    if super::delta::write_over(conn, collection, key, value, deduplicate)?.is_some() {
+        conn.prepare_cached(
+            "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
+             WHERE collection = ?1 AND key = ?2",
+        )
+        .and_then(|mut s| s.execute(params![collection, key, now_ms, stored_version, expires_ms]))
+        .map_err(db_err("writing a record"))?;
+        return Ok(OpOutcome::Put {
+            deduplicated: false,
+            replaced: true,
+            version,
+            expires_ms,
+            quota_warning: None,
+        });
+    }
     let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
     let inserted = conn
         .prepare_cached(

@@ -1,0 +1,167 @@
+//! The decoded keyframes of recent deltas (`delta.rs`), so a delta write or read applies its
+//! patch without decompressing and verifying the keyframe's chunks (about 1 MiB for a 1 MiB
+//! document) each time.
+//!
+//! An entry is keyed by the collection and the ordered hashes of the keyframe's chunks, and
+//! holds their concatenation, inserted only after every chunk was verified against its own
+//! hash. Chunks are content-addressed, so an entry can never go stale: an overwrite or a
+//! delete that drops the keyframe only makes its entry unused, and eviction removes it. A
+//! reader still hashes the whole document it assembles from an entry and its patch.
+//!
+//! The cache is bounded on its own ([`MAX_BYTES`], [`MAX_ENTRIES`]), apart from the
+//! document cache (`cache.size_mb`) like the dictionary decoders, and its bytes are reported
+//! in the cache statistics (`keyframe_bytes`). A collection's shred drops its entries.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::backend::StoredBlob;
+
+/// At most this many bytes of decoded keyframes are held.
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// At most this many keyframes are held.
+pub const MAX_ENTRIES: usize = 8;
+
+/// What identifies a keyframe's document: its collection and its chunks' hashes in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyframeId([u8; 32]);
+
+impl KeyframeId {
+    /// The id of the keyframe whose chunks `blob` lists, in `collection`.
+    pub(crate) fn of(collection: &str, blob: &StoredBlob) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(
+            &u64::try_from(collection.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
+        h.update(collection.as_bytes());
+        for chunk in &blob.chunks {
+            h.update(&chunk.hash);
+        }
+        Self(*h.finalize().as_bytes())
+    }
+}
+
+struct Entry {
+    id: KeyframeId,
+    collection: String,
+    document: Arc<[u8]>,
+}
+
+/// The bounded cache of decoded keyframes, most recently used last.
+#[derive(Default)]
+pub(crate) struct Keyframes {
+    entries: Mutex<VecDeque<Entry>>,
+}
+
+impl Keyframes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The keyframe `id`'s document, if held.
+    pub(crate) fn get(&self, id: KeyframeId) -> Option<Arc<[u8]>> {
+        let mut entries = self.lock();
+        let at = entries.iter().position(|e| e.id == id)?;
+        let entry = entries.remove(at)?;
+        let document = Arc::clone(&entry.document);
+        entries.push_back(entry);
+        Some(document)
+    }
+
+    /// Holds `document`, the verified keyframe `id` of `collection`, evicting the least
+    /// recently used ones past the bounds (a document larger than the bound is not held).
+    pub(crate) fn insert(&self, id: KeyframeId, collection: &str, document: Arc<[u8]>) {
+        if document.len() > MAX_BYTES {
+            return;
+        }
+        let mut entries = self.lock();
+        entries.retain(|e| e.id != id);
+        entries.push_back(Entry {
+            id,
+            collection: collection.to_owned(),
+            document,
+        });
+        let mut total: usize = entries.iter().map(|e| e.document.len()).sum();
+        while entries.len() > MAX_ENTRIES || total > MAX_BYTES {
+            let Some(old) = entries.pop_front() else {
+                break;
+            };
+            total = total.saturating_sub(old.document.len());
+        }
+    }
+
+    /// Drops every keyframe of `collection` (its shred).
+    pub(crate) fn forget_collection(&self, collection: &str) {
+        self.lock().retain(|e| e.collection != collection);
+    }
+
+    /// How many keyframes are held, and their bytes.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        let entries = self.lock();
+        let bytes: usize = entries.iter().map(|e| e.document.len()).sum();
+        (
+            u64::try_from(entries.len()).unwrap_or(u64::MAX),
+            u64::try_from(bytes).unwrap_or(u64::MAX),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> KeyframeId {
+        KeyframeId([n; 32])
+    }
+
+    #[test]
+    fn holds_at_most_its_bounds_and_evicts_the_oldest() {
+        let cache = Keyframes::default();
+        for n in 0..10u8 {
+            cache.insert(id(n), "c", Arc::from(vec![n; 1000]));
+        }
+        assert_eq!(cache.usage(), (8, 8000));
+        assert!(cache.get(id(0)).is_none() && cache.get(id(1)).is_none());
+        // A use makes an entry the most recent: the next insert evicts id(3), not id(2).
+        assert_eq!(cache.get(id(2)).as_deref(), Some(&[2u8; 1000][..]));
+        cache.insert(id(10), "c", Arc::from(vec![10; 1000]));
+        assert!(cache.get(id(2)).is_some() && cache.get(id(3)).is_none());
+        cache.insert(id(11), "c", Arc::from(vec![0; MAX_BYTES - 1000]));
+        let (entries, bytes) = cache.usage();
+        assert!(
+            bytes <= u64::try_from(MAX_BYTES).unwrap_or(0),
+            "{entries} {bytes}"
+        );
+        cache.insert(id(12), "c", Arc::from(vec![0; MAX_BYTES + 1]));
+        assert!(cache.get(id(12)).is_none());
+        cache.forget_collection("c");
+        assert_eq!(cache.usage(), (0, 0));
+    }
+
+    #[test]
+    fn the_id_names_the_collection_and_the_chunks_in_order() {
+        let chunk = |b: u8| StoredBlob {
+            codec_id: 0,
+            raw_len: 1,
+            hash: vec![b; 32],
+            data: vec![b],
+            dict_id: None,
+            chunks: Vec::new(),
+        };
+        let list = |chunks: Vec<StoredBlob>| StoredBlob {
+            codec_id: super::super::DELTA,
+            raw_len: 2,
+            hash: vec![0; 32],
+            data: Vec::new(),
+            dict_id: None,
+            chunks,
+        };
+        let ab = list(vec![chunk(1), chunk(2)]);
+        let ba = list(vec![chunk(2), chunk(1)]);
+        assert_eq!(KeyframeId::of("c", &ab), KeyframeId::of("c", &ab));
+        assert_ne!(KeyframeId::of("c", &ab), KeyframeId::of("c", &ba));
+        assert_ne!(KeyframeId::of("c", &ab), KeyframeId::of("d", &ab));
+    }
+}
