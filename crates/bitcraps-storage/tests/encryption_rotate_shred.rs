@@ -8,19 +8,15 @@ mod common;
 
 use std::sync::Arc;
 
-use bitcraps_storage::{
-    KeyConfig, KeySource, PersistentStorageManager, StorageConfig, StorageError,
-};
+use bitcraps_storage::{KeySource, PersistentStorageManager, StorageConfig, StorageError};
 use common::sentinel::{contains, files};
 use serde_json::json;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn config(dir: &std::path::Path, key: &std::path::Path) -> StorageConfig {
-    let mut config = StorageConfig::with_data_path(dir);
-    config.maintenance.background_tasks = false;
+    let mut config = common::keyed_config(dir, key);
     config.compression.dictionary_training_samples = 32;
-    config.key = KeyConfig::default().file(key);
     config
 }
 

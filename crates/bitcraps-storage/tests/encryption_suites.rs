@@ -8,17 +8,14 @@
 
 mod common;
 
-use bitcraps_storage::{KeyConfig, PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig, StorageError};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn config(dir: &std::path::Path, key: &std::path::Path) -> StorageConfig {
-    let mut config = StorageConfig::with_data_path(dir);
-    config.maintenance.background_tasks = false;
-    config.key = KeyConfig::default().file(key);
-    config
+    common::keyed_config(dir, key)
 }
 
 /// What this machine seals new documents with: 0xE2 where the CPU has AES instructions.

@@ -5,17 +5,14 @@
 
 mod common;
 
-use bitcraps_storage::{KeyConfig, PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig, StorageError};
 use rusqlite::Connection;
 use serde_json::json;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn config(dir: &std::path::Path, key: &std::path::Path) -> StorageConfig {
-    let mut config = StorageConfig::with_data_path(dir);
-    config.maintenance.background_tasks = false;
-    config.key = KeyConfig::default().file(key);
-    config
+    common::keyed_config(dir, key)
 }
 
 fn blob_of(db: &Connection, collection: &str, key: &str) -> rusqlite::Result<i64> {

@@ -226,6 +226,17 @@ pub fn key_file() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// A store in `dir` encrypted with the key file at `key`, background tasks off.
+pub fn keyed_config(
+    dir: &std::path::Path,
+    key: &std::path::Path,
+) -> bitcraps_storage::StorageConfig {
+    let mut config = bitcraps_storage::StorageConfig::with_data_path(dir);
+    config.maintenance.background_tasks = false;
+    config.key = bitcraps_storage::KeyConfig::default().file(key);
+    config
+}
+
 /// `fixture` with encryption at rest: a fresh key file as its `key.file`.
 pub fn encrypted(mut fixture: Fixture) -> Fixture {
     let (dir, path) = key_file();
