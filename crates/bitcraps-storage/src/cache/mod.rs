@@ -282,8 +282,11 @@ impl ValueCache {
         };
         let slot = self.slot(key);
         // The lookup a reader's miss would have made: admission (TinyLFU) weighs the entry
-        // as that miss's fill, not as a key never asked for.
-        let _ = cache.get(&slot);
+        // as that miss's fill, not as a key never asked for. A reader that filled the key
+        // since the prefetch looked needs nothing from it.
+        if cache.get(&slot).is_some_and(|v| v.is_for(key)) {
+            return false;
+        }
         let guard = self.stripes.lock(ticket.stripe);
         if guard.generation != ticket.generation {
             self.raced_fills.fetch_add(1, Ordering::Relaxed);

@@ -3,15 +3,16 @@
 //! partners it is confident about ahead.
 //!
 //! Learning is driven by what the cache could not answer: when `B` misses (or is read from a
-//! prefetch), each of the last [`RECENT`] documents read, `A`, gains one observation of the
-//! pair `A → B`. When `A` misses, the partners observed at least [`MIN_SUPPORT`] times, in at
+//! prefetch), each of the last [`RECENT`] documents that did the same, `A`, gains one
+//! observation of the pair `A → B` (plain hits never reach the prefetcher). When `A` misses, the partners observed at least [`MIN_SUPPORT`] times, in at
 //! least half of `A`'s misses, are prefetched. Documents the cache keeps anyway are never
 //! learned as partners (they do not miss), so the table spends its room on what prefetching
 //! can help.
 //!
-//! Bounded: [`SOURCES`] sources (a direct-mapped table by hash: a new source takes its slot
-//! over), each with at most [`PARTNERS`] partners (a new one replaces the weakest, if that was
-//! seen once). The recent reads are a ring of hashes, not keys.
+//! Bounded: [`SOURCES`] sources (a direct-mapped table by hash; a new source takes a slot
+//! over only once its holder has lost its credit to collisions, so sources that keep learning
+//! or predicting stay), each with at most [`PARTNERS`] partners (a new one replaces the
+//! weakest, if that was seen once). The recent reads are a ring of hashes, not keys.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -22,10 +23,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 pub(crate) const RECENT: usize = 12;
 
 /// Sources the table holds.
-pub(crate) const SOURCES: usize = 4096;
+pub(crate) const SOURCES: usize = 8192;
 
 /// Partners kept per source.
-pub(crate) const PARTNERS: usize = 16;
+pub(crate) const PARTNERS: usize = 12;
+
+/// Collisions a source that has earned its place survives before a newcomer takes its slot
+/// (renewed whenever it learns or predicts).
+const CREDIT: u8 = 4;
 
 /// Observations of a pair before its partner is prefetched.
 pub(crate) const MIN_SUPPORT: u32 = 2;
@@ -40,12 +45,17 @@ struct Partner {
 struct Source {
     hash: u64,
     misses: u32,
+    /// Collisions left before a newcomer may take the slot (CLOCK-like aging, so sources
+    /// that keep being useful are not pushed out by documents passing through).
+    credit: u8,
     partners: Vec<Partner>,
 }
 
 /// The learner.
 pub(crate) struct CoAccess {
-    hasher: std::hash::RandomState,
+    /// Fixed keys (SipHash with zero keys): the same table in every run, so tests are
+    /// deterministic. Keys chosen to collide only cost prefetching (advisory), never a value.
+    hasher: std::hash::BuildHasherDefault<std::hash::DefaultHasher>,
     recent: Mutex<VecDeque<u64>>,
     table: Vec<Mutex<Option<Source>>>,
 }
@@ -58,7 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Default for CoAccess {
     fn default() -> Self {
         CoAccess {
-            hasher: std::hash::RandomState::new(),
+            hasher: std::hash::BuildHasherDefault::default(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             table: (0..SOURCES).map(|_| Mutex::new(None)).collect(),
         }
@@ -108,6 +118,7 @@ impl CoAccess {
             return Vec::new();
         };
         source.misses = source.misses.saturating_add(1);
+        source.credit = CREDIT;
         let misses = source.misses;
         source
             .partners
@@ -120,13 +131,23 @@ impl CoAccess {
     /// One observation of `source → partner`.
     fn learn(&self, source: u64, partner: u64, key: &Arc<str>) {
         let mut slot = lock(self.slot(source));
-        if slot.as_ref().is_none_or(|s| s.hash != source) {
-            *slot = Some(Source {
-                hash: source,
-                // Its first read, which made it a source, was one load of it.
-                misses: 1,
-                partners: Vec::new(),
-            });
+        match slot.as_mut() {
+            Some(s) if s.hash == source => s.credit = CREDIT,
+            // Another source holds the slot: it ages, and gives the slot up once it is out
+            // of credit.
+            Some(s) if s.credit > 0 => {
+                s.credit -= 1;
+                return;
+            }
+            _ => {
+                *slot = Some(Source {
+                    hash: source,
+                    // Its first read, which made it a source, was one load of it.
+                    misses: 1,
+                    credit: CREDIT,
+                    partners: Vec::new(),
+                });
+            }
         }
         let Some(s) = slot.as_mut() else { return };
         if let Some(p) = s.partners.iter_mut().find(|p| p.hash == partner) {

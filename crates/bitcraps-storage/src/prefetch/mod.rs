@@ -6,6 +6,9 @@
 //! - **Co-access** (`coaccess.rs`): a bounded table learns documents read together and, when
 //!   one misses, prefetches the partners it is confident about.
 //!
+//! Only misses and first reads of prefetched entries reach the prefetcher: plain hits, the
+//! hot path, pay one atomic load (the entry's prefetch mark) and nothing else.
+//!
 //! Prefetched documents go through the cache's ordinary fill path (`ValueCache::ticket` taken
 //! before the database read, `fill` refused if a write or invalidation came in between), so
 //! they are exactly as coherent as a miss's fill. The work runs on the blocking pool, off the
@@ -121,7 +124,10 @@ impl Prefetcher {
         missed: bool,
         prefetched: bool,
     ) -> Option<(Job, Plan)> {
-        if !self.enabled {
+        // A plain hit tells nothing worth its cost on the hottest path: a run over cached
+        // documents needs no readahead, and a document the cache keeps is never the one whose
+        // miss should bring its partners.
+        if !self.enabled || !(missed || prefetched) {
             return None;
         }
         let plan = Plan {

@@ -166,6 +166,10 @@ impl Sequential {
             if !missed || s.run < SEQUENTIAL_RUN {
                 return None;
             }
+            if s.horizon.is_some() {
+                // The reader outran the last readahead: read further ahead this time.
+                s.window = s.window.saturating_mul(2).min(self.max_window);
+            }
             key.to_owned()
         };
         s.pending = true;
