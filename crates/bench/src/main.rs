@@ -15,11 +15,16 @@
 //! `--large` runs only the large-document workload (issue #16: a 1 MiB game log rewritten
 //! with small appends, chunking off and on; `large.rs`) and prints its table.
 //!
+//! `--prefetch` runs only the predictive-prefetching workload (issue #15: a game, then its
+//! players and bets, and a walk in key order; ours with prefetching off and on; `prefetch.rs`)
+//! `--runs` times (default 3) and prints its table.
+//!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
 //! JSON; the parent re-executes itself with it once per store and run.
 
 mod docs;
 mod large;
+mod prefetch;
 mod report;
 mod stores;
 mod workloads;
@@ -63,6 +68,14 @@ fn main() -> Result<()> {
     let servers = servers(&args)?;
     if args.iter().any(|a| a == "--large") {
         println!("{}", large::run(quick)?);
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--prefetch") {
+        let runs: usize = match args.iter().position(|a| a == "--runs") {
+            Some(p) => args.get(p + 1).context("--runs needs a number")?.parse()?,
+            None => 3,
+        };
+        println!("{}", prefetch::run(quick, runs)?);
         return Ok(());
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
