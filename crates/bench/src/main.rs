@@ -15,11 +15,16 @@
 //! `--large` runs only the large-document workload (issue #16: a 1 MiB game log rewritten
 //! with small appends, chunking off and on; `large.rs`) and prints its table.
 //!
+//! `--prefetch` runs only the predictive-prefetching workload (issue #15: a game, then its
+//! players and bets, and a walk in key order; ours with prefetching off and on; `prefetch.rs`)
+//! `--runs` times (default 3) and prints its table.
+//!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
 //! JSON; the parent re-executes itself with it once per store and run.
 
 mod docs;
 mod large;
+mod prefetch;
 mod report;
 mod stores;
 mod workloads;
@@ -61,6 +66,7 @@ const USAGE: &str = "\
 usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FILE]
                               [--postgres URL [--redis URL]]
        bitcraps-storage-bench --large [--quick] [--mode whole|chunks|deltas]
+       bitcraps-storage-bench --prefetch [--quick] [--runs N]
 
   --quick          small sizes (20,000 documents instead of 200,000)
   --runs N         runs per store (default 3); the table shows medians and min-max
@@ -70,7 +76,8 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --postgres URL   PostgreSQL server (default: $BITCRAPS_TEST_POSTGRES_URL)
   --redis URL      Redis for ours on PostgreSQL (default: $BITCRAPS_TEST_REDIS_URL)
   --large          the large-document workload only (issue #16)
-  --mode M         with --large: one configuration alone (whole, chunks or deltas)";
+  --mode M         with --large: one configuration alone (whole, chunks or deltas)
+  --prefetch       the prefetching workload only (issue #15), prefetching off and on";
 
 /// Flags that take a value, and flags that do not.
 const WITH_VALUE: [&str; 7] = [
@@ -82,7 +89,7 @@ const WITH_VALUE: [&str; 7] = [
     "--redis",
     "--child",
 ];
-const SWITCHES: [&str; 2] = ["--quick", "--large"];
+const SWITCHES: [&str; 3] = ["--quick", "--large", "--prefetch"];
 
 /// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
 /// the defaults. `Ok(false)` when help was asked for (and printed).
@@ -118,6 +125,14 @@ fn main() -> Result<()> {
             .and_then(|p| args.get(p + 1))
             .map(String::as_str);
         println!("{}", large::run(quick, mode)?);
+        return Ok(());
+    }
+    if args.iter().any(|a| a == "--prefetch") {
+        let runs: usize = match args.iter().position(|a| a == "--runs") {
+            Some(p) => args.get(p + 1).context("--runs needs a number")?.parse()?,
+            None => 3,
+        };
+        println!("{}", prefetch::run(quick, runs)?);
         return Ok(());
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
@@ -217,6 +232,7 @@ mod tests {
         ]))?);
         assert!(check_args(&args(&["--large"]))?);
         assert!(check_args(&args(&["--large", "--mode", "deltas"]))?);
+        assert!(check_args(&args(&["--prefetch", "--runs", "1"]))?);
         Ok(())
     }
 }

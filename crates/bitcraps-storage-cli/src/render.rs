@@ -229,6 +229,13 @@ pub fn statistics(s: &StorageStatistics) -> Vec<(String, String)> {
             ),
         ),
         row(
+            "prefetched documents",
+            format!(
+                "{} ({} used, {} wasted)",
+                s.prefetch_issued, s.prefetch_used, s.prefetch_wasted
+            ),
+        ),
+        row(
             "cache entries",
             format!(
                 "{} ({} of {})",

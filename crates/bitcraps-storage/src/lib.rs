@@ -56,6 +56,7 @@ mod fs;
 mod list;
 mod maintenance;
 mod observe;
+mod prefetch;
 mod quota;
 mod redact;
 mod reencrypt;

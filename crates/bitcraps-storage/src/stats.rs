@@ -26,6 +26,14 @@ pub struct StorageStatistics {
     pub cache_hits: u64,
     /// Reads that went to the database.
     pub cache_misses: u64,
+    /// Documents prefetched into the cache (predictive prefetching, `cache.prefetch`).
+    pub prefetch_issued: u64,
+    /// Prefetched documents that were then read from the cache (each counted once).
+    pub prefetch_used: u64,
+    /// Prefetched documents that left the cache unread (evicted, expired, replaced by a
+    /// write or invalidated). `prefetch_issued - prefetch_used - prefetch_wasted` are still
+    /// cached, unread.
+    pub prefetch_wasted: u64,
     /// Writes whose content was already stored (only a reference was added).
     pub deduplicated_writes: u64,
     /// Bytes handed to the database for new content (after compression; deduplicated
@@ -162,6 +170,9 @@ impl Counters {
             total_deletes: get(&self.deletes),
             cache_hits: cache_stats.hits,
             cache_misses: cache_stats.misses,
+            prefetch_issued: 0,
+            prefetch_used: 0,
+            prefetch_wasted: 0,
             deduplicated_writes: get(&self.deduplicated),
             bytes_written: get(&self.bytes_written),
             logical_bytes_written: get(&self.logical_bytes_written),

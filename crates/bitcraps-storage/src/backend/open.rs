@@ -65,6 +65,8 @@ pub(crate) fn open(config: StorageConfig) -> Result<Opened> {
                      nodes' writes could not invalidate it"
                 );
                 config.cache.size_mb = 0;
+                // Nothing to prefetch into, and nothing would keep it coherent either.
+                config.cache.prefetch = false;
             }
             Arc::new(backend)
         }

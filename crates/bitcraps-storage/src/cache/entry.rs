@@ -12,6 +12,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use zstd::dict::DecoderDictionary;
@@ -57,9 +58,18 @@ pub struct CachedValue {
     /// When the record expires (ms since the epoch): from then on the entry is a miss, checked
     /// on every hit against the store's clock rather than by invalidation.
     expires_ms: Option<i64>,
-    /// Shared by every clone taken out of the cache: set by a typed read, cleared when the
-    /// typed tier lets the value go.
-    typed: Arc<Mutex<Option<Typed>>>,
+    /// Shared by every clone taken out of the cache (one allocation for both parts).
+    state: Arc<EntryState>,
+}
+
+/// The mutable part of an entry, shared by its clones.
+#[derive(Default)]
+struct EntryState {
+    /// Set by a typed read, cleared when the typed tier lets the value go.
+    typed: Mutex<Option<Typed>>,
+    /// Who prefetched the entry (`prefetch::Origin`, 0: it was not prefetched), until its
+    /// first read or its removal takes the mark.
+    prefetched: AtomicU32,
 }
 
 impl std::fmt::Debug for CachedValue {
@@ -93,7 +103,7 @@ impl CachedValue {
             bytes: bytes.into(),
             dict,
             expires_ms: None,
-            typed: Arc::default(),
+            state: Arc::default(),
         }
     }
 
@@ -155,12 +165,15 @@ impl CachedValue {
 
     /// Whether `other` is a clone of this very entry (not just an equal document).
     pub fn same_entry(&self, other: &CachedValue) -> bool {
-        Arc::ptr_eq(&self.typed, &other.typed)
+        Arc::ptr_eq(&self.state, &other.state)
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Typed>> {
         // A panic while the slot was held cannot leave it half-written: it is one assignment.
-        self.typed.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state
+            .typed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The document decoded as `T`, if a typed read left it here.
@@ -184,6 +197,25 @@ impl CachedValue {
             value,
         });
         true
+    }
+
+    /// Marks the entry as prefetched by `origin` (non-zero), before it is installed.
+    pub fn mark_prefetched(&self, origin: u32) {
+        self.state.prefetched.store(origin, Ordering::Relaxed);
+    }
+
+    /// Takes the prefetch mark: the origin that prefetched the entry, if no read or removal
+    /// took it before (each prefetched entry is counted used or wasted exactly once).
+    pub fn take_prefetched(&self) -> Option<u32> {
+        // A load first: the common case (not prefetched, or already taken) writes nothing
+        // to a line that every reader of a hot entry shares.
+        if self.state.prefetched.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.state.prefetched.swap(0, Ordering::AcqRel) {
+            0 => None,
+            origin => Some(origin),
+        }
     }
 
     /// Lets the decoded value go (the typed tier evicted it).

@@ -21,7 +21,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
+
+use crate::prefetch::Ledger;
 
 mod entry;
 mod inflight;
@@ -128,6 +131,13 @@ pub struct ValueCache {
     coalesced: AtomicU64,
     /// Bumped by every invalidation that comes from another node (before it takes effect).
     remote_invalidations: AtomicU64,
+    /// What became of prefetched entries (`prefetch`).
+    ledger: std::sync::Arc<Ledger>,
+}
+
+/// The bytes an entry is charged (its weight).
+fn charge(v: &CachedValue) -> u64 {
+    u64::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u64::MAX)
 }
 
 impl ValueCache {
@@ -149,12 +159,23 @@ impl ValueCache {
     ) -> Self {
         let typed_capacity = capacity_bytes / 100 * u64::from(typed_percent.min(100));
         let stored_capacity = capacity_bytes - typed_capacity;
+        let ledger = std::sync::Arc::new(Ledger::default());
         let cache = (stored_capacity > 0).then(|| {
-            let builder = Cache::builder().max_capacity(stored_capacity).weigher(
-                |_: &u64, v: &CachedValue| {
+            let wasted = std::sync::Arc::clone(&ledger);
+            let builder = Cache::builder()
+                .max_capacity(stored_capacity)
+                .weigher(|_: &u64, v: &CachedValue| {
                     u32::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-                },
-            );
+                })
+                // Every removal (eviction, admission refused, expiry, replacement by a write,
+                // invalidation) of a prefetched entry nobody read is waste.
+                .eviction_listener(
+                    move |_: std::sync::Arc<u64>, v: CachedValue, _: RemovalCause| {
+                        if let Some(origin) = v.take_prefetched() {
+                            wasted.wasted(origin, charge(&v));
+                        }
+                    },
+                );
             match max_age {
                 Some(age) => builder.time_to_live(age),
                 None => builder,
@@ -177,7 +198,13 @@ impl ValueCache {
             raced_fills: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             remote_invalidations: AtomicU64::new(0),
+            ledger,
         }
+    }
+
+    /// The prefetch ledger this cache reports into.
+    pub fn ledger(&self) -> &std::sync::Arc<Ledger> {
+        &self.ledger
     }
 
     fn slot(&self, key: &str) -> u64 {
@@ -201,6 +228,12 @@ impl ValueCache {
     /// Looks a document up, counting the hit or miss. A record expired at `now_ms` (the
     /// store's clock) is a miss.
     pub fn get(&self, key: &str, now_ms: i64) -> Option<CachedValue> {
+        self.get_tracked(key, now_ms).map(|(v, _)| v)
+    }
+
+    /// [`get`](Self::get), also saying whether the hit was the first read of a prefetched
+    /// entry (counted used in the ledger).
+    pub fn get_tracked(&self, key: &str, now_ms: i64) -> Option<(CachedValue, bool)> {
         let found = self
             .usable()
             .and_then(|c| c.get(&self.slot(key)))
@@ -212,7 +245,13 @@ impl ValueCache {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         crate::observe::cache_request(crate::observe::Tier::L1, found.is_some());
-        found
+        found.map(|v| {
+            let prefetched = v.take_prefetched().is_some();
+            if prefetched {
+                self.ledger.used(charge(&v));
+            }
+            (v, prefetched)
+        })
     }
 
     /// Whether `key` is cached and live at `now_ms`, without counting a hit or miss.
@@ -231,6 +270,37 @@ impl ValueCache {
         } else {
             self.raced_fills.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Installs a prefetched document, exactly like [`fill`](Self::fill) (refused if a write
+    /// raced with the read), marked with its `origin` until it is read or removed. `true` when
+    /// it was installed.
+    pub fn fill_prefetched(
+        &self,
+        ticket: FillTicket,
+        value: CachedValue,
+        key: &str,
+        origin: u32,
+    ) -> bool {
+        let Some(cache) = self.usable() else {
+            return false;
+        };
+        let slot = self.slot(key);
+        // The lookup a reader's miss would have made: admission (TinyLFU) weighs the entry
+        // as that miss's fill, not as a key never asked for. A reader that filled the key
+        // since the prefetch looked needs nothing from it.
+        if cache.get(&slot).is_some_and(|v| v.is_for(key)) {
+            return false;
+        }
+        let guard = self.stripes.lock(ticket.stripe);
+        if guard.generation != ticket.generation {
+            self.raced_fills.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        value.mark_prefetched(origin);
+        self.ledger.installed(charge(&value));
+        cache.insert(slot, value);
+        true
     }
 
     /// Whether decoded documents may be kept beside entries (the typed tier has a budget).

@@ -37,6 +37,14 @@ pub(super) fn refresh(s: &StorageStatistics) {
     metrics::gauge!(names::CACHE_BYTES, "tier" => "l1").set(c.weighted_bytes as f64);
     metrics::gauge!(names::CACHE_CAPACITY, "tier" => "l1").set(c.capacity_bytes as f64);
     metrics::gauge!(names::CACHE_ENTRIES, "tier" => "l1").set(c.entry_count as f64);
+    // The ledger counts these itself; `absolute` publishes its count as the counter.
+    for (result, count) in [
+        ("issued", s.prefetch_issued),
+        ("used", s.prefetch_used),
+        ("wasted", s.prefetch_wasted),
+    ] {
+        metrics::counter!(names::PREFETCHED, "result" => result).absolute(count);
+    }
     if let Some(ms) = s.last_backup_at_ms {
         metrics::gauge!(names::LAST_BACKUP).set(seconds(ms));
         metrics::gauge!(names::LAST_BACKUP_AGE).set(age(ms));

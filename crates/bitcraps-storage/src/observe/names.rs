@@ -57,6 +57,8 @@ metrics_list! {
     CACHE_REQUESTS = "bitcraps_storage_cache_requests_total", Counter,
         ["tier", "result"],
         "Cache lookups by tier (l1 in-process, l2 Redis) and result (hit or miss).";
+    PREFETCHED = "bitcraps_storage_prefetched_documents_total", Counter, ["result"],
+        "Documents prefetched into the in-process cache (result=issued), then read from it (result=used) or removed unread (result=wasted) (refreshed with the statistics).";
     WRITTEN_BYTES = "bitcraps_storage_written_bytes_total", Counter, ["kind"],
         "Bytes of committed puts: serialized (kind=logical), and handed to the database after dedup and compression (kind=stored).";
     DEDUPLICATED_WRITES = "bitcraps_storage_deduplicated_writes_total", Counter, [],

@@ -9,6 +9,7 @@ mod delta;
 mod keys;
 mod many;
 mod open;
+mod prefetch;
 mod query;
 mod read;
 mod shared;
@@ -182,6 +183,8 @@ impl PersistentStorageManager {
         if let Some(background) = background {
             background.stop().await;
         }
+        // Prefetches read the database: let them end before it closes.
+        self.inner.shared.prefetch.settled().await;
         if let Some(thread) = self.inner.writer.shutdown() {
             blocking(move || {
                 thread

@@ -69,6 +69,12 @@ impl PersistentStorageManager {
             config.cache.typed_percent,
             l1_max_age,
         ));
+        let prefetch = crate::prefetch::Prefetcher::new(
+            config.cache.prefetch && capacity > 0,
+            config.cache.prefetch_window,
+            config.cache.prefetch_budget_bytes(),
+            Arc::clone(cache.ledger()),
+        );
         let remote = start_remote_tier(&config, &cache, &identity)?;
         if remote.is_some() && !identity.redis_tier && !read_only {
             backend.record_redis_tier()?;
@@ -78,6 +84,7 @@ impl PersistentStorageManager {
             observer,
             backend,
             cache,
+            prefetch,
             access: if read_only {
                 AccessTracker::disabled()
             } else {

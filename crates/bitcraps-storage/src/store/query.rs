@@ -68,9 +68,13 @@ impl PersistentStorageManager {
         let backend = Arc::clone(&self.inner.shared.backend);
         let c = collection.to_owned();
         let options = options.live_at(self.inner.shared.clock.now_ms());
+        let after = options.after_key().map(str::to_owned);
         let work = blocking(move || backend.list(&c, &options));
-        self.public_call(Operation::List, collection, None, work)
-            .await
+        let page = self
+            .public_call(Operation::List, collection, None, work)
+            .await?;
+        self.prefetch_after_list(collection, after.as_deref(), &page.keys);
+        Ok(page)
     }
 
     /// Names of the collections that hold at least one record, in order.
@@ -92,6 +96,10 @@ impl PersistentStorageManager {
         let mut cache = shared.cache.statistics();
         (cache.keyframe_entries, cache.keyframe_bytes) = shared.keyframes.usage();
         let mut statistics = shared.counters.snapshot(cache, database, pending);
+        let prefetch = shared.prefetch.counts();
+        statistics.prefetch_issued = prefetch.issued;
+        statistics.prefetch_used = prefetch.used;
+        statistics.prefetch_wasted = prefetch.wasted;
         if let Some(remote) = &shared.remote {
             statistics.remote_cache = Some(remote.statistics().await);
         }

@@ -224,14 +224,19 @@ impl PersistentStorageManager {
         validate::key(collection, key)?;
         let shared = &self.inner.shared;
         let ck = cache_key(collection, key);
-        if let Some(cached) = shared.cache.get(&ck, shared.clock.now_ms()) {
+        if let Some((cached, prefetched)) = shared.cache.get_tracked(&ck, shared.clock.now_ms()) {
             shared.access.record(&ck, now_ms());
+            self.prefetch_after_read(collection, key, &ck, false, prefetched);
             // A cache hit completes without awaiting anything; spend tokio's cooperative
             // budget so a loop of hits still lets other tasks (writers) run.
             tokio::task::coop::consume_budget().await;
             return Ok(Some(Fetched::Cached(cached)));
         }
-        let (ticket, load, _joined) = shared.cache.join_load(&ck);
+        let (ticket, load, joined) = shared.cache.join_load(&ck);
+        if !joined {
+            // Started before this load, so the prefetch and the load overlap.
+            self.prefetch_after_read(collection, key, &ck, true, false);
+        }
         let raw = load
             .get_or_try_init(|| self.load(collection, key, &ck, ticket))
             .await

@@ -12,6 +12,7 @@ use crate::clock::StoreClock;
 use crate::crypto::Keyring;
 use crate::dictionary::Dictionaries;
 use crate::observe::Observer;
+use crate::prefetch::Prefetcher;
 use crate::remote::RemoteTier;
 use crate::stats::Counters;
 
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) cache: Arc<ValueCache>,
     pub(crate) access: AccessTracker,
+    /// Predictive prefetching into `cache` (`prefetch`).
+    pub(crate) prefetch: Prefetcher,
     pub(crate) counters: Counters,
     pub(crate) dictionaries: Dictionaries,
     /// The decoded keyframes of recent deltas (`chunk/keyframes.rs`).

@@ -27,6 +27,7 @@ macro_rules! conformance_suite {
             dedup_counts_references_exactly, compression_is_per_record, statistics_count_operations,
             bad_input_is_rejected_without_writes, wrong_type_is_a_typed_error,
             concurrent_writers_and_readers, cache_never_serves_stale_values,
+            prefetched_reads_are_current,
             shared_reads_are_current, reopen_sees_everything,
             access_counts_are_buffered_and_persisted, closed_store_refuses_work,
             dictionaries_are_trained_and_survive_reopen, deep_check_and_scrub_read_every_blob);
@@ -483,6 +484,86 @@ pub async fn cache_never_serves_stale_values(f: Fixture) -> Result {
     )
     .await?;
     assert_eq!(s.retrieve::<u64>("c", "k").await?, Some(150));
+    s.close().await?;
+    Ok(())
+}
+
+/// Prefetching (issue #15) never serves a stale value: readers walk a collection in key order
+/// (so readahead keeps starting) after dropping it from the cache, while a writer rewrites
+/// every key, deleting and re-storing them every tenth round. A value read must never be
+/// older than what was acknowledged before the read; once the writer is done, every key
+/// reads its last value. Where the cache is on, the walk is read ahead.
+pub async fn prefetched_reads_are_current(f: Fixture) -> Result {
+    const KEYS: u64 = 16;
+    const ROUNDS: u64 = 40;
+    let s = open(&f).await?;
+    let key = |n: u64| format!("k-{n:02}");
+    let all = move |v: u64| (0..KEYS).map(|n| (key(n), v)).collect::<Vec<_>>();
+    s.store_batch("walk", &all(0)).await?;
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (s, acked) = (s.clone(), Arc::clone(&acked));
+        tokio::spawn(async move {
+            for v in 1..=ROUNDS {
+                s.store_batch("walk", &all(v)).await?;
+                acked.store(v, Ordering::SeqCst);
+                if v % 10 == 0 {
+                    s.delete_prefix("walk", "").await?;
+                    s.store_batch("walk", &all(v)).await?;
+                }
+            }
+            Ok::<_, StorageError>(())
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (s, acked) = (s.clone(), Arc::clone(&acked));
+        readers.push(tokio::spawn(async move {
+            while acked.load(Ordering::SeqCst) < ROUNDS {
+                for n in 0..KEYS {
+                    s.evict_cached("walk", &key(n));
+                }
+                for n in 0..KEYS {
+                    let floor = acked.load(Ordering::SeqCst);
+                    if let Some(v) = s.retrieve::<u64>("walk", &key(n)).await? {
+                        assert!(
+                            v >= floor,
+                            "stale read of {n}: got {v}, {floor} was acknowledged"
+                        );
+                    }
+                }
+            }
+            Ok::<_, StorageError>(())
+        }));
+    }
+    writer.await??;
+    for r in readers {
+        r.await??;
+    }
+    s.prefetch_settled().await;
+    for n in 0..KEYS {
+        assert_eq!(
+            s.retrieve::<u64>("walk", &key(n)).await?,
+            Some(ROUNDS),
+            "{n}"
+        );
+    }
+    // Once more, alone: the walk is read ahead where the cache is on.
+    let before = s.statistics().await?.prefetch_issued;
+    for n in 0..KEYS {
+        s.evict_cached("walk", &key(n));
+    }
+    for n in 0..KEYS {
+        assert_eq!(s.retrieve::<u64>("walk", &key(n)).await?, Some(ROUNDS));
+        s.prefetch_settled().await;
+    }
+    let after = s.statistics().await?;
+    let cached = after.cache_stats.capacity_bytes > 0;
+    assert_eq!(
+        after.prefetch_issued > before,
+        cached && s.config().cache.prefetch,
+        "{after:?}"
+    );
     s.close().await?;
     Ok(())
 }

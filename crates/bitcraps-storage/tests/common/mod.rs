@@ -58,6 +58,8 @@ pub fn memory_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
     config.cache.size_mb = 4;
+    // Off by default; the suites run with it, so prefetched entries are checked everywhere.
+    config.cache.prefetch = true;
     config.database.max_connections = 2;
     let db = MemoryDatabase::new();
     Fixture {
@@ -75,6 +77,8 @@ pub fn sqlite_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = StorageConfig::with_data_path(dir.path());
     config.cache.size_mb = 4;
+    // Off by default; the suites run with it, so prefetched entries are checked everywhere.
+    config.cache.prefetch = true;
     config.database.max_connections = 2;
     Fixture {
         config,
@@ -209,6 +213,7 @@ pub fn pg_fixture() -> Option<Fixture> {
     let mut config = StorageConfig::with_data_path(dir.path());
     config.database.url = Some(schema.url());
     config.cache.size_mb = 4;
+    config.cache.prefetch = true;
     config.database.max_connections = 4;
     Some(Fixture {
         config,
