@@ -118,8 +118,8 @@ pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
         Backend, BlobEntry, BlobReference, CollectionSetting, KeyChange, Maintenance, OpOutcome,
-        RecordPage, ResealedBlob, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord,
-        WrappedKey, WriteOp, WriteUnit,
+        RecordPage, ResealedBlob, ResealedChunk, StoreIdentity, StoredBlob, StoredDictionary,
+        StoredRecord, WrappedKey, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::crypto::force_xchacha;

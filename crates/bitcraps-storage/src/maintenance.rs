@@ -271,9 +271,14 @@ impl PersistentStorageManager {
             let _ = report
                 .run("re-encrypt", self.reencrypt(), |s| {
                     format!(
-                        "{} of {} blobs read sealed again under their collection's current key{}",
+                        "{} of {} blobs read sealed again under their collection's current key{}{}",
                         s.blobs_resealed,
                         s.blobs_examined,
+                        if s.chunks_resealed > 0 {
+                            format!(", and {} chunks of large documents", s.chunks_resealed)
+                        } else {
+                            String::new()
+                        },
                         if s.pass_complete {
                             "; pass complete"
                         } else {

@@ -6,6 +6,8 @@
 //! same content address, codec, dictionary and length: dedup and the record rows are
 //! untouched) and writes the new bytes in one transaction — each only while the blob still
 //! holds the bytes it was read with, so a blob deleted or replaced meanwhile is left alone.
+//! The chunks of a large document's chunk list are sealed again the same way, found by
+//! their content address (a chunk shared by several lists once).
 //! When a step reaches the last blob, the pass is complete and the next one starts over. A
 //! store without older keys, or whose last complete pass found nothing under them (and no
 //! key was added since), does nothing (one look at the keyring).
@@ -20,7 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::PersistentStorageManager;
-use crate::backend::{KeyChange, ResealedBlob};
+use std::collections::HashSet;
+
+use crate::backend::{KeyChange, ResealedBlob, ResealedChunk, StoredBlob};
 use crate::crypto::Keyring;
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
@@ -39,6 +43,8 @@ pub struct ReencryptStep {
     pub bytes_examined: u64,
     /// Blobs sealed again under their collection's current key.
     pub blobs_resealed: u64,
+    /// Chunks of large documents sealed again under their collection's current key.
+    pub chunks_resealed: u64,
     /// Blobs under an older key that did not authenticate: left as they are (the scrub and
     /// the deep check name their records).
     pub blobs_damaged: u64,
@@ -91,6 +97,8 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
     let m = backend.maintenance();
     let mut after = walk.cursor.unwrap_or(i64::MIN);
     let mut resealed = Vec::new();
+    let mut resealed_chunks = Vec::new();
+    let mut seen_chunks = HashSet::new();
     while done.bytes_examined < budget.max(1) {
         let page = m.blobs_after(after, PAGE)?;
         if page.is_empty() {
@@ -102,6 +110,21 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
             done.blobs_examined += 1;
             let len = u64::try_from(entry.blob.data.len()).unwrap_or(u64::MAX);
             done.bytes_examined = done.bytes_examined.saturating_add(len);
+            // A list's chunks first, whatever key sealed the list: a version written after
+            // the rotation may list chunks an older version stored under the older key.
+            for (i, chunk) in entry.blob.chunks.iter().enumerate() {
+                let len = u64::try_from(chunk.data.len()).unwrap_or(u64::MAX);
+                done.bytes_examined = done.bytes_examined.saturating_add(len);
+                let location = format!("blob {} chunk {i}", entry.id);
+                match reseal_chunk(ring, chunk, &location, &mut seen_chunks) {
+                    Ok(Some(c)) => resealed_chunks.push(c),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(blob = entry.id, chunk = i, error = %e, "re-encryption skipped a damaged chunk");
+                        done.blobs_damaged += 1;
+                    }
+                }
+            }
             let Some(from) =
                 crate::crypto::sealed_key_id(&entry.blob.data).and_then(|id| ring.by_id(id))
             else {
@@ -124,16 +147,18 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
             }
         }
     }
-    if !resealed.is_empty() {
+    if !resealed.is_empty() || !resealed_chunks.is_empty() {
         done.blobs_resealed = u64::try_from(resealed.len()).unwrap_or(u64::MAX);
+        done.chunks_resealed = u64::try_from(resealed_chunks.len()).unwrap_or(u64::MAX);
         // Key changes of this process (a rotation, a shred) take turns with this write.
         let _turn = ring.turn();
         backend.write_keys(&KeyChange {
             resealed,
+            resealed_chunks,
             ..KeyChange::default()
         })?;
     }
-    walk.touched += done.blobs_resealed + done.blobs_damaged;
+    walk.touched += done.blobs_resealed + done.chunks_resealed + done.blobs_damaged;
     if done.pass_complete {
         if walk.touched == 0 {
             walk.settled_at = Some(ring.key_count());
@@ -150,6 +175,31 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
         "re-encryption step"
     );
     Ok(done)
+}
+
+/// `chunk` sealed again under its collection's current key, if an older key sealed it and
+/// no other list of this step already resealed it.
+fn reseal_chunk(
+    ring: &Keyring,
+    chunk: &StoredBlob,
+    location: &str,
+    seen: &mut HashSet<Vec<u8>>,
+) -> Result<Option<ResealedChunk>> {
+    let Some(from) = crate::crypto::sealed_key_id(&chunk.data).and_then(|id| ring.by_id(id)) else {
+        return Ok(None);
+    };
+    let Some(to) = ring.successor(&from) else {
+        return Ok(None);
+    };
+    if !seen.insert(chunk.hash.clone()) {
+        return Ok(None);
+    }
+    let after = crate::crypto::reseal_blob(ring, &from, &to, chunk, location)?;
+    Ok(Some(ResealedChunk {
+        hash: chunk.hash.clone(),
+        before: chunk.data.clone(),
+        after,
+    }))
 }
 
 impl PersistentStorageManager {

@@ -188,6 +188,104 @@ async fn maintenance_leaves_no_blob_under_a_rotated_key() -> Result {
     Ok(())
 }
 
+/// A game log over the chunking threshold (64 KiB), `rolls` rolls long.
+fn large(rolls: usize) -> Value {
+    let rolls: Vec<Value> = (0..rolls)
+        .map(|i| json!({"roll": i, "dice": [i % 6 + 1, (i * 5) % 6 + 1], "note": format!("roll {i} of the long game")}))
+        .collect();
+    json!({"game": "g-1", "rolls": rolls})
+}
+
+/// Steps until a pass completes; returns the chunks resealed in that pass.
+async fn chunk_pass(s: &PersistentStorageManager) -> Result<u64> {
+    let mut resealed = 0;
+    for _ in 0..1000 {
+        let step = s.reencrypt().await?;
+        assert_eq!(step.blobs_damaged, 0);
+        resealed += step.chunks_resealed;
+        if step.pass_complete {
+            return Ok(resealed);
+        }
+    }
+    Err("re-encryption never completed a pass".into())
+}
+
+/// Chunks of large documents are sealed again too: those of a document written before the
+/// rotation, and those a version written after it still shares with the older one.
+async fn chunks_are_resealed(fixture: impl IntoFixture) -> Result<Option<Fixture>> {
+    let Some(f) = fixture.into_fixture() else {
+        return Ok(None);
+    };
+    let f: Fixture = common::encrypted(f);
+    let mut config = f.config.clone();
+    config.maintenance.background_tasks = false;
+    let s = f.open(config.clone()).await?;
+    s.store("logs", "old", &large(2_000)).await?;
+    s.store("logs", "grown", &large(2_000)).await?;
+    s.rotate_data_key("logs").await?;
+    // A new version after the rotation shares most chunks with the one before.
+    s.store("logs", "grown", &large(2_010)).await?;
+    let resealed = chunk_pass(&s).await?;
+    assert!(resealed > 0, "no chunk was sealed again");
+    assert_eq!(chunk_pass(&s).await?, 0, "a second pass finds none left");
+    assert_eq!(
+        s.retrieve::<Value>("logs", "old").await?,
+        Some(large(2_000))
+    );
+    assert_eq!(
+        s.retrieve::<Value>("logs", "grown").await?,
+        Some(large(2_010))
+    );
+    let report = s.check_consistency_deep().await?;
+    assert!(report.is_ok(), "{report:?}");
+    s.close().await?;
+    // Reopened (no cache), they still read back.
+    let s = f.open(config).await?;
+    assert_eq!(
+        s.retrieve::<Value>("logs", "old").await?,
+        Some(large(2_000))
+    );
+    s.close().await?;
+    Ok(Some(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_chunks_are_resealed_and_none_names_the_old_key() -> Result {
+    let f = chunks_are_resealed(common::sqlite_fixture())
+        .await?
+        .ok_or("no fixture")?;
+    let conn = rusqlite::Connection::open(f.config.database.data_path.join("bitcraps.db"))?;
+    let current: i64 = conn.query_row(
+        "SELECT id FROM data_keys WHERE collection = 'logs' AND version = 2",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare("SELECT data FROM chunks")?;
+    let mut rows = stmt.query([])?;
+    let mut chunks = 0;
+    while let Some(row) = rows.next()? {
+        let data: Vec<u8> = row.get(0)?;
+        let id = i64::from_be_bytes(data.get(1..9).ok_or("short chunk")?.try_into()?);
+        assert_eq!(id, current, "a chunk is still sealed under an older key");
+        chunks += 1;
+    }
+    assert!(chunks > 4, "the documents are chunked ({chunks} chunks)");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_chunks_are_resealed() -> Result {
+    chunks_are_resealed(common::memory_fixture()).await?;
+    Ok(())
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_chunks_are_resealed() -> Result {
+    chunks_are_resealed(common::pg_fixture()).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plaintext_store_has_nothing_to_reencrypt() -> Result {
     let f = common::sqlite_fixture();

@@ -44,11 +44,12 @@ pub async fn rotate_data(storage: &PersistentStorageManager, collection: &str) -
 
 /// Runs re-encryption steps until a pass over the store completes.
 pub async fn reencrypt(storage: &PersistentStorageManager) -> Result<()> {
-    let (mut examined, mut resealed, mut damaged) = (0u64, 0u64, 0u64);
+    let (mut examined, mut resealed, mut chunks, mut damaged) = (0u64, 0u64, 0u64, 0u64);
     loop {
         let step = storage.reencrypt().await.context("re-encrypting")?;
         examined += step.blobs_examined;
         resealed += step.blobs_resealed;
+        chunks += step.chunks_resealed;
         damaged += step.blobs_damaged;
         if step.pass_complete {
             break;
@@ -56,7 +57,7 @@ pub async fn reencrypt(storage: &PersistentStorageManager) -> Result<()> {
     }
     super::print(&format!(
         "re-encrypted: {resealed} of {examined} blobs read sealed again under their \
-         collection's current data key\n"
+         collection's current data key, and {chunks} chunks of large documents\n"
     ))?;
     if damaged > 0 {
         anyhow::bail!(

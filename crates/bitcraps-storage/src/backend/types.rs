@@ -507,6 +507,21 @@ pub struct KeyChange {
     /// Blobs sealed again under a newer key: each replaced only while it still holds the
     /// bytes it was read with (a blob deleted or replaced meanwhile is left alone).
     pub resealed: Vec<ResealedBlob>,
+    /// Chunks of chunk lists sealed again under a newer key, found by content address and
+    /// replaced only while they still hold the bytes they were read with.
+    pub resealed_chunks: Vec<ResealedChunk>,
+}
+
+/// A chunk's stored bytes sealed again under a newer data key of its collection
+/// (`KeyChange::resealed_chunks`): same length, content address, codec and dictionary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResealedChunk {
+    /// The chunk's content address (its `hash`).
+    pub hash: Vec<u8>,
+    /// The bytes it was read with.
+    pub before: Vec<u8>,
+    /// The bytes to store instead.
+    pub after: Vec<u8>,
 }
 
 /// A blob's stored bytes sealed again under a newer data key of its collection

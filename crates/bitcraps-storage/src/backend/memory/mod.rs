@@ -245,6 +245,24 @@ impl Backend for MemoryBackend {
                 b.data = resealed.after.as_slice().into();
             }
         }
+        if !change.resealed_chunks.is_empty() {
+            for blob in db.tables.blobs.values_mut() {
+                if blob.chunks.is_empty() {
+                    continue;
+                }
+                let mut chunks = blob.chunks.to_vec();
+                for chunk in &mut chunks {
+                    if let Some(r) = change
+                        .resealed_chunks
+                        .iter()
+                        .find(|r| r.hash == chunk.hash && r.before == chunk.data)
+                    {
+                        chunk.data.clone_from(&r.after);
+                    }
+                }
+                blob.chunks = chunks.into();
+            }
+        }
         if let Some(collection) = &change.shred {
             db.tables.shred(collection)?;
             for key in db.data_keys.values_mut() {

@@ -395,6 +395,14 @@ pub(crate) async fn write_keys(client: &mut Client, scope: &str, change: &KeyCha
         .await
         .map_err(db_err("sealing a blob again"))?;
     }
+    for chunk in &change.resealed_chunks {
+        tx.execute(
+            "UPDATE chunks SET data = $3 WHERE hash = $1 AND data = $2",
+            &[&chunk.hash, &chunk.before, &chunk.after],
+        )
+        .await
+        .map_err(db_err("sealing a chunk again"))?;
+    }
     if let Some(collection) = &change.shred {
         super::feed::log_shred(&tx, collection, crate::backend::now_ms()).await?;
         for sql in [

@@ -400,6 +400,14 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
         )
         .map_err(db_err("sealing a blob again"))?;
     }
+    for chunk in &change.resealed_chunks {
+        tx.execute(
+            "UPDATE chunks SET data = ?3
+             WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 AND data = ?2",
+            rusqlite::params![chunk.hash, chunk.before, chunk.after],
+        )
+        .map_err(db_err("sealing a chunk again"))?;
+    }
     if let Some(collection) = &change.shred {
         super::feed::log_shred(&tx, collection, crate::backend::now_ms())?;
         for sql in SHRED_SQLITE {
