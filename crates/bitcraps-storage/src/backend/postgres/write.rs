@@ -21,6 +21,7 @@ use std::time::Duration;
 use deadpool_postgres::{Client, Pool, Transaction};
 
 use super::feed;
+use super::group;
 use super::lifecycle::{default_ttl, purge_expired, set_setting, sweep_expired};
 use super::locks::{MAX_FINE_LOCKS, STORE_LOCK_SPACE, lock_fine, store_lock, touched_key};
 use super::prefix::delete_prefix;
@@ -90,9 +91,14 @@ pub struct Settings {
 pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Result<UnitResults> {
     let mut retry = Retry::default();
     let mut force_exclusive = false;
+    // The set-based path (`group.rs`) cannot say which unit a failed statement belonged to;
+    // after such a failure the group runs again one statement per operation, where the
+    // failing unit rolls back alone.
+    let mut one_by_one = !group::eligible(units);
     loop {
         let mut client = connect(pool).await?;
-        let fail = match apply_once(&mut client, settings, units, force_exclusive).await {
+        let attempt = apply_once(&mut client, settings, units, force_exclusive, one_by_one);
+        let fail = match attempt.await {
             Ok(results) => return Ok(results),
             Err(fail) => fail,
         };
@@ -106,6 +112,11 @@ pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Res
                  write lock (consider raising max_locks_per_transaction)"
             );
             force_exclusive = true;
+            continue;
+        }
+        if !one_by_one && matches!(fail, Fail::Db(..)) && !fail.retryable() {
+            tracing::debug!("a set-based group write failed; retrying one operation at a time");
+            one_by_one = true;
             continue;
         }
         if !retry.again(&fail).await {
@@ -161,6 +172,7 @@ async fn apply_once(
     settings: &Settings,
     units: &[WriteUnit],
     force_exclusive: bool,
+    one_by_one: bool,
 ) -> Result<UnitResults, Fail> {
     let (scope, deduplicate) = (settings.scope.as_str(), settings.deduplicate);
     let tx = client
@@ -195,6 +207,12 @@ async fn apply_once(
     let exclusive = force_exclusive
         || prefix_delete
         || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS;
+    if !one_by_one && let Some(results) = group::apply(&tx, settings, units, exclusive).await? {
+        tx.commit()
+            .await
+            .map_err(db("committing a write transaction"))?;
+        return Ok(results);
+    }
     let store = if exclusive {
         "SELECT pg_advisory_xact_lock($1, $2)"
     } else {
