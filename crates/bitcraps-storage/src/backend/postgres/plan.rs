@@ -550,3 +550,213 @@ fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Opt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Pipeline;
+    use crate::version::Expect;
+
+    fn value(doc: &str) -> Result<EncodedValue> {
+        let pipeline = Pipeline {
+            codec: crate::Codec::None,
+            level: 0,
+            max_value_size: usize::MAX,
+            chunk_threshold: 0,
+            keyframe_interval: 0,
+        };
+        pipeline.encode_raw("c", "k", doc.as_bytes().to_vec())
+    }
+
+    fn put(key: &str, doc: &str, now_ms: i64) -> Result<WriteOp> {
+        Ok(WriteOp::Put {
+            collection: "c".into(),
+            key: key.into(),
+            value: value(doc)?,
+            now_ms,
+            keep_version: None,
+            expires_ms: None,
+        })
+    }
+
+    fn inputs<'a>() -> Inputs<'a> {
+        Inputs {
+            versions: (100..200).collect(),
+            new_ids: (1000..1100).collect(),
+            deduplicate: true,
+            ..Inputs::default()
+        }
+    }
+
+    /// `k` holds blob 7 (content `doc`, one reference) at version 5.
+    fn holding<'a>(doc: &str, expires: Option<i64>) -> Result<Inputs<'a>> {
+        let mut inputs = inputs();
+        let hash = value(doc)?.hash;
+        inputs.current.insert(
+            ("c", "k"),
+            Current {
+                blob: 7,
+                version: 5,
+                expires,
+            },
+        );
+        inputs.blobs.insert(
+            7,
+            KnownBlob {
+                hash: Some(hash),
+                raw_len: i64::try_from(doc.len()).unwrap_or(0),
+                refcount: 1,
+            },
+        );
+        inputs.by_hash.insert(hash, 7);
+        Ok(inputs)
+    }
+
+    #[test]
+    fn rewriting_the_same_content_keeps_the_blob_and_its_count() -> Result<()> {
+        let units = vec![vec![put("k", "{}", 10)?]];
+        let plan = plan(&units, holding("{}", None)?)?;
+        let Some(Ok(outcomes)) = plan.results.first() else {
+            panic!("{:?}", plan.results);
+        };
+        assert!(matches!(
+            outcomes.first(),
+            Some(OpOutcome::Put {
+                deduplicated: true,
+                replaced: true,
+                ..
+            })
+        ));
+        assert!(plan.new_blobs.is_empty() && plan.ref_deltas.is_empty());
+        assert!(plan.delete_rows.is_empty());
+        assert_eq!(plan.upserts.len(), 1);
+        assert_eq!(
+            plan.upserts.first().map(|r| (r.blob, r.created)),
+            Some((7, None))
+        );
+        Ok(())
+    }
+
+    /// An expired record's content written again: the old blob goes with the record, so the
+    /// put stores the content anew (as one statement per operation does) and the row is
+    /// deleted, then inserted with a new creation time.
+    #[test]
+    fn a_put_over_an_expired_record_of_the_same_content_stores_it_anew() -> Result<()> {
+        let units = vec![vec![put("k", "{}", 10)?]];
+        let plan = plan(&units, holding("{}", Some(5))?)?;
+        assert_eq!(plan.changes.len(), 2, "an expire, then the put");
+        assert_eq!(
+            plan.changes.first().map(|c| c.kind),
+            Some(ChangeKind::Expire)
+        );
+        assert_eq!(plan.delete_rows, vec![("c", "k")]);
+        assert_eq!(plan.drop_blobs, vec![7]);
+        assert_eq!(plan.ref_deltas, vec![(7, -1)]);
+        assert_eq!(plan.new_blobs.len(), 1);
+        assert_eq!(
+            plan.upserts.first().map(|r| (r.blob, r.created)),
+            Some((1000, Some(10)))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_check_leaves_no_trace_of_its_unit() -> Result<()> {
+        let check = WriteOp::Check {
+            collection: "c".into(),
+            key: "k".into(),
+            expect: Expect::Absent,
+            now_ms: 10,
+        };
+        let units = vec![
+            vec![put("k", "{\"a\":1}", 10)?, check],
+            vec![put("j", "{}", 10)?],
+        ];
+        let plan = plan(&units, holding("{}", None)?)?;
+        assert!(matches!(
+            plan.results.first(),
+            Some(Err(StorageError::Conflict { .. }))
+        ));
+        assert!(matches!(plan.results.get(1), Some(Ok(_))));
+        // The second unit shares blob 7 and takes the first version the failed unit gave back.
+        assert_eq!(plan.upserts.len(), 1);
+        let row = plan.upserts.first().copied();
+        assert_eq!(
+            row.map(|r| (r.key, r.blob, r.version)),
+            Some((("c", "j"), 7, 100))
+        );
+        assert_eq!(plan.ref_deltas, vec![(7, 1)]);
+        assert!(plan.new_blobs.is_empty());
+        assert_eq!(plan.changes.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_delete_then_a_put_of_a_key_replaces_its_row() -> Result<()> {
+        let delete = WriteOp::Delete {
+            collection: "c".into(),
+            key: "k".into(),
+            now_ms: 10,
+        };
+        let units = vec![
+            vec![delete],
+            vec![put("k", "{}", 11)?],
+            vec![put("k", "[]", 12)?],
+        ];
+        let plan = plan(&units, holding("{}", None)?)?;
+        assert_eq!(plan.delete_rows, vec![("c", "k")]);
+        // Blob 7 dropped to zero with the delete, so the first put stored the content anew,
+        // and the second put dropped that one again: only "[]" is inserted.
+        assert_eq!(plan.drop_blobs, vec![7]);
+        assert_eq!(plan.new_blobs.len(), 1);
+        assert_eq!(plan.new_blobs.first().map(|b| (b.0, b.2)), Some((1001, 1)));
+        let row = plan.upserts.first().copied();
+        assert_eq!(
+            row.map(|r| (r.blob, r.created, r.updated, r.version)),
+            Some((1001, Some(11), 12, 101))
+        );
+        let kinds: Vec<ChangeKind> = plan.changes.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![ChangeKind::Delete, ChangeKind::Put, ChangeKind::Put]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_same_new_content_twice_in_a_group_is_stored_once() -> Result<()> {
+        let units = vec![vec![put("a", "{}", 10)?], vec![put("b", "{}", 10)?]];
+        let plan = plan(&units, inputs())?;
+        assert_eq!(plan.new_blobs.first().map(|b| (b.0, b.2)), Some((1000, 2)));
+        assert_eq!(plan.new_blobs.len(), 1);
+        let dedup: Vec<bool> = plan
+            .results
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|o| {
+                matches!(
+                    o,
+                    OpOutcome::Put {
+                        deduplicated: true,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(dedup, vec![false, true]);
+        Ok(())
+    }
+
+    #[test]
+    fn too_few_drawn_versions_is_an_error_not_a_panic() -> Result<()> {
+        let units = vec![vec![put("a", "{}", 10)?]];
+        let short = Inputs {
+            new_ids: vec![1],
+            deduplicate: true,
+            ..Inputs::default()
+        };
+        assert!(plan(&units, short).is_err());
+        Ok(())
+    }
+}
