@@ -9,33 +9,43 @@
 //! takes its snapshot when it starts, so a read sent behind a lock sees what committed
 //! before the lock was granted.
 //!
-//! 1. the store's write lock; the put collections' settings (quotas, default TTLs);
+//! 1. `BEGIN`; the store's write lock; the put collections' settings (quotas, default TTLs);
 //! 2. the key locks; every touched key's record and its blob's hash;
 //! 3. the hash locks; the blobs those records name and those the new values' hashes find;
 //!    versions and blob ids drawn from their sequences;
 //! 4. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
-//!    rows upserted, access counts added, and the change log numbered and appended (`feed.rs`).
+//!    rows upserted, access counts added, the change log numbered and appended (`feed.rs`),
+//!    and `COMMIT`.
+//!
+//! Four round trips whatever the group's size, against about ten per put before. The
+//! transaction is the path's own (not a driver `Transaction`, whose `COMMIT` is a round trip
+//! of its own): a connection that fails or is dropped mid-way is closed, never pooled.
 //!
 //! It takes puts, deletes, checks and trailing access counts of plain (unchunked) values
-//! outside collections with a quota; anything else goes the statement-per-operation way, in
-//! the same transaction (the locks it took are taken again, which costs nothing).
+//! outside collections with a quota; other groups go the statement-per-operation way. One
+//! found to need that only once read (a quota, a chunked current value) is rolled back
+//! first, before anything was written.
 
 use std::collections::{BTreeSet, HashMap};
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
 use super::feed;
 use super::locks::{LOCK_ALL, STORE_LOCK_SPACE, hash_lock, key_lock, store_lock};
 use super::plan::{self, Current, Inputs, KnownBlob};
-use super::write::{Fail, Settings, cached, db};
+use super::write::{Fail, Settings, db};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::Result;
 use crate::quota::CollectionQuota;
 use crate::value::ContentHash;
 
 type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
+
+const BEGIN: &str = "BEGIN";
+const RELAXED: &str = "SET LOCAL synchronous_commit = off";
+const COMMIT: &str = "COMMIT";
 
 const SETTINGS: &str = "SELECT collection, name, value FROM collection_settings
      WHERE collection = ANY($1)";
@@ -102,15 +112,89 @@ pub(super) fn eligible(units: &[WriteUnit]) -> bool {
     })
 }
 
+/// The statement for `sql`, prepared once per connection (see `write::cached`).
+async fn prepared(client: &Client, sql: &str) -> Result<tokio_postgres::Statement, Fail> {
+    client
+        .prepare_cached(sql)
+        .await
+        .map_err(db("preparing a statement"))
+}
+
 fn pipelined_err(e: tokio_postgres::Error) -> Fail {
     db("running a group's statements")(e)
 }
 
-/// Runs `units` (which [`eligible`] admitted) up to the commit; `None` when they need
-/// the statement-per-operation path after all (a quota, a chunked current value), before
-/// anything was written.
-pub(super) async fn apply(
-    tx: &Transaction<'_>,
+/// What the set-based path did with a group.
+pub(super) enum Ran {
+    /// Committed, with each unit's result.
+    Done(Vec<Result<Vec<OpOutcome>>>),
+    /// Declined before writing anything (a quota, a chunked current value): the connection,
+    /// outside any transaction, for the statement-per-operation path.
+    Declined(Box<Client>),
+}
+
+/// A connection whose transaction the server may still hold open. Dropped without
+/// [`Open::release`] (a failure, or the future dropped), it is taken out of the pool and
+/// closed, which ends the transaction: a pooled connection never carries one.
+struct Open(Option<Client>);
+
+impl Open {
+    fn client(&self) -> Result<&Client, Fail> {
+        self.0.as_ref().ok_or_else(|| {
+            Fail::Final(crate::error::StorageError::Task(
+                "the write connection was already released".into(),
+            ))
+        })
+    }
+
+    fn release(mut self) -> Option<Client> {
+        self.0.take()
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Client::take(client));
+        }
+    }
+}
+
+/// Runs `units` (which [`eligible`] admitted) in a transaction of its own on `client`:
+/// `BEGIN` goes with the first step's statements and `COMMIT` with the last step's.
+pub(super) async fn run(
+    client: Client,
+    settings: &Settings,
+    units: &[WriteUnit],
+    exclusive: bool,
+) -> Result<Ran, Fail> {
+    let open = Open(Some(client));
+    let ran = steps(open.client()?, settings, units, exclusive).await?;
+    match ran {
+        Some(results) => {
+            // Committed (the last step's `COMMIT` answered): the connection is clean.
+            drop(open.release());
+            Ok(Ran::Done(results))
+        }
+        None => {
+            open.client()?
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(db("rolling back a declined group"))?;
+            match open.release() {
+                Some(client) => Ok(Ran::Declined(Box::new(client))),
+                None => Err(Fail::Final(crate::error::StorageError::Task(
+                    "the write connection was already released".into(),
+                ))),
+            }
+        }
+    }
+}
+
+/// The steps; `None` when the group needs the statement-per-operation path after all,
+/// before anything was written (the transaction is open: the caller rolls it back).
+async fn steps(
+    tx: &Client,
     settings: &Settings,
     units: &[WriteUnit],
     exclusive: bool,
@@ -136,17 +220,24 @@ pub(super) async fn apply(
     } else {
         "SELECT pg_advisory_xact_lock_shared($1, $2)"
     };
-    let (store_stmt, settings_stmt) = (cached(tx, store_sql).await?, cached(tx, SETTINGS).await?);
+    let begin = prepared(tx, BEGIN).await?;
+    let relaxed = prepared(tx, RELAXED).await?;
+    let (store_stmt, settings_stmt) = (
+        prepared(tx, store_sql).await?,
+        prepared(tx, SETTINGS).await?,
+    );
     let names: Vec<&str> = put_into.iter().copied().collect();
     let store_id = store_lock(scope);
     let p_store: Params = vec![&STORE_LOCK_SPACE, &store_id];
     let p_settings: Params = vec![&names];
-    let mut answers = try_join_all([
-        tx.query(&store_stmt, &p_store),
-        tx.query(&settings_stmt, &p_settings),
-    ])
-    .await
-    .map_err(pipelined_err)?;
+    let mut calls = Vec::with_capacity(4);
+    calls.push(tx.query(&begin, &[]));
+    if !settings.synchronous {
+        calls.push(tx.query(&relaxed, &[]));
+    }
+    calls.push(tx.query(&store_stmt, &p_store));
+    calls.push(tx.query(&settings_stmt, &p_settings));
+    let mut answers = try_join_all(calls).await.map_err(pipelined_err)?;
     let setting_rows = answers.pop().unwrap_or_default();
     let mut stored_settings: Vec<(String, String, i64)> = Vec::with_capacity(setting_rows.len());
     for row in &setting_rows {
@@ -180,7 +271,7 @@ pub(super) async fn apply(
     // 2. The key locks, then the keys' records.
     let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     let key_ids: Vec<i64> = keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect();
-    let (lock_stmt, current_stmt) = (cached(tx, LOCK_ALL).await?, cached(tx, CURRENT).await?);
+    let (lock_stmt, current_stmt) = (prepared(tx, LOCK_ALL).await?, prepared(tx, CURRENT).await?);
     let p_lock: Params = vec![&key_ids];
     let p_current: Params = vec![&collections, &key_names];
     let mut calls = Vec::with_capacity(2);
@@ -245,7 +336,7 @@ pub(super) async fn apply(
     } else {
         puts
     };
-    let (blobs_stmt, draw_stmt) = (cached(tx, BLOBS).await?, cached(tx, DRAW).await?);
+    let (blobs_stmt, draw_stmt) = (prepared(tx, BLOBS).await?, prepared(tx, DRAW).await?);
     let p_hash_lock: Params = vec![&hash_ids];
     let p_blobs: Params = vec![&current_ids, &lookup];
     let p_draw: Params = vec![&puts, &new_blobs];
@@ -297,8 +388,8 @@ pub(super) async fn apply(
 }
 
 /// Writes `plan`'s rows and its changes, pipelined, in the order the statements depend on
-/// each other; the change log last (`feed.rs`).
-async fn write(tx: &Transaction<'_>, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fail> {
+/// each other; the change log last (`feed.rs`), then the commit.
+async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fail> {
     let (del_c, del_k): (Vec<&str>, Vec<&str>) = plan.delete_rows.iter().copied().unzip();
 
     let mut b_id = Vec::with_capacity(plan.new_blobs.len());
@@ -359,7 +450,8 @@ async fn write(tx: &Transaction<'_>, scope: &str, plan: &plan::Plan<'_>) -> Resu
         &r_c, &r_k, &r_blob, &r_created, &r_updated, &r_version, &r_expires,
     ];
     let p_touch: Params = vec![&t_c, &t_k, &t_n, &t_l];
-    let mut steps: Vec<(&str, &Params)> = Vec::with_capacity(7);
+    let no_params: Params = Vec::new();
+    let mut steps: Vec<(&str, &Params)> = Vec::with_capacity(8);
     if !del_c.is_empty() {
         steps.push((DELETE_ROWS, &p_delete));
     }
@@ -383,9 +475,12 @@ async fn write(tx: &Transaction<'_>, scope: &str, plan: &plan::Plan<'_>) -> Resu
     if let Some(p) = &p_log {
         steps.push((feed::APPEND, p));
     }
+    // The commit goes with them; a statement that fails aborts the transaction, and the
+    // server answers the `COMMIT` after it with a rollback.
+    steps.push((COMMIT, &no_params));
     let mut statements = Vec::with_capacity(steps.len());
     for (sql, _) in &steps {
-        statements.push(cached(tx, sql).await?);
+        statements.push(prepared(tx, sql).await?);
     }
     try_join_all(
         statements
