@@ -75,8 +75,11 @@ fn shape(result: &std::result::Result<Vec<OpOutcome>, StorageError>) -> String {
     }
 }
 
-/// Every record's content and expiry, and the change log's (key, kind) in order.
-fn state(backend: &dyn Backend) -> Result<(Vec<(String, Vec<u8>, Option<i64>)>, Vec<String>)> {
+/// Every record's (key, content hash, expiry).
+type Records = Vec<(String, Vec<u8>, Option<i64>)>;
+
+/// Every record, and the change log's (key, kind) in order.
+fn state(backend: &dyn Backend) -> Result<(Records, Vec<String>)> {
     let mut records = Vec::new();
     for key in ["a", "b", "c", "d", "e", "k", "x"] {
         if let Some(r) = backend.get("c", key)? {
@@ -105,7 +108,7 @@ async fn group_writes_match_the_memory_backend() -> Result {
         deduplicate: true,
         durability: bitcraps_storage::Durability::Full,
     };
-    let groups = vec![
+    let groups = [
         // Seeds: "x" expires at 50; "k" and "d" hold the same content.
         vec![
             vec![put("x", "\"old\"", 10, Some(50))?],
