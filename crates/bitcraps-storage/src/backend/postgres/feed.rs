@@ -26,59 +26,79 @@ use super::write::{Fail, cached, db};
 use crate::error::{Result, StorageError};
 use crate::feed::{Change, NewChange, prunable_prefix};
 
-/// Numbers `changes` and appends them (the transaction's last statements).
+/// Numbers the changes and appends them, and notifies every node listening (`listen.rs`;
+/// delivered at the commit), in one statement: the clock's update, whose row lock is held
+/// to the commit, an insert numbered from it, and the notification of the last seq.
+pub(super) const APPEND: &str = "WITH clock AS (
+         UPDATE change_clock SET value = value + $1 WHERE name = 'last' RETURNING value),
+     logged AS (
+         INSERT INTO changes (seq, collection, key, kind, version, at)
+         SELECT clock.value - $1 + t.n, t.c, t.k, t.kind, t.v, t.at
+         FROM clock, unnest($2::text[], $3::text[], $4::smallint[], $5::bigint[],
+                            $6::bigint[]) WITH ORDINALITY AS t(c, k, kind, v, at, n))
+     SELECT pg_notify($7, value::text) FROM clock";
+
+/// The parameters of [`APPEND`] for a transaction's changes, in order.
+pub(super) struct Log<'a> {
+    n: i64,
+    collections: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    kinds: Vec<i16>,
+    versions: Vec<i64>,
+    ats: Vec<i64>,
+    channel: String,
+}
+
+impl<'a> Log<'a> {
+    /// `None` when there is nothing to log (the transaction leaves the clock alone).
+    pub(super) fn new(scope: &str, changes: &'a [NewChange]) -> Option<Self> {
+        if changes.is_empty() {
+            return None;
+        }
+        let mut log = Log {
+            n: i64::try_from(changes.len()).unwrap_or(i64::MAX),
+            collections: Vec::with_capacity(changes.len()),
+            keys: Vec::with_capacity(changes.len()),
+            kinds: Vec::with_capacity(changes.len()),
+            versions: Vec::with_capacity(changes.len()),
+            ats: Vec::with_capacity(changes.len()),
+            channel: super::listen::channel(scope),
+        };
+        for c in changes {
+            log.collections.push(c.collection.as_str());
+            log.keys.push(c.key.as_str());
+            log.kinds.push(i16::try_from(c.kind.code()).unwrap_or(0));
+            log.versions.push(c.version);
+            log.ats.push(c.at_ms);
+        }
+        Some(log)
+    }
+
+    pub(super) fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.n,
+            &self.collections,
+            &self.keys,
+            &self.kinds,
+            &self.versions,
+            &self.ats,
+            &self.channel,
+        ]
+    }
+}
+
+/// Numbers `changes` and appends them (the transaction's last statement).
 pub(super) async fn append(
     tx: &Transaction<'_>,
     scope: &str,
     changes: &[NewChange],
 ) -> Result<(), Fail> {
-    if changes.is_empty() {
+    let Some(log) = Log::new(scope, changes) else {
         return Ok(());
-    }
-    let n = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-    let last: i64 = tx
-        .query_one(
-            &cached(
-                tx,
-                "UPDATE change_clock SET value = value + $1 WHERE name = 'last' RETURNING value",
-            )
-            .await?,
-            &[&n],
-        )
+    };
+    tx.execute(&cached(tx, APPEND).await?, &log.params())
         .await
-        .and_then(|r| r.try_get(0))
-        .map_err(db("numbering changes"))?;
-    let first = last.saturating_sub(n).saturating_add(1);
-    let mut seqs = Vec::with_capacity(changes.len());
-    let (mut collections, mut keys) = (Vec::new(), Vec::new());
-    let (mut kinds, mut versions, mut ats) = (Vec::new(), Vec::new(), Vec::new());
-    for (seq, c) in (first..=last).zip(changes) {
-        seqs.push(seq);
-        collections.push(c.collection.as_str());
-        keys.push(c.key.as_str());
-        kinds.push(i16::try_from(c.kind.code()).unwrap_or(0));
-        versions.push(c.version);
-        ats.push(c.at_ms);
-    }
-    tx.execute(
-        &cached(
-            tx,
-            "INSERT INTO changes (seq, collection, key, kind, version, at)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[],
-                                  $5::bigint[], $6::bigint[])",
-        )
-        .await?,
-        &[&seqs, &collections, &keys, &kinds, &versions, &ats],
-    )
-    .await
-    .map_err(db("appending to the change log"))?;
-    // Delivered at the commit, to every node listening (`listen.rs`).
-    tx.execute(
-        &cached(tx, "SELECT pg_notify($1, $2)").await?,
-        &[&super::listen::channel(scope), &last.to_string()],
-    )
-    .await
-    .map_err(db("notifying the change"))?;
+        .map_err(db("appending to the change log"))?;
     Ok(())
 }
 

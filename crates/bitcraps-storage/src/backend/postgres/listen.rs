@@ -82,6 +82,10 @@ async fn listen_once(
         driver.abort();
         return Err(e);
     }
+    // A commit between the watch's last read and this LISTEN taking effect sent its
+    // notification to nobody: read the log once now. (pg_two_node_feed's first store could
+    // land in that window on a loaded machine, and the watch then waited for its hourly poll.)
+    wake();
     while rx.recv().await.is_some() {
         wake();
     }

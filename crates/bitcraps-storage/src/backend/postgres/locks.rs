@@ -30,7 +30,7 @@ pub(super) fn store_lock(scope: &str) -> i32 {
 /// The advisory lock id of a (collection, key) in store `scope` (the schema; advisory locks
 /// are database-wide, and stores in other schemas need not wait for each other): 63 bits of
 /// blake3, non-negative.
-fn key_lock(scope: &str, collection: &str, key: &str) -> i64 {
+pub(super) fn key_lock(scope: &str, collection: &str, key: &str) -> i64 {
     let mut hasher = blake3::Hasher::new();
     hasher.update(scope.as_bytes());
     hasher.update(&[0]);
@@ -42,7 +42,7 @@ fn key_lock(scope: &str, collection: &str, key: &str) -> i64 {
 
 /// The advisory lock id of a content hash in store `scope`: 63 bits of blake3, negative (the
 /// second space).
-fn hash_lock(scope: &str, hash: &[u8]) -> i64 {
+pub(super) fn hash_lock(scope: &str, hash: &[u8]) -> i64 {
     let mut hasher = blake3::Hasher::new();
     hasher.update(scope.as_bytes());
     hasher.update(&[0]);
@@ -58,6 +58,11 @@ fn lock_id(bytes: &[u8]) -> i64 {
     i64::from_le_bytes(id)
 }
 
+/// Takes the advisory locks `$1` (sorted, distinct) one after another, in array order (see
+/// [`lock_all`]).
+pub(super) const LOCK_ALL: &str =
+    "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS t(id)";
+
 /// Takes `ids` (sorted, distinct) one after another in ascending order. `unnest` of an array
 /// is a function scan that yields its elements in array order and each row's lock is taken
 /// as the row is produced, so one round trip keeps the order.
@@ -66,16 +71,9 @@ async fn lock_all(tx: &Transaction<'_>, ids: &BTreeSet<i64>) -> Result<(), Fail>
         return Ok(());
     }
     let ids: Vec<i64> = ids.iter().copied().collect();
-    tx.execute(
-        &cached(
-            tx,
-            "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS t(id)",
-        )
-        .await?,
-        &[&ids],
-    )
-    .await
-    .map_err(db("taking write locks"))?;
+    tx.execute(&cached(tx, LOCK_ALL).await?, &[&ids])
+        .await
+        .map_err(db("taking write locks"))?;
     Ok(())
 }
 

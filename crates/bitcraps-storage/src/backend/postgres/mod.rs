@@ -11,10 +11,12 @@
 
 mod chunks;
 mod feed;
+mod group;
 mod lifecycle;
 mod listen;
 mod locks;
 mod maintain;
+mod plan;
 mod prefix;
 mod quota;
 mod read;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use deadpool_postgres::{Client, Pool, Transaction};
 
 use super::feed;
+use super::group;
 use super::lifecycle::{default_ttl, purge_expired, set_setting, sweep_expired};
 use super::locks::{MAX_FINE_LOCKS, STORE_LOCK_SPACE, lock_fine, store_lock, touched_key};
 use super::prefix::delete_prefix;
@@ -90,14 +91,18 @@ pub struct Settings {
 pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Result<UnitResults> {
     let mut retry = Retry::default();
     let mut force_exclusive = false;
+    // The set-based path (`group.rs`) cannot say which unit a failed statement belonged to;
+    // after such a failure the group runs again one statement per operation, where the
+    // failing unit rolls back alone.
+    let mut one_by_one = !group::eligible(units);
     loop {
-        let mut client = connect(pool).await?;
-        let fail = match apply_once(&mut client, settings, units, force_exclusive).await {
+        let client = connect(pool).await?;
+        // The connection goes back to the pool (or, after a failed set-based attempt, is
+        // closed: `group.rs`) before any wait.
+        let fail = match attempt(client, settings, units, force_exclusive, one_by_one).await {
             Ok(results) => return Ok(results),
             Err(fail) => fail,
         };
-        // The connection goes back to the pool while this waits.
-        drop(client);
         // The server's lock table is full (other sessions hold many locks): retry holding
         // the store's write lock exclusively, which needs no fine-grained locks.
         if fail.lock_table_full() && !force_exclusive {
@@ -106,6 +111,11 @@ pub async fn apply(pool: &Pool, settings: &Settings, units: &[WriteUnit]) -> Res
                  write lock (consider raising max_locks_per_transaction)"
             );
             force_exclusive = true;
+            continue;
+        }
+        if !one_by_one && matches!(fail, Fail::Db(..)) && !fail.retryable() {
+            tracing::debug!("a set-based group write failed; retrying one operation at a time");
+            one_by_one = true;
             continue;
         }
         if !retry.again(&fail).await {
@@ -156,22 +166,8 @@ pub(super) async fn cached(
         .map_err(db("preparing a statement"))
 }
 
-async fn apply_once(
-    client: &mut Client,
-    settings: &Settings,
-    units: &[WriteUnit],
-    force_exclusive: bool,
-) -> Result<UnitResults, Fail> {
-    let (scope, deduplicate) = (settings.scope.as_str(), settings.deduplicate);
-    let tx = client
-        .transaction()
-        .await
-        .map_err(db("starting a write transaction"))?;
-    if !settings.synchronous {
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(db("relaxing commit durability"))?;
-    }
+/// Whether `units` take the store's write lock exclusively (and no fine-grained locks).
+pub(super) fn exclusive(units: &[WriteUnit], force_exclusive: bool) -> bool {
     let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
     let puts = units
         .iter()
@@ -192,9 +188,48 @@ async fn apply_once(
                 }
         )
     });
-    let exclusive = force_exclusive
+    force_exclusive
         || prefix_delete
-        || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS;
+        || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS
+}
+
+/// One attempt: the set-based path (`group.rs`) unless `one_by_one`, else (or when that path
+/// declines the group) one statement per operation.
+async fn attempt(
+    client: Client,
+    settings: &Settings,
+    units: &[WriteUnit],
+    force_exclusive: bool,
+    one_by_one: bool,
+) -> Result<UnitResults, Fail> {
+    let exclusive = exclusive(units, force_exclusive);
+    let mut client = client;
+    if !one_by_one {
+        match group::run(client, settings, units, exclusive).await? {
+            group::Ran::Done(results) => return Ok(results),
+            group::Ran::Declined(back) => client = *back,
+        }
+    }
+    apply_once(&mut client, settings, units, exclusive).await
+}
+
+async fn apply_once(
+    client: &mut Client,
+    settings: &Settings,
+    units: &[WriteUnit],
+    exclusive: bool,
+) -> Result<UnitResults, Fail> {
+    let (scope, deduplicate) = (settings.scope.as_str(), settings.deduplicate);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a write transaction"))?;
+    if !settings.synchronous {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(db("relaxing commit durability"))?;
+    }
+    let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
     let store = if exclusive {
         "SELECT pg_advisory_xact_lock($1, $2)"
     } else {
