@@ -158,6 +158,9 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// A table row: its label, the number it shows, and whether that is a percentage.
+type Row = (&'static str, fn(&Numbers) -> f64, bool);
+
 /// Runs the workload `runs` times in each mode; returns a Markdown table of the medians.
 pub fn run(quick: bool, runs: usize) -> Result<String> {
     let scale = if quick {
@@ -202,7 +205,7 @@ pub fn run(quick: bool, runs: usize) -> Result<String> {
         runs.max(1)
     );
     let med = |samples: &[Numbers], f: fn(&Numbers) -> f64| median(samples.iter().map(f).collect());
-    let rows: [(&str, fn(&Numbers) -> f64, bool); 6] = [
+    let rows: [Row; 6] = [
         ("hit rate, sessions", |n| n.session_hit_rate, true),
         ("hit rate, walk", |n| n.walk_hit_rate, true),
         ("hit rate, both", |n| n.hit_rate, true),
