@@ -150,7 +150,27 @@ pub fn postgres_execute(url: &str, sql: String) {
                 .await
                 .expect("connect to BITCRAPS_TEST_POSTGRES_URL");
             let task = tokio::spawn(conn);
-            client.batch_execute(&sql).await.expect("setup SQL");
+            // A deadlock aborts this statement, never the other session's: a `DROP SCHEMA`
+            // takes its tables' locks one by one, and a session of the dropped store that
+            // the server is still finishing (a write connection dropped mid-pipeline after a
+            // failed statement ends when the server notices) can hold one of them while it
+            // waits for another. Retried, the statement waits for that session instead.
+            let mut attempts = 0;
+            loop {
+                match client.batch_execute(&sql).await {
+                    Ok(()) => break,
+                    Err(e)
+                        if attempts < 5
+                            && e.code()
+                                == Some(
+                                    &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                                ) =>
+                    {
+                        attempts += 1;
+                    }
+                    Err(e) => panic!("setup SQL: {e:?}"),
+                }
+            }
             drop(client);
             let _ = task.await;
         })

@@ -330,12 +330,11 @@ async fn steps(
     } else {
         Vec::new()
     };
-    // A blob id for each new content at most.
-    let new_blobs = if settings.deduplicate {
-        i64::try_from(new_hashes.len()).unwrap_or(i64::MAX)
-    } else {
-        puts
-    };
+    // A blob id for each put: the most a group can need. Fewer (one per distinct content)
+    // ran short when a put's old blob is released before the content it shares with a later
+    // put of the same group is acquired again (`model.rs`: an encrypted batch writing one
+    // key twice). Unused ids are skipped, as the sequences already allow.
+    let new_blobs = puts;
     let (blobs_stmt, draw_stmt) = (prepared(tx, BLOBS).await?, prepared(tx, DRAW).await?);
     let p_hash_lock: Params = vec![&hash_ids];
     let p_blobs: Params = vec![&current_ids, &lookup];
