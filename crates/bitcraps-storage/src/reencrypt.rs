@@ -25,7 +25,7 @@ use crate::PersistentStorageManager;
 use std::collections::HashSet;
 
 use crate::backend::{KeyChange, ResealedBlob, ResealedChunk, StoredBlob};
-use crate::crypto::Keyring;
+use crate::crypto::{DataKey, Keyring};
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
 use crate::store::Shared;
@@ -125,12 +125,7 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
                     }
                 }
             }
-            let Some(from) =
-                crate::crypto::sealed_key_id(&entry.blob.data).and_then(|id| ring.by_id(id))
-            else {
-                continue;
-            };
-            let Some(to) = ring.successor(&from) else {
+            let Some((from, to)) = older_key(ring, &entry.blob.data) else {
                 continue;
             };
             let location = format!("blob {}", entry.id);
@@ -177,6 +172,14 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
     Ok(done)
 }
 
+/// The older key that sealed `data` and the current key of its collection, when `data`
+/// is sealed under an older key.
+fn older_key(ring: &Keyring, data: &[u8]) -> Option<(Arc<DataKey>, Arc<DataKey>)> {
+    let from = crate::crypto::sealed_key_id(data).and_then(|id| ring.by_id(id))?;
+    let to = ring.successor(&from)?;
+    Some((from, to))
+}
+
 /// `chunk` sealed again under its collection's current key, if an older key sealed it and
 /// no other list of this step already resealed it.
 fn reseal_chunk(
@@ -185,10 +188,7 @@ fn reseal_chunk(
     location: &str,
     seen: &mut HashSet<Vec<u8>>,
 ) -> Result<Option<ResealedChunk>> {
-    let Some(from) = crate::crypto::sealed_key_id(&chunk.data).and_then(|id| ring.by_id(id)) else {
-        return Ok(None);
-    };
-    let Some(to) = ring.successor(&from) else {
+    let Some((from, to)) = older_key(ring, &chunk.data) else {
         return Ok(None);
     };
     if !seen.insert(chunk.hash.clone()) {

@@ -34,5 +34,5 @@ pub(crate) use enable::enable;
 #[cfg(feature = "testing")]
 pub use envelope::force_xchacha;
 pub use key::MasterKey;
-pub(crate) use keyring::Keyring;
+pub(crate) use keyring::{DataKey, Keyring};
 pub use provider::{KeyProvider, KeySource};
