@@ -13,7 +13,7 @@ struct Metric {
     higher_is_better: bool,
 }
 
-const METRICS: [Metric; 15] = [
+const METRICS: [Metric; 20] = [
     Metric {
         name: "durable puts/s, 8 writers",
         get: |m| m.concurrent_puts,
@@ -89,7 +89,37 @@ const METRICS: [Metric; 15] = [
         get: |m| m.peak_rss_mib,
         higher_is_better: false,
     },
+    Metric {
+        name: "CPU µs per durable put, 8 writers",
+        get: |m| measured(m.cpu_us.durable_8),
+        higher_is_better: false,
+    },
+    Metric {
+        name: "CPU µs per bulk-loaded document",
+        get: |m| measured(m.cpu_us.bulk),
+        higher_is_better: false,
+    },
+    Metric {
+        name: "CPU µs per zipf read, 1 thread",
+        get: |m| measured(m.cpu_us.reads_1t),
+        higher_is_better: false,
+    },
+    Metric {
+        name: "CPU µs per zipf read, 4 threads",
+        get: |m| measured(m.cpu_us.reads_4t),
+        higher_is_better: false,
+    },
+    Metric {
+        name: "CPU µs per mixed 95/5 operation",
+        get: |m| measured(m.cpu_us.mixed),
+        higher_is_better: false,
+    },
 ];
+
+/// `v`, or NaN when it was not measured (a run recorded before the field existed).
+fn measured(v: f64) -> f64 {
+    if v > 0.0 { v } else { f64::NAN }
+}
 
 /// What fraction of `writers / fsync latency` (puts/s when every sync serves every waiting
 /// writer) `puts` reached; NaN when not measured.
@@ -174,22 +204,36 @@ fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
 /// Each of our PostgreSQL columns against the PostgreSQL peer, when both ran: `None`
 /// otherwise.
 fn postgres_ratios(results: &Results) -> Option<(Vec<String>, Vec<Vec<String>>)> {
-    let peer = results
-        .iter()
-        .find(|(name, _)| name == crate::stores::PEER_POSTGRES)?;
-    let ours: Vec<_> = results
-        .iter()
-        .filter(|(name, _)| name.starts_with(crate::stores::OURS_POSTGRES))
-        .collect();
+    against(results, crate::stores::PEER_POSTGRES, |name| {
+        name.starts_with(crate::stores::OURS_POSTGRES)
+    })
+}
+
+/// Ours encrypted at rest against ours in plaintext, when both ran (the cost of encryption:
+/// under 1× on rates and over 1× on CPU time is what it costs).
+fn encryption_ratios(results: &Results) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    against(results, crate::stores::OURS, |name| {
+        name == crate::stores::OURS_ENCRYPTED
+    })
+}
+
+/// The columns whose names `pick` chooses against the column `base`, when both ran.
+fn against(
+    results: &Results,
+    base: &str,
+    pick: impl Fn(&str) -> bool,
+) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let base = results.iter().find(|(name, _)| name == base)?;
+    let ours: Vec<_> = results.iter().filter(|(name, _)| pick(name)).collect();
     if ours.is_empty() {
         return None;
     }
     let mut header = vec!["workload".to_owned()];
-    header.extend(ours.iter().map(|(n, _)| format!("{n} / {}", peer.0)));
+    header.extend(ours.iter().map(|(n, _)| format!("{n} / {}", base.0)));
     let rows = METRICS
         .iter()
         .map(|metric| {
-            let theirs = spread(&peer.1, metric.get).0;
+            let theirs = spread(&base.1, metric.get).0;
             let mut row = vec![metric.name.to_owned()];
             row.extend(
                 ours.iter()
@@ -280,6 +324,9 @@ pub fn render(results: &Results, quick: bool, runs: usize) -> String {
     if let Some(pg) = postgres_ratios(results) {
         out.push_str(&format!("\n{}", terminal(pg)));
     }
+    if let Some(encrypted) = encryption_ratios(results) {
+        out.push_str(&format!("\n{}", terminal(encrypted)));
+    }
     out
 }
 
@@ -300,6 +347,15 @@ pub fn markdown(results: &Results, quick: bool, runs: usize) -> String {
             )
         })
         .unwrap_or_default()
+        + &encryption_ratios(results)
+            .map(|encrypted| {
+                format!(
+                    "\nEncryption at rest, ours encrypted against ours in plaintext (rates under \
+                     1× and CPU time over 1× are its cost):\n\n{}",
+                    markdown_table(encrypted)
+                )
+            })
+            .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -376,5 +432,57 @@ mod tests {
         assert!(postgres_ratios(&results).is_none());
         assert!(caption(&results, true, 1).contains("relation sizes"));
         assert!(!caption(&results[..1], true, 1).contains("relation sizes"));
+    }
+
+    #[test]
+    fn encryption_is_compared_with_ours_in_plaintext_and_cpu_rows_skip_missing_samples() {
+        let with_cpu = |puts: f64, bulk_us: f64| {
+            let mut m = sample(puts);
+            for s in &mut m {
+                s.cpu_us.bulk = bulk_us;
+            }
+            m
+        };
+        let results = vec![
+            ("bitcraps-storage".to_owned(), with_cpu(100.0, 8.0)),
+            (
+                "bitcraps-storage-encrypted".to_owned(),
+                with_cpu(90.0, 10.0),
+            ),
+            ("rusqlite".to_owned(), with_cpu(50.0, 0.0)),
+        ];
+        let (header, rows) = encryption_ratios(&results).expect("both ran");
+        assert_eq!(
+            header,
+            ["workload", "bitcraps-storage-encrypted / bitcraps-storage"]
+        );
+        let cell = |name: &str| {
+            rows.iter()
+                .find(|r| r.first().map(String::as_str) == Some(name))
+                .and_then(|r| r.get(1))
+                .cloned()
+        };
+        assert_eq!(cell("durable puts/s, 8 writers").as_deref(), Some("0.90×"));
+        assert_eq!(
+            cell("CPU µs per bulk-loaded document").as_deref(),
+            Some("1.25×")
+        );
+        // The encrypted column is ours, not a peer; a store without the CPU sample shows none.
+        let (header, _) = ratios(&results);
+        assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
+        let (_, values) = values(&results);
+        let bulk_cpu = values
+            .iter()
+            .find(|r| r.first().map(String::as_str) == Some("CPU µs per bulk-loaded document"))
+            .map(|r| r[1..].to_vec());
+        assert_eq!(
+            bulk_cpu,
+            Some(vec![
+                "8.00 (8.00–8.00)".to_owned(),
+                "10.00 (10.00–10.00)".to_owned(),
+                "–".to_owned()
+            ])
+        );
+        assert!(encryption_ratios(&results[2..]).is_none());
     }
 }

@@ -18,14 +18,9 @@ use anyhow::{Result, anyhow, ensure};
 use crate::docs::Game;
 
 /// Names of every embedded store, ours first (then ours encrypted at rest, not a peer).
-pub const ALL: [&str; 6] = [
-    "bitcraps-storage",
-    OURS_ENCRYPTED,
-    "rusqlite",
-    "redb",
-    "sled",
-    "fjall",
-];
+pub const ALL: [&str; 6] = [OURS, OURS_ENCRYPTED, "rusqlite", "redb", "sled", "fjall"];
+/// Ours on SQLite, the first column.
+pub const OURS: &str = "bitcraps-storage";
 /// Ours on SQLite with encryption at rest (a column beside ours, not a peer).
 pub const OURS_ENCRYPTED: &str = "bitcraps-storage-encrypted";
 /// Ours on PostgreSQL (with `--postgres`).

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::docs::{Game, document};
 use crate::stores::{self, Servers, Store};
-use measure::{dir_bytes, fsync_latency_ms, peak_rss_mib, rate, timed};
+use measure::{
+    cpu_seconds, dir_bytes, fsync_latency_ms, peak_rss_mib, per_item_us, rate, timed,
+    timed_with_cpu,
+};
 use plan::{Live, Picker, bulk_key};
 
 /// Sizes of one run.
@@ -77,6 +80,21 @@ pub struct Measured {
     #[serde(default)]
     pub change_log: Option<f64>,
     pub peak_rss_mib: f64,
+    /// CPU time of the whole process per operation, µs (`measure::cpu_seconds`): per durable
+    /// put with 8 writers, per bulk-loaded document, per read with 1 and 4 threads, per mixed
+    /// operation. For stores on a server, the server's own CPU time is not in it.
+    #[serde(default)]
+    pub cpu_us: CpuPerOp,
+}
+
+/// CPU µs per operation of some workloads (see [`Measured::cpu_us`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuPerOp {
+    pub durable_8: f64,
+    pub bulk: f64,
+    pub reads_1t: f64,
+    pub reads_4t: f64,
+    pub mixed: f64,
 }
 
 /// Runs every workload on store `name`.
@@ -94,9 +112,10 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
 
     // 1. Durable single stores from concurrent writers.
     let workers = plan::puts(scale.writers, scale.puts_per_writer, &mut live)?;
-    m.concurrent_puts = timed(scale.writers * scale.puts_per_writer, || {
-        store.run_workers(&workers)
-    })?;
+    (m.concurrent_puts, m.cpu_us.durable_8) =
+        timed_with_cpu(scale.writers * scale.puts_per_writer, || {
+            store.run_workers(&workers)
+        })?;
     drop(workers);
 
     // 1b. The same from many writers, and what one sync costs on this disk.
@@ -109,6 +128,7 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
 
     // 2. Bulk load, 1,000 per batch (documents made outside the clock, batch by batch).
     let mut elapsed = std::time::Duration::ZERO;
+    let mut cpu = 0.0;
     for start in (0..scale.bulk_docs).step_by(1000) {
         let items: Vec<(String, Game)> = (start..(start + 1000).min(scale.bulk_docs))
             .map(|i| (bulk_key(i), document(i as u64)))
@@ -116,11 +136,14 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
         for (k, d) in &items {
             live.note(k, d)?;
         }
+        let cpu_before = cpu_seconds()?;
         let started = Instant::now();
         store.put_batch(&items)?;
         elapsed += started.elapsed();
+        cpu += cpu_seconds()? - cpu_before;
     }
     m.bulk_load = per_second(scale.bulk_docs, elapsed);
+    m.cpu_us.bulk = per_item_us(cpu, scale.bulk_docs);
 
     // 3. Zipfian typed reads from 1, 2 and 4 threads.
     let picker = Picker::new(scale.bulk_docs);
@@ -130,12 +153,19 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
         (4, &mut m.zipf_reads_4t),
     ] {
         let workers = plan::reads(&picker, threads, scale.reads, 0x5EED * threads as u64);
-        *slot = timed(scale.reads, || store.run_workers(&workers))?;
+        let (rate, cpu) = timed_with_cpu(scale.reads, || store.run_workers(&workers))?;
+        *slot = rate;
+        match threads {
+            1 => m.cpu_us.reads_1t = cpu,
+            4 => m.cpu_us.reads_4t = cpu,
+            _ => {}
+        }
     }
 
     // 4. Mixed 95% reads / 5% durable updates, 4 threads.
     let workers = plan::mixed(&picker, 4, scale.mixed_ops, &mut live)?;
-    m.mixed_95_5 = timed(scale.mixed_ops, || store.run_workers(&workers))?;
+    (m.mixed_95_5, m.cpu_us.mixed) =
+        timed_with_cpu(scale.mixed_ops, || store.run_workers(&workers))?;
     drop(workers);
 
     // 5. Paged prefix listing, 100 keys a page, through the whole bulk set.
