@@ -88,3 +88,46 @@ async fn the_scan_finds_the_sentinel_in_a_plaintext_store() -> Result {
     );
     Ok(())
 }
+
+/// A batch large enough to be sealed on more than one thread (`crypto/parallel.rs`), into a
+/// collection whose key it creates: every document reads back as written, under its own
+/// key, and no file holds the sentinel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_is_sealed_whole_and_in_order() -> Result {
+    let dir = tempfile::tempdir()?;
+    let (_key_dir, key) = common::key_file();
+    let keyed = || {
+        let mut c = config(dir.path());
+        c.key = bitcraps_storage::KeyConfig::default().file(key.clone());
+        c
+    };
+    let s = PersistentStorageManager::open(keyed()).await?;
+    let doc = |i: u32| json!({"note": format!("{SENTINEL} #{i}"), "seat": i});
+    let items: Vec<(String, serde_json::Value)> = (0..1500)
+        .map(|i| (format!("seat-{i:05}"), doc(i)))
+        .collect();
+    s.store_batch("bulk", &items).await?;
+    // A second group of two units at once: a batch and a single put beside it.
+    let more: Vec<(String, serde_json::Value)> = (1500..1800)
+        .map(|i| (format!("seat-{i:05}"), doc(i)))
+        .collect();
+    let lone = doc(9999);
+    let (batch, single) = tokio::join!(
+        s.store_batch("bulk", &more),
+        s.store("other", "seat-x", &lone)
+    );
+    batch?;
+    single?;
+    s.close().await?;
+    let s = PersistentStorageManager::open(keyed()).await?;
+    for i in 0..1800u32 {
+        let got: Option<serde_json::Value> = s.retrieve("bulk", &format!("seat-{i:05}")).await?;
+        assert_eq!(got, Some(doc(i)), "seat {i}");
+    }
+    let other: Option<serde_json::Value> = s.retrieve("other", "seat-x").await?;
+    assert_eq!(other, Some(doc(9999)));
+    s.close().await?;
+    let holding = files_holding(dir.path(), SENTINEL);
+    assert!(holding.is_empty(), "plaintext in {holding:?}");
+    Ok(())
+}

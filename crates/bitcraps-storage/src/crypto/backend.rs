@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::blob::{self, blob_key};
 use super::keyring::{DataKey, Keyring};
+use super::parallel;
 use crate::backend::{
     Backend, CollectionSetting, DatabaseStatistics, KeyChange, Maintenance, OpOutcome,
     RecordMetadata, RecordPage, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord,
@@ -143,6 +144,31 @@ impl EncryptedBackend {
         Ok(StoredRecord { blob, ..record })
     }
 
+    /// `units` sealed, a large group on more than one thread (`parallel.rs`).
+    fn seal_units(&self, units: &[WriteUnit]) -> Result<Vec<WriteUnit>> {
+        let ops: Vec<&WriteOp> = units.iter().flatten().collect();
+        let threads = parallel::threads_for(ops.len());
+        if threads > 1 {
+            // Every collection's key first, here: a collection's first write creates its key
+            // in the database, one writer at a time.
+            let mut seen: Vec<&str> = Vec::new();
+            for op in &ops {
+                if let WriteOp::Put { collection, .. } | WriteOp::PutDictionary { collection, .. } =
+                    op
+                    && !seen.contains(&collection.as_str())
+                {
+                    self.key_for_write(collection)?;
+                    seen.push(collection);
+                }
+            }
+        }
+        let mut sealed = parallel::map(&ops, threads, |op| self.seal_op(op))?.into_iter();
+        Ok(units
+            .iter()
+            .map(|unit| sealed.by_ref().take(unit.len()).collect())
+            .collect())
+    }
+
     fn seal_op(&self, op: &WriteOp) -> Result<WriteOp> {
         Ok(match op {
             WriteOp::Put {
@@ -224,10 +250,7 @@ impl Backend for EncryptedBackend {
     }
 
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
-        let sealed = units
-            .iter()
-            .map(|unit| unit.iter().map(|op| self.seal_op(op)).collect())
-            .collect::<Result<Vec<WriteUnit>>>()?;
+        let sealed = self.seal_units(units)?;
         self.inner.apply(&sealed)
     }
 
