@@ -25,8 +25,11 @@ enum Op {
     /// Store game `g`'s log with `rolls` rolls under `(collection, key)`.
     Store(usize, u8, u8, u16),
     Delete(usize, u8),
-    /// Store the key's current log with `n` more rolls (a small change: a delta).
+    /// Store the key's current log with `n` more rolls (a small change: a delta, spliced).
     Append(usize, u8, u8),
+    /// Store the key's current log with the roll at `at` and the last one changed: two
+    /// edits far apart (a delta in the zstd patch form, when small enough).
+    Edit(usize, u8, u16),
     /// Several stores in one atomic batch.
     Batch(usize, Vec<(u8, u8, u16)>),
     Reopen,
@@ -54,6 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..2usize, 0..5u8, 0..4u8, 0..1500u16).prop_map(|(c, k, g, r)| Op::Store(c, k, g, r)),
         2 => (0..2usize, 0..5u8).prop_map(|(c, k)| Op::Delete(c, k)),
         4 => (0..2usize, 0..5u8, 1..6u8).prop_map(|(c, k, n)| Op::Append(c, k, n)),
+        2 => (0..2usize, 0..5u8, 0..400u16).prop_map(|(c, k, at)| Op::Edit(c, k, at)),
         2 => (0..2usize, prop::collection::vec((0..5u8, 0..4u8, 0..1500u16), 1..4))
             .prop_map(|(c, items)| Op::Batch(c, items)),
         1 => Just(Op::Reopen),
@@ -67,6 +71,21 @@ fn document(game: u8, rolls: u16) -> Value {
     } else {
         log(game, rolls)
     }
+}
+
+/// `document(game, rolls)` with the roll at `at` (modulo their number) and the last roll
+/// changed.
+fn edited(game: u8, rolls: u16, at: u16) -> Value {
+    let mut value = document(game, rolls);
+    if let Some(list) = value.get_mut("rolls").and_then(Value::as_array_mut) {
+        let last = list.len().saturating_sub(1);
+        for i in [usize::from(at) % list.len().max(1), last] {
+            if let Some(Value::Object(roll)) = list.get_mut(i) {
+                roll.insert("note".into(), json!("edited"));
+            }
+        }
+    }
+    value
 }
 
 fn key(k: u8) -> String {
@@ -110,6 +129,18 @@ async fn step(
             let (g, r) = sources.get(&(c, key(k))).copied().unwrap_or((0, 400));
             let r = r.saturating_add(u16::from(n));
             let value = document(g, r);
+            s.store(COLLECTIONS[c], &key(k), &value)
+                .await
+                .map_err(fail)?;
+            let bytes =
+                serde_json::to_vec(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            model.insert((c, key(k)), bytes);
+            sources.insert((c, key(k)), (g, r));
+            read_back(s, c, &key(k), model.get(&(c, key(k)))).await?;
+        }
+        Op::Edit(c, k, at) => {
+            let (g, r) = sources.get(&(c, key(k))).copied().unwrap_or((1, 400));
+            let value = edited(g, r, at);
             s.store(COLLECTIONS[c], &key(k), &value)
                 .await
                 .map_err(fail)?;

@@ -6,8 +6,17 @@
 //! new keyframe is written after `compression.keyframe_interval` deltas (the patches grow as
 //! the versions drift from their keyframe).
 //!
-//! A delta's stored bytes: `versions since the keyframe (u32, big-endian) | zstd frame`,
-//! compressed with the keyframe document as zstd's reference prefix (`--patch-from`).
+//! A delta's stored bytes: a header `versions since the keyframe (u32, big-endian)` whose top
+//! bit names the body's form, then the body, in one of two forms chosen per version:
+//!
+//! - **splice** (top bit set, `splice.rs`): the keyframe's first and last bytes and a
+//!   compressed middle — what an append or a small edit is, found by `memcmp`;
+//! - **patch** (top bit clear): a zstd frame compressed with the keyframe document as zstd's
+//!   reference prefix (`--patch-from`), for versions that differ from their keyframe in
+//!   more than one place. Indexing the 1 MiB prefix costs more than compressing the
+//!   document, so a splice is tried first and a patch only when the splice is not small.
+//!
+//! Both forms are sealed, stored and verified alike (the document's hash, after applying).
 
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
@@ -23,14 +32,40 @@ pub(crate) const MAX_PATCH: usize = super::AVG_SIZE;
 /// in practice megabytes) and the new version.
 const WINDOW_LOG: u32 = 27;
 const HEADER: usize = 4;
+/// The header's top bit: the body is a splice, not a zstd patch.
+const SPLICE: u32 = 1 << 31;
+/// The largest depth a header holds (below the form bit).
+pub(crate) const MAX_DEPTH: u32 = SPLICE - 1;
+/// A splice at most this large is taken without trying a patch.
+const SMALL_SPLICE: usize = 4 * 1024;
+/// A splice whose middle is larger than this is not tried (a patch finds more to share).
+const MAX_SPLICE_MIDDLE: usize = 4 * MAX_PATCH;
 
 fn zstd_error(code: usize) -> String {
     zstd_safe::get_error_name(code).to_owned()
 }
 
-/// The stored bytes of a delta `depth` versions after its keyframe: `raw` patched against
-/// `base` at `level`.
+/// The stored bytes of a delta `depth` (at most [`MAX_DEPTH`]) versions after its keyframe:
+/// `raw` against `base` at `level`, as a splice when that is small, else the smaller of the
+/// splice and a zstd patch.
 pub(crate) fn encode(base: &[u8], raw: &[u8], level: i32, depth: u32) -> Result<Vec<u8>> {
+    let depth = depth.min(MAX_DEPTH);
+    let mut splice = Vec::with_capacity(HEADER + SMALL_SPLICE);
+    splice.extend_from_slice(&(depth | SPLICE).to_be_bytes());
+    let spliced = super::splice::encode(base, raw, level, MAX_SPLICE_MIDDLE, &mut splice)?;
+    if spliced.is_some() && splice.len() <= SMALL_SPLICE {
+        return Ok(splice);
+    }
+    let patch = patch(base, raw, level, depth)?;
+    Ok(if spliced.is_some() && splice.len() <= patch.len() {
+        splice
+    } else {
+        patch
+    })
+}
+
+/// The stored bytes of a delta in the patch form.
+fn patch(base: &[u8], raw: &[u8], level: i32, depth: u32) -> Result<Vec<u8>> {
     let failed = |e: String| StorageError::Compression {
         codec: "zstd patch",
         source: std::io::Error::other(e),
@@ -59,13 +94,21 @@ pub(crate) fn depth(stored: &[u8], location: &str) -> Result<u32> {
         .get(..HEADER)
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| StorageError::corruption(location, "a delta without its header"))?;
-    Ok(u32::from_be_bytes(header))
+    Ok(u32::from_be_bytes(header) & MAX_DEPTH)
+}
+
+/// Whether the delta with stored bytes `stored` is a splice (its header read by `depth`).
+fn is_splice(stored: &[u8]) -> bool {
+    stored.first().is_some_and(|b| b & 0x80 != 0)
 }
 
 /// The document of the delta `stored` against `base`, at most `raw_len` bytes.
 pub(crate) fn apply(base: &[u8], stored: &[u8], raw_len: usize, location: &str) -> Result<Vec<u8>> {
     depth(stored, location)?;
     let frame = stored.get(HEADER..).unwrap_or_default();
+    if is_splice(stored) {
+        return super::splice::apply(base, frame, raw_len, location);
+    }
     let corrupt =
         |e: String| StorageError::corruption(location, format!("the delta does not apply: {e}"));
     let mut ctx = DCtx::try_create().ok_or_else(|| corrupt("no context".into()))?;
@@ -91,7 +134,8 @@ mod tests {
             .collect();
         let mut next = base.clone();
         next.extend_from_slice(b"{\"n\": 8001, \"dice\": [3, 4]}");
-        let stored = encode(&base, &next, 3, 2)?;
+        let stored = patch(&base, &next, 3, 2)?;
+        assert!(!is_splice(&stored));
         assert!(stored.len() < 200, "{} bytes", stored.len());
         assert_eq!(depth(&stored, "c/k")?, 2);
         assert_eq!(apply(&base, &stored, next.len(), "c/k")?, next);
@@ -101,6 +145,38 @@ mod tests {
         // Too short for a header, or a frame that does not decode: corruption.
         assert!(apply(&base, b"\0\0", 10, "c/k").is_err());
         assert!(apply(&base, b"\0\0\0\0garbage", 10, "c/k").is_err());
+        assert!(apply(&base, b"\x80\0\0\0garbage", 10, "c/k").is_err());
+        Ok(())
+    }
+
+    /// An append is a splice (no patch tried); edits spread over the document are the
+    /// smaller of the two forms. Either applies to its base and keeps its depth.
+    #[test]
+    fn an_append_is_a_splice_and_scattered_edits_a_patch() -> Result<()> {
+        let base: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
+        let mut appended = base.clone();
+        appended.extend_from_slice(b"{\"n\": 8001, \"dice\": [3, 4]}");
+        let stored = encode(&base, &appended, 3, 5)?;
+        assert!(is_splice(&stored) && stored.len() < 100, "{}", stored.len());
+        assert_eq!(depth(&stored, "c/k")?, 5);
+        assert_eq!(apply(&base, &stored, appended.len(), "c/k")?, appended);
+        // Bytes changed at both ends and every 10 KiB between: one middle of the whole
+        // document for a splice, a few hundred bytes for a patch.
+        let mut scattered = base.clone();
+        for at in (0..scattered.len()).step_by(10_000) {
+            if let Some(b) = scattered.get_mut(at) {
+                *b ^= 0x55;
+            }
+        }
+        if let Some(b) = scattered.last_mut() {
+            *b ^= 0x55;
+        }
+        let stored = encode(&base, &scattered, 3, 1)?;
+        assert!(!is_splice(&stored), "{} bytes", stored.len());
+        assert_eq!(depth(&stored, "c/k")?, 1);
+        assert_eq!(apply(&base, &stored, scattered.len(), "c/k")?, scattered);
         Ok(())
     }
 }

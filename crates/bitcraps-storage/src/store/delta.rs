@@ -1,7 +1,9 @@
 //! Choosing a delta for an overwrite (`chunk/delta.rs`): before a large document is encoded,
 //! the key's current record is read; when it is a keyframe (a chunk list) or a delta fewer
-//! than `compression.keyframe_interval` versions after one, the new version is patched
-//! against that keyframe's document and kept when the patch is small. Anything that keeps a
+//! than `compression.keyframe_interval` versions after one, the new version is encoded
+//! against that keyframe's document (`chunk/delta.rs`: a splice of its first and last bytes
+//! when that is small, as for an append; else the smaller of the splice and a zstd patch)
+//! and kept when the result is small. Anything that keeps a
 //! delta from being made — no record, a small or whole one, a chunk that does not verify —
 //! falls back to chunking: a write never fails for want of a delta. The delta names the
 //! keyframe's chunks by content (with their bytes), so it stays correct whatever a racing
@@ -45,7 +47,7 @@ pub(super) fn try_delta(
         },
         _ => return Ok(None),
     };
-    if depth >= pipeline.keyframe_interval {
+    if depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH {
         return Ok(None);
     }
     let Some((base, chunks)) = keyframe(shared, collection, &blob, &location) else {

@@ -174,6 +174,25 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE chunks_v10 RENAME TO chunks;
     CREATE INDEX chunks_by_hash_prefix ON chunks(substr(hash, 1, 8));
     ",
+    // Version 11: fewer pages per durable write (issue #16). A rewrite wrote six pages to the
+    // WAL, two of them only for the clocks (`version_clock`, `change_clock`) and one for the
+    // hash-index entry of a delta that nothing looks up by hash. The version clock becomes
+    // the 'version' row of `change_clock` (one page for both clocks); `version_clock` stays
+    // as a view of it, updatable through a trigger, for the restores and snapshot readers
+    // that name it. `blobs_by_hash_prefix` leaves deltas (codec 17) out: deduplication
+    // never shares a delta, so it never looks one up.
+    r"
+    INSERT INTO change_clock (name, value) SELECT 'version', last FROM version_clock;
+    DROP TABLE version_clock;
+    CREATE VIEW version_clock (id, last) AS
+        SELECT 0, value FROM change_clock WHERE name = 'version';
+    CREATE TRIGGER version_clock_update INSTEAD OF UPDATE OF last ON version_clock
+    BEGIN
+        UPDATE change_clock SET value = NEW.last WHERE name = 'version';
+    END;
+    DROP INDEX blobs_by_hash_prefix;
+    CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8)) WHERE codec <> 17;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -479,7 +498,7 @@ mod tests {
         a.execute_batch("PRAGMA user_version = 3")
             .map_err(db_err("pretend an older version"))?;
         a.execute_batch(
-            "DROP TABLE meta; DROP TABLE version_clock; ALTER TABLE records DROP COLUMN version;
+            "DROP TABLE meta; DROP VIEW version_clock; ALTER TABLE records DROP COLUMN version;
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
              ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
              DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE chunk_refs; DROP TABLE changes;
@@ -509,7 +528,7 @@ mod tests {
              INSERT INTO blob_chunks (blob_id, seq, chunk_id) VALUES (1, 0, 7), (2, 0, 7);",
         )
         .map_err(db_err("a version-9 chunk"))?;
-        assert_eq!(migrate(&mut conn)?, 10);
+        assert_eq!(migrate(&mut conn)?, latest_version());
         let (id, refcount, data): (i64, i64, Vec<u8>) = conn
             .query_row(
                 "SELECT c.id, r.refcount, c.data FROM chunks c
@@ -527,6 +546,68 @@ mod tests {
             )
             .map_err(db_err("the chunk columns"))?;
         assert_eq!(has_refcount, 0);
+        Ok(())
+    }
+
+    /// Version 11 moves the version clock of a version-10 store into `change_clock`, keeps
+    /// `version_clock` readable and updatable (restores and snapshots name it), and takes
+    /// deltas out of the hash index: dedup still finds every other blob, never a delta.
+    #[test]
+    fn version_11_merges_the_clocks_and_leaves_deltas_out_of_the_hash_index() -> Result<()> {
+        use crate::backend::sqlite::write::FIND_BLOB_BY_HASH;
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        let v10 = MIGRATIONS.get(..10).unwrap_or_default();
+        conn.execute_batch(&v10.concat())
+            .map_err(db_err("schema 10"))?;
+        conn.execute_batch(
+            "PRAGMA user_version = 10; PRAGMA application_id = 1111708243;
+             UPDATE version_clock SET last = 42;
+             UPDATE change_clock SET value = 7 WHERE name = 'last';
+             INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data)
+                 VALUES (1, zeroblob(32), 1, 3, 3, 1, X'616263'),
+                        (2, X'0100000000000000000000000000000000000000000000000000000000000000', 17, 3, 3, 1, X'80000001');
+             INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+                 VALUES ('c', 'a', 1, 0, 0, 41), ('c', 'd', 2, 0, 0, 42);",
+        )
+        .map_err(db_err("a version-10 store"))?;
+        assert_eq!(migrate(&mut conn)?, 11);
+        let clocks = |conn: &Connection| -> Result<(i64, i64, i64)> {
+            conn.query_row(
+                "SELECT (SELECT last FROM version_clock),
+                        (SELECT value FROM change_clock WHERE name = 'version'),
+                        (SELECT value FROM change_clock WHERE name = 'last')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(db_err("the clocks"))
+        };
+        assert_eq!(clocks(&conn)?, (42, 42, 7));
+        // What a restore runs: the view's trigger moves the row.
+        conn.execute("UPDATE version_clock SET last = max(last, 50)", [])
+            .map_err(db_err("a restore's clock update"))?;
+        assert_eq!(clocks(&conn)?, (50, 50, 7));
+        let find = |hash: &[u8]| {
+            conn.query_row(FIND_BLOB_BY_HASH, [hash], |r| r.get::<_, i64>(0))
+                .optional()
+                .map_err(db_err("find"))
+        };
+        assert_eq!(find(&[0u8; 32])?, Some(1));
+        let mut delta = [0u8; 32];
+        delta[0] = 1;
+        assert_eq!(find(&delta)?, None, "a delta is not shared");
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM blobs INDEXED BY blobs_by_hash_prefix
+                 WHERE substr(hash, 1, 8) IS NOT NULL AND codec <> 17",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("the index"))?;
+        assert_eq!(indexed, 1);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(db_err("integrity"))?;
+        assert_eq!(check, "ok");
         Ok(())
     }
 
@@ -638,6 +719,13 @@ mod tests {
         };
         insert(&same_prefix)?;
         assert_eq!(find(&wanted)?, None, "a prefix collision is not a match");
+        conn.execute(
+            "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data)
+             VALUES (?1, 17, 1, 1, 1, x'00')",
+            [&wanted[..]],
+        )
+        .map_err(db_err("insert a delta"))?;
+        assert_eq!(find(&wanted)?, None, "a delta is never shared");
         let id = insert(&wanted)?;
         assert_eq!(find(&wanted)?, Some(id));
         Ok(())

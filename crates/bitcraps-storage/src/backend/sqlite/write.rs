@@ -1,6 +1,8 @@
 //! The write path: group-committed units, each in its own savepoint, with exact blob
 //! reference counts maintained in the same transaction as the records. Versions come from the
-//! `version_clock` row, read once at the start of the transaction and written once at its end.
+//! 'version' row of `change_clock` (schema version 11; beside the change log's own rows, so
+//! both clocks cost one page), read once at the start of the transaction and written once at
+//! its end.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -20,7 +22,7 @@ struct Clock(i64);
 
 impl Clock {
     fn read(conn: &Connection) -> Result<Self> {
-        conn.prepare_cached("SELECT last FROM version_clock WHERE id = 0")
+        conn.prepare_cached("SELECT value FROM change_clock WHERE name = 'version'")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map(Clock)
             .map_err(db_err("reading the version clock"))
@@ -51,7 +53,7 @@ impl Clock {
     }
 
     fn write(&self, conn: &Connection) -> Result<()> {
-        conn.prepare_cached("UPDATE version_clock SET last = ?1 WHERE id = 0")
+        conn.prepare_cached("UPDATE change_clock SET value = ?1 WHERE name = 'version'")
             .and_then(|mut s| s.execute(params![self.0]))
             .map_err(db_err("advancing the version clock"))?;
         Ok(())
@@ -313,9 +315,10 @@ fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option
 
 /// The blob holding content with hash `?1`. The index holds the hash's first 8 bytes
 /// (schema version 3); the full hash is compared in the row, so blobs that merely share a
-/// prefix never match.
+/// prefix never match. Deltas are not in the index (schema version 11) and never shared:
+/// a delta is its key's own, written over by the next version (`delta.rs`).
 pub(super) const FIND_BLOB_BY_HASH: &str = "SELECT id, raw_len FROM blobs
-     WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 LIMIT 1";
+     WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 AND codec <> 17 LIMIT 1";
 
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.
 /// Returns the blob id and whether the content was already stored.
