@@ -6,6 +6,7 @@
 
 mod batch;
 mod delta;
+mod encode;
 mod keys;
 mod many;
 mod open;

@@ -213,18 +213,14 @@ impl PersistentStorageManager {
         let pipeline = self.inner.pipeline;
         let dict = self.inner.shared.dictionaries.encoder(collection);
         let c = collection.to_owned();
-        let encode_all = move || {
-            raws.into_iter()
-                .map(|(key, raw, keep)| {
-                    let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
-                    Ok((key, value, keep))
-                })
-                .collect::<Result<Vec<_>>>()
+        let encode = move |(key, raw, keep): (String, Vec<u8>, _)| {
+            let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
+            Ok((key, value, keep))
         };
         let encoded = if total <= INLINE_ENCODE_LIMIT {
-            encode_all()?
+            raws.into_iter().map(encode).collect::<Result<Vec<_>>>()?
         } else {
-            blocking(encode_all).await?
+            super::encode::on_pool(raws, encode).await?
         };
         let mut unit = Vec::with_capacity(encoded.len());
         for (key, value, (keep_version, expires_ms)) in encoded {
