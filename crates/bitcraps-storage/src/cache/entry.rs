@@ -58,6 +58,9 @@ pub struct CachedValue {
     /// When the record expires (ms since the epoch): from then on the entry is a miss, checked
     /// on every hit against the store's clock rather than by invalidation.
     expires_ms: Option<i64>,
+    /// From when (ms on the cache's clock) the entry serves no more reads, when the cache
+    /// has a maximum age (`u64::MAX`: never); stamped at install.
+    stale_at: u64,
     /// Shared by every clone taken out of the cache (one allocation for both parts).
     state: Arc<EntryState>,
 }
@@ -103,6 +106,7 @@ impl CachedValue {
             bytes: bytes.into(),
             dict,
             expires_ms: None,
+            stale_at: u64::MAX,
             state: Arc::default(),
         }
     }
@@ -111,6 +115,17 @@ impl CachedValue {
     pub fn expiring(mut self, expires_ms: Option<i64>) -> Self {
         self.expires_ms = expires_ms;
         self
+    }
+
+    /// The same entry, serving reads until `stale_at` on the cache's clock.
+    pub(super) fn stale_from(mut self, stale_at: u64) -> Self {
+        self.stale_at = stale_at;
+        self
+    }
+
+    /// From when the entry serves no more reads (see [`stale_from`](Self::stale_from)).
+    pub(super) fn stale_at(&self) -> u64 {
+        self.stale_at
     }
 
     /// Whether the record is still live (not expired) at `now_ms`.
