@@ -2,7 +2,7 @@
 //! `ENTRY_OVERHEAD` (the bytes each entry is charged on top of its own).
 //! Run: `cargo run --release --example cache_entry_memory` (Linux: reads /proc/self/statm).
 //!
-//! Two fills, each in a fresh process state as far as possible: 200,000 entries of 154 bytes
+//! Two fills, each in a process of its own: 200,000 entries of 154 bytes
 //! (a compressed game document and its key) in a cache large enough for all of them, and a
 //! cache that holds about 100,000 of them after 400,000 writes (evicting as it goes, with the
 //! ghost entries its admission keeps). The resident memory each adds, per entry held, minus
@@ -43,9 +43,22 @@ fn measure(label: &str, capacity: u64, writes: usize) -> Result<(), Box<dyn std:
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    measure("room for all", 1 << 30, 200_000)?;
     // The charge per entry is ENTRY_LEN + ENTRY_OVERHEAD: a capacity for ~100,000 of them.
-    let charged = u64::try_from(ENTRY_LEN + ENTRY_OVERHEAD)?;
-    measure("full, evicting", 100_000 * charged, 400_000)?;
-    Ok(())
+    let room_for_100k = u64::try_from(100_000 * (ENTRY_LEN + ENTRY_OVERHEAD))?;
+    match std::env::args().nth(1).as_deref() {
+        Some("all") => measure("room for all", 1 << 30, 200_000),
+        Some("evicting") => measure("full, evicting", room_for_100k, 400_000),
+        // Each fill in a process of its own: memory freed by one would serve the next.
+        _ => {
+            for scenario in ["all", "evicting"] {
+                let status = std::process::Command::new(std::env::current_exe()?)
+                    .arg(scenario)
+                    .status()?;
+                if !status.success() {
+                    return Err(format!("{scenario}: {status}").into());
+                }
+            }
+            Ok(())
+        }
+    }
 }
