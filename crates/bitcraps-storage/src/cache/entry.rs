@@ -206,10 +206,7 @@ impl CachedValue {
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Typed>> {
         // A panic while the slot was held cannot leave it half-written: it is one assignment.
-        self.0
-            .typed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.0.typed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The document decoded as `T`, if a typed read left it here.

@@ -36,9 +36,9 @@ mod stripes;
 mod tests;
 mod typed;
 
+pub use entry::{CachedValue, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
 #[cfg(feature = "testing")]
 pub use probe::FilledCache;
-pub use entry::{CachedValue, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
 use stripes::Stripes;
 pub use stripes::{FillTicket, STRIPES};
 use typed::TypedTier;
@@ -121,7 +121,12 @@ fn shards(capacity: u64) -> usize {
 
 /// A weighted, sharded cache (quick_cache: CLOCK-Pro-like, with a ghost queue for
 /// admission) of at most `capacity` bytes, for entries of about `typical` bytes each.
-fn bounded<W, L>(capacity: u64, typical: u64, weigher: W, lifecycle: L) -> Cache<u64, CachedValue, W, Slots, L>
+fn bounded<W, L>(
+    capacity: u64,
+    typical: u64,
+    weigher: W,
+    lifecycle: L,
+) -> Cache<u64, CachedValue, W, Slots, L>
 where
     W: Weighter<u64, CachedValue> + Clone,
     L: Lifecycle<u64, CachedValue> + Clone,

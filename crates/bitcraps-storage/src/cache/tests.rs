@@ -310,7 +310,10 @@ fn the_capacity_bounds_the_charged_bytes() {
     let stats = cache.statistics();
     // At most one entry over (quick_cache admits, then evicts).
     let charge = 150 + "c\0k00000".len() as u64 + ENTRY_OVERHEAD as u64;
-    assert!(stats.weighted_bytes <= (1 << 20) / 4 * 3 + charge, "{stats:?}");
+    assert!(
+        stats.weighted_bytes <= (1 << 20) / 4 * 3 + charge,
+        "{stats:?}"
+    );
     assert!(stats.entry_count > 0, "{stats:?}");
     assert_eq!(
         stats.weighted_bytes,

@@ -96,7 +96,6 @@ pub(crate) enum Tier {
     L2,
 }
 
-
 /// What one store records with: its backend's name and its bounded collection labels.
 pub(crate) struct Observer {
     backend: &'static str,
@@ -198,10 +197,14 @@ pub(crate) fn cache_request(tier: Tier, hit: bool) {
     static L1_HIT: [metrics::Label; 2] = labels("l1", "hit");
     static L2_MISS: [metrics::Label; 2] = labels("l2", "miss");
     static L2_HIT: [metrics::Label; 2] = labels("l2", "hit");
-    static KEY_L1_MISS: metrics::Key = metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L1_MISS);
-    static KEY_L1_HIT: metrics::Key = metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L1_HIT);
-    static KEY_L2_MISS: metrics::Key = metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L2_MISS);
-    static KEY_L2_HIT: metrics::Key = metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L2_HIT);
+    static KEY_L1_MISS: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L1_MISS);
+    static KEY_L1_HIT: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L1_HIT);
+    static KEY_L2_MISS: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L2_MISS);
+    static KEY_L2_HIT: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L2_HIT);
     static METADATA: metrics::Metadata<'static> =
         metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
     let key = match (tier, hit) {
