@@ -285,14 +285,21 @@ fn a_prefetched_entry_removed_unread_is_wasted() {
     assert!(aged.get(&keys[0], 0).is_none());
     assert_eq!(aged.ledger().counts().wasted, 1, "expired unread");
 
-    // Evicted: a cache with room for a few entries, then many more writes.
-    let small = ValueCache::new(16 * 1024);
+    // Evicted: a cache with room for a few dozen entries, then many more writes. The
+    // prefetched entry is larger than any written one, so it cannot take the room the
+    // writes left in the cache's hot part: it is admitted cold, and evicted cold.
+    let small = ValueCache::new(64 * 1024);
     let write = |i: usize| {
         let key = cache_key("c", &format!("w{i}"));
-        small.committed(&key, Some(v(&key, &[b'x'; 100])));
+        small.committed(&key, Some(v(&key, &[b'x'; 1000])));
     };
     (0..200).for_each(write);
-    prefetch(&small, &keys[0]);
+    assert!(small.fill_prefetched(
+        small.ticket(&keys[0]),
+        v(&keys[0], &[b'x'; 1100]),
+        &keys[0],
+        1
+    ));
     (200..400).for_each(write);
     assert!(!small.contains(&keys[0], 0));
     assert_eq!(small.ledger().counts().wasted, 1, "evicted unread");
