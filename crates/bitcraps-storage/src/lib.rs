@@ -122,6 +122,7 @@ pub mod testing {
         StoredRecord, WrappedKey, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
+    pub use crate::cache::{ENTRY_OVERHEAD, FilledCache};
     pub use crate::crypto::force_xchacha;
     pub use crate::value::{ContentHash, EncodedValue, Pipeline};
 

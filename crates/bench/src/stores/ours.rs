@@ -174,6 +174,19 @@ impl Store for Ours {
                 *slot = Some(log);
             }
         }
+        // The cache's share of the run (hit rate, entries held), on request.
+        if std::env::var_os("BITCRAPS_BENCH_CACHE_STATS").is_some()
+            && let Ok(s) = self.rt.block_on(self.storage.statistics())
+        {
+            eprintln!(
+                "cache: {} hits, {} misses, hit rate {:.4}, {} entries, {} bytes charged",
+                s.cache_hits,
+                s.cache_misses,
+                s.cache_hit_rate,
+                s.cache_stats.entry_count,
+                s.cache_stats.weighted_bytes
+            );
+        }
         // close() finishes the writer, checkpoints and truncates the WAL.
         Ok(self.rt.block_on(self.storage.close())?)
     }

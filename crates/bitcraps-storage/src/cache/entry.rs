@@ -12,7 +12,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use zstd::dict::DecoderDictionary;
@@ -44,27 +44,30 @@ struct Typed {
 /// A cached document in its stored form, with its cache key in the same allocation (the
 /// cache is keyed by a 64-bit hash of the key, and a hit compares the full key here).
 ///
+/// One pointer: the cache's slot for an entry is small (its ghost entries, kept for
+/// admission, are as large as a resident one), and a clone taken out of the cache is a
+/// reference count.
+///
 /// Hot entries also hold the document decoded as the type it is read as (the typed tier,
 /// `cache/typed.rs`): it lives in the entry, so a reader finds it only through the current
 /// entry of the key — a commit or invalidation that replaces the entry leaves it behind.
 #[derive(Clone)]
-pub struct CachedValue {
+pub struct CachedValue(Arc<Entry>);
+
+/// An entry, shared by its clones.
+struct Entry {
     codec: Codec,
     raw_len: usize,
     key_len: usize,
     /// The cache key's bytes followed by the stored bytes.
-    bytes: Arc<[u8]>,
+    bytes: Box<[u8]>,
     dict: Option<Arc<DecoderDictionary<'static>>>,
     /// When the record expires (ms since the epoch): from then on the entry is a miss, checked
     /// on every hit against the store's clock rather than by invalidation.
     expires_ms: Option<i64>,
-    /// Shared by every clone taken out of the cache (one allocation for both parts).
-    state: Arc<EntryState>,
-}
-
-/// The mutable part of an entry, shared by its clones.
-#[derive(Default)]
-struct EntryState {
+    /// From when (ms on the cache's clock) the entry serves no more reads, when the cache
+    /// has a maximum age (`u64::MAX`: never); stamped at install.
+    stale_at: AtomicU64,
     /// Set by a typed read, cleared when the typed tier lets the value go.
     typed: Mutex<Option<Typed>>,
     /// Who prefetched the entry (`prefetch::Origin`, 0: it was not prefetched), until its
@@ -75,10 +78,10 @@ struct EntryState {
 impl std::fmt::Debug for CachedValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedValue")
-            .field("codec", &self.codec)
-            .field("raw_len", &self.raw_len)
+            .field("codec", &self.0.codec)
+            .field("raw_len", &self.0.raw_len)
             .field("stored_len", &self.stored().len())
-            .field("dictionary", &self.dict.is_some())
+            .field("dictionary", &self.0.dict.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -96,26 +99,58 @@ impl CachedValue {
         let mut bytes = Vec::with_capacity(cache_key.len() + stored.len());
         bytes.extend_from_slice(cache_key.as_bytes());
         bytes.extend_from_slice(stored);
-        CachedValue {
+        CachedValue(Arc::new(Entry {
             codec,
             raw_len,
             key_len: cache_key.len(),
-            bytes: bytes.into(),
+            bytes: bytes.into_boxed_slice(),
             dict,
             expires_ms: None,
-            state: Arc::default(),
-        }
+            stale_at: AtomicU64::new(u64::MAX),
+            typed: Mutex::new(None),
+            prefetched: AtomicU32::new(0),
+        }))
     }
 
-    /// The same entry for a record that expires at `expires_ms`.
+    /// The same entry for a record that expires at `expires_ms` (set as it is made, before
+    /// any clone is taken).
     pub fn expiring(mut self, expires_ms: Option<i64>) -> Self {
-        self.expires_ms = expires_ms;
+        match Arc::get_mut(&mut self.0) {
+            Some(entry) => entry.expires_ms = expires_ms,
+            // Already shared (not done): an entry of its own, with nothing decoded or marked.
+            None => {
+                let e = &self.0;
+                self = CachedValue(Arc::new(Entry {
+                    codec: e.codec,
+                    raw_len: e.raw_len,
+                    key_len: e.key_len,
+                    bytes: e.bytes.clone(),
+                    dict: e.dict.clone(),
+                    expires_ms,
+                    stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
+                    typed: Mutex::new(None),
+                    prefetched: AtomicU32::new(0),
+                }));
+            }
+        }
         self
+    }
+
+    /// The same entry, serving reads until `stale_at` on the cache's clock (stamped as it is
+    /// installed).
+    pub(super) fn stale_from(self, stale_at: u64) -> Self {
+        self.0.stale_at.store(stale_at, Ordering::Relaxed);
+        self
+    }
+
+    /// From when the entry serves no more reads (see [`stale_from`](Self::stale_from)).
+    pub(super) fn stale_at(&self) -> u64 {
+        self.0.stale_at.load(Ordering::Relaxed)
     }
 
     /// Whether the record is still live (not expired) at `now_ms`.
     pub fn live_at(&self, now_ms: i64) -> bool {
-        !crate::backend::is_expired(self.expires_ms, now_ms)
+        !crate::backend::is_expired(self.0.expires_ms, now_ms)
     }
 
     /// An uncompressed document (from the Redis tier, or stored without compression).
@@ -143,37 +178,35 @@ impl CachedValue {
 
     /// Whether this is the entry of `cache_key` (and not of another key with the same hash).
     pub fn is_for(&self, cache_key: &str) -> bool {
-        self.bytes.get(..self.key_len) == Some(cache_key.as_bytes())
+        self.0.bytes.get(..self.0.key_len) == Some(cache_key.as_bytes())
     }
 
     fn stored(&self) -> &[u8] {
-        self.bytes.get(self.key_len..).unwrap_or_default()
+        self.0.bytes.get(self.0.key_len..).unwrap_or_default()
     }
 
     /// Bytes held (key and stored form), for the cache's weigher. A decoded value is charged
     /// separately, to the typed tier ([`typed_charge`](Self::typed_charge)).
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.0.bytes.len()
     }
 
     /// What a decoded value of this document is charged.
     pub fn typed_charge(&self) -> usize {
-        self.raw_len
+        self.0
+            .raw_len
             .saturating_mul(TYPED_BYTES_PER_JSON_BYTE)
             .saturating_add(TYPED_FIXED_CHARGE)
     }
 
     /// Whether `other` is a clone of this very entry (not just an equal document).
     pub fn same_entry(&self, other: &CachedValue) -> bool {
-        Arc::ptr_eq(&self.state, &other.state)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Typed>> {
         // A panic while the slot was held cannot leave it half-written: it is one assignment.
-        self.state
-            .typed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.0.typed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The document decoded as `T`, if a typed read left it here.
@@ -201,7 +234,7 @@ impl CachedValue {
 
     /// Marks the entry as prefetched by `origin` (non-zero), before it is installed.
     pub fn mark_prefetched(&self, origin: u32) {
-        self.state.prefetched.store(origin, Ordering::Relaxed);
+        self.0.prefetched.store(origin, Ordering::Relaxed);
     }
 
     /// Takes the prefetch mark: the origin that prefetched the entry, if no read or removal
@@ -209,10 +242,10 @@ impl CachedValue {
     pub fn take_prefetched(&self) -> Option<u32> {
         // A load first: the common case (not prefetched, or already taken) writes nothing
         // to a line that every reader of a hot entry shares.
-        if self.state.prefetched.load(Ordering::Relaxed) == 0 {
+        if self.0.prefetched.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        match self.state.prefetched.swap(0, Ordering::AcqRel) {
+        match self.0.prefetched.swap(0, Ordering::AcqRel) {
             0 => None,
             origin => Some(origin),
         }
@@ -229,27 +262,27 @@ impl CachedValue {
     /// `location` names the record in the (never expected) error.
     pub fn decode(&self, location: impl FnOnce() -> String) -> Result<Cow<'_, [u8]>> {
         let stored = self.stored();
-        let decoded = match (self.codec, &self.dict) {
+        let decoded = match (self.0.codec, &self.0.dict) {
             (Codec::None, _) => return Ok(Cow::Borrowed(stored)),
             (Codec::Zstd, Some(d)) => {
-                crate::zstd_ctx::decompress(stored, self.raw_len, Some(d.as_ddict()))
+                crate::zstd_ctx::decompress(stored, self.0.raw_len, Some(d.as_ddict()))
                     .map_err(|e| format!("zstd with dictionary: {e}"))
             }
             (codec, _) => codec
-                .decompress(stored, self.raw_len, "")
+                .decompress(stored, self.0.raw_len, "")
                 .map_err(|e| match e {
                     StorageError::Corruption { detail, .. } => detail,
                     other => other.to_string(),
                 }),
         };
         match decoded {
-            Ok(raw) if raw.len() == self.raw_len => Ok(Cow::Owned(raw)),
+            Ok(raw) if raw.len() == self.0.raw_len => Ok(Cow::Owned(raw)),
             Ok(raw) => Err(StorageError::corruption(
                 location(),
                 format!(
                     "cached data expands to {} bytes, expected {}",
                     raw.len(),
-                    self.raw_len
+                    self.0.raw_len
                 ),
             )),
             Err(detail) => Err(StorageError::corruption(location(), detail)),

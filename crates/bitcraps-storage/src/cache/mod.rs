@@ -1,5 +1,5 @@
 //! The in-memory read cache: documents in their stored, compressed form
-//! ([`CachedValue`]), bounded in bytes (moka), kept exactly coherent with the database.
+//! ([`CachedValue`]), bounded in bytes (quick_cache), kept exactly coherent with the database.
 //!
 //! Coherence protocol. Keys hash to one of [`STRIPES`] stripes, each a mutex around a
 //! generation counter. The writer, after a commit, locks the key's stripe, bumps its
@@ -18,34 +18,41 @@
 //! generation and starts its own load, so it never receives a value read before its write.
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use moka::notification::RemovalCause;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use crate::prefetch::Ledger;
 
 mod entry;
 mod inflight;
+#[cfg(feature = "testing")]
+mod probe;
 mod stripes;
 #[cfg(test)]
 mod tests;
 mod typed;
 
 pub use entry::{CachedValue, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
+#[cfg(feature = "testing")]
+pub use probe::FilledCache;
 use stripes::Stripes;
 pub use stripes::{FillTicket, STRIPES};
 use typed::TypedTier;
 
-/// Bytes charged per entry on top of the key and stored bytes: moka's bookkeeping and the
-/// allocations around an entry. Measured, not guessed: 200,000 entries of 154 bytes raised
-/// the resident memory by 539 bytes each (moka 0.12, glibc malloc), so the capacity bounds
-/// the memory the cache really takes, not only the bytes of the documents.
-pub const ENTRY_OVERHEAD: usize = 384;
+/// Bytes charged per entry on top of the key and stored bytes: the cache's bookkeeping and
+/// the allocations around an entry. Measured, not guessed (`examples/cache_entry_memory.rs`):
+/// a full cache holding 100,000 entries of 154 bytes after 400,000 writes (so with the ghost
+/// entries its admission keeps) took 396-398 resident bytes an entry, 242-244 beyond the
+/// entry's own (quick_cache 0.6, glibc malloc; moka took 385), so the capacity bounds the
+/// memory the cache really takes, not only the bytes of the documents.
+pub const ENTRY_OVERHEAD: usize = 248;
 
-/// moka's hasher for the cache's `u64` keys, which are already keyed hashes.
-#[derive(Default)]
+/// The hasher for the cache's `u64` keys, which are already keyed hashes.
+#[derive(Default, Clone)]
 struct PassThrough(u64);
 
 impl Hasher for PassThrough {
@@ -65,7 +72,77 @@ impl Hasher for PassThrough {
     }
 }
 
-type Entries = Cache<u64, CachedValue, BuildHasherDefault<PassThrough>>;
+type Slots = BuildHasherDefault<PassThrough>;
+
+/// An entry's weight: its bytes and [`ENTRY_OVERHEAD`].
+#[derive(Clone)]
+struct Charge;
+
+impl Weighter<u64, CachedValue> for Charge {
+    fn weight(&self, _: &u64, v: &CachedValue) -> u64 {
+        charge(v)
+    }
+}
+
+/// Evictions (and entries refused for their size): a prefetched entry nobody read is waste.
+#[derive(Clone)]
+struct Evictions(Arc<Ledger>);
+
+impl Lifecycle<u64, CachedValue> for Evictions {
+    type RequestState = ();
+
+    fn begin_request(&self) {}
+
+    fn on_evict(&self, (): &mut (), _: u64, v: CachedValue) {
+        retire(&self.0, &v);
+    }
+}
+
+/// Accounts for an entry that left the cache (evicted, refused, expired, replaced by a write,
+/// invalidated): a prefetched entry nobody read is waste.
+fn retire(ledger: &Ledger, v: &CachedValue) {
+    if let Some(origin) = v.take_prefetched() {
+        ledger.wasted(origin, charge(v));
+    }
+}
+
+type Entries = Cache<u64, CachedValue, Charge, Slots, Evictions>;
+
+/// The smallest share of the capacity a shard of a cache gets: an entry larger than its
+/// shard's share is refused, so small caches (tests, tiny configurations) are one shard.
+const MIN_SHARD_BYTES: u64 = 4 << 20;
+
+/// Shards for a cache of `capacity` bytes: one per [`MIN_SHARD_BYTES`], at most 16 (reads
+/// take a shard's read lock; more shards than a few per core buy nothing).
+fn shards(capacity: u64) -> usize {
+    let n = usize::try_from(capacity / MIN_SHARD_BYTES).unwrap_or(usize::MAX);
+    n.clamp(1, 16)
+}
+
+/// A weighted, sharded cache (quick_cache: CLOCK-Pro-like, with a ghost queue for
+/// admission) of at most `capacity` bytes, for entries of about `typical` bytes each.
+fn bounded<W, L>(
+    capacity: u64,
+    typical: u64,
+    weigher: W,
+    lifecycle: L,
+) -> Cache<u64, CachedValue, W, Slots, L>
+where
+    W: Weighter<u64, CachedValue> + Clone,
+    L: Lifecycle<u64, CachedValue> + Clone,
+{
+    let items = usize::try_from(capacity / typical.max(1)).unwrap_or(usize::MAX);
+    let options = OptionsBuilder::new()
+        .shards(shards(capacity))
+        .weight_capacity(capacity)
+        .estimated_items_capacity(items.max(1))
+        .build();
+    match options {
+        Ok(options) => Cache::with_options(options, weigher, Slots::default(), lifecycle),
+        // Unreachable: both required options are set above.
+        Err(_) => Cache::with(items.max(1), capacity, weigher, Slots::default(), lifecycle),
+    }
+}
 
 /// A cheap, non-cryptographic hash (FNV-1a) of a cache key, used only to pick a lock shard or
 /// stripe, here and in the access tracker.
@@ -115,15 +192,19 @@ pub struct CacheStatistics {
     pub keyframe_bytes: u64,
 }
 
-/// The value cache. moka is keyed by a keyed 64-bit hash of the cache key (an integer key
-/// is compared in the bucket, with no pointer to chase); the entry holds the full key, and a
-/// lookup whose entry is another key's (a hash collision) is a miss.
+/// The value cache. Entries are keyed by a keyed 64-bit hash of the cache key (an integer
+/// key is compared in the bucket, with no pointer to chase); the entry holds the full key, and
+/// a lookup whose entry is another key's (a hash collision) is a miss.
 pub struct ValueCache {
     cache: Option<Entries>,
     typed: TypedTier,
     hasher: RandomState,
     stripes: Stripes,
     capacity: u64,
+    /// How long an entry may serve reads after its install (the Redis tier's
+    /// `l1_max_age`), measured from `epoch`.
+    max_age: Option<Duration>,
+    epoch: Instant,
     trusted: AtomicBool,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -132,13 +213,16 @@ pub struct ValueCache {
     /// Bumped by every invalidation that comes from another node (before it takes effect).
     remote_invalidations: AtomicU64,
     /// What became of prefetched entries (`prefetch`).
-    ledger: std::sync::Arc<Ledger>,
+    ledger: Arc<Ledger>,
 }
 
 /// The bytes an entry is charged (its weight).
 fn charge(v: &CachedValue) -> u64 {
     u64::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u64::MAX)
 }
+
+/// What a typical entry is charged: a compressed game document (~150 bytes) and its key.
+const TYPICAL_CHARGE: u64 = 180 + ENTRY_OVERHEAD as u64;
 
 impl ValueCache {
     /// A cache of at most `capacity_bytes` (0 disables it), a quarter of it for decoded
@@ -159,28 +243,14 @@ impl ValueCache {
     ) -> Self {
         let typed_capacity = capacity_bytes / 100 * u64::from(typed_percent.min(100));
         let stored_capacity = capacity_bytes - typed_capacity;
-        let ledger = std::sync::Arc::new(Ledger::default());
+        let ledger = Arc::new(Ledger::default());
         let cache = (stored_capacity > 0).then(|| {
-            let wasted = std::sync::Arc::clone(&ledger);
-            let builder = Cache::builder()
-                .max_capacity(stored_capacity)
-                .weigher(|_: &u64, v: &CachedValue| {
-                    u32::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-                })
-                // Every removal (eviction, admission refused, expiry, replacement by a write,
-                // invalidation) of a prefetched entry nobody read is waste.
-                .eviction_listener(
-                    move |_: std::sync::Arc<u64>, v: CachedValue, _: RemovalCause| {
-                        if let Some(origin) = v.take_prefetched() {
-                            wasted.wasted(origin, charge(&v));
-                        }
-                    },
-                );
-            match max_age {
-                Some(age) => builder.time_to_live(age),
-                None => builder,
-            }
-            .build_with_hasher(BuildHasherDefault::default())
+            bounded(
+                stored_capacity,
+                TYPICAL_CHARGE,
+                Charge,
+                Evictions(Arc::clone(&ledger)),
+            )
         });
         ValueCache {
             cache,
@@ -192,6 +262,8 @@ impl ValueCache {
             hasher: RandomState::new(),
             stripes: Stripes::new(),
             capacity: capacity_bytes,
+            max_age,
+            epoch: Instant::now(),
             trusted: AtomicBool::new(true),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -203,7 +275,7 @@ impl ValueCache {
     }
 
     /// The prefetch ledger this cache reports into.
-    pub fn ledger(&self) -> &std::sync::Arc<Ledger> {
+    pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
     }
 
@@ -216,6 +288,54 @@ impl ValueCache {
         self.cache
             .as_ref()
             .filter(|_| self.trusted.load(Ordering::Acquire))
+    }
+
+    /// Milliseconds since the cache was made (only read with a maximum age).
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `value`, stamped with the instant (on the cache's clock) from which it serves no more
+    /// reads, when entries have a maximum age.
+    fn stamped(&self, value: CachedValue) -> CachedValue {
+        match self.max_age {
+            None => value,
+            Some(age) => {
+                let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+                value.stale_from(self.clock_ms().saturating_add(age))
+            }
+        }
+    }
+
+    /// Whether `value`, found in the cache, is younger than the maximum age.
+    fn fresh(&self, value: &CachedValue) -> bool {
+        self.max_age.is_none() || self.clock_ms() < value.stale_at()
+    }
+
+    /// The entry of `key` (under `slot`), if it is there, the key's own and not too old. One
+    /// past its maximum age is removed (what a TTL would have done).
+    fn lookup(&self, cache: &Entries, slot: u64, key: &str) -> Option<CachedValue> {
+        let found = cache.get(&slot).filter(|v| v.is_for(key))?;
+        if self.fresh(&found) {
+            return Some(found);
+        }
+        if let Some((_, old)) = cache.remove_if(&slot, |v| v.same_entry(&found)) {
+            retire(&self.ledger, &old);
+        }
+        None
+    }
+
+    /// Installs `value` under `slot`, accounting for the entry it replaces.
+    fn install(&self, cache: &Entries, slot: u64, value: CachedValue) {
+        self.remove_slot(cache, slot);
+        cache.insert(slot, self.stamped(value));
+    }
+
+    /// Removes whatever holds `slot`, accounting for it.
+    fn remove_slot(&self, cache: &Entries, slot: u64) {
+        if let Some((_, old)) = cache.remove(&slot) {
+            retire(&self.ledger, &old);
+        }
     }
 
     /// Marks the cache trusted or not. Untrusted, it is neither read nor filled (the Redis
@@ -236,8 +356,8 @@ impl ValueCache {
     pub fn get_tracked(&self, key: &str, now_ms: i64) -> Option<(CachedValue, bool)> {
         let found = self
             .usable()
-            .and_then(|c| c.get(&self.slot(key)))
-            .filter(|v| v.is_for(key) && v.live_at(now_ms));
+            .and_then(|c| self.lookup(c, self.slot(key), key))
+            .filter(|v| v.live_at(now_ms));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -257,8 +377,8 @@ impl ValueCache {
     /// Whether `key` is cached and live at `now_ms`, without counting a hit or miss.
     pub fn contains(&self, key: &str, now_ms: i64) -> bool {
         self.usable()
-            .and_then(|c| c.get(&self.slot(key)))
-            .is_some_and(|v| v.is_for(key) && v.live_at(now_ms))
+            .and_then(|c| self.lookup(c, self.slot(key), key))
+            .is_some_and(|v| v.live_at(now_ms))
     }
 
     /// Installs a document read from the database, unless a write raced with the read.
@@ -266,7 +386,7 @@ impl ValueCache {
         let Some(cache) = self.usable() else { return };
         let guard = self.stripes.lock(ticket.stripe);
         if guard.generation == ticket.generation {
-            cache.insert(self.slot(key), value);
+            self.install(cache, self.slot(key), value);
         } else {
             self.raced_fills.fetch_add(1, Ordering::Relaxed);
         }
@@ -286,10 +406,8 @@ impl ValueCache {
             return false;
         };
         let slot = self.slot(key);
-        // The lookup a reader's miss would have made: admission (TinyLFU) weighs the entry
-        // as that miss's fill, not as a key never asked for. A reader that filled the key
-        // since the prefetch looked needs nothing from it.
-        if cache.get(&slot).is_some_and(|v| v.is_for(key)) {
+        // A reader that filled the key since the prefetch looked needs nothing from it.
+        if self.lookup(cache, slot, key).is_some() {
             return false;
         }
         let guard = self.stripes.lock(ticket.stripe);
@@ -299,7 +417,7 @@ impl ValueCache {
         }
         value.mark_prefetched(origin);
         self.ledger.installed(charge(&value));
-        cache.insert(slot, value);
+        self.install(cache, slot, value);
         true
     }
 
@@ -320,7 +438,7 @@ impl ValueCache {
             // The stripe lock orders this with commits and invalidations of the key.
             let _guard = self.stripes.lock_key(key);
             let slot = self.slot(key);
-            if cache.get(&slot).is_some_and(|c| c.same_entry(entry)) {
+            if cache.peek(&slot).is_some_and(|c| c.same_entry(entry)) {
                 self.typed.hold(slot, entry);
                 return;
             }
@@ -353,13 +471,14 @@ impl ValueCache {
         // Held until the entry changes, so no fill can slip in between.
         let mut guard = self.stripes.lock_key(key);
         guard.bump();
-        self.typed.release(self.slot(key));
+        let slot = self.slot(key);
+        self.typed.release(slot);
         if let Some(cache) = &self.cache {
             match value {
-                Some(v) if self.remote_mark() == mark => cache.insert(self.slot(key), v),
+                Some(v) if self.remote_mark() == mark => self.install(cache, slot, v),
                 // Removes whatever holds the slot: this key's entry, or (after a hash
                 // collision) another key's, which only costs that key a miss.
-                _ => cache.invalidate(&self.slot(key)),
+                _ => self.remove_slot(cache, slot),
             }
         }
     }
@@ -373,9 +492,10 @@ impl ValueCache {
         // Held until the entry changes, so no fill can slip in between.
         let mut guard = self.stripes.lock_key(key);
         guard.bump();
-        self.typed.release(self.slot(key));
+        let slot = self.slot(key);
+        self.typed.release(slot);
         if let Some(cache) = &self.cache {
-            cache.invalidate(&self.slot(key));
+            self.remove_slot(cache, slot);
         }
     }
 
@@ -389,25 +509,22 @@ impl ValueCache {
         // Entries installed before the bumps are removed here; later fills carry old tickets.
         self.typed.release_all();
         if let Some(cache) = &self.cache {
-            cache.invalidate_all();
+            for (_, old) in cache.drain() {
+                retire(&self.ledger, &old);
+            }
         }
     }
 
-    /// Runs moka's pending maintenance (expiry and eviction bookkeeping).
-    pub fn run_pending_tasks(&self) {
-        if let Some(c) = &self.cache {
-            c.run_pending_tasks();
-        }
-        self.typed.run_pending_tasks();
-    }
+    /// Kept for the maintenance schedule: the cache evicts and expires as it goes, so there
+    /// is no deferred work left to run.
+    pub fn run_pending_tasks(&self) {}
 
     /// A snapshot of the statistics.
     pub fn statistics(&self) -> CacheStatistics {
-        self.run_pending_tasks();
         let (entry_count, weighted_bytes) = self
             .cache
             .as_ref()
-            .map(|c| (c.entry_count(), c.weighted_size()))
+            .map(|c| (u64::try_from(c.len()).unwrap_or(u64::MAX), c.weight()))
             .unwrap_or((0, 0));
         let (typed_entries, typed_bytes) = self.typed.usage();
         CacheStatistics {

@@ -241,3 +241,90 @@ fn the_typed_budget_bounds_decoded_values() {
     );
     assert!(stats.weighted_bytes <= 1 << 20, "{stats:?}");
 }
+
+/// The maximum age (the Redis tier's `l1_max_age`) with no TTL in the cache itself: each
+/// entry carries the instant it stops serving reads, stamped at install.
+#[test]
+fn an_entry_past_the_maximum_age_is_a_miss() {
+    let key = cache_key("c", "k");
+    let aged = ValueCache::with_max_age(1 << 20, 25, Some(Duration::ZERO));
+    aged.committed(&key, Some(v(&key, b"v1")));
+    assert!(!aged.contains(&key, 0));
+    assert_eq!(raw(&aged, &key), None, "older than a zero maximum age");
+    assert_eq!(aged.statistics().entry_count, 0, "removed when found stale");
+    aged.fill(aged.ticket(&key), v(&key, b"v1"), &key);
+    assert_eq!(raw(&aged, &key), None, "fills are stamped too");
+
+    let young = ValueCache::with_max_age(1 << 20, 25, Some(Duration::from_secs(3600)));
+    young.committed(&key, Some(v(&key, b"v1")));
+    assert_eq!(raw(&young, &key), Some(b"v1".to_vec()));
+}
+
+/// A prefetched entry that leaves the cache unread is waste, whatever removes it: a write, an
+/// invalidation, a flush, its maximum age, or eviction.
+#[test]
+fn a_prefetched_entry_removed_unread_is_wasted() {
+    let prefetch = |cache: &ValueCache, key: &str| {
+        assert!(cache.fill_prefetched(cache.ticket(key), v(key, b"doc"), key, 1));
+    };
+    let cache = ValueCache::new(1 << 20);
+    let keys: Vec<String> = (0..4).map(|i| cache_key("c", &format!("k{i}"))).collect();
+    for key in &keys {
+        prefetch(&cache, key);
+    }
+    cache.committed(&keys[0], Some(v(&keys[0], b"written")));
+    cache.invalidate(&keys[1]);
+    assert!(cache.get(&keys[2], 0).is_some(), "read: used, not wasted");
+    cache.invalidate_all();
+    let counts = cache.ledger().counts();
+    assert_eq!((counts.issued, counts.used, counts.wasted), (4, 1, 3));
+    assert_eq!(cache.ledger().outstanding_bytes(), 0);
+
+    let aged = ValueCache::with_max_age(1 << 20, 25, Some(Duration::ZERO));
+    prefetch(&aged, &keys[0]);
+    assert!(aged.get(&keys[0], 0).is_none());
+    assert_eq!(aged.ledger().counts().wasted, 1, "expired unread");
+
+    // Evicted: a cache with room for a few dozen entries, then many more writes. The
+    // prefetched entry is larger than any written one, so it cannot take the room the
+    // writes left in the cache's hot part: it is admitted cold, and evicted cold.
+    let small = ValueCache::new(64 * 1024);
+    let write = |i: usize| {
+        let key = cache_key("c", &format!("w{i}"));
+        small.committed(&key, Some(v(&key, &[b'x'; 1000])));
+    };
+    (0..200).for_each(write);
+    assert!(small.fill_prefetched(
+        small.ticket(&keys[0]),
+        v(&keys[0], &[b'x'; 1100]),
+        &keys[0],
+        1
+    ));
+    (200..400).for_each(write);
+    assert!(!small.contains(&keys[0], 0));
+    assert_eq!(small.ledger().counts().wasted, 1, "evicted unread");
+    assert_eq!(small.ledger().outstanding_bytes(), 0);
+}
+
+/// The capacity bounds what entries are charged, the overhead included.
+#[test]
+fn the_capacity_bounds_the_charged_bytes() {
+    let cache = ValueCache::new(1 << 20);
+    for i in 0..10_000 {
+        let key = cache_key("c", &format!("k{i:05}"));
+        cache.committed(&key, Some(v(&key, &[b'x'; 150])));
+    }
+    let stats = cache.statistics();
+    // quick_cache may go over by less than one entry.
+    let charge = 150 + "c\0k00000".len() as u64 + ENTRY_OVERHEAD as u64;
+    assert!(
+        stats.weighted_bytes <= (1 << 20) / 4 * 3 + charge,
+        "{stats:?}"
+    );
+    assert!(stats.entry_count > 0, "{stats:?}");
+    assert_eq!(
+        stats.weighted_bytes,
+        stats.entry_count * charge,
+        "{stats:?}"
+    );
+}

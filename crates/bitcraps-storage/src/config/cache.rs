@@ -22,7 +22,8 @@ pub struct CacheConfig {
     /// and costs more in misses than it saves when the cache is short (−15 to −25 % with
     /// twice the cache's worth of data), so it is for a workload to opt into.
     pub typed_percent: u32,
-    /// Interval of cache upkeep (the cache's pending evictions and expirations), a background
+    /// Interval of cache upkeep (deferred cache work; the in-memory cache evicts and expires
+    /// as it goes, so there is none today), a background
     /// task (see [`MaintenanceConfig::background_tasks`](crate::MaintenanceConfig::background_tasks));
     /// every maintenance run does it too. Zero disables the scheduled run. Default: 5 min.
     pub upkeep_interval: Duration,

@@ -96,15 +96,6 @@ pub(crate) enum Tier {
     L2,
 }
 
-impl Tier {
-    fn name(self) -> &'static str {
-        match self {
-            Tier::L1 => "l1",
-            Tier::L2 => "l2",
-        }
-    }
-}
-
 /// What one store records with: its backend's name and its bounded collection labels.
 pub(crate) struct Observer {
     backend: &'static str,
@@ -194,12 +185,35 @@ async fn timed<T>(
 
 /// A lookup in a cache tier.
 pub(crate) fn cache_request(tier: Tier, hit: bool) {
-    metrics::counter!(
-        names::CACHE_REQUESTS,
-        "tier" => tier.name(),
-        "result" => if hit { "hit" } else { "miss" },
-    )
-    .increment(1);
+    // Static keys (name and labels built at compile time, hash included): a lookup is on every
+    // read's path, and building a `Key` from runtime labels allocates and hashes each time.
+    const fn labels(tier: &'static str, result: &'static str) -> [metrics::Label; 2] {
+        [
+            metrics::Label::from_static_parts("tier", tier),
+            metrics::Label::from_static_parts("result", result),
+        ]
+    }
+    static L1_MISS: [metrics::Label; 2] = labels("l1", "miss");
+    static L1_HIT: [metrics::Label; 2] = labels("l1", "hit");
+    static L2_MISS: [metrics::Label; 2] = labels("l2", "miss");
+    static L2_HIT: [metrics::Label; 2] = labels("l2", "hit");
+    static KEY_L1_MISS: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L1_MISS);
+    static KEY_L1_HIT: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L1_HIT);
+    static KEY_L2_MISS: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L2_MISS);
+    static KEY_L2_HIT: metrics::Key =
+        metrics::Key::from_static_parts(names::CACHE_REQUESTS, &L2_HIT);
+    static METADATA: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    let key = match (tier, hit) {
+        (Tier::L1, false) => &KEY_L1_MISS,
+        (Tier::L1, true) => &KEY_L1_HIT,
+        (Tier::L2, false) => &KEY_L2_MISS,
+        (Tier::L2, true) => &KEY_L2_HIT,
+    };
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
 }
 
 /// A group commit of `requests` write requests that committed.
