@@ -34,9 +34,12 @@ pub struct RedisConfig {
     /// after the key's last write. At least 1 ms. Default: 10 min.
     pub cache_ttl: Duration,
     /// Longest time an entry stays in the in-process cache while the tier is on, however
-    /// quiet the key. Other nodes' writes normally evict it within milliseconds; this bounds
-    /// the staleness a writer partitioned from Redis can cause in this node's in-process
-    /// cache (its L2 entries are bounded by `cache_ttl`). Greater than zero. Default: 30 s.
+    /// often it is read. Other nodes' writes normally evict it within milliseconds; with
+    /// `cache_ttl` this bounds the staleness a writer partitioned from Redis can cause: at
+    /// most `max(l1_max_age, cache_ttl)` after the value was read from the database (an
+    /// expired in-process entry is refilled from L2, whose entries live `cache_ttl`, so a
+    /// shorter `l1_max_age` does not tighten the bound; it costs each hot entry a reload per
+    /// period). Greater than zero. Default: 10 min, as `cache_ttl`.
     pub l1_max_age: Duration,
     /// PEM file of the CA certificate(s) that sign the Redis server's certificate, for a
     /// `rediss://` URL (a private CA, as managed Redis services use). `None` trusts the
@@ -66,7 +69,7 @@ impl Default for RedisConfig {
             timeout: Duration::from_millis(250),
             namespace: None,
             cache_ttl: Duration::from_secs(600),
-            l1_max_age: Duration::from_secs(30),
+            l1_max_age: Duration::from_secs(600),
             tls_ca_file: None,
         }
     }

@@ -17,8 +17,14 @@
 //! - Another node's L1 drops the key when the message arrives (milliseconds). Messages missed
 //!   while a subscription was down cannot leave stale L1 entries: L1 is bypassed while down
 //!   and flushed on every (re)subscription. A writer partitioned from Redis while the others
-//!   are not delays their invalidation until it reconnects; meanwhile they may serve the old
-//!   value from L1 for at most `redis.l1_max_age` and from L2 for at most `redis.cache_ttl`.
+//!   are not (or one that crashed with invalidations pending) delays their invalidation until
+//!   it reconnects; meanwhile they may serve the old value for at most
+//!   `max(redis.l1_max_age, redis.cache_ttl)` after it was read from the database (both 10
+//!   min by default): an L1 entry lives at most `l1_max_age`, an L2 entry at most
+//!   `cache_ttl`, and an L1 entry filled from L2 no longer than that L2 entry would be
+//!   served. (A shorter `l1_max_age` alone does not tighten this: an expired L1 entry is
+//!   refilled from L2. It did cost every hot entry a reload each `l1_max_age`, so the default
+//!   is no longer 30 s; see BENCHMARKS.md.)
 //! - Redis is untrusted (`auth.rs`): entries and messages carry MACs keyed by a secret from
 //!   the database; what fails is a miss or dropped, never served.
 //! - The namespace derives from the store id in the database (one per store, whatever the
@@ -64,8 +70,11 @@ pub(crate) use tier::RemoteTier;
 /// What an L2 lookup found.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Lookup {
-    /// A verified document, and when its record expires.
-    Hit(Arc<[u8]>, Option<i64>),
+    /// A verified document, when its record expires, and until when (milliseconds since the
+    /// epoch) a copy may be served from the in-process cache: as long as the L2 entry itself
+    /// would be served (its fill time plus `redis.cache_ttl`), so refilling L1 from L2 never
+    /// extends how long a value missed by an invalidation can be served.
+    Hit(Arc<[u8]>, Option<i64>, i64),
     /// Nothing; fill with this observation after reading the database.
     Miss(Observed),
     /// Redis is unavailable (or the key has an undelivered invalidation): read the database

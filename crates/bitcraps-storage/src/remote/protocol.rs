@@ -174,9 +174,10 @@ pub(crate) fn encode_entry(
 /// What an L2 entry turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum EntryCheck<'a> {
-    /// Authentic, for this key at its current generation, and recent: the document and
-    /// when the record expires (the caller hides it from then on).
-    Valid(&'a [u8], Option<i64>),
+    /// Authentic, for this key at its current generation, and recent: the document, when
+    /// the record expires (the caller hides it from then on), and when the entry was filled
+    /// (milliseconds since the epoch: when its document was read from the database).
+    Valid(&'a [u8], Option<i64>, u64),
     /// Not an entry of this format (damaged, or written by something else).
     Malformed,
     /// Well-formed but not to be served: the reason.
@@ -211,7 +212,7 @@ pub(crate) fn check_entry<'a>(
     if now_ms.saturating_sub(filled_ms) > max_age_ms.saturating_add(ENTRY_AGE_SLACK_MS) {
         return EntryCheck::Rejected("it is older than the value TTL (replayed)");
     }
-    EntryCheck::Valid(raw, Some(expires).filter(|e| *e != NEVER))
+    EntryCheck::Valid(raw, Some(expires).filter(|e| *e != NEVER), filled_ms)
 }
 
 /// (fill time, expiry, generation, MAC, document), or `None`.
@@ -319,11 +320,14 @@ mod tests {
             check_entry(&auth(), "c\0k", "7", 1_000, 600_000, e)
         }
         let good = entry("c\0k", "7", 1_000, br#"{"a":1}"#);
-        assert_eq!(check(&good), EntryCheck::Valid(&br#"{"a":1}"#[..], None));
+        assert_eq!(
+            check(&good),
+            EntryCheck::Valid(&br#"{"a":1}"#[..], None, 1_000)
+        );
         let expiring = encode_entry(&auth(), "c\0k", "7", 1_000, Some(5_000), b"{}");
         assert_eq!(
             check(&expiring.unwrap_or_default()),
-            EntryCheck::Valid(&b"{}"[..], Some(5_000))
+            EntryCheck::Valid(&b"{}"[..], Some(5_000), 1_000)
         );
         let mut damaged = good.clone();
         if let Some(last) = damaged.last_mut() {

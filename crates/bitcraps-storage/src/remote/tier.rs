@@ -312,7 +312,11 @@ impl Core {
                 &entry,
             );
             match check {
-                EntryCheck::Valid(raw, expires) => return Ok(Lookup::Hit(Arc::from(raw), expires)),
+                EntryCheck::Valid(raw, expires, filled_ms) => {
+                    let served_until = filled_ms.saturating_add(self.value_ttl_ms);
+                    let served_until = i64::try_from(served_until).unwrap_or(i64::MAX);
+                    return Ok(Lookup::Hit(Arc::from(raw), expires, served_until));
+                }
                 EntryCheck::Malformed => {
                     RemoteCounters::one(&self.counters.corrupt_entries);
                     if self.entry_log.allow() {

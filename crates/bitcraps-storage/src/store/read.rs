@@ -87,6 +87,15 @@ pub(super) fn decode_blob(
     Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)))
 }
 
+/// When an in-process copy of an L2 hit stops being served, on the store's clock: when its
+/// record expires or when the L2 entry would no longer be served (`served_until`, wall clock),
+/// whichever is first.
+fn l1_expiry(shared: &Shared, expires: Option<i64>, served_until: i64) -> Option<i64> {
+    let offset = shared.clock.now_ms().saturating_sub(now_ms());
+    let served_until = served_until.saturating_add(offset);
+    Some(expires.map_or(served_until, |e| e.min(served_until)))
+}
+
 impl PersistentStorageManager {
     /// Reads the value under `collection`/`key` as `T`. `Ok(None)` when there is none; an
     /// error when the stored document does not deserialize as `T` or fails verification.
@@ -262,11 +271,12 @@ impl PersistentStorageManager {
         let observed = match &shared.remote {
             Some(remote) => match remote.lookup(ck).await {
                 // An entry past its expiry is as good as a database row past it: absent.
-                Lookup::Hit(_, expires) if is_expired(expires, shared.clock.now_ms()) => {
+                Lookup::Hit(_, expires, _) if is_expired(expires, shared.clock.now_ms()) => {
                     return Ok(None);
                 }
-                Lookup::Hit(raw, expires) => match &shared.keyring {
+                Lookup::Hit(raw, expires, served_until) => match &shared.keyring {
                     None => {
+                        let expires = l1_expiry(shared, expires, served_until);
                         let cached = CachedValue::plain(ck, &raw).expiring(expires);
                         shared.cache.fill(ticket, cached, ck);
                         return Ok(Some(raw));
@@ -276,6 +286,7 @@ impl PersistentStorageManager {
                     Some(ring) => match crate::crypto::l2::open(ring, collection, key, &raw) {
                         Some(json) => {
                             let raw: Arc<[u8]> = json.into();
+                            let expires = l1_expiry(shared, expires, served_until);
                             let cached = CachedValue::plain(ck, &raw).expiring(expires);
                             shared.cache.fill(ticket, cached, ck);
                             return Ok(Some(raw));

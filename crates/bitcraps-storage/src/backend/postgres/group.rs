@@ -10,14 +10,15 @@
 //! before the lock was granted.
 //!
 //! 1. `BEGIN`; the store's write lock; the put collections' settings (quotas, default TTLs);
-//! 2. the key locks; every touched key's record and its blob's hash;
-//! 3. the hash locks; the blobs those records name and those the new values' hashes find;
+//!    the key locks; every touched key's record and its blob's hash (none of these needs
+//!    another's answer, so they go in one round trip);
+//! 2. the hash locks; the blobs those records name and those the new values' hashes find;
 //!    versions and blob ids drawn from their sequences;
-//! 4. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
+//! 3. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
 //!    rows upserted, access counts added, the change log numbered and appended (`feed.rs`),
 //!    and `COMMIT`.
 //!
-//! Four round trips whatever the group's size, against about ten per put before. The
+//! Three round trips whatever the group's size, against about ten per put before. The
 //! transaction is the path's own (not a driver `Transaction`, whose `COMMIT` is a round trip
 //! of its own): a connection that fails or is dropped mid-way is closed, never pooled.
 //!
@@ -214,7 +215,9 @@ async fn steps(
         })
         .collect();
 
-    // 1. The store's lock, then the settings.
+    // 1. The store's lock, the settings, the key locks and the keys' records, pipelined:
+    // none of them needs another's answer. The server runs them in order, so the records
+    // are read once the key locks are granted.
     let store_sql = if exclusive {
         "SELECT pg_advisory_xact_lock($1, $2)"
     } else {
@@ -226,18 +229,32 @@ async fn steps(
         prepared(tx, store_sql).await?,
         prepared(tx, SETTINGS).await?,
     );
+    let (lock_stmt, current_stmt) = (prepared(tx, LOCK_ALL).await?, prepared(tx, CURRENT).await?);
     let names: Vec<&str> = put_into.iter().copied().collect();
     let store_id = store_lock(scope);
+    let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    let key_ids: Vec<i64> = keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect();
     let p_store: Params = vec![&STORE_LOCK_SPACE, &store_id];
     let p_settings: Params = vec![&names];
-    let mut calls = Vec::with_capacity(4);
+    let p_lock: Params = vec![&key_ids];
+    let p_current: Params = vec![&collections, &key_names];
+    let locks_keys = !exclusive && !key_ids.is_empty();
+    let mut calls = Vec::with_capacity(6);
     calls.push(tx.query(&begin, &[]));
     if !settings.synchronous {
         calls.push(tx.query(&relaxed, &[]));
     }
     calls.push(tx.query(&store_stmt, &p_store));
     calls.push(tx.query(&settings_stmt, &p_settings));
+    if locks_keys {
+        calls.push(tx.query(&lock_stmt, &p_lock));
+    }
+    calls.push(tx.query(&current_stmt, &p_current));
     let mut answers = try_join_all(calls).await.map_err(pipelined_err)?;
+    let current_rows = answers.pop().unwrap_or_default();
+    if locks_keys {
+        answers.pop();
+    }
     let setting_rows = answers.pop().unwrap_or_default();
     let mut stored_settings: Vec<(String, String, i64)> = Vec::with_capacity(setting_rows.len());
     for row in &setting_rows {
@@ -253,6 +270,7 @@ async fn steps(
             .iter()
             .map(|(c, n, v)| (c.as_str(), n.as_str(), *v))
     };
+    // Declined before anything was written: the caller rolls back, releasing the locks.
     if names
         .iter()
         .any(|c| CollectionQuota::of(c, triples()).is_some())
@@ -268,22 +286,6 @@ async fn steps(
         }
     }
 
-    // 2. The key locks, then the keys' records.
-    let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
-    let key_ids: Vec<i64> = keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect();
-    let (lock_stmt, current_stmt) = (prepared(tx, LOCK_ALL).await?, prepared(tx, CURRENT).await?);
-    let p_lock: Params = vec![&key_ids];
-    let p_current: Params = vec![&collections, &key_names];
-    let mut calls = Vec::with_capacity(2);
-    if !exclusive && !key_ids.is_empty() {
-        calls.push(tx.query(&lock_stmt, &p_lock));
-    }
-    calls.push(tx.query(&current_stmt, &p_current));
-    let current_rows = try_join_all(calls)
-        .await
-        .map_err(pipelined_err)?
-        .pop()
-        .unwrap_or_default();
     let mut current = HashMap::with_capacity(current_rows.len());
     let mut hashes: BTreeSet<i64> = BTreeSet::new();
     let mut current_ids: Vec<i64> = Vec::with_capacity(current_rows.len());
@@ -314,7 +316,7 @@ async fn steps(
         }
     }
 
-    // 3. The hash locks, then the blobs, and the numbers drawn.
+    // 2. The hash locks, then the blobs, and the numbers drawn.
     let mut new_hashes: BTreeSet<&ContentHash> = BTreeSet::new();
     let mut puts = 0i64;
     for op in units.iter().flatten() {
@@ -380,7 +382,7 @@ async fn steps(
         inputs.new_ids.sort_unstable();
     }
 
-    // 4. The net effect.
+    // 3. The net effect.
     let plan = plan::plan(units, inputs).map_err(Fail::Final)?;
     write(tx, scope, &plan).await?;
     Ok(Some(plan.results))

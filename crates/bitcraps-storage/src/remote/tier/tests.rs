@@ -92,7 +92,7 @@ async fn a_fill_observed_before_a_write_is_refused() -> TestResult {
     // A fresh observation fills, and the next lookup hits.
     let observed = observe(&s.tier, "c\0k").await?;
     s.tier.fill("c\0k", observed, b"new", None).await;
-    assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Hit(raw, _) if &*raw == b"new"));
+    assert!(matches!(s.tier.lookup("c\0k").await, Lookup::Hit(raw, ..) if &*raw == b"new"));
     Ok(())
 }
 
