@@ -4,10 +4,7 @@
 //! blocking pool, the batch is encoded on every core while its order and its first error
 //! (the first bad item, in item order) stay what one thread would give.
 
-use futures_util::future::join_all;
-
-use crate::error::Result;
-use crate::rt::blocking;
+use crate::error::{Result, StorageError};
 
 /// Items per part at least: a part costs a blocking task's hand-off (a few µs), an item tens
 /// of µs.
@@ -42,12 +39,17 @@ where
             break;
         }
         let encode = encode.clone();
-        tasks.push(blocking(move || {
-            part.into_iter().map(&encode).collect::<Result<Vec<U>>>()
+        let span = tracing::Span::current();
+        // Spawned here, so every part runs while the first is awaited.
+        tasks.push(tokio::task::spawn_blocking(move || {
+            span.in_scope(|| part.into_iter().map(&encode).collect::<Result<Vec<U>>>())
         }));
     }
     let mut out = Vec::with_capacity(total);
-    for part in join_all(tasks).await {
+    for task in tasks {
+        let part = task
+            .await
+            .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?;
         out.extend(part?);
     }
     Ok(out)
@@ -56,7 +58,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StorageError;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parts_keep_item_order_and_the_first_error_wins() -> Result<()> {
