@@ -325,10 +325,18 @@ impl ValueCache {
         None
     }
 
-    /// Installs `value` under `slot`, accounting for the entry it replaces.
+    /// Installs `value` under `slot`, accounting for the entry it replaces. One `insert`
+    /// replaces the old entry: removing it first would let a reader miss in between, load the
+    /// key from L2 before the writer has invalidated it there (the writer invalidates L2 after
+    /// it installs here), and fill this cache with the value the write replaced, under the
+    /// generation the write left.
     fn install(&self, cache: &Entries, slot: u64, value: CachedValue) {
-        self.remove_slot(cache, slot);
+        let old = cache.peek(&slot);
         cache.insert(slot, self.stamped(value));
+        if let Some(old) = old {
+            // Counted once even if an eviction retired it meanwhile (`take_prefetched`).
+            retire(&self.ledger, &old);
+        }
     }
 
     /// Removes whatever holds `slot`, accounting for it.
