@@ -10,10 +10,28 @@ where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
+    spawn_blocking(f).await
+}
+
+/// [`blocking`], started now rather than when first awaited: several can run at once while
+/// the caller awaits them one by one.
+pub(crate) fn spawn_blocking<T, F>(f: F) -> impl std::future::Future<Output = Result<T>>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?
+    let task = tokio::task::spawn_blocking(move || span.in_scope(f));
+    async move {
+        task.await
+            .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// The cores this process may use (`available_parallelism`, read once; 1 when unknown).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A small Tokio runtime owned by a component (the PostgreSQL backend, the Redis tier), so

@@ -13,8 +13,9 @@
 //!   ciphertext is bound to.
 //! - `l2.rs`: the Redis tier's values, sealed per record.
 //! - `backend.rs`: the wrapper at the backend seam that seals on the way down and opens on
-//!   the way up (a large group on more than one core: `parallel.rs`); `attach.rs`: the open-time decisions, failing closed; `enable.rs`:
-//!   encrypting a plaintext store in place (`key enable`), resumably.
+//!   the way up (a large group on more than one core: `parallel.rs`); `attach.rs`: the
+//!   open-time decisions, failing closed; `enable.rs`: encrypting a plaintext store in place
+//!   (`key enable`), resumably.
 
 mod attach;
 mod backend;

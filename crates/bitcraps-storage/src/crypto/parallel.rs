@@ -4,8 +4,6 @@
 //! writer thread alone: starting a thread costs tens of microseconds, sealing a document a
 //! few.
 
-use std::sync::OnceLock;
-
 use crate::error::{Result, StorageError};
 
 /// Operations in a group below which it is sealed on the writer thread alone.
@@ -19,9 +17,9 @@ pub(crate) fn threads_for(ops: usize) -> usize {
     if ops < PARALLEL_MIN {
         return 1;
     }
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    cores.clamp(1, MAX_THREADS).min(ops / (PARALLEL_MIN / 2))
+    crate::rt::cores()
+        .clamp(1, MAX_THREADS)
+        .min(ops / (PARALLEL_MIN / 2))
 }
 
 /// `f` of every item, in order, on `threads` threads (this one included) over contiguous

@@ -4,7 +4,8 @@
 //! blocking pool, the batch is encoded on every core while its order and its first error
 //! (the first bad item, in item order) stay what one thread would give.
 
-use crate::error::{Result, StorageError};
+use crate::error::Result;
+use crate::rt::{cores, spawn_blocking};
 
 /// Items per part at least: a part costs a blocking task's hand-off (a few µs), an item tens
 /// of µs.
@@ -15,9 +16,7 @@ const MAX_PARTS: usize = 4;
 
 /// How many parts `items` items are encoded in.
 fn parts_for(items: usize) -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    cores.clamp(1, MAX_PARTS).min(items / MIN_PART).max(1)
+    cores().clamp(1, MAX_PARTS).min(items / MIN_PART).max(1)
 }
 
 /// `encode` applied to every item, in order, on blocking threads: a large batch in parts at
@@ -39,18 +38,14 @@ where
             break;
         }
         let encode = encode.clone();
-        let span = tracing::Span::current();
         // Spawned here, so every part runs while the first is awaited.
-        tasks.push(tokio::task::spawn_blocking(move || {
-            span.in_scope(|| part.into_iter().map(&encode).collect::<Result<Vec<U>>>())
+        tasks.push(spawn_blocking(move || {
+            part.into_iter().map(&encode).collect::<Result<Vec<U>>>()
         }));
     }
     let mut out = Vec::with_capacity(total);
     for task in tasks {
-        let part = task
-            .await
-            .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?;
-        out.extend(part?);
+        out.extend(task.await?);
     }
     Ok(out)
 }
@@ -58,6 +53,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::StorageError;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parts_keep_item_order_and_the_first_error_wins() -> Result<()> {
