@@ -326,9 +326,8 @@ impl ValueCache {
     }
 
     /// Installs `value` under `slot`, accounting for the entry it replaces. One `insert`
-    /// replaces the old entry: removing it first would let a reader miss in between, load the
-    /// key from L2 before the writer has invalidated it there (the writer invalidates L2 after
-    /// it installs here), and fill this cache with the value the write replaced, under the
+    /// replaces the old entry: removing it first would let a reader miss in between and load
+    /// the replaced value from elsewhere (L2 of a writer whose invalidation is slow) under the
     /// generation the write left.
     fn install(&self, cache: &Entries, slot: u64, value: CachedValue) {
         let old = cache.peek(&slot);

@@ -7,6 +7,8 @@
 mod batch;
 mod delta;
 mod encode;
+#[cfg(feature = "testing")]
+mod hooks;
 mod keys;
 mod many;
 mod open;

@@ -99,6 +99,8 @@ impl PersistentStorageManager {
             feed_signal: Arc::new(tokio::sync::watch::Sender::new(0)),
             feed_listening: std::sync::atomic::AtomicBool::new(false),
             feed_waits: tokio::sync::watch::Sender::new(0),
+            #[cfg(feature = "testing")]
+            hooks: super::hooks::Hooks::default(),
         });
         let writer = Writer::start(
             Arc::clone(&shared),

@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     /// Counts the times a watch of this store found the log read to its end and began to
     /// wait (tests wait for it: `PersistentStorageManager::watch_waits`).
     pub(crate) feed_waits: tokio::sync::watch::Sender<u64>,
+    /// Test hooks (`store/hooks.rs`).
+    #[cfg(feature = "testing")]
+    pub(crate) hooks: super::hooks::Hooks,
 }
 
 impl Shared {

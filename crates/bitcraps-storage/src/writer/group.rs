@@ -1,5 +1,5 @@
-//! One group commit: every queued unit in one transaction, then the cache, the counters and
-//! the Redis tier's invalidations, then the acknowledgements — in that order, so a caller
+//! One group commit: every queued unit in one transaction, then the Redis tier's
+//! invalidations, then the cache and the counters, then the acknowledgements — in that order, so a caller
 //! that returned sees its write everywhere.
 
 use super::Reply;
@@ -59,47 +59,41 @@ pub(super) fn commit_group(
     );
     let mut results = results.into_iter();
     let mut answers = Vec::with_capacity(replies.len());
-    let mut written = Vec::new();
     for (unit, reply) in units.iter().zip(replies) {
         let result = results
             .next()
             .unwrap_or_else(|| Err(StorageError::Task("the backend skipped a write".into())));
-        if let Ok(outcomes) = &result {
-            for (op, outcome) in unit.iter().zip(outcomes) {
-                record_effect(shared, op, outcome, mark);
-                if shared.remote.is_some() {
-                    match (op, outcome) {
-                        (
-                            WriteOp::Put {
-                                collection, key, ..
-                            }
-                            | WriteOp::Delete {
-                                collection, key, ..
-                            },
-                            _,
-                        ) => written.push(cache_key(collection, key)),
-                        (WriteOp::SweepExpired { .. }, OpOutcome::Swept { removed }) => {
-                            written.extend(removed.iter().map(|(c, k)| cache_key(c, k)))
-                        }
-                        (
-                            WriteOp::DeletePrefix { collection, .. },
-                            OpOutcome::DeletePrefix { deleted },
-                        ) => written.extend(deleted.iter().map(|k| cache_key(collection, k))),
-                        _ => {}
-                    }
+        // A failed unit is counted as an error once, by the call that gets it (the handle's
+        // `count_error`), not here too.
+        answers.push((unit, reply, result));
+    }
+    // Other nodes and L2 first: invalidate L2 and announce the keys before this process's
+    // cache takes the new values, and before anyone is acknowledged. In the other order a
+    // reader that missed L1 (an eviction) between the install here and the invalidation
+    // there would read the replaced value from L2 and fill L1 with it under the generation
+    // this commit left, stale after the write returned. Once a write returns no node can
+    // read the old value from L2 (bounded by `redis.timeout`).
+    if let Some(remote) = &shared.remote {
+        let mut written = Vec::new();
+        for (unit, _, result) in &answers {
+            if let Ok(outcomes) = result {
+                for (op, outcome) in unit.iter().zip(outcomes) {
+                    written_keys(op, outcome, &mut written);
                 }
             }
         }
-        // A failed unit is counted as an error once, by the call that gets it (the handle's
-        // `count_error`), not here too.
-        answers.push((reply, result));
-    }
-    // Other nodes: invalidate L2 and announce the keys before anyone is acknowledged, so once
-    // a write returns no node can read the old value from L2 (bounded by `redis.timeout`).
-    if let Some(remote) = &shared.remote {
         remote.invalidate_after_commit(written);
     }
-    for (reply, result) in answers {
+    for (unit, _, result) in &answers {
+        if let Ok(outcomes) = result {
+            for (op, outcome) in unit.iter().zip(outcomes) {
+                record_effect(shared, op, outcome, mark);
+            }
+        }
+    }
+    #[cfg(feature = "testing")]
+    shared.hooks.before_acknowledging();
+    for (_, reply, result) in answers {
         let _ = reply.send(result);
     }
     if has_touches && let (Some(Err(e)), Some(t)) = (results.next(), units.last()) {
@@ -110,6 +104,28 @@ pub(super) fn commit_group(
         return Err(e);
     }
     Ok(touched)
+}
+
+/// The cache keys `op` changed, as `outcome` says (for the Redis tier's invalidations).
+fn written_keys(op: &WriteOp, outcome: &OpOutcome, written: &mut Vec<String>) {
+    match (op, outcome) {
+        (
+            WriteOp::Put {
+                collection, key, ..
+            }
+            | WriteOp::Delete {
+                collection, key, ..
+            },
+            _,
+        ) => written.push(cache_key(collection, key)),
+        (WriteOp::SweepExpired { .. }, OpOutcome::Swept { removed }) => {
+            written.extend(removed.iter().map(|(c, k)| cache_key(c, k)))
+        }
+        (WriteOp::DeletePrefix { collection, .. }, OpOutcome::DeletePrefix { deleted }) => {
+            written.extend(deleted.iter().map(|k| cache_key(collection, k)))
+        }
+        _ => {}
+    }
 }
 
 /// Applies a committed operation to the cache and the counters. `mark` was taken before the
