@@ -32,6 +32,18 @@ pub struct EncodedValue {
     pub chunks: Arc<[EncodedValue]>,
     /// `stored` is a patch against the document its `chunks` hold (a delta, `chunk/delta.rs`).
     pub delta: bool,
+    /// In an encrypted store, this value already sealed by the caller's encode step, under
+    /// the collection's data key current then (`crypto/backend.rs`), so the writer thread does
+    /// not seal it; `None` elsewhere. The writer seals again if the key changed meanwhile.
+    pub sealed: Option<Arc<Presealed>>,
+}
+
+/// A value sealed ahead of the writer: the id of the data key it is sealed under, and the
+/// sealed form the backend stores.
+#[derive(Debug)]
+pub struct Presealed {
+    pub(crate) key_id: i64,
+    pub(crate) value: EncodedValue,
 }
 
 impl EncodedValue {
@@ -138,6 +150,7 @@ impl Pipeline {
                 dict_id: None,
                 chunks,
                 delta: false,
+                sealed: None,
             });
         }
         self.encode_whole(raw, dict)
@@ -163,6 +176,7 @@ impl Pipeline {
                     dict_id: dict.map(|d| d.id),
                     chunks: Arc::from([]),
                     delta: false,
+                    sealed: None,
                 });
             }
         }
@@ -174,6 +188,7 @@ impl Pipeline {
             dict_id: None,
             chunks: Arc::from([]),
             delta: false,
+            sealed: None,
         })
     }
 }

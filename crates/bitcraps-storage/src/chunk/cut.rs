@@ -39,6 +39,7 @@ mod tests {
             dict_id: None,
             chunks: Arc::from([]),
             delta: false,
+            sealed: None,
         })
     }
 

@@ -180,10 +180,15 @@ impl EncryptedBackend {
                 expires_ms,
             } => {
                 let data_key = self.key_for_write(collection)?;
+                // Sealed ahead by the caller (`preseal.rs`) under the key still current.
+                let sealed = match &value.sealed {
+                    Some(p) if p.key_id == data_key.id => p.value.clone(),
+                    _ => blob::seal_value(&self.ring, &data_key, value)?,
+                };
                 WriteOp::Put {
                     collection: collection.clone(),
                     key: key.clone(),
-                    value: blob::seal_value(&self.ring, &data_key, value)?,
+                    value: sealed,
                     now_ms: *now_ms,
                     keep_version: *keep_version,
                     expires_ms: *expires_ms,

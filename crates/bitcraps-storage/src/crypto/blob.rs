@@ -122,6 +122,7 @@ pub(crate) fn seal_value(
         dict_id: value.dict_id,
         chunks: chunks.into(),
         delta: value.delta,
+        sealed: None,
     })
 }
 

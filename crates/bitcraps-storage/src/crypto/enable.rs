@@ -214,6 +214,7 @@ fn reencode(
             dict_id: None,
             chunks: chunks.into(),
             delta,
+            sealed: None,
         });
     }
     let codec = u8::try_from(blob.codec_id)
@@ -228,5 +229,6 @@ fn reencode(
         dict_id: blob.dict_id,
         chunks: Arc::from([]),
         delta: false,
+        sealed: None,
     })
 }

@@ -13,7 +13,8 @@
 //!   ciphertext is bound to.
 //! - `l2.rs`: the Redis tier's values, sealed per record.
 //! - `backend.rs`: the wrapper at the backend seam that seals on the way down and opens on
-//!   the way up (a large group on more than one core: `parallel.rs`); `attach.rs`: the
+//!   the way up (a large group on more than one core: `parallel.rs`; values sealed ahead in
+//!   the caller's encode step: `preseal.rs`); `attach.rs`: the
 //!   open-time decisions, failing closed; `enable.rs`: encrypting a plaintext store in place
 //!   (`key enable`), resumably.
 
@@ -26,6 +27,7 @@ mod key;
 mod keyring;
 pub(crate) mod l2;
 mod parallel;
+mod preseal;
 mod provider;
 
 pub(crate) use attach::{Attached, attach};
@@ -37,4 +39,5 @@ pub(crate) use enable::enable;
 pub use envelope::force_xchacha;
 pub use key::MasterKey;
 pub(crate) use keyring::{DataKey, Keyring};
+pub(crate) use preseal::preseal;
 pub use provider::{KeyProvider, KeySource};

@@ -66,6 +66,7 @@ pub(super) fn try_delta(
         dict_id: None,
         chunks: chunks.into(),
         delta: true,
+        sealed: None,
     }))
 }
 
@@ -108,6 +109,7 @@ fn slices(base: &[u8], blob: &StoredBlob) -> Option<Vec<EncodedValue>> {
             dict_id: c.dict_id,
             chunks: Arc::from([]),
             delta: false,
+            sealed: None,
         });
     }
     (at == base.len()).then_some(chunks)
@@ -145,6 +147,7 @@ fn decode_keyframe(
             dict_id: c.dict_id,
             chunks: Arc::from([]),
             delta: false,
+            sealed: None,
         });
     }
     Some((base, chunks))

@@ -46,20 +46,27 @@ impl PersistentStorageManager {
             let shared = Arc::clone(&self.inner.shared);
             let (c, k) = (collection.to_owned(), key.to_owned());
             let encoded = blocking(move || {
-                match super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)? {
-                    Some(delta) => Ok(delta),
-                    None => pipeline.encode_raw_with(&c, &k, raw, dict.as_deref()),
-                }
+                let encoded = match super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)? {
+                    Some(delta) => delta,
+                    None => pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?,
+                };
+                crate::crypto::preseal(shared.keyring.as_deref(), &c, encoded)
             })
             .await?;
             self.observe(collection, &encoded);
             return Ok(encoded);
         }
+        let ring = self.inner.shared.keyring.clone();
         let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
-            pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?
+            let encoded = pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?;
+            crate::crypto::preseal(ring.as_deref(), collection, encoded)?
         } else {
             let (c, k) = (collection.to_owned(), key.to_owned());
-            blocking(move || pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())).await?
+            blocking(move || {
+                let encoded = pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?;
+                crate::crypto::preseal(ring.as_deref(), &c, encoded)
+            })
+            .await?
         };
         self.observe(collection, &encoded);
         Ok(encoded)
@@ -213,8 +220,10 @@ impl PersistentStorageManager {
         let pipeline = self.inner.pipeline;
         let dict = self.inner.shared.dictionaries.encoder(collection);
         let c = collection.to_owned();
+        let ring = self.inner.shared.keyring.clone();
         let encode = move |(key, raw, keep): (String, Vec<u8>, _)| {
             let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
+            let value = crate::crypto::preseal(ring.as_deref(), &c, value)?;
             Ok((key, value, keep))
         };
         let encoded = if total <= INLINE_ENCODE_LIMIT {

@@ -644,6 +644,7 @@ mod tests {
             dict_id: None,
             chunks: Arc::from([]),
             delta: false,
+            sealed: None,
         }
     }
 
