@@ -245,7 +245,11 @@ mod tests {
         ]))?);
         assert!(check_args(&args(&["--large"]))?);
         assert!(check_args(&args(&["--large", "--mode", "deltas"]))?);
-        assert!(check_args(&args(&["--large", "--keyframe-interval", "64"]))?);
+        assert!(check_args(&args(&[
+            "--large",
+            "--keyframe-interval",
+            "64"
+        ]))?);
         assert!(check_args(&args(&["--prefetch", "--runs", "1"]))?);
         Ok(())
     }
