@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::backend::StoredBlob;
 use crate::value::EncodedValue;
 
+/// A keyframe's chunks as the values a delta lists, in order.
+pub(crate) type ChunkValues = Arc<[EncodedValue]>;
+
 /// At most this many bytes of decoded keyframes are held.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// At most this many keyframes are held.
@@ -53,7 +56,7 @@ struct Entry {
     collection: String,
     document: Arc<[u8]>,
     /// The chunks a delta of this keyframe lists, once a write built them.
-    chunks: Option<Arc<[EncodedValue]>>,
+    chunks: Option<ChunkValues>,
 }
 
 impl Entry {
@@ -85,10 +88,7 @@ impl Keyframes {
 
     /// The keyframe's document, and its chunks as a delta lists them when a write stored
     /// them ([`Self::set_chunks`]); marks the entry used.
-    pub(crate) fn get_listed(
-        &self,
-        id: KeyframeId,
-    ) -> Option<(Arc<[u8]>, Option<Arc<[EncodedValue]>>)> {
+    pub(crate) fn get_listed(&self, id: KeyframeId) -> Option<(Arc<[u8]>, Option<ChunkValues>)> {
         let mut entries = self.lock();
         let at = entries.iter().position(|e| e.id == id)?;
         let entry = entries.remove(at)?;
@@ -99,7 +99,7 @@ impl Keyframes {
 
     /// Keeps `chunks` (the values of the keyframe's chunks, in order) with the entry of `id`,
     /// if it is still held and stays within the bounds with them.
-    pub(crate) fn set_chunks(&self, id: KeyframeId, chunks: Arc<[EncodedValue]>) {
+    pub(crate) fn set_chunks(&self, id: KeyframeId, chunks: ChunkValues) {
         let mut entries = self.lock();
         if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
             entry.chunks = Some(chunks);

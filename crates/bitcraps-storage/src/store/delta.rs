@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::backend::StoredBlob;
-use crate::chunk::keyframes::KeyframeId;
+use crate::chunk::keyframes::{ChunkValues, KeyframeId};
 use crate::chunk::{self, delta};
 use crate::codec::Codec;
 use crate::error::Result;
@@ -78,21 +78,21 @@ fn keyframe(
     collection: &str,
     blob: &StoredBlob,
     location: &str,
-) -> Option<(Arc<[u8]>, Arc<[EncodedValue]>)> {
+) -> Option<(Arc<[u8]>, ChunkValues)> {
     let id = KeyframeId::of(collection, blob);
     if let Some((base, listed)) = shared.keyframes.get_listed(id) {
         if let Some(chunks) = listed {
             return Some((base, chunks));
         }
         if let Some(chunks) = slices(&base, blob) {
-            let chunks: Arc<[EncodedValue]> = chunks.into();
+            let chunks: ChunkValues = chunks.into();
             shared.keyframes.set_chunks(id, Arc::clone(&chunks));
             return Some((base, chunks));
         }
     }
     let (base, chunks) = decode_keyframe(shared, blob, location)?;
     let base: Arc<[u8]> = base.into();
-    let chunks: Arc<[EncodedValue]> = chunks.into();
+    let chunks: ChunkValues = chunks.into();
     shared.keyframes.insert(id, collection, Arc::clone(&base));
     shared.keyframes.set_chunks(id, Arc::clone(&chunks));
     Some((base, chunks))
