@@ -5,6 +5,10 @@
 //!   longer (one more roll), each store durable. Reported: rewrites per second, and the bytes
 //!   the process wrote to the block device (`write_bytes` of `/proc/self/io`, including the
 //!   WAL's checkpoints and the close) per version.
+//! - **Rewrite from text**: the same rewrites by a caller that keeps the log as JSON text and
+//!   appends each roll's text to it (as the CLI's `import` stores documents as given): the
+//!   text is handed over as a `serde_json::value::RawValue` (checked once per version by
+//!   `serde_json::from_str`), so no `Value` is serialized. Reported: rewrites per second.
 //! - **Read**: the latest version read back `reads` times from the database (cache off).
 //! - **Share**: a second 1 MiB document that shares 95 % of its content with the first, under
 //!   another key: the stored bytes it adds, as a share of the first's.
@@ -18,12 +22,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// One configuration's numbers.
 #[derive(Debug, Default)]
 struct Numbers {
     rewrites_per_sec: f64,
+    text_rewrites_per_sec: f64,
     disk_bytes_per_version: f64,
     reads_per_sec: f64,
     first_stored: u64,
@@ -40,6 +46,19 @@ fn roll(game: u64, n: u64) -> Value {
 /// A game log of `rolls` rolls (about 130 bytes each).
 fn log(game: u64, rolls: u64) -> Value {
     json!({"game": game, "rolls": (0..rolls).map(|n| roll(game, n)).collect::<Vec<_>>()})
+}
+
+/// Appends `roll`'s JSON text to the rolls of `log`, the JSON text of a [`log`].
+fn append_roll(log: &mut String, roll: &Value) -> Result<()> {
+    let end = log
+        .strip_suffix("]}")
+        .map(str::len)
+        .context("the log's text does not end its rolls")?;
+    log.truncate(end);
+    log.push(',');
+    log.push_str(&serde_json::to_string(roll)?);
+    log.push_str("]}");
+    Ok(())
 }
 
 /// The process's bytes written to storage so far (Linux; 0 elsewhere).
@@ -93,6 +112,20 @@ async fn measure(chunk_threshold: Mode, versions: u64, reads: u32) -> Result<Num
     let elapsed = started.elapsed().as_secs_f64();
     numbers.rewrites_per_sec = versions as f64 / elapsed;
     numbers.disk_bytes_per_version = disk_written().saturating_sub(before) as f64 / versions as f64;
+
+    // The same rewrites from JSON text: the log kept as text, each roll's text appended.
+    let mut text = serde_json::to_string(&doc)?;
+    let started = Instant::now();
+    {
+        let s = PersistentStorageManager::open(config(dir.path(), chunk_threshold)).await?;
+        for v in 0..versions {
+            append_roll(&mut text, &roll(1, base_rolls + versions + v))?;
+            let raw: &RawValue = serde_json::from_str(&text)?;
+            s.store("logs", "game-1", raw).await?;
+        }
+        s.close().await?;
+    }
+    numbers.text_rewrites_per_sec = versions as f64 / started.elapsed().as_secs_f64();
 
     // Reads of the latest version from the database: no cache.
     let mut read_config = config(dir.path(), chunk_threshold);
@@ -156,8 +189,9 @@ async fn history(mode: Mode, versions: u64) -> Result<u64> {
 }
 
 /// Runs the workload stored whole, chunked, and chunked with deltas (or only the one `only`
-/// names: `whole`, `chunks`, `deltas`); returns a Markdown table.
-pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
+/// names: `whole`, `chunks`, `deltas`), the deltas with `keyframe_interval` when given;
+/// returns a Markdown table.
+pub fn run(quick: bool, only: Option<&str>, keyframe_interval: Option<u32>) -> Result<String> {
     let (versions, reads) = if quick { (20, 10) } else { (100, 50) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -171,12 +205,16 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
             (defaults.chunk_threshold, 0),
         ),
         (
-            "chunks + deltas (defaults)",
-            (defaults.chunk_threshold, defaults.keyframe_interval),
+            "chunks + deltas",
+            (
+                defaults.chunk_threshold,
+                keyframe_interval.unwrap_or(defaults.keyframe_interval),
+            ),
         ),
     ];
     let mut all = Vec::new();
     let short = ["whole", "chunks", "deltas"];
+    let deltas_interval = modes[2].1.1;
     if let Some(only) = only
         && !short.contains(&only)
     {
@@ -191,7 +229,8 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
     let mut out = format!(
         "Large documents: a 1 MiB JSON game log, {versions} durable rewrites of ~130-byte \
          appends, {reads} uncached reads of the latest version; a second 1 MiB document \
-         sharing 95 %. SQLite, Durability::Full.\n\n| |"
+         sharing 95 %. SQLite, Durability::Full; deltas with keyframe_interval = \
+         {deltas_interval}.\n\n| |"
     );
     for (name, _) in &all {
         out.push_str(&format!(" {name} |"));
@@ -210,6 +249,9 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
     };
     row(&mut out, "rewrites/s", &|n| {
         format!("{:.1}", n.rewrites_per_sec)
+    });
+    row(&mut out, "rewrites/s from JSON text (RawValue)", &|n| {
+        format!("{:.1}", n.text_rewrites_per_sec)
     });
     row(&mut out, "bytes written to disk per version", &|n| {
         format!("{:.0}", n.disk_bytes_per_version)
@@ -238,4 +280,23 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<String> {
         &|n| n.history.to_string(),
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text rewrite stores what the `Value` rewrite stores, byte for byte.
+    #[test]
+    fn appending_a_roll_to_the_text_is_serializing_the_longer_log() -> Result<()> {
+        let mut doc = log(1, 3);
+        let mut text = serde_json::to_string(&doc)?;
+        append_roll(&mut text, &roll(1, 3))?;
+        if let Some(rolls) = doc.get_mut("rolls").and_then(Value::as_array_mut) {
+            rolls.push(roll(1, 3));
+        }
+        assert_eq!(text, serde_json::to_string(&doc)?);
+        assert!(append_roll(&mut "{}".to_owned(), &roll(1, 0)).is_err());
+        Ok(())
+    }
 }

@@ -66,6 +66,7 @@ const USAGE: &str = "\
 usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FILE]
                               [--postgres URL [--redis URL]]
        bitcraps-storage-bench --large [--quick] [--mode whole|chunks|deltas]
+                              [--keyframe-interval N]
        bitcraps-storage-bench --prefetch [--quick] [--runs N]
 
   --quick          small sizes (20,000 documents instead of 200,000)
@@ -77,11 +78,15 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --redis URL      Redis for ours on PostgreSQL (default: $BITCRAPS_TEST_REDIS_URL)
   --large          the large-document workload only (issue #16)
   --mode M         with --large: one configuration alone (whole, chunks or deltas)
+  --keyframe-interval N
+                   with --large: the deltas configuration's keyframe_interval (default:
+                   the library's default)
   --prefetch       the prefetching workload only (issue #15), prefetching off and on";
 
 /// Flags that take a value, and flags that do not.
-const WITH_VALUE: [&str; 7] = [
+const WITH_VALUE: [&str; 8] = [
     "--mode",
+    "--keyframe-interval",
     "--runs",
     "--stores",
     "--markdown",
@@ -124,7 +129,15 @@ fn main() -> Result<()> {
             .position(|a| a == "--mode")
             .and_then(|p| args.get(p + 1))
             .map(String::as_str);
-        println!("{}", large::run(quick, mode)?);
+        let interval: Option<u32> = match args.iter().position(|a| a == "--keyframe-interval") {
+            Some(p) => Some(
+                args.get(p + 1)
+                    .context("--keyframe-interval needs a number")?
+                    .parse()?,
+            ),
+            None => None,
+        };
+        println!("{}", large::run(quick, mode, interval)?);
         return Ok(());
     }
     if args.iter().any(|a| a == "--prefetch") {
@@ -232,6 +245,11 @@ mod tests {
         ]))?);
         assert!(check_args(&args(&["--large"]))?);
         assert!(check_args(&args(&["--large", "--mode", "deltas"]))?);
+        assert!(check_args(&args(&[
+            "--large",
+            "--keyframe-interval",
+            "64"
+        ]))?);
         assert!(check_args(&args(&["--prefetch", "--runs", "1"]))?);
         Ok(())
     }

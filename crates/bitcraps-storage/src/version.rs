@@ -7,9 +7,10 @@
 //! cannot mistake the new record for the one it read (no ABA). Gaps are normal: a unit that
 //! fails still used its numbers.
 //!
-//! On SQLite the clock is the 'version' row of the `change_clock` table (schema version 11;
-//! before, a table `version_clock` of its own, now a view of that row), read and written
-//! once per group commit; on PostgreSQL it is a sequence, so nodes sharing a database draw from one clock.
+//! On SQLite the clock is the higher of the newest change's version and the 'version' row of
+//! the `change_clock` table (schema version 12; before version 11 a table `version_clock` of
+//! its own, now a view of that value), read once per group commit and written only when the
+//! commit's newest change does not carry it; on PostgreSQL it is a sequence, so nodes sharing a database draw from one clock.
 
 use std::fmt;
 

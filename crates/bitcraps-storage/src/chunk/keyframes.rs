@@ -8,6 +8,10 @@
 //! delete that drops the keyframe only makes its entry unused, and eviction removes it. A
 //! reader still hashes the whole document it assembles from an entry and its patch.
 //!
+//! Beside the document, an entry may hold the keyframe's chunks as the values a delta write
+//! lists (`store/delta.rs`), built once per keyframe instead of copying the document into
+//! them on every write; they count towards the entry's bytes.
+//!
 //! The cache is bounded on its own ([`MAX_BYTES`], [`MAX_ENTRIES`]), apart from the
 //! document cache (`cache.size_mb`) like the dictionary decoders, and its bytes are reported
 //! in the cache statistics (`keyframe_bytes`). A collection's shred drops its entries.
@@ -16,6 +20,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::StoredBlob;
+use crate::value::EncodedValue;
+
+/// A keyframe's chunks as the values a delta lists, in order.
+pub(crate) type ChunkValues = Arc<[EncodedValue]>;
 
 /// At most this many bytes of decoded keyframes are held.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -47,6 +55,19 @@ struct Entry {
     id: KeyframeId,
     collection: String,
     document: Arc<[u8]>,
+    /// The chunks a delta of this keyframe lists, once a write built them.
+    chunks: Option<ChunkValues>,
+}
+
+impl Entry {
+    /// The bytes the entry holds: the document, and the chunks' copies of it.
+    fn bytes(&self) -> usize {
+        let chunks = self
+            .chunks
+            .as_deref()
+            .map_or(0, |c| c.iter().map(|v| v.raw.len()).sum());
+        self.document.len().saturating_add(chunks)
+    }
 }
 
 /// The bounded cache of decoded keyframes, most recently used last.
@@ -62,12 +83,38 @@ impl Keyframes {
 
     /// The keyframe `id`'s document, if held.
     pub(crate) fn get(&self, id: KeyframeId) -> Option<Arc<[u8]>> {
+        self.get_listed(id).map(|(document, _)| document)
+    }
+
+    /// The keyframe's document, and its chunks as a delta lists them when a write stored
+    /// them ([`Self::set_chunks`]); marks the entry used.
+    pub(crate) fn get_listed(&self, id: KeyframeId) -> Option<(Arc<[u8]>, Option<ChunkValues>)> {
         let mut entries = self.lock();
         let at = entries.iter().position(|e| e.id == id)?;
         let entry = entries.remove(at)?;
-        let document = Arc::clone(&entry.document);
+        let found = (Arc::clone(&entry.document), entry.chunks.clone());
         entries.push_back(entry);
-        Some(document)
+        Some(found)
+    }
+
+    /// Keeps `chunks` (the values of the keyframe's chunks, in order) with the entry of `id`,
+    /// if it is still held and stays within the bounds with them.
+    pub(crate) fn set_chunks(&self, id: KeyframeId, chunks: ChunkValues) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+            entry.chunks = Some(chunks);
+        }
+        Self::evict(&mut entries);
+    }
+
+    fn evict(entries: &mut VecDeque<Entry>) {
+        let mut total: usize = entries.iter().map(Entry::bytes).sum();
+        while entries.len() > MAX_ENTRIES || total > MAX_BYTES {
+            let Some(old) = entries.pop_front() else {
+                break;
+            };
+            total = total.saturating_sub(old.bytes());
+        }
     }
 
     /// Holds `document`, the verified keyframe `id` of `collection`, evicting the least
@@ -82,14 +129,9 @@ impl Keyframes {
             id,
             collection: collection.to_owned(),
             document,
+            chunks: None,
         });
-        let mut total: usize = entries.iter().map(|e| e.document.len()).sum();
-        while entries.len() > MAX_ENTRIES || total > MAX_BYTES {
-            let Some(old) = entries.pop_front() else {
-                break;
-            };
-            total = total.saturating_sub(old.document.len());
-        }
+        Self::evict(&mut entries);
     }
 
     /// Drops every keyframe of `collection` (its shred).
@@ -100,7 +142,7 @@ impl Keyframes {
     /// How many keyframes are held, and their bytes.
     pub(crate) fn usage(&self) -> (u64, u64) {
         let entries = self.lock();
-        let bytes: usize = entries.iter().map(|e| e.document.len()).sum();
+        let bytes: usize = entries.iter().map(Entry::bytes).sum();
         (
             u64::try_from(entries.len()).unwrap_or(u64::MAX),
             u64::try_from(bytes).unwrap_or(u64::MAX),
@@ -138,6 +180,50 @@ mod tests {
         assert!(cache.get(id(12)).is_none());
         cache.forget_collection("c");
         assert_eq!(cache.usage(), (0, 0));
+    }
+
+    /// The chunk values a delta write keeps with an entry are returned with it and count
+    /// towards the bounds (they copy the document's bytes).
+    #[test]
+    fn chunk_values_are_kept_with_their_entry_and_counted() {
+        let cache = Keyframes::default();
+        let value = |n: u8| EncodedValue {
+            hash: [n; 32],
+            codec: crate::codec::Codec::None,
+            raw: Arc::from(vec![n; 500]),
+            stored: Arc::from(vec![n; 500]),
+            dict_id: None,
+            chunks: Arc::from([]),
+            delta: false,
+        };
+        cache.insert(id(1), "c", Arc::from(vec![1; 1000]));
+        assert!(matches!(cache.get_listed(id(1)), Some((_, None))));
+        cache.set_chunks(id(1), Arc::from([value(1), value(2)]));
+        let Some((document, chunks)) = cache.get_listed(id(1)) else {
+            panic!("the entry is held");
+        };
+        assert_eq!(document.len(), 1000);
+        let hashes: Vec<_> = chunks
+            .iter()
+            .flat_map(|c| c.iter().map(|v| v.hash))
+            .collect();
+        assert_eq!(hashes, [[1; 32], [2; 32]]);
+        assert_eq!(cache.usage(), (1, 2000));
+        // An entry no longer held is not brought back by its chunks.
+        cache.set_chunks(id(2), Arc::from([value(3)]));
+        assert_eq!(cache.usage(), (1, 2000));
+        assert!(cache.get(id(2)).is_none());
+        // With its chunks an entry can exceed the bounds, and is evicted.
+        cache.insert(id(3), "c", Arc::from(vec![0; MAX_BYTES / 2]));
+        cache.set_chunks(
+            id(3),
+            Arc::from([EncodedValue {
+                raw: Arc::from(vec![0; MAX_BYTES / 2 + 1]),
+                ..value(4)
+            }]),
+        );
+        assert!(cache.get(id(3)).is_none(), "{:?}", cache.usage());
+        assert!(cache.get(id(1)).is_none(), "the older entry went first");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct CompressionConfig {
     /// An overwrite of a chunked document is stored as a zstd patch against the key's last
     /// keyframe (its chunk list) when the patch is small, for up to this many versions after
     /// the keyframe; then the next version is chunked again (a new keyframe). A read applies
-    /// one patch at most. 0 turns deltas off. Default: 16.
+    /// one patch at most. 0 turns deltas off. Default: 64.
     pub keyframe_interval: u32,
 }
 

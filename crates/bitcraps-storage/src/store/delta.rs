@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::backend::StoredBlob;
-use crate::chunk::keyframes::KeyframeId;
+use crate::chunk::keyframes::{ChunkValues, KeyframeId};
 use crate::chunk::{self, delta};
 use crate::codec::Codec;
 use crate::error::Result;
@@ -64,7 +64,7 @@ pub(super) fn try_delta(
         raw,
         stored: stored.into(),
         dict_id: None,
-        chunks: chunks.into(),
+        chunks,
         delta: true,
         sealed: None,
     }))
@@ -72,22 +72,30 @@ pub(super) fn try_delta(
 
 /// The keyframe document `blob`'s chunks hold, and those chunks as values to list again;
 /// `None` when a chunk does not verify. A keyframe in the cache (`chunk/keyframes.rs`) is
-/// not decoded again: each chunk's bytes are its slice of the cached document.
+/// not decoded again, and its chunk values are built once (each chunk's bytes its slice of
+/// the cached document) and kept with it: a write of a delta copies nothing of the keyframe.
 fn keyframe(
     shared: &Shared,
     collection: &str,
     blob: &StoredBlob,
     location: &str,
-) -> Option<(Arc<[u8]>, Vec<EncodedValue>)> {
+) -> Option<(Arc<[u8]>, ChunkValues)> {
     let id = KeyframeId::of(collection, blob);
-    if let Some(base) = shared.keyframes.get(id)
-        && let Some(chunks) = slices(&base, blob)
-    {
-        return Some((base, chunks));
+    if let Some((base, listed)) = shared.keyframes.get_listed(id) {
+        if let Some(chunks) = listed {
+            return Some((base, chunks));
+        }
+        if let Some(chunks) = slices(&base, blob) {
+            let chunks: ChunkValues = chunks.into();
+            shared.keyframes.set_chunks(id, Arc::clone(&chunks));
+            return Some((base, chunks));
+        }
     }
     let (base, chunks) = decode_keyframe(shared, blob, location)?;
     let base: Arc<[u8]> = base.into();
+    let chunks: ChunkValues = chunks.into();
     shared.keyframes.insert(id, collection, Arc::clone(&base));
+    shared.keyframes.set_chunks(id, Arc::clone(&chunks));
     Some((base, chunks))
 }
 

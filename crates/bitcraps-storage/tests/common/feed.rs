@@ -37,7 +37,8 @@ macro_rules! feed_suite {
             every_put_delete_and_expiry_is_logged_in_commit_order,
             a_failed_unit_logs_nothing_and_leaves_no_gap,
             watch_catches_up_then_follows_without_gap_or_duplicate,
-            retention_removes_a_prefix_and_reading_past_it_is_an_error);
+            retention_removes_a_prefix_and_reading_past_it_is_an_error,
+            versions_and_seqs_never_repeat_after_a_delete_or_pruning_everything);
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {
         $(
@@ -297,6 +298,38 @@ pub async fn retention_removes_a_prefix_and_reading_past_it_is_an_error(f: Fixtu
     let report = s.maintenance().await?;
     assert_eq!(report.changes_pruned, 1, "{report:?}");
     assert_eq!(s.change_head().await?, head + 4, "the head stays");
+    s.close().await?;
+    Ok(())
+}
+
+/// Regression (SQLite schema version 12, which reads both clocks from the change log's
+/// newest row): a delete logs the removed record's older version, and retention may remove
+/// every row, so in both cases the clocks must be kept elsewhere — else the next put would
+/// be given a version already handed out, or the next change a seq already used.
+pub async fn versions_and_seqs_never_repeat_after_a_delete_or_pruning_everything(
+    f: Fixture,
+) -> Result {
+    let mut config = manual(f.config.clone());
+    config.maintenance.change_retention = Duration::from_secs(24 * 3600);
+    let s = f.open(config).await?;
+    let v1 = s.store_if("games", "a", &json!(1), Expect::Any).await?;
+    let v2 = s.store_if("games", "b", &json!(2), Expect::Any).await?;
+    // The newest change is now the delete of `a`, which carries v1.
+    assert!(s.delete("games", "a").await?);
+    let v3 = s.store_if("games", "c", &json!(3), Expect::Any).await?;
+    assert!(v1 < v2 && v2 < v3, "{v1:?} {v2:?} {v3:?}");
+    let head = s.change_head().await?;
+    s.advance_clock(Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(s.prune_changes().await?, head, "everything is old enough");
+    assert!(s.changes_since(head, 10).await?.is_empty());
+    assert_eq!(s.change_head().await?, head, "the head stays");
+    let v4 = s.store_if("games", "d", &json!(4), Expect::Any).await?;
+    assert!(v3 < v4, "{v3:?} {v4:?}");
+    let after = s.changes_since(head, 10).await?;
+    assert_eq!(
+        shape(head, &after),
+        [row("games", "d", ChangeKind::Put, v4)]
+    );
     s.close().await?;
     Ok(())
 }

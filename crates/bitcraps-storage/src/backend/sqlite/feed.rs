@@ -1,6 +1,13 @@
 //! The change log on SQLite (`feed/`): numbering and appending a transaction's changes,
-//! reading them back, and retention. One writer commits at a time, so numbering from the
-//! `change_clock` row inside the write transaction is numbering in commit order.
+//! reading them back, and retention. One writer commits at a time, so numbering after the
+//! log's head inside the write transaction is numbering in commit order.
+//!
+//! Since schema version 12 both clocks are derived from the log's newest row, so a commit
+//! that logs its changes writes no clock page (issue #16): the head ('last') is
+//! `max(change_clock 'last', max(changes.seq))`, and the version clock is
+//! `max(change_clock 'version', the version of the newest change)`. The rows are floors,
+//! written only when the log alone would not tell: a commit whose newest change does not
+//! carry the clock's value ([`append`]), a shred, and retention before it removes rows.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -8,6 +15,8 @@ use super::db_err;
 use crate::error::{Result, StorageError};
 use crate::feed::{Change, NewChange, prunable_prefix};
 
+/// The value of a `change_clock` row as stored (for 'last' and 'version' a floor: see
+/// [`head_seq`] and [`version_clock`]).
 fn clock(conn: &Connection, name: &str) -> Result<i64> {
     conn.prepare_cached("SELECT value FROM change_clock WHERE name = ?1")
         .and_then(|mut s| s.query_row([name], |r| r.get::<_, i64>(0)).optional())
@@ -22,13 +31,58 @@ fn set_clock(conn: &Connection, name: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
+/// The last seq handed out: the newest row's, or the 'last' row when that is higher (the
+/// log was pruned to nothing, or a shred numbered past it).
+fn head_seq(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT max(value, coalesce((SELECT max(seq) FROM changes), 0))
+         FROM change_clock WHERE name = 'last'",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
+    .map_err(db_err("reading the change clock"))?
+    .ok_or_else(|| StorageError::corruption("the change clock", "no 'last' row"))
+}
+
+/// The last version handed out: the newest change's, or the 'version' row when that is
+/// higher.
+pub(super) fn version_clock(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT max(value, coalesce((SELECT version FROM changes ORDER BY seq DESC LIMIT 1), 0))
+         FROM change_clock WHERE name = 'version'",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
+    .map_err(db_err("reading the version clock"))?
+    .ok_or_else(|| StorageError::corruption("the version clock", "no 'version' row"))
+}
+
+/// Records `clock` as the version clock's floor.
+pub(super) fn set_version_clock(conn: &Connection, clock: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE change_clock SET value = ?1 WHERE name = 'version'")
+        .and_then(|mut s| s.execute(params![clock]))
+        .map_err(db_err("advancing the version clock"))?;
+    Ok(())
+}
+
 /// Numbers `changes` after the last seq and appends them (inside the write transaction,
-/// after every unit ran, for the units that committed).
-pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
+/// after every unit ran, for the units that committed); `clock` is the version clock at the
+/// end of the transaction and `moved` whether the transaction advanced it. The 'version' row
+/// is written only when the newest appended change does not carry `clock` (a unit rolled
+/// back after taking versions, a put keeping an older version, a delete, or nothing logged
+/// while the clock moved): otherwise the log itself holds the clock.
+pub(super) fn append(
+    conn: &Connection,
+    changes: &[NewChange],
+    clock: i64,
+    moved: bool,
+) -> Result<()> {
+    let newest = changes.last().map(|c| c.version);
+    if newest != Some(clock) && (moved || newest.is_some()) {
+        set_version_clock(conn, clock)?;
+    }
     if changes.is_empty() {
         return Ok(());
     }
-    let mut seq = clock(conn, "last")?;
+    let mut seq = head_seq(conn)?;
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO changes (seq, collection, key, kind, version, at)
@@ -50,7 +104,7 @@ pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
             ])
             .map_err(db_err("appending to the change log"))?;
     }
-    set_clock(conn, "last", seq)
+    Ok(())
 }
 
 /// Logs a crypto-shred of `collection` (before its records are deleted, in the same
@@ -58,7 +112,10 @@ pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
 /// numbered in key order.
 pub(super) fn log_shred(conn: &Connection, collection: &str, now_ms: i64) -> Result<()> {
     let err = db_err("logging a shred");
-    let last = clock(conn, "last")?;
+    let last = head_seq(conn)?;
+    // The logged changes carry the records' versions, older than the clock: keep it.
+    let versions = version_clock(conn)?;
+    set_version_clock(conn, versions)?;
     let n = conn
         .execute(
             "INSERT INTO changes (seq, collection, key, kind, version, at)
@@ -87,6 +144,10 @@ pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(
     let mut pruned = clock(conn, "pruned")?;
     let mut removed = 0usize;
     if let Some(through) = prunable_prefix(&rows, before_ms) {
+        // The newest row may go: both clocks become rows first.
+        let (last, versions) = (head_seq(conn)?, version_clock(conn)?);
+        set_clock(conn, "last", last)?;
+        set_version_clock(conn, versions)?;
         removed = conn
             .prepare_cached("DELETE FROM changes WHERE seq <= ?1")
             .and_then(|mut s| s.execute([through]))
@@ -130,7 +191,7 @@ pub(super) fn since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<C
 
 /// The last seq handed out.
 pub(super) fn head(conn: &Connection) -> Result<u64> {
-    let last = clock(conn, "last")?;
+    let last = head_seq(conn)?;
     u64::try_from(last)
         .map_err(|_| StorageError::corruption("the change clock", format!("invalid seq {last}")))
 }

@@ -193,6 +193,26 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX blobs_by_hash_prefix;
     CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8)) WHERE codec <> 17;
     ",
+    // Version 12: no clock page per durable write (issue #16). A rewrite still wrote four
+    // pages, one of them only for the `change_clock` rows. Both clocks are now derived from
+    // the change log's newest row (`feed.rs`): the head is the highest seq, the version clock
+    // the newest change's version; the 'last' and 'version' rows become floors, written
+    // only when the log does not tell (a commit whose newest change does not carry the
+    // clock, a shred, before retention removes rows). Nothing moves: the rows are exact
+    // today, so they are valid floors. The version makes older builds, which would read a
+    // stale row as the clock, refuse the store. `version_clock` is redefined as the derived
+    // value, for the restores and snapshot readers that name it.
+    r"
+    DROP TRIGGER version_clock_update;
+    DROP VIEW version_clock;
+    CREATE VIEW version_clock (id, last) AS
+        SELECT 0, max(value, coalesce((SELECT version FROM changes ORDER BY seq DESC LIMIT 1), 0))
+        FROM change_clock WHERE name = 'version';
+    CREATE TRIGGER version_clock_update INSTEAD OF UPDATE OF last ON version_clock
+    BEGIN
+        UPDATE change_clock SET value = NEW.last WHERE name = 'version';
+    END;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -570,7 +590,7 @@ mod tests {
                  VALUES ('c', 'a', 1, 0, 0, 41), ('c', 'd', 2, 0, 0, 42);",
         )
         .map_err(db_err("a version-10 store"))?;
-        assert_eq!(migrate(&mut conn)?, 11);
+        assert_eq!(migrate(&mut conn)?, latest_version());
         let clocks = |conn: &Connection| -> Result<(i64, i64, i64)> {
             conn.query_row(
                 "SELECT (SELECT last FROM version_clock),
@@ -608,6 +628,47 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(db_err("integrity"))?;
         assert_eq!(check, "ok");
+        Ok(())
+    }
+
+    /// Version 12 reads both clocks as the change log's newest row or their `change_clock`
+    /// row, whichever is higher: a version-11 store (rows exact) reads the same after the
+    /// upgrade, a change appended without touching the rows moves both clocks, and the
+    /// view a restore updates still moves the row.
+    #[test]
+    fn version_12_reads_the_clocks_from_the_change_log() -> Result<()> {
+        use crate::backend::sqlite::feed;
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        let v11 = MIGRATIONS.get(..11).unwrap_or_default();
+        conn.execute_batch(&v11.concat())
+            .map_err(db_err("schema 11"))?;
+        conn.execute_batch(
+            "PRAGMA user_version = 11; PRAGMA application_id = 1111708243;
+             UPDATE change_clock SET value = 9 WHERE name = 'version';
+             UPDATE change_clock SET value = 2 WHERE name = 'last';
+             INSERT INTO changes (seq, collection, key, kind, version, at)
+                 VALUES (1, 'c', 'a', 1, 8, 0), (2, 'c', 'a', 2, 8, 0);",
+        )
+        .map_err(db_err("a version-11 store"))?;
+        assert_eq!(migrate(&mut conn)?, 12);
+        let clocks = |conn: &Connection| -> Result<(i64, i64, u64)> {
+            let view: i64 = conn
+                .query_row("SELECT last FROM version_clock", [], |r| r.get(0))
+                .map_err(db_err("the view"))?;
+            Ok((view, feed::version_clock(conn)?, feed::head(conn)?))
+        };
+        // The delete's change carries 8; the row says 9.
+        assert_eq!(clocks(&conn)?, (9, 9, 2));
+        conn.execute(
+            "INSERT INTO changes (seq, collection, key, kind, version, at)
+             VALUES (3, 'c', 'b', 1, 10, 0)",
+            [],
+        )
+        .map_err(db_err("a logged put"))?;
+        assert_eq!(clocks(&conn)?, (10, 10, 3));
+        conn.execute("UPDATE version_clock SET last = max(last, 50)", [])
+            .map_err(db_err("a restore's clock update"))?;
+        assert_eq!(clocks(&conn)?, (50, 50, 3));
         Ok(())
     }
 

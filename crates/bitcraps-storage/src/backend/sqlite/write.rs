@@ -1,8 +1,8 @@
 //! The write path: group-committed units, each in its own savepoint, with exact blob
 //! reference counts maintained in the same transaction as the records. Versions come from the
-//! 'version' row of `change_clock` (schema version 11; beside the change log's own rows, so
-//! both clocks cost one page), read once at the start of the transaction and written once at
-//! its end.
+//! version clock (`feed.rs`: since schema version 12 the newest change's version, or the
+//! 'version' row of `change_clock` when higher), read once at the start of the transaction;
+//! at its end the row is written only when the logged changes do not carry the clock.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -22,10 +22,7 @@ struct Clock(i64);
 
 impl Clock {
     fn read(conn: &Connection) -> Result<Self> {
-        conn.prepare_cached("SELECT value FROM change_clock WHERE name = 'version'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map(Clock)
-            .map_err(db_err("reading the version clock"))
+        feed::version_clock(conn).map(Clock)
     }
 
     fn next(&mut self) -> Result<(i64, Version)> {
@@ -50,13 +47,6 @@ impl Clock {
             return Ok((n, v));
         }
         self.next()
-    }
-
-    fn write(&self, conn: &Connection) -> Result<()> {
-        conn.prepare_cached("UPDATE change_clock SET value = ?1 WHERE name = 'version'")
-            .and_then(|mut s| s.execute(params![self.0]))
-            .map_err(db_err("advancing the version clock"))?;
-        Ok(())
     }
 }
 
@@ -91,11 +81,9 @@ pub fn apply(
             }
         }
     }
-    // Versions used by units that were rolled back stay used: gaps, never a repeat.
-    if clock.0 != start {
-        clock.write(&tx)?;
-    }
-    feed::append(&tx, &committed)?;
+    // Versions used by units that were rolled back stay used: gaps, never a repeat (the
+    // clock's row is written when no logged change carries its value).
+    feed::append(&tx, &committed, clock.0, clock.0 != start)?;
     tx.commit()
         .map_err(db_err("committing a write transaction"))?;
     Ok(results)
