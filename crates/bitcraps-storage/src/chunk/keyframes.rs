@@ -195,6 +195,7 @@ mod tests {
             dict_id: None,
             chunks: Arc::from([]),
             delta: false,
+            sealed: None,
         };
         cache.insert(id(1), "c", Arc::from(vec![1; 1000]));
         assert!(matches!(cache.get_listed(id(1)), Some((_, None))));
