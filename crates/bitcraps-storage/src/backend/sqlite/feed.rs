@@ -22,33 +22,82 @@ fn set_clock(conn: &Connection, name: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
+/// Rows per multi-row insert of the change log: one statement per 64 changes instead of one
+/// per change (a bulk load appends a thousand at once), 384 parameters.
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO changes … VALUES` with `rows` rows of six parameters each.
+fn insert_sql(rows: usize) -> String {
+    let mut sql =
+        String::from("INSERT INTO changes (seq, collection, key, kind, version, at) VALUES ");
+    for i in 0..rows {
+        let p = i * 6;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(?{},?{},?{},?{},?{},?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    sql
+}
+
 /// Numbers `changes` after the last seq and appends them (inside the write transaction,
-/// after every unit ran, for the units that committed).
+/// after every unit ran, for the units that committed): full runs of [`ROWS_PER_INSERT`]
+/// in one statement each, the rest one by one.
 pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
+    let err = || db_err("appending to the change log");
     let mut seq = clock(conn, "last")?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO changes (seq, collection, key, kind, version, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(db_err("appending to the change log"))?;
-    for c in changes {
+    let mut next_seq = || {
         seq = seq.checked_add(1).ok_or_else(|| {
             StorageError::corruption("the change clock", "the clock is at its maximum")
         })?;
-        insert
-            .execute(params![
-                seq,
+        Ok::<i64, StorageError>(seq)
+    };
+    let mut runs = changes.chunks_exact(ROWS_PER_INSERT);
+    if runs.len() > 0 {
+        let mut many = conn
+            .prepare_cached(&insert_sql(ROWS_PER_INSERT))
+            .map_err(err())?;
+        for run in runs.by_ref() {
+            let mut at = 1;
+            for c in run {
+                many.raw_bind_parameter(at, next_seq()?).map_err(err())?;
+                many.raw_bind_parameter(at + 1, &c.collection)
+                    .map_err(err())?;
+                many.raw_bind_parameter(at + 2, &c.key).map_err(err())?;
+                many.raw_bind_parameter(at + 3, c.kind.code())
+                    .map_err(err())?;
+                many.raw_bind_parameter(at + 4, c.version).map_err(err())?;
+                many.raw_bind_parameter(at + 5, c.at_ms).map_err(err())?;
+                at += 6;
+            }
+            many.raw_execute().map_err(err())?;
+        }
+    }
+    let rest = runs.remainder();
+    if !rest.is_empty() {
+        let mut one = conn.prepare_cached(&insert_sql(1)).map_err(err())?;
+        for c in rest {
+            one.execute(params![
+                next_seq()?,
                 c.collection,
                 c.key,
                 c.kind.code(),
                 c.version,
                 c.at_ms
             ])
-            .map_err(db_err("appending to the change log"))?;
+            .map_err(err())?;
+        }
     }
     set_clock(conn, "last", seq)
 }
