@@ -603,8 +603,9 @@ fn put(
 /// Removes the record at `collection/key` if it expired by `now_ms`, releasing its blob, so
 /// the write that follows sees an absent key.
 ///
-/// Every put and delete runs this, and almost never finds an expired record: a point
-/// `SELECT` first, and the `DELETE` only for a record found expired. (A `DELETE …
+/// Every delete and every put on the general path (a kept version, a delta) runs this, and
+/// almost never finds an expired record: a point `SELECT` first, and the `DELETE` only for a
+/// record found expired (other puts insert first: `put_new_first`). (A `DELETE …
 /// RETURNING` that matches nothing still opens a write cursor and an ephemeral table for
 /// its results: ~19 k instructions per write, against ~4 k for the read.)
 fn purge_expired(
