@@ -26,6 +26,16 @@ fn set_clock(conn: &Connection, name: &str, value: i64) -> Result<()> {
 /// per change (a bulk load appends a thousand at once), 384 parameters.
 const ROWS_PER_INSERT: usize = 64;
 
+/// One change (a durable single put appends one per group commit).
+const ONE_ROW: &str = "INSERT INTO changes (seq, collection, key, kind, version, at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// [`ROWS_PER_INSERT`] changes, built once.
+fn many_rows() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| insert_sql(ROWS_PER_INSERT))
+}
+
 /// `INSERT INTO changes … VALUES` with `rows` rows of six parameters each.
 fn insert_sql(rows: usize) -> String {
     let mut sql =
@@ -65,9 +75,7 @@ pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
     };
     let mut runs = changes.chunks_exact(ROWS_PER_INSERT);
     if runs.len() > 0 {
-        let mut many = conn
-            .prepare_cached(&insert_sql(ROWS_PER_INSERT))
-            .map_err(err())?;
+        let mut many = conn.prepare_cached(many_rows()).map_err(err())?;
         for run in runs.by_ref() {
             let mut at = 1;
             for c in run {
@@ -86,7 +94,7 @@ pub(super) fn append(conn: &Connection, changes: &[NewChange]) -> Result<()> {
     }
     let rest = runs.remainder();
     if !rest.is_empty() {
-        let mut one = conn.prepare_cached(&insert_sql(1)).map_err(err())?;
+        let mut one = conn.prepare_cached(ONE_ROW).map_err(err())?;
         for c in rest {
             one.execute(params![
                 next_seq()?,
