@@ -20,7 +20,9 @@
 //! `--runs` times (default 3) and prints its table.
 //!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
-//! JSON; the parent re-executes itself with it once per store and run.
+//! JSON; the parent re-executes itself with it once per store and run. `--bulk` runs only the
+//! bulk load (and the footprint it leaves), with `--child` or across stores: to profile it
+//! (`valgrind --tool=callgrind … --child bitcraps-storage --quick --bulk`) or compare it alone.
 
 mod docs;
 mod large;
@@ -68,6 +70,7 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
        bitcraps-storage-bench --large [--quick] [--mode whole|chunks|deltas]
                               [--keyframe-interval N]
        bitcraps-storage-bench --prefetch [--quick] [--runs N]
+       bitcraps-storage-bench --bulk [--quick] [--runs N] [--stores a,b]
 
   --quick          small sizes (20,000 documents instead of 200,000)
   --runs N         runs per store (default 3); the table shows medians and min-max
@@ -81,7 +84,8 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --keyframe-interval N
                    with --large: the deltas configuration's keyframe_interval (default:
                    the library's default)
-  --prefetch       the prefetching workload only (issue #15), prefetching off and on";
+  --prefetch       the prefetching workload only (issue #15), prefetching off and on
+  --bulk           the bulk load only (and its footprint); the other rows stay 0";
 
 /// Flags that take a value, and flags that do not.
 const WITH_VALUE: [&str; 8] = [
@@ -94,7 +98,7 @@ const WITH_VALUE: [&str; 8] = [
     "--redis",
     "--child",
 ];
-const SWITCHES: [&str; 3] = ["--quick", "--large", "--prefetch"];
+const SWITCHES: [&str; 4] = ["--quick", "--large", "--prefetch", "--bulk"];
 
 /// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
 /// the defaults. `Ok(false)` when help was asked for (and printed).
@@ -121,6 +125,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let bulk_only = args.iter().any(|a| a == "--bulk");
     let servers = servers(&args)?;
     if args.iter().any(|a| a == "--large") {
         // `--mode whole|chunks|deltas`: one configuration alone (to profile it).
@@ -150,7 +155,7 @@ fn main() -> Result<()> {
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let name = args.get(pos + 1).context("--child needs a store name")?;
-        let measured = workloads::run(name, Scale::new(quick), &servers)?;
+        let measured = workloads::run(name, Scale::new(quick), &servers, bulk_only)?;
         println!("{}", serde_json::to_string(&measured)?);
         return Ok(());
     }
@@ -190,6 +195,9 @@ fn main() -> Result<()> {
             cmd.arg("--child").arg(name.as_str());
             if quick {
                 cmd.arg("--quick");
+            }
+            if bulk_only {
+                cmd.arg("--bulk");
             }
             if let Some(url) = &servers.postgres {
                 cmd.arg("--postgres").arg(url);
@@ -251,6 +259,9 @@ mod tests {
             "64"
         ]))?);
         assert!(check_args(&args(&["--prefetch", "--runs", "1"]))?);
+        assert!(check_args(&args(&[
+            "--child", "fjall", "--quick", "--bulk"
+        ]))?);
         Ok(())
     }
 }

@@ -301,3 +301,53 @@ async fn store_files_are_private_and_tightened_on_open() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// A unit reads each collection's default TTL once (issue #15: once per put was a statement
+/// per record of a bulk load); a `Setting` in the same unit must not leave the puts after it
+/// with the TTL read before it.
+#[test]
+fn a_setting_in_a_unit_applies_to_the_puts_after_it() -> Result {
+    use bitcraps_storage::testing::OpOutcome;
+    let f = sqlite_fixture();
+    let backend = sqlite(&f.config)?;
+    let p = Pipeline {
+        codec: Codec::Zstd,
+        level: 3,
+        max_value_size: 1 << 20,
+        chunk_threshold: 0,
+        keyframe_interval: 0,
+    };
+    let put = |k: &str| -> Result<WriteOp> {
+        Ok(WriteOp::Put {
+            collection: "c".into(),
+            key: k.into(),
+            value: p.encode("c", k, k)?,
+            now_ms: 1_000,
+            keep_version: None,
+            expires_ms: None,
+        })
+    };
+    let ttl = |value: Option<i64>| WriteOp::Setting {
+        collection: "c".into(),
+        name: "default_ttl_ms",
+        value,
+    };
+    let unit = vec![
+        put("a")?,
+        ttl(Some(60_000)),
+        put("b")?,
+        put("c")?,
+        ttl(None),
+        put("d")?,
+    ];
+    let outcomes = backend.apply(&[unit])?.remove(0)?;
+    let expiries: Vec<Option<i64>> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            OpOutcome::Put { expires_ms, .. } => Some(*expires_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expiries, [None, Some(61_000), Some(61_000), None]);
+    Ok(())
+}

@@ -97,8 +97,9 @@ pub struct CpuPerOp {
     pub mixed: f64,
 }
 
-/// Runs every workload on store `name`.
-pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
+/// Runs every workload on store `name` (with `bulk_only`, only the bulk load and the
+/// footprint it leaves: to profile the bulk load alone).
+pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Result<Measured> {
     let mut dir = tempfile::tempdir()?;
     // For inspecting what a store left on disk (e.g. with sqlite3's dbstat): keep the run's
     // directory and name it on stderr.
@@ -109,6 +110,10 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
     let store: Box<dyn Store> = stores::open(name, dir.path(), servers)?;
     let mut live = Live::default();
     let mut m = Measured::default();
+    if bulk_only {
+        bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
+        return settle(store, dir.path(), &live, m);
+    }
 
     // 1. Durable single stores from concurrent writers.
     let workers = plan::puts(scale.writers, scale.puts_per_writer, &mut live)?;
@@ -126,24 +131,8 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
     drop(workers);
     m.fsync_ms = fsync_latency_ms(dir.path(), 200)?;
 
-    // 2. Bulk load, 1,000 per batch (documents made outside the clock, batch by batch).
-    let mut elapsed = std::time::Duration::ZERO;
-    let mut cpu = 0.0;
-    for start in (0..scale.bulk_docs).step_by(1000) {
-        let items: Vec<(String, Game)> = (start..(start + 1000).min(scale.bulk_docs))
-            .map(|i| (bulk_key(i), document(i as u64)))
-            .collect();
-        for (k, d) in &items {
-            live.note(k, d)?;
-        }
-        let cpu_before = cpu_seconds()?;
-        let started = Instant::now();
-        store.put_batch(&items)?;
-        elapsed += started.elapsed();
-        cpu += cpu_seconds()? - cpu_before;
-    }
-    m.bulk_load = per_second(scale.bulk_docs, elapsed);
-    m.cpu_us.bulk = per_item_us(cpu, scale.bulk_docs);
+    // 2. Bulk load, 1,000 per batch.
+    bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
 
     // 3. Zipfian typed reads from 1, 2 and 4 threads.
     let picker = Picker::new(scale.bulk_docs);
@@ -203,21 +192,53 @@ pub fn run(name: &str, scale: Scale, servers: &Servers) -> Result<Measured> {
     m.prefix_scan_records = rate(scanned, started);
 
     // 6. Footprint after the store's own settle step, and peak memory.
+    settle(store, dir.path(), &live, m)
+}
+
+/// The footprint after the store's own settle step, and peak memory.
+fn settle(
+    store: Box<dyn Store>,
+    dir: &std::path::Path,
+    live: &Live,
+    mut m: Measured,
+) -> Result<Measured> {
     store.settle()?;
     let bytes = match store.remote_footprint() {
         Some(bytes) => bytes,
-        None => dir_bytes(dir.path())?,
+        None => dir_bytes(dir)?,
     };
     #[expect(clippy::cast_precision_loss, reason = "a ratio of byte counts")]
     {
         m.footprint = bytes as f64 / live.bytes() as f64;
         m.change_log = store
-            .change_log_bytes(dir.path())?
+            .change_log_bytes(dir)?
             .map(|log| log as f64 / live.bytes() as f64);
     }
     drop(store);
     m.peak_rss_mib = peak_rss_mib()?;
     Ok(m)
+}
+
+/// The bulk load, 1,000 per batch (documents made outside the clock, batch by batch).
+fn bulk_load(store: &dyn Store, scale: Scale, live: &mut Live, m: &mut Measured) -> Result<()> {
+    let mut elapsed = std::time::Duration::ZERO;
+    let mut cpu = 0.0;
+    for start in (0..scale.bulk_docs).step_by(1000) {
+        let items: Vec<(String, Game)> = (start..(start + 1000).min(scale.bulk_docs))
+            .map(|i| (bulk_key(i), document(i as u64)))
+            .collect();
+        for (k, d) in &items {
+            live.note(k, d)?;
+        }
+        let cpu_before = cpu_seconds()?;
+        let started = Instant::now();
+        store.put_batch(&items)?;
+        elapsed += started.elapsed();
+        cpu += cpu_seconds()? - cpu_before;
+    }
+    m.bulk_load = per_second(scale.bulk_docs, elapsed);
+    m.cpu_us.bulk = per_item_us(cpu, scale.bulk_docs);
+    Ok(())
 }
 
 #[expect(clippy::cast_precision_loss, reason = "rates as f64")]

@@ -206,17 +206,6 @@ impl PersistentStorageManager {
             return Ok(());
         }
         let now = self.inner.shared.clock.now_ms();
-        // Serializing borrows the caller's values, so it happens here; hashing and compressing
-        // a large batch (milliseconds of CPU) moves to a blocking thread so the runtime's
-        // worker is not held.
-        let mut raws = Vec::with_capacity(items.len());
-        let mut total = 0usize;
-        for (key, value, keep, expires) in items {
-            validate::key(collection, key)?;
-            let raw = Self::serialize(collection, key, value)?;
-            total = total.saturating_add(raw.len());
-            raws.push((key.to_string(), raw, (*keep, *expires)));
-        }
         let pipeline = self.inner.pipeline;
         let dict = self.inner.shared.dictionaries.encoder(collection);
         let c = collection.to_owned();
@@ -226,10 +215,36 @@ impl PersistentStorageManager {
             let value = crate::crypto::preseal(ring.as_deref(), &c, value)?;
             Ok((key, value, keep))
         };
-        let encoded = if total <= INLINE_ENCODE_LIMIT {
-            raws.into_iter().map(encode).collect::<Result<Vec<_>>>()?
+        // Serializing borrows the caller's values, so it happens here; hashing and compressing
+        // a large batch (milliseconds of CPU) moves to blocking threads so the runtime's
+        // worker is not held. A batch of more than one part hands each part over as soon as
+        // it is serialized (`encode::Streamed`): the next part is serialized meanwhile.
+        let serialize = |(key, value, keep, expires): &(&str, &T, Option<Version>, Option<i64>)| {
+            validate::key(collection, key)?;
+            let raw = Self::serialize(collection, key, value)?;
+            Ok::<_, StorageError>((key.to_string(), raw, (*keep, *expires)))
+        };
+        let encoded = if items.len() > super::encode::STREAM_PART {
+            let mut streamed = super::encode::Streamed::new(encode, items.len());
+            for part in items.chunks(super::encode::STREAM_PART) {
+                let raws = match part.iter().map(serialize).collect::<Result<Vec<_>>>() {
+                    Ok(raws) => raws,
+                    Err(e) => return Err(streamed.fail(e).await),
+                };
+                streamed.push(raws).await?;
+            }
+            streamed.finish().await?
         } else {
-            super::encode::on_pool(raws, encode).await?
+            let raws = items.iter().map(serialize).collect::<Result<Vec<_>>>()?;
+            let total = raws
+                .iter()
+                .map(|(_, raw, _)| raw.len())
+                .fold(0, usize::saturating_add);
+            if total <= INLINE_ENCODE_LIMIT {
+                raws.into_iter().map(encode).collect::<Result<Vec<_>>>()?
+            } else {
+                super::encode::on_pool(raws, encode).await?
+            }
         };
         let mut unit = Vec::with_capacity(encoded.len());
         for (key, value, (keep_version, expires_ms)) in encoded {

@@ -35,6 +35,7 @@ macro_rules! feed_suite {
     ($fixture:path) => {
         $crate::feed_suite!(@tests $fixture;
             every_put_delete_and_expiry_is_logged_in_commit_order,
+            a_bulk_batch_over_expired_keys_logs_every_change_in_order,
             a_failed_unit_logs_nothing_and_leaves_no_gap,
             watch_catches_up_then_follows_without_gap_or_duplicate,
             retention_removes_a_prefix_and_reading_past_it_is_an_error,
@@ -129,6 +130,66 @@ pub async fn every_put_delete_and_expiry_is_logged_in_commit_order(f: Fixture) -
     s.close().await?;
     let s = open(&f).await?;
     assert_eq!(s.changes_since(head, 1000).await?, changes);
+    s.close().await?;
+    Ok(())
+}
+
+/// A bulk batch (more changes than one multi-row insert of the log holds, and a remainder)
+/// over keys that expired, live keys and new keys: every change in the batch's order, an
+/// expiry before the put over it, dense seqs; an expired record's content that the put
+/// stores again stays one blob with exact references, and the record is new (issue #15:
+/// puts insert first and read the row only when the key is present).
+pub async fn a_bulk_batch_over_expired_keys_logs_every_change_in_order(f: Fixture) -> Result {
+    let s = open(&f).await?;
+    s.store_with_ttl("bulk", "k-000", &json!({"same": true}), MINUTE)
+        .await?;
+    s.store_with_ttl("bulk", "k-001", &json!({"old": 1}), MINUTE)
+        .await?;
+    s.store("bulk", "k-002", &json!({"live": 2})).await?;
+    let m0 = s.metadata("bulk", "k-000").await?.ok_or("k-000")?;
+    let m1 = s.metadata("bulk", "k-001").await?.ok_or("k-001")?;
+    let m2 = s.metadata("bulk", "k-002").await?.ok_or("k-002")?;
+    s.advance_clock(2 * MINUTE);
+    let head = s.change_head().await?;
+    let items: Vec<(String, serde_json::Value)> = (0..150)
+        .map(|i| {
+            let doc = if i == 0 {
+                json!({"same": true})
+            } else {
+                json!({"n": i})
+            };
+            (format!("k-{i:03}"), doc)
+        })
+        .collect();
+    s.store_batch("bulk", &items).await?;
+    let changes = s.changes_since(head, 1000).await?;
+    let mut expected = Vec::new();
+    for (i, (key, _)) in items.iter().enumerate() {
+        let version = s.metadata("bulk", key).await?.ok_or("stored")?.version;
+        match i {
+            0 => expected.push(row("bulk", key, ChangeKind::Expire, m0.version)),
+            1 => expected.push(row("bulk", key, ChangeKind::Expire, m1.version)),
+            _ => {}
+        }
+        expected.push(row("bulk", key, ChangeKind::Put, version));
+    }
+    assert_eq!(shape(head, &changes), expected);
+    assert_eq!(s.change_head().await?, head + 152);
+    let again = s.metadata("bulk", "k-000").await?.ok_or("k-000")?;
+    assert_eq!(again.shared_by, 1, "one record refers to the content");
+    assert!(
+        again.created_at > m0.created_at,
+        "an expired key's put is a new record"
+    );
+    let live = s.metadata("bulk", "k-002").await?.ok_or("k-002")?;
+    assert_eq!(
+        live.created_at, m2.created_at,
+        "a live key's put replaces it"
+    );
+    assert!(live.version > m2.version);
+    assert_eq!(s.statistics().await?.database_stats.blob_count, 150);
+    let report = s.check_consistency().await?;
+    assert!(report.is_ok(), "{report:?}");
     s.close().await?;
     Ok(())
 }

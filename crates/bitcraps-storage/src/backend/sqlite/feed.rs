@@ -63,12 +63,49 @@ pub(super) fn set_version_clock(conn: &Connection, clock: i64) -> Result<()> {
     Ok(())
 }
 
+/// Rows per multi-row insert of the change log: one statement per 64 changes instead of one
+/// per change (a bulk load appends a thousand at once), 384 parameters.
+const ROWS_PER_INSERT: usize = 64;
+
+/// One change (a durable single put appends one per group commit).
+const ONE_ROW: &str = "INSERT INTO changes (seq, collection, key, kind, version, at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// [`ROWS_PER_INSERT`] changes, built once.
+fn many_rows() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| insert_sql(ROWS_PER_INSERT))
+}
+
+/// `INSERT INTO changes … VALUES` with `rows` rows of six parameters each.
+fn insert_sql(rows: usize) -> String {
+    let mut sql =
+        String::from("INSERT INTO changes (seq, collection, key, kind, version, at) VALUES ");
+    for i in 0..rows {
+        let p = i * 6;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(?{},?{},?{},?{},?{},?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    sql
+}
+
 /// Numbers `changes` after the last seq and appends them (inside the write transaction,
-/// after every unit ran, for the units that committed); `clock` is the version clock at the
-/// end of the transaction and `moved` whether the transaction advanced it. The 'version' row
-/// is written only when the newest appended change does not carry `clock` (a unit rolled
-/// back after taking versions, a put keeping an older version, a delete, or nothing logged
-/// while the clock moved): otherwise the log itself holds the clock.
+/// after every unit ran, for the units that committed): full runs of [`ROWS_PER_INSERT`]
+/// in one statement each, the rest one by one. `clock` is the version clock at the end of
+/// the transaction and `moved` whether the transaction advanced it. The 'version' row is
+/// written only when the newest appended change does not carry `clock` (a unit rolled back
+/// after taking versions, a put keeping an older version, a delete, or nothing logged while
+/// the clock moved): otherwise the log itself holds the clock.
 pub(super) fn append(
     conn: &Connection,
     changes: &[NewChange],
@@ -82,27 +119,47 @@ pub(super) fn append(
     if changes.is_empty() {
         return Ok(());
     }
+    let err = || db_err("appending to the change log");
     let mut seq = head_seq(conn)?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO changes (seq, collection, key, kind, version, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(db_err("appending to the change log"))?;
-    for c in changes {
+    let mut next_seq = || {
         seq = seq.checked_add(1).ok_or_else(|| {
             StorageError::corruption("the change clock", "the clock is at its maximum")
         })?;
-        insert
-            .execute(params![
-                seq,
+        Ok::<i64, StorageError>(seq)
+    };
+    let mut runs = changes.chunks_exact(ROWS_PER_INSERT);
+    if runs.len() > 0 {
+        let mut many = conn.prepare_cached(many_rows()).map_err(err())?;
+        for run in runs.by_ref() {
+            let mut at = 1;
+            for c in run {
+                many.raw_bind_parameter(at, next_seq()?).map_err(err())?;
+                many.raw_bind_parameter(at + 1, &c.collection)
+                    .map_err(err())?;
+                many.raw_bind_parameter(at + 2, &c.key).map_err(err())?;
+                many.raw_bind_parameter(at + 3, c.kind.code())
+                    .map_err(err())?;
+                many.raw_bind_parameter(at + 4, c.version).map_err(err())?;
+                many.raw_bind_parameter(at + 5, c.at_ms).map_err(err())?;
+                at += 6;
+            }
+            many.raw_execute().map_err(err())?;
+        }
+    }
+    let rest = runs.remainder();
+    if !rest.is_empty() {
+        let mut one = conn.prepare_cached(ONE_ROW).map_err(err())?;
+        for c in rest {
+            one.execute(params![
+                next_seq()?,
                 c.collection,
                 c.key,
                 c.kind.code(),
                 c.version,
                 c.at_ms
             ])
-            .map_err(db_err("appending to the change log"))?;
+            .map_err(err())?;
+        }
     }
     Ok(())
 }

@@ -50,6 +50,27 @@ impl Clock {
     }
 }
 
+/// The collections' default TTLs as a unit reads them: a bulk unit puts a thousand records
+/// into one collection, and reading the setting once instead of once per put saves a
+/// statement per record. A `Setting` op in the unit forgets what was read.
+#[derive(Default)]
+struct DefaultTtls(Vec<(String, Option<i64>)>);
+
+impl DefaultTtls {
+    fn get(&mut self, conn: &Connection, collection: &str) -> Result<Option<i64>> {
+        if let Some((_, ttl)) = self.0.iter().find(|(c, _)| c == collection) {
+            return Ok(*ttl);
+        }
+        let ttl = default_ttl(conn, collection)?;
+        self.0.push((collection.to_owned(), ttl));
+        Ok(ttl)
+    }
+
+    fn forget(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
 pub fn apply(
     conn: &mut Connection,
@@ -105,9 +126,10 @@ fn apply_unit(
             guarded.push((collection, q, usage(conn, collection, now)?));
         }
     }
+    let mut ttls = DefaultTtls::default();
     let mut outcomes = unit
         .iter()
-        .map(|op| apply_op(conn, op, deduplicate, clock, changes))
+        .map(|op| apply_op(conn, op, deduplicate, clock, changes, &mut ttls))
         .collect::<Result<Vec<_>>>()?;
     for (collection, q, before) in guarded {
         let after = usage(conn, collection, now)?;
@@ -124,6 +146,7 @@ fn apply_op(
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
+    ttls: &mut DefaultTtls,
 ) -> Result<OpOutcome> {
     match op {
         WriteOp::Put {
@@ -134,11 +157,36 @@ fn apply_op(
             keep_version,
             expires_ms,
         } => {
+            let placed = |expires_ms| Placed {
+                collection,
+                key,
+                now_ms: *now_ms,
+                expires_ms,
+            };
+            if keep_version.is_none() && !value.delta {
+                let expires_ms = match expires_ms {
+                    Some(at) => Some(*at),
+                    None => ttls
+                        .get(conn, collection)?
+                        .map(|ttl| now_ms.saturating_add(ttl)),
+                };
+                let version = clock.next()?;
+                return put_new_first(
+                    conn,
+                    placed(expires_ms),
+                    value,
+                    deduplicate,
+                    version,
+                    changes,
+                );
+            }
             // A record that expired is gone: the put is the write of an absent key.
             purge_expired(conn, collection, key, *now_ms, changes)?;
             let expires_ms = match expires_ms {
                 Some(at) => Some(*at),
-                None => default_ttl(conn, collection)?.map(|ttl| now_ms.saturating_add(ttl)),
+                None => ttls
+                    .get(conn, collection)?
+                    .map(|ttl| now_ms.saturating_add(ttl)),
             };
             let (stored, version) = match keep_version {
                 None => clock.next()?,
@@ -156,12 +204,7 @@ fn apply_op(
             ));
             put(
                 conn,
-                Placed {
-                    collection,
-                    key,
-                    now_ms: *now_ms,
-                    expires_ms,
-                },
+                placed(expires_ms),
                 value,
                 deduplicate,
                 (stored, version),
@@ -213,6 +256,7 @@ fn apply_op(
             value,
         } => {
             set_setting(conn, collection, name, *value)?;
+            ttls.forget();
             Ok(OpOutcome::Setting)
         }
         WriteOp::DeletePrefix {
@@ -371,8 +415,6 @@ pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
     }
 }
 
-/// Writes a record. The common bulk case, a new key, costs one statement besides the blob:
-/// the insert itself. Only when the key exists is its old blob read and then released.
 /// Where and when a put writes.
 struct Placed<'a> {
     collection: &'a str,
@@ -381,35 +423,8 @@ struct Placed<'a> {
     expires_ms: Option<i64>,
 }
 
-fn put(
-    conn: &Connection,
-    placed: Placed<'_>,
-    value: &EncodedValue,
-    deduplicate: bool,
-    (stored_version, version): (i64, Version),
-) -> Result<OpOutcome> {
-    let Placed {
-        collection,
-        key,
-        now_ms,
-        expires_ms,
-    } = placed;
-    if super::delta::write_over(conn, collection, key, value, deduplicate)?.is_some() {
-        conn.prepare_cached(
-            "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
-             WHERE collection = ?1 AND key = ?2",
-        )
-        .and_then(|mut s| s.execute(params![collection, key, now_ms, stored_version, expires_ms]))
-        .map_err(db_err("writing a record"))?;
-        return Ok(OpOutcome::Put {
-            deduplicated: false,
-            replaced: true,
-            version,
-            expires_ms,
-            quota_warning: None,
-        });
-    }
-    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
+/// Inserts the record unless its key is present; returns whether it did.
+fn insert_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<bool> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO records
@@ -419,51 +434,156 @@ fn put(
         )
         .and_then(|mut s| {
             s.execute(params![
-                collection,
-                key,
+                p.collection,
+                p.key,
                 blob_id,
-                now_ms,
-                stored_version,
-                expires_ms
+                p.now_ms,
+                version,
+                p.expires_ms
             ])
         })
         .map_err(db_err("writing a record"))?;
-    if inserted == 1 {
-        return Ok(OpOutcome::Put {
-            deduplicated,
-            replaced: false,
-            version,
-            expires_ms,
-            quota_warning: None,
-        });
-    }
-    let old = current_blob(conn, collection, key)?.ok_or_else(|| {
-        StorageError::database(
-            "writing a record",
-            format!("{collection}/{key} neither inserted nor present"),
-        )
-    })?;
+    Ok(inserted == 1)
+}
+
+/// Points the present record at `blob_id` with a new version.
+fn update_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5, expires_at = ?6
          WHERE collection = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
         s.execute(params![
-            collection,
-            key,
+            p.collection,
+            p.key,
             blob_id,
-            now_ms,
-            stored_version,
-            expires_ms
+            p.now_ms,
+            version,
+            p.expires_ms
         ])
     })
     .map_err(db_err("writing a record"))?;
-    release_blob(conn, old)?;
+    Ok(())
+}
+
+fn neither(p: &Placed<'_>) -> StorageError {
+    StorageError::database(
+        "writing a record",
+        format!("{}/{} neither inserted nor present", p.collection, p.key),
+    )
+}
+
+/// A put of a whole value with no version to keep, insert first. The common bulk case, a new
+/// key, costs the blob's statements and the insert, nothing else: an insert that succeeds
+/// proves there was no record, so none had expired (the general path looks for an expired
+/// record before every put). Only when the key is present is its row read: expired, it is
+/// removed (an `Expire` change) and the put is the insert of an absent key; live, it is
+/// replaced. Either way its old blob is released after the new one was acquired, so content
+/// the two share is counted, never freed and stored again.
+fn put_new_first(
+    conn: &Connection,
+    p: Placed<'_>,
+    value: &EncodedValue,
+    deduplicate: bool,
+    (stored_version, version): (i64, Version),
+    changes: &mut Vec<NewChange>,
+) -> Result<OpOutcome> {
+    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
+    let mut replaced = false;
+    if !insert_record(conn, &p, blob_id, stored_version)? {
+        let (old_blob, old_version, expired): (i64, i64, bool) = conn
+            .prepare_cached(
+                "SELECT blob_id, version, expires_at IS NOT NULL AND expires_at <= ?3
+                 FROM records WHERE collection = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![p.collection, p.key, p.now_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .map_err(db_err("looking up a record"))?
+            .ok_or_else(|| neither(&p))?;
+        if expired {
+            conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![p.collection, p.key]))
+                .map_err(db_err("removing an expired record"))?;
+            changes.push(NewChange::new(
+                p.collection,
+                p.key,
+                ChangeKind::Expire,
+                old_version,
+                p.now_ms,
+            ));
+            if !insert_record(conn, &p, blob_id, stored_version)? {
+                return Err(neither(&p));
+            }
+        } else {
+            update_record(conn, &p, blob_id, stored_version)?;
+            replaced = true;
+        }
+        release_blob(conn, old_blob)?;
+    }
+    changes.push(NewChange::new(
+        p.collection,
+        p.key,
+        ChangeKind::Put,
+        stored_version,
+        p.now_ms,
+    ));
     Ok(OpOutcome::Put {
         deduplicated,
-        replaced: true,
+        replaced,
         version,
-        expires_ms,
+        expires_ms: p.expires_ms,
+        quota_warning: None,
+    })
+}
+
+/// Writes a record after the general path's look for an expired one: a delta written over
+/// its predecessor, or a new blob; when the key exists, its old blob is read and released.
+fn put(
+    conn: &Connection,
+    p: Placed<'_>,
+    value: &EncodedValue,
+    deduplicate: bool,
+    (stored_version, version): (i64, Version),
+) -> Result<OpOutcome> {
+    if super::delta::write_over(conn, p.collection, p.key, value, deduplicate)?.is_some() {
+        conn.prepare_cached(
+            "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
+             WHERE collection = ?1 AND key = ?2",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                p.collection,
+                p.key,
+                p.now_ms,
+                stored_version,
+                p.expires_ms
+            ])
+        })
+        .map_err(db_err("writing a record"))?;
+        return Ok(OpOutcome::Put {
+            deduplicated: false,
+            replaced: true,
+            version,
+            expires_ms: p.expires_ms,
+            quota_warning: None,
+        });
+    }
+    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
+    let inserted = insert_record(conn, &p, blob_id, stored_version)?;
+    if !inserted {
+        let old = current_blob(conn, p.collection, p.key)?.ok_or_else(|| neither(&p))?;
+        update_record(conn, &p, blob_id, stored_version)?;
+        release_blob(conn, old)?;
+    }
+    Ok(OpOutcome::Put {
+        deduplicated,
+        replaced: !inserted,
+        version,
+        expires_ms: p.expires_ms,
         quota_warning: None,
     })
 }
@@ -471,8 +591,9 @@ fn put(
 /// Removes the record at `collection/key` if it expired by `now_ms`, releasing its blob, so
 /// the write that follows sees an absent key.
 ///
-/// Every put and delete runs this, and almost never finds an expired record: a point
-/// `SELECT` first, and the `DELETE` only for a record found expired. (A `DELETE …
+/// Every delete and every put on the general path (a kept version, a delta) runs this, and
+/// almost never finds an expired record: a point `SELECT` first, and the `DELETE` only for a
+/// record found expired (other puts insert first: `put_new_first`). (A `DELETE …
 /// RETURNING` that matches nothing still opens a write cursor and an ephemeral table for
 /// its results: ~19 k instructions per write, against ~4 k for the read.)
 fn purge_expired(
