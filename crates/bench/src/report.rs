@@ -198,7 +198,24 @@ fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
         })
         .map(|(_, r)| r.clone())
         .collect();
-    ratios_of(&compared)
+    let (mut header, mut rows) = ratios_of(&compared);
+    // Ours reading through `retrieve_shared` against the same best peer, beside ours.
+    if let Some((name, samples)) = results
+        .iter()
+        .find(|(name, _)| name == crate::stores::OURS_SHARED)
+        .filter(|_| compared.len() > 1)
+    {
+        header.push(format!("{name} / best peer"));
+        for (metric, row) in METRICS.iter().zip(&mut rows) {
+            let peers = compared
+                .iter()
+                .skip(1)
+                .map(|(_, s)| spread(s, metric.get).0);
+            let best = best_of(metric, peers);
+            row.push(ratio(spread(samples, metric.get).0, best));
+        }
+    }
+    (header, rows)
 }
 
 /// Each of our PostgreSQL columns against the PostgreSQL peer, when both ran: `None`
@@ -245,6 +262,15 @@ fn against(
     Some((header, rows))
 }
 
+/// The best of the peers' medians for `metric` (the highest rate, the smallest cost).
+fn best_of(metric: &Metric, peers: impl Iterator<Item = f64>) -> f64 {
+    if metric.higher_is_better {
+        peers.fold(f64::NEG_INFINITY, f64::max)
+    } else {
+        peers.fold(f64::INFINITY, f64::min)
+    }
+}
+
 /// The first column against every other one, and against the best of them.
 fn ratios_of(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header = vec!["workload".to_owned()];
@@ -259,11 +285,7 @@ fn ratios_of(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
                 .collect();
             let ours = medians.first().copied().unwrap_or(f64::NAN);
             let peers = medians.iter().skip(1).copied();
-            let best = if metric.higher_is_better {
-                peers.clone().fold(f64::NEG_INFINITY, f64::max)
-            } else {
-                peers.clone().fold(f64::INFINITY, f64::min)
-            };
+            let best = best_of(metric, peers.clone());
             let mut row = vec![metric.name.to_owned()];
             row.extend(peers.map(|p| ratio(ours, p)));
             row.push(ratio(ours, best));
@@ -389,6 +411,36 @@ mod tests {
         assert_eq!(
             rows.first().map(|r| r[1..].to_vec()),
             Some(vec!["1.50×".to_owned(), "3.00×".to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_shared_reads_column_is_compared_with_the_best_peer_not_counted_as_one() {
+        let results = vec![
+            ("bitcraps-storage".to_owned(), sample(100.0)),
+            ("bitcraps-storage-shared".to_owned(), sample(400.0)),
+            ("sled".to_owned(), sample(50.0)),
+            ("fjall".to_owned(), sample(200.0)),
+        ];
+        let (header, rows) = ratios(&results);
+        assert_eq!(
+            header,
+            [
+                "workload",
+                "ours / sled",
+                "ours / fjall",
+                "ours / best peer",
+                "bitcraps-storage-shared / best peer"
+            ]
+        );
+        assert_eq!(
+            rows.first().map(|r| r[1..].to_vec()),
+            Some(vec![
+                "2.00×".to_owned(),
+                "0.50×".to_owned(),
+                "0.50×".to_owned(),
+                "2.00×".to_owned()
+            ])
         );
     }
 

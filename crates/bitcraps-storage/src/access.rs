@@ -3,12 +3,15 @@
 //! A crash loses at most the reads since the last flush, never the order of magnitude.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backend::WriteOp;
+use crate::cache::{DocKey, Slots};
 
-const SHARDS: usize = 16;
+/// Lock shards: enough that the readers of a zipfian workload rarely meet on one.
+const SHARDS: usize = 64;
 
 /// Buffered reads of one record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,10 +22,91 @@ pub struct PendingAccess {
     pub last_ms: i64,
 }
 
+impl PendingAccess {
+    fn add(&mut self, count: u64, last_ms: i64) {
+        self.count = self.count.saturating_add(count);
+        self.last_ms = self.last_ms.max(last_ms);
+    }
+}
+
+/// One shard's counts. A record's counts live in `by_hash` under its [`DocKey`] hash (a
+/// read finds them by that hash, already computed for the cache, and one key comparison),
+/// unless another record holds that hash already (a 64-bit collision): then in `collided`,
+/// by joined key. A record is never in both: it enters `collided` only while another holds
+/// its hash, and `by_hash` only when it is not in `collided`.
+#[derive(Debug, Default)]
+struct Shard {
+    by_hash: HashMap<u64, (Box<str>, PendingAccess), Slots>,
+    collided: HashMap<Box<str>, PendingAccess>,
+}
+
+impl Shard {
+    /// Adds reads of `doc`; `true` when the record had none pending.
+    fn add(&mut self, doc: &DocKey<'_>, count: u64, last_ms: i64) -> bool {
+        match self.by_hash.entry(doc.hash()) {
+            Entry::Occupied(mut held) => {
+                let (key, pending) = held.get_mut();
+                if doc.matches(key.as_bytes()) {
+                    pending.add(count, last_ms);
+                    return false;
+                }
+            }
+            Entry::Vacant(free) => {
+                if self.collided.is_empty() {
+                    free.insert((doc.joined().into(), PendingAccess { count, last_ms }));
+                    return true;
+                }
+                if let Some(pending) = self.collided.get_mut(doc.joined().as_str()) {
+                    pending.add(count, last_ms);
+                    return false;
+                }
+                free.insert((doc.joined().into(), PendingAccess { count, last_ms }));
+                return true;
+            }
+        }
+        let mut fresh = false;
+        self.collided
+            .entry(doc.joined().into())
+            .or_insert_with(|| {
+                fresh = true;
+                PendingAccess::default()
+            })
+            .add(count, last_ms);
+        fresh
+    }
+
+    fn get(&self, doc: &DocKey<'_>) -> Option<PendingAccess> {
+        match self.by_hash.get(&doc.hash()) {
+            Some((key, pending)) if doc.matches(key.as_bytes()) => Some(*pending),
+            _ if self.collided.is_empty() => None,
+            _ => self.collided.get(doc.joined().as_str()).copied(),
+        }
+    }
+
+    fn remove(&mut self, doc: &DocKey<'_>) -> bool {
+        if let Entry::Occupied(held) = self.by_hash.entry(doc.hash())
+            && doc.matches(held.get().0.as_bytes())
+        {
+            held.remove();
+            return true;
+        }
+        !self.collided.is_empty() && self.collided.remove(doc.joined().as_str()).is_some()
+    }
+
+    fn take(&mut self) -> impl Iterator<Item = (Box<str>, PendingAccess)> {
+        let by_hash = std::mem::take(&mut self.by_hash).into_values();
+        by_hash.chain(std::mem::take(&mut self.collided))
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.len() + self.collided.len()
+    }
+}
+
 /// The in-memory counters.
 #[derive(Debug)]
 pub struct AccessTracker {
-    shards: [Mutex<HashMap<String, PendingAccess>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
     pending_keys: AtomicUsize,
     /// The shard a partial drain starts at (round-robin, so none waits behind the others).
     next_shard: AtomicUsize,
@@ -33,7 +117,7 @@ pub struct AccessTracker {
 impl Default for AccessTracker {
     fn default() -> Self {
         AccessTracker {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             pending_keys: AtomicUsize::new(0),
             next_shard: AtomicUsize::new(0),
             disabled: false,
@@ -51,14 +135,16 @@ impl AccessTracker {
     }
 }
 
-fn shard_of(cache_key: &str) -> usize {
-    crate::cache::shard_hash(cache_key) % SHARDS
+/// The shard of `doc`: bits of its hash that neither the shard's map (low bits for the
+/// bucket, the top seven for its tags) nor the cache's own shards lean on.
+fn shard_of(doc: &DocKey<'_>) -> usize {
+    usize::try_from((doc.hash() >> 32) & 0xffff).unwrap_or(0) % SHARDS
 }
 
 impl AccessTracker {
-    fn shard(&self, cache_key: &str) -> std::sync::MutexGuard<'_, HashMap<String, PendingAccess>> {
+    fn shard(&self, doc: &DocKey<'_>) -> std::sync::MutexGuard<'_, Shard> {
         // The modulo in shard_of keeps the index in bounds.
-        match self.shards[shard_of(cache_key) % SHARDS].lock() {
+        match self.shards[shard_of(doc) % SHARDS].lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -66,33 +152,30 @@ impl AccessTracker {
 
     /// Counts one read of the record behind `cache_key` (see [`crate::cache::cache_key`]).
     pub fn record(&self, cache_key: &str, now_ms: i64) {
+        self.record_doc(&DocKey::of(cache_key), now_ms);
+    }
+
+    /// [`record`](Self::record) by a [`DocKey`] (the read path: its hash is the cache's, and
+    /// no key is built unless the record had no reads pending).
+    pub fn record_doc(&self, doc: &DocKey<'_>, now_ms: i64) {
         if self.disabled {
             return;
         }
-        let mut shard = self.shard(cache_key);
-        if let Some(p) = shard.get_mut(cache_key) {
-            p.count = p.count.saturating_add(1);
-            p.last_ms = p.last_ms.max(now_ms);
-        } else {
-            shard.insert(
-                cache_key.to_owned(),
-                PendingAccess {
-                    count: 1,
-                    last_ms: now_ms,
-                },
-            );
+        if self.shard(doc).add(doc, 1, now_ms) {
             self.pending_keys.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Reads of a record not yet flushed.
     pub fn pending(&self, cache_key: &str) -> Option<PendingAccess> {
-        self.shard(cache_key).get(cache_key).copied()
+        let doc = DocKey::of(cache_key);
+        self.shard(&doc).get(&doc)
     }
 
     /// Forgets buffered reads of a deleted record.
     pub fn forget(&self, cache_key: &str) {
-        if self.shard(cache_key).remove(cache_key).is_some() {
+        let doc = DocKey::of(cache_key);
+        if self.shard(&doc).remove(&doc) {
             self.pending_keys.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -119,9 +202,14 @@ impl AccessTracker {
             let index = (start + step) % SHARDS;
             self.next_shard
                 .store((index + 1) % SHARDS, Ordering::Relaxed);
-            let taken = match self.shards[index].lock() {
-                Ok(mut g) => std::mem::take(&mut *g),
-                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+            let taken: Vec<(Box<str>, PendingAccess)> = {
+                let mut shard = match self.shards[index].lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let mut taken = Vec::with_capacity(shard.len());
+                taken.extend(shard.take());
+                taken
             };
             self.pending_keys.fetch_sub(taken.len(), Ordering::Relaxed);
             ops.extend(taken.into_iter().filter_map(|(k, p)| {
@@ -147,14 +235,10 @@ impl AccessTracker {
                 last_ms,
             } = op
             {
-                let k = crate::cache::cache_key(collection, key);
-                let mut shard = self.shard(&k);
-                let entry = shard.entry(k).or_insert_with(|| {
+                let doc = DocKey::new(collection, key);
+                if self.shard(&doc).add(&doc, *count, *last_ms) {
                     self.pending_keys.fetch_add(1, Ordering::Relaxed);
-                    PendingAccess::default()
-                });
-                entry.count = entry.count.saturating_add(*count);
-                entry.last_ms = entry.last_ms.max(*last_ms);
+                }
             }
         }
     }
@@ -195,6 +279,70 @@ mod tests {
         );
         t.forget(&k);
         assert_eq!(t.pending_keys(), 1);
+    }
+
+    #[test]
+    fn records_whose_hashes_collide_keep_their_own_counts() {
+        // Two records staged under one 64-bit hash: the second is counted apart (by its
+        // key), found, forgotten and drained on its own, and never merged with the first.
+        let mut shard = Shard::default();
+        let a = DocKey::with_hash("games", "g-a", 42);
+        let b = DocKey::with_hash("games", "g-b", 42);
+        assert!(shard.add(&a, 1, 10));
+        assert!(shard.add(&b, 1, 20));
+        assert!(!shard.add(&b, 2, 5));
+        assert!(!shard.add(&a, 1, 30));
+        assert_eq!(
+            shard.get(&a),
+            Some(PendingAccess {
+                count: 2,
+                last_ms: 30
+            })
+        );
+        assert_eq!(
+            shard.get(&b),
+            Some(PendingAccess {
+                count: 3,
+                last_ms: 20
+            })
+        );
+        assert_eq!(shard.len(), 2);
+        // a leaves its hash free; b is still found in its place, and counted there again
+        // (never a second copy under the hash).
+        assert!(shard.remove(&a));
+        assert_eq!(shard.get(&a), None);
+        assert!(!shard.add(&b, 1, 40));
+        assert_eq!(
+            shard.get(&b),
+            Some(PendingAccess {
+                count: 4,
+                last_ms: 40
+            })
+        );
+        assert_eq!(shard.len(), 1);
+        assert!(shard.add(&a, 1, 50));
+        let mut taken: Vec<(Box<str>, PendingAccess)> = shard.take().collect();
+        taken.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            taken,
+            [
+                (
+                    cache_key("games", "g-a").into(),
+                    PendingAccess {
+                        count: 1,
+                        last_ms: 50
+                    }
+                ),
+                (
+                    cache_key("games", "g-b").into(),
+                    PendingAccess {
+                        count: 4,
+                        last_ms: 40
+                    }
+                ),
+            ]
+        );
+        assert_eq!(shard.len(), 0);
     }
 
     #[test]

@@ -17,7 +17,13 @@ pub(crate) struct StoreClock {
 impl StoreClock {
     /// Milliseconds since the Unix epoch by this store's clock.
     pub(crate) fn now_ms(&self) -> i64 {
-        now_ms().saturating_add(self.offset_ms.load(Ordering::Acquire))
+        self.at(now_ms())
+    }
+
+    /// This store's time when the system clock reads `wall_ms` (one clock read serves a
+    /// caller that needs both).
+    pub(crate) fn at(&self, wall_ms: i64) -> i64 {
+        wall_ms.saturating_add(self.offset_ms.load(Ordering::Acquire))
     }
 
     /// Moves this store's clock forward by `by`.

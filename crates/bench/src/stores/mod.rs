@@ -17,10 +17,23 @@ use anyhow::{Result, anyhow, ensure};
 
 use crate::docs::Game;
 
-/// Names of every embedded store, ours first (then ours encrypted at rest, not a peer).
-pub const ALL: [&str; 6] = [OURS, OURS_ENCRYPTED, "rusqlite", "redb", "sled", "fjall"];
+/// Names of every embedded store, ours first (then ours encrypted at rest and ours reading
+/// through `retrieve_shared`, not peers).
+pub const ALL: [&str; 7] = [
+    OURS,
+    OURS_ENCRYPTED,
+    OURS_SHARED,
+    "rusqlite",
+    "redb",
+    "sled",
+    "fjall",
+];
 /// Ours on SQLite, the first column.
 pub const OURS: &str = "bitcraps-storage";
+/// Ours on SQLite with a typed tier (`cache.typed_percent` = [`ours::SHARED_TYPED_PERCENT`]),
+/// its typed reads through `retrieve_shared` (an `Arc<Game>` kept decoded while hot) instead
+/// of `retrieve` (a column beside ours, not a peer).
+pub const OURS_SHARED: &str = "bitcraps-storage-shared";
 /// Ours on SQLite with encryption at rest (a column beside ours, not a peer).
 pub const OURS_ENCRYPTED: &str = "bitcraps-storage-encrypted";
 /// Ours on PostgreSQL (with `--postgres`).
@@ -134,6 +147,7 @@ pub fn open(name: &str, dir: &Path, servers: &Servers) -> Result<Box<dyn Store>>
     };
     Ok(match name {
         "bitcraps-storage" => Box::new(ours::Ours::open(dir, &ours::Location::Sqlite)?),
+        OURS_SHARED => Box::new(ours::Ours::open(dir, &ours::Location::SqliteShared)?),
         OURS_ENCRYPTED => Box::new(ours::Ours::open(dir, &ours::Location::SqliteEncrypted)?),
         OURS_POSTGRES => Box::new(ours::Ours::open(
             dir,

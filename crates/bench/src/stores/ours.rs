@@ -30,10 +30,16 @@ impl bitcraps_storage::KeyProvider for BenchKey {
     }
 }
 
+/// The typed tier's share of the cache in the `retrieve_shared` column.
+pub const SHARED_TYPED_PERCENT: u32 = 25;
+
 /// Where our store keeps its data.
 pub enum Location<'a> {
     /// SQLite in the run's directory.
     Sqlite,
+    /// SQLite in the run's directory, with a typed tier of [`SHARED_TYPED_PERCENT`], read
+    /// through `retrieve_shared`.
+    SqliteShared,
     /// SQLite in the run's directory, encrypted at rest (a random master key).
     SqliteEncrypted,
     /// PostgreSQL at this server URL, with the Redis tier at `redis` if given.
@@ -50,6 +56,8 @@ pub struct Ours {
     schema: Option<PgSchema>,
     /// The run's Redis namespace, emptied when the store is dropped.
     redis: Option<RedisNamespace>,
+    /// Typed reads through `retrieve_shared` (the `Arc<Game>` is what a read returns).
+    shared_reads: bool,
     /// The database's own size at settle, for stores that keep no files in the directory.
     remote_bytes: Mutex<Option<u64>>,
     /// On PostgreSQL, the change log's size at settle.
@@ -68,6 +76,10 @@ impl Ours {
         config.backup.on_maintenance = Some(false);
         let (schema, redis) = match location {
             Location::Sqlite => (None, None),
+            Location::SqliteShared => {
+                config.cache.typed_percent = SHARED_TYPED_PERCENT;
+                (None, None)
+            }
             Location::SqliteEncrypted => {
                 let key = BenchKey(bitcraps_storage::MasterKey::generate()?);
                 config.key = bitcraps_storage::KeyConfig::default().provider(Arc::new(key));
@@ -97,6 +109,7 @@ impl Ours {
         Ok(Ours {
             rt,
             storage,
+            shared_reads: matches!(location, Location::SqliteShared),
             schema,
             redis,
             remote_bytes: Mutex::new(None),
@@ -105,9 +118,14 @@ impl Ours {
     }
 }
 
-async fn apply(storage: &PersistentStorageManager, op: &Op) -> Result<()> {
+async fn apply(storage: &PersistentStorageManager, shared: bool, op: &Op) -> Result<()> {
     match op {
         Op::Put(key, doc) => storage.store(COLLECTION, key, doc).await?,
+        Op::Get(key) if shared => {
+            let doc: Option<Arc<Game>> = storage.retrieve_shared(COLLECTION, key).await?;
+            ensure!(doc.is_some(), "missing {key}");
+            std::hint::black_box(doc);
+        }
         Op::Get(key) => {
             let doc: Option<Game> = storage.retrieve(COLLECTION, key).await?;
             ensure!(doc.is_some(), "missing {key}");
@@ -129,6 +147,12 @@ impl Store for Ours {
     }
 
     fn get(&self, key: &str) -> Result<Option<Game>> {
+        if self.shared_reads {
+            let doc = self
+                .rt
+                .block_on(self.storage.retrieve_shared::<Game>(COLLECTION, key))?;
+            return Ok(doc.map(|d| Game::clone(&d)));
+        }
         Ok(self.rt.block_on(self.storage.retrieve(COLLECTION, key))?)
     }
 
@@ -226,9 +250,10 @@ impl Store for Ours {
             for ops in workers {
                 let ops = Arc::clone(ops);
                 let storage = self.storage.clone();
+                let shared = self.shared_reads;
                 tasks.spawn(async move {
                     for op in ops.iter() {
-                        apply(&storage, op).await?;
+                        apply(&storage, shared, op).await?;
                     }
                     anyhow::Ok(())
                 });

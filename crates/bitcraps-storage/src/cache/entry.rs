@@ -12,8 +12,8 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use zstd::dict::DecoderDictionary;
 
@@ -69,10 +69,15 @@ struct Entry {
     /// has a maximum age (`u64::MAX`: never); stamped at install.
     stale_at: AtomicU64,
     /// Set by a typed read, cleared when the typed tier lets the value go.
-    typed: Mutex<Option<Typed>>,
+    typed: RwLock<Option<Typed>>,
     /// Who prefetched the entry (`prefetch::Origin`, 0: it was not prefetched), until its
     /// first read or its removal takes the mark.
     prefetched: AtomicU32,
+    /// Whether the entry was read before (a second read may keep its JSON decompressed).
+    read_before: AtomicBool,
+    /// A hot entry re-stored decompressed ([`CachedValue::promoted`]), counted in the cache's
+    /// promotion budget until it leaves the cache (taken once, like `prefetched`).
+    promoted: AtomicBool,
 }
 
 impl std::fmt::Debug for CachedValue {
@@ -107,8 +112,10 @@ impl CachedValue {
             dict,
             expires_ms: None,
             stale_at: AtomicU64::new(u64::MAX),
-            typed: Mutex::new(None),
+            typed: RwLock::new(None),
             prefetched: AtomicU32::new(0),
+            read_before: AtomicBool::new(false),
+            promoted: AtomicBool::new(false),
         }))
     }
 
@@ -128,8 +135,10 @@ impl CachedValue {
                     dict: e.dict.clone(),
                     expires_ms,
                     stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
-                    typed: Mutex::new(None),
+                    typed: RwLock::new(None),
                     prefetched: AtomicU32::new(0),
+                    read_before: AtomicBool::new(false),
+                    promoted: AtomicBool::new(false),
                 }));
             }
         }
@@ -177,8 +186,18 @@ impl CachedValue {
     }
 
     /// Whether this is the entry of `cache_key` (and not of another key with the same hash).
+    #[cfg(test)]
     pub fn is_for(&self, cache_key: &str) -> bool {
         self.0.bytes.get(..self.0.key_len) == Some(cache_key.as_bytes())
+    }
+
+    /// Whether this is the entry of `doc` (and not of another key with the same hash), with
+    /// no joined key built.
+    pub fn is_for_doc(&self, doc: &super::DocKey<'_>) -> bool {
+        self.0
+            .bytes
+            .get(..self.0.key_len)
+            .is_some_and(|k| doc.matches(k))
     }
 
     fn stored(&self) -> &[u8] {
@@ -204,14 +223,19 @@ impl CachedValue {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Typed>> {
+    fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Typed>> {
         // A panic while the slot was held cannot leave it half-written: it is one assignment.
-        self.0.typed.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.typed.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slot, read (readers of a hot entry share it without waiting on each other).
+    fn slot_read(&self) -> std::sync::RwLockReadGuard<'_, Option<Typed>> {
+        self.0.typed.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The document decoded as `T`, if a typed read left it here.
     pub fn typed<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let value = match &*self.slot() {
+        let value = match &*self.slot_read() {
             Some(typed) if typed.type_id == TypeId::of::<T>() => Arc::clone(&typed.value),
             _ => return None,
         };
@@ -230,6 +254,56 @@ impl CachedValue {
             value,
         });
         true
+    }
+
+    /// This entry's document re-stored uncompressed: `raw`, its JSON (decoded from this
+    /// entry), with the same key, expiry and maximum age, marked promoted. A hot entry is
+    /// replaced by it so that its reads decompress nothing.
+    pub fn promoted(&self, raw: &[u8]) -> Self {
+        let e = &self.0;
+        let key = e.bytes.get(..e.key_len).unwrap_or_default();
+        let mut bytes = Vec::with_capacity(key.len() + raw.len());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(raw);
+        CachedValue(Arc::new(Entry {
+            codec: Codec::None,
+            raw_len: raw.len(),
+            key_len: key.len(),
+            bytes: bytes.into_boxed_slice(),
+            dict: None,
+            expires_ms: e.expires_ms,
+            stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
+            typed: RwLock::new(None),
+            prefetched: AtomicU32::new(0),
+            read_before: AtomicBool::new(true),
+            promoted: AtomicBool::new(true),
+        }))
+    }
+
+    /// Takes the promotion mark: `true` once for an entry made by
+    /// [`promoted`](Self::promoted), when it leaves the cache (or is refused).
+    pub fn take_promoted(&self) -> bool {
+        self.0.promoted.load(Ordering::Relaxed) && self.0.promoted.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether a typed read left a decoded value here.
+    pub fn has_typed(&self) -> bool {
+        self.slot_read().is_some()
+    }
+
+    /// Whether the stored form is compressed (decoding it costs a decompression).
+    pub fn is_compressed(&self) -> bool {
+        self.0.codec != Codec::None
+    }
+
+    /// Notes a read of the entry: `true` when it was read before. A load first, so the common
+    /// case writes nothing to a line every reader of a hot entry shares.
+    pub fn read_again(&self) -> bool {
+        if self.0.read_before.load(Ordering::Relaxed) {
+            return true;
+        }
+        self.0.read_before.store(true, Ordering::Relaxed);
+        false
     }
 
     /// Marks the entry as prefetched by `origin` (non-zero), before it is installed.

@@ -17,9 +17,9 @@
 //! one load ([`ValueCache::join_load`]). A reader arriving after a commit sees a newer
 //! generation and starts its own load, so it never receives a value read before its write.
 
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
@@ -27,6 +27,7 @@ use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use crate::prefetch::Ledger;
 
+mod doc_key;
 mod entry;
 mod inflight;
 #[cfg(feature = "testing")]
@@ -36,6 +37,7 @@ mod stripes;
 mod tests;
 mod typed;
 
+pub use doc_key::DocKey;
 pub use entry::{CachedValue, TYPED_BYTES_PER_JSON_BYTE, TYPED_FIXED_CHARGE};
 #[cfg(feature = "testing")]
 pub use probe::FilledCache;
@@ -53,7 +55,7 @@ pub const ENTRY_OVERHEAD: usize = 248;
 
 /// The hasher for the cache's `u64` keys, which are already keyed hashes.
 #[derive(Default, Clone)]
-struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {
@@ -72,7 +74,14 @@ impl Hasher for PassThrough {
     }
 }
 
-type Slots = BuildHasherDefault<PassThrough>;
+pub(crate) type Slots = BuildHasherDefault<PassThrough>;
+
+/// The keyed hasher of document keys ([`DocKey`]), one per process: the cache's slots and the
+/// access tracker's map share it, so a read hashes its key once.
+fn key_hasher() -> &'static RandomState {
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    HASHER.get_or_init(RandomState::new)
+}
 
 /// An entry's weight: its bytes and [`ENTRY_OVERHEAD`].
 #[derive(Clone)]
@@ -84,9 +93,32 @@ impl Weighter<u64, CachedValue> for Charge {
     }
 }
 
-/// Evictions (and entries refused for their size): a prefetched entry nobody read is waste.
+/// What the cache accounts for as entries leave it.
 #[derive(Clone)]
-struct Evictions(Arc<Ledger>);
+struct Accounts {
+    /// What became of prefetched entries (`prefetch`).
+    ledger: Arc<Ledger>,
+    /// Bytes charged for promoted entries (hot documents re-stored decompressed) in the cache.
+    promoted: Arc<AtomicU64>,
+}
+
+impl Accounts {
+    /// Accounts for an entry that left the cache (evicted, refused, expired, replaced by a
+    /// write, invalidated): a prefetched entry nobody read is waste; a promoted one returns
+    /// its bytes to the promotion budget. Each once, however many paths retire the entry.
+    fn retire(&self, v: &CachedValue) {
+        if let Some(origin) = v.take_prefetched() {
+            self.ledger.wasted(origin, charge(v));
+        }
+        if v.take_promoted() {
+            self.promoted.fetch_sub(charge(v), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Evictions (and entries refused for their size) are retired.
+#[derive(Clone)]
+struct Evictions(Accounts);
 
 impl Lifecycle<u64, CachedValue> for Evictions {
     type RequestState = ();
@@ -94,17 +126,17 @@ impl Lifecycle<u64, CachedValue> for Evictions {
     fn begin_request(&self) {}
 
     fn on_evict(&self, (): &mut (), _: u64, v: CachedValue) {
-        retire(&self.0, &v);
+        self.0.retire(&v);
     }
 }
 
-/// Accounts for an entry that left the cache (evicted, refused, expired, replaced by a write,
-/// invalidated): a prefetched entry nobody read is waste.
-fn retire(ledger: &Ledger, v: &CachedValue) {
-    if let Some(origin) = v.take_prefetched() {
-        ledger.wasted(origin, charge(v));
-    }
-}
+/// The share of the byte cache (1/n) that promoted entries — hot documents re-stored
+/// decompressed, so their reads decompress nothing — may take. A promoted game document is
+/// charged ~3× its compressed entry, so the share is small: at the default 64 MiB, 2 MiB
+/// (~1,700 documents, the ones that take ~60 % of the reads under zipf(0.99) over 200,000).
+/// An eighth (8 MiB) cost the benchmark's full run 47 % more misses (hit rate 0.975 →
+/// 0.963) and 8 MiB of peak RSS for no CPU saved per read (BENCHMARKS.md).
+const PROMOTED_SHARE: u64 = 32;
 
 type Entries = Cache<u64, CachedValue, Charge, Slots, Evictions>;
 
@@ -147,11 +179,18 @@ where
 /// A cheap, non-cryptographic hash (FNV-1a) of a cache key, used only to pick a lock shard or
 /// stripe, here and in the access tracker.
 pub fn shard_hash(cache_key: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in cache_key.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    usize::try_from(fnv_extend(FNV_OFFSET, cache_key.as_bytes())).unwrap_or(0)
+}
+
+/// FNV-1a's starting state.
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+/// FNV-1a of `bytes` continued from `h` (so a key hashed in parts hashes as a whole).
+fn fnv_extend(mut h: u32, bytes: &[u8]) -> u32 {
+    for b in bytes {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
     }
-    usize::try_from(h).unwrap_or(0)
+    h
 }
 
 /// Cache key: `collection` NUL `key` (NUL cannot appear in either).
@@ -185,6 +224,9 @@ pub struct CacheStatistics {
     pub typed_entries: u64,
     /// Bytes charged for those decoded documents (part of `weighted_bytes`).
     pub typed_bytes: u64,
+    /// Bytes charged for hot documents re-stored decompressed, so their reads decompress
+    /// nothing (part of `weighted_bytes`; at most 1/32 of the byte cache).
+    pub promoted_bytes: u64,
     /// Decoded keyframes of deltas held (`chunk/keyframes.rs`; bounded on their own, apart
     /// from `capacity_bytes`).
     pub keyframe_entries: u64,
@@ -198,7 +240,6 @@ pub struct CacheStatistics {
 pub struct ValueCache {
     cache: Option<Entries>,
     typed: TypedTier,
-    hasher: RandomState,
     stripes: Stripes,
     capacity: u64,
     /// How long an entry may serve reads after its install (the Redis tier's
@@ -212,8 +253,10 @@ pub struct ValueCache {
     coalesced: AtomicU64,
     /// Bumped by every invalidation that comes from another node (before it takes effect).
     remote_invalidations: AtomicU64,
-    /// What became of prefetched entries (`prefetch`).
-    ledger: Arc<Ledger>,
+    /// What leaving entries are accounted for: the prefetch ledger, the promoted bytes.
+    accounts: Accounts,
+    /// Most bytes promoted entries may be charged (0: none is promoted).
+    promote_budget: u64,
 }
 
 /// The bytes an entry is charged (its weight).
@@ -243,13 +286,16 @@ impl ValueCache {
     ) -> Self {
         let typed_capacity = capacity_bytes / 100 * u64::from(typed_percent.min(100));
         let stored_capacity = capacity_bytes - typed_capacity;
-        let ledger = Arc::new(Ledger::default());
+        let accounts = Accounts {
+            ledger: Arc::new(Ledger::default()),
+            promoted: Arc::new(AtomicU64::new(0)),
+        };
         let cache = (stored_capacity > 0).then(|| {
             bounded(
                 stored_capacity,
                 TYPICAL_CHARGE,
                 Charge,
-                Evictions(Arc::clone(&ledger)),
+                Evictions(accounts.clone()),
             )
         });
         ValueCache {
@@ -259,7 +305,6 @@ impl ValueCache {
             } else {
                 0
             }),
-            hasher: RandomState::new(),
             stripes: Stripes::new(),
             capacity: capacity_bytes,
             max_age,
@@ -270,17 +315,18 @@ impl ValueCache {
             raced_fills: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             remote_invalidations: AtomicU64::new(0),
-            ledger,
+            accounts,
+            promote_budget: stored_capacity / PROMOTED_SHARE,
         }
     }
 
     /// The prefetch ledger this cache reports into.
     pub fn ledger(&self) -> &Arc<Ledger> {
-        &self.ledger
+        &self.accounts.ledger
     }
 
     fn slot(&self, key: &str) -> u64 {
-        self.hasher.hash_one(key)
+        DocKey::of(key).hash()
     }
 
     /// Whether entries may be read and filled (always, unless the Redis tier says otherwise).
@@ -314,13 +360,14 @@ impl ValueCache {
 
     /// The entry of `key` (under `slot`), if it is there, the key's own and not too old. One
     /// past its maximum age is removed (what a TTL would have done).
-    fn lookup(&self, cache: &Entries, slot: u64, key: &str) -> Option<CachedValue> {
-        let found = cache.get(&slot).filter(|v| v.is_for(key))?;
+    fn lookup(&self, cache: &Entries, doc: &DocKey<'_>) -> Option<CachedValue> {
+        let slot = doc.hash();
+        let found = cache.get(&slot).filter(|v| v.is_for_doc(doc))?;
         if self.fresh(&found) {
             return Some(found);
         }
         if let Some((_, old)) = cache.remove_if(&slot, |v| v.same_entry(&found)) {
-            retire(&self.ledger, &old);
+            self.accounts.retire(&old);
         }
         None
     }
@@ -334,14 +381,14 @@ impl ValueCache {
         cache.insert(slot, self.stamped(value));
         if let Some(old) = old {
             // Counted once even if an eviction retired it meanwhile (`take_prefetched`).
-            retire(&self.ledger, &old);
+            self.accounts.retire(&old);
         }
     }
 
     /// Removes whatever holds `slot`, accounting for it.
     fn remove_slot(&self, cache: &Entries, slot: u64) {
         if let Some((_, old)) = cache.remove(&slot) {
-            retire(&self.ledger, &old);
+            self.accounts.retire(&old);
         }
     }
 
@@ -361,9 +408,15 @@ impl ValueCache {
     /// [`get`](Self::get), also saying whether the hit was the first read of a prefetched
     /// entry (counted used in the ledger).
     pub fn get_tracked(&self, key: &str, now_ms: i64) -> Option<(CachedValue, bool)> {
+        self.get_doc(&DocKey::of(key), now_ms)
+    }
+
+    /// [`get_tracked`](Self::get_tracked) by a [`DocKey`] (the read path: no joined key is
+    /// built, and the key's hash is the one the access tracker uses too).
+    pub fn get_doc(&self, doc: &DocKey<'_>, now_ms: i64) -> Option<(CachedValue, bool)> {
         let found = self
             .usable()
-            .and_then(|c| self.lookup(c, self.slot(key), key))
+            .and_then(|c| self.lookup(c, doc))
             .filter(|v| v.live_at(now_ms));
         let counter = if found.is_some() {
             &self.hits
@@ -375,7 +428,7 @@ impl ValueCache {
         found.map(|v| {
             let prefetched = v.take_prefetched().is_some();
             if prefetched {
-                self.ledger.used(charge(&v));
+                self.accounts.ledger.used(charge(&v));
             }
             (v, prefetched)
         })
@@ -384,7 +437,7 @@ impl ValueCache {
     /// Whether `key` is cached and live at `now_ms`, without counting a hit or miss.
     pub fn contains(&self, key: &str, now_ms: i64) -> bool {
         self.usable()
-            .and_then(|c| self.lookup(c, self.slot(key), key))
+            .and_then(|c| self.lookup(c, &DocKey::of(key)))
             .is_some_and(|v| v.live_at(now_ms))
     }
 
@@ -412,9 +465,10 @@ impl ValueCache {
         let Some(cache) = self.usable() else {
             return false;
         };
-        let slot = self.slot(key);
+        let doc = DocKey::of(key);
+        let slot = doc.hash();
         // A reader that filled the key since the prefetch looked needs nothing from it.
-        if self.lookup(cache, slot, key).is_some() {
+        if self.lookup(cache, &doc).is_some() {
             return false;
         }
         let guard = self.stripes.lock(ticket.stripe);
@@ -423,7 +477,7 @@ impl ValueCache {
             return false;
         }
         value.mark_prefetched(origin);
-        self.ledger.installed(charge(&value));
+        self.accounts.ledger.installed(charge(&value));
         self.install(cache, slot, value);
         true
     }
@@ -433,24 +487,72 @@ impl ValueCache {
         self.typed.enabled()
     }
 
-    /// Counts a typed read of `key` (see `typed.rs`).
-    pub fn touch_typed(&self, key: &str) {
-        self.typed.touch(self.slot(key));
+    /// Counts a typed read of `doc` (see `typed.rs`).
+    pub fn touch_typed_doc(&self, doc: &DocKey<'_>) {
+        self.typed.touch(doc.hash());
     }
 
     /// Hands `entry`, whose decoded value was just set, to the typed tier — if it is still the
     /// entry of `key`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
+    #[cfg(test)]
     pub fn hold_typed(&self, key: &str, entry: &CachedValue) {
+        self.hold_typed_doc(&DocKey::of(key), entry);
+    }
+
+    /// Hands `entry`, whose decoded value was just set, to the typed tier — if it is still the
+    /// entry of `doc`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
+    pub fn hold_typed_doc(&self, doc: &DocKey<'_>, entry: &CachedValue) {
         if let Some(cache) = self.usable() {
             // The stripe lock orders this with commits and invalidations of the key.
-            let _guard = self.stripes.lock_key(key);
-            let slot = self.slot(key);
+            let _guard = self.stripes.lock(doc.stripe());
+            let slot = doc.hash();
             if cache.peek(&slot).is_some_and(|c| c.same_entry(entry)) {
                 self.typed.hold(slot, entry);
                 return;
             }
         }
         entry.clear_typed();
+    }
+
+    /// Re-stores a hot entry decompressed: `entry`, just read again as `doc`, is replaced by
+    /// [`CachedValue::promoted`] of `raw` (its JSON), so later reads decompress nothing —
+    /// while promoted entries' charges stay within `1/PROMOTED_SHARE` of the capacity (what
+    /// they take is charged like any entry, so the cache's bound holds), only if `entry` is
+    /// still the key's current entry (the stripe lock orders this with commits and
+    /// invalidations, as for a fill), and not for an entry that is stored uncompressed or
+    /// already holds a decoded value (the typed tier serves it better). `true` when promoted.
+    pub fn promote(&self, doc: &DocKey<'_>, entry: &CachedValue, raw: &[u8]) -> bool {
+        let Some(cache) = self.usable() else {
+            return false;
+        };
+        if self.promote_budget == 0 || !entry.is_compressed() || entry.has_typed() {
+            return false;
+        }
+        let plain = entry.promoted(raw);
+        let cost = charge(&plain);
+        let promoted = &self.accounts.promoted;
+        let reserved = promoted.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+            let after = p.saturating_add(cost);
+            (after <= self.promote_budget).then_some(after)
+        });
+        if reserved.is_err() {
+            // The budget is spent: the entry stays compressed (and cannot be charged twice).
+            plain.take_promoted();
+            return false;
+        }
+        let slot = doc.hash();
+        let _guard = self.stripes.lock(doc.stripe());
+        if !cache.peek(&slot).is_some_and(|c| c.same_entry(entry)) {
+            // A write replaced the entry meanwhile: its promotion is moot.
+            if plain.take_promoted() {
+                promoted.fetch_sub(cost, Ordering::AcqRel);
+            }
+            return false;
+        }
+        // Not `install`: the promoted entry keeps the original's maximum-age stamp.
+        cache.insert(slot, plain);
+        self.accounts.retire(entry);
+        true
     }
 
     /// Records a committed write: installs the new document, or removes the key on delete.
@@ -517,7 +619,7 @@ impl ValueCache {
         self.typed.release_all();
         if let Some(cache) = &self.cache {
             for (_, old) in cache.drain() {
-                retire(&self.ledger, &old);
+                self.accounts.retire(&old);
             }
         }
     }
@@ -540,6 +642,7 @@ impl ValueCache {
             capacity_bytes: self.capacity,
             typed_entries,
             typed_bytes,
+            promoted_bytes: self.accounts.promoted.load(Ordering::Acquire),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             raced_fills: self.raced_fills.load(Ordering::Relaxed),

@@ -328,3 +328,98 @@ fn the_capacity_bounds_the_charged_bytes() {
         "{stats:?}"
     );
 }
+
+/// A compressed entry of `key` holding `doc` (zstd, as a write caches it).
+fn compressed(key: &str, doc: &[u8]) -> CachedValue {
+    let pipeline = crate::value::Pipeline {
+        codec: crate::codec::Codec::Zstd,
+        level: 3,
+        max_value_size: 1 << 20,
+        chunk_threshold: 0,
+        keyframe_interval: 0,
+    };
+    let encoded = pipeline
+        .encode_raw("c", "k", doc.to_vec())
+        .expect("encodes");
+    let value = CachedValue::from_encoded(key, &encoded, None);
+    assert!(value.is_compressed());
+    value
+}
+
+fn json(n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"n":{n},"notes":"{}"}}"#,
+        "seven out, line away ".repeat(20)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_promoted_entry_serves_its_json_until_a_write_replaces_it() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    let doc = DocKey::of(&key);
+    cache.committed(&key, Some(compressed(&key, &json(1))));
+    let entry = cache.get(&key, 0).expect("cached");
+    assert!(cache.promote(&doc, &entry, &json(1)));
+    let hot = cache.get(&key, 0).expect("cached");
+    assert!(!hot.is_compressed(), "re-stored decompressed");
+    assert_eq!(raw(&cache, &key), Some(json(1)));
+    let stats = cache.statistics();
+    assert_eq!(stats.promoted_bytes, charge(&hot));
+    assert_eq!(stats.entry_count, 1);
+    // A promoted entry is not promoted again, and a stale entry (replaced) is not either.
+    assert!(!cache.promote(&doc, &hot, &json(1)));
+    assert!(!cache.promote(&doc, &entry, &json(1)));
+    assert_eq!(cache.statistics().promoted_bytes, charge(&hot));
+    cache.committed(&key, Some(compressed(&key, &json(2))));
+    assert_eq!(raw(&cache, &key), Some(json(2)));
+    assert_eq!(cache.statistics().promoted_bytes, 0, "its bytes went back");
+    let entry = cache.get(&key, 0).expect("cached");
+    assert!(cache.promote(&doc, &entry, &json(2)));
+    cache.invalidate(&key);
+    assert_eq!(raw(&cache, &key), None);
+    assert_eq!(cache.statistics().promoted_bytes, 0);
+}
+
+#[test]
+fn a_promotion_racing_a_write_keeps_the_write() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    cache.committed(&key, Some(compressed(&key, &json(1))));
+    let old = cache.get(&key, 0).expect("cached");
+    // The write commits between the reader's hit and its promotion.
+    cache.committed(&key, Some(compressed(&key, &json(2))));
+    assert!(!cache.promote(&DocKey::of(&key), &old, &json(1)));
+    assert_eq!(raw(&cache, &key), Some(json(2)));
+    assert_eq!(cache.statistics().promoted_bytes, 0);
+}
+
+#[test]
+fn promoted_entries_stay_within_their_share_of_the_cache() {
+    let capacity = 1 << 20;
+    let cache = ValueCache::with_max_age(capacity, 0, None);
+    let keys: Vec<String> = (0..400).map(|i| cache_key("c", &format!("k{i}"))).collect();
+    let mut promoted = 0;
+    for (i, key) in keys.iter().enumerate() {
+        cache.committed(key, Some(compressed(key, &json(i))));
+        let entry = cache.get(key, 0).expect("cached");
+        promoted += usize::from(cache.promote(&DocKey::of(key), &entry, &json(i)));
+        let stats = cache.statistics();
+        assert!(
+            stats.promoted_bytes <= capacity / PROMOTED_SHARE,
+            "{stats:?}"
+        );
+        assert!(stats.weighted_bytes <= capacity, "{stats:?}");
+    }
+    assert!(promoted > 10, "{promoted} promoted");
+    assert!(promoted < keys.len(), "the budget ran out");
+    // Every document still reads back right, promoted or not.
+    for (i, key) in keys.iter().enumerate() {
+        if let Some(doc) = raw(&cache, key) {
+            assert_eq!(doc, json(i));
+        }
+    }
+    cache.invalidate_all();
+    assert_eq!(cache.statistics().promoted_bytes, 0);
+}

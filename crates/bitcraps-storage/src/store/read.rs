@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::{PersistentStorageManager, Shared};
 use crate::backend::{StoredBlob, is_expired, now_ms};
-use crate::cache::{CachedValue, FillTicket, cache_key};
+use crate::cache::{CachedValue, DocKey, FillTicket, cache_key};
 use crate::codec::Codec;
 use crate::error::Result;
 use crate::observe::Operation;
@@ -115,16 +115,34 @@ impl PersistentStorageManager {
         key: &str,
     ) -> Result<Option<T>> {
         let started = Instant::now();
-        let value = match self.fetch(collection, key).await? {
+        let doc = DocKey::new(collection, key);
+        let value = match self.fetch_doc(&doc).await? {
             None => None,
             Some(Fetched::Cached(cached)) => {
-                let raw = self.decode_cached(&cached, collection, key)?;
+                let raw = self.decode_hit(&doc, &cached)?;
                 Some(value::deserialize(collection, key, &raw)?)
             }
             Some(Fetched::Loaded(raw)) => Some(value::deserialize(collection, key, &raw)?),
         };
         self.inner.shared.counters.read_done(started.elapsed());
         Ok(value)
+    }
+
+    /// Decodes a cache hit of `doc`. From its second read on, a compressed entry is
+    /// promoted: re-stored decompressed, within the cache's promotion budget
+    /// (`ValueCache::promote`), so the hottest documents' reads decompress nothing.
+    fn decode_hit<'a>(
+        &self,
+        doc: &DocKey<'_>,
+        cached: &'a CachedValue,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        let raw = self.decode_cached(cached, doc.collection(), doc.key())?;
+        if let std::borrow::Cow::Owned(json) = &raw
+            && cached.read_again()
+        {
+            self.inner.shared.cache.promote(doc, cached, json);
+        }
+        Ok(raw)
     }
 
     /// Reads the value under `collection`/`key` as a shared `T`. Like
@@ -162,26 +180,29 @@ impl PersistentStorageManager {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let value = match self.fetch(collection, key).await? {
+        let doc = DocKey::new(collection, key);
+        let value = match self.fetch_doc(&doc).await? {
             None => None,
             Some(Fetched::Cached(cached)) => {
                 let cache = &self.inner.shared.cache;
-                let ck = cache.keeps_typed().then(|| cache_key(collection, key));
-                if let Some(ck) = &ck {
-                    cache.touch_typed(ck);
+                let keeps_typed = cache.keeps_typed();
+                if keeps_typed {
+                    cache.touch_typed_doc(&doc);
                 }
-                match cached.typed::<T>() {
-                    Some(hot) => Some(hot),
-                    None => {
-                        let raw = self.decode_cached(&cached, collection, key)?;
-                        let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
-                        if let Some(ck) = &ck
-                            && cached.set_typed(Arc::clone(&value))
-                        {
-                            cache.hold_typed(ck, &cached);
-                        }
-                        Some(value)
+                if let Some(hot) = cached.typed::<T>() {
+                    Some(hot)
+                } else {
+                    let raw = if keeps_typed {
+                        // Held decoded next: promoting it too would only be replaced.
+                        self.decode_cached(&cached, collection, key)?
+                    } else {
+                        self.decode_hit(&doc, &cached)?
+                    };
+                    let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
+                    if keeps_typed && cached.set_typed(Arc::clone(&value)) {
+                        cache.hold_typed_doc(&doc, &cached);
                     }
+                    Some(value)
                 }
             }
             Some(Fetched::Loaded(raw)) => {
@@ -201,10 +222,11 @@ impl PersistentStorageManager {
     }
 
     async fn retrieve_raw_inner(&self, collection: &str, key: &str) -> Result<Option<Arc<[u8]>>> {
-        match self.fetch(collection, key).await? {
+        let doc = DocKey::new(collection, key);
+        match self.fetch_doc(&doc).await? {
             None => Ok(None),
             Some(Fetched::Cached(cached)) => {
-                let raw = self.decode_cached(&cached, collection, key)?;
+                let raw = self.decode_hit(&doc, &cached)?;
                 Ok(Some(Arc::from(&*raw)))
             }
             Some(Fetched::Loaded(raw)) => Ok(Some(raw)),
@@ -228,19 +250,27 @@ impl PersistentStorageManager {
 
     /// Finds a document: L1 (in-process, compressed) → L2 (Redis, when configured) →
     /// database. Concurrent misses of one key share one load (see `ValueCache::join_load`).
-    async fn fetch(&self, collection: &str, key: &str) -> Result<Option<Fetched>> {
+    /// A hit builds no joined key, hashes the key once (the cache and the access tracker
+    /// share the hash), and reads the clock once.
+    async fn fetch_doc(&self, doc: &DocKey<'_>) -> Result<Option<Fetched>> {
+        let (collection, key) = (doc.collection(), doc.key());
         self.check_open()?;
         validate::key(collection, key)?;
         let shared = &self.inner.shared;
-        let ck = cache_key(collection, key);
-        if let Some((cached, prefetched)) = shared.cache.get_tracked(&ck, shared.clock.now_ms()) {
-            shared.access.record(&ck, now_ms());
-            self.prefetch_after_read(collection, key, &ck, false, prefetched);
+        let wall_ms = now_ms();
+        if let Some((cached, prefetched)) = shared.cache.get_doc(doc, shared.clock.at(wall_ms)) {
+            shared.access.record_doc(doc, wall_ms);
+            if prefetched {
+                // A plain hit plans no prefetch (`Prefetcher::on_read`): only the first read
+                // of a prefetched entry needs the joined key.
+                self.prefetch_after_read(collection, key, &doc.joined(), false, true);
+            }
             // A cache hit completes without awaiting anything; spend tokio's cooperative
             // budget so a loop of hits still lets other tasks (writers) run.
             tokio::task::coop::consume_budget().await;
             return Ok(Some(Fetched::Cached(cached)));
         }
+        let ck = doc.joined();
         let (ticket, load, joined) = shared.cache.join_load(&ck);
         if !joined {
             // Started before this load, so the prefetch and the load overlap.

@@ -28,7 +28,7 @@ macro_rules! conformance_suite {
             bad_input_is_rejected_without_writes, wrong_type_is_a_typed_error,
             concurrent_writers_and_readers, cache_never_serves_stale_values,
             prefetched_reads_are_current,
-            shared_reads_are_current, reopen_sees_everything,
+            shared_reads_are_current, promoted_reads_are_current, reopen_sees_everything,
             access_counts_are_buffered_and_persisted, closed_store_refuses_work,
             dictionaries_are_trained_and_survive_reopen, deep_check_and_scrub_read_every_blob);
     };
@@ -671,6 +671,52 @@ pub async fn shared_reads_are_current(f: Fixture) -> Result {
         s.retrieve_shared::<u64>("c", "k").await?.as_deref(),
         Some(&100)
     );
+    s.close().await?;
+    Ok(())
+}
+
+/// A compressed document read again is re-stored decompressed in the cache (promoted), and
+/// reads of it are exactly as current as any other: after a write, a delete, and through
+/// `retrieve`, `retrieve_raw` and `retrieve_shared` alike.
+pub async fn promoted_reads_are_current(f: Fixture) -> Result {
+    let s = open(&f).await?;
+    let cached = s.statistics().await?.cache_stats.capacity_bytes > 0;
+    for n in 0..4 {
+        let g = game("g", n);
+        s.store("games", "g", &g).await?;
+        for read in 0..3 {
+            assert_eq!(
+                s.retrieve::<Game>("games", "g").await?.as_ref(),
+                Some(&g),
+                "write {n}, read {read}"
+            );
+        }
+        let raw = s.retrieve_raw("games", "g").await?.expect("stored");
+        assert_eq!(serde_json::from_slice::<Game>(&raw)?, g);
+        assert_eq!(
+            *s.retrieve_shared::<Game>("games", "g")
+                .await?
+                .expect("stored"),
+            g
+        );
+        if cached {
+            let promoted = s.statistics().await?.cache_stats.promoted_bytes;
+            assert!(promoted > 0, "write {n}: read again, promoted");
+        }
+    }
+    s.delete("games", "g").await?;
+    assert_eq!(s.retrieve::<Game>("games", "g").await?, None);
+    assert_eq!(s.retrieve_raw("games", "g").await?, None);
+    assert_eq!(s.statistics().await?.cache_stats.promoted_bytes, 0);
+    // Concurrent writers: a promoted value is never older than what was acknowledged.
+    readers_race_a_writer(
+        &s,
+        100,
+        2,
+        |s| async move { s.retrieve::<u64>("c", "k").await },
+    )
+    .await?;
+    assert_eq!(s.retrieve::<u64>("c", "k").await?, Some(100));
     s.close().await?;
     Ok(())
 }
