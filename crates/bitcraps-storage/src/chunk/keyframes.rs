@@ -60,12 +60,21 @@ struct Entry {
 }
 
 impl Entry {
-    /// The bytes the entry holds: the document, and the chunks' copies of it.
+    /// The bytes the entry holds: the document, and the chunks' copies of it (each chunk's
+    /// bytes and, when they are not the same allocation, its compressed form).
     fn bytes(&self) -> usize {
-        let chunks = self
-            .chunks
-            .as_deref()
-            .map_or(0, |c| c.iter().map(|v| v.raw.len()).sum());
+        let chunks = self.chunks.as_deref().map_or(0, |c| {
+            c.iter()
+                .map(|v| {
+                    let stored = if Arc::ptr_eq(&v.raw, &v.stored) {
+                        0
+                    } else {
+                        v.stored.len()
+                    };
+                    v.raw.len().saturating_add(stored)
+                })
+                .sum()
+        });
         self.document.len().saturating_add(chunks)
     }
 }
@@ -187,15 +196,25 @@ mod tests {
     #[test]
     fn chunk_values_are_kept_with_their_entry_and_counted() {
         let cache = Keyframes::default();
-        let value = |n: u8| EncodedValue {
-            hash: [n; 32],
-            codec: crate::codec::Codec::None,
-            raw: Arc::from(vec![n; 500]),
-            stored: Arc::from(vec![n; 500]),
-            dict_id: None,
-            chunks: Arc::from([]),
-            delta: false,
-            sealed: None,
+        // Odd chunks compressed (their stored form is a second allocation, 200 bytes), even
+        // ones stored as they are (one allocation for both): both are counted as held.
+        let value = |n: u8| {
+            let raw: Arc<[u8]> = Arc::from(vec![n; 500]);
+            let (codec, stored) = if n % 2 == 1 {
+                (crate::codec::Codec::Zstd, Arc::from(vec![n; 200]))
+            } else {
+                (crate::codec::Codec::None, Arc::clone(&raw))
+            };
+            EncodedValue {
+                hash: [n; 32],
+                codec,
+                raw,
+                stored,
+                dict_id: None,
+                chunks: Arc::from([]),
+                delta: false,
+                sealed: None,
+            }
         };
         cache.insert(id(1), "c", Arc::from(vec![1; 1000]));
         assert!(matches!(cache.get_listed(id(1)), Some((_, None))));
@@ -209,10 +228,10 @@ mod tests {
             .flat_map(|c| c.iter().map(|v| v.hash))
             .collect();
         assert_eq!(hashes, [[1; 32], [2; 32]]);
-        assert_eq!(cache.usage(), (1, 2000));
+        assert_eq!(cache.usage(), (1, 1000 + 500 + 200 + 500));
         // An entry no longer held is not brought back by its chunks.
         cache.set_chunks(id(2), Arc::from([value(3)]));
-        assert_eq!(cache.usage(), (1, 2000));
+        assert_eq!(cache.usage(), (1, 2200));
         assert!(cache.get(id(2)).is_none());
         // With its chunks an entry can exceed the bounds, and is evicted.
         cache.insert(id(3), "c", Arc::from(vec![0; MAX_BYTES / 2]));

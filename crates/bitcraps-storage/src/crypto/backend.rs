@@ -255,6 +255,8 @@ impl Backend for EncryptedBackend {
     }
 
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
+        // From the key checks through the commit: a shred waits (see `Keyring::writing`).
+        let _writing = self.ring.writing();
         let sealed = self.seal_units(units)?;
         self.inner.apply(&sealed)
     }

@@ -87,6 +87,10 @@ pub(crate) struct Keyring {
     keys: RwLock<Keys>,
     /// Key changes (a new data key, a rotation, a shred) take turns in this process.
     changes: Mutex<()>,
+    /// Writes (seal and commit, shared) against shreds (exclusive): a write checked against
+    /// a collection's key commits before a shred of that collection lists its records, or
+    /// after the shred and fails (`backend.rs`, `store/keys.rs`). Taken before `changes`.
+    writes: RwLock<()>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -109,6 +113,7 @@ impl Keyring {
             store_id,
             keys: RwLock::new(Keys::default()),
             changes: Mutex::new(()),
+            writes: RwLock::new(()),
         }
     }
 
@@ -125,6 +130,21 @@ impl Keyring {
     pub(crate) fn turn(&self) -> MutexGuard<'_, ()> {
         self.changes
             .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Held (shared) by a group commit from its key checks through its commit.
+    pub(crate) fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.writes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Held by a shred from listing the collection's records through destroying its keys:
+    /// no group commit is between its key checks and its commit meanwhile.
+    pub(crate) fn excluding_writes(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.writes
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

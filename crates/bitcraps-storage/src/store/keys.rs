@@ -128,6 +128,9 @@ impl PersistentStorageManager {
         let backend = Arc::clone(&self.shared().backend);
         let name = collection.to_owned();
         let keys = blocking(move || {
+            // No write of this process is between its key check and its commit from here
+            // on, so every record committed is listed below and every later write fails.
+            let _writes = ring.excluding_writes();
             let _turn = ring.turn();
             let stored = backend.data_keys()?;
             if ring.is_shredded(&name)

@@ -48,8 +48,6 @@ pub(super) fn commit_group(
             return Err(e);
         }
     };
-    // Watches of this process read the log again (`feed/watch.rs`).
-    Shared::wake_watches(&shared.feed_signal);
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
     crate::observe::group_committed(replies.len());
@@ -91,6 +89,10 @@ pub(super) fn commit_group(
             }
         }
     }
+    // Watches of this process read the log again (`feed/watch.rs`) — now that this
+    // process's cache has the group's values too, so a watcher that reads a record it was
+    // told of gets the logged version, not the one it replaced.
+    Shared::wake_watches(&shared.feed_signal);
     #[cfg(feature = "testing")]
     shared.hooks.before_acknowledging();
     for (_, reply, result) in answers {
