@@ -134,7 +134,7 @@ pub mod testing {
     /// The PostgreSQL backend, opened directly.
     #[cfg(feature = "postgres")]
     pub mod postgres {
-        pub use crate::backend::postgres::{PostgresBackend, PostgresOptions};
+        pub use crate::backend::postgres::{ANALYZE_AFTER_PUTS, PostgresBackend, PostgresOptions};
     }
 }
 
