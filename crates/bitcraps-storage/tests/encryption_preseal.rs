@@ -45,8 +45,10 @@ async fn a_value_sealed_before_a_rotation_is_sealed_again_under_the_new_key() ->
                 b.store("bank", "b", &json!({"chips": 3, "who": "queued"}))
                     .await
             });
-            // B takes its queue space only after it was encoded (and sealed).
-            let mut waited = Duration::ZERO;
+            // B takes its queue space only after it was encoded (and sealed): wait for that
+            // condition, with a deadline (each check is a statistics call on the blocking
+            // pool, so B's task runs meanwhile).
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while s
                 .statistics()
                 .await
@@ -54,11 +56,10 @@ async fn a_value_sealed_before_a_rotation_is_sealed_again_under_the_new_key() ->
                 .queued_write_bytes
                 <= held
             {
-                if waited > Duration::from_secs(20) {
+                if std::time::Instant::now() > deadline {
                     return Err("write B never reached the queue".to_owned());
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                waited += Duration::from_millis(1);
+                tokio::task::yield_now().await;
             }
             s.rotate_data_key("bank").await.map_err(|e| e.to_string())
         });
