@@ -58,13 +58,18 @@ impl PersistentStorageManager {
         }
         let ring = self.inner.shared.keyring.clone();
         let encoded = if raw.len() <= INLINE_ENCODE_LIMIT {
-            let encoded = pipeline.encode_raw_with(collection, key, raw, dict.as_deref())?;
-            crate::crypto::preseal(ring.as_deref(), collection, encoded)?
+            encode_sealed(
+                &pipeline,
+                ring.as_deref(),
+                collection,
+                key,
+                raw,
+                dict.as_deref(),
+            )?
         } else {
             let (c, k) = (collection.to_owned(), key.to_owned());
             blocking(move || {
-                let encoded = pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?;
-                crate::crypto::preseal(ring.as_deref(), &c, encoded)
+                encode_sealed(&pipeline, ring.as_deref(), &c, &k, raw, dict.as_deref())
             })
             .await?
         };
@@ -211,8 +216,7 @@ impl PersistentStorageManager {
         let c = collection.to_owned();
         let ring = self.inner.shared.keyring.clone();
         let encode = move |(key, raw, keep): (String, Vec<u8>, _)| {
-            let value = pipeline.encode_raw_with(&c, &key, raw, dict.as_deref())?;
-            let value = crate::crypto::preseal(ring.as_deref(), &c, value)?;
+            let value = encode_sealed(&pipeline, ring.as_deref(), &c, &key, raw, dict.as_deref())?;
             Ok((key, value, keep))
         };
         // Serializing borrows the caller's values, so it happens here; hashing and compressing
@@ -288,4 +292,18 @@ impl PersistentStorageManager {
             Some(OpOutcome::Delete { existed: true })
         ))
     }
+}
+
+/// `raw` encoded (compressed, hashed) and, in an encrypted store, sealed ahead of the writer
+/// (`crypto/preseal.rs`): the encode step of `store`, `update` and each item of a batch.
+fn encode_sealed(
+    pipeline: &crate::value::Pipeline,
+    ring: Option<&crate::crypto::Keyring>,
+    collection: &str,
+    key: &str,
+    raw: Vec<u8>,
+    dict: Option<&crate::dictionary::EncoderDict>,
+) -> Result<EncodedValue> {
+    let encoded = pipeline.encode_raw_with(collection, key, raw, dict)?;
+    crate::crypto::preseal(ring, collection, encoded)
 }
