@@ -258,7 +258,15 @@ impl Backend for EncryptedBackend {
         // From the key checks through the commit: a shred waits (see `Keyring::writing`).
         let _writing = self.ring.writing();
         let sealed = self.seal_units(units)?;
-        self.inner.apply(&sealed)
+        let results = self.inner.apply(&sealed)?;
+        // Another node shredded a collection this keyring still held (PostgreSQL refuses the
+        // write in its transaction): forget its keys here too.
+        for result in &results {
+            if let Err(StorageError::Shredded { collection }) = result {
+                self.ring.forget(collection);
+            }
+        }
+        Ok(results)
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {

@@ -36,6 +36,7 @@ use tokio_postgres::types::ToSql;
 use super::feed;
 use super::locks::{LOCK_ALL, STORE_LOCK_SPACE, hash_lock, key_lock, store_lock};
 use super::plan::{self, Current, Inputs, KnownBlob};
+use super::shredded;
 use super::write::{Fail, Settings, db};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::Result;
@@ -238,14 +239,17 @@ async fn steps(
     let p_settings: Params = vec![&names];
     let p_lock: Params = vec![&key_ids];
     let p_current: Params = vec![&collections, &key_names];
+    let shredded_stmt = prepared(tx, shredded::SHREDDED).await?;
     let locks_keys = !exclusive && !key_ids.is_empty();
-    let mut calls = Vec::with_capacity(6);
+    let mut calls = Vec::with_capacity(7);
     calls.push(tx.query(&begin, &[]));
     if !settings.synchronous {
         calls.push(tx.query(&relaxed, &[]));
     }
     calls.push(tx.query(&store_stmt, &p_store));
     calls.push(tx.query(&settings_stmt, &p_settings));
+    // After the store's lock: a shred committed by another node is seen whole.
+    calls.push(tx.query(&shredded_stmt, &p_settings));
     if locks_keys {
         calls.push(tx.query(&lock_stmt, &p_lock));
     }
@@ -255,6 +259,7 @@ async fn steps(
     if locks_keys {
         answers.pop();
     }
+    let shredded_rows = answers.pop().unwrap_or_default();
     let setting_rows = answers.pop().unwrap_or_default();
     let mut stored_settings: Vec<(String, String, i64)> = Vec::with_capacity(setting_rows.len());
     for row in &setting_rows {
@@ -271,9 +276,11 @@ async fn steps(
             .map(|(c, n, v)| (c.as_str(), n.as_str(), *v))
     };
     // Declined before anything was written: the caller rolls back, releasing the locks.
-    if names
-        .iter()
-        .any(|c| CollectionQuota::of(c, triples()).is_some())
+    // A put into a shredded collection is refused per unit by the statement path.
+    if !shredded::rows_to_names(&shredded_rows)?.is_empty()
+        || names
+            .iter()
+            .any(|c| CollectionQuota::of(c, triples()).is_some())
     {
         return Ok(None);
     }

@@ -22,6 +22,7 @@ mod quota;
 mod read;
 mod restore;
 mod schema;
+mod shredded;
 mod snapshot;
 mod tls;
 mod write;

@@ -26,6 +26,7 @@ use super::lifecycle::{default_ttl, purge_expired, set_setting, sweep_expired};
 use super::locks::{MAX_FINE_LOCKS, STORE_LOCK_SPACE, lock_fine, store_lock, touched_key};
 use super::prefix::delete_prefix;
 use super::quota as pg_quota;
+use super::shredded;
 use super::{connect, is_retryable};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
@@ -244,6 +245,12 @@ async fn apply_once(
         .flat_map(|u| quota::put_collections(u))
         .collect();
     let quotas = pg_quota::quotas(&tx, &put_into).await?;
+    // After the store's lock: a shred committed by another node is seen whole (`shredded.rs`).
+    let sealed_into: BTreeSet<&str> = units
+        .iter()
+        .flat_map(|u| shredded::sealed_into(u))
+        .collect();
+    let shredded = shredded::among(&tx, &sealed_into).await?;
     if !exclusive {
         pg_quota::lock(&tx, scope, quotas.keys()).await?;
         lock_fine(&tx, scope, units, &keys).await?;
@@ -253,6 +260,10 @@ async fn apply_once(
     // The changes of the units that committed, numbered last (`feed.rs`).
     let mut committed = Vec::new();
     for unit in units {
+        if let Some(refused) = shredded::refusal(unit, &shredded) {
+            results.push(Err(refused));
+            continue;
+        }
         let mut changes = Vec::new();
         tx.batch_execute("SAVEPOINT unit")
             .await
