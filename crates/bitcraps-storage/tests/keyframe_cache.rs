@@ -60,3 +60,32 @@ async fn deltas_read_back_exactly_through_the_cache() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// A keyframe write fills the cache with its own document (`store/delta.rs`,
+/// `remember_keyframe`): the first delta after it reads no chunk back, and the entry then
+/// also holds the hashing states of `chunk/prefix_hash.rs`. Before, the cache stayed empty
+/// until the first delta decoded the keyframe from its chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_write_fills_the_cache() -> Result {
+    let f = common::sqlite_fixture();
+    let mut config = f.config.clone();
+    config.maintenance.background_tasks = false;
+    config.cache.size_mb = 0;
+    let s = PersistentStorageManager::open(config).await?;
+    s.store("logs", "a", &log(1, 3_000)).await?;
+    let meta = s.metadata("logs", "a").await?.ok_or("missing")?;
+    assert!(meta.chunk_count > 1 && !meta.is_delta, "{meta:?}");
+    let cache = s.statistics().await?.cache_stats;
+    assert_eq!(cache.keyframe_entries, 1, "{cache:?}");
+    let before = cache.keyframe_bytes;
+    s.store("logs", "a", &log(1, 3_001)).await?;
+    assert_eq!(s.retrieve::<Value>("logs", "a").await?, Some(log(1, 3_001)));
+    let cache = s.statistics().await?.cache_stats;
+    assert_eq!(cache.keyframe_entries, 1, "{cache:?}");
+    assert!(
+        cache.keyframe_bytes > before,
+        "the states are kept: {cache:?}"
+    );
+    s.close().await?;
+    Ok(())
+}

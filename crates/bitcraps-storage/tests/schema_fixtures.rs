@@ -47,11 +47,19 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// version 10 the chunks' reference counts are rows of `chunk_refs`; since version 11 the
 /// version clock is the 'version' row of `change_clock` (`version_clock` a view of it) and
 /// `blobs_by_hash_prefix` leaves deltas out; since version 12 both clocks are read as the
-/// change log's newest row or their `change_clock` row, whichever is higher.
+/// change log's newest row or their `change_clock` row, whichever is higher; since version
+/// 13 a record may carry a small delta (`delta_*` columns: NULL after an upgrade).
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 12);
+    assert_eq!(version, 13);
+    let inline: i64 = conn.query_row(
+        "SELECT count(*) FROM records WHERE delta_hash IS NOT NULL OR delta_raw_len IS NOT NULL
+              OR delta_data IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(inline, 0, "an upgrade inlines nothing");
     let chunks: i64 = conn.query_row(
         "SELECT (SELECT count(*) FROM chunks) + (SELECT count(*) FROM blob_chunks)
               + (SELECT count(*) FROM chunk_refs)",

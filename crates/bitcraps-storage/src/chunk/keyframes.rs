@@ -10,7 +10,9 @@
 //!
 //! Beside the document, an entry may hold the keyframe's chunks as the values a delta write
 //! lists (`store/delta.rs`), built once per keyframe instead of copying the document into
-//! them on every write; they count towards the entry's bytes.
+//! them on every write, and the hasher's states over the document (`prefix_hash.rs`), so a
+//! delta write hashes only what follows the prefix it shares; both count towards the entry's
+//! bytes.
 //!
 //! The cache is bounded on its own ([`MAX_BYTES`], [`MAX_ENTRIES`]), apart from the
 //! document cache (`cache.size_mb`) like the dictionary decoders, and its bytes are reported
@@ -19,6 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::prefix_hash::PrefixHashes;
 use crate::backend::StoredBlob;
 use crate::value::EncodedValue;
 
@@ -37,6 +40,11 @@ pub(crate) struct KeyframeId([u8; 32]);
 impl KeyframeId {
     /// The id of the keyframe whose chunks `blob` lists, in `collection`.
     pub(crate) fn of(collection: &str, blob: &StoredBlob) -> Self {
+        Self::of_hashes(collection, blob.chunks.iter().map(|c| c.hash.as_slice()))
+    }
+
+    /// The id of the keyframe whose chunks have `hashes`, in order, in `collection`.
+    pub(crate) fn of_hashes<'a>(collection: &str, hashes: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut h = blake3::Hasher::new();
         h.update(
             &u64::try_from(collection.len())
@@ -44,8 +52,8 @@ impl KeyframeId {
                 .to_be_bytes(),
         );
         h.update(collection.as_bytes());
-        for chunk in &blob.chunks {
-            h.update(&chunk.hash);
+        for hash in hashes {
+            h.update(hash);
         }
         Self(*h.finalize().as_bytes())
     }
@@ -57,6 +65,8 @@ struct Entry {
     document: Arc<[u8]>,
     /// The chunks a delta of this keyframe lists, once a write built them.
     chunks: Option<ChunkValues>,
+    /// The hasher's states over the document, once a write built them (`prefix_hash.rs`).
+    hashes: Option<Arc<PrefixHashes>>,
 }
 
 impl Entry {
@@ -75,7 +85,11 @@ impl Entry {
                 })
                 .sum()
         });
-        self.document.len().saturating_add(chunks)
+        let hashes = self.hashes.as_deref().map_or(0, PrefixHashes::bytes);
+        self.document
+            .len()
+            .saturating_add(chunks)
+            .saturating_add(hashes)
     }
 }
 
@@ -116,6 +130,24 @@ impl Keyframes {
         Self::evict(&mut entries);
     }
 
+    /// The hasher's states over the keyframe `id`'s document, when a write stored them.
+    pub(crate) fn hashes(&self, id: KeyframeId) -> Option<Arc<PrefixHashes>> {
+        self.lock()
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| e.hashes.clone())
+    }
+
+    /// Keeps `hashes` with the entry of `id`, if it is still held and stays within the
+    /// bounds with them.
+    pub(crate) fn set_hashes(&self, id: KeyframeId, hashes: Arc<PrefixHashes>) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+            entry.hashes = Some(hashes);
+        }
+        Self::evict(&mut entries);
+    }
+
     fn evict(entries: &mut VecDeque<Entry>) {
         let mut total: usize = entries.iter().map(Entry::bytes).sum();
         while entries.len() > MAX_ENTRIES || total > MAX_BYTES {
@@ -139,6 +171,7 @@ impl Keyframes {
             collection: collection.to_owned(),
             document,
             chunks: None,
+            hashes: None,
         });
         Self::evict(&mut entries);
     }

@@ -17,6 +17,7 @@ mod assemble;
 mod cut;
 pub(crate) mod delta;
 pub(crate) mod keyframes;
+pub(crate) mod prefix_hash;
 mod splice;
 
 pub(crate) use assemble::assemble_with;

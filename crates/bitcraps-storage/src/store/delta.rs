@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::Shared;
 use crate::backend::StoredBlob;
 use crate::chunk::keyframes::{ChunkValues, KeyframeId};
+use crate::chunk::prefix_hash::PrefixHashes;
 use crate::chunk::{self, delta};
 use crate::codec::Codec;
 use crate::error::Result;
@@ -57,9 +58,10 @@ pub(super) fn try_delta(
     if stored.len() > delta::MAX_PATCH {
         return Ok(None);
     }
+    let hash = prefix_hashes(shared, KeyframeId::of(collection, &blob), &base).hash(&base, raw);
     let raw: Arc<[u8]> = raw.into();
     Ok(Some(EncodedValue {
-        hash: *blake3::hash(&raw).as_bytes(),
+        hash,
         codec: Codec::None,
         raw,
         stored: stored.into(),
@@ -97,6 +99,33 @@ fn keyframe(
     shared.keyframes.insert(id, collection, Arc::clone(&base));
     shared.keyframes.set_chunks(id, Arc::clone(&chunks));
     Some((base, chunks))
+}
+
+/// Keeps the keyframe `encoded` (a chunked value this write is storing for
+/// `collection`) in the keyframe cache with its chunk values, so the deltas that follow it
+/// do not read its chunks back and decompress them. The bytes are the writer's own; the
+/// entry is keyed by the chunks' hashes, so it serves only a record that lists them.
+pub(super) fn remember_keyframe(shared: &Shared, collection: &str, encoded: &EncodedValue) {
+    if !encoded.is_chunked() || encoded.delta {
+        return;
+    }
+    let id = KeyframeId::of_hashes(collection, encoded.chunks.iter().map(|c| &c.hash[..]));
+    shared
+        .keyframes
+        .insert(id, collection, Arc::clone(&encoded.raw));
+    shared.keyframes.set_chunks(id, Arc::clone(&encoded.chunks));
+}
+
+/// The hasher's states over the keyframe document `base` (id `id`), from the cache or built
+/// (one pass of blake3) and kept there: a delta's hash then resumes after the prefix it
+/// shares with its keyframe (`chunk/prefix_hash.rs`).
+fn prefix_hashes(shared: &Shared, id: KeyframeId, base: &[u8]) -> Arc<PrefixHashes> {
+    if let Some(hashes) = shared.keyframes.hashes(id) {
+        return hashes;
+    }
+    let hashes = Arc::new(PrefixHashes::of(base));
+    shared.keyframes.set_hashes(id, Arc::clone(&hashes));
+    hashes
 }
 
 /// `blob`'s chunks as values whose bytes are consecutive slices of `base`, the cached

@@ -48,7 +48,11 @@ impl PersistentStorageManager {
             let encoded = blocking(move || {
                 let encoded = match super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)? {
                     Some(delta) => delta,
-                    None => pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?,
+                    None => {
+                        let encoded = pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?;
+                        super::delta::remember_keyframe(&shared, &c, &encoded);
+                        encoded
+                    }
                 };
                 crate::crypto::preseal(shared.keyring.as_deref(), &c, encoded)
             })

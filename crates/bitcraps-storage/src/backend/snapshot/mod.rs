@@ -16,6 +16,8 @@
 // The row stream serves the backends that are not SQLite (PostgreSQL, the in-memory one).
 #[cfg(any(feature = "postgres", feature = "testing"))]
 mod rows;
+#[cfg(any(feature = "postgres", feature = "testing"))]
+mod spill;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -284,6 +284,12 @@ fn insert_blob_rows(conn: &Connection, table: &str, rows: Vec<BlobRow>) -> Resul
 /// [`Chunk::Done`]. The first error of `send` stops it.
 pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
     let conn = open_read_only(path)?;
+    // Inline deltas (SQLite schema version 13) are read as the blobs other backends store.
+    let spilled = super::spill::has_inline(&conn)?;
+    if spilled {
+        super::spill::prepare(&conn)?;
+    }
+    let pick = |plain: &'static str, spill: &'static str| if spilled { spill } else { plain };
     read_table(&conn, SELECT_META, ROW_CHUNK, Chunk::Meta, &mut send)?;
     read_table(
         &conn,
@@ -299,16 +305,34 @@ pub fn read_rows(path: &Path, mut send: impl FnMut(Chunk) -> Result<()>) -> Resu
         Chunk::Dictionaries,
         &mut send,
     )?;
-    read_table(&conn, SELECT_CHUNKS, BLOB_CHUNK, Chunk::Chunks, &mut send)?;
-    read_table(&conn, SELECT_BLOBS, BLOB_CHUNK, Chunk::Blobs, &mut send)?;
     read_table(
         &conn,
-        SELECT_CHUNK_LISTS,
+        pick(SELECT_CHUNKS, super::spill::SPILLED_CHUNKS),
+        BLOB_CHUNK,
+        Chunk::Chunks,
+        &mut send,
+    )?;
+    read_table(
+        &conn,
+        pick(SELECT_BLOBS, super::spill::SPILLED_BLOBS),
+        BLOB_CHUNK,
+        Chunk::Blobs,
+        &mut send,
+    )?;
+    read_table(
+        &conn,
+        pick(SELECT_CHUNK_LISTS, super::spill::SPILLED_LISTS),
         ROW_CHUNK,
         Chunk::Lists,
         &mut send,
     )?;
-    read_table(&conn, SELECT_RECORDS, ROW_CHUNK, Chunk::Records, &mut send)?;
+    read_table(
+        &conn,
+        pick(SELECT_RECORDS, super::spill::SPILLED_RECORDS),
+        ROW_CHUNK,
+        Chunk::Records,
+        &mut send,
+    )?;
     read_table(
         &conn,
         SELECT_SETTINGS,

@@ -28,17 +28,8 @@ pub(super) fn write_over(
     if !value.delta {
         return Ok(None);
     }
-    if deduplicate {
-        let stored: Option<i64> = conn
-            .prepare_cached(super::write::FIND_BLOB_BY_HASH)
-            .and_then(|mut s| {
-                s.query_row(params![&value.hash[..]], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(db_err("looking up content by hash"))?;
-        if stored.is_some() {
-            return Ok(None);
-        }
+    if deduplicate && stored_elsewhere(conn, value)? {
+        return Ok(None);
     }
     let current: Option<(i64, i64, i64)> = conn
         .prepare_cached(
@@ -55,22 +46,7 @@ pub(super) fn write_over(
     let Some((blob_id, crate::chunk::DELTA, 1)) = current else {
         return Ok(None);
     };
-    let listed: Vec<Vec<u8>> = conn
-        .prepare_cached(
-            "SELECT c.hash FROM blob_chunks bc JOIN chunks c ON c.id = bc.chunk_id
-             WHERE bc.blob_id = ?1 ORDER BY bc.seq",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![blob_id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(db_err("reading the chunk list a delta replaces"))?;
-    let same = listed.len() == value.chunks.len()
-        && listed
-            .iter()
-            .zip(value.chunks.iter())
-            .all(|(a, b)| a.as_slice() == b.hash.as_slice());
-    if !same {
+    if !lists_exactly(conn, blob_id, value)? {
         return Ok(None);
     }
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
@@ -91,4 +67,42 @@ pub(super) fn write_over(
     })
     .map_err(db_err("writing a delta over the one it replaces"))?;
     Ok(Some(blob_id))
+}
+
+/// Whether content with `value`'s hash is stored already (deduplication would share it).
+pub(super) fn stored_elsewhere(
+    conn: &Connection,
+    value: &EncodedValue,
+) -> crate::error::Result<bool> {
+    let stored: Option<i64> = conn
+        .prepare_cached(super::write::FIND_BLOB_BY_HASH)
+        .and_then(|mut s| {
+            s.query_row(params![&value.hash[..]], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err("looking up content by hash"))?;
+    Ok(stored.is_some())
+}
+
+/// Whether the chunk list of blob `blob_id` is exactly `value`'s chunks, in order.
+pub(super) fn lists_exactly(
+    conn: &Connection,
+    blob_id: i64,
+    value: &EncodedValue,
+) -> crate::error::Result<bool> {
+    let listed: Vec<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT c.hash FROM blob_chunks bc JOIN chunks c ON c.id = bc.chunk_id
+             WHERE bc.blob_id = ?1 ORDER BY bc.seq",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![blob_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db_err("reading the chunk list a delta replaces"))?;
+    Ok(listed.len() == value.chunks.len()
+        && listed
+            .iter()
+            .zip(value.chunks.iter())
+            .all(|(a, b)| a.as_slice() == b.hash.as_slice()))
 }

@@ -103,9 +103,10 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
          INSERT INTO main.blob_chunks (blob_id, seq, chunk_id)
              SELECT blob_id, seq, chunk_id FROM snapshot.blob_chunks;
          INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,
-                                   access_count, last_accessed, version, expires_at)
+                                   access_count, last_accessed, version, expires_at,
+                                   delta_hash, delta_raw_len, delta_data)
              SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
-                    version, expires_at
+                    version, expires_at, delta_hash, delta_raw_len, delta_data
              FROM snapshot.records;
          INSERT INTO main.collection_settings (collection, name, value)
              SELECT collection, name, value FROM snapshot.collection_settings WHERE true

@@ -3,6 +3,7 @@
 mod chunks;
 mod delta;
 mod feed;
+mod inline;
 mod maintain;
 mod prefix;
 pub(crate) mod read;

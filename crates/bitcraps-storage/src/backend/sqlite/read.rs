@@ -20,7 +20,8 @@ fn to_u64(v: i64) -> u64 {
 
 /// The columns [`record_from_row`] reads, and the tables they come from.
 const RECORD_COLUMNS: &str =
-    "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at
+    "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at,
+            r.delta_hash, r.delta_raw_len, r.delta_data
      FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
 
 /// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
@@ -42,26 +43,34 @@ fn record_from_row(
             r.get::<_, Option<i64>>(first + 5)?,
             r.get::<_, i64>(first + 6)?,
             r.get::<_, Option<i64>>(first + 7)?,
+            (
+                r.get::<_, Option<Vec<u8>>>(first + 8)?,
+                r.get::<_, Option<i64>>(first + 9)?,
+                r.get::<_, Option<Vec<u8>>>(first + 10)?,
+            ),
         ))
     };
-    let (blob_id, codec_id, raw_len, hash, data, dict_id, version, expires_ms) =
+    let (blob_id, codec_id, raw_len, hash, data, dict_id, version, expires_ms, inline) =
         read().map_err(db_err("reading a record"))?;
     let version = Version::stored(collection, key, version)?;
     match (codec_id, raw_len, hash, data) {
         (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
-            blob: super::chunks::with_chunks(
-                conn,
-                blob_id,
-                StoredBlob {
-                    codec_id,
-                    raw_len,
-                    hash,
-                    data,
-                    dict_id,
-                    chunks: Vec::new(),
-                },
-                || format!("{collection}/{key}"),
-            )?,
+            blob: super::inline::blob(
+                super::chunks::with_chunks(
+                    conn,
+                    blob_id,
+                    StoredBlob {
+                        codec_id,
+                        raw_len,
+                        hash,
+                        data,
+                        dict_id,
+                        chunks: Vec::new(),
+                    },
+                    || format!("{collection}/{key}"),
+                )?,
+                inline,
+            ),
             version,
             expires_ms,
         }),
@@ -130,8 +139,10 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let row = conn
         .prepare_cached(
             "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
-                    b.codec, b.raw_len, b.stored_len, b.hash, b.refcount, b.dict_id, r.version,
-                    r.expires_at
+                    iif(r.delta_data IS NULL, b.codec, 17),
+                    coalesce(r.delta_raw_len, b.raw_len),
+                    coalesce(length(r.delta_data), b.stored_len), coalesce(r.delta_hash, b.hash),
+                    iif(r.delta_data IS NULL, b.refcount, 1), b.dict_id, r.version, r.expires_at
              FROM records r JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
         )
@@ -293,10 +304,20 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     let err = db_err("collecting database statistics");
     let (record_count, logical_bytes): (i64, i64) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(b.raw_len), 0)
+            "SELECT count(*), coalesce(sum(coalesce(r.delta_raw_len, b.raw_len)), 0)
              FROM records r JOIN blobs b ON b.id = r.blob_id",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(&err)?;
+    // Inline deltas (schema version 13) count as the delta blobs they stand for.
+    let (inline_count, inline_stored, inline_saved): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(length(delta_data)), 0),
+                    coalesce(sum(delta_raw_len - length(delta_data)), 0)
+             FROM records WHERE delta_data IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(&err)?;
     let (blob_count, unique_bytes, stored_bytes, chunked_blobs, delta_blobs, delta_saved): (
@@ -353,12 +374,16 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         blob_count: to_u64(blob_count),
         logical_bytes: to_u64(logical_bytes),
         unique_bytes: to_u64(unique_bytes.saturating_add(chunk_raw)),
-        stored_bytes: to_u64(stored_bytes.saturating_add(chunk_stored)),
+        stored_bytes: to_u64(
+            stored_bytes
+                .saturating_add(chunk_stored)
+                .saturating_add(inline_stored),
+        ),
         chunked_blobs: to_u64(chunked_blobs),
         chunk_count: to_u64(chunk_count),
         chunk_dedup_saved_bytes: to_u64(chunk_saved),
-        delta_blobs: to_u64(delta_blobs),
-        delta_saved_bytes: to_u64(delta_saved),
+        delta_blobs: to_u64(delta_blobs.saturating_add(inline_count)),
+        delta_saved_bytes: to_u64(delta_saved.saturating_add(inline_saved)),
         dictionary_count: to_u64(dictionary_count),
         dictionary_bytes: to_u64(dictionary_bytes),
         page_count: pragma("page_count")?,

@@ -213,6 +213,19 @@ pub const MIGRATIONS: &[&str] = &[
         UPDATE change_clock SET value = NEW.last WHERE name = 'version';
     END;
     ",
+    // Version 13: a small delta in its record's row (issue #16). A delta over a delta wrote
+    // three pages — the record, the delta's `blobs` row, the change log — and on the
+    // block-device counter three WAL frames dirty four file-system pages (16 KiB) per
+    // commit. A delta whose stored bytes fit the record's row (`sqlite/inline.rs`) is kept
+    // there: the record names its keyframe's chunk-list blob (codec 16, one reference, as
+    // the keyframe's version did) and carries the delta's hash, length and bytes; a commit
+    // writes the record's page and the change log's. Readers see the same delta blob
+    // (codec 17 over the keyframe's chunks) as before. NULL columns: no inline delta.
+    r"
+    ALTER TABLE records ADD COLUMN delta_hash BLOB CHECK (delta_hash IS NULL OR length(delta_hash) = 32);
+    ALTER TABLE records ADD COLUMN delta_raw_len INTEGER CHECK (delta_raw_len IS NULL OR delta_raw_len >= 0);
+    ALTER TABLE records ADD COLUMN delta_data BLOB;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -522,7 +535,9 @@ mod tests {
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
              ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
              DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE chunk_refs; DROP TABLE changes;
-             DROP TABLE change_clock;",
+             DROP TABLE change_clock; ALTER TABLE records DROP COLUMN delta_hash;
+             ALTER TABLE records DROP COLUMN delta_raw_len;
+             ALTER TABLE records DROP COLUMN delta_data;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;
@@ -650,7 +665,7 @@ mod tests {
                  VALUES (1, 'c', 'a', 1, 8, 0), (2, 'c', 'a', 2, 8, 0);",
         )
         .map_err(db_err("a version-11 store"))?;
-        assert_eq!(migrate(&mut conn)?, 12);
+        assert_eq!(migrate(&mut conn)?, latest_version());
         let clocks = |conn: &Connection| -> Result<(i64, i64, u64)> {
             let view: i64 = conn
                 .query_row("SELECT last FROM version_clock", [], |r| r.get(0))
@@ -669,6 +684,66 @@ mod tests {
         conn.execute("UPDATE version_clock SET last = max(last, 50)", [])
             .map_err(db_err("a restore's clock update"))?;
         assert_eq!(clocks(&conn)?, (50, 50, 3));
+        Ok(())
+    }
+
+    /// Version 13 adds the inline delta's columns to `records`: a version-12 store with a
+    /// keyframe, a delta blob and a whole blob reads the same after the upgrade (no inline
+    /// delta anywhere), and a record may then carry one over its keyframe.
+    #[test]
+    fn version_13_keeps_a_version_12_store_and_adds_inline_deltas() -> Result<()> {
+        use crate::backend::sqlite::read;
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        let v12 = MIGRATIONS.get(..12).unwrap_or_default();
+        conn.execute_batch(&v12.concat())
+            .map_err(db_err("schema 12"))?;
+        conn.execute_batch(
+            "PRAGMA user_version = 12; PRAGMA application_id = 1111708243;
+             INSERT INTO chunks (id, hash, codec, raw_len, stored_len, data)
+                 VALUES (1, zeroblob(32), 0, 3, 3, X'616263');
+             INSERT INTO chunk_refs (chunk_id, refcount) VALUES (1, 2);
+             INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data)
+                 VALUES (1, zeroblob(32), 1, 3, 3, 1, X'616263'),
+                        (2, randomblob(32), 16, 3, 0, 1, X''),
+                        (3, randomblob(32), 17, 3, 4, 1, X'80000001');
+             INSERT INTO blob_chunks (blob_id, seq, chunk_id) VALUES (2, 0, 1), (3, 0, 1);
+             INSERT INTO records (collection, key, blob_id, created_at, updated_at, version)
+                 VALUES ('c', 'a', 1, 0, 0, 1), ('c', 'k', 2, 0, 0, 2), ('c', 'd', 3, 0, 0, 3);",
+        )
+        .map_err(db_err("a version-12 store"))?;
+        assert_eq!(migrate(&mut conn)?, latest_version());
+        // Each record reads as its blob row: codec, bytes and chunk count.
+        let blob_of = |key: &str| -> Result<(i64, Vec<u8>, usize)> {
+            let r = read::get(&conn, "c", key)?
+                .ok_or_else(|| StorageError::corruption(key, "missing"))?;
+            Ok((r.blob.codec_id, r.blob.data, r.blob.chunks.len()))
+        };
+        assert_eq!(blob_of("a")?, (1, b"abc".to_vec(), 0));
+        assert_eq!(blob_of("k")?, (crate::chunk::CHUNKED, Vec::new(), 1));
+        assert_eq!(blob_of("d")?, (crate::chunk::DELTA, vec![0x80, 0, 0, 1], 1));
+        assert!(read::check(&conn)?.is_ok());
+        let inline: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM records WHERE delta_data IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("inline deltas"))?;
+        assert_eq!(inline, 0);
+        // The keyframe's record now carries a delta over it: read as the delta blob.
+        conn.execute(
+            "UPDATE records SET delta_hash = randomblob(32), delta_raw_len = 3,
+                    delta_data = X'80000002'
+             WHERE collection = 'c' AND key = 'k'",
+            [],
+        )
+        .map_err(db_err("an inline delta"))?;
+        assert_eq!(blob_of("k")?, (crate::chunk::DELTA, vec![0x80, 0, 0, 2], 1));
+        assert!(read::check(&conn)?.is_ok());
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(db_err("integrity"))?;
+        assert_eq!(check, "ok");
         Ok(())
     }
 

@@ -78,7 +78,7 @@ pub(super) fn quota_of(conn: &Connection, collection: &str) -> Result<Option<Col
 /// Records of `collection` unexpired at `now_ms` and their logical JSON bytes.
 pub fn usage(conn: &Connection, collection: &str, now_ms: i64) -> Result<CollectionUsage> {
     conn.prepare_cached(
-        "SELECT count(*), coalesce(sum(b.raw_len), 0)
+        "SELECT count(*), coalesce(sum(coalesce(r.delta_raw_len, b.raw_len)), 0)
          FROM records r JOIN blobs b ON b.id = r.blob_id
          WHERE r.collection = ?1 AND (r.expires_at IS NULL OR r.expires_at > ?2)",
     )

@@ -446,10 +446,11 @@ fn insert_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) 
     Ok(inserted == 1)
 }
 
-/// Points the present record at `blob_id` with a new version.
+/// Points the present record at `blob_id` with a new version (and no inline delta).
 fn update_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5, expires_at = ?6
+        "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5, expires_at = ?6,
+                delta_hash = NULL, delta_raw_len = NULL, delta_data = NULL
          WHERE collection = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
@@ -540,8 +541,9 @@ fn put_new_first(
     })
 }
 
-/// Writes a record after the general path's look for an expired one: a delta written over
-/// its predecessor, or a new blob; when the key exists, its old blob is read and released.
+/// Writes a record after the general path's look for an expired one: a delta kept in the
+/// record's row or written over its predecessor, or a new blob; when the key exists, its old
+/// blob is read and released.
 fn put(
     conn: &Connection,
     p: Placed<'_>,
@@ -549,6 +551,20 @@ fn put(
     deduplicate: bool,
     (stored_version, version): (i64, Version),
 ) -> Result<OpOutcome> {
+    let stamp = super::inline::Stamp {
+        now_ms: p.now_ms,
+        version: stored_version,
+        expires_ms: p.expires_ms,
+    };
+    if super::inline::write(conn, p.collection, p.key, value, deduplicate, &stamp)? {
+        return Ok(OpOutcome::Put {
+            deduplicated: false,
+            replaced: true,
+            version,
+            expires_ms: p.expires_ms,
+            quota_warning: None,
+        });
+    }
     if super::delta::write_over(conn, p.collection, p.key, value, deduplicate)?.is_some() {
         conn.prepare_cached(
             "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
