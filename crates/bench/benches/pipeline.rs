@@ -60,6 +60,32 @@ fn pipeline(c: &mut Criterion) {
         let raw = serde_json::to_vec(&doc).unwrap();
         b.iter(|| serde_json::from_slice::<docs::Game>(black_box(&raw)).unwrap())
     });
+    // Candidate parsers for the typed read path, into the same `T: DeserializeOwned`. The
+    // values must be the ones serde_json gives. simd-json parses in place, so its row
+    // includes the copy of the document a read would need (the cache holds shared bytes).
+    let raw = serde_json::to_vec(&doc).unwrap();
+    assert_eq!(sonic_rs::from_slice::<docs::Game>(&raw).unwrap(), doc);
+    assert_eq!(
+        simd_json::from_slice::<docs::Game>(&mut raw.clone()).unwrap(),
+        doc
+    );
+    // What the library does (`value::deserialize`): one UTF-8 check of the whole document,
+    // then serde_json on the `str`, which then skips its check of every string and key.
+    group.bench_function("deserialize/utf8-once", |b| {
+        b.iter(|| {
+            let text = std::str::from_utf8(black_box(&raw)).unwrap();
+            serde_json::from_str::<docs::Game>(text).unwrap()
+        })
+    });
+    group.bench_function("deserialize/sonic-rs", |b| {
+        b.iter(|| sonic_rs::from_slice::<docs::Game>(black_box(&raw)).unwrap())
+    });
+    group.bench_function("deserialize/simd-json", |b| {
+        b.iter(|| {
+            let mut copy = black_box(&raw).clone();
+            simd_json::from_slice::<docs::Game>(&mut copy).unwrap()
+        })
+    });
     let samples: Vec<Vec<u8>> = (0..1000u64)
         .map(|i| serde_json::to_vec(&docs::document(i)).unwrap())
         .collect();

@@ -270,6 +270,16 @@ impl PersistentStorageManager {
             tokio::task::coop::consume_budget().await;
             return Ok(Some(Fetched::Cached(cached)));
         }
+        // Boxed: the miss path's state (the L2 lookup, the database read on the blocking
+        // pool, the L2 fill) is kilobytes, and inline it would size every read's future,
+        // which is moved (copied) several times before it first runs, hits included.
+        Box::pin(self.fetch_miss(doc)).await
+    }
+
+    /// [`fetch_doc`](Self::fetch_doc) after an L1 miss.
+    async fn fetch_miss(&self, doc: &DocKey<'_>) -> Result<Option<Fetched>> {
+        let (collection, key) = (doc.collection(), doc.key());
+        let shared = &self.inner.shared;
         let ck = doc.joined();
         let (ticket, load, joined) = shared.cache.join_load(&ck);
         if !joined {
