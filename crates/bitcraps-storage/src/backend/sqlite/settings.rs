@@ -38,7 +38,11 @@ impl SettingsCache {
     }
 
     /// The collection's default TTL in milliseconds, if it has one.
-    pub(super) fn default_ttl(&mut self, conn: &Connection, collection: &str) -> Result<Option<i64>> {
+    pub(super) fn default_ttl(
+        &mut self,
+        conn: &Connection,
+        collection: &str,
+    ) -> Result<Option<i64>> {
         Ok(self.get(conn, collection)?.0)
     }
 

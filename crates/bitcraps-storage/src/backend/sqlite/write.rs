@@ -340,15 +340,19 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
     Ok((id, false))
 }
 
-/// Drops one reference to a blob, deleting the blob when none remain.
+/// Drops one reference to a blob, deleting the blob when none remain. The blob of a
+/// replaced document is usually that record's alone: deleting it when it holds the last
+/// reference is then the one statement (the decrement follows only when it does not).
 pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![id]))
-        .map_err(db_err("dropping a content reference"))?;
     let deleted: Option<i64> = conn
-        .prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refcount <= 0 RETURNING codec")
+        .prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refcount <= 1 RETURNING codec")
         .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
         .map_err(db_err("deleting unreferenced content"))?;
+    if deleted.is_none() {
+        conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id]))
+            .map_err(db_err("dropping a content reference"))?;
+    }
     match deleted {
         Some(codec) if crate::chunk::is_chunked(codec) => super::chunks::release(conn, id),
         _ => Ok(()),
