@@ -10,7 +10,9 @@ use std::time::Duration;
 use bitcraps_storage::testing::Pipeline;
 use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
 use bitcraps_storage::testing::{Backend, WriteOp};
-use bitcraps_storage::{Codec, Durability, PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::{
+    Codec, Durability, Expect, PersistentStorageManager, StorageConfig, StorageError,
+};
 use common::faulty::{Fault, FaultInjector, Method, When};
 use common::nodes::DEADLINE;
 use common::{Game, game, sqlite_fixture};
@@ -239,6 +241,74 @@ fn a_failing_unit_rolls_back_alone() -> Result {
     assert!(
         backend.get("c", "b")?.is_none(),
         "unit rolled back as a whole"
+    );
+    // The failed unit had no savepoint in the first pass (`group.rs`): the group ran again,
+    // and the log holds exactly the committed puts, in order, with increasing versions.
+    let log = backend.changes_since(0, 100)?;
+    let keys: Vec<&str> = log.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["seed", "a", "d"]);
+    assert!(log.windows(2).all(|w| w[0].version < w[1].version));
+    backend.close()?;
+    Ok(())
+}
+
+/// The settings a group reads are read once per group (`settings.rs`, `SettingsCache`):
+/// a default TTL set by an earlier unit of the group applies to a later unit's put, and one
+/// set by a unit that was rolled back does not, even after that unit's own put read it.
+#[test]
+fn a_group_reads_settings_as_its_units_left_them() -> Result {
+    let f = sqlite_fixture();
+    let backend = sqlite(&f.config)?;
+    let p = Pipeline {
+        codec: Codec::None,
+        level: 0,
+        max_value_size: 1 << 20,
+        chunk_threshold: 0,
+        keyframe_interval: 0,
+    };
+    let now = 1_000;
+    let put = |k: &str| -> Result<WriteOp> {
+        Ok(WriteOp::Put {
+            collection: "c".into(),
+            key: k.into(),
+            value: p.encode("c", k, k)?,
+            now_ms: now,
+            keep_version: None,
+            expires_ms: None,
+        })
+    };
+    let ttl = |ms: Option<i64>| WriteOp::Setting {
+        collection: "c".into(),
+        name: "default_ttl_ms",
+        value: ms,
+    };
+    let conflict = || WriteOp::Check {
+        collection: "c".into(),
+        key: "never-written".into(),
+        expect: Expect::Exists,
+        now_ms: now,
+    };
+    let expiry = |k: &str| -> Result<Option<i64>> {
+        Ok(backend.get("c", k)?.ok_or("record missing")?.expires_ms)
+    };
+    // Before any TTL: read (and remembered) by the first put.
+    let results = backend.apply(&[
+        vec![put("plain")?],
+        vec![ttl(Some(500))],
+        vec![put("ttl")?],
+        vec![ttl(Some(9_000)), put("gone")?, conflict()],
+        vec![put("still-ttl")?],
+    ])?;
+    assert!(results[0].is_ok() && results[1].is_ok() && results[2].is_ok());
+    assert!(matches!(results[3], Err(StorageError::Conflict { .. })));
+    assert!(results[4].is_ok());
+    assert_eq!(expiry("plain")?, None);
+    assert_eq!(expiry("ttl")?, Some(now + 500));
+    assert!(backend.get("c", "gone")?.is_none());
+    assert_eq!(
+        expiry("still-ttl")?,
+        Some(now + 500),
+        "a rolled-back unit's setting leaked into the next unit"
     );
     backend.close()?;
     Ok(())

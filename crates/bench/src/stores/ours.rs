@@ -245,6 +245,32 @@ impl Store for Ours {
     }
 
     fn run_workers(&self, workers: &[Worker]) -> Result<()> {
+        // The group commits of each concurrent workload (how many, their mean size), only on
+        // request: the two statistics() calls fall inside the workload's clock.
+        let groups = std::env::var_os("BITCRAPS_BENCH_GROUP_STATS").is_some();
+        let before = if groups {
+            Some(self.rt.block_on(self.storage.statistics())?)
+        } else {
+            None
+        };
+        self.run_tasks(workers)?;
+        if let Some(before) = before {
+            let after = self.rt.block_on(self.storage.statistics())?;
+            let commits = after.group_commits - before.group_commits;
+            let requests = after.grouped_requests - before.grouped_requests;
+            #[expect(clippy::cast_precision_loss, reason = "a mean")]
+            let mean = requests as f64 / commits.max(1) as f64;
+            eprintln!(
+                "groups: {} workers, {commits} commits, {requests} requests, {mean:.2} per commit",
+                workers.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Ours {
+    fn run_tasks(&self, workers: &[Worker]) -> Result<()> {
         self.rt.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for ops in workers {

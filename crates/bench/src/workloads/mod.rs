@@ -97,9 +97,20 @@ pub struct CpuPerOp {
     pub mixed: f64,
 }
 
-/// Runs every workload on store `name` (with `bulk_only`, only the bulk load and the
-/// footprint it leaves: to profile the bulk load alone).
-pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Result<Measured> {
+/// Which workloads a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    /// Every workload.
+    All,
+    /// Only the bulk load and the footprint it leaves: to profile the bulk load alone.
+    Bulk,
+    /// Only the durable single stores (8 and 64 writers) and the fsync probe: to profile
+    /// the writer alone, at full size in a second.
+    Durable,
+}
+
+/// Runs the `phases` workloads on store `name`.
+pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Result<Measured> {
     let mut dir = tempfile::tempdir()?;
     // For inspecting what a store left on disk (e.g. with sqlite3's dbstat): keep the run's
     // directory and name it on stderr.
@@ -110,7 +121,7 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Resu
     let store: Box<dyn Store> = stores::open(name, dir.path(), servers)?;
     let mut live = Live::default();
     let mut m = Measured::default();
-    if bulk_only {
+    if phases == Phases::Bulk {
         bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
         return settle(store, dir.path(), &live, m);
     }
@@ -130,6 +141,9 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Resu
     })?;
     drop(workers);
     m.fsync_ms = fsync_latency_ms(dir.path(), 200)?;
+    if phases == Phases::Durable {
+        return settle(store, dir.path(), &live, m);
+    }
 
     // 2. Bulk load, 1,000 per batch.
     bulk_load(store.as_ref(), scale, &mut live, &mut m)?;

@@ -3,6 +3,7 @@
 mod chunks;
 mod delta;
 mod feed;
+mod group;
 mod inline;
 mod maintain;
 mod prefix;
@@ -297,7 +298,7 @@ impl Backend for SqliteBackend {
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         let mut guard = self.writer()?;
         let conn = guard.as_mut().ok_or(StorageError::Closed)?;
-        write::apply(conn, units, self.deduplicate)
+        group::apply(conn, units, self.deduplicate)
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {

@@ -1,23 +1,86 @@
 //! Collection settings (`collection_settings`: the default TTL, quotas) and the usage quotas
 //! count, read inside the write transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::db_err;
 use crate::backend::CollectionSetting;
 use crate::error::Result;
 use crate::quota::{CollectionQuota, CollectionUsage};
 
-/// The collection's default TTL in milliseconds, if it has one.
-pub(super) fn default_ttl(conn: &Connection, collection: &str) -> Result<Option<i64>> {
-    conn.prepare_cached("SELECT value FROM collection_settings WHERE collection = ?1 AND name = ?2")
+/// The collections' settings as one write transaction reads them: one query per collection
+/// it writes to, where reading the default TTL and the quota for each unit took two per
+/// single put. A `Setting` op, and a unit rolled back, [forget](Self::forget) what was read.
+#[derive(Default)]
+pub(super) struct SettingsCache(Vec<Settings>);
+
+/// One collection's settings that the write path needs.
+struct Settings {
+    collection: String,
+    default_ttl: Option<i64>,
+    quota: Option<CollectionQuota>,
+}
+
+impl SettingsCache {
+    /// The default TTL and the quota of `collection`, read on first use.
+    fn get(
+        &mut self,
+        conn: &Connection,
+        collection: &str,
+    ) -> Result<(Option<i64>, Option<CollectionQuota>)> {
+        if let Some(s) = self.0.iter().find(|s| s.collection == collection) {
+            return Ok((s.default_ttl, s.quota));
+        }
+        let s = read_settings(conn, collection)?;
+        let found = (s.default_ttl, s.quota);
+        self.0.push(s);
+        Ok(found)
+    }
+
+    /// The collection's default TTL in milliseconds, if it has one.
+    pub(super) fn default_ttl(
+        &mut self,
+        conn: &Connection,
+        collection: &str,
+    ) -> Result<Option<i64>> {
+        Ok(self.get(conn, collection)?.0)
+    }
+
+    /// The collection's quota, if it has one.
+    pub(super) fn quota(
+        &mut self,
+        conn: &Connection,
+        collection: &str,
+    ) -> Result<Option<CollectionQuota>> {
+        Ok(self.get(conn, collection)?.1)
+    }
+
+    pub(super) fn forget(&mut self) {
+        self.0.clear();
+    }
+}
+
+fn read_settings(conn: &Connection, collection: &str) -> Result<Settings> {
+    let rows: Vec<(String, i64)> = conn
+        .prepare_cached("SELECT name, value FROM collection_settings WHERE collection = ?1")
         .and_then(|mut s| {
-            s.query_row(params![collection, crate::settings::DEFAULT_TTL_MS], |r| {
-                r.get(0)
-            })
-            .optional()
+            s.query_map(params![collection], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .map_err(db_err("reading a collection's default TTL"))
+        .map_err(db_err("reading a collection's settings"))?;
+    let default_ttl = rows
+        .iter()
+        .find(|(name, _)| name == crate::settings::DEFAULT_TTL_MS)
+        .map(|(_, value)| *value);
+    let quota = CollectionQuota::of(
+        collection,
+        rows.iter().map(|(n, v)| (collection, n.as_str(), *v)),
+    );
+    Ok(Settings {
+        collection: collection.to_owned(),
+        default_ttl,
+        quota,
+    })
 }
 
 pub(super) fn set_setting(
@@ -58,21 +121,6 @@ pub fn settings(conn: &Connection) -> Result<Vec<CollectionSetting>> {
         .collect::<rusqlite::Result<Vec<_>>>()
     })
     .map_err(db_err("reading collection settings"))
-}
-
-/// The quota of `collection`, if it has one.
-pub(super) fn quota_of(conn: &Connection, collection: &str) -> Result<Option<CollectionQuota>> {
-    let rows: Vec<(String, i64)> = conn
-        .prepare_cached("SELECT name, value FROM collection_settings WHERE collection = ?1")
-        .and_then(|mut s| {
-            s.query_map(params![collection], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(db_err("reading a collection's quota"))?;
-    Ok(CollectionQuota::of(
-        collection,
-        rows.iter().map(|(n, v)| (collection, n.as_str(), *v)),
-    ))
 }
 
 /// Records of `collection` unexpired at `now_ms` and their logical JSON bytes.

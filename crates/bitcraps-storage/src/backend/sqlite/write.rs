@@ -1,16 +1,16 @@
-//! The write path: group-committed units, each in its own savepoint, with exact blob
-//! reference counts maintained in the same transaction as the records. Versions come from the
+//! The write path: the operations of group-committed units (`group.rs` runs the
+//! transaction and the savepoints), with exact blob reference counts maintained in the same transaction as the records. Versions come from the
 //! version clock (`feed.rs`: since schema version 12 the newest change's version, or the
 //! 'version' row of `change_clock` when higher), read once at the start of the transaction;
 //! at its end the row is written only when the logged changes do not carry the clock.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db_err;
 use super::feed;
 use super::prefix::delete_prefix;
-use super::settings::{default_ttl, quota_of, set_setting, usage};
-use crate::backend::{OpOutcome, WriteOp, WriteUnit};
+use super::settings::{SettingsCache, set_setting, usage};
+use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
 use crate::feed::{ChangeKind, NewChange};
 use crate::quota;
@@ -18,10 +18,10 @@ use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
 /// The version clock of one transaction: the last version handed out.
-struct Clock(i64);
+pub(super) struct Clock(pub(super) i64);
 
 impl Clock {
-    fn read(conn: &Connection) -> Result<Self> {
+    pub(super) fn read(conn: &Connection) -> Result<Self> {
         feed::version_clock(conn).map(Clock)
     }
 
@@ -50,86 +50,26 @@ impl Clock {
     }
 }
 
-/// The collections' default TTLs as a unit reads them: a bulk unit puts a thousand records
-/// into one collection, and reading the setting once instead of once per put saves a
-/// statement per record. A `Setting` op in the unit forgets what was read.
-#[derive(Default)]
-struct DefaultTtls(Vec<(String, Option<i64>)>);
-
-impl DefaultTtls {
-    fn get(&mut self, conn: &Connection, collection: &str) -> Result<Option<i64>> {
-        if let Some((_, ttl)) = self.0.iter().find(|(c, _)| c == collection) {
-            return Ok(*ttl);
-        }
-        let ttl = default_ttl(conn, collection)?;
-        self.0.push((collection.to_owned(), ttl));
-        Ok(ttl)
-    }
-
-    fn forget(&mut self) {
-        self.0.clear();
-    }
-}
-
-/// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
-pub fn apply(
-    conn: &mut Connection,
-    units: &[WriteUnit],
-    deduplicate: bool,
-) -> Result<Vec<Result<Vec<OpOutcome>>>> {
-    let mut tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err("starting a write transaction"))?;
-    let mut clock = Clock::read(&tx)?;
-    let start = clock.0;
-    let mut results = Vec::with_capacity(units.len());
-    // The changes of the units that committed, numbered at the end (`feed/`).
-    let mut committed = Vec::new();
-    for unit in units {
-        let sp = tx.savepoint().map_err(db_err("opening a savepoint"))?;
-        let mut changes = Vec::new();
-        let outcome = apply_unit(&sp, unit, deduplicate, &mut clock, &mut changes);
-        match outcome {
-            Ok(outcomes) => {
-                sp.commit().map_err(db_err("releasing a savepoint"))?;
-                committed.append(&mut changes);
-                results.push(Ok(outcomes));
-            }
-            // Dropping the savepoint rolls this unit back; the others are unaffected.
-            Err(e) => {
-                drop(sp);
-                results.push(Err(e));
-            }
-        }
-    }
-    // Versions used by units that were rolled back stay used: gaps, never a repeat (the
-    // clock's row is written when no logged change carries its value).
-    feed::append(&tx, &committed, clock.0, clock.0 != start)?;
-    tx.commit()
-        .map_err(db_err("committing a write transaction"))?;
-    Ok(results)
-}
-
 /// One unit's operations, then its quotas: the usage of every collection it puts into that
 /// has a quota, measured before and after (`quota.rs`). An error rolls the unit back.
-fn apply_unit(
+pub(super) fn apply_unit(
     conn: &Connection,
     unit: &[WriteOp],
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
+    settings: &mut SettingsCache,
 ) -> Result<Vec<OpOutcome>> {
     let now = quota::unit_now(unit);
     let mut guarded = Vec::new();
     for collection in quota::put_collections(unit) {
-        if let Some(q) = quota_of(conn, collection)? {
+        if let Some(q) = settings.quota(conn, collection)? {
             guarded.push((collection, q, usage(conn, collection, now)?));
         }
     }
-    let mut ttls = DefaultTtls::default();
     let mut outcomes = unit
         .iter()
-        .map(|op| apply_op(conn, op, deduplicate, clock, changes, &mut ttls))
+        .map(|op| apply_op(conn, op, deduplicate, clock, changes, settings))
         .collect::<Result<Vec<_>>>()?;
     for (collection, q, before) in guarded {
         let after = usage(conn, collection, now)?;
@@ -146,7 +86,7 @@ fn apply_op(
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
-    ttls: &mut DefaultTtls,
+    settings: &mut SettingsCache,
 ) -> Result<OpOutcome> {
     match op {
         WriteOp::Put {
@@ -166,8 +106,8 @@ fn apply_op(
             if keep_version.is_none() && !value.delta {
                 let expires_ms = match expires_ms {
                     Some(at) => Some(*at),
-                    None => ttls
-                        .get(conn, collection)?
+                    None => settings
+                        .default_ttl(conn, collection)?
                         .map(|ttl| now_ms.saturating_add(ttl)),
                 };
                 let version = clock.next()?;
@@ -184,8 +124,8 @@ fn apply_op(
             purge_expired(conn, collection, key, *now_ms, changes)?;
             let expires_ms = match expires_ms {
                 Some(at) => Some(*at),
-                None => ttls
-                    .get(conn, collection)?
+                None => settings
+                    .default_ttl(conn, collection)?
                     .map(|ttl| now_ms.saturating_add(ttl)),
             };
             let (stored, version) = match keep_version {
@@ -256,7 +196,7 @@ fn apply_op(
             value,
         } => {
             set_setting(conn, collection, name, *value)?;
-            ttls.forget();
+            settings.forget();
             Ok(OpOutcome::Setting)
         }
         WriteOp::DeletePrefix {
@@ -400,15 +340,19 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
     Ok((id, false))
 }
 
-/// Drops one reference to a blob, deleting the blob when none remain.
+/// Drops one reference to a blob, deleting the blob when none remain. The blob of a
+/// replaced document is usually that record's alone: deleting it when it holds the last
+/// reference is then the one statement (the decrement follows only when it does not).
 pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![id]))
-        .map_err(db_err("dropping a content reference"))?;
     let deleted: Option<i64> = conn
-        .prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refcount <= 0 RETURNING codec")
+        .prepare_cached("DELETE FROM blobs WHERE id = ?1 AND refcount <= 1 RETURNING codec")
         .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
         .map_err(db_err("deleting unreferenced content"))?;
+    if deleted.is_none() {
+        conn.prepare_cached("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id]))
+            .map_err(db_err("dropping a content reference"))?;
+    }
     match deleted {
         Some(codec) if crate::chunk::is_chunked(codec) => super::chunks::release(conn, id),
         _ => Ok(()),
