@@ -23,6 +23,8 @@
 //! JSON; the parent re-executes itself with it once per store and run. `--bulk` runs only the
 //! bulk load (and the footprint it leaves), with `--child` or across stores: to profile it
 //! (`valgrind --tool=callgrind … --child bitcraps-storage --quick --bulk`) or compare it alone.
+//! `--scan` runs the bulk load, then only the listing and the typed scan over it: to profile
+//! the scan at full size without the other workloads.
 
 mod docs;
 mod large;
@@ -37,7 +39,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use stores::Servers;
-use workloads::{Measured, Scale};
+use workloads::{Measured, Phases, Scale};
 
 /// The value after `flag`, if the flag is given.
 fn flag_value(args: &[String], flag: &str) -> Result<Option<String>> {
@@ -71,6 +73,7 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
                               [--keyframe-interval N]
        bitcraps-storage-bench --prefetch [--quick] [--runs N]
        bitcraps-storage-bench --bulk [--quick] [--runs N] [--stores a,b]
+       bitcraps-storage-bench --scan [--quick] [--runs N] [--stores a,b]
 
   --quick          small sizes (20,000 documents instead of 200,000)
   --runs N         runs per store (default 3); the table shows medians and min-max
@@ -85,7 +88,9 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
                    with --large: the deltas configuration's keyframe_interval (default:
                    the library's default)
   --prefetch       the prefetching workload only (issue #15), prefetching off and on
-  --bulk           the bulk load only (and its footprint); the other rows stay 0";
+  --bulk           the bulk load only (and its footprint); the other rows stay 0
+  --scan           the bulk load, then the listing and the typed scan only (and the
+                   footprint); the other rows stay 0";
 
 /// Flags that take a value, and flags that do not.
 const WITH_VALUE: [&str; 8] = [
@@ -98,7 +103,7 @@ const WITH_VALUE: [&str; 8] = [
     "--redis",
     "--child",
 ];
-const SWITCHES: [&str; 4] = ["--quick", "--large", "--prefetch", "--bulk"];
+const SWITCHES: [&str; 5] = ["--quick", "--large", "--prefetch", "--bulk", "--scan"];
 
 /// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
 /// the defaults. `Ok(false)` when help was asked for (and printed).
@@ -125,7 +130,13 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let bulk_only = args.iter().any(|a| a == "--bulk");
+    let phases = if args.iter().any(|a| a == "--bulk") {
+        Phases::Bulk
+    } else if args.iter().any(|a| a == "--scan") {
+        Phases::Scan
+    } else {
+        Phases::All
+    };
     let servers = servers(&args)?;
     if args.iter().any(|a| a == "--large") {
         // `--mode whole|chunks|deltas`: one configuration alone (to profile it).
@@ -155,7 +166,7 @@ fn main() -> Result<()> {
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let name = args.get(pos + 1).context("--child needs a store name")?;
-        let measured = workloads::run(name, Scale::new(quick), &servers, bulk_only)?;
+        let measured = workloads::run(name, Scale::new(quick), &servers, phases)?;
         println!("{}", serde_json::to_string(&measured)?);
         return Ok(());
     }
@@ -196,8 +207,14 @@ fn main() -> Result<()> {
             if quick {
                 cmd.arg("--quick");
             }
-            if bulk_only {
-                cmd.arg("--bulk");
+            match phases {
+                Phases::All => {}
+                Phases::Bulk => {
+                    cmd.arg("--bulk");
+                }
+                Phases::Scan => {
+                    cmd.arg("--scan");
+                }
             }
             if let Some(url) = &servers.postgres {
                 cmd.arg("--postgres").arg(url);
@@ -262,6 +279,7 @@ mod tests {
         assert!(check_args(&args(&[
             "--child", "fjall", "--quick", "--bulk"
         ]))?);
+        assert!(check_args(&args(&["--child", "fjall", "--scan"]))?);
         Ok(())
     }
 }

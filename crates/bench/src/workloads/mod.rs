@@ -97,9 +97,20 @@ pub struct CpuPerOp {
     pub mixed: f64,
 }
 
-/// Runs every workload on store `name` (with `bulk_only`, only the bulk load and the
-/// footprint it leaves: to profile the bulk load alone).
-pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Result<Measured> {
+/// Which workloads a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    /// Every workload.
+    All,
+    /// The bulk load and the footprint it leaves (to profile the bulk load alone).
+    Bulk,
+    /// The bulk load, then the listing and the typed scan over it, and the footprint (to
+    /// profile the scan alone, e.g. at full size).
+    Scan,
+}
+
+/// Runs the `phases` of the workloads on store `name`.
+pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Result<Measured> {
     let mut dir = tempfile::tempdir()?;
     // For inspecting what a store left on disk (e.g. with sqlite3's dbstat): keep the run's
     // directory and name it on stderr.
@@ -110,9 +121,17 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Resu
     let store: Box<dyn Store> = stores::open(name, dir.path(), servers)?;
     let mut live = Live::default();
     let mut m = Measured::default();
-    if bulk_only {
-        bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
-        return settle(store, dir.path(), &live, m);
+    match phases {
+        Phases::All => {}
+        Phases::Bulk => {
+            bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
+            return settle(store, dir.path(), &live, m);
+        }
+        Phases::Scan => {
+            bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
+            list_and_scan(name, store.as_ref(), scale, &mut m)?;
+            return settle(store, dir.path(), &live, m);
+        }
     }
 
     // 1. Durable single stores from concurrent writers.
@@ -157,7 +176,16 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Resu
         timed_with_cpu(scale.mixed_ops, || store.run_workers(&workers))?;
     drop(workers);
 
-    // 5. Paged prefix listing, 100 keys a page, through the whole bulk set.
+    // 5. Listing, and scanning the same pages.
+    list_and_scan(name, store.as_ref(), scale, &mut m)?;
+
+    // 6. Footprint after the store's own settle step, and peak memory.
+    settle(store, dir.path(), &live, m)
+}
+
+/// Paged prefix listing, 100 keys a page, through the whole bulk set; then the same pages
+/// with their documents.
+fn list_and_scan(name: &str, store: &dyn Store, scale: Scale, m: &mut Measured) -> Result<()> {
     let started = Instant::now();
     let mut after: Option<String> = None;
     let mut listed = 0;
@@ -190,9 +218,7 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, bulk_only: bool) -> Resu
         "{name}: scanned {scanned} records"
     );
     m.prefix_scan_records = rate(scanned, started);
-
-    // 6. Footprint after the store's own settle step, and peak memory.
-    settle(store, dir.path(), &live, m)
+    Ok(())
 }
 
 /// The footprint after the store's own settle step, and peak memory.
