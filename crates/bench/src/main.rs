@@ -24,6 +24,8 @@
 //! bulk load (and the footprint it leaves), with `--child` or across stores: to profile it
 //! (`valgrind --tool=callgrind … --child bitcraps-storage --quick --bulk`) or compare it alone.
 //! `--durable` likewise runs only the durable single stores (8 and 64 writers).
+//! `--scan` runs the bulk load, then only the listing and the typed scan over it: to profile
+//! the scan at full size without the other workloads.
 
 mod docs;
 mod large;
@@ -73,6 +75,7 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
        bitcraps-storage-bench --prefetch [--quick] [--runs N]
        bitcraps-storage-bench --bulk [--quick] [--runs N] [--stores a,b]
        bitcraps-storage-bench --durable [--quick] [--runs N] [--stores a,b]
+       bitcraps-storage-bench --scan [--quick] [--runs N] [--stores a,b]
 
   --quick          small sizes (20,000 documents instead of 200,000)
   --runs N         runs per store (default 3); the table shows medians and min-max
@@ -89,7 +92,9 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --prefetch       the prefetching workload only (issue #15), prefetching off and on
   --bulk           the bulk load only (and its footprint); the other rows stay 0
   --durable        the durable single stores only (8 and 64 writers, the fsync probe);
-                   the other rows stay 0";
+                   the other rows stay 0
+  --scan           the bulk load, then the listing and the typed scan only (and the
+                   footprint); the other rows stay 0";
 
 /// Flags that take a value, and flags that do not.
 const WITH_VALUE: [&str; 8] = [
@@ -102,7 +107,14 @@ const WITH_VALUE: [&str; 8] = [
     "--redis",
     "--child",
 ];
-const SWITCHES: [&str; 5] = ["--quick", "--large", "--prefetch", "--bulk", "--durable"];
+const SWITCHES: [&str; 6] = [
+    "--quick",
+    "--large",
+    "--prefetch",
+    "--bulk",
+    "--durable",
+    "--scan",
+];
 
 /// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
 /// the defaults. `Ok(false)` when help was asked for (and printed).
@@ -133,6 +145,8 @@ fn main() -> Result<()> {
         Phases::Bulk
     } else if args.iter().any(|a| a == "--durable") {
         Phases::Durable
+    } else if args.iter().any(|a| a == "--scan") {
+        Phases::Scan
     } else {
         Phases::All
     };
@@ -214,6 +228,9 @@ fn main() -> Result<()> {
                 Phases::Durable => {
                     cmd.arg("--durable");
                 }
+                Phases::Scan => {
+                    cmd.arg("--scan");
+                }
             }
             if let Some(url) = &servers.postgres {
                 cmd.arg("--postgres").arg(url);
@@ -279,6 +296,7 @@ mod tests {
             "--child", "fjall", "--quick", "--bulk"
         ]))?);
         assert!(check_args(&args(&["--durable", "--runs", "3"]))?);
+        assert!(check_args(&args(&["--child", "fjall", "--scan"]))?);
         Ok(())
     }
 }

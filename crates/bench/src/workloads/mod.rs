@@ -107,9 +107,12 @@ pub enum Phases {
     /// Only the durable single stores (8 and 64 writers) and the fsync probe: to profile
     /// the writer alone, at full size in a second.
     Durable,
+    /// The bulk load, then the listing and the typed scan over it, and the footprint (to
+    /// profile the scan alone, e.g. at full size).
+    Scan,
 }
 
-/// Runs the `phases` workloads on store `name`.
+/// Runs the `phases` of the workloads on store `name`.
 pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Result<Measured> {
     let mut dir = tempfile::tempdir()?;
     // For inspecting what a store left on disk (e.g. with sqlite3's dbstat): keep the run's
@@ -121,9 +124,17 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
     let store: Box<dyn Store> = stores::open(name, dir.path(), servers)?;
     let mut live = Live::default();
     let mut m = Measured::default();
-    if phases == Phases::Bulk {
-        bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
-        return settle(store, dir.path(), &live, m);
+    match phases {
+        Phases::All | Phases::Durable => {}
+        Phases::Bulk => {
+            bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
+            return settle(store, dir.path(), &live, m);
+        }
+        Phases::Scan => {
+            bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
+            list_and_scan(name, store.as_ref(), scale, &mut m)?;
+            return settle(store, dir.path(), &live, m);
+        }
     }
 
     // 1. Durable single stores from concurrent writers.
@@ -171,7 +182,16 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
         timed_with_cpu(scale.mixed_ops, || store.run_workers(&workers))?;
     drop(workers);
 
-    // 5. Paged prefix listing, 100 keys a page, through the whole bulk set.
+    // 5. Listing, and scanning the same pages.
+    list_and_scan(name, store.as_ref(), scale, &mut m)?;
+
+    // 6. Footprint after the store's own settle step, and peak memory.
+    settle(store, dir.path(), &live, m)
+}
+
+/// Paged prefix listing, 100 keys a page, through the whole bulk set; then the same pages
+/// with their documents.
+fn list_and_scan(name: &str, store: &dyn Store, scale: Scale, m: &mut Measured) -> Result<()> {
     let started = Instant::now();
     let mut after: Option<String> = None;
     let mut listed = 0;
@@ -204,9 +224,7 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
         "{name}: scanned {scanned} records"
     );
     m.prefix_scan_records = rate(scanned, started);
-
-    // 6. Footprint after the store's own settle step, and peak memory.
-    settle(store, dir.path(), &live, m)
+    Ok(())
 }
 
 /// The footprint after the store's own settle step, and peak memory.

@@ -134,14 +134,31 @@ impl EncryptedBackend {
         })
     }
 
-    fn open_record(
+    /// `records` (of `collection`, by key) opened, a large page on more than one thread
+    /// (`parallel.rs`); the first record that does not open (in order) is the error.
+    fn open_records<K: AsRef<str> + Sync>(
         &self,
         collection: &str,
-        key: &str,
-        record: StoredRecord,
-    ) -> Result<StoredRecord> {
-        let blob = self.open_blob(collection, key, &record.blob)?;
-        Ok(StoredRecord { blob, ..record })
+        records: Vec<(K, Option<StoredRecord>)>,
+    ) -> Result<Vec<(K, Option<StoredRecord>)>> {
+        let present = records.iter().filter(|(_, r)| r.is_some()).count();
+        let threads = parallel::open_threads_for(present);
+        let blobs = parallel::map(&records, threads, |(key, record)| {
+            record
+                .as_ref()
+                .map(|r| self.open_blob(collection, key.as_ref(), &r.blob))
+                .transpose()
+        })?;
+        Ok(records
+            .into_iter()
+            .zip(blobs)
+            .map(|((key, record), blob)| {
+                let record = record
+                    .zip(blob)
+                    .map(|(record, blob)| StoredRecord { blob, ..record });
+                (key, record)
+            })
+            .collect())
     }
 
     /// `units` sealed, a large group on more than one thread (`parallel.rs`).
@@ -273,32 +290,35 @@ impl Backend for EncryptedBackend {
         self.check_not_shredded(collection)?;
         self.inner
             .get(collection, key)?
-            .map(|r| self.open_record(collection, key, r))
+            .map(|r| {
+                let blob = self.open_blob(collection, key, &r.blob)?;
+                Ok(StoredRecord { blob, ..r })
+            })
             .transpose()
     }
 
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
         self.check_not_shredded(collection)?;
-        self.inner
-            .get_many(collection, keys)?
+        let found = self.inner.get_many(collection, keys)?;
+        let records = keys.iter().map(String::as_str).zip(found).collect();
+        Ok(self
+            .open_records(collection, records)?
             .into_iter()
-            .zip(keys)
-            .map(|(r, key)| r.map(|r| self.open_record(collection, key, r)).transpose())
-            .collect()
+            .map(|(_, r)| r)
+            .collect())
     }
 
     fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
         self.check_not_shredded(collection)?;
         let page = self.inner.scan(collection, options)?;
+        let records = page.items.into_iter().map(|(k, r)| (k, Some(r))).collect();
+        let items = self
+            .open_records(collection, records)?
+            .into_iter()
+            .filter_map(|(key, r)| r.map(|r| (key, r)))
+            .collect();
         Ok(RecordPage {
-            items: page
-                .items
-                .into_iter()
-                .map(|(key, r)| {
-                    let r = self.open_record(collection, &key, r)?;
-                    Ok((key, r))
-                })
-                .collect::<Result<_>>()?,
+            items,
             next_after: page.next_after,
         })
     }
