@@ -250,7 +250,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
             err,
             StorageError::SchemaTooNew {
                 found: 99,
-                supported: 12
+                supported: 13
             }
         ),
         "{err:?}"
