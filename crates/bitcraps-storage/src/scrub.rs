@@ -126,10 +126,12 @@ fn step(shared: &Shared, budget: u64) -> Result<ScrubStep> {
         let damaged = name_damage(&stretch.damaged, |ids| m.records_naming(ids))?;
         result.blobs_checked = stretch.blobs;
         result.bytes_checked = stretch.bytes;
-        result.damaged = damaged;
         let pass = &mut progress.pass;
         pass.blobs_checked += stretch.blobs;
+        pass.bytes_checked = pass.bytes_checked.saturating_add(stretch.bytes);
         pass.damaged_blobs += u64::try_from(stretch.damaged.len()).unwrap_or(u64::MAX);
+        merge_damage(&mut pass.damaged, damaged.clone());
+        result.damaged = damaged;
         progress.position = if stretch.finished {
             Position::Inline(None)
         } else {
@@ -147,8 +149,11 @@ fn step(shared: &Shared, budget: u64) -> Result<ScrubStep> {
         })?;
         result.inline_deltas_checked = stretch.deltas;
         result.bytes_checked = result.bytes_checked.saturating_add(stretch.bytes);
+        let pass = &mut progress.pass;
+        pass.inline_deltas_checked += stretch.deltas;
+        pass.bytes_checked = pass.bytes_checked.saturating_add(stretch.bytes);
+        merge_damage(&mut pass.damaged, stretch.damaged.clone());
         merge_damage(&mut result.damaged, stretch.damaged);
-        progress.pass.inline_deltas_checked += stretch.deltas;
         finished = stretch.finished;
         progress.position = Position::Inline(stretch.last);
     }
@@ -160,9 +165,6 @@ fn step(shared: &Shared, budget: u64) -> Result<ScrubStep> {
             "scrub: a stored document is damaged"
         );
     }
-    let pass = &mut progress.pass;
-    pass.bytes_checked = pass.bytes_checked.saturating_add(result.bytes_checked);
-    merge_damage(&mut pass.damaged, result.damaged.clone());
     if finished {
         let mut done = std::mem::take(&mut progress.pass);
         done.finished_at_ms = now_ms();

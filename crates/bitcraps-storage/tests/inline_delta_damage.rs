@@ -31,6 +31,8 @@ fn tune(mut config: StorageConfig) -> StorageConfig {
     config.maintenance.background_tasks = false;
     config.cache.size_mb = 0;
     config.compression.keyframe_interval = 4;
+    // One page a scrub step: the pass crosses from the blobs to the records between steps.
+    config.maintenance.scrub_bytes_per_run = 1;
     config
 }
 
@@ -85,15 +87,18 @@ async fn every_check_names_the_record(config: &StorageConfig) -> Result {
     assert_eq!(deep.inline_deltas_verified, 1, "{deep:?}");
     assert!(deep.problems().contains("logs/a"), "{}", deep.problems());
 
-    // The scrub, one step at a time until its pass completes.
-    let mut pass = None;
-    for _ in 0..1_000 {
-        if let Some(done) = s.scrub().await?.completed {
-            pass = Some(done);
-            break;
-        }
+    // The scrub, one step at a time until its pass completes: the step that reads the
+    // delta names it, and so does the pass.
+    let (mut pass, mut steps, mut named_in_step) = (None, 0, Vec::new());
+    while pass.is_none() && steps < 1_000 {
+        let step = s.scrub().await?;
+        steps += 1;
+        named_in_step.extend(step.damaged.into_iter().map(|d| d.key));
+        pass = step.completed;
     }
     let pass = pass.ok_or("the scrub pass did not complete")?;
+    assert_eq!(named_in_step, ["a"]);
+    assert!(steps >= 3, "blobs, the delta, the end: {steps} steps");
     let named: Vec<&str> = pass.damaged.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(named, ["a"], "{pass:?}");
     assert_eq!(pass.inline_deltas_checked, 1);
@@ -107,6 +112,12 @@ async fn every_check_names_the_record(config: &StorageConfig) -> Result {
         .await
         .expect_err("a backup with a damaged delta verified");
     assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("logs/a"), "{err}");
+    // Maintenance certifies the store before its backup with the same check.
+    let err = s
+        .maintenance()
+        .await
+        .expect_err("a store with a damaged delta was certified");
     assert!(err.to_string().contains("logs/a"), "{err}");
     s.close().await?;
     Ok(())
