@@ -117,9 +117,9 @@ pub use version::{Expect, Version};
 pub mod testing {
     pub use crate::backend::testing::*;
     pub use crate::backend::{
-        Backend, BlobEntry, BlobReference, CollectionSetting, KeyChange, Maintenance, OpOutcome,
-        RecordPage, ResealedBlob, ResealedChunk, StoreIdentity, StoredBlob, StoredDictionary,
-        StoredRecord, WrappedKey, WriteOp, WriteUnit,
+        Backend, BlobEntry, BlobReference, CollectionSetting, InlineDeltaEntry, KeyChange,
+        Maintenance, OpOutcome, RecordCursor, RecordPage, ResealedBlob, ResealedChunk,
+        StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey, WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::cache::{ENTRY_OVERHEAD, FilledCache};

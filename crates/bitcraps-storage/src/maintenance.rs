@@ -413,8 +413,7 @@ impl PersistentStorageManager {
                     &mut check,
                     &b.dictionaries()?,
                     keyring,
-                    |after, limit| m.blobs_after(after, limit),
-                    |ids| m.records_naming(ids),
+                    crate::verify::Readers::of(m),
                 )?;
                 Ok(check)
             });

@@ -62,6 +62,8 @@ pub enum Method {
     BlobsAfter,
     /// [`Maintenance::records_naming`].
     RecordsNaming,
+    /// [`Maintenance::inline_deltas_after`].
+    InlineDeltasAfter,
     /// [`Backend::get_many`].
     GetMany,
     /// [`Backend::scan`].
@@ -416,6 +418,15 @@ impl Maintenance for FaultInjector {
     fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
         self.run(Method::RecordsNaming, || {
             self.inner.maintenance().records_naming(blob_ids)
+        })
+    }
+    fn inline_deltas_after(
+        &self,
+        after: Option<&crate::backend::RecordCursor>,
+        limit: usize,
+    ) -> Result<Vec<crate::backend::InlineDeltaEntry>> {
+        self.run(Method::InlineDeltasAfter, || {
+            self.inner.maintenance().inline_deltas_after(after, limit)
         })
     }
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {

@@ -55,9 +55,9 @@ use crate::list::{ListOptions, ListPage};
 pub use identity::StoreIdentity;
 pub use types::{
     BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DamagedDocument,
-    DatabaseStatistics, KeyChange, OpOutcome, RecordMetadata, RecordPage, RepairOutcome,
-    ResealedBlob, ResealedChunk, SnapshotInfo, StoredBlob, StoredRecord, WrappedKey, WriteOp,
-    WriteUnit, is_expired, now_ms, time_from_ms,
+    DatabaseStatistics, InlineDeltaEntry, KeyChange, OpOutcome, RecordCursor, RecordMetadata,
+    RecordPage, RepairOutcome, ResealedBlob, ResealedChunk, SnapshotInfo, StoredBlob, StoredRecord,
+    WrappedKey, WriteOp, WriteUnit, is_expired, now_ms, time_from_ms,
 };
 
 /// What every request needs from a storage engine. Blocking; called from dedicated threads.
@@ -157,6 +157,19 @@ pub trait Maintenance: Send + Sync {
     /// The records that name any of `blob_ids`, as `(blob id, collection, key)` in
     /// collection and key order. A scan of every record: called only for blobs found damaged.
     fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>>;
+
+    /// Up to `limit` records after `after` (collection, key) that keep a delta in their own
+    /// row, in collection and key order, each with the blob it reads as: the page the deep
+    /// check and the scrub verify those deltas through (a scan of `records`, no index). A
+    /// backend that keeps every delta as a blob of its own has none.
+    fn inline_deltas_after(
+        &self,
+        after: Option<&RecordCursor>,
+        limit: usize,
+    ) -> Result<Vec<InlineDeltaEntry>> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
 
     /// Writes a consistent copy of the whole database in the `snapshot` format to `dest`
     /// (which must not exist) while writers keep writing, and describes it.

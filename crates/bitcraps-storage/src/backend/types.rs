@@ -356,6 +356,10 @@ pub struct ConsistencyReport {
     pub bytes_verified: u64,
     /// Blobs that failed to decode or whose content hash does not match.
     pub damaged_blobs: u64,
+    /// Deltas kept in their record's row (SQLite schema 13) that the deep check decoded over
+    /// their keyframe and hashed; their stored bytes are in `bytes_verified`, and a damaged
+    /// one is in `damaged` by its record.
+    pub inline_deltas_verified: u64,
     /// Every record whose document is damaged, by collection and key.
     pub damaged: Vec<DamagedDocument>,
 }
@@ -449,6 +453,20 @@ pub struct DamagedDocument {
     pub blob_id: i64,
     /// What did not verify (hash mismatch, codec error, missing dictionary).
     pub detail: String,
+}
+
+/// A delta kept in its record's row, as the deep check and the scrub read them page by page:
+/// the record and the blob it reads as (codec 17 over its keyframe's chunks).
+#[derive(Debug, Clone)]
+pub struct InlineDeltaEntry {
+    /// Collection name.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// The keyframe blob the record names.
+    pub keyframe_id: i64,
+    /// The delta over the keyframe's chunks, as a read sees it.
+    pub blob: StoredBlob,
 }
 
 /// A stored blob with its id, as the deep check and the scrub read them page by page.
@@ -556,6 +574,9 @@ impl KeyChange {
 
 /// A record that names a blob: `(blob id, collection, key)`.
 pub type BlobReference = (i64, String, String);
+
+/// A record's place in collection and key order: `(collection, key)`.
+pub type RecordCursor = (String, String);
 
 /// Facts about a consistent copy of a database (a snapshot or a backup).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

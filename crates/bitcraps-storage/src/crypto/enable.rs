@@ -161,8 +161,7 @@ fn run(
         &mut check,
         &plain_dictionaries,
         Some(Arc::clone(&ring)),
-        |after, limit| m.blobs_after(after, limit),
-        |ids| m.records_naming(ids),
+        crate::verify::Readers::of(m),
     )?;
     if !check.is_ok() {
         return Err(StorageError::corruption(

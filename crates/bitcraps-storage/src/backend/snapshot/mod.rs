@@ -35,7 +35,7 @@ pub use rows::{
     SELECT_DICTIONARIES, SELECT_META, SELECT_RECORDS, SELECT_SETTINGS, SettingRow, read_rows,
 };
 
-use super::sqlite::{db_err, read, schema};
+use super::sqlite::{db_err, inline, read, schema};
 use crate::backend::{ConsistencyReport, SnapshotInfo};
 use crate::crypto::Keyring;
 use crate::error::{Result, StorageError};
@@ -82,8 +82,17 @@ pub(crate) fn inspect_with(
             &mut report,
             &dictionaries,
             keyring.cloned(),
-            |after, limit| read::blobs_after(&conn, after, limit),
-            |ids| read::records_naming(&conn, ids),
+            crate::verify::Readers {
+                blobs: |after, limit| read::blobs_after(&conn, after, limit),
+                naming: |ids: &[i64]| read::records_naming(&conn, ids),
+                // A copy from before schema 13 has no delta in a record row (nor the columns).
+                inline: |after: Option<&crate::backend::RecordCursor>, limit| {
+                    if schema_version < schema::INLINE_DELTAS {
+                        return Ok(Vec::new());
+                    }
+                    inline::after(&conn, after, limit)
+                },
+            },
         )?;
         Some(report)
     } else {

@@ -13,12 +13,17 @@
 //! [`blob`]); a write that gives the record another blob clears the columns
 //! (`write.rs::update_record`). Only the snapshot row stream, which other backends load,
 //! turns inline deltas back into `blobs` rows (`backend/snapshot/spill.rs`).
+//!
+//! The deep check, the scrub and backup verification read blobs page by page, which holds
+//! an inline delta's keyframe but not the delta; [`after`] pages through the records that
+//! hold one (a scan of `records` in key order: an index on them would cost a page per
+//! commit), so those checks decode each over its keyframe and check the document's hash.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db_err;
-use crate::backend::StoredBlob;
-use crate::error::Result;
+use crate::backend::{InlineDeltaEntry, RecordCursor, StoredBlob};
+use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
 
 /// The bytes of a record row SQLite keeps on the b-tree page: a row of the `WITHOUT ROWID`
@@ -121,4 +126,105 @@ pub(super) fn blob(
         },
         _ => blob,
     }
+}
+
+/// Up to `limit` records after `after` that hold an inline delta, in collection and key
+/// order, each with the blob it reads as: one read transaction, so a delta and its
+/// keyframe's chunks come from one snapshot. A keyframe whose chunk list cannot be read
+/// leaves the delta without chunks, which fails its decode and names the record.
+pub(crate) fn after(
+    conn: &Connection,
+    after: Option<&RecordCursor>,
+    limit: usize,
+) -> Result<Vec<InlineDeltaEntry>> {
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(db_err("starting a read"))?;
+    let entries = after_in(&tx, after, limit)?;
+    tx.finish().map_err(db_err("ending a read"))?;
+    Ok(entries)
+}
+
+type InlineRow = (String, String, i64, Option<i64>, Vec<u8>, i64, Vec<u8>);
+
+/// The columns of a page of records holding an inline delta, with their keyframe's codec.
+macro_rules! inline_page {
+    ($bound:literal, $limit:literal) => {
+        concat!(
+            "SELECT r.collection, r.key, r.blob_id, b.codec,
+                    r.delta_hash, r.delta_raw_len, r.delta_data
+             FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
+             WHERE ",
+            $bound,
+            "r.delta_data IS NOT NULL
+             ORDER BY r.collection, r.key LIMIT ",
+            $limit
+        )
+    };
+}
+const FIRST_PAGE: &str = inline_page!("", "?1");
+const PAGE_AFTER: &str = inline_page!("(r.collection, r.key) > (?1, ?2) AND ", "?3");
+
+fn after_in(
+    conn: &Connection,
+    after: Option<&RecordCursor>,
+    limit: usize,
+) -> Result<Vec<InlineDeltaEntry>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // Two statements rather than `?1 IS NULL OR …`, which SQLite cannot seek with: the
+    // row-value bound starts each page at its place in the primary key.
+    let (sql, collection, key) = match after {
+        Some((c, k)) => (PAGE_AFTER, c.as_str(), k.as_str()),
+        None => (FIRST_PAGE, "", ""),
+    };
+    let rows: Vec<InlineRow> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            let read = |r: &rusqlite::Row<'_>| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?.unwrap_or_default(),
+                    r.get::<_, Option<i64>>(5)?.unwrap_or(-1),
+                    r.get(6)?,
+                ))
+            };
+            match after {
+                Some(_) => s
+                    .query_map(params![collection, key, limit], read)?
+                    .collect(),
+                None => s.query_map(params![limit], read)?.collect(),
+            }
+        })
+        .map_err(db_err("reading the deltas kept in records"))?;
+    rows.into_iter()
+        .map(|(collection, key, keyframe_id, codec, hash, raw_len, data)| {
+            let mut keyframe = StoredBlob {
+                codec_id: codec.unwrap_or(crate::chunk::CHUNKED),
+                raw_len: 0,
+                hash: Vec::new(),
+                data: Vec::new(),
+                dict_id: None,
+                chunks: Vec::new(),
+            };
+            if codec.is_some() {
+                let location = || format!("{collection}/{key}");
+                match super::chunks::with_chunks(conn, keyframe_id, keyframe.clone(), location) {
+                    Ok(loaded) => keyframe = loaded,
+                    Err(StorageError::Corruption { detail, .. }) => {
+                        tracing::error!(%collection, %key, %detail, "a keyframe's chunk list failed to load");
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(InlineDeltaEntry {
+                blob: blob(keyframe, (Some(hash), Some(raw_len), Some(data))),
+                collection,
+                key,
+                keyframe_id,
+            })
+        })
+        .collect()
 }

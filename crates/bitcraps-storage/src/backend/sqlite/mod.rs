@@ -4,7 +4,7 @@ mod chunks;
 mod delta;
 mod feed;
 mod group;
-mod inline;
+pub(crate) mod inline;
 mod maintain;
 mod prefix;
 pub(crate) mod read;
@@ -412,6 +412,14 @@ impl Maintenance for SqliteBackend {
 
     fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
         read::records_naming(&*self.reader()?, blob_ids)
+    }
+
+    fn inline_deltas_after(
+        &self,
+        after: Option<&crate::backend::RecordCursor>,
+        limit: usize,
+    ) -> Result<Vec<crate::backend::InlineDeltaEntry>> {
+        inline::after(&*self.reader()?, after, limit)
     }
 
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {

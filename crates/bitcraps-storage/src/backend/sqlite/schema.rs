@@ -228,6 +228,9 @@ pub const MIGRATIONS: &[&str] = &[
     ",
 ];
 
+/// The schema version that keeps small deltas in their record's row (`inline.rs`).
+pub(crate) const INLINE_DELTAS: i64 = 13;
+
 /// The schema version this build writes.
 pub fn latest_version() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
