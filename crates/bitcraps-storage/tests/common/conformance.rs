@@ -173,6 +173,13 @@ pub async fn prefix_listing_pages_in_order(f: Fixture) -> Result {
         .await?;
     assert_eq!(page.keys, ["h-118", "h-119"]);
     assert_eq!(page.next_after, None);
+    // "Everything": the largest limit lists and scans every key (regression: SQLite refused
+    // a LIMIT above i64::MAX written into its SQL).
+    let options = ListOptions::default().prefix("h-").limit(usize::MAX);
+    let page = s.list("games", options.clone()).await?;
+    assert_eq!((page.keys.len(), page.next_after), (120, None));
+    let scanned = s.scan::<i32>("games", options).await?;
+    assert_eq!(scanned.items.len(), 120);
     s.close().await?;
     Ok(())
 }

@@ -70,7 +70,8 @@ fn record_from_row(
                     || format!("{collection}/{key}"),
                 )?,
                 inline,
-            ),
+                || format!("{collection}/{key}"),
+            )?,
             version,
             expires_ms,
         }),
@@ -287,7 +288,8 @@ fn range_query(select: &str, collection: &str, options: &ListOptions) -> (String
     // planning, so binding it again (every page) expired the cached statement and every page
     // re-prepared it (a third of a page's time in SQLite). A handful of limits are in use,
     // so the statement cache holds one statement each.
-    let fetch = options.limit_value().saturating_add(1);
+    // SQLite reads a literal above i64::MAX as a REAL and refuses it ("datatype mismatch").
+    let fetch = i64::try_from(options.limit_value().saturating_add(1)).unwrap_or(i64::MAX);
     sql.push_str(&format!(" ORDER BY key LIMIT {fetch}"));
     (sql, args)
 }
