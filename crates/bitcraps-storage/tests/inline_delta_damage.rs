@@ -139,3 +139,32 @@ async fn a_damaged_encrypted_inline_delta_is_named_by_the_deep_check_and_the_scr
     write_and_damage(&config, dir.path()).await?;
     every_check_names_the_record(&config).await
 }
+
+/// Regression (review of schema 13): a row with only some of the three inline-delta columns
+/// set read as its keyframe, an older version whose own hash checks out, so the reader got
+/// stale data. It must be `Corruption` of the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_missing_inline_delta_is_corruption_not_the_keyframe() -> Result {
+    let dir = tempfile::tempdir()?;
+    let config = tune(StorageConfig::with_data_path(dir.path()));
+    let s = PersistentStorageManager::open(config.clone()).await?;
+    s.store("logs", "a", &log(800)).await?;
+    s.store("logs", "a", &log(801)).await?;
+    s.close().await?;
+    drop(s);
+    let db = rusqlite::Connection::open(dir.path().join("bitcraps.db"))?;
+    let changed = db.execute(
+        "UPDATE records SET delta_raw_len = NULL WHERE collection = 'logs' AND key = 'a'
+         AND delta_data IS NOT NULL",
+        [],
+    )?;
+    assert_eq!(changed, 1, "the second version is kept inline");
+    drop(db);
+    let s = PersistentStorageManager::open(config).await?;
+    match s.retrieve::<Value>("logs", "a").await {
+        Err(StorageError::Corruption { location, .. }) => assert_eq!(location, "logs/a"),
+        other => panic!("expected corruption of logs/a, got {other:?}"),
+    }
+    s.close().await?;
+    Ok(())
+}

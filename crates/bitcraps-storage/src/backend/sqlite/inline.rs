@@ -111,20 +111,28 @@ pub(super) fn write(
 
 /// The blob a record reads as: `blob` (its row in `blobs`), or, when the record carries an
 /// inline delta, that delta over `blob`'s chunks (codec 17, as a `blobs` row would hold it).
+/// The three columns are set together or not at all: a row with only some of them is
+/// `Corruption` (`location` names the record), never the keyframe served as the document.
 pub(super) fn blob(
     blob: StoredBlob,
     inline: (Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>),
-) -> StoredBlob {
+    location: impl FnOnce() -> String,
+) -> Result<StoredBlob> {
     match inline {
-        (Some(hash), Some(raw_len), Some(data)) => StoredBlob {
+        (Some(hash), Some(raw_len), Some(data)) => Ok(StoredBlob {
             codec_id: crate::chunk::DELTA,
             raw_len,
             hash,
             data,
             dict_id: None,
             chunks: blob.chunks,
-        },
-        _ => blob,
+        }),
+        (None, None, None) => Ok(blob),
+        _ => Err(StorageError::corruption(
+            location(),
+            "the record's inline delta is partly missing (delta_hash, delta_raw_len and \
+             delta_data must be all set or all NULL)",
+        )),
     }
 }
 
@@ -220,7 +228,7 @@ fn after_in(
                 }
             }
             Ok(InlineDeltaEntry {
-                blob: blob(keyframe, (Some(hash), Some(raw_len), Some(data))),
+                blob: blob(keyframe, (Some(hash), Some(raw_len), Some(data)), String::new)?,
                 collection,
                 key,
                 keyframe_id,
