@@ -85,3 +85,73 @@ async fn finish(s: &PersistentStorageManager, written: bitcraps_storage::Result<
     s.close().await?;
     Ok(())
 }
+
+/// Regression (review): a put into a shredded collection failed its whole group commit, so
+/// the writes of other callers that happened to share the group failed with `Shredded` too.
+/// Now only its own unit fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_into_a_shredded_collection_fails_alone_in_its_group() -> Result {
+    let dir = tempfile::tempdir()?;
+    let (_key_dir, key) = common::key_file();
+    let config = common::keyed_config(dir.path(), &key);
+    let backend = faulty_sqlite(&config)?;
+    let s = PersistentStorageManager::with_backend(config, backend.clone())?;
+    s.store("players", "p-1", &json!({"chips": 1})).await?;
+    s.store("tables", "t-1", &json!({"open": true})).await?;
+    assert_eq!(s.shred_collection("players").await?, 1);
+
+    // Hold one group commit; the two writes behind it queue up and form the next group.
+    let gate = backend.hold_next(Method::Apply, false);
+    let first = tokio::spawn({
+        let s = s.clone();
+        async move { s.store("tables", "t-0", &json!({"open": 0})).await }
+    });
+    assert!(
+        gate.wait_for_arrivals(1, Duration::from_secs(30)),
+        "the first write never reached the database"
+    );
+    let mut queued = s.statistics().await?.queued_write_bytes;
+    let mut writes = Vec::new();
+    for (collection, key) in [("players", "p-2"), ("tables", "t-2")] {
+        let writer = s.clone();
+        writes.push(tokio::spawn(async move {
+            writer.store(collection, key, &json!({"n": 2})).await
+        }));
+        queued = wait_for_more_queued(&s, queued).await?;
+    }
+    gate.open();
+    first.await??;
+    let into_tables = writes.pop().ok_or("write")?.await?;
+    let into_players = writes.pop().ok_or("write")?.await?;
+    assert!(
+        matches!(&into_players, Err(StorageError::Shredded { .. })),
+        "{into_players:?}"
+    );
+    assert!(
+        into_tables.is_ok(),
+        "a write grouped with a put into a shredded collection failed: {into_tables:?}"
+    );
+    assert_eq!(
+        s.retrieve::<serde_json::Value>("tables", "t-2").await?,
+        Some(json!({"n": 2}))
+    );
+    s.close().await?;
+    Ok(())
+}
+
+/// Waits (bounded) until the writer's queue holds more bytes than `before`: a write was
+/// queued.
+async fn wait_for_more_queued(s: &PersistentStorageManager, before: u64) -> Result<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = s.statistics().await?.queued_write_bytes;
+        if now > before {
+            return Ok(now);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a write was never queued"
+        );
+        tokio::task::yield_now().await;
+    }
+}

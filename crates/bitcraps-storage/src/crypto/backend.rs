@@ -161,25 +161,28 @@ impl EncryptedBackend {
             .collect())
     }
 
-    /// `units` sealed, a large group on more than one thread (`parallel.rs`).
-    fn seal_units(&self, units: &[WriteUnit]) -> Result<Vec<WriteUnit>> {
+    /// `units` sealed, a large group on more than one thread (`parallel.rs`). Each unit on
+    /// its own: one that cannot be sealed (its collection shredded, its key not created)
+    /// gets its error, and the others are still written. The outer error is a sealing thread
+    /// that failed.
+    fn seal_units(&self, units: &[WriteUnit]) -> Result<Vec<Result<WriteUnit>>> {
         let ops: Vec<&WriteOp> = units.iter().flatten().collect();
         let threads = parallel::threads_for(ops.len());
         if threads > 1 {
             // Every collection's key first, here: a collection's first write creates its key
-            // in the database, one writer at a time.
+            // in the database, one writer at a time. A failure here is its ops' own, below.
             let mut seen: Vec<&str> = Vec::new();
             for op in &ops {
                 if let WriteOp::Put { collection, .. } | WriteOp::PutDictionary { collection, .. } =
                     op
                     && !seen.contains(&collection.as_str())
                 {
-                    self.key_for_write(collection)?;
+                    let _ = self.key_for_write(collection);
                     seen.push(collection);
                 }
             }
         }
-        let mut sealed = parallel::map(&ops, threads, |op| self.seal_op(op))?.into_iter();
+        let mut sealed = parallel::map(&ops, threads, |op| Ok(self.seal_op(op)))?.into_iter();
         Ok(units
             .iter()
             .map(|unit| sealed.by_ref().take(unit.len()).collect())
@@ -274,8 +277,32 @@ impl Backend for EncryptedBackend {
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         // From the key checks through the commit: a shred waits (see `Keyring::writing`).
         let _writing = self.ring.writing();
-        let sealed = self.seal_units(units)?;
-        let results = self.inner.apply(&sealed)?;
+        // Units that could not be sealed answer with their error; the rest are written.
+        let mut refused: Vec<Option<StorageError>> = Vec::with_capacity(units.len());
+        let mut sealed = Vec::with_capacity(units.len());
+        for unit in self.seal_units(units)? {
+            match unit {
+                Ok(unit) => {
+                    sealed.push(unit);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(e)),
+            }
+        }
+        let mut written = if sealed.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.inner.apply(&sealed)?.into_iter()
+        };
+        let mut results = Vec::with_capacity(units.len());
+        for refusal in refused {
+            results.push(match refusal {
+                Some(e) => Err(e),
+                None => written.next().ok_or_else(|| {
+                    StorageError::Task("the backend answered fewer units than it was given".into())
+                })?,
+            });
+        }
         // Another node shredded a collection this keyring still held (PostgreSQL refuses the
         // write in its transaction): forget its keys here too.
         for result in &results {
