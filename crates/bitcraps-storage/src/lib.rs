@@ -119,7 +119,8 @@ pub mod testing {
     pub use crate::backend::{
         Backend, BlobEntry, BlobReference, CollectionSetting, InlineDeltaEntry, KeyChange,
         Maintenance, OpOutcome, RecordCursor, RecordPage, ResealedBlob, ResealedChunk,
-        StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey, WriteOp, WriteUnit,
+        ResealedInline, StoreIdentity, StoredBlob, StoredDictionary, StoredRecord, WrappedKey,
+        WriteOp, WriteUnit,
     };
     pub use crate::background::BackgroundTask;
     pub use crate::cache::{ENTRY_OVERHEAD, FilledCache};

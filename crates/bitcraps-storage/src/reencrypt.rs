@@ -7,7 +7,8 @@
 //! untouched) and writes the new bytes in one transaction — each only while the blob still
 //! holds the bytes it was read with, so a blob deleted or replaced meanwhile is left alone.
 //! The chunks of a large document's chunk list are sealed again the same way, found by
-//! their content address (a chunk shared by several lists once).
+//! their content address (a chunk shared by several lists once). After the last blob, the
+//! pass reads the deltas SQLite keeps in record rows and seals those again the same way.
 //! When a step reaches the last blob, the pass is complete and the next one starts over. A
 //! store without older keys, or whose last complete pass found nothing under them (and no
 //! key was added since), does nothing (one look at the keyring).
@@ -24,7 +25,10 @@ use serde::Serialize;
 use crate::PersistentStorageManager;
 use std::collections::HashSet;
 
-use crate::backend::{KeyChange, ResealedBlob, ResealedChunk, StoredBlob};
+use crate::backend::{
+    InlineDeltaEntry, KeyChange, RecordCursor, ResealedBlob, ResealedChunk, ResealedInline,
+    StoredBlob,
+};
 use crate::crypto::{DataKey, Keyring};
 use crate::error::{Result, StorageError};
 use crate::rt::blocking;
@@ -57,6 +61,9 @@ pub struct ReencryptStep {
 struct Walk {
     /// The last blob id examined (`None`: the next step starts a pass).
     cursor: Option<i64>,
+    /// Past the last blob: the pass reads the deltas kept in record rows, after this record
+    /// (`Some(None)`: from the first).
+    records: Option<Option<RecordCursor>>,
     /// Blobs resealed or found damaged in the pass so far.
     touched: u64,
     /// The number of data keys when a complete pass found nothing under an older key: until
@@ -99,11 +106,26 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
     let mut resealed = Vec::new();
     let mut resealed_chunks = Vec::new();
     let mut seen_chunks = HashSet::new();
+    let mut resealed_inline = Vec::new();
+    let mut records = walk.records.take();
     while done.bytes_examined < budget.max(1) {
+        // After the blobs, the deltas kept in record rows (SQLite), in key order.
+        if let Some(record_after) = &mut records {
+            let page = m.inline_deltas_after(record_after.as_ref(), PAGE)?;
+            if page.is_empty() {
+                done.pass_complete = true;
+                break;
+            }
+            for entry in page {
+                *record_after = Some((entry.collection.clone(), entry.key.clone()));
+                reseal_inline(ring, entry, &mut done, &mut resealed_inline);
+            }
+            continue;
+        }
         let page = m.blobs_after(after, PAGE)?;
         if page.is_empty() {
-            done.pass_complete = true;
-            break;
+            records = Some(None);
+            continue;
         }
         for entry in page {
             after = entry.id;
@@ -142,14 +164,16 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
             }
         }
     }
-    if !resealed.is_empty() || !resealed_chunks.is_empty() {
-        done.blobs_resealed = u64::try_from(resealed.len()).unwrap_or(u64::MAX);
+    if !resealed.is_empty() || !resealed_chunks.is_empty() || !resealed_inline.is_empty() {
+        done.blobs_resealed =
+            u64::try_from(resealed.len() + resealed_inline.len()).unwrap_or(u64::MAX);
         done.chunks_resealed = u64::try_from(resealed_chunks.len()).unwrap_or(u64::MAX);
         // Key changes of this process (a rotation, a shred) take turns with this write.
         let _turn = ring.turn();
         backend.write_keys(&KeyChange {
             resealed,
             resealed_chunks,
+            resealed_inline,
             ..KeyChange::default()
         })?;
     }
@@ -159,9 +183,11 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
             walk.settled_at = Some(ring.key_count());
         }
         walk.cursor = None;
+        walk.records = None;
         walk.touched = 0;
     } else {
         walk.cursor = Some(after);
+        walk.records = records;
     }
     tracing::debug!(
         examined = done.blobs_examined,
@@ -170,6 +196,35 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
         "re-encryption step"
     );
     Ok(done)
+}
+
+/// Examines a delta kept in its record's row: sealed again under its collection's current
+/// key when an older key sealed it (its keyframe's chunks are the blob pass's).
+fn reseal_inline(
+    ring: &Keyring,
+    entry: InlineDeltaEntry,
+    done: &mut ReencryptStep,
+    resealed: &mut Vec<ResealedInline>,
+) {
+    done.blobs_examined += 1;
+    let len = u64::try_from(entry.blob.data.len()).unwrap_or(u64::MAX);
+    done.bytes_examined = done.bytes_examined.saturating_add(len);
+    let Some((from, to)) = older_key(ring, &entry.blob.data) else {
+        return;
+    };
+    let location = format!("{}/{} (its inline delta)", entry.collection, entry.key);
+    match crate::crypto::reseal_blob(ring, &from, &to, &entry.blob, &location) {
+        Ok(after) => resealed.push(ResealedInline {
+            collection: entry.collection,
+            key: entry.key,
+            before: entry.blob.data,
+            after,
+        }),
+        Err(e) => {
+            tracing::warn!(%location, error = %e, "re-encryption skipped a damaged delta");
+            done.blobs_damaged += 1;
+        }
+    }
 }
 
 /// The older key that sealed `data` and the current key of its collection, when `data`

@@ -298,3 +298,67 @@ async fn a_plaintext_store_has_nothing_to_reencrypt() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// The data key id in a sealed value's header (format byte, then 8 bytes big-endian).
+fn sealed_key_id(data: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = data.get(1..9)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Regression (review of SQLite schema 13): re-encryption walked the `blobs` table only, so a
+/// delta kept in its record's row stayed sealed under the rotated-out key while the pass
+/// reported everything resealed. Now the pass reads those rows too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_kept_in_record_rows_are_resealed() -> Result {
+    let f: Fixture = common::sqlite_encrypted_fixture();
+    let dir = f.config.database.data_path.clone();
+    let mut config = f.config.clone();
+    config.maintenance.background_tasks = false;
+    config.compression.keyframe_interval = 4;
+    let log = |rolls: u64| {
+        let rolls: Vec<Value> = (0..rolls)
+            .map(|n| {
+                json!({"n": n, "dice": [n % 6 + 1, (n * 7 + 1) % 6 + 1],
+                       "shooter": format!("p-{}", n % 7),
+                       "bets": [{"kind": "pass", "amount": 10 + n % 90}], "point": 4 + n % 7})
+            })
+            .collect();
+        json!({"game": 7, "rolls": rolls})
+    };
+    let s = f.open(config.clone()).await?;
+    s.store("logs", "g-7", &log(800)).await?;
+    s.store("logs", "g-7", &log(801)).await?;
+    s.rotate_data_key("logs").await?;
+    // A document written after the rotation names the new key.
+    s.store("logs", "fresh", &json!({"x": 1})).await?;
+    let read = |sql: &str| -> Result<Vec<u8>> {
+        let db = rusqlite::Connection::open(dir.join("bitcraps.db"))?;
+        Ok(db.query_row(sql, [], |r| r.get(0))?)
+    };
+    let read_delta =
+        || read("SELECT delta_data FROM records WHERE collection = 'logs' AND key = 'g-7'");
+    let new_key = sealed_key_id(&read(
+        "SELECT b.data FROM records r JOIN blobs b ON b.id = r.blob_id
+         WHERE r.collection = 'logs' AND r.key = 'fresh'",
+    )?)
+    .ok_or("a sealed blob")?;
+    let before = read_delta()?;
+    assert_ne!(
+        sealed_key_id(&before),
+        Some(new_key),
+        "the delta was written before the rotation"
+    );
+    pass(&s).await?;
+    let after = read_delta()?;
+    assert_eq!(
+        sealed_key_id(&after),
+        Some(new_key),
+        "the inline delta is still sealed under the older key"
+    );
+    assert_eq!(s.retrieve::<Value>("logs", "g-7").await?, Some(log(801)));
+    assert!(s.check_consistency_deep().await?.is_ok());
+    // A complete pass with nothing left under an older key settles.
+    assert_eq!(pass(&s).await?, 0);
+    s.close().await?;
+    Ok(())
+}

@@ -56,8 +56,8 @@ pub use identity::StoreIdentity;
 pub use types::{
     BlobEntry, BlobReference, CollectionSetting, ConsistencyReport, DamagedDocument,
     DatabaseStatistics, InlineDeltaEntry, KeyChange, OpOutcome, RecordCursor, RecordMetadata,
-    RecordPage, RepairOutcome, ResealedBlob, ResealedChunk, SnapshotInfo, StoredBlob, StoredRecord,
-    WrappedKey, WriteOp, WriteUnit, is_expired, now_ms, time_from_ms,
+    RecordPage, RepairOutcome, ResealedBlob, ResealedChunk, ResealedInline, SnapshotInfo,
+    StoredBlob, StoredRecord, WrappedKey, WriteOp, WriteUnit, is_expired, now_ms, time_from_ms,
 };
 
 /// What every request needs from a storage engine. Blocking; called from dedicated threads.

@@ -528,6 +528,23 @@ pub struct KeyChange {
     /// Chunks of chunk lists sealed again under a newer key, found by content address and
     /// replaced only while they still hold the bytes they were read with.
     pub resealed_chunks: Vec<ResealedChunk>,
+    /// Deltas kept in their record's row (SQLite) sealed again under a newer key, each
+    /// replaced only while the record still holds the bytes it was read with.
+    pub resealed_inline: Vec<ResealedInline>,
+}
+
+/// A delta kept in its record's row, sealed again under a newer data key of its collection
+/// (`KeyChange::resealed_inline`): same length, content address and codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResealedInline {
+    /// The record's collection.
+    pub collection: String,
+    /// The record's key.
+    pub key: String,
+    /// The bytes it was read with.
+    pub before: Vec<u8>,
+    /// The bytes sealed under the newer key.
+    pub after: Vec<u8>,
 }
 
 /// A chunk's stored bytes sealed again under a newer data key of its collection

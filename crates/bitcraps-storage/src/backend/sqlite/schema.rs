@@ -463,6 +463,14 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
         )
         .map_err(db_err("sealing a chunk again"))?;
     }
+    for delta in &change.resealed_inline {
+        tx.execute(
+            "UPDATE records SET delta_data = ?4
+             WHERE collection = ?1 AND key = ?2 AND delta_data = ?3",
+            rusqlite::params![delta.collection, delta.key, delta.before, delta.after],
+        )
+        .map_err(db_err("sealing an inline delta again"))?;
+    }
     if let Some(collection) = &change.shred {
         super::feed::log_shred(&tx, collection, crate::backend::now_ms())?;
         for sql in SHRED_SQLITE {
