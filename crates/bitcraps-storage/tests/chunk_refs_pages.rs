@@ -16,20 +16,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// A game log of `rolls` rolls (~130 bytes each; 8,000 is about 1 MiB).
-fn log(rolls: u64) -> Value {
-    let rolls: Vec<Value> = (0..rolls)
-        .map(|n| {
-            json!({"n": n, "dice": [n % 6 + 1, (n * 7 + 1) % 6 + 1], "shooter": format!("p-{}", n % 7),
-                   "bets": [{"kind": "pass", "amount": 10 + n % 90}], "point": 4 + n % 7})
-        })
-        .collect();
-    json!({"game": 1, "rolls": rolls})
-}
+use common::game_log as log;
 
 /// The salts of the WAL at `path` and the page number of each of its valid frames, in order
 /// (frames left over from before the last reset carry other salts and are not listed).

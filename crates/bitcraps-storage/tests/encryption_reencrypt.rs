@@ -315,16 +315,7 @@ async fn deltas_kept_in_record_rows_are_resealed() -> Result {
     let mut config = f.config.clone();
     config.maintenance.background_tasks = false;
     config.compression.keyframe_interval = 4;
-    let log = |rolls: u64| {
-        let rolls: Vec<Value> = (0..rolls)
-            .map(|n| {
-                json!({"n": n, "dice": [n % 6 + 1, (n * 7 + 1) % 6 + 1],
-                       "shooter": format!("p-{}", n % 7),
-                       "bets": [{"kind": "pass", "amount": 10 + n % 90}], "point": 4 + n % 7})
-            })
-            .collect();
-        json!({"game": 7, "rolls": rolls})
-    };
+    let log = common::game_log;
     let s = f.open(config.clone()).await?;
     s.store("logs", "g-7", &log(800)).await?;
     s.store("logs", "g-7", &log(801)).await?;

@@ -16,16 +16,7 @@ use serde_json::{Value, json};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// A game log of `rolls` rolls (~130 bytes each; 800 is ~100 KiB).
-fn log(rolls: u64) -> Value {
-    let rolls: Vec<Value> = (0..rolls)
-        .map(|n| {
-            json!({"n": n, "dice": [n % 6 + 1, (n * 7 + 1) % 6 + 1], "shooter": format!("p-{}", n % 7),
-                   "bets": [{"kind": "pass", "amount": 10 + n % 90}], "point": 4 + n % 7})
-        })
-        .collect();
-    json!({"game": 1, "rolls": rolls})
-}
+use common::game_log as log;
 
 fn tune(mut config: StorageConfig) -> StorageConfig {
     config.maintenance.background_tasks = false;

@@ -303,6 +303,19 @@ pub struct Game {
     pub notes: String,
 }
 
+/// A large document: a game log of `rolls` rolls (~130 bytes each; 800 is about 100 KiB,
+/// 8,000 about 1 MiB), grown one roll at a time like a BitCraps game's.
+pub fn game_log(rolls: u64) -> serde_json::Value {
+    let rolls: Vec<serde_json::Value> = (0..rolls)
+        .map(|n| {
+            serde_json::json!({"n": n, "dice": [n % 6 + 1, (n * 7 + 1) % 6 + 1],
+                   "shooter": format!("p-{}", n % 7),
+                   "bets": [{"kind": "pass", "amount": 10 + n % 90}], "point": 4 + n % 7})
+        })
+        .collect();
+    serde_json::json!({"game": 1, "rolls": rolls})
+}
+
 pub fn game(id: &str, n: u32) -> Game {
     Game {
         id: id.to_owned(),
