@@ -6,7 +6,7 @@
 
 mod common;
 
-use bitcraps_storage::{ListOptions, PersistentStorageManager, StorageError};
+use bitcraps_storage::{ListOptions, PersistentStorageManager};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -37,18 +37,7 @@ fn flip_last_byte(db: &Connection, collection: &str, key: &str) -> Result {
     Ok(())
 }
 
-fn expect_corruption<T: std::fmt::Debug>(result: bitcraps_storage::Result<T>, location: &str) {
-    match result {
-        Err(StorageError::Corruption {
-            location: at,
-            detail,
-        }) => {
-            assert_eq!(at, location);
-            assert!(detail.contains("data key"), "names the key: {detail}");
-        }
-        other => panic!("expected corruption at {location}, got {other:?}"),
-    }
-}
+use common::expect_key_corruption as expect_corruption;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_pages_open_in_order_and_fail_closed() -> Result {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bitcraps_storage::{PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -23,18 +23,7 @@ fn blob_of(db: &Connection, collection: &str, key: &str) -> rusqlite::Result<i64
     )
 }
 
-fn expect_corruption(result: bitcraps_storage::Result<Option<serde_json::Value>>, location: &str) {
-    match result {
-        Err(StorageError::Corruption {
-            location: at,
-            detail,
-        }) => {
-            assert_eq!(at, location);
-            assert!(detail.contains("data key"), "names the key: {detail}");
-        }
-        other => panic!("expected corruption at {location}, got {other:?}"),
-    }
-}
+use common::expect_key_corruption as expect_corruption;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moved_ciphertext_is_corruption_never_the_other_records_data() -> Result {
@@ -71,8 +60,14 @@ async fn moved_ciphertext_is_corruption_never_the_other_records_data() -> Result
     drop(db);
 
     let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
-    expect_corruption(s.retrieve("bank", "alice").await, "bank/alice");
-    expect_corruption(s.retrieve("games", "g-1").await, "games/g-1");
+    expect_corruption(
+        s.retrieve::<serde_json::Value>("bank", "alice").await,
+        "bank/alice",
+    );
+    expect_corruption(
+        s.retrieve::<serde_json::Value>("games", "g-1").await,
+        "games/g-1",
+    );
     assert_eq!(
         s.retrieve::<serde_json::Value>("bank", "bob").await?,
         Some(json!({"chips": 999_999}))
@@ -117,8 +112,14 @@ async fn a_flipped_byte_or_a_changed_codec_is_corruption() -> Result {
     db.execute("UPDATE blobs SET codec = 2 WHERE id = ?1", [bob])?;
     drop(db);
     let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
-    expect_corruption(s.retrieve("bank", "alice").await, "bank/alice");
-    expect_corruption(s.retrieve("bank", "bob").await, "bank/bob");
+    expect_corruption(
+        s.retrieve::<serde_json::Value>("bank", "alice").await,
+        "bank/alice",
+    );
+    expect_corruption(
+        s.retrieve::<serde_json::Value>("bank", "bob").await,
+        "bank/bob",
+    );
     s.close().await?;
     Ok(())
 }

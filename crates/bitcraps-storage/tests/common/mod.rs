@@ -316,6 +316,24 @@ pub fn game_log(rolls: u64) -> serde_json::Value {
     serde_json::json!({"game": 1, "rolls": rolls})
 }
 
+/// Asserts `result` is `Corruption` at `location` naming a data key (an encrypted blob that
+/// does not open).
+pub fn expect_key_corruption<T: std::fmt::Debug>(
+    result: bitcraps_storage::Result<T>,
+    location: &str,
+) {
+    match result {
+        Err(bitcraps_storage::StorageError::Corruption {
+            location: at,
+            detail,
+        }) => {
+            assert_eq!(at, location);
+            assert!(detail.contains("data key"), "names the key: {detail}");
+        }
+        other => panic!("expected corruption at {location}, got {other:?}"),
+    }
+}
+
 pub fn game(id: &str, n: u32) -> Game {
     Game {
         id: id.to_owned(),
