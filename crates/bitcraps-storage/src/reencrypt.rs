@@ -26,8 +26,7 @@ use crate::PersistentStorageManager;
 use std::collections::HashSet;
 
 use crate::backend::{
-    InlineDeltaEntry, KeyChange, RecordCursor, ResealedBlob, ResealedChunk, ResealedInline,
-    StoredBlob,
+    KeyChange, RecordCursor, ResealedBlob, ResealedChunk, ResealedInline, StoredBlob,
 };
 use crate::crypto::{DataKey, Keyring};
 use crate::error::{Result, StorageError};
@@ -118,7 +117,17 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
             }
             for entry in page {
                 *record_after = Some((entry.collection.clone(), entry.key.clone()));
-                reseal_inline(ring, entry, &mut done, &mut resealed_inline);
+                examined(&mut done, &entry.blob.data);
+                // The keyframe's chunks are the blob pass's.
+                let location = || format!("{}/{} (its inline delta)", entry.collection, entry.key);
+                if let Some(after) = resealed_bytes(ring, &entry.blob, location, &mut done) {
+                    resealed_inline.push(ResealedInline {
+                        collection: entry.collection,
+                        key: entry.key,
+                        before: entry.blob.data,
+                        after,
+                    });
+                }
             }
             continue;
         }
@@ -129,9 +138,7 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
         }
         for entry in page {
             after = entry.id;
-            done.blobs_examined += 1;
-            let len = u64::try_from(entry.blob.data.len()).unwrap_or(u64::MAX);
-            done.bytes_examined = done.bytes_examined.saturating_add(len);
+            examined(&mut done, &entry.blob.data);
             // A list's chunks first, whatever key sealed the list: a version written after
             // the rotation may list chunks an older version stored under the older key.
             for (i, chunk) in entry.blob.chunks.iter().enumerate() {
@@ -147,20 +154,13 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
                     }
                 }
             }
-            let Some((from, to)) = older_key(ring, &entry.blob.data) else {
-                continue;
-            };
-            let location = format!("blob {}", entry.id);
-            match crate::crypto::reseal_blob(ring, &from, &to, &entry.blob, &location) {
-                Ok(bytes) => resealed.push(ResealedBlob {
+            let location = || format!("blob {}", entry.id);
+            if let Some(bytes) = resealed_bytes(ring, &entry.blob, location, &mut done) {
+                resealed.push(ResealedBlob {
                     id: entry.id,
                     before: entry.blob.data,
                     after: bytes,
-                }),
-                Err(e) => {
-                    tracing::warn!(blob = entry.id, error = %e, "re-encryption skipped a damaged blob");
-                    done.blobs_damaged += 1;
-                }
+                });
             }
         }
     }
@@ -198,31 +198,30 @@ fn step(shared: &Shared, ring: &Keyring, budget: u64) -> Result<ReencryptStep> {
     Ok(done)
 }
 
-/// Examines a delta kept in its record's row: sealed again under its collection's current
-/// key when an older key sealed it (its keyframe's chunks are the blob pass's).
-fn reseal_inline(
-    ring: &Keyring,
-    entry: InlineDeltaEntry,
-    done: &mut ReencryptStep,
-    resealed: &mut Vec<ResealedInline>,
-) {
+/// Counts one blob (or inline delta) of `data` read by the step.
+fn examined(done: &mut ReencryptStep, data: &[u8]) {
     done.blobs_examined += 1;
-    let len = u64::try_from(entry.blob.data.len()).unwrap_or(u64::MAX);
+    let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
     done.bytes_examined = done.bytes_examined.saturating_add(len);
-    let Some((from, to)) = older_key(ring, &entry.blob.data) else {
-        return;
-    };
-    let location = format!("{}/{} (its inline delta)", entry.collection, entry.key);
-    match crate::crypto::reseal_blob(ring, &from, &to, &entry.blob, &location) {
-        Ok(after) => resealed.push(ResealedInline {
-            collection: entry.collection,
-            key: entry.key,
-            before: entry.blob.data,
-            after,
-        }),
+}
+
+/// `blob`'s bytes sealed again under its collection's current key, when an older key
+/// sealed it. One that does not authenticate is counted as damaged and left as it is (the
+/// scrub and the deep check name its record).
+fn resealed_bytes(
+    ring: &Keyring,
+    blob: &StoredBlob,
+    location: impl FnOnce() -> String,
+    done: &mut ReencryptStep,
+) -> Option<Vec<u8>> {
+    let (from, to) = older_key(ring, &blob.data)?;
+    let location = location();
+    match crate::crypto::reseal_blob(ring, &from, &to, blob, &location) {
+        Ok(bytes) => Some(bytes),
         Err(e) => {
-            tracing::warn!(%location, error = %e, "re-encryption skipped a damaged delta");
+            tracing::warn!(%location, error = %e, "re-encryption skipped a damaged blob");
             done.blobs_damaged += 1;
+            None
         }
     }
 }
