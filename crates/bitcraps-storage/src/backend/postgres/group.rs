@@ -277,7 +277,7 @@ async fn steps(
     };
     // Declined before anything was written: the caller rolls back, releasing the locks.
     // A put into a shredded collection is refused per unit by the statement path.
-    if !shredded::rows_to_names(&shredded_rows)?.is_empty()
+    if !shredded_rows.is_empty()
         || names
             .iter()
             .any(|c| CollectionQuota::of(c, triples()).is_some())

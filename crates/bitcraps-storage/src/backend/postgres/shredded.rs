@@ -44,11 +44,6 @@ pub(super) async fn among(
         .query(&cached(tx, SHREDDED).await?, &[&names])
         .await
         .map_err(db("checking for shredded collections"))?;
-    rows_to_names(&rows)
-}
-
-/// The collection names of [`SHREDDED`]'s rows.
-pub(super) fn rows_to_names(rows: &[tokio_postgres::Row]) -> Result<BTreeSet<String>, Fail> {
     rows.iter()
         .map(|r| {
             r.try_get(0)
