@@ -500,14 +500,18 @@ fn put(
         version: stored_version,
         expires_ms: p.expires_ms,
     };
-    if super::inline::write(conn, p.collection, p.key, value, deduplicate, &stamp)? {
-        return Ok(OpOutcome::Put {
+    // A delta (kept in the record's row or as a blob of its own) replaces the record.
+    let delta_written = || {
+        Ok(OpOutcome::Put {
             deduplicated: false,
             replaced: true,
             version,
             expires_ms: p.expires_ms,
             quota_warning: None,
-        });
+        })
+    };
+    if super::inline::write(conn, p.collection, p.key, value, deduplicate, &stamp)? {
+        return delta_written();
     }
     if super::delta::write_over(conn, p.collection, p.key, value, deduplicate)?.is_some() {
         conn.prepare_cached(
@@ -524,13 +528,7 @@ fn put(
             ])
         })
         .map_err(db_err("writing a record"))?;
-        return Ok(OpOutcome::Put {
-            deduplicated: false,
-            replaced: true,
-            version,
-            expires_ms: p.expires_ms,
-            quota_warning: None,
-        });
+        return delta_written();
     }
     let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
     let inserted = insert_record(conn, &p, blob_id, stored_version)?;
