@@ -8,6 +8,8 @@
 //! - `watch.rs`: [`watch`](crate::PersistentStorageManager::watch), a stream that catches up
 //!   from the log and then follows it (woken by this process's commits, other PostgreSQL
 //!   nodes' `NOTIFY`, or the poll interval).
+//! - `installed.rs`: which of this process's group commits its cache has installed (a watch
+//!   hands out a change only after that).
 //! - `retention.rs`: the sweep of changes older than `maintenance.change_retention`.
 //!
 //! # Sequence numbers
@@ -23,6 +25,7 @@
 //! that commits later. The cost is that the tail of write transactions (the numbering and
 //! the commit's flush) is serialized across nodes.
 
+pub(crate) mod installed;
 mod read;
 mod retention;
 mod watch;

@@ -80,6 +80,16 @@ impl Follow {
                 }
                 Ok(page) => {
                     if let Some(last) = page.last() {
+                        // This process's writer may have committed some of these changes
+                        // and not yet put their values in the cache: hand them out once it
+                        // has, so a read of a record the consumer is told of returns it.
+                        let begun = self.store.shared().feed_installed.begun();
+                        while !self.store.shared().feed_installed.finished_through(begun) {
+                            if !self.wait().await {
+                                break;
+                            }
+                            self.signal.borrow_and_update();
+                        }
                         self.cursor = last.seq;
                         let (c, p) = (&self.collection, &self.prefix);
                         self.ready
@@ -88,28 +98,37 @@ impl Follow {
                     }
                 }
             }
-            let poll = self.store.config().maintenance.change_poll_interval;
-            self.store
-                .shared()
-                .feed_waits
-                .send_modify(|n| *n = n.wrapping_add(1));
-            tokio::select! {
-                changed = self.signal.changed() => {
-                    // The store is gone: only polling is left (and the read fails if closed).
-                    if changed.is_err() {
-                        tokio::time::sleep(poll).await;
-                    }
+            self.wait().await;
+        }
+    }
+
+    /// Waits for a wake-up (a commit of this process or, where the backend can tell,
+    /// another node's) or the poll interval; `false` when the store is gone (after a poll
+    /// interval: only polling is left, and the read fails if it closed).
+    async fn wait(&mut self) -> bool {
+        let poll = self.store.config().maintenance.change_poll_interval;
+        self.store
+            .shared()
+            .feed_waits
+            .send_modify(|n| *n = n.wrapping_add(1));
+        tokio::select! {
+            changed = self.signal.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(poll).await;
+                    return false;
                 }
-                () = tokio::time::sleep(poll) => {}
+                true
             }
+            () = tokio::time::sleep(poll) => true,
         }
     }
 }
 
 impl PersistentStorageManager {
-    /// How many times a watch of this store has read the log to its end and begun to wait
-    /// (feature `testing`): a test waits for it before it commits elsewhere, so the change
-    /// can only arrive by a wake-up, never by the watch's first read.
+    /// How many times a watch of this store has begun to wait (feature `testing`): after
+    /// it read the log to its end, or for this process's cache to take changes it read.
+    /// A test waits for it before it commits elsewhere, so the change can only arrive by a
+    /// wake-up, never by the watch's first read.
     #[cfg(feature = "testing")]
     pub fn watch_waits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared().feed_waits.subscribe()

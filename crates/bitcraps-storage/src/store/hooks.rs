@@ -11,20 +11,27 @@ type Hook = Arc<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 pub(crate) struct Hooks {
     before_acknowledging: Mutex<Option<Hook>>,
+    before_installing: Mutex<Option<Hook>>,
 }
 
 impl Hooks {
     /// Runs the hook installed with
     /// [`PersistentStorageManager::before_acknowledging`], if any (on the writer thread).
     pub(crate) fn before_acknowledging(&self) {
-        let hook = self
-            .before_acknowledging
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(hook) = hook {
-            hook();
-        }
+        run(&self.before_acknowledging);
+    }
+
+    /// Runs the hook installed with [`PersistentStorageManager::before_installing`], if any
+    /// (on the writer thread).
+    pub(crate) fn before_installing(&self) {
+        run(&self.before_installing);
+    }
+}
+
+fn run(slot: &Mutex<Option<Hook>>) {
+    let hook = slot.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    if let Some(hook) = hook {
+        hook();
     }
 }
 
@@ -37,6 +44,19 @@ impl PersistentStorageManager {
             .shared()
             .hooks
             .before_acknowledging
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
+    /// Runs `hook` on the writer thread after every group commit whose transaction
+    /// committed, before the Redis tier and this process's cache take its effects
+    /// (`testing` feature): the database has the group, nothing else has yet. `None`
+    /// removes it.
+    pub fn before_installing(&self, hook: Option<Arc<dyn Fn() + Send + Sync>>) {
+        *self
+            .shared()
+            .hooks
+            .before_installing
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = hook;
     }

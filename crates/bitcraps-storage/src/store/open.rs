@@ -97,6 +97,7 @@ impl PersistentStorageManager {
             clock: crate::clock::StoreClock::default(),
             keyring: keyring.clone(),
             feed_signal: Arc::new(tokio::sync::watch::Sender::new(0)),
+            feed_installed: crate::feed::installed::InstallGate::default(),
             feed_listening: std::sync::atomic::AtomicBool::new(false),
             feed_waits: tokio::sync::watch::Sender::new(0),
             #[cfg(feature = "testing")]

@@ -37,10 +37,13 @@ pub(crate) struct Shared {
     /// Bumped after every group commit: wakes this process's change-feed watches
     /// (`feed/watch.rs`), which then read the log.
     pub(crate) feed_signal: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The writer's groups begun and installed (`feed/installed.rs`).
+    pub(crate) feed_installed: crate::feed::installed::InstallGate,
     /// Whether the backend was asked to wake the watches on other nodes' changes.
     pub(crate) feed_listening: std::sync::atomic::AtomicBool,
-    /// Counts the times a watch of this store found the log read to its end and began to
-    /// wait (tests wait for it: `PersistentStorageManager::watch_waits`).
+    /// Counts the times a watch of this store began to wait: for new changes, after it read
+    /// the log to its end, or for this process's cache to take changes it read (tests wait
+    /// for it: `PersistentStorageManager::watch_waits`).
     pub(crate) feed_waits: tokio::sync::watch::Sender<u64>,
     /// Test hooks (`store/hooks.rs`).
     #[cfg(feature = "testing")]

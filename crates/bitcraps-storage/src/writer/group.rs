@@ -25,6 +25,9 @@ pub(super) fn commit_group(
         units.push(touches);
     }
     let mark = shared.cache.remote_mark();
+    // Watches of this process hand out this group's changes only once `installing` is
+    // dropped: after the cache has its values, or after it failed (`feed/installed.rs`).
+    let installing = shared.feed_installed.begin(shared);
     // A panic in the backend unwinds out of the writer thread, which poisons it (see
     // `Writer`): the transaction was rolled back by the unwinding, and nothing can say what
     // else the backend left half done.
@@ -48,6 +51,8 @@ pub(super) fn commit_group(
             return Err(e);
         }
     };
+    #[cfg(feature = "testing")]
+    shared.hooks.before_installing();
     let counters = &shared.counters;
     Counters::add(&counters.group_commits, 1);
     crate::observe::group_committed(replies.len());
@@ -91,8 +96,9 @@ pub(super) fn commit_group(
     }
     // Watches of this process read the log again (`feed/watch.rs`) — now that this
     // process's cache has the group's values too, so a watcher that reads a record it was
-    // told of gets the logged version, not the one it replaced.
-    Shared::wake_watches(&shared.feed_signal);
+    // told of gets the logged version, not the one it replaced. A watch that read the log
+    // since the transaction committed has held those changes back until now.
+    drop(installing);
     #[cfg(feature = "testing")]
     shared.hooks.before_acknowledging();
     for (_, reply, result) in answers {
