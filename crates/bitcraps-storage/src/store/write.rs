@@ -163,7 +163,7 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T)],
     ) -> Result<()> {
-        let items: Vec<(&str, Typed<'_, T>, Option<Version>, Option<i64>)> = items
+        let items: Vec<BatchItem<'_, Typed<'_, T>>> = items
             .iter()
             .map(|(k, v)| (k.as_ref(), Typed(v), None, None))
             .collect();
@@ -186,7 +186,7 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T, Version)],
     ) -> Result<()> {
-        let items: Vec<(&str, Typed<'_, T>, Option<Version>, Option<i64>)> = items
+        let items: Vec<BatchItem<'_, Typed<'_, T>>> = items
             .iter()
             .map(|(k, v, version)| (k.as_ref(), Typed(v), Some(*version), None))
             .collect();
@@ -205,7 +205,7 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T, Version, Option<std::time::SystemTime>)],
     ) -> Result<()> {
-        let items: Vec<(&str, Typed<'_, T>, Option<Version>, Option<i64>)> = items
+        let items: Vec<BatchItem<'_, Typed<'_, T>>> = items
             .iter()
             .map(|(k, v, version, expires)| {
                 let at = expires.map(crate::backup::millis);
@@ -220,7 +220,7 @@ impl PersistentStorageManager {
     pub(super) async fn store_batch_inner<D: Document>(
         &self,
         collection: &str,
-        items: &[(&str, D, Option<Version>, Option<i64>)],
+        items: &[BatchItem<'_, D>],
     ) -> Result<()> {
         let started = Instant::now();
         self.check_writable()?;
@@ -241,7 +241,7 @@ impl PersistentStorageManager {
         // a large batch (milliseconds of CPU) moves to blocking threads so the runtime's
         // worker is not held. A batch of more than one part hands each part over as soon as
         // it is serialized (`encode::Streamed`): the next part is serialized meanwhile.
-        let serialize = |(key, value, keep, expires): &(&str, D, Option<Version>, Option<i64>)| {
+        let serialize = |(key, value, keep, expires): &BatchItem<'_, D>| {
             validate::key(collection, key)?;
             let raw = value.raw(collection, key)?;
             Ok::<_, StorageError>((key.to_string(), raw, (*keep, *expires)))
@@ -311,6 +311,9 @@ impl PersistentStorageManager {
         ))
     }
 }
+
+/// One record of a batch: its key, its document, the version it keeps and its expiry time.
+pub(super) type BatchItem<'a, D> = (&'a str, D, Option<Version>, Option<i64>);
 
 /// What a batch stores under a key: its JSON bytes, from a serde value or from JSON text.
 pub(super) trait Document {
