@@ -55,6 +55,58 @@ pub fn parse(line: &str) -> serde_json::Result<Entry> {
     serde_json::from_str(line)
 }
 
+/// A line in the form `export` writes, split without parsing its value.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Split<'a> {
+    /// Collection name.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// The value's text, unchecked: the line is one JSON object exactly when this is one JSON
+    /// value (the store checks it: `store_json`).
+    pub value: &'a str,
+    /// The line up to the value (`{"collection":…,"key":…,"value":`).
+    pub head: &'a str,
+}
+
+/// Splits a line of the form `export` writes — `{"collection":"…","key":"…","value":…}`,
+/// nothing between the tokens — into its collection, key and the value's text, the value
+/// not parsed (a 1 MiB document is not read twice). `None` for any other line: [`parse`]
+/// it.
+pub fn split(line: &str) -> Option<Split<'_>> {
+    let rest = line.strip_prefix(r#"{"collection":"#)?;
+    let (collection, rest) = string(rest)?;
+    let rest = rest.strip_prefix(r#","key":"#)?;
+    let (key, rest) = string(rest)?;
+    let rest = rest.strip_prefix(r#","value":"#)?;
+    let head = line.get(..line.len().checked_sub(rest.len())?)?;
+    let value = rest.strip_suffix('}')?;
+    Some(Split {
+        collection,
+        key,
+        value,
+        head,
+    })
+}
+
+/// The JSON string at the start of `text`, decoded, and the text after it.
+fn string(text: &str) -> Option<(String, &str)> {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut end = 1;
+    loop {
+        match bytes.get(end)? {
+            b'"' => break,
+            b'\\' => end += 2,
+            _ => end += 1,
+        }
+    }
+    let (token, rest) = text.split_at_checked(end + 1)?;
+    Some((serde_json::from_str(token).ok()?, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +143,34 @@ mod tests {
             text.ends_with("\"value\":{\"b\":1,\"a\":12345678901234567890123}}\n"),
             "{text}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn exported_lines_split_into_their_fields() -> Result<()> {
+        let raw = br#"{"z":1,"a":[true,null,"\u00e9\n}"]}"#;
+        let text = line("ga\"mes", "g \"1\"\\", raw)?;
+        let text = text.trim_end();
+        let parts = split(text).context("the line splits")?;
+        let entry = parse(text)?;
+        assert_eq!(parts.collection, entry.collection);
+        assert_eq!(parts.key, entry.key);
+        assert_eq!(parts.value, entry.value.get());
+        assert_eq!(format!("{}{}}}", parts.head, parts.value), text);
+        // Lines in another form are left to `parse`.
+        for other in [
+            r#"{ "collection":"c","key":"k","value":1}"#,
+            r#"{"key":"k","collection":"c","value":1}"#,
+            r#"{"collection":"c","key":"k","value":1,"x":2"#,
+            r#"{"collection":"c\x","key":"k","value":1}"#,
+            r#"{"collection":"c","key":"k"}"#,
+            r#"{"collection":"c","key":"k\"#,
+        ] {
+            assert_eq!(split(other), None, "{other}");
+        }
+        // A line whose value is not one JSON value still splits: the store refuses it.
+        let odd = split(r#"{"collection":"c","key":"k","value":1,"x":2}"#);
+        assert_eq!(odd.map(|s| s.value), Some(r#"1,"x":2"#));
         Ok(())
     }
 

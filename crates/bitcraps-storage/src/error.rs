@@ -62,6 +62,34 @@ pub enum StorageError {
         source: serde_json::Error,
     },
 
+    /// JSON text handed to `store_json` is not one JSON document.
+    #[error("the JSON for {collection}/{key} is not valid: {source}")]
+    InvalidJson {
+        /// The collection written to.
+        collection: String,
+        /// The key written to.
+        key: String,
+        /// serde_json's account of the text (with its line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// JSON text handed to `store_json` nests arrays and objects deeper than
+    /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
+    #[error(
+        "the JSON for {collection}/{key} nests {depth} arrays or objects deep; at most {limit} are accepted"
+    )]
+    JsonTooDeep {
+        /// The collection written to.
+        collection: String,
+        /// The key written to.
+        key: String,
+        /// The text's deepest nesting.
+        depth: usize,
+        /// The limit.
+        limit: u32,
+    },
+
     /// A stored value does not deserialize as the requested type.
     #[error("value at {collection}/{key} does not deserialize as {type_name}")]
     Deserialize {
@@ -381,7 +409,13 @@ impl StorageError {
     /// not flattened to a string).
     pub(crate) fn duplicate(&mut self) -> StorageError {
         use StorageError as E;
-        if matches!(self, E::Serialize { .. } | E::Deserialize { .. }) {
+        if matches!(
+            self,
+            E::Serialize { .. }
+                | E::Deserialize { .. }
+                | E::InvalidJson { .. }
+                | E::JsonTooDeep { .. }
+        ) {
             // Serializer errors happen before a write is queued, never in a commit; keep the
             // message.
             return E::Task(self.to_string());
@@ -516,7 +550,10 @@ impl StorageError {
             E::Poisoned { reason } => E::Poisoned {
                 reason: reason.clone(),
             },
-            E::Serialize { .. } | E::Deserialize { .. } => E::Task(self.to_string()),
+            E::Serialize { .. }
+            | E::Deserialize { .. }
+            | E::InvalidJson { .. }
+            | E::JsonTooDeep { .. } => E::Task(self.to_string()),
         }
     }
 

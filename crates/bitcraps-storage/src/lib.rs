@@ -53,6 +53,7 @@ mod error;
 mod expiry;
 mod feed;
 mod fs;
+mod json;
 mod list;
 mod maintenance;
 mod observe;
@@ -95,6 +96,7 @@ pub use config::{
 pub use crypto::{EncryptionReport, KeyProvider, KeySource, MasterKey};
 pub use error::{BoxError, Result, StorageError};
 pub use feed::{Change, ChangeKind, ChangeStream, DEFAULT_CHANGE_RETENTION};
+pub use json::MAX_DEPTH as MAX_JSON_DEPTH;
 pub use list::{DEFAULT_LIST_LIMIT, ListOptions, ListPage, ScanPage};
 pub use maintenance::{MaintenanceReport, MaintenanceStep, SpaceDebt};
 pub use observe::{LatencyPercentiles, METRICS, MetricKind, MetricName, describe_metrics};

@@ -11,8 +11,9 @@
 //! Beside the document, an entry may hold the keyframe's chunks as the values a delta write
 //! lists (`store/delta.rs`), built once per keyframe instead of copying the document into
 //! them on every write, and the hasher's states over the document (`prefix_hash.rs`), so a
-//! delta write hashes only what follows the prefix it shares; both count towards the entry's
-//! bytes.
+//! delta write hashes only what follows the prefix it shares, and the JSON check's marks over
+//! the document (`json/marks.rs`), so `store_json` checks only what follows that prefix; all
+//! count towards the entry's bytes.
 //!
 //! The cache is bounded on its own ([`MAX_BYTES`], [`MAX_ENTRIES`]), apart from the
 //! document cache (`cache.size_mb`) like the dictionary decoders, and its bytes are reported
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::prefix_hash::PrefixHashes;
 use crate::backend::StoredBlob;
+use crate::json::Marks;
 use crate::value::EncodedValue;
 
 /// A keyframe's chunks as the values a delta lists, in order.
@@ -67,6 +69,8 @@ struct Entry {
     chunks: Option<ChunkValues>,
     /// The hasher's states over the document, once a write built them (`prefix_hash.rs`).
     hashes: Option<Arc<PrefixHashes>>,
+    /// The JSON check's marks over the document, once a write built them (`json/marks.rs`).
+    marks: Option<Arc<Marks>>,
 }
 
 impl Entry {
@@ -86,10 +90,12 @@ impl Entry {
                 .sum()
         });
         let hashes = self.hashes.as_deref().map_or(0, PrefixHashes::bytes);
+        let marks = self.marks.as_deref().map_or(0, Marks::bytes);
         self.document
             .len()
             .saturating_add(chunks)
             .saturating_add(hashes)
+            .saturating_add(marks)
     }
 }
 
@@ -148,6 +154,24 @@ impl Keyframes {
         Self::evict(&mut entries);
     }
 
+    /// The JSON check's marks over the keyframe `id`'s document, when a write stored them.
+    pub(crate) fn marks(&self, id: KeyframeId) -> Option<Arc<Marks>> {
+        self.lock()
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| e.marks.clone())
+    }
+
+    /// Keeps `marks` with the entry of `id`, if it is still held and stays within the
+    /// bounds with them.
+    pub(crate) fn set_marks(&self, id: KeyframeId, marks: Arc<Marks>) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+            entry.marks = Some(marks);
+        }
+        Self::evict(&mut entries);
+    }
+
     fn evict(entries: &mut VecDeque<Entry>) {
         let mut total: usize = entries.iter().map(Entry::bytes).sum();
         while entries.len() > MAX_ENTRIES || total > MAX_BYTES {
@@ -172,6 +196,7 @@ impl Keyframes {
             document,
             chunks: None,
             hashes: None,
+            marks: None,
         });
         Self::evict(&mut entries);
     }

@@ -18,9 +18,10 @@ use crate::chunk::prefix_hash::PrefixHashes;
 use crate::chunk::{self, delta};
 use crate::codec::Codec;
 use crate::error::Result;
+use crate::json::Marks;
 use crate::value::{EncodedValue, Pipeline};
 
-/// A delta of `raw` (blake3 `hash`) against `collection/key`'s keyframe, if one is worth it.
+/// A delta of `raw` against `collection/key`'s keyframe, if one is worth it.
 /// Blocking: reads the record and decompresses the keyframe.
 pub(super) fn try_delta(
     shared: &Shared,
@@ -29,9 +30,35 @@ pub(super) fn try_delta(
     key: &str,
     raw: &[u8],
 ) -> Result<Option<EncodedValue>> {
+    match base(shared, pipeline, collection, key, raw.len())? {
+        Some(base) => against(shared, pipeline, &base, raw),
+        None => Ok(None),
+    }
+}
+
+/// The keyframe a new version of a key would be a delta of, and how deep that delta is.
+pub(super) struct Base {
+    id: KeyframeId,
+    /// The keyframe's document.
+    pub(super) document: Arc<[u8]>,
+    chunks: ChunkValues,
+    depth: u32,
+}
+
+/// The keyframe a new version of `collection/key`, `len` bytes long, would be a delta of:
+/// `None` when it would not be one (deltas off, a small document, no record, a record that
+/// is neither a keyframe nor a delta, a chain at its longest, a chunk that does not verify).
+/// Blocking: reads the record and, when the keyframe is not cached, its chunks.
+pub(super) fn base(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    collection: &str,
+    key: &str,
+    len: usize,
+) -> Result<Option<Base>> {
     if pipeline.keyframe_interval == 0
         || pipeline.chunk_threshold == 0
-        || raw.len() <= pipeline.chunk_threshold
+        || len <= pipeline.chunk_threshold
     {
         return Ok(None);
     }
@@ -51,14 +78,29 @@ pub(super) fn try_delta(
     if depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH {
         return Ok(None);
     }
-    let Some((base, chunks)) = keyframe(shared, collection, &blob, &location) else {
+    let Some((document, chunks)) = keyframe(shared, collection, &blob, &location) else {
         return Ok(None);
     };
-    let stored = delta::encode(&base, raw, pipeline.level, depth)?;
+    Ok(Some(Base {
+        id: KeyframeId::of(collection, &blob),
+        document,
+        chunks,
+        depth,
+    }))
+}
+
+/// `raw` as a delta of `base`, if that is small enough to be worth it.
+pub(super) fn against(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    base: &Base,
+    raw: &[u8],
+) -> Result<Option<EncodedValue>> {
+    let stored = delta::encode(&base.document, raw, pipeline.level, base.depth)?;
     if stored.len() > delta::MAX_PATCH {
         return Ok(None);
     }
-    let hash = prefix_hashes(shared, KeyframeId::of(collection, &blob), &base).hash(&base, raw);
+    let hash = prefix_hashes(shared, base.id, &base.document).hash(&base.document, raw);
     let raw: Arc<[u8]> = raw.into();
     Ok(Some(EncodedValue {
         hash,
@@ -66,10 +108,22 @@ pub(super) fn try_delta(
         raw,
         stored: stored.into(),
         dict_id: None,
-        chunks,
+        chunks: Arc::clone(&base.chunks),
         delta: true,
         sealed: None,
     }))
+}
+
+/// The JSON check's marks over `base`'s document, from the cache or built (one check of the
+/// document) and kept there: a new version is then checked from the last mark inside the
+/// prefix it shares with the keyframe (`json/marks.rs`).
+pub(super) fn marks(shared: &Shared, base: &Base) -> Arc<Marks> {
+    if let Some(marks) = shared.keyframes.marks(base.id) {
+        return marks;
+    }
+    let marks = Arc::new(Marks::of(&base.document));
+    shared.keyframes.set_marks(base.id, Arc::clone(&marks));
+    marks
 }
 
 /// The keyframe document `blob`'s chunks hold, and those chunks as values to list again;
@@ -103,9 +157,15 @@ fn keyframe(
 
 /// Keeps the keyframe `encoded` (a chunked value this write is storing for
 /// `collection`) in the keyframe cache with its chunk values, so the deltas that follow it
-/// do not read its chunks back and decompress them. The bytes are the writer's own; the
+/// do not read its chunks back and decompress them (with `marks`, the JSON check's marks
+/// over the document when the write took them, `store_json`'s next check resumes). The bytes are the writer's own; the
 /// entry is keyed by the chunks' hashes, so it serves only a record that lists them.
-pub(super) fn remember_keyframe(shared: &Shared, collection: &str, encoded: &EncodedValue) {
+pub(super) fn remember_keyframe(
+    shared: &Shared,
+    collection: &str,
+    encoded: &EncodedValue,
+    marks: Option<Marks>,
+) {
     if !encoded.is_chunked() || encoded.delta {
         return;
     }
@@ -114,6 +174,9 @@ pub(super) fn remember_keyframe(shared: &Shared, collection: &str, encoded: &Enc
         .keyframes
         .insert(id, collection, Arc::clone(&encoded.raw));
     shared.keyframes.set_chunks(id, Arc::clone(&encoded.chunks));
+    if let Some(marks) = marks {
+        shared.keyframes.set_marks(id, Arc::new(marks));
+    }
 }
 
 /// The hasher's states over the keyframe document `base` (id `id`), from the cache or built

@@ -9,6 +9,7 @@ mod delta;
 mod encode;
 #[cfg(feature = "testing")]
 mod hooks;
+mod json;
 mod keys;
 mod many;
 mod open;

@@ -50,7 +50,7 @@ impl PersistentStorageManager {
                     Some(delta) => delta,
                     None => {
                         let encoded = pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?;
-                        super::delta::remember_keyframe(&shared, &c, &encoded);
+                        super::delta::remember_keyframe(&shared, &c, &encoded, None);
                         encoded
                     }
                 };
@@ -125,6 +125,20 @@ impl PersistentStorageManager {
         self.check_writable()?;
         validate::key(collection, key)?;
         let value = self.encode(collection, key, value).await?;
+        self.put_encoded(collection, key, value, ttl_ms, started)
+            .await
+    }
+
+    /// Writes the encoded `value` of `collection`/`key` (expiring `ttl_ms` after now) through
+    /// the writer: the second half of `store` and `store_json`.
+    pub(super) async fn put_encoded(
+        &self,
+        collection: &str,
+        key: &str,
+        value: EncodedValue,
+        ttl_ms: Option<i64>,
+        started: Instant,
+    ) -> Result<()> {
         let now = self.inner.shared.clock.now_ms();
         let op = WriteOp::Put {
             collection: collection.to_owned(),
@@ -149,9 +163,9 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T)],
     ) -> Result<()> {
-        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
+        let items: Vec<BatchItem<'_, Typed<'_, T>>> = items
             .iter()
-            .map(|(k, v)| (k.as_ref(), v, None, None))
+            .map(|(k, v)| (k.as_ref(), Typed(v), None, None))
             .collect();
         let work = self.store_batch_inner(collection, &items);
         self.public_call(Operation::StoreBatch, collection, None, work)
@@ -172,9 +186,9 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T, Version)],
     ) -> Result<()> {
-        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
+        let items: Vec<BatchItem<'_, Typed<'_, T>>> = items
             .iter()
-            .map(|(k, v, version)| (k.as_ref(), v, Some(*version), None))
+            .map(|(k, v, version)| (k.as_ref(), Typed(v), Some(*version), None))
             .collect();
         let work = self.store_batch_inner(collection, &items);
         self.public_call(Operation::StoreBatch, collection, None, work)
@@ -191,11 +205,11 @@ impl PersistentStorageManager {
         collection: &str,
         items: &[(K, T, Version, Option<std::time::SystemTime>)],
     ) -> Result<()> {
-        let items: Vec<(&str, &T, Option<Version>, Option<i64>)> = items
+        let items: Vec<BatchItem<'_, Typed<'_, T>>> = items
             .iter()
             .map(|(k, v, version, expires)| {
                 let at = expires.map(crate::backup::millis);
-                (k.as_ref(), v, Some(*version), at)
+                (k.as_ref(), Typed(v), Some(*version), at)
             })
             .collect();
         let work = self.store_batch_inner(collection, &items);
@@ -203,10 +217,10 @@ impl PersistentStorageManager {
             .await
     }
 
-    async fn store_batch_inner<T: Serialize>(
+    pub(super) async fn store_batch_inner<D: Document>(
         &self,
         collection: &str,
-        items: &[(&str, &T, Option<Version>, Option<i64>)],
+        items: &[BatchItem<'_, D>],
     ) -> Result<()> {
         let started = Instant::now();
         self.check_writable()?;
@@ -227,9 +241,9 @@ impl PersistentStorageManager {
         // a large batch (milliseconds of CPU) moves to blocking threads so the runtime's
         // worker is not held. A batch of more than one part hands each part over as soon as
         // it is serialized (`encode::Streamed`): the next part is serialized meanwhile.
-        let serialize = |(key, value, keep, expires): &(&str, &T, Option<Version>, Option<i64>)| {
+        let serialize = |(key, value, keep, expires): &BatchItem<'_, D>| {
             validate::key(collection, key)?;
-            let raw = Self::serialize(collection, key, value)?;
+            let raw = value.raw(collection, key)?;
             Ok::<_, StorageError>((key.to_string(), raw, (*keep, *expires)))
         };
         let encoded = if items.len() > super::encode::STREAM_PART {
@@ -298,9 +312,27 @@ impl PersistentStorageManager {
     }
 }
 
+/// One record of a batch: its key, its document, the version it keeps and its expiry time.
+pub(super) type BatchItem<'a, D> = (&'a str, D, Option<Version>, Option<i64>);
+
+/// What a batch stores under a key: its JSON bytes, from a serde value or from JSON text.
+pub(super) trait Document {
+    /// The JSON bytes to store for `collection`/`key`.
+    fn raw(&self, collection: &str, key: &str) -> Result<Vec<u8>>;
+}
+
+/// A serde value, serialized by serde_json.
+pub(super) struct Typed<'a, T: ?Sized>(pub(super) &'a T);
+
+impl<T: Serialize + ?Sized> Document for Typed<'_, T> {
+    fn raw(&self, collection: &str, key: &str) -> Result<Vec<u8>> {
+        PersistentStorageManager::serialize(collection, key, self.0)
+    }
+}
+
 /// `raw` encoded (compressed, hashed) and, in an encrypted store, sealed ahead of the writer
 /// (`crypto/preseal.rs`): the encode step of `store`, `update` and each item of a batch.
-fn encode_sealed(
+pub(super) fn encode_sealed(
     pipeline: &crate::value::Pipeline,
     ring: Option<&crate::crypto::Keyring>,
     collection: &str,

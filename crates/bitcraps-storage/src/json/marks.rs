@@ -1,0 +1,156 @@
+//! Checking a new version of a large document from its keyframe's marks (issue #16).
+//!
+//! `store_json` checks the text it is given (`check.rs`): one pass over a 1 MiB document,
+//! every version, though an append changes only its last bytes. The pass keeps nothing but
+//! an index and the open containers, so its state at a value's first byte is small, and the
+//! check of any text that has the same bytes up to and including that one may resume there.
+//! So a keyframe in the cache (`chunk/keyframes.rs`) keeps a [`Mark`] about every
+//! [`STRIDE`] bytes of its document, taken by a pass that accepted the whole document; a new
+//! version is checked from the last mark inside the prefix it shares with the keyframe (found
+//! by comparing the bytes, as `chunk/prefix_hash.rs` does for the hash), to its end.
+
+use super::check::{self, Mark, Refusal};
+
+/// Bytes of the keyframe between two marks.
+pub(crate) const STRIDE: usize = 16 * 1024;
+
+/// The marks over a keyframe document, in order; none when the document is not one JSON
+/// document within the depth limit (a version is then checked whole).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Marks {
+    marks: Vec<Mark>,
+}
+
+impl Marks {
+    /// The marks over `document` (one pass of the check over it).
+    pub(crate) fn of(document: &[u8]) -> Self {
+        Self {
+            marks: check::check_marking(document, STRIDE).unwrap_or_default(),
+        }
+    }
+
+    /// Marks a pass over the document took (`check::check_marking`).
+    pub(crate) fn from_marks(marks: Vec<Mark>) -> Self {
+        Self { marks }
+    }
+
+    /// The bytes the marks take.
+    pub(crate) fn bytes(&self) -> usize {
+        self.marks.len().saturating_mul(std::mem::size_of::<Mark>())
+    }
+
+    /// Checks `text`, a new version of `base` (the document the marks are over), from the
+    /// last mark inside the prefix they share: the verdict of `check::check(text)`.
+    pub(crate) fn check(&self, base: &[u8], text: &[u8]) -> Result<(), Refusal> {
+        let shared = shared_prefix(base, text);
+        // A mark at `at` needs the bytes up to and including `at` to be the same: the check
+        // decided there what the bytes before it were (a number ends at its first non-digit).
+        let usable = self.marks.partition_point(|m| m.at < shared);
+        match usable.checked_sub(1).and_then(|n| self.marks.get(n)) {
+            Some(mark) => check::check_from(text, *mark),
+            None => check::check(text),
+        }
+    }
+}
+
+/// The length of the prefix `a` and `b` share.
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 4096;
+    let blocks = a
+        .chunks_exact(BLOCK)
+        .zip(b.chunks_exact(BLOCK))
+        .take_while(|(x, y)| x == y)
+        .count();
+    let at = blocks.saturating_mul(BLOCK);
+    let tail = a
+        .get(at..)
+        .unwrap_or_default()
+        .iter()
+        .zip(b.get(at..).unwrap_or_default())
+        .take_while(|(x, y)| x == y)
+        .count();
+    at.saturating_add(tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document of `n` rolls, as the game log of the benchmark.
+    fn log(n: usize) -> String {
+        let rolls: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"n":{i},"dice":[{},{}],"shooter":"p-{}"}}"#,
+                    i % 6 + 1,
+                    i % 5 + 1,
+                    i % 7
+                )
+            })
+            .collect();
+        format!(r#"{{"game":1,"rolls":[{}]}}"#, rolls.join(","))
+    }
+
+    /// Resumed checks give the whole check's verdict: appends, edits at every kind of
+    /// position (inside a number, a string, after a mark), truncations, garbage.
+    #[test]
+    fn resumed_checks_agree_with_whole_checks() {
+        let base = log(2_000);
+        let marks = Marks::of(base.as_bytes());
+        assert!(
+            marks.marks.len() >= base.len() / STRIDE,
+            "{}",
+            marks.marks.len()
+        );
+        let mut texts = vec![base.clone()];
+        let appended = format!(
+            "{},{}]}}",
+            base.trim_end_matches("]}"),
+            r#"{"n":2000,"dice":[1,2]}"#
+        );
+        texts.push(appended);
+        for mark in &marks.marks {
+            for delta in [0usize, 1, 2, 3] {
+                let at = mark.at.saturating_add(delta);
+                for insert in ["1", "\"", "]", ",", " ", "x", "{", "\\", "0", "e5", "-"] {
+                    let mut t = base.clone().into_bytes();
+                    if at <= t.len() {
+                        t.splice(at..at, insert.bytes());
+                        texts.push(String::from_utf8_lossy(&t).into_owned());
+                    }
+                    let mut t = base.clone().into_bytes();
+                    if let Some(b) = t.get_mut(at) {
+                        *b = insert.as_bytes().first().copied().unwrap_or(b'x');
+                        texts.push(String::from_utf8_lossy(&t).into_owned());
+                    }
+                }
+                texts.push(base.get(..at).unwrap_or_default().to_owned());
+            }
+        }
+        for text in &texts {
+            assert_eq!(
+                marks.check(base.as_bytes(), text.as_bytes()),
+                check::check(text.as_bytes()),
+                "{}",
+                text.len()
+            );
+        }
+        // Marks over text that is not a document: none, and every check is whole.
+        let broken = Marks::of(b"[1,2");
+        assert!(broken.marks.is_empty());
+        assert!(broken.check(b"[1,2", b"[1,2]").is_ok());
+    }
+
+    #[test]
+    fn shared_prefix_counts_equal_leading_bytes() {
+        let a = vec![7u8; 10_000];
+        let mut b = a.clone();
+        assert_eq!(shared_prefix(&a, &b), 10_000);
+        if let Some(x) = b.get_mut(9_000) {
+            *x = 8;
+        }
+        assert_eq!(shared_prefix(&a, &b), 9_000);
+        assert_eq!(shared_prefix(&a, &b[..100]), 100);
+        assert_eq!(shared_prefix(&[], &b), 0);
+    }
+}
