@@ -9,9 +9,10 @@
 //! takes its snapshot when it starts, so a read sent behind a lock sees what committed
 //! before the lock was granted.
 //!
-//! 1. `BEGIN`; the store's write lock; the put collections' settings (quotas, default TTLs);
-//!    the key locks; every touched key's record and its blob's hash (none of these needs
-//!    another's answer, so they go in one round trip);
+//! 1. `BEGIN`; the store's write lock; the put collections' settings (quotas, default TTLs)
+//!    and whether they are shredded (`shredded.rs`); the key locks; every touched key's
+//!    record and its blob's hash (none of these needs another's answer, so they go in one
+//!    round trip);
 //! 2. the hash locks; the blobs those records name and those the new values' hashes find;
 //!    versions and blob ids drawn from their sequences;
 //! 3. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
@@ -48,9 +49,6 @@ type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
 const BEGIN: &str = "BEGIN";
 const RELAXED: &str = "SET LOCAL synchronous_commit = off";
 const COMMIT: &str = "COMMIT";
-
-const SETTINGS: &str = "SELECT collection, name, value FROM collection_settings
-     WHERE collection = ANY($1)";
 
 const CURRENT: &str = "SELECT t.c, t.k, r.blob_id, r.version, r.expires_at, b.hash, b.codec
      FROM unnest($1::text[], $2::text[]) AS t(c, k)
@@ -228,7 +226,7 @@ async fn steps(
     let relaxed = prepared(tx, RELAXED).await?;
     let (store_stmt, settings_stmt) = (
         prepared(tx, store_sql).await?,
-        prepared(tx, SETTINGS).await?,
+        prepared(tx, shredded::SETTINGS_AND_SHREDDED).await?,
     );
     let (lock_stmt, current_stmt) = (prepared(tx, LOCK_ALL).await?, prepared(tx, CURRENT).await?);
     let names: Vec<&str> = put_into.iter().copied().collect();
@@ -236,10 +234,10 @@ async fn steps(
     let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     let key_ids: Vec<i64> = keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect();
     let p_store: Params = vec![&STORE_LOCK_SPACE, &store_id];
-    let p_settings: Params = vec![&names];
+    // The collections put into: their settings, and whether they are shredded.
+    let p_settings: Params = vec![&names, &names];
     let p_lock: Params = vec![&key_ids];
     let p_current: Params = vec![&collections, &key_names];
-    let shredded_stmt = prepared(tx, shredded::SHREDDED).await?;
     let locks_keys = !exclusive && !key_ids.is_empty();
     let mut calls = Vec::with_capacity(7);
     calls.push(tx.query(&begin, &[]));
@@ -247,9 +245,8 @@ async fn steps(
         calls.push(tx.query(&relaxed, &[]));
     }
     calls.push(tx.query(&store_stmt, &p_store));
-    calls.push(tx.query(&settings_stmt, &p_settings));
     // After the store's lock: a shred committed by another node is seen whole.
-    calls.push(tx.query(&shredded_stmt, &p_settings));
+    calls.push(tx.query(&settings_stmt, &p_settings));
     if locks_keys {
         calls.push(tx.query(&lock_stmt, &p_lock));
     }
@@ -259,33 +256,18 @@ async fn steps(
     if locks_keys {
         answers.pop();
     }
-    let shredded_rows = answers.pop().unwrap_or_default();
-    let setting_rows = answers.pop().unwrap_or_default();
-    let mut stored_settings: Vec<(String, String, i64)> = Vec::with_capacity(setting_rows.len());
-    for row in &setting_rows {
-        let err = db("reading collection settings");
-        stored_settings.push((
-            row.try_get(0).map_err(&err)?,
-            row.try_get(1).map_err(&err)?,
-            row.try_get(2).map_err(err)?,
-        ));
-    }
-    let triples = || {
-        stored_settings
-            .iter()
-            .map(|(c, n, v)| (c.as_str(), n.as_str(), *v))
-    };
+    let read = shredded::Read::from_rows(&answers.pop().unwrap_or_default())?;
     // Declined before anything was written: the caller rolls back, releasing the locks.
     // A put into a shredded collection is refused per unit by the statement path.
-    if !shredded_rows.is_empty()
+    if !read.shredded.is_empty()
         || names
             .iter()
-            .any(|c| CollectionQuota::of(c, triples()).is_some())
+            .any(|c| CollectionQuota::of(c, read.triples()).is_some())
     {
         return Ok(None);
     }
     let mut ttl = HashMap::new();
-    for (c, n, v) in triples() {
+    for (c, n, v) in read.triples() {
         if n == crate::settings::DEFAULT_TTL_MS
             && let Some(name) = names.iter().find(|x| **x == c)
         {
