@@ -9,16 +9,19 @@
 //! takes its snapshot when it starts, so a read sent behind a lock sees what committed
 //! before the lock was granted.
 //!
-//! 1. `BEGIN`; the store's write lock; the put collections' settings (quotas, default TTLs);
-//!    the key locks; every touched key's record and its blob's hash (none of these needs
-//!    another's answer, so they go in one round trip);
+//! 1. `BEGIN`; the store's write lock; the put collections' settings (quotas, default TTLs)
+//!    and whether they are shredded (`shredded.rs`); the key locks; every touched key's
+//!    record and its blob (none of these needs another's answer, so they go in one round
+//!    trip);
 //! 2. the hash locks; the blobs those records name and those the new values' hashes find;
 //!    versions and blob ids drawn from their sequences;
 //! 3. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
 //!    rows upserted, access counts added, the change log numbered and appended (`feed.rs`),
 //!    and `COMMIT`.
 //!
-//! Three round trips whatever the group's size, against about ten per put before. The
+//! Three round trips whatever the group's size, against about ten per put before. A group
+//! under the store's exclusive lock (a bulk batch: `locks.rs`) takes no hash locks, so its
+//! second step needs nothing from the first and goes with it: two round trips. The
 //! transaction is the path's own (not a driver `Transaction`, whose `COMMIT` is a round trip
 //! of its own): a connection that fails or is dropped mid-way is closed, never pooled.
 //!
@@ -27,7 +30,7 @@
 //! found to need that only once read (a quota, a chunked current value) is rolled back
 //! first, before anything was written.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use deadpool_postgres::Client;
 use futures_util::future::try_join_all;
@@ -49,10 +52,9 @@ const BEGIN: &str = "BEGIN";
 const RELAXED: &str = "SET LOCAL synchronous_commit = off";
 const COMMIT: &str = "COMMIT";
 
-const SETTINGS: &str = "SELECT collection, name, value FROM collection_settings
-     WHERE collection = ANY($1)";
-
-const CURRENT: &str = "SELECT t.c, t.k, r.blob_id, r.version, r.expires_at, b.hash, b.codec
+/// The keys' records, with their blobs' hash, codec, length and reference count.
+const CURRENT: &str = "SELECT t.c, t.k, r.blob_id, r.version, r.expires_at, b.hash, b.codec,
+         b.raw_len, b.refcount
      FROM unnest($1::text[], $2::text[]) AS t(c, k)
      JOIN records r ON r.collection = t.c AND r.key = t.k
      LEFT JOIN blobs b ON b.id = r.blob_id";
@@ -64,9 +66,11 @@ const BLOBS: &str = "SELECT id, hash, raw_len, refcount, false FROM blobs WHERE 
      SELECT * FROM (SELECT DISTINCT ON (hash) id, hash, raw_len, refcount, true FROM blobs
                     WHERE hash = ANY($2) ORDER BY hash, id) AS f";
 
+/// Versions and blob ids. The blobs' sequence is looked up once (an init plan), not once
+/// per id: per id it cost ~2 µs, more than drawing.
 const DRAW: &str = "SELECT
      ARRAY(SELECT nextval('version_clock') FROM generate_series(1, $1::bigint)),
-     ARRAY(SELECT nextval(pg_get_serial_sequence('blobs', 'id')::regclass)
+     ARRAY(SELECT nextval((SELECT pg_get_serial_sequence('blobs', 'id')::regclass))
            FROM generate_series(1, $2::bigint))";
 
 const DELETE_ROWS: &str = "DELETE FROM records WHERE (collection, key) IN
@@ -82,6 +86,15 @@ const MOVE_REFS: &str = "UPDATE blobs SET refcount = blobs.refcount + d.delta
 
 const DROP_BLOBS: &str = "DELETE FROM blobs WHERE id = ANY($1) AND refcount <= 0";
 
+/// Rows no record held when the group read the keys (or that it deleted first): the key
+/// locks (or the store's exclusive lock) keep every other writer off them, so a plain
+/// insert, without the speculative insertion of an upsert (~3 µs a row less).
+const INSERT_ROWS: &str = "INSERT INTO records
+         (collection, key, blob_id, created_at, updated_at, version, expires_at)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                          $6::bigint[], $7::bigint[])";
+
+/// Rows the database holds, updated (the creation time given is not used).
 const UPSERT: &str = "INSERT INTO records
          (collection, key, blob_id, created_at, updated_at, version, expires_at)
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
@@ -215,10 +228,33 @@ async fn steps(
             _ => None,
         })
         .collect();
+    // The new values' hashes, and how many versions and blob ids to draw: a blob id for
+    // each put, the most a group can need. Fewer (one per distinct content) ran short when
+    // a put's old blob is released before the content it shares with a later put of the
+    // same group is acquired again (`model.rs`: an encrypted batch writing one key twice).
+    // Unused ids are skipped, as the sequences already allow.
+    let mut new_hashes: BTreeSet<&ContentHash> = BTreeSet::new();
+    let mut puts = 0i64;
+    for op in units.iter().flatten() {
+        if let WriteOp::Put { value, .. } = op {
+            puts += 1;
+            new_hashes.insert(&value.hash);
+        }
+    }
+    let new_blobs = puts;
+    let lookup: Vec<&[u8]> = if settings.deduplicate {
+        new_hashes.iter().map(|h| &h[..]).collect()
+    } else {
+        Vec::new()
+    };
+    let no_ids: Vec<i64> = Vec::new();
 
     // 1. The store's lock, the settings, the key locks and the keys' records, pipelined:
     // none of them needs another's answer. The server runs them in order, so the records
-    // are read once the key locks are granted.
+    // are read once the key locks are granted. Under the exclusive lock no hash lock is
+    // taken, so the blobs the new values' hashes find and the numbers drawn go in this
+    // round trip too, and the current records' blobs come with the records.
+    let merged = exclusive;
     let store_sql = if exclusive {
         "SELECT pg_advisory_xact_lock($1, $2)"
     } else {
@@ -228,72 +264,70 @@ async fn steps(
     let relaxed = prepared(tx, RELAXED).await?;
     let (store_stmt, settings_stmt) = (
         prepared(tx, store_sql).await?,
-        prepared(tx, SETTINGS).await?,
+        prepared(tx, shredded::SETTINGS_AND_SHREDDED).await?,
     );
     let (lock_stmt, current_stmt) = (prepared(tx, LOCK_ALL).await?, prepared(tx, CURRENT).await?);
+    let (blobs_stmt, draw_stmt) = (prepared(tx, BLOBS).await?, prepared(tx, DRAW).await?);
     let names: Vec<&str> = put_into.iter().copied().collect();
     let store_id = store_lock(scope);
     let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     let key_ids: Vec<i64> = keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect();
     let p_store: Params = vec![&STORE_LOCK_SPACE, &store_id];
-    let p_settings: Params = vec![&names];
+    // The collections put into: their settings, and whether they are shredded.
+    let p_settings: Params = vec![&names, &names];
     let p_lock: Params = vec![&key_ids];
     let p_current: Params = vec![&collections, &key_names];
-    let shredded_stmt = prepared(tx, shredded::SHREDDED).await?;
+    let p_found: Params = vec![&no_ids, &lookup];
+    let p_draw: Params = vec![&puts, &new_blobs];
     let locks_keys = !exclusive && !key_ids.is_empty();
-    let mut calls = Vec::with_capacity(7);
+    let mut calls = Vec::with_capacity(9);
     calls.push(tx.query(&begin, &[]));
     if !settings.synchronous {
         calls.push(tx.query(&relaxed, &[]));
     }
     calls.push(tx.query(&store_stmt, &p_store));
-    calls.push(tx.query(&settings_stmt, &p_settings));
     // After the store's lock: a shred committed by another node is seen whole.
-    calls.push(tx.query(&shredded_stmt, &p_settings));
+    calls.push(tx.query(&settings_stmt, &p_settings));
     if locks_keys {
         calls.push(tx.query(&lock_stmt, &p_lock));
     }
     calls.push(tx.query(&current_stmt, &p_current));
+    if merged {
+        calls.push(tx.query(&blobs_stmt, &p_found));
+        calls.push(tx.query(&draw_stmt, &p_draw));
+    }
     let mut answers = try_join_all(calls).await.map_err(pipelined_err)?;
+    let (mut draw_rows, mut blob_rows) = (Vec::new(), Vec::new());
+    if merged {
+        draw_rows = answers.pop().unwrap_or_default();
+        blob_rows = answers.pop().unwrap_or_default();
+    }
     let current_rows = answers.pop().unwrap_or_default();
     if locks_keys {
         answers.pop();
     }
-    let shredded_rows = answers.pop().unwrap_or_default();
-    let setting_rows = answers.pop().unwrap_or_default();
-    let mut stored_settings: Vec<(String, String, i64)> = Vec::with_capacity(setting_rows.len());
-    for row in &setting_rows {
-        let err = db("reading collection settings");
-        stored_settings.push((
-            row.try_get(0).map_err(&err)?,
-            row.try_get(1).map_err(&err)?,
-            row.try_get(2).map_err(err)?,
-        ));
-    }
-    let triples = || {
-        stored_settings
-            .iter()
-            .map(|(c, n, v)| (c.as_str(), n.as_str(), *v))
-    };
+    let read = shredded::Read::from_rows(&answers.pop().unwrap_or_default())?;
     // Declined before anything was written: the caller rolls back, releasing the locks.
     // A put into a shredded collection is refused per unit by the statement path.
-    if !shredded_rows.is_empty()
+    if !read.shredded.is_empty()
         || names
             .iter()
-            .any(|c| CollectionQuota::of(c, triples()).is_some())
+            .any(|c| CollectionQuota::of(c, read.triples()).is_some())
     {
         return Ok(None);
     }
-    let mut ttl = HashMap::new();
-    for (c, n, v) in triples() {
+    let mut inputs = Inputs {
+        deduplicate: settings.deduplicate,
+        ..Inputs::default()
+    };
+    for (c, n, v) in read.triples() {
         if n == crate::settings::DEFAULT_TTL_MS
             && let Some(name) = names.iter().find(|x| **x == c)
         {
-            ttl.insert(*name, v);
+            inputs.ttl.insert(*name, v);
         }
     }
 
-    let mut current = HashMap::with_capacity(current_rows.len());
     let mut hashes: BTreeSet<i64> = BTreeSet::new();
     let mut current_ids: Vec<i64> = Vec::with_capacity(current_rows.len());
     for row in &current_rows {
@@ -307,12 +341,25 @@ async fn steps(
             return Ok(None);
         }
         if let Some(hash) = hash {
-            hashes.insert(hash_lock(scope, hash));
+            // Under the exclusive lock the blob read with the record is the one to plan
+            // with; otherwise it is read again under its hash lock (step 2).
+            if !merged {
+                hashes.insert(hash_lock(scope, hash));
+            } else {
+                inputs.blobs.insert(
+                    blob,
+                    KnownBlob {
+                        hash: ContentHash::try_from(hash).ok(),
+                        raw_len: row.try_get(7).map_err(&err)?,
+                        refcount: row.try_get(8).map_err(&err)?,
+                    },
+                );
+            }
         }
         current_ids.push(blob);
         // The row's strings are the keys' own: find the borrowed pair to key the map by.
         if let Some(key) = keys.get(&(c, k)) {
-            current.insert(
+            inputs.current.insert(
                 *key,
                 Current {
                     blob,
@@ -323,46 +370,24 @@ async fn steps(
         }
     }
 
-    // 2. The hash locks, then the blobs, and the numbers drawn.
-    let mut new_hashes: BTreeSet<&ContentHash> = BTreeSet::new();
-    let mut puts = 0i64;
-    for op in units.iter().flatten() {
-        if let WriteOp::Put { value, .. } = op {
-            puts += 1;
-            new_hashes.insert(&value.hash);
-            hashes.insert(hash_lock(scope, &value.hash[..]));
+    // 2. The hash locks, then the blobs, and the numbers drawn (in step 1 when merged).
+    if !merged {
+        for hash in &new_hashes {
+            hashes.insert(hash_lock(scope, &hash[..]));
         }
+        let hash_ids: Vec<i64> = hashes.into_iter().collect();
+        let p_hash_lock: Params = vec![&hash_ids];
+        let p_blobs: Params = vec![&current_ids, &lookup];
+        let mut calls = Vec::with_capacity(3);
+        if !hash_ids.is_empty() {
+            calls.push(tx.query(&lock_stmt, &p_hash_lock));
+        }
+        calls.push(tx.query(&blobs_stmt, &p_blobs));
+        calls.push(tx.query(&draw_stmt, &p_draw));
+        let mut answers = try_join_all(calls).await.map_err(pipelined_err)?;
+        draw_rows = answers.pop().unwrap_or_default();
+        blob_rows = answers.pop().unwrap_or_default();
     }
-    let hash_ids: Vec<i64> = hashes.into_iter().collect();
-    let lookup: Vec<&[u8]> = if settings.deduplicate {
-        new_hashes.iter().map(|h| &h[..]).collect()
-    } else {
-        Vec::new()
-    };
-    // A blob id for each put: the most a group can need. Fewer (one per distinct content)
-    // ran short when a put's old blob is released before the content it shares with a later
-    // put of the same group is acquired again (`model.rs`: an encrypted batch writing one
-    // key twice). Unused ids are skipped, as the sequences already allow.
-    let new_blobs = puts;
-    let (blobs_stmt, draw_stmt) = (prepared(tx, BLOBS).await?, prepared(tx, DRAW).await?);
-    let p_hash_lock: Params = vec![&hash_ids];
-    let p_blobs: Params = vec![&current_ids, &lookup];
-    let p_draw: Params = vec![&puts, &new_blobs];
-    let mut calls = Vec::with_capacity(3);
-    if !exclusive && !hash_ids.is_empty() {
-        calls.push(tx.query(&lock_stmt, &p_hash_lock));
-    }
-    calls.push(tx.query(&blobs_stmt, &p_blobs));
-    calls.push(tx.query(&draw_stmt, &p_draw));
-    let mut answers = try_join_all(calls).await.map_err(pipelined_err)?;
-    let draw_rows = answers.pop().unwrap_or_default();
-    let blob_rows = answers.pop().unwrap_or_default();
-    let mut inputs = Inputs {
-        current,
-        ttl,
-        deduplicate: settings.deduplicate,
-        ..Inputs::default()
-    };
     for row in &blob_rows {
         let err = db("reading the blobs of a group");
         let id: i64 = row.try_get(0).map_err(&err)?;
@@ -418,28 +443,10 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
     }
     let (ref_ids, ref_deltas): (Vec<i64>, Vec<i64>) = plan.ref_deltas.iter().copied().unzip();
 
-    let n = plan.upserts.len();
-    let (mut r_c, mut r_k, mut r_blob) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut r_created, mut r_updated, mut r_version, mut r_expires) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::<Option<i64>>::with_capacity(n),
-    );
-    for row in &plan.upserts {
-        r_c.push(row.key.0);
-        r_k.push(row.key.1);
-        r_blob.push(row.blob);
-        // A row kept by the conflict keeps its creation time; the value is not used.
-        r_created.push(row.created.unwrap_or(row.updated));
-        r_updated.push(row.updated);
-        r_version.push(row.version);
-        r_expires.push(row.expires);
-    }
+    let (new_rows, kept_rows): (Vec<_>, Vec<_>) =
+        plan.upserts.iter().partition(|r| r.created.is_some());
+    let new_rows = RowColumns::of(&new_rows);
+    let kept_rows = RowColumns::of(&kept_rows);
     let (mut t_c, mut t_k, mut t_n, mut t_l) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ((c, k), count, last) in &plan.touches {
         t_c.push(*c);
@@ -454,9 +461,8 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
     ];
     let p_refs: Params = vec![&ref_ids, &ref_deltas];
     let p_drop: Params = vec![&plan.drop_blobs];
-    let p_upsert: Params = vec![
-        &r_c, &r_k, &r_blob, &r_created, &r_updated, &r_version, &r_expires,
-    ];
+    let p_insert_rows = new_rows.params();
+    let p_upsert = kept_rows.params();
     let p_touch: Params = vec![&t_c, &t_k, &t_n, &t_l];
     let no_params: Params = Vec::new();
     let mut steps: Vec<(&str, &Params)> = Vec::with_capacity(8);
@@ -472,7 +478,10 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
     if !plan.drop_blobs.is_empty() {
         steps.push((DROP_BLOBS, &p_drop));
     }
-    if !r_c.is_empty() {
+    if !new_rows.c.is_empty() {
+        steps.push((INSERT_ROWS, &p_insert_rows));
+    }
+    if !kept_rows.c.is_empty() {
         steps.push((UPSERT, &p_upsert));
     }
     if !t_c.is_empty() {
@@ -499,4 +508,53 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
     .await
     .map_err(pipelined_err)?;
     Ok(())
+}
+
+/// Record rows as the columns of an `unnest`.
+struct RowColumns<'a> {
+    c: Vec<&'a str>,
+    k: Vec<&'a str>,
+    blob: Vec<i64>,
+    created: Vec<i64>,
+    updated: Vec<i64>,
+    version: Vec<i64>,
+    expires: Vec<Option<i64>>,
+}
+
+impl<'a> RowColumns<'a> {
+    fn of(rows: &[&plan::RecordRow<'a>]) -> Self {
+        let n = rows.len();
+        let mut columns = RowColumns {
+            c: Vec::with_capacity(n),
+            k: Vec::with_capacity(n),
+            blob: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            updated: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            expires: Vec::with_capacity(n),
+        };
+        for row in rows {
+            columns.c.push(row.key.0);
+            columns.k.push(row.key.1);
+            columns.blob.push(row.blob);
+            // A row kept by the conflict keeps its creation time; the value is not used.
+            columns.created.push(row.created.unwrap_or(row.updated));
+            columns.updated.push(row.updated);
+            columns.version.push(row.version);
+            columns.expires.push(row.expires);
+        }
+        columns
+    }
+
+    fn params(&self) -> Params<'_> {
+        vec![
+            &self.c,
+            &self.k,
+            &self.blob,
+            &self.created,
+            &self.updated,
+            &self.version,
+            &self.expires,
+        ]
+    }
 }

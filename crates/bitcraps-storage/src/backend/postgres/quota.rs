@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::Transaction;
 
+use super::shredded::Read;
 use super::write::{Fail, cached, db};
 use crate::quota::{CollectionQuota, CollectionUsage};
 
@@ -25,48 +26,15 @@ pub(super) const USAGE: &str = "SELECT count(*), coalesce(sum(b.raw_len), 0)::bi
      FROM records r JOIN blobs b ON b.id = r.blob_id
      WHERE r.collection = $1 AND (r.expires_at IS NULL OR r.expires_at > $2)";
 
-/// The quotas of `collections` (those that have one).
-pub(super) async fn quotas(
-    tx: &Transaction<'_>,
+/// The quotas of `collections` (those that have one) among the settings `read`.
+pub(super) fn quotas(
     collections: &BTreeSet<&str>,
-) -> Result<BTreeMap<String, CollectionQuota>, Fail> {
-    if collections.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let names: Vec<&str> = collections.iter().copied().collect();
-    let rows = tx
-        .query(
-            &cached(
-                tx,
-                "SELECT collection, name, value FROM collection_settings
-                 WHERE collection = ANY($1)",
-            )
-            .await?,
-            &[&names],
-        )
-        .await
-        .map_err(db("reading quotas"))?;
-    let mut settings: Vec<(String, String, i64)> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let err = db("reading quotas");
-        settings.push((
-            row.try_get(0).map_err(&err)?,
-            row.try_get(1).map_err(&err)?,
-            row.try_get(2).map_err(err)?,
-        ));
-    }
-    Ok(names
-        .into_iter()
-        .filter_map(|c| {
-            let q = CollectionQuota::of(
-                c,
-                settings
-                    .iter()
-                    .map(|(c, n, v)| (c.as_str(), n.as_str(), *v)),
-            )?;
-            Some((c.to_owned(), q))
-        })
-        .collect())
+    read: &Read,
+) -> BTreeMap<String, CollectionQuota> {
+    collections
+        .iter()
+        .filter_map(|c| Some(((*c).to_owned(), CollectionQuota::of(c, read.triples())?)))
+        .collect()
 }
 
 /// Takes the locks of `collections` of store `scope`, in ascending order of their ids.

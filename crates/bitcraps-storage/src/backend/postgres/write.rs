@@ -244,13 +244,14 @@ async fn apply_once(
         .iter()
         .flat_map(|u| quota::put_collections(u))
         .collect();
-    let quotas = pg_quota::quotas(&tx, &put_into).await?;
     // After the store's lock: a shred committed by another node is seen whole (`shredded.rs`).
     let sealed_into: BTreeSet<&str> = units
         .iter()
         .flat_map(|u| shredded::sealed_into(u))
         .collect();
-    let shredded = shredded::among(&tx, &sealed_into).await?;
+    let read = shredded::read(&tx, &put_into, &sealed_into).await?;
+    let quotas = pg_quota::quotas(&put_into, &read);
+    let shredded = read.shredded;
     if !exclusive {
         pg_quota::lock(&tx, scope, quotas.keys()).await?;
         lock_fine(&tx, scope, units, &keys).await?;
