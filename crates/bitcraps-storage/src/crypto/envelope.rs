@@ -4,9 +4,10 @@
 //! Two suites, told apart by the format byte in front of every stored ciphertext
 //! (`blob.rs`):
 //! - **AES-256-GCM-SIV** (RFC 8452; 12-byte nonce) seals documents, chunks and Redis
-//!   values where the CPU has AES and carry-less multiply instructions. It costs ~1.8 k
-//!   instructions to seal a ~330-byte document there against ~7 k for XChaCha20-Poly1305,
-//!   whose Poly1305 and HChaCha20 setup is paid per message. Its nonces are random too: it
+//!   values where the CPU has AES and carry-less multiply instructions (`gcm_siv.rs`). On
+//!   the benchmark's machine it seals or opens a ~170-byte payload in ~0.37 µs against
+//!   ~1.9 µs for XChaCha20-Poly1305, whose Poly1305 and HChaCha20 setup is paid per
+//!   message. Its nonces are random too: it
 //!   derives a fresh key per nonce, and a repeated nonce reveals only that two identical
 //!   messages under identical bindings are identical, which a keyed content address
 //!   already shows within a collection.
@@ -17,12 +18,13 @@
 //! One 32-byte key serves both: the GCM-SIV key is derived from it (blake3 `derive_key`
 //! with its own context), so the two ciphers never share key material.
 
-use aes_gcm_siv::Aes256GcmSiv;
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+use super::gcm_siv::GcmSiv;
 use super::key::fill_random;
+use super::nonce;
 use crate::error::{Result, StorageError};
 
 /// Authentication tag bytes at the end of every ciphertext.
@@ -101,7 +103,7 @@ pub fn force_xchacha(on: bool) {
 /// The ciphers under one 32-byte key (their keys are zeroized when they are dropped).
 pub(crate) struct Cipher {
     xchacha: XChaCha20Poly1305,
-    siv: Aes256GcmSiv,
+    siv: GcmSiv,
 }
 
 /// The ciphers under `key`.
@@ -109,7 +111,7 @@ pub(crate) fn cipher(key: &[u8; 32]) -> Cipher {
     let siv_key = Zeroizing::new(blake3::derive_key(SIV_KEY_CONTEXT, key));
     Cipher {
         xchacha: XChaCha20Poly1305::new(&(*key).into()),
-        siv: Aes256GcmSiv::new(&(*siv_key).into()),
+        siv: GcmSiv::new(&siv_key),
     }
 }
 
@@ -147,7 +149,10 @@ pub(crate) fn seal_in_place(
     let failed = || StorageError::Task("encryption failed".into());
     let mut random = [0u8; 24];
     let nonce = random.get_mut(..suite.nonce_len()).ok_or_else(failed)?;
-    fill_random(nonce)?;
+    match suite {
+        Suite::XChaCha20Poly1305 => fill_random(nonce)?,
+        Suite::Aes256GcmSiv => nonce::fill_siv_nonce(nonce)?,
+    }
     let nonce = &*nonce;
     at.checked_sub(nonce.len())
         .and_then(|start| buf.get_mut(start..at))
@@ -163,11 +168,12 @@ pub(crate) fn seal_in_place(
                 .map_err(|_| failed())?
         }
         Suite::Aes256GcmSiv => {
-            let nonce = aes_gcm_siv::Nonce::try_from(nonce).map_err(|_| failed())?;
+            let nonce = nonce.try_into().map_err(|_| failed())?;
             cipher
                 .siv
-                .encrypt_inout_detached(&nonce, aad, plain.into())
-                .map_err(|_| failed())?
+                .seal_in_place(nonce, aad, plain)
+                .ok_or_else(failed)?
+                .into()
         }
     };
     buf.extend_from_slice(tag.as_slice());
@@ -201,8 +207,14 @@ pub(crate) fn open_with(
                 .ok()
         }
         Suite::Aes256GcmSiv => {
-            let nonce = aes_gcm_siv::Nonce::try_from(nonce).ok()?;
-            cipher.siv.decrypt(&nonce, Payload { msg: body, aad }).ok()
+            let nonce = nonce.try_into().ok()?;
+            let (body, tag) = body.split_at_checked(body.len().checked_sub(TAG_LEN)?)?;
+            let mut plain = body.to_vec();
+            let tag = tag.try_into().ok()?;
+            cipher
+                .siv
+                .open_in_place(nonce, aad, &mut plain, tag)
+                .then_some(plain)
         }
     }
 }

@@ -8,7 +8,8 @@
 //!   at open.
 //! - `envelope.rs`: the AEADs (AES-256-GCM-SIV where the CPU has AES instructions,
 //!   XChaCha20-Poly1305 elsewhere and for key wrapping), random nonces, length-prefixed
-//!   associated data.
+//!   associated data; `gcm_siv.rs`: AES-256-GCM-SIV with its per-message work batched;
+//!   `nonce.rs`: its nonces, from a per-thread pool of random bytes.
 //! - `blob.rs`: the stored form of encrypted documents and dictionaries and what each
 //!   ciphertext is bound to.
 //! - `l2.rs`: the Redis tier's values, sealed per record.
@@ -23,9 +24,11 @@ mod backend;
 mod blob;
 mod enable;
 mod envelope;
+mod gcm_siv;
 mod key;
 mod keyring;
 pub(crate) mod l2;
+mod nonce;
 mod parallel;
 mod preseal;
 mod provider;
