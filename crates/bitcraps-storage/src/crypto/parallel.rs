@@ -11,8 +11,8 @@ use crate::error::{Result, StorageError};
 pub(crate) const PARALLEL_MIN: usize = 256;
 
 /// Records in a page (a scan, a `get_many`) below which they are opened on the caller's
-/// thread alone. Opening a record costs ~1.5 µs on the benchmark's machine (AES-256-GCM-SIV
-/// derives two keys per message), so a page of 100 is ~150 µs of work, and a second thread
+/// thread alone. Opening a record costs ~1 µs on the benchmark's machine (AES-256-GCM-SIV
+/// derives two keys per message), so a page of 100 is ~100 µs of work, and a second thread
 /// takes half of it for the few tens of microseconds of starting one.
 pub(crate) const OPEN_PARALLEL_MIN: usize = 64;
 
