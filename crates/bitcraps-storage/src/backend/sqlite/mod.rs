@@ -4,6 +4,7 @@ mod chunks;
 mod delta;
 mod feed;
 mod group;
+mod held;
 pub(crate) mod inline;
 mod maintain;
 mod prefix;

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db_err;
 use super::feed;
+use super::held::{Held, Which};
 use super::prefix::delete_prefix;
 use super::settings::{SettingsCache, set_setting, usage};
 use crate::backend::{OpOutcome, WriteOp};
@@ -53,13 +54,14 @@ impl Clock {
 /// One unit's operations, then its quotas: the usage of every collection it puts into that
 /// has a quota, measured before and after (`quota.rs`). An error rolls the unit back.
 pub(super) fn apply_unit(
-    conn: &Connection,
+    held: &mut Held<'_>,
     unit: &[WriteOp],
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
     settings: &mut SettingsCache,
 ) -> Result<Vec<OpOutcome>> {
+    let conn = held.conn();
     let now = quota::unit_now(unit);
     let mut guarded = Vec::new();
     for collection in quota::put_collections(unit) {
@@ -69,7 +71,7 @@ pub(super) fn apply_unit(
     }
     let mut outcomes = unit
         .iter()
-        .map(|op| apply_op(conn, op, deduplicate, clock, changes, settings))
+        .map(|op| apply_op(held, op, deduplicate, clock, changes, settings))
         .collect::<Result<Vec<_>>>()?;
     for (collection, q, before) in guarded {
         let after = usage(conn, collection, now)?;
@@ -81,13 +83,14 @@ pub(super) fn apply_unit(
 }
 
 fn apply_op(
-    conn: &Connection,
+    held: &mut Held<'_>,
     op: &WriteOp,
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
     settings: &mut SettingsCache,
 ) -> Result<OpOutcome> {
+    let conn = held.conn();
     match op {
         WriteOp::Put {
             collection,
@@ -112,7 +115,7 @@ fn apply_op(
                 };
                 let version = clock.next()?;
                 return put_new_first(
-                    conn,
+                    held,
                     placed(expires_ms),
                     value,
                     deduplicate,
@@ -143,7 +146,7 @@ fn apply_op(
                 *now_ms,
             ));
             put(
-                conn,
+                held,
                 placed(expires_ms),
                 value,
                 deduplicate,
@@ -292,14 +295,24 @@ fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option
 pub(super) const FIND_BLOB_BY_HASH: &str = "SELECT id, raw_len FROM blobs
      WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 AND codec <> 17 LIMIT 1";
 
+/// A new blob with one reference.
+pub(super) const INSERT_BLOB: &str =
+    "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
+     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)";
+
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.
 /// Returns the blob id and whether the content was already stored.
-fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> Result<(i64, bool)> {
+fn acquire_blob(
+    held: &mut Held<'_>,
+    value: &EncodedValue,
+    deduplicate: bool,
+) -> Result<(i64, bool)> {
+    let conn = held.conn();
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     if deduplicate {
-        let existing: Option<(i64, i64)> = conn
-            .prepare_cached(FIND_BLOB_BY_HASH)
-            .and_then(|mut s| {
+        let existing: Option<(i64, i64)> = held
+            .get(Which::FindBlob)
+            .and_then(|s| {
                 s.query_row(params![&value.hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
@@ -318,21 +331,18 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
         }
     }
     let stored_len = i64::try_from(value.stored.len()).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            &value.hash[..],
-            value.codec_id(),
-            raw_len,
-            stored_len,
-            &value.stored[..],
-            value.dict_id
-        ])
-    })
-    .map_err(db_err("storing content"))?;
+    held.get(Which::InsertBlob)
+        .and_then(|s| {
+            s.execute(params![
+                &value.hash[..],
+                value.codec_id(),
+                raw_len,
+                stored_len,
+                &value.stored[..],
+                value.dict_id
+            ])
+        })
+        .map_err(db_err("storing content"))?;
     let id = conn.last_insert_rowid();
     if value.is_chunked() {
         super::chunks::acquire(conn, id, value, deduplicate)?;
@@ -367,16 +377,17 @@ struct Placed<'a> {
     expires_ms: Option<i64>,
 }
 
+/// A new record, unless its key is present.
+pub(super) const INSERT_RECORD: &str = "INSERT INTO records
+         (collection, key, blob_id, created_at, updated_at, version, expires_at)
+     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
+     ON CONFLICT (collection, key) DO NOTHING";
+
 /// Inserts the record unless its key is present; returns whether it did.
-fn insert_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<bool> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO records
-                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
-             ON CONFLICT (collection, key) DO NOTHING",
-        )
-        .and_then(|mut s| {
+fn insert_record(held: &mut Held<'_>, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<bool> {
+    let inserted = held
+        .get(Which::InsertRecord)
+        .and_then(|s| {
             s.execute(params![
                 p.collection,
                 p.key,
@@ -426,16 +437,17 @@ fn neither(p: &Placed<'_>) -> StorageError {
 /// replaced. Either way its old blob is released after the new one was acquired, so content
 /// the two share is counted, never freed and stored again.
 fn put_new_first(
-    conn: &Connection,
+    held: &mut Held<'_>,
     p: Placed<'_>,
     value: &EncodedValue,
     deduplicate: bool,
     (stored_version, version): (i64, Version),
     changes: &mut Vec<NewChange>,
 ) -> Result<OpOutcome> {
-    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
+    let conn = held.conn();
+    let (blob_id, deduplicated) = acquire_blob(held, value, deduplicate)?;
     let mut replaced = false;
-    if !insert_record(conn, &p, blob_id, stored_version)? {
+    if !insert_record(held, &p, blob_id, stored_version)? {
         let (old_blob, old_version, expired): (i64, i64, bool) = conn
             .prepare_cached(
                 "SELECT blob_id, version, expires_at IS NOT NULL AND expires_at <= ?3
@@ -460,7 +472,7 @@ fn put_new_first(
                 old_version,
                 p.now_ms,
             ));
-            if !insert_record(conn, &p, blob_id, stored_version)? {
+            if !insert_record(held, &p, blob_id, stored_version)? {
                 return Err(neither(&p));
             }
         } else {
@@ -489,12 +501,13 @@ fn put_new_first(
 /// record's row or written over its predecessor, or a new blob; when the key exists, its old
 /// blob is read and released.
 fn put(
-    conn: &Connection,
+    held: &mut Held<'_>,
     p: Placed<'_>,
     value: &EncodedValue,
     deduplicate: bool,
     (stored_version, version): (i64, Version),
 ) -> Result<OpOutcome> {
+    let conn = held.conn();
     let stamp = super::inline::Stamp {
         now_ms: p.now_ms,
         version: stored_version,
@@ -510,10 +523,10 @@ fn put(
             quota_warning: None,
         })
     };
-    if super::inline::write(conn, p.collection, p.key, value, deduplicate, &stamp)? {
+    if super::inline::write(held, p.collection, p.key, value, deduplicate, &stamp)? {
         return delta_written();
     }
-    if super::delta::write_over(conn, p.collection, p.key, value, deduplicate)?.is_some() {
+    if super::delta::write_over(held, p.collection, p.key, value, deduplicate)?.is_some() {
         conn.prepare_cached(
             "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
              WHERE collection = ?1 AND key = ?2",
@@ -530,8 +543,8 @@ fn put(
         .map_err(db_err("writing a record"))?;
         return delta_written();
     }
-    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
-    let inserted = insert_record(conn, &p, blob_id, stored_version)?;
+    let (blob_id, deduplicated) = acquire_blob(held, value, deduplicate)?;
+    let inserted = insert_record(held, &p, blob_id, stored_version)?;
     if !inserted {
         let old = current_blob(conn, p.collection, p.key)?.ok_or_else(|| neither(&p))?;
         update_record(conn, &p, blob_id, stored_version)?;
