@@ -17,6 +17,7 @@ pub(super) struct Held<'c> {
     find_blob: Option<CachedStatement<'c>>,
     insert_blob: Option<CachedStatement<'c>>,
     insert_record: Option<CachedStatement<'c>>,
+    insert_records: Option<CachedStatement<'c>>,
 }
 
 /// Which held statement.
@@ -28,6 +29,8 @@ pub(super) enum Which {
     InsertBlob,
     /// [`INSERT_RECORD`](super::write::INSERT_RECORD).
     InsertRecord,
+    /// The records of a run ([`insert_sql`](super::run::insert_sql)).
+    InsertRecords,
 }
 
 impl<'c> Held<'c> {
@@ -37,6 +40,7 @@ impl<'c> Held<'c> {
             find_blob: None,
             insert_blob: None,
             insert_record: None,
+            insert_records: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl<'c> Held<'c> {
             Which::FindBlob => (&mut self.find_blob, super::write::FIND_BLOB_BY_HASH),
             Which::InsertBlob => (&mut self.insert_blob, super::write::INSERT_BLOB),
             Which::InsertRecord => (&mut self.insert_record, super::write::INSERT_RECORD),
+            Which::InsertRecords => (&mut self.insert_records, super::run::insert_sql()),
         };
         let statement = match slot.take() {
             Some(statement) => statement,

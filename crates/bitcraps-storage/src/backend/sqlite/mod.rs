@@ -10,6 +10,7 @@ mod maintain;
 mod prefix;
 pub(crate) mod read;
 mod read_only;
+mod run;
 pub(crate) mod schema;
 mod settings;
 mod write;
@@ -42,7 +43,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// third commit copied the index back into the database file again. At 4,000 frames (16 MiB
 /// of WAL at most, plus one commit) a page rewritten by several commits is copied once:
 /// ~10 % fewer bytes written and ~10 % less CPU per bulk-loaded document (BENCHMARKS.md,
-/// "Bulk load: held statements, fewer checkpoints").
+/// "Bulk load: held statements, runs of records, fewer checkpoints").
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 /// Settings of the SQLite backend.

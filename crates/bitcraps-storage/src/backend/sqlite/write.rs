@@ -26,7 +26,7 @@ impl Clock {
         feed::version_clock(conn).map(Clock)
     }
 
-    fn next(&mut self) -> Result<(i64, Version)> {
+    pub(super) fn next(&mut self) -> Result<(i64, Version)> {
         let next = self.0.checked_add(1).ok_or_else(|| {
             StorageError::corruption("the version clock", "the clock is at its maximum")
         })?;
@@ -69,10 +69,35 @@ pub(super) fn apply_unit(
             guarded.push((collection, q, usage(conn, collection, now)?));
         }
     }
-    let mut outcomes = unit
-        .iter()
-        .map(|op| apply_op(held, op, deduplicate, clock, changes, settings))
-        .collect::<Result<Vec<_>>>()?;
+    // A run of puts into distinct keys (a batch's) inserts its records in one statement
+    // (`run.rs`); the rest goes one operation at a time.
+    let mut outcomes = Vec::with_capacity(unit.len());
+    let mut rest = unit;
+    while let Some(op) = rest.first() {
+        let run = if super::run::opens_run(rest) {
+            super::run::ROWS
+        } else {
+            0
+        };
+        match rest.split_at_checked(run) {
+            Some((ops, later)) if run > 0 => {
+                super::run::apply(
+                    held,
+                    ops,
+                    deduplicate,
+                    clock,
+                    changes,
+                    settings,
+                    &mut outcomes,
+                )?;
+                rest = later;
+            }
+            _ => {
+                outcomes.push(apply_op(held, op, deduplicate, clock, changes, settings)?);
+                rest = rest.get(1..).unwrap_or_default();
+            }
+        }
+    }
     for (collection, q, before) in guarded {
         let after = usage(conn, collection, now)?;
         if let Some(warning) = q.check(collection, before, after)? {
@@ -302,7 +327,7 @@ pub(super) const INSERT_BLOB: &str =
 
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.
 /// Returns the blob id and whether the content was already stored.
-fn acquire_blob(
+pub(super) fn acquire_blob(
     held: &mut Held<'_>,
     value: &EncodedValue,
     deduplicate: bool,
@@ -370,11 +395,11 @@ pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
 }
 
 /// Where and when a put writes.
-struct Placed<'a> {
-    collection: &'a str,
-    key: &'a str,
-    now_ms: i64,
-    expires_ms: Option<i64>,
+pub(super) struct Placed<'a> {
+    pub(super) collection: &'a str,
+    pub(super) key: &'a str,
+    pub(super) now_ms: i64,
+    pub(super) expires_ms: Option<i64>,
 }
 
 /// A new record, unless its key is present.
@@ -444,43 +469,12 @@ fn put_new_first(
     (stored_version, version): (i64, Version),
     changes: &mut Vec<NewChange>,
 ) -> Result<OpOutcome> {
-    let conn = held.conn();
     let (blob_id, deduplicated) = acquire_blob(held, value, deduplicate)?;
-    let mut replaced = false;
-    if !insert_record(held, &p, blob_id, stored_version)? {
-        let (old_blob, old_version, expired): (i64, i64, bool) = conn
-            .prepare_cached(
-                "SELECT blob_id, version, expires_at IS NOT NULL AND expires_at <= ?3
-                 FROM records WHERE collection = ?1 AND key = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![p.collection, p.key, p.now_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-            })
-            .map_err(db_err("looking up a record"))?
-            .ok_or_else(|| neither(&p))?;
-        if expired {
-            conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
-                .and_then(|mut s| s.execute(params![p.collection, p.key]))
-                .map_err(db_err("removing an expired record"))?;
-            changes.push(NewChange::new(
-                p.collection,
-                p.key,
-                ChangeKind::Expire,
-                old_version,
-                p.now_ms,
-            ));
-            if !insert_record(held, &p, blob_id, stored_version)? {
-                return Err(neither(&p));
-            }
-        } else {
-            update_record(conn, &p, blob_id, stored_version)?;
-            replaced = true;
-        }
-        release_blob(conn, old_blob)?;
-    }
+    let replaced = if insert_record(held, &p, blob_id, stored_version)? {
+        false
+    } else {
+        settle_conflict(held, &p, blob_id, stored_version, changes)?
+    };
     changes.push(NewChange::new(
         p.collection,
         p.key,
@@ -495,6 +489,55 @@ fn put_new_first(
         expires_ms: p.expires_ms,
         quota_warning: None,
     })
+}
+
+/// The insert of a put's record met a present key: its row is read once. Expired, it is
+/// removed (an `Expire` change) and the put's record inserted; live, it is pointed at
+/// `blob_id`. Either way its old content is released, after the new one was acquired, so
+/// content the two share is counted, never freed and stored again. Returns whether a live
+/// record was replaced.
+pub(super) fn settle_conflict(
+    held: &mut Held<'_>,
+    p: &Placed<'_>,
+    blob_id: i64,
+    stored_version: i64,
+    changes: &mut Vec<NewChange>,
+) -> Result<bool> {
+    let conn = held.conn();
+    let (old_blob, old_version, expired): (i64, i64, bool) = conn
+        .prepare_cached(
+            "SELECT blob_id, version, expires_at IS NOT NULL AND expires_at <= ?3
+             FROM records WHERE collection = ?1 AND key = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![p.collection, p.key, p.now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(db_err("looking up a record"))?
+        .ok_or_else(|| neither(p))?;
+    let replaced = if expired {
+        conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![p.collection, p.key]))
+            .map_err(db_err("removing an expired record"))?;
+        changes.push(NewChange::new(
+            p.collection,
+            p.key,
+            ChangeKind::Expire,
+            old_version,
+            p.now_ms,
+        ));
+        if !insert_record(held, p, blob_id, stored_version)? {
+            return Err(neither(p));
+        }
+        false
+    } else {
+        update_record(conn, p, blob_id, stored_version)?;
+        true
+    };
+    release_blob(conn, old_blob)?;
+    Ok(replaced)
 }
 
 /// Writes a record after the general path's look for an expired one: a delta kept in the
