@@ -296,7 +296,7 @@ mod tests {
         let mut second_outcomes = Vec::new();
         for batch in batches()? {
             assert!(opens_run(&batch));
-            let outcomes = group::apply(&mut run, &[batch.clone()], true)?;
+            let outcomes = group::apply(&mut run, std::slice::from_ref(&batch), true)?;
             second_outcomes = outcomes.into_iter().next().ok_or("no outcome")??;
             // The same puts as units of one: the one-by-one path.
             let units: Vec<Vec<WriteOp>> = batch.into_iter().map(|op| vec![op]).collect();
