@@ -8,8 +8,10 @@
 //! Every blob records the id of the dictionary it needs; dictionaries are never changed in
 //! place, so old blobs stay readable.
 //!
-//! `registry` holds the loaded dictionaries and the sampling; `trainer` the lifecycle.
+//! `registry` holds the loaded dictionaries and the sampling; `trainer` the lifecycle;
+//! `frame` the frames written with a dictionary (without its id: the blob row names it).
 
+mod frame;
 mod registry;
 mod trainer;
 

@@ -140,14 +140,16 @@ impl Dictionaries {
     }
 }
 
-/// Compresses with a dictionary.
+/// Compresses with a dictionary; the frame does not repeat the dictionary's id (`frame.rs`).
 pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
     let fail = |source| StorageError::Compression {
         codec: "zstd",
         source,
     };
-    crate::zstd_ctx::compress(data, 0, Some(dict.dict.as_cdict()))
-        .map_err(|e| fail(std::io::Error::other(e)))
+    let mut frame = crate::zstd_ctx::compress(data, 0, Some(dict.dict.as_cdict()))
+        .map_err(|e| fail(std::io::Error::other(e)))?;
+    super::frame::drop_dict_id(&mut frame);
+    Ok(frame)
 }
 
 /// Decompresses with a dictionary into at most `raw_len` bytes.

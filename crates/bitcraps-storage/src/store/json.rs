@@ -23,7 +23,7 @@ use crate::value::EncodedValue;
 pub(super) struct Text<'a>(pub(super) &'a str);
 
 impl Document for Text<'_> {
-    fn raw(&self, collection: &str, key: &str) -> Result<Vec<u8>> {
+    fn raw(&self, collection: &str, key: &str, _capacity: usize) -> Result<Vec<u8>> {
         let text = json::trim(self.0);
         checked(collection, key, text, json::check(text.as_bytes()))?;
         Ok(text.as_bytes().to_vec())
@@ -138,7 +138,7 @@ impl PersistentStorageManager {
             return Ok(encoded);
         }
         let encoded = if text.len() <= INLINE_ENCODE_LIMIT {
-            let raw = Text(text).raw(collection, key)?;
+            let raw = Text(text).raw(collection, key, 0)?;
             encode_sealed(
                 &pipeline,
                 ring.as_deref(),
@@ -150,7 +150,7 @@ impl PersistentStorageManager {
         } else {
             let (c, k, text) = (collection.to_owned(), key.to_owned(), text.to_owned());
             blocking(move || {
-                let raw = Text(&text).raw(&c, &k)?;
+                let raw = Text(&text).raw(&c, &k, 0)?;
                 encode_sealed(&pipeline, ring.as_deref(), &c, &k, raw, dict.as_deref())
             })
             .await?

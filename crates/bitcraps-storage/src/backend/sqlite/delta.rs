@@ -13,13 +13,14 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db_err;
+use super::held::{Held, Which};
 use crate::value::EncodedValue;
 
 /// Writes the delta `value` over the blob of `collection/key` when that blob is a delta
 /// only this record refers to, with the same chunk list; returns that blob's id when it did
 /// (the record is then still to be updated; it keeps the blob id).
 pub(super) fn write_over(
-    conn: &Connection,
+    held: &mut Held<'_>,
     collection: &str,
     key: &str,
     value: &EncodedValue,
@@ -28,7 +29,8 @@ pub(super) fn write_over(
     if !value.delta {
         return Ok(None);
     }
-    if deduplicate && stored_elsewhere(conn, value)? {
+    let conn = held.conn();
+    if deduplicate && stored_elsewhere(held, value)? {
         return Ok(None);
     }
     let current: Option<(i64, i64, i64)> = conn
@@ -71,12 +73,12 @@ pub(super) fn write_over(
 
 /// Whether content with `value`'s hash is stored already (deduplication would share it).
 pub(super) fn stored_elsewhere(
-    conn: &Connection,
+    held: &mut Held<'_>,
     value: &EncodedValue,
 ) -> crate::error::Result<bool> {
-    let stored: Option<i64> = conn
-        .prepare_cached(super::write::FIND_BLOB_BY_HASH)
-        .and_then(|mut s| {
+    let stored: Option<i64> = held
+        .get(Which::FindBlob)
+        .and_then(|s| {
             s.query_row(params![&value.hash[..]], |r| r.get(0))
                 .optional()
         })

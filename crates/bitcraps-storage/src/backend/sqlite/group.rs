@@ -15,6 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::db_err;
 use super::feed;
+use super::held::Held;
 use super::settings::SettingsCache;
 use super::write::{Clock, apply_unit};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
@@ -64,6 +65,7 @@ fn run(
     let mut clock = Clock::read(&tx)?;
     let start = clock.0;
     let mut settings = SettingsCache::default();
+    let mut held = Held::new(&tx);
     let mut results = Vec::with_capacity(units.len());
     // The changes of the units that committed, numbered at the end (`feed/`).
     let mut committed = Vec::new();
@@ -81,7 +83,7 @@ fn run(
             savepoint(&tx, "SAVEPOINT unit", "opening a savepoint")?;
         }
         let outcome = apply_unit(
-            &tx,
+            &mut held,
             unit,
             deduplicate,
             &mut clock,
@@ -111,6 +113,7 @@ fn run(
     // Versions used by units that were rolled back stay used: gaps, never a repeat (the
     // clock's row is written when no logged change carries its value).
     feed::append(&tx, &committed, clock.0, clock.0 != start)?;
+    drop(held);
     tx.commit()
         .map_err(db_err("committing a write transaction"))?;
     Ok(Pass::Done(results))

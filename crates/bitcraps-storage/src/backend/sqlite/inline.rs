@@ -22,6 +22,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db_err;
+use super::held::Held;
 use crate::backend::{InlineDeltaEntry, RecordCursor, StoredBlob};
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
@@ -58,7 +59,7 @@ pub(super) struct Stamp {
 /// did. A value whose content is stored already (under deduplication) takes the general
 /// path, which shares it.
 pub(super) fn write(
-    conn: &Connection,
+    held: &mut Held<'_>,
     collection: &str,
     key: &str,
     value: &EncodedValue,
@@ -68,6 +69,7 @@ pub(super) fn write(
     if !value.delta || value.dict_id.is_some() || !fits(collection, key, value.stored.len()) {
         return Ok(false);
     }
+    let conn = held.conn();
     let current: Option<(i64, i64)> = conn
         .prepare_cached(
             "SELECT b.id, b.codec FROM records r JOIN blobs b ON b.id = r.blob_id
@@ -84,7 +86,7 @@ pub(super) fn write(
     if !super::delta::lists_exactly(conn, keyframe, value)? {
         return Ok(false);
     }
-    if deduplicate && super::delta::stored_elsewhere(conn, value)? {
+    if deduplicate && super::delta::stored_elsewhere(held, value)? {
         return Ok(false);
     }
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db_err;
 use super::feed;
+use super::held::{Held, Which};
 use super::prefix::delete_prefix;
 use super::settings::{SettingsCache, set_setting, usage};
 use crate::backend::{OpOutcome, WriteOp};
@@ -25,7 +26,7 @@ impl Clock {
         feed::version_clock(conn).map(Clock)
     }
 
-    fn next(&mut self) -> Result<(i64, Version)> {
+    pub(super) fn next(&mut self) -> Result<(i64, Version)> {
         let next = self.0.checked_add(1).ok_or_else(|| {
             StorageError::corruption("the version clock", "the clock is at its maximum")
         })?;
@@ -53,13 +54,14 @@ impl Clock {
 /// One unit's operations, then its quotas: the usage of every collection it puts into that
 /// has a quota, measured before and after (`quota.rs`). An error rolls the unit back.
 pub(super) fn apply_unit(
-    conn: &Connection,
+    held: &mut Held<'_>,
     unit: &[WriteOp],
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
     settings: &mut SettingsCache,
 ) -> Result<Vec<OpOutcome>> {
+    let conn = held.conn();
     let now = quota::unit_now(unit);
     let mut guarded = Vec::new();
     for collection in quota::put_collections(unit) {
@@ -67,10 +69,35 @@ pub(super) fn apply_unit(
             guarded.push((collection, q, usage(conn, collection, now)?));
         }
     }
-    let mut outcomes = unit
-        .iter()
-        .map(|op| apply_op(conn, op, deduplicate, clock, changes, settings))
-        .collect::<Result<Vec<_>>>()?;
+    // A run of puts into distinct keys (a batch's) inserts its records in one statement
+    // (`run.rs`); the rest goes one operation at a time.
+    let mut outcomes = Vec::with_capacity(unit.len());
+    let mut rest = unit;
+    while let Some(op) = rest.first() {
+        let run = if super::run::opens_run(rest) {
+            super::run::ROWS
+        } else {
+            0
+        };
+        match rest.split_at_checked(run) {
+            Some((ops, later)) if run > 0 => {
+                super::run::apply(
+                    held,
+                    ops,
+                    deduplicate,
+                    clock,
+                    changes,
+                    settings,
+                    &mut outcomes,
+                )?;
+                rest = later;
+            }
+            _ => {
+                outcomes.push(apply_op(held, op, deduplicate, clock, changes, settings)?);
+                rest = rest.get(1..).unwrap_or_default();
+            }
+        }
+    }
     for (collection, q, before) in guarded {
         let after = usage(conn, collection, now)?;
         if let Some(warning) = q.check(collection, before, after)? {
@@ -81,13 +108,14 @@ pub(super) fn apply_unit(
 }
 
 fn apply_op(
-    conn: &Connection,
+    held: &mut Held<'_>,
     op: &WriteOp,
     deduplicate: bool,
     clock: &mut Clock,
     changes: &mut Vec<NewChange>,
     settings: &mut SettingsCache,
 ) -> Result<OpOutcome> {
+    let conn = held.conn();
     match op {
         WriteOp::Put {
             collection,
@@ -112,7 +140,7 @@ fn apply_op(
                 };
                 let version = clock.next()?;
                 return put_new_first(
-                    conn,
+                    held,
                     placed(expires_ms),
                     value,
                     deduplicate,
@@ -143,7 +171,7 @@ fn apply_op(
                 *now_ms,
             ));
             put(
-                conn,
+                held,
                 placed(expires_ms),
                 value,
                 deduplicate,
@@ -292,14 +320,24 @@ fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option
 pub(super) const FIND_BLOB_BY_HASH: &str = "SELECT id, raw_len FROM blobs
      WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 AND codec <> 17 LIMIT 1";
 
+/// A new blob with one reference.
+pub(super) const INSERT_BLOB: &str =
+    "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
+     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)";
+
 /// Takes a reference to a blob with `value`'s content, inserting it if needed.
 /// Returns the blob id and whether the content was already stored.
-fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> Result<(i64, bool)> {
+pub(super) fn acquire_blob(
+    held: &mut Held<'_>,
+    value: &EncodedValue,
+    deduplicate: bool,
+) -> Result<(i64, bool)> {
+    let conn = held.conn();
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     if deduplicate {
-        let existing: Option<(i64, i64)> = conn
-            .prepare_cached(FIND_BLOB_BY_HASH)
-            .and_then(|mut s| {
+        let existing: Option<(i64, i64)> = held
+            .get(Which::FindBlob)
+            .and_then(|s| {
                 s.query_row(params![&value.hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
@@ -318,21 +356,18 @@ fn acquire_blob(conn: &Connection, value: &EncodedValue, deduplicate: bool) -> R
         }
     }
     let stored_len = i64::try_from(value.stored.len()).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            &value.hash[..],
-            value.codec_id(),
-            raw_len,
-            stored_len,
-            &value.stored[..],
-            value.dict_id
-        ])
-    })
-    .map_err(db_err("storing content"))?;
+    held.get(Which::InsertBlob)
+        .and_then(|s| {
+            s.execute(params![
+                &value.hash[..],
+                value.codec_id(),
+                raw_len,
+                stored_len,
+                &value.stored[..],
+                value.dict_id
+            ])
+        })
+        .map_err(db_err("storing content"))?;
     let id = conn.last_insert_rowid();
     if value.is_chunked() {
         super::chunks::acquire(conn, id, value, deduplicate)?;
@@ -360,23 +395,24 @@ pub(super) fn release_blob(conn: &Connection, id: i64) -> Result<()> {
 }
 
 /// Where and when a put writes.
-struct Placed<'a> {
-    collection: &'a str,
-    key: &'a str,
-    now_ms: i64,
-    expires_ms: Option<i64>,
+pub(super) struct Placed<'a> {
+    pub(super) collection: &'a str,
+    pub(super) key: &'a str,
+    pub(super) now_ms: i64,
+    pub(super) expires_ms: Option<i64>,
 }
 
+/// A new record, unless its key is present.
+pub(super) const INSERT_RECORD: &str = "INSERT INTO records
+         (collection, key, blob_id, created_at, updated_at, version, expires_at)
+     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
+     ON CONFLICT (collection, key) DO NOTHING";
+
 /// Inserts the record unless its key is present; returns whether it did.
-fn insert_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<bool> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO records
-                 (collection, key, blob_id, created_at, updated_at, version, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
-             ON CONFLICT (collection, key) DO NOTHING",
-        )
-        .and_then(|mut s| {
+fn insert_record(held: &mut Held<'_>, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<bool> {
+    let inserted = held
+        .get(Which::InsertRecord)
+        .and_then(|s| {
             s.execute(params![
                 p.collection,
                 p.key,
@@ -426,49 +462,19 @@ fn neither(p: &Placed<'_>) -> StorageError {
 /// replaced. Either way its old blob is released after the new one was acquired, so content
 /// the two share is counted, never freed and stored again.
 fn put_new_first(
-    conn: &Connection,
+    held: &mut Held<'_>,
     p: Placed<'_>,
     value: &EncodedValue,
     deduplicate: bool,
     (stored_version, version): (i64, Version),
     changes: &mut Vec<NewChange>,
 ) -> Result<OpOutcome> {
-    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
-    let mut replaced = false;
-    if !insert_record(conn, &p, blob_id, stored_version)? {
-        let (old_blob, old_version, expired): (i64, i64, bool) = conn
-            .prepare_cached(
-                "SELECT blob_id, version, expires_at IS NOT NULL AND expires_at <= ?3
-                 FROM records WHERE collection = ?1 AND key = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![p.collection, p.key, p.now_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-            })
-            .map_err(db_err("looking up a record"))?
-            .ok_or_else(|| neither(&p))?;
-        if expired {
-            conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
-                .and_then(|mut s| s.execute(params![p.collection, p.key]))
-                .map_err(db_err("removing an expired record"))?;
-            changes.push(NewChange::new(
-                p.collection,
-                p.key,
-                ChangeKind::Expire,
-                old_version,
-                p.now_ms,
-            ));
-            if !insert_record(conn, &p, blob_id, stored_version)? {
-                return Err(neither(&p));
-            }
-        } else {
-            update_record(conn, &p, blob_id, stored_version)?;
-            replaced = true;
-        }
-        release_blob(conn, old_blob)?;
-    }
+    let (blob_id, deduplicated) = acquire_blob(held, value, deduplicate)?;
+    let replaced = if insert_record(held, &p, blob_id, stored_version)? {
+        false
+    } else {
+        settle_conflict(held, &p, blob_id, stored_version, changes)?
+    };
     changes.push(NewChange::new(
         p.collection,
         p.key,
@@ -485,16 +491,66 @@ fn put_new_first(
     })
 }
 
+/// The insert of a put's record met a present key: its row is read once. Expired, it is
+/// removed (an `Expire` change) and the put's record inserted; live, it is pointed at
+/// `blob_id`. Either way its old content is released, after the new one was acquired, so
+/// content the two share is counted, never freed and stored again. Returns whether a live
+/// record was replaced.
+pub(super) fn settle_conflict(
+    held: &mut Held<'_>,
+    p: &Placed<'_>,
+    blob_id: i64,
+    stored_version: i64,
+    changes: &mut Vec<NewChange>,
+) -> Result<bool> {
+    let conn = held.conn();
+    let (old_blob, old_version, expired): (i64, i64, bool) = conn
+        .prepare_cached(
+            "SELECT blob_id, version, expires_at IS NOT NULL AND expires_at <= ?3
+             FROM records WHERE collection = ?1 AND key = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![p.collection, p.key, p.now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(db_err("looking up a record"))?
+        .ok_or_else(|| neither(p))?;
+    let replaced = if expired {
+        conn.prepare_cached("DELETE FROM records WHERE collection = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![p.collection, p.key]))
+            .map_err(db_err("removing an expired record"))?;
+        changes.push(NewChange::new(
+            p.collection,
+            p.key,
+            ChangeKind::Expire,
+            old_version,
+            p.now_ms,
+        ));
+        if !insert_record(held, p, blob_id, stored_version)? {
+            return Err(neither(p));
+        }
+        false
+    } else {
+        update_record(conn, p, blob_id, stored_version)?;
+        true
+    };
+    release_blob(conn, old_blob)?;
+    Ok(replaced)
+}
+
 /// Writes a record after the general path's look for an expired one: a delta kept in the
 /// record's row or written over its predecessor, or a new blob; when the key exists, its old
 /// blob is read and released.
 fn put(
-    conn: &Connection,
+    held: &mut Held<'_>,
     p: Placed<'_>,
     value: &EncodedValue,
     deduplicate: bool,
     (stored_version, version): (i64, Version),
 ) -> Result<OpOutcome> {
+    let conn = held.conn();
     let stamp = super::inline::Stamp {
         now_ms: p.now_ms,
         version: stored_version,
@@ -510,10 +566,10 @@ fn put(
             quota_warning: None,
         })
     };
-    if super::inline::write(conn, p.collection, p.key, value, deduplicate, &stamp)? {
+    if super::inline::write(held, p.collection, p.key, value, deduplicate, &stamp)? {
         return delta_written();
     }
-    if super::delta::write_over(conn, p.collection, p.key, value, deduplicate)?.is_some() {
+    if super::delta::write_over(held, p.collection, p.key, value, deduplicate)?.is_some() {
         conn.prepare_cached(
             "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
              WHERE collection = ?1 AND key = ?2",
@@ -530,8 +586,8 @@ fn put(
         .map_err(db_err("writing a record"))?;
         return delta_written();
     }
-    let (blob_id, deduplicated) = acquire_blob(conn, value, deduplicate)?;
-    let inserted = insert_record(conn, &p, blob_id, stored_version)?;
+    let (blob_id, deduplicated) = acquire_blob(held, value, deduplicate)?;
+    let inserted = insert_record(held, &p, blob_id, stored_version)?;
     if !inserted {
         let old = current_blob(conn, p.collection, p.key)?.ok_or_else(|| neither(&p))?;
         update_record(conn, &p, blob_id, stored_version)?;
