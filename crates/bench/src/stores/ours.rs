@@ -253,20 +253,77 @@ impl Store for Ours {
         } else {
             None
         };
+        let writer_before = if groups { writer_cpu_seconds() } else { 0.0 };
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let started = wall();
+        let written_before = if groups { bytes_written() } else { 0 };
         self.run_tasks(workers)?;
         if let Some(before) = before {
+            // The phase's window on the wall clock, e.g. for `perf record -k realtime` and
+            // `perf report --time START,END`.
+            eprintln!("phase: {started:.6},{:.6}", wall());
+            let writer = writer_cpu_seconds() - writer_before;
+            let written = bytes_written().saturating_sub(written_before) >> 20;
             let after = self.rt.block_on(self.storage.statistics())?;
             let commits = after.group_commits - before.group_commits;
             let requests = after.grouped_requests - before.grouped_requests;
             #[expect(clippy::cast_precision_loss, reason = "a mean")]
             let mean = requests as f64 / commits.max(1) as f64;
             eprintln!(
-                "groups: {} workers, {commits} commits, {requests} requests, {mean:.2} per commit",
-                workers.len()
+                "groups: {} workers, {commits} commits, {requests} requests, {mean:.2} per \
+                 commit; writer thread {writer:.2} s of CPU, {written} MiB written; access \
+                 counts pending {} -> {}",
+                workers.len(),
+                before.pending_access_updates,
+                after.pending_access_updates
             );
         }
         Ok(())
     }
+}
+
+/// Bytes this process has passed to `write`-like system calls so far (`wchar` of
+/// `/proc/self/io`; 0 when it cannot be read): WAL frames and checkpoints, mostly.
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds the store's writer thread has used so far (0 when it cannot be read): the
+/// threads of this process named after it in `/proc/self/task/*/comm` (15 bytes of its name).
+fn writer_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0.0;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !"bitcraps-storage-writer".starts_with(comm.trim()) || comm.trim().is_empty() {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    ticks / 100.0
 }
 
 impl Ours {

@@ -1,8 +1,9 @@
 //! When the writer flushes buffered access counts. The interval bounds how long any count
 //! waits: when it is up, or when someone asks, every buffered count is written, in one group.
 //! Between, too many pending records start an early flush down to half the threshold, a
-//! chunk per group (the tracker drains its shards round-robin, so no shard waits behind
-//! busier ones), so the writes queued meanwhile commit between the chunks.
+//! chunk per group (the tracker takes the flush's counts at once from its shards,
+//! round-robin, so no shard waits behind busier ones, and hands them out in key order, so a
+//! chunk rewrites few pages), so the writes queued meanwhile commit between the chunks.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,12 @@ impl AccessFlush {
         } else {
             self.to_drain.min(TOUCHES_PER_GROUP)
         }
+    }
+
+    /// How many counts an early flush that starts now takes from the tracker, to write in
+    /// key order a chunk per group (see `AccessTracker::drain`).
+    pub(super) fn batch(&self) -> usize {
+        self.to_drain
     }
 
     /// Nothing to write this round: with no count pending, the interval starts afresh.

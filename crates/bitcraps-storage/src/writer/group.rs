@@ -9,16 +9,18 @@ use crate::error::{Result, StorageError};
 use crate::stats::Counters;
 use crate::store::Shared;
 
-/// Commits one group, with up to `touch_limit` buffered access counts; returns how many
-/// counts it wrote, or the error that failed the whole transaction.
+/// Commits one group, with up to `touch_limit` buffered access counts (from a flush of
+/// `touch_batch`, see `AccessTracker::drain`); returns how many counts it wrote, or the
+/// error that failed the whole transaction.
 pub(super) fn commit_group(
     shared: &Shared,
     writes: Vec<(WriteUnit, Reply<Vec<OpOutcome>>)>,
     touch_limit: usize,
+    touch_batch: usize,
 ) -> Result<usize, StorageError> {
     let (mut units, replies): (Vec<WriteUnit>, Vec<_>) = writes.into_iter().unzip();
     let _span = tracing::debug_span!("group_commit", requests = replies.len()).entered();
-    let touches = shared.access.drain(touch_limit);
+    let touches = shared.access.drain(touch_limit, touch_batch);
     let touched = touches.len();
     let has_touches = touched > 0;
     if has_touches {

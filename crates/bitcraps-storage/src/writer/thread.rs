@@ -53,7 +53,7 @@ pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: Writer
             policy.idle(pending);
             continue;
         }
-        let mut flushed = commit_group(shared, writes, limit);
+        let mut flushed = commit_group(shared, writes, limit, policy.batch());
         drop(permits);
         policy.done(limit, &flushed);
         for waiter in flush_waiters {
@@ -65,7 +65,7 @@ pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: Writer
         }
     }
     if shared.access.pending_keys() > 0
-        && let Err(e) = commit_group(shared, Vec::new(), ALL)
+        && let Err(e) = commit_group(shared, Vec::new(), ALL, ALL)
     {
         tracing::warn!(error = %e, "could not flush access statistics on shutdown");
     }
