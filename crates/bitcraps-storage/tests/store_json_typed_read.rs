@@ -1,14 +1,11 @@
-//! `store_json` stores text that no typed read returns.
+//! `store_json` refuses text that no typed read could return (found in review).
 //!
-//! `store_json`'s docs (and the README's "JSON text as it is") promise it stores text "like
-//! [`store`] of a value that serializes to it" and that reads return it "parsed through
-//! `retrieve`" into any type. Its check accepts what serde_json accepts as a `RawValue`, which
-//! only checks syntax: a number that overflows `f64` (`1e400`) and a lone UTF-16 surrogate
-//! escape (`"\ud800"`) pass it. No serde value serializes to either, and serde_json refuses
-//! both when it parses a value: the record is stored and acknowledged, `retrieve_raw`
-//! returns it, but `retrieve::<serde_json::Value>` (or `String`, `f64`) fails with
-//! `Deserialize` for ever. Either the check refuses such text or the docs must say typed
-//! reads can fail.
+//! `store_json` promises to store text "like [`store`] of a value that serializes to it" and
+//! that reads return it through `retrieve` into any type. Its check used to accept what
+//! serde_json accepts as a `RawValue`, which checks only syntax: a number that overflows an
+//! `f64` (`1e400`) and a lone UTF-16 surrogate escape (`"\ud800"`) passed it, the record was
+//! stored and acknowledged, and `retrieve::<serde_json::Value>` failed with `Deserialize` for
+//! ever. The check now refuses both, as serde_json does when it parses a value.
 
 mod common;
 
@@ -28,8 +25,16 @@ async fn text_store_json_accepts_reads_back_as_a_value() -> Result {
         ("overflow", r#"{"ratio":1e400}"#),
         ("surrogate", r#"{"name":"\ud800"}"#),
     ] {
-        if s.store_json("docs", key, text).await.is_err() {
-            continue; // Refused: fine.
+        match s.store_json("docs", key, text).await {
+            Err(bitcraps_storage::StorageError::InvalidJson { .. }) => {
+                assert!(
+                    s.retrieve_raw("docs", key).await?.is_none(),
+                    "{key}: stored"
+                );
+                continue;
+            }
+            Err(e) => return Err(format!("{key}: refused with the wrong error: {e}").into()),
+            Ok(()) => {}
         }
         let raw = s.retrieve_raw("docs", key).await?.ok_or("missing")?;
         assert_eq!(&raw[..], text.as_bytes());

@@ -1,5 +1,6 @@
-//! One pass over JSON text that accepts exactly what serde_json accepts as a `RawValue` (RFC
-//! 8259: one value, whitespace around it, any `\uXXXX` escape), nested at most
+//! One pass over JSON text that accepts exactly what serde_json accepts when it parses a
+//! value (RFC 8259: one value, whitespace around it; surrogate escapes only in pairs;
+//! numbers within an `f64`'s range — what a typed read needs), nested at most
 //! [`MAX_DEPTH`] arrays or objects deep. No value is built: the pass only moves an index and
 //! a stack of container kinds (one bit each), so it can stop at a value's first byte and
 //! resume there later from a [`Mark`] (`marks.rs`).
@@ -46,10 +47,6 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
-fn is_hex(b: Option<&u8>) -> bool {
-    matches!(b, Some(b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
-}
-
 #[inline(always)]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
@@ -73,18 +70,45 @@ fn string(b: &[u8], mut i: usize) -> Result<usize, Refusal> {
             Some(b'\\') => match b.get(i + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                 Some(b'u') => {
-                    for k in i + 2..i + 6 {
-                        if !is_hex(b.get(k)) {
-                            return Err(Refusal::Syntax(k));
+                    // A string must read back as text: a surrogate escape only as the
+                    // first of a pair (serde_json refuses a lone one when it builds a
+                    // `String`, so a typed read of the document would fail).
+                    match hex_escape(b, i)? {
+                        0xD800..=0xDBFF => {
+                            let second = i + 6;
+                            if b.get(second) != Some(&b'\\') || b.get(second + 1) != Some(&b'u') {
+                                return Err(Refusal::Syntax(second));
+                            }
+                            if !matches!(hex_escape(b, second)?, 0xDC00..=0xDFFF) {
+                                return Err(Refusal::Syntax(second));
+                            }
+                            i += 12;
                         }
+                        0xDC00..=0xDFFF => return Err(Refusal::Syntax(i)),
+                        _ => i += 6,
                     }
-                    i += 6;
                 }
                 _ => return Err(Refusal::Syntax(i + 1)),
             },
             _ => return Err(Refusal::Syntax(i)),
         }
     }
+}
+
+/// The code unit of the `\uXXXX` escape whose backslash is at `i`.
+#[inline(always)]
+fn hex_escape(b: &[u8], i: usize) -> Result<u32, Refusal> {
+    let mut unit = 0;
+    for k in i + 2..i + 6 {
+        let digit = match b.get(k) {
+            Some(&c @ b'0'..=b'9') => c - b'0',
+            Some(&c @ b'a'..=b'f') => c - b'a' + 10,
+            Some(&c @ b'A'..=b'F') => c - b'A' + 10,
+            _ => return Err(Refusal::Syntax(k)),
+        };
+        unit = unit << 4 | u32::from(digit);
+    }
+    Ok(unit)
 }
 
 #[inline(always)]
@@ -95,17 +119,25 @@ fn digits(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index after the number starting at `i`.
+/// Integer digits past which a number may be too large for an `f64` without an exponent.
+const LONG_INTEGER: usize = 300;
+
+/// The index after the number starting at `i`. A number must read back as a number: one
+/// too large for an `f64` (`1e400`) is refused, as serde_json refuses it when it builds a
+/// value, so a typed read of the document would fail.
 #[inline(always)]
 fn number(b: &[u8], mut i: usize) -> Result<usize, Refusal> {
+    let start = i;
     if b.get(i) == Some(&b'-') {
         i += 1;
     }
+    let integer = i;
     match b.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => i = digits(b, i + 1),
         _ => return Err(Refusal::Syntax(i)),
     }
+    let long = i - integer > LONG_INTEGER;
     if b.get(i) == Some(&b'.') {
         let after = digits(b, i + 1);
         if after == i + 1 {
@@ -122,9 +154,25 @@ fn number(b: &[u8], mut i: usize) -> Result<usize, Refusal> {
         if after == i {
             return Err(Refusal::Syntax(after));
         }
-        i = after;
+        return finite(b, start, after);
+    }
+    if long {
+        return finite(b, start, i);
     }
     Ok(i)
+}
+
+/// `end` when the number `b[start..end]` is within an `f64`'s range, else a refusal at it.
+#[cold]
+fn finite(b: &[u8], start: usize, end: usize) -> Result<usize, Refusal> {
+    let text = b
+        .get(start..end)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .ok_or(Refusal::Syntax(start))?;
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(end),
+        _ => Err(Refusal::Syntax(start)),
+    }
 }
 
 #[inline(always)]

@@ -2,8 +2,9 @@
 //! parsed into a value or serialized again, and stored byte for byte without the whitespace
 //! around it (as serde_json's `RawValue` keeps it).
 //!
-//! The check (`check.rs`) accepts exactly what serde_json accepts as a `RawValue`, nested at
-//! most [`MAX_DEPTH`] deep, in one pass that builds nothing. An overwrite of a large document
+//! The check (`check.rs`) accepts exactly what serde_json accepts when it parses a value
+//! (a `RawValue` also keeps lone surrogate escapes and numbers out of an `f64`'s range,
+//! which a typed read then refuses), nested at most [`MAX_DEPTH`] deep, in one pass that builds nothing. An overwrite of a large document
 //! checks only from the last mark of its keyframe inside the prefix they share (`marks.rs`):
 //! for an append, the last few KiB. When the check refuses text, serde_json parses it again
 //! to say why (with its line and column): the error path pays for the message, the accepting
@@ -47,6 +48,15 @@ pub(crate) fn refused(
             key: key.to_owned(),
             depth,
             limit: MAX_DEPTH,
+        });
+    }
+    // Syntax serde_json keeps as a `RawValue` but a value cannot hold: a lone surrogate
+    // escape, a number out of an `f64`'s range.
+    if let Err(source) = serde_json::from_str::<serde_json::Value>(text) {
+        return Some(StorageError::InvalidJson {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            source,
         });
     }
     let (Refusal::Syntax(at) | Refusal::TooDeep(at)) = refusal;

@@ -59,7 +59,9 @@ impl PersistentStorageManager {
     /// [`StorageError::InvalidJson`](crate::StorageError::InvalidJson) (serde_json's message,
     /// with line and column), text nested deeper than [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH)
     /// with [`StorageError::JsonTooDeep`](crate::StorageError::JsonTooDeep); nothing is
-    /// written then. The check accepts exactly what serde_json does, in a pass that builds no
+    /// written then. So is text a typed read could not return: a lone surrogate escape
+    /// (`"\ud800"`) or a number beyond an `f64`'s range (`1e400`), which a `RawValue`
+    /// would keep. The check accepts exactly what serde_json does, in a pass that builds no
     /// value; an overwrite of a large document stored as a delta checks only from about the
     /// point where it departs from its keyframe (an append: its last few KiB).
     pub async fn store_json(&self, collection: &str, key: &str, json: &str) -> Result<()> {
