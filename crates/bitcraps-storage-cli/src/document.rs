@@ -26,6 +26,10 @@ pub fn check<'a>(text: &'a str, what: &str) -> Result<&'a RawValue, Refusal> {
     let raw: &RawValue =
         serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
     check_depth(raw, what)?;
+    // A `RawValue` checks only syntax: a lone surrogate escape or a number beyond an `f64`'s
+    // range would be stored, and no typed read could return it.
+    serde_json::from_str::<serde_json::Value>(raw.get())
+        .map_err(|e| format!("{what} is not valid JSON: {e}"))?;
     Ok(raw)
 }
 
@@ -104,6 +108,20 @@ mod tests {
             "{\"b\":1, \"a\":12345678901234567890123}"
         );
         Ok(())
+    }
+
+    /// Text a `RawValue` keeps but no typed read returns (found in review): refused.
+    #[test]
+    fn documents_no_value_holds_are_refused() {
+        for text in [r#"{"a":1e400}"#, r#"["\ud800"]"#, r#""\udc00\ud800""#] {
+            let err = check(text, "doc").err();
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.starts_with("doc is not valid JSON: ")),
+                "{text}: {err:?}"
+            );
+        }
+        assert!(check(r#"["\ud83d\ude00", 1e300]"#, "doc").is_ok());
     }
 
     #[test]
