@@ -17,6 +17,7 @@ use crate::chunk::keyframes::{ChunkValues, KeyframeId};
 use crate::chunk::prefix_hash::PrefixHashes;
 use crate::chunk::{self, delta};
 use crate::codec::Codec;
+use crate::dictionary::EncoderDict;
 use crate::error::Result;
 use crate::json::Marks;
 use crate::value::{EncodedValue, Pipeline};
@@ -155,12 +156,35 @@ fn keyframe(
     Some((base, chunks))
 }
 
+/// What a large document's write stores: `delta` when one was worth it, else `raw` encoded
+/// whole and kept in the keyframe cache (with `marks`, see [`remember_keyframe`]); sealed
+/// ahead of the writer on an encrypted store. Blocking.
+pub(super) fn or_keyframe(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    (collection, key): (&str, &str),
+    delta: Option<EncodedValue>,
+    raw: Vec<u8>,
+    dict: Option<&EncoderDict>,
+    marks: Option<Marks>,
+) -> Result<EncodedValue> {
+    let encoded = match delta {
+        Some(delta) => delta,
+        None => {
+            let encoded = pipeline.encode_raw_with(collection, key, raw, dict)?;
+            remember_keyframe(shared, collection, &encoded, marks);
+            encoded
+        }
+    };
+    crate::crypto::preseal(shared.keyring.as_deref(), collection, encoded)
+}
+
 /// Keeps the keyframe `encoded` (a chunked value this write is storing for
 /// `collection`) in the keyframe cache with its chunk values, so the deltas that follow it
 /// do not read its chunks back and decompress them (with `marks`, the JSON check's marks
 /// over the document when the write took them, `store_json`'s next check resumes). The bytes are the writer's own; the
 /// entry is keyed by the chunks' hashes, so it serves only a record that lists them.
-pub(super) fn remember_keyframe(
+fn remember_keyframe(
     shared: &Shared,
     collection: &str,
     encoded: &EncodedValue,

@@ -124,16 +124,9 @@ impl PersistentStorageManager {
                     Some(base) => super::delta::against(&shared, &pipeline, base, text.as_bytes())?,
                     None => None,
                 };
-                let encoded = match delta {
-                    Some(delta) => delta,
-                    None => {
-                        let encoded =
-                            pipeline.encode_raw_with(&c, &k, text.into_bytes(), dict.as_deref())?;
-                        super::delta::remember_keyframe(&shared, &c, &encoded, marks);
-                        encoded
-                    }
-                };
-                crate::crypto::preseal(shared.keyring.as_deref(), &c, encoded)
+                let (ck, raw, dict) =
+                    ((c.as_str(), k.as_str()), text.into_bytes(), dict.as_deref());
+                super::delta::or_keyframe(&shared, &pipeline, ck, delta, raw, dict, marks)
             })
             .await?;
             self.observe(collection, &encoded);

@@ -57,15 +57,9 @@ impl PersistentStorageManager {
             let shared = Arc::clone(&self.inner.shared);
             let (c, k) = (collection.to_owned(), key.to_owned());
             let encoded = blocking(move || {
-                let encoded = match super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)? {
-                    Some(delta) => delta,
-                    None => {
-                        let encoded = pipeline.encode_raw_with(&c, &k, raw, dict.as_deref())?;
-                        super::delta::remember_keyframe(&shared, &c, &encoded, None);
-                        encoded
-                    }
-                };
-                crate::crypto::preseal(shared.keyring.as_deref(), &c, encoded)
+                let delta = super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)?;
+                let (ck, dict) = ((c.as_str(), k.as_str()), dict.as_deref());
+                super::delta::or_keyframe(&shared, &pipeline, ck, delta, raw, dict, None)
             })
             .await?;
             self.observe(collection, &encoded);
