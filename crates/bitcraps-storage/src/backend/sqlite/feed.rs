@@ -79,24 +79,10 @@ fn many_rows() -> &'static str {
 
 /// `INSERT INTO changes … VALUES` with `rows` rows of six parameters each.
 fn insert_sql(rows: usize) -> String {
-    let mut sql =
-        String::from("INSERT INTO changes (seq, collection, key, kind, version, at) VALUES ");
-    for i in 0..rows {
-        let p = i * 6;
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "(?{},?{},?{},?{},?{},?{})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6
-        ));
-    }
-    sql
+    format!(
+        "INSERT INTO changes (seq, collection, key, kind, version, at) VALUES {}",
+        super::value_rows(rows, 6, &[1, 2, 3, 4, 5, 6])
+    )
 }
 
 /// Numbers `changes` after the last seq and appends them (inside the write transaction,

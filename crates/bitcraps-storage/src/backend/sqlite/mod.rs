@@ -122,6 +122,22 @@ pub(crate) fn sqlite_error(context: &str, e: rusqlite::Error) -> StorageError {
     StorageError::database(context, e)
 }
 
+/// The `VALUES` list of a multi-row insert: `rows` tuples `(?a,?b,…)`, comma-separated, where
+/// row `i` names parameter `i * width + n` for each `n` of `columns` (1-based; a parameter
+/// may appear twice in a row).
+fn value_rows(rows: usize, width: usize, columns: &[usize]) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|i| {
+            let params: Vec<String> = columns
+                .iter()
+                .map(|n| format!("?{}", i * width + n))
+                .collect();
+            format!("({})", params.join(","))
+        })
+        .collect();
+    tuples.join(",")
+}
+
 fn is_corruption(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode;
     match e {
@@ -474,6 +490,15 @@ impl Maintenance for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_rows_number_each_rows_parameters_after_the_last() {
+        assert_eq!(
+            value_rows(2, 6, &[1, 2, 3, 4, 4, 5, 6]),
+            "(?1,?2,?3,?4,?4,?5,?6),(?7,?8,?9,?10,?10,?11,?12)"
+        );
+        assert_eq!(value_rows(1, 6, &[1, 2, 3, 4, 5, 6]), "(?1,?2,?3,?4,?5,?6)");
+    }
 
     fn options(page_cache_bytes: u64, readers: usize) -> SqliteOptions {
         SqliteOptions {

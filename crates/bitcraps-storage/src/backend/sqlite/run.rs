@@ -33,28 +33,13 @@ pub(super) const ROWS: usize = 32;
 pub(super) fn insert_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        let mut sql = String::from(
+        // created_at and updated_at are the same parameter.
+        format!(
             "INSERT INTO records
-                 (collection, key, blob_id, created_at, updated_at, version, expires_at) VALUES ",
-        );
-        for i in 0..ROWS {
-            let p = i * 6;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(?{},?{},?{},?{},?{},?{},?{})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 4,
-                p + 5,
-                p + 6
-            ));
-        }
-        sql.push_str(" ON CONFLICT (collection, key) DO NOTHING");
-        sql
+                 (collection, key, blob_id, created_at, updated_at, version, expires_at) VALUES {}
+             ON CONFLICT (collection, key) DO NOTHING",
+            super::value_rows(ROWS, 6, &[1, 2, 3, 4, 4, 5, 6])
+        )
     })
 }
 
