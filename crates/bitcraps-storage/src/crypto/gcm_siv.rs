@@ -180,6 +180,10 @@ impl MessageKeys {
                 *byte ^= k;
             }
         }
+        // The keystream XORed with the ciphertext is the plaintext: leave none on the stack.
+        for block in keystream.iter_mut() {
+            block.zeroize();
+        }
     }
 }
 
