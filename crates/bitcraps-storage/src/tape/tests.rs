@@ -114,6 +114,7 @@ struct Floats {
 
 #[derive(Debug, Deserialize)]
 struct Raw {
+    #[expect(dead_code, reason = "compared through Debug")]
     raw: Box<serde_json::value::RawValue>,
 }
 
@@ -146,7 +147,7 @@ impl<'de> Deserialize<'de> for Lent {
 /// Recovers from an error: what it holds depends on whether the inner read failed, which a
 /// tape that refuses (`f32`) must not decide.
 #[derive(Debug)]
-struct Lenient(Option<f32>);
+struct Lenient(#[expect(dead_code, reason = "compared through Debug")] Option<f32>);
 
 impl<'de> Deserialize<'de> for Lenient {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -278,9 +279,7 @@ fn plain_documents_take_the_tape() {
 fn what_the_tape_does_not_reproduce_falls_back() {
     // Numeric map keys are parsed out of the string; f32, i128, raw values and a recovered
     // error are serde_json's to decide.
-    for text in [r#"{"1":"one"}"#] {
-        assert!(check::<BTreeMap<u32, String>>(text).is_none());
-    }
+    assert!(check::<BTreeMap<u32, String>>(r#"{"1":"one"}"#).is_none());
     assert!(check::<Floats>(r#"{"single":0.1,"wide":1}"#).is_none());
     assert!(check::<Raw>(r#"{"raw":[1, 2]}"#).is_none());
     // Without the failure mark this would answer `Lenient(None)`; serde_json says Some.
