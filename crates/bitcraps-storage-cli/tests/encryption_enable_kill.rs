@@ -27,7 +27,7 @@ fn sealed(db: &Path) -> (i64, i64) {
         return (0, 0);
     };
     conn.query_row(
-        "SELECT count(*) FILTER (WHERE substr(data, 1, 1) IN (X'E1', X'E2')), count(*) FROM blobs",
+        "SELECT count(*) FILTER (WHERE substr(data, 1, 1) IN (X'E1', X'E2', X'E3', X'E4')), count(*) FROM blobs",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )

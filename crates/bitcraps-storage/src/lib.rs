@@ -127,7 +127,7 @@ pub mod testing {
     };
     pub use crate::background::BackgroundTask;
     pub use crate::cache::{ENTRY_OVERHEAD, FilledCache};
-    pub use crate::crypto::force_xchacha;
+    pub use crate::crypto::{force_xchacha, seal_documents_v1};
     pub use crate::value::{ContentHash, EncodedValue, Pipeline, Presealed};
 
     /// The embedded backend, opened directly.

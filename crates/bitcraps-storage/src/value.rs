@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::codec::Codec;
+use crate::crypto::ContentKey;
 use crate::dictionary::{self, EncoderDict};
 use crate::error::{Result, StorageError};
 
@@ -195,11 +196,14 @@ impl Pipeline {
 
 /// Turns stored bytes back into the serialized document, verifying codec, length and hash.
 /// `dict` is the zstd dictionary the blob names, if it names one.
-pub fn decode(
+/// `keyed` is the key of a v2 blob's content address (`StoredBlob::keyed`), whose `hash`
+/// is that address.
+pub(crate) fn decode(
     location: &str,
     codec_id: i64,
     raw_len: i64,
     hash: &[u8],
+    keyed: Option<&ContentKey>,
     stored: &[u8],
     dict: Option<&zstd::dict::DecoderDictionary<'static>>,
 ) -> Result<Vec<u8>> {
@@ -221,18 +225,37 @@ pub fn decode(
         }
         (_, None) => codec.decompress(stored, raw_len, location)?,
     };
-    let actual = blake3::hash(&raw);
-    if actual.as_bytes().as_slice() != hash {
+    check_hash(location, hash, keyed, &raw, "")?;
+    Ok(raw)
+}
+
+/// Checks that `raw` is the document `hash` names: blake3 of it, or with `keyed` (a v2
+/// blob's, `StoredBlob::keyed`) that key's content address of that; blake3 of `raw`.
+/// `what` names the document in the error (empty for the blob's own).
+pub(crate) fn check_hash(
+    location: &str,
+    hash: &[u8],
+    keyed: Option<&ContentKey>,
+    raw: &[u8],
+    what: &str,
+) -> Result<ContentHash> {
+    let plain = *blake3::hash(raw).as_bytes();
+    let computed = match keyed {
+        Some(key) => key.address(&plain),
+        None => plain,
+    };
+    if computed.as_slice() != hash {
+        let kind = if keyed.is_some() { " (keyed)" } else { "" };
         return Err(StorageError::corruption(
             location,
             format!(
-                "content hash mismatch: stored {}, computed {}",
+                "content hash mismatch{what}: stored {}, computed {}{kind}",
                 hex(hash),
-                actual.to_hex()
+                hex(&computed)
             ),
         ));
     }
-    Ok(raw)
+    Ok(plain)
 }
 
 /// The verified document of a stored blob (opened, in an encrypted store), whole or chunked;
@@ -266,6 +289,7 @@ where
             b.codec_id,
             b.raw_len,
             &b.hash,
+            b.keyed.as_ref(),
             &b.data,
             d.as_deref(),
         )
@@ -337,6 +361,7 @@ mod tests {
             i64::from(big.codec.id()),
             i64::try_from(big.raw_len()).unwrap_or(0),
             &big.hash,
+            None,
             &big.stored,
             None,
         )?;
@@ -349,7 +374,7 @@ mod tests {
         let v = pipeline(Codec::None).encode("c", "k", &"hello")?;
         let mut bad = v.stored.to_vec();
         bad[1] ^= 1;
-        let err = decode("c/k", 0, 7, &v.hash, &bad, None);
+        let err = decode("c/k", 0, 7, &v.hash, None, &bad, None);
         match err {
             Err(StorageError::Corruption { location, detail }) => {
                 assert_eq!(location, "c/k");
@@ -357,8 +382,8 @@ mod tests {
             }
             other => panic!("expected corruption, got {other:?}"),
         }
-        assert!(decode("c/k", 77, 7, &v.hash, &v.stored, None).is_err());
-        assert!(decode("c/k", 0, -1, &v.hash, &v.stored, None).is_err());
+        assert!(decode("c/k", 77, 7, &v.hash, None, &v.stored, None).is_err());
+        assert!(decode("c/k", 0, -1, &v.hash, None, &v.stored, None).is_err());
         Ok(())
     }
 

@@ -83,7 +83,10 @@ fn fragments(db: &std::path::Path, collection: &str) -> Result<Vec<Vec<u8>>> {
     )?;
     for data in blobs.query_map([collection], |r| r.get::<_, Vec<u8>>(0))? {
         let data = data?;
-        out.push(data.get(40..72).ok_or("short blob")?.to_vec());
+        // The nonce and the first ciphertext bytes (a small v2 document's blob is under 72
+        // bytes: no plain hash inside).
+        let body = data.get(9..).ok_or("short blob")?;
+        out.push(body.get(..32).unwrap_or(body).to_vec());
     }
     let mut keys = conn.prepare("SELECT wrapped FROM data_keys WHERE collection = ?1")?;
     for wrapped in keys.query_map([collection], |r| r.get::<_, Vec<u8>>(0))? {

@@ -1,7 +1,7 @@
-//! Both AEADs in one store: blobs sealed with XChaCha20-Poly1305 (format byte 0xE1, what
-//! every earlier release and a CPU without AES instructions write) stay readable after the
-//! store is reopened where AES-256-GCM-SIV (0xE2) is preferred, and new writes use the
-//! preferred suite. A format byte switched to the other suite does not authenticate: it is
+//! Both AEADs in one store: blobs sealed with XChaCha20-Poly1305 (what a CPU without AES
+//! instructions writes: format byte 0xE4 for whole documents, layout v2, and 0xE1 for
+//! chunks, layout v1) stay readable after the store is reopened where AES-256-GCM-SIV (0xE3
+//! and 0xE2) is preferred, and new writes use the preferred suite. A format byte switched to the other suite does not authenticate: it is
 //! `Corruption`, never data.
 //!
 //! One test in this file: the suite override is process-wide.
@@ -18,7 +18,8 @@ fn config(dir: &std::path::Path, key: &std::path::Path) -> StorageConfig {
     common::keyed_config(dir, key)
 }
 
-/// What this machine seals new documents with: 0xE2 where the CPU has AES instructions.
+/// What this machine seals new chunks with (layout v1): 0xE2 where the CPU has AES
+/// instructions.
 fn preferred_format() -> u8 {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     let aes = std::arch::is_x86_feature_detected!("aes")
@@ -28,6 +29,16 @@ fn preferred_format() -> u8 {
     #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
     let aes = false;
     if aes { 0xE2 } else { 0xE1 }
+}
+
+/// What this machine seals new whole documents with (layout v2): 0xE3 where the CPU has AES
+/// instructions.
+fn preferred_document_format() -> u8 {
+    if preferred_format() == 0xE2 {
+        0xE3
+    } else {
+        0xE4
+    }
 }
 
 fn format_of(db: &Connection, key: &str) -> rusqlite::Result<u8> {
@@ -77,7 +88,7 @@ async fn blobs_of_either_suite_read_and_new_ones_use_the_preferred() -> Result {
     bitcraps_storage::testing::force_xchacha(false);
     {
         let db = Connection::open(dir.path().join("bitcraps.db"))?;
-        assert_eq!(format_of(&db, "old-3")?, 0xE1);
+        assert_eq!(format_of(&db, "old-3")?, 0xE4);
         let chunks = chunk_formats(&db)?;
         assert!(!chunks.is_empty(), "the large document is chunked");
         assert!(chunks.iter().all(|&f| f == 0xE1), "{chunks:?}");
@@ -112,17 +123,17 @@ async fn blobs_of_either_suite_read_and_new_ones_use_the_preferred() -> Result {
     let db = Connection::open(dir.path().join("bitcraps.db"))?;
     assert_eq!(
         format_of(&db, "old-3")?,
-        0xE1,
+        0xE4,
         "old blobs are not rewritten"
     );
-    assert_eq!(format_of(&db, "new-3")?, preferred_format());
+    assert_eq!(format_of(&db, "new-3")?, preferred_document_format());
     assert!(chunk_formats(&db)?.contains(&preferred_format()));
 
     // Switching a blob's format byte to the other suite: corruption naming the data key.
-    let other = if format_of(&db, "new-3")? == 0xE2 {
-        0xE1u8
+    let other = if format_of(&db, "new-3")? == 0xE3 {
+        0xE4u8
     } else {
-        0xE2
+        0xE3
     };
     let (id, mut data): (i64, Vec<u8>) = db.query_row(
         "SELECT b.id, b.data FROM records r JOIN blobs b ON b.id = r.blob_id \

@@ -149,3 +149,87 @@ async fn metadata_reports_the_documents_blake3_not_the_keyed_address() -> Result
     );
     Ok(())
 }
+
+fn blob_data(db: &Connection, id: i64) -> rusqlite::Result<Vec<u8>> {
+    db.query_row("SELECT data FROM blobs WHERE id = ?1", [id], |r| r.get(0))
+}
+
+fn set_blob_data(db: &Connection, id: i64, data: &[u8]) -> rusqlite::Result<usize> {
+    db.execute(
+        "UPDATE blobs SET data = ?1 WHERE id = ?2",
+        rusqlite::params![data, id],
+    )
+}
+
+/// Layout v2 (format 0xE3, or 0xE4 with XChaCha20-Poly1305) holds no plain content hash:
+/// what stops a moved or altered blob is the associated data, which binds the row's keyed
+/// address and the layout. A v2 blob moved to another record, one with a flipped byte in
+/// its nonce or ciphertext, and one relabelled to layout v1 (the format byte of the same
+/// suite's v1, which would read its first 32 bytes as the hash) are all `Corruption`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_blob_moved_altered_or_relabelled_v1_is_corruption() -> Result {
+    let dir = tempfile::tempdir()?;
+    let (_key_dir, key) = common::key_file();
+    let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
+    let names = ["alice", "bob", "carol", "dave", "erin"];
+    for (i, name) in names.iter().enumerate() {
+        s.store("bank", name, &json!({"chips": i * 1000, "owner": name}))
+            .await?;
+    }
+    s.close().await?;
+    drop(s);
+
+    let db = Connection::open(dir.path().join("bitcraps.db"))?;
+    let ids: Vec<i64> = names
+        .iter()
+        .map(|n| blob_of(&db, "bank", n))
+        .collect::<rusqlite::Result<_>>()?;
+    let data: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| blob_data(&db, *id))
+        .collect::<rusqlite::Result<_>>()?;
+    assert!(
+        data.iter().all(|d| matches!(d.first(), Some(0xE3 | 0xE4))),
+        "new documents are sealed in layout v2"
+    );
+    // alice: bob's v2 ciphertext.
+    set_blob_data(&db, ids[0], &data[1])?;
+    // bob: a flipped byte in the nonce; carol: in the ciphertext.
+    let mut nonce = data[1].clone();
+    nonce[9] ^= 0x01;
+    set_blob_data(&db, ids[1], &nonce)?;
+    let mut body = data[2].clone();
+    let mid = 9 + 12 + 2;
+    body[mid] ^= 0x40;
+    set_blob_data(&db, ids[2], &body)?;
+    // dave: relabelled as the same suite's layout v1.
+    let mut downgraded = data[3].clone();
+    downgraded[0] = if downgraded[0] == 0xE3 { 0xE2 } else { 0xE1 };
+    set_blob_data(&db, ids[3], &downgraded)?;
+    drop(db);
+
+    let s = PersistentStorageManager::open(config(dir.path(), &key)).await?;
+    for name in &names[..4] {
+        expect_corruption(
+            s.retrieve::<serde_json::Value>("bank", name).await,
+            &format!("bank/{name}"),
+        );
+    }
+    assert_eq!(
+        s.retrieve::<serde_json::Value>("bank", "erin").await?,
+        Some(json!({"chips": 4000, "owner": "erin"}))
+    );
+    let report = s.check_consistency_deep().await?;
+    let mut damaged: Vec<_> = report
+        .damaged
+        .iter()
+        .map(|d| format!("{}/{}", d.collection, d.key))
+        .collect();
+    damaged.sort();
+    assert_eq!(
+        damaged,
+        ["bank/alice", "bank/bob", "bank/carol", "bank/dave"]
+    );
+    s.close().await?;
+    Ok(())
+}

@@ -188,7 +188,7 @@ pub struct StoredBlob {
     pub codec_id: i64,
     /// Length of the serialized document as stored.
     pub raw_len: i64,
-    /// blake3 of the serialized document as stored.
+    /// blake3 of the serialized document as stored (see `keyed`).
     pub hash: Vec<u8>,
     /// The stored bytes.
     pub data: Vec<u8>,
@@ -197,6 +197,11 @@ pub struct StoredBlob {
     /// A chunk list's chunks in order (codec id 16, `chunk::CHUNKED`), each a
     /// whole blob of its own; empty for every other blob.
     pub chunks: Vec<StoredBlob>,
+    /// Set on an encrypted store's opened blob of layout v2 (`crypto/blob.rs`), which holds
+    /// no plain content hash: `hash` is then the row's keyed content address, and decoding
+    /// verifies blake3 of the document under this key against it. `None` everywhere else,
+    /// where `hash` is blake3 of the document.
+    pub(crate) keyed: Option<crate::crypto::ContentKey>,
 }
 
 /// A record as read back: its blob (not yet verified) and its version.

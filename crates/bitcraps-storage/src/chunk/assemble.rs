@@ -56,17 +56,13 @@ pub(crate) fn assemble_with(
             format!("it holds {} bytes, expected {raw_len}", raw.len()),
         ));
     }
-    let actual = blake3::hash(&raw);
-    if actual.as_bytes().as_slice() != blob.hash.as_slice() {
-        return Err(StorageError::corruption(
-            location,
-            format!(
-                "content hash mismatch of the assembled document: stored {}, computed {}",
-                crate::value::hex(&blob.hash),
-                actual.to_hex()
-            ),
-        ));
-    }
+    crate::value::check_hash(
+        location,
+        &blob.hash,
+        blob.keyed.as_ref(),
+        &raw,
+        " of the assembled document",
+    )?;
     Ok(raw)
 }
 
@@ -124,6 +120,7 @@ mod tests {
             data: bytes.to_vec(),
             dict_id: None,
             chunks: Vec::new(),
+            keyed: None,
         }
     }
 
@@ -135,11 +132,14 @@ mod tests {
             data: Vec::new(),
             dict_id: None,
             chunks,
+            keyed: None,
         }
     }
 
     fn plain(location: &str, b: &StoredBlob) -> Result<Vec<u8>> {
-        crate::value::decode(location, b.codec_id, b.raw_len, &b.hash, &b.data, None)
+        crate::value::decode(
+            location, b.codec_id, b.raw_len, &b.hash, None, &b.data, None,
+        )
     }
 
     fn detail(r: Result<Vec<u8>>) -> String {

@@ -313,6 +313,7 @@ mod tests {
             data: vec![b],
             dict_id: None,
             chunks: Vec::new(),
+            keyed: None,
         };
         let list = |chunks: Vec<StoredBlob>| StoredBlob {
             codec_id: super::super::DELTA,
@@ -321,6 +322,7 @@ mod tests {
             data: Vec::new(),
             dict_id: None,
             chunks,
+            keyed: None,
         };
         let ab = list(vec![chunk(1), chunk(2)]);
         let ba = list(vec![chunk(2), chunk(1)]);

@@ -50,9 +50,20 @@ impl EncryptedBackend {
         }
     }
 
-    /// Whether `data` (a blob's or dictionary's) is sealed under a key of this store.
+    /// Whether `data` (a dictionary's) is sealed under a key of this store.
     pub(crate) fn is_sealed(&self, data: &[u8]) -> Result<bool> {
         Ok(self.key_by_id(blob::key_id(data))?.is_some())
+    }
+
+    /// Whether `blob` (a record's, as stored) is sealed under a key of this store: its header
+    /// names one and, for a whole blob, it authenticates. Plaintext bytes (an LZ4 block, say)
+    /// can start like a header by chance; they do not authenticate, and are plaintext to
+    /// encrypt (decoding verifies them against their plain hash).
+    pub(crate) fn is_sealed_blob(&self, blob: &StoredBlob) -> Result<bool> {
+        let Some(key) = self.key_by_id(blob::key_id(&blob.data))? else {
+            return Ok(false);
+        };
+        Ok(!blob.chunks.is_empty() || blob::try_open_blob(&self.ring, &key, blob).is_some())
     }
 
     /// [`StorageError::Shredded`] for a collection whose keys were destroyed.
@@ -112,14 +123,42 @@ impl EncryptedBackend {
     }
 
     fn open_blob(&self, collection: &str, key: &str, blob: &StoredBlob) -> Result<StoredBlob> {
+        self.open_blob_with(collection, key, blob, &[])
+    }
+
+    /// [`Self::open_blob`], taking the key from `known` (a page's keys, resolved once) when
+    /// it is there: no lock and no reference count per record.
+    fn open_blob_with(
+        &self,
+        collection: &str,
+        key: &str,
+        blob: &StoredBlob,
+        known: &[Arc<DataKey>],
+    ) -> Result<StoredBlob> {
         let id = blob::key_id(&blob.data);
+        if !self.mixed
+            && blob.chunks.is_empty()
+            && let Some(k) = known
+                .iter()
+                .find(|k| Some(k.id) == id && k.collection == collection)
+            && let Some(opened) = blob::try_open_blob(&self.ring, k, blob)
+        {
+            return Ok(opened);
+        }
         let found = self.key_by_id(id)?;
         if self.mixed && found.is_none() {
             return Ok(blob.clone());
         }
+        if self.mixed
+            && let Some(k) = found.as_ref().filter(|_| blob.chunks.is_empty())
+        {
+            // Plaintext that starts like a header is still plaintext (see `is_sealed_blob`):
+            // decoding verifies it against its plain hash, which sealed bytes never pass.
+            return Ok(blob::try_open_blob(&self.ring, k, blob).unwrap_or_else(|| blob.clone()));
+        }
         // A whole blob that opens needs no location; a chunk list's chunks each need theirs.
         if let Some(opened) = found
-            .as_deref()
+            .as_ref()
             .filter(|k| k.collection == collection && blob.chunks.is_empty())
             .and_then(|k| blob::try_open_blob(&self.ring, k, blob))
         {
@@ -143,10 +182,20 @@ impl EncryptedBackend {
     ) -> Result<Vec<(K, Option<StoredRecord>)>> {
         let present = records.iter().filter(|(_, r)| r.is_some()).count();
         let threads = parallel::open_threads_for(present);
+        // The page's keys (usually one), looked up once here rather than once a record.
+        let mut known: Vec<Arc<DataKey>> = Vec::new();
+        for (_, record) in &records {
+            let id = record.as_ref().and_then(|r| blob::key_id(&r.blob.data));
+            if let Some(id) = id.filter(|id| !known.iter().any(|k| k.id == *id))
+                && let Some(k) = self.ring.by_id(id)
+            {
+                known.push(k);
+            }
+        }
         let blobs = parallel::map(&records, threads, |(key, record)| {
             record
                 .as_ref()
-                .map(|r| self.open_blob(collection, key.as_ref(), &r.blob))
+                .map(|r| self.open_blob_with(collection, key.as_ref(), &r.blob, &known))
                 .transpose()
         })?;
         Ok(records
@@ -352,17 +401,9 @@ impl Backend for EncryptedBackend {
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
         self.check_not_shredded(collection)?;
-        let Some(mut meta) = self.inner.metadata(collection, key)? else {
-            return Ok(None);
-        };
-        // `content_hash` is blake3 of the document, comparable across stores (`migrate`
-        // verifies copies with it); the row holds the keyed address, so the plain hash comes
-        // from inside the ciphertext. (A record deleted in between keeps the row's value.)
-        if let Some(record) = self.inner.get(collection, key)? {
-            let opened = self.open_blob(collection, key, &record.blob)?;
-            meta.content_hash = crate::value::hex(&opened.hash);
-        }
-        Ok(Some(meta))
+        // `content_hash` is the row's keyed address here: the store decodes the record and
+        // hashes it (`store/query.rs`), as a v2 blob holds no plain hash to take.
+        self.inner.metadata(collection, key)
     }
 
     fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {

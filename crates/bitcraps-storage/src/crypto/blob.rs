@@ -1,84 +1,76 @@
-//! The stored form of encrypted documents and dictionaries:
+//! The stored form of encrypted documents and dictionaries: a header (`header.rs`: the
+//! format byte naming the AEAD and the payload's layout, the data key id), the nonce, the
+//! sealed payload and the tag.
 //!
-//! ```text
-//! 0xE2 | data key id (8 bytes, big-endian) | nonce (12) | AES-256-GCM-SIV(payload)    | tag (16)
-//! 0xE1 | data key id (8 bytes, big-endian) | nonce (24) | XChaCha20-Poly1305(payload) | tag (16)
-//! ```
+//! Documents and chunks are sealed with the machine's preferred suite, dictionaries with
+//! XChaCha20-Poly1305; every format always opens.
 //!
-//! The first byte names the AEAD (`envelope.rs`): documents and chunks are sealed with the
-//! machine's preferred suite, dictionaries with XChaCha20-Poly1305; both always open.
-//!
-//! A document's payload is the blake3 hash of its JSON (32 bytes, what reads verify the
-//! decompressed bytes against) followed by the compressed bytes; its associated data binds
-//! the store id, the collection, the key id and version, the content address (the row's
-//! `hash`), the codec, the dictionary id and the JSON length. A dictionary's payload is the
-//! dictionary, bound to the store, collection, key id and version. Bytes that do not parse
-//! or authenticate are [`StorageError::Corruption`] naming the key, never data.
+//! A whole document is sealed in layout v2 (format 0xE3, or 0xE4 with XChaCha20-Poly1305):
+//! its payload is the compressed bytes alone, and reads verify the decompressed bytes
+//! against the row's keyed content address (the address key's hash of blake3 of the JSON,
+//! `keyring.rs`), which the associated data binds. Chunks, chunk lists and deltas, and
+//! every blob written before v2, are layout v1 (0xE2, or 0xE1): the payload is the blake3
+//! hash of the JSON (32 bytes) followed by the compressed bytes, so a chunk's plain hash
+//! (which keys the keyframe cache and a delta's next keyframe) comes out of the ciphertext.
+//! The associated data binds the layout's own tag, the store id, the collection, the key id
+//! and version, the content address (the row's `hash`), the codec, the dictionary id and
+//! the JSON length: a blob moved to another record, or relabelled to the other layout, does
+//! not authenticate. A dictionary's payload is the dictionary, bound to the store,
+//! collection, key id and version. Bytes that do not parse or authenticate are
+//! [`StorageError::Corruption`] naming the key, never data.
 
 use std::sync::Arc;
 
 use super::envelope::{self, Aad, Suite};
-use super::keyring::{DataKey, Keyring};
+use super::header::{self, Layout};
+use super::keyring::{ContentKey, DataKey, Keyring};
 use crate::backend::StoredBlob;
 use crate::error::{Result, StorageError};
 use crate::value::EncodedValue;
 
-/// First byte of an encrypted blob or dictionary sealed with XChaCha20-Poly1305.
-const FORMAT_XCHACHA: u8 = 0xE1;
-/// First byte of an encrypted blob sealed with AES-256-GCM-SIV.
-const FORMAT_SIV: u8 = 0xE2;
-pub(crate) const HEADER_LEN: usize = 9;
 const BLOB_TAG: &str = "bitcraps-storage blob v1";
+const BLOB_TAG_V2: &str = "bitcraps-storage blob v2";
 const DICTIONARY_TAG: &str = "bitcraps-storage dictionary v1";
-
-/// The AEAD whose format byte `sealed` starts with, if it has an encrypted format.
-pub(crate) fn suite(sealed: &[u8]) -> Option<Suite> {
-    match *sealed.first()? {
-        FORMAT_XCHACHA => Some(Suite::XChaCha20Poly1305),
-        FORMAT_SIV => Some(Suite::Aes256GcmSiv),
-        _ => None,
-    }
-}
-
-const fn format_byte(suite: Suite) -> u8 {
-    match suite {
-        Suite::XChaCha20Poly1305 => FORMAT_XCHACHA,
-        Suite::Aes256GcmSiv => FORMAT_SIV,
-    }
-}
+/// Bytes of the plain content hash at the start of a v1 document payload.
+const PLAIN_HASH_LEN: usize = 32;
 
 /// The data key id in the header of `sealed`, if it has an encrypted format.
 pub(crate) fn key_id(sealed: &[u8]) -> Option<i64> {
-    suite(sealed)?;
-    let id: [u8; 8] = sealed.get(1..HEADER_LEN)?.try_into().ok()?;
-    Some(i64::from_be_bytes(id))
+    header::parse(sealed).map(|h| h.key_id)
 }
 
-/// `plain` sealed under `key` with `suite`, bound to `aad`, behind the header.
+/// `plain` sealed under `key` with `suite`, bound to `aad`, behind a v1 header.
 pub(crate) fn seal_with_header(
     suite: Suite,
     key: &DataKey,
     aad: &[u8],
     plain: &[u8],
 ) -> Result<Vec<u8>> {
-    seal_payload(suite, key, aad, &[], plain)
+    seal_payload(suite, Layout::V1, key, aad, &[], plain)
 }
 
 /// The plaintext of `sealed` (header first, as [`seal_with_header`] made it) under `key`
-/// and `aad`, or `None` when it does not authenticate.
+/// and `aad`, or `None` when it does not authenticate (or has a v2 header, which only
+/// documents have).
 pub(crate) fn open_with_header(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-    envelope::open_with(suite(sealed)?, &key.cipher, aad, sealed.get(HEADER_LEN..)?)
+    let h = header::parse(sealed).filter(|h| h.layout == Layout::V1)?;
+    envelope::open_with(h.suite, &key.cipher, aad, sealed.get(header::LEN..)?)
 }
 
 fn blob_aad(
     ring: &Keyring,
     key: &DataKey,
+    layout: Layout,
     address: &[u8],
     codec: i64,
     dict_id: Option<i64>,
     raw_len: i64,
 ) -> Vec<u8> {
-    Aad::new(BLOB_TAG)
+    let tag = match layout {
+        Layout::V1 => BLOB_TAG,
+        Layout::V2 => BLOB_TAG_V2,
+    };
+    Aad::new(tag)
         .text(ring.store_id())
         .text(&key.collection)
         .number(key.id)
@@ -91,28 +83,71 @@ fn blob_aad(
 }
 
 /// `value` as an encrypted store writes it: addressed by the collection's keyed hash, its
-/// stored bytes sealed under `key` (the plain hash inside). A chunked value's chunks are
-/// sealed the same way, each addressed by its own keyed hash (dedup within the collection).
+/// stored bytes sealed under `key` (a whole document in layout v2; a chunk list or delta,
+/// with the plain hash inside, in v1). A chunked value's chunks are sealed the same way in
+/// v1, each addressed by its own keyed hash (dedup within the collection).
 pub(crate) fn seal_value(
     ring: &Keyring,
     key: &DataKey,
     value: &EncodedValue,
+) -> Result<EncodedValue> {
+    let whole = value.chunks.is_empty() && !crate::chunk::is_chunked(value.codec_id());
+    let layout = if whole && !documents_v1() {
+        Layout::V2
+    } else {
+        Layout::V1
+    };
+    seal_value_as(ring, key, value, layout)
+}
+
+#[cfg(feature = "testing")]
+static DOCUMENTS_V1: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(feature = "testing")]
+fn documents_v1() -> bool {
+    DOCUMENTS_V1.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(not(feature = "testing"))]
+const fn documents_v1() -> bool {
+    false
+}
+
+/// Tests: seal whole documents in layout v1 (`true`, format 0xE2 or 0xE1, with the plain
+/// content hash inside), as every release before layout v2 did, or in v2 again (`false`).
+/// Process-wide.
+#[cfg(feature = "testing")]
+pub fn seal_documents_v1(on: bool) {
+    DOCUMENTS_V1.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`seal_value`] in `layout` (its chunks in v1).
+pub(crate) fn seal_value_as(
+    ring: &Keyring,
+    key: &DataKey,
+    value: &EncodedValue,
+    layout: Layout,
 ) -> Result<EncodedValue> {
     let address = key.address(&value.hash);
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     let aad = blob_aad(
         ring,
         key,
+        layout,
         &address,
         value.codec_id(),
         value.dict_id,
         raw_len,
     );
-    let out = seal_payload(Suite::preferred(), key, &aad, &value.hash, &value.stored)?;
+    let prefix: &[u8] = match layout {
+        Layout::V1 => &value.hash,
+        Layout::V2 => &[],
+    };
+    let out = seal_payload(Suite::preferred(), layout, key, &aad, prefix, &value.stored)?;
     let chunks = value
         .chunks
         .iter()
-        .map(|c| seal_value(ring, key, c))
+        .map(|c| seal_value_as(ring, key, c, Layout::V1))
         .collect::<Result<Vec<_>>>()?;
     Ok(EncodedValue {
         hash: address,
@@ -157,9 +192,10 @@ pub(crate) fn blob_key(
     Ok(key)
 }
 
-/// `blob` decrypted under `key`: the compressed bytes, and the plain content hash that
-/// decoding verifies them against. A chunk list's chunks are left as they are (see
-/// `open_chunks`).
+/// `blob` decrypted under `key`: the compressed bytes, and what decoding verifies them
+/// against (a v1 blob: the plain content hash from inside the ciphertext; a v2 blob: the
+/// row's keyed address, with the key that made it). A chunk list's chunks are left as they
+/// are (see `open_tree`).
 pub(crate) fn open_blob(
     ring: &Keyring,
     key: &DataKey,
@@ -176,17 +212,27 @@ pub(crate) fn try_open_blob(
     key: &DataKey,
     blob: &StoredBlob,
 ) -> Option<StoredBlob> {
+    let h = header::parse(&blob.data)?;
     let aad = blob_aad(
         ring,
         key,
+        h.layout,
         &blob.hash,
         blob.codec_id,
         blob.dict_id,
         blob.raw_len,
     );
-    let mut data = open_with_header(key, &aad, &blob.data).filter(|payload| payload.len() >= 32)?;
-    // The payload is `hash || compressed`: the hash moves out, the rest stays in place.
-    let hash = data.drain(..32).collect();
+    let mut data = envelope::open_with(h.suite, &key.cipher, &aad, blob.data.get(header::LEN..)?)?;
+    let (hash, keyed) = match h.layout {
+        Layout::V1 => {
+            if data.len() < PLAIN_HASH_LEN {
+                return None;
+            }
+            // The payload is `hash || compressed`: the hash moves out, the rest stays in place.
+            (data.drain(..PLAIN_HASH_LEN).collect(), None)
+        }
+        Layout::V2 => (blob.hash.clone(), Some(ContentKey::of(key))),
+    };
     Some(StoredBlob {
         codec_id: blob.codec_id,
         raw_len: blob.raw_len,
@@ -194,13 +240,14 @@ pub(crate) fn try_open_blob(
         data,
         dict_id: blob.dict_id,
         chunks: blob.chunks.clone(),
+        keyed,
     })
 }
 
 /// The stored bytes of `blob` (sealed under `from`) sealed again under `to`, a newer key of
-/// the same collection: the same content address, codec, dictionary and length, a fresh
-/// nonce. The payload is authenticated under `from` first; the compressed bytes are not
-/// decoded.
+/// the same collection, in the same layout: the same content address, codec, dictionary
+/// and length, a fresh nonce. The payload is authenticated under `from` first; the
+/// compressed bytes are not decoded.
 pub(crate) fn reseal_blob(
     ring: &Keyring,
     from: &DataKey,
@@ -209,32 +256,37 @@ pub(crate) fn reseal_blob(
     location: &str,
 ) -> Result<Vec<u8>> {
     let opened = open_blob(ring, from, blob, location)?;
+    let (layout, prefix): (Layout, &[u8]) = match opened.keyed {
+        Some(_) => (Layout::V2, &[]),
+        None => (Layout::V1, &opened.hash),
+    };
     let aad = blob_aad(
         ring,
         to,
+        layout,
         &blob.hash,
         blob.codec_id,
         blob.dict_id,
         blob.raw_len,
     );
-    seal_payload(Suite::preferred(), to, &aad, &opened.hash, &opened.data)
+    seal_payload(Suite::preferred(), layout, to, &aad, prefix, &opened.data)
 }
 
-/// `header || nonce || sealed(hash || stored) || tag` under `key` with `suite`, built and
+/// `header || nonce || sealed(prefix || stored) || tag` under `key` with `suite`, built and
 /// sealed in one buffer.
 fn seal_payload(
     suite: Suite,
+    layout: Layout,
     key: &DataKey,
     aad: &[u8],
-    hash: &[u8],
+    prefix: &[u8],
     stored: &[u8],
 ) -> Result<Vec<u8>> {
-    let at = HEADER_LEN + suite.nonce_len();
-    let mut out = Vec::with_capacity(at + hash.len() + stored.len() + envelope::TAG_LEN);
-    out.push(format_byte(suite));
-    out.extend_from_slice(&key.id.to_be_bytes());
+    let at = header::LEN + suite.nonce_len();
+    let mut out = Vec::with_capacity(at + prefix.len() + stored.len() + envelope::TAG_LEN);
+    header::write(&mut out, suite, layout, key.id);
     out.resize(at, 0);
-    out.extend_from_slice(hash);
+    out.extend_from_slice(prefix);
     out.extend_from_slice(stored);
     envelope::seal_in_place(suite, &key.cipher, aad, &mut out, at)?;
     Ok(out)
@@ -313,4 +365,131 @@ pub(crate) fn open_dictionary(
 ) -> Result<Vec<u8>> {
     open_with_header(key, &dictionary_aad(ring, key), sealed)
         .ok_or_else(|| not_authentic(key, location))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+    use crate::crypto::MasterKey;
+
+    fn missing(what: &str) -> StorageError {
+        StorageError::Task(what.to_owned())
+    }
+
+    fn ring_with_key() -> Result<(Keyring, Arc<DataKey>)> {
+        let ring = Keyring::new(&MasterKey::generate()?, "t".into(), "s".into());
+        ring.load(&[ring.new_key("bank", 1, None)?])?;
+        let key = ring.current("bank").ok_or_else(|| missing("no key"))?;
+        Ok((ring, key))
+    }
+
+    fn whole(json: &[u8]) -> EncodedValue {
+        EncodedValue {
+            hash: *blake3::hash(json).as_bytes(),
+            codec: Codec::None,
+            raw: json.into(),
+            stored: json.into(),
+            dict_id: None,
+            chunks: Arc::from([]),
+            delta: false,
+            sealed: None,
+        }
+    }
+
+    fn stored(v: &EncodedValue) -> StoredBlob {
+        StoredBlob {
+            codec_id: v.codec_id(),
+            raw_len: i64::try_from(v.raw_len()).unwrap_or(-1),
+            hash: v.hash.to_vec(),
+            data: v.stored.to_vec(),
+            dict_id: v.dict_id,
+            chunks: Vec::new(),
+            keyed: None,
+        }
+    }
+
+    #[test]
+    fn whole_documents_seal_in_layout_v2_without_the_plain_hash() -> Result<()> {
+        let (ring, key) = ring_with_key()?;
+        let doc = br#"{"chips":10}"#;
+        let v1 = stored(&seal_value_as(&ring, &key, &whole(doc), Layout::V1)?);
+        let v2 = stored(&seal_value(&ring, &key, &whole(doc))?);
+        assert_eq!(header::parse(&v2.data).map(|h| h.layout), Some(Layout::V2));
+        assert_eq!(v1.data.len() - v2.data.len(), 32, "the plain hash is gone");
+        assert_eq!(v2.hash, key.address(blake3::hash(doc).as_bytes()));
+
+        let opened = try_open_blob(&ring, &key, &v2).ok_or_else(|| missing("v2 does not open"))?;
+        assert_eq!(opened.data, doc);
+        assert_eq!(opened.hash, v2.hash, "the keyed address, to verify against");
+        assert!(opened.keyed.is_some());
+        let plain = crate::value::check_hash("c/k", &opened.hash, opened.keyed.as_ref(), doc, "")?;
+        assert_eq!(&plain, blake3::hash(doc).as_bytes());
+        assert!(
+            crate::value::check_hash("c/k", &opened.hash, opened.keyed.as_ref(), b"{}", "")
+                .is_err()
+        );
+
+        let old = try_open_blob(&ring, &key, &v1).ok_or_else(|| missing("v1 does not open"))?;
+        assert_eq!(old.data, doc);
+        assert_eq!(&old.hash[..], blake3::hash(doc).as_bytes());
+        assert!(old.keyed.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_relabelled_layout_does_not_open() -> Result<()> {
+        let (ring, key) = ring_with_key()?;
+        for (from, to) in [(Layout::V2, Layout::V1), (Layout::V1, Layout::V2)] {
+            let mut blob = stored(&seal_value_as(&ring, &key, &whole(b"[1,2,3]"), from)?);
+            let mut relabelled = Vec::new();
+            header::write(&mut relabelled, Suite::preferred(), to, key.id);
+            blob.data.splice(..header::LEN, relabelled);
+            assert_eq!(header::parse(&blob.data).map(|h| h.layout), Some(to));
+            assert!(
+                try_open_blob(&ring, &key, &blob).is_none(),
+                "{from:?} as {to:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_v2_blob_under_another_address_or_altered_does_not_open() -> Result<()> {
+        let (ring, key) = ring_with_key()?;
+        let blob = stored(&seal_value(&ring, &key, &whole(b"\"a\""))?);
+        let other = stored(&seal_value(&ring, &key, &whole(b"\"b\""))?);
+        let moved = StoredBlob {
+            data: blob.data.clone(),
+            ..other
+        };
+        assert!(try_open_blob(&ring, &key, &moved).is_none());
+        for at in [header::LEN, header::LEN + 12, blob.data.len() - 1] {
+            let mut altered = blob.clone();
+            if let Some(b) = altered.data.get_mut(at) {
+                *b ^= 1;
+            }
+            assert!(try_open_blob(&ring, &key, &altered).is_none(), "byte {at}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn resealing_keeps_the_layout() -> Result<()> {
+        let (ring, from) = ring_with_key()?;
+        ring.load(&[ring.new_key("bank", 2, Some(&from))?])?;
+        let to = ring.current("bank").ok_or_else(|| missing("no key"))?;
+        assert_ne!(to.id, from.id);
+        for layout in [Layout::V1, Layout::V2] {
+            let blob = stored(&seal_value_as(&ring, &from, &whole(b"[true]"), layout)?);
+            let data = reseal_blob(&ring, &from, &to, &blob, "c/k")?;
+            let h = header::parse(&data).ok_or_else(|| missing("no header"))?;
+            assert_eq!((h.layout, h.key_id), (layout, to.id));
+            let resealed = StoredBlob { data, ..blob };
+            let opened =
+                try_open_blob(&ring, &to, &resealed).ok_or_else(|| missing("does not open"))?;
+            assert_eq!(opened.data, b"[true]");
+        }
+        Ok(())
+    }
 }

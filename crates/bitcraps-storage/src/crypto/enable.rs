@@ -111,7 +111,7 @@ fn run(
             let mut unit = Vec::new();
             for (key, record) in &page.items {
                 examined += 1;
-                if sealing.is_sealed(&record.blob.data)? {
+                if sealing.is_sealed_blob(&record.blob)? {
                     continue;
                 }
                 let location = format!("{collection}/{key}");

@@ -224,7 +224,9 @@ pub(crate) struct Aad(Vec<u8>);
 
 impl Aad {
     pub(crate) fn new(tag: &str) -> Self {
-        Aad(Vec::with_capacity(128)).bytes(tag.as_bytes())
+        // A blob's binding (eight fields, a store id and a collection name) fits without a
+        // second allocation.
+        Aad(Vec::with_capacity(256)).bytes(tag.as_bytes())
     }
 
     pub(crate) fn bytes(mut self, field: &[u8]) -> Self {

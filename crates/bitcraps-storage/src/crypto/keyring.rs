@@ -65,6 +65,45 @@ impl DataKey {
     }
 }
 
+/// The address key a v2 blob's content address was made with (a copy, zeroized on drop),
+/// carried by the opened blob so that decoding can verify the document against the address
+/// (`value::check_hash`). A copy rather than the shared key: the threads opening a page
+/// would otherwise contend on one reference count per record. Equal when the data key ids
+/// are; shows only the id.
+#[derive(Clone)]
+pub(crate) struct ContentKey {
+    id: i64,
+    address_key: Zeroizing<[u8; 32]>,
+}
+
+impl ContentKey {
+    pub(crate) fn of(key: &DataKey) -> Self {
+        ContentKey {
+            id: key.id,
+            address_key: key.address_key.clone(),
+        }
+    }
+
+    /// The content address of a document whose blake3 hash is `content_hash`.
+    pub(crate) fn address(&self, content_hash: &[u8; 32]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.address_key, content_hash).as_bytes()
+    }
+}
+
+impl PartialEq for ContentKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for ContentKey {}
+
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentKey(data key {})", self.id)
+    }
+}
+
 #[derive(Default)]
 struct Keys {
     by_id: HashMap<i64, Arc<DataKey>>,

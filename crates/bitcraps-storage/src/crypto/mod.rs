@@ -11,7 +11,7 @@
 //!   associated data; `gcm_siv.rs`: AES-256-GCM-SIV with its per-message work batched;
 //!   `nonce.rs`: its nonces, from a per-thread pool of random bytes.
 //! - `blob.rs`: the stored form of encrypted documents and dictionaries and what each
-//!   ciphertext is bound to.
+//!   ciphertext is bound to; `header.rs`: the format byte and key id in front of each.
 //! - `l2.rs`: the Redis tier's values, sealed per record.
 //! - `backend.rs`: the wrapper at the backend seam that seals on the way down and opens on
 //!   the way up (a large group on more than one core: `parallel.rs`; values sealed ahead in
@@ -25,6 +25,7 @@ mod blob;
 mod enable;
 mod envelope;
 mod gcm_siv;
+mod header;
 mod key;
 mod keyring;
 pub(crate) mod l2;
@@ -35,12 +36,14 @@ mod provider;
 
 pub(crate) use attach::{Attached, attach};
 pub(crate) use backend::{open_dictionaries, open_stored_blob};
+#[cfg(feature = "testing")]
+pub use blob::seal_documents_v1;
 pub(crate) use blob::{key_id as sealed_key_id, reseal_blob};
 pub use enable::EncryptionReport;
 pub(crate) use enable::enable;
 #[cfg(feature = "testing")]
 pub use envelope::force_xchacha;
 pub use key::MasterKey;
-pub(crate) use keyring::{DataKey, Keyring};
+pub(crate) use keyring::{ContentKey, DataKey, Keyring};
 pub(crate) use preseal::preseal;
 pub use provider::{KeyProvider, KeySource};

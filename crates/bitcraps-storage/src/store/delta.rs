@@ -226,7 +226,7 @@ fn slices(base: &[u8], blob: &StoredBlob) -> Option<Vec<EncodedValue>> {
         let raw: Arc<[u8]> = base.get(at..end)?.into();
         at = end;
         chunks.push(EncodedValue {
-            hash: c.hash.as_slice().try_into().ok()?,
+            hash: plain_hash(c, &raw)?,
             codec: u8::try_from(c.codec_id).ok().and_then(Codec::from_id)?,
             raw,
             stored: c.data.clone().into(),
@@ -237,6 +237,17 @@ fn slices(base: &[u8], blob: &StoredBlob) -> Option<Vec<EncodedValue>> {
         });
     }
     (at == base.len()).then_some(chunks)
+}
+
+/// The plain content hash (blake3) of chunk `c`, whose verified bytes are `raw`: its
+/// `hash`, or for an encrypted v2 blob (whose `hash` is the keyed address, `StoredBlob::keyed`)
+/// blake3 of `raw`, checked against that address. Chunks are sealed in layout v1; a v2 blob
+/// serves as a chunk only when a whole document with the same bytes was stored first.
+fn plain_hash(c: &StoredBlob, raw: &[u8]) -> Option<crate::value::ContentHash> {
+    match &c.keyed {
+        None => c.hash.as_slice().try_into().ok(),
+        Some(_) => crate::value::check_hash("", &c.hash, c.keyed.as_ref(), raw, "").ok(),
+    }
 }
 
 /// The keyframe document `blob`'s chunks hold, each chunk decoded and verified.
@@ -257,14 +268,16 @@ fn decode_keyframe(
             c.codec_id,
             c.raw_len,
             &c.hash,
+            c.keyed.as_ref(),
             &c.data,
             dict.as_deref(),
         )
         .ok()?;
         let codec = u8::try_from(c.codec_id).ok().and_then(Codec::from_id)?;
+        let hash = plain_hash(c, &raw)?;
         base.extend_from_slice(&raw);
         chunks.push(EncodedValue {
-            hash: c.hash.as_slice().try_into().ok()?,
+            hash,
             codec,
             raw: raw.into(),
             stored: c.data.clone().into(),

@@ -55,7 +55,22 @@ impl PersistentStorageManager {
         blocking(move || {
             let meta = shared.backend.metadata(&c, &k)?;
             let now = shared.clock.now_ms();
-            Ok(meta.filter(|m| m.expires_at.is_none_or(|at| time_from_ms(now) < at)))
+            let Some(mut meta) =
+                meta.filter(|m| m.expires_at.is_none_or(|at| time_from_ms(now) < at))
+            else {
+                return Ok(None);
+            };
+            // `content_hash` is blake3 of the document, comparable across stores (`migrate`
+            // verifies copies with it). An encrypted store's row holds the keyed address,
+            // and a v2 blob no plain hash, so the document is read, verified and hashed. (A
+            // record deleted in between keeps the row's value.)
+            if shared.keyring.is_some()
+                && let Some(record) = shared.backend.get(&c, &k)?
+            {
+                let (raw, _) = super::read::decode_blob(&shared, &c, &k, &record.blob, None)?;
+                meta.content_hash = crate::value::hex(blake3::hash(&raw).as_bytes());
+            }
+            Ok(Some(meta))
         })
         .await
     }

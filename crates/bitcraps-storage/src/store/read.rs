@@ -72,6 +72,7 @@ pub(super) fn decode_blob(
         blob.codec_id,
         blob.raw_len,
         &blob.hash,
+        blob.keyed.as_ref(),
         &blob.data,
         dict.as_deref(),
     )?;

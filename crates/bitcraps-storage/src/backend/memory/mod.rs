@@ -500,6 +500,7 @@ fn load_rows(
                     data,
                     dict_id,
                     chunks: Vec::new(),
+                    keyed: None,
                 };
                 chunks.insert(id, blob);
             }

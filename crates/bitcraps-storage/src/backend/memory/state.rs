@@ -67,6 +67,7 @@ impl Blob {
             data: self.data.to_vec(),
             dict_id: self.dict_id,
             chunks: self.chunks.to_vec(),
+            keyed: None,
         }
     }
 }
@@ -468,6 +469,7 @@ impl Tables {
                     data: c.stored.to_vec(),
                     dict_id: c.dict_id,
                     chunks: Vec::new(),
+                    keyed: None,
                 })
                 .collect(),
         };

@@ -245,6 +245,7 @@ fn from_rows(
             data,
             dict_id: row.try_get(6).map_err(err)?,
             chunks: Vec::new(),
+            keyed: None,
         });
     }
     Ok(chunks)

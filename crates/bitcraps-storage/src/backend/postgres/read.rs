@@ -67,6 +67,7 @@ fn record_from_row(
                     data,
                     dict_id,
                     chunks: Vec::new(),
+                    keyed: None,
                 },
                 version,
                 expires_ms,
@@ -519,6 +520,7 @@ pub async fn blobs_after(client: &Client, after: i64, limit: usize) -> Result<Ve
                     data: r.try_get(4).map_err(&err)?,
                     dict_id: r.try_get(5).map_err(&err)?,
                     chunks: Vec::new(),
+                    keyed: None,
                 },
             })
         })

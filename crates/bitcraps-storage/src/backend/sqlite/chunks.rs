@@ -168,6 +168,7 @@ pub(super) fn load(conn: &Connection, blob_id: i64, location: &str) -> Result<Ve
             data,
             dict_id,
             chunks: Vec::new(),
+            keyed: None,
         });
     }
     Ok(chunks)

@@ -128,6 +128,7 @@ pub(super) fn blob(
             data,
             dict_id: None,
             chunks: blob.chunks,
+            keyed: None,
         }),
         (None, None, None) => Ok(blob),
         _ => Err(StorageError::corruption(
@@ -218,6 +219,7 @@ fn after_in(
                 data: Vec::new(),
                 dict_id: None,
                 chunks: Vec::new(),
+                keyed: None,
             };
             if codec.is_some() {
                 let location = || format!("{collection}/{key}");

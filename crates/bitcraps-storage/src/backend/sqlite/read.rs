@@ -66,6 +66,7 @@ fn record_from_row(
                         data,
                         dict_id,
                         chunks: Vec::new(),
+                        keyed: None,
                     },
                     || format!("{collection}/{key}"),
                 )?,
@@ -521,6 +522,7 @@ fn blobs_after_in(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Blo
                     data: r.get(4)?,
                     dict_id: r.get(5)?,
                     chunks: Vec::new(),
+                    keyed: None,
                 },
             })
         })?
