@@ -71,7 +71,7 @@ const USAGE: &str = "\
 usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FILE]
                               [--postgres URL [--redis URL]]
        bitcraps-storage-bench --large [--quick] [--mode whole|chunks|deltas]
-                              [--keyframe-interval N]
+                              [--keyframe-interval N] [--text-versions N]
        bitcraps-storage-bench --prefetch [--quick] [--runs N]
        bitcraps-storage-bench --bulk [--quick] [--runs N] [--stores a,b]
        bitcraps-storage-bench --durable [--quick] [--runs N] [--stores a,b]
@@ -89,6 +89,9 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --keyframe-interval N
                    with --large: the deltas configuration's keyframe_interval (default:
                    the library's default)
+  --text-versions N
+                   with --large: how many rewrites from JSON text (default: as many as
+                   the other rewrites, 100 or 20 with --quick; more to profile them)
   --prefetch       the prefetching workload only (issue #15), prefetching off and on
   --bulk           the bulk load only (and its footprint); the other rows stay 0
   --durable        the durable single stores only (8 and 64 writers, the fsync probe);
@@ -97,9 +100,10 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
                    footprint); the other rows stay 0";
 
 /// Flags that take a value, and flags that do not.
-const WITH_VALUE: [&str; 8] = [
+const WITH_VALUE: [&str; 9] = [
     "--mode",
     "--keyframe-interval",
+    "--text-versions",
     "--runs",
     "--stores",
     "--markdown",
@@ -166,7 +170,15 @@ fn main() -> Result<()> {
             ),
             None => None,
         };
-        println!("{}", large::run(quick, mode, interval)?);
+        let text_versions: Option<u64> = match args.iter().position(|a| a == "--text-versions") {
+            Some(p) => Some(
+                args.get(p + 1)
+                    .context("--text-versions needs a number")?
+                    .parse()?,
+            ),
+            None => None,
+        };
+        println!("{}", large::run(quick, mode, interval, text_versions)?);
         return Ok(());
     }
     if args.iter().any(|a| a == "--prefetch") {

@@ -140,21 +140,48 @@ impl Pipeline {
         dict: Option<&EncoderDict>,
     ) -> Result<EncodedValue> {
         self.check_size(collection, key, raw.len())?;
-        if self.chunk_threshold > 0 && raw.len() > self.chunk_threshold {
-            let hash = *blake3::hash(&raw).as_bytes();
-            let chunks = crate::chunk::cut(&raw, &|bytes| self.encode_whole(bytes, dict))?;
-            return Ok(EncodedValue {
-                hash,
-                codec: Codec::None,
-                raw: raw.into(),
-                stored: Arc::from([]),
-                dict_id: None,
-                chunks,
-                delta: false,
-                sealed: None,
-            });
+        if self.chunks(raw.len()) {
+            return self.encode_chunked(raw.into(), dict);
         }
         self.encode_whole(raw, dict)
+    }
+
+    /// Like [`Pipeline::encode_raw_with`], for bytes already shared: a document that is
+    /// chunked keeps `raw` itself as its bytes, so a large document is not copied again (a
+    /// smaller one is encoded whole from a copy).
+    pub(crate) fn encode_shared_with(
+        &self,
+        collection: &str,
+        key: &str,
+        raw: Arc<[u8]>,
+        dict: Option<&EncoderDict>,
+    ) -> Result<EncodedValue> {
+        self.check_size(collection, key, raw.len())?;
+        if self.chunks(raw.len()) {
+            return self.encode_chunked(raw, dict);
+        }
+        self.encode_whole(raw.to_vec(), dict)
+    }
+
+    /// Whether a document of `len` bytes is stored as a chunk list.
+    fn chunks(&self, len: usize) -> bool {
+        self.chunk_threshold > 0 && len > self.chunk_threshold
+    }
+
+    /// `raw` as a chunk list (`chunk/cut.rs`), each chunk encoded whole.
+    fn encode_chunked(&self, raw: Arc<[u8]>, dict: Option<&EncoderDict>) -> Result<EncodedValue> {
+        let hash = *blake3::hash(&raw).as_bytes();
+        let chunks = crate::chunk::cut(&raw, &|bytes| self.encode_whole(bytes, dict))?;
+        Ok(EncodedValue {
+            hash,
+            codec: Codec::None,
+            raw,
+            stored: Arc::from([]),
+            dict_id: None,
+            chunks,
+            delta: false,
+            sealed: None,
+        })
     }
 
     /// `raw` as one compressed blob (or one chunk of a chunked document).
@@ -345,6 +372,41 @@ mod tests {
             chunk_threshold: 0,
             keyframe_interval: 0,
         }
+    }
+
+    /// A large document handed over shared is chunked as the same bytes owned would be,
+    /// and the value keeps those very bytes (a 1 MiB rewrite is not copied again); a small
+    /// one is encoded whole as before.
+    #[test]
+    fn shared_bytes_encode_as_owned_ones_and_a_chunked_document_keeps_them() -> Result<()> {
+        let p = Pipeline {
+            chunk_threshold: 64 * 1024,
+            ..pipeline(Codec::Zstd)
+        };
+        let doc: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("{{\"n\":{i}}},").into_bytes())
+            .collect();
+        let shared: Arc<[u8]> = doc.clone().into();
+        let owned = p.encode_raw_with("c", "k", doc, None)?;
+        let kept = p.encode_shared_with("c", "k", Arc::clone(&shared), None)?;
+        assert!(kept.is_chunked());
+        assert!(Arc::ptr_eq(&kept.raw, &shared), "the bytes were copied");
+        assert_eq!(kept.hash, owned.hash);
+        let hashes = |v: &EncodedValue| v.chunks.iter().map(|c| c.hash).collect::<Vec<_>>();
+        assert_eq!(hashes(&kept), hashes(&owned));
+        let small: Arc<[u8]> = Arc::from(&b"[1,2,3]"[..]);
+        let whole = p.encode_shared_with("c", "k", small, None)?;
+        assert!(!whole.is_chunked());
+        assert_eq!(&*whole.raw, b"[1,2,3]");
+        let tight = Pipeline {
+            max_value_size: 10,
+            ..p
+        };
+        assert!(matches!(
+            tight.encode_shared_with("c", "k", shared, None),
+            Err(StorageError::ValueTooLarge { .. })
+        ));
+        Ok(())
     }
 
     #[test]

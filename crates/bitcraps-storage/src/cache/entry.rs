@@ -60,8 +60,12 @@ struct Entry {
     codec: Codec,
     raw_len: usize,
     key_len: usize,
-    /// The cache key's bytes followed by the stored bytes.
+    /// The cache key's bytes followed by the stored bytes (only the key's when `shared`
+    /// holds them).
     bytes: Box<[u8]>,
+    /// The stored bytes when they are a written value's own (a large document's, see
+    /// [`CachedValue::from_encoded`]): shared with it rather than copied.
+    shared: Option<Arc<[u8]>>,
     dict: Option<Arc<DecoderDictionary<'static>>>,
     /// When the record expires (ms since the epoch): from then on the entry is a miss, checked
     /// on every hit against the store's clock rather than by invalidation.
@@ -110,11 +114,29 @@ impl CachedValue {
         let mut bytes = Vec::with_capacity(cache_key.len() + stored.len());
         bytes.extend_from_slice(cache_key.as_bytes());
         bytes.extend_from_slice(stored);
+        Self::with_bytes(cache_key, codec, raw_len, bytes, None, dict)
+    }
+
+    /// An uncompressed document whose bytes `raw` the entry shares (no copy).
+    pub fn shared(cache_key: &str, raw: Arc<[u8]>) -> Self {
+        let key = cache_key.as_bytes().to_vec();
+        Self::with_bytes(cache_key, Codec::None, raw.len(), key, Some(raw), None)
+    }
+
+    fn with_bytes(
+        cache_key: &str,
+        codec: Codec,
+        raw_len: usize,
+        bytes: Vec<u8>,
+        shared: Option<Arc<[u8]>>,
+        dict: Option<Arc<DecoderDictionary<'static>>>,
+    ) -> Self {
         CachedValue(Arc::new(Entry {
             codec,
             raw_len,
             key_len: cache_key.len(),
             bytes: bytes.into_boxed_slice(),
+            shared,
             dict,
             expires_ms: None,
             stale_at: AtomicU64::new(u64::MAX),
@@ -140,6 +162,7 @@ impl CachedValue {
                     raw_len: e.raw_len,
                     key_len: e.key_len,
                     bytes: e.bytes.clone(),
+                    shared: e.shared.clone(),
                     dict: e.dict.clone(),
                     expires_ms,
                     stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
@@ -178,14 +201,17 @@ impl CachedValue {
     }
 
     /// What a write just encoded. `dict` is the decoder of `value.dict_id`; when the value
-    /// names a dictionary that is not at hand, the decoded bytes are cached instead.
+    /// names a dictionary that is not at hand, the decoded bytes are cached instead. A
+    /// chunked document (a keyframe or a delta) is cached as its bytes, shared with `value`:
+    /// the writer thread copies no large document between its commit and the
+    /// acknowledgement.
     pub fn from_encoded(
         cache_key: &str,
         value: &EncodedValue,
         dict: Option<Arc<DecoderDictionary<'static>>>,
     ) -> Self {
         if value.is_chunked() {
-            return CachedValue::plain(cache_key, &value.raw);
+            return CachedValue::shared(cache_key, Arc::clone(&value.raw));
         }
         match (value.dict_id, dict) {
             (Some(_), None) => CachedValue::plain(cache_key, &value.raw),
@@ -211,13 +237,17 @@ impl CachedValue {
     }
 
     fn stored(&self) -> &[u8] {
-        self.0.bytes.get(self.0.key_len..).unwrap_or_default()
+        match &self.0.shared {
+            Some(shared) => shared,
+            None => self.0.bytes.get(self.0.key_len..).unwrap_or_default(),
+        }
     }
 
     /// Bytes held (key and stored form), for the cache's weigher. A decoded value is charged
     /// separately, to the typed tier ([`typed_charge`](Self::typed_charge)).
     pub fn len(&self) -> usize {
-        self.0.bytes.len()
+        let shared = self.0.shared.as_deref().map_or(0, <[u8]>::len);
+        self.0.bytes.len().saturating_add(shared)
     }
 
     /// The length of the entry's cache key.
@@ -308,6 +338,7 @@ impl CachedValue {
             raw_len: raw.len(),
             key_len: key.len(),
             bytes: bytes.into_boxed_slice(),
+            shared: None,
             dict: None,
             expires_ms: e.expires_ms,
             stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
@@ -438,6 +469,44 @@ mod tests {
             assert!(cached.is_for("games\0g-1"));
             assert!(!cached.is_for("games\0g-2") && !cached.is_for("games\0g-"));
         }
+        Ok(())
+    }
+
+    /// A chunked document (a large one, a keyframe or a delta) is cached sharing the
+    /// written value's bytes: the writer thread copies nothing between its commit and the
+    /// acknowledgement. The entry reads, weighs and expires like a copied one.
+    #[test]
+    fn a_chunked_value_is_cached_sharing_its_bytes() -> Result<()> {
+        let pipeline = Pipeline {
+            codec: Codec::Zstd,
+            level: 3,
+            max_value_size: 1 << 20,
+            chunk_threshold: 1024,
+            keyframe_interval: 0,
+        };
+        let encoded = pipeline.encode_raw("games", "g-1", doc().repeat(64))?;
+        assert!(encoded.is_chunked());
+        let cached = CachedValue::from_encoded("games\0g-1", &encoded, None);
+        assert!(
+            std::ptr::eq(cached.stored().as_ptr(), encoded.raw.as_ptr()),
+            "the document was copied"
+        );
+        assert_eq!(
+            cached.decode(|| "games/g-1".into())?.as_ref(),
+            &*encoded.raw
+        );
+        assert_eq!(cached.len(), "games\0g-1".len() + encoded.raw_len());
+        assert!(cached.is_for("games\0g-1") && !cached.is_for("games\0g-2"));
+        assert!(!cached.is_compressed());
+        // An expiry set after a clone was taken makes an entry of its own, still whole.
+        let clone = cached.clone();
+        let expiring = cached.expiring(Some(5));
+        assert!(!expiring.live_at(5) && clone.live_at(5));
+        assert_eq!(
+            expiring.decode(|| "games/g-1".into())?.as_ref(),
+            &*encoded.raw
+        );
+        assert!(expiring.is_for("games\0g-1"));
         Ok(())
     }
 

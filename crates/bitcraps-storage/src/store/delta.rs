@@ -29,7 +29,7 @@ pub(super) fn try_delta(
     pipeline: &Pipeline,
     collection: &str,
     key: &str,
-    raw: &[u8],
+    raw: &Arc<[u8]>,
 ) -> Result<Option<EncodedValue>> {
     match base(shared, pipeline, collection, key, raw.len())? {
         Some(base) => against(shared, pipeline, &base, raw),
@@ -90,23 +90,23 @@ pub(super) fn base(
     }))
 }
 
-/// `raw` as a delta of `base`, if that is small enough to be worth it.
+/// `raw` as a delta of `base`, if that is small enough to be worth it. The delta's bytes
+/// are `raw` itself, shared, not a copy.
 pub(super) fn against(
     shared: &Shared,
     pipeline: &Pipeline,
     base: &Base,
-    raw: &[u8],
+    raw: &Arc<[u8]>,
 ) -> Result<Option<EncodedValue>> {
     let stored = delta::encode(&base.document, raw, pipeline.level, base.depth)?;
     if stored.len() > delta::MAX_PATCH {
         return Ok(None);
     }
     let hash = prefix_hashes(shared, base.id, &base.document).hash(&base.document, raw);
-    let raw: Arc<[u8]> = raw.into();
     Ok(Some(EncodedValue {
         hash,
         codec: Codec::None,
-        raw,
+        raw: Arc::clone(raw),
         stored: stored.into(),
         dict_id: None,
         chunks: Arc::clone(&base.chunks),
@@ -157,21 +157,22 @@ fn keyframe(
 }
 
 /// What a large document's write stores: `delta` when one was worth it, else `raw` encoded
-/// whole and kept in the keyframe cache (with `marks`, see [`remember_keyframe`]); sealed
-/// ahead of the writer on an encrypted store. Blocking.
+/// whole (its chunks sharing `raw`, not copying it) and kept in the keyframe cache (with
+/// `marks`, see [`remember_keyframe`]); sealed ahead of the writer on an encrypted store.
+/// Blocking.
 pub(super) fn or_keyframe(
     shared: &Shared,
     pipeline: &Pipeline,
     (collection, key): (&str, &str),
     delta: Option<EncodedValue>,
-    raw: Vec<u8>,
+    raw: Arc<[u8]>,
     dict: Option<&EncoderDict>,
     marks: Option<Marks>,
 ) -> Result<EncodedValue> {
     let encoded = match delta {
         Some(delta) => delta,
         None => {
-            let encoded = pipeline.encode_raw_with(collection, key, raw, dict)?;
+            let encoded = pipeline.encode_shared_with(collection, key, raw, dict)?;
             remember_keyframe(shared, collection, &encoded, marks);
             encoded
         }

@@ -105,7 +105,13 @@ impl PersistentStorageManager {
         let ring = self.inner.shared.keyring.clone();
         if pipeline.keyframe_interval > 0 && text.len() > pipeline.chunk_threshold {
             let shared = Arc::clone(&self.inner.shared);
-            let (c, k, text) = (collection.to_owned(), key.to_owned(), text.to_owned());
+            // The one copy of the text: from here on its bytes are shared by the delta or
+            // the keyframe, the writer and the cache.
+            let (c, k, text) = (
+                collection.to_owned(),
+                key.to_owned(),
+                Arc::<str>::from(text),
+            );
             let encoded = blocking(move || {
                 let base = super::delta::base(&shared, &pipeline, &c, &k, text.len())?;
                 let mut marks = None;
@@ -120,12 +126,12 @@ impl PersistentStorageManager {
                         marks = checked(&c, &k, &text, verdict)?.map(Marks::from_marks);
                     }
                 }
+                let raw = Arc::<[u8]>::from(text);
                 let delta = match &base {
-                    Some(base) => super::delta::against(&shared, &pipeline, base, text.as_bytes())?,
+                    Some(base) => super::delta::against(&shared, &pipeline, base, &raw)?,
                     None => None,
                 };
-                let (ck, raw, dict) =
-                    ((c.as_str(), k.as_str()), text.into_bytes(), dict.as_deref());
+                let (ck, dict) = ((c.as_str(), k.as_str()), dict.as_deref());
                 super::delta::or_keyframe(&shared, &pipeline, ck, delta, raw, dict, marks)
             })
             .await?;

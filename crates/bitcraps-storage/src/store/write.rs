@@ -56,6 +56,8 @@ impl PersistentStorageManager {
             pipeline.check_size(collection, key, raw.len())?;
             let shared = Arc::clone(&self.inner.shared);
             let (c, k) = (collection.to_owned(), key.to_owned());
+            // Shared from here on by the delta or the keyframe, the writer and the cache.
+            let raw: Arc<[u8]> = raw.into();
             let encoded = blocking(move || {
                 let delta = super::delta::try_delta(&shared, &pipeline, &c, &k, &raw)?;
                 let (ck, dict) = ((c.as_str(), k.as_str()), dict.as_deref());
