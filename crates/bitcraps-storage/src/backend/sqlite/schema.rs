@@ -792,8 +792,7 @@ mod tests {
                      VALUES (?1, ?2, ?3, 3, 3, 1, X'616263')",
                 )
                 .map_err(db_err("prepare"))?;
-            for (id, hash, codec) in [(1, eight, 1), (2, four, 1), (3, wanted, 1), (4, delta, 17)]
-            {
+            for (id, hash, codec) in [(1, eight, 1), (2, four, 1), (3, wanted, 1), (4, delta, 17)] {
                 insert
                     .execute(rusqlite::params![id, &hash[..], codec])
                     .map_err(db_err("a version-13 blob"))?;
