@@ -227,10 +227,12 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN delta_data BLOB;
     ",
     // Version 14: a smaller hash index (issue #15, footprint). The index holds the hash's
-    // first 4 bytes instead of 8: 13 bytes of payload per blob instead of 17, ~4 % of the
-    // file at ~1 KiB documents. Dedup still compares the full hash in the row, so a shared
-    // prefix is never a match; it only costs reading one more row, and with 2^32 prefixes
-    // that is rare below hundreds of millions of blobs. Only the index is rebuilt.
+    // first 4 bytes instead of 8: an entry's payload is ~10 bytes instead of ~14, ~1.3 % of
+    // the file at ~1 KiB documents. Dedup still compares the full hash in the row, so a
+    // shared prefix is never a match; it only costs reading one more row, and with 2^32
+    // prefixes that is rare below hundreds of millions of blobs. Only the index is rebuilt.
+    // From this version on, dictionary frames are also written without zstd's magic number
+    // (`dictionary/frame.rs`): the version keeps older builds from meeting one.
     r"
     DROP INDEX blobs_by_hash_prefix;
     CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 4)) WHERE codec <> 17;
