@@ -48,12 +48,24 @@ pub fn compress(data: &[u8], level: i32, cdict: Option<&CDict<'_>>) -> Result<Ve
     })
 }
 
+/// The magic number that opens a zstd frame, as zstd writes it (little-endian 0xFD2FB528).
+pub(crate) const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
 /// Decompresses `data` into at most `capacity` bytes, with `ddict` if the frame needs one.
+/// A dictionary frame stored without its magic number (`dictionary/frame.rs`) gets it back
+/// first.
 pub fn decompress(
     data: &[u8],
     capacity: usize,
     ddict: Option<&DDict<'_>>,
 ) -> Result<Vec<u8>, String> {
+    let framed;
+    let data = if ddict.is_some() && !data.starts_with(&MAGIC) {
+        framed = [&MAGIC[..], data].concat();
+        &framed[..]
+    } else {
+        data
+    };
     with_context(&DCTX, DCtx::try_create, |ctx| {
         let mut out = Vec::with_capacity(capacity);
         match ddict {

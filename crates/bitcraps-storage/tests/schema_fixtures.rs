@@ -48,11 +48,12 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// version clock is the 'version' row of `change_clock` (`version_clock` a view of it) and
 /// `blobs_by_hash_prefix` leaves deltas out; since version 12 both clocks are read as the
 /// change log's newest row or their `change_clock` row, whichever is higher; since version
-/// 13 a record may carry a small delta (`delta_*` columns: NULL after an upgrade).
+/// 13 a record may carry a small delta (`delta_*` columns: NULL after an upgrade); since
+/// version 14 `blobs_by_hash_prefix` holds the hash's first 4 bytes, not 8.
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 13);
+    assert_eq!(version, 14);
     let inline: i64 = conn.query_row(
         "SELECT count(*) FROM records WHERE delta_hash IS NOT NULL OR delta_raw_len IS NOT NULL
               OR delta_data IS NOT NULL",
@@ -119,7 +120,7 @@ fn assert_latest_schema(db: &Path) -> Result {
             (
                 "blobs_by_hash_prefix".to_owned(),
                 Some(
-                    "CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 8)) \
+                    "CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 4)) \
                      WHERE codec <> 17"
                         .to_owned()
                 )

@@ -1,4 +1,5 @@
-//! A frame compressed with a dictionary, without the dictionary's id in its header.
+//! A frame compressed with a dictionary, without the dictionary's id in its header and,
+//! since schema version 14, without the frame's magic number.
 //!
 //! zstd writes the id of the dictionary a frame needs into the frame header (RFC 8878,
 //! 3.1.1.1.3): four bytes for a trained dictionary. The blob row already names its dictionary
@@ -6,13 +7,30 @@
 //! says nothing the row does not — four bytes of a ~100-byte document. A frame without it is
 //! a valid frame that decodes with the dictionary given, by this build and by older ones;
 //! frames written with the id stay readable as they are.
+//!
+//! The four bytes of the magic number (RFC 8878, 3.1.1) say only "a zstd frame follows",
+//! which the blob's codec already says: they are not stored either (issue #15, footprint).
+//! The decoder puts them back (`zstd_ctx::decompress`) when the stored bytes do not open
+//! with them. That is unambiguous: a frame without its magic opens with its
+//! Frame_Header_Descriptor, whose bit 3 is reserved and must be zero, and the magic's first
+//! byte, 0x28, has it set. Frames stored with their magic (before schema version 14) stay
+//! readable as they are; older builds refuse a store at version 14, so they never meet a
+//! frame without it.
 
-/// The magic number that opens a zstd frame, as stored (little-endian 0xFD2FB528).
-const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+use crate::zstd_ctx::MAGIC;
+
+/// Removes the dictionary id and the magic number from the header of `frame` (one frame as
+/// zstd wrote it). Anything that does not start like a zstd frame is left as it is.
+pub(super) fn strip_header(frame: &mut Vec<u8>) {
+    drop_dict_id(frame);
+    if frame.get(..4) == Some(&MAGIC[..]) && frame.len() > 4 {
+        frame.drain(..4);
+    }
+}
 
 /// Removes the dictionary id from the header of `frame` (one frame as zstd wrote it). Anything
 /// that does not start like a zstd frame with a dictionary id is left as it is.
-pub(super) fn drop_dict_id(frame: &mut Vec<u8>) {
+fn drop_dict_id(frame: &mut Vec<u8>) {
     if frame.get(..4) != Some(&MAGIC[..]) {
         return;
     }
@@ -98,6 +116,47 @@ mod tests {
         assert_eq!(short, [0x28, 0xB5, 0x2F, 0xFD, 0x03, 1]);
         let mut other = b"not a frame".to_vec();
         drop_dict_id(&mut other);
+        assert_eq!(&other[..], b"not a frame");
+        Ok(())
+    }
+
+    /// Since schema version 14 a dictionary frame is stored without its magic number: four
+    /// bytes fewer, and it decodes (the decoder puts the magic back), as do frames stored
+    /// with it before.
+    #[test]
+    fn a_frame_without_its_magic_decodes_with_the_dictionary() -> Result<()> {
+        let samples = samples();
+        let dict = crate::dictionary::train(&samples)?;
+        let cdict = EncoderDictionary::copy(&dict, 3);
+        let ddict = DecoderDictionary::copy(&dict);
+        let doc = br#"{"id":"game-999999","table":7,"state":"point_on","players":[{"name":"p3","balance":12345}]}"#;
+        let task = |e: String| StorageError::Task(e);
+        let whole = crate::zstd_ctx::compress(doc, 0, Some(cdict.as_cdict())).map_err(task)?;
+        let mut with_magic = whole.clone();
+        drop_dict_id(&mut with_magic);
+        let mut stored = whole.clone();
+        strip_header(&mut stored);
+        assert_eq!(stored.len() + 4, with_magic.len());
+        assert_ne!(stored.get(..4), Some(&MAGIC[..]));
+        assert_eq!(
+            stored.first().map(|d| d & 0b1000),
+            Some(0),
+            "reserved bit clear"
+        );
+        for f in [&stored, &with_magic, &whole] {
+            let back =
+                crate::zstd_ctx::decompress(f, doc.len(), Some(ddict.as_ddict())).map_err(task)?;
+            assert_eq!(&back[..], &doc[..]);
+        }
+        // Damage still fails to decode.
+        let mut damaged = stored.clone();
+        if let Some(b) = damaged.first_mut() {
+            *b |= 0b1000;
+        }
+        assert!(crate::zstd_ctx::decompress(&damaged, doc.len(), Some(ddict.as_ddict())).is_err());
+        // Not a frame: untouched.
+        let mut other = b"not a frame".to_vec();
+        strip_header(&mut other);
         assert_eq!(&other[..], b"not a frame");
         Ok(())
     }

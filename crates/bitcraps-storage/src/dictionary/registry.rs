@@ -140,7 +140,8 @@ impl Dictionaries {
     }
 }
 
-/// Compresses with a dictionary; the frame does not repeat the dictionary's id (`frame.rs`).
+/// Compresses with a dictionary; the frame repeats neither the dictionary's id nor the
+/// magic number (`frame.rs`).
 pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
     let fail = |source| StorageError::Compression {
         codec: "zstd",
@@ -148,7 +149,7 @@ pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
     };
     let mut frame = crate::zstd_ctx::compress(data, 0, Some(dict.dict.as_cdict()))
         .map_err(|e| fail(std::io::Error::other(e)))?;
-    super::frame::drop_dict_id(&mut frame);
+    super::frame::strip_header(&mut frame);
     Ok(frame)
 }
 
@@ -228,6 +229,8 @@ mod tests {
             with.len(),
             without.len()
         );
+        // Schema version 14: the frame is stored without its magic number.
+        assert!(!with.starts_with(&crate::zstd_ctx::MAGIC), "{with:02x?}");
         let back = decompress(&with, sample.len(), &*d.decoder(7, "t")?, "t")?;
         assert_eq!(&back[..], &sample[..]);
         assert!(d.decoder(8, "t").is_err());

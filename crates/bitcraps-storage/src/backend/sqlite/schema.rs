@@ -226,6 +226,17 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN delta_raw_len INTEGER CHECK (delta_raw_len IS NULL OR delta_raw_len >= 0);
     ALTER TABLE records ADD COLUMN delta_data BLOB;
     ",
+    // Version 14: a smaller hash index (issue #15, footprint). The index holds the hash's
+    // first 4 bytes instead of 8: an entry's payload is ~10 bytes instead of ~14, ~1.3 % of
+    // the file at ~1 KiB documents. Dedup still compares the full hash in the row, so a
+    // shared prefix is never a match; it only costs reading one more row, and with 2^32
+    // prefixes that is rare below hundreds of millions of blobs. Only the index is rebuilt.
+    // From this version on, dictionary frames are also written without zstd's magic number
+    // (`dictionary/frame.rs`): the version keeps older builds from meeting one.
+    r"
+    DROP INDEX blobs_by_hash_prefix;
+    CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 4)) WHERE codec <> 17;
+    ",
 ];
 
 /// The schema version that keeps small deltas in their record's row (`inline.rs`).
@@ -758,6 +769,83 @@ mod tests {
         Ok(())
     }
 
+    /// Version 14 rebuilds `blobs_by_hash_prefix` on the hash's first 4 bytes: a version-13
+    /// store's blobs are found through the new index after the upgrade, a blob sharing only
+    /// the first 4 (or 8) bytes of the hash is never a match, and deltas stay out of it.
+    #[test]
+    fn version_14_indexes_four_bytes_of_the_hash() -> Result<()> {
+        use crate::backend::sqlite::write::FIND_BLOB_BY_HASH;
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        let v13 = MIGRATIONS.get(..13).unwrap_or_default();
+        conn.execute_batch(&v13.concat())
+            .map_err(db_err("schema 13"))?;
+        let mut wanted = [9u8; 32];
+        wanted[31] = 1;
+        let mut eight = wanted;
+        eight[31] = 2;
+        let mut four = wanted;
+        four[4] = 0;
+        let mut delta = [5u8; 32];
+        delta[31] = 1;
+        {
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data)
+                     VALUES (?1, ?2, ?3, 3, 3, 1, X'616263')",
+                )
+                .map_err(db_err("prepare"))?;
+            for (id, hash, codec) in [(1, eight, 1), (2, four, 1), (3, wanted, 1), (4, delta, 17)] {
+                insert
+                    .execute(rusqlite::params![id, &hash[..], codec])
+                    .map_err(db_err("a version-13 blob"))?;
+            }
+        }
+        conn.execute_batch("PRAGMA user_version = 13; PRAGMA application_id = 1111708243;")
+            .map_err(db_err("version 13"))?;
+        assert_eq!(migrate(&mut conn)?, latest_version());
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'blobs_by_hash_prefix'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("the index"))?;
+        assert!(sql.contains("substr(hash, 1, 4)"), "{sql}");
+        let steps = plan(&conn, FIND_BLOB_BY_HASH, [&wanted[..]])?;
+        assert!(
+            steps
+                .iter()
+                .any(|(.., d)| d.contains("USING INDEX blobs_by_hash_prefix")),
+            "{steps:?}"
+        );
+        let find = |hash: &[u8]| {
+            conn.query_row(FIND_BLOB_BY_HASH, [hash], |r| r.get::<_, i64>(0))
+                .optional()
+                .map_err(db_err("find"))
+        };
+        assert_eq!(find(&wanted)?, Some(3));
+        assert_eq!(find(&eight)?, Some(1));
+        assert_eq!(find(&four)?, Some(2));
+        assert_eq!(find(&delta)?, None, "a delta is not shared");
+        let mut absent = wanted;
+        absent[31] = 3;
+        assert_eq!(find(&absent)?, None, "a shared prefix is not a match");
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM blobs INDEXED BY blobs_by_hash_prefix
+                 WHERE substr(hash, 1, 4) IS NOT NULL AND codec <> 17",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("the index"))?;
+        assert_eq!(indexed, 3);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(db_err("integrity"))?;
+        assert_eq!(check, "ok");
+        Ok(())
+    }
+
     #[test]
     fn migrates_once_and_refuses_newer() -> Result<()> {
         let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
@@ -834,7 +922,7 @@ mod tests {
         Ok(())
     }
 
-    /// Dedup finds content through the 8-byte prefix index and compares the full hash.
+    /// Dedup finds content through the 4-byte prefix index and compares the full hash.
     #[test]
     fn hash_lookup_uses_the_prefix_index_and_the_full_hash() -> Result<()> {
         use crate::backend::sqlite::write::FIND_BLOB_BY_HASH;

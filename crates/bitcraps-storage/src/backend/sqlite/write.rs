@@ -313,12 +313,12 @@ fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option
         .map_err(db_err("looking up a record"))
 }
 
-/// The blob holding content with hash `?1`. The index holds the hash's first 8 bytes
-/// (schema version 3); the full hash is compared in the row, so blobs that merely share a
-/// prefix never match. Deltas are not in the index (schema version 11) and never shared:
+/// The blob holding content with hash `?1`. The index holds the hash's first 4 bytes
+/// (schema version 14; 8 from version 3); the full hash is compared in the row, so blobs
+/// that merely share a prefix never match. Deltas are not in the index (schema version 11) and never shared:
 /// a delta is its key's own, written over by the next version (`delta.rs`).
 pub(super) const FIND_BLOB_BY_HASH: &str = "SELECT id, raw_len FROM blobs
-     WHERE substr(hash, 1, 8) = substr(?1, 1, 8) AND hash = ?1 AND codec <> 17 LIMIT 1";
+     WHERE substr(hash, 1, 4) = substr(?1, 1, 4) AND hash = ?1 AND codec <> 17 LIMIT 1";
 
 /// A new blob with one reference.
 pub(super) const INSERT_BLOB: &str =
