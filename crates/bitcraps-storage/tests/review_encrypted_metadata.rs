@@ -18,7 +18,11 @@ async fn hashes_match(s: &PersistentStorageManager, keys: &[&str]) -> Result {
     for key in keys {
         let raw = s.retrieve_raw("c", key).await?.ok_or("missing")?;
         let meta = s.metadata("c", key).await?.ok_or("no metadata")?;
-        assert_eq!(meta.content_hash, blake3::hash(&raw).to_hex().to_string(), "{key}");
+        assert_eq!(
+            meta.content_hash,
+            blake3::hash(&raw).to_hex().to_string(),
+            "{key}"
+        );
     }
     Ok(())
 }
@@ -44,7 +48,10 @@ async fn encrypted_metadata_hashes_the_document() -> Result {
     let dir = tempfile::tempdir()?;
     let key_dir = tempfile::tempdir()?;
     let key = key_dir.path().join("master.key");
-    std::fs::write(&key, bitcraps_storage::MasterKey::generate()?.to_hex().as_bytes())?;
+    std::fs::write(
+        &key,
+        bitcraps_storage::MasterKey::generate()?.to_hex().as_bytes(),
+    )?;
     // With a cache and without one (every read through the backend).
     for (i, cache_mb) in [64, 0].into_iter().enumerate() {
         let mut config = StorageConfig::with_data_path(dir.path().join(i.to_string()));
