@@ -1,5 +1,5 @@
 //! Review probe (footprint, schema 14): a store written by the build before schema 14
-//! (`fixtures/review-schema-v13.db`: schema 13, dictionary frames stored with zstd's magic
+//! (`fixtures/schema-v13-frames.db`: schema 13, dictionary frames stored with zstd's magic
 //! number, the 8-byte hash-prefix index, a chunked document whose second version is an
 //! inline delta) upgrades, reads back, deduplicates against its old blobs through the new
 //! 4-byte index, takes new dictionary frames (without the magic) beside the old ones, and
@@ -53,7 +53,7 @@ async fn a_schema_13_store_upgrades_and_mixes_old_and_new_dictionary_frames() ->
     let db = dir.path().join("bitcraps.db");
     std::fs::copy(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/review-schema-v13.db"),
+            .join("tests/fixtures/schema-v13-frames.db"),
         &db,
     )?;
     {
