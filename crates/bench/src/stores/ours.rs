@@ -253,16 +253,7 @@ impl Store for Ours {
         } else {
             None
         };
-        let writer_before = if groups {
-            thread_cpu_seconds(WRITER_THREAD)
-        } else {
-            0.0
-        };
-        let checkpointer_before = if groups {
-            thread_cpu_seconds(CHECKPOINT_THREAD)
-        } else {
-            0.0
-        };
+        let writer_before = if groups { writer_cpu_seconds() } else { 0.0 };
         let wall = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -275,8 +266,7 @@ impl Store for Ours {
             // The phase's window on the wall clock, e.g. for `perf record -k realtime` and
             // `perf report --time START,END`.
             eprintln!("phase: {started:.6},{:.6}", wall());
-            let writer = thread_cpu_seconds(WRITER_THREAD) - writer_before;
-            let checkpointer = thread_cpu_seconds(CHECKPOINT_THREAD) - checkpointer_before;
+            let writer = writer_cpu_seconds() - writer_before;
             let written = bytes_written().saturating_sub(written_before) >> 20;
             let after = self.rt.block_on(self.storage.statistics())?;
             let commits = after.group_commits - before.group_commits;
@@ -285,8 +275,8 @@ impl Store for Ours {
             let mean = requests as f64 / commits.max(1) as f64;
             eprintln!(
                 "groups: {} workers, {commits} commits, {requests} requests, {mean:.2} per \
-                 commit; writer thread {writer:.2} s of CPU, checkpointer {checkpointer:.2} s, \
-                 {written} MiB written; access counts pending {} -> {}",
+                 commit; writer thread {writer:.2} s of CPU, {written} MiB written; access \
+                 counts pending {} -> {}",
                 workers.len(),
                 before.pending_access_updates,
                 after.pending_access_updates
@@ -309,22 +299,16 @@ fn bytes_written() -> u64 {
         .unwrap_or(0)
 }
 
-/// The store's writer thread's name.
-const WRITER_THREAD: &str = "bitcraps-storage-writer";
-/// The SQLite backend's checkpointing thread's name.
-const CHECKPOINT_THREAD: &str = "bitcraps-checkpoint";
-
-/// CPU seconds the store's threads called `name` have used so far (0 when it cannot be
-/// read): the threads of this process named after it in `/proc/self/task/*/comm` (15 bytes
-/// of its name).
-fn thread_cpu_seconds(name: &str) -> f64 {
+/// CPU seconds the store's writer thread has used so far (0 when it cannot be read): the
+/// threads of this process named after it in `/proc/self/task/*/comm` (15 bytes of its name).
+fn writer_cpu_seconds() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     let mut ticks = 0.0;
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !name.starts_with(comm.trim()) || comm.trim().is_empty() {
+        if !"bitcraps-storage-writer".starts_with(comm.trim()) || comm.trim().is_empty() {
             continue;
         }
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();

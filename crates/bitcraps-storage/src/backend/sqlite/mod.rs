@@ -1,6 +1,5 @@
 //! Embedded SQLite: WAL mode, exactly one writer connection, a pool of read-only connections.
 
-mod checkpointer;
 mod chunks;
 mod delta;
 mod feed;
@@ -37,6 +36,15 @@ use crate::list::{ListOptions, ListPage};
 const MIN_CONNECTION_CACHE_KIB: u64 = 512;
 /// How long a connection waits on SQLite's own locks (checkpoints, other processes).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL frames after which a commit checkpoints (SQLite's default is 1,000: 4 MiB). A bulk
+/// load's commit of 1,000 documents dirties most pages of the content-hash index (its keys
+/// are random) besides the new rows: hundreds of frames, so at the default every second or
+/// third commit copied the index back into the database file again. At 4,000 frames (16 MiB
+/// of WAL at most, plus one commit) a page rewritten by several commits is copied once:
+/// ~10 % fewer bytes written and ~10 % less CPU per bulk-loaded document (BENCHMARKS.md,
+/// "Bulk load: held statements, runs of records, fewer checkpoints").
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 /// Settings of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -88,9 +96,6 @@ pub struct SqliteBackend {
     // Held until close: one process owns the database at a time, because the in-memory cache
     // of that process must see every write.
     lock: Mutex<Option<File>>,
-    /// Copies the WAL back into the database file off the writer thread (none when read-only).
-    checkpointer: Option<checkpointer::Checkpointer>,
-    wal: checkpointer::WalPolicy,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -225,11 +230,6 @@ fn private_database_files(db: &Path) -> Result<()> {
 impl SqliteBackend {
     /// Opens (creating if needed) the database and migrates it to the latest schema.
     pub fn open(options: &SqliteOptions) -> Result<Self> {
-        Self::open_with(options, checkpointer::WalPolicy::default())
-    }
-
-    /// [`open`](Self::open) with the given checkpoint thresholds.
-    pub(crate) fn open_with(options: &SqliteOptions, wal: checkpointer::WalPolicy) -> Result<Self> {
         let path = options.path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -261,16 +261,13 @@ impl SqliteBackend {
             .execute_batch(&format!(
                 "PRAGMA synchronous = {synchronous};
                  PRAGMA cache_size = -{writer_cache_kib};
+                 PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};
                  PRAGMA temp_store = MEMORY;
                  PRAGMA foreign_keys = OFF;"
             ))
             .map_err(db_err("configuring the writer"))?;
         writer.set_prepared_statement_cache_capacity(64);
         let schema_version = schema::migrate(&mut writer)?;
-        // Commits report the WAL's size instead of checkpointing on the writer thread
-        // (`checkpointer.rs`).
-        checkpointer::report_frames(&writer);
-        let checkpointer = checkpointer::Checkpointer::start(&path, synchronous)?;
 
         let readers = read_only::reader_pool(&path, options, reader_cache_kib)?;
 
@@ -281,8 +278,6 @@ impl SqliteBackend {
             deduplicate: options.deduplicate,
             schema_version,
             lock: Mutex::new(Some(lock)),
-            checkpointer: Some(checkpointer),
-            wal,
         })
     }
 
@@ -316,24 +311,6 @@ impl SqliteBackend {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// After a commit that left `frames` in the WAL: wake the checkpointer, or, when it fell
-    /// far behind, checkpoint here as SQLite's automatic checkpoint would have. The commit
-    /// stands either way: a failed checkpoint leaves durable frames in the WAL.
-    fn after_commit(&self, conn: &Connection, frames: u32) {
-        let here = match (self.wal.after_commit(frames), &self.checkpointer) {
-            (checkpointer::AfterCommit::Nothing, _) => false,
-            (checkpointer::AfterCommit::Wake, Some(checkpointer)) => {
-                checkpointer.wake();
-                false
-            }
-            (checkpointer::AfterCommit::Wake, None)
-            | (checkpointer::AfterCommit::Checkpoint, _) => true,
-        };
-        if here && let Err(e) = checkpointer::passive(conn) {
-            tracing::warn!(error = %e, frames, "checkpoint after a commit failed");
-        }
-    }
-
     fn sibling(&self, suffix: &str) -> PathBuf {
         let mut name = self.path.as_os_str().to_owned();
         name.push(suffix);
@@ -349,14 +326,7 @@ impl Backend for SqliteBackend {
     fn apply(&self, units: &[WriteUnit]) -> Result<Vec<Result<Vec<OpOutcome>>>> {
         let mut guard = self.writer()?;
         let conn = guard.as_mut().ok_or(StorageError::Closed)?;
-        // Forget what a commit outside `apply` on this thread reported: the frames it left
-        // are counted again by the next commit's report.
-        checkpointer::take_frames();
-        let outcomes = group::apply(conn, units, self.deduplicate);
-        if let Some(frames) = checkpointer::take_frames() {
-            self.after_commit(conn, frames);
-        }
-        outcomes
+        group::apply(conn, units, self.deduplicate)
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
@@ -404,9 +374,6 @@ impl Backend for SqliteBackend {
     }
 
     fn close(&self) -> Result<()> {
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.stop();
-        }
         if let Some(conn) = self.writer()?.take() {
             // Fold the WAL into the database so the file stands alone; failure is harmless
             // (the WAL is replayed on the next open).

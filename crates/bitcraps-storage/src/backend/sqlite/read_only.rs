@@ -70,8 +70,6 @@ impl SqliteBackend {
             deduplicate: options.deduplicate,
             schema_version: schema::latest_version(),
             lock: Mutex::new(None),
-            checkpointer: None,
-            wal: super::checkpointer::WalPolicy::default(),
         })
     }
 }
