@@ -4,6 +4,7 @@
 //! automatic checkpoint and was looked at only by `apply` let those grow the WAL by every
 //! byte they wrote (98 MiB after 96 MiB of key writes); SQLite's automatic checkpoint every
 //! 4,000 frames keeps it near 16 MiB plus one commit.
+
 use std::time::Duration;
 
 use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
