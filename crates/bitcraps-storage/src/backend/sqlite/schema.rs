@@ -232,7 +232,9 @@ pub const MIGRATIONS: &[&str] = &[
     // shared prefix is never a match; it only costs reading one more row, and with 2^32
     // prefixes that is rare below hundreds of millions of blobs. Only the index is rebuilt.
     // From this version on, dictionary frames are also written without zstd's magic number
-    // (`dictionary/frame.rs`): the version keeps older builds from meeting one.
+    // (`dictionary/frame.rs`), and encrypted documents are sealed in envelope layout v2
+    // (0xE3/0xE4, `crypto/blob.rs`): the version keeps older builds from meeting either, so
+    // it must not be dropped while those formats have no gate of their own.
     r"
     DROP INDEX blobs_by_hash_prefix;
     CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 4)) WHERE codec <> 17;
