@@ -9,14 +9,20 @@
     clippy::cast_possible_truncation
 )]
 
+// `#[macro_use]`: the suites' macros reach the modules after `common` in `it/main.rs`.
+#[macro_use]
 pub mod conformance;
 pub mod faulty;
+#[macro_use]
 pub mod feed;
+#[macro_use]
 pub mod lifecycle;
 pub mod nodes;
+#[macro_use]
 pub mod quotas;
 pub mod sentinel;
 pub mod tls;
+#[macro_use]
 pub mod versions;
 
 use std::any::Any;

@@ -36,13 +36,16 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
-/// A Redis key namespace no other test (or run) uses.
+/// A Redis key namespace no other test (or run) uses: the process, a counter (tests of one
+/// binary run at the same time, and share a process) and the time (runs reuse process ids).
 pub fn unique_namespace(test: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("bitcraps-test:{test}:{}:{nanos}", std::process::id())
+    format!("bitcraps-test:{test}:{}:{n}:{nanos}", std::process::id())
 }
 
 /// The backend both nodes share. The one place to change for another backend.

@@ -189,7 +189,7 @@ pub(crate) fn storage_error(err: &tokio_postgres::Error) -> Option<StorageError>
         });
     }
     // tokio-postgres's own words when the server answers an SSLRequest with 'N' under
-    // `require`; pinned by tests/pg_tls.rs.
+    // `require`; pinned by tests/it/pg_tls.rs.
     (cause.to_string() == "server does not support TLS").then(|| StorageError::Tls {
         server: "PostgreSQL".into(),
         failure: TlsFailure::NotSupported,

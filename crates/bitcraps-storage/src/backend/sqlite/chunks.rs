@@ -6,7 +6,7 @@
 //! The counts live in `chunk_refs` (schema version 10), never beside a chunk's bytes: taking
 //! or dropping a reference writes that narrow table's page, not the pages holding chunk
 //! data, so a rewrite sharing all its chunks with the version it replaces writes only its
-//! own list and a few count rows (`tests/chunk_refs_pages.rs`).
+//! own list and a few count rows (`tests/it/chunk_refs_pages.rs`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
