@@ -48,15 +48,15 @@ fn ms(t: SystemTime) -> Result<i64> {
 /// A record as schema 14 stored it: created, updated, version, expiry, content hash.
 type Stored = (i64, i64, i64, Option<i64>, String);
 
+/// A change: seq, collection, key, kind, version, time (ms).
+type Logged = (i64, String, String, i64, i64, i64);
+
+/// The records by (collection, key).
+type Records = BTreeMap<(String, String), Stored>;
+
 /// Every record of the schema-14 file, and every change (seq → collection, key, kind,
 /// version, time).
-#[allow(clippy::type_complexity)]
-fn read_v14(
-    c: &Connection,
-) -> Result<(
-    BTreeMap<(String, String), Stored>,
-    Vec<(i64, String, String, i64, i64, i64)>,
-)> {
+fn read_v14(c: &Connection) -> Result<(Records, Vec<Logged>)> {
     let records = c
         .prepare(
             "SELECT r.collection, r.key, r.created_at, r.updated_at, r.version, r.expires_at,
@@ -95,7 +95,7 @@ fn kind_code(kind: ChangeKind) -> i64 {
 }
 
 /// The whole feed through the API, as (seq, collection, key, kind, version, time).
-async fn feed(s: &PersistentStorageManager) -> Result<Vec<(i64, String, String, i64, i64, i64)>> {
+async fn feed(s: &PersistentStorageManager) -> Result<Vec<Logged>> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -118,10 +118,7 @@ async fn feed(s: &PersistentStorageManager) -> Result<Vec<(i64, String, String, 
     }
 }
 
-async fn reads_back(
-    s: &PersistentStorageManager,
-    records: &BTreeMap<(String, String), Stored>,
-) -> Result {
+async fn reads_back(s: &PersistentStorageManager, records: &Records) -> Result {
     let now = ms(SystemTime::now())?;
     let mut live = 0;
     for ((collection, key), (created, updated, version, expires, hash)) in records {

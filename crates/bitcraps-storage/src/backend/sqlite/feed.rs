@@ -382,11 +382,11 @@ mod tests {
         Ok(conn)
     }
 
-    /// `(seq, collection, key, kind, version, at ms)` of every change, through [`since`].
-    fn read_all(
-        conn: &Connection,
-        after: u64,
-    ) -> Result<Vec<(u64, String, String, i64, u64, i64)>> {
+    /// `(seq, collection, key, kind, version, at ms)`.
+    type Read = (u64, String, String, i64, u64, i64);
+
+    /// Every change after `after`, through [`since`].
+    fn read_all(conn: &Connection, after: u64) -> Result<Vec<Read>> {
         Ok(since(conn, after, 100_000)?
             .into_iter()
             .map(|c| {

@@ -929,6 +929,8 @@ mod tests {
     #[test]
     fn version_15_keeps_a_version_14_change_log_and_records() -> Result<()> {
         use crate::backend::sqlite::{feed, read};
+        /// `(seq, collection, key, kind, version, at ms)`.
+        type Logged = (i64, String, String, i64, i64, i64);
         let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
         let v14 = MIGRATIONS.get(..14).unwrap_or_default();
         conn.execute_batch(&v14.concat())
@@ -983,7 +985,7 @@ mod tests {
             .map_err(db_err("the view"))?;
         assert_eq!(view, clock_before);
         for after in [0u64, 1, 30, 63, 64, 65, 70, 139, 149] {
-            let read: Vec<(i64, String, String, i64, i64, i64)> = feed::since(&conn, after, 1000)?
+            let read: Vec<Logged> = feed::since(&conn, after, 1000)?
                 .into_iter()
                 .map(|c| {
                     let at =
@@ -1000,7 +1002,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let expected: Vec<(i64, String, String, i64, i64, i64)> = log
+            let expected: Vec<Logged> = log
                 .iter()
                 .skip(usize::try_from(after).unwrap_or(0))
                 .map(|(s, c, k, kind, v, at)| (*s, (*c).to_owned(), k.clone(), *kind, *v, *at))
