@@ -84,6 +84,7 @@ mod redis_stampede;
 mod redis_tls;
 mod redis_two_nodes;
 mod schema13_upgrade;
+mod schema14_upgrade;
 mod schema_fixtures;
 mod sqlite_conformance;
 mod sqlite_specific;

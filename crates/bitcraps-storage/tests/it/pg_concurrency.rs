@@ -228,7 +228,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
         nodes.push(o.await??);
     }
     for node in &nodes {
-        assert_eq!(node.statistics().await?.database_stats.schema_version, 14);
+        assert_eq!(node.statistics().await?.database_stats.schema_version, 15);
         assert_eq!(node.statistics().await?.database_stats.backend, "postgres");
     }
     nodes[0].store("c", "k", &1).await?;

@@ -49,11 +49,12 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 /// `blobs_by_hash_prefix` leaves deltas out; since version 12 both clocks are read as the
 /// change log's newest row or their `change_clock` row, whichever is higher; since version
 /// 13 a record may carry a small delta (`delta_*` columns: NULL after an upgrade); since
-/// version 14 `blobs_by_hash_prefix` holds the hash's first 4 bytes, not 8.
+/// version 14 `blobs_by_hash_prefix` holds the hash's first 4 bytes, not 8; since version
+/// 15 the change log names collections by their id in `collection_ids` (unique names).
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 14);
+    assert_eq!(version, 15);
     let inline: i64 = conn.query_row(
         "SELECT count(*) FROM records WHERE delta_hash IS NOT NULL OR delta_raw_len IS NOT NULL
               OR delta_data IS NOT NULL",
@@ -138,6 +139,8 @@ fn assert_latest_schema(db: &Path) -> Result {
                         .to_owned()
                 )
             ),
+            // Version 15: UNIQUE (name) of `collection_ids`.
+            ("sqlite_autoindex_collection_ids_1".to_owned(), None),
             // Version 7: UNIQUE (collection, version) of `data_keys`.
             ("sqlite_autoindex_data_keys_1".to_owned(), None)
         ]

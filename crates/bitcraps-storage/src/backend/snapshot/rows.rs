@@ -40,8 +40,8 @@ pub const SELECT_CHUNK_LISTS: &str =
     "SELECT blob_id, seq, chunk_id FROM blob_chunks ORDER BY blob_id, seq";
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_RECORDS: &str =
-    "SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
-            version, expires_at
+    "SELECT collection, key, blob_id, created_at, coalesce(updated_at, created_at),
+            access_count, last_accessed, version, expires_at
      FROM records ORDER BY collection, key";
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_SETTINGS: &str =
@@ -196,7 +196,7 @@ impl SnapshotWriter {
                     .prepare_cached(
                         "INSERT INTO records (collection, key, blob_id, created_at, updated_at,
                                               access_count, last_accessed, version, expires_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         VALUES (?1, ?2, ?3, ?4, nullif(?5, ?4), ?6, ?7, ?8, ?9)",
                     )
                     .map_err(&err)?;
                 for (c, key, blob_id, created_at, updated_at, count, last, version, expires) in rows

@@ -87,7 +87,8 @@ pub(super) const SPILLED_LISTS: &str =
 
 /// `SELECT_RECORDS` with each record that held an inline delta naming its new blob.
 pub(super) const SPILLED_RECORDS: &str =
-    "SELECT r.collection, r.key, coalesce(m.id, r.blob_id), r.created_at, r.updated_at,
+    "SELECT r.collection, r.key, coalesce(m.id, r.blob_id), r.created_at,
+            coalesce(r.updated_at, r.created_at),
             r.access_count, r.last_accessed, r.version, r.expires_at
      FROM main.records r
      LEFT JOIN temp.spill_map m ON m.collection = r.collection AND m.key = r.key

@@ -8,6 +8,13 @@
 //! `max(change_clock 'version', the version of the newest change)`. The rows are floors,
 //! written only when the log alone would not tell: a commit whose newest change does not
 //! carry the clock's value ([`append`]), a shred, and retention before it removes rows.
+//!
+//! Since schema version 15 a row is stored small (issue #15, footprint): the collection as
+//! its id in `collection_ids` ([`collection_id`]), the version as `version_offset` from the
+//! seq, and the time `at` as NULL when it equals the previous row's. The first row of every
+//! append and every [`ROWS_PER_INSERT`]th row of it keep their time, and retention gives the
+//! new first row its time ([`prune`]), so a NULL resolves from at most 63 rows back and the
+//! log's first row always has one.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -47,7 +54,8 @@ fn head_seq(conn: &Connection) -> Result<i64> {
 /// higher.
 pub(super) fn version_clock(conn: &Connection) -> Result<i64> {
     conn.prepare_cached(
-        "SELECT max(value, coalesce((SELECT version FROM changes ORDER BY seq DESC LIMIT 1), 0))
+        "SELECT max(value, coalesce(
+             (SELECT seq + version_offset FROM changes ORDER BY seq DESC LIMIT 1), 0))
          FROM change_clock WHERE name = 'version'",
     )
     .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
@@ -64,12 +72,73 @@ pub(super) fn set_version_clock(conn: &Connection, clock: i64) -> Result<()> {
 }
 
 /// Rows per multi-row insert of the change log: one statement per 64 changes instead of one
-/// per change (a bulk load appends a thousand at once), 384 parameters.
+/// per change (a bulk load appends a thousand at once), 384 parameters. The first row of
+/// each such run keeps its time (see the module's documentation).
 const ROWS_PER_INSERT: usize = 64;
 
 /// One change (a durable single put appends one per group commit).
-const ONE_ROW: &str = "INSERT INTO changes (seq, collection, key, kind, version, at)
+const ONE_ROW: &str = "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// The id of `collection` in `collection_ids`, handed out on its first change.
+fn collection_id(conn: &Connection, collection: &str) -> Result<i64> {
+    let err = || db_err("numbering a collection in the change log");
+    let found = conn
+        .prepare_cached("SELECT id FROM collection_ids WHERE name = ?1")
+        .and_then(|mut s| s.query_row([collection], |r| r.get::<_, i64>(0)).optional())
+        .map_err(err())?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO collection_ids (name) VALUES (?1)")
+        .and_then(|mut s| s.execute([collection]))
+        .map_err(err())?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// One row of the change log as stored (schema version 15), from a [`NewChange`].
+struct Row {
+    seq: i64,
+    collection_id: i64,
+    version_offset: i64,
+    /// NULL when the previous row of the log has the same time.
+    at: Option<i64>,
+}
+
+/// Numbers `changes` from `after` + 1 and encodes them: the collections' ids (looked up
+/// once per run of the same collection), the versions as offsets from the seq, and the
+/// time only where it differs from the previous change's or opens a run of
+/// [`ROWS_PER_INSERT`].
+fn encode(conn: &Connection, changes: &[NewChange], after: i64) -> Result<Vec<Row>> {
+    let full = || StorageError::corruption("the change clock", "the clock is at its maximum");
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut seq = after;
+    let mut named: Option<(&str, i64)> = None;
+    let mut previous_at = None;
+    for (i, c) in changes.iter().enumerate() {
+        seq = seq.checked_add(1).ok_or_else(full)?;
+        let collection_id = match named {
+            Some((name, id)) if name == c.collection => id,
+            _ => {
+                let id = collection_id(conn, &c.collection)?;
+                named = Some((&c.collection, id));
+                id
+            }
+        };
+        let version_offset = c.version.checked_sub(seq).ok_or_else(|| {
+            StorageError::corruption("the change log", format!("seq {seq}: version out of range"))
+        })?;
+        let at = (i % ROWS_PER_INSERT == 0 || previous_at != Some(c.at_ms)).then_some(c.at_ms);
+        previous_at = Some(c.at_ms);
+        rows.push(Row {
+            seq,
+            collection_id,
+            version_offset,
+            at,
+        });
+    }
+    Ok(rows)
+}
 
 /// [`ROWS_PER_INSERT`] changes, built once.
 fn many_rows() -> &'static str {
@@ -80,7 +149,7 @@ fn many_rows() -> &'static str {
 /// `INSERT INTO changes … VALUES` with `rows` rows of six parameters each.
 fn insert_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO changes (seq, collection, key, kind, version, at) VALUES {}",
+        "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at) VALUES {}",
         super::value_rows(rows, 6, &[1, 2, 3, 4, 5, 6])
     )
 }
@@ -106,27 +175,23 @@ pub(super) fn append(
         return Ok(());
     }
     let err = || db_err("appending to the change log");
-    let mut seq = head_seq(conn)?;
-    let mut next_seq = || {
-        seq = seq.checked_add(1).ok_or_else(|| {
-            StorageError::corruption("the change clock", "the clock is at its maximum")
-        })?;
-        Ok::<i64, StorageError>(seq)
-    };
+    let rows = encode(conn, changes, head_seq(conn)?)?;
     let mut runs = changes.chunks_exact(ROWS_PER_INSERT);
+    let mut encoded = rows.iter();
     if runs.len() > 0 {
         let mut many = conn.prepare_cached(many_rows()).map_err(err())?;
         for run in runs.by_ref() {
             let mut at = 1;
-            for c in run {
-                many.raw_bind_parameter(at, next_seq()?).map_err(err())?;
-                many.raw_bind_parameter(at + 1, &c.collection)
+            for (c, row) in run.iter().zip(encoded.by_ref()) {
+                many.raw_bind_parameter(at, row.seq).map_err(err())?;
+                many.raw_bind_parameter(at + 1, row.collection_id)
                     .map_err(err())?;
                 many.raw_bind_parameter(at + 2, &c.key).map_err(err())?;
                 many.raw_bind_parameter(at + 3, c.kind.code())
                     .map_err(err())?;
-                many.raw_bind_parameter(at + 4, c.version).map_err(err())?;
-                many.raw_bind_parameter(at + 5, c.at_ms).map_err(err())?;
+                many.raw_bind_parameter(at + 4, row.version_offset)
+                    .map_err(err())?;
+                many.raw_bind_parameter(at + 5, row.at).map_err(err())?;
                 at += 6;
             }
             many.raw_execute().map_err(err())?;
@@ -135,14 +200,14 @@ pub(super) fn append(
     let rest = runs.remainder();
     if !rest.is_empty() {
         let mut one = conn.prepare_cached(ONE_ROW).map_err(err())?;
-        for c in rest {
+        for (c, row) in rest.iter().zip(encoded) {
             one.execute(params![
-                next_seq()?,
-                c.collection,
+                row.seq,
+                row.collection_id,
                 c.key,
                 c.kind.code(),
-                c.version,
-                c.at_ms
+                row.version_offset,
+                row.at
             ])
             .map_err(err())?;
         }
@@ -159,14 +224,18 @@ pub(super) fn log_shred(conn: &Connection, collection: &str, now_ms: i64) -> Res
     // The logged changes carry the records' versions, older than the clock: keep it.
     let versions = version_clock(conn)?;
     set_version_clock(conn, versions)?;
+    let id = collection_id(conn, collection)?;
+    // Every row keeps its time: a shred is rare, and its first row opens an append.
     let n = conn
         .execute(
-            "INSERT INTO changes (seq, collection, key, kind, version, at)
-             SELECT ?3 + row_number() OVER (ORDER BY key), collection, key,
-                    CASE WHEN expires_at IS NOT NULL AND expires_at <= ?2 THEN 3 ELSE 2 END,
-                    version, ?2
-             FROM records WHERE collection = ?1",
-            params![collection, now_ms, last],
+            "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
+             SELECT seq, ?4, key, kind, version - seq, ?2
+             FROM (SELECT ?3 + row_number() OVER (ORDER BY key) AS seq, key,
+                          CASE WHEN expires_at IS NOT NULL AND expires_at <= ?2 THEN 3 ELSE 2 END
+                              AS kind,
+                          version
+                   FROM records WHERE collection = ?1)",
+            params![collection, now_ms, last, id],
         )
         .map_err(err)?;
     let n = i64::try_from(n).unwrap_or(i64::MAX);
@@ -177,13 +246,15 @@ pub(super) fn log_shred(conn: &Connection, collection: &str, now_ms: i64) -> Res
 /// log); returns how many and the highest seq removed so far.
 pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(u64, u64)> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows: Vec<(i64, i64)> = conn
+    let stored: Vec<(i64, Option<i64>)> = conn
         .prepare_cached("SELECT seq, at FROM changes ORDER BY seq LIMIT ?1")
         .and_then(|mut s| {
             s.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(db_err("reading the oldest changes"))?;
+    // The log's first row has its time.
+    let rows = resolve_times(stored, None)?;
     let mut pruned = clock(conn, "pruned")?;
     let mut removed = 0usize;
     if let Some(through) = prunable_prefix(&rows, before_ms) {
@@ -191,6 +262,21 @@ pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(
         let (last, versions) = (head_seq(conn)?, version_clock(conn)?);
         set_clock(conn, "last", last)?;
         set_version_clock(conn, versions)?;
+        // The row after the removed ones becomes the first: it gets its time if it had
+        // none (then it had the removed last row's).
+        let through_at = rows
+            .iter()
+            .find(|(seq, _)| *seq == through)
+            .map(|(_, at)| *at)
+            .ok_or_else(|| {
+                StorageError::corruption("the change log", format!("seq {through}: not read"))
+            })?;
+        conn.prepare_cached(
+            "UPDATE changes SET at = ?2
+             WHERE seq = (SELECT min(seq) FROM changes WHERE seq > ?1) AND at IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![through, through_at]))
+        .map_err(db_err("keeping the first change's time"))?;
         removed = conn
             .prepare_cached("DELETE FROM changes WHERE seq <= ?1")
             .and_then(|mut s| s.execute([through]))
@@ -209,26 +295,71 @@ pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(
 pub(super) fn since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
     let from = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = conn
+    type Stored = (i64, Option<String>, String, i64, i64, Option<i64>);
+    let rows: Vec<Stored> = conn
         .prepare_cached(
-            "SELECT seq, collection, key, kind, version, at FROM changes
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, (SELECT name FROM collection_ids WHERE id = collection_id), key, kind,
+                    seq + version_offset, at
+             FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
         .and_then(|mut s| {
             s.query_map(params![from, limit], |r| {
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    (r.get(3)?, r.get(4)?, r.get(5)?),
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(db_err("reading the change log"))?;
     crate::feed::check_retained(after, clock(conn, "pruned")?)?;
+    // A first row without a time has the newest time before it.
+    let before = match rows.first() {
+        Some((seq, .., None)) => Some(time_before(conn, *seq)?),
+        _ => None,
+    };
+    let times = resolve_times(rows.iter().map(|r| (r.0, r.5)).collect(), before)?;
     rows.into_iter()
-        .map(|(seq, c, k, rest)| Change::from_row(seq, c, k, rest))
+        .zip(times)
+        .map(|((seq, c, k, kind, version, _), (_, at))| {
+            let c = c.ok_or_else(|| {
+                StorageError::corruption(
+                    "the change log",
+                    format!("seq {seq}: the collection's id has no name"),
+                )
+            })?;
+            Change::from_row(seq, c, k, (kind, version, at))
+        })
+        .collect()
+}
+
+/// The time of the newest row below `seq` that has one.
+fn time_before(conn: &Connection, seq: i64) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT at FROM changes WHERE seq < ?1 AND at IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row([seq], |r| r.get::<_, i64>(0)).optional())
+    .map_err(db_err("reading the change log"))?
+    .ok_or_else(|| {
+        StorageError::corruption("the change log", format!("seq {seq}: no time before it"))
+    })
+}
+
+/// Each row's time: its own, or the previous row's (`before` for the first).
+fn resolve_times(rows: Vec<(i64, Option<i64>)>, before: Option<i64>) -> Result<Vec<(i64, i64)>> {
+    let mut previous = before;
+    rows.into_iter()
+        .map(|(seq, at)| {
+            let at = at.or(previous).ok_or_else(|| {
+                StorageError::corruption("the change log", format!("seq {seq}: no time"))
+            })?;
+            previous = Some(at);
+            Ok((seq, at))
+        })
         .collect()
 }
 
@@ -237,4 +368,160 @@ pub(super) fn head(conn: &Connection) -> Result<u64> {
     let last = head_seq(conn)?;
     u64::try_from(last)
         .map_err(|_| StorageError::corruption("the change clock", format!("invalid seq {last}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sqlite::schema;
+    use crate::feed::ChangeKind;
+
+    fn store() -> Result<Connection> {
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        schema::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// `(seq, collection, key, kind, version, at ms)`.
+    type Read = (u64, String, String, i64, u64, i64);
+
+    /// Every change after `after`, through [`since`].
+    fn read_all(conn: &Connection, after: u64) -> Result<Vec<Read>> {
+        Ok(since(conn, after, 100_000)?
+            .into_iter()
+            .map(|c| {
+                let at =
+                    c.at.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                        .unwrap_or(-1);
+                (
+                    c.seq,
+                    c.collection,
+                    c.key,
+                    c.kind.code(),
+                    c.version.get(),
+                    at,
+                )
+            })
+            .collect())
+    }
+
+    fn stored_times(conn: &Connection) -> Result<Vec<Option<i64>>> {
+        conn.prepare("SELECT at FROM changes ORDER BY seq")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("times"))
+    }
+
+    /// A batch of 130 changes at one time (a bulk load) stores the time in rows 1, 65 and
+    /// 129 only, the collection as its id and the version as an offset; a read from any
+    /// seq, also one in the middle of a run without times, returns every change as
+    /// appended; a second collection gets the next id.
+    #[test]
+    fn a_batch_stores_its_time_once_per_run_and_reads_back() -> Result<()> {
+        let conn = store()?;
+        let mut batch: Vec<NewChange> = (0..130)
+            .map(|i| NewChange::new("games", &format!("k{i:03}"), ChangeKind::Put, i + 1, 5_000))
+            .collect();
+        batch.push(NewChange::new("rolls", "r", ChangeKind::Delete, 7, 5_001));
+        batch.push(NewChange::new(
+            "games",
+            "k000",
+            ChangeKind::Expire,
+            1,
+            5_001,
+        ));
+        append(&conn, &batch, 131, true)?;
+        let times = stored_times(&conn)?;
+        let kept: Vec<usize> = (0..times.len()).filter(|i| times[*i].is_some()).collect();
+        assert_eq!(kept, [0, 64, 128, 130]);
+        let ids: Vec<(i64, String)> = conn
+            .prepare("SELECT id, name FROM collection_ids ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("ids"))?;
+        assert_eq!(ids, [(1, "games".to_owned()), (2, "rolls".to_owned())]);
+        let expected: Vec<_> = batch
+            .iter()
+            .zip(1u64..)
+            .map(|(c, seq)| {
+                (
+                    seq,
+                    c.collection.clone(),
+                    c.key.clone(),
+                    c.kind.code(),
+                    u64::try_from(c.version).unwrap_or(0),
+                    c.at_ms,
+                )
+            })
+            .collect();
+        for after in [0, 1, 63, 64, 100, 129, 130, 131] {
+            let from = usize::try_from(after).unwrap_or(0);
+            assert_eq!(read_all(&conn, after)?, expected[from..], "after {after}");
+        }
+        assert_eq!(version_clock(&conn)?, 131);
+        assert_eq!(head(&conn)?, 132);
+        // The next append opens with its time even when it is the same.
+        append(
+            &conn,
+            &[NewChange::new("games", "z", ChangeKind::Put, 132, 5_001)],
+            132,
+            true,
+        )?;
+        assert_eq!(stored_times(&conn)?.last().copied().flatten(), Some(5_001));
+        assert_eq!(version_clock(&conn)?, 132);
+        Ok(())
+    }
+
+    /// Retention that removes a prefix ending inside a run without times gives the new first
+    /// row its time, so the log still reads from its start (the regression this guards:
+    /// the first row read as "no time" after a prune).
+    #[test]
+    fn pruning_inside_a_run_keeps_the_first_rows_time() -> Result<()> {
+        let conn = store()?;
+        let first: Vec<NewChange> = (0..10)
+            .map(|i| NewChange::new("games", &format!("a{i}"), ChangeKind::Put, i + 1, 1_000))
+            .collect();
+        append(&conn, &first, 10, true)?;
+        // Rows 1..=4 are older than 1_001 and go, up to the limit of 4 read.
+        let (removed, pruned) = prune(&conn, 1_001, 4)?;
+        assert_eq!((removed, pruned), (4, 4));
+        assert_eq!(stored_times(&conn)?.first().copied().flatten(), Some(1_000));
+        let read = read_all(&conn, 4)?;
+        assert_eq!(read.len(), 6);
+        assert!(read.iter().all(|c| c.5 == 1_000), "{read:?}");
+        assert!(matches!(
+            since(&conn, 0, 10),
+            Err(StorageError::ChangesPruned { .. })
+        ));
+        let (removed, pruned) = prune(&conn, 1_001, 100)?;
+        assert_eq!((removed, pruned), (6, 10));
+        assert_eq!(head(&conn)?, 10);
+        assert_eq!(version_clock(&conn)?, 10);
+        Ok(())
+    }
+
+    /// A shred logs its deletes with the collection's id and the records' versions.
+    #[test]
+    fn a_shred_logs_with_ids_and_offsets() -> Result<()> {
+        let conn = store()?;
+        conn.execute_batch(
+            "INSERT INTO records (collection, key, blob_id, created_at, version, expires_at)
+             VALUES ('s', 'a', 1, 0, 3, NULL), ('s', 'b', 1, 0, 9, 10)",
+        )
+        .map_err(db_err("records"))?;
+        log_shred(&conn, "s", 50)?;
+        assert_eq!(
+            read_all(&conn, 0)?,
+            [
+                (1, "s".to_owned(), "a".to_owned(), 2, 3, 50),
+                (2, "s".to_owned(), "b".to_owned(), 3, 9, 50)
+            ]
+        );
+        Ok(())
+    }
 }

@@ -92,7 +92,7 @@ pub(super) fn write(
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
         "UPDATE records SET delta_hash = ?3, delta_raw_len = ?4, delta_data = ?5,
-                updated_at = ?6, version = ?7, expires_at = ?8
+                updated_at = nullif(?6, created_at), version = ?7, expires_at = ?8
          WHERE collection = ?1 AND key = ?2",
     )
     .and_then(|mut s| {

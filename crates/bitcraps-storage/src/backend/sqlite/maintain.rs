@@ -105,7 +105,8 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
          INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,
                                    access_count, last_accessed, version, expires_at,
                                    delta_hash, delta_raw_len, delta_data)
-             SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
+             SELECT collection, key, blob_id, created_at, nullif(updated_at, created_at),
+                    access_count, last_accessed,
                     version, expires_at, delta_hash, delta_raw_len, delta_data
              FROM snapshot.records;
          INSERT INTO main.collection_settings (collection, name, value)

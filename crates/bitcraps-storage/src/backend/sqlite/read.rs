@@ -140,7 +140,7 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let location = || format!("{collection}/{key}");
     let row = conn
         .prepare_cached(
-            "SELECT r.created_at, r.updated_at, r.access_count, r.last_accessed,
+            "SELECT r.created_at, coalesce(r.updated_at, r.created_at), r.access_count, r.last_accessed,
                     iif(r.delta_data IS NULL, b.codec, 17),
                     coalesce(r.delta_raw_len, b.raw_len),
                     coalesce(length(r.delta_data), b.stored_len), coalesce(r.delta_hash, b.hash),

@@ -33,12 +33,12 @@ pub(super) const ROWS: usize = 32;
 pub(super) fn insert_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        // created_at and updated_at are the same parameter.
+        // updated_at stays NULL: it equals created_at (schema version 15).
         format!(
             "INSERT INTO records
-                 (collection, key, blob_id, created_at, updated_at, version, expires_at) VALUES {}
+                 (collection, key, blob_id, created_at, version, expires_at) VALUES {}
              ON CONFLICT (collection, key) DO NOTHING",
-            super::value_rows(ROWS, 6, &[1, 2, 3, 4, 4, 5, 6])
+            super::value_rows(ROWS, 6, &[1, 2, 3, 4, 5, 6])
         )
     })
 }
@@ -257,7 +257,7 @@ mod tests {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let changes = conn
-            .prepare("SELECT seq, key, kind, version FROM changes ORDER BY seq")?
+            .prepare("SELECT seq, key, kind, seq + version_offset FROM changes ORDER BY seq")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((records, changes))

@@ -239,6 +239,78 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX blobs_by_hash_prefix;
     CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 4)) WHERE codec <> 17;
     ",
+    // Version 15: smaller change-log and record rows (issue #15, footprint). A change row
+    // named its collection in full, carried its version and time as absolute numbers (3 and
+    // 6 bytes), and a record stored `updated_at` even when it equals `created_at` (98 % of
+    // the records of a bulk load). Now (`feed.rs`):
+    // - `changes.collection_id` names a row of `collection_ids` (a collection's small id,
+    //   handed out on its first change and never reused or removed);
+    // - `changes.version_offset` is the version minus the seq (0 or 1 byte while puts
+    //   outnumber deletes);
+    // - `changes.at` is NULL when it equals the previous row's (the changes of one batch
+    //   share their time); the log's first row, and every 64th row of an append, keep it,
+    //   so a reader resolves a NULL from at most 63 rows back and retention keeps the first
+    //   row's;
+    // - `records.updated_at` is NULL when it equals `created_at` (readers coalesce).
+    // Both tables are rebuilt; the clock view is redefined over the new columns.
+    r"
+    DROP TRIGGER version_clock_update;
+    DROP VIEW version_clock;
+    CREATE TABLE collection_ids (
+        id   INTEGER PRIMARY KEY,
+        name TEXT    NOT NULL UNIQUE
+    );
+    INSERT INTO collection_ids (name) SELECT DISTINCT collection FROM changes ORDER BY collection;
+    CREATE TABLE changes_v15 (
+        seq            INTEGER PRIMARY KEY,
+        collection_id  INTEGER NOT NULL,
+        key            TEXT    NOT NULL,
+        kind           INTEGER NOT NULL CHECK (kind BETWEEN 1 AND 3),
+        version_offset INTEGER NOT NULL,
+        at             INTEGER
+    );
+    INSERT INTO changes_v15 (seq, collection_id, key, kind, version_offset, at)
+        SELECT seq, collection_id, key, kind, version_offset,
+               iif(n % 64 <> 1 AND at IS previous, NULL, at)
+        FROM (SELECT c.seq, i.id AS collection_id, c.key, c.kind,
+                     c.version - c.seq AS version_offset, c.at,
+                     lag(c.at) OVER (ORDER BY c.seq) AS previous,
+                     row_number() OVER (ORDER BY c.seq) AS n
+              FROM changes c JOIN collection_ids i ON i.name = c.collection);
+    DROP TABLE changes;
+    ALTER TABLE changes_v15 RENAME TO changes;
+    CREATE VIEW version_clock (id, last) AS
+        SELECT 0, max(value, coalesce(
+            (SELECT seq + version_offset FROM changes ORDER BY seq DESC LIMIT 1), 0))
+        FROM change_clock WHERE name = 'version';
+    CREATE TRIGGER version_clock_update INSTEAD OF UPDATE OF last ON version_clock
+    BEGIN
+        UPDATE change_clock SET value = NEW.last WHERE name = 'version';
+    END;
+    CREATE TABLE records_v15 (
+        collection    TEXT    NOT NULL,
+        key           TEXT    NOT NULL,
+        blob_id       INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER,
+        access_count  INTEGER NOT NULL DEFAULT 0,
+        last_accessed INTEGER,
+        version       INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+        expires_at    INTEGER,
+        delta_hash    BLOB CHECK (delta_hash IS NULL OR length(delta_hash) = 32),
+        delta_raw_len INTEGER CHECK (delta_raw_len IS NULL OR delta_raw_len >= 0),
+        delta_data    BLOB,
+        PRIMARY KEY (collection, key)
+    ) WITHOUT ROWID;
+    INSERT INTO records_v15
+        SELECT collection, key, blob_id, created_at, nullif(updated_at, created_at),
+               access_count, last_accessed, version, expires_at,
+               delta_hash, delta_raw_len, delta_data
+        FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v15 RENAME TO records;
+    CREATE INDEX records_by_expiry ON records(expires_at) WHERE expires_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version that keeps small deltas in their record's row (`inline.rs`).
@@ -559,7 +631,8 @@ mod tests {
              DROP INDEX records_by_expiry; DROP TABLE collection_settings;
              ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
              DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE chunk_refs; DROP TABLE changes;
-             DROP TABLE change_clock; ALTER TABLE records DROP COLUMN delta_hash;
+             DROP TABLE change_clock; DROP TABLE collection_ids;
+             ALTER TABLE records DROP COLUMN delta_hash;
              ALTER TABLE records DROP COLUMN delta_raw_len;
              ALTER TABLE records DROP COLUMN delta_data;",
         )
@@ -699,8 +772,9 @@ mod tests {
         // The delete's change carries 8; the row says 9.
         assert_eq!(clocks(&conn)?, (9, 9, 2));
         conn.execute(
-            "INSERT INTO changes (seq, collection, key, kind, version, at)
-             VALUES (3, 'c', 'b', 1, 10, 0)",
+            // Version 15's row: collection 'c' is id 1, version 10 is seq 3 + 7.
+            "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
+             VALUES (3, 1, 'b', 1, 7, 0)",
             [],
         )
         .map_err(db_err("a logged put"))?;
@@ -841,6 +915,131 @@ mod tests {
             )
             .map_err(db_err("the index"))?;
         assert_eq!(indexed, 3);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(db_err("integrity"))?;
+        assert_eq!(check, "ok");
+        Ok(())
+    }
+
+    /// Version 15 rebuilds `changes` (collection ids, version offsets, a time only where
+    /// it changes) and `records` (`updated_at` NULL when it equals `created_at`): a
+    /// version-14 store's change log reads back the same through the feed, from any seq,
+    /// its records' metadata is unchanged, and the clocks stay where they were.
+    #[test]
+    fn version_15_keeps_a_version_14_change_log_and_records() -> Result<()> {
+        use crate::backend::sqlite::{feed, read};
+        /// `(seq, collection, key, kind, version, at ms)`.
+        type Logged = (i64, String, String, i64, i64, i64);
+        let mut conn = Connection::open_in_memory().map_err(db_err("open"))?;
+        let v14 = MIGRATIONS.get(..14).unwrap_or_default();
+        conn.execute_batch(&v14.concat())
+            .map_err(db_err("schema 14"))?;
+        let mut log = Vec::new();
+        for seq in 1..=150i64 {
+            // Runs of shared times, two collections, versions drifting from the seqs.
+            let collection = if seq % 50 == 7 { "rolls" } else { "games" };
+            let kind = if seq % 40 == 3 { 2 } else { 1 };
+            log.push((
+                seq,
+                collection,
+                format!("k{seq}"),
+                kind,
+                seq + seq / 30,
+                1_000 + seq / 70,
+            ));
+        }
+        {
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO changes (seq, collection, key, kind, version, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db_err("prepare"))?;
+            for (seq, c, k, kind, version, at) in &log {
+                insert
+                    .execute(rusqlite::params![seq, c, k, kind, version, at])
+                    .map_err(db_err("a version-14 change"))?;
+            }
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 14; PRAGMA application_id = 1111708243;
+             UPDATE change_clock SET value = 150 WHERE name = 'last';
+             INSERT INTO blobs (id, hash, codec, raw_len, stored_len, refcount, data)
+                 VALUES (1, zeroblob(32), 0, 3, 3, 2, X'616263');
+             INSERT INTO records (collection, key, blob_id, created_at, updated_at, version,
+                                  expires_at)
+                 VALUES ('games', 'same', 1, 500, 500, 4, NULL),
+                        ('games', 'later', 1, 500, 900, 7, 99999);",
+        )
+        .map_err(db_err("a version-14 store"))?;
+        let clock_before: i64 = conn
+            .query_row("SELECT last FROM version_clock", [], |r| r.get(0))
+            .map_err(db_err("the version-14 view"))?;
+        assert_eq!(clock_before, 155, "the newest change's version");
+        assert_eq!(migrate(&mut conn)?, latest_version());
+        assert_eq!(feed::version_clock(&conn)?, clock_before);
+        assert_eq!(feed::head(&conn)?, 150);
+        let view: i64 = conn
+            .query_row("SELECT last FROM version_clock", [], |r| r.get(0))
+            .map_err(db_err("the view"))?;
+        assert_eq!(view, clock_before);
+        for after in [0u64, 1, 30, 63, 64, 65, 70, 139, 149] {
+            let read: Vec<Logged> = feed::since(&conn, after, 1000)?
+                .into_iter()
+                .map(|c| {
+                    let at =
+                        c.at.duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| i64::try_from(d.as_millis()).unwrap_or(-1))
+                            .unwrap_or(-1);
+                    (
+                        i64::try_from(c.seq).unwrap_or(-1),
+                        c.collection,
+                        c.key,
+                        c.kind.code(),
+                        i64::try_from(c.version.get()).unwrap_or(-1),
+                        at,
+                    )
+                })
+                .collect();
+            let expected: Vec<Logged> = log
+                .iter()
+                .skip(usize::try_from(after).unwrap_or(0))
+                .map(|(s, c, k, kind, v, at)| (*s, (*c).to_owned(), k.clone(), *kind, *v, *at))
+                .collect();
+            assert_eq!(read, expected, "after {after}");
+        }
+        let (times, ids): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM changes WHERE at IS NOT NULL),
+                        (SELECT count(*) FROM collection_ids)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db_err("the new rows"))?;
+        // Seq 1, 65 and 129 open runs of 64; 70 and 140 change the time.
+        assert_eq!((times, ids), (5, 2));
+        let same = read::metadata(&conn, "games", "same")?
+            .ok_or_else(|| StorageError::corruption("same", "missing"))?;
+        assert_eq!(same.updated_at, same.created_at);
+        assert_eq!(same.version.get(), 4);
+        let later = read::metadata(&conn, "games", "later")?
+            .ok_or_else(|| StorageError::corruption("later", "missing"))?;
+        assert_eq!(
+            later.updated_at,
+            crate::backend::time_from_ms(900),
+            "a different updated_at is kept"
+        );
+        assert_eq!(later.expires_at, Some(crate::backend::time_from_ms(99999)));
+        let nulls: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM records WHERE updated_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("records"))?;
+        assert_eq!(nulls, 1);
+        assert!(read::check(&conn)?.is_ok());
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(db_err("integrity"))?;

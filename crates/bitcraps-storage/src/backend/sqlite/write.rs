@@ -402,10 +402,11 @@ pub(super) struct Placed<'a> {
     pub(super) expires_ms: Option<i64>,
 }
 
-/// A new record, unless its key is present.
+/// A new record, unless its key is present. `updated_at` stays NULL: it equals `created_at`
+/// (schema version 15).
 pub(super) const INSERT_RECORD: &str = "INSERT INTO records
-         (collection, key, blob_id, created_at, updated_at, version, expires_at)
-     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
+         (collection, key, blob_id, created_at, version, expires_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
      ON CONFLICT (collection, key) DO NOTHING";
 
 /// Inserts the record unless its key is present; returns whether it did.
@@ -429,7 +430,8 @@ fn insert_record(held: &mut Held<'_>, p: &Placed<'_>, blob_id: i64, version: i64
 /// Points the present record at `blob_id` with a new version (and no inline delta).
 fn update_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE records SET blob_id = ?3, updated_at = ?4, version = ?5, expires_at = ?6,
+        "UPDATE records SET blob_id = ?3, updated_at = nullif(?4, created_at), version = ?5,
+                expires_at = ?6,
                 delta_hash = NULL, delta_raw_len = NULL, delta_data = NULL
          WHERE collection = ?1 AND key = ?2",
     )
@@ -571,7 +573,8 @@ fn put(
     }
     if super::delta::write_over(held, p.collection, p.key, value, deduplicate)?.is_some() {
         conn.prepare_cached(
-            "UPDATE records SET updated_at = ?3, version = ?4, expires_at = ?5
+            "UPDATE records SET updated_at = nullif(?3, created_at), version = ?4,
+                    expires_at = ?5
              WHERE collection = ?1 AND key = ?2",
         )
         .and_then(|mut s| {
