@@ -26,6 +26,8 @@
 //! `--durable` likewise runs only the durable single stores (8 and 64 writers).
 //! `--scan` runs the bulk load, then only the listing and the typed scan over it: to profile
 //! the scan at full size without the other workloads.
+//! `--reads` runs the bulk load, then only the zipfian typed reads (1, 2 and 4 threads): to
+//! profile the reads (and the cache's hit rate) at full size without the other workloads.
 
 mod docs;
 mod large;
@@ -76,6 +78,7 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
        bitcraps-storage-bench --bulk [--quick] [--runs N] [--stores a,b]
        bitcraps-storage-bench --durable [--quick] [--runs N] [--stores a,b]
        bitcraps-storage-bench --scan [--quick] [--runs N] [--stores a,b]
+       bitcraps-storage-bench --reads [--quick] [--runs N] [--stores a,b]
 
   --quick          small sizes (20,000 documents instead of 200,000)
   --runs N         runs per store (default 3); the table shows medians and min-max
@@ -97,6 +100,8 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --durable        the durable single stores only (8 and 64 writers, the fsync probe);
                    the other rows stay 0
   --scan           the bulk load, then the listing and the typed scan only (and the
+                   footprint); the other rows stay 0
+  --reads          the bulk load, then the zipfian typed reads only (and the
                    footprint); the other rows stay 0";
 
 /// Flags that take a value, and flags that do not.
@@ -111,13 +116,14 @@ const WITH_VALUE: [&str; 9] = [
     "--redis",
     "--child",
 ];
-const SWITCHES: [&str; 6] = [
+const SWITCHES: [&str; 7] = [
     "--quick",
     "--large",
     "--prefetch",
     "--bulk",
     "--durable",
     "--scan",
+    "--reads",
 ];
 
 /// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
@@ -151,6 +157,8 @@ fn main() -> Result<()> {
         Phases::Durable
     } else if args.iter().any(|a| a == "--scan") {
         Phases::Scan
+    } else if args.iter().any(|a| a == "--reads") {
+        Phases::Reads
     } else {
         Phases::All
     };
@@ -243,6 +251,9 @@ fn main() -> Result<()> {
                 Phases::Scan => {
                     cmd.arg("--scan");
                 }
+                Phases::Reads => {
+                    cmd.arg("--reads");
+                }
             }
             if let Some(url) = &servers.postgres {
                 cmd.arg("--postgres").arg(url);
@@ -309,6 +320,9 @@ mod tests {
         ]))?);
         assert!(check_args(&args(&["--durable", "--runs", "3"]))?);
         assert!(check_args(&args(&["--child", "fjall", "--scan"]))?);
+        assert!(check_args(&args(&[
+            "--child", "redb", "--reads", "--quick"
+        ]))?);
         Ok(())
     }
 }

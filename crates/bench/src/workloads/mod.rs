@@ -110,6 +110,9 @@ pub enum Phases {
     /// The bulk load, then the listing and the typed scan over it, and the footprint (to
     /// profile the scan alone, e.g. at full size).
     Scan,
+    /// The bulk load, then the zipfian typed reads (1, 2 and 4 threads), and the footprint
+    /// (to profile the reads alone, e.g. at full size).
+    Reads,
 }
 
 /// Runs the `phases` of the workloads on store `name`.
@@ -133,6 +136,11 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
         Phases::Scan => {
             bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
             list_and_scan(name, store.as_ref(), scale, &mut m)?;
+            return settle(store, dir.path(), &live, m);
+        }
+        Phases::Reads => {
+            bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
+            zipf_reads(store.as_ref(), scale, &mut m)?;
             return settle(store, dir.path(), &live, m);
         }
     }
@@ -160,6 +168,24 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
     bulk_load(store.as_ref(), scale, &mut live, &mut m)?;
 
     // 3. Zipfian typed reads from 1, 2 and 4 threads.
+    let picker = zipf_reads(store.as_ref(), scale, &mut m)?;
+
+    // 4. Mixed 95% reads / 5% durable updates, 4 threads.
+    let workers = plan::mixed(&picker, 4, scale.mixed_ops, &mut live)?;
+    (m.mixed_95_5, m.cpu_us.mixed) =
+        timed_with_cpu(scale.mixed_ops, || store.run_workers(&workers))?;
+    drop(workers);
+
+    // 5. Listing, and scanning the same pages.
+    list_and_scan(name, store.as_ref(), scale, &mut m)?;
+
+    // 6. Footprint after the store's own settle step, and peak memory.
+    settle(store, dir.path(), &live, m)
+}
+
+/// Zipfian typed reads from 1, 2 and 4 threads over the bulk keys; the picker, for the
+/// mixed workload.
+fn zipf_reads(store: &dyn Store, scale: Scale, m: &mut Measured) -> Result<Picker> {
     let picker = Picker::new(scale.bulk_docs);
     for (threads, slot) in [
         (1, &mut m.zipf_reads_1t),
@@ -175,18 +201,7 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
             _ => {}
         }
     }
-
-    // 4. Mixed 95% reads / 5% durable updates, 4 threads.
-    let workers = plan::mixed(&picker, 4, scale.mixed_ops, &mut live)?;
-    (m.mixed_95_5, m.cpu_us.mixed) =
-        timed_with_cpu(scale.mixed_ops, || store.run_workers(&workers))?;
-    drop(workers);
-
-    // 5. Listing, and scanning the same pages.
-    list_and_scan(name, store.as_ref(), scale, &mut m)?;
-
-    // 6. Footprint after the store's own settle step, and peak memory.
-    settle(store, dir.path(), &live, m)
+    Ok(picker)
 }
 
 /// Paged prefix listing, 100 keys a page, through the whole bulk set; then the same pages

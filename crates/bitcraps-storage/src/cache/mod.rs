@@ -230,6 +230,11 @@ pub struct CacheStatistics {
     pub typed_entries: u64,
     /// Bytes charged for those decoded documents (part of `weighted_bytes`).
     pub typed_bytes: u64,
+    /// Typed reads (`retrieve_shared`) of a cached entry answered by its held decoded value:
+    /// no decompression, no parsing.
+    pub typed_hits: u64,
+    /// Typed reads of a cached entry that decoded and parsed it (no decoded value held).
+    pub typed_decodes: u64,
     /// Bytes charged for hot documents re-stored decompressed, so their reads decompress
     /// nothing (part of `weighted_bytes`; at most 1/32 of the byte cache).
     pub promoted_bytes: u64,
@@ -257,6 +262,8 @@ pub struct ValueCache {
     misses: AtomicU64,
     raced_fills: AtomicU64,
     coalesced: AtomicU64,
+    typed_hits: AtomicU64,
+    typed_decodes: AtomicU64,
     /// Bumped by every invalidation that comes from another node (before it takes effect).
     remote_invalidations: AtomicU64,
     /// What leaving entries are accounted for: the prefetch ledger, the promoted bytes.
@@ -320,6 +327,8 @@ impl ValueCache {
             misses: AtomicU64::new(0),
             raced_fills: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            typed_hits: AtomicU64::new(0),
+            typed_decodes: AtomicU64::new(0),
             remote_invalidations: AtomicU64::new(0),
             accounts,
             promote_budget: stored_capacity / PROMOTED_SHARE,
@@ -491,6 +500,17 @@ impl ValueCache {
     /// Whether decoded documents may be kept beside entries (the typed tier has a budget).
     pub fn keeps_typed(&self) -> bool {
         self.typed.enabled()
+    }
+
+    /// Counts a typed read of a cached entry: answered by its held decoded value (`hit`), or
+    /// decoded and parsed.
+    pub fn count_typed(&self, hit: bool) {
+        let counter = if hit {
+            &self.typed_hits
+        } else {
+            &self.typed_decodes
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a typed read of `doc` (see `typed.rs`).
@@ -678,6 +698,8 @@ impl ValueCache {
             capacity_bytes: self.capacity,
             typed_entries,
             typed_bytes,
+            typed_hits: self.typed_hits.load(Ordering::Relaxed),
+            typed_decodes: self.typed_decodes.load(Ordering::Relaxed),
             promoted_bytes: self.accounts.promoted.load(Ordering::Acquire),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),

@@ -17,10 +17,14 @@ pub struct CacheConfig {
     /// The share of [`size_mb`](Self::size_mb), in percent, that may hold documents decoded
     /// as the type [`retrieve_shared`](crate::PersistentStorageManager::retrieve_shared) read
     /// them as, so the most read are handed out without decompression or parsing; the rest
-    /// holds stored forms. `0` keeps none decoded. Default: 0 — it pays while the documents
-    /// read most fit in the cache (+40 % typed reads when the data fits, in the benchmark)
-    /// and costs more in misses than it saves when the cache is short (−15 to −25 % with
-    /// twice the cache's worth of data), so it is for a workload to opt into.
+    /// holds stored forms. `0` keeps none decoded. The share is taken from the stored forms'
+    /// room whether or not it is used, and a decoded document is charged several times its
+    /// compressed form, so keep it small when the data does not fit in the cache: under a
+    /// skewed workload a few percent hold the documents most reads go to. In the benchmark
+    /// (200,000 documents, twice the cache's worth; zipf 0.99) 5 % served 61 % of the reads
+    /// decoded for 16 % more misses than none, while 25 % served 73 % but raised the misses
+    /// 2.6× and made reads slower than `retrieve`'s (BENCHMARKS.md). Default: 0, for a
+    /// workload to opt into.
     pub typed_percent: u32,
     /// Interval of cache upkeep (deferred cache work; the in-memory cache evicts and expires
     /// as it goes, so there is none today), a background

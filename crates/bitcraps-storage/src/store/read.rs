@@ -207,7 +207,9 @@ impl PersistentStorageManager {
                 if keeps_typed {
                     cache.touch_typed_doc(&doc);
                 }
-                if let Some(hot) = cached.typed::<T>() {
+                let hot = cached.typed::<T>();
+                cache.count_typed(hot.is_some());
+                if let Some(hot) = hot {
                     Some(hot)
                 } else {
                     let raw = if keeps_typed {

@@ -92,6 +92,7 @@ mod store_json;
 mod store_json_typed_read;
 mod tape_exactness;
 mod typed_memory;
+mod typed_tier;
 mod versions_backup;
 mod wal_outside_apply;
 mod writer_faults;

@@ -1,0 +1,72 @@
+//! The typed tier of `retrieve_shared` (issue #15), as the statistics show it: which typed
+//! reads were answered by a held decoded value and which decoded the document, and that a
+//! held value never outlives a write of its key.
+
+use crate::common;
+
+use std::sync::Arc;
+
+use bitcraps_storage::PersistentStorageManager;
+use common::Game;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn open(typed_percent: u32) -> Result<(common::Fixture, PersistentStorageManager)> {
+    let f = common::sqlite_fixture();
+    let mut config = f.config.clone();
+    config.maintenance.background_tasks = false;
+    config.cache.typed_percent = typed_percent;
+    let s = PersistentStorageManager::open(config).await?;
+    Ok((f, s))
+}
+
+/// Every typed read of a cached entry is counted once: a hit of a held decoded value, or a
+/// decode. A read that missed the cache is neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_reads_are_counted_as_held_hits_or_decodes() -> Result {
+    let (_f, s) = open(25).await?;
+    let g = common::game("g", 1);
+    s.store("games", "g", &g).await?;
+    let before = s.statistics().await?.cache_stats;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(
+            s.retrieve_shared::<Game>("games", "g")
+                .await?
+                .ok_or("stored")?,
+        );
+    }
+    assert!(seen.iter().all(|v| **v == g));
+    let after = s.statistics().await?.cache_stats;
+    let hits = after.typed_hits - before.typed_hits;
+    let decodes = after.typed_decodes - before.typed_decodes;
+    assert_eq!(hits + decodes, 5, "{after:?}");
+    assert!(decodes >= 1 && hits >= 1, "{after:?}");
+    // The reads after the first held value all return that very value.
+    let held = seen.len() - usize::try_from(hits)?;
+    assert!(seen[held..].iter().all(|v| Arc::ptr_eq(v, &seen[held])));
+
+    // A write replaces the entry: the next read decodes the new document.
+    let g2 = common::game("g", 2);
+    s.store("games", "g", &g2).await?;
+    let now = s
+        .retrieve_shared::<Game>("games", "g")
+        .await?
+        .ok_or("stored")?;
+    assert_eq!(*now, g2);
+    assert!(!Arc::ptr_eq(&now, &seen[4]));
+    let last = s.statistics().await?.cache_stats;
+    assert_eq!(last.typed_decodes, after.typed_decodes + 1, "{last:?}");
+
+    // Without a typed tier nothing is held: every typed read decodes.
+    s.close().await?;
+    let (_f, s) = open(0).await?;
+    s.store("games", "g", &g).await?;
+    for _ in 0..3 {
+        s.retrieve_shared::<Game>("games", "g").await?;
+    }
+    let stats = s.statistics().await?.cache_stats;
+    assert_eq!((stats.typed_hits, stats.typed_decodes), (0, 3), "{stats:?}");
+    s.close().await?;
+    Ok(())
+}
