@@ -67,7 +67,6 @@ mod scrub;
 mod settings;
 mod stats;
 mod store;
-mod tape;
 mod timefmt;
 mod tls;
 mod validate;

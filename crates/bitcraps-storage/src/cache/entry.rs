@@ -19,7 +19,6 @@ use zstd::dict::DecoderDictionary;
 
 use crate::codec::Codec;
 use crate::error::{Result, StorageError};
-use crate::tape::Tape;
 use crate::value::EncodedValue;
 
 /// Memory charged for a decoded value held beside an entry: this many bytes per byte of its
@@ -83,11 +82,6 @@ struct Entry {
     /// A hot entry re-stored decompressed ([`CachedValue::promoted`]), counted in the cache's
     /// promotion budget until it leaves the cache (taken once, like `prefetched`).
     promoted: AtomicBool,
-    /// A promoted entry's JSON pre-tokenized for typed reads (`tape`), charged with it.
-    tape: Option<Box<Tape>>,
-    /// Set when a typed read of the tape fell back to serde_json: the type read here is one
-    /// the tape does not reproduce, so later reads go to the text directly.
-    tape_refused: AtomicBool,
 }
 
 impl std::fmt::Debug for CachedValue {
@@ -144,8 +138,6 @@ impl CachedValue {
             prefetched: AtomicU32::new(0),
             read_before: AtomicBool::new(false),
             promoted: AtomicBool::new(false),
-            tape: None,
-            tape_refused: AtomicBool::new(false),
         }))
     }
 
@@ -170,8 +162,6 @@ impl CachedValue {
                     prefetched: AtomicU32::new(0),
                     read_before: AtomicBool::new(false),
                     promoted: AtomicBool::new(false),
-                    tape: None,
-                    tape_refused: AtomicBool::new(false),
                 }));
             }
         }
@@ -255,29 +245,6 @@ impl CachedValue {
         self.0.key_len
     }
 
-    /// Bytes the entry holds beyond its stored form: its tape, when it has one.
-    pub fn tape_bytes(&self) -> usize {
-        self.0
-            .tape
-            .as_ref()
-            .map_or(0, |t| t.heap_bytes() + std::mem::size_of::<Tape>())
-    }
-
-    /// The document pre-tokenized, when the entry was promoted by a typed read (and no
-    /// read [refused](Self::refuse_tape) it since).
-    pub fn tape(&self) -> Option<&Tape> {
-        if self.0.tape_refused.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.0.tape.as_deref()
-    }
-
-    /// Notes that a typed read fell back from the tape to serde_json: the entry's readers
-    /// parse its text from now on instead of trying the tape first every time.
-    pub fn refuse_tape(&self) {
-        self.0.tape_refused.store(true, Ordering::Relaxed);
-    }
-
     /// What a decoded value of this document is charged.
     pub fn typed_charge(&self) -> usize {
         self.0
@@ -327,7 +294,7 @@ impl CachedValue {
     /// This entry's document re-stored uncompressed: `raw`, its JSON (decoded from this
     /// entry), with the same key, expiry and maximum age, marked promoted. A hot entry is
     /// replaced by it so that its reads decompress nothing.
-    pub fn promoted(&self, raw: &[u8], tape: Option<Tape>) -> Self {
+    pub fn promoted(&self, raw: &[u8]) -> Self {
         let e = &self.0;
         let key = e.bytes.get(..e.key_len).unwrap_or_default();
         let mut bytes = Vec::with_capacity(key.len() + raw.len());
@@ -346,8 +313,6 @@ impl CachedValue {
             prefetched: AtomicU32::new(0),
             read_before: AtomicBool::new(true),
             promoted: AtomicBool::new(true),
-            tape: tape.map(Box::new),
-            tape_refused: AtomicBool::new(false),
         }))
     }
 

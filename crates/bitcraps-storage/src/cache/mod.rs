@@ -26,7 +26,6 @@ use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use crate::prefetch::Ledger;
-use crate::tape::Tape;
 
 mod doc_key;
 mod entry;
@@ -138,11 +137,6 @@ impl Lifecycle<u64, CachedValue> for Evictions {
 /// An eighth (8 MiB) cost the benchmark's full run 47 % more misses (hit rate 0.975 →
 /// 0.963) and 8 MiB of peak RSS for no CPU saved per read (BENCHMARKS.md).
 const PROMOTED_SHARE: u64 = 32;
-
-/// What a tape is expected to take per byte of its JSON, to decide before building one
-/// whether the promotion budget has room for it (the charge is then what it holds). The
-/// benchmark's game documents take ~3 (16-byte nodes, ~1 node per 6 bytes of JSON).
-const TAPE_BYTES_PER_JSON_BYTE: usize = 4;
 
 type Entries = Cache<u64, CachedValue, Charge, Slots, Evictions>;
 
@@ -274,7 +268,7 @@ pub struct ValueCache {
 
 /// The bytes an entry is charged (its weight).
 fn charge(v: &CachedValue) -> u64 {
-    u64::try_from(v.len() + v.tape_bytes() + ENTRY_OVERHEAD).unwrap_or(u64::MAX)
+    u64::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u64::MAX)
 }
 
 /// What a typical entry is charged: a compressed game document (~150 bytes) and its key.
@@ -546,10 +540,8 @@ impl ValueCache {
     /// they take is charged like any entry, so the cache's bound holds), only if `entry` is
     /// still the key's current entry (the stripe lock orders this with commits and
     /// invalidations, as for a fill), and not for an entry that is stored uncompressed or
-    /// already holds a decoded value (the typed tier serves it better). When a typed read
-    /// promotes (`typed`) and the budget has room for it, the entry also keeps its JSON as a
-    /// tape (`tape`), so later typed reads parse no text either. `true` when promoted.
-    pub fn promote(&self, doc: &DocKey<'_>, entry: &CachedValue, raw: &[u8], typed: bool) -> bool {
+    /// already holds a decoded value (the typed tier serves it better). `true` when promoted.
+    pub fn promote(&self, doc: &DocKey<'_>, entry: &CachedValue, raw: &[u8]) -> bool {
         let Some(cache) = self.usable() else {
             return false;
         };
@@ -566,32 +558,13 @@ impl ValueCache {
             // Spent (checked again below): no copy made for nothing on every hit.
             return false;
         }
-        let tape_cost =
-            u64::try_from(raw.len().saturating_mul(TAPE_BYTES_PER_JSON_BYTE)).unwrap_or(u64::MAX);
-        let tape = if typed && plain_cost.saturating_add(tape_cost) <= room {
-            std::str::from_utf8(raw).ok().and_then(Tape::parse)
-        } else {
-            None
-        };
-        let mut plain = entry.promoted(raw, tape);
-        let mut cost = charge(&plain);
-        let reserve = |cost: u64| {
-            promoted
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-                    let after = p.saturating_add(cost);
-                    (after <= self.promote_budget).then_some(after)
-                })
-                .is_ok()
-        };
-        let mut reserved = reserve(cost);
-        if !reserved && plain.tape().is_some() {
-            // No room for the tape after all: the JSON alone, as an untyped read promotes.
-            plain.take_promoted();
-            plain = entry.promoted(raw, None);
-            cost = charge(&plain);
-            reserved = reserve(cost);
-        }
-        if !reserved {
+        let plain = entry.promoted(raw);
+        let cost = charge(&plain);
+        let reserved = promoted.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+            let after = p.saturating_add(cost);
+            (after <= self.promote_budget).then_some(after)
+        });
+        if reserved.is_err() {
             // The budget is spent: the entry stays compressed (and cannot be charged twice).
             plain.take_promoted();
             return false;

@@ -361,7 +361,7 @@ fn a_promoted_entry_serves_its_json_until_a_write_replaces_it() {
     let doc = DocKey::of(&key);
     cache.committed(&key, Some(compressed(&key, &json(1))));
     let entry = cache.get(&key, 0).expect("cached");
-    assert!(cache.promote(&doc, &entry, &json(1), false));
+    assert!(cache.promote(&doc, &entry, &json(1)));
     let hot = cache.get(&key, 0).expect("cached");
     assert!(!hot.is_compressed(), "re-stored decompressed");
     assert_eq!(raw(&cache, &key), Some(json(1)));
@@ -369,14 +369,14 @@ fn a_promoted_entry_serves_its_json_until_a_write_replaces_it() {
     assert_eq!(stats.promoted_bytes, charge(&hot));
     assert_eq!(stats.entry_count, 1);
     // A promoted entry is not promoted again, and a stale entry (replaced) is not either.
-    assert!(!cache.promote(&doc, &hot, &json(1), false));
-    assert!(!cache.promote(&doc, &entry, &json(1), false));
+    assert!(!cache.promote(&doc, &hot, &json(1)));
+    assert!(!cache.promote(&doc, &entry, &json(1)));
     assert_eq!(cache.statistics().promoted_bytes, charge(&hot));
     cache.committed(&key, Some(compressed(&key, &json(2))));
     assert_eq!(raw(&cache, &key), Some(json(2)));
     assert_eq!(cache.statistics().promoted_bytes, 0, "its bytes went back");
     let entry = cache.get(&key, 0).expect("cached");
-    assert!(cache.promote(&doc, &entry, &json(2), false));
+    assert!(cache.promote(&doc, &entry, &json(2)));
     cache.invalidate(&key);
     assert_eq!(raw(&cache, &key), None);
     assert_eq!(cache.statistics().promoted_bytes, 0);
@@ -390,7 +390,7 @@ fn a_promotion_racing_a_write_keeps_the_write() {
     let old = cache.get(&key, 0).expect("cached");
     // The write commits between the reader's hit and its promotion.
     cache.committed(&key, Some(compressed(&key, &json(2))));
-    assert!(!cache.promote(&DocKey::of(&key), &old, &json(1), false));
+    assert!(!cache.promote(&DocKey::of(&key), &old, &json(1)));
     assert_eq!(raw(&cache, &key), Some(json(2)));
     assert_eq!(cache.statistics().promoted_bytes, 0);
 }
@@ -404,7 +404,7 @@ fn promoted_entries_stay_within_their_share_of_the_cache() {
     for (i, key) in keys.iter().enumerate() {
         cache.committed(key, Some(compressed(key, &json(i))));
         let entry = cache.get(key, 0).expect("cached");
-        promoted += usize::from(cache.promote(&DocKey::of(key), &entry, &json(i), false));
+        promoted += usize::from(cache.promote(&DocKey::of(key), &entry, &json(i)));
         let stats = cache.statistics();
         assert!(
             stats.promoted_bytes <= capacity / PROMOTED_SHARE,
@@ -422,86 +422,4 @@ fn promoted_entries_stay_within_their_share_of_the_cache() {
     }
     cache.invalidate_all();
     assert_eq!(cache.statistics().promoted_bytes, 0);
-}
-
-#[derive(Debug, PartialEq, serde::Deserialize)]
-struct Noted {
-    n: usize,
-    notes: String,
-}
-
-#[test]
-fn a_typed_promotion_keeps_a_tape_charged_and_replaced_with_the_entry() {
-    let cache = ValueCache::new(1 << 20);
-    let key = cache_key("c", "k");
-    let doc = DocKey::of(&key);
-    cache.committed(&key, Some(compressed(&key, &json(1))));
-    let entry = cache.get(&key, 0).expect("cached");
-    assert!(cache.promote(&doc, &entry, &json(1), true));
-    let hot = cache.get(&key, 0).expect("cached");
-    let tape = hot.tape().expect("a typed promotion keeps a tape");
-    let read: Noted = crate::tape::deserialize(tape).expect("the tape answers");
-    assert_eq!(
-        read,
-        serde_json::from_slice::<Noted>(&json(1)).expect("parses")
-    );
-    assert!(hot.tape_bytes() > 0);
-    assert_eq!(
-        charge(&hot),
-        charge(&entry.promoted(&json(1), None)) + hot.tape_bytes() as u64
-    );
-    assert_eq!(
-        cache.statistics().promoted_bytes,
-        charge(&hot),
-        "the tape is charged"
-    );
-    hot.refuse_tape();
-    assert!(hot.tape().is_none(), "a refused tape is not tried again");
-    assert_eq!(
-        charge(&hot),
-        cache.statistics().promoted_bytes,
-        "and still charged"
-    );
-    cache.committed(&key, Some(compressed(&key, &json(2))));
-    assert!(
-        cache.get(&key, 0).expect("cached").tape().is_none(),
-        "gone with its entry"
-    );
-    assert_eq!(cache.statistics().promoted_bytes, 0, "its bytes went back");
-}
-
-#[test]
-fn an_untyped_promotion_or_a_spent_budget_keeps_no_tape() {
-    let cache = ValueCache::new(1 << 20);
-    let key = cache_key("c", "k");
-    cache.committed(&key, Some(compressed(&key, &json(1))));
-    let entry = cache.get(&key, 0).expect("cached");
-    assert!(cache.promote(&DocKey::of(&key), &entry, &json(1), false));
-    assert!(cache.get(&key, 0).expect("cached").tape().is_none());
-    // Typed promotions keep tapes while the budget has room for one, then the JSON alone,
-    // then nothing.
-    let capacity = 1 << 20;
-    let cache = ValueCache::with_max_age(capacity, 0, None);
-    let (mut with_tape, mut without) = (0, 0);
-    for i in 0..400 {
-        let key = cache_key("c", &format!("k{i}"));
-        cache.committed(&key, Some(compressed(&key, &json(i))));
-        let entry = cache.get(&key, 0).expect("cached");
-        if !cache.promote(&DocKey::of(&key), &entry, &json(i), true) {
-            break;
-        }
-        let hot = cache.get(&key, 0).expect("cached");
-        match hot.tape() {
-            Some(_) => {
-                assert_eq!(without, 0, "no tape once the budget is short of one");
-                with_tape += 1;
-            }
-            None => without += 1,
-        }
-        assert!(cache.statistics().promoted_bytes <= capacity / PROMOTED_SHARE);
-    }
-    assert!(
-        with_tape > 10 && without > 0,
-        "{with_tape} with a tape, {without} without"
-    );
 }

@@ -15,7 +15,6 @@ use crate::observe::Operation;
 use crate::remote::Lookup;
 use crate::rt::blocking;
 use crate::stats::Counters;
-use crate::tape;
 use crate::validate;
 use crate::value;
 use crate::version::Version;
@@ -89,16 +88,6 @@ pub(super) fn decode_blob(
     Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)))
 }
 
-/// `T` from a hot entry's tape, when it has one and it reproduces serde_json's value (`None`:
-/// parse the text; an entry whose tape fell back once is not tried again).
-fn from_tape<T: DeserializeOwned>(cached: &CachedValue) -> Option<T> {
-    let value = tape::deserialize(cached.tape()?);
-    if value.is_none() {
-        cached.refuse_tape();
-    }
-    value
-}
-
 /// When an in-process copy of an L2 hit stops being served, on the store's clock: when its
 /// record expires or when the L2 entry would no longer be served (`served_until`, wall clock),
 /// whichever is first.
@@ -130,14 +119,10 @@ impl PersistentStorageManager {
         let doc = DocKey::new(collection, key);
         let value = match self.fetch_doc(&doc).await? {
             None => None,
-            Some(Fetched::Cached(cached)) => match from_tape(&cached) {
-                // A hot entry's tape: exactly serde_json's value, with no text parsed.
-                Some(value) => Some(value),
-                None => {
-                    let raw = self.decode_hit(&doc, &cached, true)?;
-                    Some(value::deserialize(collection, key, &raw)?)
-                }
-            },
+            Some(Fetched::Cached(cached)) => {
+                let raw = self.decode_hit(&doc, &cached)?;
+                Some(value::deserialize(collection, key, &raw)?)
+            }
             Some(Fetched::Loaded(raw)) => Some(value::deserialize(collection, key, &raw)?),
         };
         self.inner.shared.counters.read_done(started.elapsed());
@@ -146,19 +131,17 @@ impl PersistentStorageManager {
 
     /// Decodes a cache hit of `doc`. From its second read on, a compressed entry is
     /// promoted: re-stored decompressed, within the cache's promotion budget
-    /// (`ValueCache::promote`), so the hottest documents' reads decompress nothing — and,
-    /// for a typed read (`typed`), kept as a tape too, so they parse no text either.
+    /// (`ValueCache::promote`), so the hottest documents' reads decompress nothing.
     fn decode_hit<'a>(
         &self,
         doc: &DocKey<'_>,
         cached: &'a CachedValue,
-        typed: bool,
     ) -> Result<std::borrow::Cow<'a, [u8]>> {
         let raw = self.decode_cached(cached, doc.collection(), doc.key())?;
         if let std::borrow::Cow::Owned(json) = &raw
             && cached.read_again()
         {
-            self.inner.shared.cache.promote(doc, cached, json, typed);
+            self.inner.shared.cache.promote(doc, cached, json);
         }
         Ok(raw)
     }
@@ -216,7 +199,7 @@ impl PersistentStorageManager {
                         // Held decoded next: promoting it too would only be replaced.
                         self.decode_cached(&cached, collection, key)?
                     } else {
-                        self.decode_hit(&doc, &cached, false)?
+                        self.decode_hit(&doc, &cached)?
                     };
                     let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
                     if keeps_typed && cached.set_typed(Arc::clone(&value)) {
@@ -246,7 +229,7 @@ impl PersistentStorageManager {
         match self.fetch_doc(&doc).await? {
             None => Ok(None),
             Some(Fetched::Cached(cached)) => {
-                let raw = self.decode_hit(&doc, &cached, false)?;
+                let raw = self.decode_hit(&doc, &cached)?;
                 Ok(Some(Arc::from(&*raw)))
             }
             Some(Fetched::Loaded(raw)) => Ok(Some(raw)),

@@ -700,18 +700,6 @@ pub async fn promoted_reads_are_current(f: Fixture) -> Result {
         }
         let raw = s.retrieve_raw("games", "g").await?.expect("stored");
         assert_eq!(serde_json::from_slice::<Game>(&raw)?, g);
-        // A hot entry read as a type it does not fit fails as serde_json fails on its text
-        // (a typed promotion's tape hands the read back to serde_json).
-        let wrong = s
-            .retrieve::<std::collections::BTreeMap<String, u64>>("games", "g")
-            .await
-            .expect_err("not a map of numbers");
-        let StorageError::Deserialize { source, .. } = wrong else {
-            panic!("{wrong:?}");
-        };
-        let expected = serde_json::from_slice::<std::collections::BTreeMap<String, u64>>(&raw)
-            .expect_err("not a map of numbers");
-        assert_eq!(source.to_string(), expected.to_string());
         assert_eq!(
             *s.retrieve_shared::<Game>("games", "g")
                 .await?

@@ -90,7 +90,6 @@ mod sqlite_conformance;
 mod sqlite_specific;
 mod store_json;
 mod store_json_typed_read;
-mod tape_exactness;
 mod typed_memory;
 mod typed_tier;
 mod versions_backup;
