@@ -4,8 +4,9 @@
 //! a scan's caller likewise waits while a page's records are opened. Small groups are
 //! sealed on the writer thread alone: starting a thread costs tens of microseconds, sealing
 //! a document a few. A page is opened with the process's helper threads ([`map_static`]),
-//! started once and woken per page, since a scan opens a page every few hundred
-//! microseconds and a thread started per page cost about as much as it saved.
+//! started once and woken per page: a scan opens a page every few hundred microseconds,
+//! and a page's share of the work is tens of microseconds, about what starting a thread
+//! costs.
 
 use crate::error::{Result, StorageError};
 
