@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::blob::{self, blob_key};
+use super::blob::{self, Opening, blob_key};
 use super::keyring::{DataKey, Keyring};
 use super::parallel;
 use crate::backend::{
@@ -165,8 +165,8 @@ impl EncryptedBackend {
         known: &[Arc<DataKey>],
     ) -> Result<StoredRecord> {
         match fast_open(&self.ring, known, collection, self.mixed, record) {
-            Ok(opened) => Ok(opened),
-            Err(record) => {
+            Opening::Opened(opened) => Ok(opened),
+            Opening::Unopened(record) => {
                 let blob = self.open_blob(collection, key, &record.blob)?;
                 Ok(StoredRecord { blob, ..record })
             }
@@ -214,8 +214,8 @@ impl EncryptedBackend {
             .map(|(key, record)| {
                 let record = match record {
                     None => None,
-                    Some(Ok(opened)) => Some(opened),
-                    Some(Err(record)) => {
+                    Some(Opening::Opened(opened)) => Some(opened),
+                    Some(Opening::Unopened(record)) => {
                         let blob = self.open_blob(collection, key.as_ref(), &record.blob)?;
                         Some(StoredRecord { blob, ..record })
                     }
@@ -325,21 +325,18 @@ fn fast_open(
     collection: &str,
     mixed: bool,
     record: StoredRecord,
-) -> std::result::Result<StoredRecord, StoredRecord> {
+) -> Opening<StoredRecord> {
     if mixed || !record.blob.chunks.is_empty() {
-        return Err(record);
+        return Opening::Unopened(record);
     }
     let id = blob::key_id(&record.blob.data);
     let Some(k) = known
         .iter()
         .find(|k| Some(k.id) == id && k.collection == collection)
     else {
-        return Err(record);
+        return Opening::Unopened(record);
     };
-    match blob::try_open_blob_owned(ring, k, record.blob) {
-        Ok(blob) => Ok(StoredRecord { blob, ..record }),
-        Err(blob) => Err(StoredRecord { blob, ..record }),
-    }
+    blob::try_open_blob_owned(ring, k, record.blob).map(|blob| StoredRecord { blob, ..record })
 }
 
 /// Opens a blob read without its record (the deep check, the scrub, a backup's copy): the

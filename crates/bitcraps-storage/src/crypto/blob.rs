@@ -345,12 +345,15 @@ pub(crate) fn try_open_blob_owned(
     ring: &Keyring,
     key: &DataKey,
     mut blob: StoredBlob,
-) -> std::result::Result<StoredBlob, StoredBlob> {
+) -> Opening<StoredBlob> {
     let in_place = header::parse(&blob.data).filter(|h| {
         h.layout == Layout::V2 && h.suite == Suite::Aes256GcmSiv && blob.chunks.is_empty()
     });
     let Some(h) = in_place else {
-        return try_open_blob(ring, key, &blob).ok_or(blob);
+        return match try_open_blob(ring, key, &blob) {
+            Some(opened) => Opening::Opened(opened),
+            None => Opening::Unopened(blob),
+        };
     };
     let opened = with_blob_aad(
         ring,
@@ -363,13 +366,30 @@ pub(crate) fn try_open_blob_owned(
         |aad| envelope::open_siv_in_place(&key.cipher, aad, &mut blob.data, header::LEN),
     );
     if !opened {
-        return Err(blob);
+        return Opening::Unopened(blob);
     }
     // The row's keyed address, which decoding verifies the document against.
-    Ok(StoredBlob {
+    Opening::Opened(StoredBlob {
         keyed: Some(ContentKey::of(key)),
         ..blob
     })
+}
+
+/// What opening a blob (or a record) that is taken gives back: it opened, or it is as it
+/// was (its ciphertext), for the caller to open the long way.
+pub(crate) enum Opening<T> {
+    Opened(T),
+    Unopened(T),
+}
+
+impl<T> Opening<T> {
+    /// `f` of either.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Opening<U> {
+        match self {
+            Opening::Opened(t) => Opening::Opened(f(t)),
+            Opening::Unopened(t) => Opening::Unopened(f(t)),
+        }
+    }
 }
 
 /// The stored bytes of `blob` (sealed under `from`) sealed again under `to`, a newer key of
@@ -688,8 +708,9 @@ mod tests {
             let doc = br#"{"player":"p1","chips":[1,2,3]}"#;
             let blob = stored(&seal_value_as(&ring, &key, &whole(doc), layout)?);
             let copied = try_open_blob(&ring, &key, &blob).ok_or_else(|| missing("copy"))?;
-            let owned =
-                try_open_blob_owned(&ring, &key, blob.clone()).map_err(|_| missing("in place"))?;
+            let Opening::Opened(owned) = try_open_blob_owned(&ring, &key, blob.clone()) else {
+                return Err(missing("in place"));
+            };
             assert_eq!(owned.data, doc, "{layout:?}");
             assert_eq!(
                 (owned.hash, owned.keyed, owned.codec_id, owned.raw_len),
@@ -719,8 +740,8 @@ mod tests {
             ("another key", &other_ring, &other_key, blob),
         ] {
             match try_open_blob_owned(r, k, b.clone()) {
-                Ok(_) => panic!("{what}: opened"),
-                Err(back) => {
+                Opening::Opened(_) => panic!("{what}: opened"),
+                Opening::Unopened(back) => {
                     assert_eq!(back.data, b.data, "{what}: the ciphertext, unchanged");
                     assert_eq!(back.hash, b.hash);
                     assert!(back.keyed.is_none());
