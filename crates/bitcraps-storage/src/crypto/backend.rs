@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::blob::{self, blob_key};
+use super::blob::{self, Opening, blob_key};
 use super::keyring::{DataKey, Keyring};
 use super::parallel;
 use crate::backend::{
@@ -122,29 +122,11 @@ impl EncryptedBackend {
         Ok(self.ring.by_id(id))
     }
 
+    /// `blob` (of `collection`/`key`) opened under the key its header names, found (or read
+    /// again from the table) for each blob; in a mixed store (`key enable`), plaintext stays
+    /// plaintext. The error names the record.
     fn open_blob(&self, collection: &str, key: &str, blob: &StoredBlob) -> Result<StoredBlob> {
-        self.open_blob_with(collection, key, blob, &[])
-    }
-
-    /// [`Self::open_blob`], taking the key from `known` (a page's keys, resolved once) when
-    /// it is there: no lock and no reference count per record.
-    fn open_blob_with(
-        &self,
-        collection: &str,
-        key: &str,
-        blob: &StoredBlob,
-        known: &[Arc<DataKey>],
-    ) -> Result<StoredBlob> {
         let id = blob::key_id(&blob.data);
-        if !self.mixed
-            && blob.chunks.is_empty()
-            && let Some(k) = known
-                .iter()
-                .find(|k| Some(k.id) == id && k.collection == collection)
-            && let Some(opened) = blob::try_open_blob(&self.ring, k, blob)
-        {
-            return Ok(opened);
-        }
         let found = self.key_by_id(id)?;
         if self.mixed && found.is_none() {
             return Ok(blob.clone());
@@ -173,9 +155,41 @@ impl EncryptedBackend {
         })
     }
 
+    /// `record` (of `collection`/`key`) opened: by [`fast_open`] when `known` holds its
+    /// key, else (or when it does not open) by [`Self::open_blob`], which names the error.
+    fn open_record(
+        &self,
+        collection: &str,
+        key: &str,
+        record: StoredRecord,
+        known: &[Arc<DataKey>],
+    ) -> Result<StoredRecord> {
+        match fast_open(&self.ring, known, collection, self.mixed, record) {
+            Opening::Opened(opened) => Ok(opened),
+            Opening::Unopened(record) => {
+                let blob = self.open_blob(collection, key, &record.blob)?;
+                Ok(StoredRecord { blob, ..record })
+            }
+        }
+    }
+
+    /// The keys `ids` name that this keyring holds, each once (a page's: usually one).
+    fn known_keys(&self, ids: impl Iterator<Item = Option<i64>>) -> Vec<Arc<DataKey>> {
+        let mut known: Vec<Arc<DataKey>> = Vec::new();
+        for id in ids {
+            if let Some(id) = id.filter(|id| !known.iter().any(|k| k.id == *id))
+                && let Some(k) = self.ring.by_id(id)
+            {
+                known.push(k);
+            }
+        }
+        known
+    }
+
     /// `records` (of `collection`, by key) opened, a large page on more than one thread
-    /// (`parallel.rs`); the first record that does not open (in order) is the error.
-    fn open_records<K: AsRef<str> + Sync>(
+    /// (`parallel.rs`: the helpers take what opens with the page's keys; anything else is
+    /// opened here, in order); the first record that does not open (in order) is the error.
+    fn open_records<K: AsRef<str>>(
         &self,
         collection: &str,
         records: Vec<(K, Option<StoredRecord>)>,
@@ -183,31 +197,32 @@ impl EncryptedBackend {
         let present = records.iter().filter(|(_, r)| r.is_some()).count();
         let threads = parallel::open_threads_for(present);
         // The page's keys (usually one), looked up once here rather than once a record.
-        let mut known: Vec<Arc<DataKey>> = Vec::new();
-        for (_, record) in &records {
-            let id = record.as_ref().and_then(|r| blob::key_id(&r.blob.data));
-            if let Some(id) = id.filter(|id| !known.iter().any(|k| k.id == *id))
-                && let Some(k) = self.ring.by_id(id)
-            {
-                known.push(k);
-            }
-        }
-        let blobs = parallel::map(&records, threads, |(key, record)| {
-            record
-                .as_ref()
-                .map(|r| self.open_blob_with(collection, key.as_ref(), &r.blob, &known))
-                .transpose()
+        let known = self.known_keys(
+            records
+                .iter()
+                .map(|(_, r)| r.as_ref().and_then(|r| blob::key_id(&r.blob.data))),
+        );
+        let (keys, records): (Vec<K>, Vec<Option<StoredRecord>>) = records.into_iter().unzip();
+        let ring = Arc::clone(&self.ring);
+        let c = collection.to_owned();
+        let mixed = self.mixed;
+        let opened = parallel::map_static(records, threads, move |record| {
+            record.map(|r| fast_open(&ring, &known, &c, mixed, r))
         })?;
-        Ok(records
-            .into_iter()
-            .zip(blobs)
-            .map(|((key, record), blob)| {
-                let record = record
-                    .zip(blob)
-                    .map(|(record, blob)| StoredRecord { blob, ..record });
-                (key, record)
+        keys.into_iter()
+            .zip(opened)
+            .map(|(key, record)| {
+                let record = match record {
+                    None => None,
+                    Some(Opening::Opened(opened)) => Some(opened),
+                    Some(Opening::Unopened(record)) => {
+                        let blob = self.open_blob(collection, key.as_ref(), &record.blob)?;
+                        Some(StoredRecord { blob, ..record })
+                    }
+                };
+                Ok((key, record))
             })
-            .collect())
+            .collect()
     }
 
     /// `units` sealed, a large group on more than one thread (`parallel.rs`). Each unit on
@@ -216,29 +231,49 @@ impl EncryptedBackend {
     /// that failed.
     fn seal_units(&self, units: &[WriteUnit]) -> Result<Vec<Result<WriteUnit>>> {
         let ops: Vec<&WriteOp> = units.iter().flatten().collect();
-        let threads = parallel::threads_for(ops.len());
-        if threads > 1 {
-            // Every collection's key first, here: a collection's first write creates its key
-            // in the database, one writer at a time. A failure here is its ops' own, below.
-            let mut seen: Vec<&str> = Vec::new();
-            for op in &ops {
-                if let WriteOp::Put { collection, .. } | WriteOp::PutDictionary { collection, .. } =
-                    op
-                    && !seen.contains(&collection.as_str())
-                {
-                    let _ = self.key_for_write(collection);
-                    seen.push(collection);
+        // Values sealed ahead by their callers (`preseal.rs`) cost the writer a clone; only
+        // the rest are worth other threads (starting one costs tens of microseconds). One
+        // sealed under a key rotated since is sealed again, on this thread.
+        let to_seal = ops
+            .iter()
+            .filter(|op| !matches!(op, WriteOp::Put { value, .. } if value.sealed.is_some()))
+            .count();
+        let threads = parallel::threads_for(to_seal);
+        // Every collection's key once for the group, here (usually one; a collection's first
+        // write creates its key in the database, one writer at a time) rather than a lock
+        // and a lookup per op. The group holds `Keyring::writing` through its commit, so no
+        // shred comes in between. A collection whose key cannot be had is left out: each of
+        // its ops asks again in `seal_op` and gets its own error.
+        let mut keys: Vec<(&str, Arc<DataKey>)> = Vec::new();
+        let mut refused: Vec<&str> = Vec::new();
+        for op in &ops {
+            if let WriteOp::Put { collection, .. } | WriteOp::PutDictionary { collection, .. } = op
+                && !keys.iter().any(|(c, _)| c == collection)
+                && !refused.contains(&collection.as_str())
+            {
+                match self.key_for_write(collection) {
+                    Ok(key) => keys.push((collection, key)),
+                    Err(_) => refused.push(collection),
                 }
             }
         }
-        let mut sealed = parallel::map(&ops, threads, |op| Ok(self.seal_op(op)))?.into_iter();
+        let mut sealed =
+            parallel::map(&ops, threads, |op| Ok(self.seal_op(op, &keys)))?.into_iter();
         Ok(units
             .iter()
             .map(|unit| sealed.by_ref().take(unit.len()).collect())
             .collect())
     }
 
-    fn seal_op(&self, op: &WriteOp) -> Result<WriteOp> {
+    /// The key new writes of `collection` use: from `keys` (the group's), else asked for.
+    fn group_key(&self, collection: &str, keys: &[(&str, Arc<DataKey>)]) -> Result<Arc<DataKey>> {
+        match keys.iter().find(|(c, _)| *c == collection) {
+            Some((_, key)) => Ok(Arc::clone(key)),
+            None => self.key_for_write(collection),
+        }
+    }
+
+    fn seal_op(&self, op: &WriteOp, keys: &[(&str, Arc<DataKey>)]) -> Result<WriteOp> {
         Ok(match op {
             WriteOp::Put {
                 collection,
@@ -248,7 +283,7 @@ impl EncryptedBackend {
                 keep_version,
                 expires_ms,
             } => {
-                let data_key = self.key_for_write(collection)?;
+                let data_key = self.group_key(collection, keys)?;
                 // Sealed ahead by the caller (`preseal.rs`) under the key still current.
                 let sealed = match &value.sealed {
                     Some(p) if p.key_id == data_key.id => p.value.clone(),
@@ -268,7 +303,7 @@ impl EncryptedBackend {
                 data,
                 now_ms,
             } => {
-                let data_key = self.key_for_write(collection)?;
+                let data_key = self.group_key(collection, keys)?;
                 WriteOp::PutDictionary {
                     collection: collection.clone(),
                     data: blob::seal_dictionary(&self.ring, &data_key, data)?.into(),
@@ -278,6 +313,30 @@ impl EncryptedBackend {
             other => other.clone(),
         })
     }
+}
+
+/// `record` of `collection` opened under its key from `known` (a page's keys), decrypted in
+/// the buffer it was read into (`blob::try_open_blob_owned`); back as it was when its key
+/// is not there, it is a chunk list, the store is mixed (`key enable`), or it does not open:
+/// the caller opens it the long way, which names the error.
+fn fast_open(
+    ring: &Keyring,
+    known: &[Arc<DataKey>],
+    collection: &str,
+    mixed: bool,
+    record: StoredRecord,
+) -> Opening<StoredRecord> {
+    if mixed || !record.blob.chunks.is_empty() {
+        return Opening::Unopened(record);
+    }
+    let id = blob::key_id(&record.blob.data);
+    let Some(k) = known
+        .iter()
+        .find(|k| Some(k.id) == id && k.collection == collection)
+    else {
+        return Opening::Unopened(record);
+    };
+    blob::try_open_blob_owned(ring, k, record.blob).map(|blob| StoredRecord { blob, ..record })
 }
 
 /// Opens a blob read without its record (the deep check, the scrub, a backup's copy): the
@@ -367,8 +426,8 @@ impl Backend for EncryptedBackend {
         self.inner
             .get(collection, key)?
             .map(|r| {
-                let blob = self.open_blob(collection, key, &r.blob)?;
-                Ok(StoredRecord { blob, ..r })
+                let known = self.known_keys(std::iter::once(blob::key_id(&r.blob.data)));
+                self.open_record(collection, key, r, &known)
             })
             .transpose()
     }

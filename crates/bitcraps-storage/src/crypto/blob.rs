@@ -57,7 +57,55 @@ pub(crate) fn open_with_header(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Opti
     envelope::open_with(h.suite, &key.cipher, aad, sealed.get(header::LEN..)?)
 }
 
-fn blob_aad(
+/// The fields of a blob's associated data that every blob one data key seals starts with —
+/// the layout's tag, the store id, the collection, the key id and version — encoded once per
+/// key and layout (a record's binding then adds only its own four fields: no allocation and
+/// no re-encoding of the same strings per record). The bytes are exactly [`Aad`]'s.
+pub(crate) struct AadPrefix {
+    store_id: String,
+    v1: Vec<u8>,
+    v2: Vec<u8>,
+}
+
+impl AadPrefix {
+    pub(crate) fn new(store_id: &str, collection: &str, id: i64, version: i64) -> Self {
+        let prefix = |tag: &str| {
+            Aad::new(tag)
+                .text(store_id)
+                .text(collection)
+                .number(id)
+                .number(version)
+                .finish()
+        };
+        AadPrefix {
+            store_id: store_id.to_owned(),
+            v1: prefix(BLOB_TAG),
+            v2: prefix(BLOB_TAG_V2),
+        }
+    }
+
+    fn get(&self, layout: Layout) -> &[u8] {
+        match layout {
+            Layout::V1 => &self.v1,
+            Layout::V2 => &self.v2,
+        }
+    }
+}
+
+/// Room on the stack for a blob's associated data: the prefix (two tags' worth of fixed
+/// fields, a store id and a collection name) and the record's 72 bytes. Longer collection
+/// names take a heap buffer.
+const AAD_STACK: usize = 384;
+
+/// Calls `f` with the associated data of a blob sealed under `key` in `layout`: the key's
+/// prefix ([`AadPrefix`]; built here when `key` belongs to a keyring of another store id,
+/// which no caller does), then the content address (the row's `hash`), the codec, the
+/// dictionary id (-1 for none) and the JSON length, each length-prefixed as [`Aad`] does.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a binding's fields, each its own argument as the stored row has them"
+)]
+fn with_blob_aad<R>(
     ring: &Keyring,
     key: &DataKey,
     layout: Layout,
@@ -65,21 +113,64 @@ fn blob_aad(
     codec: i64,
     dict_id: Option<i64>,
     raw_len: i64,
-) -> Vec<u8> {
-    let tag = match layout {
-        Layout::V1 => BLOB_TAG,
-        Layout::V2 => BLOB_TAG_V2,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let built;
+    let prefix = if key.aad_prefix.store_id == ring.store_id() {
+        key.aad_prefix.get(layout)
+    } else {
+        built = AadPrefix::new(ring.store_id(), &key.collection, key.id, key.version);
+        built.get(layout)
     };
-    Aad::new(tag)
-        .text(ring.store_id())
-        .text(&key.collection)
-        .number(key.id)
-        .number(key.version)
-        .bytes(address)
-        .number(codec)
-        .number(dict_id.unwrap_or(-1))
-        .number(raw_len)
-        .finish()
+    let fields: [&[u8]; 4] = [
+        address,
+        &codec.to_be_bytes(),
+        &dict_id.unwrap_or(-1).to_be_bytes(),
+        &raw_len.to_be_bytes(),
+    ];
+    let mut stack = [0u8; AAD_STACK];
+    let mut at = Fill {
+        buf: &mut stack,
+        at: 0,
+    };
+    if at.put(prefix) && fields.iter().all(|field| at.field(field)) {
+        let len = at.at;
+        return f(stack.get(..len).unwrap_or_default());
+    }
+    let mut aad = Aad::from_prefix(prefix);
+    for field in fields {
+        aad = aad.bytes(field);
+    }
+    f(&aad.finish())
+}
+
+/// Length-prefixed fields written into a fixed buffer; `false` when they do not fit.
+struct Fill<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Fill<'_> {
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let Some(end) = self.at.checked_add(bytes.len()) else {
+            return false;
+        };
+        match self.buf.get_mut(self.at..end) {
+            Some(place) => {
+                place.copy_from_slice(bytes);
+                self.at = end;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(bytes.len()) else {
+            return false;
+        };
+        self.put(&len.to_be_bytes()) && self.put(bytes)
+    }
 }
 
 /// `value` as an encrypted store writes it: addressed by the collection's keyed hash, its
@@ -130,7 +221,11 @@ pub(crate) fn seal_value_as(
 ) -> Result<EncodedValue> {
     let address = key.address(&value.hash);
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
-    let aad = blob_aad(
+    let prefix: &[u8] = match layout {
+        Layout::V1 => &value.hash,
+        Layout::V2 => &[],
+    };
+    let out = with_blob_aad(
         ring,
         key,
         layout,
@@ -138,12 +233,8 @@ pub(crate) fn seal_value_as(
         value.codec_id(),
         value.dict_id,
         raw_len,
-    );
-    let prefix: &[u8] = match layout {
-        Layout::V1 => &value.hash,
-        Layout::V2 => &[],
-    };
-    let out = seal_payload(Suite::preferred(), layout, key, &aad, prefix, &value.stored)?;
+        |aad| seal_payload_shared(Suite::preferred(), layout, key, aad, prefix, &value.stored),
+    )?;
     let chunks = value
         .chunks
         .iter()
@@ -153,7 +244,7 @@ pub(crate) fn seal_value_as(
         hash: address,
         codec: value.codec,
         raw: Arc::clone(&value.raw),
-        stored: out.into(),
+        stored: out,
         dict_id: value.dict_id,
         chunks: chunks.into(),
         delta: value.delta,
@@ -213,7 +304,8 @@ pub(crate) fn try_open_blob(
     blob: &StoredBlob,
 ) -> Option<StoredBlob> {
     let h = header::parse(&blob.data)?;
-    let aad = blob_aad(
+    let sealed = blob.data.get(header::LEN..)?;
+    let mut data = with_blob_aad(
         ring,
         key,
         h.layout,
@@ -221,8 +313,8 @@ pub(crate) fn try_open_blob(
         blob.codec_id,
         blob.dict_id,
         blob.raw_len,
-    );
-    let mut data = envelope::open_with(h.suite, &key.cipher, &aad, blob.data.get(header::LEN..)?)?;
+        |aad| envelope::open_with(h.suite, &key.cipher, aad, sealed),
+    )?;
     let (hash, keyed) = match h.layout {
         Layout::V1 => {
             if data.len() < PLAIN_HASH_LEN {
@@ -244,6 +336,62 @@ pub(crate) fn try_open_blob(
     })
 }
 
+/// [`try_open_blob`], taking the blob: a whole document of layout v2 sealed with
+/// AES-256-GCM-SIV (what documents are sealed as) is decrypted in the buffer it was read
+/// into, with no allocation and no copy of the payload; any other blob is opened as
+/// [`try_open_blob`] does. A blob that does not open comes back as it was (its ciphertext,
+/// never a failed decryption's bytes), so the caller can still name the error.
+pub(crate) fn try_open_blob_owned(
+    ring: &Keyring,
+    key: &DataKey,
+    mut blob: StoredBlob,
+) -> Opening<StoredBlob> {
+    let in_place = header::parse(&blob.data).filter(|h| {
+        h.layout == Layout::V2 && h.suite == Suite::Aes256GcmSiv && blob.chunks.is_empty()
+    });
+    let Some(h) = in_place else {
+        return match try_open_blob(ring, key, &blob) {
+            Some(opened) => Opening::Opened(opened),
+            None => Opening::Unopened(blob),
+        };
+    };
+    let opened = with_blob_aad(
+        ring,
+        key,
+        h.layout,
+        &blob.hash,
+        blob.codec_id,
+        blob.dict_id,
+        blob.raw_len,
+        |aad| envelope::open_siv_in_place(&key.cipher, aad, &mut blob.data, header::LEN),
+    );
+    if !opened {
+        return Opening::Unopened(blob);
+    }
+    // The row's keyed address, which decoding verifies the document against.
+    Opening::Opened(StoredBlob {
+        keyed: Some(ContentKey::of(key)),
+        ..blob
+    })
+}
+
+/// What opening a blob (or a record) that is taken gives back: it opened, or it is as it
+/// was (its ciphertext), for the caller to open the long way.
+pub(crate) enum Opening<T> {
+    Opened(T),
+    Unopened(T),
+}
+
+impl<T> Opening<T> {
+    /// `f` of either.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Opening<U> {
+        match self {
+            Opening::Opened(t) => Opening::Opened(f(t)),
+            Opening::Unopened(t) => Opening::Unopened(f(t)),
+        }
+    }
+}
+
 /// The stored bytes of `blob` (sealed under `from`) sealed again under `to`, a newer key of
 /// the same collection, in the same layout: the same content address, codec, dictionary
 /// and length, a fresh nonce. The payload is authenticated under `from` first; the
@@ -260,7 +408,7 @@ pub(crate) fn reseal_blob(
         Some(_) => (Layout::V2, &[]),
         None => (Layout::V1, &opened.hash),
     };
-    let aad = blob_aad(
+    with_blob_aad(
         ring,
         to,
         layout,
@@ -268,8 +416,8 @@ pub(crate) fn reseal_blob(
         blob.codec_id,
         blob.dict_id,
         blob.raw_len,
-    );
-    seal_payload(Suite::preferred(), layout, to, &aad, prefix, &opened.data)
+        |aad| seal_payload(Suite::preferred(), layout, to, aad, prefix, &opened.data),
+    )
 }
 
 /// `header || nonce || sealed(prefix || stored) || tag` under `key` with `suite`, built and
@@ -289,6 +437,34 @@ fn seal_payload(
     out.extend_from_slice(prefix);
     out.extend_from_slice(stored);
     envelope::seal_in_place(suite, &key.cipher, aad, &mut out, at)?;
+    Ok(out)
+}
+
+/// [`seal_payload`], built and sealed in the shared buffer an [`EncodedValue`] holds (one
+/// allocation of the final size: no `Vec` copied into an `Arc` afterwards).
+fn seal_payload_shared(
+    suite: Suite,
+    layout: Layout,
+    key: &DataKey,
+    aad: &[u8],
+    prefix: &[u8],
+    stored: &[u8],
+) -> Result<Arc<[u8]>> {
+    let failed = || StorageError::Task("encryption failed: no buffer".into());
+    let at = header::LEN + suite.nonce_len();
+    let len = at + prefix.len() + stored.len() + envelope::TAG_LEN;
+    let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+    let buf = Arc::get_mut(&mut out).ok_or_else(failed)?;
+    buf.get_mut(..header::LEN)
+        .ok_or_else(failed)?
+        .copy_from_slice(&header::bytes(suite, layout, key.id));
+    let (p, s) = buf
+        .get_mut(at..len - envelope::TAG_LEN)
+        .ok_or_else(failed)?
+        .split_at_mut(prefix.len());
+    p.copy_from_slice(prefix);
+    s.copy_from_slice(stored);
+    envelope::seal_into(suite, &key.cipher, aad, buf, at)?;
     Ok(out)
 }
 
@@ -470,6 +646,107 @@ mod tests {
                 *b ^= 1;
             }
             assert!(try_open_blob(&ring, &key, &altered).is_none(), "byte {at}");
+        }
+        Ok(())
+    }
+
+    /// The associated data as it was built per record before the per-key prefix: every
+    /// field through [`Aad`].
+    fn fields_aad(ring: &Keyring, key: &DataKey, layout: Layout, blob: &StoredBlob) -> Vec<u8> {
+        let tag = match layout {
+            Layout::V1 => BLOB_TAG,
+            Layout::V2 => BLOB_TAG_V2,
+        };
+        Aad::new(tag)
+            .text(ring.store_id())
+            .text(&key.collection)
+            .number(key.id)
+            .number(key.version)
+            .bytes(&blob.hash)
+            .number(blob.codec_id)
+            .number(blob.dict_id.unwrap_or(-1))
+            .number(blob.raw_len)
+            .finish()
+    }
+
+    #[test]
+    fn the_prefixed_binding_is_byte_for_byte_the_fields_binding() -> Result<()> {
+        let long = "c".repeat(AAD_STACK);
+        for collection in ["bank", long.as_str()] {
+            let ring = Keyring::new(&MasterKey::generate()?, "t".into(), "store-1".into());
+            ring.load(&[ring.new_key(collection, 1, None)?])?;
+            let key = ring.current(collection).ok_or_else(|| missing("no key"))?;
+            // A keyring of another store id (none is made so; the binding still holds).
+            let other = Keyring::new(&MasterKey::generate()?, "t".into(), "store-2".into());
+            let mut blob = stored(&whole(b"{}"));
+            for dict_id in [None, Some(7)] {
+                blob.dict_id = dict_id;
+                for layout in [Layout::V1, Layout::V2] {
+                    for r in [&ring, &other] {
+                        let built = with_blob_aad(
+                            r,
+                            &key,
+                            layout,
+                            &blob.hash,
+                            blob.codec_id,
+                            blob.dict_id,
+                            blob.raw_len,
+                            <[u8]>::to_vec,
+                        );
+                        assert_eq!(built, fields_aad(r, &key, layout, &blob));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn opening_in_place_gives_what_opening_by_copy_gives() -> Result<()> {
+        let (ring, key) = ring_with_key()?;
+        for layout in [Layout::V1, Layout::V2] {
+            let doc = br#"{"player":"p1","chips":[1,2,3]}"#;
+            let blob = stored(&seal_value_as(&ring, &key, &whole(doc), layout)?);
+            let copied = try_open_blob(&ring, &key, &blob).ok_or_else(|| missing("copy"))?;
+            let Opening::Opened(owned) = try_open_blob_owned(&ring, &key, blob.clone()) else {
+                return Err(missing("in place"));
+            };
+            assert_eq!(owned.data, doc, "{layout:?}");
+            assert_eq!(
+                (owned.hash, owned.keyed, owned.codec_id, owned.raw_len),
+                (copied.hash, copied.keyed, copied.codec_id, copied.raw_len)
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_blob_that_does_not_open_in_place_comes_back_as_it_was() -> Result<()> {
+        let (ring, key) = ring_with_key()?;
+        let (other_ring, other_key) = ring_with_key()?;
+        let blob = stored(&seal_value(&ring, &key, &whole(br#"{"secret":1}"#))?);
+        let mut altered = blob.clone();
+        if let Some(b) = altered.data.last_mut() {
+            *b ^= 1;
+        }
+        let mut moved = blob.clone();
+        moved.raw_len += 1;
+        let mut short = blob.clone();
+        short.data.truncate(header::LEN + 20);
+        for (what, r, k, b) in [
+            ("altered", &ring, &key, altered),
+            ("moved", &ring, &key, moved),
+            ("short", &ring, &key, short),
+            ("another key", &other_ring, &other_key, blob),
+        ] {
+            match try_open_blob_owned(r, k, b.clone()) {
+                Opening::Opened(_) => panic!("{what}: opened"),
+                Opening::Unopened(back) => {
+                    assert_eq!(back.data, b.data, "{what}: the ciphertext, unchanged");
+                    assert_eq!(back.hash, b.hash);
+                    assert!(back.keyed.is_none());
+                }
+            }
         }
         Ok(())
     }

@@ -146,6 +146,20 @@ pub(crate) fn seal_in_place(
     buf: &mut Vec<u8>,
     at: usize,
 ) -> Result<()> {
+    buf.resize(buf.len() + TAG_LEN, 0);
+    seal_into(suite, cipher, aad, buf, at)
+}
+
+/// [`seal_in_place`] in a buffer of its final length: `buf` holds `prefix || [0; nonce] ||
+/// plaintext || [0; TAG_LEN]` with the plaintext from `at` on, and afterwards `prefix ||
+/// nonce || ciphertext || tag`.
+pub(crate) fn seal_into(
+    suite: Suite,
+    cipher: &Cipher,
+    aad: &[u8],
+    buf: &mut [u8],
+    at: usize,
+) -> Result<()> {
     let failed = || StorageError::Task("encryption failed".into());
     let mut random = [0u8; 24];
     let nonce = random.get_mut(..suite.nonce_len()).ok_or_else(failed)?;
@@ -158,7 +172,11 @@ pub(crate) fn seal_in_place(
         .and_then(|start| buf.get_mut(start..at))
         .ok_or_else(failed)?
         .copy_from_slice(nonce);
-    let plain = buf.get_mut(at..).ok_or_else(failed)?;
+    let end = buf.len().checked_sub(TAG_LEN).ok_or_else(failed)?;
+    let (plain, tag_place) = buf
+        .get_mut(at..)
+        .and_then(|rest| rest.split_at_mut_checked(end.checked_sub(at)?))
+        .ok_or_else(failed)?;
     let tag = match suite {
         Suite::XChaCha20Poly1305 => {
             let nonce = XNonce::try_from(nonce).map_err(|_| failed())?;
@@ -176,7 +194,7 @@ pub(crate) fn seal_in_place(
                 .into()
         }
     };
-    buf.extend_from_slice(tag.as_slice());
+    tag_place.copy_from_slice(tag.as_slice());
     Ok(())
 }
 
@@ -219,6 +237,42 @@ pub(crate) fn open_with(
     }
 }
 
+/// Opens an AES-256-GCM-SIV ciphertext in its own buffer: `buf` holds `prefix || nonce ||
+/// ciphertext || tag` with the nonce from `at` on. When it authenticates under `cipher` and
+/// `aad`, `buf` becomes the plaintext alone (the prefix, nonce and tag gone) and the answer
+/// is `true`; otherwise `buf` is left exactly as it was (its ciphertext restored) and the
+/// answer is `false`.
+pub(crate) fn open_siv_in_place(cipher: &Cipher, aad: &[u8], buf: &mut Vec<u8>, at: usize) -> bool {
+    let nonce_len = Suite::Aes256GcmSiv.nonce_len();
+    let Some(body_len) = buf
+        .len()
+        .checked_sub(at)
+        .and_then(|n| n.checked_sub(nonce_len + TAG_LEN))
+    else {
+        return false;
+    };
+    let start = at + nonce_len;
+    let end = start + body_len;
+    let Some((nonce, rest)) = buf.get_mut(at..).map(|b| b.split_at_mut(nonce_len)) else {
+        return false;
+    };
+    let (Ok(nonce), Some((body, tag))) = (
+        <[u8; 12]>::try_from(&*nonce),
+        rest.split_at_mut_checked(body_len),
+    ) else {
+        return false;
+    };
+    let Ok(tag) = <[u8; TAG_LEN]>::try_from(&*tag) else {
+        return false;
+    };
+    if !cipher.siv.open_in_place_keeping(&nonce, aad, body, &tag) {
+        return false;
+    }
+    buf.truncate(end);
+    buf.drain(..start);
+    true
+}
+
 /// Associated data: a domain tag, then fields, each length-prefixed (u32, big-endian).
 pub(crate) struct Aad(Vec<u8>);
 
@@ -227,6 +281,13 @@ impl Aad {
         // A blob's binding (eight fields, a store id and a collection name) fits without a
         // second allocation.
         Aad(Vec::with_capacity(256)).bytes(tag.as_bytes())
+    }
+
+    /// Associated data that starts with `prefix` (fields already encoded), to add more to.
+    pub(crate) fn from_prefix(prefix: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(prefix.len() + 128);
+        bytes.extend_from_slice(prefix);
+        Aad(bytes)
     }
 
     pub(crate) fn bytes(mut self, field: &[u8]) -> Self {
@@ -302,6 +363,35 @@ mod tests {
             Aad::new("t").text("ab").text("c").finish(),
             Aad::new("t").text("a").text("bc").finish()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn opening_in_place_leaves_the_plaintext_alone_or_the_buffer_unchanged() -> Result<()> {
+        let c = cipher(&[5; 32]);
+        let suite = Suite::Aes256GcmSiv;
+        for len in [0, 1, 175, 2000] {
+            let plain = vec![0x42u8; len];
+            let at = 9 + suite.nonce_len();
+            let mut sealed = vec![0xE3; 9];
+            sealed.resize(at, 0);
+            sealed.extend_from_slice(&plain);
+            seal_in_place(suite, &c, b"aad", &mut sealed, at)?;
+            let mut buf = sealed.clone();
+            assert!(!open_siv_in_place(&c, b"other", &mut buf, 9));
+            assert_eq!(buf, sealed, "refused: unchanged");
+            assert!(!open_siv_in_place(&cipher(&[6; 32]), b"aad", &mut buf, 9));
+            assert_eq!(buf, sealed);
+            let mut short = sealed
+                .get(..9 + 12 + 15)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            let before = short.clone();
+            assert!(!open_siv_in_place(&c, b"aad", &mut short, 9));
+            assert_eq!(short, before);
+            assert!(open_siv_in_place(&c, b"aad", &mut buf, 9));
+            assert_eq!(buf, plain, "length {len}");
+        }
         Ok(())
     }
 

@@ -72,16 +72,48 @@ impl GcmSiv {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> bool {
+        let authentic = self.decrypt_and_check(nonce, aad, buf, tag).is_none();
+        if !authentic {
+            buf.zeroize();
+        }
+        authentic
+    }
+
+    /// [`Self::open_in_place`], except that a `buf` that does not authenticate is given back
+    /// its ciphertext (the keystream applied again) rather than zeroed: no decrypted byte of
+    /// it remains either way, and the caller still holds the bytes it read.
+    pub(crate) fn open_in_place_keeping(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> bool {
+        match self.decrypt_and_check(nonce, aad, buf, tag) {
+            None => true,
+            Some((keys, tag)) => {
+                keys.apply_keystream(&tag, buf);
+                false
+            }
+        }
+    }
+
+    /// Decrypts `buf` in place and checks its tag: `None` when it authenticates, else the
+    /// message keys and tag to undo the decryption with.
+    fn decrypt_and_check(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Option<(MessageKeys, Block)> {
         let mut keys = self.message_keys(nonce);
         let tag = Block::from(*tag);
         keys.apply_keystream(&tag, buf);
         let authentic = keys
             .tag(nonce, aad, buf)
             .is_some_and(|expected| equal_in_constant_time(&expected, &tag));
-        if !authentic {
-            buf.zeroize();
-        }
-        authentic
+        (!authentic).then_some((keys, tag))
     }
 
     /// RFC 8452 § 4: the first 8 bytes of each of six blocks `counter (u32 LE) || nonce`
@@ -310,6 +342,26 @@ mod tests {
                 assert!(!ours.open_in_place(&nonce, &aad, &mut buf, tag.try_into().unwrap()));
                 assert!(buf.iter().all(|&b| b == 0), "refused plaintext zeroed");
             }
+        }
+    }
+
+    #[test]
+    fn a_refused_buffer_kept_gets_its_ciphertext_back() {
+        let c = GcmSiv::new(&[3; 32]);
+        for len in [0, 1, 16, 175, 1024, 1500] {
+            let plain: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+            let sealed = seal(&c, &[4; 12], b"aad", &plain);
+            let (body, tag) = sealed.split_at(len);
+            let tag: [u8; 16] = tag.try_into().unwrap();
+            let mut buf = body.to_vec();
+            assert!(!c.open_in_place_keeping(&[4; 12], b"aaD", &mut buf, &tag));
+            assert_eq!(buf, body, "length {len}: the ciphertext restored");
+            let mut wrong_tag = tag;
+            wrong_tag[0] ^= 1;
+            assert!(!c.open_in_place_keeping(&[4; 12], b"aad", &mut buf, &wrong_tag));
+            assert_eq!(buf, body);
+            assert!(c.open_in_place_keeping(&[4; 12], b"aad", &mut buf, &tag));
+            assert_eq!(buf, plain);
         }
     }
 

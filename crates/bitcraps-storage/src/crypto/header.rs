@@ -61,13 +61,21 @@ pub(crate) fn parse(sealed: &[u8]) -> Option<Header> {
 
 /// Appends the header of `suite`, `layout` and `key_id` to `out`.
 pub(crate) fn write(out: &mut Vec<u8>, suite: Suite, layout: Layout, key_id: i64) {
-    out.push(match (layout, suite) {
+    out.extend_from_slice(&bytes(suite, layout, key_id));
+}
+
+/// The header of `suite`, `layout` and `key_id`.
+pub(crate) fn bytes(suite: Suite, layout: Layout, key_id: i64) -> [u8; LEN] {
+    let format = match (layout, suite) {
         (Layout::V1, Suite::XChaCha20Poly1305) => XCHACHA_V1,
         (Layout::V1, Suite::Aes256GcmSiv) => SIV_V1,
         (Layout::V2, Suite::Aes256GcmSiv) => SIV_V2,
         (Layout::V2, Suite::XChaCha20Poly1305) => XCHACHA_V2,
-    });
-    out.extend_from_slice(&key_id.to_be_bytes());
+    };
+    let mut out = [format; LEN];
+    let (_, id) = out.split_at_mut(1);
+    id.copy_from_slice(&key_id.to_be_bytes());
+    out
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub(crate) struct DataKey {
     pub(crate) cipher: envelope::Cipher,
     /// The key of the collection's content addresses.
     address_key: Zeroizing<[u8; 32]>,
+    /// The fields every blob this key seals binds first, built once (`blob.rs`).
+    pub(crate) aad_prefix: super::blob::AadPrefix,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -318,6 +320,12 @@ impl Keyring {
                 version: key.version,
                 cipher: envelope::cipher(&data_key),
                 address_key,
+                aad_prefix: super::blob::AadPrefix::new(
+                    &self.store_id,
+                    &key.collection,
+                    key.id,
+                    key.version,
+                ),
             }));
         }
         let mut keys = self

@@ -22,9 +22,7 @@ pub(crate) fn preseal(
     let Some(ring) = ring else {
         return Ok(value);
     };
-    if ring.is_shredded(collection) {
-        return Ok(value);
-    }
+    // A shredded collection has no current key (`Keyring::forget`, `Keyring::load`).
     let Some(key) = ring.current(collection) else {
         return Ok(value);
     };
