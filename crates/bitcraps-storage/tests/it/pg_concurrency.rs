@@ -250,7 +250,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
             err,
             StorageError::SchemaTooNew {
                 found: 99,
-                supported: 14
+                supported: 15
             }
         ),
         "{err:?}"
