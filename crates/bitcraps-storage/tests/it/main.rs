@@ -75,6 +75,7 @@ mod prefetch_race;
 mod prefetch_sequential;
 mod read_only;
 mod redis_conformance;
+mod review_feed_prune_race;
 mod redis_l1_coherence;
 mod redis_l1_lifetime;
 mod redis_read_through;
