@@ -76,6 +76,7 @@ mod prefetch_sequential;
 mod read_only;
 mod redis_conformance;
 mod review_feed_prune_race;
+mod review_schema14_odd_log;
 mod redis_l1_coherence;
 mod redis_l1_lifetime;
 mod redis_read_through;
