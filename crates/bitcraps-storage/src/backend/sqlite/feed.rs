@@ -292,7 +292,14 @@ pub(super) fn prune(conn: &Connection, before_ms: i64, limit: usize) -> Result<(
 
 /// Up to `limit` changes above `after`, then the retention check (see
 /// [`Backend::changes_since`](crate::backend::Backend::changes_since)).
+///
+/// Its statements run in one read transaction, so they see one state of the log: a first row
+/// without a time finds the time before it even while retention removes the rows below.
 pub(super) fn since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
+    // Dropped at the end: a read transaction has nothing to commit.
+    let _snapshot = conn
+        .unchecked_transaction()
+        .map_err(db_err("reading the change log"))?;
     let from = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     type Stored = (i64, Option<String>, String, i64, i64, Option<i64>);

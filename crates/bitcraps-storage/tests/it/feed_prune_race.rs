@@ -1,9 +1,9 @@
-//! Review (schema 15): `changes_since` reads the log's rows and then, when its first row has
-//! no time of its own (NULL: the same as the previous row's), looks the time up below it in a
-//! second statement, outside any read transaction. A prune that removes exactly the rows up
-//! to the reader's `after` in between (and re-times the new first row, which the reader has
-//! already read as NULL) leaves no row below: the read fails with a corruption error
-//! ("no time before it") on a healthy log, although retention did not pass `after`.
+//! Regression (schema 15): `changes_since` reads the log's rows and, when its first row has
+//! no time of its own (NULL: the same as the previous row's), looks the time up below it. It
+//! did so in a second statement outside any read transaction, so a prune that removed exactly
+//! the rows up to the reader's `after` in between (re-timing the new first row, which the
+//! reader had already read as NULL) left no row below, and the read failed with a corruption
+//! error ("no time before it") on a healthy log. The read now runs in one read transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ use bitcraps_storage::{Durability, PersistentStorageManager, StorageConfig, Stor
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feed_read_racing_a_prune_reports_corruption_on_a_null_time() -> Result {
+async fn feed_read_racing_a_prune_finds_the_time_before_its_first_row() -> Result {
     let dir = tempfile::tempdir()?;
     let mut config = StorageConfig::with_data_path(dir.path());
     config.maintenance.background_tasks = false;

@@ -1,4 +1,4 @@
-//! Review (schema 15 migration): a schema-14 store whose change log was pruned (its first
+//! Schema 15 migration, hostile input: a schema-14 store whose change log was pruned (its first
 //! row sharing its time with the removed row before it), with changes appended at odd seqs
 //! and versions (a version smaller than its seq, a seq far past the others, a version far
 //! past its seq, a collection seen only in the log, a time going backwards, runs of one
