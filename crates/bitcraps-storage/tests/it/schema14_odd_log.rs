@@ -67,7 +67,10 @@ async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {
             |r| r.get(0),
         )?;
         c.execute("DELETE FROM changes WHERE seq <= ?1", [cut])?;
-        c.execute("UPDATE change_clock SET value = ?1 WHERE name = 'pruned'", [cut])?;
+        c.execute(
+            "UPDATE change_clock SET value = ?1 WHERE name = 'pruned'",
+            [cut],
+        )?;
         let (head, at): (i64, i64) = c.query_row(
             "SELECT seq, at FROM changes ORDER BY seq DESC LIMIT 1",
             [],
@@ -82,13 +85,34 @@ async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {
         for i in 0..130i64 {
             seq += 1;
             let coll = if i % 3 == 0 { "only-in-log" } else { "imports" };
-            insert.execute(rusqlite::params![seq, coll, format!("o-{i}"), 1 + i % 3, 1 + i, at + 5])?;
+            insert.execute(rusqlite::params![
+                seq,
+                coll,
+                format!("o-{i}"),
+                1 + i % 3,
+                1 + i,
+                at + 5
+            ])?;
         }
         // A time going backwards, then a seq far past the others with a version far past it.
         seq += 1;
-        insert.execute(rusqlite::params![seq, "imports", "back", 1, seq, at - 1_000])?;
+        insert.execute(rusqlite::params![
+            seq,
+            "imports",
+            "back",
+            1,
+            seq,
+            at - 1_000
+        ])?;
         seq += 1 << 40;
-        insert.execute(rusqlite::params![seq, "imports", "far", 1, 1i64 << 50, at - 1_000])?;
+        insert.execute(rusqlite::params![
+            seq,
+            "imports",
+            "far",
+            1,
+            1i64 << 50,
+            at - 1_000
+        ])?;
         seq += 1;
         insert.execute(rusqlite::params![seq, "imports", "far2", 2, 3, at - 1_000])?;
         drop(insert);
@@ -106,7 +130,14 @@ async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {
         let changes: Vec<Logged> = c
             .prepare("SELECT seq, collection, key, kind, version, at FROM changes ORDER BY seq")?
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let records: Vec<(String, i64, i64)> = c
@@ -125,7 +156,11 @@ async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {
     let s = PersistentStorageManager::open(config.clone()).await?;
     assert_eq!(feed_from(&s, pruned, 1000).await?, changes, "the whole log");
     for page in [1, 2, 63, 64, 65] {
-        assert_eq!(feed_from(&s, pruned, page).await?, changes, "pages of {page}");
+        assert_eq!(
+            feed_from(&s, pruned, page).await?,
+            changes,
+            "pages of {page}"
+        );
     }
     for (i, c) in changes.iter().enumerate().step_by(7) {
         let after = u64::try_from(c.0)?;
@@ -141,7 +176,11 @@ async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {
     ));
     for (key, created, updated) in &records {
         let m = s.metadata("imports", key).await?.ok_or("missing")?;
-        assert_eq!((ms(m.created_at)?, ms(m.updated_at)?), (*created, *updated), "{key}");
+        assert_eq!(
+            (ms(m.created_at)?, ms(m.updated_at)?),
+            (*created, *updated),
+            "{key}"
+        );
     }
     // Retention after the upgrade: everything is older than a second.
     s.close().await?;
@@ -150,8 +189,14 @@ async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {
     let s = PersistentStorageManager::open(config).await?;
     s.store("imports", "new", &1).await?;
     let removed = s.prune_changes().await?;
-    assert_eq!(removed, u64::try_from(changes.len())?, "all the old changes go");
-    let tail = s.changes_since(u64::try_from(changes.last().ok_or("empty")?.0)?, 10).await?;
+    assert_eq!(
+        removed,
+        u64::try_from(changes.len())?,
+        "all the old changes go"
+    );
+    let tail = s
+        .changes_since(u64::try_from(changes.last().ok_or("empty")?.0)?, 10)
+        .await?;
     assert_eq!(tail.len(), 1);
     s.close().await?;
     Ok(())
