@@ -430,13 +430,8 @@ fn seal_payload(
     prefix: &[u8],
     stored: &[u8],
 ) -> Result<Vec<u8>> {
-    let at = header::LEN + suite.nonce_len();
-    let mut out = Vec::with_capacity(at + prefix.len() + stored.len() + envelope::TAG_LEN);
-    header::write(&mut out, suite, layout, key.id);
-    out.resize(at, 0);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(stored);
-    envelope::seal_in_place(suite, &key.cipher, aad, &mut out, at)?;
+    let mut out = vec![0u8; sealed_len(suite, prefix, stored)];
+    seal_payload_into(suite, layout, key, aad, prefix, stored, &mut out)?;
     Ok(out)
 }
 
@@ -450,22 +445,45 @@ fn seal_payload_shared(
     prefix: &[u8],
     stored: &[u8],
 ) -> Result<Arc<[u8]>> {
+    let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, sealed_len(suite, prefix, stored)).collect();
+    let buf = Arc::get_mut(&mut out)
+        .ok_or_else(|| StorageError::Task("encryption failed: no buffer".into()))?;
+    seal_payload_into(suite, layout, key, aad, prefix, stored, buf)?;
+    Ok(out)
+}
+
+/// The length of [`seal_payload`]'s output.
+fn sealed_len(suite: Suite, prefix: &[u8], stored: &[u8]) -> usize {
+    header::LEN + suite.nonce_len() + prefix.len() + stored.len() + envelope::TAG_LEN
+}
+
+/// Writes [`seal_payload`]'s output into `buf`, which is [`sealed_len`] long.
+fn seal_payload_into(
+    suite: Suite,
+    layout: Layout,
+    key: &DataKey,
+    aad: &[u8],
+    prefix: &[u8],
+    stored: &[u8],
+    buf: &mut [u8],
+) -> Result<()> {
     let failed = || StorageError::Task("encryption failed: no buffer".into());
     let at = header::LEN + suite.nonce_len();
-    let len = at + prefix.len() + stored.len() + envelope::TAG_LEN;
-    let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
-    let buf = Arc::get_mut(&mut out).ok_or_else(failed)?;
+    let body_end = buf
+        .len()
+        .checked_sub(envelope::TAG_LEN)
+        .ok_or_else(failed)?;
     buf.get_mut(..header::LEN)
         .ok_or_else(failed)?
         .copy_from_slice(&header::bytes(suite, layout, key.id));
     let (p, s) = buf
-        .get_mut(at..len - envelope::TAG_LEN)
+        .get_mut(at..body_end)
+        .filter(|body| body.len() == prefix.len() + stored.len())
         .ok_or_else(failed)?
         .split_at_mut(prefix.len());
     p.copy_from_slice(prefix);
     s.copy_from_slice(stored);
-    envelope::seal_into(suite, &key.cipher, aad, buf, at)?;
-    Ok(out)
+    envelope::seal_into(suite, &key.cipher, aad, buf, at)
 }
 
 /// `blob` (a chunk list or a whole blob) opened under `key`, and each of its chunks under
@@ -618,8 +636,7 @@ mod tests {
         let (ring, key) = ring_with_key()?;
         for (from, to) in [(Layout::V2, Layout::V1), (Layout::V1, Layout::V2)] {
             let mut blob = stored(&seal_value_as(&ring, &key, &whole(b"[1,2,3]"), from)?);
-            let mut relabelled = Vec::new();
-            header::write(&mut relabelled, Suite::preferred(), to, key.id);
+            let relabelled = header::bytes(Suite::preferred(), to, key.id);
             blob.data.splice(..header::LEN, relabelled);
             assert_eq!(header::parse(&blob.data).map(|h| h.layout), Some(to));
             assert!(

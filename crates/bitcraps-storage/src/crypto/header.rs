@@ -59,11 +59,6 @@ pub(crate) fn parse(sealed: &[u8]) -> Option<Header> {
     })
 }
 
-/// Appends the header of `suite`, `layout` and `key_id` to `out`.
-pub(crate) fn write(out: &mut Vec<u8>, suite: Suite, layout: Layout, key_id: i64) {
-    out.extend_from_slice(&bytes(suite, layout, key_id));
-}
-
 /// The header of `suite`, `layout` and `key_id`.
 pub(crate) fn bytes(suite: Suite, layout: Layout, key_id: i64) -> [u8; LEN] {
     let format = match (layout, suite) {
@@ -87,7 +82,7 @@ mod tests {
         for layout in [Layout::V1, Layout::V2] {
             for suite in [Suite::Aes256GcmSiv, Suite::XChaCha20Poly1305] {
                 let mut out = Vec::new();
-                write(&mut out, suite, layout, 0x0102_0304_0506_0708);
+                out.extend_from_slice(&bytes(suite, layout, 0x0102_0304_0506_0708));
                 assert_eq!(out.len(), LEN);
                 out.extend_from_slice(b"rest");
                 assert_eq!(
@@ -105,10 +100,10 @@ mod tests {
     #[test]
     fn v1_headers_are_as_before() {
         let mut out = Vec::new();
-        write(&mut out, Suite::Aes256GcmSiv, Layout::V1, 7);
+        out.extend_from_slice(&bytes(Suite::Aes256GcmSiv, Layout::V1, 7));
         assert_eq!(out, [SIV_V1, 0, 0, 0, 0, 0, 0, 0, 7]);
         let mut out = Vec::new();
-        write(&mut out, Suite::XChaCha20Poly1305, Layout::V1, 7);
+        out.extend_from_slice(&bytes(Suite::XChaCha20Poly1305, Layout::V1, 7));
         assert_eq!(out.first(), Some(&XCHACHA_V1));
         assert_eq!(parse(&out[..8]), None, "short");
         assert_eq!(parse(&[0x28, 0xb5, 0x2f, 0xfd]), None, "a zstd frame");
