@@ -164,7 +164,19 @@ impl EncryptedBackend {
         record: StoredRecord,
         known: &[Arc<DataKey>],
     ) -> Result<StoredRecord> {
-        match fast_open(&self.ring, known, collection, self.mixed, record) {
+        let opening = fast_open(&self.ring, known, collection, self.mixed, record);
+        self.finish_open(collection, key, opening)
+    }
+
+    /// `opening`'s record, opened the long way by [`Self::open_blob`] when
+    /// [`fast_open`] gave it back unopened.
+    fn finish_open(
+        &self,
+        collection: &str,
+        key: &str,
+        opening: Opening<StoredRecord>,
+    ) -> Result<StoredRecord> {
+        match opening {
             Opening::Opened(opened) => Ok(opened),
             Opening::Unopened(record) => {
                 let blob = self.open_blob(collection, key, &record.blob)?;
@@ -211,15 +223,10 @@ impl EncryptedBackend {
         })?;
         keys.into_iter()
             .zip(opened)
-            .map(|(key, record)| {
-                let record = match record {
-                    None => None,
-                    Some(Opening::Opened(opened)) => Some(opened),
-                    Some(Opening::Unopened(record)) => {
-                        let blob = self.open_blob(collection, key.as_ref(), &record.blob)?;
-                        Some(StoredRecord { blob, ..record })
-                    }
-                };
+            .map(|(key, opening)| {
+                let record = opening
+                    .map(|o| self.finish_open(collection, key.as_ref(), o))
+                    .transpose()?;
                 Ok((key, record))
             })
             .collect()
