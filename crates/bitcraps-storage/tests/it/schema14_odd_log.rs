@@ -6,48 +6,14 @@
 //! `created_at`, upgrades and reads back the same, from every `after`; and retention after
 //! the upgrade leaves the rest readable.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bitcraps_storage::{ChangeKind, PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig, StorageError};
 use rusqlite::Connection;
 
+use crate::schema14_upgrade::{Logged, feed_from, ms};
+
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-type Logged = (i64, String, String, i64, i64, i64);
-
-fn ms(t: SystemTime) -> Result<i64> {
-    Ok(i64::try_from(t.duration_since(UNIX_EPOCH)?.as_millis())?)
-}
-
-fn code(kind: ChangeKind) -> i64 {
-    match kind {
-        ChangeKind::Put => 1,
-        ChangeKind::Delete => 2,
-        ChangeKind::Expire => 3,
-    }
-}
-
-async fn feed_from(s: &PersistentStorageManager, from: u64, page: usize) -> Result<Vec<Logged>> {
-    let mut out = Vec::new();
-    let mut after = from;
-    loop {
-        let got = s.changes_since(after, page).await?;
-        let Some(last) = got.last() else {
-            return Ok(out);
-        };
-        after = last.seq;
-        for c in got {
-            out.push((
-                i64::try_from(c.seq)?,
-                c.collection,
-                c.key,
-                code(c.kind),
-                i64::try_from(c.version.get())?,
-                ms(c.at)?,
-            ));
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_odd_schema_14_change_log_upgrades_and_reads_back() -> Result {

@@ -41,7 +41,8 @@ fn big_log(n: usize) -> Value {
     json!({"game": "big", "rolls": rolls})
 }
 
-fn ms(t: SystemTime) -> Result<i64> {
+/// `t` in milliseconds since the epoch.
+pub(crate) fn ms(t: SystemTime) -> Result<i64> {
     Ok(i64::try_from(t.duration_since(UNIX_EPOCH)?.as_millis())?)
 }
 
@@ -49,7 +50,7 @@ fn ms(t: SystemTime) -> Result<i64> {
 type Stored = (i64, i64, i64, Option<i64>, String);
 
 /// A change: seq, collection, key, kind, version, time (ms).
-type Logged = (i64, String, String, i64, i64, i64);
+pub(crate) type Logged = (i64, String, String, i64, i64, i64);
 
 /// The records by (collection, key).
 type Records = BTreeMap<(String, String), Stored>;
@@ -96,16 +97,25 @@ fn kind_code(kind: ChangeKind) -> i64 {
 
 /// The whole feed through the API, as (seq, collection, key, kind, version, time).
 async fn feed(s: &PersistentStorageManager) -> Result<Vec<Logged>> {
+    // Small pages, so pages open on rows whose time is the previous row's.
+    feed_from(s, 0, 37).await
+}
+
+/// The feed after `from` through the API, read in pages of `page`.
+pub(crate) async fn feed_from(
+    s: &PersistentStorageManager,
+    from: u64,
+    page: usize,
+) -> Result<Vec<Logged>> {
     let mut out = Vec::new();
-    let mut after = 0;
+    let mut after = from;
     loop {
-        // Small pages, so pages open on rows whose time is the previous row's.
-        let page = s.changes_since(after, 37).await?;
-        let Some(last) = page.last() else {
+        let got = s.changes_since(after, page).await?;
+        let Some(last) = got.last() else {
             return Ok(out);
         };
         after = last.seq;
-        for c in page {
+        for c in got {
             out.push((
                 i64::try_from(c.seq)?,
                 c.collection,
