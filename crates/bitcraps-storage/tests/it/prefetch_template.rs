@@ -146,3 +146,69 @@ async fn a_write_racing_the_fill_with_a_miss_never_leaves_the_old_value() -> Res
     s.close().await?;
     Ok(())
 }
+
+/// ~16 KiB of hex that compresses to about half: a child that takes a real share of a small
+/// budget.
+fn bulky(seed: u64) -> String {
+    let mut x = seed | 1;
+    (0..2048)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{:08x}", x & 0xffff_ffff)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_read_with_a_miss_stay_within_the_budget() -> Result {
+    let f = sqlite_fixture();
+    let mut config = f.config.clone();
+    config.maintenance.background_tasks = false;
+    config.cache.size_mb = 1;
+    // ~10 KiB of unread prefetched entries: one or two of a game's four ~8 KiB children.
+    config.cache.prefetch_budget_percent = 1;
+    let s = f.open(config).await?;
+    let children = |n: u64| (0..4u64).map(move |p| (format!("g-{n}-p{p}"), n * 10 + p));
+    for n in 1..=8u64 {
+        s.store("games", &format!("g-{n}"), &n).await?;
+        for (key, seed) in children(n) {
+            s.store("players", &key, &bulky(seed)).await?;
+        }
+    }
+    for n in (5..=8u64).rev() {
+        s.evict_cached("games", &format!("g-{n}"));
+        s.retrieve::<u64>("games", &format!("g-{n}")).await?;
+        for (key, _) in children(n) {
+            s.evict_cached("players", &key);
+            s.retrieve::<String>("players", &key).await?;
+        }
+        s.prefetch_settled().await;
+    }
+    let mut issued = s.statistics().await?.prefetch_issued;
+    for n in [2u64, 1] {
+        s.evict_cached("games", &format!("g-{n}"));
+        for (key, _) in children(n) {
+            s.evict_cached("players", &key);
+        }
+        s.retrieve::<u64>("games", &format!("g-{n}")).await?;
+        let stats = s.statistics().await?;
+        let read = stats.prefetch_issued - issued;
+        assert!(
+            (1..4).contains(&read),
+            "g-{n}: {read} children read ahead: {stats:?}"
+        );
+        // Reading them gives the budget back for the next game.
+        for (key, seed) in children(n) {
+            assert_eq!(
+                s.retrieve::<String>("players", &key).await?,
+                Some(bulky(seed))
+            );
+        }
+        s.prefetch_settled().await;
+        issued = s.statistics().await?.prefetch_issued;
+    }
+    s.close().await?;
+    Ok(())
+}
