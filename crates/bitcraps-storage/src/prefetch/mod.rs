@@ -18,9 +18,9 @@
 //! before the database read, `fill` refused if a write or invalidation came in between), so
 //! they are exactly as coherent as a miss's fill. The other work runs on the blocking pool,
 //! off the caller's path, at most [`MAX_JOBS`] jobs at a time (a read that would start one
-//! more starts none); all of it only while the entries prefetched and not yet read stay within the budget
-//! (`cache.prefetch_budget_percent` of the cache): speculation never takes more of the cache
-//! than that. The ledger (`ledger.rs`) counts what became of every prefetched entry.
+//! more starts none). All of it runs only while the entries prefetched and not yet read stay
+//! within the budget (`cache.prefetch_budget_percent` of the cache): speculation never takes
+//! more of the cache than that. The ledger (`ledger.rs`) counts what became of every prefetched entry.
 
 mod coaccess;
 mod ledger;

@@ -265,8 +265,8 @@ impl PersistentStorageManager {
             shared.access.record_doc(doc, wall_ms);
             if prefetched {
                 // A plain hit plans no prefetch (`Prefetcher::on_read`): only the first read
-                // of a prefetched entry needs the joined key.
-                // (It only reads partners with a miss: nothing comes back to fill here.)
+                // of a prefetched entry needs the joined key. Partners to read with the
+                // document come only after a miss, so none come back here.
                 let _ = self.prefetch_after_read(collection, key, &doc.joined(), false, true);
             }
             // A cache hit completes without awaiting anything; spend tokio's cooperative
