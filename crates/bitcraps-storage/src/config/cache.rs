@@ -33,12 +33,11 @@ pub struct CacheConfig {
     pub upkeep_interval: Duration,
     /// Predictive prefetching: a run of reads in key order (or a listing) reads the next
     /// keys' documents into this cache ahead of the requests, and documents learned to be read
-    /// together (a game and its players) are read with the one that missed. Prefetched entries
-    /// are exactly as coherent as any other. Off when the cache is (`size_mb = 0`, read-only
-    /// stores, PostgreSQL without the Redis tier). Default: off — on this project's
-    /// benchmark it raised the hit rate of back-to-back reads by only 1.10× and lowered
-    /// their throughput (BENCHMARKS.md); turn it on where reads come in key order or in
-    /// learnable groups with time between them.
+    /// together (a game and its players; by key templates, the children `game-7-p0`… of any
+    /// `game-7` of a collection, before the game's read returns) are read with the one that
+    /// missed. Prefetched entries are exactly as coherent as any other. Off when the cache is
+    /// (`size_mb = 0`, read-only stores, PostgreSQL without the Redis tier). Default: off —
+    /// turn it on where reads come in key order or in learnable groups (BENCHMARKS.md).
     pub prefetch: bool,
     /// Most documents one sequential readahead reads (the window starts at 4, doubles while
     /// read ahead documents are used, halves for each one wasted). Default: 32.

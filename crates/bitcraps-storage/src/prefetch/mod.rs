@@ -5,21 +5,27 @@
 //!   next keys' documents ahead, in a window that grows while it is used and shrinks on waste.
 //! - **Co-access** (`coaccess.rs`): a bounded table learns documents read together and, when
 //!   one misses, prefetches the partners it is confident about.
+//! - **Key templates** (`template.rs`): learned per collection — a miss of `games/game-7` is
+//!   followed by reads of `players/game-7-p0`… — so a document missed for the first time
+//!   brings its children too. These partners are read in the same trip to the blocking pool
+//!   as the missed document and filled before the read returns: the reader asks for them
+//!   right after, and a prefetch that landed later would lose the race to it.
 //!
 //! Only misses and first reads of prefetched entries reach the prefetcher: plain hits, the
 //! hot path, pay one atomic load (the entry's prefetch mark) and nothing else.
 //!
 //! Prefetched documents go through the cache's ordinary fill path (`ValueCache::ticket` taken
 //! before the database read, `fill` refused if a write or invalidation came in between), so
-//! they are exactly as coherent as a miss's fill. The work runs on the blocking pool, off the
-//! caller's path, at most [`MAX_JOBS`] jobs at a time (a read that would start one more starts
-//! none), and only while the entries prefetched and not yet read stay within the budget
-//! (`cache.prefetch_budget_percent` of the cache): speculation never takes more of the cache
-//! than that. The ledger (`ledger.rs`) counts what became of every prefetched entry.
+//! they are exactly as coherent as a miss's fill. The other work runs on the blocking pool,
+//! off the caller's path, at most [`MAX_JOBS`] jobs at a time (a read that would start one
+//! more starts none). All of it runs only while the entries prefetched and not yet read stay
+//! within the budget (`cache.prefetch_budget_percent` of the cache): speculation never takes
+//! more of the cache than that. The ledger (`ledger.rs`) counts what became of every prefetched entry.
 
 mod coaccess;
 mod ledger;
 mod sequential;
+mod template;
 
 use std::sync::Arc;
 
@@ -28,6 +34,7 @@ pub(crate) use sequential::{Readahead, Start};
 
 use coaccess::CoAccess;
 use sequential::Sequential;
+use template::Templates;
 
 /// Prefetch jobs running at once, per store.
 pub(crate) const MAX_JOBS: usize = 2;
@@ -44,6 +51,14 @@ impl Plan {
     fn is_empty(&self) -> bool {
         self.readahead.is_none() && self.partners.is_empty()
     }
+}
+
+/// What a read asks for: partners to read with the missed document, before the read
+/// returns (`inline`, cache keys named by key templates), and work for the blocking pool.
+#[derive(Default)]
+pub(crate) struct Decision {
+    pub(crate) inline: Vec<Arc<str>>,
+    pub(crate) background: Option<(Job, Plan)>,
 }
 
 /// A running job's slot: frees it (and wakes [`Prefetcher::settled`]) when dropped.
@@ -64,6 +79,7 @@ pub(crate) struct Prefetcher {
     ledger: Arc<Ledger>,
     sequential: Sequential,
     co_access: CoAccess,
+    templates: Templates,
     jobs: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
@@ -81,6 +97,7 @@ impl Prefetcher {
             ledger,
             sequential: Sequential::new(max_window),
             co_access: CoAccess::default(),
+            templates: Templates::default(),
             jobs: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
@@ -114,8 +131,9 @@ impl Prefetcher {
     }
 
     /// A read of `collection`/`key` (`cache_key`): `missed` when the cache did not have it,
-    /// `prefetched` when it was a hit on an entry prefetched for it. Returns the work to
-    /// start, with its job slot.
+    /// `prefetched` when it was a hit on an entry prefetched for it. Returns the partners to
+    /// read with it (the caller fills them before its read returns) and the work to start,
+    /// with its job slot.
     pub(crate) fn on_read(
         &self,
         collection: &str,
@@ -123,20 +141,30 @@ impl Prefetcher {
         cache_key: &str,
         missed: bool,
         prefetched: bool,
-    ) -> Option<(Job, Plan)> {
+    ) -> Decision {
         // A plain hit tells nothing worth its cost on the hottest path: a run over cached
         // documents needs no readahead, and a document the cache keeps is never the one whose
         // miss should bring its partners.
         if !self.enabled || !(missed || prefetched) {
-            return None;
+            return Decision::default();
         }
+        let mut inline = self.templates.on_read(cache_key, collection, key, missed);
+        if !self.within_budget() {
+            inline.clear();
+        }
+        let mut partners = self.co_access.on_read(cache_key, missed, prefetched);
+        // What the templates read with the miss needs no second read.
+        partners.retain(|p| !inline.contains(p));
         let plan = Plan {
             readahead: self
                 .sequential
                 .on_read(&self.ledger, collection, key, missed),
-            partners: self.co_access.on_read(cache_key, missed, prefetched),
+            partners,
         };
-        self.start(plan)
+        Decision {
+            inline,
+            background: self.start(plan),
+        }
     }
 
     /// A page of `keys` of `collection` was listed after `after`.

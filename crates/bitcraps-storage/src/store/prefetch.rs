@@ -14,7 +14,9 @@ use crate::prefetch::{CO_ACCESS, Job, Plan, Start};
 
 impl PersistentStorageManager {
     /// After a read of `collection`/`key` (`missed`: not from the cache; `prefetched`: the
-    /// first read of a prefetched entry): starts the prefetch it calls for, if any.
+    /// first read of a prefetched entry): starts the background prefetch it calls for, if
+    /// any, and returns the partners to read with the missed document
+    /// ([`fill_partners`], before the read returns).
     pub(super) fn prefetch_after_read(
         &self,
         collection: &str,
@@ -22,15 +24,16 @@ impl PersistentStorageManager {
         cache_key: &str,
         missed: bool,
         prefetched: bool,
-    ) {
+    ) -> Vec<Arc<str>> {
         let prefetch = &self.inner.shared.prefetch;
         if !prefetch.enabled() {
-            return;
+            return Vec::new();
         }
-        if let Some((job, plan)) = prefetch.on_read(collection, key, cache_key, missed, prefetched)
-        {
+        let decision = prefetch.on_read(collection, key, cache_key, missed, prefetched);
+        if let Some((job, plan)) = decision.background {
             self.run_prefetch(job, plan);
         }
+        decision.inline
     }
 
     /// After a page of `keys` was listed (after `after`).
@@ -93,9 +96,15 @@ fn run(shared: &Shared, plan: &Plan) -> Result<()> {
         fill(shared, collection, &keys, readahead.origin())?;
         shared.prefetch.readahead_done(readahead, &keys);
     }
+    fill_partners(shared, &plan.partners)
+}
+
+/// Reads the documents of `partners` (cache keys) not cached yet and installs them as
+/// co-access prefetches, one backend read per collection, while the budget has room.
+pub(super) fn fill_partners(shared: &Shared, partners: &[Arc<str>]) -> Result<()> {
     // Partners, by collection, in the order they were learned.
     let mut by_collection: Vec<(&str, Vec<String>)> = Vec::new();
-    for partner in &plan.partners {
+    for partner in partners {
         let Some((collection, key)) = partner.split_once('\0') else {
             continue;
         };

@@ -265,8 +265,9 @@ impl PersistentStorageManager {
             shared.access.record_doc(doc, wall_ms);
             if prefetched {
                 // A plain hit plans no prefetch (`Prefetcher::on_read`): only the first read
-                // of a prefetched entry needs the joined key.
-                self.prefetch_after_read(collection, key, &doc.joined(), false, true);
+                // of a prefetched entry needs the joined key. Partners to read with the
+                // document come only after a miss, so none come back here.
+                let _ = self.prefetch_after_read(collection, key, &doc.joined(), false, true);
             }
             // A cache hit completes without awaiting anything; spend tokio's cooperative
             // budget so a loop of hits still lets other tasks (writers) run.
@@ -285,12 +286,15 @@ impl PersistentStorageManager {
         let shared = &self.inner.shared;
         let ck = doc.joined();
         let (ticket, load, joined) = shared.cache.join_load(&ck);
-        if !joined {
-            // Started before this load, so the prefetch and the load overlap.
-            self.prefetch_after_read(collection, key, &ck, true, false);
-        }
+        // Background prefetches start before this load, so they overlap it; the partners the
+        // key templates name are read with it.
+        let partners = if joined {
+            Vec::new()
+        } else {
+            self.prefetch_after_read(collection, key, &ck, true, false)
+        };
         let raw = load
-            .get_or_try_init(|| self.load(collection, key, &ck, ticket))
+            .get_or_try_init(|| self.load(collection, key, &ck, ticket, partners))
             .await
             .cloned();
         shared.cache.finish_load(&ck, ticket, &load);
@@ -302,13 +306,16 @@ impl PersistentStorageManager {
     }
 
     /// One load after an L1 miss: L2, else the database (then filling L2 and L1, each only if
-    /// no write intervened since the observation taken before the database read).
+    /// no write intervened since the observation taken before the database read). The
+    /// database read also fills `partners` (prefetched with it); an L2 hit leaves them, as
+    /// they are likely in L2 too.
     async fn load(
         &self,
         collection: &str,
         key: &str,
         ck: &str,
         ticket: FillTicket,
+        partners: Vec<Arc<str>>,
     ) -> Result<Option<Arc<[u8]>>> {
         let shared = &self.inner.shared;
         let observed = match &shared.remote {
@@ -342,7 +349,9 @@ impl PersistentStorageManager {
             },
             None => None,
         };
-        let Some((raw, cached, _, expires)) = self.read_database(collection, key).await? else {
+        let Some((raw, cached, _, expires)) =
+            self.read_database_with(collection, key, partners).await?
+        else {
             return Ok(None);
         };
         // Awaited rather than spawned so a read that returned has filled L2 (tests and other
@@ -368,6 +377,18 @@ impl PersistentStorageManager {
         collection: &str,
         key: &str,
     ) -> Result<Option<(Arc<[u8]>, CachedValue, Version, Option<i64>)>> {
+        self.read_database_with(collection, key, Vec::new()).await
+    }
+
+    /// [`read_database`](Self::read_database), then, in the same trip to the blocking pool,
+    /// the documents of `partners` (cache keys) into the cache as prefetches — before the
+    /// read returns, so the reads that follow it find them.
+    async fn read_database_with(
+        &self,
+        collection: &str,
+        key: &str,
+        partners: Vec<Arc<str>>,
+    ) -> Result<Option<(Arc<[u8]>, CachedValue, Version, Option<i64>)>> {
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
         blocking(move || {
@@ -381,6 +402,12 @@ impl PersistentStorageManager {
                 return Ok(None);
             }
             let (raw, cached) = decode_blob(shared, &c, &k, &record.blob, record.expires_ms)?;
+            if !partners.is_empty()
+                && let Err(e) = super::prefetch::fill_partners(shared, &partners)
+            {
+                // Advisory: the document itself was read.
+                tracing::debug!(error = %e, "prefetch with a miss failed");
+            }
             Ok(Some((raw, cached, record.version, record.expires_ms)))
         })
         .await

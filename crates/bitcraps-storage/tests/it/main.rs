@@ -74,6 +74,7 @@ mod pg_two_node_updates;
 mod prefetch_co_access;
 mod prefetch_race;
 mod prefetch_sequential;
+mod prefetch_template;
 mod read_only;
 mod redis_conformance;
 mod redis_l1_coherence;
