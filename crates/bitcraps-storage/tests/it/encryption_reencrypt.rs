@@ -327,7 +327,7 @@ async fn deltas_kept_in_record_rows_are_resealed() -> Result {
         Ok(db.query_row(sql, [], |r| r.get(0))?)
     };
     let read_delta =
-        || read("SELECT delta_data FROM records WHERE collection = 'logs' AND key = 'g-7'");
+        || read("SELECT substr(delta, 53) FROM records WHERE collection = 'logs' AND key = 'g-7'");
     let new_key = sealed_key_id(&read(
         "SELECT b.data FROM records r JOIN blobs b ON b.id = r.blob_id
          WHERE r.collection = 'logs' AND r.key = 'fresh'",

@@ -32,8 +32,8 @@ async fn feed_read_racing_a_prune_finds_the_time_before_its_first_row() -> Resul
         conn.execute_batch("BEGIN; INSERT INTO collection_ids (id, name) VALUES (1, 'games');")?;
         {
             let mut insert = conn.prepare(
-                "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
-                 VALUES (?1, 1, ?2, 1, 0, ?3)",
+                "INSERT INTO changes (seq, collection_id, key, kind_offset, at)
+                 VALUES (?1, 1, ?2, -4, ?3)",
             )?;
             for seq in 1..=ROWS {
                 let at = ((seq - 1) % 64 == 0).then_some(1_000i64);

@@ -40,15 +40,16 @@ async fn write_and_damage(config: &StorageConfig, dir: &Path) -> Result {
     drop(s);
     let db = rusqlite::Connection::open(dir.join("bitcraps.db"))?;
     let mut delta: Vec<u8> = db.query_row(
-        "SELECT delta_data FROM records WHERE collection = 'logs' AND key = 'a'
-         AND delta_data IS NOT NULL",
+        "SELECT substr(delta, 53) FROM records WHERE collection = 'logs' AND key = 'a'
+         AND delta IS NOT NULL",
         [],
         |r| r.get(0),
     )?;
     let middle = delta.len() / 2;
     delta[middle] ^= 0x5a;
     let changed = db.execute(
-        "UPDATE records SET delta_data = ?1 WHERE collection = 'logs' AND key = 'a'",
+        "UPDATE records SET delta = CAST(substr(delta, 1, 52) || ?1 AS BLOB)
+         WHERE collection = 'logs' AND key = 'a'",
         [&delta],
     )?;
     assert_eq!(changed, 1);
@@ -145,8 +146,10 @@ async fn a_partly_missing_inline_delta_is_corruption_not_the_keyframe() -> Resul
     drop(s);
     let db = rusqlite::Connection::open(dir.path().join("bitcraps.db"))?;
     let changed = db.execute(
-        "UPDATE records SET delta_raw_len = NULL WHERE collection = 'logs' AND key = 'a'
-         AND delta_data IS NOT NULL",
+        // The mark the schema-16 migration gives a delta with a missing column: length −1.
+        "UPDATE records
+         SET delta = CAST(substr(delta, 1, 32) || printf('%020d', -1) || substr(delta, 53) AS BLOB)
+         WHERE collection = 'logs' AND key = 'a' AND delta IS NOT NULL",
         [],
     )?;
     assert_eq!(changed, 1, "the second version is kept inline");

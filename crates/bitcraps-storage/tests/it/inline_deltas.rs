@@ -31,7 +31,7 @@ fn log(game: u64, rolls: u64) -> Value {
 fn inline_rows(dir: &Path) -> Result<i64> {
     let conn = rusqlite::Connection::open(dir.join("bitcraps.db"))?;
     Ok(conn.query_row(
-        "SELECT count(*) FROM records WHERE delta_data IS NOT NULL",
+        "SELECT count(*) FROM records WHERE delta IS NOT NULL",
         [],
         |r| r.get(0),
     )?)

@@ -88,6 +88,8 @@ mod redis_two_nodes;
 mod schema13_upgrade;
 mod schema14_odd_log;
 mod schema14_upgrade;
+mod schema15_odd_log;
+mod schema15_upgrade;
 mod schema_fixtures;
 mod sqlite_conformance;
 mod sqlite_specific;

@@ -228,7 +228,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
         nodes.push(o.await??);
     }
     for node in &nodes {
-        assert_eq!(node.statistics().await?.database_stats.schema_version, 15);
+        assert_eq!(node.statistics().await?.database_stats.schema_version, 16);
         assert_eq!(node.statistics().await?.database_stats.backend, "postgres");
     }
     nodes[0].store("c", "k", &1).await?;
@@ -250,7 +250,7 @@ async fn nodes_starting_together_migrate_once() -> Result {
             err,
             StorageError::SchemaTooNew {
                 found: 99,
-                supported: 15
+                supported: 16
             }
         ),
         "{err:?}"

@@ -89,7 +89,7 @@ async fn a_schema_13_store_upgrades_and_mixes_old_and_new_dictionary_frames() ->
     drop(s);
     {
         let c = Connection::open(&db)?;
-        assert_eq!(count(&c, "PRAGMA user_version")?, 15);
+        assert_eq!(count(&c, "PRAGMA user_version")?, 16);
         let bare = count(
             &c,
             "SELECT count(*) FROM blobs WHERE dict_id IS NOT NULL AND substr(data, 1, 4) <> X'28B52FFD'",

@@ -250,7 +250,7 @@ async fn a_schema_14_store_upgrades_with_its_records_and_change_feed() -> Result
     {
         let c = Connection::open(&db)?;
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        assert_eq!(v, 15);
+        assert_eq!(v, 16);
         let (same, nulls): (i64, i64) = c.query_row(
             "SELECT (SELECT count(*) FROM records WHERE updated_at = created_at),
                     (SELECT count(*) FROM changes WHERE at IS NULL)",

@@ -54,10 +54,9 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + 
 fn assert_latest_schema(db: &Path) -> Result {
     let conn = rusqlite::Connection::open(db)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    assert_eq!(version, 15);
+    assert_eq!(version, 16);
     let inline: i64 = conn.query_row(
-        "SELECT count(*) FROM records WHERE delta_hash IS NOT NULL OR delta_raw_len IS NOT NULL
-              OR delta_data IS NOT NULL",
+        "SELECT count(*) FROM records WHERE delta IS NOT NULL",
         [],
         |r| r.get(0),
     )?;

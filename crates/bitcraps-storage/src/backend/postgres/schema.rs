@@ -168,6 +168,10 @@ pub const MIGRATIONS: &[&str] = &[
     // when it differs from `created_at`, to make its file smaller. PostgreSQL is not held
     // to that footprint; a no-op, so the two backends' version numbers stay the same.
     "SELECT 1;",
+    // Version 16: SQLite's version 16 merges a change's kind and version offset into one
+    // column, a record's three inline-delta columns into one, and leaves a blob's
+    // `stored_len` NULL when it is the data's length. A no-op here, as version 15.
+    "SELECT 1;",
 ];
 
 /// The schema version this build writes.

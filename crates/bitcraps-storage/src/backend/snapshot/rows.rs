@@ -27,7 +27,8 @@ pub const SELECT_DICTIONARIES: &str =
     "SELECT id, collection, created_at, data FROM dictionaries ORDER BY id";
 /// See [`SELECT_DICTIONARIES`].
 pub const SELECT_BLOBS: &str =
-    "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+    "SELECT id, hash, codec, raw_len, coalesce(stored_len, length(data)), refcount, data,
+            dict_id
      FROM blobs ORDER BY id";
 /// See [`SELECT_DICTIONARIES`] (chunks have the columns of blobs, [`BlobRow`]; the count
 /// comes from `chunk_refs`, schema version 10, and is 0 where its row is missing).
@@ -267,7 +268,7 @@ fn insert_blob_rows(conn: &Connection, table: &str, rows: Vec<BlobRow>) -> Resul
     let mut stmt = conn
         .prepare_cached(&format!(
             "INSERT INTO {table} (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+             VALUES (?1, ?2, ?3, ?4, nullif(?5, length(?7)), ?6, ?7, ?8)"
         ))
         .map_err(&err)?;
     for (id, hash, codec, raw_len, stored_len, refcount, data, dict_id) in rows {

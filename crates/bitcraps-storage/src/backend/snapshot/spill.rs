@@ -1,7 +1,8 @@
 //! Inline deltas as `blobs` rows, for the row stream other backends load (issue #16).
 //!
 //! A SQLite store of schema version 13 may keep a small delta in its record's row
-//! (`backend/sqlite/inline.rs`): the record names its keyframe's chunk-list blob and carries
+//! (`backend/sqlite/inline.rs`; one `delta` column since version 16, which every snapshot
+//! read here has: loads require the current version): the record names its keyframe's chunk-list blob and carries
 //! the delta. PostgreSQL and the in-memory backend store a delta as a blob of its own, as
 //! schema version 12 did, and load a snapshot's rows as they are. So the stream reads such a
 //! snapshot through temporary tables (a read-only connection may write its own `temp`
@@ -16,13 +17,13 @@ use rusqlite::Connection;
 use crate::backend::sqlite::db_err;
 use crate::error::Result;
 
-/// Whether the snapshot's records hold any inline delta (a snapshot of an older schema has
-/// no such column).
+/// Whether the snapshot's records hold any inline delta (a snapshot without the column holds
+/// none).
 pub(super) fn has_inline(conn: &Connection) -> Result<bool> {
     let err = db_err("reading the snapshot");
     let column: i64 = conn
         .query_row(
-            "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'delta_data'",
+            "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'delta'",
             [],
             |r| r.get(0),
         )
@@ -31,7 +32,7 @@ pub(super) fn has_inline(conn: &Connection) -> Result<bool> {
         return Ok(false);
     }
     conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM main.records WHERE delta_data IS NOT NULL)",
+        "SELECT EXISTS (SELECT 1 FROM main.records WHERE delta IS NOT NULL)",
         [],
         |r| r.get(0),
     )
@@ -45,7 +46,7 @@ pub(super) fn prepare(conn: &Connection) -> Result<()> {
              SELECT collection, key, blob_id AS keyframe,
                     (SELECT coalesce(max(id), 0) FROM main.blobs)
                         + row_number() OVER (ORDER BY collection, key) AS id
-             FROM main.records WHERE delta_data IS NOT NULL;
+             FROM main.records WHERE delta IS NOT NULL;
          CREATE TEMP TABLE spill_refs AS
              SELECT keyframe, count(*) AS n FROM temp.spill_map GROUP BY keyframe;
          CREATE TEMP TABLE spill_freed AS
@@ -71,12 +72,14 @@ pub(super) const SPILLED_CHUNKS: &str =
 /// `SELECT_BLOBS` with the keyframes' counts lowered, freed keyframes left out and one blob
 /// per inline delta.
 pub(super) const SPILLED_BLOBS: &str =
-    "SELECT b.id, b.hash, b.codec, b.raw_len, b.stored_len, b.refcount - coalesce(s.n, 0),
-            b.data, b.dict_id
+    "SELECT b.id, b.hash, b.codec, b.raw_len, coalesce(b.stored_len, length(b.data)),
+            b.refcount - coalesce(s.n, 0), b.data, b.dict_id
      FROM main.blobs b LEFT JOIN temp.spill_refs s ON s.keyframe = b.id
      WHERE b.id NOT IN (SELECT id FROM temp.spill_freed)
      UNION ALL
-     SELECT m.id, r.delta_hash, 17, r.delta_raw_len, length(r.delta_data), 1, r.delta_data, NULL
+     SELECT m.id, substr(r.delta, 1, 32), 17,
+            CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER), length(r.delta) - 52, 1,
+            substr(r.delta, 53), NULL
      FROM temp.spill_map m
      JOIN main.records r ON r.collection = m.collection AND r.key = m.key
      ORDER BY 1";

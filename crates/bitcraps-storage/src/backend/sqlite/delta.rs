@@ -54,7 +54,8 @@ pub(super) fn write_over(
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     let stored_len = i64::try_from(value.stored.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "UPDATE blobs SET hash = ?2, raw_len = ?3, stored_len = ?4, data = ?5, dict_id = ?6
+        "UPDATE blobs SET hash = ?2, raw_len = ?3, stored_len = nullif(?4, length(?5)), data = ?5,
+                dict_id = ?6
          WHERE id = ?1",
     )
     .and_then(|mut s| {

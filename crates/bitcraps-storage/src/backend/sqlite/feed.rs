@@ -15,6 +15,12 @@
 //! append and every [`ROWS_PER_INSERT`]th row of it keep their time, and retention gives the
 //! new first row its time ([`prune`]), so a NULL resolves from at most 63 rows back and the
 //! log's first row always has one.
+//!
+//! Since schema version 16 the kind and the version offset are one integer, `kind_offset` =
+//! (version − seq − 1) · 4 + kind code − 1 ([`kind_offset`]): 0 — no byte, and one header
+//! byte fewer than two columns — for a put that took the next version, as every change of
+//! a bulk load does. SQL reads the kind as `(kind_offset & 3) + 1` and the version as
+//! `seq + (kind_offset >> 2) + 1` (both exact for negative values: two's complement).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -55,7 +61,7 @@ fn head_seq(conn: &Connection) -> Result<i64> {
 pub(super) fn version_clock(conn: &Connection) -> Result<i64> {
     conn.prepare_cached(
         "SELECT max(value, coalesce(
-             (SELECT seq + version_offset FROM changes ORDER BY seq DESC LIMIT 1), 0))
+             (SELECT seq + (kind_offset >> 2) + 1 FROM changes ORDER BY seq DESC LIMIT 1), 0))
          FROM change_clock WHERE name = 'version'",
     )
     .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
@@ -77,8 +83,18 @@ pub(super) fn set_version_clock(conn: &Connection, clock: i64) -> Result<()> {
 const ROWS_PER_INSERT: usize = 64;
 
 /// One change (a durable single put appends one per group commit).
-const ONE_ROW: &str = "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const ONE_ROW: &str = "INSERT INTO changes (seq, collection_id, key, kind_offset, at)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// The stored `kind_offset` of a change with kind `code` (1 to 3) and `version` at `seq`;
+/// `None` when it does not fit 64 bits (a version offset outside −2^61 < offset ≤ 2^61).
+fn kind_offset(seq: i64, version: i64, code: i64) -> Option<i64> {
+    version
+        .checked_sub(seq)?
+        .checked_sub(1)?
+        .checked_mul(4)?
+        .checked_add(code.checked_sub(1)?)
+}
 
 /// The id of `collection` in `collection_ids`, handed out on its first change.
 fn collection_id(conn: &Connection, collection: &str) -> Result<i64> {
@@ -96,17 +112,17 @@ fn collection_id(conn: &Connection, collection: &str) -> Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-/// One row of the change log as stored (schema version 15), from a [`NewChange`].
+/// One row of the change log as stored (schema version 16), from a [`NewChange`].
 struct Row {
     seq: i64,
     collection_id: i64,
-    version_offset: i64,
+    kind_offset: i64,
     /// NULL when the previous row of the log has the same time.
     at: Option<i64>,
 }
 
 /// Numbers `changes` from `after` + 1 and encodes them: the collections' ids (looked up
-/// once per run of the same collection), the versions as offsets from the seq, and the
+/// once per run of the same collection), kinds and versions as [`kind_offset`], and the
 /// time only where it differs from the previous change's or opens a run of
 /// [`ROWS_PER_INSERT`].
 fn encode(conn: &Connection, changes: &[NewChange], after: i64) -> Result<Vec<Row>> {
@@ -125,7 +141,7 @@ fn encode(conn: &Connection, changes: &[NewChange], after: i64) -> Result<Vec<Ro
                 id
             }
         };
-        let version_offset = c.version.checked_sub(seq).ok_or_else(|| {
+        let kind_offset = kind_offset(seq, c.version, c.kind.code()).ok_or_else(|| {
             StorageError::corruption("the change log", format!("seq {seq}: version out of range"))
         })?;
         let at = (i % ROWS_PER_INSERT == 0 || previous_at != Some(c.at_ms)).then_some(c.at_ms);
@@ -133,7 +149,7 @@ fn encode(conn: &Connection, changes: &[NewChange], after: i64) -> Result<Vec<Ro
         rows.push(Row {
             seq,
             collection_id,
-            version_offset,
+            kind_offset,
             at,
         });
     }
@@ -146,11 +162,11 @@ fn many_rows() -> &'static str {
     SQL.get_or_init(|| insert_sql(ROWS_PER_INSERT))
 }
 
-/// `INSERT INTO changes … VALUES` with `rows` rows of six parameters each.
+/// `INSERT INTO changes … VALUES` with `rows` rows of five parameters each.
 fn insert_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at) VALUES {}",
-        super::value_rows(rows, 6, &[1, 2, 3, 4, 5, 6])
+        "INSERT INTO changes (seq, collection_id, key, kind_offset, at) VALUES {}",
+        super::value_rows(rows, 5, &[1, 2, 3, 4, 5])
     )
 }
 
@@ -187,12 +203,10 @@ pub(super) fn append(
                 many.raw_bind_parameter(at + 1, row.collection_id)
                     .map_err(err())?;
                 many.raw_bind_parameter(at + 2, &c.key).map_err(err())?;
-                many.raw_bind_parameter(at + 3, c.kind.code())
+                many.raw_bind_parameter(at + 3, row.kind_offset)
                     .map_err(err())?;
-                many.raw_bind_parameter(at + 4, row.version_offset)
-                    .map_err(err())?;
-                many.raw_bind_parameter(at + 5, row.at).map_err(err())?;
-                at += 6;
+                many.raw_bind_parameter(at + 4, row.at).map_err(err())?;
+                at += 5;
             }
             many.raw_execute().map_err(err())?;
         }
@@ -205,8 +219,7 @@ pub(super) fn append(
                 row.seq,
                 row.collection_id,
                 c.key,
-                c.kind.code(),
-                row.version_offset,
+                row.kind_offset,
                 row.at
             ])
             .map_err(err())?;
@@ -228,8 +241,8 @@ pub(super) fn log_shred(conn: &Connection, collection: &str, now_ms: i64) -> Res
     // Every row keeps its time: a shred is rare, and its first row opens an append.
     let n = conn
         .execute(
-            "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
-             SELECT seq, ?4, key, kind, version - seq, ?2
+            "INSERT INTO changes (seq, collection_id, key, kind_offset, at)
+             SELECT seq, ?4, key, (version - seq - 1) * 4 + kind - 1, ?2
              FROM (SELECT ?3 + row_number() OVER (ORDER BY key) AS seq, key,
                           CASE WHEN expires_at IS NOT NULL AND expires_at <= ?2 THEN 3 ELSE 2 END
                               AS kind,
@@ -305,8 +318,8 @@ pub(super) fn since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<C
     type Stored = (i64, Option<String>, String, i64, i64, Option<i64>);
     let rows: Vec<Stored> = conn
         .prepare_cached(
-            "SELECT seq, (SELECT name FROM collection_ids WHERE id = collection_id), key, kind,
-                    seq + version_offset, at
+            "SELECT seq, (SELECT name FROM collection_ids WHERE id = collection_id), key,
+                    (kind_offset & 3) + 1, seq + (kind_offset >> 2) + 1, at
              FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
         .and_then(|mut s| {

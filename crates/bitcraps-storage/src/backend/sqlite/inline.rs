@@ -6,8 +6,11 @@
 //! block-device counter before any keyframe or checkpoint. A delta whose bytes fit the
 //! record's row is kept there instead: the record goes on naming its keyframe's chunk-list
 //! blob (codec 16) — the reference it held as the keyframe's version, so no count and no
-//! list moves — and carries the delta's hash, length and bytes in `delta_hash`,
-//! `delta_raw_len`, `delta_data`. The commit writes the record's page and the change log's.
+//! list moves — and carries the delta's hash, length and bytes in `delta` (schema version
+//! 16; three columns before): the 32-byte hash, the raw length as [`LENGTH_DIGITS`] ASCII
+//! decimal digits (so SQL reads it with a cast,
+//! `CAST(CAST(substr(delta, 33, 20) AS TEXT) AS INTEGER)`) and the stored bytes from byte
+//! 53 ([`encode`], [`decode`]). The commit writes the record's page and the change log's.
 //!
 //! Readers see the same delta blob as before (codec 17 over the keyframe's chunks,
 //! [`blob`]); a write that gives the record another blob clears the columns
@@ -34,8 +37,47 @@ use crate::value::EncodedValue;
 const ROW_BUDGET: usize = 960;
 
 /// What the row holds besides the key and the delta's bytes: the header, the blob id, the
-/// times, counts, version, expiry, the 32-byte hash and the length (generously).
-const ROW_OVERHEAD: usize = 96;
+/// times, counts, version, expiry, the 32-byte hash and the 20-digit length (generously).
+const ROW_OVERHEAD: usize = 112;
+
+/// The hash's bytes at the start of `records.delta`.
+const HASH_LEN: usize = 32;
+/// The raw length's decimal digits after the hash (zero-padded; a leading `-` for −1, the
+/// mark of a delta the schema-16 migration found partly missing).
+pub(crate) const LENGTH_DIGITS: usize = 20;
+/// The bytes of `records.delta` before the delta's stored bytes.
+pub(crate) const PREFIX_LEN: usize = HASH_LEN + LENGTH_DIGITS;
+
+/// The `records.delta` value of a delta with `hash`, `raw_len` and `stored` bytes.
+pub(crate) fn encode(hash: &[u8], raw_len: i64, stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX_LEN.saturating_add(stored.len()));
+    out.extend_from_slice(hash);
+    out.extend_from_slice(format!("{raw_len:020}").as_bytes());
+    out.extend_from_slice(stored);
+    out
+}
+
+/// A delta's `(hash, raw_len, stored bytes)` from its `records.delta` value; the reason
+/// when the value is malformed (short, a length that is not a non-negative number).
+pub(crate) fn decode(mut delta: Vec<u8>) -> std::result::Result<(Vec<u8>, i64, Vec<u8>), String> {
+    if delta.len() < PREFIX_LEN {
+        return Err(format!(
+            "the record's inline delta is {} bytes, shorter than its {PREFIX_LEN}-byte hash \
+             and length",
+            delta.len()
+        ));
+    }
+    let data = delta.split_off(PREFIX_LEN);
+    let digits = delta.split_off(HASH_LEN);
+    let raw_len = std::str::from_utf8(&digits)
+        .ok()
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<i64>().ok())
+        .ok_or_else(|| {
+            "the record's inline delta is partly missing or its length is not a number".to_owned()
+        })?;
+    Ok((delta, raw_len, data))
+}
 
 /// Whether a delta of `stored` bytes fits the row of `collection/key`.
 pub(super) fn fits(collection: &str, key: &str, stored: usize) -> bool {
@@ -91,17 +133,15 @@ pub(super) fn write(
     }
     let raw_len = i64::try_from(value.raw_len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "UPDATE records SET delta_hash = ?3, delta_raw_len = ?4, delta_data = ?5,
-                updated_at = nullif(?6, created_at), version = ?7, expires_at = ?8
+        "UPDATE records SET delta = ?3,
+                updated_at = nullif(?4, created_at), version = ?5, expires_at = ?6
          WHERE collection = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
         s.execute(params![
             collection,
             key,
-            &value.hash[..],
-            raw_len,
-            &value.stored[..],
+            encode(&value.hash, raw_len, &value.stored),
             stamp.now_ms,
             stamp.version,
             stamp.expires_ms
@@ -113,30 +153,27 @@ pub(super) fn write(
 
 /// The blob a record reads as: `blob` (its row in `blobs`), or, when the record carries an
 /// inline delta, that delta over `blob`'s chunks (codec 17, as a `blobs` row would hold it).
-/// The three columns are set together or not at all: a row with only some of them is
-/// `Corruption` (`location` names the record), never the keyframe served as the document.
+/// A malformed `delta` value (too short, no length) is `Corruption` (`location` names the
+/// record), never the keyframe served as the document.
 pub(super) fn blob(
     blob: StoredBlob,
-    inline: (Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>),
+    inline: Option<Vec<u8>>,
     location: impl FnOnce() -> String,
 ) -> Result<StoredBlob> {
-    match inline {
-        (Some(hash), Some(raw_len), Some(data)) => Ok(StoredBlob {
-            codec_id: crate::chunk::DELTA,
-            raw_len,
-            hash,
-            data,
-            dict_id: None,
-            chunks: blob.chunks,
-            keyed: None,
-        }),
-        (None, None, None) => Ok(blob),
-        _ => Err(StorageError::corruption(
-            location(),
-            "the record's inline delta is partly missing (delta_hash, delta_raw_len and \
-             delta_data must be all set or all NULL)",
-        )),
-    }
+    let Some(delta) = inline else {
+        return Ok(blob);
+    };
+    let (hash, raw_len, data) =
+        decode(delta).map_err(|detail| StorageError::corruption(location(), detail))?;
+    Ok(StoredBlob {
+        codec_id: crate::chunk::DELTA,
+        raw_len,
+        hash,
+        data,
+        dict_id: None,
+        chunks: blob.chunks,
+        keyed: None,
+    })
 }
 
 /// Up to `limit` records after `after` that hold an inline delta, in collection and key
@@ -156,18 +193,18 @@ pub(crate) fn after(
     Ok(entries)
 }
 
-type InlineRow = (String, String, i64, Option<i64>, Vec<u8>, i64, Vec<u8>);
+type InlineRow = (String, String, i64, Option<i64>, Vec<u8>);
 
 /// The columns of a page of records holding an inline delta, with their keyframe's codec.
 macro_rules! inline_page {
     ($bound:literal, $limit:literal) => {
         concat!(
             "SELECT r.collection, r.key, r.blob_id, b.codec,
-                    r.delta_hash, r.delta_raw_len, r.delta_data
+                    r.delta
              FROM records r LEFT JOIN blobs b ON b.id = r.blob_id
              WHERE ",
             $bound,
-            "r.delta_data IS NOT NULL
+            "r.delta IS NOT NULL
              ORDER BY r.collection, r.key LIMIT ",
             $limit
         )
@@ -191,17 +228,8 @@ fn after_in(
     let rows: Vec<InlineRow> = conn
         .prepare_cached(sql)
         .and_then(|mut s| {
-            let read = |r: &rusqlite::Row<'_>| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get::<_, Option<Vec<u8>>>(4)?.unwrap_or_default(),
-                    r.get::<_, Option<i64>>(5)?.unwrap_or(-1),
-                    r.get(6)?,
-                ))
-            };
+            let read =
+                |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
             match after {
                 Some(_) => s
                     .query_map(params![collection, key, limit], read)?
@@ -211,7 +239,7 @@ fn after_in(
         })
         .map_err(db_err("reading the deltas kept in records"))?;
     rows.into_iter()
-        .map(|(collection, key, keyframe_id, codec, hash, raw_len, data)| {
+        .map(|(collection, key, keyframe_id, codec, delta)| {
             let mut keyframe = StoredBlob {
                 codec_id: codec.unwrap_or(crate::chunk::CHUNKED),
                 raw_len: 0,
@@ -231,12 +259,59 @@ fn after_in(
                     Err(other) => return Err(other),
                 }
             }
+            // A malformed value reads as a delta with no hash and length −1, which the
+            // checks report under the record's name instead of failing the whole pass.
+            let (hash, raw_len, data) =
+                decode(delta).unwrap_or_else(|_| (Vec::new(), -1, Vec::new()));
             Ok(InlineDeltaEntry {
-                blob: blob(keyframe, (Some(hash), Some(raw_len), Some(data)), String::new)?,
+                blob: StoredBlob {
+                    codec_id: crate::chunk::DELTA,
+                    raw_len,
+                    hash,
+                    data,
+                    dict_id: None,
+                    chunks: keyframe.chunks,
+                    keyed: None,
+                },
                 collection,
                 key,
                 keyframe_id,
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `delta` value reads back as written; one too short, with a length that is not a
+    /// non-negative decimal number (the migration's −1 mark, a sign, spaces, bytes that are
+    /// not ASCII) is refused, never read as a length.
+    #[test]
+    fn a_delta_value_round_trips_and_malformed_ones_are_refused() {
+        let hash = [7u8; 32];
+        let value = encode(&hash, 1234, b"\x80\x00\x01");
+        assert_eq!(value.len(), PREFIX_LEN + 3);
+        assert_eq!(
+            decode(value.clone()),
+            Ok((hash.to_vec(), 1234, b"\x80\x00\x01".to_vec()))
+        );
+        assert_eq!(
+            decode(encode(&hash, 0, b"")),
+            Ok((hash.to_vec(), 0, Vec::new()))
+        );
+        assert!(decode(value.get(..PREFIX_LEN - 1).unwrap_or_default().to_vec()).is_err());
+        for digits in [
+            format!("{:020}", -1),
+            format!("{:+020}", 5),
+            format!("{:>20}", 5),
+            "0000000000000000000\u{e9}".into(),
+        ] {
+            let mut bad = hash.to_vec();
+            bad.extend_from_slice(digits.as_bytes().get(..20).unwrap_or_default());
+            bad.extend_from_slice(b"x");
+            assert!(decode(bad).is_err(), "{digits:?}");
+        }
+    }
 }

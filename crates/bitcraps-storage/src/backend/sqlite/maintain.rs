@@ -93,7 +93,8 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
          INSERT INTO main.dictionaries (id, collection, created_at, data)
              SELECT id, collection, created_at, data FROM snapshot.dictionaries;
          INSERT INTO main.blobs (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
-             SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+             SELECT id, hash, codec, raw_len, nullif(stored_len, length(data)), refcount, data,
+                    dict_id
              FROM snapshot.blobs;
          INSERT INTO main.chunks (id, hash, codec, raw_len, stored_len, data, dict_id)
              SELECT id, hash, codec, raw_len, stored_len, data, dict_id
@@ -103,11 +104,9 @@ fn copy_attached(conn: &mut Connection) -> Result<()> {
          INSERT INTO main.blob_chunks (blob_id, seq, chunk_id)
              SELECT blob_id, seq, chunk_id FROM snapshot.blob_chunks;
          INSERT INTO main.records (collection, key, blob_id, created_at, updated_at,
-                                   access_count, last_accessed, version, expires_at,
-                                   delta_hash, delta_raw_len, delta_data)
+                                   access_count, last_accessed, version, expires_at, delta)
              SELECT collection, key, blob_id, created_at, nullif(updated_at, created_at),
-                    access_count, last_accessed,
-                    version, expires_at, delta_hash, delta_raw_len, delta_data
+                    access_count, last_accessed, version, expires_at, delta
              FROM snapshot.records;
          INSERT INTO main.collection_settings (collection, name, value)
              SELECT collection, name, value FROM snapshot.collection_settings WHERE true
@@ -173,7 +172,7 @@ pub fn repair(conn: &mut Connection) -> Result<RepairOutcome> {
     // Orphans first, so a blob nothing refers to counts as removed, not also as "fixed".
     let (orphans, bytes): (i64, i64) = tx
         .query_row(
-            &format!("SELECT count(*), coalesce(sum(stored_len), 0) FROM blobs WHERE {ORPHAN}"),
+            &format!("SELECT count(*), coalesce(sum(coalesce(stored_len, length(data))), 0) FROM blobs WHERE {ORPHAN}"),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

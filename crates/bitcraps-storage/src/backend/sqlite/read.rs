@@ -21,7 +21,7 @@ fn to_u64(v: i64) -> u64 {
 /// The columns [`record_from_row`] reads, and the tables they come from.
 const RECORD_COLUMNS: &str =
     "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at,
-            r.delta_hash, r.delta_raw_len, r.delta_data
+            r.delta
      FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
 
 /// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
@@ -43,11 +43,7 @@ fn record_from_row(
             r.get::<_, Option<i64>>(first + 5)?,
             r.get::<_, i64>(first + 6)?,
             r.get::<_, Option<i64>>(first + 7)?,
-            (
-                r.get::<_, Option<Vec<u8>>>(first + 8)?,
-                r.get::<_, Option<i64>>(first + 9)?,
-                r.get::<_, Option<Vec<u8>>>(first + 10)?,
-            ),
+            r.get::<_, Option<Vec<u8>>>(first + 8)?,
         ))
     };
     let (blob_id, codec_id, raw_len, hash, data, dict_id, version, expires_ms, inline) =
@@ -141,10 +137,11 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     let row = conn
         .prepare_cached(
             "SELECT r.created_at, coalesce(r.updated_at, r.created_at), r.access_count, r.last_accessed,
-                    iif(r.delta_data IS NULL, b.codec, 17),
-                    coalesce(r.delta_raw_len, b.raw_len),
-                    coalesce(length(r.delta_data), b.stored_len), coalesce(r.delta_hash, b.hash),
-                    iif(r.delta_data IS NULL, b.refcount, 1), b.dict_id, r.version, r.expires_at
+                    iif(r.delta IS NULL, b.codec, 17),
+                    coalesce(CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER), b.raw_len),
+                    coalesce(length(r.delta) - 52, b.stored_len, length(b.data)),
+                    coalesce(substr(r.delta, 1, 32), b.hash),
+                    iif(r.delta IS NULL, b.refcount, 1), b.dict_id, r.version, r.expires_at
              FROM records r JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
         )
@@ -310,7 +307,9 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     let err = db_err("collecting database statistics");
     let (record_count, logical_bytes): (i64, i64) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(coalesce(r.delta_raw_len, b.raw_len)), 0)
+            "SELECT count(*),
+                    coalesce(sum(coalesce(CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER),
+                                          b.raw_len)), 0)
              FROM records r JOIN blobs b ON b.id = r.blob_id",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -319,9 +318,10 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     // Inline deltas (schema version 13) count as the delta blobs they stand for.
     let (inline_count, inline_stored, inline_saved): (i64, i64, i64) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(length(delta_data)), 0),
-                    coalesce(sum(delta_raw_len - length(delta_data)), 0)
-             FROM records WHERE delta_data IS NOT NULL",
+            "SELECT count(*), coalesce(sum(length(delta) - 52), 0),
+                    coalesce(sum(CAST(CAST(substr(delta, 33, 20) AS TEXT) AS INTEGER)
+                                 - (length(delta) - 52)), 0)
+             FROM records WHERE delta IS NOT NULL",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -336,9 +336,11 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     ) = conn
         .query_row(
             "SELECT count(*), coalesce(sum(raw_len) FILTER (WHERE codec NOT IN (16, 17)), 0),
-                    coalesce(sum(stored_len), 0), count(*) FILTER (WHERE codec = 16),
+                    coalesce(sum(coalesce(stored_len, length(data))), 0),
+                    count(*) FILTER (WHERE codec = 16),
                     count(*) FILTER (WHERE codec = 17),
-                    coalesce(sum(raw_len - stored_len) FILTER (WHERE codec = 17), 0)
+                    coalesce(sum(raw_len - coalesce(stored_len, length(data)))
+                             FILTER (WHERE codec = 17), 0)
              FROM blobs",
             [],
             |r| {

@@ -257,7 +257,10 @@ mod tests {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let changes = conn
-            .prepare("SELECT seq, key, kind, seq + version_offset FROM changes ORDER BY seq")?
+            .prepare(
+                "SELECT seq, key, (kind_offset & 3) + 1, seq + (kind_offset >> 2) + 1
+                 FROM changes ORDER BY seq",
+            )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok((records, changes))

@@ -311,6 +311,86 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE records_v15 RENAME TO records;
     CREATE INDEX records_by_expiry ON records(expires_at) WHERE expires_at IS NOT NULL;
     ",
+    // Version 16: fewer header bytes per row (issue #15, footprint). Every column costs its
+    // row a header byte even when NULL, and a value equal to 0 or 1 costs no other byte:
+    // - `changes.kind` and `changes.version_offset` become one integer, `kind_offset` =
+    //   (version − seq − 1) · 4 + kind − 1 (`feed.rs`): 0 for a put that took the next
+    //   version, as every change of a bulk load does;
+    // - the three inline-delta columns of `records` become one, `delta` = the delta's hash
+    //   (32 bytes) ‖ its raw length as 20 ASCII decimal digits ‖ its stored bytes
+    //   (`inline.rs`; SQL reads the length with a cast); a delta that was partly missing
+    //   gets the length −1, which every reader reports as damage;
+    // - `blobs.stored_len` is NULL when it equals `length(data)` (every blob this build
+    //   writes; readers coalesce).
+    // The three tables are rebuilt; the clock view is redefined over the new column. A
+    // version offset outside what the column encodes (−2^61 < offset ≤ 2^61) fails the
+    // migration.
+    r"
+    DROP TRIGGER version_clock_update;
+    DROP VIEW version_clock;
+    CREATE TABLE changes_v16 (
+        seq           INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL,
+        key           TEXT    NOT NULL,
+        kind_offset   INTEGER NOT NULL
+                      CHECK (typeof(kind_offset) = 'integer' AND kind_offset & 3 <> 3),
+        at            INTEGER
+    );
+    INSERT INTO changes_v16 (seq, collection_id, key, kind_offset, at)
+        SELECT seq, collection_id, key, (version_offset - 1) * 4 + kind - 1, at FROM changes;
+    DROP TABLE changes;
+    ALTER TABLE changes_v16 RENAME TO changes;
+    CREATE VIEW version_clock (id, last) AS
+        SELECT 0, max(value, coalesce(
+            (SELECT seq + (kind_offset >> 2) + 1 FROM changes ORDER BY seq DESC LIMIT 1), 0))
+        FROM change_clock WHERE name = 'version';
+    CREATE TRIGGER version_clock_update INSTEAD OF UPDATE OF last ON version_clock
+    BEGIN
+        UPDATE change_clock SET value = NEW.last WHERE name = 'version';
+    END;
+    CREATE TABLE records_v16 (
+        collection    TEXT    NOT NULL,
+        key           TEXT    NOT NULL,
+        blob_id       INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER,
+        access_count  INTEGER NOT NULL DEFAULT 0,
+        last_accessed INTEGER,
+        version       INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+        expires_at    INTEGER,
+        delta         BLOB CHECK (delta IS NULL OR length(delta) >= 52),
+        PRIMARY KEY (collection, key)
+    ) WITHOUT ROWID;
+    INSERT INTO records_v16
+        SELECT collection, key, blob_id, created_at, updated_at, access_count, last_accessed,
+               version, expires_at,
+               iif(delta_hash IS NULL AND delta_raw_len IS NULL AND delta_data IS NULL, NULL,
+                   CAST(coalesce(delta_hash, zeroblob(32))
+                        || printf('%020d', iif(delta_hash IS NULL OR delta_data IS NULL,
+                                               -1, coalesce(delta_raw_len, -1)))
+                        || coalesce(delta_data, X'') AS BLOB))
+        FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v16 RENAME TO records;
+    CREATE INDEX records_by_expiry ON records(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE blobs_v16 (
+        id         INTEGER PRIMARY KEY,
+        hash       BLOB    NOT NULL CHECK (length(hash) = 32),
+        codec      INTEGER NOT NULL,
+        raw_len    INTEGER NOT NULL CHECK (raw_len >= 0),
+        stored_len INTEGER CHECK (stored_len >= 0),
+        refcount   INTEGER NOT NULL CHECK (refcount >= 0),
+        data       BLOB    NOT NULL,
+        dict_id    INTEGER
+    );
+    INSERT INTO blobs_v16 (id, hash, codec, raw_len, stored_len, refcount, data, dict_id)
+        SELECT id, hash, codec, raw_len, nullif(stored_len, length(data)), refcount, data,
+               dict_id
+        FROM blobs;
+    DROP TABLE blobs;
+    ALTER TABLE blobs_v16 RENAME TO blobs;
+    CREATE INDEX blobs_by_hash_prefix ON blobs(substr(hash, 1, 4)) WHERE codec <> 17;
+    ",
 ];
 
 /// The schema version that keeps small deltas in their record's row (`inline.rs`).
@@ -550,8 +630,8 @@ fn write_keys_in_tx(conn: &mut Connection, change: &KeyChange) -> Result<()> {
     }
     for delta in &change.resealed_inline {
         tx.execute(
-            "UPDATE records SET delta_data = ?4
-             WHERE collection = ?1 AND key = ?2 AND delta_data = ?3",
+            "UPDATE records SET delta = CAST(substr(delta, 1, 52) || ?4 AS BLOB)
+             WHERE collection = ?1 AND key = ?2 AND substr(delta, 53) = ?3",
             rusqlite::params![delta.collection, delta.key, delta.before, delta.after],
         )
         .map_err(db_err("sealing an inline delta again"))?;
@@ -632,9 +712,7 @@ mod tests {
              ALTER TABLE records DROP COLUMN expires_at; DROP TABLE data_keys;
              DROP TABLE chunks; DROP TABLE blob_chunks; DROP TABLE chunk_refs; DROP TABLE changes;
              DROP TABLE change_clock; DROP TABLE collection_ids;
-             ALTER TABLE records DROP COLUMN delta_hash;
-             ALTER TABLE records DROP COLUMN delta_raw_len;
-             ALTER TABLE records DROP COLUMN delta_data;",
+             ALTER TABLE records DROP COLUMN delta;",
         )
         .map_err(db_err("drop"))?;
         migrate(&mut a)?;
@@ -772,9 +850,10 @@ mod tests {
         // The delete's change carries 8; the row says 9.
         assert_eq!(clocks(&conn)?, (9, 9, 2));
         conn.execute(
-            // Version 15's row: collection 'c' is id 1, version 10 is seq 3 + 7.
-            "INSERT INTO changes (seq, collection_id, key, kind, version_offset, at)
-             VALUES (3, 1, 'b', 1, 7, 0)",
+            // Version 16's row: collection 'c' is id 1, a put of version 10 at seq 3 is
+            // (10 − 3 − 1) · 4 + 0.
+            "INSERT INTO changes (seq, collection_id, key, kind_offset, at)
+             VALUES (3, 1, 'b', 24, 0)",
             [],
         )
         .map_err(db_err("a logged put"))?;
@@ -822,7 +901,7 @@ mod tests {
         assert!(read::check(&conn)?.is_ok());
         let inline: i64 = conn
             .query_row(
-                "SELECT count(*) FROM records WHERE delta_data IS NOT NULL",
+                "SELECT count(*) FROM records WHERE delta IS NOT NULL",
                 [],
                 |r| r.get(0),
             )
@@ -830,8 +909,8 @@ mod tests {
         assert_eq!(inline, 0);
         // The keyframe's record now carries a delta over it: read as the delta blob.
         conn.execute(
-            "UPDATE records SET delta_hash = randomblob(32), delta_raw_len = 3,
-                    delta_data = X'80000002'
+            "UPDATE records
+             SET delta = CAST(randomblob(32) || printf('%020d', 3) || X'80000002' AS BLOB)
              WHERE collection = 'c' AND key = 'k'",
             [],
         )

@@ -126,7 +126,9 @@ pub fn settings(conn: &Connection) -> Result<Vec<CollectionSetting>> {
 /// Records of `collection` unexpired at `now_ms` and their logical JSON bytes.
 pub fn usage(conn: &Connection, collection: &str, now_ms: i64) -> Result<CollectionUsage> {
     conn.prepare_cached(
-        "SELECT count(*), coalesce(sum(coalesce(r.delta_raw_len, b.raw_len)), 0)
+        "SELECT count(*),
+                coalesce(sum(coalesce(CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER),
+                                      b.raw_len)), 0)
          FROM records r JOIN blobs b ON b.id = r.blob_id
          WHERE r.collection = ?1 AND (r.expires_at IS NULL OR r.expires_at > ?2)",
     )

@@ -320,7 +320,8 @@ fn current_blob(conn: &Connection, collection: &str, key: &str) -> Result<Option
 pub(super) const FIND_BLOB_BY_HASH: &str = "SELECT id, raw_len FROM blobs
      WHERE substr(hash, 1, 4) = substr(?1, 1, 4) AND hash = ?1 AND codec <> 17 LIMIT 1";
 
-/// A new blob with one reference.
+/// A new blob with one reference; `?4`, its `stored_len`, is NULL when it is the bytes'
+/// length (schema version 16: readers coalesce).
 pub(super) const INSERT_BLOB: &str =
     "INSERT INTO blobs (hash, codec, raw_len, stored_len, refcount, data, dict_id)
      VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)";
@@ -355,7 +356,8 @@ pub(super) fn acquire_blob(
             return Ok((id, true));
         }
     }
-    let stored_len = i64::try_from(value.stored.len()).unwrap_or(i64::MAX);
+    // The stored bytes are `value.stored`: their length goes without saying (NULL).
+    let stored_len: Option<i64> = None;
     held.get(Which::InsertBlob)
         .and_then(|s| {
             s.execute(params![
@@ -431,8 +433,7 @@ fn insert_record(held: &mut Held<'_>, p: &Placed<'_>, blob_id: i64, version: i64
 fn update_record(conn: &Connection, p: &Placed<'_>, blob_id: i64, version: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE records SET blob_id = ?3, updated_at = nullif(?4, created_at), version = ?5,
-                expires_at = ?6,
-                delta_hash = NULL, delta_raw_len = NULL, delta_data = NULL
+                expires_at = ?6, delta = NULL
          WHERE collection = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
