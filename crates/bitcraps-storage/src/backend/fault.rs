@@ -70,7 +70,9 @@ pub enum Method {
     Scan,
 }
 
-const METHODS: usize = 20;
+/// One counter per method: the last variant's index, plus one. (A literal count fell one
+/// short once, and the last method's calls went uncounted.)
+const METHODS: usize = Method::Scan as usize + 1;
 
 impl Method {
     fn index(self) -> usize {
@@ -482,6 +484,18 @@ mod tests {
         assert!(f.collections().is_ok());
         assert_eq!(f.calls(Method::Collections), 3);
         assert_eq!(f.calls(Method::Get), 0);
+        Ok(())
+    }
+
+    /// The regression: the counters were sized by a literal one short of the methods, so
+    /// `calls(Method::Scan)`, the last method, always read 0.
+    #[test]
+    fn every_method_is_counted_the_last_included() -> Result<()> {
+        let f = injector()?;
+        f.scan("games", &ListOptions::default())?;
+        f.scan("games", &ListOptions::default())?;
+        assert_eq!(f.calls(Method::Scan), 2);
+        assert_eq!(f.calls(Method::Apply), 0);
         Ok(())
     }
 
