@@ -22,6 +22,7 @@ mod backup_hostile;
 mod backup_online;
 mod backup_restore_into;
 mod backup_retention;
+mod backup_schema15;
 mod chunk_damage;
 mod chunk_refs_pages;
 mod chunk_repair;

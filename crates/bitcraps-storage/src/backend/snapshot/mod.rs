@@ -124,15 +124,24 @@ pub fn upgrade(path: &Path) -> Result<i64> {
 /// Fails unless the snapshot at `path` is at the current schema version (what a restore
 /// loads); returns its description.
 pub fn require_current(path: &Path) -> Result<SnapshotInfo> {
-    let (info, _) = inspect(path, false)?;
-    if info.schema_version != current_version() {
+    // The version first: the statistics read the current schema's columns.
+    let version = schema_version(path)?;
+    if version != current_version() {
         return Err(StorageError::Config(format!(
-            "the snapshot is at schema version {}, expected {}; migrate it first",
-            info.schema_version,
+            "the snapshot is at schema version {version}, expected {}; migrate it first",
             current_version()
         )));
     }
+    let (info, _) = inspect(path, false)?;
     Ok(info)
+}
+
+/// The schema version of the snapshot at `path`. [`inspect`] reads the current version's
+/// columns: a copy of an older version is [`upgrade`]d (a scratch copy) before.
+pub fn schema_version(path: &Path) -> Result<i64> {
+    open_read_only(path)?
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err("reading a copy's schema version"))
 }
 
 fn open_read_only(path: &Path) -> Result<Connection> {
