@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::tally::{self, Counted};
+
 /// Reads remembered as the sources of the next misses (a game, its four players and six
 /// bets are eleven reads).
 pub(crate) const RECENT: usize = 12;
@@ -40,6 +42,15 @@ struct Partner {
     /// The partner's cache key (`collection` NUL `key`).
     key: Arc<str>,
     seen: u32,
+}
+
+impl Counted for Partner {
+    fn seen(&self) -> u32 {
+        self.seen
+    }
+    fn count(&mut self) {
+        self.seen = self.seen.saturating_add(1);
+    }
 }
 
 struct Source {
@@ -150,22 +161,16 @@ impl CoAccess {
             }
         }
         let Some(s) = slot.as_mut() else { return };
-        if let Some(p) = s.partners.iter_mut().find(|p| p.hash == partner) {
-            p.seen = p.seen.saturating_add(1);
-            return;
-        }
-        let fresh = Partner {
-            hash: partner,
-            key: Arc::clone(key),
-            seen: 1,
-        };
-        if s.partners.len() < PARTNERS {
-            s.partners.push(fresh);
-        } else if let Some(weakest) = s.partners.iter_mut().min_by_key(|p| p.seen)
-            && weakest.seen <= 1
-        {
-            *weakest = fresh;
-        }
+        tally::observe(
+            &mut s.partners,
+            PARTNERS,
+            |p| p.hash == partner,
+            || Partner {
+                hash: partner,
+                key: Arc::clone(key),
+                seen: 1,
+            },
+        );
     }
 }
 

@@ -25,6 +25,7 @@
 mod coaccess;
 mod ledger;
 mod sequential;
+mod tally;
 mod template;
 
 use std::sync::Arc;

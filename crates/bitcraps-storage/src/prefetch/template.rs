@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::coaccess::RECENT;
+use super::tally::{self, Counted};
 
 /// Source collections tracked.
 pub(crate) const FAMILIES: usize = 16;
@@ -42,6 +43,15 @@ struct Template {
     collection: Arc<str>,
     suffix: Arc<str>,
     seen: u32,
+}
+
+impl Counted for Template {
+    fn seen(&self) -> u32 {
+        self.seen
+    }
+    fn count(&mut self) {
+        self.seen = self.seen.saturating_add(1);
+    }
 }
 
 struct Family {
@@ -171,26 +181,16 @@ impl Templates {
                 family
             }
         };
-        if let Some(t) = family
-            .templates
-            .iter_mut()
-            .find(|t| &*t.collection == collection && &*t.suffix == suffix)
-        {
-            t.seen = t.seen.saturating_add(1);
-            return;
-        }
-        let fresh = Template {
-            collection: Arc::from(collection),
-            suffix: Arc::from(suffix),
-            seen: 1,
-        };
-        if family.templates.len() < TEMPLATES {
-            family.templates.push(fresh);
-        } else if let Some(weakest) = family.templates.iter_mut().min_by_key(|t| t.seen)
-            && weakest.seen <= 1
-        {
-            *weakest = fresh;
-        }
+        tally::observe(
+            &mut family.templates,
+            TEMPLATES,
+            |t| &*t.collection == collection && &*t.suffix == suffix,
+            || Template {
+                collection: Arc::from(collection),
+                suffix: Arc::from(suffix),
+                seen: 1,
+            },
+        );
     }
 }
 
