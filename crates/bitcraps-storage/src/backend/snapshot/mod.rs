@@ -61,9 +61,7 @@ pub(crate) fn inspect_with(
     keyring: Option<&Arc<Keyring>>,
 ) -> Result<(SnapshotInfo, Option<ConsistencyReport>)> {
     let conn = open_read_only(path)?;
-    let schema_version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err("reading a copy's schema version"))?;
+    let schema_version = user_version(&conn)?;
     let report = if check {
         let mut report = read::check(&conn)?;
         let mut dictionaries = read::dictionaries(&conn)?;
@@ -139,8 +137,12 @@ pub fn require_current(path: &Path) -> Result<SnapshotInfo> {
 /// The schema version of the snapshot at `path`. [`inspect`] reads the current version's
 /// columns: a copy of an older version is [`upgrade`]d (a scratch copy) before.
 pub fn schema_version(path: &Path) -> Result<i64> {
-    open_read_only(path)?
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    user_version(&open_read_only(path)?)
+}
+
+/// The schema version a copy's connection records.
+fn user_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err("reading a copy's schema version"))
 }
 
