@@ -162,3 +162,44 @@ async fn a_partly_missing_inline_delta_is_corruption_not_the_keyframe() -> Resul
     s.close().await?;
     Ok(())
 }
+
+/// Regression (review of schema 16): SQL read an inline delta's length with a bare `CAST`,
+/// which takes the digits before a damaged byte for the length, so `metadata` reported a
+/// made-up size for a record every read refuses. Its length is now read with the decoder's
+/// rule: a damaged one is `Corruption` of the record, and the statistics count it as nothing
+/// rather than as what the digits before the damage say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
+    let dir = tempfile::tempdir()?;
+    let config = tune(StorageConfig::with_data_path(dir.path()));
+    let s = PersistentStorageManager::open(config.clone()).await?;
+    s.store("logs", "a", &log(800)).await?;
+    s.store("logs", "a", &log(801)).await?;
+    let before = s.metadata("logs", "a").await?.ok_or("logs/a is missing")?;
+    assert!(before.is_delta, "the second version is a delta: {before:?}");
+    let logical = s.statistics().await?.database_stats.logical_bytes;
+    assert!(logical > 0);
+    s.close().await?;
+    drop(s);
+    let db = rusqlite::Connection::open(dir.path().join("bitcraps.db"))?;
+    // The last of the 20 digits becomes a letter: `CAST` reads the 19 before it.
+    let changed = db.execute(
+        "UPDATE records SET delta = CAST(substr(delta, 1, 51) || 'x' || substr(delta, 53) AS BLOB)
+         WHERE collection = 'logs' AND key = 'a' AND delta IS NOT NULL",
+        [],
+    )?;
+    assert_eq!(changed, 1, "the second version is kept inline");
+    drop(db);
+    let s = PersistentStorageManager::open(config).await?;
+    match s.metadata("logs", "a").await {
+        Err(StorageError::Corruption { location, .. }) => assert_eq!(location, "logs/a"),
+        other => panic!("expected corruption of logs/a, got {other:?}"),
+    }
+    let after = s.statistics().await?.database_stats.logical_bytes;
+    assert_eq!(
+        after, 0,
+        "the damaged length was summed as a number (of {logical} bytes)"
+    );
+    s.close().await?;
+    Ok(())
+}

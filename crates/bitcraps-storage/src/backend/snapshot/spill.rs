@@ -15,6 +15,7 @@
 use rusqlite::Connection;
 
 use crate::backend::sqlite::db_err;
+use crate::backend::sqlite::inline::inline_delta_len;
 use crate::error::Result;
 
 /// Whether the snapshot's records hold any inline delta (a snapshot without the column holds
@@ -71,18 +72,20 @@ pub(super) const SPILLED_CHUNKS: &str =
 
 /// `SELECT_BLOBS` with the keyframes' counts lowered, freed keyframes left out and one blob
 /// per inline delta.
-pub(super) const SPILLED_BLOBS: &str =
+pub(super) const SPILLED_BLOBS: &str = concat!(
     "SELECT b.id, b.hash, b.codec, b.raw_len, coalesce(b.stored_len, length(b.data)),
             b.refcount - coalesce(s.n, 0), b.data, b.dict_id
      FROM main.blobs b LEFT JOIN temp.spill_refs s ON s.keyframe = b.id
      WHERE b.id NOT IN (SELECT id FROM temp.spill_freed)
      UNION ALL
-     SELECT m.id, substr(r.delta, 1, 32), 17,
-            CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER), length(r.delta) - 52, 1,
+     SELECT m.id, substr(r.delta, 1, 32), 17, ",
+    inline_delta_len!("r.delta"),
+    ", length(r.delta) - 52, 1,
             substr(r.delta, 53), NULL
      FROM temp.spill_map m
      JOIN main.records r ON r.collection = m.collection AND r.key = m.key
-     ORDER BY 1";
+     ORDER BY 1"
+);
 
 /// `SELECT_CHUNK_LISTS` over the spilled lists.
 pub(super) const SPILLED_LISTS: &str =

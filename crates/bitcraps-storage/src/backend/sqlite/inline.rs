@@ -8,9 +8,8 @@
 //! blob (codec 16) — the reference it held as the keyframe's version, so no count and no
 //! list moves — and carries the delta's hash, length and bytes in `delta` (schema version
 //! 16; three columns before): the 32-byte hash, the raw length as [`LENGTH_DIGITS`] ASCII
-//! decimal digits (so SQL reads it with a cast,
-//! `CAST(CAST(substr(delta, 33, 20) AS TEXT) AS INTEGER)`) and the stored bytes from byte
-//! 53 ([`encode`], [`decode`]). The commit writes the record's page and the change log's.
+//! decimal digits (so SQL reads it with a cast: [`inline_delta_len!`]) and the stored bytes
+//! from byte 53 ([`encode`], [`decode`]). The commit writes the record's page and the change log's.
 //!
 //! Readers see the same delta blob as before (codec 17 over the keyframe's chunks,
 //! [`blob`]); a write that gives the record another blob clears the columns
@@ -47,6 +46,36 @@ const HASH_LEN: usize = 32;
 pub(crate) const LENGTH_DIGITS: usize = 20;
 /// The bytes of `records.delta` before the delta's stored bytes.
 pub(crate) const PREFIX_LEN: usize = HASH_LEN + LENGTH_DIGITS;
+
+/// SQL for the raw length held by the `records.delta` value `$delta` (an SQL expression,
+/// e.g. `"r.delta"`): NULL when it is NULL, else its 20 digits as an integer, or −1 when they
+/// are not 20 decimal digits or the value is shorter than its prefix — damage, or the
+/// schema-16 migration's mark of a partly missing delta. [`decode`] refuses exactly those, so
+/// what SQL sums and reports never reads a damaged length as a number (`CAST` alone reads
+/// `12x…` as 12). The one spelling of the layout in SQL.
+macro_rules! inline_delta_len {
+    ($delta:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $delta,
+            " IS NULL THEN NULL",
+            " WHEN length(",
+            $delta,
+            ") >= 52",
+            " AND length(CAST(substr(",
+            $delta,
+            ", 33, 20) AS TEXT)) = 20",
+            " AND CAST(substr(",
+            $delta,
+            ", 33, 20) AS TEXT) NOT GLOB '*[^0-9]*'",
+            " THEN CAST(CAST(substr(",
+            $delta,
+            ", 33, 20) AS TEXT) AS INTEGER)",
+            " ELSE -1 END)"
+        )
+    };
+}
+pub(crate) use inline_delta_len;
 
 /// The `records.delta` value of a delta with `hash`, `raw_len` and `stored` bytes.
 pub(crate) fn encode(hash: &[u8], raw_len: i64, stored: &[u8]) -> Vec<u8> {

@@ -4,6 +4,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::db_err;
+use super::inline::inline_delta_len;
 use crate::backend::{
     BlobEntry, BlobReference, ConsistencyReport, DatabaseStatistics, RecordMetadata, RecordPage,
     StoredBlob, StoredDictionary, StoredRecord, time_from_ms,
@@ -135,16 +136,18 @@ pub fn scan(conn: &Connection, collection: &str, options: &ListOptions) -> Resul
 pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
     let location = || format!("{collection}/{key}");
     let row = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT r.created_at, coalesce(r.updated_at, r.created_at), r.access_count, r.last_accessed,
                     iif(r.delta IS NULL, b.codec, 17),
-                    coalesce(CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER), b.raw_len),
+                    coalesce(",
+            inline_delta_len!("r.delta"),
+            ", b.raw_len),
                     coalesce(length(r.delta) - 52, b.stored_len, length(b.data)),
                     coalesce(substr(r.delta, 1, 32), b.hash),
                     iif(r.delta IS NULL, b.refcount, 1), b.dict_id, r.version, r.expires_at
              FROM records r JOIN blobs b ON b.id = r.blob_id
              WHERE r.collection = ?1 AND r.key = ?2",
-        )
+        ))
         .and_then(|mut s| {
             s.query_row(params![collection, key], |r| {
                 Ok((
@@ -184,6 +187,13 @@ pub fn metadata(conn: &Connection, collection: &str, key: &str) -> Result<Option
     };
     let version = Version::stored(collection, key, version)?;
     let is_delta = codec_id == crate::chunk::DELTA;
+    if raw_len < 0 {
+        // `inline_delta_len!`'s mark of a length that is not a number; no blob row has one.
+        return Err(StorageError::corruption(
+            location(),
+            "the record's inline delta is partly missing or its length is not a number",
+        ));
+    }
     let (codec_id, stored_len, chunk_count) = if crate::chunk::is_chunked(codec_id) {
         let (codec, chunk_bytes, count) = super::chunks::summary(conn, collection, key)?;
         // A delta's own stored bytes are its patch; its chunks are its keyframe's.
@@ -307,10 +317,11 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     let err = db_err("collecting database statistics");
     let (record_count, logical_bytes): (i64, i64) = conn
         .query_row(
-            "SELECT count(*),
-                    coalesce(sum(coalesce(CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER),
-                                          b.raw_len)), 0)
-             FROM records r JOIN blobs b ON b.id = r.blob_id",
+            concat!(
+                "SELECT count(*), coalesce(sum(max(coalesce(",
+                inline_delta_len!("r.delta"),
+                ", b.raw_len), 0)), 0) FROM records r JOIN blobs b ON b.id = r.blob_id"
+            ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -318,10 +329,13 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     // Inline deltas (schema version 13) count as the delta blobs they stand for.
     let (inline_count, inline_stored, inline_saved): (i64, i64, i64) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(length(delta) - 52), 0),
-                    coalesce(sum(CAST(CAST(substr(delta, 33, 20) AS TEXT) AS INTEGER)
-                                 - (length(delta) - 52)), 0)
-             FROM records WHERE delta IS NOT NULL",
+            concat!(
+                "SELECT count(*), coalesce(sum(length(delta) - 52), 0),
+                        coalesce(sum(max(",
+                inline_delta_len!("delta"),
+                ", 0) - (length(delta) - 52)), 0)
+                 FROM records WHERE delta IS NOT NULL"
+            ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, params};
 
 use super::db_err;
+use super::inline::inline_delta_len;
 use crate::backend::CollectionSetting;
 use crate::error::Result;
 use crate::quota::{CollectionQuota, CollectionUsage};
@@ -125,13 +126,13 @@ pub fn settings(conn: &Connection) -> Result<Vec<CollectionSetting>> {
 
 /// Records of `collection` unexpired at `now_ms` and their logical JSON bytes.
 pub fn usage(conn: &Connection, collection: &str, now_ms: i64) -> Result<CollectionUsage> {
-    conn.prepare_cached(
-        "SELECT count(*),
-                coalesce(sum(coalesce(CAST(CAST(substr(r.delta, 33, 20) AS TEXT) AS INTEGER),
-                                      b.raw_len)), 0)
+    conn.prepare_cached(concat!(
+        "SELECT count(*), coalesce(sum(max(coalesce(",
+        inline_delta_len!("r.delta"),
+        ", b.raw_len), 0)), 0)
          FROM records r JOIN blobs b ON b.id = r.blob_id
          WHERE r.collection = ?1 AND (r.expires_at IS NULL OR r.expires_at > ?2)",
-    )
+    ))
     .and_then(|mut s| {
         s.query_row(params![collection, now_ms], |r| {
             Ok(CollectionUsage::from_db(r.get(0)?, r.get(1)?))
