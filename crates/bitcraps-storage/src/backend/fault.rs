@@ -22,10 +22,26 @@ use crate::list::{ListOptions, ListPage};
 /// its own assertions instead of hanging.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(30);
 
-/// A method of [`Backend`] or [`Maintenance`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Method {
+/// Declares [`Method`] and [`METHODS`] from one list, so the counters cannot fall one short
+/// of the variants again (a count written out by hand did once, and the last method's calls
+/// went uncounted).
+macro_rules! methods {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// A method of [`Backend`] or [`Maintenance`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Method {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Method {
+            /// Every method, in declaration order.
+            const ALL: &'static [Method] = &[$(Method::$name,)*];
+        }
+    };
+}
+
+methods! {
     /// [`Backend::apply`].
     Apply,
     /// [`Backend::get`].
@@ -70,9 +86,8 @@ pub enum Method {
     Scan,
 }
 
-/// One counter per method: the last variant's index, plus one. (A literal count fell one
-/// short once, and the last method's calls went uncounted.)
-const METHODS: usize = Method::Scan as usize + 1;
+/// One counter per method.
+const METHODS: usize = Method::ALL.len();
 
 impl Method {
     fn index(self) -> usize {
@@ -497,6 +512,14 @@ mod tests {
         assert_eq!(f.calls(Method::Scan), 2);
         assert_eq!(f.calls(Method::Apply), 0);
         Ok(())
+    }
+
+    #[test]
+    fn every_method_has_a_counter_of_its_own() {
+        assert_eq!(Method::ALL.len(), METHODS);
+        for (i, m) in Method::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i, "{m:?}");
+        }
     }
 
     #[test]
