@@ -144,6 +144,26 @@ fn with_blob_aad<R>(
     f(&aad.finish())
 }
 
+/// [`with_blob_aad`] of a stored row: its hash, codec, dictionary and JSON length.
+fn with_stored_aad<R>(
+    ring: &Keyring,
+    key: &DataKey,
+    layout: Layout,
+    blob: &StoredBlob,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    with_blob_aad(
+        ring,
+        key,
+        layout,
+        &blob.hash,
+        blob.codec_id,
+        blob.dict_id,
+        blob.raw_len,
+        f,
+    )
+}
+
 /// Length-prefixed fields written into a fixed buffer; `false` when they do not fit.
 struct Fill<'a> {
     buf: &'a mut [u8],
@@ -305,16 +325,9 @@ pub(crate) fn try_open_blob(
 ) -> Option<StoredBlob> {
     let h = header::parse(&blob.data)?;
     let sealed = blob.data.get(header::LEN..)?;
-    let mut data = with_blob_aad(
-        ring,
-        key,
-        h.layout,
-        &blob.hash,
-        blob.codec_id,
-        blob.dict_id,
-        blob.raw_len,
-        |aad| envelope::open_with(h.suite, &key.cipher, aad, sealed),
-    )?;
+    let mut data = with_stored_aad(ring, key, h.layout, blob, |aad| {
+        envelope::open_with(h.suite, &key.cipher, aad, sealed)
+    })?;
     let (hash, keyed) = match h.layout {
         Layout::V1 => {
             if data.len() < PLAIN_HASH_LEN {
@@ -355,6 +368,7 @@ pub(crate) fn try_open_blob_owned(
             None => Opening::Unopened(blob),
         };
     };
+    // The fields one by one: the closure borrows the row's data mutably.
     let opened = with_blob_aad(
         ring,
         key,
@@ -408,16 +422,9 @@ pub(crate) fn reseal_blob(
         Some(_) => (Layout::V2, &[]),
         None => (Layout::V1, &opened.hash),
     };
-    with_blob_aad(
-        ring,
-        to,
-        layout,
-        &blob.hash,
-        blob.codec_id,
-        blob.dict_id,
-        blob.raw_len,
-        |aad| seal_payload(Suite::preferred(), layout, to, aad, prefix, &opened.data),
-    )
+    with_stored_aad(ring, to, layout, blob, |aad| {
+        seal_payload(Suite::preferred(), layout, to, aad, prefix, &opened.data)
+    })
 }
 
 /// `header || nonce || sealed(prefix || stored) || tag` under `key` with `suite`, built and
@@ -700,16 +707,7 @@ mod tests {
                 blob.dict_id = dict_id;
                 for layout in [Layout::V1, Layout::V2] {
                     for r in [&ring, &other] {
-                        let built = with_blob_aad(
-                            r,
-                            &key,
-                            layout,
-                            &blob.hash,
-                            blob.codec_id,
-                            blob.dict_id,
-                            blob.raw_len,
-                            <[u8]>::to_vec,
-                        );
+                        let built = with_stored_aad(r, &key, layout, &blob, <[u8]>::to_vec);
                         assert_eq!(built, fields_aad(r, &key, layout, &blob));
                     }
                 }
