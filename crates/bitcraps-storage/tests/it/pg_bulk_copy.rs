@@ -20,7 +20,7 @@ const BATCH: usize = 300;
 
 fn doc(i: usize) -> Value {
     // Every third document is the same lobby record (deduplicated).
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         json!({"lobby": true, "seats": 8})
     } else {
         json!({"game": i, "players": ["alice", "bob"], "pot": i * 10})
@@ -45,7 +45,11 @@ async fn a_copied_bulk_batch_reads_back_with_exact_counts() -> Result {
     // new keys sharing the lobby record.
     let second: Vec<(String, Value)> = (0..BATCH)
         .map(|i| {
-            let d = if i % 2 == 0 { doc(i + 1) } else { doc(i) };
+            let d = if i.is_multiple_of(2) {
+                doc(i + 1)
+            } else {
+                doc(i)
+            };
             (format!("g-{i:04}"), d)
         })
         .chain((BATCH..BATCH + 50).map(|i| (format!("g-{i:04}"), doc(0))))

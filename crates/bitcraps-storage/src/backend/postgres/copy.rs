@@ -88,36 +88,36 @@ pub(super) async fn finish(mut sink: Sink, rows: Vec<u8>) -> Result<u64, tokio_p
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::Pipeline;
+    use std::sync::Arc;
 
-    fn value(doc: &str, dict: Option<i64>) -> crate::error::Result<EncodedValue> {
-        let pipeline = Pipeline {
-            codec: crate::Codec::None,
-            level: 0,
-            max_value_size: usize::MAX,
-            chunk_threshold: 0,
-            keyframe_interval: 0,
-        };
-        let mut v = pipeline.encode_raw("c", "k", doc.as_bytes().to_vec())?;
-        v.dict_id = dict;
-        Ok(v)
+    /// A value whose stored form is `stored` (any bytes: the layout does not look inside).
+    fn value(stored: &[u8], dict_id: Option<i64>) -> EncodedValue {
+        let raw: Arc<[u8]> = Arc::from(b"{\"raw\":true}".as_slice());
+        EncodedValue {
+            hash: [7; 32],
+            codec: crate::Codec::Zstd,
+            raw,
+            stored: Arc::from(stored),
+            dict_id,
+            chunks: Arc::from(Vec::new()),
+            delta: false,
+            sealed: None,
+        }
     }
 
     /// The layout PostgreSQL's binary `COPY` reads: signature, then per row the field count
     /// and each field's length and big-endian bytes (-1 for NULL), then -1.
     #[test]
     fn rows_are_in_the_binary_copy_layout() -> crate::error::Result<()> {
-        let a = value("{\"a\":1}", Some(7))?;
-        let b = value("[]", None)?;
+        let a = value(b"xyz", Some(7));
+        let b = value(b"", None);
         let out = blob_rows(&[(5, &a, 1), (6, &b, 2)]).map_err(Fail::into_error)?;
         let mut want = b"PGCOPY\n\xff\r\n\0".to_vec();
         want.extend_from_slice(&[0; 8]);
         for (id, v, refs, dict) in [(5i64, &a, 1i64, Some(7i64)), (6, &b, 2, None)] {
             want.extend_from_slice(&8i16.to_be_bytes());
-            for n in [id] {
-                want.extend_from_slice(&8i32.to_be_bytes());
-                want.extend_from_slice(&n.to_be_bytes());
-            }
+            want.extend_from_slice(&8i32.to_be_bytes());
+            want.extend_from_slice(&id.to_be_bytes());
             want.extend_from_slice(&32i32.to_be_bytes());
             want.extend_from_slice(&v.hash[..]);
             let raw = i64::try_from(v.raw_len()).unwrap_or_default();

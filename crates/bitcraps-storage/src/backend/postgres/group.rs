@@ -17,7 +17,8 @@
 //!    versions and blob ids drawn from their sequences;
 //! 3. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
 //!    rows upserted, access counts added, the change log numbered and appended (`feed.rs`),
-//!    and `COMMIT`.
+//!    and `COMMIT`. Under the exclusive lock the blobs go by a binary `COPY` opened at the
+//!    end of the first round trip (`copy.rs`).
 //!
 //! Three round trips whatever the group's size, against about ten per put before. A group
 //! under the store's exclusive lock (a bulk batch: `locks.rs`) takes no hash locks, so its
@@ -45,7 +46,7 @@ use super::write::{Fail, Settings, db};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::Result;
 use crate::quota::CollectionQuota;
-use crate::value::ContentHash;
+use crate::value::{ContentHash, EncodedValue};
 
 type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
 
@@ -469,7 +470,9 @@ async fn write(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut b_data: Vec<&[u8]> = Vec::with_capacity(plan.new_blobs.len());
     let mut b_dict: Vec<Option<i64>> = Vec::with_capacity(plan.new_blobs.len());
-    for (id, value, refs) in &plan.new_blobs {
+    // Copied (`copy.rs`), the new blobs need no columns here.
+    let columns: &[(i64, &EncodedValue, i64)] = if sink.is_some() { &[] } else { &plan.new_blobs };
+    for (id, value, refs) in columns {
         b_id.push(*id);
         b_hash.push(&value.hash[..]);
         b_codec.push(value.codec_id());
@@ -511,7 +514,7 @@ async fn write(
         Some(_) => Some(copy::blob_rows(&plan.new_blobs)?),
         None => None,
     };
-    if sink.is_none() && !b_id.is_empty() {
+    if !b_id.is_empty() {
         steps.push((INSERT_BLOBS, &p_insert));
     }
     if !ref_ids.is_empty() {
@@ -547,7 +550,9 @@ async fn write(
             .zip(&steps)
             .map(|(stmt, (_, params))| tx.query(stmt, params)),
     );
-    // The `COPY`'s rows first: the statements after it are sent once it is done.
+    // The `COPY`'s rows first: the statements after it are sent once it is done. The new
+    // blobs then go in before the rows deleted and the counts moved, which touch only
+    // blobs and records that existed (new ids are drawn, never reused).
     match (sink, copied) {
         (Some(sink), Some(rows)) => {
             futures_util::future::try_join(copy::finish(sink, rows), writes)
