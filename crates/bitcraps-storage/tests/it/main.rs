@@ -57,6 +57,7 @@ mod model;
 mod model_chunks;
 mod pg_backend;
 mod pg_backup;
+mod pg_bulk_copy;
 mod pg_chunk_nodes;
 mod pg_concurrency;
 mod pg_conformance;

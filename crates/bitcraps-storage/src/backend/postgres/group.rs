@@ -17,7 +17,8 @@
 //!    versions and blob ids drawn from their sequences;
 //! 3. record rows deleted, blobs inserted, reference counts moved, blobs dropped, record
 //!    rows upserted, access counts added, the change log numbered and appended (`feed.rs`),
-//!    and `COMMIT`.
+//!    and `COMMIT`. Under the exclusive lock the blobs go by a binary `COPY` opened at the
+//!    end of the first round trip (`copy.rs`).
 //!
 //! Three round trips whatever the group's size, against about ten per put before. A group
 //! under the store's exclusive lock (a bulk batch: `locks.rs`) takes no hash locks, so its
@@ -36,6 +37,7 @@ use deadpool_postgres::Client;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
+use super::copy;
 use super::feed;
 use super::locks::{LOCK_ALL, STORE_LOCK_SPACE, hash_lock, key_lock, store_lock};
 use super::plan::{self, Current, Inputs, KnownBlob};
@@ -44,7 +46,7 @@ use super::write::{Fail, Settings, db};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::Result;
 use crate::quota::CollectionQuota;
-use crate::value::ContentHash;
+use crate::value::{ContentHash, EncodedValue};
 
 type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
 
@@ -102,6 +104,18 @@ const UPSERT: &str = "INSERT INTO records
      ON CONFLICT (collection, key) DO UPDATE
      SET blob_id = excluded.blob_id, updated_at = excluded.updated_at,
          version = excluded.version, expires_at = excluded.expires_at";
+
+/// The write step's statements other than the blobs' insert.
+const WRITES: [&str; 8] = [
+    DELETE_ROWS,
+    MOVE_REFS,
+    DROP_BLOBS,
+    INSERT_ROWS,
+    UPSERT,
+    TOUCH,
+    feed::APPEND,
+    COMMIT,
+];
 
 const TOUCH: &str = "UPDATE records r SET access_count = r.access_count + t.n,
          last_accessed = greatest(coalesce(r.last_accessed, 0), t.l)
@@ -268,6 +282,17 @@ async fn steps(
     );
     let (lock_stmt, current_stmt) = (prepared(tx, LOCK_ALL).await?, prepared(tx, CURRENT).await?);
     let (blobs_stmt, draw_stmt) = (prepared(tx, BLOBS).await?, prepared(tx, DRAW).await?);
+    // Under the exclusive lock the new blobs go by `COPY` (`copy.rs`), started at the end of
+    // this round trip. While it is open the connection sends nothing else, so every
+    // statement of the write step is prepared before it.
+    let copy_stmt = if merged {
+        for sql in WRITES {
+            prepared(tx, sql).await?;
+        }
+        Some(prepared(tx, copy::COPY_BLOBS).await?)
+    } else {
+        None
+    };
     let names: Vec<&str> = put_into.iter().copied().collect();
     let store_id = store_lock(scope);
     let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
@@ -296,7 +321,16 @@ async fn steps(
         calls.push(tx.query(&blobs_stmt, &p_found));
         calls.push(tx.query(&draw_stmt, &p_draw));
     }
-    let mut answers = try_join_all(calls).await.map_err(pipelined_err)?;
+    let reads = try_join_all(calls);
+    let (mut answers, sink) = match &copy_stmt {
+        Some(stmt) => {
+            let open = async { tx.copy_in(stmt).await.map(|sink| Some(Box::pin(sink))) };
+            futures_util::future::try_join(reads, open)
+                .await
+                .map_err(pipelined_err)?
+        }
+        None => (reads.await.map_err(pipelined_err)?, None),
+    };
     let (mut draw_rows, mut blob_rows) = (Vec::new(), Vec::new());
     if merged {
         draw_rows = answers.pop().unwrap_or_default();
@@ -416,13 +450,18 @@ async fn steps(
 
     // 3. The net effect.
     let plan = plan::plan(units, inputs).map_err(Fail::Final)?;
-    write(tx, scope, &plan).await?;
+    write(tx, scope, &plan, sink).await?;
     Ok(Some(plan.results))
 }
 
 /// Writes `plan`'s rows and its changes, pipelined, in the order the statements depend on
 /// each other; the change log last (`feed.rs`), then the commit.
-async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fail> {
+async fn write(
+    tx: &Client,
+    scope: &str,
+    plan: &plan::Plan<'_>,
+    sink: Option<copy::Sink>,
+) -> Result<(), Fail> {
     let (del_c, del_k): (Vec<&str>, Vec<&str>) = plan.delete_rows.iter().copied().unzip();
 
     let mut b_id = Vec::with_capacity(plan.new_blobs.len());
@@ -431,7 +470,9 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut b_data: Vec<&[u8]> = Vec::with_capacity(plan.new_blobs.len());
     let mut b_dict: Vec<Option<i64>> = Vec::with_capacity(plan.new_blobs.len());
-    for (id, value, refs) in &plan.new_blobs {
+    // Copied (`copy.rs`), the new blobs need no columns here.
+    let columns: &[(i64, &EncodedValue, i64)] = if sink.is_some() { &[] } else { &plan.new_blobs };
+    for (id, value, refs) in columns {
         b_id.push(*id);
         b_hash.push(&value.hash[..]);
         b_codec.push(value.codec_id());
@@ -469,6 +510,10 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
     if !del_c.is_empty() {
         steps.push((DELETE_ROWS, &p_delete));
     }
+    let copied = match &sink {
+        Some(_) => Some(copy::blob_rows(&plan.new_blobs)?),
+        None => None,
+    };
     if !b_id.is_empty() {
         steps.push((INSERT_BLOBS, &p_insert));
     }
@@ -499,14 +544,25 @@ async fn write(tx: &Client, scope: &str, plan: &plan::Plan<'_>) -> Result<(), Fa
     for (sql, _) in &steps {
         statements.push(prepared(tx, sql).await?);
     }
-    try_join_all(
+    let writes = try_join_all(
         statements
             .iter()
             .zip(&steps)
             .map(|(stmt, (_, params))| tx.query(stmt, params)),
-    )
-    .await
-    .map_err(pipelined_err)?;
+    );
+    // The `COPY`'s rows first: the statements after it are sent once it is done. The new
+    // blobs then go in before the rows deleted and the counts moved, which touch only
+    // blobs and records that existed (new ids are drawn, never reused).
+    match (sink, copied) {
+        (Some(sink), Some(rows)) => {
+            futures_util::future::try_join(copy::finish(sink, rows), writes)
+                .await
+                .map_err(pipelined_err)?;
+        }
+        _ => {
+            writes.await.map_err(pipelined_err)?;
+        }
+    }
     Ok(())
 }
 
