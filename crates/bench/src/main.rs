@@ -28,6 +28,9 @@
 //! the scan at full size without the other workloads.
 //! `--reads` runs the bulk load, then only the zipfian typed reads (1, 2 and 4 threads): to
 //! profile the reads (and the cache's hit rate) at full size without the other workloads.
+//! With `BITCRAPS_BENCH_READ_THREADS=1` (a comma list of 1, 2, 4) only those read phases run,
+//! and `BITCRAPS_BENCH_CACHE_MB=N` sizes our cache (default 64): e.g. a `--quick` run whose
+//! cache misses as often as the full-size run's, cheap enough for callgrind.
 
 mod docs;
 mod large;

@@ -78,6 +78,14 @@ impl Ours {
         config.maintenance.background_tasks = false;
         // Settling measures the live store; a backup would only add time and files.
         config.backup.on_maintenance = Some(false);
+        // `BITCRAPS_BENCH_CACHE_MB` overrides the cache's size (default 64 MiB), to explore:
+        // e.g. a quick run with a cache that misses as often as the full-size run does.
+        if let Some(mb) = std::env::var("BITCRAPS_BENCH_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            config.cache.size_mb = mb;
+        }
         let (schema, redis) = match location {
             Location::Sqlite => (None, None),
             Location::SqliteShared => {

@@ -187,11 +187,19 @@ pub fn run(name: &str, scale: Scale, servers: &Servers, phases: Phases) -> Resul
 /// mixed workload.
 fn zipf_reads(store: &dyn Store, scale: Scale, m: &mut Measured) -> Result<Picker> {
     let picker = Picker::new(scale.bulk_docs);
+    // `BITCRAPS_BENCH_READ_THREADS=1` (a comma list) runs only those phases: to profile the
+    // 1-thread read loop alone (the others are left at 0).
+    let only: Option<Vec<usize>> = std::env::var("BITCRAPS_BENCH_READ_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect());
     for (threads, slot) in [
         (1, &mut m.zipf_reads_1t),
         (2, &mut m.zipf_reads_2t),
         (4, &mut m.zipf_reads_4t),
     ] {
+        if only.as_ref().is_some_and(|o| !o.contains(&threads)) {
+            continue;
+        }
         let workers = plan::reads(&picker, threads, scale.reads, 0x5EED * threads as u64);
         let (rate, cpu) = timed_with_cpu(scale.reads, || store.run_workers(&workers))?;
         *slot = rate;

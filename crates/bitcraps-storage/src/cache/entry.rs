@@ -12,8 +12,8 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use zstd::dict::DecoderDictionary;
 
@@ -54,34 +54,61 @@ struct Typed {
 #[derive(Clone)]
 pub struct CachedValue(Arc<Entry>);
 
-/// An entry, shared by its clones.
+/// The slot of a decoded value: made by an entry's first typed read, so the entries that
+/// are never read typed (most) carry only an empty `OnceLock`.
+type TypedSlot = RwLock<Option<Typed>>;
+
+/// [`Entry::flags`]: the entry was read before (a second read may keep its JSON
+/// decompressed).
+const READ_BEFORE: u8 = 1;
+/// [`Entry::flags`]: a hot entry re-stored decompressed ([`CachedValue::promoted`]), counted
+/// in the cache's promotion budget until it leaves the cache (taken once, like
+/// `prefetched`).
+const PROMOTED: u8 = 2;
+
+/// An entry, shared by its clones. Kept small: every byte of it is paid once per cached
+/// document, and at the benchmark's 200,000 documents in 64 MiB the entries that fit decide
+/// the misses (88 bytes, one 112-byte allocation with the `Arc`'s counts; it was 136, a
+/// 160-byte one: `entry_is_small` and `examples/cache_entry_memory.rs`).
 struct Entry {
-    codec: Codec,
-    raw_len: usize,
-    key_len: usize,
     /// The cache key's bytes followed by the stored bytes (only the key's when `shared`
     /// holds them).
     bytes: Box<[u8]>,
     /// The stored bytes when they are a written value's own (a large document's, see
-    /// [`CachedValue::from_encoded`]): shared with it rather than copied.
-    shared: Option<Arc<[u8]>>,
+    /// [`CachedValue::from_encoded`]): shared with it rather than copied. Boxed: rare, and
+    /// half the size inline.
+    shared: Option<Box<Arc<[u8]>>>,
     dict: Option<Arc<DecoderDictionary<'static>>>,
-    /// When the record expires (ms since the epoch): from then on the entry is a miss, checked
-    /// on every hit against the store's clock rather than by invalidation.
-    expires_ms: Option<i64>,
+    /// Set by a typed read, cleared when the typed tier lets the value go (the slot itself
+    /// stays).
+    typed: OnceLock<Box<TypedSlot>>,
+    /// When the record expires (ms since the epoch), if `has_expiry`: from then on the entry
+    /// is a miss, checked on every hit against the store's clock rather than by
+    /// invalidation.
+    expires_ms: i64,
     /// From when (ms on the cache's clock) the entry serves no more reads, when the cache
     /// has a maximum age (`u64::MAX`: never); stamped at install.
     stale_at: AtomicU64,
-    /// Set by a typed read, cleared when the typed tier lets the value go.
-    typed: RwLock<Option<Typed>>,
-    /// Who prefetched the entry (`prefetch::Origin`, 0: it was not prefetched), until its
-    /// first read or its removal takes the mark.
-    prefetched: AtomicU32,
-    /// Whether the entry was read before (a second read may keep its JSON decompressed).
-    read_before: AtomicBool,
-    /// A hot entry re-stored decompressed ([`CachedValue::promoted`]), counted in the cache's
-    /// promotion budget until it leaves the cache (taken once, like `prefetched`).
-    promoted: AtomicBool,
+    raw_len: usize,
+    key_len: u32,
+    /// Who prefetched the entry (`prefetch` origins: 1 and the streams' 2..=65; 0: it was
+    /// not prefetched), until its first read or its removal takes the mark.
+    prefetched: AtomicU8,
+    /// [`READ_BEFORE`] and [`PROMOTED`].
+    flags: AtomicU8,
+    codec: Codec,
+    has_expiry: bool,
+}
+
+impl Entry {
+    fn expires_ms(&self) -> Option<i64> {
+        self.has_expiry.then_some(self.expires_ms)
+    }
+
+    fn key_len(&self) -> usize {
+        // A u32 always fits a usize on the targets this crate builds for (64-bit).
+        usize::try_from(self.key_len).unwrap_or(usize::MAX)
+    }
 }
 
 impl std::fmt::Debug for CachedValue {
@@ -125,43 +152,50 @@ impl CachedValue {
         shared: Option<Arc<[u8]>>,
         dict: Option<Arc<DecoderDictionary<'static>>>,
     ) -> Self {
+        let (bytes, key_len) = match u32::try_from(cache_key.len()) {
+            Ok(len) => (bytes, len),
+            // Never for a validated key (≤ 1,153 bytes): an entry whose key does not fit is
+            // made for a key no lookup matches (its length can never equal the stored one).
+            Err(_) => (Vec::new(), u32::MAX),
+        };
         CachedValue(Arc::new(Entry {
-            codec,
-            raw_len,
-            key_len: cache_key.len(),
             bytes: bytes.into_boxed_slice(),
-            shared,
+            shared: shared.map(Box::new),
             dict,
-            expires_ms: None,
+            typed: OnceLock::new(),
+            expires_ms: 0,
             stale_at: AtomicU64::new(u64::MAX),
-            typed: RwLock::new(None),
-            prefetched: AtomicU32::new(0),
-            read_before: AtomicBool::new(false),
-            promoted: AtomicBool::new(false),
+            raw_len,
+            key_len,
+            prefetched: AtomicU8::new(0),
+            flags: AtomicU8::new(0),
+            codec,
+            has_expiry: false,
         }))
     }
 
     /// The same entry for a record that expires at `expires_ms` (set as it is made, before
     /// any clone is taken).
     pub fn expiring(mut self, expires_ms: Option<i64>) -> Self {
+        let (has_expiry, at) = (expires_ms.is_some(), expires_ms.unwrap_or(0));
         match Arc::get_mut(&mut self.0) {
-            Some(entry) => entry.expires_ms = expires_ms,
+            Some(entry) => (entry.has_expiry, entry.expires_ms) = (has_expiry, at),
             // Already shared (not done): an entry of its own, with nothing decoded or marked.
             None => {
                 let e = &self.0;
                 self = CachedValue(Arc::new(Entry {
-                    codec: e.codec,
-                    raw_len: e.raw_len,
-                    key_len: e.key_len,
                     bytes: e.bytes.clone(),
                     shared: e.shared.clone(),
                     dict: e.dict.clone(),
-                    expires_ms,
+                    typed: OnceLock::new(),
+                    expires_ms: at,
                     stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
-                    typed: RwLock::new(None),
-                    prefetched: AtomicU32::new(0),
-                    read_before: AtomicBool::new(false),
-                    promoted: AtomicBool::new(false),
+                    raw_len: e.raw_len,
+                    key_len: e.key_len,
+                    prefetched: AtomicU8::new(0),
+                    flags: AtomicU8::new(0),
+                    codec: e.codec,
+                    has_expiry,
                 }));
             }
         }
@@ -182,7 +216,7 @@ impl CachedValue {
 
     /// Whether the record is still live (not expired) at `now_ms`.
     pub fn live_at(&self, now_ms: i64) -> bool {
-        !crate::backend::is_expired(self.0.expires_ms, now_ms)
+        !crate::backend::is_expired(self.0.expires_ms(), now_ms)
     }
 
     /// An uncompressed document (from the Redis tier, or stored without compression).
@@ -214,7 +248,7 @@ impl CachedValue {
     /// Whether this is the entry of `cache_key` (and not of another key with the same hash).
     #[cfg(test)]
     pub fn is_for(&self, cache_key: &str) -> bool {
-        self.0.bytes.get(..self.0.key_len) == Some(cache_key.as_bytes())
+        self.0.bytes.get(..self.0.key_len()) == Some(cache_key.as_bytes())
     }
 
     /// Whether this is the entry of `doc` (and not of another key with the same hash), with
@@ -222,27 +256,27 @@ impl CachedValue {
     pub fn is_for_doc(&self, doc: &super::DocKey<'_>) -> bool {
         self.0
             .bytes
-            .get(..self.0.key_len)
+            .get(..self.0.key_len())
             .is_some_and(|k| doc.matches(k))
     }
 
     fn stored(&self) -> &[u8] {
         match &self.0.shared {
             Some(shared) => shared,
-            None => self.0.bytes.get(self.0.key_len..).unwrap_or_default(),
+            None => self.0.bytes.get(self.0.key_len()..).unwrap_or_default(),
         }
     }
 
     /// Bytes held (key and stored form), for the cache's weigher. A decoded value is charged
     /// separately, to the typed tier ([`typed_charge`](Self::typed_charge)).
     pub fn len(&self) -> usize {
-        let shared = self.0.shared.as_deref().map_or(0, <[u8]>::len);
+        let shared = self.0.shared.as_deref().map_or(0, |s| s.len());
         self.0.bytes.len().saturating_add(shared)
     }
 
     /// The length of the entry's cache key.
     pub fn key_len(&self) -> usize {
-        self.0.key_len
+        self.0.key_len()
     }
 
     /// What a decoded value of this document is charged.
@@ -260,20 +294,25 @@ impl CachedValue {
 
     fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Typed>> {
         // A panic while the slot was held cannot leave it half-written: it is one assignment.
-        self.0.typed.write().unwrap_or_else(PoisonError::into_inner)
+        let slot = self.0.typed.get_or_init(Box::default);
+        slot.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The slot, read (readers of a hot entry share it without waiting on each other).
-    fn slot_read(&self) -> std::sync::RwLockReadGuard<'_, Option<Typed>> {
-        self.0.typed.read().unwrap_or_else(PoisonError::into_inner)
+    /// The slot, read (readers of a hot entry share it without waiting on each other);
+    /// `None` when no typed read ever made it.
+    fn slot_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Option<Typed>>> {
+        let slot = self.0.typed.get()?;
+        Some(slot.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The document decoded as `T`, if a typed read left it here.
     pub fn typed<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let value = match &*self.slot_read() {
+        let slot = self.slot_read()?;
+        let value = match &*slot {
             Some(typed) if typed.type_id == TypeId::of::<T>() => Arc::clone(&typed.value),
             _ => return None,
         };
+        drop(slot);
         value.downcast::<T>().ok()
     }
 
@@ -296,35 +335,37 @@ impl CachedValue {
     /// replaced by it so that its reads decompress nothing.
     pub fn promoted(&self, raw: &[u8]) -> Self {
         let e = &self.0;
-        let key = e.bytes.get(..e.key_len).unwrap_or_default();
+        let key = e.bytes.get(..e.key_len()).unwrap_or_default();
         let mut bytes = Vec::with_capacity(key.len() + raw.len());
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(raw);
         CachedValue(Arc::new(Entry {
-            codec: Codec::None,
-            raw_len: raw.len(),
-            key_len: key.len(),
             bytes: bytes.into_boxed_slice(),
             shared: None,
             dict: None,
+            typed: OnceLock::new(),
             expires_ms: e.expires_ms,
             stale_at: AtomicU64::new(e.stale_at.load(Ordering::Relaxed)),
-            typed: RwLock::new(None),
-            prefetched: AtomicU32::new(0),
-            read_before: AtomicBool::new(true),
-            promoted: AtomicBool::new(true),
+            raw_len: raw.len(),
+            key_len: e.key_len,
+            prefetched: AtomicU8::new(0),
+            flags: AtomicU8::new(READ_BEFORE | PROMOTED),
+            codec: Codec::None,
+            has_expiry: e.has_expiry,
         }))
     }
 
     /// Takes the promotion mark: `true` once for an entry made by
     /// [`promoted`](Self::promoted), when it leaves the cache (or is refused).
     pub fn take_promoted(&self) -> bool {
-        self.0.promoted.load(Ordering::Relaxed) && self.0.promoted.swap(false, Ordering::AcqRel)
+        let flags = &self.0.flags;
+        flags.load(Ordering::Relaxed) & PROMOTED != 0
+            && flags.fetch_and(!PROMOTED, Ordering::AcqRel) & PROMOTED != 0
     }
 
     /// Whether a typed read left a decoded value here.
     pub fn has_typed(&self) -> bool {
-        self.slot_read().is_some()
+        self.slot_read().is_some_and(|slot| slot.is_some())
     }
 
     /// Whether the stored form is compressed (decoding it costs a decompression).
@@ -335,15 +376,19 @@ impl CachedValue {
     /// Notes a read of the entry: `true` when it was read before. A load first, so the common
     /// case writes nothing to a line every reader of a hot entry shares.
     pub fn read_again(&self) -> bool {
-        if self.0.read_before.load(Ordering::Relaxed) {
+        let flags = &self.0.flags;
+        if flags.load(Ordering::Relaxed) & READ_BEFORE != 0 {
             return true;
         }
-        self.0.read_before.store(true, Ordering::Relaxed);
+        flags.fetch_or(READ_BEFORE, Ordering::Relaxed);
         false
     }
 
-    /// Marks the entry as prefetched by `origin` (non-zero), before it is installed.
+    /// Marks the entry as prefetched by `origin` (non-zero, and at most 255: the prefetch
+    /// origins are 1 and 2..=65), before it is installed.
     pub fn mark_prefetched(&self, origin: u32) {
+        // An origin past u8 (none exists) is kept as the largest, still "prefetched".
+        let origin = u8::try_from(origin).unwrap_or(u8::MAX);
         self.0.prefetched.store(origin, Ordering::Relaxed);
     }
 
@@ -357,13 +402,16 @@ impl CachedValue {
         }
         match self.0.prefetched.swap(0, Ordering::AcqRel) {
             0 => None,
-            origin => Some(origin),
+            origin => Some(u32::from(origin)),
         }
     }
 
     /// Lets the decoded value go (the typed tier evicted it).
     pub fn clear_typed(&self) {
-        let dropped = self.slot().take();
+        let Some(slot) = self.0.typed.get() else {
+            return;
+        };
+        let dropped = slot.write().unwrap_or_else(PoisonError::into_inner).take();
         // Dropped outside the lock: a value's destructor may take time.
         drop(dropped);
     }
@@ -490,6 +538,58 @@ mod tests {
         assert_eq!(cached.len(), 1 + encoded.raw_len());
         assert!(matches!(cached.decode(|| "x".into())?, Cow::Borrowed(_)));
         Ok(())
+    }
+
+    /// The entry's own allocation (its fields and the `Arc`'s two counts) fits glibc's
+    /// 112-byte chunk: every cached document pays it, and the bytes per entry decide how
+    /// many of the benchmark's 200,000 documents fit 64 MiB. Fails if a field grows it.
+    #[test]
+    fn entry_is_small() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 88,
+            "{} bytes",
+            std::mem::size_of::<Entry>()
+        );
+        assert_eq!(std::mem::size_of::<CachedValue>(), 8);
+    }
+
+    /// The compact fields keep what they replaced: a prefetch origin (up to the last
+    /// stream's, 65), the read and promotion marks taken once, an expiry of any value
+    /// (zero and negative included) and none, and a decoded value set and cleared.
+    #[test]
+    fn compact_fields_keep_their_values() {
+        let v = CachedValue::plain("games\0g-1", b"{}");
+        for origin in [1, 2, 65] {
+            v.mark_prefetched(origin);
+            assert_eq!(v.take_prefetched(), Some(origin));
+            assert_eq!(v.take_prefetched(), None);
+        }
+        assert!(!v.read_again() && v.read_again());
+        assert!(!v.take_promoted());
+        let p = v.promoted(b"{}");
+        assert!(p.read_again() && p.take_promoted() && !p.take_promoted());
+        for at in [None, Some(0), Some(-5), Some(1_000), Some(i64::MAX)] {
+            let e = CachedValue::plain("k", b"{}").expiring(at);
+            for now in [-10, 0, 999, 1_000, i64::MAX] {
+                assert_eq!(
+                    e.live_at(now),
+                    !crate::backend::is_expired(at, now),
+                    "{at:?} at {now}"
+                );
+                assert_eq!(
+                    e.promoted(b"{}").live_at(now),
+                    e.live_at(now),
+                    "a promotion keeps the expiry"
+                );
+            }
+        }
+        assert!(!v.has_typed() && v.typed::<u8>().is_none());
+        assert!(v.set_typed(Arc::new(7u8)) && !v.set_typed(Arc::new(8u8)));
+        assert!(v.has_typed() && v.typed::<u8>().as_deref() == Some(&7));
+        assert!(v.typed::<u16>().is_none());
+        v.clear_typed();
+        assert!(!v.has_typed() && v.typed::<u8>().is_none());
+        assert!(v.set_typed(Arc::new(9u8)));
     }
 
     #[test]

@@ -48,10 +48,11 @@ use typed::TypedTier;
 /// Bytes charged per entry on top of the key and stored bytes: the cache's bookkeeping and
 /// the allocations around an entry. Measured, not guessed (`examples/cache_entry_memory.rs`):
 /// a full cache holding 100,000 entries of 154 bytes after 400,000 writes (so with the ghost
-/// entries its admission keeps) took 396-398 resident bytes an entry, 242-244 beyond the
-/// entry's own (quick_cache 0.6, glibc malloc; moka took 385), so the capacity bounds the
-/// memory the cache really takes, not only the bytes of the documents.
-pub const ENTRY_OVERHEAD: usize = 248;
+/// entries its admission keeps) took 364 resident bytes an entry, 210 beyond the entry's own
+/// (quick_cache 0.6, glibc malloc; 242-244 before the entry's fields were packed into one
+/// 112-byte allocation, `entry.rs`; moka took 385), so the capacity bounds the memory the
+/// cache really takes, not only the bytes of the documents.
+pub const ENTRY_OVERHEAD: usize = 216;
 
 /// The hasher for the cache's `u64` keys, which are already keyed hashes.
 #[derive(Default, Clone)]
