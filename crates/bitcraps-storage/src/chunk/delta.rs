@@ -53,11 +53,16 @@ fn zstd_error(code: usize) -> String {
 /// The stored bytes of a delta `depth` (at most [`MAX_DEPTH`]) versions after its keyframe:
 /// `raw` against `base` at `level`, as a splice when that is small, else the smaller of the
 /// splice and a zstd patch.
-pub(crate) fn encode(base: &[u8], raw: &[u8], level: i32, depth: u32) -> Result<Vec<u8>> {
+pub(crate) fn encode(
+    (base, raw, prefix): (&[u8], &[u8], usize),
+    level: i32,
+    depth: u32,
+) -> Result<Vec<u8>> {
     let depth = depth.min(MAX_DEPTH);
     let mut splice = Vec::with_capacity(HEADER + SMALL_SPLICE);
     splice.extend_from_slice(&(depth | SPLICE).to_be_bytes());
-    let spliced = super::splice::encode(base, raw, level, MAX_SPLICE_MIDDLE, &mut splice)?;
+    let spliced =
+        super::splice::encode((base, raw, prefix), level, MAX_SPLICE_MIDDLE, &mut splice)?;
     if spliced.is_some() && splice.len() <= SMALL_SPLICE {
         return Ok(splice);
     }
@@ -163,7 +168,8 @@ mod tests {
             .collect();
         let mut appended = base.clone();
         appended.extend_from_slice(b"{\"n\": 8001, \"dice\": [3, 4]}");
-        let stored = encode(&base, &appended, 3, 5)?;
+        let prefix = super::super::common_prefix(&base, &appended);
+        let stored = encode((&base, &appended, prefix), 3, 5)?;
         assert!(is_splice(&stored) && stored.len() < 100, "{}", stored.len());
         assert_eq!(depth(&stored, "c/k")?, 5);
         assert_eq!(apply(&base, &stored, appended.len(), "c/k")?, appended);
@@ -178,7 +184,8 @@ mod tests {
         if let Some(b) = scattered.last_mut() {
             *b ^= 0x55;
         }
-        let stored = encode(&base, &scattered, 3, 1)?;
+        let prefix = super::super::common_prefix(&base, &scattered);
+        let stored = encode((&base, &scattered, prefix), 3, 1)?;
         assert!(!is_splice(&stored), "{} bytes", stored.len());
         assert_eq!(depth(&stored, "c/k")?, 1);
         assert_eq!(apply(&base, &stored, scattered.len(), "c/k")?, scattered);

@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::latest::Latest;
 use super::prefix_hash::PrefixHashes;
 use crate::backend::StoredBlob;
 use crate::json::Marks;
@@ -103,6 +104,8 @@ impl Entry {
 #[derive(Default)]
 pub(crate) struct Keyframes {
     entries: Mutex<VecDeque<Entry>>,
+    /// Which keyframe each recently written key's next delta would be of (`latest.rs`).
+    latest: Latest,
 }
 
 impl Keyframes {
@@ -204,6 +207,12 @@ impl Keyframes {
     /// Drops every keyframe of `collection` (its shred).
     pub(crate) fn forget_collection(&self, collection: &str) {
         self.lock().retain(|e| e.collection != collection);
+        self.latest.forget_collection(collection);
+    }
+
+    /// What this process last committed under each recently written key (`latest.rs`).
+    pub(crate) fn latest(&self) -> &Latest {
+        &self.latest
     }
 
     /// How many keyframes are held, and their bytes.

@@ -17,12 +17,14 @@ mod assemble;
 mod cut;
 pub(crate) mod delta;
 pub(crate) mod keyframes;
+pub(crate) mod latest;
 pub(crate) mod prefix_hash;
 mod splice;
 
 pub(crate) use assemble::assemble_with;
 pub(crate) use cut::cut;
 pub use delta::{DEFAULT_KEYFRAME_INTERVAL, DELTA};
+pub(crate) use splice::common_prefix;
 
 /// The codec id of a blob that is a chunk list (not a [`Codec`](crate::Codec): it names the
 /// blob's kind, and the chunks carry their own codecs). Permanent, like every codec id.

@@ -48,14 +48,11 @@ impl PrefixHashes {
             .saturating_mul(std::mem::size_of::<blake3::Hasher>())
     }
 
-    /// blake3 of `raw`, hashing only what follows the last kept state of `base` (the
-    /// document the states are over) inside the prefix `raw` shares with it.
-    pub(crate) fn hash(&self, base: &[u8], raw: &[u8]) -> ContentHash {
-        let shared_blocks = base
-            .chunks_exact(STRIDE)
-            .zip(raw.chunks_exact(STRIDE))
-            .take_while(|(a, b)| a == b)
-            .count();
+    /// blake3 of `raw`, hashing only what follows the last kept state of the document the
+    /// states are over inside the prefix `raw` shares with it, its first `shared` bytes
+    /// (`chunk::common_prefix`): the states of its whole blocks.
+    pub(crate) fn hash(&self, shared: usize, raw: &[u8]) -> ContentHash {
+        let shared_blocks = shared / STRIDE;
         let (mut hasher, at) = match self.states.get(shared_blocks) {
             Some(state) => (state.clone(), shared_blocks.saturating_mul(STRIDE)),
             None => (blake3::Hasher::new(), 0),
@@ -90,7 +87,8 @@ mod tests {
         }
         let short = base.get(..STRIDE + 10).unwrap_or_default().to_vec();
         for raw in [&base, &appended, &edited, &first, &short, &Vec::new()] {
-            assert_eq!(&states.hash(&base, raw), blake3::hash(raw).as_bytes());
+            let shared = super::super::common_prefix(&base, raw);
+            assert_eq!(&states.hash(shared, raw), blake3::hash(raw).as_bytes());
         }
     }
 }

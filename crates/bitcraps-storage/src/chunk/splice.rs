@@ -14,8 +14,9 @@ const LENGTHS: usize = 16;
 /// The block the common prefix and suffix are compared in (one `memcmp` each).
 const BLOCK: usize = 4096;
 
-/// How many leading bytes `a` and `b` share.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+/// How many leading bytes `a` and `b` share: computed once per delta write, for the JSON
+/// check's marks, the splice and the resumed hash alike.
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let mut at = 0;
     for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
         if x == y {
@@ -46,9 +47,8 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// The bytes of `raw` that `base` does not hold at its start and end: `(prefix, suffix)`,
-/// the lengths shared, never overlapping in either.
-pub(crate) fn split(base: &[u8], raw: &[u8]) -> (usize, usize) {
-    let prefix = common_prefix(base, raw);
+/// the lengths shared, never overlapping in either; `prefix` is [`common_prefix`] of the two.
+pub(crate) fn split(base: &[u8], raw: &[u8], prefix: usize) -> (usize, usize) {
     let room = base.len().min(raw.len()).saturating_sub(prefix);
     let (base_rest, raw_rest) = (
         base.get(prefix..).unwrap_or_default(),
@@ -57,16 +57,16 @@ pub(crate) fn split(base: &[u8], raw: &[u8]) -> (usize, usize) {
     (prefix, common_suffix(base_rest, raw_rest).min(room))
 }
 
-/// The splice body of `raw` against `base`, appended to `out`; `None` when the middle is
-/// larger than `max_middle` (a zstd patch may then do better).
+/// The splice body of `raw` against `base` (whose [`common_prefix`] is `prefix`), appended
+/// to `out`; `None` when the middle is larger than `max_middle` (a zstd patch may then do
+/// better).
 pub(crate) fn encode(
-    base: &[u8],
-    raw: &[u8],
+    (base, raw, prefix): (&[u8], &[u8], usize),
     level: i32,
     max_middle: usize,
     out: &mut Vec<u8>,
 ) -> Result<Option<()>> {
-    let (prefix, suffix) = split(base, raw);
+    let (prefix, suffix) = split(base, raw, prefix);
     let middle = raw
         .get(prefix..raw.len().saturating_sub(suffix))
         .unwrap_or_default();
@@ -142,7 +142,8 @@ mod tests {
 
     fn round_trip(base: &[u8], raw: &[u8]) -> Result<usize> {
         let mut body = Vec::new();
-        assert!(encode(base, raw, 3, usize::MAX, &mut body)?.is_some());
+        let prefix = common_prefix(base, raw);
+        assert!(encode((base, raw, prefix), 3, usize::MAX, &mut body)?.is_some());
         assert_eq!(apply(base, &body, raw.len(), "c/k")?, raw);
         Ok(body.len())
     }
@@ -166,15 +167,28 @@ mod tests {
         round_trip(b"", b"abc")?;
         round_trip(&[7u8; 5000], &[7u8; 5001])?;
         round_trip(&[7u8; 5001], &[7u8; 5000])?;
-        assert_eq!(split(b"aXa", b"aa"), (1, 1));
-        assert_eq!(split(b"aa", b"aXa"), (1, 1));
+        assert_eq!(split(b"aXa", b"aa", 1), (1, 1));
+        assert_eq!(split(b"aa", b"aXa", 1), (1, 1));
         Ok(())
+    }
+
+    #[test]
+    fn common_prefix_counts_equal_leading_bytes() {
+        let a = vec![7u8; 10_000];
+        let mut b = a.clone();
+        assert_eq!(common_prefix(&a, &b), 10_000);
+        if let Some(x) = b.get_mut(9_000) {
+            *x = 8;
+        }
+        assert_eq!(common_prefix(&a, &b), 9_000);
+        assert_eq!(common_prefix(&a, &b[..100]), 100);
+        assert_eq!(common_prefix(&[], &b), 0);
     }
 
     #[test]
     fn a_large_middle_is_left_to_the_patch() -> Result<()> {
         let mut body = Vec::new();
-        assert!(encode(b"abc", &[1u8; 100], 3, 10, &mut body)?.is_none());
+        assert!(encode((b"abc", &[1u8; 100], 0), 3, 10, &mut body)?.is_none());
         assert!(body.is_empty());
         Ok(())
     }
@@ -184,7 +198,13 @@ mod tests {
     fn hostile_bodies_are_corruption() -> Result<()> {
         let base = b"hello world".to_vec();
         let mut body = Vec::new();
-        encode(&base, b"hello there world", 3, usize::MAX, &mut body)?;
+        let raw = b"hello there world";
+        encode(
+            (&base, raw, common_prefix(&base, raw)),
+            3,
+            usize::MAX,
+            &mut body,
+        )?;
         let bad = |body: &[u8], raw_len: usize| apply(&base, body, raw_len, "c/k").is_err();
         assert!(bad(b"", 17));
         assert!(bad(body.get(..12).unwrap_or_default(), 17));

@@ -32,7 +32,10 @@ pub(super) fn try_delta(
     raw: &Arc<[u8]>,
 ) -> Result<Option<EncodedValue>> {
     match base(shared, pipeline, collection, key, raw.len())? {
-        Some(base) => against(shared, pipeline, &base, raw),
+        Some(base) => {
+            let prefix = chunk::common_prefix(&base.document, raw);
+            against(shared, pipeline, &base, raw, prefix)
+        }
         None => Ok(None),
     }
 }
@@ -49,7 +52,8 @@ pub(super) struct Base {
 /// The keyframe a new version of `collection/key`, `len` bytes long, would be a delta of:
 /// `None` when it would not be one (deltas off, a small document, no record, a record that
 /// is neither a keyframe nor a delta, a chain at its longest, a chunk that does not verify).
-/// Blocking: reads the record and, when the keyframe is not cached, its chunks.
+/// Blocking: reads the record — unless this process wrote the key last and its keyframe is
+/// cached (`chunk/latest.rs`) — and, when the keyframe is not cached, its chunks.
 pub(super) fn base(
     shared: &Shared,
     pipeline: &Pipeline,
@@ -62,6 +66,20 @@ pub(super) fn base(
         || len <= pipeline.chunk_threshold
     {
         return Ok(None);
+    }
+    // This process's last write of the key, when its keyframe is cached: no record read.
+    if let Some((id, depth)) = shared.keyframes.latest().get(collection, key) {
+        if depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH {
+            return Ok(None);
+        }
+        if let Some((document, Some(chunks))) = shared.keyframes.get_listed(id) {
+            return Ok(Some(Base {
+                id,
+                document,
+                chunks,
+                depth,
+            }));
+        }
     }
     let Some(record) = shared.backend.get(collection, key)? else {
         return Ok(None);
@@ -90,19 +108,21 @@ pub(super) fn base(
     }))
 }
 
-/// `raw` as a delta of `base`, if that is small enough to be worth it. The delta's bytes
-/// are `raw` itself, shared, not a copy.
+/// `raw` as a delta of `base`, whose document's first `prefix` bytes it shares
+/// (`chunk::common_prefix`, computed once per write), if that is small enough to be worth
+/// it. The delta's bytes are `raw` itself, shared, not a copy.
 pub(super) fn against(
     shared: &Shared,
     pipeline: &Pipeline,
     base: &Base,
     raw: &Arc<[u8]>,
+    prefix: usize,
 ) -> Result<Option<EncodedValue>> {
-    let stored = delta::encode(&base.document, raw, pipeline.level, base.depth)?;
+    let stored = delta::encode((&base.document, raw, prefix), pipeline.level, base.depth)?;
     if stored.len() > delta::MAX_PATCH {
         return Ok(None);
     }
-    let hash = prefix_hashes(shared, base.id, &base.document).hash(&base.document, raw);
+    let hash = prefix_hashes(shared, base.id, &base.document).hash(prefix, raw);
     Ok(Some(EncodedValue {
         hash,
         codec: Codec::None,

@@ -115,10 +115,14 @@ impl PersistentStorageManager {
             let encoded = blocking(move || {
                 let base = super::delta::base(&shared, &pipeline, &c, &k, text.len())?;
                 let mut marks = None;
+                // The prefix the text shares with the keyframe, compared once for the
+                // check, the splice and the hash.
+                let mut prefix = 0;
                 match &base {
                     Some(base) => {
-                        let verdict = super::delta::marks(&shared, base)
-                            .check(&base.document, text.as_bytes());
+                        prefix = crate::chunk::common_prefix(&base.document, text.as_bytes());
+                        let verdict =
+                            super::delta::marks(&shared, base).check(prefix, text.as_bytes());
                         checked(&c, &k, &text, verdict)?;
                     }
                     None => {
@@ -128,7 +132,7 @@ impl PersistentStorageManager {
                 }
                 let raw = Arc::<[u8]>::from(text);
                 let delta = match &base {
-                    Some(base) => super::delta::against(&shared, &pipeline, base, &raw)?,
+                    Some(base) => super::delta::against(&shared, &pipeline, base, &raw, prefix)?,
                     None => None,
                 };
                 let (ck, dict) = ((c.as_str(), k.as_str()), dict.as_deref());

@@ -168,6 +168,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
                 Counters::add(&counters.quota_warnings, 1);
                 crate::observe::quota_warning();
             }
+            shared.keyframes.latest().committed(collection, key, value);
             let dict = value
                 .dict_id
                 .and_then(|id| shared.dictionaries.decoder(id, "").ok());
@@ -193,6 +194,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
         ) => {
             let k = cache_key(collection, key);
             shared.access.forget(&k);
+            shared.keyframes.latest().forget(collection, key);
             shared.cache.committed(&k, None);
             if *existed {
                 Counters::add(&counters.deletes, 1);
@@ -202,6 +204,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
             for (collection, key) in removed {
                 let k = cache_key(collection, key);
                 shared.access.forget(&k);
+                shared.keyframes.latest().forget(collection, key);
                 shared.cache.committed(&k, None);
             }
             let n = u64::try_from(removed.len()).unwrap_or(u64::MAX);
@@ -212,6 +215,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
             for key in deleted {
                 let k = cache_key(collection, key);
                 shared.access.forget(&k);
+                shared.keyframes.latest().forget(collection, key);
                 shared.cache.committed(&k, None);
             }
             Counters::add(

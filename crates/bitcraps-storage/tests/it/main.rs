@@ -26,6 +26,7 @@ mod backup_schema15;
 mod chunk_damage;
 mod chunk_refs_pages;
 mod chunk_repair;
+mod delta_base;
 mod encrypted_conformance;
 mod encrypted_memory_conformance;
 mod encryption_backups;
