@@ -207,7 +207,12 @@ mod tests {
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
-    fn put(key: &str, body: &str, now_ms: i64, expires_ms: Option<i64>) -> Result<WriteOp> {
+    pub(super) fn put(
+        key: &str,
+        body: &str,
+        now_ms: i64,
+        expires_ms: Option<i64>,
+    ) -> Result<WriteOp> {
         let pipeline = crate::value::Pipeline {
             codec: crate::Codec::None,
             level: 0,

@@ -191,21 +191,7 @@ mod tests {
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
     fn put(key: &str, body: &str) -> Result<WriteOp> {
-        let pipeline = crate::value::Pipeline {
-            codec: crate::Codec::None,
-            level: 0,
-            max_value_size: usize::MAX,
-            chunk_threshold: 0,
-            keyframe_interval: 0,
-        };
-        Ok(WriteOp::Put {
-            collection: "c".into(),
-            key: key.into(),
-            value: pipeline.encode_raw("c", key, format!("\"{body}\"").into_bytes())?,
-            now_ms: 1,
-            keep_version: None,
-            expires_ms: None,
-        })
+        super::super::tests::put(key, body, 1, None)
     }
 
     /// Three runs: contents shared within the first (every fifth put the same, two pairs
@@ -244,36 +230,18 @@ mod tests {
         Ok(vec![first, second, third])
     }
 
-    type Blob = (
-        i64,
-        Vec<u8>,
-        i64,
-        i64,
-        Option<i64>,
-        i64,
-        Vec<u8>,
-        Option<i64>,
-    );
+    /// Content rows, and records as (key, content id).
+    type Stored = (Vec<String>, Vec<(String, i64)>);
 
-    /// Every content row, and every record's key and content id.
-    fn stored(conn: &Connection) -> rusqlite::Result<(Vec<Blob>, Vec<(String, i64)>)> {
+    /// Every content row (all its columns), and every record's key and content id.
+    fn stored(conn: &Connection) -> rusqlite::Result<Stored> {
         let blobs = conn
             .prepare(
-                "SELECT id, hash, codec, raw_len, stored_len, refcount, data, dict_id
+                "SELECT concat_ws(',', id, hex(hash), codec, raw_len, ifnull(stored_len, '-'),
+                                  refcount, hex(data), ifnull(dict_id, '-'))
                  FROM blobs ORDER BY id",
             )?
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
+            .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let records = conn
             .prepare("SELECT key, blob_id FROM records ORDER BY key")?
