@@ -18,6 +18,8 @@ pub(super) struct Held<'c> {
     insert_blob: Option<CachedStatement<'c>>,
     insert_record: Option<CachedStatement<'c>>,
     insert_records: Option<CachedStatement<'c>>,
+    find_blobs: Option<CachedStatement<'c>>,
+    insert_counted: Option<CachedStatement<'c>>,
 }
 
 /// Which held statement.
@@ -31,6 +33,10 @@ pub(super) enum Which {
     InsertRecord,
     /// The records of a run ([`insert_sql`](super::run::insert_sql)).
     InsertRecords,
+    /// The contents of a run, looked up ([`find_sql`](super::run::find_sql)).
+    FindBlobs,
+    /// A content of a run, new ([`INSERT_COUNTED`](super::run::INSERT_COUNTED)).
+    InsertCounted,
 }
 
 impl<'c> Held<'c> {
@@ -41,6 +47,8 @@ impl<'c> Held<'c> {
             insert_blob: None,
             insert_record: None,
             insert_records: None,
+            find_blobs: None,
+            insert_counted: None,
         }
     }
 
@@ -56,6 +64,8 @@ impl<'c> Held<'c> {
             Which::InsertBlob => (&mut self.insert_blob, super::write::INSERT_BLOB),
             Which::InsertRecord => (&mut self.insert_record, super::write::INSERT_RECORD),
             Which::InsertRecords => (&mut self.insert_records, super::run::insert_sql()),
+            Which::FindBlobs => (&mut self.find_blobs, super::run::find_sql()),
+            Which::InsertCounted => (&mut self.insert_counted, super::run::INSERT_COUNTED),
         };
         let statement = match slot.take() {
             Some(statement) => statement,

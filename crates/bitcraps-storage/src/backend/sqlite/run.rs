@@ -14,6 +14,8 @@
 //! content equals what another put of the run replaced shares it instead of storing it
 //! again (the stored state is the same, the blob is not deleted and inserted anew).
 
+mod contents;
+
 use std::collections::HashSet;
 
 use rusqlite::{OptionalExtension, params};
@@ -21,7 +23,7 @@ use rusqlite::{OptionalExtension, params};
 use super::db_err;
 use super::held::{Held, Which};
 use super::settings::SettingsCache;
-use super::write::{Clock, Placed, acquire_blob, settle_conflict};
+use super::write::{Clock, Placed, settle_conflict};
 use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
 use crate::feed::{ChangeKind, NewChange};
@@ -62,6 +64,8 @@ pub(super) fn opens_run(ops: &[WriteOp]) -> bool {
     })
 }
 
+pub(super) use contents::{INSERT_COUNTED, find_sql};
+
 /// One put of a run, acquired and numbered.
 struct Row<'a> {
     placed: Placed<'a>,
@@ -83,6 +87,7 @@ pub(super) fn apply(
 ) -> Result<()> {
     let conn = held.conn();
     let mut rows = Vec::with_capacity(run.len());
+    let mut values = Vec::with_capacity(run.len());
     for op in run {
         let WriteOp::Put {
             collection,
@@ -102,7 +107,7 @@ pub(super) fn apply(
                 .map(|ttl| now_ms.saturating_add(ttl)),
         };
         let (stored_version, version) = clock.next()?;
-        let (blob_id, deduplicated) = acquire_blob(held, value, deduplicate)?;
+        values.push(value);
         rows.push(Row {
             placed: Placed {
                 collection,
@@ -110,11 +115,19 @@ pub(super) fn apply(
                 now_ms: *now_ms,
                 expires_ms,
             },
-            blob_id,
+            blob_id: 0,
             stored_version,
             version,
-            deduplicated,
+            deduplicated: false,
         });
+    }
+    // The run's contents, in unit order, together (`run/contents.rs`).
+    for (row, (blob_id, deduplicated)) in
+        rows.iter_mut()
+            .zip(contents::acquire(held, &values, deduplicate)?)
+    {
+        row.blob_id = blob_id;
+        row.deduplicated = deduplicated;
     }
     let inserted = insert(held, &rows)?;
     for row in &rows {
@@ -194,7 +207,12 @@ mod tests {
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
-    fn put(key: &str, body: &str, now_ms: i64, expires_ms: Option<i64>) -> Result<WriteOp> {
+    pub(super) fn put(
+        key: &str,
+        body: &str,
+        now_ms: i64,
+        expires_ms: Option<i64>,
+    ) -> Result<WriteOp> {
         let pipeline = crate::value::Pipeline {
             codec: crate::Codec::None,
             level: 0,
