@@ -203,3 +203,44 @@ async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// Regression (review of the `inline_delta_len!` fix): twenty digits past `i64::MAX` are
+/// digits, but `decode` refuses them (they do not parse) while SQL's `CAST` read them as
+/// `i64::MAX`, so `metadata` reported a 9.2-exabyte document every read refuses and the sums
+/// (statistics, quota usage) counted it. SQL now refuses them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_delta_length_past_i64_is_corruption_in_metadata() -> Result {
+    let dir = tempfile::tempdir()?;
+    let config = tune(StorageConfig::with_data_path(dir.path()));
+    let s = PersistentStorageManager::open(config.clone()).await?;
+    s.store("logs", "a", &log(800)).await?;
+    s.store("logs", "a", &log(801)).await?;
+    assert!(s.metadata("logs", "a").await?.ok_or("missing")?.is_delta);
+    s.close().await?;
+    drop(s);
+    let db = rusqlite::Connection::open(dir.path().join("bitcraps.db"))?;
+    let changed = db.execute(
+        "UPDATE records SET delta = CAST(substr(delta, 1, 32) || '99999999999999999999'
+                                         || substr(delta, 53) AS BLOB)
+         WHERE collection = 'logs' AND key = 'a' AND delta IS NOT NULL",
+        [],
+    )?;
+    assert_eq!(changed, 1, "the second version is kept inline");
+    drop(db);
+    let s = PersistentStorageManager::open(config).await?;
+    match s.metadata("logs", "a").await {
+        Err(StorageError::Corruption { location, .. }) => assert_eq!(location, "logs/a"),
+        other => panic!("expected corruption of logs/a, got {other:?}"),
+    }
+    assert!(
+        s.retrieve_raw("logs", "a").await.is_err(),
+        "a read refuses it"
+    );
+    let stats = s.statistics().await?.database_stats;
+    assert_eq!(
+        stats.logical_bytes, 0,
+        "the damaged length was summed: {stats:?}"
+    );
+    s.close().await?;
+    Ok(())
+}
