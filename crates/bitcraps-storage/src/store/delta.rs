@@ -1,5 +1,7 @@
 //! Choosing a delta for an overwrite (`chunk/delta.rs`): before a large document is encoded,
-//! the key's current record is read; when it is a keyframe (a chunk list) or a delta fewer
+//! the key's current record is read (or, when this process wrote it last and its keyframe is
+//! cached, what it wrote is taken instead: `chunk/latest.rs`); when it is a keyframe (a chunk
+//! list) or a delta fewer
 //! than `compression.keyframe_interval` versions after one, the new version is encoded
 //! against that keyframe's document (`chunk/delta.rs`: a splice of its first and last bytes
 //! when that is small, as for an append; else the smaller of the splice and a zstd patch)
@@ -23,7 +25,7 @@ use crate::json::Marks;
 use crate::value::{EncodedValue, Pipeline};
 
 /// A delta of `raw` against `collection/key`'s keyframe, if one is worth it.
-/// Blocking: reads the record and decompresses the keyframe.
+/// Blocking: reads the record and decompresses the keyframe (see [`base`]).
 pub(super) fn try_delta(
     shared: &Shared,
     pipeline: &Pipeline,

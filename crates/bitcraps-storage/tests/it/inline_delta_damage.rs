@@ -163,13 +163,10 @@ async fn a_partly_missing_inline_delta_is_corruption_not_the_keyframe() -> Resul
     Ok(())
 }
 
-/// Regression (review of schema 16): SQL read an inline delta's length with a bare `CAST`,
-/// which takes the digits before a damaged byte for the length, so `metadata` reported a
-/// made-up size for a record every read refuses. Its length is now read with the decoder's
-/// rule: a damaged one is `Corruption` of the record, and the statistics count it as nothing
-/// rather than as what the digits before the damage say.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
+/// Writes "a" as an inline delta over its keyframe, closes the store, sets its `delta` to
+/// `damaged` (an SQL expression over `delta`), reopens it: `metadata` must be `Corruption`
+/// naming the record, a read must refuse it and the statistics must count it as nothing.
+async fn a_damaged_length_is_corruption(damaged: &str) -> Result {
     let dir = tempfile::tempdir()?;
     let config = tune(StorageConfig::with_data_path(dir.path()));
     let s = PersistentStorageManager::open(config.clone()).await?;
@@ -182,10 +179,11 @@ async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
     s.close().await?;
     drop(s);
     let db = rusqlite::Connection::open(dir.path().join("bitcraps.db"))?;
-    // The last of the 20 digits becomes a letter: `CAST` reads the 19 before it.
     let changed = db.execute(
-        "UPDATE records SET delta = CAST(substr(delta, 1, 51) || 'x' || substr(delta, 53) AS BLOB)
-         WHERE collection = 'logs' AND key = 'a' AND delta IS NOT NULL",
+        &format!(
+            "UPDATE records SET delta = CAST({damaged} AS BLOB)
+             WHERE collection = 'logs' AND key = 'a' AND delta IS NOT NULL"
+        ),
         [],
     )?;
     assert_eq!(changed, 1, "the second version is kept inline");
@@ -195,6 +193,10 @@ async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
         Err(StorageError::Corruption { location, .. }) => assert_eq!(location, "logs/a"),
         other => panic!("expected corruption of logs/a, got {other:?}"),
     }
+    assert!(
+        s.retrieve_raw("logs", "a").await.is_err(),
+        "a read refuses it"
+    );
     let after = s.statistics().await?.database_stats.logical_bytes;
     assert_eq!(
         after, 0,
@@ -202,4 +204,27 @@ async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
     );
     s.close().await?;
     Ok(())
+}
+
+/// Regression (review of schema 16): SQL read an inline delta's length with a bare `CAST`,
+/// which takes the digits before a damaged byte for the length, so `metadata` reported a
+/// made-up size for a record every read refuses. Its length is now read with the decoder's
+/// rule: a damaged one is `Corruption` of the record, and the statistics count it as nothing
+/// rather than as what the digits before the damage say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_inline_delta_length_is_corruption_in_metadata() -> Result {
+    // The last of the 20 digits becomes a letter: `CAST` reads the 19 before it.
+    a_damaged_length_is_corruption("substr(delta, 1, 51) || 'x' || substr(delta, 53)").await
+}
+
+/// Regression (review of the `inline_delta_len!` fix): twenty digits past `i64::MAX` are
+/// digits, but `decode` refuses them (they do not parse) while SQL's `CAST` read them as
+/// `i64::MAX`, so `metadata` reported a 9.2-exabyte document every read refuses and the sums
+/// (statistics, quota usage) counted it. SQL now refuses them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_delta_length_past_i64_is_corruption_in_metadata() -> Result {
+    a_damaged_length_is_corruption(
+        "substr(delta, 1, 32) || '99999999999999999999' || substr(delta, 53)",
+    )
+    .await
 }

@@ -49,10 +49,11 @@ pub(crate) const PREFIX_LEN: usize = HASH_LEN + LENGTH_DIGITS;
 
 /// SQL for the raw length held by the `records.delta` value `$delta` (an SQL expression,
 /// e.g. `"r.delta"`): NULL when it is NULL, else its 20 digits as an integer, or −1 when they
-/// are not 20 decimal digits or the value is shorter than its prefix — damage, or the
-/// schema-16 migration's mark of a partly missing delta. [`decode`] refuses exactly those, so
-/// what SQL sums and reports never reads a damaged length as a number (`CAST` alone reads
-/// `12x…` as 12). The one spelling of the layout in SQL.
+/// are not 20 decimal digits of at most `i64::MAX` or the value is shorter than its prefix —
+/// damage, or the schema-16 migration's mark of a partly missing delta. [`decode`] refuses
+/// exactly those, so what SQL sums and reports never reads a damaged length as a number
+/// (`CAST` alone reads `12x…` as 12, and twenty 9s as `i64::MAX`). The one spelling of the
+/// layout in SQL.
 macro_rules! inline_delta_len {
     ($delta:literal) => {
         concat!(
@@ -68,6 +69,11 @@ macro_rules! inline_delta_len {
             " AND CAST(substr(",
             $delta,
             ", 33, 20) AS TEXT) NOT GLOB '*[^0-9]*'",
+            // Twenty digits compare as text like the numbers: at most i64::MAX, which
+            // `decode` parses (`CAST` would read a larger one as i64::MAX).
+            " AND CAST(substr(",
+            $delta,
+            ", 33, 20) AS TEXT) <= '09223372036854775807'",
             " THEN CAST(CAST(substr(",
             $delta,
             ", 33, 20) AS TEXT) AS INTEGER)",
