@@ -192,20 +192,14 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
             },
             OpOutcome::Delete { existed },
         ) => {
-            let k = cache_key(collection, key);
-            shared.access.forget(&k);
-            shared.keyframes.latest().forget(collection, key);
-            shared.cache.committed(&k, None);
+            gone(shared, collection, key);
             if *existed {
                 Counters::add(&counters.deletes, 1);
             }
         }
         (WriteOp::SweepExpired { .. }, OpOutcome::Swept { removed }) => {
             for (collection, key) in removed {
-                let k = cache_key(collection, key);
-                shared.access.forget(&k);
-                shared.keyframes.latest().forget(collection, key);
-                shared.cache.committed(&k, None);
+                gone(shared, collection, key);
             }
             let n = u64::try_from(removed.len()).unwrap_or(u64::MAX);
             Counters::add(&counters.expired_swept, n);
@@ -213,10 +207,7 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
         }
         (WriteOp::DeletePrefix { collection, .. }, OpOutcome::DeletePrefix { deleted }) => {
             for key in deleted {
-                let k = cache_key(collection, key);
-                shared.access.forget(&k);
-                shared.keyframes.latest().forget(collection, key);
-                shared.cache.committed(&k, None);
+                gone(shared, collection, key);
             }
             Counters::add(
                 &counters.deletes,
@@ -225,4 +216,13 @@ fn record_effect(shared: &Shared, op: &WriteOp, outcome: &OpOutcome, mark: u64) 
         }
         _ => {}
     }
+}
+
+/// `collection/key` is gone (deleted, expired, under a deleted prefix): its access counts,
+/// its last keyframe and its cache entry go with it.
+fn gone(shared: &Shared, collection: &str, key: &str) {
+    let k = cache_key(collection, key);
+    shared.access.forget(&k);
+    shared.keyframes.latest().forget(collection, key);
+    shared.cache.committed(&k, None);
 }
