@@ -71,7 +71,7 @@ pub(super) fn base(
     }
     // This process's last write of the key, when its keyframe is cached: no record read.
     if let Some((id, depth)) = shared.keyframes.latest().get(collection, key) {
-        if depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH {
+        if chain_full(pipeline, depth) {
             return Ok(None);
         }
         if let Some((document, Some(chunks))) = shared.keyframes.get_listed(id) {
@@ -96,7 +96,7 @@ pub(super) fn base(
         },
         _ => return Ok(None),
     };
-    if depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH {
+    if chain_full(pipeline, depth) {
         return Ok(None);
     }
     let Some((document, chunks)) = keyframe(shared, collection, &blob, &location) else {
@@ -108,6 +108,12 @@ pub(super) fn base(
         chunks,
         depth,
     }))
+}
+
+/// Whether a delta `depth` versions after its keyframe would make the chain too long: the
+/// next version is a keyframe instead.
+fn chain_full(pipeline: &Pipeline, depth: u32) -> bool {
+    depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH
 }
 
 /// `raw` as a delta of `base`, whose document's first `prefix` bytes it shares
