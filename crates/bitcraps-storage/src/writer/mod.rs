@@ -3,7 +3,7 @@
 //! writers share one fsync. Each caller is acknowledged only after the commit that holds its
 //! write, and only after the cache reflects it.
 //!
-//! `thread` is the loop, `group` one commit, `access_flush` when buffered access counts
+//! `thread` is the loop, `gather` what joins a group, `group` one commit, `access_flush` when buffered access counts
 //! ride along, `poison` what happens when the thread panics.
 //!
 //! The queue is bounded by bytes ([`QUEUE_BYTES`]): a caller first takes queue space for its
@@ -11,6 +11,7 @@
 //! memory), and the space is given back once its group has been answered.
 
 mod access_flush;
+mod gather;
 mod group;
 mod poison;
 mod thread;

@@ -1,15 +1,19 @@
-//! The writer thread's loop: take every request that queued up during the previous commit,
-//! add the access counts that are due, commit them as one group.
+//! The writer thread's loop: take every request that queued up during the previous commit
+//! (and the callers coming back, `gather`), add the access counts that are due, commit them
+//! as one group.
 
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::time::Instant;
 
 use super::access_flush::{ALL, AccessFlush};
+use super::gather::{Gathered, LastGroup, gather};
 use super::group::commit_group;
 use super::{Message, WriterOptions};
 use crate::store::Shared;
 
 pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
     let mut policy = AccessFlush::new(options.access_flush_interval);
+    let mut last = LastGroup::default();
     loop {
         let first = if policy.draining() {
             match rx.try_recv() {
@@ -24,36 +28,31 @@ pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: Writer
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        let mut writes = Vec::new();
-        // Queue space, given back once the group is answered.
-        let mut permits = Vec::new();
-        let mut flush_waiters = Vec::new();
-        let mut next = first;
-        loop {
-            match next {
-                Some(Message::Write(unit, reply, permit)) => {
-                    writes.push((unit, reply));
-                    permits.push(permit);
-                }
-                Some(Message::FlushAccess(reply)) => flush_waiters.push(reply),
-                None => {}
-            }
-            // Everything that queued up during the previous commit joins this one.
-            if writes.len() >= options.max_batch_requests {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(m) => next = Some(m),
-                Err(_) => break,
-            }
+        let mut group = Gathered::default();
+        if let Some(m) = first {
+            group.take(m);
         }
+        gather(rx, &mut group, options.max_batch_requests, last, || {});
+        let Gathered {
+            writes,
+            permits,
+            flush_waiters,
+        } = group;
         let pending = shared.access.pending_keys();
         let limit = policy.limit(pending, !flush_waiters.is_empty());
         if writes.is_empty() && limit == 0 {
             policy.idle(pending);
             continue;
         }
+        let size = writes.len();
+        let started = Instant::now();
         let mut flushed = commit_group(shared, writes, limit, policy.batch());
+        if size > 0 {
+            last = LastGroup {
+                size,
+                commit: started.elapsed(),
+            };
+        }
         drop(permits);
         policy.done(limit, &flushed);
         for waiter in flush_waiters {
