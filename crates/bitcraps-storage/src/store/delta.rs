@@ -243,8 +243,10 @@ pub(super) fn or_keyframe(
 /// Keeps the keyframe `encoded` (a chunked value this write is storing for
 /// `collection`) in the keyframe cache with its chunk values, so the deltas that follow it
 /// do not read its chunks back and decompress them (with `marks`, the JSON check's marks
-/// over the document when the write took them, `store_json`'s next check resumes). The bytes are the writer's own; the
-/// entry is keyed by the chunks' hashes, so it serves only a record that lists them.
+/// over the document when the write took them, `store_json`'s next check resumes, and with
+/// `hashes`, the hasher's states over it when the write took them, the next delta's hash
+/// does). The bytes are the writer's own; the entry is keyed by the chunks' hashes, so it
+/// serves only a record that lists them.
 pub(super) fn remember_keyframe(
     shared: &Shared,
     collection: &str,
