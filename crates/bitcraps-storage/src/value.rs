@@ -185,7 +185,11 @@ impl Pipeline {
     }
 
     /// `raw` as one compressed blob (or one chunk of a chunked document).
-    fn encode_whole(&self, raw: Vec<u8>, dict: Option<&EncoderDict>) -> Result<EncodedValue> {
+    pub(crate) fn encode_whole(
+        &self,
+        raw: Vec<u8>,
+        dict: Option<&EncoderDict>,
+    ) -> Result<EncodedValue> {
         let hash = *blake3::hash(&raw).as_bytes();
         let raw: Arc<[u8]> = raw.into();
         if self.codec != Codec::None {

@@ -59,19 +59,44 @@ pub(crate) fn encode(
     depth: u32,
 ) -> Result<Vec<u8>> {
     let depth = depth.min(MAX_DEPTH);
+    let splice = match spliced((base, raw, prefix), level, depth, MAX_SPLICE_MIDDLE)? {
+        Some(splice) if splice.len() <= SMALL_SPLICE => return Ok(splice),
+        other => other,
+    };
+    let patch = patch(base, raw, level, depth)?;
+    Ok(match splice {
+        Some(splice) if splice.len() <= patch.len() => splice,
+        _ => patch,
+    })
+}
+
+/// What [`encode`] returns when that is a splice it takes without trying a patch (the
+/// common case of an append), found from a middle of at most `max_middle` bytes; `None`
+/// when [`encode`] would try a patch, or the middle is larger. Costs two `memcmp`s
+/// and the compression of the middle: cheap enough to run on the caller's task.
+pub(crate) fn encode_small_splice(
+    (base, raw, prefix): (&[u8], &[u8], usize),
+    level: i32,
+    depth: u32,
+    max_middle: usize,
+) -> Result<Option<Vec<u8>>> {
+    let max_middle = max_middle.min(MAX_SPLICE_MIDDLE);
+    let splice = spliced((base, raw, prefix), level, depth.min(MAX_DEPTH), max_middle)?;
+    Ok(splice.filter(|s| s.len() <= SMALL_SPLICE))
+}
+
+/// The stored bytes of a delta in the splice form (header and body), or `None` when its
+/// middle is larger than `max_middle`.
+fn spliced(
+    (base, raw, prefix): (&[u8], &[u8], usize),
+    level: i32,
+    depth: u32,
+    max_middle: usize,
+) -> Result<Option<Vec<u8>>> {
     let mut splice = Vec::with_capacity(HEADER + SMALL_SPLICE);
     splice.extend_from_slice(&(depth | SPLICE).to_be_bytes());
-    let spliced =
-        super::splice::encode((base, raw, prefix), level, MAX_SPLICE_MIDDLE, &mut splice)?;
-    if spliced.is_some() && splice.len() <= SMALL_SPLICE {
-        return Ok(splice);
-    }
-    let patch = patch(base, raw, level, depth)?;
-    Ok(if spliced.is_some() && splice.len() <= patch.len() {
-        splice
-    } else {
-        patch
-    })
+    let done = super::splice::encode((base, raw, prefix), level, max_middle, &mut splice)?;
+    Ok(done.map(|()| splice))
 }
 
 /// The stored bytes of a delta in the patch form.
@@ -171,6 +196,10 @@ mod tests {
         let prefix = super::super::common_prefix(&base, &appended);
         let stored = encode((&base, &appended, prefix), 3, 5)?;
         assert!(is_splice(&stored) && stored.len() < 100, "{}", stored.len());
+        let small = encode_small_splice((&base, &appended, prefix), 3, 5, 1024)?;
+        assert_eq!(small.as_ref(), Some(&stored), "the same bytes as encode");
+        let small = encode_small_splice((&base, &appended, prefix), 3, 5, 10)?;
+        assert_eq!(small, None, "a middle over the limit");
         assert_eq!(depth(&stored, "c/k")?, 5);
         assert_eq!(apply(&base, &stored, appended.len(), "c/k")?, appended);
         // Bytes changed at both ends and every 10 KiB between: one middle of the whole
@@ -187,6 +216,8 @@ mod tests {
         let prefix = super::super::common_prefix(&base, &scattered);
         let stored = encode((&base, &scattered, prefix), 3, 1)?;
         assert!(!is_splice(&stored), "{} bytes", stored.len());
+        let small = encode_small_splice((&base, &scattered, prefix), 3, 1, usize::MAX)?;
+        assert_eq!(small, None, "encode tried a patch");
         assert_eq!(depth(&stored, "c/k")?, 1);
         assert_eq!(apply(&base, &stored, scattered.len(), "c/k")?, scattered);
         Ok(())

@@ -100,6 +100,14 @@ impl Entry {
     }
 }
 
+/// A keyframe held with everything a delta of it needs ([`Keyframes::resumable`]).
+pub(crate) struct Resumable {
+    pub(crate) document: Arc<[u8]>,
+    pub(crate) chunks: ChunkValues,
+    pub(crate) hashes: Arc<PrefixHashes>,
+    pub(crate) marks: Arc<Marks>,
+}
+
 /// The bounded cache of decoded keyframes, most recently used last.
 #[derive(Default)]
 pub(crate) struct Keyframes {
@@ -127,6 +135,26 @@ impl Keyframes {
         let found = (Arc::clone(&entry.document), entry.chunks.clone());
         entries.push_back(entry);
         Some(found)
+    }
+
+    /// Everything a delta of the keyframe `id` needs, when a write stored it all with the
+    /// entry: the document, its chunks as a delta lists them, the hasher's states and the
+    /// JSON check's marks over it; marks the entry used. `None` when any is missing.
+    pub(crate) fn resumable(&self, id: KeyframeId) -> Option<Resumable> {
+        let mut entries = self.lock();
+        let at = entries.iter().position(|e| e.id == id)?;
+        let entry = entries.remove(at)?;
+        let found = match (&entry.chunks, &entry.hashes, &entry.marks) {
+            (Some(chunks), Some(hashes), Some(marks)) => Some(Resumable {
+                document: Arc::clone(&entry.document),
+                chunks: Arc::clone(chunks),
+                hashes: Arc::clone(hashes),
+                marks: Arc::clone(marks),
+            }),
+            _ => None,
+        };
+        entries.push_back(entry);
+        found
     }
 
     /// Keeps `chunks` (the values of the keyframe's chunks, in order) with the entry of `id`,

@@ -22,7 +22,7 @@ pub(crate) mod prefix_hash;
 mod splice;
 
 pub(crate) use assemble::assemble_with;
-pub(crate) use cut::cut;
+pub(crate) use cut::{cut, cut_resumed};
 pub use delta::{DEFAULT_KEYFRAME_INTERVAL, DELTA};
 pub(crate) use splice::common_prefix;
 

@@ -41,6 +41,36 @@ impl PrefixHashes {
         Self { states }
     }
 
+    /// The states over `document` and its blake3 hash, in one pass.
+    pub(crate) fn of_with_hash(document: &[u8]) -> (Self, ContentHash) {
+        Self { states: Vec::new() }.resumed(0, document)
+    }
+
+    /// The states over `raw`, a document whose first `shared` bytes are those of the
+    /// document these states are over (`chunk::common_prefix`), and blake3 of `raw`: the
+    /// states inside that prefix are kept, and only what follows the last of them is
+    /// hashed. What [`PrefixHashes::of`] and a whole hash of `raw` give, in one pass over
+    /// the new bytes (a new keyframe of a document that grows by appends: its last few KiB).
+    pub(crate) fn resumed(&self, shared: usize, raw: &[u8]) -> (Self, ContentHash) {
+        let kept = (shared / STRIDE).saturating_add(1).min(self.states.len());
+        let mut states = self.states.get(..kept).unwrap_or_default().to_vec();
+        let mut hasher = match states.last() {
+            Some(state) => state.clone(),
+            None => {
+                states.push(blake3::Hasher::new());
+                blake3::Hasher::new()
+            }
+        };
+        let at = states.len().saturating_sub(1).saturating_mul(STRIDE);
+        let mut blocks = raw.get(at..).unwrap_or_default().chunks_exact(STRIDE);
+        for block in &mut blocks {
+            hasher.update(block);
+            states.push(hasher.clone());
+        }
+        hasher.update(blocks.remainder());
+        (Self { states }, *hasher.finalize().as_bytes())
+    }
+
     /// The bytes the states take.
     pub(crate) fn bytes(&self) -> usize {
         self.states
@@ -89,6 +119,17 @@ mod tests {
         for raw in [&base, &appended, &edited, &first, &short, &Vec::new()] {
             let shared = super::super::common_prefix(&base, raw);
             assert_eq!(&states.hash(shared, raw), blake3::hash(raw).as_bytes());
+            // Resumed states are the states of a whole pass, with the whole hash.
+            let (resumed, hash) = states.resumed(shared, raw);
+            assert_eq!(&hash, blake3::hash(raw).as_bytes());
+            let whole = PrefixHashes::of(raw);
+            let (fresh, fresh_hash) = PrefixHashes::of_with_hash(raw);
+            assert_eq!(fresh_hash, hash);
+            assert_eq!(fresh.states.len(), whole.states.len());
+            assert_eq!(resumed.states.len(), whole.states.len());
+            for (a, b) in resumed.states.iter().zip(&whole.states) {
+                assert_eq!(a.finalize(), b.finalize());
+            }
         }
     }
 }

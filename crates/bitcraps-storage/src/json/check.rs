@@ -210,6 +210,19 @@ pub(crate) fn check_marking(text: &[u8], stride: usize) -> Result<Vec<Mark>, Ref
     Ok(marks)
 }
 
+/// Checks `text` from `mark` on like [`check_from`] and, when it is one document, returns
+/// the marks [`check_marking`] takes from `mark` on (the first is `mark` itself): the
+/// marks of a new version after those it shares with the document `mark` was taken in.
+pub(crate) fn check_marking_from(
+    text: &[u8],
+    mark: Mark,
+    stride: usize,
+) -> Result<Vec<Mark>, Refusal> {
+    let mut marks = Vec::new();
+    run(text, mark.at, mark.state, Some((&mut marks, stride.max(1))))?;
+    Ok(marks)
+}
+
 /// Checks `text` from `mark` on: the verdict of [`check`] on `text` when its bytes up to and
 /// including `mark.at` are those of the document `mark` was taken in.
 pub(crate) fn check_from(text: &[u8], mark: Mark) -> Result<(), Refusal> {

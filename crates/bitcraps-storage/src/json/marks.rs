@@ -43,13 +43,47 @@ impl Marks {
     /// first `shared` bytes with it (`chunk::common_prefix`), from the last mark inside that
     /// prefix: the verdict of `check::check(text)`.
     pub(crate) fn check(&self, shared: usize, text: &[u8]) -> Result<(), Refusal> {
+        match self.resume(shared) {
+            Some((_, mark)) => check::check_from(text, mark),
+            None => check::check(text),
+        }
+    }
+
+    /// Like [`check`](Self::check), when that checks at most `limit` bytes of `text`;
+    /// `None` (nothing checked) when it would check more.
+    pub(crate) fn check_within(
+        &self,
+        shared: usize,
+        text: &[u8],
+        limit: usize,
+    ) -> Option<Result<(), Refusal>> {
+        let from = self.resume(shared).map_or(0, |(_, mark)| mark.at);
+        (text.len().saturating_sub(from) <= limit).then(|| self.check(shared, text))
+    }
+
+    /// The marks over `text`, a new version of the document the marks are over that shares
+    /// its first `shared` bytes with it — what [`Marks::of`] would take over `text` — or
+    /// the check's refusal: the marks inside that prefix are kept and the check resumes
+    /// from the last of them, marking as it goes. A new keyframe of a document that grows
+    /// by appends is checked and marked from its last few KiB, not whole.
+    pub(crate) fn resumed(&self, shared: usize, text: &[u8]) -> Result<Self, Refusal> {
+        let Some((n, mark)) = self.resume(shared) else {
+            return check::check_marking(text, STRIDE).map(Self::from_marks);
+        };
+        let after = check::check_marking_from(text, mark, STRIDE)?;
+        let mut marks = self.marks.get(..n).unwrap_or_default().to_vec();
+        marks.extend(after);
+        Ok(Self { marks })
+    }
+
+    /// The last mark a check of a version sharing the first `shared` bytes may resume
+    /// from, and its index.
+    fn resume(&self, shared: usize) -> Option<(usize, Mark)> {
         // A mark at `at` needs the bytes up to and including `at` to be the same: the check
         // decided there what the bytes before it were (a number ends at its first non-digit).
         let usable = self.marks.partition_point(|m| m.at < shared);
-        match usable.checked_sub(1).and_then(|n| self.marks.get(n)) {
-            Some(mark) => check::check_from(text, *mark),
-            None => check::check(text),
-        }
+        let n = usable.checked_sub(1)?;
+        self.marks.get(n).map(|mark| (n, *mark))
     }
 }
 
@@ -119,6 +153,25 @@ mod tests {
                 text.len()
             );
         }
+        // Resumed marks are the marks a whole pass takes, with the same verdict; a check
+        // within a limit is the same check, or none when it would pass the limit.
+        for text in &texts {
+            let shared = crate::chunk::common_prefix(base.as_bytes(), text.as_bytes());
+            let whole = check::check_marking(text.as_bytes(), STRIDE);
+            let resumed = marks.resumed(shared, text.as_bytes()).map(|m| m.marks);
+            assert_eq!(resumed, whole, "{}", text.len());
+            let within = marks.check_within(shared, text.as_bytes(), 2 * STRIDE);
+            if let Some(verdict) = within {
+                assert_eq!(verdict, check::check(text.as_bytes()));
+            }
+        }
+        let appended = texts.get(1).map(String::as_bytes).unwrap_or_default();
+        let shared = crate::chunk::common_prefix(base.as_bytes(), appended);
+        assert_eq!(
+            marks.check_within(shared, appended, STRIDE + 64),
+            Some(Ok(()))
+        );
+        assert_eq!(marks.check_within(0, appended, STRIDE), None);
         // Marks over text that is not a document: none, and every check is whole.
         let broken = Marks::of(b"[1,2");
         assert!(broken.marks.is_empty());

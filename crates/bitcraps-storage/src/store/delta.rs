@@ -44,11 +44,14 @@ pub(super) fn try_delta(
 
 /// The keyframe a new version of a key would be a delta of, and how deep that delta is.
 pub(super) struct Base {
-    id: KeyframeId,
+    pub(super) id: KeyframeId,
     /// The keyframe's document.
     pub(super) document: Arc<[u8]>,
-    chunks: ChunkValues,
+    pub(super) chunks: ChunkValues,
     depth: u32,
+    /// The chain is at its longest: the new version is a keyframe, which may be cut and
+    /// hashed from this one (`next_keyframe.rs`), not a delta of it.
+    pub(super) full: bool,
 }
 
 /// The keyframe a new version of `collection/key`, `len` bytes long, would be a delta of:
@@ -63,6 +66,18 @@ pub(super) fn base(
     key: &str,
     len: usize,
 ) -> Result<Option<Base>> {
+    Ok(base_or_full(shared, pipeline, collection, key, len)?.filter(|b| !b.full))
+}
+
+/// Like [`base`], and also the keyframe of a chain at its longest when it is cached
+/// (marked [`Base::full`]): the new version is then a keyframe cut and hashed from it.
+pub(super) fn base_or_full(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    collection: &str,
+    key: &str,
+    len: usize,
+) -> Result<Option<Base>> {
     if pipeline.keyframe_interval == 0
         || pipeline.chunk_threshold == 0
         || len <= pipeline.chunk_threshold
@@ -71,16 +86,12 @@ pub(super) fn base(
     }
     // This process's last write of the key, when its keyframe is cached: no record read.
     if let Some((id, depth)) = shared.keyframes.latest().get(collection, key) {
-        if chain_full(pipeline, depth) {
-            return Ok(None);
+        let full = chain_full(pipeline, depth);
+        if let Some(base) = cached(shared, pipeline, id, depth) {
+            return Ok(Some(base));
         }
-        if let Some((document, Some(chunks))) = shared.keyframes.get_listed(id) {
-            return Ok(Some(Base {
-                id,
-                document,
-                chunks,
-                depth,
-            }));
+        if full {
+            return Ok(None);
         }
     }
     let Some(record) = shared.backend.get(collection, key)? else {
@@ -97,7 +108,12 @@ pub(super) fn base(
         _ => return Ok(None),
     };
     if chain_full(pipeline, depth) {
-        return Ok(None);
+        return Ok(cached(
+            shared,
+            pipeline,
+            KeyframeId::of(collection, &blob),
+            depth,
+        ));
     }
     let Some((document, chunks)) = keyframe(shared, collection, &blob, &location) else {
         return Ok(None);
@@ -107,12 +123,28 @@ pub(super) fn base(
         document,
         chunks,
         depth,
+        full: false,
     }))
+}
+
+/// The keyframe `id` as the base of a version `depth` after it, when it is cached with its
+/// chunk values.
+fn cached(shared: &Shared, pipeline: &Pipeline, id: KeyframeId, depth: u32) -> Option<Base> {
+    match shared.keyframes.get_listed(id) {
+        Some((document, Some(chunks))) => Some(Base {
+            id,
+            document,
+            chunks,
+            depth,
+            full: chain_full(pipeline, depth),
+        }),
+        _ => None,
+    }
 }
 
 /// Whether a delta `depth` versions after its keyframe would make the chain too long: the
 /// next version is a keyframe instead.
-fn chain_full(pipeline: &Pipeline, depth: u32) -> bool {
+pub(super) fn chain_full(pipeline: &Pipeline, depth: u32) -> bool {
     depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH
 }
 
@@ -201,7 +233,7 @@ pub(super) fn or_keyframe(
         Some(delta) => delta,
         None => {
             let encoded = pipeline.encode_shared_with(collection, key, raw, dict)?;
-            remember_keyframe(shared, collection, &encoded, marks);
+            remember_keyframe(shared, collection, &encoded, marks, None);
             encoded
         }
     };
@@ -211,13 +243,16 @@ pub(super) fn or_keyframe(
 /// Keeps the keyframe `encoded` (a chunked value this write is storing for
 /// `collection`) in the keyframe cache with its chunk values, so the deltas that follow it
 /// do not read its chunks back and decompress them (with `marks`, the JSON check's marks
-/// over the document when the write took them, `store_json`'s next check resumes). The bytes are the writer's own; the
-/// entry is keyed by the chunks' hashes, so it serves only a record that lists them.
-fn remember_keyframe(
+/// over the document when the write took them, `store_json`'s next check resumes, and with
+/// `hashes`, the hasher's states over it when the write took them, the next delta's hash
+/// does). The bytes are the writer's own; the entry is keyed by the chunks' hashes, so it
+/// serves only a record that lists them.
+pub(super) fn remember_keyframe(
     shared: &Shared,
     collection: &str,
     encoded: &EncodedValue,
     marks: Option<Marks>,
+    hashes: Option<PrefixHashes>,
 ) {
     if !encoded.is_chunked() || encoded.delta {
         return;
@@ -229,6 +264,9 @@ fn remember_keyframe(
     shared.keyframes.set_chunks(id, Arc::clone(&encoded.chunks));
     if let Some(marks) = marks {
         shared.keyframes.set_marks(id, Arc::new(marks));
+    }
+    if let Some(hashes) = hashes {
+        shared.keyframes.set_hashes(id, Arc::new(hashes));
     }
 }
 

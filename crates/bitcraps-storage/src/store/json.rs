@@ -10,14 +10,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::PersistentStorageManager;
 use super::write::{Document, INLINE_ENCODE_LIMIT, encode_sealed};
+use super::{PersistentStorageManager, Shared};
+use crate::dictionary::EncoderDict;
 use crate::error::Result;
 use crate::json::{self, Marks};
 use crate::observe::Operation;
 use crate::rt::blocking;
 use crate::validate;
-use crate::value::EncodedValue;
+use crate::value::{EncodedValue, Pipeline};
 
 /// JSON text, checked before it is stored.
 pub(super) struct Text<'a>(pub(super) &'a str);
@@ -32,7 +33,7 @@ impl Document for Text<'_> {
 
 /// `Ok` when the check accepted `text`, or refused it but serde_json accepts it after all;
 /// else the error that says why it is not JSON (`json::refused`).
-fn checked<T>(
+pub(super) fn checked<T>(
     collection: &str,
     key: &str,
     text: &str,
@@ -104,7 +105,15 @@ impl PersistentStorageManager {
         let dict = self.inner.shared.dictionaries.encoder(collection);
         let ring = self.inner.shared.keyring.clone();
         if pipeline.keyframe_interval > 0 && text.len() > pipeline.chunk_threshold {
-            let shared = Arc::clone(&self.inner.shared);
+            // An append to a keyframe in memory: encoded here (`inline_delta.rs`).
+            let shared = &self.inner.shared;
+            if let Some(encoded) =
+                super::inline_delta::encode(shared, &pipeline, (collection, key), text)?
+            {
+                self.observe(collection, &encoded);
+                return Ok(encoded);
+            }
+            let shared = Arc::clone(shared);
             // The one copy of the text: from here on its bytes are shared by the delta or
             // the keyframe, the writer and the cache.
             let (c, k, text) = (
@@ -113,30 +122,8 @@ impl PersistentStorageManager {
                 Arc::<str>::from(text),
             );
             let encoded = blocking(move || {
-                let base = super::delta::base(&shared, &pipeline, &c, &k, text.len())?;
-                let mut marks = None;
-                // The prefix the text shares with the keyframe, compared once for the
-                // check, the splice and the hash.
-                let mut prefix = 0;
-                match &base {
-                    Some(base) => {
-                        prefix = crate::chunk::common_prefix(&base.document, text.as_bytes());
-                        let verdict =
-                            super::delta::marks(&shared, base).check(prefix, text.as_bytes());
-                        checked(&c, &k, &text, verdict)?;
-                    }
-                    None => {
-                        let verdict = json::check_marking(text.as_bytes(), json::STRIDE);
-                        marks = checked(&c, &k, &text, verdict)?.map(Marks::from_marks);
-                    }
-                }
-                let raw = Arc::<[u8]>::from(text);
-                let delta = match &base {
-                    Some(base) => super::delta::against(&shared, &pipeline, base, &raw, prefix)?,
-                    None => None,
-                };
-                let (ck, dict) = ((c.as_str(), k.as_str()), dict.as_deref());
-                super::delta::or_keyframe(&shared, &pipeline, ck, delta, raw, dict, marks)
+                let ck = (c.as_str(), k.as_str());
+                encode_large(&shared, &pipeline, ck, text, dict.as_deref())
             })
             .await?;
             self.observe(collection, &encoded);
@@ -163,4 +150,51 @@ impl PersistentStorageManager {
         self.observe(collection, &encoded);
         Ok(encoded)
     }
+}
+
+/// The large JSON text `text` of `collection/key` checked and encoded (blocking): as a delta
+/// of its keyframe when that is worth it (checked from the keyframe's marks), else as a
+/// keyframe — resumed from the last one when that is in memory (`next_keyframe.rs`: its
+/// chunks, hash and marks taken over where the two agree), else checked and cut whole.
+fn encode_large(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    (c, k): (&str, &str),
+    text: Arc<str>,
+    dict: Option<&EncoderDict>,
+) -> Result<EncodedValue> {
+    let Some(base) = super::delta::base_or_full(shared, pipeline, c, k, text.len())? else {
+        let verdict = json::check_marking(text.as_bytes(), json::STRIDE);
+        let marks = checked(c, k, &text, verdict)?.map(Marks::from_marks);
+        let raw = Arc::<[u8]>::from(text);
+        return super::delta::or_keyframe(shared, pipeline, (c, k), None, raw, dict, marks);
+    };
+    // The prefix the text shares with the keyframe, compared once for the check, the
+    // splice, the hash and a resumed keyframe.
+    let prefix = crate::chunk::common_prefix(&base.document, text.as_bytes());
+    let base_marks = super::delta::marks(shared, &base);
+    if !base.full {
+        checked(c, k, &text, base_marks.check(prefix, text.as_bytes()))?;
+        let raw = Arc::<[u8]>::from(text);
+        if let Some(delta) = super::delta::against(shared, pipeline, &base, &raw, prefix)? {
+            return super::delta::or_keyframe(
+                shared,
+                pipeline,
+                (c, k),
+                Some(delta),
+                raw,
+                dict,
+                None,
+            );
+        }
+        // Not worth a delta: a keyframe after all, with marks resumed too (the text was
+        // checked above).
+        let marks = base_marks.resumed(prefix, &raw).ok();
+        let at = (&base, prefix);
+        return super::next_keyframe::resumed(shared, pipeline, (c, k), at, raw, dict, marks);
+    }
+    let verdict = base_marks.resumed(prefix, text.as_bytes());
+    let marks = checked(c, k, &text, verdict)?;
+    let raw = Arc::<[u8]>::from(text);
+    super::next_keyframe::resumed(shared, pipeline, (c, k), (&base, prefix), raw, dict, marks)
 }

@@ -9,9 +9,11 @@ mod delta;
 mod encode;
 #[cfg(feature = "testing")]
 mod hooks;
+mod inline_delta;
 mod json;
 mod keys;
 mod many;
+mod next_keyframe;
 mod open;
 mod prefetch;
 mod query;

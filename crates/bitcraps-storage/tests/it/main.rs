@@ -97,6 +97,7 @@ mod schema_fixtures;
 mod sqlite_conformance;
 mod sqlite_specific;
 mod store_json;
+mod store_json_appends;
 mod store_json_typed_read;
 mod typed_memory;
 mod typed_tier;
