@@ -69,6 +69,44 @@ pub(super) fn version_clock(conn: &Connection) -> Result<i64> {
     .ok_or_else(|| StorageError::corruption("the version clock", "no 'version' row"))
 }
 
+/// The log's tail as a write transaction finds it: the last seq and the last version handed
+/// out, what [`head_seq`] and [`version_clock`] read, in one statement with one look at the
+/// newest row (two statements per group commit before). Read once per transaction: nothing a
+/// unit does moves the head — only [`append`] numbers changes, and retention writes the head
+/// as the 'last' floor before it removes rows ([`prune`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tail {
+    /// The last seq handed out.
+    pub(super) seq: i64,
+    /// The last version handed out.
+    pub(super) version: i64,
+}
+
+/// See [`Tail`]: the same expressions as [`head_seq`] and [`version_clock`].
+const TAIL: &str = "SELECT max(l.value, coalesce(c.seq, 0)),
+            max(v.value, coalesce(c.seq + (c.kind_offset >> 2) + 1, 0))
+     FROM change_clock l JOIN change_clock v ON v.name = 'version'
+     LEFT JOIN changes c ON c.seq = (SELECT max(seq) FROM changes)
+     WHERE l.name = 'last'";
+
+/// The log's [`Tail`].
+pub(super) fn tail(conn: &Connection) -> Result<Tail> {
+    conn.prepare_cached(TAIL)
+        .and_then(|mut s| {
+            s.query_row([], |r| {
+                Ok(Tail {
+                    seq: r.get(0)?,
+                    version: r.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(db_err("reading the change clock"))?
+        .ok_or_else(|| {
+            StorageError::corruption("the change clock", "no 'last' or no 'version' row")
+        })
+}
+
 /// Records `clock` as the version clock's floor.
 pub(super) fn set_version_clock(conn: &Connection, clock: i64) -> Result<()> {
     conn.prepare_cached("UPDATE change_clock SET value = ?1 WHERE name = 'version'")
@@ -82,9 +120,26 @@ pub(super) fn set_version_clock(conn: &Connection, clock: i64) -> Result<()> {
 /// each such run keeps its time (see the module's documentation).
 const ROWS_PER_INSERT: usize = 64;
 
-/// One change (a durable single put appends one per group commit).
-const ONE_ROW: &str = "INSERT INTO changes (seq, collection_id, key, kind_offset, at)
-     VALUES (?1, ?2, ?3, ?4, ?5)";
+/// The sizes of the statements an append runs, largest first: full runs of
+/// [`ROWS_PER_INSERT`], then what is left in statements of 16, 4 and 1 rows. A group of
+/// durable single puts appends a handful of changes, one of 64 writers some forty: one
+/// statement per row cost ~5 k instructions of the writer thread each, most of it the
+/// statement's own (stepping it, opening and closing its cursor), ~3.5 k in these. Four
+/// sizes make at most nine statements of any remainder and four entries in the cache.
+const STATEMENT_ROWS: [usize; 4] = [ROWS_PER_INSERT, 16, 4, 1];
+
+/// The SQL of each of [`STATEMENT_ROWS`], built on first use.
+static ROWS_SQL: [std::sync::OnceLock<String>; 4] = [const { std::sync::OnceLock::new() }; 4];
+
+/// The statements of an append of `rows` changes: how many of each of [`STATEMENT_ROWS`].
+fn statements_for(rows: usize) -> [(usize, usize); 4] {
+    let mut left = rows;
+    STATEMENT_ROWS.map(|size| {
+        let count = left / size;
+        left %= size;
+        (size, count)
+    })
+}
 
 /// The stored `kind_offset` of a change with kind `code` (1 to 3) and `version` at `seq`;
 /// `None` when it does not fit 64 bits (a version offset outside −2^61 < offset ≤ 2^61).
@@ -156,12 +211,6 @@ fn encode(conn: &Connection, changes: &[NewChange], after: i64) -> Result<Vec<Ro
     Ok(rows)
 }
 
-/// [`ROWS_PER_INSERT`] changes, built once.
-fn many_rows() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| insert_sql(ROWS_PER_INSERT))
-}
-
 /// `INSERT INTO changes … VALUES` with `rows` rows of five parameters each.
 fn insert_sql(rows: usize) -> String {
     format!(
@@ -170,16 +219,17 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-/// Numbers `changes` after the last seq and appends them (inside the write transaction,
-/// after every unit ran, for the units that committed): full runs of [`ROWS_PER_INSERT`]
-/// in one statement each, the rest one by one. `clock` is the version clock at the end of
-/// the transaction and `moved` whether the transaction advanced it. The 'version' row is
+/// Numbers `changes` after `head`, the last seq handed out ([`Tail::seq`]), and appends them
+/// (inside the write transaction, after every unit ran, for the units that committed) in
+/// statements of [`STATEMENT_ROWS`] rows. `clock` is the version clock at the end of the
+/// transaction and `moved` whether the transaction advanced it. The 'version' row is
 /// written only when the newest appended change does not carry `clock` (a unit rolled back
 /// after taking versions, a put keeping an older version, a delete, or nothing logged while
 /// the clock moved): otherwise the log itself holds the clock.
 pub(super) fn append(
     conn: &Connection,
     changes: &[NewChange],
+    head: i64,
     clock: i64,
     moved: bool,
 ) -> Result<()> {
@@ -191,38 +241,33 @@ pub(super) fn append(
         return Ok(());
     }
     let err = || db_err("appending to the change log");
-    let rows = encode(conn, changes, head_seq(conn)?)?;
-    let mut runs = changes.chunks_exact(ROWS_PER_INSERT);
-    let mut encoded = rows.iter();
-    if runs.len() > 0 {
-        let mut many = conn.prepare_cached(many_rows()).map_err(err())?;
-        for run in runs.by_ref() {
+    let rows = encode(conn, changes, head)?;
+    let mut pairs = changes.iter().zip(&rows);
+    for ((size, count), sql) in statements_for(changes.len()).into_iter().zip(&ROWS_SQL) {
+        if count == 0 {
+            continue;
+        }
+        let sql = sql.get_or_init(|| insert_sql(size));
+        let mut statement = conn.prepare_cached(sql).map_err(err())?;
+        for _ in 0..count {
             let mut at = 1;
-            for (c, row) in run.iter().zip(encoded.by_ref()) {
-                many.raw_bind_parameter(at, row.seq).map_err(err())?;
-                many.raw_bind_parameter(at + 1, row.collection_id)
+            for (c, row) in pairs.by_ref().take(size) {
+                statement.raw_bind_parameter(at, row.seq).map_err(err())?;
+                statement
+                    .raw_bind_parameter(at + 1, row.collection_id)
                     .map_err(err())?;
-                many.raw_bind_parameter(at + 2, &c.key).map_err(err())?;
-                many.raw_bind_parameter(at + 3, row.kind_offset)
+                statement
+                    .raw_bind_parameter(at + 2, &c.key)
                     .map_err(err())?;
-                many.raw_bind_parameter(at + 4, row.at).map_err(err())?;
+                statement
+                    .raw_bind_parameter(at + 3, row.kind_offset)
+                    .map_err(err())?;
+                statement
+                    .raw_bind_parameter(at + 4, row.at)
+                    .map_err(err())?;
                 at += 5;
             }
-            many.raw_execute().map_err(err())?;
-        }
-    }
-    let rest = runs.remainder();
-    if !rest.is_empty() {
-        let mut one = conn.prepare_cached(ONE_ROW).map_err(err())?;
-        for (c, row) in rest.iter().zip(encoded) {
-            one.execute(params![
-                row.seq,
-                row.collection_id,
-                c.key,
-                row.kind_offset,
-                row.at
-            ])
-            .map_err(err())?;
+            statement.raw_execute().map_err(err())?;
         }
     }
     Ok(())
@@ -453,7 +498,7 @@ mod tests {
             1,
             5_001,
         ));
-        append(&conn, &batch, 131, true)?;
+        append(&conn, &batch, tail(&conn)?.seq, 131, true)?;
         let times = stored_times(&conn)?;
         let kept: Vec<usize> = (0..times.len()).filter(|i| times[*i].is_some()).collect();
         assert_eq!(kept, [0, 64, 128, 130]);
@@ -489,6 +534,7 @@ mod tests {
         append(
             &conn,
             &[NewChange::new("games", "z", ChangeKind::Put, 132, 5_001)],
+            tail(&conn)?.seq,
             132,
             true,
         )?;
@@ -506,7 +552,7 @@ mod tests {
         let first: Vec<NewChange> = (0..10)
             .map(|i| NewChange::new("games", &format!("a{i}"), ChangeKind::Put, i + 1, 1_000))
             .collect();
-        append(&conn, &first, 10, true)?;
+        append(&conn, &first, tail(&conn)?.seq, 10, true)?;
         // Rows 1..=4 are older than 1_001 and go, up to the limit of 4 read.
         let (removed, pruned) = prune(&conn, 1_001, 4)?;
         assert_eq!((removed, pruned), (4, 4));
@@ -522,6 +568,85 @@ mod tests {
         assert_eq!((removed, pruned), (6, 10));
         assert_eq!(head(&conn)?, 10);
         assert_eq!(version_clock(&conn)?, 10);
+        Ok(())
+    }
+
+    /// An append's statements: full runs of 64, then 16, 4 and 1 rows — a group of five
+    /// changes is two statements, not five; of 42, six.
+    #[test]
+    fn an_append_runs_few_statements() {
+        let statements = |n| -> usize { statements_for(n).iter().map(|(_, c)| c).sum() };
+        assert_eq!(statements_for(5), [(64, 0), (16, 0), (4, 1), (1, 1)]);
+        assert_eq!(statements(1), 1);
+        assert_eq!(statements(42), 6);
+        assert_eq!(statements_for(1_000), [(64, 15), (16, 2), (4, 2), (1, 0)]);
+        for n in 0..300 {
+            let rows: usize = statements_for(n).iter().map(|(s, c)| s * c).sum();
+            assert_eq!(rows, n);
+            assert!(statements(n) <= n / 64 + 9);
+        }
+    }
+
+    /// Appends of every size in a row number densely after the head, and the tail read once
+    /// says what the two clocks say, also after retention removed every row and when the
+    /// 'version' floor is above the log.
+    #[test]
+    fn appends_of_every_size_number_densely_after_the_tail() -> Result<()> {
+        let conn = store()?;
+        let mut version = 0;
+        for n in [1usize, 3, 4, 5, 16, 21, 64, 85] {
+            let t = tail(&conn)?;
+            let read_apart = Tail {
+                seq: head_seq(&conn)?,
+                version: version_clock(&conn)?,
+            };
+            assert_eq!(t, read_apart);
+            let batch: Vec<NewChange> = (0..n)
+                .map(|i| {
+                    version += 1;
+                    NewChange::new("g", &format!("n{n}-{i}"), ChangeKind::Put, version, 7)
+                })
+                .collect();
+            append(&conn, &batch, t.seq, version, true)?;
+        }
+        let all = read_all(&conn, 0)?;
+        let seqs: Vec<u64> = all.iter().map(|c| c.0).collect();
+        assert_eq!(seqs, (1..=199).collect::<Vec<u64>>());
+        assert!(
+            all.iter().all(|c| c.0 == c.4),
+            "each put took the next version"
+        );
+        assert_eq!(
+            tail(&conn)?,
+            Tail {
+                seq: 199,
+                version: 199
+            }
+        );
+        prune(&conn, 8, 1_000)?;
+        assert_eq!(read_all(&conn, 199)?, []);
+        assert_eq!(
+            tail(&conn)?,
+            Tail {
+                seq: 199,
+                version: 199
+            }
+        );
+        // A delete of an older version: the clock stays in its row.
+        append(
+            &conn,
+            &[NewChange::new("g", "n1-0", ChangeKind::Delete, 1, 9)],
+            199,
+            201,
+            true,
+        )?;
+        assert_eq!(
+            tail(&conn)?,
+            Tail {
+                seq: 200,
+                version: 201
+            }
+        );
         Ok(())
     }
 

@@ -11,11 +11,12 @@
 //! savepoint around every unit, which is what every group did before. Both passes produce
 //! the same outcomes: the second starts from the same database and clock.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::db_err;
 use super::feed;
 use super::held::Held;
+use super::immediate::Immediate;
 use super::settings::SettingsCache;
 use super::write::{Clock, apply_unit};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
@@ -25,6 +26,7 @@ use crate::error::Result;
 type Outcomes = Vec<Result<Vec<OpOutcome>>>;
 
 /// Applies `units` in one transaction; see [`Backend::apply`](crate::backend::Backend::apply).
+/// The connection is taken `&mut`: the writer's alone while the group runs.
 pub fn apply(conn: &mut Connection, units: &[WriteUnit], deduplicate: bool) -> Result<Outcomes> {
     match run(conn, units, deduplicate, Isolation::Expected)? {
         Pass::Done(results) => Ok(results),
@@ -54,18 +56,19 @@ enum Pass {
 }
 
 fn run(
-    conn: &mut Connection,
+    conn: &Connection,
     units: &[WriteUnit],
     deduplicate: bool,
     isolation: Isolation,
 ) -> Result<Pass> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err("starting a write transaction"))?;
-    let mut clock = Clock::read(&tx)?;
+    let tx = Immediate::begin(conn)?;
+    let tx_conn = tx.conn();
+    // Both clocks, read once: nothing a unit does moves the log's head (`feed::Tail`).
+    let tail = feed::tail(tx_conn)?;
+    let mut clock = Clock(tail.version);
     let start = clock.0;
     let mut settings = SettingsCache::default();
-    let mut held = Held::new(&tx);
+    let mut held = Held::new(tx_conn);
     let mut results = Vec::with_capacity(units.len());
     // The changes of the units that committed, numbered at the end (`feed/`).
     let mut committed = Vec::new();
@@ -73,14 +76,14 @@ fn run(
         let mut changes = Vec::new();
         let isolated = match isolation {
             Isolation::Every => true,
-            Isolation::Expected => match may_fail(&tx, unit, &mut settings) {
+            Isolation::Expected => match may_fail(tx_conn, unit, &mut settings) {
                 Ok(may) => may,
                 // Failing to read the settings fails the unit: in the second pass, alone.
                 Err(_) => return Ok(Pass::Again),
             },
         };
         if isolated {
-            savepoint(&tx, "SAVEPOINT unit", "opening a savepoint")?;
+            savepoint(tx_conn, "SAVEPOINT unit", "opening a savepoint")?;
         }
         let outcome = apply_unit(
             &mut held,
@@ -93,7 +96,7 @@ fn run(
         match outcome {
             Ok(outcomes) => {
                 if isolated {
-                    savepoint(&tx, "RELEASE unit", "releasing a savepoint")?;
+                    savepoint(tx_conn, "RELEASE unit", "releasing a savepoint")?;
                 }
                 committed.append(&mut changes);
                 results.push(Ok(outcomes));
@@ -101,8 +104,8 @@ fn run(
             // Rolling back to the savepoint undoes this unit; the others are unaffected.
             // What it read of the settings may include its own changes to them.
             Err(e) if isolated => {
-                savepoint(&tx, "ROLLBACK TO unit", "rolling back a savepoint")?;
-                savepoint(&tx, "RELEASE unit", "releasing a savepoint")?;
+                savepoint(tx_conn, "ROLLBACK TO unit", "rolling back a savepoint")?;
+                savepoint(tx_conn, "RELEASE unit", "releasing a savepoint")?;
                 settings.forget();
                 results.push(Err(e));
             }
@@ -112,10 +115,9 @@ fn run(
     }
     // Versions used by units that were rolled back stay used: gaps, never a repeat (the
     // clock's row is written when no logged change carries its value).
-    feed::append(&tx, &committed, clock.0, clock.0 != start)?;
+    feed::append(tx_conn, &committed, tail.seq, clock.0, clock.0 != start)?;
     drop(held);
-    tx.commit()
-        .map_err(db_err("committing a write transaction"))?;
+    tx.commit()?;
     Ok(Pass::Done(results))
 }
 

@@ -5,6 +5,7 @@ mod delta;
 mod feed;
 mod group;
 mod held;
+mod immediate;
 pub(crate) mod inline;
 mod maintain;
 mod prefix;

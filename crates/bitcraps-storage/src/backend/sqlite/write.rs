@@ -18,14 +18,11 @@ use crate::quota;
 use crate::value::EncodedValue;
 use crate::version::{Expect, Version};
 
-/// The version clock of one transaction: the last version handed out.
+/// The version clock of one transaction: the last version handed out (read with the log's
+/// head at the start of the transaction: `feed::tail`).
 pub(super) struct Clock(pub(super) i64);
 
 impl Clock {
-    pub(super) fn read(conn: &Connection) -> Result<Self> {
-        feed::version_clock(conn).map(Clock)
-    }
-
     pub(super) fn next(&mut self) -> Result<(i64, Version)> {
         let next = self.0.checked_add(1).ok_or_else(|| {
             StorageError::corruption("the version clock", "the clock is at its maximum")
