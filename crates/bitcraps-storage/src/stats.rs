@@ -56,7 +56,9 @@ pub struct StorageStatistics {
     pub group_commits: u64,
     /// Write requests those transactions carried (`/ group_commits` = mean group size).
     pub grouped_requests: u64,
-    /// Records with reads buffered in memory, not yet flushed.
+    /// Records with reads buffered in memory, not yet flushed. Counts are buffered per
+    /// thread, so a record read on several threads counts once per such thread until a
+    /// flush takes them (the counts themselves are exact).
     pub pending_access_updates: u64,
     /// Bytes of writes queued for the writer or being committed now. Bounded: writers wait
     /// for queue space beyond 64 MiB (backpressure).
