@@ -108,7 +108,9 @@ impl Accounts {
     /// Accounts for an entry that left the cache (evicted, refused, expired, replaced by a
     /// write, invalidated): a prefetched entry nobody read is waste; a promoted one returns
     /// its bytes to the promotion budget. Each once, however many paths retire the entry.
+    /// Its decoded value, if it held one, goes (no read can reach it any more).
     fn retire(&self, v: &CachedValue) {
+        v.clear_typed();
         if let Some(origin) = v.take_prefetched() {
             self.ledger.wasted(origin, charge(v));
         }
@@ -155,15 +157,16 @@ fn shards(capacity: u64) -> usize {
 
 /// A weighted, sharded cache (quick_cache: CLOCK-Pro-like, with a ghost queue for
 /// admission) of at most `capacity` bytes, for entries of about `typical` bytes each.
-fn bounded<W, L>(
+fn bounded<V, W, L>(
     capacity: u64,
     typical: u64,
     weigher: W,
     lifecycle: L,
-) -> Cache<u64, CachedValue, W, Slots, L>
+) -> Cache<u64, V, W, Slots, L>
 where
-    W: Weighter<u64, CachedValue> + Clone,
-    L: Lifecycle<u64, CachedValue> + Clone,
+    V: Clone,
+    W: Weighter<u64, V> + Clone,
+    L: Lifecycle<u64, V> + Clone,
 {
     let items = usize::try_from(capacity / typical.max(1)).unwrap_or(usize::MAX);
     let options = OptionsBuilder::new()
@@ -533,11 +536,27 @@ impl ValueCache {
     /// entry of `doc`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
     pub fn hold_typed_doc(&self, doc: &DocKey<'_>, entry: &CachedValue) {
         if let Some(cache) = self.usable() {
-            // The stripe lock orders this with commits and invalidations of the key.
-            let _guard = self.stripes.lock(doc.stripe());
             let slot = doc.hash();
-            if cache.peek(&slot).is_some_and(|c| c.same_entry(entry)) {
-                self.typed.hold(slot, entry);
+            let let_go = {
+                // The stripe lock orders this with commits and invalidations of the key.
+                let _guard = self.stripes.lock(doc.stripe());
+                cache
+                    .peek(&slot)
+                    .is_some_and(|c| c.same_entry(entry))
+                    .then(|| self.typed.hold(slot, entry))
+            };
+            if let Some(let_go) = let_go {
+                // Outside the tier's lock and the stripe's: the entries the tier let go of
+                // drop their decoded values, if they are still cached. (One a write replaced
+                // meanwhile dropped it as it was retired; a stale address naming a newer
+                // entry only costs that entry a decode.)
+                for (slot, held) in let_go {
+                    if let Some(current) = cache.peek(&slot)
+                        && held.is_of(&current)
+                    {
+                        current.clear_typed();
+                    }
+                }
                 return;
             }
         }
