@@ -10,8 +10,6 @@ use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict};
 thread_local! {
     static CCTX: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
     static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
-    /// A dictionary frame re-joined with its magic number ([`decompress`]).
-    static FRAMED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn error(code: usize) -> String {
@@ -55,44 +53,19 @@ pub(crate) const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// Decompresses `data` into at most `capacity` bytes, with `ddict` if the frame needs one.
 /// A dictionary frame stored without its magic number (`dictionary/frame.rs`) gets it back
-/// first, in a buffer each thread keeps (a cache hit of a dictionary-compressed entry
-/// allocated and freed a copy of its frame on every read).
+/// first.
 pub fn decompress(
     data: &[u8],
     capacity: usize,
     ddict: Option<&DDict<'_>>,
 ) -> Result<Vec<u8>, String> {
-    if ddict.is_none() || data.starts_with(&MAGIC) {
-        return decompress_frame(data, capacity, ddict);
-    }
-    let reframed = FRAMED.try_with(|cell| {
-        let mut framed = cell.try_borrow_mut().ok()?;
-        framed.clear();
-        framed.extend_from_slice(&MAGIC);
-        framed.extend_from_slice(data);
-        let result = decompress_frame(&framed, capacity, ddict);
-        if framed.capacity() > FRAMED_KEPT {
-            // A large document's frame: not kept for the small ones that follow.
-            *framed = Vec::new();
-        }
-        Some(result)
-    });
-    match reframed {
-        Ok(Some(result)) => result,
-        // Re-entered, or the thread is ending: a copy of its own.
-        _ => decompress_frame(&[&MAGIC[..], data].concat(), capacity, ddict),
-    }
-}
-
-/// The most bytes of a re-framed frame a thread keeps between reads.
-const FRAMED_KEPT: usize = 64 << 10;
-
-/// Decompresses the whole frame `data`.
-fn decompress_frame(
-    data: &[u8],
-    capacity: usize,
-    ddict: Option<&DDict<'_>>,
-) -> Result<Vec<u8>, String> {
+    let framed;
+    let data = if ddict.is_some() && !data.starts_with(&MAGIC) {
+        framed = [&MAGIC[..], data].concat();
+        &framed[..]
+    } else {
+        data
+    };
     with_context(&DCTX, DCtx::try_create, |ctx| {
         let mut out = Vec::with_capacity(capacity);
         match ddict {
