@@ -55,20 +55,22 @@ impl CollectionLabels {
     }
 
     /// Runs `f` with the keys of `collection`'s label (see [`label`](Self::label)).
-    pub(crate) fn with_keys<R>(&self, collection: &str, f: impl FnOnce(&LabelKeys) -> R) -> R {
+    pub(crate) fn with_keys<R>(&self, collection: &str, f: impl Fn(&LabelKeys) -> R) -> R {
         if collection.is_empty() {
             return f(&self.store_wide);
         }
+        // Used in place, not cloned out: the keys' reference count is shared by every
+        // thread, and a clone per operation would write it.
         let memo = RECENT.try_with(|recent| {
             let recent = recent.try_borrow().ok()?;
-            recent
+            let (_, _, keys) = recent
                 .iter()
                 .rev()
-                .find(|(id, name, _)| *id == self.id && **name == *collection)
-                .map(|(_, _, keys)| Arc::clone(keys))
+                .find(|(id, name, _)| *id == self.id && **name == *collection)?;
+            Some(f(keys))
         });
-        if let Ok(Some(keys)) = memo {
-            return f(&keys);
+        if let Ok(Some(done)) = memo {
+            return done;
         }
         let keys = self.keys(collection);
         let _ = RECENT.try_with(|recent| {
