@@ -8,6 +8,13 @@
 //! checkpointed, while 5,000 neighbouring records dirty a few hundred. An early flush
 //! therefore takes its whole share of counts at once, sorted ([`AccessTracker::drain`]),
 //! and hands them to the writer a chunk of neighbours at a time.
+//!
+//! Counts are kept per thread (`striped.rs`): a read counts into its thread's shard, whose
+//! lock no other reader takes. Shards by key hash had the readers of a zipfian workload meet
+//! on the hot keys' shards, each read moving a lock's line between the cores. A record read
+//! on several threads is then counted in several shards until a flush adds them up: its
+//! counts are exact ([`AccessTracker::pending`] adds the shards up), and it counts once per
+//! such shard in [`AccessTracker::pending_keys`].
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -17,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::backend::WriteOp;
 use crate::cache::{DocKey, Slots};
 
-/// Lock shards: enough that the readers of a zipfian workload rarely meet on one.
-const SHARDS: usize = 64;
+/// Lock shards: one per thread stripe.
+const SHARDS: usize = crate::striped::STRIPES;
 
 /// Buffered reads of one record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,19 +155,18 @@ impl AccessTracker {
     }
 }
 
-/// The shard of `doc`: bits of its hash that neither the shard's map (low bits for the
-/// bucket, the top seven for its tags) nor the cache's own shards lean on.
-fn shard_of(doc: &DocKey<'_>) -> usize {
-    usize::try_from((doc.hash() >> 32) & 0xffff).unwrap_or(0) % SHARDS
-}
-
 impl AccessTracker {
-    fn shard(&self, doc: &DocKey<'_>) -> std::sync::MutexGuard<'_, Shard> {
-        // The modulo in shard_of keeps the index in bounds.
-        match self.shards[shard_of(doc) % SHARDS].lock() {
+    fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Shard> {
+        // The modulo keeps the index in bounds.
+        match self.shards[index % SHARDS].lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    /// This thread's shard.
+    fn local(&self) -> std::sync::MutexGuard<'_, Shard> {
+        self.lock(crate::striped::stripe())
     }
 
     /// Counts one read of the record behind `cache_key` (see [`crate::cache::cache_key`]).
@@ -174,7 +180,7 @@ impl AccessTracker {
         if self.disabled {
             return;
         }
-        if self.shard(doc).add(doc, 1, now_ms) {
+        if self.local().add(doc, 1, now_ms) {
             self.pending_keys.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -186,24 +192,27 @@ impl AccessTracker {
         }
     }
 
-    /// Reads of a record not yet flushed.
+    /// Reads of a record not yet flushed (in every thread's shard and the flush under way).
     pub fn pending(&self, cache_key: &str) -> Option<PendingAccess> {
         let doc = DocKey::of(cache_key);
-        let counted = self.shard(&doc).get(&doc);
-        match (counted, self.backlog().get(cache_key).copied()) {
-            (Some(mut a), Some(b)) => {
+        let counted = (0..SHARDS).map(|i| self.lock(i).get(&doc));
+        let flushing = self.backlog().get(cache_key).copied();
+        counted
+            .chain(std::iter::once(flushing))
+            .flatten()
+            .reduce(|mut a, b| {
                 a.add(b.count, b.last_ms);
-                Some(a)
-            }
-            (a, b) => a.or(b),
-        }
+                a
+            })
     }
 
     /// Forgets buffered reads of a deleted record.
     pub fn forget(&self, cache_key: &str) {
         let doc = DocKey::of(cache_key);
-        if self.shard(&doc).remove(&doc) {
-            self.pending_keys.fetch_sub(1, Ordering::Relaxed);
+        for i in 0..SHARDS {
+            if self.lock(i).remove(&doc) {
+                self.pending_keys.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         if self.backlog().remove(cache_key).is_some() {
             self.pending_keys.fetch_sub(1, Ordering::Relaxed);
@@ -211,7 +220,8 @@ impl AccessTracker {
     }
 
     /// Number of records with buffered reads (one read again while its flush is under way
-    /// counts twice until that flush reaches it).
+    /// counts twice until that flush reaches it, and one read on several threads counts once
+    /// per thread until a flush takes its counts).
     pub fn pending_keys(&self) -> usize {
         self.pending_keys.load(Ordering::Relaxed)
     }
@@ -296,7 +306,7 @@ impl AccessTracker {
             } = op
             {
                 let doc = DocKey::new(collection, key);
-                if self.shard(&doc).add(&doc, *count, *last_ms) {
+                if self.local().add(&doc, *count, *last_ms) {
                     self.pending_keys.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -350,6 +360,44 @@ mod tests {
         );
         t.forget(&k);
         assert_eq!(t.pending_keys(), 1);
+    }
+
+    #[test]
+    fn a_record_read_on_several_threads_is_counted_once_in_total() {
+        // Each thread counts into its own shard; the totals, the flush and a delete see the
+        // shards added up.
+        let t = std::sync::Arc::new(AccessTracker::default());
+        let (k, gone) = (cache_key("games", "g-1"), cache_key("games", "g-2"));
+        let threads: Vec<_> = (0..4i64)
+            .map(|i| {
+                let (t, k, gone) = (std::sync::Arc::clone(&t), k.clone(), gone.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        t.record(&k, 100 + i);
+                        t.record(&gone, 1);
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().expect("a reading thread panicked");
+        }
+        assert_eq!(
+            t.pending(&k),
+            Some(PendingAccess {
+                count: 40,
+                last_ms: 103
+            })
+        );
+        t.forget(&gone);
+        assert_eq!(t.pending(&gone), None);
+        let ops = t.drain(usize::MAX, 0);
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert!(
+            matches!(&ops[0], WriteOp::Touch { key, count: 40, last_ms: 103, .. } if key == "g-1"),
+            "{ops:?}"
+        );
+        assert_eq!(t.pending_keys(), 0);
     }
 
     #[test]

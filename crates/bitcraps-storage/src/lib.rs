@@ -67,6 +67,7 @@ mod scrub;
 mod settings;
 mod stats;
 mod store;
+mod striped;
 mod timefmt;
 mod tls;
 mod validate;

@@ -10,6 +10,7 @@ use crate::cache::CacheStatistics;
 use crate::observe::{LatencyHistogram, LatencyPercentiles};
 use crate::remote::RemoteCacheStatistics;
 use crate::scrub::{ScrubPass, ScrubState};
+use crate::striped::Counter;
 
 /// A point-in-time snapshot of the store's statistics (`Serialize`: `stats --json` prints
 /// it as it is).
@@ -55,7 +56,9 @@ pub struct StorageStatistics {
     pub group_commits: u64,
     /// Write requests those transactions carried (`/ group_commits` = mean group size).
     pub grouped_requests: u64,
-    /// Records with reads buffered in memory, not yet flushed.
+    /// Records with reads buffered in memory, not yet flushed. Counts are buffered per
+    /// thread, so a record read on several threads counts once per such thread until a
+    /// flush takes them (the counts themselves are exact).
     pub pending_access_updates: u64,
     /// Bytes of writes queued for the writer or being committed now. Bounded: writers wait
     /// for queue space beyond 64 MiB (backpressure).
@@ -94,8 +97,9 @@ pub struct StorageStatistics {
 /// The live counters behind [`StorageStatistics`].
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub(crate) reads: AtomicU64,
-    pub(crate) read_nanos: AtomicU64,
+    /// Striped per thread (`striped.rs`): every read adds to them.
+    pub(crate) reads: Counter,
+    pub(crate) read_nanos: Counter,
     pub(crate) write_calls: AtomicU64,
     pub(crate) write_nanos: AtomicU64,
     pub(crate) writes: AtomicU64,
@@ -140,8 +144,8 @@ impl Counters {
     }
 
     pub(crate) fn read_done(&self, elapsed: Duration) {
-        Self::add(&self.reads, 1);
-        Self::add(&self.read_nanos, nanos(elapsed));
+        self.reads.add(1);
+        self.read_nanos.add(nanos(elapsed));
         self.read_latency.record(elapsed);
     }
 
@@ -165,7 +169,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let lookups = cache_stats.hits + cache_stats.misses;
         StorageStatistics {
-            total_reads: get(&self.reads),
+            total_reads: self.reads.get(),
             total_writes: get(&self.writes),
             total_deletes: get(&self.deletes),
             cache_hits: cache_stats.hits,
@@ -176,7 +180,7 @@ impl Counters {
             deduplicated_writes: get(&self.deduplicated),
             bytes_written: get(&self.bytes_written),
             logical_bytes_written: get(&self.logical_bytes_written),
-            average_read_time_ms: mean_ms(get(&self.read_nanos), get(&self.reads)),
+            average_read_time_ms: mean_ms(self.read_nanos.get(), self.reads.get()),
             average_write_time_ms: mean_ms(get(&self.write_nanos), get(&self.write_calls)),
             read_latency: self.read_latency.percentiles(),
             write_latency: self.write_latency.percentiles(),

@@ -287,6 +287,12 @@ impl CachedValue {
             .saturating_add(TYPED_FIXED_CHARGE)
     }
 
+    /// This entry's identity: the address of its shared state (the typed tier's holds name
+    /// their entry by it, without keeping it alive).
+    pub fn address(&self) -> usize {
+        Arc::as_ptr(&self.0).addr()
+    }
+
     /// Whether `other` is a clone of this very entry (not just an equal document).
     pub fn same_entry(&self, other: &CachedValue) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -26,6 +26,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use crate::prefetch::Ledger;
+use crate::striped::Striped;
 
 mod doc_key;
 mod entry;
@@ -107,7 +108,9 @@ impl Accounts {
     /// Accounts for an entry that left the cache (evicted, refused, expired, replaced by a
     /// write, invalidated): a prefetched entry nobody read is waste; a promoted one returns
     /// its bytes to the promotion budget. Each once, however many paths retire the entry.
+    /// Its decoded value, if it held one, goes (no read can reach it any more).
     fn retire(&self, v: &CachedValue) {
+        v.clear_typed();
         if let Some(origin) = v.take_prefetched() {
             self.ledger.wasted(origin, charge(v));
         }
@@ -154,15 +157,16 @@ fn shards(capacity: u64) -> usize {
 
 /// A weighted, sharded cache (quick_cache: CLOCK-Pro-like, with a ghost queue for
 /// admission) of at most `capacity` bytes, for entries of about `typical` bytes each.
-fn bounded<W, L>(
+fn bounded<V, W, L>(
     capacity: u64,
     typical: u64,
     weigher: W,
     lifecycle: L,
-) -> Cache<u64, CachedValue, W, Slots, L>
+) -> Cache<u64, V, W, Slots, L>
 where
-    W: Weighter<u64, CachedValue> + Clone,
-    L: Lifecycle<u64, CachedValue> + Clone,
+    V: Clone,
+    W: Weighter<u64, V> + Clone,
+    L: Lifecycle<u64, V> + Clone,
 {
     let items = usize::try_from(capacity / typical.max(1)).unwrap_or(usize::MAX);
     let options = OptionsBuilder::new()
@@ -253,18 +257,27 @@ pub struct ValueCache {
     max_age: Option<Duration>,
     epoch: Instant,
     trusted: AtomicBool,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// What reads count, striped per thread (`striped.rs`): a counter every reader adds
+    /// to, on one line beside `trusted` (read by every lookup), moved that line between the
+    /// cores on every read.
+    reads: Striped<ReadCounts>,
     raced_fills: AtomicU64,
     coalesced: AtomicU64,
-    typed_hits: AtomicU64,
-    typed_decodes: AtomicU64,
     /// Bumped by every invalidation that comes from another node (before it takes effect).
     remote_invalidations: AtomicU64,
     /// What leaving entries are accounted for: the prefetch ledger, the promoted bytes.
     accounts: Accounts,
     /// Most bytes promoted entries may be charged (0: none is promoted).
     promote_budget: u64,
+}
+
+/// One thread's read counts.
+#[derive(Debug, Default)]
+struct ReadCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    typed_hits: AtomicU64,
+    typed_decodes: AtomicU64,
 }
 
 /// The bytes an entry is charged (its weight).
@@ -318,12 +331,9 @@ impl ValueCache {
             max_age,
             epoch: Instant::now(),
             trusted: AtomicBool::new(true),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            reads: Striped::default(),
             raced_fills: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
-            typed_hits: AtomicU64::new(0),
-            typed_decodes: AtomicU64::new(0),
             remote_invalidations: AtomicU64::new(0),
             accounts,
             promote_budget: stored_capacity / PROMOTED_SHARE,
@@ -428,10 +438,11 @@ impl ValueCache {
             .usable()
             .and_then(|c| self.lookup(c, doc))
             .filter(|v| v.live_at(now_ms));
+        let counts = self.reads.local();
         let counter = if found.is_some() {
-            &self.hits
+            &counts.hits
         } else {
-            &self.misses
+            &counts.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
         crate::observe::cache_request(crate::observe::Tier::L1, found.is_some());
@@ -500,10 +511,11 @@ impl ValueCache {
     /// Counts a typed read of a cached entry: answered by its held decoded value (`hit`), or
     /// decoded and parsed.
     pub fn count_typed(&self, hit: bool) {
+        let counts = self.reads.local();
         let counter = if hit {
-            &self.typed_hits
+            &counts.typed_hits
         } else {
-            &self.typed_decodes
+            &counts.typed_decodes
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -524,11 +536,27 @@ impl ValueCache {
     /// entry of `doc`; otherwise (a write replaced it meanwhile) its decoded value is dropped.
     pub fn hold_typed_doc(&self, doc: &DocKey<'_>, entry: &CachedValue) {
         if let Some(cache) = self.usable() {
-            // The stripe lock orders this with commits and invalidations of the key.
-            let _guard = self.stripes.lock(doc.stripe());
             let slot = doc.hash();
-            if cache.peek(&slot).is_some_and(|c| c.same_entry(entry)) {
-                self.typed.hold(slot, entry);
+            let let_go = {
+                // The stripe lock orders this with commits and invalidations of the key.
+                let _guard = self.stripes.lock(doc.stripe());
+                cache
+                    .peek(&slot)
+                    .is_some_and(|c| c.same_entry(entry))
+                    .then(|| self.typed.hold(slot, entry))
+            };
+            if let Some(let_go) = let_go {
+                // Outside the tier's lock and the stripe's: the entries the tier let go of
+                // drop their decoded values, if they are still cached. (One a write replaced
+                // meanwhile dropped it as it was retired; a stale address naming a newer
+                // entry only costs that entry a decode.)
+                for (slot, held) in let_go {
+                    if let Some(current) = cache.peek(&slot)
+                        && held.is_of(&current)
+                    {
+                        current.clear_typed();
+                    }
+                }
                 return;
             }
         }
@@ -666,17 +694,22 @@ impl ValueCache {
             .map(|c| (u64::try_from(c.len()).unwrap_or(u64::MAX), c.weight()))
             .unwrap_or((0, 0));
         let (typed_entries, typed_bytes) = self.typed.usage();
+        let sum = |count: fn(&ReadCounts) -> &AtomicU64| {
+            self.reads.iter().fold(0u64, |total, counts| {
+                total.wrapping_add(count(counts).load(Ordering::Relaxed))
+            })
+        };
         CacheStatistics {
             entry_count,
             weighted_bytes: weighted_bytes.saturating_add(typed_bytes),
             capacity_bytes: self.capacity,
             typed_entries,
             typed_bytes,
-            typed_hits: self.typed_hits.load(Ordering::Relaxed),
-            typed_decodes: self.typed_decodes.load(Ordering::Relaxed),
+            typed_hits: sum(|c| &c.typed_hits),
+            typed_decodes: sum(|c| &c.typed_decodes),
             promoted_bytes: self.accounts.promoted.load(Ordering::Acquire),
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: sum(|c| &c.hits),
+            misses: sum(|c| &c.misses),
             raced_fills: self.raced_fills.load(Ordering::Relaxed),
             coalesced: self.coalesced.load(Ordering::Relaxed),
             // Filled in by the store (`chunk/keyframes.rs`).

@@ -212,6 +212,33 @@ fn typed_values_ride_on_their_entry_and_are_charged() {
     assert_eq!(cache.statistics().typed_entries, 0);
 }
 
+/// Regression: the typed tier held a reference to each entry it kept decoded, so an entry
+/// evicted from the cache of stored forms stayed alive, decoded, until the tier let it go —
+/// memory the byte cache no longer counted, for a value no read could reach. The tier now
+/// names its entries without holding them, and an entry leaving the cache drops its value.
+#[test]
+fn an_evicted_entry_takes_its_decoded_value_with_it() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    cache.committed(&key, Some(v(&key, &[b'x'; 500])));
+    let entry = cache.get(&key, 0).expect("cached");
+    assert!(entry.set_typed(Arc::new(String::from("decoded"))));
+    cache.hold_typed(&key, &entry);
+    assert_eq!(cache.statistics().typed_entries, 1);
+    // Twenty times what the byte cache holds, each read twice (so as hot as the entry,
+    // which is not read again: a lookup would mark it read).
+    for i in 0..20_000 {
+        let other = cache_key("c", &format!("o{i}"));
+        cache.committed(&other, Some(v(&other, &[b'y'; 500])));
+        let _ = (cache.get(&other, 0), cache.get(&other, 0));
+    }
+    assert!(cache.get(&key, 0).is_none(), "the entry was never evicted");
+    assert!(
+        entry.typed::<String>().is_none(),
+        "an evicted entry kept its decoded value"
+    );
+}
+
 /// The typed tier's budget: entries past it lose their decoded value, never their place in
 /// the cache of stored forms.
 #[test]

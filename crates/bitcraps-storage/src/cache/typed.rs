@@ -9,7 +9,8 @@
 //! Every typed read of a held entry marks it referenced ([`TypedTier::touch`]), so the
 //! cache's CLOCK keeps the entries read again; when it lets one go, the entry's decoded value
 //! is dropped ([`CachedValue::clear_typed`]) and the entry stays cached in its compressed
-//! form.
+//! form. The tier holds no reference to an entry, only its charge and identity ([`Held`]):
+//! an entry evicted from the cache of stored forms takes its decoded value with it.
 //!
 //! Coherence is the byte cache's: a decoded value is only ever reached through the current
 //! entry of its key, and a commit or invalidation replaces or removes that entry (and drops
@@ -22,27 +23,55 @@ use quick_cache::{Lifecycle, Weighter};
 
 use super::{CachedValue, Slots, bounded};
 
-/// A held entry's weight: what its decoded value is charged.
-#[derive(Clone)]
-struct TypedCharge;
+/// What the tier keeps of a held entry: its charge, and which entry it is (its address, for
+/// identity only: never dereferenced). Not the entry itself: every typed read marks its hold
+/// referenced, and a `get` clones the value it finds — a clone of the entry would write its
+/// reference count, a line every reader of a hot entry shares, twice more per read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Held {
+    charge: u64,
+    entry: usize,
+}
 
-impl Weighter<u64, CachedValue> for TypedCharge {
-    fn weight(&self, _: &u64, entry: &CachedValue) -> u64 {
-        u64::try_from(entry.typed_charge()).unwrap_or(u64::MAX)
+impl Held {
+    fn of(entry: &CachedValue) -> Self {
+        Held {
+            charge: u64::try_from(entry.typed_charge()).unwrap_or(u64::MAX),
+            entry: entry.address(),
+        }
+    }
+
+    /// Whether this is the hold of `entry`.
+    pub(super) fn is_of(&self, entry: &CachedValue) -> bool {
+        self.entry == entry.address()
     }
 }
 
-/// An entry the tier lets go (evicted, or refused for its size) drops its decoded value.
+/// A hold's weight: what its decoded value is charged.
+#[derive(Clone)]
+struct TypedCharge;
+
+impl Weighter<u64, Held> for TypedCharge {
+    fn weight(&self, _: &u64, held: &Held) -> u64 {
+        held.charge
+    }
+}
+
+/// The holds the tier lets go of during one insert (evicted, or refused for their size):
+/// their entries drop their decoded values once the tier's lock is released
+/// ([`super::ValueCache::hold_typed_doc`]).
 #[derive(Clone)]
 struct Release;
 
-impl Lifecycle<u64, CachedValue> for Release {
-    type RequestState = ();
+impl Lifecycle<u64, Held> for Release {
+    type RequestState = Vec<(u64, Held)>;
 
-    fn begin_request(&self) {}
+    fn begin_request(&self) -> Self::RequestState {
+        Vec::new()
+    }
 
-    fn on_evict(&self, (): &mut (), _: u64, entry: CachedValue) {
-        entry.clear_typed();
+    fn on_evict(&self, let_go: &mut Self::RequestState, slot: u64, held: Held) {
+        let_go.push((slot, held));
     }
 }
 
@@ -51,7 +80,7 @@ const TYPICAL_TYPED_CHARGE: u64 = 2_300;
 
 /// The entries that keep a decoded value, by cache slot.
 pub(super) struct TypedTier {
-    holders: Option<Cache<u64, CachedValue, TypedCharge, Slots, Release>>,
+    holders: Option<Cache<u64, Held, TypedCharge, Slots, Release>>,
 }
 
 impl TypedTier {
@@ -68,15 +97,18 @@ impl TypedTier {
     }
 
     /// Holds `entry`, whose slot was just filled, under `slot`. The tier may refuse it at
-    /// once (then its decoded value is dropped) or later evict it.
-    pub(super) fn hold(&self, slot: u64, entry: &CachedValue) {
-        if let Some(holders) = &self.holders {
-            // Another entry under the slot (a hash collision) lets its value go.
-            if let Some((_, old)) = holders.remove_if(&slot, |old| !old.same_entry(entry)) {
-                old.clear_typed();
-            }
-            holders.insert(slot, entry.clone());
-        }
+    /// once or later evict it: the holds it lets go of now (this one included when refused,
+    /// another entry's under the same slot), whose entries must drop their decoded values.
+    pub(super) fn hold(&self, slot: u64, entry: &CachedValue) -> Vec<(u64, Held)> {
+        let Some(holders) = &self.holders else {
+            return Vec::new();
+        };
+        // Another entry under the slot (a hash collision, or the key's entry before a
+        // write) lets its value go.
+        let replaced = holders.remove_if(&slot, |old| !old.is_of(entry));
+        let mut let_go = holders.insert_with_lifecycle(slot, Held::of(entry));
+        let_go.extend(replaced);
+        let_go
     }
 
     /// Counts a typed read of `slot`: a held entry read again is kept over one that is not.
@@ -86,19 +118,18 @@ impl TypedTier {
         }
     }
 
-    /// Lets go of the entry under `slot` (its key was written, deleted or invalidated).
+    /// Lets go of the hold under `slot` (its key was written, deleted or invalidated: the
+    /// entry, retired from the cache, drops its value itself).
     pub(super) fn release(&self, slot: u64) {
-        if let Some((_, entry)) = self.holders.as_ref().and_then(|h| h.remove(&slot)) {
-            entry.clear_typed();
+        if let Some(holders) = &self.holders {
+            let _ = holders.remove(&slot);
         }
     }
 
-    /// Lets go of every entry.
+    /// Lets go of every hold.
     pub(super) fn release_all(&self) {
         if let Some(holders) = &self.holders {
-            for (_, entry) in holders.drain() {
-                entry.clear_typed();
-            }
+            holders.clear();
         }
     }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::striped::Striped;
+
 /// Octaves above 1 µs the buckets cover (2^40 µs is 12 days; anything longer is counted in
 /// the last bucket).
 const OCTAVES: usize = 40;
@@ -29,20 +31,28 @@ pub struct LatencyPercentiles {
     pub max_ms: f64,
 }
 
-/// The live histogram.
+/// One thread's share of the live histogram.
 #[derive(Debug)]
-pub(crate) struct LatencyHistogram {
+struct Counts {
     buckets: [AtomicU64; BUCKETS],
     max_nanos: AtomicU64,
 }
 
-impl Default for LatencyHistogram {
+impl Default for Counts {
     fn default() -> Self {
-        LatencyHistogram {
+        Counts {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             max_nanos: AtomicU64::new(0),
         }
     }
+}
+
+/// The live histogram, striped per thread (`striped.rs`: every read records into it, and one
+/// copy shared by every thread moved its lines between the cores on every read); a snapshot
+/// adds the stripes up, so the counts are exact.
+#[derive(Debug, Default)]
+pub(crate) struct LatencyHistogram {
+    stripes: Striped<Counts>,
 }
 
 /// The bucket of a duration of `micros` µs.
@@ -76,10 +86,14 @@ fn upper_micros(index: usize) -> f64 {
 impl LatencyHistogram {
     pub(crate) fn record(&self, elapsed: Duration) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        if let Some(b) = self.buckets.get(bucket(nanos / 1000)) {
+        let counts = self.stripes.local();
+        if let Some(b) = counts.buckets.get(bucket(nanos / 1000)) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        // A load first: a new maximum is rare, and `fetch_max` always writes.
+        if counts.max_nanos.load(Ordering::Relaxed) < nanos {
+            counts.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        }
     }
 
     #[expect(
@@ -87,16 +101,19 @@ impl LatencyHistogram {
         reason = "statistics: percentiles of u64 counters as f64"
     )]
     pub(crate) fn percentiles(&self) -> LatencyPercentiles {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
+        let mut counts = vec![0u64; BUCKETS];
+        let mut max_nanos = 0;
+        for stripe in self.stripes.iter() {
+            for (sum, b) in counts.iter_mut().zip(&stripe.buckets) {
+                *sum = sum.saturating_add(b.load(Ordering::Relaxed));
+            }
+            max_nanos = max_nanos.max(stripe.max_nanos.load(Ordering::Relaxed));
+        }
         let count: u64 = counts.iter().sum();
         if count == 0 {
             return LatencyPercentiles::default();
         }
-        let max_ms = self.max_nanos.load(Ordering::Relaxed) as f64 / 1e6;
+        let max_ms = max_nanos as f64 / 1e6;
         let at = |per_mille: u64| {
             // The smallest bucket whose cumulative count reaches rank ceil(q * count).
             let rank = count.saturating_mul(per_mille).div_ceil(1000).max(1);

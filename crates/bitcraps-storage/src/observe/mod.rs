@@ -10,12 +10,13 @@
 //! checks the shipped Grafana dashboard against.
 
 mod gauges;
+mod keys;
 mod labels;
 mod latency;
 mod names;
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -54,6 +55,32 @@ pub(crate) enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in declaration order (`ALL[op as usize] == op`).
+    pub(crate) const ALL: [Operation; 22] = [
+        Operation::Store,
+        Operation::StoreBatch,
+        Operation::Retrieve,
+        Operation::RetrieveRaw,
+        Operation::RetrieveShared,
+        Operation::Delete,
+        Operation::Exists,
+        Operation::Metadata,
+        Operation::List,
+        Operation::Collections,
+        Operation::RetrieveVersioned,
+        Operation::RetrieveMany,
+        Operation::Scan,
+        Operation::StoreIf,
+        Operation::DeleteIf,
+        Operation::Update,
+        Operation::DeletePrefix,
+        Operation::Apply,
+        Operation::Maintenance,
+        Operation::Scrub,
+        Operation::Backup,
+        Operation::VerifyBackup,
+    ];
+
     /// The label value (OpenTelemetry's `db.operation.name` style: lower case, one word).
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -107,7 +134,7 @@ impl Observer {
     pub(crate) fn new(backend: &'static str, config: &crate::config::MetricsConfig) -> Self {
         Observer {
             backend,
-            labels: CollectionLabels::new(config.max_collection_labels),
+            labels: CollectionLabels::new(config.max_collection_labels, backend),
             trace_keys: config.trace_keys,
         }
     }
@@ -122,6 +149,20 @@ impl Observer {
         key: Option<&str>,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.observed_timed(operation, collection, key, work)
+            .await
+            .0
+    }
+
+    /// [`observed`](Self::observed), also returning the duration it recorded (the read
+    /// statistics take the same one: one clock read less per read).
+    pub(crate) async fn observed_timed<T>(
+        &self,
+        operation: Operation,
+        collection: &str,
+        key: Option<&str>,
+        work: impl Future<Output = Result<T>>,
+    ) -> (Result<T>, Duration) {
         let span = tracing::debug_span!(
             "bitcraps_storage",
             operation = operation.name(),
@@ -134,8 +175,13 @@ impl Observer {
         {
             span.record("key", key);
         }
-        let label = self.labels.label(collection);
-        timed(self.backend, operation, label, work.instrument(span)).await
+        let started = Instant::now();
+        let result = work.instrument(span).await;
+        let elapsed = started.elapsed();
+        self.labels.with_keys(collection, |keys| {
+            operation_done(keys, operation, elapsed, result.is_ok());
+        });
+        (result, elapsed)
     }
 
     /// Refreshes the gauges from a statistics snapshot.
@@ -181,6 +227,28 @@ async fn timed<T>(
     )
     .increment(1);
     result
+}
+
+/// Where the operation metrics are recorded from (what `metrics::histogram!` called here
+/// would give them).
+static OPERATION_METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Records an operation that took `elapsed` and returned (`ok`) or failed, with keys built
+/// once (`keys.rs`): no key is made per call.
+fn operation_done(keys: &keys::LabelKeys, operation: Operation, elapsed: Duration, ok: bool) {
+    let Some(keys) = keys.of(operation) else {
+        return;
+    };
+    metrics::with_recorder(|recorder| {
+        recorder
+            .register_histogram(&keys.duration, &OPERATION_METADATA)
+            .record(elapsed.as_secs_f64());
+        let outcome = if ok { &keys.ok } else { &keys.error };
+        recorder
+            .register_counter(outcome, &OPERATION_METADATA)
+            .increment(1);
+    });
 }
 
 /// A lookup in a cache tier.
@@ -282,5 +350,17 @@ impl crate::PersistentStorageManager {
     /// This store's [`Observer`].
     pub(crate) fn observer(&self) -> &Observer {
         &self.shared().observer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_is_listed_at_its_index() {
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i, "{}", op.name());
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! against the content hash, with concurrent misses of one key sharing one load.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
@@ -106,8 +105,28 @@ impl PersistentStorageManager {
         key: &str,
     ) -> Result<Option<T>> {
         let work = self.retrieve_inner(collection, key);
-        self.public_call(Operation::Retrieve, collection, Some(key), work)
+        self.read_call(Operation::Retrieve, collection, key, work)
             .await
+    }
+
+    /// Runs a typed read like a public call (observed; counted in `errors` when it fails),
+    /// and counts it in the read statistics when it succeeds, with the duration the
+    /// observer measured (one clock for both).
+    async fn read_call<T>(
+        &self,
+        operation: Operation,
+        collection: &str,
+        key: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let (result, elapsed) = self
+            .observer()
+            .observed_timed(operation, collection, Some(key), work)
+            .await;
+        if result.is_ok() {
+            self.inner.shared.counters.read_done(elapsed);
+        }
+        self.count_error(result)
     }
 
     async fn retrieve_inner<T: DeserializeOwned>(
@@ -115,7 +134,6 @@ impl PersistentStorageManager {
         collection: &str,
         key: &str,
     ) -> Result<Option<T>> {
-        let started = Instant::now();
         let doc = DocKey::new(collection, key);
         let value = match self.fetch_doc(&doc).await? {
             None => None,
@@ -125,7 +143,6 @@ impl PersistentStorageManager {
             }
             Some(Fetched::Loaded(raw)) => Some(value::deserialize(collection, key, &raw)?),
         };
-        self.inner.shared.counters.read_done(started.elapsed());
         Ok(value)
     }
 
@@ -172,7 +189,7 @@ impl PersistentStorageManager {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let work = self.retrieve_shared_inner(collection, key);
-        self.public_call(Operation::RetrieveShared, collection, Some(key), work)
+        self.read_call(Operation::RetrieveShared, collection, key, work)
             .await
     }
 
@@ -180,7 +197,6 @@ impl PersistentStorageManager {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let started = Instant::now();
         let doc = DocKey::new(collection, key);
         let value = match self.fetch_doc(&doc).await? {
             None => None,
@@ -212,7 +228,6 @@ impl PersistentStorageManager {
                 Some(Arc::new(value::deserialize(collection, key, &raw)?))
             }
         };
-        self.inner.shared.counters.read_done(started.elapsed());
         Ok(value)
     }
 
