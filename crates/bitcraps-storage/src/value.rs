@@ -48,6 +48,35 @@ pub struct Presealed {
 }
 
 impl EncodedValue {
+    /// A document of `raw` bytes (hashing to `hash`) stored as the chunk list `chunks`.
+    pub(crate) fn chunked(hash: ContentHash, raw: Arc<[u8]>, chunks: Arc<[EncodedValue]>) -> Self {
+        EncodedValue {
+            hash,
+            codec: Codec::None,
+            raw,
+            stored: Arc::from([]),
+            dict_id: None,
+            chunks,
+            delta: false,
+            sealed: None,
+        }
+    }
+
+    /// A document stored as the patch `stored` against the keyframe whose chunks are
+    /// `chunks`.
+    pub(crate) fn delta(
+        hash: ContentHash,
+        raw: Arc<[u8]>,
+        stored: Arc<[u8]>,
+        chunks: Arc<[EncodedValue]>,
+    ) -> Self {
+        EncodedValue {
+            stored,
+            delta: true,
+            ..EncodedValue::chunked(hash, raw, chunks)
+        }
+    }
+
     /// Length of the serialized document.
     pub fn raw_len(&self) -> usize {
         self.raw.len()
@@ -172,16 +201,7 @@ impl Pipeline {
     fn encode_chunked(&self, raw: Arc<[u8]>, dict: Option<&EncoderDict>) -> Result<EncodedValue> {
         let hash = *blake3::hash(&raw).as_bytes();
         let chunks = crate::chunk::cut(&raw, &|bytes| self.encode_whole(bytes, dict))?;
-        Ok(EncodedValue {
-            hash,
-            codec: Codec::None,
-            raw,
-            stored: Arc::from([]),
-            dict_id: None,
-            chunks,
-            delta: false,
-            sealed: None,
-        })
+        Ok(EncodedValue::chunked(hash, raw, chunks))
     }
 
     /// `raw` as one compressed blob (or one chunk of a chunked document).

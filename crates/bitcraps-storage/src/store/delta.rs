@@ -163,16 +163,8 @@ pub(super) fn against(
         return Ok(None);
     }
     let hash = prefix_hashes(shared, base.id, &base.document).hash(prefix, raw);
-    Ok(Some(EncodedValue {
-        hash,
-        codec: Codec::None,
-        raw: Arc::clone(raw),
-        stored: stored.into(),
-        dict_id: None,
-        chunks: Arc::clone(&base.chunks),
-        delta: true,
-        sealed: None,
-    }))
+    let (raw, chunks) = (Arc::clone(raw), Arc::clone(&base.chunks));
+    Ok(Some(EncodedValue::delta(hash, raw, stored.into(), chunks)))
 }
 
 /// The JSON check's marks over `base`'s document, from the cache or built (one check of the

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::chunk::{self, delta};
-use crate::codec::Codec;
 use crate::error::Result;
 use crate::value::{EncodedValue, Pipeline};
 
@@ -58,16 +57,8 @@ pub(super) fn encode(
     let Some(stored) = delta::encode_small_splice(splice, level, depth, MAX_MIDDLE)? else {
         return Ok(None);
     };
-    let value = EncodedValue {
-        hash: base.hashes.hash(prefix, raw),
-        codec: Codec::None,
-        // The one copy of the text: the writer and the cache share it from here on.
-        raw: Arc::from(raw),
-        stored: stored.into(),
-        dict_id: None,
-        chunks: base.chunks,
-        delta: true,
-        sealed: None,
-    };
+    let hash = base.hashes.hash(prefix, raw);
+    // The one copy of the text: the writer and the cache share it from here on.
+    let value = EncodedValue::delta(hash, Arc::from(raw), stored.into(), base.chunks);
     crate::crypto::preseal(shared.keyring.as_deref(), collection, value).map(Some)
 }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use super::Shared;
 use super::delta::{Base, remember_keyframe};
 use crate::chunk::prefix_hash::PrefixHashes;
-use crate::codec::Codec;
 use crate::dictionary::EncoderDict;
 use crate::error::Result;
 use crate::json::Marks;
@@ -48,16 +47,7 @@ pub(super) fn resumed(
         Some(states) => states.resumed(prefix, &raw),
         None => PrefixHashes::of_with_hash(&raw),
     };
-    let encoded = EncodedValue {
-        hash,
-        codec: Codec::None,
-        raw,
-        stored: Arc::from([]),
-        dict_id: None,
-        chunks,
-        delta: false,
-        sealed: None,
-    };
+    let encoded = EncodedValue::chunked(hash, raw, chunks);
     remember_keyframe(shared, collection, &encoded, marks, Some(hashes));
     crate::crypto::preseal(shared.keyring.as_deref(), collection, encoded)
 }
