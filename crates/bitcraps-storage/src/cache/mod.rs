@@ -120,17 +120,19 @@ impl Accounts {
     }
 }
 
-/// Evictions (and entries refused for their size) are retired.
+/// Evictions (and entries refused for their size) are retired, and their holds in the typed
+/// tier let go (else the tier went on charging a decoded value no entry held).
 #[derive(Clone)]
-struct Evictions(Accounts);
+struct Evictions(Accounts, Arc<TypedTier>);
 
 impl Lifecycle<u64, CachedValue> for Evictions {
     type RequestState = ();
 
     fn begin_request(&self) {}
 
-    fn on_evict(&self, (): &mut (), _: u64, v: CachedValue) {
+    fn on_evict(&self, (): &mut (), slot: u64, v: CachedValue) {
         self.0.retire(&v);
+        self.1.forget(slot, &v);
     }
 }
 
@@ -249,7 +251,7 @@ pub struct CacheStatistics {
 /// a lookup whose entry is another key's (a hash collision) is a miss.
 pub struct ValueCache {
     cache: Option<Entries>,
-    typed: TypedTier,
+    typed: Arc<TypedTier>,
     stripes: Stripes,
     capacity: u64,
     /// How long an entry may serve reads after its install (the Redis tier's
@@ -311,21 +313,22 @@ impl ValueCache {
             ledger: Arc::new(Ledger::default()),
             promoted: Arc::new(AtomicU64::new(0)),
         };
+        let typed = Arc::new(TypedTier::new(if stored_capacity > 0 {
+            typed_capacity
+        } else {
+            0
+        }));
         let cache = (stored_capacity > 0).then(|| {
             bounded(
                 stored_capacity,
                 TYPICAL_CHARGE,
                 Charge,
-                Evictions(accounts.clone()),
+                Evictions(accounts.clone(), Arc::clone(&typed)),
             )
         });
         ValueCache {
             cache,
-            typed: TypedTier::new(if stored_capacity > 0 {
-                typed_capacity
-            } else {
-                0
-            }),
+            typed,
             stripes: Stripes::new(),
             capacity: capacity_bytes,
             max_age,

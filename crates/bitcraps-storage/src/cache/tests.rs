@@ -450,3 +450,26 @@ fn promoted_entries_stay_within_their_share_of_the_cache() {
     cache.invalidate_all();
     assert_eq!(cache.statistics().promoted_bytes, 0);
 }
+
+/// Regression: an entry evicted from the cache of stored forms dropped its decoded value but
+/// left its hold in the typed tier, so the statistics went on counting a decoded value no
+/// entry held (`typed_entries`, `typed_bytes`, and `weighted_bytes` through them) and the
+/// hold took the tier's budget until the tier's own CLOCK let it go.
+#[test]
+fn an_evicted_entry_leaves_the_typed_tier() {
+    let cache = ValueCache::new(1 << 20);
+    let key = cache_key("c", "k");
+    cache.committed(&key, Some(v(&key, &[b'x'; 500])));
+    let entry = cache.get(&key, 0).expect("cached");
+    assert!(entry.set_typed(Arc::new(String::from("decoded"))));
+    cache.hold_typed(&key, &entry);
+    assert_eq!(cache.statistics().typed_entries, 1);
+    for i in 0..20_000 {
+        let other = cache_key("c", &format!("o{i}"));
+        cache.committed(&other, Some(v(&other, &[b'y'; 500])));
+        let _ = (cache.get(&other, 0), cache.get(&other, 0));
+    }
+    assert!(cache.get(&key, 0).is_none(), "the entry was never evicted");
+    let stats = cache.statistics();
+    assert_eq!((stats.typed_entries, stats.typed_bytes), (0, 0));
+}

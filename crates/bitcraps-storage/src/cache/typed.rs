@@ -126,6 +126,14 @@ impl TypedTier {
         }
     }
 
+    /// Lets go of the hold of `entry` under `slot`, if the tier holds it (the entry left the
+    /// cache of stored forms: no read can reach its decoded value any more).
+    pub(super) fn forget(&self, slot: u64, entry: &CachedValue) {
+        if let Some(holders) = &self.holders {
+            let _ = holders.remove_if(&slot, |held| held.is_of(entry));
+        }
+    }
+
     /// Lets go of every hold.
     pub(super) fn release_all(&self) {
         if let Some(holders) = &self.holders {
