@@ -212,12 +212,9 @@ fn typed_values_ride_on_their_entry_and_are_charged() {
     assert_eq!(cache.statistics().typed_entries, 0);
 }
 
-/// Regression: the typed tier held a reference to each entry it kept decoded, so an entry
-/// evicted from the cache of stored forms stayed alive, decoded, until the tier let it go —
-/// memory the byte cache no longer counted, for a value no read could reach. The tier now
-/// names its entries without holding them, and an entry leaving the cache drops its value.
-#[test]
-fn an_evicted_entry_takes_its_decoded_value_with_it() {
+/// A cache whose one entry held decoded in the typed tier was then evicted by twenty times
+/// what the byte cache holds; the cache and that entry.
+fn evict_a_held_entry() -> (ValueCache, CachedValue) {
     let cache = ValueCache::new(1 << 20);
     let key = cache_key("c", "k");
     cache.committed(&key, Some(v(&key, &[b'x'; 500])));
@@ -233,6 +230,16 @@ fn an_evicted_entry_takes_its_decoded_value_with_it() {
         let _ = (cache.get(&other, 0), cache.get(&other, 0));
     }
     assert!(cache.get(&key, 0).is_none(), "the entry was never evicted");
+    (cache, entry)
+}
+
+/// Regression: the typed tier held a reference to each entry it kept decoded, so an entry
+/// evicted from the cache of stored forms stayed alive, decoded, until the tier let it go —
+/// memory the byte cache no longer counted, for a value no read could reach. The tier now
+/// names its entries without holding them, and an entry leaving the cache drops its value.
+#[test]
+fn an_evicted_entry_takes_its_decoded_value_with_it() {
+    let (_cache, entry) = evict_a_held_entry();
     assert!(
         entry.typed::<String>().is_none(),
         "an evicted entry kept its decoded value"
@@ -457,19 +464,7 @@ fn promoted_entries_stay_within_their_share_of_the_cache() {
 /// hold took the tier's budget until the tier's own CLOCK let it go.
 #[test]
 fn an_evicted_entry_leaves_the_typed_tier() {
-    let cache = ValueCache::new(1 << 20);
-    let key = cache_key("c", "k");
-    cache.committed(&key, Some(v(&key, &[b'x'; 500])));
-    let entry = cache.get(&key, 0).expect("cached");
-    assert!(entry.set_typed(Arc::new(String::from("decoded"))));
-    cache.hold_typed(&key, &entry);
-    assert_eq!(cache.statistics().typed_entries, 1);
-    for i in 0..20_000 {
-        let other = cache_key("c", &format!("o{i}"));
-        cache.committed(&other, Some(v(&other, &[b'y'; 500])));
-        let _ = (cache.get(&other, 0), cache.get(&other, 0));
-    }
-    assert!(cache.get(&key, 0).is_none(), "the entry was never evicted");
+    let (cache, _entry) = evict_a_held_entry();
     let stats = cache.statistics();
     assert_eq!((stats.typed_entries, stats.typed_bytes), (0, 0));
 }
