@@ -16,8 +16,6 @@
 
 mod contents;
 
-use std::collections::HashSet;
-
 use rusqlite::{OptionalExtension, params};
 
 use super::db_err;
@@ -28,7 +26,8 @@ use crate::backend::{OpOutcome, WriteOp};
 use crate::error::{Result, StorageError};
 use crate::feed::{ChangeKind, NewChange};
 
-/// Puts per run, and rows per statement: 192 parameters.
+/// Puts per run, and rows per statement: 192 parameters (99 when the puts share collection,
+/// time and expiry).
 pub(super) const ROWS: usize = 32;
 
 /// The multi-row record insert, built once.
@@ -45,23 +44,50 @@ pub(super) fn insert_sql() -> &'static str {
     })
 }
 
+/// The record insert of a run whose puts share their collection, write time and expiry (a
+/// `store_batch`'s): those three bound once (`?1`–`?3`), each row binding its key, content
+/// and version — 99 parameters instead of 192, each text one a copy SQLite makes.
+fn uniform_insert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let rows: Vec<String> = (0..ROWS)
+            .map(|i| {
+                let at = 4 + 3 * i;
+                format!("(?1,?{},?{},?2,?{},?3)", at, at + 1, at + 2)
+            })
+            .collect();
+        format!(
+            "INSERT INTO records
+                 (collection, key, blob_id, created_at, version, expires_at) VALUES {}
+             ON CONFLICT (collection, key) DO NOTHING",
+            rows.join(",")
+        )
+    })
+}
+
 /// Whether `ops` opens with a run: [`ROWS`] puts with no version to keep, none a delta,
 /// into distinct keys.
 pub(super) fn opens_run(ops: &[WriteOp]) -> bool {
-    if ops.len() < ROWS {
+    let Some(run) = ops.get(..ROWS) else {
         return false;
+    };
+    let mut keys = Vec::with_capacity(ROWS);
+    for op in run {
+        match op {
+            WriteOp::Put {
+                collection,
+                key,
+                value,
+                keep_version: None,
+                ..
+            } if !value.delta => keys.push((key.as_str(), collection.as_str())),
+            _ => return false,
+        }
     }
-    let mut keys = HashSet::with_capacity(ROWS);
-    ops.iter().take(ROWS).all(|op| match op {
-        WriteOp::Put {
-            collection,
-            key,
-            value,
-            keep_version: None,
-            ..
-        } => !value.delta && keys.insert((collection.as_str(), key.as_str())),
-        _ => false,
-    })
+    // Distinct keys: sorted, no two neighbours equal (a batch's keys usually come sorted,
+    // which the sort finds in one pass; cheaper than hashing each key).
+    keys.sort_unstable();
+    keys.windows(2).all(|w| w.first() != w.get(1))
 }
 
 pub(super) use contents::{INSERT_COUNTED, find_sql};
@@ -158,6 +184,40 @@ pub(super) fn apply(
 /// Inserts the rows' records where their keys are absent; returns how many went in.
 fn insert(held: &mut Held<'_>, rows: &[Row<'_>]) -> Result<usize> {
     let err = || db_err("writing records");
+    if let Some((first, rest)) = rows.split_first() {
+        let p = &first.placed;
+        let uniform = rest.iter().all(|r| {
+            let q = &r.placed;
+            q.collection == p.collection && q.now_ms == p.now_ms && q.expires_ms == p.expires_ms
+        });
+        if uniform && rows.len() == ROWS {
+            let mut statement = held
+                .conn()
+                .prepare_cached(uniform_insert_sql())
+                .map_err(err())?;
+            statement
+                .raw_bind_parameter(1, p.collection)
+                .map_err(err())?;
+            statement.raw_bind_parameter(2, p.now_ms).map_err(err())?;
+            statement
+                .raw_bind_parameter(3, p.expires_ms)
+                .map_err(err())?;
+            let mut at = 4;
+            for row in rows {
+                statement
+                    .raw_bind_parameter(at, row.placed.key)
+                    .map_err(err())?;
+                statement
+                    .raw_bind_parameter(at + 1, row.blob_id)
+                    .map_err(err())?;
+                statement
+                    .raw_bind_parameter(at + 2, row.stored_version)
+                    .map_err(err())?;
+                at += 3;
+            }
+            return statement.raw_execute().map_err(err());
+        }
+    }
     let statement = held.get(Which::InsertRecords).map_err(err())?;
     let mut at = 1;
     for row in rows {
@@ -364,6 +424,64 @@ mod tests {
             *keep_version = crate::version::Version::from_db(7);
         }
         assert!(!opens_run(&kept), "a version to keep");
+        Ok(())
+    }
+
+    #[test]
+    fn the_same_key_in_two_collections_is_two_keys() -> Result<()> {
+        let [mut first, _] = batches()?;
+        if let Some(WriteOp::Put {
+            collection, key, ..
+        }) = first.last_mut()
+        {
+            *collection = "d".into();
+            *key = "k00".into();
+        }
+        assert!(opens_run(&first));
+        Ok(())
+    }
+
+    /// Runs whose puts share collection, time and expiry bind those once
+    /// (`uniform_insert_sql`); each row must still get its own key, content and version,
+    /// and the shared three.
+    #[test]
+    fn a_uniform_run_leaves_what_its_puts_one_by_one_leave() -> TestResult {
+        let mut run = Connection::open_in_memory()?;
+        let mut single = Connection::open_in_memory()?;
+        schema::migrate(&mut run)?;
+        schema::migrate(&mut single)?;
+        let batch = |now: i64, expires: Option<i64>, tag: &str| -> Result<Vec<WriteOp>> {
+            (0..ROWS)
+                .map(|i| {
+                    put(
+                        &format!("u{i:02}"),
+                        &format!("{tag}{}", i % 7),
+                        now,
+                        expires,
+                    )
+                })
+                .collect()
+        };
+        // New keys expiring at 90; then the same keys again, never expiring.
+        for ops in [batch(3, Some(90), "a")?, batch(4, None, "b")?] {
+            let outcomes = group::apply(&mut run, std::slice::from_ref(&ops), true)?;
+            for outcome in outcomes {
+                outcome?;
+            }
+            let units: Vec<Vec<WriteOp>> = ops.into_iter().map(|op| vec![op]).collect();
+            for outcome in group::apply(&mut single, &units, true)? {
+                outcome?;
+            }
+            assert_eq!(state(&run)?, state(&single)?);
+        }
+        assert_eq!(miscounted(&run)?, 0, "reference counts");
+        let (records, _) = state(&run)?;
+        assert_eq!(records.len(), ROWS);
+        assert!(
+            records
+                .iter()
+                .all(|(_, _, _, expires, created)| { expires.is_none() && *created == 3 })
+        );
         Ok(())
     }
 }
