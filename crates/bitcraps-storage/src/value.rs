@@ -226,7 +226,9 @@ impl Pipeline {
                     stored: packed.into(),
                     raw,
                     dict_id: dict.map(|d| d.id),
-                    chunks: Arc::from([]),
+                    // `Arc::default()` of a slice is a shared static: no allocation here,
+                    // no free on the writer thread that drops the value.
+                    chunks: Arc::default(),
                     delta: false,
                     sealed: None,
                 });
@@ -238,7 +240,7 @@ impl Pipeline {
             stored: Arc::clone(&raw),
             raw,
             dict_id: None,
-            chunks: Arc::from([]),
+            chunks: Arc::default(),
             delta: false,
             sealed: None,
         })
