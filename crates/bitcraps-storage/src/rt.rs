@@ -20,12 +20,26 @@ where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
+    #[cfg(feature = "testing")]
+    STARTED_HERE.with(|n| n.set(n.get().wrapping_add(1)));
     let span = tracing::Span::current();
     let task = tokio::task::spawn_blocking(move || span.in_scope(f));
     async move {
         task.await
             .map_err(|e| StorageError::Task(format!("blocking task failed: {e}")))?
     }
+}
+
+#[cfg(feature = "testing")]
+thread_local! {
+    /// Blocking tasks started from this thread ([`blocking_tasks_started_here`]).
+    static STARTED_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many tasks this thread has handed to the blocking pool (`testing` feature).
+#[cfg(feature = "testing")]
+pub(crate) fn blocking_tasks_started_here() -> u64 {
+    STARTED_HERE.with(std::cell::Cell::get)
 }
 
 /// The cores this process may use (`available_parallelism`, read once; 1 when unknown).

@@ -29,8 +29,9 @@
 //! supports maintenance, so the accessor is not optional; a backend that could not snapshot
 //! would answer its `snapshot` with a typed error, where the caller already handles errors.
 //!
-//! Neither trait has a defaulted method: a backend's identity ([`Backend::name`]) lands in
-//! backup manifests and statistics, so each backend states it.
+//! The only defaulted methods are shortcuts whose default is the general path
+//! ([`Backend::get_at_once`], [`Maintenance::inline_deltas_after`]): a backend's identity
+//! ([`Backend::name`]) lands in backup manifests and statistics, so each backend states it.
 
 pub(crate) mod identity;
 pub(crate) mod open;
@@ -73,6 +74,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Reads a record's blob and version.
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>>;
+
+    /// Reads a record like [`get`](Self::get) when that is quick and waits for nothing: a
+    /// read connection free at once, and a document that is one stored row (one indexed
+    /// lookup, no chunk list or delta to read beside it). `None` when it cannot answer so,
+    /// and the caller then calls `get` on a blocking thread. Called on the async runtime's
+    /// threads, so an implementation must stay that bounded. The default answers `None`:
+    /// right for a backend whose reads are round trips (PostgreSQL) and for wrappers, whose
+    /// reads then keep going through their own `get`.
+    fn get_at_once(&self, collection: &str, key: &str) -> Option<Result<Option<StoredRecord>>> {
+        let _ = (collection, key);
+        None
+    }
 
     /// Reads several records of one collection in one read (one round trip, one snapshot
     /// where the engine has them), in the order of `keys`.

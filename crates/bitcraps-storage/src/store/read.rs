@@ -96,6 +96,52 @@ fn l1_expiry(shared: &Shared, expires: Option<i64>, served_until: i64) -> Option
     Some(expires.map_or(served_until, |e| e.min(served_until)))
 }
 
+/// A document read from the database: its JSON, its stored form for the cache, the
+/// record's version and expiry.
+type DatabaseRead = (Arc<[u8]>, CachedValue, Version, Option<i64>);
+
+/// [`PersistentStorageManager::read_database`] on the caller's thread, when the backend can
+/// read the record at once ([`Backend::get_at_once`](crate::backend::Backend::get_at_once):
+/// an idle connection, a document of one row) and its decoding needs nothing from the
+/// database (its dictionary, if any, is loaded). `None` when it cannot: the caller reads on
+/// a blocking thread. What runs here is bounded: one indexed lookup of the record and its
+/// blob, from SQLite's page cache or the OS's, and the decoding a cache hit of the document
+/// would do (decompression and the hash check of a document under the chunking threshold).
+fn read_database_at_once(
+    shared: &Shared,
+    collection: &str,
+    key: &str,
+) -> Option<Result<Option<DatabaseRead>>> {
+    let record = match shared.backend.get_at_once(collection, key)? {
+        Ok(Some(record)) => record,
+        Ok(None) => return Some(Ok(None)),
+        Err(e) => return Some(Err(e)),
+    };
+    // A dictionary this node has not loaded is read with the document on a blocking thread.
+    if let Some(id) = record.blob.dict_id
+        && shared.dictionaries.decoder(id, "").is_err()
+    {
+        return None;
+    }
+    Some(finish_database_read(shared, collection, key, record))
+}
+
+/// A record read from the database, as a miss returns it: absent when it expired (not yet
+/// swept), else decoded and verified.
+fn finish_database_read(
+    shared: &Shared,
+    collection: &str,
+    key: &str,
+    record: crate::backend::StoredRecord,
+) -> Result<Option<DatabaseRead>> {
+    if is_expired(record.expires_ms, shared.clock.now_ms()) {
+        Counters::add(&shared.counters.expired_reads, 1);
+        return Ok(None);
+    }
+    let (raw, cached) = decode_blob(shared, collection, key, &record.blob, record.expires_ms)?;
+    Ok(Some((raw, cached, record.version, record.expires_ms)))
+}
+
 impl PersistentStorageManager {
     /// Reads the value under `collection`/`key` as `T`. `Ok(None)` when there is none; an
     /// error when the stored document does not deserialize as `T` or fails verification.
@@ -385,25 +431,33 @@ impl PersistentStorageManager {
         Ok(Some(raw))
     }
 
-    /// Reads and verifies a document from the database on a blocking thread: the JSON, the
-    /// stored form for the cache, and the record's version.
+    /// Reads and verifies a document from the database (on a blocking thread unless the
+    /// backend can read it at once): the JSON, the stored form for the cache, and the
+    /// record's version.
     pub(super) async fn read_database(
         &self,
         collection: &str,
         key: &str,
-    ) -> Result<Option<(Arc<[u8]>, CachedValue, Version, Option<i64>)>> {
+    ) -> Result<Option<DatabaseRead>> {
         self.read_database_with(collection, key, Vec::new()).await
     }
 
     /// [`read_database`](Self::read_database), then, in the same trip to the blocking pool,
     /// the documents of `partners` (cache keys) into the cache as prefetches — before the
-    /// read returns, so the reads that follow it find them.
+    /// read returns, so the reads that follow it find them. Without partners, a record the
+    /// backend can read at once is read on the caller's thread
+    /// ([`read_database_at_once`]): a miss then costs no hand-off to another thread.
     async fn read_database_with(
         &self,
         collection: &str,
         key: &str,
         partners: Vec<Arc<str>>,
-    ) -> Result<Option<(Arc<[u8]>, CachedValue, Version, Option<i64>)>> {
+    ) -> Result<Option<DatabaseRead>> {
+        if partners.is_empty()
+            && let Some(found) = read_database_at_once(&self.inner.shared, collection, key)
+        {
+            return found;
+        }
         let inner = Arc::clone(&self.inner);
         let (c, k) = (collection.to_owned(), key.to_owned());
         blocking(move || {
@@ -411,19 +465,15 @@ impl PersistentStorageManager {
             let Some(record) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
             };
-            // Expired but not yet swept: absent.
-            if is_expired(record.expires_ms, shared.clock.now_ms()) {
-                Counters::add(&shared.counters.expired_reads, 1);
-                return Ok(None);
-            }
-            let (raw, cached) = decode_blob(shared, &c, &k, &record.blob, record.expires_ms)?;
-            if !partners.is_empty()
+            let found = finish_database_read(shared, &c, &k, record)?;
+            if found.is_some()
+                && !partners.is_empty()
                 && let Err(e) = super::prefetch::fill_partners(shared, &partners)
             {
                 // Advisory: the document itself was read.
                 tracing::debug!(error = %e, "prefetch with a miss failed");
             }
-            Ok(Some((raw, cached, record.version, record.expires_ms)))
+            Ok(found)
         })
         .await
     }
@@ -448,5 +498,15 @@ impl PersistentStorageManager {
             return Ok(true);
         }
         Ok(self.live_metadata(collection, key).await?.is_some())
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PersistentStorageManager {
+    /// How many tasks this thread has handed to the blocking pool so far, across every
+    /// store (`testing` feature): a test on a current-thread runtime counts the hand-offs of
+    /// its own calls with it.
+    pub fn blocking_tasks_started_on_this_thread() -> u64 {
+        crate::rt::blocking_tasks_started_here()
     }
 }

@@ -334,6 +334,12 @@ impl Backend for SqliteBackend {
         read::get(&*self.reader()?, collection, key)
     }
 
+    fn get_at_once(&self, collection: &str, key: &str) -> Option<Result<Option<StoredRecord>>> {
+        // `try_get`: an idle connection or none, never a wait for one.
+        let conn = self.readers.try_get()?;
+        read::get_one_row(&conn, collection, key)
+    }
+
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
         read::get_many(&*self.reader()?, collection, keys)
     }

@@ -19,11 +19,87 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The columns [`record_from_row`] reads, and the tables they come from.
-const RECORD_COLUMNS: &str =
-    "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at,
+/// The columns [`record_from_row`] reads, and the tables they come from (a macro, so
+/// whole statements are built from it at compile time).
+macro_rules! record_columns {
+    () => {
+        "r.blob_id, b.codec, b.raw_len, b.hash, b.data, b.dict_id, r.version, r.expires_at,
             r.delta
-     FROM records r LEFT JOIN blobs b ON b.id = r.blob_id";
+     FROM records r LEFT JOIN blobs b ON b.id = r.blob_id"
+    };
+}
+/// [`record_columns!`] as a value.
+const RECORD_COLUMNS: &str = record_columns!();
+
+/// The columns of one record as [`RECORD_COLUMNS`] reads them.
+struct RecordRow {
+    blob_id: i64,
+    codec_id: Option<i64>,
+    raw_len: Option<i64>,
+    hash: Option<Vec<u8>>,
+    data: Option<Vec<u8>>,
+    dict_id: Option<i64>,
+    version: i64,
+    expires_ms: Option<i64>,
+    inline: Option<Vec<u8>>,
+}
+
+impl RecordRow {
+    /// The columns of [`RECORD_COLUMNS`] starting at column `first`.
+    fn read(r: &rusqlite::Row<'_>, first: usize) -> Result<Self> {
+        let read = || -> rusqlite::Result<_> {
+            Ok(RecordRow {
+                blob_id: r.get(first)?,
+                codec_id: r.get(first + 1)?,
+                raw_len: r.get(first + 2)?,
+                hash: r.get(first + 3)?,
+                data: r.get(first + 4)?,
+                dict_id: r.get(first + 5)?,
+                version: r.get(first + 6)?,
+                expires_ms: r.get(first + 7)?,
+                inline: r.get(first + 8)?,
+            })
+        };
+        read().map_err(db_err("reading a record"))
+    }
+
+    /// Whether the document is more than this row: a chunk list (its chunks are other rows)
+    /// or a delta kept in the record (read over its keyframe's chunks).
+    fn reads_more_rows(&self) -> bool {
+        self.inline.is_some() || self.codec_id.is_some_and(crate::chunk::is_chunked)
+    }
+
+    /// The record, with a chunk list's chunks loaded through `conn`. A record whose blob is
+    /// missing is corruption, not "not found".
+    fn into_record(self, conn: &Connection, collection: &str, key: &str) -> Result<StoredRecord> {
+        let version = Version::stored(collection, key, self.version)?;
+        let blob_id = self.blob_id;
+        let location = || format!("{collection}/{key}");
+        match (self.codec_id, self.raw_len, self.hash, self.data) {
+            (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => {
+                let blob = StoredBlob {
+                    codec_id,
+                    raw_len,
+                    hash,
+                    data,
+                    dict_id: self.dict_id,
+                    chunks: Vec::new(),
+                    keyed: None,
+                };
+                let blob = super::chunks::with_chunks(conn, blob_id, blob, location)?;
+                Ok(StoredRecord {
+                    blob: super::inline::blob(blob, self.inline, location)?,
+                    version,
+                    expires_ms: self.expires_ms,
+                })
+            }
+            _ => Err(StorageError::corruption(
+                location(),
+                format!("the record refers to blob {blob_id}, which does not exist"),
+            )),
+        }
+    }
+}
 
 /// A record from [`RECORD_COLUMNS`] starting at column `first`. A record whose blob is
 /// missing is corruption, not "not found".
@@ -34,58 +110,20 @@ fn record_from_row(
     collection: &str,
     key: &str,
 ) -> Result<StoredRecord> {
-    let read = || -> rusqlite::Result<_> {
-        Ok((
-            r.get::<_, i64>(first)?,
-            r.get::<_, Option<i64>>(first + 1)?,
-            r.get::<_, Option<i64>>(first + 2)?,
-            r.get::<_, Option<Vec<u8>>>(first + 3)?,
-            r.get::<_, Option<Vec<u8>>>(first + 4)?,
-            r.get::<_, Option<i64>>(first + 5)?,
-            r.get::<_, i64>(first + 6)?,
-            r.get::<_, Option<i64>>(first + 7)?,
-            r.get::<_, Option<Vec<u8>>>(first + 8)?,
-        ))
-    };
-    let (blob_id, codec_id, raw_len, hash, data, dict_id, version, expires_ms, inline) =
-        read().map_err(db_err("reading a record"))?;
-    let version = Version::stored(collection, key, version)?;
-    match (codec_id, raw_len, hash, data) {
-        (Some(codec_id), Some(raw_len), Some(hash), Some(data)) => Ok(StoredRecord {
-            blob: super::inline::blob(
-                super::chunks::with_chunks(
-                    conn,
-                    blob_id,
-                    StoredBlob {
-                        codec_id,
-                        raw_len,
-                        hash,
-                        data,
-                        dict_id,
-                        chunks: Vec::new(),
-                        keyed: None,
-                    },
-                    || format!("{collection}/{key}"),
-                )?,
-                inline,
-                || format!("{collection}/{key}"),
-            )?,
-            version,
-            expires_ms,
-        }),
-        _ => Err(StorageError::corruption(
-            format!("{collection}/{key}"),
-            format!("the record refers to blob {blob_id}, which does not exist"),
-        )),
-    }
+    RecordRow::read(r, first)?.into_record(conn, collection, key)
 }
+
+/// The statement of [`get`] and [`get_one_row`].
+const GET_RECORD: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " WHERE r.collection = ?1 AND r.key = ?2"
+);
 
 /// A record's blob and version.
 pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
     let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} WHERE r.collection = ?1 AND r.key = ?2"
-        ))
+        .prepare_cached(GET_RECORD)
         .map_err(db_err("reading a record"))?;
     let mut rows = stmt
         .query(params![collection, key])
@@ -94,6 +132,35 @@ pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<Stor
         Some(row) => record_from_row(conn, row, 0, collection, key).map(Some),
         None => Ok(None),
     }
+}
+
+/// [`get`] when the record's document is its own row and its blob's (one indexed lookup,
+/// one blob by id, no other rows): `None` when it is more — a chunk list, a delta kept in
+/// the record — which the caller reads with [`get`] where a longer read may run.
+pub fn get_one_row(
+    conn: &Connection,
+    collection: &str,
+    key: &str,
+) -> Option<Result<Option<StoredRecord>>> {
+    let read = || -> Result<Option<Option<StoredRecord>>> {
+        let mut stmt = conn
+            .prepare_cached(GET_RECORD)
+            .map_err(db_err("reading a record"))?;
+        let mut rows = stmt
+            .query(params![collection, key])
+            .map_err(db_err("reading a record"))?;
+        let Some(row) = rows.next().map_err(db_err("reading a record"))? else {
+            return Ok(Some(None));
+        };
+        let parts = RecordRow::read(row, 0)?;
+        if parts.reads_more_rows() {
+            return Ok(None);
+        }
+        parts
+            .into_record(conn, collection, key)
+            .map(|r| Some(Some(r)))
+    };
+    read().transpose()
 }
 
 /// Several records of one collection, in the order of `keys`, read in one transaction so
