@@ -104,3 +104,4 @@ mod typed_tier;
 mod versions_backup;
 mod wal_outside_apply;
 mod writer_faults;
+mod writer_inline;
