@@ -56,10 +56,6 @@ pub struct StorageStatistics {
     pub group_commits: u64,
     /// Write requests those transactions carried (`/ group_commits` = mean group size).
     pub grouped_requests: u64,
-    /// Those of `group_commits` that ran on the calling thread (a worker of a multi-thread
-    /// Tokio runtime, inside `block_in_place`) because the writer was idle, instead of on the
-    /// writer thread; each carried one request.
-    pub inline_commits: u64,
     /// Records with reads buffered in memory, not yet flushed. Counts are buffered per
     /// thread, so a record read on several threads counts once per such thread until a
     /// flush takes them (the counts themselves are exact).
@@ -113,7 +109,6 @@ pub struct Counters {
     pub(crate) logical_bytes_written: AtomicU64,
     pub(crate) group_commits: AtomicU64,
     pub(crate) grouped_requests: AtomicU64,
-    pub(crate) inline_commits: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) maintenance_runs: AtomicU64,
     pub(crate) last_maintenance_ms: std::sync::atomic::AtomicI64,
@@ -196,7 +191,6 @@ impl Counters {
             },
             group_commits: get(&self.group_commits),
             grouped_requests: get(&self.grouped_requests),
-            inline_commits: get(&self.inline_commits),
             pending_access_updates,
             queued_write_bytes: 0,
             errors: get(&self.errors),

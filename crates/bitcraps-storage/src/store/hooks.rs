@@ -16,13 +16,13 @@ pub(crate) struct Hooks {
 
 impl Hooks {
     /// Runs the hook installed with
-    /// [`PersistentStorageManager::before_acknowledging`], if any (on the committing thread).
+    /// [`PersistentStorageManager::before_acknowledging`], if any (on the writer thread).
     pub(crate) fn before_acknowledging(&self) {
         run(&self.before_acknowledging);
     }
 
     /// Runs the hook installed with [`PersistentStorageManager::before_installing`], if any
-    /// (on the committing thread).
+    /// (on the writer thread).
     pub(crate) fn before_installing(&self) {
         run(&self.before_installing);
     }
@@ -36,8 +36,7 @@ fn run(slot: &Mutex<Option<Hook>>) {
 }
 
 impl PersistentStorageManager {
-    /// Runs `hook` on the committing thread (the writer thread, or the caller's for a commit
-    /// made inline) after every group commit, once the database, the
+    /// Runs `hook` on the writer thread after every group commit, once the database, the
     /// Redis tier and this process's cache have the group's effects and before any of its
     /// callers is answered (`testing` feature). `None` removes it.
     pub fn before_acknowledging(&self, hook: Option<Arc<dyn Fn() + Send + Sync>>) {
@@ -49,8 +48,7 @@ impl PersistentStorageManager {
             .unwrap_or_else(PoisonError::into_inner) = hook;
     }
 
-    /// Runs `hook` on the committing thread (the writer thread, or the caller's for a commit
-    /// made inline) after every group commit whose transaction
+    /// Runs `hook` on the writer thread after every group commit whose transaction
     /// committed, before the Redis tier and this process's cache take its effects
     /// (`testing` feature): the database has the group, nothing else has yet. `None`
     /// removes it.

@@ -90,14 +90,6 @@ impl PersistentStorageManager {
 
     /// Stores `value` under `collection`/`key`, replacing any previous value. Returns once the
     /// write is durable (per [`WriteConfig::durability`](crate::WriteConfig::durability)).
-    ///
-    /// The commit normally runs on the store's writer thread, grouped with concurrent
-    /// writes. When the writer is idle and the call runs on a multi-thread Tokio runtime,
-    /// this call (like every write) may instead commit on the calling thread, inside
-    /// [`tokio::task::block_in_place`]: the worker's other tasks move to another thread
-    /// meanwhile, and anything else the calling task polls (in a `select!` or `join!`)
-    /// waits for that commit. On a current-thread runtime writes always go to the writer
-    /// thread. See [`StorageStatistics::inline_commits`](crate::StorageStatistics::inline_commits).
     pub async fn store<T: Serialize + ?Sized>(
         &self,
         collection: &str,

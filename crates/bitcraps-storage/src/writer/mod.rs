@@ -13,7 +13,6 @@
 mod access_flush;
 mod gather;
 mod group;
-mod inline;
 mod poison;
 mod thread;
 
@@ -27,7 +26,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::backend::{OpOutcome, WriteOp, WriteUnit};
 use crate::error::{Result, StorageError};
 use crate::store::Shared;
-use inline::CommitLock;
 use poison::Poison;
 
 /// Bytes of queued writes (documents and their stored forms) before writers wait.
@@ -61,36 +59,22 @@ pub(crate) struct Writer {
     thread: Mutex<Option<JoinHandle<()>>>,
     queue: Arc<Semaphore>,
     poison: Arc<Poison>,
-    /// Held by every commit, the writer thread's and the inline ones (`inline`).
-    commit: Arc<CommitLock>,
-    shared: Arc<Shared>,
 }
 
 impl Writer {
     pub(crate) fn start(shared: Arc<Shared>, options: WriterOptions) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let poison = Arc::new(Poison::default());
-        let commit = Arc::new(CommitLock::default());
-        let (watch, lock, on_thread) = (
-            Arc::clone(&poison),
-            Arc::clone(&commit),
-            Arc::clone(&shared),
-        );
+        let watch = Arc::clone(&poison);
         let thread = std::thread::Builder::new()
             .name("bitcraps-storage-writer".into())
-            .spawn(move || {
-                watch.run(&on_thread, |shared| {
-                    thread::run(shared, &rx, options, &lock, &watch);
-                });
-            })
+            .spawn(move || watch.run(&shared, move |shared| thread::run(shared, &rx, options)))
             .map_err(|e| StorageError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
             sender: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             queue: Arc::new(Semaphore::new(QUEUE_PERMITS)),
             poison,
-            commit,
-            shared,
         })
     }
 
@@ -104,15 +88,10 @@ impl Writer {
     }
 
     /// Queues a unit and waits until it is committed. Waits first for queue space when the
-    /// queue is full. When the writer is idle, commits the unit on the calling thread instead
-    /// (`inline`).
+    /// queue is full.
     pub(crate) async fn write(&self, unit: WriteUnit) -> Result<Vec<OpOutcome>> {
         self.poison.check()?;
         let permits = permits_for(&unit);
-        let unit = match self.commit_inline(unit, permits) {
-            Ok(done) => return done,
-            Err(unit) => unit,
-        };
         let permit = tokio::select! {
             permit = Arc::clone(&self.queue).acquire_many_owned(permits) => {
                 permit.map_err(|_| StorageError::Closed)?
@@ -125,40 +104,6 @@ impl Writer {
             Ok(result) => result,
             Err(_) => Err(self.poison.wait().await),
         }
-    }
-
-    /// Commits `unit` here if the writer is idle (see `inline`): its result, or the unit back
-    /// to queue.
-    #[expect(
-        clippy::result_large_err,
-        reason = "the unit handed back, not an error"
-    )]
-    fn commit_inline(
-        &self,
-        unit: WriteUnit,
-        permits: u32,
-    ) -> Result<Result<Vec<OpOutcome>>, WriteUnit> {
-        if permits > inline::INLINE_MAX_PERMITS || !inline::may_block_in_place() {
-            return Err(unit);
-        }
-        // Nothing queued or being committed (queue space is held until a group is answered),
-        // and still open (the thread, when closing, waits for this lock before it ends).
-        let idle = || {
-            self.queue.available_permits() == QUEUE_PERMITS
-                && self.sender.lock().is_ok_and(|s| s.is_some())
-                && self.poison.check().is_ok()
-        };
-        let Some(guard) = inline::begin(&self.commit, idle) else {
-            return Err(unit);
-        };
-        // Counted as queued while it commits, as on the writer thread.
-        let Ok(permit) = Arc::clone(&self.queue).try_acquire_many_owned(permits) else {
-            return Err(unit);
-        };
-        let result = inline::commit(&self.shared, &self.poison, unit);
-        drop(permit);
-        drop(guard);
-        Ok(result)
     }
 
     /// Flushes buffered access statistics now.

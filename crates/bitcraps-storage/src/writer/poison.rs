@@ -1,10 +1,9 @@
-//! The writer's poison: a panic anywhere in the writer thread (the backend included), or in
-//! a commit run on a caller's thread (`inline`), is caught, recorded, and turned into [`StorageError::Poisoned`] for
+//! The writer's poison: a panic anywhere in the writer thread (the backend included) is
+//! caught at the top of the thread, recorded, and turned into [`StorageError::Poisoned`] for
 //! every caller that was waiting and every later one — never a hang (fjall's poison dart is
 //! the model). The in-process cache is emptied, since the panic may have come between a
 //! commit and the cache update that follows it; reads go to the database from then on.
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 
@@ -40,49 +39,23 @@ impl Poison {
     /// Runs the writer loop, catching a panic and recording it.
     pub(super) fn run(&self, shared: &Shared, body: impl FnOnce(&Shared)) {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| body(shared)));
-        match outcome {
-            Ok(()) => self.end(Exit::Clean),
+        let exit = match outcome {
+            Ok(()) => Exit::Clean,
             Err(panic) => {
-                self.record(shared, panic.as_ref(), "the writer thread");
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                tracing::error!(%reason, "the writer thread panicked; the store is poisoned");
+                shared.cache.invalidate_all();
+                if let Ok(mut slot) = self.reason.lock() {
+                    *slot = Some(format!("the writer thread panicked: {reason}"));
+                }
+                Exit::Panicked
             }
-        }
-    }
-
-    /// Records a panic of a commit (on the writer thread or, inline, on a caller's), poisons
-    /// the writer and returns the error callers get from now on.
-    pub(super) fn record(
-        &self,
-        shared: &Shared,
-        panic: &(dyn Any + Send),
-        place: &str,
-    ) -> StorageError {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
-        tracing::error!(%reason, place, "a commit panicked; the store is poisoned");
-        shared.cache.invalidate_all();
-        if let Ok(mut slot) = self.reason.lock()
-            && slot.is_none()
-        {
-            *slot = Some(format!("{place} panicked: {reason}"));
-        }
-        self.end(Exit::Panicked);
-        self.error()
-    }
-
-    /// Records how the writer ended, the first time only: a writer poisoned by an inline
-    /// commit stays poisoned when its thread then ends cleanly.
-    fn end(&self, exit: Exit) {
-        self.exit.send_if_modified(|e| {
-            if e.is_none() {
-                *e = Some(exit);
-                true
-            } else {
-                false
-            }
-        });
+        };
+        self.exit.send_replace(Some(exit));
     }
 
     /// `Err(Poisoned)` once the thread has panicked.
@@ -104,7 +77,7 @@ impl Poison {
         }
     }
 
-    pub(super) fn error(&self) -> StorageError {
+    fn error(&self) -> StorageError {
         let reason = self
             .reason
             .lock()

@@ -8,18 +8,10 @@ use std::time::Instant;
 use super::access_flush::{ALL, AccessFlush};
 use super::gather::{Gathered, LastGroup, gather};
 use super::group::commit_group;
-use super::inline::CommitLock;
-use super::poison::Poison;
 use super::{Message, WriterOptions};
 use crate::store::Shared;
 
-pub(super) fn run(
-    shared: &Shared,
-    rx: &mpsc::Receiver<Message>,
-    options: WriterOptions,
-    lock: &CommitLock,
-    poison: &Poison,
-) {
+pub(super) fn run(shared: &Shared, rx: &mpsc::Receiver<Message>, options: WriterOptions) {
     let mut policy = AccessFlush::new(options.access_flush_interval);
     let mut last = LastGroup::default();
     loop {
@@ -53,15 +45,8 @@ pub(super) fn run(
             continue;
         }
         let size = writes.len();
-        // After an inline commit panicked, nothing more is committed: the callers' replies
-        // are dropped, and they get the poison.
-        let commit = lock.lock();
-        if poison.check().is_err() {
-            return;
-        }
         let started = Instant::now();
         let mut flushed = commit_group(shared, writes, limit, policy.batch());
-        drop(commit);
         if size > 0 {
             last = LastGroup {
                 size,
@@ -78,11 +63,7 @@ pub(super) fn run(
             let _ = waiter.send(answer);
         }
     }
-    // Closing: an inline commit that began before the queue closed ends before the thread
-    // does, so `close()` (which joins the thread) returns only after it.
-    let _commit = lock.lock();
-    if poison.check().is_ok()
-        && shared.access.pending_keys() > 0
+    if shared.access.pending_keys() > 0
         && let Err(e) = commit_group(shared, Vec::new(), ALL, ALL)
     {
         tracing::warn!(error = %e, "could not flush access statistics on shutdown");

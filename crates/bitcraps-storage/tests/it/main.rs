@@ -104,4 +104,3 @@ mod typed_tier;
 mod versions_backup;
 mod wal_outside_apply;
 mod writer_faults;
-mod writer_inline;
