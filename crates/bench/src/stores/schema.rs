@@ -26,11 +26,20 @@ impl PgSchema {
         })
     }
 
-    /// The store's URL: the server's, with this schema as the search path.
+    /// The store's URL: the server's, with this schema as the search path, and without TLS
+    /// unless the server's URL names an `sslmode`. The same URL serves ours and the
+    /// `postgres-jsonb` peer, which connects without TLS (`NoTls`): our library's default
+    /// (`sslmode=prefer`) would otherwise encrypt our connections and not the peer's on a
+    /// server with `ssl = on`.
     pub fn url(&self) -> String {
         let joiner = if self.server.contains('?') { '&' } else { '?' };
+        let tls = if self.server.contains("sslmode=") {
+            ""
+        } else {
+            "&sslmode=disable"
+        };
         format!(
-            "{}{joiner}options=-csearch_path%3D{}",
+            "{}{joiner}options=-csearch_path%3D{}{tls}",
             self.server, self.name
         )
     }
@@ -83,4 +92,30 @@ async fn execute(server: &str, statement: &str) -> Result<()> {
     drop(client);
     let _ = driver.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PgSchema;
+
+    fn schema(server: &str) -> PgSchema {
+        PgSchema {
+            server: server.to_owned(),
+            name: "bcs_bench_1_2".to_owned(),
+        }
+    }
+
+    /// Regression: ours connected with TLS (the library's `sslmode=prefer`) while the peer,
+    /// on the same URL, connected without.
+    #[test]
+    fn both_stores_connect_alike_without_tls_unless_the_url_says() {
+        assert_eq!(
+            schema("postgres://u@h:5432/db").url(),
+            "postgres://u@h:5432/db?options=-csearch_path%3Dbcs_bench_1_2&sslmode=disable"
+        );
+        assert_eq!(
+            schema("postgres://u@h/db?sslmode=require").url(),
+            "postgres://u@h/db?sslmode=require&options=-csearch_path%3Dbcs_bench_1_2"
+        );
+    }
 }
