@@ -106,7 +106,8 @@ type DatabaseRead = (Arc<[u8]>, CachedValue, Version, Option<i64>);
 /// database (its dictionary, if any, is loaded). `None` when it cannot: the caller reads on
 /// a blocking thread. What runs here is bounded: one indexed lookup of the record and its
 /// blob, from SQLite's page cache or the OS's, and the decoding a cache hit of the document
-/// would do (decompression and the hash check of a document under the chunking threshold).
+/// would do (decompression and the hash check of a document of at most the default chunking
+/// threshold, whatever the store's threshold was when it was written).
 fn read_database_at_once(
     shared: &Shared,
     collection: &str,
@@ -117,6 +118,12 @@ fn read_database_at_once(
         Ok(None) => return Some(Ok(None)),
         Err(e) => return Some(Err(e)),
     };
+    // A large document stored whole (`chunk_threshold = 0`, or written under a higher one)
+    // is decoded on a blocking thread: here only what a chunk of the default threshold costs.
+    let at_most = i64::try_from(crate::chunk::DEFAULT_THRESHOLD).unwrap_or(i64::MAX);
+    if record.blob.raw_len > at_most || record.blob.data.len() > crate::chunk::DEFAULT_THRESHOLD {
+        return None;
+    }
     // A dictionary this node has not loaded is read with the document on a blocking thread.
     if let Some(id) = record.blob.dict_id
         && shared.dictionaries.decoder(id, "").is_err()

@@ -218,3 +218,33 @@ async fn a_damaged_record_reads_as_corruption_on_the_callers_thread() -> Result 
     );
     Ok(())
 }
+
+/// Regression: with `chunk_threshold = 0` (or a document written under a higher threshold)
+/// a large document is one row, and its miss was decompressed and hashed whole on the
+/// runtime's thread — work bounded by nothing but the document's size. Such a document is
+/// read on the blocking pool, like a chunk list.
+#[tokio::test]
+async fn a_large_document_stored_whole_is_not_decoded_on_the_runtime() -> Result {
+    let mut f = fixture();
+    f.config.compression.chunk_threshold = 0;
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    // ~100 KiB, stored whole (one row) under a threshold of 0.
+    let log = game_log(800);
+    s.store("logs", "l-1", &log).await?;
+    s.close().await?;
+    drop(s);
+
+    let s = PersistentStorageManager::open(f.config.clone()).await?;
+    let before = hand_offs();
+    assert_eq!(
+        s.retrieve::<serde_json::Value>("logs", "l-1").await?,
+        Some(log)
+    );
+    assert_eq!(
+        hand_offs(),
+        before + 1,
+        "a large document stored whole is read on the blocking pool"
+    );
+    s.close().await?;
+    Ok(())
+}
