@@ -12,6 +12,7 @@
 // `#[macro_use]`: the suites' macros reach the modules after `common` in `it/main.rs`.
 #[macro_use]
 pub mod conformance;
+pub mod damage;
 pub mod faulty;
 #[macro_use]
 pub mod feed;

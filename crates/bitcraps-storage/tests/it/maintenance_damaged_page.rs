@@ -8,7 +8,6 @@
 
 use crate::common;
 
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bitcraps_storage::testing::Backend;
@@ -40,32 +39,6 @@ fn backup_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     Ok(files)
 }
 
-/// Writes garbage over one leaf page of the records table (found through `dbstat`) of the
-/// closed database at `db`; returns the page number.
-fn damage_a_records_leaf(db: &Path) -> Result<i64> {
-    let (page, page_size): (i64, i64) = {
-        let conn = rusqlite::Connection::open(db)?;
-        let page = conn.query_row(
-            "SELECT pageno FROM dbstat WHERE name = 'records' AND pagetype = 'leaf'
-             ORDER BY pageno LIMIT 1 OFFSET 1",
-            [],
-            |r| r.get(0),
-        )?;
-        let size = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        (page, size)
-    };
-    let garbage: Vec<u8> = (0..=255u8)
-        .cycle()
-        .map(|b| b.wrapping_mul(7).wrapping_add(13))
-        .take(usize::try_from(page_size)?)
-        .collect();
-    let mut file = std::fs::OpenOptions::new().write(true).open(db)?;
-    file.seek(SeekFrom::Start(u64::try_from((page - 1) * page_size)?))?;
-    file.write_all(&garbage)?;
-    file.sync_all()?;
-    Ok(page)
-}
-
 #[tokio::test]
 async fn maintenance_on_a_damaged_page_deletes_nothing_and_keeps_the_backups() -> Result {
     let f = sqlite_fixture();
@@ -88,7 +61,7 @@ async fn maintenance_on_a_damaged_page_deletes_nothing_and_keeps_the_backups() -
     let backups_before = backup_files(&backups_dir)?;
     let blobs_before = blob_count(&db)?;
     assert!(blobs_before >= 600);
-    let page = damage_a_records_leaf(&db)?;
+    let page = common::damage::damage_a_leaf(&db, "records")?;
     {
         let conn = rusqlite::Connection::open(&db)?;
         let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;

@@ -10,8 +10,7 @@
 
 use crate::common;
 
-use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bitcraps_storage::{PersistentStorageManager, StorageConfig};
@@ -131,31 +130,6 @@ async fn a_miss_racing_a_write_returns_the_written_or_the_previous_value() -> Re
     Ok(())
 }
 
-/// Writes garbage over one leaf page of the blobs table of the closed database at `db`.
-fn damage_a_blobs_leaf(db: &Path) -> Result {
-    let (page, page_size): (i64, i64) = {
-        let conn = rusqlite::Connection::open(db)?;
-        let page = conn.query_row(
-            "SELECT pageno FROM dbstat WHERE name = 'blobs' AND pagetype = 'leaf'
-             ORDER BY pageno LIMIT 1 OFFSET 1",
-            [],
-            |r| r.get(0),
-        )?;
-        let size = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        (page, size)
-    };
-    let garbage: Vec<u8> = (0..=255u8)
-        .cycle()
-        .map(|b| b.wrapping_mul(7).wrapping_add(13))
-        .take(usize::try_from(page_size)?)
-        .collect();
-    let mut file = std::fs::OpenOptions::new().write(true).open(db)?;
-    file.seek(SeekFrom::Start(u64::try_from((page - 1) * page_size)?))?;
-    file.write_all(&garbage)?;
-    file.sync_all()?;
-    Ok(())
-}
-
 /// Reads every key of `keys` from a freshly opened store: the corruption errors, after
 /// checking that every other read returned its document and that none went to the pool.
 async fn read_all(config: &StorageConfig, keys: &[String]) -> Result<usize> {
@@ -211,7 +185,7 @@ async fn a_damaged_record_reads_as_corruption_on_the_callers_thread() -> Result 
     assert_eq!(read_all(&config, &keys).await?, 1, "the changed blob");
 
     // A page of garbage: SQLite reports it corrupt.
-    damage_a_blobs_leaf(&db)?;
+    common::damage::damage_a_leaf(&db, "blobs")?;
     assert!(
         read_all(&config, &keys).await? > 1,
         "the damaged page's records"
