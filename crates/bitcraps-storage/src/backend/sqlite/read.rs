@@ -120,8 +120,13 @@ const GET_RECORD: &str = concat!(
     " WHERE r.collection = ?1 AND r.key = ?2"
 );
 
-/// A record's blob and version.
-pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
+/// Runs [`GET_RECORD`] for `collection`/`key` and hands its row, if any, to `read`.
+fn with_record_row<R>(
+    conn: &Connection,
+    collection: &str,
+    key: &str,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> Result<R>,
+) -> Result<Option<R>> {
     let mut stmt = conn
         .prepare_cached(GET_RECORD)
         .map_err(db_err("reading a record"))?;
@@ -129,9 +134,16 @@ pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<Stor
         .query(params![collection, key])
         .map_err(db_err("reading a record"))?;
     match rows.next().map_err(db_err("reading a record"))? {
-        Some(row) => record_from_row(conn, row, 0, collection, key).map(Some),
+        Some(row) => read(row).map(Some),
         None => Ok(None),
     }
+}
+
+/// A record's blob and version.
+pub fn get(conn: &Connection, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
+    with_record_row(conn, collection, key, |row| {
+        record_from_row(conn, row, 0, collection, key)
+    })
 }
 
 /// [`get`] when the record's document is its own row and its blob's (one indexed lookup,
@@ -142,25 +154,19 @@ pub fn get_one_row(
     collection: &str,
     key: &str,
 ) -> Option<Result<Option<StoredRecord>>> {
-    let read = || -> Result<Option<Option<StoredRecord>>> {
-        let mut stmt = conn
-            .prepare_cached(GET_RECORD)
-            .map_err(db_err("reading a record"))?;
-        let mut rows = stmt
-            .query(params![collection, key])
-            .map_err(db_err("reading a record"))?;
-        let Some(row) = rows.next().map_err(db_err("reading a record"))? else {
-            return Ok(Some(None));
-        };
+    let found = with_record_row(conn, collection, key, |row| {
         let parts = RecordRow::read(row, 0)?;
         if parts.reads_more_rows() {
             return Ok(None);
         }
-        parts
-            .into_record(conn, collection, key)
-            .map(|r| Some(Some(r)))
-    };
-    read().transpose()
+        parts.into_record(conn, collection, key).map(Some)
+    });
+    match found {
+        Ok(Some(None)) => None,
+        Ok(Some(Some(record))) => Some(Ok(Some(record))),
+        Ok(None) => Some(Ok(None)),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// Several records of one collection, in the order of `keys`, read in one transaction so
