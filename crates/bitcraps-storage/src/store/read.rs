@@ -228,7 +228,9 @@ impl PersistentStorageManager {
     /// `cache.size_mb` (each charged
     /// [`TYPED_BYTES_PER_JSON_BYTE`](crate::TYPED_BYTES_PER_JSON_BYTE) bytes per byte of JSON
     /// and [`TYPED_FIXED_CHARGE`](crate::TYPED_FIXED_CHARGE)); the others are decoded on
-    /// every read, like `retrieve`. An entry keeps the first type it is read as.
+    /// every read, like `retrieve`. A cached document is kept decoded from its second read
+    /// on (a document read once is not worth a place), and keeps the first type it is held
+    /// as.
     ///
     /// ```no_run
     /// # async fn demo(storage: &bitcraps_storage::PersistentStorageManager) -> bitcraps_storage::Result<()> {
@@ -271,7 +273,12 @@ impl PersistentStorageManager {
                         self.decode_hit(&doc, &cached)?
                     };
                     let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
-                    if keeps_typed && cached.set_typed(Arc::clone(&value)) {
+                    // Held from the entry's second read: most documents a skewed workload
+                    // reads are read once, and holding each would only make the tier let
+                    // another value go (BENCHMARKS.md, "Typed reads: a value held from its
+                    // second read").
+                    if keeps_typed && cached.read_again() && cached.set_typed(Arc::clone(&value))
+                    {
                         cache.hold_typed_doc(&doc, &cached);
                     }
                     Some(value)
