@@ -258,12 +258,12 @@ impl PersistentStorageManager {
             Some(Fetched::Cached(cached)) => {
                 let cache = &self.inner.shared.cache;
                 let keeps_typed = cache.keeps_typed();
-                if keeps_typed {
-                    cache.touch_typed_doc(&doc);
-                }
                 let hot = cached.typed::<T>();
                 cache.count_typed(hot.is_some());
                 if let Some(hot) = hot {
+                    // Only a held value is touched: the tier has nothing to mark for the
+                    // others, and the lookup was a second probe on every read.
+                    cache.touch_typed_doc(&doc);
                     Some(hot)
                 } else {
                     let raw = if keeps_typed {
