@@ -277,8 +277,7 @@ impl PersistentStorageManager {
                     // reads are read once, and holding each would only make the tier let
                     // another value go (BENCHMARKS.md, "Typed reads: a value held from its
                     // second read").
-                    if keeps_typed && cached.read_again() && cached.set_typed(Arc::clone(&value))
-                    {
+                    if keeps_typed && cached.read_again() && cached.set_typed(Arc::clone(&value)) {
                         cache.hold_typed_doc(&doc, &cached);
                     }
                     Some(value)
