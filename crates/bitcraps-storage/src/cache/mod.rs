@@ -523,7 +523,8 @@ impl ValueCache {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a typed read of `doc` (see `typed.rs`).
+    /// Counts a typed read of `doc` answered by its held value (see `typed.rs`; a lookup of
+    /// a slot the tier does not hold changes nothing, so reads that decode skip it).
     pub fn touch_typed_doc(&self, doc: &DocKey<'_>) {
         self.typed.touch(doc.hash());
     }

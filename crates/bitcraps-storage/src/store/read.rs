@@ -228,7 +228,9 @@ impl PersistentStorageManager {
     /// `cache.size_mb` (each charged
     /// [`TYPED_BYTES_PER_JSON_BYTE`](crate::TYPED_BYTES_PER_JSON_BYTE) bytes per byte of JSON
     /// and [`TYPED_FIXED_CHARGE`](crate::TYPED_FIXED_CHARGE)); the others are decoded on
-    /// every read, like `retrieve`. An entry keeps the first type it is read as.
+    /// every read, like `retrieve`. A cached document is kept decoded from its second read
+    /// on (a document read once is not worth a place), and keeps the first type it is held
+    /// as.
     ///
     /// ```no_run
     /// # async fn demo(storage: &bitcraps_storage::PersistentStorageManager) -> bitcraps_storage::Result<()> {
@@ -256,12 +258,12 @@ impl PersistentStorageManager {
             Some(Fetched::Cached(cached)) => {
                 let cache = &self.inner.shared.cache;
                 let keeps_typed = cache.keeps_typed();
-                if keeps_typed {
-                    cache.touch_typed_doc(&doc);
-                }
                 let hot = cached.typed::<T>();
                 cache.count_typed(hot.is_some());
                 if let Some(hot) = hot {
+                    // Only a held value is touched: the tier has nothing to mark for the
+                    // others, and the lookup was a second probe on every read.
+                    cache.touch_typed_doc(&doc);
                     Some(hot)
                 } else {
                     let raw = if keeps_typed {
@@ -271,7 +273,11 @@ impl PersistentStorageManager {
                         self.decode_hit(&doc, &cached)?
                     };
                     let value = Arc::new(value::deserialize::<T>(collection, key, &raw)?);
-                    if keeps_typed && cached.set_typed(Arc::clone(&value)) {
+                    // Held from the entry's second read: most documents a skewed workload
+                    // reads are read once, and holding each would only make the tier let
+                    // another value go (BENCHMARKS.md, "Typed reads: a value held from its
+                    // second read").
+                    if keeps_typed && cached.read_again() && cached.set_typed(Arc::clone(&value)) {
                         cache.hold_typed_doc(&doc, &cached);
                     }
                     Some(value)

@@ -70,3 +70,33 @@ async fn typed_reads_are_counted_as_held_hits_or_decodes() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// A document is kept decoded from its second typed read of a cached entry on: the first
+/// only decodes (a document read once would take a held value's place for nothing), the
+/// second decodes and holds, and the third is a held hit of that very value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_is_held_from_its_second_read() -> Result {
+    let (_f, s) = open(25).await?;
+    let g = common::game("g", 1);
+    s.store("games", "g", &g).await?;
+    let read = || s.retrieve_shared::<Game>("games", "g");
+    let first = read().await?.ok_or("stored")?;
+    let stats = s.statistics().await?.cache_stats;
+    assert_eq!(
+        (stats.typed_entries, stats.typed_hits, stats.typed_decodes),
+        (0, 0, 1),
+        "held after one read: {stats:?}"
+    );
+    let second = read().await?.ok_or("stored")?;
+    let third = read().await?.ok_or("stored")?;
+    let stats = s.statistics().await?.cache_stats;
+    assert_eq!(
+        (stats.typed_entries, stats.typed_hits, stats.typed_decodes),
+        (1, 1, 2),
+        "{stats:?}"
+    );
+    assert!(!Arc::ptr_eq(&first, &second) && Arc::ptr_eq(&second, &third));
+    assert!(*first == g && *third == g);
+    s.close().await?;
+    Ok(())
+}
