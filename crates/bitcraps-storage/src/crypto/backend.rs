@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::blob::{self, Opening, blob_key};
+use super::header;
 use super::keyring::{DataKey, Keyring};
 use super::parallel;
 use crate::backend::{
@@ -346,6 +347,20 @@ fn fast_open(
     blob::try_open_blob_owned(ring, k, record.blob).map(|blob| StoredRecord { blob, ..record })
 }
 
+/// The most the envelope adds to a document's stored bytes: the header, the longest nonce
+/// (XChaCha20-Poly1305's 24 bytes), the tag and a v1 payload's plain hash.
+const ENVELOPE_AT_MOST: usize = header::LEN + 24 + 16 + 32;
+
+/// Whether `blob` (a record's, sealed) is small enough to open on the async runtime's
+/// thread: a whole document within the default chunking threshold, as the plaintext read
+/// in place bounds it (`store/read.rs`), checked before any decryption.
+fn opens_at_once(blob: &StoredBlob) -> bool {
+    let threshold = crate::chunk::DEFAULT_THRESHOLD;
+    blob.chunks.is_empty()
+        && usize::try_from(blob.raw_len).is_ok_and(|n| n <= threshold)
+        && blob.data.len() <= threshold.saturating_add(ENVELOPE_AT_MOST)
+}
+
 /// Opens a blob read without its record (the deep check, the scrub, a backup's copy): the
 /// key its header names, from `ring`.
 pub(crate) fn open_stored_blob(
@@ -437,6 +452,49 @@ impl Backend for EncryptedBackend {
                 self.open_record(collection, key, r, &known)
             })
             .transpose()
+    }
+
+    /// [`Backend::get`] when the engine reads the row at once and opening it waits for
+    /// nothing: the collection not shredded and the key its header names already in memory
+    /// (a key this node does not hold is read from the database by `get`). The document is
+    /// decrypted on the caller's thread, as the engine bounds it (one row, no chunk list)
+    /// and only up to the default chunking threshold. `None` in a store being encrypted
+    /// (`key enable`) and for anything larger: the caller reads with `get` then.
+    fn get_at_once(&self, collection: &str, key: &str) -> Option<Result<Option<StoredRecord>>> {
+        if self.mixed {
+            return None;
+        }
+        if let Err(e) = self.check_not_shredded(collection) {
+            return Some(Err(e));
+        }
+        let record = match self.inner.get_at_once(collection, key)? {
+            Ok(Some(record)) => record,
+            other => return Some(other),
+        };
+        if !opens_at_once(&record.blob) {
+            return None;
+        }
+        // Looked up after the row was read: a shred forgets the keys before it deletes the
+        // rows, so a record read in its window finds no key here and goes the long way.
+        let id = blob::key_id(&record.blob.data);
+        let found = match id {
+            Some(id) => Some(self.ring.by_id(id)?),
+            None => None,
+        };
+        let known = found.as_slice();
+        Some(
+            match fast_open(&self.ring, known, collection, false, record) {
+                Opening::Opened(opened) => Ok(Some(opened)),
+                // Not this collection's key, no header, or it does not authenticate: the error
+                // `get` gives, named here with the key in hand (nothing read again).
+                Opening::Unopened(record) => {
+                    let location = format!("{collection}/{key}");
+                    blob_key(found, id, Some(collection), &location)
+                        .and_then(|k| blob::open_blob(&self.ring, &k, &record.blob, &location))
+                        .map(|blob| Some(StoredRecord { blob, ..record }))
+                }
+            },
+        )
     }
 
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
@@ -543,5 +601,45 @@ impl Backend for EncryptedBackend {
 
     fn notify_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
         self.inner.notify_changes(wake)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(raw_len: i64, stored: usize, chunks: usize) -> StoredBlob {
+        let whole = StoredBlob {
+            codec_id: 1,
+            raw_len,
+            hash: vec![0; 32],
+            data: vec![0; stored],
+            dict_id: None,
+            chunks: Vec::new(),
+            keyed: None,
+        };
+        StoredBlob {
+            chunks: vec![whole.clone(); chunks],
+            ..whole
+        }
+    }
+
+    /// Regression guard: what is decrypted on the runtime's thread is bounded before any
+    /// decryption (`store/read.rs` refuses a larger opened blob only after it was opened).
+    #[test]
+    fn only_a_whole_document_within_the_chunking_threshold_opens_at_once() {
+        let t = crate::chunk::DEFAULT_THRESHOLD;
+        let n = i64::try_from(t).unwrap_or(i64::MAX);
+        assert!(opens_at_once(&blob(n, t + ENVELOPE_AT_MOST, 0)));
+        assert!(!opens_at_once(&blob(n + 1, 100, 0)), "a long document");
+        assert!(
+            !opens_at_once(&blob(-1, 100, 0)),
+            "a length that is no length"
+        );
+        assert!(
+            !opens_at_once(&blob(n, t + ENVELOPE_AT_MOST + 1, 0)),
+            "long stored bytes"
+        );
+        assert!(!opens_at_once(&blob(100, 100, 2)), "a chunk list");
     }
 }

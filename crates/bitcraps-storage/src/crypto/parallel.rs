@@ -3,10 +3,11 @@
 //! so while a group of a thousand documents is sealed the machine's other cores would idle;
 //! a scan's caller likewise waits while a page's records are opened. Small groups are
 //! sealed on the writer thread alone: starting a thread costs tens of microseconds, sealing
-//! a document a few. A page is opened with the process's helper threads ([`map_static`]),
-//! started once and woken per page: a scan opens a page every few hundred microseconds,
-//! and a page's share of the work is tens of microseconds, about what starting a thread
-//! costs.
+//! a document a few. A large page is opened with the process's helper threads
+//! ([`map_static`]), started once and woken per page; a page of a hundred (a scan's usual
+//! page) is opened on the caller's thread alone, which measured faster than waking a helper
+//! for half of it (`BENCHMARKS.md`, "Encrypted misses read in place; the encrypted scan's
+//! pages opened on one thread").
 
 use crate::error::{Result, StorageError};
 
@@ -15,9 +16,11 @@ pub(crate) const PARALLEL_MIN: usize = 256;
 
 /// Records in a page (a scan, a `get_many`) below which they are opened on the caller's
 /// thread alone. Opening a record costs ~0.5 µs on the benchmark's machine (AES-256-GCM-SIV
-/// derives two keys per message, the content is checked against its keyed address), so a
-/// page of 100 is ~50 µs of work, and a helper thread takes half of it for a wake-up.
-pub(crate) const OPEN_PARALLEL_MIN: usize = 64;
+/// derives two keys per message), so a page of 100 is ~50 µs of work; handing half of it to
+/// a helper cost more than it saved there (a wake-up, the caller asleep until the helper's
+/// half is back: the full-size typed scan ran 7 % slower with the helper than without, and
+/// switched context twice more a page). From 256 records each thread gets 128 or more.
+pub(crate) const OPEN_PARALLEL_MIN: usize = 256;
 
 /// Threads at most, the writer's own included.
 const MAX_THREADS: usize = 4;
@@ -263,6 +266,7 @@ mod tests {
         assert!(threads_for(10_000) <= MAX_THREADS);
         assert_eq!(open_threads_for(0), 1);
         assert_eq!(open_threads_for(OPEN_PARALLEL_MIN - 1), 1);
-        assert!(open_threads_for(100) <= MAX_THREADS.min(crate::rt::cores().max(1)));
+        assert_eq!(open_threads_for(100), 1, "a scan's usual page");
+        assert!(open_threads_for(1_000) <= MAX_THREADS.min(crate::rt::cores().max(1)));
     }
 }

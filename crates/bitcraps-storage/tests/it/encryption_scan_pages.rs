@@ -1,5 +1,5 @@
-//! A page of records large enough to be opened on more than one thread (a scan page of 100,
-//! a `retrieve_many` of 100 keys) comes back in key order with every document exact, keeps
+//! A page of records large enough to be opened on more than one thread (a scan page of 300,
+//! a `retrieve_many` of 300 keys) comes back in key order with every document exact, keeps
 //! the gaps of missing keys where they were asked for, and fails closed: a tampered record
 //! anywhere in the page is `Corruption` naming the first damaged record in key order and
 //! its data key, never a page with the damaged record left out or garbage in its place.
@@ -44,45 +44,44 @@ async fn large_pages_open_in_order_and_fail_closed() -> Result {
     let dir = tempfile::tempdir()?;
     let (_key_dir, master) = common::key_file();
     let s = PersistentStorageManager::open(common::keyed_config(dir.path(), &master)).await?;
-    for i in 0..300 {
-        s.store("games", &key(i), &doc(i)).await?;
-    }
+    let items: Vec<(String, Value)> = (0..900).map(|i| (key(i), doc(i))).collect();
+    s.store_batch("games", &items).await?;
     s.close().await?;
     drop(s);
 
     // Two damaged records in the second page, one in each half of it.
     let db = Connection::open(dir.path().join("bitcraps.db"))?;
-    flip_last_byte(&db, "games", &key(120))?;
-    flip_last_byte(&db, "games", &key(170))?;
+    flip_last_byte(&db, "games", &key(360))?;
+    flip_last_byte(&db, "games", &key(510))?;
     drop(db);
 
     // Reopened: nothing cached, every read below opens ciphertext.
     let s = PersistentStorageManager::open(common::keyed_config(dir.path(), &master)).await?;
     let page = s
-        .scan::<Value>("games", ListOptions::default().prefix("g-").limit(100))
+        .scan::<Value>("games", ListOptions::default().prefix("g-").limit(300))
         .await?;
-    let expected: Vec<(String, Value)> = (0..100).map(|i| (key(i), doc(i))).collect();
+    let expected: Vec<(String, Value)> = (0..300).map(|i| (key(i), doc(i))).collect();
     assert_eq!(page.items, expected);
-    assert_eq!(page.next_after.as_deref(), Some(key(99).as_str()));
+    assert_eq!(page.next_after.as_deref(), Some(key(299).as_str()));
 
     let second = ListOptions::default()
         .prefix("g-")
-        .after(&key(99))
-        .limit(100);
-    expect_corruption(s.scan::<Value>("games", second).await, "games/g-0120");
+        .after(&key(299))
+        .limit(300);
+    expect_corruption(s.scan::<Value>("games", second).await, "games/g-0360");
 
     let third = ListOptions::default()
         .prefix("g-")
-        .after(&key(199))
-        .limit(100);
+        .after(&key(599))
+        .limit(300);
     let page = s.scan::<Value>("games", third).await?;
-    let expected: Vec<(String, Value)> = (200..300).map(|i| (key(i), doc(i))).collect();
+    let expected: Vec<(String, Value)> = (600..900).map(|i| (key(i), doc(i))).collect();
     assert_eq!(page.items, expected);
 
     // retrieve_many: missing keys stay `None` in their places.
-    let mut keys: Vec<String> = (200..300).map(key).collect();
+    let mut keys: Vec<String> = (600..900).map(key).collect();
     keys.insert(0, "g-missing-a".into());
-    keys.insert(50, "g-missing-b".into());
+    keys.insert(150, "g-missing-b".into());
     let got = s.retrieve_many::<Value, _>("games", &keys).await?;
     assert_eq!(got.len(), keys.len());
     for (k, v) in keys.iter().zip(&got) {
@@ -91,10 +90,10 @@ async fn large_pages_open_in_order_and_fail_closed() -> Result {
             None => assert!(v.is_none(), "{k}"),
         }
     }
-    let damaged: Vec<String> = (100..200).map(key).collect();
+    let damaged: Vec<String> = (300..600).map(key).collect();
     expect_corruption(
         s.retrieve_many::<Value, _>("games", &damaged).await,
-        "games/g-0120",
+        "games/g-0360",
     );
     s.close().await?;
     Ok(())

@@ -29,6 +29,7 @@ mod chunk_repair;
 mod delta_base;
 mod encrypted_conformance;
 mod encrypted_memory_conformance;
+mod encrypted_miss_at_once;
 mod encryption_backups;
 mod encryption_enable;
 mod encryption_fail_closed;
