@@ -38,6 +38,7 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
 use super::copy;
+use super::fast_hash::map_with_capacity;
 use super::feed;
 use super::locks::{LOCK_ALL, STORE_LOCK_SPACE, hash_lock, key_lock, store_lock};
 use super::plan::{self, Current, Inputs, KnownBlob};
@@ -296,7 +297,13 @@ async fn steps(
     let names: Vec<&str> = put_into.iter().copied().collect();
     let store_id = store_lock(scope);
     let (collections, key_names): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
-    let key_ids: Vec<i64> = keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect();
+    // Under the exclusive lock no key is locked: no lock ids to work out (~1.2 k
+    // instructions a key).
+    let key_ids: Vec<i64> = if exclusive {
+        Vec::new()
+    } else {
+        keys.iter().map(|(c, k)| key_lock(scope, c, k)).collect()
+    };
     let p_store: Params = vec![&STORE_LOCK_SPACE, &store_id];
     // The collections put into: their settings, and whether they are shredded.
     let p_settings: Params = vec![&names, &names];
@@ -352,6 +359,9 @@ async fn steps(
     }
     let mut inputs = Inputs {
         deduplicate: settings.deduplicate,
+        current: map_with_capacity(current_rows.len()),
+        blobs: map_with_capacity(current_rows.len().saturating_add(blob_rows.len())),
+        by_hash: map_with_capacity(blob_rows.len()),
         ..Inputs::default()
     };
     for (c, n, v) in read.triples() {

@@ -11,6 +11,7 @@
 
 mod chunks;
 mod copy;
+mod fast_hash;
 mod feed;
 mod group;
 mod lifecycle;

@@ -10,7 +10,7 @@
 //! that were removed, the rows of keys present at the end, new blobs that are still
 //! referenced, each blob's net reference change, and the change log in order.
 
-use std::collections::HashMap;
+use super::fast_hash::{FastMap, map_with_capacity};
 
 use crate::backend::{OpOutcome, WriteOp, WriteUnit, is_expired};
 use crate::error::{Result, StorageError};
@@ -41,17 +41,17 @@ pub(super) struct KnownBlob {
 #[derive(Debug, Default)]
 pub(super) struct Inputs<'a> {
     /// Every touched key's record, where it has one.
-    pub(super) current: HashMap<Key<'a>, Current>,
+    pub(super) current: FastMap<Key<'a>, Current>,
     /// The current records' blobs and the blobs found by the new values' hashes.
-    pub(super) blobs: HashMap<i64, KnownBlob>,
+    pub(super) blobs: FastMap<i64, KnownBlob>,
     /// The blob to share for each content hash found (deduplication only).
-    pub(super) by_hash: HashMap<ContentHash, i64>,
+    pub(super) by_hash: FastMap<ContentHash, i64>,
     /// Versions drawn from the clock, ascending: at least one per put.
     pub(super) versions: Vec<i64>,
     /// Blob ids drawn from the blobs' sequence: at least one per new blob.
     pub(super) new_ids: Vec<i64>,
     /// The default TTL of each collection that has one.
-    pub(super) ttl: HashMap<&'a str, i64>,
+    pub(super) ttl: FastMap<&'a str, i64>,
     pub(super) deduplicate: bool,
 }
 
@@ -121,14 +121,14 @@ enum Undo<'a> {
 }
 
 struct Sim<'a> {
-    slots: HashMap<Key<'a>, Slot>,
-    blobs: HashMap<i64, Blob<'a>>,
-    by_hash: HashMap<ContentHash, i64>,
+    slots: FastMap<Key<'a>, Slot>,
+    blobs: FastMap<i64, Blob<'a>>,
+    by_hash: FastMap<ContentHash, i64>,
     versions: Vec<i64>,
     next_version: usize,
     new_ids: Vec<i64>,
     next_id: usize,
-    ttl: HashMap<&'a str, i64>,
+    ttl: FastMap<&'a str, i64>,
     deduplicate: bool,
     changes: Vec<NewChange>,
     undo: Vec<Undo<'a>>,
@@ -138,35 +138,42 @@ struct Sim<'a> {
 /// an error means the inputs were short (too few versions or ids drawn), never a unit's own
 /// failure, which is reported in its slot.
 pub(super) fn plan<'a>(units: &'a [WriteUnit], inputs: Inputs<'a>) -> Result<Plan<'a>> {
+    // Sized once for the group: a bulk batch of a thousand puts otherwise grows each map
+    // and the undo log through every power of two.
+    let ops = units.iter().map(Vec::len).sum::<usize>();
+    let mut blobs = map_with_capacity(inputs.blobs.len().saturating_add(ops));
+    for (id, b) in inputs.blobs {
+        let blob = Blob {
+            hash: b.hash,
+            raw_len: b.raw_len,
+            refcount: b.refcount,
+            new: None,
+        };
+        blobs.insert(id, blob);
+    }
+    let mut by_hash = inputs.by_hash;
+    if inputs.deduplicate {
+        by_hash.reserve(ops);
+    }
     let mut sim = Sim {
-        slots: HashMap::new(),
-        blobs: inputs
-            .blobs
-            .into_iter()
-            .map(|(id, b)| {
-                let blob = Blob {
-                    hash: b.hash,
-                    raw_len: b.raw_len,
-                    refcount: b.refcount,
-                    new: None,
-                };
-                (id, blob)
-            })
-            .collect(),
-        by_hash: inputs.by_hash,
+        slots: map_with_capacity(ops),
+        blobs,
+        by_hash,
         versions: inputs.versions,
         next_version: 0,
         new_ids: inputs.new_ids,
         next_id: 0,
         ttl: inputs.ttl,
         deduplicate: inputs.deduplicate,
-        changes: Vec::new(),
-        undo: Vec::new(),
+        changes: Vec::with_capacity(ops),
+        // A put records its slot twice and its blob and hash once each.
+        undo: Vec::with_capacity(ops.saturating_mul(4)),
     };
-    let start: HashMap<i64, i64> = sim.blobs.iter().map(|(id, b)| (*id, b.refcount)).collect();
+    let mut start = map_with_capacity(sim.blobs.len());
+    start.extend(sim.blobs.iter().map(|(id, b)| (*id, b.refcount)));
     let current = inputs.current;
     let mut results = Vec::with_capacity(units.len());
-    let mut touches: HashMap<Key<'a>, (i64, i64)> = HashMap::new();
+    let mut touches: FastMap<Key<'a>, (i64, i64)> = FastMap::default();
     for unit in units {
         let mark = (
             sim.undo.len(),
@@ -238,7 +245,7 @@ impl From<StorageError> for OpFail {
 }
 
 impl<'a> Sim<'a> {
-    fn slot(&mut self, key: Key<'a>, current: &HashMap<Key<'a>, Current>) -> Slot {
+    fn slot(&mut self, key: Key<'a>, current: &FastMap<Key<'a>, Current>) -> Slot {
         if let Some(slot) = self.slots.get(&key) {
             return *slot;
         }
@@ -321,7 +328,7 @@ impl<'a> Sim<'a> {
     }
 
     /// Removes the record at `key` if it expired by `now_ms`.
-    fn purge(&mut self, key: Key<'a>, now_ms: i64, current: &HashMap<Key<'a>, Current>) {
+    fn purge(&mut self, key: Key<'a>, now_ms: i64, current: &FastMap<Key<'a>, Current>) {
         let slot = self.slot(key, current);
         if let Some(rec) = slot.rec
             && is_expired(rec.expires, now_ms)
@@ -377,7 +384,7 @@ impl<'a> Sim<'a> {
     fn op(
         &mut self,
         op: &'a WriteOp,
-        current: &HashMap<Key<'a>, Current>,
+        current: &FastMap<Key<'a>, Current>,
     ) -> Result<OpOutcome, OpFail> {
         match op {
             WriteOp::Put {
@@ -485,12 +492,14 @@ impl<'a> Sim<'a> {
     fn finish(
         self,
         results: Vec<Result<Vec<OpOutcome>>>,
-        start: &HashMap<i64, i64>,
-        touches: HashMap<Key<'a>, (i64, i64)>,
+        start: &FastMap<i64, i64>,
+        touches: FastMap<Key<'a>, (i64, i64)>,
     ) -> Plan<'a> {
         let mut plan = Plan {
             results,
             changes: self.changes,
+            upserts: Vec::with_capacity(self.slots.len()),
+            new_blobs: Vec::with_capacity(self.blobs.len()),
             ..Plan::default()
         };
         for (key, slot) in &self.slots {
@@ -540,7 +549,7 @@ impl<'a> Sim<'a> {
     }
 }
 
-fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Option<V>) {
+fn restore<K: std::hash::Hash + Eq, V>(map: &mut FastMap<K, V>, key: K, old: Option<V>) {
     match old {
         Some(v) => {
             map.insert(key, v);
