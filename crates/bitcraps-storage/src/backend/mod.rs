@@ -80,8 +80,9 @@ pub trait Backend: Send + Sync + 'static {
     /// lookup, no chunk list or delta to read beside it). `None` when it cannot answer so,
     /// and the caller then calls `get` on a blocking thread. Called on the async runtime's
     /// threads, so an implementation must stay that bounded. The default answers `None`:
-    /// right for a backend whose reads are round trips (PostgreSQL) and for wrappers, whose
-    /// reads then keep going through their own `get`.
+    /// right for a backend whose reads are round trips (PostgreSQL) and for a wrapper that
+    /// cannot answer without waiting (its reads then keep going through its own `get`). The
+    /// encrypting wrapper forwards it when the record's data key is already in memory.
     fn get_at_once(&self, collection: &str, key: &str) -> Option<Result<Option<StoredRecord>>> {
         let _ = (collection, key);
         None
