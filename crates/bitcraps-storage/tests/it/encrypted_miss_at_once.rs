@@ -52,6 +52,16 @@ async fn stored(config: &StorageConfig, n: u32) -> Result {
     Ok(())
 }
 
+/// [`stored`], and `bank`/`alice` (another collection, under a data key of its own).
+async fn stored_with_bank(config: &StorageConfig, n: u32) -> Result {
+    stored(config, n).await?;
+    let s = PersistentStorageManager::open(config.clone()).await?;
+    s.store("bank", "alice", &serde_json::json!({"chips": 10}))
+        .await?;
+    s.close().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_miss_of_a_small_encrypted_document_is_read_without_the_blocking_pool() -> Result {
     let f = fixture();
@@ -140,12 +150,7 @@ async fn records_under_an_old_and_a_rotated_key_are_read_in_place() -> Result {
 #[tokio::test]
 async fn a_shredded_collections_record_is_never_served_in_place() -> Result {
     let f = fixture();
-    stored(&f.config, 3).await?;
-    let s = PersistentStorageManager::open(f.config.clone()).await?;
-    s.store("bank", "alice", &serde_json::json!({"chips": 10}))
-        .await?;
-    s.close().await?;
-    drop(s);
+    stored_with_bank(&f.config, 3).await?;
     let destroyed = db(&f.config)?.execute(
         "UPDATE data_keys SET wrapped = x'' WHERE collection = 'games'",
         [],
@@ -186,12 +191,7 @@ async fn a_shredded_collections_record_is_never_served_in_place() -> Result {
 #[tokio::test]
 async fn corruption_and_a_wrong_key_stay_corruption() -> Result {
     let f = fixture();
-    stored(&f.config, 4).await?;
-    let s = PersistentStorageManager::open(f.config.clone()).await?;
-    s.store("bank", "alice", &serde_json::json!({"chips": 10}))
-        .await?;
-    s.close().await?;
-    drop(s);
+    stored_with_bank(&f.config, 4).await?;
     {
         let db = db(&f.config)?;
         // A flipped byte in g-0's ciphertext.
