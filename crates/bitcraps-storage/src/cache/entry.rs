@@ -390,6 +390,12 @@ impl CachedValue {
         false
     }
 
+    /// Notes the read that filled the entry (a cache miss read from L2 or the database), so
+    /// that its next read counts as its second.
+    pub fn mark_read(&self) {
+        self.0.flags.fetch_or(READ_BEFORE, Ordering::Relaxed);
+    }
+
     /// Marks the entry as prefetched by `origin` (non-zero, and at most 255: the prefetch
     /// origins are 1 and 2..=65), before it is installed.
     pub fn mark_prefetched(&self, origin: u32) {

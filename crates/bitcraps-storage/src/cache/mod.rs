@@ -465,11 +465,14 @@ impl ValueCache {
             .is_some_and(|v| v.live_at(now_ms))
     }
 
-    /// Installs a document read from the database, unless a write raced with the read.
+    /// Installs a document a read missed and loaded, unless a write raced with the read. The
+    /// read counts as the entry's first: its next read holds or promotes it
+    /// ([`CachedValue::read_again`]), as an entry a write installed is held from its second read.
     pub fn fill(&self, ticket: FillTicket, value: CachedValue, key: &str) {
         let Some(cache) = self.usable() else { return };
         let guard = self.stripes.lock(ticket.stripe);
         if guard.generation == ticket.generation {
+            value.mark_read();
             self.install(cache, self.slot(key), value);
         } else {
             self.raced_fills.fetch_add(1, Ordering::Relaxed);

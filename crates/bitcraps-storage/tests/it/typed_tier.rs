@@ -100,3 +100,39 @@ async fn a_value_is_held_from_its_second_read() -> Result {
     s.close().await?;
     Ok(())
 }
+
+/// Regression: the read that missed and filled the cache counts as the entry's first read,
+/// so the next read holds the value (not the one after it, as when a fill left the entry
+/// unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_missed_once_is_held_from_its_next_read() -> Result {
+    let (f, s) = open(25).await?;
+    let g = common::game("g", 1);
+    s.store("games", "g", &g).await?;
+    s.close().await?;
+    drop(s);
+    let mut config = f.config.clone();
+    config.maintenance.background_tasks = false;
+    config.cache.typed_percent = 25;
+    let s = PersistentStorageManager::open(config).await?;
+    let read = || s.retrieve_shared::<Game>("games", "g");
+    let missed = read().await?.ok_or("stored")?;
+    let stats = s.statistics().await?.cache_stats;
+    assert_eq!(
+        (stats.misses, stats.typed_entries, stats.typed_decodes),
+        (1, 0, 0),
+        "the first read misses and fills: {stats:?}"
+    );
+    let second = read().await?.ok_or("stored")?;
+    let third = read().await?.ok_or("stored")?;
+    let stats = s.statistics().await?.cache_stats;
+    assert_eq!(
+        (stats.typed_entries, stats.typed_hits, stats.typed_decodes),
+        (1, 1, 1),
+        "held from the read after the miss: {stats:?}"
+    );
+    assert!(Arc::ptr_eq(&second, &third));
+    assert!(*missed == g && *third == g);
+    s.close().await?;
+    Ok(())
+}
