@@ -204,6 +204,20 @@ pub struct StoredBlob {
     pub(crate) keyed: Option<crate::crypto::ContentKey>,
 }
 
+impl StoredBlob {
+    /// Whether the blob is small enough to be opened and decoded on an async runtime's
+    /// thread (a cache miss read in place): one whole document of at most the default
+    /// chunking threshold, whatever the store's threshold was when it was written, its
+    /// stored bytes at most that plus `overhead` (an encrypted blob's envelope; 0 for a
+    /// plain one). Checked before any decryption or decompression.
+    pub(crate) fn decodes_at_once(&self, overhead: usize) -> bool {
+        let limit = crate::chunk::DEFAULT_THRESHOLD;
+        self.chunks.is_empty()
+            && usize::try_from(self.raw_len).is_ok_and(|n| n <= limit)
+            && self.data.len() <= limit.saturating_add(overhead)
+    }
+}
+
 /// A record as read back: its blob (not yet verified) and its version.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {

@@ -352,13 +352,10 @@ fn fast_open(
 const ENVELOPE_AT_MOST: usize = header::LEN + 24 + 16 + 32;
 
 /// Whether `blob` (a record's, sealed) is small enough to open on the async runtime's
-/// thread: a whole document within the default chunking threshold, as the plaintext read
-/// in place bounds it (`store/read.rs`), checked before any decryption.
+/// thread: the plaintext read in place's bound (`StoredBlob::decodes_at_once`), its stored
+/// bytes allowed the envelope, checked before any decryption.
 fn opens_at_once(blob: &StoredBlob) -> bool {
-    let threshold = crate::chunk::DEFAULT_THRESHOLD;
-    blob.chunks.is_empty()
-        && usize::try_from(blob.raw_len).is_ok_and(|n| n <= threshold)
-        && blob.data.len() <= threshold.saturating_add(ENVELOPE_AT_MOST)
+    blob.decodes_at_once(ENVELOPE_AT_MOST)
 }
 
 /// Opens a blob read without its record (the deep check, the scrub, a backup's copy): the

@@ -120,8 +120,7 @@ fn read_database_at_once(
     };
     // A large document stored whole (`chunk_threshold = 0`, or written under a higher one)
     // is decoded on a blocking thread: here only what a chunk of the default threshold costs.
-    let at_most = i64::try_from(crate::chunk::DEFAULT_THRESHOLD).unwrap_or(i64::MAX);
-    if record.blob.raw_len > at_most || record.blob.data.len() > crate::chunk::DEFAULT_THRESHOLD {
+    if !record.blob.decodes_at_once(0) {
         return None;
     }
     // A dictionary this node has not loaded is read with the document on a blocking thread.
