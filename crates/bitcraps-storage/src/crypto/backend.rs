@@ -129,6 +129,19 @@ impl EncryptedBackend {
     fn open_blob(&self, collection: &str, key: &str, blob: &StoredBlob) -> Result<StoredBlob> {
         let id = blob::key_id(&blob.data);
         let found = self.key_by_id(id)?;
+        self.open_blob_under(collection, key, blob, id, found)
+    }
+
+    /// [`Self::open_blob`] with the key the header names (`id`) already looked up: `found`,
+    /// or `None` when this node does not hold it.
+    fn open_blob_under(
+        &self,
+        collection: &str,
+        key: &str,
+        blob: &StoredBlob,
+        id: Option<i64>,
+        found: Option<Arc<DataKey>>,
+    ) -> Result<StoredBlob> {
         if self.mixed && found.is_none() {
             return Ok(blob.clone());
         }
@@ -482,14 +495,11 @@ impl Backend for EncryptedBackend {
         Some(
             match fast_open(&self.ring, known, collection, false, record) {
                 Opening::Opened(opened) => Ok(Some(opened)),
-                // Not this collection's key, no header, or it does not authenticate: the error
-                // `get` gives, named here with the key in hand (nothing read again).
-                Opening::Unopened(record) => {
-                    let location = format!("{collection}/{key}");
-                    blob_key(found, id, Some(collection), &location)
-                        .and_then(|k| blob::open_blob(&self.ring, &k, &record.blob, &location))
-                        .map(|blob| Some(StoredRecord { blob, ..record }))
-                }
+                // Not this collection's key, no header, or it does not authenticate: the long
+                // way `get` takes, with the key in hand (nothing read again), names the error.
+                Opening::Unopened(record) => self
+                    .open_blob_under(collection, key, &record.blob, id, found)
+                    .map(|blob| Some(StoredRecord { blob, ..record })),
             },
         )
     }
