@@ -250,21 +250,5 @@ async fn corruption_and_a_wrong_key_stay_corruption() -> Result {
 /// blocking pool, not on the runtime's thread.
 #[tokio::test]
 async fn a_large_encrypted_document_stored_whole_is_not_opened_on_the_runtime() -> Result {
-    let mut f = fixture();
-    f.config.compression.chunk_threshold = 0;
-    let s = PersistentStorageManager::open(f.config.clone()).await?;
-    let log = game_log(800);
-    s.store("logs", "l-1", &log).await?;
-    s.close().await?;
-    drop(s);
-
-    let s = PersistentStorageManager::open(f.config.clone()).await?;
-    let before = hand_offs();
-    assert_eq!(
-        s.retrieve::<serde_json::Value>("logs", "l-1").await?,
-        Some(log)
-    );
-    assert_eq!(hand_offs(), before + 1, "read on the blocking pool");
-    s.close().await?;
-    Ok(())
+    crate::read_miss_at_once::a_large_document_stored_whole_is_read_on_the_pool(fixture()).await
 }

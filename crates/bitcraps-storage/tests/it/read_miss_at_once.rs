@@ -199,7 +199,13 @@ async fn a_damaged_record_reads_as_corruption_on_the_callers_thread() -> Result 
 /// read on the blocking pool, like a chunk list.
 #[tokio::test]
 async fn a_large_document_stored_whole_is_not_decoded_on_the_runtime() -> Result {
-    let mut f = fixture();
+    a_large_document_stored_whole_is_read_on_the_pool(fixture()).await
+}
+
+/// The test above on the store of `f` (`encrypted_miss_at_once.rs` runs it encrypted).
+pub(crate) async fn a_large_document_stored_whole_is_read_on_the_pool(
+    mut f: common::Fixture,
+) -> Result {
     f.config.compression.chunk_threshold = 0;
     let s = PersistentStorageManager::open(f.config.clone()).await?;
     // ~100 KiB, stored whole (one row) under a threshold of 0.
