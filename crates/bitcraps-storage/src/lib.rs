@@ -138,7 +138,10 @@ pub mod testing {
     /// The PostgreSQL backend, opened directly.
     #[cfg(feature = "postgres")]
     pub mod postgres {
-        pub use crate::backend::postgres::{ANALYZE_AFTER_PUTS, PostgresBackend, PostgresOptions};
+        pub use crate::backend::postgres::{
+            ANALYZE_AFTER_PUTS, Handshake, MakeRustls, PostgresBackend, PostgresOptions,
+            RustlsConnect, RustlsStream, transport,
+        };
     }
 }
 

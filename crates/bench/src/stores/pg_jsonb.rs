@@ -2,7 +2,10 @@
 //! PostgreSQL — one `key → JSONB` table, tokio-postgres with prepared statements, a pool of as
 //! many connections as ours uses by default (4), a batch as one multi-row statement
 //! (`unnest`), every write committed with the server's default `synchronous_commit = on`
-//! (the same durability as ours). No compression, dedup, cache or versions.
+//! (the same durability as ours). No compression, dedup, cache or versions. It reaches the
+//! server over the same transport as ours from the same URL: the library's connector for the
+//! URL's `sslmode` (`testing::postgres::transport`; TLS under `prefer` when the server offers
+//! it, plain under `disable`).
 
 use std::sync::Mutex;
 
@@ -42,10 +45,10 @@ impl PgJsonb {
             .enable_all()
             .build()?;
         let schema = rt.block_on(PgSchema::create(server))?;
-        let config: tokio_postgres::Config = schema.url().parse()?;
+        let (config, tls) = bitcraps_storage::testing::postgres::transport(&schema.url())?;
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -200,5 +203,57 @@ impl Drop for PgJsonb {
         if let Err(e) = self.rt.block_on(self.schema.drop_schema()) {
             eprintln!("could not drop the benchmark's schema: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Result;
+
+    use super::PgJsonb;
+
+    /// Whether the peer's pooled connection is encrypted, on the server at `url`.
+    fn peer_encrypted(url: &str) -> Result<bool> {
+        let peer = PgJsonb::open(url)?;
+        peer.rt.block_on(async {
+            let client = peer.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await?;
+            anyhow::Ok(row.try_get::<_, bool>(0)?)
+        })
+    }
+
+    /// Regression: the peer connected with `NoTls` whatever the URL's `sslmode`, while ours
+    /// took its transport from the URL, so on a server with `ssl = on` the two ran over
+    /// different transports under `prefer` (and the peer failed under `require`). Needs
+    /// `BITCRAPS_TEST_POSTGRES_URL`, a server with `ssl = on` (as the shared one).
+    #[test]
+    fn the_peer_takes_its_transport_from_the_url_as_ours() -> Result<()> {
+        let Ok(server) = std::env::var("BITCRAPS_TEST_POSTGRES_URL") else {
+            anyhow::ensure!(
+                std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none(),
+                "BITCRAPS_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("skipped: BITCRAPS_TEST_POSTGRES_URL is not set");
+            return Ok(());
+        };
+        let joiner = if server.contains('?') { '&' } else { '?' };
+        assert!(
+            peer_encrypted(&format!("{server}{joiner}sslmode=require"))?,
+            "require"
+        );
+        assert!(
+            peer_encrypted(&format!("{server}{joiner}sslmode=prefer"))?,
+            "prefer, on a server that offers TLS"
+        );
+        assert!(
+            !peer_encrypted(&format!("{server}{joiner}sslmode=disable"))?,
+            "disable"
+        );
+        Ok(())
     }
 }

@@ -28,9 +28,9 @@ impl PgSchema {
 
     /// The store's URL: the server's, with this schema as the search path, and without TLS
     /// unless the server's URL names an `sslmode`. The same URL serves ours and the
-    /// `postgres-jsonb` peer, which connects without TLS (`NoTls`): our library's default
-    /// (`sslmode=prefer`) would otherwise encrypt our connections and not the peer's on a
-    /// server with `ssl = on`.
+    /// `postgres-jsonb` peer, and both take their transport from it through the library's
+    /// connector, so they run alike either way; without an `sslmode` the run measures plain
+    /// connections (the library's own default, `prefer`, is left to the user's URL).
     pub fn url(&self) -> String {
         let joiner = if self.server.contains('?') { '&' } else { '?' };
         let tls = if self.server.contains("sslmode=") {
@@ -61,10 +61,7 @@ impl PgSchema {
     /// Bytes of `table` in this schema (its heap, indexes and TOAST:
     /// `pg_total_relation_size`).
     pub async fn table_bytes(&self, table: &str) -> Result<u64> {
-        let (client, connection) = tokio_postgres::connect(&self.server, tokio_postgres::NoTls)
-            .await
-            .with_context(|| format!("connecting to {}", self.server))?;
-        let driver = tokio::spawn(connection);
+        let (client, driver) = connect(&self.server).await?;
         let relation = format!("{}.{table}", self.name);
         let bytes: Result<i64> = client
             .query_one(
@@ -80,11 +77,22 @@ impl PgSchema {
     }
 }
 
-async fn execute(server: &str, statement: &str) -> Result<()> {
-    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+/// A connection to `server` over the transport its `sslmode` names, as the stores connect,
+/// and the task driving it (done once the client is dropped).
+async fn connect(server: &str) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+    let (config, tls) = bitcraps_storage::testing::postgres::transport(server)?;
+    let (client, connection) = config
+        .connect(tls)
         .await
         .with_context(|| format!("connecting to {server}"))?;
-    let driver = tokio::spawn(connection);
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, driver))
+}
+
+async fn execute(server: &str, statement: &str) -> Result<()> {
+    let (client, driver) = connect(server).await?;
     let result = client
         .batch_execute(statement)
         .await

@@ -7,7 +7,6 @@
 //! (`maintenance.change_poll_interval`), so a notification is a shortcut, never the only
 //! path.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,17 +45,11 @@ async fn listen_once(
     channel: &str,
     wake: &Arc<dyn Fn() + Send + Sync>,
 ) -> Result<()> {
-    let (driver_url, tls_settings) = tls::split_url(url)?;
-    let mut config = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
-        StorageError::UnsupportedUrl {
-            url: crate::redact_url(url),
-            reason: format!("not a valid PostgreSQL URL: {e}"),
-        }
-    })?;
+    let (mut config, tls) = tls::transport(url)?;
     config.connect_timeout(timeout);
     config.application_name("bitcraps-storage change listener");
     let (client, mut connection) = config
-        .connect(tls::connector(&tls_settings)?)
+        .connect(tls)
         .await
         .map_err(|e| StorageError::database("connecting the change listener", e))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

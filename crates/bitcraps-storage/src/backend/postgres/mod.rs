@@ -29,9 +29,13 @@ mod snapshot;
 mod tls;
 mod write;
 
+/// How the backend reaches the server, for a client that must reach it alike (the
+/// benchmark's PostgreSQL peer, through `testing::postgres`).
+#[cfg(feature = "testing")]
+pub use tls::{Handshake, MakeRustls, RustlsConnect, RustlsStream, transport};
+
 use std::future::Future;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -127,20 +131,14 @@ pub(crate) fn db_err(context: &'static str) -> impl Fn(tokio_postgres::Error) ->
 /// A pool over `url`, with TLS as its `sslmode` and `sslrootcert` say (`tls.rs`). Creating
 /// it connects nothing yet; it reads the root-certificate file.
 fn pool(url: &str, options: &PostgresOptions, bridge: &Bridge) -> Result<Pool> {
-    let (driver_url, tls_settings) = tls::split_url(url)?;
-    let mut config = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
-        StorageError::UnsupportedUrl {
-            url: crate::redact_url(url),
-            reason: format!("not a valid PostgreSQL URL: {e}"),
-        }
-    })?;
+    let (mut config, tls) = tls::transport(url)?;
     config.connect_timeout(options.connection_timeout);
     if config.get_application_name().is_none() {
         config.application_name("bitcraps-storage");
     }
     let manager = Manager::from_config(
         config,
-        tls::connector(&tls_settings)?,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -128,6 +129,21 @@ fn percent_decode(value: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The driver's configuration of `url` and the connector its `sslmode` and `sslrootcert`
+/// give: how every connection of the backend reaches the server (its pools and its change
+/// listener), and, through `testing::postgres::transport`, the benchmark's PostgreSQL peer,
+/// so both run over the same transport from the same URL. Reads `sslrootcert` now.
+pub fn transport(url: &str) -> Result<(tokio_postgres::Config, MakeRustls)> {
+    let (driver_url, settings) = split_url(url)?;
+    let config = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
+        StorageError::UnsupportedUrl {
+            url: crate::redact_url(url),
+            reason: format!("not a valid PostgreSQL URL: {e}"),
+        }
+    })?;
+    Ok((config, connector(&settings)?))
 }
 
 /// The connector for `settings`: reads `sslrootcert` now, so an unusable file fails the open.
@@ -298,14 +314,14 @@ impl ServerCertVerifier for ChainOnly {
 /// A failed handshake with the host it was for (the error tokio-postgres carries back).
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}")]
-pub(crate) struct Handshake {
+pub struct Handshake {
     host: String,
     failure: TlsFailure,
 }
 
 /// The [`MakeTlsConnect`] of every pool: one rustls configuration, shared.
 #[derive(Clone)]
-pub(crate) struct MakeRustls {
+pub struct MakeRustls {
     config: Arc<ClientConfig>,
 }
 
@@ -326,7 +342,7 @@ impl MakeTlsConnect<Socket> for MakeRustls {
 }
 
 /// One connection's handshake.
-pub(crate) struct RustlsConnect {
+pub struct RustlsConnect {
     config: Arc<ClientConfig>,
     name: Option<ServerName<'static>>,
     host: String,
@@ -365,7 +381,7 @@ impl TlsConnect<Socket> for RustlsConnect {
 }
 
 /// A TLS connection to the server.
-pub(crate) struct RustlsStream(Box<tokio_rustls::client::TlsStream<Socket>>);
+pub struct RustlsStream(Box<tokio_rustls::client::TlsStream<Socket>>);
 
 impl AsyncRead for RustlsStream {
     fn poll_read(
