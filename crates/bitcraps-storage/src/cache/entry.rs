@@ -13,8 +13,9 @@
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwapOption;
 use zstd::dict::DecoderDictionary;
 
 use crate::codec::Codec;
@@ -54,9 +55,13 @@ struct Typed {
 #[derive(Clone)]
 pub struct CachedValue(Arc<Entry>);
 
-/// The slot of a decoded value: made by an entry's first typed read, so the entries that
-/// are never read typed (most) carry only an empty `OnceLock`.
-type TypedSlot = RwLock<Option<Typed>>;
+/// The slot of a decoded value, read without writing anything other readers read
+/// (arc-swap keeps each thread's reads on that thread's own line): a lock here, even a
+/// read lock, wrote its word on every typed hit, a line every reader of a hot entry shares
+/// (BENCHMARKS.md, "Typed reads on two threads"). Made by an entry's first held value, so
+/// the entries never held (most) carry only an empty `OnceLock`: dropping an arc-swap, even
+/// an empty one, visits every thread's debt list.
+type TypedSlot = ArcSwapOption<Typed>;
 
 /// [`Entry::flags`]: the entry was read before (a second read may keep its JSON
 /// decompressed).
@@ -298,23 +303,11 @@ impl CachedValue {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Typed>> {
-        // A panic while the slot was held cannot leave it half-written: it is one assignment.
-        let slot = self.0.typed.get_or_init(Box::default);
-        slot.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The slot, read (readers of a hot entry share it without waiting on each other);
-    /// `None` when no typed read ever made it.
-    fn slot_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Option<Typed>>> {
-        let slot = self.0.typed.get()?;
-        Some(slot.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The document decoded as `T`, if a typed read left it here.
+    /// The document decoded as `T`, if a typed read left it here. The only shared line
+    /// written is the value's reference count (the `Arc<T>` handed out).
     pub fn typed<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let slot = self.slot_read()?;
-        let value = match &*slot {
+        let slot = self.0.typed.get()?.load();
+        let value = match slot.as_deref() {
             Some(typed) if typed.type_id == TypeId::of::<T>() => Arc::clone(&typed.value),
             _ => return None,
         };
@@ -325,15 +318,14 @@ impl CachedValue {
     /// Keeps `value`, the document decoded as `T`, beside the entry. `false` when the entry
     /// already holds a decoded value (of this or another type): that one stays.
     pub fn set_typed<T: Any + Send + Sync>(&self, value: Arc<T>) -> bool {
-        let mut slot = self.slot();
-        if slot.is_some() {
-            return false;
-        }
-        *slot = Some(Typed {
+        let typed = Arc::new(Typed {
             type_id: TypeId::of::<T>(),
             value,
         });
-        true
+        // Set only if empty: one compare-and-swap, so of two racing sets the first stays.
+        let slot = self.0.typed.get_or_init(Box::default);
+        let before = slot.compare_and_swap(&None::<Arc<Typed>>, Some(typed));
+        before.is_none()
     }
 
     /// This entry's document re-stored uncompressed: `raw`, its JSON (decoded from this
@@ -371,7 +363,7 @@ impl CachedValue {
 
     /// Whether a typed read left a decoded value here.
     pub fn has_typed(&self) -> bool {
-        self.slot_read().is_some_and(|slot| slot.is_some())
+        self.0.typed.get().is_some_and(|slot| slot.load().is_some())
     }
 
     /// Whether the stored form is compressed (decoding it costs a decompression).
@@ -420,12 +412,13 @@ impl CachedValue {
 
     /// Lets the decoded value go (the typed tier evicted it).
     pub fn clear_typed(&self) {
+        // A load first: a swap writes the slot.
         let Some(slot) = self.0.typed.get() else {
             return;
         };
-        let dropped = slot.write().unwrap_or_else(PoisonError::into_inner).take();
-        // Dropped outside the lock: a value's destructor may take time.
-        drop(dropped);
+        if slot.load().is_some() {
+            drop(slot.swap(None));
+        }
     }
 
     /// The serialized document: borrowed when stored uncompressed, else decompressed.
@@ -602,6 +595,40 @@ mod tests {
         v.clear_typed();
         assert!(!v.has_typed() && v.typed::<u8>().is_none());
         assert!(v.set_typed(Arc::new(9u8)));
+    }
+
+    /// The decoded-value slot read by other threads while one thread sets and clears it:
+    /// a value cleared before a read began is never returned by it, and a set while a value
+    /// is held keeps the held one. Fails if a read could see a value its clear had let go
+    /// (what the typed tier relies on when it evicts a value).
+    #[test]
+    fn a_cleared_typed_value_is_never_read_again() {
+        use std::sync::atomic::AtomicBool;
+        let v = CachedValue::plain("games\0g-1", b"{}");
+        // Values 1..=ROUNDS are set in turn; `cleared` is the last one cleared.
+        const ROUNDS: u64 = 20_000;
+        let cleared = AtomicU64::new(0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(Ordering::Acquire) {
+                        let floor = cleared.load(Ordering::Acquire);
+                        if let Some(n) = v.typed::<u64>() {
+                            assert!(*n > floor, "read {n}, cleared up to {floor}");
+                        }
+                    }
+                });
+            }
+            for n in 1..=ROUNDS {
+                assert!(v.set_typed(Arc::new(n)));
+                assert!(!v.set_typed(Arc::new(0u64)), "a held value was replaced");
+                v.clear_typed();
+                cleared.store(n, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+        });
+        assert!(!v.has_typed());
     }
 
     #[test]
