@@ -79,6 +79,7 @@ mod prefetch_co_access;
 mod prefetch_race;
 mod prefetch_sequential;
 mod prefetch_template;
+mod read_at_once_busy;
 mod read_miss_at_once;
 mod read_only;
 mod redis_conformance;
