@@ -99,6 +99,7 @@ mod schema15_upgrade;
 mod schema_fixtures;
 mod sqlite_conformance;
 mod sqlite_specific;
+mod statistics_overflow;
 mod store_json;
 mod store_json_appends;
 mod store_json_typed_read;
