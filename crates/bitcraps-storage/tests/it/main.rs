@@ -27,6 +27,7 @@ mod chunk_damage;
 mod chunk_refs_pages;
 mod chunk_repair;
 mod delta_base;
+mod delta_identical_rewrite;
 mod encrypted_conformance;
 mod encrypted_memory_conformance;
 mod encrypted_miss_at_once;
