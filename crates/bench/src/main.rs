@@ -19,6 +19,13 @@
 //! players and bets, and a walk in key order; ours with prefetching off and on; `prefetch.rs`)
 //! `--runs` times (default 3) and prints its table.
 //!
+//! `--child-timeout SECS` limits each child (default: 20 minutes for a full run of every
+//! workload, 10 for one phase, 5 and 2.5 with `--quick`): a child still running
+//! then is killed, its run is recorded as timed out (the table's caption says so, and that
+//! store's cells are medians over the runs that finished), and the other runs go on.
+//! `BITCRAPS_BENCH_CHILD_HANG=NAME` (hidden, for the harness's own test) makes the child of
+//! that store hang instead of measuring.
+//!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
 //! JSON; the parent re-executes itself with it once per store and run. `--bulk` runs only the
 //! bulk load (and the footprint it leaves), with `--child` or across stores: to profile it
@@ -32,6 +39,7 @@
 //! and `BITCRAPS_BENCH_CACHE_MB=N` sizes our cache (default 64): e.g. a `--quick` run whose
 //! cache misses as often as the full-size run's, cheap enough for callgrind.
 
+mod child;
 mod docs;
 mod large;
 mod prefetch;
@@ -41,6 +49,7 @@ mod workloads;
 mod zipf;
 
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -74,7 +83,7 @@ fn servers(args: &[String]) -> Result<Servers> {
 
 const USAGE: &str = "\
 usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FILE]
-                              [--postgres URL [--redis URL]]
+                              [--postgres URL [--redis URL]] [--child-timeout SECS]
        bitcraps-storage-bench --large [--quick] [--mode whole|chunks|deltas]
                               [--keyframe-interval N] [--text-versions N]
        bitcraps-storage-bench --prefetch [--quick] [--runs N]
@@ -88,6 +97,10 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
   --stores a,b     only these stores (default: every embedded store, and ours on
                    PostgreSQL with the peer postgres-jsonb when a server is given)
   --markdown FILE  also write the tables as Markdown
+  --child-timeout SECS
+                   kill a store's child still running after SECS and record that run
+                   as timed out (default 1200, 600 for one phase; 300 and 150 with
+                   --quick)
   --postgres URL   PostgreSQL server (default: $BITCRAPS_TEST_POSTGRES_URL)
   --redis URL      Redis for ours on PostgreSQL (default: $BITCRAPS_TEST_REDIS_URL)
   --large          the large-document workload only (issue #16)
@@ -108,7 +121,7 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
                    footprint); the other rows stay 0";
 
 /// Flags that take a value, and flags that do not.
-const WITH_VALUE: [&str; 9] = [
+const WITH_VALUE: [&str; 10] = [
     "--mode",
     "--keyframe-interval",
     "--text-versions",
@@ -118,6 +131,7 @@ const WITH_VALUE: [&str; 9] = [
     "--postgres",
     "--redis",
     "--child",
+    "--child-timeout",
 ];
 const SWITCHES: [&str; 7] = [
     "--quick",
@@ -202,6 +216,12 @@ fn main() -> Result<()> {
     }
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let name = args.get(pos + 1).context("--child needs a store name")?;
+        if std::env::var("BITCRAPS_BENCH_CHILD_HANG").is_ok_and(|hang| hang == *name) {
+            // The harness's own test: a child that never finishes.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         let measured = workloads::run(name, Scale::new(quick), &servers, phases)?;
         println!("{}", serde_json::to_string(&measured)?);
         return Ok(());
@@ -232,11 +252,16 @@ fn main() -> Result<()> {
             all
         }
     };
+    let limit = match flag_value(&args, "--child-timeout")? {
+        Some(secs) => Duration::from_secs(secs.parse().context("--child-timeout needs seconds")?),
+        None => child::default_timeout(quick, phases != Phases::All),
+    };
     let exe = std::env::current_exe()?;
     let mut results: Vec<(String, Vec<Measured>)> =
         only.iter().map(|s| (s.to_string(), Vec::new())).collect();
+    let mut timed_out = vec![0; results.len()];
     for run in 0..runs {
-        for (name, samples) in &mut results {
+        for ((name, samples), timed_out) in results.iter_mut().zip(&mut timed_out) {
             eprintln!("run {}/{runs}: {name}", run + 1);
             let mut cmd = Command::new(&exe);
             cmd.arg("--child").arg(name.as_str());
@@ -264,17 +289,38 @@ fn main() -> Result<()> {
                     cmd.arg("--redis").arg(url);
                 }
             }
-            let out = cmd.output()?;
+            let out = match child::run(&mut cmd, limit)? {
+                child::Ended::Exited(out) => out,
+                child::Ended::TimedOut => {
+                    eprintln!(
+                        "run {}/{runs}: {name} timed out after {} s, killed",
+                        run + 1,
+                        limit.as_secs()
+                    );
+                    *timed_out += 1;
+                    continue;
+                }
+            };
             if !out.status.success() {
                 bail!("{name} failed: {}", String::from_utf8_lossy(&out.stderr));
             }
             samples.push(serde_json::from_slice(&out.stdout)?);
         }
     }
-    let table = report::render(&results, quick, runs);
+    let timed_out: Vec<(String, usize)> = results
+        .iter()
+        .zip(timed_out)
+        .filter(|(_, n)| *n > 0)
+        .map(|((name, _), n)| (name.clone(), n))
+        .collect();
+    let lost = report::TimedOut {
+        runs: &timed_out,
+        limit,
+    };
+    let table = report::render(&results, quick, runs, &lost);
     println!("{table}");
     if let Some(path) = markdown {
-        std::fs::write(&path, report::markdown(&results, quick, runs))?;
+        std::fs::write(&path, report::markdown(&results, quick, runs, &lost))?;
         eprintln!("wrote {path}");
     }
     Ok(())
@@ -322,6 +368,7 @@ mod tests {
             "--child", "fjall", "--quick", "--bulk"
         ]))?);
         assert!(check_args(&args(&["--durable", "--runs", "3"]))?);
+        assert!(check_args(&args(&["--quick", "--child-timeout", "60"]))?);
         assert!(check_args(&args(&["--child", "fjall", "--scan"]))?);
         assert!(check_args(&args(&[
             "--child", "redb", "--reads", "--quick"

@@ -1,11 +1,31 @@
 //! Medians, spreads and ratios, as terminal tables and as Markdown.
 
+use std::time::Duration;
+
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::workloads::Measured;
 
 /// Every sample of every store, ours first.
 pub type Results = [(String, Vec<Measured>)];
+
+/// The runs whose child was killed at the time limit: (store, how many), for the stores
+/// that lost any. Those stores' cells are medians over the runs that finished.
+pub struct TimedOut<'a> {
+    /// Per store, the runs that timed out.
+    pub runs: &'a [(String, usize)],
+    /// The limit each child had.
+    pub limit: Duration,
+}
+
+impl TimedOut<'_> {
+    /// None timed out.
+    #[cfg(test)]
+    pub const NONE: TimedOut<'static> = TimedOut {
+        runs: &[],
+        limit: Duration::ZERO,
+    };
+}
 
 struct Metric {
     name: &'static str,
@@ -295,7 +315,7 @@ fn ratios_of(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-fn caption(results: &Results, quick: bool, runs: usize) -> String {
+fn caption(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) -> String {
     let mut caption = format!(
         "{runs} run{} per store, {} size; each cell is the median (min–max) over the runs",
         if runs == 1 { "" } else { "s" },
@@ -310,6 +330,15 @@ fn caption(results: &Results, quick: bool, runs: usize) -> String {
              file_bytes (tables, indexes and TOAST of its schema), not a directory; peak RSS \
              is the benchmark process only, without the PostgreSQL server (or Redis)",
         );
+    }
+    for (name, n) in lost.runs {
+        caption.push_str(&format!(
+            ". {name}: {n} of {runs} run{} timed out (killed after {} s); its cells are \
+             medians over the {} that finished",
+            if runs == 1 { "" } else { "s" },
+            lost.limit.as_secs(),
+            runs.saturating_sub(*n)
+        ));
     }
     caption
 }
@@ -336,10 +365,10 @@ fn markdown_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
 }
 
 /// The tables for the terminal.
-pub fn render(results: &Results, quick: bool, runs: usize) -> String {
+pub fn render(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) -> String {
     let mut out = format!(
         "{}\n{}\n{}",
-        caption(results, quick, runs),
+        caption(results, quick, runs, lost),
         terminal(values(results)),
         terminal(ratios(results))
     );
@@ -353,11 +382,11 @@ pub fn render(results: &Results, quick: bool, runs: usize) -> String {
 }
 
 /// Both tables as Markdown.
-pub fn markdown(results: &Results, quick: bool, runs: usize) -> String {
+pub fn markdown(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) -> String {
     format!(
         "{}.\n\n{}\nRatios of medians (ours first; for footprint and peak RSS lower is better, so \
          under 1× means ours is smaller):\n\n{}",
-        caption(results, quick, runs),
+        caption(results, quick, runs, lost),
         markdown_table(values(results)),
         markdown_table(ratios(results))
     ) + &postgres_ratios(results)
@@ -482,8 +511,8 @@ mod tests {
         );
         assert_eq!(rows.len(), METRICS.len());
         assert!(postgres_ratios(&results).is_none());
-        assert!(caption(&results, true, 1).contains("relation sizes"));
-        assert!(!caption(&results[..1], true, 1).contains("relation sizes"));
+        assert!(caption(&results, true, 1, &TimedOut::NONE).contains("relation sizes"));
+        assert!(!caption(&results[..1], true, 1, &TimedOut::NONE).contains("relation sizes"));
     }
 
     #[test]
@@ -536,5 +565,37 @@ mod tests {
             ])
         );
         assert!(encryption_ratios(&results[2..]).is_none());
+    }
+
+    #[test]
+    fn a_store_whose_runs_timed_out_is_reported_with_medians_over_the_rest() {
+        let mut sled = sample(50.0);
+        sled.extend(sample(70.0));
+        let results = vec![
+            ("bitcraps-storage".to_owned(), sample(100.0)),
+            ("sled".to_owned(), sled),
+            ("fjall".to_owned(), Vec::new()),
+        ];
+        let timed_out = [("sled".to_owned(), 1), ("fjall".to_owned(), 3)];
+        let lost = TimedOut {
+            runs: &timed_out,
+            limit: Duration::from_secs(600),
+        };
+        let md = markdown(&results, true, 3, &lost);
+        assert!(
+            md.contains("sled: 1 of 3 runs timed out (killed after 600 s); its cells are medians over the 2 that finished"),
+            "{md}"
+        );
+        assert!(md.contains("fjall: 3 of 3 runs timed out"), "{md}");
+        let (_, rows) = values(&results);
+        assert_eq!(
+            rows.first().map(|r| r[1..].to_vec()),
+            Some(vec![
+                "100 (100–100)".to_owned(),
+                "70.00 (50.00–70.00)".to_owned(),
+                "–".to_owned()
+            ])
+        );
+        assert!(render(&results, true, 3, &lost).contains("fjall: 3 of 3 runs timed out"));
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::keyframes::KeyframeId;
-use crate::value::EncodedValue;
+use crate::value::{ContentHash, EncodedValue};
 
 /// At most this many keys are remembered.
 pub(crate) const MAX_KEYS: usize = 64;
@@ -29,6 +29,18 @@ struct Written {
     keyframe: KeyframeId,
     /// How many versions after the keyframe a delta of it would be now.
     next_depth: u32,
+    /// The committed version's content hash: a rewrite of exactly it keeps its depth.
+    hash: ContentHash,
+}
+
+/// What [`Latest::get`] knows of a key's committed version.
+pub(crate) struct Last {
+    /// The keyframe the next version would be a delta of.
+    pub(crate) keyframe: KeyframeId,
+    /// That delta's depth.
+    pub(crate) next_depth: u32,
+    /// The committed version's content hash.
+    pub(crate) hash: ContentHash,
 }
 
 /// The keys' last committed keyframes, most recently written last.
@@ -47,11 +59,15 @@ impl Latest {
 
     /// The keyframe the next version of `collection/key` would be a delta of, and that
     /// delta's depth, when this process committed its current version.
-    pub(crate) fn get(&self, collection: &str, key: &str) -> Option<(KeyframeId, u32)> {
+    pub(crate) fn get(&self, collection: &str, key: &str) -> Option<Last> {
         self.lock()
             .iter()
             .find(|w| w.key == key && w.collection == collection)
-            .map(|w| (w.keyframe, w.next_depth))
+            .map(|w| Last {
+                keyframe: w.keyframe,
+                next_depth: w.next_depth,
+                hash: w.hash,
+            })
     }
 
     /// `value` was committed under `collection/key`.
@@ -78,6 +94,7 @@ impl Latest {
             key: key.to_owned(),
             keyframe: KeyframeId::of_hashes(collection, hashes),
             next_depth: depth.saturating_add(1),
+            hash: value.hash,
         });
         while keys.len() > MAX_KEYS {
             keys.pop_front();
@@ -132,6 +149,13 @@ mod tests {
         }
     }
 
+    /// The keyframe and the next depth `get` gives.
+    fn got(latest: &Latest, collection: &str, key: &str) -> Option<(KeyframeId, u32)> {
+        latest
+            .get(collection, key)
+            .map(|last| (last.keyframe, last.next_depth))
+    }
+
     #[test]
     fn a_keyframe_then_its_deltas_name_it_one_version_deeper_each() {
         let latest = Latest::default();
@@ -139,26 +163,26 @@ mod tests {
             let v = value(chunks, None);
             KeyframeId::of_hashes("c", v.chunks.iter().map(|c| &c.hash[..]))
         };
-        assert_eq!(latest.get("c", "k"), None);
+        assert_eq!(got(&latest, "c", "k"), None);
         latest.committed("c", "k", &value(&[1, 2], None));
-        assert_eq!(latest.get("c", "k"), Some((id(&[1, 2]), 1)));
+        assert_eq!(got(&latest, "c", "k"), Some((id(&[1, 2]), 1)));
         latest.committed("c", "k", &value(&[1, 2], Some(1)));
-        assert_eq!(latest.get("c", "k"), Some((id(&[1, 2]), 2)));
+        assert_eq!(got(&latest, "c", "k"), Some((id(&[1, 2]), 2)));
         latest.committed("c", "k", &value(&[1, 2], Some(7)));
-        assert_eq!(latest.get("c", "k"), Some((id(&[1, 2]), 8)));
-        assert_eq!(latest.get("c", "other"), None);
-        assert_eq!(latest.get("d", "k"), None);
+        assert_eq!(got(&latest, "c", "k"), Some((id(&[1, 2]), 8)));
+        assert_eq!(got(&latest, "c", "other"), None);
+        assert_eq!(got(&latest, "d", "k"), None);
         // A whole (unchunked) value replaces it: nothing to be a delta of.
         latest.committed("c", "k", &value(&[], None));
-        assert_eq!(latest.get("c", "k"), None);
+        assert_eq!(got(&latest, "c", "k"), None);
         latest.committed("c", "k", &value(&[3], None));
         latest.forget("c", "k");
-        assert_eq!(latest.get("c", "k"), None);
+        assert_eq!(got(&latest, "c", "k"), None);
         latest.committed("c", "k", &value(&[3], None));
         latest.committed("d", "k", &value(&[3], None));
         latest.forget_collection("c");
-        assert_eq!(latest.get("c", "k"), None);
-        assert!(latest.get("d", "k").is_some());
+        assert_eq!(got(&latest, "c", "k"), None);
+        assert!(got(&latest, "d", "k").is_some());
     }
 
     #[test]
@@ -168,7 +192,7 @@ mod tests {
             latest.committed("c", &n.to_string(), &value(&[1], None));
         }
         assert_eq!(latest.lock().len(), MAX_KEYS);
-        assert_eq!(latest.get("c", "0"), None);
-        assert!(latest.get("c", &(MAX_KEYS + 2).to_string()).is_some());
+        assert_eq!(got(&latest, "c", "0"), None);
+        assert!(got(&latest, "c", &(MAX_KEYS + 2).to_string()).is_some());
     }
 }

@@ -22,7 +22,7 @@ use crate::codec::Codec;
 use crate::dictionary::EncoderDict;
 use crate::error::Result;
 use crate::json::Marks;
-use crate::value::{EncodedValue, Pipeline};
+use crate::value::{ContentHash, EncodedValue, Pipeline};
 
 /// A delta of `raw` against `collection/key`'s keyframe, if one is worth it.
 /// Blocking: reads the record and decompresses the keyframe (see [`base`]).
@@ -49,6 +49,9 @@ pub(super) struct Base {
     pub(super) document: Arc<[u8]>,
     pub(super) chunks: ChunkValues,
     depth: u32,
+    /// The key's current version's content hash, when it is a delta of this keyframe (one
+    /// version less deep): a rewrite of exactly it keeps that depth ([`depth_of`]).
+    current: Option<ContentHash>,
     /// The chain is at its longest: the new version is a keyframe, which may be cut and
     /// hashed from this one (`next_keyframe.rs`), not a delta of it.
     pub(super) full: bool,
@@ -85,9 +88,11 @@ pub(super) fn base_or_full(
         return Ok(None);
     }
     // This process's last write of the key, when its keyframe is cached: no record read.
-    if let Some((id, depth)) = shared.keyframes.latest().get(collection, key) {
+    if let Some(last) = shared.keyframes.latest().get(collection, key) {
+        let (id, depth) = (last.keyframe, last.next_depth);
         let full = chain_full(pipeline, depth);
-        if let Some(base) = cached(shared, pipeline, id, depth) {
+        if let Some(mut base) = cached(shared, pipeline, id, depth) {
+            base.current = Some(last.hash);
             return Ok(Some(base));
         }
         if full {
@@ -115,6 +120,10 @@ pub(super) fn base_or_full(
             depth,
         ));
     }
+    // An encrypted blob's hash is a keyed address, never equal to a plain content hash.
+    let current = (blob.codec_id == chunk::DELTA && blob.keyed.is_none())
+        .then(|| ContentHash::try_from(&blob.hash[..]).ok())
+        .flatten();
     let Some((document, chunks)) = keyframe(shared, collection, &blob, &location) else {
         return Ok(None);
     };
@@ -123,6 +132,7 @@ pub(super) fn base_or_full(
         document,
         chunks,
         depth,
+        current,
         full: false,
     }))
 }
@@ -136,6 +146,7 @@ fn cached(shared: &Shared, pipeline: &Pipeline, id: KeyframeId, depth: u32) -> O
             document,
             chunks,
             depth,
+            current: None,
             full: chain_full(pipeline, depth),
         }),
         _ => None,
@@ -148,6 +159,18 @@ pub(super) fn chain_full(pipeline: &Pipeline, depth: u32) -> bool {
     depth >= pipeline.keyframe_interval || depth > delta::MAX_DEPTH
 }
 
+/// The depth of a new version whose content hash is `hash`, `next` versions after its
+/// keyframe unless it is exactly the current version (content hash `current`), a delta of the
+/// same keyframe: that one keeps the current depth, so identical rewrites never run the chain
+/// to its end (its delta is then the current one, byte for byte).
+pub(super) fn depth_of(next: u32, current: Option<&ContentHash>, hash: &ContentHash) -> u32 {
+    if next >= 2 && current == Some(hash) {
+        next - 1
+    } else {
+        next
+    }
+}
+
 /// `raw` as a delta of `base`, whose document's first `prefix` bytes it shares
 /// (`chunk::common_prefix`, computed once per write), if that is small enough to be worth
 /// it. The delta's bytes are `raw` itself, shared, not a copy.
@@ -158,11 +181,16 @@ pub(super) fn against(
     raw: &Arc<[u8]>,
     prefix: usize,
 ) -> Result<Option<EncodedValue>> {
-    let stored = delta::encode((&base.document, raw, prefix), pipeline.level, base.depth)?;
+    let mut stored = delta::encode((&base.document, raw, prefix), pipeline.level, base.depth)?;
     if stored.len() > delta::MAX_PATCH {
         return Ok(None);
     }
     let hash = prefix_hashes(shared, base.id, &base.document).hash(prefix, raw);
+    let depth = depth_of(base.depth, base.current.as_ref(), &hash);
+    if depth != base.depth {
+        // Exactly the current version: encoded again at its depth (rare).
+        stored = delta::encode((&base.document, raw, prefix), pipeline.level, depth)?;
+    }
     let (raw, chunks) = (Arc::clone(raw), Arc::clone(&base.chunks));
     Ok(Some(EncodedValue::delta(hash, raw, stored.into(), chunks)))
 }

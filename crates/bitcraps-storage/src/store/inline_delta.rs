@@ -37,9 +37,10 @@ pub(super) fn encode(
     if text.len() > MAX_DOCUMENT || text.len() <= pipeline.chunk_threshold {
         return Ok(None);
     }
-    let Some((id, depth)) = shared.keyframes.latest().get(collection, key) else {
+    let Some(last) = shared.keyframes.latest().get(collection, key) else {
         return Ok(None);
     };
+    let (id, depth) = (last.keyframe, last.next_depth);
     if super::delta::chain_full(pipeline, depth) {
         return Ok(None);
     }
@@ -54,10 +55,18 @@ pub(super) fn encode(
     super::json::checked(collection, key, text, verdict)?;
     let level = pipeline.level;
     let splice = (&*base.document, raw, prefix);
-    let Some(stored) = delta::encode_small_splice(splice, level, depth, MAX_MIDDLE)? else {
+    let Some(mut stored) = delta::encode_small_splice(splice, level, depth, MAX_MIDDLE)? else {
         return Ok(None);
     };
     let hash = base.hashes.hash(prefix, raw);
+    let kept = super::delta::depth_of(depth, Some(&last.hash), &hash);
+    if kept != depth {
+        // Exactly the current version: encoded again at its depth (rare; a splice is cheap).
+        let Some(again) = delta::encode_small_splice(splice, level, kept, MAX_MIDDLE)? else {
+            return Ok(None);
+        };
+        stored = again;
+    }
     // The one copy of the text: the writer and the cache share it from here on.
     let value = EncodedValue::delta(hash, Arc::from(raw), stored.into(), base.chunks);
     crate::crypto::preseal(shared.keyring.as_deref(), collection, value).map(Some)

@@ -219,7 +219,9 @@ pub(super) fn repair(conn: &Connection) -> Result<(u64, u64, u64)> {
     let orphan = "id NOT IN (SELECT chunk_id FROM blob_chunks)";
     let (removed, bytes): (i64, i64) = conn
         .query_row(
-            &format!("SELECT count(*), coalesce(sum(stored_len), 0) FROM chunks WHERE {orphan}"),
+            &format!(
+                "SELECT count(*), CAST(total(stored_len) AS INTEGER) FROM chunks WHERE {orphan}"
+            ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -265,7 +267,7 @@ pub(super) fn summary(conn: &Connection, collection: &str, key: &str) -> Result<
         .prepare_cached(
             "SELECT (SELECT c.codec FROM blob_chunks bc JOIN chunks c ON c.id = bc.chunk_id
                      WHERE bc.blob_id = r.blob_id ORDER BY bc.seq LIMIT 1),
-                    coalesce(sum(c.stored_len), 0), count(c.id)
+                    CAST(total(c.stored_len) AS INTEGER), count(c.id)
              FROM records r JOIN blob_chunks bc ON bc.blob_id = r.blob_id
              JOIN chunks c ON c.id = bc.chunk_id
              WHERE r.collection = ?1 AND r.key = ?2",

@@ -172,7 +172,7 @@ pub fn repair(conn: &mut Connection) -> Result<RepairOutcome> {
     // Orphans first, so a blob nothing refers to counts as removed, not also as "fixed".
     let (orphans, bytes): (i64, i64) = tx
         .query_row(
-            &format!("SELECT count(*), coalesce(sum(coalesce(stored_len, length(data))), 0) FROM blobs WHERE {ORPHAN}"),
+            &format!("SELECT count(*), CAST(total(coalesce(stored_len, length(data))) AS INTEGER) FROM blobs WHERE {ORPHAN}"),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -115,6 +115,25 @@ pub(crate) fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> Stora
     move |e| sqlite_error(context, e)
 }
 
+/// Whether `e` is SQLite's "database is busy/locked": another connection held a lock longer
+/// than the connection's busy timeout.
+fn is_busy(e: &StorageError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(code) = err
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+        {
+            return matches!(
+                code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            );
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// See [`db_err`].
 pub(crate) fn sqlite_error(context: &str, e: rusqlite::Error) -> StorageError {
     if is_corruption(&e) {
@@ -335,9 +354,21 @@ impl Backend for SqliteBackend {
     }
 
     fn get_at_once(&self, collection: &str, key: &str) -> Option<Result<Option<StoredRecord>>> {
-        // `try_get`: an idle connection or none, never a wait for one.
+        // `try_get`: an idle connection or none, never a wait for one. Nor a wait for a busy
+        // database (another connection's lock, WAL recovery): this is the async caller's
+        // thread, so the read does not wait the busy timeout but answers `None`, and the
+        // caller's fallback (`get`, on the blocking pool) waits as every read does.
         let conn = self.readers.try_get()?;
-        read::get_one_row(&conn, collection, key)
+        conn.busy_timeout(std::time::Duration::ZERO).ok()?;
+        let found = read::get_one_row(&conn, collection, key);
+        if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+            // Never expected; the connection must not go back to the pool without its wait.
+            return Some(Err(StorageError::database("restoring the busy timeout", e)));
+        }
+        match found {
+            Some(Err(e)) if is_busy(&e) => None,
+            found => found,
+        }
     }
 
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {

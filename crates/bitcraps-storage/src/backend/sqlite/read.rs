@@ -387,13 +387,15 @@ pub fn collections(conn: &Connection) -> Result<Vec<String>> {
 
 /// Counts and sizes (file sizes are filled in by the caller).
 pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
+    // Byte sums are `CAST(total(..) AS INTEGER)`: `sum()` fails the whole call with "integer
+    // overflow" past `i64::MAX`, the cast saturates there.
     let err = db_err("collecting database statistics");
     let (record_count, logical_bytes): (i64, i64) = conn
         .query_row(
             concat!(
-                "SELECT count(*), coalesce(sum(max(coalesce(",
+                "SELECT count(*), CAST(total(max(coalesce(",
                 inline_delta_len!("r.delta"),
-                ", b.raw_len), 0)), 0) FROM records r JOIN blobs b ON b.id = r.blob_id"
+                ", b.raw_len), 0)) AS INTEGER) FROM records r JOIN blobs b ON b.id = r.blob_id"
             ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -403,10 +405,10 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
     let (inline_count, inline_stored, inline_saved): (i64, i64, i64) = conn
         .query_row(
             concat!(
-                "SELECT count(*), coalesce(sum(length(delta) - 52), 0),
-                        coalesce(sum(max(",
+                "SELECT count(*), CAST(total(length(delta) - 52) AS INTEGER),
+                        CAST(total(max(",
                 inline_delta_len!("delta"),
-                ", 0) - (length(delta) - 52)), 0)
+                ", 0) - (length(delta) - 52)) AS INTEGER)
                  FROM records WHERE delta IS NOT NULL"
             ),
             [],
@@ -422,12 +424,12 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         i64,
     ) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(raw_len) FILTER (WHERE codec NOT IN (16, 17)), 0),
-                    coalesce(sum(coalesce(stored_len, length(data))), 0),
+            "SELECT count(*), CAST(total(raw_len) FILTER (WHERE codec NOT IN (16, 17)) AS INTEGER),
+                    CAST(total(coalesce(stored_len, length(data))) AS INTEGER),
                     count(*) FILTER (WHERE codec = 16),
                     count(*) FILTER (WHERE codec = 17),
-                    coalesce(sum(raw_len - coalesce(stored_len, length(data)))
-                             FILTER (WHERE codec = 17), 0)
+                    CAST(total(raw_len - coalesce(stored_len, length(data)))
+                             FILTER (WHERE codec = 17) AS INTEGER)
              FROM blobs",
             [],
             |r| {
@@ -444,8 +446,8 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         .map_err(&err)?;
     let (chunk_count, chunk_raw, chunk_stored, chunk_saved): (i64, i64, i64, i64) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(raw_len), 0), coalesce(sum(stored_len), 0),
-                    coalesce(sum(raw_len * (coalesce(r.refcount, 1) - 1)), 0)
+            "SELECT count(*), CAST(total(raw_len) AS INTEGER), CAST(total(stored_len) AS INTEGER),
+                    CAST(total(raw_len * (coalesce(r.refcount, 1) - 1)) AS INTEGER)
              FROM chunks c LEFT JOIN chunk_refs r ON r.chunk_id = c.id",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -453,7 +455,7 @@ pub fn statistics(conn: &Connection) -> Result<DatabaseStatistics> {
         .map_err(&err)?;
     let (dictionary_count, dictionary_bytes): (i64, i64) = conn
         .query_row(
-            "SELECT count(*), coalesce(sum(length(data)), 0) FROM dictionaries",
+            "SELECT count(*), CAST(total(length(data)) AS INTEGER) FROM dictionaries",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
