@@ -1,6 +1,6 @@
 //! Byte totals past `i64::MAX` saturate instead of failing: SQLite's `sum()` raises "integer
-//! overflow" when its integer total leaves i64, and took the whole statistics call (and the
-//! reference repair's count of removed bytes) with it. The rows are written raw: no store
+//! overflow" when its integer total leaves i64, and took the whole statistics call (and a
+//! collection's usage, and the reference repair's count of removed bytes) with it. The rows are written raw: no store
 //! holds 8 EiB, but a damaged or hostile length must not take statistics down.
 
 use std::time::Duration;
@@ -18,7 +18,7 @@ const HUGE: i64 = 5_000_000_000_000_000_000;
 const SATURATED: u64 = i64::MAX.unsigned_abs();
 
 #[tokio::test]
-async fn byte_totals_past_i64_max_saturate_in_statistics_and_repair() -> Result {
+async fn byte_totals_past_i64_max_saturate_in_statistics_usage_and_repair() -> Result {
     let dir = tempfile::tempdir()?;
     let mut config = StorageConfig::with_data_path(dir.path());
     config.maintenance.background_tasks = false;
@@ -54,6 +54,9 @@ async fn byte_totals_past_i64_max_saturate_in_statistics_and_repair() -> Result 
         connection_timeout: Duration::from_secs(5),
         page_cache_bytes: 4 << 20,
     })?;
+    let usage = backend.usage("games", 0)?;
+    assert_eq!(usage.records, 2);
+    assert_eq!(usage.bytes, SATURATED);
     let stats = backend.statistics()?;
     assert_eq!(stats.record_count, 2);
     assert_eq!(stats.logical_bytes, SATURATED);

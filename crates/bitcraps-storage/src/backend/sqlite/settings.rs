@@ -127,9 +127,11 @@ pub fn settings(conn: &Connection) -> Result<Vec<CollectionSetting>> {
 /// Records of `collection` unexpired at `now_ms` and their logical JSON bytes.
 pub fn usage(conn: &Connection, collection: &str, now_ms: i64) -> Result<CollectionUsage> {
     conn.prepare_cached(concat!(
-        "SELECT count(*), coalesce(sum(max(coalesce(",
+        // A float total cast back: `sum()` fails the call with "integer overflow" past
+        // `i64::MAX`; the cast saturates there (as the statistics' byte totals do).
+        "SELECT count(*), CAST(total(max(coalesce(",
         inline_delta_len!("r.delta"),
-        ", b.raw_len), 0)), 0)
+        ", b.raw_len), 0)) AS INTEGER)
          FROM records r JOIN blobs b ON b.id = r.blob_id
          WHERE r.collection = ?1 AND (r.expires_at IS NULL OR r.expires_at > ?2)",
     ))
