@@ -7,7 +7,9 @@
 //! over the table dirtied most of its pages, each then written to the WAL, synced and
 //! checkpointed, while 5,000 neighbouring records dirty a few hundred. An early flush
 //! therefore takes its whole share of counts at once, sorted ([`AccessTracker::drain`]),
-//! and hands them to the writer a chunk of neighbours at a time.
+//! and hands them to the writer a chunk of neighbours at a time. It takes the records read
+//! once first: under zipfian reads the hot records came back right after every early flush
+//! and were written by each; kept, they are written by the interval's flush.
 //!
 //! Counts are kept per thread (`striped.rs`): a read counts into its thread's shard, whose
 //! lock no other reader takes. Shards by key hash had the readers of a zipfian workload meet
@@ -110,6 +112,18 @@ impl Shard {
     fn take(&mut self) -> impl Iterator<Item = (Box<str>, PendingAccess)> {
         let by_hash = std::mem::take(&mut self.by_hash).into_values();
         by_hash.chain(std::mem::take(&mut self.collided))
+    }
+
+    /// Takes the counts of records read once since the last flush, leaving those read more
+    /// (likely read again, they would be written again by the next flush).
+    fn take_read_once(&mut self) -> Vec<(Box<str>, PendingAccess)> {
+        let mut once: Vec<(Box<str>, PendingAccess)> = self
+            .by_hash
+            .extract_if(|_, (_, p)| p.count <= 1)
+            .map(|(_, held)| held)
+            .collect();
+        once.extend(self.collided.extract_if(|_, p| p.count <= 1));
+        once
     }
 
     fn len(&self) -> usize {
@@ -228,8 +242,8 @@ impl AccessTracker {
 
     /// Takes buffered counts, as touch operations for the writer, in key order: `limit` of
     /// them (`usize::MAX`: every one) from the flush under way. When that holds fewer, the
-    /// next one starts with whole shards, round-robin from where the previous one stopped,
-    /// until at least `batch` counts are taken. Whole shards, so a record that keeps being
+    /// next one starts with the records read once, then whole shards, round-robin from
+    /// where the previous one stopped, until at least `batch` counts are taken. Whole shards, so a record that keeps being
     /// read cannot keep others of its shard waiting; round-robin, so no shard waits behind
     /// busier ones; a batch sorted at once, so each group's chunk holds neighbouring records.
     pub fn drain(&self, limit: usize, batch: usize) -> Vec<WriteOp> {
@@ -258,38 +272,60 @@ impl AccessTracker {
         ops
     }
 
-    /// Moves whole shards into `backlog`, round-robin, until at least `at_least` more
-    /// entries are there or every shard was taken.
+    /// Moves counts into `backlog`, round-robin over the shards, until at least `at_least`
+    /// more entries are there or every shard was taken: for a partial flush, first the
+    /// records read once (a record read more is likely read again, and would be written
+    /// again by the next flush; it waits for the interval or a flush that needs it), then
+    /// whole shards.
     fn refill(&self, backlog: &mut BTreeMap<Box<str>, PendingAccess>, at_least: usize) {
-        let start = self.next_shard.load(Ordering::Relaxed);
         let mut taken = 0;
-        for step in 0..SHARDS {
-            if taken >= at_least {
-                break;
-            }
-            let index = (start + step) % SHARDS;
-            self.next_shard
-                .store((index + 1) % SHARDS, Ordering::Relaxed);
-            let entries: Vec<(Box<str>, PendingAccess)> = {
-                let mut shard = match self.shards[index].lock() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
+        // A partial flush first takes the records read once, round-robin, and whole shards
+        // only if those are too few.
+        let passes: &[bool] = if at_least == usize::MAX {
+            &[false]
+        } else {
+            &[true, false]
+        };
+        for &read_once in passes {
+            let start = self.next_shard.load(Ordering::Relaxed);
+            for step in 0..SHARDS {
+                if taken >= at_least {
+                    return;
+                }
+                let index = (start + step) % SHARDS;
+                self.next_shard
+                    .store((index + 1) % SHARDS, Ordering::Relaxed);
+                let entries: Vec<(Box<str>, PendingAccess)> = {
+                    let mut shard = self.lock(index);
+                    if read_once {
+                        shard.take_read_once()
+                    } else {
+                        let mut entries = Vec::with_capacity(shard.len());
+                        entries.extend(shard.take());
+                        entries
+                    }
                 };
-                let mut entries = Vec::with_capacity(shard.len());
-                entries.extend(shard.take());
-                entries
-            };
-            taken += entries.len();
-            for (k, p) in entries {
-                match backlog.entry(k) {
-                    std::collections::btree_map::Entry::Vacant(free) => {
-                        free.insert(p);
-                    }
-                    // Already in the backlog: one entry now, not two.
-                    std::collections::btree_map::Entry::Occupied(mut held) => {
-                        held.get_mut().add(p.count, p.last_ms);
-                        self.pending_keys.fetch_sub(1, Ordering::Relaxed);
-                    }
+                taken += entries.len();
+                self.add_to_backlog(backlog, entries);
+            }
+        }
+    }
+
+    /// Moves counts taken from a shard into `backlog`.
+    fn add_to_backlog(
+        &self,
+        backlog: &mut BTreeMap<Box<str>, PendingAccess>,
+        entries: Vec<(Box<str>, PendingAccess)>,
+    ) {
+        for (k, p) in entries {
+            match backlog.entry(k) {
+                std::collections::btree_map::Entry::Vacant(free) => {
+                    free.insert(p);
+                }
+                // Already in the backlog: one entry now, not two.
+                std::collections::btree_map::Entry::Occupied(mut held) => {
+                    held.get_mut().add(p.count, p.last_ms);
+                    self.pending_keys.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
@@ -586,5 +622,42 @@ mod tests {
             keys.len(),
             "some records were never flushed"
         );
+    }
+
+    #[test]
+    fn a_partial_flush_takes_the_records_read_once_first() {
+        // A record read again and again was written by every early flush of the zipfian
+        // reads: it comes back right after each. Read once, the others likely will not.
+        let t = AccessTracker::default();
+        let hot = cache_key("games", "a-hot");
+        for ms in 0..5 {
+            t.record(&hot, ms);
+        }
+        for i in 0..10 {
+            t.record(&cache_key("games", &format!("c-{i}")), 1);
+        }
+        let chunk = t.drain(10, 10);
+        assert_eq!(chunk.len(), 10);
+        for op in &chunk {
+            assert!(
+                matches!(op, WriteOp::Touch { key, count: 1, .. } if key.starts_with("c-")),
+                "{op:?}"
+            );
+        }
+        assert_eq!(
+            t.pending(&hot),
+            Some(PendingAccess {
+                count: 5,
+                last_ms: 4
+            })
+        );
+        assert_eq!(t.pending_keys(), 1);
+        // Too few read once: whole shards, the hot record too.
+        let rest = t.drain(10, 10);
+        assert!(
+            matches!(&rest[..], [WriteOp::Touch { key, count: 5, .. }] if key == "a-hot"),
+            "{rest:?}"
+        );
+        assert_eq!(t.pending_keys(), 0);
     }
 }
