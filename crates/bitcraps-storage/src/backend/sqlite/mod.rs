@@ -134,6 +134,28 @@ fn is_busy(e: &StorageError) -> bool {
     false
 }
 
+/// A pool connection's busy timeout set to zero for one read in place, and put back when
+/// this is dropped (a panic included), before the connection returns to the pool: every
+/// other read on it waits the [`BUSY_TIMEOUT`] again.
+struct NoBusyWait<'c>(&'c Connection);
+
+impl<'c> NoBusyWait<'c> {
+    /// `None` when the timeout cannot be changed (never expected: SQLite refuses it only on
+    /// a closed connection); the caller then reads on the blocking pool.
+    fn on(conn: &'c Connection) -> Option<Self> {
+        conn.busy_timeout(Duration::ZERO).ok()?;
+        Some(NoBusyWait(conn))
+    }
+}
+
+impl Drop for NoBusyWait<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.busy_timeout(BUSY_TIMEOUT) {
+            tracing::error!(error = %e, "restoring a read connection's busy timeout failed");
+        }
+    }
+}
+
 /// See [`db_err`].
 pub(crate) fn sqlite_error(context: &str, e: rusqlite::Error) -> StorageError {
     if is_corruption(&e) {
@@ -359,12 +381,9 @@ impl Backend for SqliteBackend {
         // thread, so the read does not wait the busy timeout but answers `None`, and the
         // caller's fallback (`get`, on the blocking pool) waits as every read does.
         let conn = self.readers.try_get()?;
-        conn.busy_timeout(std::time::Duration::ZERO).ok()?;
-        let found = read::get_one_row(&conn, collection, key);
-        if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
-            // Never expected; the connection must not go back to the pool without its wait.
-            return Some(Err(StorageError::database("restoring the busy timeout", e)));
-        }
+        let no_wait = NoBusyWait::on(&conn)?;
+        let found = read::get_one_row(no_wait.0, collection, key);
+        drop(no_wait);
         match found {
             Some(Err(e)) if is_busy(&e) => None,
             found => found,
