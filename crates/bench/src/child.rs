@@ -15,8 +15,16 @@ use wait_timeout::ChildExt;
 pub enum Ended {
     /// It exited (successfully or not) within the limit.
     Exited(Output),
-    /// It was still running when the limit passed, and was killed.
-    TimedOut,
+    /// It was still running when the limit passed, and was killed; what it had written to
+    /// stderr (where it was).
+    TimedOut { stderr: Vec<u8> },
+}
+
+/// The last `lines` lines of `bytes`, as text.
+pub fn tail(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The default limit per child: generous for the mode, so only a hung child reaches it. A
@@ -46,9 +54,14 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Runs `cmd` with its output captured; kills it if it has not exited after `limit`.
+/// Runs `cmd` with its output captured; kills it if it has not exited after `limit`. The
+/// child's temporary files go to a directory of the parent's (`TMPDIR`), removed when the
+/// child has ended: a killed child runs none of its own cleanup, and a full-size run leaves
+/// hundreds of MiB.
 pub fn run(cmd: &mut Command, limit: Duration) -> Result<Ended> {
+    let scratch = tempfile::tempdir().context("creating a child's temporary directory")?;
     let mut child: Child = cmd
+        .env("TMPDIR", scratch.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -62,8 +75,9 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Result<Ended> {
         child.wait().context("reaping a child that timed out")?;
         // The pipes closed with the child: the readers end.
         let _ = stdout.join();
-        let _ = stderr.join();
-        return Ok(Ended::TimedOut);
+        let stderr = stderr.join().unwrap_or_default();
+        drop(scratch);
+        return Ok(Ended::TimedOut { stderr });
     };
     let joined = |h: JoinHandle<Vec<u8>>| h.join().unwrap_or_default();
     Ok(Ended::Exited(Output {
@@ -83,7 +97,28 @@ mod tests {
         let mut cmd = Command::new("sleep");
         cmd.arg("600");
         let ended = run(&mut cmd, Duration::from_secs(1))?;
-        assert!(matches!(ended, Ended::TimedOut), "{ended:?}");
+        assert!(matches!(ended, Ended::TimedOut { .. }), "{ended:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_killed_childs_temporary_files_are_removed_and_its_stderr_kept() -> Result<()> {
+        // The child writes a file under its TMPDIR and says where, then hangs (`exec`: a
+        // grandchild would hold the pipes open after the kill, as no benchmark child does).
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo \"${TMPDIR:?}\" >&2; head -c 4096 /dev/zero > \"$TMPDIR/left\"; exec sleep 600",
+        ]);
+        let Ended::TimedOut { stderr } = run(&mut cmd, Duration::from_secs(1))? else {
+            anyhow::bail!("a hung child exited");
+        };
+        let dir = tail(&stderr, 1);
+        assert!(!dir.is_empty(), "the child's stderr was lost");
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "the killed child's temporary directory {dir} is left behind"
+        );
         Ok(())
     }
 

@@ -145,6 +145,17 @@ const SWITCHES: [&str; 7] = [
 
 /// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
 /// the defaults. `Ok(false)` when help was asked for (and printed).
+/// Each child's time limit: `--child-timeout SECS` (at least 1), else the mode's default.
+fn child_limit(args: &[String], quick: bool, one_phase: bool) -> Result<Duration> {
+    Ok(match flag_value(args, "--child-timeout")? {
+        Some(secs) => match secs.parse().context("--child-timeout needs seconds")? {
+            0 => bail!("--child-timeout must be at least 1 second (0 would kill every run)"),
+            secs => Duration::from_secs(secs),
+        },
+        None => child::default_timeout(quick, one_phase),
+    })
+}
+
 fn check_args(args: &[String]) -> Result<bool> {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -252,10 +263,7 @@ fn main() -> Result<()> {
             all
         }
     };
-    let limit = match flag_value(&args, "--child-timeout")? {
-        Some(secs) => Duration::from_secs(secs.parse().context("--child-timeout needs seconds")?),
-        None => child::default_timeout(quick, phases != Phases::All),
-    };
+    let limit = child_limit(&args, quick, phases != Phases::All)?;
     let exe = std::env::current_exe()?;
     let mut results: Vec<(String, Vec<Measured>)> =
         only.iter().map(|s| (s.to_string(), Vec::new())).collect();
@@ -291,11 +299,13 @@ fn main() -> Result<()> {
             }
             let out = match child::run(&mut cmd, limit)? {
                 child::Ended::Exited(out) => out,
-                child::Ended::TimedOut => {
+                child::Ended::TimedOut { stderr } => {
                     eprintln!(
-                        "run {}/{runs}: {name} timed out after {} s, killed",
+                        "run {}/{runs}: {name} timed out after {} s, killed; the end of its \
+                         stderr:\n{}",
                         run + 1,
-                        limit.as_secs()
+                        limit.as_secs(),
+                        child::tail(&stderr, 20)
                     );
                     *timed_out += 1;
                     continue;
@@ -369,6 +379,12 @@ mod tests {
         ]))?);
         assert!(check_args(&args(&["--durable", "--runs", "3"]))?);
         assert!(check_args(&args(&["--quick", "--child-timeout", "60"]))?);
+        assert_eq!(
+            child_limit(&args(&["--child-timeout", "60"]), true, false)?,
+            Duration::from_secs(60)
+        );
+        assert!(child_limit(&args(&["--child-timeout", "0"]), true, false).is_err());
+        assert!(child_limit(&args(&["--child-timeout", "soon"]), true, false).is_err());
         assert!(check_args(&args(&["--child", "fjall", "--scan"]))?);
         assert!(check_args(&args(&[
             "--child", "redb", "--reads", "--quick"

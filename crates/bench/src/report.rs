@@ -155,7 +155,14 @@ fn limit_share(puts: f64, writers: f64, fsync_ms: f64) -> f64 {
 fn spread(samples: &[Measured], f: fn(&Measured) -> f64) -> (f64, f64, f64) {
     let mut v: Vec<f64> = samples.iter().map(f).collect();
     v.sort_by(f64::total_cmp);
-    let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    // Of an even count (a run that timed out leaves two of three), the mean of the two
+    // middle values: the upper one alone would report the better run as the median.
+    let mid = v.len() / 2;
+    let median = match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 0 => f64::midpoint(v[mid - 1], v[mid]),
+        _ => v[mid],
+    };
     let min = v.first().copied().unwrap_or(f64::NAN);
     let max = v.last().copied().unwrap_or(f64::NAN);
     (median, min, max)
@@ -332,12 +339,16 @@ fn caption(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) -> 
         );
     }
     for (name, n) in lost.runs {
+        let finished = runs.saturating_sub(*n);
+        let cells = if finished == 0 {
+            "it has no cells".to_owned()
+        } else {
+            format!("its cells are medians over the {finished} that finished")
+        };
         caption.push_str(&format!(
-            ". {name}: {n} of {runs} run{} timed out (killed after {} s); its cells are \
-             medians over the {} that finished",
+            ". {name}: {n} of {runs} run{} timed out (killed after {} s); {cells}",
             if runs == 1 { "" } else { "s" },
             lost.limit.as_secs(),
-            runs.saturating_sub(*n)
         ));
     }
     caption
@@ -586,13 +597,16 @@ mod tests {
             md.contains("sled: 1 of 3 runs timed out (killed after 600 s); its cells are medians over the 2 that finished"),
             "{md}"
         );
-        assert!(md.contains("fjall: 3 of 3 runs timed out"), "{md}");
+        assert!(
+            md.contains("fjall: 3 of 3 runs timed out (killed after 600 s); it has no cells"),
+            "{md}"
+        );
         let (_, rows) = values(&results);
         assert_eq!(
             rows.first().map(|r| r[1..].to_vec()),
             Some(vec![
                 "100 (100–100)".to_owned(),
-                "70.00 (50.00–70.00)".to_owned(),
+                "60.00 (50.00–70.00)".to_owned(),
                 "–".to_owned()
             ])
         );
