@@ -13,9 +13,8 @@
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use arc_swap::ArcSwapOption;
 use zstd::dict::DecoderDictionary;
 
 use crate::codec::Codec;
@@ -55,13 +54,9 @@ struct Typed {
 #[derive(Clone)]
 pub struct CachedValue(Arc<Entry>);
 
-/// The slot of a decoded value, read without writing anything other readers read
-/// (arc-swap keeps each thread's reads on that thread's own line): a lock here, even a
-/// read lock, wrote its word on every typed hit, a line every reader of a hot entry shares
-/// (BENCHMARKS.md, "Typed reads on two threads"). Made by an entry's first held value, so
-/// the entries never held (most) carry only an empty `OnceLock`: dropping an arc-swap, even
-/// an empty one, visits every thread's debt list.
-type TypedSlot = ArcSwapOption<Typed>;
+/// The slot of a decoded value: made by an entry's first typed read, so the entries that
+/// are never read typed (most) carry only an empty `OnceLock`.
+type TypedSlot = RwLock<Option<Typed>>;
 
 /// [`Entry::flags`]: the entry was read before (a second read may keep its JSON
 /// decompressed).
@@ -303,11 +298,23 @@ impl CachedValue {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    /// The document decoded as `T`, if a typed read left it here. The only shared line
-    /// written is the value's reference count (the `Arc<T>` handed out).
+    fn slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Typed>> {
+        // A panic while the slot was held cannot leave it half-written: it is one assignment.
+        let slot = self.0.typed.get_or_init(Box::default);
+        slot.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The slot, read (readers of a hot entry share it without waiting on each other);
+    /// `None` when no typed read ever made it.
+    fn slot_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Option<Typed>>> {
+        let slot = self.0.typed.get()?;
+        Some(slot.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The document decoded as `T`, if a typed read left it here.
     pub fn typed<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let slot = self.0.typed.get()?.load();
-        let value = match slot.as_deref() {
+        let slot = self.slot_read()?;
+        let value = match &*slot {
             Some(typed) if typed.type_id == TypeId::of::<T>() => Arc::clone(&typed.value),
             _ => return None,
         };
@@ -318,14 +325,15 @@ impl CachedValue {
     /// Keeps `value`, the document decoded as `T`, beside the entry. `false` when the entry
     /// already holds a decoded value (of this or another type): that one stays.
     pub fn set_typed<T: Any + Send + Sync>(&self, value: Arc<T>) -> bool {
-        let typed = Arc::new(Typed {
+        let mut slot = self.slot();
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(Typed {
             type_id: TypeId::of::<T>(),
             value,
         });
-        // Set only if empty: one compare-and-swap, so of two racing sets the first stays.
-        let slot = self.0.typed.get_or_init(Box::default);
-        let before = slot.compare_and_swap(&None::<Arc<Typed>>, Some(typed));
-        before.is_none()
+        true
     }
 
     /// This entry's document re-stored uncompressed: `raw`, its JSON (decoded from this
@@ -363,7 +371,7 @@ impl CachedValue {
 
     /// Whether a typed read left a decoded value here.
     pub fn has_typed(&self) -> bool {
-        self.0.typed.get().is_some_and(|slot| slot.load().is_some())
+        self.slot_read().is_some_and(|slot| slot.is_some())
     }
 
     /// Whether the stored form is compressed (decoding it costs a decompression).
@@ -412,13 +420,12 @@ impl CachedValue {
 
     /// Lets the decoded value go (the typed tier evicted it).
     pub fn clear_typed(&self) {
-        // A load first: a swap writes the slot.
         let Some(slot) = self.0.typed.get() else {
             return;
         };
-        if slot.load().is_some() {
-            drop(slot.swap(None));
-        }
+        let dropped = slot.write().unwrap_or_else(PoisonError::into_inner).take();
+        // Dropped outside the lock: a value's destructor may take time.
+        drop(dropped);
     }
 
     /// The serialized document: borrowed when stored uncompressed, else decompressed.
