@@ -371,14 +371,24 @@ pub fn lobby() -> Lobby {
 pub fn sqlite_backend(
     config: &StorageConfig,
 ) -> bitcraps_storage::Result<bitcraps_storage::testing::sqlite::SqliteBackend> {
-    bitcraps_storage::testing::sqlite::SqliteBackend::open(
-        &bitcraps_storage::testing::sqlite::SqliteOptions {
-            path: config.database.data_path.join("bitcraps.db"),
-            readers: 2,
-            durability: Durability::Normal,
-            deduplicate: true,
-            connection_timeout: std::time::Duration::from_secs(5),
-            page_cache_bytes: 4 << 20,
-        },
-    )
+    bitcraps_storage::testing::sqlite::SqliteBackend::open(&sqlite_options(
+        config.database.data_path.join("bitcraps.db"),
+        2,
+    ))
+}
+
+/// Options of a SQLite backend opened directly by a test: `readers` read connections,
+/// `Durability::Normal`, deduplication, a 5 s connection timeout and a 4 MiB page cache.
+pub fn sqlite_options(
+    path: impl Into<std::path::PathBuf>,
+    readers: usize,
+) -> bitcraps_storage::testing::sqlite::SqliteOptions {
+    bitcraps_storage::testing::sqlite::SqliteOptions {
+        path: path.into(),
+        readers,
+        durability: Durability::Normal,
+        deduplicate: true,
+        connection_timeout: std::time::Duration::from_secs(5),
+        page_cache_bytes: 4 << 20,
+    }
 }

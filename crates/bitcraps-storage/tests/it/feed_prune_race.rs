@@ -7,11 +7,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
+use bitcraps_storage::testing::sqlite::SqliteBackend;
 use bitcraps_storage::testing::{Backend, WriteOp};
-use bitcraps_storage::{Durability, PersistentStorageManager, StorageConfig, StorageError};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig, StorageError};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -42,14 +41,9 @@ async fn feed_read_racing_a_prune_finds_the_time_before_its_first_row() -> Resul
         }
         conn.execute_batch("COMMIT;")?;
     }
-    let backend = Arc::new(SqliteBackend::open(&SqliteOptions {
-        path,
-        readers: 2,
-        durability: Durability::Normal,
-        deduplicate: true,
-        connection_timeout: Duration::from_secs(5),
-        page_cache_bytes: 4 << 20,
-    })?);
+    let backend = Arc::new(SqliteBackend::open(&crate::common::sqlite_options(
+        path, 2,
+    ))?);
     let done = Arc::new(AtomicBool::new(false));
     let pruner = {
         let (backend, done) = (Arc::clone(&backend), Arc::clone(&done));

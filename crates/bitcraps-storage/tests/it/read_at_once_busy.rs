@@ -14,22 +14,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use bitcraps_storage::testing::Backend;
-use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
-use bitcraps_storage::{Durability, PersistentStorageManager, StorageConfig};
+use bitcraps_storage::testing::sqlite::SqliteBackend;
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
 use crate::common::game;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn read_only(path: &Path) -> bitcraps_storage::Result<SqliteBackend> {
-    SqliteBackend::open_read_only(&SqliteOptions {
-        path: path.to_owned(),
-        readers: 1,
-        durability: Durability::Normal,
-        deduplicate: true,
-        connection_timeout: Duration::from_secs(5),
-        page_cache_bytes: 4 << 20,
-    })
+    SqliteBackend::open_read_only(&crate::common::sqlite_options(path.to_owned(), 1))
 }
 
 #[tokio::test]

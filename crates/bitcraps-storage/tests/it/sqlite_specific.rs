@@ -5,14 +5,11 @@ use crate::common;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bitcraps_storage::testing::Pipeline;
-use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
+use bitcraps_storage::testing::sqlite::SqliteBackend;
 use bitcraps_storage::testing::{Backend, WriteOp};
-use bitcraps_storage::{
-    Codec, Durability, Expect, PersistentStorageManager, StorageConfig, StorageError,
-};
+use bitcraps_storage::{Codec, Expect, PersistentStorageManager, StorageConfig, StorageError};
 use common::faulty::{Fault, FaultInjector, Method, When};
 use common::nodes::DEADLINE;
 use common::{Game, game, sqlite_fixture};
@@ -24,14 +21,7 @@ fn db_path(config: &StorageConfig) -> PathBuf {
 }
 
 fn sqlite(config: &StorageConfig) -> bitcraps_storage::Result<SqliteBackend> {
-    SqliteBackend::open(&SqliteOptions {
-        path: db_path(config),
-        readers: 2,
-        durability: Durability::Normal,
-        deduplicate: true,
-        connection_timeout: Duration::from_secs(5),
-        page_cache_bytes: 4 << 20,
-    })
+    SqliteBackend::open(&crate::common::sqlite_options(db_path(config), 2))
 }
 
 fn raw_conn(config: &StorageConfig) -> Result<rusqlite::Connection> {

@@ -3,11 +3,9 @@
 //! collection's usage, and the reference repair's count of removed bytes) with it. The rows are written raw: no store
 //! holds 8 EiB, but a damaged or hostile length must not take statistics down.
 
-use std::time::Duration;
-
 use bitcraps_storage::testing::Backend;
-use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
-use bitcraps_storage::{Durability, PersistentStorageManager, StorageConfig};
+use bitcraps_storage::testing::sqlite::SqliteBackend;
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
 use crate::common::game;
 
@@ -46,14 +44,7 @@ async fn byte_totals_past_i64_max_saturate_in_statistics_usage_and_repair() -> R
     }
     drop(raw);
 
-    let backend = SqliteBackend::open(&SqliteOptions {
-        path,
-        readers: 1,
-        durability: Durability::Normal,
-        deduplicate: true,
-        connection_timeout: Duration::from_secs(5),
-        page_cache_bytes: 4 << 20,
-    })?;
+    let backend = SqliteBackend::open(&crate::common::sqlite_options(path, 1))?;
     let usage = backend.usage("games", 0)?;
     assert_eq!(usage.records, 2);
     assert_eq!(usage.bytes, SATURATED);

@@ -5,11 +5,9 @@
 //! byte they wrote (98 MiB after 96 MiB of key writes); SQLite's automatic checkpoint every
 //! 4,000 frames keeps it near 16 MiB plus one commit.
 
-use std::time::Duration;
-
-use bitcraps_storage::testing::sqlite::{SqliteBackend, SqliteOptions};
+use bitcraps_storage::testing::sqlite::SqliteBackend;
 use bitcraps_storage::testing::{Backend, KeyChange, ResealedBlob};
-use bitcraps_storage::{Durability, PersistentStorageManager, StorageConfig};
+use bitcraps_storage::{PersistentStorageManager, StorageConfig};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -38,14 +36,10 @@ async fn commits_outside_apply_still_checkpoint_the_wal() -> Result {
     s.close().await?;
     drop(s);
 
-    let backend = SqliteBackend::open(&SqliteOptions {
-        path: dir.path().join("bitcraps.db"),
-        readers: 1,
-        durability: Durability::Normal,
-        deduplicate: true,
-        connection_timeout: Duration::from_secs(5),
-        page_cache_bytes: 4 << 20,
-    })?;
+    let backend = SqliteBackend::open(&crate::common::sqlite_options(
+        dir.path().join("bitcraps.db"),
+        1,
+    ))?;
     let mut blobs = Vec::new();
     let mut after = 0;
     loop {
