@@ -101,7 +101,9 @@ usage: bitcraps-storage-bench [--quick] [--runs N] [--stores a,b] [--markdown FI
                    kill a store's child still running after SECS and record that run
                    as timed out (default 1200, 600 for one phase; 300 and 150 with
                    --quick)
-  --postgres URL   PostgreSQL server (default: $BITCRAPS_TEST_POSTGRES_URL)
+  --postgres URL   PostgreSQL server (default: $BITCRAPS_TEST_POSTGRES_URL); ours and
+                   the peer both connect with the URL's sslmode, sslmode=disable (plain)
+                   when it names none
   --redis URL      Redis for ours on PostgreSQL (default: $BITCRAPS_TEST_REDIS_URL)
   --large          the large-document workload only (issue #16)
   --mode M         with --large: one configuration alone (whole, chunks or deltas)
