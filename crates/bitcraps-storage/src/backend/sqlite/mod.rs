@@ -568,6 +568,48 @@ mod tests {
         }
     }
 
+    /// The busy timeout of the one pooled read connection, in ms.
+    fn reader_busy_timeout_ms(backend: &SqliteBackend) -> i64 {
+        let conn = backend.readers.try_get().expect("the idle read connection");
+        conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .expect("reading the busy timeout")
+    }
+
+    /// A read in place on a busy database answers `None` at once, and its connection goes
+    /// back to the pool with the [`BUSY_TIMEOUT`] put back, so the fallback `get` waits.
+    /// (Our connections hold a WAL database's shared lock once they have read it, so the
+    /// database is a rollback-journal file, opened read-only, that another connection
+    /// holds in an EXCLUSIVE transaction.)
+    #[test]
+    fn a_busy_read_in_place_puts_the_busy_timeout_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy.db");
+        let mut opts = options(4 << 20, 1);
+        opts.path = path.clone();
+        drop(SqliteBackend::open(&opts).expect("creating the database"));
+        let raw = Connection::open(&path).expect("a raw connection");
+        let mode: String = raw
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .expect("leaving WAL mode");
+        assert_eq!(mode, "delete");
+        let backend = SqliteBackend::open_read_only(&opts).expect("opening read-only");
+        let full_ms = i64::try_from(BUSY_TIMEOUT.as_millis()).expect("5 s in ms");
+        assert!(matches!(
+            backend.get_at_once("games", "g-1"),
+            Some(Ok(None))
+        ));
+        assert_eq!(reader_busy_timeout_ms(&backend), full_ms);
+
+        raw.execute_batch("BEGIN EXCLUSIVE;")
+            .expect("locking the database");
+        assert!(
+            backend.get_at_once("games", "g-1").is_none(),
+            "a busy database is not waited for in place"
+        );
+        assert_eq!(reader_busy_timeout_ms(&backend), full_ms);
+        raw.execute_batch("COMMIT;").expect("unlocking");
+    }
+
     #[test]
     fn page_caches_follow_the_value_cache() {
         let mib = 1 << 20;
