@@ -57,7 +57,7 @@ pub(crate) struct TlsSettings {
 
 /// `url` without `sslrootcert` and with `sslmode` as tokio-postgres understands it, and the
 /// TLS settings the two parameters gave (libpq's default `prefer` when absent).
-pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings)> {
+fn split_url(url: &str) -> Result<(String, TlsSettings)> {
     let unsupported = |reason: String| StorageError::UnsupportedUrl {
         url: crate::redact_url(url),
         reason,
@@ -147,7 +147,7 @@ pub fn transport(url: &str) -> Result<(tokio_postgres::Config, MakeRustls)> {
 }
 
 /// The connector for `settings`: reads `sslrootcert` now, so an unusable file fails the open.
-pub(crate) fn connector(settings: &TlsSettings) -> Result<MakeRustls> {
+fn connector(settings: &TlsSettings) -> Result<MakeRustls> {
     let provider = crate::tls::provider();
     let roots = match &settings.root_cert {
         Some(path) => {
