@@ -145,8 +145,6 @@ const SWITCHES: [&str; 7] = [
     "--reads",
 ];
 
-/// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
-/// the defaults. `Ok(false)` when help was asked for (and printed).
 /// Each child's time limit: `--child-timeout SECS` (at least 1), else the mode's default.
 fn child_limit(args: &[String], quick: bool, one_phase: bool) -> Result<Duration> {
     Ok(match flag_value(args, "--child-timeout")? {
@@ -158,6 +156,8 @@ fn child_limit(args: &[String], quick: bool, one_phase: bool) -> Result<Duration
     })
 }
 
+/// Refuses what the benchmark does not take, so a mistyped flag never starts a long run with
+/// the defaults. `Ok(false)` when help was asked for (and printed).
 fn check_args(args: &[String]) -> Result<bool> {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
