@@ -212,11 +212,11 @@ fn values(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// The ratio table: ours (the first column) / each peer, and ours / the best peer (for
-/// footprint and RSS the best peer is the smallest, so under 1× is ours being smaller). Our
-/// other configurations (on PostgreSQL) are not peers.
-/// Ours (the first column) against the embedded peers.
-fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
+/// The ratio table: ours (the first column) / each embedded peer, and ours / the best peer
+/// (for footprint and RSS the best peer is the smallest, so under 1× is ours being smaller).
+/// Our other configurations (on PostgreSQL) and the PostgreSQL peer are not embedded peers;
+/// `None` when no embedded peer ran (a PostgreSQL-only run), rather than a table of "–".
+fn ratios(results: &Results) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     let compared: Vec<(String, Vec<Measured>)> = results
         .iter()
         .enumerate()
@@ -225,12 +225,14 @@ fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
         })
         .map(|(_, r)| r.clone())
         .collect();
+    if compared.len() < 2 {
+        return None;
+    }
     let (mut header, mut rows) = ratios_of(&compared);
     // Ours reading through `retrieve_shared` against the same best peer, beside ours.
     if let Some((name, samples)) = results
         .iter()
         .find(|(name, _)| name == crate::stores::OURS_SHARED)
-        .filter(|_| compared.len() > 1)
     {
         header.push(format!("{name} / best peer"));
         for (metric, row) in METRICS.iter().zip(&mut rows) {
@@ -242,7 +244,7 @@ fn ratios(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             row.push(ratio(spread(samples, metric.get).0, best));
         }
     }
-    (header, rows)
+    Some((header, rows))
 }
 
 /// Each of our PostgreSQL columns against the PostgreSQL peer, when both ran: `None`
@@ -378,11 +380,13 @@ fn markdown_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
 /// The tables for the terminal.
 pub fn render(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) -> String {
     let mut out = format!(
-        "{}\n{}\n{}",
+        "{}\n{}",
         caption(results, quick, runs, lost),
-        terminal(values(results)),
-        terminal(ratios(results))
+        terminal(values(results))
     );
+    if let Some(embedded) = ratios(results) {
+        out.push_str(&format!("\n{}", terminal(embedded)));
+    }
     if let Some(pg) = postgres_ratios(results) {
         out.push_str(&format!("\n{}", terminal(pg)));
     }
@@ -395,20 +399,27 @@ pub fn render(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) 
 /// Both tables as Markdown.
 pub fn markdown(results: &Results, quick: bool, runs: usize, lost: &TimedOut<'_>) -> String {
     format!(
-        "{}.\n\n{}\nRatios of medians (ours first; for footprint and peak RSS lower is better, so \
-         under 1× means ours is smaller):\n\n{}",
+        "{}.\n\n{}",
         caption(results, quick, runs, lost),
-        markdown_table(values(results)),
-        markdown_table(ratios(results))
-    ) + &postgres_ratios(results)
-        .map(|pg| {
+        markdown_table(values(results))
+    ) + &ratios(results)
+        .map(|embedded| {
             format!(
-                "\nOn PostgreSQL, ours against the tuned `key → JSONB` peer (same server, same \
-                 durability, a pool of 4 connections each):\n\n{}",
-                markdown_table(pg)
+                "\nRatios of medians (ours first; for footprint and peak RSS lower is better, \
+                 so under 1× means ours is smaller):\n\n{}",
+                markdown_table(embedded)
             )
         })
         .unwrap_or_default()
+        + &postgres_ratios(results)
+            .map(|pg| {
+                format!(
+                    "\nOn PostgreSQL, ours against the tuned `key → JSONB` peer (same server, same \
+                 durability, a pool of 4 connections each):\n\n{}",
+                    markdown_table(pg)
+                )
+            })
+            .unwrap_or_default()
         + &encryption_ratios(results)
             .map(|encrypted| {
                 format!(
@@ -433,7 +444,7 @@ mod tests {
             ("rusqlite".to_owned(), sample(50.0)),
             ("postgres-jsonb".to_owned(), sample(200.0)),
         ];
-        let (header, rows) = ratios(&results);
+        let (header, rows) = ratios(&results).expect("a peer ran");
         assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
         assert_eq!(
             rows.first().and_then(|r| r.get(2)).map(String::as_str),
@@ -462,7 +473,7 @@ mod tests {
             ("sled".to_owned(), sample(50.0)),
             ("fjall".to_owned(), sample(200.0)),
         ];
-        let (header, rows) = ratios(&results);
+        let (header, rows) = ratios(&results).expect("a peer ran");
         assert_eq!(
             header,
             [
@@ -508,7 +519,7 @@ mod tests {
                 "rusqlite"
             ]
         );
-        let (header, rows_r) = ratios(&results);
+        let (header, rows_r) = ratios(&results).expect("a peer ran");
         assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
         assert_eq!(
             rows_r.first().map(|r| r.as_slice()),
@@ -560,7 +571,7 @@ mod tests {
             Some("1.25×")
         );
         // The encrypted column is ours, not a peer; a store without the CPU sample shows none.
-        let (header, _) = ratios(&results);
+        let (header, _) = ratios(&results).expect("a peer ran");
         assert_eq!(header, ["workload", "ours / rusqlite", "ours / best peer"]);
         let (_, values) = values(&results);
         let bulk_cpu = values
@@ -576,6 +587,30 @@ mod tests {
             ])
         );
         assert!(encryption_ratios(&results[2..]).is_none());
+    }
+
+    #[test]
+    fn a_postgres_only_run_prints_no_embedded_ratio_table() {
+        let results = vec![
+            ("bitcraps-storage-pg".to_owned(), sample(300.0)),
+            ("bitcraps-storage-pg-redis".to_owned(), sample(600.0)),
+            ("postgres-jsonb".to_owned(), sample(200.0)),
+        ];
+        assert!(ratios(&results).is_none());
+        let lost = TimedOut {
+            runs: &[],
+            limit: Duration::from_secs(600),
+        };
+        let md = markdown(&results, true, 1, &lost);
+        assert!(!md.contains("best peer"), "{md}");
+        assert!(!md.contains("Ratios of medians"), "{md}");
+        assert!(md.contains("bitcraps-storage-pg / postgres-jsonb"), "{md}");
+        let text = render(&results, true, 1, &lost);
+        assert!(!text.contains("best peer"), "{text}");
+        assert!(
+            text.contains("bitcraps-storage-pg-redis / postgres-jsonb"),
+            "{text}"
+        );
     }
 
     #[test]
