@@ -16,8 +16,8 @@ pub enum Ended {
     /// It exited (successfully or not) within the limit.
     Exited(Output),
     /// It was still running when the limit passed, and was killed; what it had written to
-    /// stderr (where it was).
-    TimedOut { stderr: Vec<u8> },
+    /// stderr (where it was), and its process id (what it named its server-side state by).
+    TimedOut { stderr: Vec<u8>, pid: u32 },
 }
 
 /// The last `lines` lines of `bytes`, as text.
@@ -71,13 +71,14 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Result<Ended> {
     let stderr = drain(child.stderr.take());
     let status = child.wait_timeout(limit).context("waiting for a child")?;
     let Some(status) = status else {
+        let pid = child.id();
         child.kill().context("killing a child that timed out")?;
         child.wait().context("reaping a child that timed out")?;
         // The pipes closed with the child: the readers end.
         let _ = stdout.join();
         let stderr = stderr.join().unwrap_or_default();
         drop(scratch);
-        return Ok(Ended::TimedOut { stderr });
+        return Ok(Ended::TimedOut { stderr, pid });
     };
     let joined = |h: JoinHandle<Vec<u8>>| h.join().unwrap_or_default();
     Ok(Ended::Exited(Output {
@@ -110,7 +111,7 @@ mod tests {
             "-c",
             "echo \"${TMPDIR:?}\" >&2; head -c 4096 /dev/zero > \"$TMPDIR/left\"; exec sleep 600",
         ]);
-        let Ended::TimedOut { stderr } = run(&mut cmd, Duration::from_secs(1))? else {
+        let Ended::TimedOut { stderr, .. } = run(&mut cmd, Duration::from_secs(1))? else {
             anyhow::bail!("a hung child exited");
         };
         let dir = tail(&stderr, 1);

@@ -22,9 +22,10 @@
 //! `--child-timeout SECS` limits each child (default: 20 minutes for a full run of every
 //! workload, 10 for one phase, 5 and 2.5 with `--quick`): a child still running
 //! then is killed, its run is recorded as timed out (the table's caption says so, and that
-//! store's cells are medians over the runs that finished), and the other runs go on.
+//! store's cells are medians over the runs that finished), and the other runs go on. The
+//! parent then drops the PostgreSQL schema (and Redis keys) the killed child left.
 //! `BITCRAPS_BENCH_CHILD_HANG=NAME` (hidden, for the harness's own test) makes the child of
-//! that store hang instead of measuring.
+//! that store open it and hang instead of measuring.
 //!
 //! `--child NAME` (hidden) runs every workload on one store and prints its measurements as
 //! JSON; the parent re-executes itself with it once per store and run. `--bulk` runs only the
@@ -65,6 +66,33 @@ fn flag_value(args: &[String], flag: &str) -> Result<Option<String>> {
                 .clone(),
         )),
         None => Ok(None),
+    }
+}
+
+/// Drops what a killed child left on the servers (its PostgreSQL schema and Redis keys), and
+/// says so; a failure is reported, not fatal (the table is still worth printing).
+fn drop_left_schemas(servers: &Servers, pid: u32) {
+    let Some(postgres) = servers.postgres.as_deref() else {
+        return;
+    };
+    let dropped = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(stores::drop_left_by(
+                postgres,
+                servers.redis.as_deref(),
+                pid,
+            ))
+        });
+    match dropped {
+        Ok(names) => {
+            for name in names {
+                eprintln!("dropped schema {name}, left by the killed child");
+            }
+        }
+        Err(e) => eprintln!("could not drop what the killed child left: {e:#}"),
     }
 }
 
@@ -230,7 +258,11 @@ fn main() -> Result<()> {
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         let name = args.get(pos + 1).context("--child needs a store name")?;
         if std::env::var("BITCRAPS_BENCH_CHILD_HANG").is_ok_and(|hang| hang == *name) {
-            // The harness's own test: a child that never finishes.
+            // The harness's own test: a child that opens its store (on PostgreSQL: creates
+            // its schema) and never finishes.
+            let dir = tempfile::tempdir()?;
+            let _store = stores::open(name, dir.path(), &servers)?;
+            eprintln!("{name} opened; hanging");
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
@@ -301,7 +333,7 @@ fn main() -> Result<()> {
             }
             let out = match child::run(&mut cmd, limit)? {
                 child::Ended::Exited(out) => out,
-                child::Ended::TimedOut { stderr } => {
+                child::Ended::TimedOut { stderr, pid } => {
                     eprintln!(
                         "run {}/{runs}: {name} timed out after {} s, killed; the end of its \
                          stderr:\n{}",
@@ -309,6 +341,7 @@ fn main() -> Result<()> {
                         limit.as_secs(),
                         child::tail(&stderr, 20)
                     );
+                    drop_left_schemas(&servers, pid);
                     *timed_out += 1;
                     continue;
                 }

@@ -10,6 +10,8 @@ mod rusqlite;
 mod schema;
 mod sled;
 
+pub use schema::drop_left_by;
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -77,6 +77,42 @@ impl PgSchema {
     }
 }
 
+/// Drops the schemas a killed child (process `pid`) left on `server`, and their Redis
+/// namespaces on `redis`: a child killed at its time limit runs none of its own cleanup.
+/// Returns the schemas dropped. Only names this harness gives (`bcs_bench_<pid>_…`) match.
+pub async fn drop_left_by(server: &str, redis: Option<&str>, pid: u32) -> Result<Vec<String>> {
+    let (client, driver) = connect(server).await?;
+    let prefix = format!("bcs\\_bench\\_{pid}\\_%");
+    let names: Result<Vec<String>> = client
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
+            &[&prefix],
+        )
+        .await
+        .context("listing the schemas a killed child left")
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| r.try_get(0).context("a schema's name"))
+                .collect()
+        });
+    drop(client);
+    let _ = driver.await;
+    let names = names?;
+    for name in &names {
+        let schema = PgSchema {
+            server: server.to_owned(),
+            name: name.clone(),
+        };
+        schema.drop_schema().await?;
+        if let Some(redis) = redis {
+            super::redis_namespace::RedisNamespace::new(redis, name)
+                .delete()
+                .await?;
+        }
+    }
+    Ok(names)
+}
+
 /// A connection to `server` over the transport its `sslmode` names, as the stores connect,
 /// and the task driving it (done once the client is dropped).
 async fn connect(server: &str) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
