@@ -65,10 +65,6 @@ const READ_BEFORE: u8 = 1;
 /// in the cache's promotion budget until it leaves the cache (taken once, like
 /// `prefetched`).
 const PROMOTED: u8 = 2;
-/// [`Entry::flags`]: the entry stopped being its key's current one (replaced, removed,
-/// evicted), set before a replacement can be found: the per-thread fronts (`front.rs`)
-/// serve an entry's decoded value only while this is clear.
-const RETIRED: u8 = 4;
 
 /// An entry, shared by its clones. Kept small: every byte of it is paid once per cached
 /// document, and at the benchmark's 200,000 documents in 64 MiB the entries that fit decide
@@ -392,21 +388,6 @@ impl CachedValue {
         }
         flags.fetch_or(READ_BEFORE, Ordering::Relaxed);
         false
-    }
-
-    /// Marks the entry retired: no longer its key's current one (see `front.rs`). Called
-    /// before its replacement is installed or its removal, so no read that can find the
-    /// replacement (or the key's absence) is served this entry's value by a front.
-    pub fn mark_retired(&self) {
-        let flags = &self.0.flags;
-        if flags.load(Ordering::Relaxed) & RETIRED == 0 {
-            flags.fetch_or(RETIRED, Ordering::Release);
-        }
-    }
-
-    /// Whether [`mark_retired`](Self::mark_retired) was called.
-    pub fn is_retired(&self) -> bool {
-        self.0.flags.load(Ordering::Acquire) & RETIRED != 0
     }
 
     /// Notes the read that filled the entry (a cache miss read from L2 or the database), so

@@ -30,9 +30,6 @@ use crate::striped::Striped;
 
 mod doc_key;
 mod entry;
-mod front;
-#[cfg(test)]
-mod front_tests;
 mod inflight;
 #[cfg(feature = "testing")]
 mod probe;
@@ -113,7 +110,6 @@ impl Accounts {
     /// its bytes to the promotion budget. Each once, however many paths retire the entry.
     /// Its decoded value, if it held one, goes (no read can reach it any more).
     fn retire(&self, v: &CachedValue) {
-        v.mark_retired();
         v.clear_typed();
         if let Some(origin) = v.take_prefetched() {
             self.ledger.wasted(origin, charge(v));
@@ -275,11 +271,6 @@ pub struct ValueCache {
     accounts: Accounts,
     /// Most bytes promoted entries may be charged (0: none is promoted).
     promote_budget: u64,
-    /// This cache's identity in the per-thread fronts (`front.rs`): never reused.
-    id: u64,
-    /// Moved before the whole cache is dropped or stops being trusted: a front slot noted
-    /// at an older epoch is not served.
-    front_epoch: AtomicU64,
 }
 
 /// One thread's read counts.
@@ -349,11 +340,6 @@ impl ValueCache {
             remote_invalidations: AtomicU64::new(0),
             accounts,
             promote_budget: stored_capacity / PROMOTED_SHARE,
-            id: {
-                static NEXT: AtomicU64 = AtomicU64::new(1);
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            },
-            front_epoch: AtomicU64::new(0),
         }
     }
 
@@ -415,10 +401,6 @@ impl ValueCache {
     /// generation the write left.
     fn install(&self, cache: &Entries, slot: u64, value: CachedValue) {
         let old = cache.peek(&slot);
-        if let Some(old) = &old {
-            // Before the new entry can be found: the fronts stop serving the old one first.
-            old.mark_retired();
-        }
         cache.insert(slot, self.stamped(value));
         if let Some(old) = old {
             // Counted once even if an eviction retired it meanwhile (`take_prefetched`).
@@ -428,10 +410,6 @@ impl ValueCache {
 
     /// Removes whatever holds `slot`, accounting for it.
     fn remove_slot(&self, cache: &Entries, slot: u64) {
-        if let Some(old) = cache.peek(&slot) {
-            // Before the key can be missed: the fronts stop serving the entry first.
-            old.mark_retired();
-        }
         if let Some((_, old)) = cache.remove(&slot) {
             self.accounts.retire(&old);
         }
@@ -441,9 +419,6 @@ impl ValueCache {
     /// tier's subscription is down, so other nodes' invalidations may be missed).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn set_trusted(&self, trusted: bool) {
-        if !trusted {
-            self.front_epoch.fetch_add(1, Ordering::AcqRel);
-        }
         self.trusted.store(trusted, Ordering::Release);
     }
 
@@ -555,46 +530,6 @@ impl ValueCache {
     /// a slot the tier does not hold changes nothing, so reads that decode skip it).
     pub fn touch_typed_doc(&self, doc: &DocKey<'_>) {
         self.typed.touch(doc.hash());
-    }
-
-    /// The decoded value of `doc` as `T` from this thread's front (`front.rs`), counted as a
-    /// cache hit and a typed hit; `None` when the front does not have it (read through the
-    /// cache). `now_ms` is the store's clock.
-    pub fn front_typed<T: std::any::Any + Send + Sync>(
-        &self,
-        doc: &DocKey<'_>,
-        epoch: u64,
-        now_ms: i64,
-    ) -> Option<Arc<T>> {
-        if self.max_age.is_some() || self.usable().is_none() {
-            return None;
-        }
-        let hot = front::get::<T>(self.id, epoch, doc, now_ms)?;
-        let counts = self.reads.local();
-        counts.hits.fetch_add(1, Ordering::Relaxed);
-        counts.typed_hits.fetch_add(1, Ordering::Relaxed);
-        crate::observe::cache_request(crate::observe::Tier::L1, true);
-        Some(hot)
-    }
-
-    /// The fronts' epoch, to take before a read looks the cache up and to hand to
-    /// [`front_typed`](Self::front_typed) and [`note_front`](Self::note_front).
-    pub fn front_epoch(&self) -> u64 {
-        self.front_epoch.load(Ordering::Acquire)
-    }
-
-    /// Notes in this thread's front that `entry`, found as the entry of `doc` by a read that
-    /// took the fronts' `epoch` before it looked, answered a typed read with `value`.
-    pub fn note_front<T: std::any::Any + Send + Sync>(
-        &self,
-        doc: &DocKey<'_>,
-        epoch: u64,
-        entry: &CachedValue,
-        value: &Arc<T>,
-    ) {
-        if self.max_age.is_none() {
-            front::note(self.id, epoch, doc, entry, value);
-        }
     }
 
     /// Hands `entry`, whose decoded value was just set, to the typed tier — if it is still the
@@ -742,8 +677,6 @@ impl ValueCache {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn invalidate_all(&self) {
         self.remote_invalidations.fetch_add(1, Ordering::AcqRel);
-        // Before any entry goes: no front serves an entry noted before.
-        self.front_epoch.fetch_add(1, Ordering::AcqRel);
         for stripe in 0..STRIPES {
             self.stripes.lock(stripe).bump();
         }

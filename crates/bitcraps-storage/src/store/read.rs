@@ -252,24 +252,10 @@ impl PersistentStorageManager {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let doc = DocKey::new(collection, key);
-        self.check_open()?;
-        validate::key(collection, key)?;
-        let wall_ms = now_ms();
-        let shared = &self.inner.shared;
-        let cache = &shared.cache;
-        // Taken before the cache is looked up (`cache/front.rs`).
-        let epoch = cache.front_epoch();
-        if cache.keeps_typed()
-            && let Some(hot) = cache.front_typed::<T>(&doc, epoch, shared.clock.at(wall_ms))
-        {
-            // Counted like a cache hit in `fetch_checked` (the cache counted it).
-            shared.access.record_doc(&doc, wall_ms);
-            tokio::task::coop::consume_budget().await;
-            return Ok(Some(hot));
-        }
-        let value = match self.fetch_checked(&doc, wall_ms).await? {
+        let value = match self.fetch_doc(&doc).await? {
             None => None,
             Some(Fetched::Cached(cached)) => {
+                let cache = &self.inner.shared.cache;
                 let keeps_typed = cache.keeps_typed();
                 let hot = cached.typed::<T>();
                 cache.count_typed(hot.is_some());
@@ -277,7 +263,6 @@ impl PersistentStorageManager {
                     // Only a held value is touched: the tier has nothing to mark for the
                     // others, and the lookup was a second probe on every read.
                     cache.touch_typed_doc(&doc);
-                    cache.note_front(&doc, epoch, &cached, &hot);
                     Some(hot)
                 } else {
                     let raw = if keeps_typed {
@@ -344,16 +329,11 @@ impl PersistentStorageManager {
     /// A hit builds no joined key, hashes the key once (the cache and the access tracker
     /// share the hash), and reads the clock once.
     async fn fetch_doc(&self, doc: &DocKey<'_>) -> Result<Option<Fetched>> {
-        self.check_open()?;
-        validate::key(doc.collection(), doc.key())?;
-        self.fetch_checked(doc, now_ms()).await
-    }
-
-    /// [`fetch_doc`](Self::fetch_doc) of a key already validated, on an open store, at
-    /// `wall_ms` (the wall clock).
-    async fn fetch_checked(&self, doc: &DocKey<'_>, wall_ms: i64) -> Result<Option<Fetched>> {
         let (collection, key) = (doc.collection(), doc.key());
+        self.check_open()?;
+        validate::key(collection, key)?;
         let shared = &self.inner.shared;
+        let wall_ms = now_ms();
         if let Some((cached, prefetched)) = shared.cache.get_doc(doc, shared.clock.at(wall_ms)) {
             shared.access.record_doc(doc, wall_ms);
             if prefetched {
