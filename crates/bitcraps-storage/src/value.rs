@@ -247,13 +247,13 @@ impl Pipeline {
         if self.codec != Codec::None {
             let packed = match dict {
                 Some(d) => dictionary::compress(raw, d)?,
-                None => self.codec.compress(raw, self.level)?,
+                None => self.codec.compress_shared(raw, self.level)?,
             };
             // The original design's rule: keep the compressed form only when it is smaller.
             if packed.len() < raw.len() {
                 return Ok(recent::Outcome {
                     codec: self.codec,
-                    stored: packed.into(),
+                    stored: packed,
                     dict_id: dict.map(|d| d.id),
                 });
             }

@@ -160,15 +160,17 @@ impl Dictionaries {
 
 /// Compresses with a dictionary; the frame repeats neither the dictionary's id nor the
 /// magic number (`frame.rs`).
-pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
-    let fail = |source| StorageError::Compression {
+pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Arc<[u8]>> {
+    crate::zstd_ctx::compress_shared(
+        data,
+        0,
+        Some(dict.dict.as_cdict()),
+        super::frame::strip_header,
+    )
+    .map_err(|e| StorageError::Compression {
         codec: "zstd",
-        source,
-    };
-    let mut frame = crate::zstd_ctx::compress(data, 0, Some(dict.dict.as_cdict()))
-        .map_err(|e| fail(std::io::Error::other(e)))?;
-    super::frame::strip_header(&mut frame);
-    Ok(frame)
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Decompresses with a dictionary into at most `raw_len` bytes.
