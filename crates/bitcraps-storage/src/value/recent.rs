@@ -144,10 +144,12 @@ mod tests {
     }
 
     fn dictionary(id: i64, seed: usize) -> Result<EncoderDict> {
-        let samples: Vec<Arc<[u8]>> = (0..300)
-            .map(|i| Arc::from(doc(i * 13 + seed)))
-            .collect();
-        Ok(EncoderDict::new(id, &crate::dictionary::train(&samples)?, 3))
+        let samples: Vec<Arc<[u8]>> = (0..300).map(|i| Arc::from(doc(i * 13 + seed))).collect();
+        Ok(EncoderDict::new(
+            id,
+            &crate::dictionary::train(&samples)?,
+            3,
+        ))
     }
 
     /// A document identical to the one this thread just encoded the same way takes that
@@ -168,7 +170,10 @@ mod tests {
         let other = p.encode_raw("c", "a", doc(2))?;
         assert!(!Arc::ptr_eq(&first.stored, &other.stored));
         let level = Pipeline { level: 5, ..p };
-        assert!(!Arc::ptr_eq(&level.encode_raw("c", "a", doc(1))?.stored, &first.stored));
+        assert!(!Arc::ptr_eq(
+            &level.encode_raw("c", "a", doc(1))?.stored,
+            &first.stored
+        ));
         Ok(())
     }
 
@@ -216,7 +221,10 @@ mod tests {
         let hot = doc(7);
         let slot = super::index(blake3::hash(&hot).as_bytes());
         let first = p.encode_raw("c", "k", hot.clone())?;
-        assert!(Arc::ptr_eq(&p.encode_raw("c", "k", hot.clone())?.stored, &first.stored));
+        assert!(Arc::ptr_eq(
+            &p.encode_raw("c", "k", hot.clone())?.stored,
+            &first.stored
+        ));
         let rival = (100..100_000)
             .map(doc)
             .find(|d| super::index(blake3::hash(d).as_bytes()) == slot)
