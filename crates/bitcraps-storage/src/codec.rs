@@ -89,6 +89,22 @@ impl Codec {
         }
     }
 
+    /// Compresses `data` into a shared buffer (zstd: without a vector of the worst case's
+    /// size per call, `zstd_ctx::compress_shared`).
+    pub fn compress_shared(self, data: &[u8], level: i32) -> Result<std::sync::Arc<[u8]>> {
+        match self {
+            Codec::Zstd => {
+                crate::zstd_ctx::compress_shared(data, level, None, |_| {}).map_err(|e| {
+                    StorageError::Compression {
+                        codec: self.name(),
+                        source: std::io::Error::other(e),
+                    }
+                })
+            }
+            _ => self.compress(data, level).map(Into::into),
+        }
+    }
+
     /// Decompresses `data`, which must expand to exactly `raw_len` bytes. Any mismatch or
     /// codec error is [`StorageError::Corruption`] at `location`: stored bytes never panic and
     /// never make the decoder allocate more than `raw_len`.

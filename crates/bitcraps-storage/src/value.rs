@@ -10,6 +10,8 @@ use crate::crypto::ContentKey;
 use crate::dictionary::{self, EncoderDict};
 use crate::error::{Result, StorageError};
 
+mod recent;
+
 /// A blake3 content hash of a value's serialized (uncompressed) bytes.
 pub type ContentHash = [u8; 32];
 
@@ -204,7 +206,9 @@ impl Pipeline {
         Ok(EncodedValue::chunked(hash, raw, chunks))
     }
 
-    /// `raw` as one compressed blob (or one chunk of a chunked document).
+    /// `raw` as one compressed blob (or one chunk of a chunked document). A document this
+    /// thread just encoded the same way takes its stored form from `recent` instead of being
+    /// compressed again.
     pub(crate) fn encode_whole(
         &self,
         raw: Vec<u8>,
@@ -212,37 +216,52 @@ impl Pipeline {
     ) -> Result<EncodedValue> {
         let hash = *blake3::hash(&raw).as_bytes();
         let raw: Arc<[u8]> = raw.into();
-        if self.codec != Codec::None {
-            let dict = dict.filter(|_| self.codec == Codec::Zstd);
-            let packed = match dict {
-                Some(d) => dictionary::compress(&raw, d)?,
-                None => self.codec.compress(&raw, self.level)?,
-            };
-            // The original design's rule: keep the compressed form only when it is smaller.
-            if packed.len() < raw.len() {
-                return Ok(EncodedValue {
-                    hash,
-                    codec: self.codec,
-                    stored: packed.into(),
-                    raw,
-                    dict_id: dict.map(|d| d.id),
-                    // `Arc::default()` of a slice is a shared static: no allocation here,
-                    // no free on the writer thread that drops the value.
-                    chunks: Arc::default(),
-                    delta: false,
-                    sealed: None,
-                });
+        let dict = dict.filter(|_| self.codec == Codec::Zstd);
+        let outcome = match recent::find(&hash, self.codec, self.level, dict) {
+            Some(outcome) => outcome,
+            None => {
+                let outcome = self.compress(&raw, dict)?;
+                if outcome.codec != Codec::None {
+                    recent::remember(&hash, self.codec, self.level, dict, &outcome);
+                }
+                outcome
             }
-        }
+        };
         Ok(EncodedValue {
             hash,
-            codec: Codec::None,
-            stored: Arc::clone(&raw),
+            codec: outcome.codec,
+            stored: outcome.stored,
             raw,
-            dict_id: None,
+            dict_id: outcome.dict_id,
+            // `Arc::default()` of a slice is a shared static: no allocation here,
+            // no free on the writer thread that drops the value.
             chunks: Arc::default(),
             delta: false,
             sealed: None,
+        })
+    }
+
+    /// What `raw` is stored as: compressed with `dict` (or the codec alone) when that is
+    /// smaller, else `raw` itself.
+    fn compress(&self, raw: &Arc<[u8]>, dict: Option<&EncoderDict>) -> Result<recent::Outcome> {
+        if self.codec != Codec::None {
+            let packed = match dict {
+                Some(d) => dictionary::compress(raw, d)?,
+                None => self.codec.compress_shared(raw, self.level)?,
+            };
+            // The original design's rule: keep the compressed form only when it is smaller.
+            if packed.len() < raw.len() {
+                return Ok(recent::Outcome {
+                    codec: self.codec,
+                    stored: packed,
+                    dict_id: dict.map(|d| d.id),
+                });
+            }
+        }
+        Ok(recent::Outcome {
+            codec: Codec::None,
+            stored: Arc::clone(raw),
+            dict_id: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! compression and one decompression context and reuses them, with or without dictionary.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::thread::LocalKey;
 
 use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict};
@@ -10,7 +11,15 @@ use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict};
 thread_local! {
     static CCTX: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
     static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+    /// The frame `compress_shared` writes before copying it out.
+    static OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A dictionary frame with its magic number put back (`decompress`).
+    static FRAMED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A thread's `OUT` and `FRAMED` buffers are let go after a frame larger than this (a chunk of a large
+/// document), so a thread does not hold it.
+const MAX_FRAMED: usize = 64 * 1024;
 
 fn error(code: usize) -> String {
     zstd_safe::get_error_name(code).to_owned()
@@ -48,24 +57,78 @@ pub fn compress(data: &[u8], level: i32, cdict: Option<&CDict<'_>>) -> Result<Ve
     })
 }
 
+/// Compresses `data` like [`compress`] into a buffer this thread keeps, lets `finish` edit
+/// the frame there (`dictionary/frame.rs` strips its header), and returns it in one shared
+/// allocation of its final size (no `compress_bound`-sized vector per call to copy from).
+pub fn compress_shared(
+    data: &[u8],
+    level: i32,
+    cdict: Option<&CDict<'_>>,
+    finish: impl FnOnce(&mut Vec<u8>),
+) -> Result<Arc<[u8]>, String> {
+    with_context(&CCTX, CCtx::try_create, |ctx| {
+        let run = |out: &mut Vec<u8>| {
+            out.clear();
+            out.reserve(zstd_safe::compress_bound(data.len()));
+            match cdict {
+                Some(d) => ctx.compress_using_cdict(out, data, d),
+                None => ctx.compress(out, data, level),
+            }
+            .map_err(error)?;
+            finish(out);
+            Ok(Arc::from(&out[..]))
+        };
+        OUT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut out) => {
+                let frame = run(&mut out);
+                if out.capacity() > MAX_FRAMED {
+                    *out = Vec::new();
+                }
+                frame
+            }
+            // Only reachable through re-entrancy.
+            Err(_) => run(&mut Vec::new()),
+        })
+    })
+}
+
 /// The magic number that opens a zstd frame, as zstd writes it (little-endian 0xFD2FB528).
 pub(crate) const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// Decompresses `data` into at most `capacity` bytes, with `ddict` if the frame needs one.
 /// A dictionary frame stored without its magic number (`dictionary/frame.rs`) gets it back
-/// first.
+/// first, in a buffer this thread keeps (no allocation per read).
 pub fn decompress(
     data: &[u8],
     capacity: usize,
     ddict: Option<&DDict<'_>>,
 ) -> Result<Vec<u8>, String> {
-    let framed;
-    let data = if ddict.is_some() && !data.starts_with(&MAGIC) {
-        framed = [&MAGIC[..], data].concat();
-        &framed[..]
-    } else {
-        data
-    };
+    if ddict.is_some() && !data.starts_with(&MAGIC) {
+        return FRAMED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut framed) => {
+                framed.clear();
+                framed.extend_from_slice(&MAGIC);
+                framed.extend_from_slice(data);
+                let out = decompress_frame(&framed, capacity, ddict);
+                if framed.capacity() > MAX_FRAMED {
+                    *framed = Vec::new();
+                }
+                out
+            }
+            // Only reachable through re-entrancy.
+            Err(_) => decompress_frame(&[&MAGIC[..], data].concat(), capacity, ddict),
+        });
+    }
+    decompress_frame(data, capacity, ddict)
+}
+
+/// A frame as zstd wrote it (with its magic number), decompressed into at most `capacity`
+/// bytes.
+fn decompress_frame(
+    data: &[u8],
+    capacity: usize,
+    ddict: Option<&DDict<'_>>,
+) -> Result<Vec<u8>, String> {
     with_context(&DCTX, DCtx::try_create, |ctx| {
         let mut out = Vec::with_capacity(capacity);
         match ddict {

@@ -2,6 +2,7 @@
 //! id, and the sampling that decides when a collection is ready to train.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
@@ -30,6 +31,26 @@ pub struct EncoderDict {
     pub id: i64,
     /// The prepared zstd dictionary (at the configured level).
     pub dict: EncoderDictionary<'static>,
+    /// Unique among the dictionaries this process prepares (ids are only unique in a store).
+    serial: u64,
+}
+
+impl EncoderDict {
+    /// Prepares `data`, the dictionary stored as `id`, for compression at `level`.
+    pub fn new(id: i64, data: &[u8], level: i32) -> Self {
+        static SERIALS: AtomicU64 = AtomicU64::new(0);
+        EncoderDict {
+            id,
+            dict: EncoderDictionary::copy(data, level),
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// A number no other dictionary prepared by this process has: what tells two stores'
+    /// dictionaries of the same id apart.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
 }
 
 impl std::fmt::Debug for EncoderDict {
@@ -78,10 +99,7 @@ impl Dictionaries {
     pub fn install(&self, stored: &StoredDictionary) {
         let decoder = Arc::new(DecoderDictionary::copy(&stored.data));
         write(&self.decoders).insert(stored.id, decoder);
-        let encoder = Arc::new(EncoderDict {
-            id: stored.id,
-            dict: EncoderDictionary::copy(&stored.data, self.level),
-        });
+        let encoder = Arc::new(EncoderDict::new(stored.id, &stored.data, self.level));
         let mut current = write(&self.current);
         let newer = current
             .get(&stored.collection)
@@ -142,15 +160,17 @@ impl Dictionaries {
 
 /// Compresses with a dictionary; the frame repeats neither the dictionary's id nor the
 /// magic number (`frame.rs`).
-pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Vec<u8>> {
-    let fail = |source| StorageError::Compression {
+pub fn compress(data: &[u8], dict: &EncoderDict) -> Result<Arc<[u8]>> {
+    crate::zstd_ctx::compress_shared(
+        data,
+        0,
+        Some(dict.dict.as_cdict()),
+        super::frame::strip_header,
+    )
+    .map_err(|e| StorageError::Compression {
         codec: "zstd",
-        source,
-    };
-    let mut frame = crate::zstd_ctx::compress(data, 0, Some(dict.dict.as_cdict()))
-        .map_err(|e| fail(std::io::Error::other(e)))?;
-    super::frame::strip_header(&mut frame);
-    Ok(frame)
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Decompresses with a dictionary into at most `raw_len` bytes.
