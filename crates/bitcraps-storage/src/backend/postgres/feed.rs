@@ -22,9 +22,10 @@
 use deadpool_postgres::{Client, Transaction};
 
 use super::db_err;
+use super::plan::Logged;
 use super::write::{Fail, cached, db};
 use crate::error::{Result, StorageError};
-use crate::feed::{Change, NewChange, prunable_prefix};
+use crate::feed::{Change, ChangeKind, NewChange, prunable_prefix};
 
 /// Numbers the changes and appends them, and notifies every node listening (`listen.rs`;
 /// delivered at the commit), in one statement: the clock's update, whose row lock is held
@@ -52,24 +53,50 @@ pub(super) struct Log<'a> {
 impl<'a> Log<'a> {
     /// `None` when there is nothing to log (the transaction leaves the clock alone).
     pub(super) fn new(scope: &str, changes: &'a [NewChange]) -> Option<Self> {
-        if changes.is_empty() {
+        Self::of(
+            scope,
+            changes.iter().map(|c| {
+                (
+                    (c.collection.as_str(), c.key.as_str()),
+                    c.kind,
+                    c.version,
+                    c.at_ms,
+                )
+            }),
+        )
+    }
+
+    /// [`Log::new`] of a group's changes (`plan.rs`), whose keys the units hold.
+    pub(super) fn of_plan(scope: &str, changes: &[Logged<'a>]) -> Option<Self> {
+        Self::of(
+            scope,
+            changes.iter().map(|c| (c.key, c.kind, c.version, c.at_ms)),
+        )
+    }
+
+    fn of<I>(scope: &str, changes: I) -> Option<Self>
+    where
+        I: ExactSizeIterator<Item = ((&'a str, &'a str), ChangeKind, i64, i64)>,
+    {
+        let n = changes.len();
+        if n == 0 {
             return None;
         }
         let mut log = Log {
-            n: i64::try_from(changes.len()).unwrap_or(i64::MAX),
-            collections: Vec::with_capacity(changes.len()),
-            keys: Vec::with_capacity(changes.len()),
-            kinds: Vec::with_capacity(changes.len()),
-            versions: Vec::with_capacity(changes.len()),
-            ats: Vec::with_capacity(changes.len()),
+            n: i64::try_from(n).unwrap_or(i64::MAX),
+            collections: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            ats: Vec::with_capacity(n),
             channel: super::listen::channel(scope),
         };
-        for c in changes {
-            log.collections.push(c.collection.as_str());
-            log.keys.push(c.key.as_str());
-            log.kinds.push(i16::try_from(c.kind.code()).unwrap_or(0));
-            log.versions.push(c.version);
-            log.ats.push(c.at_ms);
+        for ((collection, key), kind, version, at_ms) in changes {
+            log.collections.push(collection);
+            log.keys.push(key);
+            log.kinds.push(i16::try_from(kind.code()).unwrap_or(0));
+            log.versions.push(version);
+            log.ats.push(at_ms);
         }
         Some(log)
     }

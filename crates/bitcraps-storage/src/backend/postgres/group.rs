@@ -542,7 +542,7 @@ async fn write(
     if !t_c.is_empty() {
         steps.push((TOUCH, &p_touch));
     }
-    let log = feed::Log::new(scope, &plan.changes);
+    let log = feed::Log::of_plan(scope, &plan.changes);
     let p_log = log.as_ref().map(feed::Log::params);
     if let Some(p) = &p_log {
         steps.push((feed::APPEND, p));

@@ -14,7 +14,7 @@ use super::fast_hash::{FastMap, map_with_capacity};
 
 use crate::backend::{OpOutcome, WriteOp, WriteUnit, is_expired};
 use crate::error::{Result, StorageError};
-use crate::feed::{ChangeKind, NewChange};
+use crate::feed::ChangeKind;
 use crate::value::{ContentHash, EncodedValue};
 use crate::version::Version;
 
@@ -67,11 +67,21 @@ pub(super) struct RecordRow<'a> {
     pub(super) expires: Option<i64>,
 }
 
+/// A change the group logs (`feed.rs`), its key borrowed from the units: the log's
+/// parameters are built from these and nothing keeps them past the group.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Logged<'a> {
+    pub(super) key: Key<'a>,
+    pub(super) kind: ChangeKind,
+    pub(super) version: i64,
+    pub(super) at_ms: i64,
+}
+
 /// The net effect of a group.
 #[derive(Debug, Default)]
 pub(super) struct Plan<'a> {
     pub(super) results: Vec<Result<Vec<OpOutcome>>>,
-    pub(super) changes: Vec<NewChange>,
+    pub(super) changes: Vec<Logged<'a>>,
     /// Rows to delete first: keys whose record went away at some point (a later put of
     /// the key inserts a new row, as a delete then an insert would).
     pub(super) delete_rows: Vec<Key<'a>>,
@@ -130,7 +140,7 @@ struct Sim<'a> {
     next_id: usize,
     ttl: FastMap<&'a str, i64>,
     deduplicate: bool,
-    changes: Vec<NewChange>,
+    changes: Vec<Logged<'a>>,
     undo: Vec<Undo<'a>>,
 }
 
@@ -333,13 +343,12 @@ impl<'a> Sim<'a> {
         if let Some(rec) = slot.rec
             && is_expired(rec.expires, now_ms)
         {
-            self.changes.push(NewChange::new(
-                key.0,
-                key.1,
-                ChangeKind::Expire,
-                rec.version,
-                now_ms,
-            ));
+            self.changes.push(Logged {
+                key,
+                kind: ChangeKind::Expire,
+                version: rec.version,
+                at_ms: now_ms,
+            });
             self.remove(key, slot, rec);
         }
     }
@@ -430,13 +439,12 @@ impl<'a> Sim<'a> {
                     self.release(old.blob);
                 }
                 let stored = Version::stored(collection, key, version)?;
-                self.changes.push(NewChange::new(
-                    collection,
-                    key,
-                    ChangeKind::Put,
+                self.changes.push(Logged {
+                    key: (collection.as_str(), key.as_str()),
+                    kind: ChangeKind::Put,
                     version,
-                    *now_ms,
-                ));
+                    at_ms: *now_ms,
+                });
                 Ok(OpOutcome::Put {
                     deduplicated,
                     replaced: slot.rec.is_some(),
@@ -457,13 +465,12 @@ impl<'a> Sim<'a> {
                     return Ok(OpOutcome::Delete { existed: false });
                 };
                 self.remove(k, slot, rec);
-                self.changes.push(NewChange::new(
-                    collection,
-                    key,
-                    ChangeKind::Delete,
-                    rec.version,
-                    *now_ms,
-                ));
+                self.changes.push(Logged {
+                    key: k,
+                    kind: ChangeKind::Delete,
+                    version: rec.version,
+                    at_ms: *now_ms,
+                });
                 Ok(OpOutcome::Delete { existed: true })
             }
             WriteOp::Check {

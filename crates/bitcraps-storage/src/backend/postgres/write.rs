@@ -169,14 +169,7 @@ pub(super) async fn cached(
 
 /// Whether `units` take the store's write lock exclusively (and no fine-grained locks).
 pub(super) fn exclusive(units: &[WriteUnit], force_exclusive: bool) -> bool {
-    let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
-    let puts = units
-        .iter()
-        .flatten()
-        .filter(|op| matches!(op, WriteOp::Put { .. }))
-        .count();
-    // Fine locks needed at most: the keys, the new contents, the keys' current contents. A
-    // prefix delete names no keys in advance, so it needs the exclusive lock.
+    // A prefix delete names no keys in advance, so it needs the exclusive lock.
     // Nor can a put that keeps a version move the clock while others draw from it.
     let prefix_delete = units.iter().flatten().any(|op| {
         matches!(
@@ -189,9 +182,30 @@ pub(super) fn exclusive(units: &[WriteUnit], force_exclusive: bool) -> bool {
                 }
         )
     });
-    force_exclusive
-        || prefix_delete
-        || keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS
+    if force_exclusive || prefix_delete {
+        return true;
+    }
+    // Fine locks needed at most: the keys, the new contents, the keys' current contents.
+    // The distinct keys are at most the operations that name one, and at least one per
+    // put: the set of keys is built only when those bounds leave the answer open (a bulk
+    // batch's thousand puts decide it, as do a durable group's few).
+    let (mut puts, mut named) = (0usize, 0usize);
+    for op in units.iter().flatten() {
+        if matches!(op, WriteOp::Put { .. }) {
+            puts += 1;
+        }
+        if touched_key(op).is_some() {
+            named += 1;
+        }
+    }
+    if puts > MAX_FINE_LOCKS {
+        return true;
+    }
+    if named.saturating_mul(2).saturating_add(puts) <= MAX_FINE_LOCKS {
+        return false;
+    }
+    let keys: BTreeSet<(&str, &str)> = units.iter().flatten().filter_map(touched_key).collect();
+    keys.len().saturating_mul(2).saturating_add(puts) > MAX_FINE_LOCKS
 }
 
 /// One attempt: the set-based path (`group.rs`) unless `one_by_one`, else (or when that path
@@ -691,4 +705,45 @@ async fn put(
         expires_ms,
         quota_warning: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delete(key: &str) -> WriteOp {
+        WriteOp::Delete {
+            collection: "c".into(),
+            key: key.into(),
+            now_ms: 0,
+        }
+    }
+
+    /// The lock mode counts distinct keys (each key's lock and its current content's),
+    /// whether or not the count is short-cut by the operations' bounds.
+    #[test]
+    fn the_lock_mode_counts_distinct_keys() {
+        let limit = MAX_FINE_LOCKS / 2;
+        let distinct = |n: usize| -> Vec<WriteUnit> {
+            vec![(0..n).map(|i| delete(&format!("k{i}"))).collect()]
+        };
+        assert!(!exclusive(&distinct(limit), false));
+        assert!(exclusive(&distinct(limit + 1), false));
+        // Many operations on few keys: past the operations' bound, under the keys'.
+        let repeated: Vec<WriteUnit> = vec![
+            (0..4 * limit)
+                .map(|i| delete(&format!("k{}", i % 3)))
+                .collect(),
+        ];
+        assert!(!exclusive(&repeated, false));
+        assert!(exclusive(&repeated, true));
+        assert!(exclusive(
+            &[vec![WriteOp::DeletePrefix {
+                collection: "c".into(),
+                prefix: "k".into(),
+                now_ms: 0,
+            }]],
+            false
+        ));
+    }
 }
