@@ -140,6 +140,8 @@ async fn execute(server: &str, statement: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use anyhow::Result;
+
     use super::PgSchema;
 
     fn schema(server: &str) -> PgSchema {
@@ -161,5 +163,50 @@ mod tests {
             schema("postgres://u@h/db?sslmode=require").url(),
             "postgres://u@h/db?sslmode=require&options=-csearch_path%3Dbcs_bench_1_2"
         );
+    }
+
+    /// Whether `name` is a schema on `server`.
+    async fn exists(server: &str, name: &str) -> Result<bool> {
+        let (client, driver) = super::connect(server).await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                &[&name],
+            )
+            .await;
+        drop(client);
+        let _ = driver.await;
+        Ok(row?.try_get::<_, i64>(0)? == 1)
+    }
+
+    /// The parent's cleanup after a child it killed must drop that child's schema only. A
+    /// process id alone does not tell it apart: another benchmark run against the same
+    /// server, on another host or in another container (another pid namespace), may have a
+    /// live child of the same pid, whose schema is in use. Here the other run's child is this
+    /// process, and the killed child had the same pid. Needs `BITCRAPS_TEST_POSTGRES_URL`.
+    #[test]
+    fn the_cleanup_after_a_killed_child_spares_another_runs_schema() -> Result<()> {
+        let Ok(server) = std::env::var("BITCRAPS_TEST_POSTGRES_URL") else {
+            anyhow::ensure!(
+                std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none(),
+                "BITCRAPS_TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("skipped: BITCRAPS_TEST_POSTGRES_URL is not set");
+            return Ok(());
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let other = rt.block_on(PgSchema::create(&server))?;
+        let dropped = rt.block_on(super::drop_left_by(&server, None, std::process::id()));
+        let spared = rt.block_on(exists(&server, other.name()));
+        rt.block_on(other.drop_schema())?;
+        let dropped = dropped?;
+        assert!(
+            spared? && !dropped.iter().any(|d| d == other.name()),
+            "another run's live schema {} was dropped",
+            other.name()
+        );
+        Ok(())
     }
 }
