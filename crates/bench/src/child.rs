@@ -16,8 +16,8 @@ pub enum Ended {
     /// It exited (successfully or not) within the limit.
     Exited(Output),
     /// It was still running when the limit passed, and was killed; what it had written to
-    /// stderr (where it was), and its process id (what it named its server-side state by).
-    TimedOut { stderr: Vec<u8>, pid: u32 },
+    /// stderr (where it was).
+    TimedOut { stderr: Vec<u8> },
 }
 
 /// The last `lines` lines of `bytes`, as text.
@@ -71,14 +71,13 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Result<Ended> {
     let stderr = drain(child.stderr.take());
     let status = child.wait_timeout(limit).context("waiting for a child")?;
     let Some(status) = status else {
-        let pid = child.id();
         child.kill().context("killing a child that timed out")?;
         child.wait().context("reaping a child that timed out")?;
         // The pipes closed with the child: the readers end.
         let _ = stdout.join();
         let stderr = stderr.join().unwrap_or_default();
         drop(scratch);
-        return Ok(Ended::TimedOut { stderr, pid });
+        return Ok(Ended::TimedOut { stderr });
     };
     let joined = |h: JoinHandle<Vec<u8>>| h.join().unwrap_or_default();
     Ok(Ended::Exited(Output {

@@ -69,9 +69,10 @@ fn flag_value(args: &[String], flag: &str) -> Result<Option<String>> {
     }
 }
 
-/// Drops what a killed child left on the servers (its PostgreSQL schema and Redis keys), and
-/// says so; a failure is reported, not fatal (the table is still worth printing).
-fn drop_left_schemas(servers: &Servers, pid: u32) {
+/// Drops what a killed child (started with `tag`, `stores::TAG_VAR`) left on the servers
+/// (its PostgreSQL schema and Redis keys), and says so; a failure is reported, not fatal (the
+/// table is still worth printing).
+fn drop_left_schemas(servers: &Servers, tag: &str) {
     let Some(postgres) = servers.postgres.as_deref() else {
         return;
     };
@@ -83,7 +84,7 @@ fn drop_left_schemas(servers: &Servers, pid: u32) {
             rt.block_on(stores::drop_left_by(
                 postgres,
                 servers.redis.as_deref(),
-                pid,
+                tag,
             ))
         });
     match dropped {
@@ -306,7 +307,10 @@ fn main() -> Result<()> {
         for ((name, samples), timed_out) in results.iter_mut().zip(&mut timed_out) {
             eprintln!("run {}/{runs}: {name}", run + 1);
             let mut cmd = Command::new(&exe);
-            cmd.arg("--child").arg(name.as_str());
+            let tag = stores::child_tag();
+            cmd.arg("--child")
+                .arg(name.as_str())
+                .env(stores::TAG_VAR, &tag);
             if quick {
                 cmd.arg("--quick");
             }
@@ -333,7 +337,7 @@ fn main() -> Result<()> {
             }
             let out = match child::run(&mut cmd, limit)? {
                 child::Ended::Exited(out) => out,
-                child::Ended::TimedOut { stderr, pid } => {
+                child::Ended::TimedOut { stderr } => {
                     eprintln!(
                         "run {}/{runs}: {name} timed out after {} s, killed; the end of its \
                          stderr:\n{}",
@@ -341,7 +345,7 @@ fn main() -> Result<()> {
                         limit.as_secs(),
                         child::tail(&stderr, 20)
                     );
-                    drop_left_schemas(&servers, pid);
+                    drop_left_schemas(&servers, &tag);
                     *timed_out += 1;
                     continue;
                 }

@@ -10,7 +10,7 @@ mod rusqlite;
 mod schema;
 mod sled;
 
-pub use schema::drop_left_by;
+pub use schema::{TAG_VAR, child_tag, drop_left_by};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -12,13 +12,13 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
-    /// Creates `bcs_bench_<pid>_<nanos>`.
+    /// Creates `bcs_bench_<tag>_<nanos>`, `<tag>` this process's ([`TAG_VAR`]).
     pub async fn create(server: &str) -> Result<Self> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
-        let name = format!("bcs_bench_{}_{nanos}", std::process::id());
+        let name = format!("bcs_bench_{}_{nanos}", own_tag());
         execute(server, &format!("CREATE SCHEMA {name}")).await?;
         Ok(PgSchema {
             server: server.to_owned(),
@@ -77,12 +77,48 @@ impl PgSchema {
     }
 }
 
-/// Drops the schemas a killed child (process `pid`) left on `server`, and their Redis
-/// namespaces on `redis`: a child killed at its time limit runs none of its own cleanup.
-/// Returns the schemas dropped. Only names this harness gives (`bcs_bench_<pid>_…`) match.
-pub async fn drop_left_by(server: &str, redis: Option<&str>, pid: u32) -> Result<Vec<String>> {
+/// The environment variable by which the parent names each child it starts
+/// ([`child_tag`]). The child's schemas are named after it, so the parent can tell a killed
+/// child's schemas from every other run's: a process id cannot, since another run against the
+/// same server, on another host or in another container, may have a child of the same pid.
+pub const TAG_VAR: &str = "BITCRAPS_BENCH_CHILD_TAG";
+
+/// A tag for a child about to start, unique to it among the runs against a server: the
+/// parent's pid and the time in nanoseconds.
+pub fn child_tag() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}x{nanos}", std::process::id())
+}
+
+/// Whether `tag` can go into a schema's name as it is: lower-case letters and digits only
+/// (an unquoted identifier, no `LIKE` pattern character), short enough for the name to fit
+/// PostgreSQL's 63 bytes.
+fn is_tag(tag: &str) -> bool {
+    (1..=40).contains(&tag.len())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// This process's tag: the one its parent gave it, else its pid (a child started by hand).
+fn own_tag() -> String {
+    std::env::var(TAG_VAR)
+        .ok()
+        .filter(|t| is_tag(t))
+        .unwrap_or_else(|| std::process::id().to_string())
+}
+
+/// Drops the schemas a killed child (started with `tag`, [`TAG_VAR`]) left on `server`, and
+/// their Redis namespaces on `redis`: a child killed at its time limit runs none of its own
+/// cleanup. Returns the schemas dropped. Only names this harness gives (`bcs_bench_<tag>_…`)
+/// match.
+pub async fn drop_left_by(server: &str, redis: Option<&str>, tag: &str) -> Result<Vec<String>> {
+    anyhow::ensure!(is_tag(tag), "{tag:?} is not a child's tag");
     let (client, driver) = connect(server).await?;
-    let prefix = format!("bcs\\_bench\\_{pid}\\_%");
+    let prefix = format!("bcs\\_bench\\_{tag}\\_%");
     let names: Result<Vec<String>> = client
         .query(
             "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
@@ -165,6 +201,17 @@ mod tests {
         );
     }
 
+    /// A child's tag goes into an unquoted schema name and a `LIKE` pattern as it is.
+    #[test]
+    fn a_childs_tag_fits_a_schema_name() {
+        let tag = super::child_tag();
+        assert!(super::is_tag(&tag), "{tag}");
+        assert!(format!("bcs_bench_{tag}_999999999").len() <= 63, "{tag}");
+        for bad in ["", "1_2", "1%", "A1", "1;drop"] {
+            assert!(!super::is_tag(bad), "{bad}");
+        }
+    }
+
     /// Whether `name` is a schema on `server`.
     async fn exists(server: &str, name: &str) -> Result<bool> {
         let (client, driver) = super::connect(server).await?;
@@ -198,7 +245,9 @@ mod tests {
             .enable_all()
             .build()?;
         let other = rt.block_on(PgSchema::create(&server))?;
-        let dropped = rt.block_on(super::drop_left_by(&server, None, std::process::id()));
+        // The killed child: one this process started (as a parent, with its own tag).
+        let killed = super::child_tag();
+        let dropped = rt.block_on(super::drop_left_by(&server, None, &killed));
         let spared = rt.block_on(exists(&server, other.name()));
         rt.block_on(other.drop_schema())?;
         let dropped = dropped?;
