@@ -133,20 +133,31 @@ pub async fn drop_left_by(server: &str, redis: Option<&str>, tag: &str) -> Resul
         });
     drop(client);
     let _ = driver.await;
-    let names = names?;
-    for name in &names {
-        let schema = PgSchema {
-            server: server.to_owned(),
-            name: name.clone(),
+    // Each schema and namespace is tried even when another failed; a drop waits at most
+    // 10 s for a lock the killed child's server session may still hold.
+    let mut dropped = Vec::new();
+    let mut failed = Vec::new();
+    for name in names? {
+        let schema = execute(
+            server,
+            &format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE"),
+        )
+        .await;
+        let keys = match redis {
+            Some(redis) => {
+                super::redis_namespace::RedisNamespace::new(redis, &name)
+                    .delete()
+                    .await
+            }
+            None => Ok(()),
         };
-        schema.drop_schema().await?;
-        if let Some(redis) = redis {
-            super::redis_namespace::RedisNamespace::new(redis, name)
-                .delete()
-                .await?;
+        match schema.and(keys) {
+            Ok(()) => dropped.push(name),
+            Err(e) => failed.push(format!("{name}: {e:#}")),
         }
     }
-    Ok(names)
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
+    Ok(dropped)
 }
 
 /// A connection to `server` over the transport its `sslmode` names, as the stores connect,
