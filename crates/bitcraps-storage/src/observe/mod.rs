@@ -27,87 +27,54 @@ pub use names::{METRICS, MetricKind, MetricName, describe_metrics};
 use crate::error::Result;
 use labels::CollectionLabels;
 
-/// A public operation, as its `operation` label spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Operation {
-    Store,
-    StoreBatch,
-    Retrieve,
-    RetrieveRaw,
-    RetrieveShared,
-    Delete,
-    Exists,
-    Metadata,
-    List,
-    Collections,
-    RetrieveVersioned,
-    RetrieveMany,
-    Scan,
-    StoreIf,
-    DeleteIf,
-    Update,
-    DeletePrefix,
-    Apply,
-    Maintenance,
-    Scrub,
-    Backup,
-    VerifyBackup,
+/// Declares [`Operation`], its [`ALL`](Operation::ALL) list and its label names from one
+/// table, so a new operation cannot be left out of `ALL` (whose index the metrics keys use).
+macro_rules! operations {
+    ($($variant:ident => $name:literal,)+) => {
+        /// A public operation, as its `operation` label spells it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Operation {
+            $($variant,)+
+        }
+
+        impl Operation {
+            /// Every operation, in declaration order (`ALL[op as usize] == op`).
+            pub(crate) const ALL: &'static [Operation] = &[$(Operation::$variant,)+];
+
+            /// The label value (OpenTelemetry's `db.operation.name` style: lower case, one
+            /// word).
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $(Operation::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
 
-impl Operation {
-    /// Every operation, in declaration order (`ALL[op as usize] == op`).
-    pub(crate) const ALL: [Operation; 22] = [
-        Operation::Store,
-        Operation::StoreBatch,
-        Operation::Retrieve,
-        Operation::RetrieveRaw,
-        Operation::RetrieveShared,
-        Operation::Delete,
-        Operation::Exists,
-        Operation::Metadata,
-        Operation::List,
-        Operation::Collections,
-        Operation::RetrieveVersioned,
-        Operation::RetrieveMany,
-        Operation::Scan,
-        Operation::StoreIf,
-        Operation::DeleteIf,
-        Operation::Update,
-        Operation::DeletePrefix,
-        Operation::Apply,
-        Operation::Maintenance,
-        Operation::Scrub,
-        Operation::Backup,
-        Operation::VerifyBackup,
-    ];
-
-    /// The label value (OpenTelemetry's `db.operation.name` style: lower case, one word).
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Operation::Store => "store",
-            Operation::StoreBatch => "store_batch",
-            Operation::Retrieve => "retrieve",
-            Operation::RetrieveRaw => "retrieve_raw",
-            Operation::RetrieveShared => "retrieve_shared",
-            Operation::Delete => "delete",
-            Operation::Exists => "exists",
-            Operation::Metadata => "metadata",
-            Operation::List => "list",
-            Operation::Collections => "collections",
-            Operation::RetrieveVersioned => "retrieve_versioned",
-            Operation::RetrieveMany => "retrieve_many",
-            Operation::Scan => "scan",
-            Operation::StoreIf => "store_if",
-            Operation::DeleteIf => "delete_if",
-            Operation::Update => "update",
-            Operation::DeletePrefix => "delete_prefix",
-            Operation::Apply => "apply",
-            Operation::Maintenance => "maintenance",
-            Operation::Scrub => "scrub",
-            Operation::Backup => "backup",
-            Operation::VerifyBackup => "verify_backup",
-        }
-    }
+operations! {
+    Store => "store",
+    StoreBatch => "store_batch",
+    Retrieve => "retrieve",
+    RetrieveRaw => "retrieve_raw",
+    RetrieveShared => "retrieve_shared",
+    Delete => "delete",
+    Exists => "exists",
+    Metadata => "metadata",
+    List => "list",
+    Collections => "collections",
+    RetrieveVersioned => "retrieve_versioned",
+    RetrieveMany => "retrieve_many",
+    Scan => "scan",
+    StoreIf => "store_if",
+    DeleteIf => "delete_if",
+    Update => "update",
+    DeletePrefix => "delete_prefix",
+    Apply => "apply",
+    Maintenance => "maintenance",
+    Scrub => "scrub",
+    Backup => "backup",
+    VerifyBackup => "verify_backup",
 }
 
 /// A cache tier, as its `tier` label spells it.
