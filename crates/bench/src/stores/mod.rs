@@ -12,6 +12,21 @@ mod sled;
 
 pub use schema::{TAG_VAR, child_tag, drop_left_by};
 
+/// The test PostgreSQL server (`BITCRAPS_TEST_POSTGRES_URL`): `None` (the test skips) when it
+/// is not set, an error when `BITCRAPS_TEST_REQUIRE_SERVICES` says it must be.
+#[cfg(test)]
+pub fn test_server() -> Result<Option<String>> {
+    let Ok(server) = std::env::var("BITCRAPS_TEST_POSTGRES_URL") else {
+        anyhow::ensure!(
+            std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none(),
+            "BITCRAPS_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("skipped: BITCRAPS_TEST_POSTGRES_URL is not set");
+        return Ok(None);
+    };
+    Ok(Some(server))
+}
+
 use std::path::Path;
 use std::sync::Arc;
 

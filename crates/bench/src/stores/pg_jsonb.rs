@@ -233,12 +233,7 @@ mod tests {
     /// `BITCRAPS_TEST_POSTGRES_URL`, a server with `ssl = on` (as the shared one).
     #[test]
     fn the_peer_takes_its_transport_from_the_url_as_ours() -> Result<()> {
-        let Ok(server) = std::env::var("BITCRAPS_TEST_POSTGRES_URL") else {
-            anyhow::ensure!(
-                std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none(),
-                "BITCRAPS_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("skipped: BITCRAPS_TEST_POSTGRES_URL is not set");
+        let Some(server) = crate::stores::test_server()? else {
             return Ok(());
         };
         let joiner = if server.contains('?') { '&' } else { '?' };

@@ -244,12 +244,7 @@ mod tests {
     /// process, and the killed child had the same pid. Needs `BITCRAPS_TEST_POSTGRES_URL`.
     #[test]
     fn the_cleanup_after_a_killed_child_spares_another_runs_schema() -> Result<()> {
-        let Ok(server) = std::env::var("BITCRAPS_TEST_POSTGRES_URL") else {
-            anyhow::ensure!(
-                std::env::var_os("BITCRAPS_TEST_REQUIRE_SERVICES").is_none(),
-                "BITCRAPS_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("skipped: BITCRAPS_TEST_POSTGRES_URL is not set");
+        let Some(server) = crate::stores::test_server()? else {
             return Ok(());
         };
         let rt = tokio::runtime::Builder::new_current_thread()
