@@ -76,6 +76,28 @@ async fn a_dangling_record_is_corruption() -> Result {
     Ok(())
 }
 
+/// A store on the test server without background tasks (nothing analyzes but the writes),
+/// and a plain client to its schema, with the fixture that drops the schema when dropped;
+/// `None` without a server.
+async fn store_and_client() -> Result<
+    Option<(
+        common::Fixture,
+        PersistentStorageManager,
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<std::result::Result<(), tokio_postgres::Error>>,
+    )>,
+> {
+    let Some(fixture) = common::pg_fixture() else {
+        return Ok(None);
+    };
+    let mut config = fixture.config.clone();
+    config.maintenance.background_tasks = false;
+    let s = PersistentStorageManager::open(config).await?;
+    let url = fixture.config.database.url.clone().expect("url");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    Ok(Some((fixture, s, client, tokio::spawn(conn))))
+}
+
 /// What it costs: the analyses after a large load ran with the server's default statistics
 /// target (100: 30,000 rows sampled a table), 0.36 s of a 200,000-document load's ~4.5 s on
 /// the writer thread. They now sample as a target of 10 would (3,000 rows), which still
@@ -83,15 +105,9 @@ async fn a_dangling_record_is_corruption() -> Result {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_loads_analysis_takes_a_small_sample() -> Result {
     use bitcraps_storage::testing::postgres::ANALYZE_AFTER_PUTS;
-    let Some(fixture) = common::pg_fixture() else {
+    let Some((_fixture, s, client, task)) = store_and_client().await? else {
         return Ok(());
     };
-    let mut config = fixture.config.clone();
-    config.maintenance.background_tasks = false;
-    let s = PersistentStorageManager::open(config).await?;
-    let url = fixture.config.database.url.clone().expect("url");
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(conn);
     let docs: Vec<(String, u64)> = (0..ANALYZE_AFTER_PUTS)
         .map(|i| (format!("g-{i:06}"), i))
         .collect();
@@ -139,15 +155,9 @@ async fn a_schema_that_does_not_exist_is_a_clear_error() -> Result {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_load_is_analyzed_right_after_its_commit() -> Result {
     use bitcraps_storage::testing::postgres::ANALYZE_AFTER_PUTS;
-    let Some(fixture) = common::pg_fixture() else {
+    let Some((_fixture, s, client, task)) = store_and_client().await? else {
         return Ok(());
     };
-    let mut config = fixture.config.clone();
-    config.maintenance.background_tasks = false;
-    let s = PersistentStorageManager::open(config).await?;
-    let url = fixture.config.database.url.clone().expect("url");
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(conn);
     let analyzed = || async {
         client
             .batch_execute("SELECT pg_stat_clear_snapshot()")
