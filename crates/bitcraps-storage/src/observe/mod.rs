@@ -130,6 +130,10 @@ impl Observer {
         key: Option<&str>,
         work: impl Future<Output = Result<T>>,
     ) -> (Result<T>, Duration) {
+        // An operation the cache answers may await nothing: without this, a task calling
+        // `exists` in a loop never gave its worker back to other tasks. Tokio's own
+        // resources spend the same budget; outside a Tokio runtime this never waits.
+        tokio::task::consume_budget().await;
         let span = tracing::debug_span!(
             "bitcraps_storage",
             operation = operation.name(),

@@ -26,6 +26,7 @@ mod backup_schema15;
 mod chunk_damage;
 mod chunk_refs_pages;
 mod chunk_repair;
+mod cooperative_reads;
 mod delta_base;
 mod delta_identical_rewrite;
 mod encrypted_conformance;
