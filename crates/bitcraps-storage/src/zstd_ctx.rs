@@ -44,16 +44,48 @@ fn with_context<C, T>(
     })
 }
 
+/// Runs `f` with this thread's buffer from `slot` (a fresh one on re-entrancy), and lets the
+/// buffer go afterwards if it grew past [`MAX_FRAMED`].
+fn with_buffer<T>(
+    slot: &'static LocalKey<RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> T,
+) -> T {
+    slot.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            let result = f(&mut buffer);
+            if buffer.capacity() > MAX_FRAMED {
+                *buffer = Vec::new();
+            }
+            result
+        }
+        // Only reachable through re-entrancy.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Writes the frame of `data` into `out` (emptied first), at `level` or with `cdict`.
+fn compress_into(
+    ctx: &mut CCtx<'static>,
+    out: &mut Vec<u8>,
+    data: &[u8],
+    level: i32,
+    cdict: Option<&CDict<'_>>,
+) -> Result<(), String> {
+    out.clear();
+    out.reserve(zstd_safe::compress_bound(data.len()));
+    match cdict {
+        Some(d) => ctx.compress_using_cdict(out, data, d),
+        None => ctx.compress(out, data, level),
+    }
+    .map(|_| ())
+    .map_err(error)
+}
+
 /// Compresses `data` at `level`, or with `cdict` (whose level it carries).
 pub fn compress(data: &[u8], level: i32, cdict: Option<&CDict<'_>>) -> Result<Vec<u8>, String> {
     with_context(&CCTX, CCtx::try_create, |ctx| {
-        let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
-        match cdict {
-            Some(d) => ctx.compress_using_cdict(&mut out, data, d),
-            None => ctx.compress(&mut out, data, level),
-        }
-        .map(|_| out)
-        .map_err(error)
+        let mut out = Vec::new();
+        compress_into(ctx, &mut out, data, level, cdict).map(|()| out)
     })
 }
 
@@ -67,27 +99,10 @@ pub fn compress_shared(
     finish: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Arc<[u8]>, String> {
     with_context(&CCTX, CCtx::try_create, |ctx| {
-        let run = |out: &mut Vec<u8>| {
-            out.clear();
-            out.reserve(zstd_safe::compress_bound(data.len()));
-            match cdict {
-                Some(d) => ctx.compress_using_cdict(out, data, d),
-                None => ctx.compress(out, data, level),
-            }
-            .map_err(error)?;
+        with_buffer(&OUT, |out| {
+            compress_into(ctx, out, data, level, cdict)?;
             finish(out);
             Ok(Arc::from(&out[..]))
-        };
-        OUT.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut out) => {
-                let frame = run(&mut out);
-                if out.capacity() > MAX_FRAMED {
-                    *out = Vec::new();
-                }
-                frame
-            }
-            // Only reachable through re-entrancy.
-            Err(_) => run(&mut Vec::new()),
         })
     })
 }
@@ -104,19 +119,11 @@ pub fn decompress(
     ddict: Option<&DDict<'_>>,
 ) -> Result<Vec<u8>, String> {
     if ddict.is_some() && !data.starts_with(&MAGIC) {
-        return FRAMED.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut framed) => {
-                framed.clear();
-                framed.extend_from_slice(&MAGIC);
-                framed.extend_from_slice(data);
-                let out = decompress_frame(&framed, capacity, ddict);
-                if framed.capacity() > MAX_FRAMED {
-                    *framed = Vec::new();
-                }
-                out
-            }
-            // Only reachable through re-entrancy.
-            Err(_) => decompress_frame(&[&MAGIC[..], data].concat(), capacity, ddict),
+        return with_buffer(&FRAMED, |framed| {
+            framed.clear();
+            framed.extend_from_slice(&MAGIC);
+            framed.extend_from_slice(data);
+            decompress_frame(framed, capacity, ddict)
         });
     }
     decompress_frame(data, capacity, ddict)
