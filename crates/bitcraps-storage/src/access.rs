@@ -243,9 +243,10 @@ impl AccessTracker {
     /// Takes buffered counts, as touch operations for the writer, in key order: `limit` of
     /// them (`usize::MAX`: every one) from the flush under way. When that holds fewer, the
     /// next one starts with the records read once, then whole shards, round-robin from
-    /// where the previous one stopped, until at least `batch` counts are taken. Whole shards, so a record that keeps being
-    /// read cannot keep others of its shard waiting; round-robin, so no shard waits behind
-    /// busier ones; a batch sorted at once, so each group's chunk holds neighbouring records.
+    /// where the previous one stopped, until at least `batch` counts are taken. Whole
+    /// shards, so a record that keeps being read cannot keep others of its shard waiting;
+    /// round-robin, so no shard waits behind busier ones; a batch sorted at once, so each
+    /// group's chunk holds neighbouring records.
     pub fn drain(&self, limit: usize, batch: usize) -> Vec<WriteOp> {
         if limit == 0 {
             return Vec::new();
