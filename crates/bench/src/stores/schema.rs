@@ -49,11 +49,15 @@ impl PgSchema {
         &self.name
     }
 
-    /// Drops the schema and everything in it.
+    /// Drops the schema and everything in it, waiting at most 10 s for a lock (a killed
+    /// child's server session may still hold one).
     pub async fn drop_schema(&self) -> Result<()> {
         execute(
             &self.server,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+            &format!(
+                "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE",
+                self.name
+            ),
         )
         .await
     }
@@ -133,15 +137,15 @@ pub async fn drop_left_by(server: &str, redis: Option<&str>, tag: &str) -> Resul
         });
     drop(client);
     let _ = driver.await;
-    // Each schema and namespace is tried even when another failed; a drop waits at most
-    // 10 s for a lock the killed child's server session may still hold.
+    // Each schema and namespace is tried even when another failed.
     let mut dropped = Vec::new();
     let mut failed = Vec::new();
     for name in names? {
-        let schema = execute(
-            server,
-            &format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE"),
-        )
+        let schema = PgSchema {
+            server: server.to_owned(),
+            name: name.clone(),
+        }
+        .drop_schema()
         .await;
         let keys = match redis {
             Some(redis) => {
