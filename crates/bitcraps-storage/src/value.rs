@@ -409,7 +409,9 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn pipeline(codec: Codec) -> Pipeline {
+    /// A pipeline of `codec` at level 3, 1 MiB values, no chunking or deltas (also
+    /// `recent.rs`'s tests).
+    pub(super) fn pipeline(codec: Codec) -> Pipeline {
         Pipeline {
             codec,
             level: 3,

@@ -124,13 +124,7 @@ mod tests {
     use crate::value::{Pipeline, decode};
 
     fn pipeline() -> Pipeline {
-        Pipeline {
-            codec: Codec::Zstd,
-            level: 3,
-            max_value_size: 1 << 20,
-            chunk_threshold: 0,
-            keyframe_interval: 0,
-        }
+        crate::value::tests::pipeline(Codec::Zstd)
     }
 
     fn doc(i: usize) -> Vec<u8> {
