@@ -217,12 +217,13 @@ impl Pipeline {
         let hash = *blake3::hash(&raw).as_bytes();
         let raw: Arc<[u8]> = raw.into();
         let dict = dict.filter(|_| self.codec == Codec::Zstd);
-        let outcome = match recent::find(&hash, self.codec, self.level, dict) {
+        let key = recent::Key::new(&hash, self.codec, self.level, dict);
+        let outcome = match recent::find(&key) {
             Some(outcome) => outcome,
             None => {
                 let outcome = self.compress(&raw, dict)?;
                 if outcome.codec != Codec::None {
-                    recent::remember(&hash, self.codec, self.level, dict, &outcome);
+                    recent::remember(key, &outcome);
                 }
                 outcome
             }

@@ -40,12 +40,35 @@ pub(super) struct Outcome {
     pub(super) dict_id: Option<i64>,
 }
 
-/// One remembered document: what it was encoded with (the key) and what it became.
-struct Slot {
+/// What a document is and how it is encoded: equal keys give equal stored forms.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Key {
     hash: ContentHash,
     codec: Codec,
     level: i32,
+    /// The dictionary's [`EncoderDict::serial`].
     dict: Option<u64>,
+}
+
+impl Key {
+    pub(super) fn new(
+        hash: &ContentHash,
+        codec: Codec,
+        level: i32,
+        dict: Option<&EncoderDict>,
+    ) -> Self {
+        Key {
+            hash: *hash,
+            codec,
+            level,
+            dict: dict.map(EncoderDict::serial),
+        }
+    }
+}
+
+/// One remembered document: what it was encoded with (the key) and what it became.
+struct Slot {
+    key: Key,
     outcome: Outcome,
     /// Times its document came back, less the new documents it was kept against since.
     hits: u8,
@@ -60,36 +83,22 @@ fn index(hash: &ContentHash) -> usize {
     usize::from(hash[0]) % SLOTS
 }
 
-/// What the document hashing to `hash` became when this thread last encoded it with `codec`
-/// at `level` and `dict`, if a slot still holds it.
-pub(super) fn find(
-    hash: &ContentHash,
-    codec: Codec,
-    level: i32,
-    dict: Option<&EncoderDict>,
-) -> Option<Outcome> {
-    let dict = dict.map(EncoderDict::serial);
+/// What the document of `key` became when this thread last encoded it so, if a slot still
+/// holds it.
+pub(super) fn find(key: &Key) -> Option<Outcome> {
     SLOTS_OF_THREAD.with(|slots| {
         let mut slots = slots.try_borrow_mut().ok()?;
-        let slot = slots.get_mut(index(hash))?.as_mut()?;
-        let same =
-            slot.hash == *hash && slot.codec == codec && slot.level == level && slot.dict == dict;
-        same.then(|| {
+        let slot = slots.get_mut(index(&key.hash))?.as_mut()?;
+        (slot.key == *key).then(|| {
             slot.hits = slot.hits.saturating_add(1).min(MAX_HITS);
             slot.outcome.clone()
         })
     })
 }
 
-/// Remembers what the document hashing to `hash` became with `codec`, `level` and `dict`
-/// (a compressed form: one stored as is costs nothing to encode again).
-pub(super) fn remember(
-    hash: &ContentHash,
-    codec: Codec,
-    level: i32,
-    dict: Option<&EncoderDict>,
-    outcome: &Outcome,
-) {
+/// Remembers what the document of `key` became (a compressed form: one stored as is costs
+/// nothing to encode again).
+pub(super) fn remember(key: Key, outcome: &Outcome) {
     if outcome.stored.len() > MAX_STORED {
         return;
     }
@@ -97,14 +106,11 @@ pub(super) fn remember(
         let Ok(mut slots) = slots.try_borrow_mut() else {
             return;
         };
-        match slots.get_mut(index(hash)) {
+        match slots.get_mut(index(&key.hash)) {
             Some(Some(kept)) if kept.hits > 0 => kept.hits -= 1,
             Some(s) => {
                 *s = Some(Slot {
-                    hash: *hash,
-                    codec,
-                    level,
-                    dict: dict.map(EncoderDict::serial),
+                    key,
                     outcome: outcome.clone(),
                     hits: 0,
                 });
