@@ -90,8 +90,10 @@ impl SqliteOptions {
 /// The SQLite backend.
 pub struct SqliteBackend {
     path: PathBuf,
-    writer: Mutex<Option<Connection>>,
+    // Dropped before the writer (fields drop in this order), as `close` closes them: the
+    // writer is the last connection, so SQLite folds the WAL in and removes it.
     readers: pool::ReadPool,
+    writer: Mutex<Option<Connection>>,
     deduplicate: bool,
     schema_version: i64,
     // Held until close: one process owns the database at a time, because the in-memory cache
