@@ -51,6 +51,19 @@ pub(super) fn decode_blob(
     blob: &StoredBlob,
     expires_ms: Option<i64>,
 ) -> Result<(Arc<[u8]>, CachedValue)> {
+    decode_blob_with(shared, collection, key, blob, expires_ms, None)
+}
+
+/// [`decode_blob`], given the decoder of the blob's dictionary if the caller looked it up
+/// already (`loaded`): it is not looked up again.
+fn decode_blob_with(
+    shared: &Shared,
+    collection: &str,
+    key: &str,
+    blob: &StoredBlob,
+    expires_ms: Option<i64>,
+    loaded: Option<Arc<zstd::dict::DecoderDictionary<'static>>>,
+) -> Result<(Arc<[u8]>, CachedValue)> {
     let location = format!("{collection}/{key}");
     if crate::chunk::is_chunked(blob.codec_id) {
         // A chunk list is cached decoded: its chunks have no one stored form.
@@ -61,10 +74,12 @@ pub(super) fn decode_blob(
         let cached = CachedValue::plain(&cache_key(collection, key), &raw);
         return Ok((Arc::<[u8]>::from(raw), cached.expiring(expires_ms)));
     }
-    let dict = blob
-        .dict_id
-        .map(|id| dictionary_decoder(shared, id, &location))
-        .transpose()?;
+    let dict = match (loaded, blob.dict_id) {
+        (Some(dict), Some(_)) => Some(dict),
+        (_, id) => id
+            .map(|id| dictionary_decoder(shared, id, &location))
+            .transpose()?,
+    };
     let raw = value::decode(
         &location,
         blob.codec_id,
@@ -123,28 +138,39 @@ fn read_database_at_once(
     if !record.blob.decodes_at_once(0) {
         return None;
     }
-    // A dictionary this node has not loaded is read with the document on a blocking thread.
-    if let Some(id) = record.blob.dict_id
-        && shared.dictionaries.decoder(id, "").is_err()
-    {
-        return None;
-    }
-    Some(finish_database_read(shared, collection, key, record))
+    // A dictionary this node has not loaded is read with the document on a blocking thread;
+    // a loaded one is looked up once, here, for the decoding too.
+    let loaded = match record.blob.dict_id {
+        Some(id) => Some(shared.dictionaries.decoder(id, "").ok()?),
+        None => None,
+    };
+    Some(finish_database_read(
+        shared, collection, key, record, loaded,
+    ))
 }
 
 /// A record read from the database, as a miss returns it: absent when it expired (not yet
-/// swept), else decoded and verified.
+/// swept), else decoded and verified (with `loaded`, its dictionary's decoder, if the
+/// caller has it).
 fn finish_database_read(
     shared: &Shared,
     collection: &str,
     key: &str,
     record: crate::backend::StoredRecord,
+    loaded: Option<Arc<zstd::dict::DecoderDictionary<'static>>>,
 ) -> Result<Option<DatabaseRead>> {
     if is_expired(record.expires_ms, shared.clock.now_ms()) {
         Counters::add(&shared.counters.expired_reads, 1);
         return Ok(None);
     }
-    let (raw, cached) = decode_blob(shared, collection, key, &record.blob, record.expires_ms)?;
+    let (raw, cached) = decode_blob_with(
+        shared,
+        collection,
+        key,
+        &record.blob,
+        record.expires_ms,
+        loaded,
+    )?;
     Ok(Some((raw, cached, record.version, record.expires_ms)))
 }
 
@@ -477,7 +503,7 @@ impl PersistentStorageManager {
             let Some(record) = shared.backend.get(&c, &k)? else {
                 return Ok(None);
             };
-            let found = finish_database_read(shared, &c, &k, record)?;
+            let found = finish_database_read(shared, &c, &k, record, None)?;
             if found.is_some()
                 && !partners.is_empty()
                 && let Err(e) = super::prefetch::fill_partners(shared, &partners)

@@ -8,6 +8,7 @@ mod held;
 mod immediate;
 pub(crate) mod inline;
 mod maintain;
+mod pool;
 mod prefix;
 pub(crate) mod read;
 mod read_only;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 use crate::backend::{
@@ -90,8 +90,10 @@ impl SqliteOptions {
 /// The SQLite backend.
 pub struct SqliteBackend {
     path: PathBuf,
+    // Dropped before the writer (fields drop in this order), as `close` closes them: the
+    // writer is the last connection, so SQLite folds the WAL in and removes it.
+    readers: pool::ReadPool,
     writer: Mutex<Option<Connection>>,
-    readers: r2d2::Pool<SqliteConnectionManager>,
     deduplicate: bool,
     schema_version: i64,
     // Held until close: one process owns the database at a time, because the in-memory cache
@@ -311,7 +313,12 @@ impl SqliteBackend {
         writer.set_prepared_statement_cache_capacity(64);
         let schema_version = schema::migrate(&mut writer)?;
 
-        let readers = read_only::reader_pool(&path, options, reader_cache_kib)?;
+        let readers = pool::ReadPool::open(
+            &path,
+            options.readers,
+            options.connection_timeout,
+            reader_cache_kib,
+        )?;
 
         Ok(SqliteBackend {
             path,
@@ -335,18 +342,9 @@ impl SqliteBackend {
             .map_err(|_| StorageError::Task("the writer connection was poisoned by a panic".into()))
     }
 
-    fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        let started = std::time::Instant::now();
-        let conn = self.readers.get();
-        // r2d2 reports a timeout and a failed connect alike; a wait as long as the pool's
-        // timeout was the former.
-        let outcome = match &conn {
-            Ok(_) => "ok",
-            Err(_) if started.elapsed() >= self.readers.connection_timeout() => "timeout",
-            Err(_) => "error",
-        };
-        crate::observe::pool_wait("sqlite_read", started.elapsed(), outcome);
-        conn.map_err(|e| StorageError::database("waiting for a read connection", e))
+    /// Runs `read` on a read connection (see [`pool::ReadPool::with`]).
+    fn on_reader<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.readers.with(read)?
     }
 
     fn file_size(path: &Path) -> u64 {
@@ -372,7 +370,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get(&self, collection: &str, key: &str) -> Result<Option<StoredRecord>> {
-        read::get(&*self.reader()?, collection, key)
+        self.on_reader(|c| read::get(c, collection, key))
     }
 
     fn get_at_once(&self, collection: &str, key: &str) -> Option<Result<Option<StoredRecord>>> {
@@ -380,70 +378,79 @@ impl Backend for SqliteBackend {
         // database (another connection's lock, WAL recovery): this is the async caller's
         // thread, so the read does not wait the busy timeout but answers `None`, and the
         // caller's fallback (`get`, on the blocking pool) waits as every read does.
-        let conn = self.readers.try_get()?;
-        let no_wait = NoBusyWait::on(&conn)?;
-        let found = read::get_one_row(no_wait.0, collection, key);
-        drop(no_wait);
+        let found = self.readers.try_with(|conn| {
+            let no_wait = NoBusyWait::on(conn)?;
+            let found = read::get_one_row(no_wait.0, collection, key);
+            drop(no_wait);
+            found
+        })??;
         match found {
-            Some(Err(e)) if is_busy(&e) => None,
-            found => found,
+            Err(e) if is_busy(&e) => None,
+            found => Some(found),
         }
     }
 
     fn get_many(&self, collection: &str, keys: &[String]) -> Result<Vec<Option<StoredRecord>>> {
-        read::get_many(&*self.reader()?, collection, keys)
+        self.on_reader(|c| read::get_many(c, collection, keys))
     }
 
     fn scan(&self, collection: &str, options: &ListOptions) -> Result<RecordPage> {
-        read::scan(&*self.reader()?, collection, options)
+        self.on_reader(|c| read::scan(c, collection, options))
     }
 
     fn metadata(&self, collection: &str, key: &str) -> Result<Option<RecordMetadata>> {
-        read::metadata(&*self.reader()?, collection, key)
+        self.on_reader(|c| read::metadata(c, collection, key))
     }
 
     fn dictionaries(&self) -> Result<Vec<StoredDictionary>> {
-        read::dictionaries(&*self.reader()?)
+        self.on_reader(read::dictionaries)
     }
 
     fn list(&self, collection: &str, options: &ListOptions) -> Result<ListPage> {
-        read::list(&*self.reader()?, collection, options)
+        self.on_reader(|c| read::list(c, collection, options))
     }
 
     fn collections(&self) -> Result<Vec<String>> {
-        read::collections(&*self.reader()?)
+        self.on_reader(read::collections)
     }
 
     fn settings(&self) -> Result<Vec<CollectionSetting>> {
-        settings::settings(&*self.reader()?)
+        self.on_reader(settings::settings)
     }
 
     fn usage(&self, collection: &str, now_ms: i64) -> Result<crate::CollectionUsage> {
-        settings::usage(&*self.reader()?, collection, now_ms)
+        self.on_reader(|c| settings::usage(c, collection, now_ms))
     }
 
     fn statistics(&self) -> Result<DatabaseStatistics> {
-        let mut stats = read::statistics(&*self.reader()?)?;
+        let mut stats = self.on_reader(read::statistics)?;
         stats.schema_version = self.schema_version;
         stats.wal_bytes = Self::file_size(&self.sibling("-wal"));
         stats.file_bytes = Self::file_size(&self.path) + stats.wal_bytes;
         Ok(stats)
     }
 
+    /// Closes the read connections (waiting for reads that hold one), then the writer (the
+    /// last connection, so SQLite folds the WAL in and removes it), then releases the lock
+    /// file: when this returns, no connection of the store is open, and none opens later.
     fn close(&self) -> Result<()> {
-        if let Some(conn) = self.writer()?.take() {
-            // Fold the WAL into the database so the file stands alone; failure is harmless
-            // (the WAL is replayed on the next open).
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-                tracing::warn!(error = %e, "checkpoint on close failed");
+        let readers = self.readers.close();
+        let writer = self.writer().and_then(|mut writer| match writer.take() {
+            Some(conn) => {
+                // Fold the WAL into the database so the file stands alone; failure is
+                // harmless (the WAL is replayed on the next open).
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                    tracing::warn!(error = %e, "checkpoint on close failed");
+                }
+                conn.close()
+                    .map_err(|(_, e)| sqlite_error("closing the database", e))
             }
-            conn.close()
-                .map_err(|(_, e)| sqlite_error("closing the database", e))?;
-        }
+            None => Ok(()),
+        });
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
         }
-        Ok(())
+        readers.and(writer)
     }
 
     fn maintenance(&self) -> &dyn Maintenance {
@@ -451,7 +458,7 @@ impl Backend for SqliteBackend {
     }
 
     fn identity(&self) -> Result<StoreIdentity> {
-        schema::read_identity(&*self.reader()?)
+        self.on_reader(schema::read_identity)
     }
 
     fn record_redis_tier(&self) -> Result<()> {
@@ -460,7 +467,7 @@ impl Backend for SqliteBackend {
     }
 
     fn data_keys(&self) -> Result<Vec<WrappedKey>> {
-        schema::read_data_keys(&*self.reader()?)
+        self.on_reader(schema::read_data_keys)
     }
 
     fn write_keys(&self, change: &KeyChange) -> Result<()> {
@@ -469,11 +476,11 @@ impl Backend for SqliteBackend {
     }
 
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<crate::Change>> {
-        feed::since(&*self.reader()?, after, limit)
+        self.on_reader(|c| feed::since(c, after, limit))
     }
 
     fn change_head(&self) -> Result<u64> {
-        feed::head(&*self.reader()?)
+        self.on_reader(feed::head)
     }
 
     /// SQLite cannot notify another process: a watch polls the log.
@@ -484,19 +491,19 @@ impl Backend for SqliteBackend {
 
 impl Maintenance for SqliteBackend {
     fn check(&self) -> Result<ConsistencyReport> {
-        read::check(&*self.reader()?)
+        self.on_reader(read::check)
     }
 
     fn quick_check(&self) -> Result<ConsistencyReport> {
-        read::quick_check(&*self.reader()?)
+        self.on_reader(read::quick_check)
     }
 
     fn blobs_after(&self, after: i64, limit: usize) -> Result<Vec<BlobEntry>> {
-        read::blobs_after(&*self.reader()?, after, limit)
+        self.on_reader(|c| read::blobs_after(c, after, limit))
     }
 
     fn records_naming(&self, blob_ids: &[i64]) -> Result<Vec<BlobReference>> {
-        read::records_naming(&*self.reader()?, blob_ids)
+        self.on_reader(|c| read::records_naming(c, blob_ids))
     }
 
     fn inline_deltas_after(
@@ -504,11 +511,11 @@ impl Maintenance for SqliteBackend {
         after: Option<&crate::backend::RecordCursor>,
         limit: usize,
     ) -> Result<Vec<crate::backend::InlineDeltaEntry>> {
-        inline::after(&*self.reader()?, after, limit)
+        self.on_reader(|c| inline::after(c, after, limit))
     }
 
     fn snapshot(&self, dest: &Path) -> Result<SnapshotInfo> {
-        maintain::snapshot(&*self.reader()?, dest)
+        self.on_reader(|c| maintain::snapshot(c, dest))
     }
 
     /// Attaches the snapshot to the writer connection and copies its three tables in one
@@ -570,8 +577,10 @@ mod tests {
 
     /// The busy timeout of the one pooled read connection, in ms.
     fn reader_busy_timeout_ms(backend: &SqliteBackend) -> i64 {
-        let conn = backend.readers.try_get().expect("the idle read connection");
-        conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        backend
+            .readers
+            .try_with(|conn| conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)))
+            .expect("the idle read connection")
             .expect("reading the busy timeout")
     }
 
@@ -583,18 +592,10 @@ mod tests {
     #[test]
     fn a_busy_read_in_place_puts_the_busy_timeout_back() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let made = dir.path().join("made.db");
         let path = dir.path().join("busy.db");
         let mut opts = options(4 << 20, 1);
-        opts.path = made.clone();
-        drop(SqliteBackend::open(&opts).expect("creating the database"));
-        // A copy no other connection has opened: the dropped backend's pool may still be
-        // closing a connection to `made.db` on r2d2's thread, and leaving WAL mode there
-        // failed now and then with "database is locked".
-        Connection::open(&made)
-            .and_then(|c| c.execute("VACUUM INTO ?1", [path.to_string_lossy()]))
-            .expect("copying the database");
         opts.path = path.clone();
+        drop(SqliteBackend::open(&opts).expect("creating the database"));
         let raw = Connection::open(&path).expect("a raw connection");
         let mode: String = raw
             .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
