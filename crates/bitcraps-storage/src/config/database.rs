@@ -34,8 +34,9 @@ pub struct DatabaseConfig {
     /// one writer). On PostgreSQL: the size of each connection pool (primary and replica),
     /// shared by reads and the writer. At least 1. Default: 4.
     pub max_connections: usize,
-    /// How long a read waits for a free connection before failing. On PostgreSQL also the
-    /// connect timeout; an exhausted pool fails with [`StorageError::PoolTimeout`].
+    /// How long a read waits for a free connection before failing with
+    /// [`StorageError::PoolTimeout`] (SQLite and PostgreSQL). On PostgreSQL also the connect
+    /// timeout; on SQLite also how long `close` waits for reads still holding a connection.
     /// Default: 30 s.
     pub connection_timeout: Duration,
     /// Open the store for reading only. An embedded (SQLite) store is then opened without
