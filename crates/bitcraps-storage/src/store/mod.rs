@@ -181,6 +181,11 @@ impl PersistentStorageManager {
 
     /// Finishes queued writes, flushes access statistics, and stops the writer. Every clone of
     /// the handle sees the store as closed afterwards. Closing twice is harmless.
+    ///
+    /// On SQLite, `close` returns once no connection to the file is left open: reads still
+    /// running are let finish, for at most `database.connection_timeout`. If one outlasts
+    /// that, `close` fails with [`crate::StorageError::PoolTimeout`]; the store is closed
+    /// anyway (its lock released), and the WAL file stays until that read's connection closes.
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

@@ -96,12 +96,14 @@ impl ReadPool {
             Err(StorageError::PoolTimeout { .. }) => "timeout",
             Err(_) => "error",
         };
-        crate::observe::pool_wait("sqlite_read", started.elapsed(), outcome);
-        let lent = Lent {
+        // Lent before anything else runs: a panic in the metrics recorder gives the
+        // connection back instead of losing its slot for good.
+        let lent = conn.map(|conn| Lent {
             pool: self,
-            conn: Some(conn?),
-        };
-        lent.conn.as_ref().map(read).ok_or(StorageError::Closed)
+            conn: Some(conn),
+        });
+        crate::observe::pool_wait("sqlite_read", started.elapsed(), outcome);
+        lent?.conn.as_ref().map(read).ok_or(StorageError::Closed)
     }
 
     /// Runs `read` on an idle connection, if there is one: never opens one, never waits.
@@ -242,7 +244,9 @@ impl ReadPool {
     /// A lent connection comes back: idle again, or closed if the pool was closed.
     fn give_back(&self, conn: Connection) {
         let mut state = self.lock();
-        if !state.closed {
+        // A read that panicked inside a transaction it began leaves the connection outside
+        // autocommit: it is closed (its transaction rolls back), not lent again.
+        if !state.closed && conn.is_autocommit() {
             state.idle.push(conn);
             if state.waiting > 0 {
                 self.freed.notify_one();
@@ -505,6 +509,109 @@ mod tests {
         // The lent connection closed when it came back.
         assert_eq!(pool.lock().open, 0);
         assert!(matches!(pool.with(|_| ()), Err(StorageError::Closed)));
+        Ok(())
+    }
+
+    /// A connection that fails to open gives its slot back: with one connection lent and the
+    /// file gone, every further read fails at once with the open's error, never by waiting
+    /// for a slot a failed open kept.
+    #[test]
+    fn a_failed_open_frees_its_slot() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
+        let path = dir.path().join("gone.db");
+        drop(SqliteBackend::open(&options(
+            path.clone(),
+            2,
+            Duration::from_secs(5),
+        ))?);
+        let pool = ReadPool::open(&path, 2, Duration::from_millis(200), 512)?;
+        let outcomes = pool.with(|_| {
+            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+            Ok::<_, StorageError>([pool.with(|_| ()), pool.with(|_| ())])
+        })??;
+        for outcome in outcomes {
+            assert!(
+                matches!(outcome, Err(StorageError::Database { .. })),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(pool.lock().open, 1, "only the lent connection counts");
+        Ok(())
+    }
+
+    /// A connection given back wakes a read waiting for one, long before its timeout.
+    #[test]
+    fn a_returned_connection_wakes_a_waiting_read() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
+        let path = dir.path().join("wake.db");
+        drop(SqliteBackend::open(&options(
+            path.clone(),
+            1,
+            Duration::from_secs(5),
+        ))?);
+        let pool = Arc::new(ReadPool::open(&path, 1, Duration::from_secs(600), 512)?);
+        let (lent_tx, lent_rx) = std::sync::mpsc::channel();
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                pool.with(|_| {
+                    let _ = lent_tx.send(());
+                    let _ = back_rx.recv();
+                })
+            })
+        };
+        lent_rx
+            .recv()
+            .map_err(|_| StorageError::Task("the holder ended".into()))?;
+        let (read_tx, read_rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let _ = read_tx.send(pool.with(|_| ()));
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pool.lock().waiting == 0 {
+            assert!(Instant::now() < deadline, "the second read never waited");
+            std::thread::yield_now();
+        }
+        let _ = back_tx.send(());
+        // Without the wake-up the waiter would sleep out its 600 s timeout.
+        let read = read_rx
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| StorageError::Task("the waiting read was never woken".into()))?;
+        assert!(read.is_ok(), "{read:?}");
+        for thread in [holder.join().map(drop), waiter.join()] {
+            thread.map_err(|_| StorageError::Task("a reader panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    /// A read that panicked inside a transaction it began does not lend its connection,
+    /// still in that transaction, to the next read: it is closed instead.
+    #[test]
+    fn a_connection_left_in_a_transaction_is_not_lent_again() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
+        let path = dir.path().join("txn.db");
+        drop(SqliteBackend::open(&options(
+            path.clone(),
+            1,
+            Duration::from_secs(5),
+        ))?);
+        let pool = ReadPool::open(&path, 1, Duration::from_secs(5), 512)?;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.with(|conn| {
+                conn.execute_batch("BEGIN; SELECT count(*) FROM records;")
+                    .map_err(db_err("beginning"))?;
+                panic!("a read that fails inside its transaction");
+                #[allow(unreachable_code)]
+                Ok::<_, StorageError>(())
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(pool.with(Connection::is_autocommit)?);
+        assert_eq!(pool.lock().open, 1);
         Ok(())
     }
 }
