@@ -55,11 +55,22 @@ const BEGIN: &str = "BEGIN";
 const RELAXED: &str = "SET LOCAL synchronous_commit = off";
 const COMMIT: &str = "COMMIT";
 
-/// The keys' records, with their blobs' hash, codec, length and reference count.
+/// The keys' records, with their blobs' hash, codec, length and reference count: one probe
+/// of the primary key a key, whatever the tables' statistics say. As a plain join of the
+/// keys with `records`, the plan followed them: the connection's cached generic plan, made
+/// while the table was empty and never analyzed (the server's autovacuum may be off, and the
+/// backend analyzes only after `ANALYZE_AFTER_PUTS`), hashed the keys and scanned the whole
+/// table in every group — 0.03 ms a group at first, 0.9 ms at 4,000 records. `OFFSET 0`
+/// keeps the planner from flattening the lateral subquery back into that join. The blobs
+/// are joined outside it: so the generic plan costs little enough for the server to keep it
+/// from a group of about eight keys on, instead of planning each execution afresh (0.15 ms).
 const CURRENT: &str = "SELECT t.c, t.k, r.blob_id, r.version, r.expires_at, b.hash, b.codec,
          b.raw_len, b.refcount
      FROM unnest($1::text[], $2::text[]) AS t(c, k)
-     JOIN records r ON r.collection = t.c AND r.key = t.k
+     CROSS JOIN LATERAL (
+         SELECT r.blob_id, r.version, r.expires_at FROM records r
+         WHERE r.collection = t.c AND r.key = t.k
+         OFFSET 0) AS r
      LEFT JOIN blobs b ON b.id = r.blob_id";
 
 /// The blobs named by id (`found` false), and for each hash the blob deduplication shares
