@@ -301,6 +301,50 @@ mod tests {
         }
     }
 
+    /// A pool of `readers` over a new store's file `name`.db in a fresh directory (kept alive
+    /// by the returned guard).
+    fn made_pool(
+        name: &str,
+        readers: usize,
+        timeout: Duration,
+    ) -> Result<(tempfile::TempDir, PathBuf, ReadPool)> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
+        let path = dir.path().join(format!("{name}.db"));
+        drop(SqliteBackend::open(&options(
+            path.clone(),
+            readers,
+            Duration::from_secs(5),
+        ))?);
+        let pool = ReadPool::open(&path, readers, timeout, 512)?;
+        Ok((dir, path, pool))
+    }
+
+    /// A read on another thread that holds its connection until the returned sender sends
+    /// (or is dropped), then reads `SELECT 1` on it; returns once the connection is lent.
+    fn hold_a_connection(
+        pool: &Arc<ReadPool>,
+    ) -> Result<(
+        std::thread::JoinHandle<Result<rusqlite::Result<i64>>>,
+        std::sync::mpsc::Sender<()>,
+    )> {
+        let (lent_tx, lent_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let pool = Arc::clone(pool);
+            std::thread::spawn(move || {
+                pool.with(|conn| {
+                    let _ = lent_tx.send(());
+                    let _ = done_rx.recv();
+                    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                })
+            })
+        };
+        lent_rx
+            .recv()
+            .map_err(|_| StorageError::Task("the reader ended".into()))?;
+        Ok((reader, done_tx))
+    }
+
     /// Takes `path` from a connection of another "process": out of WAL mode, which needs
     /// every other connection to the file closed. Waits for no lock: a connection the store
     /// left open fails it at once with "database is locked".
@@ -320,28 +364,34 @@ mod tests {
     /// that at once left WAL mode failed with "database is locked".
     #[test]
     fn a_closed_store_leaves_no_connection_open() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("close.db");
-        for _ in 0..50 {
-            let backend = SqliteBackend::open(&options(path.clone(), 4, Duration::from_secs(5)))?;
-            // Two connections at once: one lent, the other opened for the second read.
-            backend.readers.with(|_| backend.get("games", "g-1"))??;
-            backend.close()?;
-            leave_wal_mode(&path)?;
-        }
-        Ok(())
+        // The closed backend is kept (not dropped) until WAL mode is left.
+        ended_stores_leave_no_connection_open(|backend| backend.close().map(|()| Some(backend)))
     }
 
     /// Dropping a store without closing it closes its connections before the drop returns.
     #[test]
     fn a_dropped_store_leaves_no_connection_open() -> Result<()> {
+        ended_stores_leave_no_connection_open(|backend| {
+            drop(backend);
+            Ok(None)
+        })
+    }
+
+    /// 50 times: a store reads on two connections at once (one lent, the other opened for
+    /// the second read), `end` closes or drops it, and another connection at once leaves
+    /// WAL mode, which fails while any connection of the store is still open. A backend
+    /// `end` hands back is dropped only after that.
+    fn ended_stores_leave_no_connection_open(
+        end: impl Fn(SqliteBackend) -> Result<Option<SqliteBackend>>,
+    ) -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("drop.db");
+        let path = dir.path().join("end.db");
         for _ in 0..50 {
             let backend = SqliteBackend::open(&options(path.clone(), 4, Duration::from_secs(5)))?;
             backend.readers.with(|_| backend.get("games", "g-1"))??;
-            drop(backend);
+            let kept = end(backend)?;
             leave_wal_mode(&path)?;
+            drop(kept);
         }
         Ok(())
     }
@@ -437,29 +487,9 @@ mod tests {
     /// `close` returns only after that.
     #[test]
     fn close_waits_for_a_lent_connection() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("lent.db");
-        drop(SqliteBackend::open(&options(
-            path.clone(),
-            2,
-            Duration::from_secs(5),
-        ))?);
-        let pool = Arc::new(ReadPool::open(&path, 2, Duration::from_secs(30), 512)?);
-        let (lent_tx, lent_rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let reader = {
-            let pool = Arc::clone(&pool);
-            std::thread::spawn(move || {
-                pool.with(|conn| {
-                    let _ = lent_tx.send(());
-                    let _ = done_rx.recv();
-                    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                })
-            })
-        };
-        lent_rx
-            .recv()
-            .map_err(|_| StorageError::Task("the reader ended".into()))?;
+        let (_dir, path, pool) = made_pool("lent", 2, Duration::from_secs(30))?;
+        let pool = Arc::new(pool);
+        let (reader, done_tx) = hold_a_connection(&pool)?;
         let closer = {
             let pool = Arc::clone(&pool);
             std::thread::spawn(move || pool.close())
@@ -488,14 +518,7 @@ mod tests {
     /// connection does not come back.
     #[test]
     fn an_exhausted_pool_times_out() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("busy.db");
-        drop(SqliteBackend::open(&options(
-            path.clone(),
-            1,
-            Duration::from_secs(5),
-        ))?);
-        let pool = ReadPool::open(&path, 1, Duration::from_millis(20), 512)?;
+        let (_dir, _, pool) = made_pool("busy", 1, Duration::from_millis(20))?;
         let inner = pool.with(|_| pool.with(|_| ()))?;
         assert!(matches!(
             inner,
@@ -517,14 +540,7 @@ mod tests {
     /// for a slot a failed open kept.
     #[test]
     fn a_failed_open_frees_its_slot() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("gone.db");
-        drop(SqliteBackend::open(&options(
-            path.clone(),
-            2,
-            Duration::from_secs(5),
-        ))?);
-        let pool = ReadPool::open(&path, 2, Duration::from_millis(200), 512)?;
+        let (_dir, path, pool) = made_pool("gone", 2, Duration::from_millis(200))?;
         let outcomes = pool.with(|_| {
             std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
             Ok::<_, StorageError>([pool.with(|_| ()), pool.with(|_| ())])
@@ -542,28 +558,9 @@ mod tests {
     /// A connection given back wakes a read waiting for one, long before its timeout.
     #[test]
     fn a_returned_connection_wakes_a_waiting_read() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("wake.db");
-        drop(SqliteBackend::open(&options(
-            path.clone(),
-            1,
-            Duration::from_secs(5),
-        ))?);
-        let pool = Arc::new(ReadPool::open(&path, 1, Duration::from_secs(600), 512)?);
-        let (lent_tx, lent_rx) = std::sync::mpsc::channel();
-        let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
-        let holder = {
-            let pool = Arc::clone(&pool);
-            std::thread::spawn(move || {
-                pool.with(|_| {
-                    let _ = lent_tx.send(());
-                    let _ = back_rx.recv();
-                })
-            })
-        };
-        lent_rx
-            .recv()
-            .map_err(|_| StorageError::Task("the holder ended".into()))?;
+        let (_dir, _, pool) = made_pool("wake", 1, Duration::from_secs(600))?;
+        let pool = Arc::new(pool);
+        let (holder, back_tx) = hold_a_connection(&pool)?;
         let (read_tx, read_rx) = std::sync::mpsc::channel();
         let waiter = {
             let pool = Arc::clone(&pool);
@@ -592,14 +589,7 @@ mod tests {
     /// still in that transaction, to the next read: it is closed instead.
     #[test]
     fn a_connection_left_in_a_transaction_is_not_lent_again() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StorageError::io(Path::new("tmp"), e))?;
-        let path = dir.path().join("txn.db");
-        drop(SqliteBackend::open(&options(
-            path.clone(),
-            1,
-            Duration::from_secs(5),
-        ))?);
-        let pool = ReadPool::open(&path, 1, Duration::from_secs(5), 512)?;
+        let (_dir, _, pool) = made_pool("txn", 1, Duration::from_secs(5))?;
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pool.with(|conn| {
                 conn.execute_batch("BEGIN; SELECT count(*) FROM records;")
