@@ -319,14 +319,12 @@ mod tests {
         Ok((dir, path, pool))
     }
 
+    /// The thread of [`hold_a_connection`]'s read: its `SELECT 1`, or the pool's error.
+    type HeldRead = std::thread::JoinHandle<Result<rusqlite::Result<i64>>>;
+
     /// A read on another thread that holds its connection until the returned sender sends
     /// (or is dropped), then reads `SELECT 1` on it; returns once the connection is lent.
-    fn hold_a_connection(
-        pool: &Arc<ReadPool>,
-    ) -> Result<(
-        std::thread::JoinHandle<Result<rusqlite::Result<i64>>>,
-        std::sync::mpsc::Sender<()>,
-    )> {
+    fn hold_a_connection(pool: &Arc<ReadPool>) -> Result<(HeldRead, std::sync::mpsc::Sender<()>)> {
         let (lent_tx, lent_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let reader = {
