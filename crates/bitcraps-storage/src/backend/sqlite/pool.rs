@@ -150,15 +150,9 @@ impl ReadPool {
             self.drained.notify_all();
         }
         while state.open > 0 {
-            let left = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            if left.is_zero() {
-                return Err(StorageError::PoolTimeout {
-                    waited_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-                    pool_size: self.max,
-                });
-            }
+            let Some(left) = remaining(deadline) else {
+                return Err(self.timed_out(self.timeout));
+            };
             state = self
                 .drained
                 .wait_timeout(state, left)
@@ -166,6 +160,14 @@ impl ReadPool {
                 .0;
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The pool's timeout error, after a wait of `waited`.
+    fn timed_out(&self, waited: Duration) -> StorageError {
+        StorageError::PoolTimeout {
+            waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            pool_size: self.max,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -188,15 +190,9 @@ impl ReadPool {
                 state.open += 1;
                 break;
             }
-            let left = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            if left.is_zero() {
-                return Err(StorageError::PoolTimeout {
-                    waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    pool_size: self.max,
-                });
-            }
+            let Some(left) = remaining(deadline) else {
+                return Err(self.timed_out(started.elapsed()));
+            };
             state.waiting += 1;
             state = self
                 .freed
@@ -273,6 +269,14 @@ impl ReadPool {
             self.freed.notify_one();
         }
     }
+}
+
+/// What is left of a wait until `deadline` (unbounded without one), or `None` once it passed.
+fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    let left = deadline.map_or(Duration::MAX, |d| {
+        d.saturating_duration_since(Instant::now())
+    });
+    (!left.is_zero()).then_some(left)
 }
 
 /// Closes `conn` now (its cached statements first), reporting SQLite's error.
