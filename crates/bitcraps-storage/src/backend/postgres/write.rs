@@ -186,9 +186,9 @@ pub(super) fn exclusive(units: &[WriteUnit], force_exclusive: bool) -> bool {
         return true;
     }
     // Fine locks needed at most: the keys, the new contents, the keys' current contents.
-    // The distinct keys are at most the operations that name one, and at least one per
-    // put: the set of keys is built only when those bounds leave the answer open (a bulk
-    // batch's thousand puts decide it, as do a durable group's few).
+    // The puts alone may pass the limit, and the distinct keys are at most the operations
+    // that name one: the set of keys is built only when those bounds leave the answer open
+    // (a bulk batch's thousand puts decide it, as do a durable group's few).
     let (mut puts, mut named) = (0usize, 0usize);
     for op in units.iter().flatten() {
         if matches!(op, WriteOp::Put { .. }) {
